@@ -1,0 +1,3 @@
+from ocrtui.cli import main
+
+raise SystemExit(main())

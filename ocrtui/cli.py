@@ -1,0 +1,129 @@
+"""Command-line entry points. Parsing lives here; each command's work lives in its layer."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ocrtui import __version__
+from ocrtui.config import Config, find_config, load_config
+from ocrtui.errors import ConfigError, OcrtuiError
+
+USAGE_ERROR = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ocrtui",
+        description="Terminal dashboard for comparing OCR models served by vLLM on one GPU pod.",
+    )
+    p.add_argument("--version", action="version", version=f"ocrtui {__version__}")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--config", metavar="FILE", help="config file (default: lookup order)")
+    src.add_argument(
+        "--demo", action="store_true", help="the built-in demo pod (local, simulated GPU)"
+    )
+    p.add_argument(
+        "--readonly", action="store_true", help="dashboard: no action that changes the pod"
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("dashboard", help="the dashboard (the default command)")
+    d.add_argument("--readonly", action="store_true", default=argparse.SUPPRESS)
+
+    demo = sub.add_parser(
+        "demo", help="the dashboard on the demo pod, starting the demo servers if down"
+    )
+    demo.add_argument("--screenshot", metavar="FILE.svg", help="save a screenshot headless, exit")
+    demo.add_argument(
+        "--compare", action="store_true", help="with --screenshot: run a sample comparison first"
+    )
+    demo.add_argument("--readonly", action="store_true", default=argparse.SUPPRESS)
+
+    st = sub.add_parser("status", help="one snapshot of GPU, processes and models")
+    st.add_argument("--json", action="store_true", help="machine-readable JSON")
+
+    sub.add_parser("up", help="start all models in order, each once the one before is ready")
+    sub.add_parser("down", help="stop all models (whole process trees)")
+
+    r = sub.add_parser("restart", help="stop, clear orphans, wait for VRAM, preflight, start")
+    r.add_argument("name", help="served model name")
+
+    c = sub.add_parser("compare", help="compare the models on documents")
+    c.add_argument("docs", nargs="*", metavar="DOC", help="PDFs, images or folders")
+    c.add_argument("--suite", metavar="FILE", help="suite file (TOML); default: the sample suite")
+    c.add_argument("--pages", metavar="SPEC", help="page spec, e.g. 1-3,7,10-")
+    c.add_argument("--reference", choices=["text-layer"], help="take references from the PDF")
+    c.add_argument("--password", help="password for encrypted PDFs")
+    c.add_argument("--out", metavar="DIR", help="run directory (default: runs/<timestamp>)")
+    c.add_argument("--resume", metavar="DIR", help="continue a run, skipping finished pages")
+    c.add_argument("--concurrency", type=int, metavar="N", help="throughput phase concurrency")
+    c.add_argument("--schedule", choices=["sequential", "parallel"])
+    c.add_argument("--models", metavar="NAMES", help="comma-separated subset of models")
+    c.add_argument("--headless", action="store_true", help="progress and summary on stdout")
+
+    sim = sub.add_parser(
+        "sim-vllm", help="the vLLM-compatible simulator", add_help=False, prefix_chars="\0"
+    )
+    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
+    return p
+
+
+def _config(args: argparse.Namespace) -> Config:
+    if args.demo or args.command == "demo":
+        from ocrtui.sim.demo import demo_config
+
+        return demo_config()
+    path = find_config(args.config)
+    if path is None:
+        raise ConfigError(
+            "no config found (--config FILE, $OCRTUI_CONFIG, ./ocrtui.toml or the user config "
+            "dir); try `ocrtui demo` or copy ocrtui.example.toml"
+        )
+    return load_config(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sim-vllm"]:
+        # The simulator parses `vllm serve` flags itself, exactly as vLLM would.
+        from ocrtui.sim.cli import main as sim_main
+
+        return sim_main(argv[1:])
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except OcrtuiError as exc:
+        print(f"ocrtui: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = args.command or "dashboard"
+    config = _config(args)
+    demo = bool(args.demo or command == "demo")
+    if command in ("dashboard", "demo"):
+        from ocrtui.tui.app import run_dashboard, save_screenshot_headless
+
+        if command == "demo" and args.screenshot:
+            return save_screenshot_headless(config, args.screenshot, compare=args.compare)
+        return run_dashboard(config, readonly=args.readonly, demo=demo)
+    if command == "compare":
+        from ocrtui.compare.cli import compare_command
+
+        return compare_command(config, args, demo=demo)
+    from ocrtui import control
+
+    if command == "status":
+        return control.status_command(config, as_json=args.json)
+    if command == "up":
+        return control.up_command(config, demo=demo)
+    if command == "down":
+        return control.down_command(config)
+    if command == "restart":
+        return control.restart_command(config, args.name)
+    raise AssertionError(command)

@@ -1,0 +1,226 @@
+"""Settings schema and TOML loading.
+
+Lookup order: ``--config FILE``, ``$OCRTUI_CONFIG``, ``./ocrtui.toml``, the user config dir.
+Every validation problem becomes one :class:`ConfigError` line naming the file, the key and
+what is wrong, so the CLI can exit 2 without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ocrtui.errors import ConfigError
+
+CONFIG_ENV = "OCRTUI_CONFIG"
+CONFIG_NAME = "ocrtui.toml"
+
+Profile = Literal["glm-ocr", "lighton-ocr", "generic"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class PodConfig(_Section):
+    """How to reach the pod. ``kind = "local"`` runs everything on this machine."""
+
+    kind: Literal["ssh", "local"] = "ssh"
+    name: str = ""
+    host: str = ""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    user: str | None = None
+    identity_file: str | None = None
+    known_hosts: str | None = None
+    # Recording an unknown host key must be asked for explicitly; never implied.
+    accept_new_host_key: bool = False
+    ssh_config: str | None = None
+    keepalive_interval_s: float = Field(default=1.0, gt=0, le=60)
+    keepalive_count_max: int = Field(default=3, ge=1, le=100)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    workdir: str = "~"
+    python: str = "python3"
+    vllm_command: tuple[str, ...] = ("vllm",)
+    agent_interval_s: float = Field(default=1.0, ge=0.25, le=10)
+    # Directory of a simulated GPU (demo pod and tests); never set for a real pod.
+    sim_gpu: str | None = None
+
+    @model_validator(mode="after")
+    def _ssh_needs_host(self) -> PodConfig:
+        if self.kind == "ssh" and not self.host:
+            raise ValueError("kind = 'ssh' needs 'host' (a hostname or ~/.ssh/config alias)")
+        if not self.vllm_command:
+            raise ValueError("'vllm_command' must not be empty")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return "local" if self.kind == "local" else self.host
+
+
+class ModelConfig(_Section):
+    """One vLLM server on the pod."""
+
+    name: str = Field(min_length=1, description="--served-model-name")
+    model: str = Field(min_length=1, description="the vLLM model id")
+    port: int = Field(ge=1, le=65535)
+    gpu_memory_utilization: float
+    max_num_seqs: int = Field(default=16, ge=1)
+    max_model_len: int | None = Field(default=None, ge=1)
+    extra_args: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    log_file: str | None = None
+    start_order: int | None = None
+    profile: Profile = "generic"
+    prompt: str | None = None
+    max_tokens: int = Field(default=4096, ge=1)
+    # The key itself never lives in config: it is read from this environment variable.
+    api_key_env: str | None = None
+    min_memory_gib: float | None = Field(default=None, gt=0)
+    ready_timeout_s: float = Field(default=900.0, gt=0)
+
+    @field_validator("gpu_memory_utilization")
+    @classmethod
+    def _utilization_range(cls, v: float) -> float:
+        if not 0 < v <= 1:
+            raise ValueError(f"must be in (0, 1], got {v}")
+        return v
+
+    def log_path(self, workdir: str) -> str:
+        if self.log_file:
+            return self.log_file
+        return f"{workdir.rstrip('/')}/vllm_{self.name}.log"
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class CompareConfig(_Section):
+    concurrency: int = Field(default=5, ge=1, le=256)
+    warm_runs: int = Field(default=10, ge=1)
+    throughput_requests: int = Field(default=20, ge=1)
+    schedule: Literal["sequential", "parallel"] = "sequential"
+    out_dir: str = "runs"
+    retries: int = Field(default=3, ge=0)
+    request_timeout_s: float = Field(default=300.0, gt=0)
+    render_workers: int = Field(default=2, ge=1)
+    max_rendered_pages: int = Field(default=8, ge=1)
+    image_format: Literal["jpeg", "png"] = "jpeg"
+    suite: str | None = None
+
+
+class UIConfig(_Section):
+    theme: str = "ocrtui-dark"
+    theme_dir: str | None = None
+    screenshot_dir: str = "screenshots"
+    refresh_s: float = Field(default=1.0, ge=0.25, le=10)
+    keymap: dict[str, str] = Field(default_factory=dict)
+
+
+class Config(_Section):
+    pod: PodConfig
+    models: tuple[ModelConfig, ...] = Field(min_length=1)
+    compare: CompareConfig = CompareConfig()
+    ui: UIConfig = UIConfig()
+
+    @model_validator(mode="after")
+    def _unique(self) -> Config:
+        for attr in ("name", "port"):
+            seen: dict[object, int] = {}
+            for i, m in enumerate(self.models):
+                value = getattr(m, attr)
+                if value in seen:
+                    raise ValueError(
+                        f"models[{i}].{attr} {value!r} duplicates models[{seen[value]}].{attr}"
+                    )
+                seen[value] = i
+        return self
+
+    def ordered_models(self) -> list[ModelConfig]:
+        """Models in start order: explicit ``start_order`` first, then file order."""
+        indexed = list(enumerate(self.models))
+        indexed.sort(key=lambda im: (im[1].start_order if im[1].start_order is not None else im[0]))
+        return [m for _, m in indexed]
+
+    def model(self, name: str) -> ModelConfig:
+        for m in self.models:
+            if m.name == name:
+                return m
+        known = ", ".join(m.name for m in self.models)
+        raise ConfigError(f"no model named {name!r} (configured: {known})")
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def parse_config(data: Mapping[str, Any], source: str) -> Config:
+    """Validate already-parsed TOML. ``source`` names the file in error messages."""
+    # TOML arrays arrive as lists; the schema is frozen (tuples), so convert before strict checks.
+    data = _tuples(data)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = _format_loc(tuple(err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(f"{source}: {key}: {msg}{more}") from None
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    p = Path(path).expanduser()
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+    return parse_config(data, str(p))
+
+
+def user_config_path() -> Path:
+    return Path(platformdirs.user_config_dir("ocrtui")) / CONFIG_NAME
+
+
+def find_config(explicit: str | None) -> Path | None:
+    """The first config in lookup order, or None when there is none anywhere."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    for candidate in (Path.cwd() / CONFIG_NAME, user_config_path()):
+        if candidate.is_file():
+            return candidate
+    return None

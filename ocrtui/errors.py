@@ -1,0 +1,25 @@
+"""Errors that end a command, each with the exit code of the command-line contract.
+
+0 all done; 1 finished with failed pages or documents; 2 usage, config or input error;
+3 pod unreachable.
+"""
+
+
+class OcrtuiError(Exception):
+    exit_code = 2
+
+
+class ConfigError(OcrtuiError):
+    """A config file or option is wrong; the message names the file, the key and the problem."""
+
+
+class InputError(OcrtuiError):
+    """A document, suite or page spec the user gave cannot be used."""
+
+
+class PodUnreachable(OcrtuiError):
+    exit_code = 3
+
+
+class HostKeyError(PodUnreachable):
+    """The pod's host key is unknown or changed; never accepted silently."""

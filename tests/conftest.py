@@ -1,0 +1,3 @@
+"""Shared fixtures: each plugin module is owned by the layer that needs it."""
+
+pytest_plugins = ["tests.plugins.sshd", "tests.plugins.sim"]

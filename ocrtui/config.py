@@ -127,12 +127,14 @@ class UIConfig(_Section):
 
 class Config(_Section):
     pod: PodConfig
-    models: tuple[ModelConfig, ...] = Field(min_length=1)
+    models: tuple[ModelConfig, ...]
     compare: CompareConfig = CompareConfig()
     ui: UIConfig = UIConfig()
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
+        if not self.models:
+            raise ValueError("at least one [[models]] table is needed")
         for attr in ("name", "port"):
             seen: dict[object, int] = {}
             for i, m in enumerate(self.models):
@@ -147,7 +149,13 @@ class Config(_Section):
     def ordered_models(self) -> list[ModelConfig]:
         """Models in start order: explicit ``start_order`` first, then file order."""
         indexed = list(enumerate(self.models))
-        indexed.sort(key=lambda im: (im[1].start_order if im[1].start_order is not None else im[0]))
+        indexed.sort(
+            key=lambda im: (
+                (0, im[1].start_order, im[0])
+                if im[1].start_order is not None
+                else (1, im[0], im[0])
+            )
+        )
         return [m for _, m in indexed]
 
     def model(self, name: str) -> ModelConfig:
@@ -175,12 +183,14 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # A misspelt key also makes its intended key "missing": report the misspelling.
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        err = errors[0]
         key = _format_loc(tuple(err["loc"]))
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ConfigError(f"{source}: {key}: {msg}{more}") from None
 
 

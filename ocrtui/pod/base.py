@@ -50,7 +50,7 @@ StateListener = Callable[[ConnState], None]
 # as a group at once and it survives the SSH channel, the connection and the dashboard.
 _DETACH_SH = (
     'cd "$1" || exit 97; log=$2; shift 2; '
-    "setsid sh -c 'echo $$; exec \"$@\" </dev/null >>\"$0\" 2>&1' \"$log\" \"$@\" &"
+    'setsid sh -c \'echo $$; exec "$@" </dev/null >>"$0" 2>&1\' "$log" "$@" &'
 )
 _SIGNAL_SH = 'kill -s "$1" -- "$2" 2>/dev/null'
 _TAIL_SH = 'tail -n "$1" -- "$2" 2>/dev/null'

@@ -57,8 +57,12 @@ class SimGpu:
     ) -> SimGpu:
         gpu = cls(path)
         (gpu.path / "holders").mkdir(parents=True, exist_ok=True)
-        device = {"index": 0, "uuid": "GPU-00000000-sim0-0000-0000-000000000000", "name": name,
-                  "total_mib": total_mib}
+        device = {
+            "index": 0,
+            "uuid": "GPU-00000000-sim0-0000-0000-000000000000",
+            "name": name,
+            "total_mib": total_mib,
+        }
         _write_atomic(gpu.path / "device.json", device)
         return gpu
 
@@ -87,8 +91,9 @@ class SimGpu:
         return self.total_mib - self.used_mib()
 
     def hold(self, pid: int, used_mib: int) -> None:
-        _write_atomic(self.path / "holders" / f"{pid}.json",
-                      {"pid": pid, "used_mib": used_mib, "gpu": 0})
+        _write_atomic(
+            self.path / "holders" / f"{pid}.json", {"pid": pid, "used_mib": used_mib, "gpu": 0}
+        )
 
     def release(self, pid: int) -> None:
         (self.path / "holders" / f"{pid}.json").unlink(missing_ok=True)

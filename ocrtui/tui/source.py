@@ -1,0 +1,87 @@
+"""What the dashboard needs from the pod: the Controller's interface, as a Protocol.
+
+The app accepts anything shaped like :class:`ocrtui.control.Controller`; tests and
+benchmarks pass a :class:`ReplaySource` that plays recorded snapshots through the same
+widgets, so screenshots of every state are deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from ocrtui.control import Progress, Snapshot
+
+
+class PodSource(Protocol):
+    @property
+    def snapshot(self) -> Snapshot: ...
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    def subscribe(self, cb: Callable[[Snapshot], None]) -> Callable[[], None]: ...
+    async def up(self, progress: Progress | None = None) -> None: ...
+    async def stop_model(self, name: str, progress: Progress | None = None) -> None: ...
+    async def restart(self, name: str, progress: Progress | None = None) -> None: ...
+    async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]: ...
+    async def log_tail(self, name: str, lines: int = 200) -> list[str]: ...
+
+
+class ReplaySource:
+    """Recorded snapshots and log lines, played on demand; operations are recorded, not done."""
+
+    def __init__(self, snapshots: Sequence[Snapshot], logs: dict[str, list[str]] | None = None):
+        if not snapshots:
+            raise ValueError("ReplaySource needs at least one snapshot")
+        self._snapshots = list(snapshots)
+        self._index = 0
+        self._subscribers: list[Callable[[Snapshot], None]] = []
+        self.logs = dict(logs or {})
+        self.calls: list[tuple[str, str | None]] = []
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshots[self._index]
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._subscribers.clear()
+
+    def subscribe(self, cb: Callable[[Snapshot], None]) -> Callable[[], None]:
+        self._subscribers.append(cb)
+        return lambda: self._subscribers.remove(cb) if cb in self._subscribers else None
+
+    def publish(self, snapshot: Snapshot | None = None) -> Snapshot:
+        """Advance to the next recorded snapshot (or publish the given one) and notify."""
+        if snapshot is not None:
+            self._snapshots.append(snapshot)
+            self._index = len(self._snapshots) - 1
+        else:
+            self._index = min(self._index + 1, len(self._snapshots) - 1)
+        for cb in list(self._subscribers):
+            cb(self.snapshot)
+        return self.snapshot
+
+    async def up(self, progress: Progress | None = None) -> None:
+        self.calls.append(("up", None))
+
+    async def stop_model(self, name: str, progress: Progress | None = None) -> None:
+        self.calls.append(("stop", name))
+
+    async def restart(self, name: str, progress: Progress | None = None) -> None:
+        self.calls.append(("restart", name))
+
+    async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]:
+        self.calls.append(("kill_orphans", name))
+        return [(p.pid, p.used_mib) for p in self.snapshot.processes if _is_orphan(p.model, name)]
+
+    async def log_tail(self, name: str, lines: int = 200) -> list[str]:
+        return self.logs.get(name, [])[-lines:]
+
+
+def _is_orphan(model: str | None, name: str | None) -> bool:
+    if not model or not model.startswith("orphan:"):
+        return False
+    return name is None or model == f"orphan:{name}"

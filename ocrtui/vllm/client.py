@@ -1,0 +1,100 @@
+"""HTTP probes of one vLLM server: ``/health``, ``/v1/models`` and ``/metrics``.
+
+One :class:`httpx.AsyncClient` per server, kept for the server's lifetime: building one
+costs about 57 ms (SSL context), more than a probe itself. The API key travels only as a
+header on ``/v1`` (vLLM guards only that prefix) and never appears in a repr or an error.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ocrtui.vllm.metrics import VllmMetrics, parse_metrics
+
+
+@dataclass(frozen=True)
+class Health:
+    """One ``/health`` probe: ``status`` None when no HTTP answer came (refused, timeout)."""
+
+    status: int | None
+    latency_ms: float | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+    @property
+    def refused(self) -> bool:
+        """Nothing listens yet: vLLM binds its port early but listens only once ready."""
+        return self.status is None and self.error == "connection refused"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    id: str
+    root: str | None
+    max_model_len: int | None
+    parent: str | None = None
+
+
+def parse_models(body: str | bytes | dict[str, Any]) -> list[ModelCard]:
+    """The cards of a ``/v1/models`` body; raises ValueError on anything else."""
+    data = json.loads(body) if isinstance(body, str | bytes) else body
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise ValueError("not a /v1/models list: no 'data' array")
+    cards = []
+    for item in data["data"]:
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            raise ValueError("not a /v1/models list: an entry has no string 'id'")
+        mml = item.get("max_model_len")
+        cards.append(
+            ModelCard(
+                id=item["id"],
+                root=item.get("root"),
+                max_model_len=mml if isinstance(mml, int) else None,
+                parent=item.get("parent"),
+            )
+        )
+    return cards
+
+
+class VllmClient:
+    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 2.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, trust_env=False)
+
+    def __repr__(self) -> str:
+        return f"VllmClient({self.base_url!r})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def health(self) -> Health:
+        t0 = time.perf_counter()
+        try:
+            r = await self._http.get("/health")
+        except httpx.ConnectError:
+            return Health(None, None, "connection refused")
+        except httpx.TimeoutException:
+            return Health(None, None, "timeout")
+        except httpx.HTTPError as exc:
+            return Health(None, None, type(exc).__name__)
+        return Health(r.status_code, (time.perf_counter() - t0) * 1000.0)
+
+    async def models(self) -> list[ModelCard]:
+        """Raises httpx.HTTPError (or HTTPStatusError, e.g. 401 with a wrong key)."""
+        r = await self._http.get("/v1/models", headers=self._auth)
+        r.raise_for_status()
+        return parse_models(r.content)
+
+    async def metrics(self) -> VllmMetrics:
+        r = await self._http.get("/metrics")
+        r.raise_for_status()
+        return parse_metrics(r.text)

@@ -148,6 +148,23 @@ class Pod(ABC):
         The local port stays the same across reconnects.
         """
 
+    async def follow(self, argv: Sequence[str], *, input: str | None = None) -> AsyncIterator[str]:
+        """``stream()`` that survives reconnects: after a drop it waits for the link and
+        starts the command again (a fresh run: lines from the gap are not replayed).
+
+        Ends when the command exits by itself; raises PodConnectionLost once the pod is
+        closed. Meant for long-lived readers such as the agent monitor.
+        """
+        while True:
+            try:
+                async for line in self.stream(argv, input=input):
+                    yield line
+                return
+            except PodConnectionLost:
+                if self._state is ConnState.CLOSED:
+                    raise
+            await self.wait_for_state(ConnState.CONNECTED, ConnState.CLOSED)
+
     # -- built on run() -------------------------------------------------------------------
 
     async def start_detached(

@@ -25,18 +25,25 @@ class PodSource(Protocol):
     async def restart(self, name: str, progress: Progress | None = None) -> None: ...
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]: ...
     async def log_tail(self, name: str, lines: int = 200) -> list[str]: ...
+    async def model_url(self, name: str) -> str: ...
 
 
 class ReplaySource:
     """Recorded snapshots and log lines, played on demand; operations are recorded, not done."""
 
-    def __init__(self, snapshots: Sequence[Snapshot], logs: dict[str, list[str]] | None = None):
+    def __init__(
+        self,
+        snapshots: Sequence[Snapshot],
+        logs: dict[str, list[str]] | None = None,
+        urls: dict[str, str] | None = None,
+    ) -> None:
         if not snapshots:
             raise ValueError("ReplaySource needs at least one snapshot")
         self._snapshots = list(snapshots)
         self._index = 0
         self._subscribers: list[Callable[[Snapshot], None]] = []
         self.logs = dict(logs or {})
+        self.urls = dict(urls or {})
         self.calls: list[tuple[str, str | None]] = []
 
     @property
@@ -79,6 +86,12 @@ class ReplaySource:
 
     async def log_tail(self, name: str, lines: int = 200) -> list[str]:
         return self.logs.get(name, [])[-lines:]
+
+    async def model_url(self, name: str) -> str:
+        try:
+            return self.urls[name]
+        except KeyError:
+            raise LookupError(f"no recorded URL for model {name!r}") from None
 
 
 def _is_orphan(model: str | None, name: str | None) -> bool:

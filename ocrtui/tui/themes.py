@@ -68,7 +68,10 @@ class ThemeFile(BaseModel):
 
     def to_theme(self) -> Theme:
         return Theme(
-            name=self.name, dark=self.dark, variables=dict(self.variables), **self.colors.model_dump()
+            name=self.name,
+            dark=self.dark,
+            variables=dict(self.variables),
+            **self.colors.model_dump(),
         )
 
 

@@ -22,7 +22,8 @@ _MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("loading weights", r"Starting to load model|Loading model from scratch"),
         ("loading weights", r"Loading safetensors checkpoint shards"),
         ("model loading", r"Loading weights took"),
-        ("profiling", r"Model loading took|torch\.compile t(akes|ook)|Dynamo bytecode|(?i:profiling)"),
+        ("profiling", r"Model loading took|torch\.compile t(akes|ook)|Dynamo bytecode"),
+        ("profiling", r"(?i:profiling)"),
         ("KV cache", r"Available KV cache memory|GPU KV cache size|# cpu blocks"),
         ("KV cache", r"Maximum concurrency for"),
         ("graph capture", r"Capturing CUDA graphs?"),
@@ -35,6 +36,8 @@ _MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 )
 STAGES: tuple[str, ...] = tuple(dict.fromkeys(stage for stage, _ in _MARKERS))
 
+# Tracebacks name functions such as profile_run or load_model: never stage markers.
+_NOT_A_MARKER = re.compile(r"\bERROR\b|Traceback|File \"")
 _SHARDS = re.compile(r"Loading safetensors checkpoint shards:\s*(\d+)% Completed")
 _KV_GIB = re.compile(r"Available KV cache memory: (-?[\d.]+) GiB")
 
@@ -65,6 +68,8 @@ def startup_stage(lines: Iterable[str]) -> Stage | None:
     """The step a starting server is in, or None when the tail shows no marker yet."""
     cleaned = [strip_ansi(line) for line in lines]
     for line in reversed(cleaned):
+        if _NOT_A_MARKER.search(line):
+            continue
         for name, pattern in reversed(_MARKERS):
             if pattern.search(line):
                 return Stage(name, _detail(name, line))

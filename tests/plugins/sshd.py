@@ -181,6 +181,12 @@ class Sshd:
                 raise RuntimeError(f"sshd not ready on port {self.port}; log:\n{self._log()}")
             time.sleep(0.01)  # polling interval of the readiness probe, not synchronisation
 
+    def session_pids(self) -> list[int]:
+        """The per-connection sshd processes (to freeze them, e.g. to test keepalives)."""
+        if self._proc is None:
+            return []
+        return [p for p in _descendants(self._proc.pid) if _comm(p) == "sshd"]
+
     def stop(self) -> None:
         """Kill the listener and all sshd processes it forked, like a dying pod sshd.
 
@@ -188,8 +194,7 @@ class Sshd:
         """
         if self._proc is None:
             return
-        sshd_children = [p for p in _descendants(self._proc.pid) if _comm(p) == "sshd"]
-        for pid in [self._proc.pid, *sshd_children]:
+        for pid in [self._proc.pid, *self.session_pids()]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self._proc.wait()

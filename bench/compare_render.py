@@ -1,0 +1,80 @@
+"""Rendering cost per profile and format, and how much of it the pool hides.
+
+    .venv/bin/python bench/compare_render.py [--pages 20] [--workers 2]
+
+Prints ms/page to render+encode in-process for each profile and format (JPEG vs PNG), then
+the wall time to render N pages through RenderPool with W workers, and the time until the
+first page is ready (what the first request waits for).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import cast
+
+from fpdf import FPDF
+
+from ocrtui.compare.documents import DocumentSpec
+from ocrtui.compare.profiles import TARGETS
+from ocrtui.compare.render import ImageFormat, RenderPool, render_page_sync
+from ocrtui.compare.samples import CJK_FONT, CONTRACT_PAGES
+
+
+def make_pdf(path: Path, pages: int) -> None:
+    pdf = FPDF(format="A4")
+    pdf.add_font("wqy", fname=str(CJK_FONT), collection_font_number=0)
+    pdf.set_font("wqy", size=11)
+    text = "\n".join(CONTRACT_PAGES[0] + CONTRACT_PAGES[1])
+    for _ in range(pages):
+        pdf.add_page()
+        pdf.multi_cell(0, 7, text * 2)
+    pdf.output(str(path))
+
+
+async def pooled(path: Path, pages: int, workers: int) -> tuple[float, float]:
+    pool = RenderPool(workers)
+    try:
+        doc = await pool.inspect(DocumentSpec(path=path, name="bench"))
+        start = time.perf_counter()
+        tasks = [
+            asyncio.create_task(pool.render(doc, p, TARGETS["glm-ocr"], "jpeg"))
+            for p in range(1, pages + 1)
+        ]
+        await tasks[0]
+        first = time.perf_counter() - start
+        await asyncio.gather(*tasks)
+        return first, time.perf_counter() - start
+    finally:
+        pool.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pages", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.pdf"
+        make_pdf(path, args.pages)
+        for profile, target in TARGETS.items():
+            for fmt in ("jpeg", "png"):
+                fmt = cast(ImageFormat, fmt)
+                n = min(args.pages, 5)
+                start = time.perf_counter()
+                for p in range(1, n + 1):
+                    r = render_page_sync(str(path), "pdf", None, p, target, fmt)
+                ms = (time.perf_counter() - start) / n * 1000
+                print(f"{profile:12} {fmt:4} {r.width}x{r.height}: {ms:6.1f} ms/page, "
+                      f"{len(r.data) / 1024:.0f} KiB")  # fmt: skip
+        first, total = asyncio.run(pooled(path, args.pages, args.workers))
+        rate = args.pages / total
+        print(f"pool x{args.workers}, glm-ocr jpeg: first page after {first * 1000:.0f} ms, "
+              f"{args.pages} pages in {total:.2f} s ({rate:.1f} pages/s)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,961 @@
+"""ocrtui pod agent: one JSON line per sample on stdout, GPU memory per process and who owns it.
+
+Shipped to the pod as source over stdin (``python3 -u - --port 8000 ...``), so this file is
+self-contained: the standard library, plus ``pynvml`` (nvidia-ml-py) when importable. It must
+run on the pod's python3 >= 3.8, so no newer syntax or library calls.
+
+Each sample carries the protocol version ``v`` and a sequence number ``seq``. GPU data comes
+from one backend: NVML (initialised once, no process spawned per sample), ``nvidia-smi`` CSV
+when pynvml is missing, or a simulated GPU directory (``--sim-gpu``; everything labelled
+simulated). Whatever the backend, every sample also says which pid owns each ``--port``,
+which pids hold ``/dev/nvidia*`` open, and which vLLM processes exist, so leaked EngineCores
+can be found even inside a container where NVML reports host pids this pod cannot see.
+Errors are state: a sample with ``error`` set, never a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from typing import Any
+
+PROTOCOL_VERSION = 1
+
+# A process whose fds we do not re-read every sample is re-read this often, so a new
+# /dev/nvidia* holder unrelated to vLLM shows up within this many seconds.
+FULL_FD_SCAN_S = 5.0
+NVML_RETRY_S = 10.0
+CMDLINE_MAX = 64
+ARG_MAX_CHARS = 512
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_VLLM_TITLE = re.compile(r"^\S*::(EngineCor|Worker|APIServer)")
+_PYTHONISH = re.compile(r"^(python[0-9.]*|pt_main_thread|vllm|ocrtui|ray::.*)$")
+_TCP_LISTEN = "0A"
+_TCP_CLOSE = "07"  # bound but not yet listening: vLLM binds its port before loading the model
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def _boot_time() -> float:
+    text = _read("/proc/stat") or ""
+    for line in text.splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    return 0.0
+
+
+# -- the process table ----------------------------------------------------------------------
+
+
+class Proc:
+    __slots__ = ("argv", "comm", "pgid", "pid", "ppid", "sid", "start", "state")
+
+    def __init__(
+        self, pid: int, comm: str, state: str, ppid: int, pgid: int, sid: int, start: float
+    ) -> None:
+        self.pid = pid
+        self.comm = comm
+        self.state = state
+        self.ppid = ppid
+        self.pgid = pgid
+        self.sid = sid
+        self.start = start
+        self.argv = None  # type: list[str] | None
+
+
+def _parse_stat(pid: int, text: str, boot: float) -> Proc | None:
+    # comm sits in parentheses and may itself contain spaces or parentheses.
+    lpar, rpar = text.find("("), text.rfind(")")
+    if lpar < 0 or rpar < 0:
+        return None
+    rest = text[rpar + 2 :].split()
+    if len(rest) < 20:
+        return None
+    start = boot + int(rest[19]) / float(_CLK_TCK)
+    return Proc(
+        pid,
+        text[lpar + 1 : rpar],
+        rest[0],
+        int(rest[1]),
+        int(rest[2]),
+        int(rest[3]),
+        round(start, 2),
+    )
+
+
+def _read_argv(pid: int) -> list[str]:
+    raw = _read(f"/proc/{pid}/cmdline")
+    if not raw:
+        return []
+    # setproctitle writes the title over argv and pads with NULs: drop the empty tail.
+    parts = [p for p in raw.split("\0") if p]
+    return [p[:ARG_MAX_CHARS] for p in parts[:CMDLINE_MAX]]
+
+
+class ProcTable:
+    """Every process of this pid namespace, from /proc/<pid>/stat.
+
+    Python-looking and vLLM-titled processes (and any the caller names) are re-read every
+    sample, so a reparented EngineCore shows at once; the rest are re-read every
+    FULL_FD_SCAN_S, which keeps the per-sample cost low on hosts with many processes.
+    """
+
+    def __init__(self) -> None:
+        self.boot = _boot_time()
+        self.procs = {}  # type: dict[int, Proc]
+        self._read_at = {}  # type: dict[int, float]
+        # argv is re-read only when a process is new or its comm changed (setproctitle
+        # renames comm too).
+        self._argv_cache = {}  # type: dict[tuple[int, float, str], list[str]]
+
+    @staticmethod
+    def _interesting(p: Proc) -> bool:
+        return bool(_PYTHONISH.match(p.comm)) or "::" in p.comm
+
+    def refresh(self, always: set, now: float) -> None:
+        procs = {}
+        read_at = {}
+        cache = {}
+        old = self.procs
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            pid = int(name)
+            prev = old.get(pid)
+            if (
+                prev is not None
+                and pid not in always
+                and not self._interesting(prev)
+                and (prev.ppid == 2 or now - self._read_at[pid] < FULL_FD_SCAN_S)
+            ):
+                procs[pid] = prev  # kernel threads never change; others are re-read in turn
+                read_at[pid] = self._read_at[pid]
+                if prev.argv is not None:
+                    cache[(pid, prev.start, prev.comm)] = prev.argv
+                continue
+            text = _read(f"/proc/{name}/stat")
+            if text is None:
+                continue
+            p = _parse_stat(pid, text, self.boot)
+            if p is None:
+                continue
+            key = (pid, p.start, p.comm)
+            argv = self._argv_cache.get(key)
+            if argv is None and self._interesting(p):
+                argv = _read_argv(pid)
+            if argv is not None:
+                cache[key] = argv
+                p.argv = argv
+            procs[pid] = p
+            read_at[pid] = now
+        self.procs = procs
+        self._read_at = read_at
+        self._argv_cache = cache
+
+    def argv(self, pid: int) -> list[str]:
+        p = self.procs.get(pid)
+        if p is None:
+            return []
+        if p.argv is None:
+            p.argv = _read_argv(pid)
+            self._argv_cache[(pid, p.start, p.comm)] = p.argv
+        return p.argv
+
+    def ancestors(self, pid: int) -> list[int]:
+        out = []
+        seen = {pid}
+        p = self.procs.get(pid)
+        while p is not None and p.ppid > 0 and p.ppid not in seen:
+            out.append(p.ppid)
+            seen.add(p.ppid)
+            p = self.procs.get(p.ppid)
+        return out
+
+    def title(self, pid: int) -> str:
+        argv = self.argv(pid)
+        if argv:
+            return " ".join(argv)[:ARG_MAX_CHARS]
+        p = self.procs.get(pid)
+        return f"[{p.comm}]" if p else ""
+
+    def describe(self, pid: int) -> dict:
+        p = self.procs.get(pid)
+        if p is None:
+            return {"visible": False}
+        return {
+            "visible": True,
+            "title": self.title(pid),
+            "comm": p.comm,
+            "cmdline": self.argv(pid),
+            "ppid": p.ppid,
+            "pgid": p.pgid,
+            "sid": p.sid,
+            "start": p.start,
+            "state": p.state,
+            "ancestors": self.ancestors(pid),
+        }
+
+
+# -- open files: sockets and /dev/nvidia* ------------------------------------------------------
+
+
+class FdScanner:
+    """Which process owns which socket inode, and who holds /dev/nvidia* open."""
+
+    def __init__(self) -> None:
+        # (pid, start) -> (scanned_at, socket inodes, holds /dev/nvidia*, stdout target)
+        self._cache = {}  # type: dict[tuple[int, float], tuple[float, frozenset, bool, str]]
+        self.unreadable = 0
+
+    def _scan(self, pid: int) -> tuple[frozenset, bool, str] | None:
+        base = f"/proc/{pid}/fd"
+        try:
+            names = os.listdir(base)
+        except PermissionError:
+            self.unreadable += 1
+            return None
+        except OSError:
+            return None
+        inodes = set()
+        nvidia = False
+        stdout = ""
+        for fd in names:
+            try:
+                target = os.readlink(base + "/" + fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+            elif target.startswith("/dev/nvidia"):
+                nvidia = True
+            if fd == "1":
+                stdout = target
+        return frozenset(inodes), nvidia, stdout
+
+    def refresh(self, table: ProcTable, always: set, wanted_inodes: set, now: float) -> None:
+        self.unreadable = 0
+        live = {(p.pid, p.start) for p in table.procs.values()}
+        cache = {k: v for k, v in self._cache.items() if k in live}
+        found = set()  # type: set[str]
+        pending = []
+        for key in live:
+            entry = cache.get(key)
+            if key[0] in always or entry is None or now - entry[0] >= FULL_FD_SCAN_S:
+                res = self._scan(key[0])
+                if res is not None:
+                    entry = (now, res[0], res[1], res[2])
+                    cache[key] = entry
+            elif wanted_inodes:
+                pending.append(key)
+            if entry is not None:
+                found |= entry[1] & wanted_inodes
+        # A port's socket changed owner (a restart): rescan everyone rather than report stale.
+        if wanted_inodes - found:
+            for key in pending:
+                res = self._scan(key[0])
+                if res is not None:
+                    cache[key] = (now, res[0], res[1], res[2])
+        self._cache = cache
+
+    def owner_of(self, inode: str) -> int | None:
+        owners = [k[0] for k, v in self._cache.items() if inode in v[1]]
+        return min(owners) if owners else None
+
+    def nvidia_holders(self) -> list[int]:
+        return sorted(k[0] for k, v in self._cache.items() if v[2])
+
+    def stdout_of(self, pid: int) -> str:
+        for k, v in self._cache.items():
+            if k[0] == pid:
+                return v[3]
+        return ""
+
+
+def _port_sockets(ports: list[int]) -> dict[int, list[tuple[str, str]]]:
+    """port -> [(state, inode)] for LISTEN and bound-not-listening sockets on that port."""
+    try:
+        rows = _diag_sockets(socket.AF_INET) + _diag_sockets(socket.AF_INET6)
+    except OSError:
+        rows = _proc_net_sockets()
+    wanted = set(ports)
+    out = {}  # type: dict[int, list[tuple[str, str]]]
+    for state, port, inode in rows:
+        if port in wanted and inode != "0":
+            out.setdefault(port, []).append((state, inode))
+    return out
+
+
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST_DUMP = 0x301
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+
+
+def _diag_sockets(family: int) -> list[tuple[str, int, str]]:
+    """TCP sockets in LISTEN or CLOSE state through netlink sock_diag.
+
+    Several times cheaper than reading /proc/net/tcp, whose cost grows with every
+    connection on the host.
+    """
+    states = (1 << 10) | (1 << 7)  # TCP_LISTEN, TCP_CLOSE
+    req = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, states) + b"\0" * 48
+    hdr = struct.pack("=IHHII", 16 + len(req), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST_DUMP, 1, 0)
+    out = []  # type: list[tuple[str, int, str]]
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_SOCK_DIAG)
+    try:
+        s.sendto(hdr + req, (0, 0))
+        while True:
+            data = s.recv(65536)
+            off = 0
+            while off + 16 <= len(data):
+                length, kind = struct.unpack_from("=IH", data, off)
+                if kind == _NLMSG_DONE:
+                    return out
+                if kind == _NLMSG_ERROR or length < 16:
+                    raise OSError("sock_diag refused")
+                # inet_diag_msg: family, state, timer, retrans, sockid (48 bytes),
+                # expires, rqueue, wqueue, uid, inode
+                state = data[off + 17]
+                (port,) = struct.unpack_from("!H", data, off + 20)
+                (inode,) = struct.unpack_from("=I", data, off + 16 + 68)
+                out.append((_TCP_LISTEN if state == 10 else _TCP_CLOSE, port, str(inode)))
+                off += (length + 3) & ~3
+            if not data:
+                return out
+    finally:
+        s.close()
+
+
+def _proc_net_sockets() -> list[tuple[str, int, str]]:
+    out = []
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in (_read(path) or "").splitlines()[1:]:
+            parts = line.split()
+            if len(parts) < 10 or parts[3] not in (_TCP_LISTEN, _TCP_CLOSE):
+                continue
+            try:
+                port = int(parts[1].rsplit(":", 1)[1], 16)
+            except (IndexError, ValueError):
+                continue
+            out.append((parts[3], port, parts[9]))
+    return out
+
+
+# -- vLLM processes ---------------------------------------------------------------------------
+
+
+def _flag(argv: list[str], name: str) -> str | None:
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(name + "="):
+            return a[len(name) + 1 :]
+    return None
+
+
+def _serve_args(argv: list[str]) -> list[str] | None:
+    """The arguments after ``serve`` for a vLLM (or simulated vLLM) API server, else None."""
+    for i, a in enumerate(argv):
+        base = os.path.basename(a)
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if base == "vllm" and nxt == "serve":
+            return argv[i + 2 :]
+        if base == "sim-vllm" or a == "sim-vllm":
+            return argv[i + 2 :] if nxt == "serve" else None
+        if a == "vllm.entrypoints.openai.api_server":
+            return ["", *argv[i + 1 :]]
+    return None
+
+
+def vllm_role(comm: str, argv: list[str]) -> tuple[str, dict] | None:
+    """("api"|"engine"|"worker", details) for a vLLM-looking process, else None."""
+    title = argv[0] if argv else comm
+    m = _VLLM_TITLE.match(title) or _VLLM_TITLE.match(comm)
+    if m:
+        kind = {"EngineCor": "engine", "Worker": "worker", "APIServer": "api"}[m.group(1)]
+        return kind, {}
+    rest = _serve_args(argv)
+    if rest is None:
+        return None
+    model = rest[0] if rest and rest[0] and not rest[0].startswith("-") else _flag(rest, "--model")
+    served = _flag(rest, "--served-model-name") or model
+    port_text = _flag(rest, "--port")
+    try:
+        port = int(port_text) if port_text else 8000
+    except ValueError:
+        port = None
+    return "api", {"model": model, "served": served, "port": port, "simulated": "sim-vllm" in argv}
+
+
+# -- GPU backends -----------------------------------------------------------------------------
+
+
+def _mib(nbytes: float | None) -> int | None:
+    return None if nbytes is None else round(nbytes / 1048576.0)
+
+
+class NoGpu:
+    name = "none"
+    simulated = False
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+    def sample(self) -> tuple[list[dict], list[dict], str | None]:
+        return [], [], self.error
+
+
+class SimGpu:
+    """The simulated GPU directory: device.json plus holders/<pid>.json (alive pids only)."""
+
+    name = "sim"
+    simulated = True
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.expanduser(path)
+
+    def sample(self) -> tuple[list[dict], list[dict], str | None]:
+        try:
+            with open(os.path.join(self.path, "device.json")) as f:
+                dev = json.load(f)
+        except (OSError, ValueError) as exc:
+            return [], [], f"simulated GPU directory {self.path} unreadable: {exc}"
+        procs = []  # type: list[dict]
+        hdir = os.path.join(self.path, "holders")
+        try:
+            names = sorted(os.listdir(hdir))
+        except OSError:
+            names = []
+        for name in names:
+            if not name.endswith(".json"):
+                continue
+            try:
+                with open(os.path.join(hdir, name)) as f:
+                    h = json.load(f)
+                pid, used = int(h["pid"]), int(h["used_mib"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # being replaced right now, or removed
+            if _alive(pid):
+                procs.append(
+                    {
+                        "gpu": int(h.get("gpu", 0)),
+                        "pid": pid,
+                        "used_mib": used,
+                        "type": "C",
+                        "simulated": True,
+                    }
+                )
+        total = int(dev["total_mib"])
+        used = sum(p["used_mib"] for p in procs)
+        gpu = {
+            "index": int(dev.get("index", 0)),
+            "uuid": str(dev.get("uuid", "")),
+            "name": str(dev.get("name", "simulated GPU")),
+            "total_mib": total,
+            "used_mib": used,
+            "free_mib": total - used,
+            "reserved_mib": None,
+            "util_pct": None,
+            "temp_c": None,
+            "power_w": None,
+            "simulated": True,
+        }
+        return [gpu], procs, None
+
+
+def _alive(pid: int) -> bool:
+    stat = _read(f"/proc/{pid}/stat")
+    if stat is None:
+        return False
+    # A zombie has released its memory on a real GPU too.
+    return stat[stat.rfind(")") + 2 :][:1] != "Z"
+
+
+class NvmlGpu:
+    """NVML through pynvml: initialised once, queried in-process every sample."""
+
+    name = "nvml"
+    simulated = False
+
+    def __init__(self, pynvml) -> None:
+        self.nv = pynvml
+        self.handles = []  # type: list
+        self.init_error = None  # type: str | None
+        self._last_init = 0.0
+        self._proc_fns = {}  # type: dict[str, Any]
+        self._mem_v2 = True
+        self._init()
+
+    def _init(self) -> None:
+        nv = self.nv
+        self._last_init = time.monotonic()
+        try:
+            nv.nvmlInit()
+            self.handles = [
+                nv.nvmlDeviceGetHandleByIndex(i) for i in range(nv.nvmlDeviceGetCount())
+            ]
+            self.init_error = None
+        except nv.NVMLError as exc:
+            self.handles = []
+            self.init_error = _nvml_error_text(nv, exc)
+
+    def sample(self) -> tuple[list[dict], list[dict], str | None]:
+        nv = self.nv
+        if self.init_error is not None:
+            if time.monotonic() - self._last_init < NVML_RETRY_S:
+                return [], [], self.init_error
+            self._init()
+            if self.init_error is not None:
+                return [], [], self.init_error
+        gpus, procs, errors = [], [], []
+        for index, h in enumerate(self.handles):
+            try:
+                gpus.append(self._device(index, h))
+                procs.extend(self._processes(index, h))
+            except nv.NVMLError as exc:
+                errors.append(f"GPU {index}: {_nvml_error_text(nv, exc)}")
+        return gpus, procs, "; ".join(errors) or None
+
+    def _opt(self, fn, *args):
+        try:
+            return fn(*args)
+        except self.nv.NVMLError:
+            return None
+
+    def _device(self, index: int, h) -> dict:
+        nv = self.nv
+        reserved = None
+        mem = None
+        if self._mem_v2 and hasattr(nv, "nvmlMemory_v2"):
+            try:
+                mem = nv.nvmlDeviceGetMemoryInfo(h, version=nv.nvmlMemory_v2)
+                reserved = mem.reserved
+            except (nv.NVMLError, TypeError, AttributeError):
+                self._mem_v2 = False
+        if mem is None:
+            mem = nv.nvmlDeviceGetMemoryInfo(h)
+        name = nv.nvmlDeviceGetName(h)
+        uuid = nv.nvmlDeviceGetUUID(h)
+        util = self._opt(nv.nvmlDeviceGetUtilizationRates, h)
+        temp = self._opt(nv.nvmlDeviceGetTemperature, h, nv.NVML_TEMPERATURE_GPU)
+        power = self._opt(nv.nvmlDeviceGetPowerUsage, h)
+        return {
+            "index": index,
+            "uuid": uuid.decode() if isinstance(uuid, bytes) else uuid,
+            "name": name.decode() if isinstance(name, bytes) else name,
+            "total_mib": _mib(mem.total),
+            "used_mib": _mib(mem.used),
+            "free_mib": _mib(mem.free),
+            "reserved_mib": _mib(reserved),
+            "util_pct": None if util is None else float(util.gpu),
+            "temp_c": None if temp is None else float(temp),
+            "power_w": None if power is None else power / 1000.0,
+            "simulated": False,
+        }
+
+    def _running(self, kind: str, h) -> list:
+        """nvitop's ladder: the _v3 call, else _v2, else v1; the first that works is kept."""
+        nv = self.nv
+        base = f"nvmlDeviceGet{kind}RunningProcesses"
+        fn = self._proc_fns.get(kind)
+        if fn is not None:
+            return fn(h)
+        last = None
+        for suffix in ("_v3", "_v2", ""):
+            cand = getattr(nv, base + suffix, None)
+            if cand is None:
+                continue
+            try:
+                out = cand(h)
+            except nv.NVMLError as exc:
+                if not _is_version_error(nv, exc):
+                    raise
+                last = exc
+                continue
+            self._proc_fns[kind] = cand
+            return out
+        v1 = self._v1(base)
+        if v1 is not None:
+            self._proc_fns[kind] = v1
+            return v1(h)
+        raise last if last is not None else nv.NVMLError(nv.NVML_ERROR_FUNCTION_NOT_FOUND)
+
+    def _v1(self, symbol: str):
+        """The original call with its two-field struct, for drivers older than every _vN."""
+        import ctypes
+
+        nv = self.nv
+        get = getattr(nv, "_nvmlGetFunctionPointer", None)
+        if get is None:
+            return None
+
+        class Info(ctypes.Structure):
+            _fields_ = [("pid", ctypes.c_uint), ("usedGpuMemory", ctypes.c_ulonglong)]
+
+        def call(h):
+            fn = get(symbol)
+            count = ctypes.c_uint(0)
+            ret = fn(h, ctypes.byref(count), None)
+            if ret == nv.NVML_SUCCESS:
+                return []
+            if ret != nv.NVML_ERROR_INSUFFICIENT_SIZE:
+                raise nv.NVMLError(ret)
+            count.value = count.value * 2 + 5
+            arr = (Info * count.value)()
+            ret = fn(h, ctypes.byref(count), arr)
+            if ret != nv.NVML_SUCCESS:
+                raise nv.NVMLError(ret)
+            return [arr[i] for i in range(count.value)]
+
+        return call
+
+    def _processes(self, index: int, h) -> list[dict]:
+        merged = {}  # type: dict[int, dict]
+        for kind, tag in (("Compute", "C"), ("Graphics", "G")):
+            try:
+                rows = self._running(kind, h)
+            except self.nv.NVMLError:
+                if kind == "Compute":
+                    raise
+                continue  # graphics lists are unsupported on many datacenter boards
+            for r in rows:
+                used = r.usedGpuMemory
+                if used is not None and used >= (1 << 64) - 1:
+                    used = None  # NVML_VALUE_NOT_AVAILABLE (MIG, WDDM)
+                row = merged.get(r.pid)
+                if row is None:
+                    merged[r.pid] = {
+                        "gpu": index,
+                        "pid": int(r.pid),
+                        "used_mib": _mib(used),
+                        "type": tag,
+                        "simulated": False,
+                    }
+                elif tag not in row["type"]:
+                    row["type"] += "+" + tag
+                    if row["used_mib"] is None:
+                        row["used_mib"] = _mib(used)
+        return list(merged.values())
+
+
+def _is_version_error(nv, exc) -> bool:
+    value = getattr(exc, "value", None)
+    codes = {
+        getattr(nv, "NVML_ERROR_FUNCTION_NOT_FOUND", 13),
+        getattr(nv, "NVML_ERROR_ARGUMENT_VERSION_MISMATCH", 25),
+    }
+    return value in codes
+
+
+def _nvml_error_text(nv, exc) -> str:
+    if getattr(exc, "value", None) in (
+        getattr(nv, "NVML_ERROR_LIBRARY_NOT_FOUND", 12),
+        getattr(nv, "NVML_ERROR_DRIVER_NOT_LOADED", 9),
+    ):
+        return f"no NVIDIA driver ({exc})"
+    return f"NVML: {exc}"
+
+
+class SmiGpu:
+    """``nvidia-smi`` CSV queries: the fallback when pynvml is not importable (2 spawns/sample)."""
+
+    name = "nvidia-smi"
+    simulated = False
+    GPU_FIELDS = (
+        "index,uuid,name,memory.total,memory.used,memory.free,"
+        "utilization.gpu,temperature.gpu,power.draw"
+    )
+    APP_FIELDS = "gpu_uuid,pid,used_memory,process_name"
+
+    def __init__(self, exe: str) -> None:
+        self.exe = exe
+
+    def _query(self, what: str, fields: str) -> str:
+        out = subprocess.run(
+            [self.exe, f"--query-{what}={fields}", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            timeout=10,
+        )
+        if out.returncode != 0:
+            msg = (out.stderr or out.stdout).decode("utf-8", "replace").strip()
+            raise RuntimeError("nvidia-smi: " + (msg or f"exit {out.returncode}"))
+        return out.stdout.decode("utf-8", "replace")
+
+    def sample(self) -> tuple[list[dict], list[dict], str | None]:
+        try:
+            gpus = parse_smi_gpus(self._query("gpu", self.GPU_FIELDS))
+            procs = parse_smi_apps(self._query("compute-apps", self.APP_FIELDS), gpus)
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            text = str(exc)
+            if "NVIDIA-SMI has failed" in text or "couldn't communicate" in text:
+                text = f"no NVIDIA driver ({text})"
+            return [], [], text
+        return gpus, procs, None
+
+
+def _smi_num(text: str) -> float | None:
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        return None  # "[N/A]", "[Not Supported]", "[Insufficient Permissions]"
+
+
+def parse_smi_gpus(text: str) -> list[dict]:
+    gpus = []
+    for row in csv.reader(text.splitlines(), skipinitialspace=True):
+        if len(row) < 9:
+            continue
+        idx, total, used, free = (_smi_num(row[i]) for i in (0, 3, 4, 5))
+        if idx is None or total is None:
+            continue
+        gpus.append(
+            {
+                "index": int(idx),
+                "uuid": row[1].strip(),
+                "name": row[2].strip(),
+                "total_mib": int(total),
+                "used_mib": None if used is None else int(used),
+                "free_mib": None if free is None else int(free),
+                "reserved_mib": None,
+                "util_pct": _smi_num(row[6]),
+                "temp_c": _smi_num(row[7]),
+                "power_w": _smi_num(row[8]),
+                "simulated": False,
+            }
+        )
+    return gpus
+
+
+def parse_smi_apps(text: str, gpus: list[dict]) -> list[dict]:
+    by_uuid = {g["uuid"]: g["index"] for g in gpus}
+    procs = []
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(",", 3)]
+        if len(parts) < 3:
+            continue
+        pid, used = _smi_num(parts[1]), _smi_num(parts[2])
+        if pid is None:
+            continue
+        procs.append(
+            {
+                "gpu": by_uuid.get(parts[0], 0),
+                "pid": int(pid),
+                "used_mib": None if used is None else int(used),
+                "type": "C",
+                "simulated": False,
+            }
+        )
+    return procs
+
+
+def choose_backend(sim_gpu: str | None, force: str | None) -> object:
+    if sim_gpu:
+        return SimGpu(sim_gpu)
+    if force != "nvidia-smi":
+        try:
+            import pynvml
+        except ImportError:
+            pynvml = None
+        if pynvml is not None:
+            return NvmlGpu(pynvml)
+        if force == "nvml":
+            return NoGpu("no NVIDIA driver: pynvml (nvidia-ml-py) is not importable")
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return NoGpu("no NVIDIA driver: pynvml is not importable and nvidia-smi is not on PATH")
+    return SmiGpu(exe)
+
+
+# -- one sample -------------------------------------------------------------------------------
+
+
+class Sampler:
+    def __init__(self, backend, ports: list[int], interval: float) -> None:
+        self.backend = backend
+        self.ports = ports
+        self.interval = interval
+        self.table = ProcTable()
+        self.fds = FdScanner()
+        self.seq = 0
+        self.host = socket.gethostname()
+
+    def _local(self, pid: int) -> dict:
+        p = self.table.procs.get(pid)
+        if p is None:
+            return {"pid": pid}
+        return {
+            "pid": pid,
+            "title": self.table.title(pid),
+            "ppid": p.ppid,
+            "pgid": p.pgid,
+            "start": p.start,
+            "ancestors": self.table.ancestors(pid),
+        }
+
+    def sample(self) -> dict:
+        t0 = time.perf_counter()
+        c0 = _cpu_s()
+        gpus, gproc, error = self.backend.sample()
+        table = self.table
+        now = time.monotonic()
+        table.refresh({r["pid"] for r in gproc}, now)
+        vllm = []
+        for p in table.procs.values():
+            role = vllm_role(p.comm, p.argv or [])
+            if role is not None:
+                vllm.append((p.pid, role))
+        sockets = _port_sockets(self.ports)
+        wanted = {inode for socks in sockets.values() for _, inode in socks}
+        always = {r["pid"] for r in gproc} | {pid for pid, _ in vllm}
+        self.fds.refresh(table, always, wanted, now)
+        holders = self.fds.nvidia_holders()
+        holder_set = set(holders)
+
+        for row in gproc:
+            info = table.describe(row["pid"])
+            # NVML reports host pids; inside a container the same number may belong to an
+            # unrelated local process, which then does not hold the device open.
+            if (
+                info["visible"]
+                and not self.backend.simulated
+                and self.fds.unreadable == 0
+                and row["pid"] not in holder_set
+            ):
+                info = {"visible": False, "pid_collision": True}
+            row.update(info)
+
+        ports = {}
+        for port in self.ports:
+            entry = {"pid": None, "state": None}  # type: dict
+            for state, inode in sorted(sockets.get(port, []), key=lambda s: s[0] != _TCP_LISTEN):
+                owner = self.fds.owner_of(inode)
+                if owner is not None:
+                    owner_proc = table.procs.get(owner)
+                    entry = {
+                        "pid": owner,
+                        "state": "listen" if state == _TCP_LISTEN else "bound",
+                        "pgid": owner_proc.pgid if owner_proc else None,
+                    }
+                    break
+            ports[str(port)] = entry
+
+        vrows = []
+        for pid, (kind, details) in vllm:
+            p = table.procs[pid]
+            row = {
+                "pid": pid,
+                "kind": kind,
+                "title": table.title(pid),
+                "ppid": p.ppid,
+                "pgid": p.pgid,
+                "sid": p.sid,
+                "start": p.start,
+                "state": p.state,
+                "ancestors": table.ancestors(pid),
+                "stdout": self.fds.stdout_of(pid),
+                "nvidia": pid in holder_set,
+            }
+            row.update(details)
+            vrows.append(row)
+
+        self.seq += 1
+        return {
+            "v": PROTOCOL_VERSION,
+            "seq": self.seq,
+            "t": round(time.time(), 3),
+            "interval": self.interval,
+            "host": self.host,
+            "agent_pid": os.getpid(),
+            "python": ".".join(str(x) for x in sys.version_info[:3]),
+            "backend": self.backend.name,
+            "simulated": bool(self.backend.simulated),
+            "error": error,
+            "gpus": gpus,
+            "procs": gproc,
+            "ports": ports,
+            "nvidia_holders": [self._local(pid) for pid in holders],
+            "fd_unreadable": self.fds.unreadable,
+            "vllm": vrows,
+            "cost_ms": round((time.perf_counter() - t0) * 1000.0, 3),
+            "cpu_ms": round((_cpu_s() - c0) * 1000.0, 3),
+        }
+
+
+def _cpu_s() -> float:
+    t = os.times()
+    # Children count too, so the nvidia-smi fallback's spawns show in the agent's cost
+    # (os.times ticks are coarse; process_time is precise for our own CPU).
+    return time.process_time() + t[2] + t[3]
+
+
+# -- main loop ------------------------------------------------------------------------------
+
+
+def _args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="ocrtui-agent")
+    ap.add_argument("--interval", type=float, default=1.0)
+    ap.add_argument("--port", type=int, action="append", default=[])
+    ap.add_argument("--sim-gpu", metavar="DIR")
+    ap.add_argument("--backend", choices=["nvml", "nvidia-smi"])
+    ap.add_argument("--count", type=int, default=0, help="exit after this many samples")
+    args = ap.parse_args(argv)
+    if not 0.25 <= args.interval <= 10:
+        ap.error("--interval must be between 0.25 and 10 seconds")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(sys.argv[1:] if argv is None else argv)
+    # Default SIGPIPE handling would kill us silently mid-write; EPIPE is handled below.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    parent = os.getppid()
+    sampler = Sampler(choose_backend(args.sim_gpu, args.backend), args.port, args.interval)
+    out = sys.stdout
+    deadline = time.monotonic()
+    while True:
+        line = json.dumps(sampler.sample(), separators=(",", ":"))
+        try:
+            out.write(line + "\n")
+            out.flush()
+        except (BrokenPipeError, OSError):
+            # The reader went away (dashboard closed, link dropped). Point stdout at
+            # /dev/null so the interpreter's final flush does not complain on stderr.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+            return 0
+        if args.count and sampler.seq >= args.count:
+            return 0
+        # Our session ended without closing stdout (e.g. sshd died): do not linger.
+        if os.getppid() != parent:
+            return 0
+        deadline += args.interval
+        delay = deadline - time.monotonic()
+        if delay < 0:
+            deadline = time.monotonic()  # fell behind (suspended?): no burst to catch up
+        else:
+            time.sleep(delay)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(0)

@@ -1,0 +1,214 @@
+"""Documents to compare: PDFs, images and folders, opened and checked one by one.
+
+A document that cannot be used (missing, unreadable, corrupt, encrypted without the right
+password, pages out of range, unsupported type) becomes a per-document error; the run
+goes on with the others. :func:`inspect_document` touches PDFium, which is not thread-safe,
+so it runs in the render process pool (see render.py), never on the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, get_args
+
+from ocrtui.compare.pages import ALL_PAGES, PageRangeError, PageSpec
+
+Category = Literal["zh_contract", "en_latex", "table", "id_card", "handwriting", "other"]
+CATEGORIES: tuple[str, ...] = get_args(Category)
+TEXT_LAYER = "text-layer"
+PDF_SUFFIXES = frozenset({".pdf"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
+SUPPORTED_SUFFIXES = PDF_SUFFIXES | IMAGE_SUFFIXES
+
+
+class DocumentError(Exception):
+    """One document cannot be used; the message says why in user terms."""
+
+
+@dataclass(frozen=True)
+class DocumentSpec:
+    """What the user asked for; nothing is opened yet."""
+
+    path: Path
+    name: str
+    category: Category = "other"
+    pages: PageSpec = ALL_PAGES
+    # "text-layer", a path pattern with {page} (relative to the suite), or None: sidecars
+    # next to the document (X.p3.md / X.p3.txt, or X.md / X.txt for one-page documents).
+    reference: str | None = None
+    critical: tuple[str, ...] = ()
+    # Never written to any run file.
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Document:
+    """An opened, checked document: which pages to run and their references."""
+
+    spec: DocumentSpec
+    kind: Literal["pdf", "image"]
+    page_count: int
+    pages: tuple[int, ...]
+    references: dict[int, str]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def expand_inputs(
+    paths: list[str],
+    *,
+    pages: PageSpec = ALL_PAGES,
+    reference: str | None = None,
+    password: str | None = None,
+) -> list[DocumentSpec]:
+    """Files as given, folders as their supported files in sorted order.
+
+    Problems with a path are not raised here: they surface per document when it is inspected.
+    """
+    specs: list[DocumentSpec] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        files = [p]
+        if p.is_dir():
+            try:
+                files = sorted(
+                    c for c in p.iterdir() if c.is_file() and c.suffix.lower() in SUPPORTED_SUFFIXES
+                )
+            except OSError:
+                files = [p]  # reported as unreadable when inspected
+        for f in files:
+            specs.append(
+                DocumentSpec(
+                    path=f, name=str(f), pages=pages, reference=reference, password=password
+                )
+            )
+    return unique_names(specs)
+
+
+def unique_names(specs: list[DocumentSpec]) -> list[DocumentSpec]:
+    seen: dict[str, int] = {}
+    out = []
+    for s in specs:
+        n = seen.get(s.name, 0) + 1
+        seen[s.name] = n
+        if n > 1:
+            s = DocumentSpec(**{**s.__dict__, "name": f"{s.name}#{n}"})
+        out.append(s)
+    return out
+
+
+def inspect_document(spec: DocumentSpec) -> Document:
+    """Open the document, select its pages and load references. Raises DocumentError."""
+    path = spec.path
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        raise DocumentError(f"{path}: is a folder with no supported files")
+    if suffix not in SUPPORTED_SUFFIXES:
+        kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
+        raise DocumentError(f"{path}: unsupported file type {suffix or '(none)'} (use {kinds})")
+    try:
+        size = path.stat().st_size
+        with path.open("rb"):
+            pass
+    except FileNotFoundError:
+        raise DocumentError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise DocumentError(f"{path}: cannot read: {exc.strerror}") from None
+    if size == 0:
+        raise DocumentError(f"{path}: empty file")
+    if suffix in PDF_SUFFIXES:
+        kind: Literal["pdf", "image"] = "pdf"
+        count, text_layer = _inspect_pdf(spec, want_text=spec.reference == TEXT_LAYER)
+    else:
+        kind = "image"
+        count, text_layer = _inspect_image(path), {}
+        if spec.reference == TEXT_LAYER:
+            raise DocumentError(f"{path}: reference 'text-layer' needs a PDF, not an image")
+    try:
+        pages = tuple(spec.pages.select(count))
+    except PageRangeError as exc:
+        raise DocumentError(f"{path}: {exc}") from None
+    if spec.reference == TEXT_LAYER:
+        refs = {p: text_layer[p] for p in pages}
+        empty = [p for p in pages if not refs[p].strip()]
+        if empty:
+            raise DocumentError(
+                f"{path}: reference 'text-layer' but page(s) {_pages_text(empty)} have no text "
+                "layer (a scan?); give sidecar references instead"
+            )
+    else:
+        refs = _sidecar_references(spec, pages, count)
+    return Document(spec, kind, count, pages, refs)
+
+
+def _pages_text(pages: list[int]) -> str:
+    return ",".join(str(p) for p in pages[:10]) + ("…" if len(pages) > 10 else "")
+
+
+def _inspect_pdf(spec: DocumentSpec, *, want_text: bool) -> tuple[int, dict[int, str]]:
+    import pypdfium2 as pdfium
+
+    try:
+        pdf = pdfium.PdfDocument(str(spec.path), password=spec.password)
+    except pdfium.PdfiumError as exc:
+        msg = str(exc)
+        if "password" in msg.lower():
+            hint = "wrong password" if spec.password else "encrypted: give --password"
+            raise DocumentError(f"{spec.path}: {hint}") from None
+        raise DocumentError(f"{spec.path}: not a readable PDF ({msg.rstrip('.')})") from None
+    try:
+        count = len(pdf)
+        texts: dict[int, str] = {}
+        if want_text:
+            for i in range(count):
+                page = pdf[i]
+                tp = page.get_textpage()
+                texts[i + 1] = tp.get_text_range().replace("\r\n", "\n")
+                tp.close()
+                page.close()
+        return count, texts
+    finally:
+        pdf.close()
+
+
+def _inspect_image(path: Path) -> int:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        with Image.open(path) as im:
+            return int(getattr(im, "n_frames", 1))
+    except UnidentifiedImageError:
+        raise DocumentError(f"{path}: not a readable image") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DocumentError(f"{path}: damaged image ({exc})") from None
+
+
+def _sidecar_references(spec: DocumentSpec, pages: tuple[int, ...], count: int) -> dict[int, str]:
+    refs: dict[int, str] = {}
+    for p in pages:
+        if spec.reference is not None:
+            f = Path(spec.reference.replace("{page}", str(p)))
+            try:
+                refs[p] = f.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise DocumentError(f"{spec.path}: reference for page {p} not found: {f}") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise DocumentError(f"{spec.path}: cannot read reference {f}: {exc}") from None
+            continue
+        stem = spec.path.with_suffix("")
+        candidates = [Path(f"{stem}.p{p}{ext}") for ext in (".md", ".txt")]
+        if count == 1:
+            candidates += [Path(f"{stem}{ext}") for ext in (".md", ".txt")]
+        for c in candidates:
+            if c.is_file():
+                try:
+                    refs[p] = c.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise DocumentError(f"{spec.path}: cannot read reference {c}: {exc}") from None
+                break
+    return refs

@@ -1,0 +1,107 @@
+"""Suite files (TOML): a named list of documents with categories, pages, references and
+critical strings. Every problem is a ConfigError naming the file, the key and the problem.
+
+    name = "contracts"
+    [[documents]]
+    path = "lease.pdf"                  # relative to this file
+    category = "zh_contract"            # zh_contract en_latex table id_card handwriting other
+    pages = "1-3"                       # optional page spec
+    reference = "refs/lease.p{page}.md" # optional: sidecar pattern, or "text-layer"
+    critical = ["¥4,500.00", "2026年3月1日"]
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from ocrtui.compare.documents import CATEGORIES, TEXT_LAYER, Category, DocumentSpec, unique_names
+from ocrtui.compare.pages import ALL_PAGES, parse_page_spec
+from ocrtui.errors import ConfigError, InputError
+
+_DOC_KEYS = {"path", "name", "category", "pages", "reference", "critical"}
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    documents: tuple[DocumentSpec, ...]
+
+
+def load_suite(path: str | Path, *, password: str | None = None) -> Suite:
+    p = Path(path).expanduser()
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: suite file not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read suite file: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+    return parse_suite(data, p, password=password)
+
+
+def parse_suite(data: dict[str, Any], path: Path, *, password: str | None = None) -> Suite:
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{path}: {key}: {problem}")
+
+    for key in data:
+        if key not in ("name", "documents"):
+            raise fail(key, "unknown key (expected name, documents)")
+    name = data.get("name", path.stem)
+    if not isinstance(name, str):
+        raise fail("name", "must be a string")
+    docs = data.get("documents")
+    if not isinstance(docs, list) or not docs:
+        raise fail("documents", "needs at least one [[documents]] table")
+    base = path.parent
+    specs: list[DocumentSpec] = []
+    for i, d in enumerate(docs):
+        at = f"documents[{i}]"
+        if not isinstance(d, dict):
+            raise fail(at, "must be a table")
+        for key in d:
+            if key not in _DOC_KEYS:
+                raise fail(f"{at}.{key}", f"unknown key (expected {', '.join(sorted(_DOC_KEYS))})")
+        for key in ("path", "name", "category", "pages", "reference"):
+            if key in d and not isinstance(d[key], str):
+                raise fail(f"{at}.{key}", "must be a string")
+        if not d.get("path"):
+            raise fail(f"{at}.path", "missing")
+        category = d.get("category", "other")
+        if category not in CATEGORIES:
+            raise fail(f"{at}.category", f"{category!r} is not one of {', '.join(CATEGORIES)}")
+        pages = ALL_PAGES
+        if "pages" in d:
+            try:
+                pages = parse_page_spec(d["pages"])
+            except InputError as exc:
+                raise fail(f"{at}.pages", str(exc)) from None
+        reference = d.get("reference")
+        if reference is not None and reference != TEXT_LAYER:
+            if "{page}" not in reference and not reference.strip():
+                raise fail(f"{at}.reference", "empty")
+            reference = str(base / reference)
+        critical = d.get("critical", [])
+        if not isinstance(critical, list) or not all(
+            isinstance(c, str) and c.strip() for c in critical
+        ):
+            raise fail(f"{at}.critical", "must be a list of non-empty strings")
+        doc_path = base / d["path"]
+        specs.append(
+            DocumentSpec(
+                path=doc_path,
+                name=d.get("name") or Path(d["path"]).stem,
+                category=cast(Category, category),
+                pages=pages,
+                reference=reference,
+                critical=tuple(critical),
+                password=password,
+            )
+        )
+    return Suite(name, path, tuple(unique_names(specs)))

@@ -1,0 +1,366 @@
+"""Who holds the GPU: label every NVML row with its model, ``orphan:<model>``, or nothing.
+
+Pure functions over one :class:`AgentSample` (standard library only, so the GPU benchmark can
+run them on a bare machine). The rules, in order:
+
+* A row belongs to model M when its process is in M's tree: the process that owns M's port
+  (listening, or bound while vLLM loads), its descendants, or its process group.
+* A vLLM process (API server, ``VLLM::EngineCore``, ``VLLM::Worker*``) or a child of one that
+  is in no model's tree is an orphan of the model it belongs to: ``kill -9`` of an API server
+  leaves its EngineCore reparented to init, still holding its memory, while the port is free
+  or already served by a new tree. Its model is found from its API server's argv, an API
+  server among its ancestors or in its process group, an earlier sample, the server pid the
+  tool launched, or the log file its stdout points at; ``orphan:?`` when none says.
+* Container case (NVML reports host pids this pod cannot see): such rows are still shown with
+  their memory, attributed by the NVML pid-set difference across each launch the tool did,
+  else by the local ``/dev/nvidia*`` holders when they all belong to one label; what remains
+  is unattributed (None).
+* Per GPU, the rows plus "driver/other" add up to the device's used memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ocrtui.monitor.samples import AgentSample, VllmProc
+
+ORPHAN_PREFIX = "orphan:"
+UNKNOWN_MODEL = "?"
+
+RowKind = Literal["model", "orphan", "other", "unattributed"]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What attribution needs to know about a configured model."""
+
+    name: str
+    port: int
+    log_name: str | None = None  # basename of its log file: recognises a detached orphan
+
+
+@dataclass(frozen=True)
+class LaunchRecord:
+    """One model start the tool performed, with NVML's pid set before and after it."""
+
+    model: str
+    before: frozenset[int]
+    after: frozenset[int] | None = None  # None while the launch is in progress
+    server_pid: int | None = None  # the pid the tool started (leads its process group)
+
+    @property
+    def new_pids(self) -> frozenset[int]:
+        return frozenset() if self.after is None else self.after - self.before
+
+
+@dataclass(frozen=True)
+class Row:
+    """One attributed NVML row; ``status_fields()`` are control.ProcessStatus's fields."""
+
+    pid: int
+    gpu: int
+    used_mib: int
+    model: str | None  # served name, "orphan:<name>", or None
+    kind: RowKind
+    title: str
+    visible: bool
+    via: str  # how the label was found: tree, pgid, orphan, launch, holders, none
+    simulated: bool = False
+
+    def status_fields(self) -> dict[str, object]:
+        return {
+            "pid": self.pid,
+            "gpu": self.gpu,
+            "used_mib": self.used_mib,
+            "model": self.model,
+            "title": self.title,
+            "visible": self.visible,
+        }
+
+
+@dataclass(frozen=True)
+class Orphan:
+    pid: int  # a pid of this pod's namespace, signalable
+    model: str  # served name, or "?" when nothing says
+    used_mib: int | None  # None when NVML's row for it is not visible from here
+    title: str
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    name: str
+    server_pid: int | None  # owner of the model's port
+    port_state: str | None  # "listen", "bound" or None
+    tree_pids: tuple[int, ...]  # the port owner and its known descendants / group members
+    orphan_pids: tuple[int, ...]
+    used_mib: int  # rows labelled with the model
+    orphan_mib: int  # rows labelled orphan:<model>
+
+    @property
+    def held_mib(self) -> int:
+        """Everything this model's processes (live or leaked) still hold."""
+        return self.used_mib + self.orphan_mib
+
+
+@dataclass(frozen=True)
+class GpuUsage:
+    index: int
+    used_mib: int  # the device's own figure
+    rows_mib: int  # sum of the process rows on this GPU
+    other_mib: int  # driver / contexts / processes NVML does not list
+    unattributed_mib: int  # rows whose owner could not be determined
+
+
+@dataclass(frozen=True)
+class Attribution:
+    rows: tuple[Row, ...]
+    models: dict[str, ModelUsage]
+    gpus: tuple[GpuUsage, ...]
+    orphans: tuple[Orphan, ...]
+    # (pid, start) -> model for every vLLM process seen inside its model's tree; feed it back
+    # into the next call so an EngineCore keeps its model once its parent is gone.
+    known: dict[tuple[int, float], str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Local:
+    pid: int
+    ppid: int | None
+    pgid: int | None
+    start: float | None
+    ancestors: tuple[int, ...]
+    title: str
+    vllm: VllmProc | None
+
+
+def _locals(sample: AgentSample) -> dict[int, _Local]:
+    out: dict[int, _Local] = {}
+    for h in sample.nvidia_holders:
+        out[h.pid] = _Local(h.pid, h.ppid, h.pgid, h.start, h.ancestors, h.title, None)
+    for p in sample.procs:
+        if p.visible:
+            out[p.pid] = _Local(p.pid, p.ppid, p.pgid, p.start, p.ancestors, p.title, None)
+    for v in sample.vllm:
+        out[v.pid] = _Local(v.pid, v.ppid, v.pgid, v.start, v.ancestors, v.title, v)
+    return out
+
+
+def _model_of_api(v: VllmProc, models: Sequence[ModelRef]) -> str | None:
+    if v.kind != "api":
+        return None
+    for m in models:
+        if v.served is not None and v.served == m.name:
+            return m.name
+    for m in models:
+        if v.port is not None and v.port == m.port:
+            return m.name
+    return None
+
+
+class _Resolver:
+    def __init__(
+        self,
+        sample: AgentSample,
+        models: Sequence[ModelRef],
+        launches: Sequence[LaunchRecord],
+        known: Mapping[tuple[int, float], str],
+    ) -> None:
+        self.models = models
+        self.launches = launches
+        self.known = known
+        self.local = _locals(sample)
+        self.apis = {v.pid: v for v in sample.vllm if v.kind == "api"}
+        self.trees: dict[str, set[int]] = {}
+        self.owners: dict[str, tuple[int | None, str | None]] = {}
+        for m in models:
+            owner = sample.ports.get(m.port)
+            pid = owner.pid if owner else None
+            self.owners[m.name] = (pid, owner.state if owner else None)
+            tree: set[int] = set()
+            if pid is not None:
+                lpgid = owner.pgid if owner and owner.pgid is not None else None
+                if lpgid is None and pid in self.local:
+                    lpgid = self.local[pid].pgid
+                tree.add(pid)
+                for loc in self.local.values():
+                    if pid in loc.ancestors or (
+                        lpgid is not None and lpgid > 1 and loc.pgid == lpgid
+                    ):
+                        tree.add(loc.pid)
+            self.trees[m.name] = tree
+        self.in_launch = {r.model for r in launches if r.after is None}
+
+    def tree_of(self, pid: int) -> str | None:
+        for name, tree in self.trees.items():
+            if pid in tree:
+                return name
+        return None
+
+    def lineage(self, pid: int) -> VllmProc | None:
+        """The vLLM process this pid is, or descends from."""
+        loc = self.local.get(pid)
+        if loc is None:
+            return None
+        if loc.vllm is not None:
+            return loc.vllm
+        for a in loc.ancestors:
+            anc = self.local.get(a)
+            if anc is not None and anc.vllm is not None:
+                return anc.vllm
+        return None
+
+    def model_of(self, v: VllmProc) -> str | None:
+        name = _model_of_api(v, self.models)
+        if name:
+            return name
+        for a in v.ancestors:
+            api = self.apis.get(a)
+            if api is not None and (name := _model_of_api(api, self.models)):
+                return name
+        api = self.apis.get(v.pgid)
+        if api is not None and (name := _model_of_api(api, self.models)):
+            return name
+        name = self.known.get((v.pid, v.start))
+        if name:
+            return name
+        for r in reversed(self.launches):
+            if r.server_pid is not None and r.server_pid in (v.pid, v.pgid):
+                return r.model
+        if v.stdout:
+            base = os.path.basename(v.stdout)
+            for m in self.models:
+                if m.log_name and base == m.log_name:
+                    return m.name
+        return None
+
+    def has_live_api(self, v: VllmProc) -> bool:
+        return v.kind == "api" or v.pgid in self.apis or any(a in self.apis for a in v.ancestors)
+
+    def label_local(self, pid: int) -> tuple[str | None, RowKind, str]:
+        """(label, kind, via) for a process of this namespace."""
+        tree = self.tree_of(pid)
+        if tree is not None:
+            return tree, "model", "tree"
+        v = self.lineage(pid)
+        if v is None:
+            return None, "other", "none"
+        name = self.model_of(v)
+        if name is None and self.has_live_api(v):
+            return None, "other", "none"  # a live vLLM serving a model we were not told about
+        # A server that is still starting may not own its port yet; the tool said it is
+        # launching this model, and the server is alive, so it is not leaked.
+        if name in self.in_launch and self.has_live_api(v):
+            return name, "model", "launch"
+        return ORPHAN_PREFIX + (name or UNKNOWN_MODEL), "orphan", "orphan"
+
+
+def attribute(
+    sample: AgentSample,
+    models: Sequence[ModelRef],
+    launches: Sequence[LaunchRecord] = (),
+    known: Mapping[tuple[int, float], str] | None = None,
+) -> Attribution:
+    res = _Resolver(sample, models, launches, known or {})
+    rows: list[Row] = []
+    visible_pids = {p.pid for p in sample.procs if p.visible}
+
+    # Local processes holding the GPU that no visible row accounts for: in a container
+    # these are the owners of the invisible rows.
+    unmatched_labels: set[str | None] = set()
+    for pid in sorted(set(res.local) - visible_pids):
+        loc = res.local[pid]
+        holds = any(h.pid == pid for h in sample.nvidia_holders) or (
+            loc.vllm is not None and loc.vllm.nvidia
+        )
+        if holds:
+            unmatched_labels.add(res.label_local(pid)[0])
+
+    launched: dict[int, str] = {}
+    for r in launches:
+        for pid in r.new_pids:
+            launched[pid] = r.model
+
+    for p in sample.procs:
+        used = p.used_mib or 0
+        if p.visible:
+            label, kind, via = res.label_local(p.pid)
+            rows.append(Row(p.pid, p.gpu, used, label, kind, p.title, True, via, p.simulated))
+            continue
+        if p.pid in launched:
+            name = launched[p.pid]
+            label, kind = _container_label(name, unmatched_labels)
+            rows.append(Row(p.pid, p.gpu, used, label, kind, "", False, "launch", p.simulated))
+        elif len(unmatched_labels) == 1 and None not in unmatched_labels:
+            (label,) = unmatched_labels
+            assert label is not None
+            kind = "orphan" if label.startswith(ORPHAN_PREFIX) else "model"
+            rows.append(Row(p.pid, p.gpu, used, label, kind, "", False, "holders", p.simulated))
+        else:
+            rows.append(
+                Row(p.pid, p.gpu, used, None, "unattributed", "", False, "none", p.simulated)
+            )
+
+    orphans = _orphans(sample, res, rows)
+    models_out: dict[str, ModelUsage] = {}
+    for m in models:
+        owner_pid, owner_state = res.owners[m.name]
+        tree = set(res.trees[m.name])
+        tree |= {r.pid for r in rows if r.visible and r.model == m.name}
+        models_out[m.name] = ModelUsage(
+            name=m.name,
+            server_pid=owner_pid,
+            port_state=owner_state,
+            tree_pids=tuple(sorted(tree)),
+            orphan_pids=tuple(sorted(o.pid for o in orphans if o.model == m.name)),
+            used_mib=sum(r.used_mib for r in rows if r.model == m.name),
+            orphan_mib=sum(r.used_mib for r in rows if r.model == ORPHAN_PREFIX + m.name),
+        )
+
+    gpus = []
+    for g in sample.gpus:
+        on = [r for r in rows if r.gpu == g.index]
+        rows_mib = sum(r.used_mib for r in on)
+        gpus.append(
+            GpuUsage(
+                index=g.index,
+                used_mib=g.used_mib,
+                rows_mib=rows_mib,
+                other_mib=max(0, g.used_mib - rows_mib),
+                unattributed_mib=sum(r.used_mib for r in on if r.kind == "unattributed"),
+            )
+        )
+
+    new_known: dict[tuple[int, float], str] = {}
+    for v in sample.vllm:
+        remembered = res.tree_of(v.pid) or (known or {}).get((v.pid, v.start))
+        if remembered:
+            new_known[(v.pid, v.start)] = remembered
+    return Attribution(tuple(rows), models_out, tuple(gpus), orphans, new_known)
+
+
+def _container_label(model: str, unmatched_labels: set[str | None]) -> tuple[str, RowKind]:
+    """An invisible row that appeared during ``model``'s launch: the model, or its orphan when
+    every local process of that model still holding the GPU is outside its tree."""
+    orphan = ORPHAN_PREFIX + model
+    if orphan in unmatched_labels and model not in unmatched_labels:
+        return orphan, "orphan"
+    return model, "model"
+
+
+def _orphans(sample: AgentSample, res: _Resolver, rows: Iterable[Row]) -> tuple[Orphan, ...]:
+    out: dict[int, Orphan] = {}
+    for r in rows:
+        if r.visible and r.kind == "orphan" and r.model:
+            out[r.pid] = Orphan(r.pid, r.model[len(ORPHAN_PREFIX) :], r.used_mib, r.title)
+    # Container case: the leaked process is visible locally as a /dev/nvidia* holder even
+    # though its NVML row is not; its memory is in an invisible row.
+    for v in sample.vllm:
+        if v.pid in out or not v.nvidia:
+            continue
+        label, kind, _ = res.label_local(v.pid)
+        if kind == "orphan" and label:
+            out[v.pid] = Orphan(v.pid, label[len(ORPHAN_PREFIX) :], None, v.title)
+    return tuple(sorted(out.values(), key=lambda o: o.pid))

@@ -1,0 +1,714 @@
+"""The API server process: vLLM's OpenAI-compatible HTTP surface over starlette + uvicorn.
+
+The launching process is the API server (argv unchanged, as with ``vllm serve``). It spawns
+the ``VLLM::EngineCore`` child, waits for it, and only then listens on the port (bound
+early, so "address in use" fails at once, but connections are refused until ready).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import io
+import json
+import secrets
+import signal
+import socket
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import uvicorn
+from PIL import Image, UnidentifiedImageError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ocrtui.sim import ipc, vlog
+from ocrtui.sim.args import ServeArgs
+from ocrtui.sim.metrics import CONTENT_TYPE, SimMetrics
+from ocrtui.sim.profiles import ModelProfile, count_tokens, profile_for
+from ocrtui.sim.version import VLLM_VERSION
+
+# vLLM's watchdog shuts the API server down after its engine died; /health says 503 meanwhile.
+ENGINE_DEAD_EXIT_S = 2.0
+ENGINE_STOP_TIMEOUT_S = 5.0
+STATS_INTERVAL_S = 10.0
+TEMPLATE_TOKENS_PER_MESSAGE = 6
+ENGINE_DEAD_MESSAGE = "EngineCore encountered an issue. See stack trace (above) for the root cause."
+
+
+class BadRequest(Exception):
+    def __init__(
+        self,
+        message: str,
+        status: int = 400,
+        kind: str = "BadRequestError",
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.param = status, kind, param
+
+
+def error_response(message: str, status: int, kind: str, param: str | None = None) -> JSONResponse:
+    """vLLM's error body: {"error": {"message", "type", "param", "code"}}."""
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": param, "code": status}},
+        status_code=status,
+    )
+
+
+@dataclass
+class _Tracked:
+    rid: str
+    prompt_tokens: int
+    arrival: float
+    queue: asyncio.Queue[ipc.Frame] = field(default_factory=asyncio.Queue)
+    admitted: float | None = None
+    first_token: float | None = None
+    last_token: float | None = None
+    generated: int = 0
+
+
+class EngineClient:
+    """The API server's side of the EngineCore: spawn, handshake, requests, death."""
+
+    def __init__(self, args: ServeArgs) -> None:
+        self.args = args
+        self.profile: ModelProfile = profile_for(args.model)
+        self.proc: asyncio.subprocess.Process | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.reader: asyncio.StreamReader | None = None
+        self.info: dict[str, Any] = {}
+        self.metrics: SimMetrics | None = None
+        self.requests: dict[str, _Tracked] = {}
+        self.dead = asyncio.Event()
+        self.stopping = False
+        self.interval_prompt = 0
+        self.interval_generation = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    async def start(self) -> None:
+        parent, child = socket.socketpair()
+        with child:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "ocrtui.sim.engine_core",
+                "--fd",
+                str(child.fileno()),
+                pass_fds=(child.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        self.reader, self.writer = await asyncio.open_unix_connection(sock=parent)
+        # The engine never needs the API key; it never leaves this process.
+        await ipc.send(self.writer, ("config", replace(self.args, api_key=None)))
+        try:
+            frame = await ipc.recv(self.reader)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            frame = ("failed", "EngineCore exited during startup")
+        if frame[0] != "ready":
+            await self.proc.wait()
+            raise RuntimeError(
+                "Engine core initialization failed. See root cause above. Failed core proc(s): {}"
+            )
+        self.info = frame[1]
+        self.metrics = SimMetrics(self.args, int(self.info["num_gpu_blocks"]))
+
+    async def run(self) -> None:
+        """Dispatch engine frames until the engine goes away."""
+        assert self.reader is not None
+        while True:
+            try:
+                frame = await ipc.recv(self.reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            self._on_frame(frame)
+        if not self.stopping:
+            vlog.error(
+                "core_client.py:600",
+                "Engine core proc EngineCore died unexpectedly, shutting down client.",
+            )
+        self.dead.set()
+        for tracked in self.requests.values():
+            tracked.queue.put_nowait(("error", tracked.rid, ENGINE_DEAD_MESSAGE))
+
+    def _on_frame(self, frame: ipc.Frame) -> None:
+        tracked = self.requests.get(frame[1])
+        if tracked is None or self.metrics is None:
+            return
+        now, m = time.monotonic(), self.metrics
+        kind = frame[0]
+        if kind == "admitted":
+            tracked.admitted = now
+            m.queue_time.observe(now - tracked.arrival)
+        elif kind == "delta":
+            n = int(frame[3])
+            if tracked.first_token is None:
+                tracked.first_token = now
+                m.ttft.observe(now - tracked.arrival)
+                m.prompt_tokens.inc(tracked.prompt_tokens)
+                self.interval_prompt += tracked.prompt_tokens
+                n_itl, gap = n - 1, now - (tracked.admitted or now)
+            else:
+                n_itl, gap = n, now - (tracked.last_token or now)
+            for _ in range(n_itl):
+                m.itl.observe(gap / max(n, 1))
+            tracked.last_token = now
+            tracked.generated += n
+            m.generation_tokens.inc(n)
+            self.interval_generation += n
+        tracked.queue.put_nowait(frame)
+        self.update_gauges()
+
+    def update_gauges(self) -> None:
+        if self.metrics is None:
+            return
+        running = [t for t in self.requests.values() if t.admitted is not None]
+        self.metrics.running.set(len(running))
+        self.metrics.waiting.set(len(self.requests) - len(running))
+        blocks = int(self.info.get("num_gpu_blocks", 0)) or 1
+        used = sum(-(-(t.prompt_tokens + t.generated) // 16) for t in running)
+        self.metrics.kv_usage.set(min(1.0, used / blocks))
+
+    async def generate(
+        self, prompt_tokens: int, images: list[bytes], max_tokens: int
+    ) -> AsyncGenerator[ipc.Frame, None]:
+        """Frames for one request (admitted, deltas, then done or error); aborts on exit."""
+        if self.dead.is_set() or self.writer is None:
+            raise BadRequest(ENGINE_DEAD_MESSAGE, 500, "InternalServerError")
+        rid = uuid.uuid4().hex
+        tracked = _Tracked(rid, prompt_tokens, time.monotonic())
+        self.requests[rid] = tracked
+        self.update_gauges()
+        finished = None
+        try:
+            await ipc.send(self.writer, ("add", rid, images, max_tokens))
+            while True:
+                frame = await tracked.queue.get()
+                if frame[0] in ("done", "error"):
+                    finished = frame[2] if frame[0] == "done" else "error"
+                yield frame
+                if finished:
+                    return
+        finally:
+            self.requests.pop(rid, None)
+            if finished is None:
+                finished = "abort"
+                if not self.dead.is_set() and self.writer is not None:
+                    with contextlib.suppress(ConnectionError):
+                        await ipc.send(self.writer, ("abort", rid))
+            self._finish(tracked, finished)
+            self.update_gauges()
+
+    def _finish(self, t: _Tracked, reason: str) -> None:
+        assert self.metrics is not None
+        m, now = self.metrics, time.monotonic()
+        m.success[reason].inc()
+        m.e2e.observe(now - t.arrival)
+        m.request_prompt_tokens.observe(t.prompt_tokens)
+        m.request_generation_tokens.observe(t.generated)
+        if t.admitted is not None:
+            m.prefill_time.observe((t.first_token or now) - t.admitted)
+        if t.first_token is not None:
+            m.decode_time.observe((t.last_token or now) - t.first_token)
+
+    async def stop(self) -> None:
+        """SIGTERM the EngineCore and wait for it; SIGKILL it if it does not go."""
+        self.stopping = True
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), ENGINE_STOP_TIMEOUT_S)
+        except TimeoutError:
+            vlog.warning(
+                "utils.py:626",
+                "[shutdown] Process manager: force killing remaining processes count=1",
+            )
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+
+    async def log_stats(self) -> None:
+        """vLLM's periodic ``Engine 000:`` line, while there is anything to report."""
+        while True:
+            await asyncio.sleep(STATS_INTERVAL_S)
+            if self.metrics is None:
+                continue
+            running = len([t for t in self.requests.values() if t.admitted is not None])
+            waiting = len(self.requests) - running
+            if not (self.interval_prompt or self.interval_generation or self.requests):
+                continue
+            kv = self.metrics.kv_usage._value.get()
+            vlog.info(
+                "loggers.py:273",
+                f"Engine 000: Avg prompt throughput: "
+                f"{self.interval_prompt / STATS_INTERVAL_S:.1f} tokens/s, Avg generation "
+                f"throughput: {self.interval_generation / STATS_INTERVAL_S:.1f} tokens/s, "
+                f"Running: {running} reqs, Waiting: {waiting} reqs, GPU KV cache usage: "
+                f"{kv * 100:.1f}%, Prefix cache hit rate: 0.0%",
+            )
+            self.interval_prompt = self.interval_generation = 0
+
+
+# -- request parsing ----------------------------------------------------------------------
+
+
+def _image_bytes(url: str) -> bytes:
+    if not url.startswith("data:"):
+        raise BadRequest(
+            "The simulator (ocrtui sim-vllm) only accepts images as data: URLs "
+            "(data:image/png;base64,...); it cannot fetch " + url[:60]
+        )
+    header, _, payload = url.partition(",")
+    if not header.endswith(";base64"):
+        raise BadRequest("image data URL must be base64-encoded")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("image data URL is not valid base64") from None
+
+
+@dataclass
+class ChatRequest:
+    images: list[bytes]
+    prompt_tokens: int
+    max_tokens: int
+    stream: bool
+    include_usage: bool
+
+
+def parse_chat(body: Any, client: EngineClient) -> ChatRequest:
+    args, profile = client.args, client.profile
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    model = body.get("model")
+    if model is not None and model != args.name:
+        raise BadRequest(f"The model `{model}` does not exist.", 404, "NotFoundError", "model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty list", param="messages")
+    images: list[bytes] = []
+    prompt_tokens = 0
+    for msg in messages:
+        if not isinstance(msg, dict):
+            raise BadRequest("each message must be an object", param="messages")
+        prompt_tokens += TEMPLATE_TOKENS_PER_MESSAGE
+        content = msg.get("content")
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        for part in parts or []:
+            if not isinstance(part, dict):
+                raise BadRequest("content parts must be objects", param="messages")
+            if part.get("type") == "text":
+                prompt_tokens += count_tokens(str(part.get("text", "")))
+            elif part.get("type") == "image_url":
+                ref = part.get("image_url")
+                url = ref.get("url") if isinstance(ref, dict) else ref
+                if not isinstance(url, str):
+                    raise BadRequest("image_url needs a url", param="messages")
+                images.append(_image_bytes(url))
+            else:
+                raise BadRequest(
+                    f"unsupported content part type {part.get('type')!r}", param="messages"
+                )
+    if len(images) > args.image_limit:
+        raise BadRequest(
+            f"At most {args.image_limit} image(s) may be provided in one prompt. "
+            "Set `--limit-mm-per-prompt` to increase this limit."
+        )
+    for data in images:
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+        except (UnidentifiedImageError, OSError):
+            raise BadRequest("cannot identify image file in image_url") from None
+        prompt_tokens += profile.image_tokens(width, height)
+    max_model_len = int(client.info["max_model_len"])
+    if prompt_tokens > max_model_len:
+        raise BadRequest(
+            f"The decoder prompt (length {prompt_tokens}) is longer than the maximum model "
+            f"length of {max_model_len}. Make sure that `max_model_len` is no smaller than the "
+            "number of text tokens plus multimodal tokens. For image inputs, the number of image "
+            "tokens depends on the number of images, and possibly their aspect ratios as well."
+        )
+    requested = body.get("max_completion_tokens") or body.get("max_tokens")
+    if requested is not None and (not isinstance(requested, int) or requested < 1):
+        raise BadRequest(f"max_tokens must be at least 1, got {requested}.", param="max_tokens")
+    _check_number(body, "temperature", 0.0, None)
+    _check_number(body, "top_p", 0.0, 1.0, open_low=True)
+    if body.get("n", 1) != 1:
+        raise BadRequest("n must be 1 in the simulator", param="n")
+    room = max(1, max_model_len - prompt_tokens)
+    options = body.get("stream_options") or {}
+    return ChatRequest(
+        images,
+        prompt_tokens,
+        min(requested or room, room),
+        bool(body.get("stream")),
+        bool(options.get("include_usage")),
+    )
+
+
+def _check_number(
+    body: dict[str, Any], key: str, low: float, high: float | None, open_low: bool = False
+) -> None:
+    value = body.get(key)
+    if value is None:
+        return
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise BadRequest(f"{key} must be a number, got {value!r}.", param=key)
+    if value < low or (open_low and value == low) or (high is not None and value > high):
+        bound = f"({low}, {high}]" if open_low else f">= {low}"
+        raise BadRequest(f"{key} must be in {bound}, got {value}.", param=key)
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+
+
+class ApiKeyGuard:
+    """``--api-key`` guards only /v1; /health, /metrics and /version stay open (as vLLM)."""
+
+    def __init__(self, app: ASGIApp, key: str | None) -> None:
+        self.app, self.key = app, key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.key and scope["type"] == "http" and scope["path"].startswith("/v1"):
+            headers = dict(scope["headers"])
+            given = headers.get(b"authorization", b"").decode(errors="replace")
+            if not secrets.compare_digest(given, f"Bearer {self.key}"):
+                await JSONResponse({"error": "Unauthorized"}, status_code=401)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def build_app(client: EngineClient) -> ASGIApp:
+    args = client.args
+    created = int(time.time())
+
+    async def health(request: Request) -> Response:
+        return Response(status_code=503 if client.dead.is_set() else 200)
+
+    async def version(request: Request) -> Response:
+        return JSONResponse({"version": VLLM_VERSION})
+
+    async def load(request: Request) -> Response:
+        return JSONResponse({"server_load": len(client.requests)})
+
+    async def models(request: Request) -> Response:
+        card = {
+            "id": args.name,
+            "object": "model",
+            "created": created,
+            "owned_by": "vllm",
+            "root": args.model,
+            "parent": None,
+            "max_model_len": client.info["max_model_len"],
+            "permission": [
+                {
+                    "id": f"modelperm-{uuid.uuid4().hex[:16]}",
+                    "object": "model_permission",
+                    "created": created,
+                    "allow_create_engine": False,
+                    "allow_sampling": True,
+                    "allow_logprobs": True,
+                    "allow_search_indices": False,
+                    "allow_view": True,
+                    "allow_fine_tuning": False,
+                    "organization": "*",
+                    "group": None,
+                    "is_blocking": False,
+                }
+            ],
+        }
+        return JSONResponse({"object": "list", "data": [card]})
+
+    async def metrics(request: Request) -> Response:
+        assert client.metrics is not None
+        return Response(client.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def chat(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError as exc:
+            return error_response(f"Invalid JSON body: {exc}", 400, "BadRequestError")
+        try:
+            req = parse_chat(body, client)
+            frames = client.generate(req.prompt_tokens, req.images, req.max_tokens)
+        except BadRequest as exc:
+            return error_response(str(exc), exc.status, exc.kind, exc.param)
+        cid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if req.stream:
+            return StreamingResponse(
+                _sse(frames, req, cid, now, args.name), media_type="text/event-stream"
+            )
+        text: list[str] = []
+        generated, finish = 0, "stop"
+        async with contextlib.aclosing(frames):
+            async for frame in frames:
+                if frame[0] == "delta":
+                    text.append(frame[2])
+                    generated += int(frame[3])
+                elif frame[0] == "done":
+                    finish = frame[2]
+                elif frame[0] == "error":
+                    return error_response(frame[2], 500, "InternalServerError")
+        return JSONResponse(
+            {
+                "id": cid,
+                "object": "chat.completion",
+                "created": now,
+                "model": args.name,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {
+                            "role": "assistant",
+                            "reasoning_content": None,
+                            "content": "".join(text),
+                            "tool_calls": [],
+                        },
+                        "logprobs": None,
+                        "finish_reason": finish,
+                        "stop_reason": None,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": req.prompt_tokens,
+                    "total_tokens": req.prompt_tokens + generated,
+                    "completion_tokens": generated,
+                    "prompt_tokens_details": None,
+                },
+                "prompt_logprobs": None,
+                "kv_transfer_params": None,
+            }
+        )
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    routes = [
+        Route("/load", load, methods=["GET"]),
+        Route("/version", version, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/ping", health, methods=["GET", "POST"]),
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    return ApiKeyGuard(app, args.api_key)
+
+
+async def _sse(
+    frames: AsyncGenerator[ipc.Frame, None], req: ChatRequest, cid: str, created: int, model: str
+) -> AsyncIterator[str]:
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        choice: dict[str, Any] = {
+            "index": 0,
+            "delta": delta,
+            "logprobs": None,
+            "finish_reason": finish,
+        }
+        if finish:
+            choice["stop_reason"] = None
+        return _data(
+            {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [choice],
+            }
+        )
+
+    generated = 0
+    yield chunk({"role": "assistant", "content": ""})
+    async with contextlib.aclosing(frames):
+        async for frame in frames:
+            if frame[0] == "delta":
+                generated += int(frame[3])
+                yield chunk({"content": frame[2]})
+            elif frame[0] == "done":
+                yield chunk({"content": ""}, frame[2])
+            elif frame[0] == "error":
+                # Status 200 is already sent: vLLM reports the error in the stream.
+                yield _data(
+                    {
+                        "error": {
+                            "message": frame[2],
+                            "type": "InternalServerError",
+                            "param": None,
+                            "code": 500,
+                        }
+                    }
+                )
+    if req.include_usage:
+        yield _data(
+            {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": req.prompt_tokens,
+                    "total_tokens": req.prompt_tokens + generated,
+                    "completion_tokens": generated,
+                },
+            }
+        )
+    yield "data: [DONE]\n\n"
+
+
+def _data(obj: dict[str, Any]) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+# -- process ------------------------------------------------------------------------------
+
+
+def _log_config() -> dict[str, Any]:
+    config: dict[str, Any] = json.loads(json.dumps(uvicorn.config.LOGGING_CONFIG))
+    for formatter in config["formatters"].values():
+        formatter["use_colors"] = False
+    # Through our prefixed streams, resolved when uvicorn configures logging.
+    config["handlers"]["default"]["stream"] = "ext://sys.stdout"
+    config["handlers"]["access"]["stream"] = "ext://sys.stdout"
+    return config
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        # The launcher below owns SIGTERM/SIGINT: it stops the engine before HTTP.
+        yield
+
+
+def bind(args: ServeArgs) -> socket.socket:
+    """Bind now, listen only once the engine is ready (connections refused until then)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in (args.host or "") else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host or "127.0.0.1", args.port))
+    return sock
+
+
+def log_startup(args: ServeArgs, profile: ModelProfile) -> None:
+    vlog.info("api_server.py:1287", f"vLLM API server version {VLLM_VERSION}")
+    vlog.info("utils.py:233", f"non-default args: {args.non_default}")
+    vlog.warning(
+        "sim.py:1",
+        f"SIMULATED: ocrtui sim-vllm stands in for vLLM (OCR engine "
+        f"{args.engine!r}); no model weights are loaded",
+    )
+    vlog.info("model.py:540", f"Resolved architecture: {profile.architecture}")
+    vlog.info(
+        "model.py:1606",
+        f"Using max model len {args.max_model_len or profile.default_max_model_len}",
+    )
+
+
+async def serve(args: ServeArgs, sock: socket.socket) -> int:
+    loop = asyncio.get_running_loop()
+    client = EngineClient(args)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    starting = asyncio.create_task(client.start())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if stop.is_set():
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, RuntimeError):
+            await starting
+        await client.stop()
+        return 0
+    stopped.cancel()
+    try:
+        starting.result()
+    except RuntimeError:  # vLLM's "Engine core initialization failed", printed as such
+        traceback.print_exc()
+        return 1
+
+    vlog.info(
+        "api_server.py:616",
+        f"Starting vLLM server on http://{args.host or '127.0.0.1'}:{args.port}",
+    )
+    vlog.info("launcher.py:37", "Available routes are:")
+    app = build_app(client)
+    for path, methods in (
+        ("/load", "GET"),
+        ("/version", "GET"),
+        ("/health", "GET"),
+        ("/metrics", "GET"),
+        ("/v1/models", "GET"),
+        ("/ping", "GET"),
+        ("/ping", "POST"),
+        ("/v1/chat/completions", "POST"),
+    ):
+        vlog.info("launcher.py:46", f"Route: {path}, Methods: {methods}")
+    config = uvicorn.Config(
+        app,
+        log_config=_log_config(),
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        timeout_keep_alive=5,
+    )
+    server = _Server(config)
+    tasks: dict[str, asyncio.Task[Any]] = {
+        "http": asyncio.create_task(server.serve(sockets=[sock])),
+        "engine": asyncio.create_task(client.run()),
+        "stop": asyncio.create_task(stop.wait()),
+    }
+    stats = asyncio.create_task(client.log_stats())
+    await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if stop.is_set():
+        vlog.info("launcher.py:100", "[shutdown] API server: shutdown triggered")
+        vlog.info(
+            "launcher.py:116", "[shutdown] API server: stopping engine client mode=abort timeout=0s"
+        )
+        await client.stop()
+        vlog.info("launcher.py:125", "[shutdown] API server: engine client stopped")
+        vlog.info("launcher.py:149", "[shutdown] API server: shutting down FastAPI HTTP server")
+    elif client.dead.is_set():
+        vlog.error(
+            "async_llm.py:546", "vllm.v1.engine.exceptions.EngineDeadError: " + ENGINE_DEAD_MESSAGE
+        )
+        await asyncio.sleep(ENGINE_DEAD_EXIT_S)
+        code = 1
+    server.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError, SystemExit):
+        await tasks["http"]
+    stats.cancel()
+    for task in tasks.values():
+        task.cancel()
+    if client.proc is not None and client.proc.returncode is None and client.dead.is_set():
+        await client.proc.wait()
+    return code
+
+
+def run(args: ServeArgs) -> int:
+    vlog.install_prefix("APIServer")
+    log_startup(args, profile_for(args.model))
+    try:
+        sock = bind(args)
+    except OSError:
+        traceback.print_exc()
+        return 1
+    with sock:
+        return asyncio.run(serve(args, sock))

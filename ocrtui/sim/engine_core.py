@@ -1,0 +1,296 @@
+"""The EngineCore process: titled ``VLLM::EngineCore``, holds the GPU memory, runs OCR.
+
+Started by the API server as ``python -m ocrtui.sim.engine_core --fd N`` in the same
+process group, like vLLM's. It deliberately does not die with its parent (no
+PR_SET_PDEATHSIG): when the API server is SIGKILLed it lives on holding its memory, which is
+the real vLLM behaviour the dashboard must detect and clean up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from ocrtui.sim import ipc, vlog
+from ocrtui.sim.args import ServeArgs
+from ocrtui.sim.engines import OcrEngine, SyntheticEngine, make_engine
+from ocrtui.sim.memory import (
+    GpuBackend,
+    KvPlan,
+    check_free_memory,
+    non_kv_bytes,
+    plan_kv_cache,
+    select_backend,
+)
+from ocrtui.sim.profiles import GIB, MIB, ModelProfile, profile_for, tokenize
+from ocrtui.sim.version import VLLM_VERSION
+
+TITLE = "VLLM::EngineCore"
+CONTEXT_BYTES = 512 * MIB  # what a CUDA context costs before any weights
+
+
+@dataclass
+class _Request:
+    rid: str
+    images: list[bytes]
+    max_tokens: int
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class EngineCore:
+    def __init__(self, args: ServeArgs, writer: asyncio.StreamWriter) -> None:
+        self.args = args
+        self.profile: ModelProfile = profile_for(args.model)
+        self.max_model_len = args.max_model_len or self.profile.default_max_model_len
+        self.writer = writer
+        self.gpu: GpuBackend | None = None
+        self.engine: OcrEngine | None = None
+        self.pool = ThreadPoolExecutor(args.ocr_workers, thread_name_prefix="ocr")
+        self.waiting: deque[_Request] = deque()
+        self.running: dict[str, _Request] = {}
+        self.stopping = asyncio.Event()
+
+    # -- startup ------------------------------------------------------------------------
+
+    async def start(self) -> KvPlan:
+        a, p = self.args, self.profile
+        t0 = time.monotonic()
+        vlog.info(
+            "core.py:105",
+            f"Initializing a V1 LLM engine (v{VLLM_VERSION}) with config: "
+            f"model='{a.model}', speculative_config={a.speculative_config}, "
+            f"tokenizer='{a.model}', trust_remote_code={a.trust_remote_code}, "
+            f"max_seq_len={self.max_model_len}, tensor_parallel_size=1, "
+            f"served_model_name={a.name}, enable_prefix_caching={a.enable_prefix_caching}",
+        )
+        self.gpu = select_backend(a.sim_gpu, os.getpid())
+        requested = check_free_memory(
+            self.gpu.free_bytes(), self.gpu.total_bytes(), a.gpu_memory_utilization
+        )
+        self.gpu.hold(min(CONTEXT_BYTES, requested))
+        stage = a.startup_s / 3
+
+        vlog.info("gpu_model_runner.py:4493", f"Starting to load model {a.model}...")
+        print("Loading safetensors checkpoint shards:   0% Completed | 0/1 [00:00<?, ?it/s]")
+        t_load = time.monotonic()
+        loop = asyncio.get_running_loop()
+        self.engine = await loop.run_in_executor(
+            self.pool, make_engine, a.engine, a.tokens_per_page
+        )
+        await asyncio.sleep(max(0.0, stage - (time.monotonic() - t_load)))
+        load_s = time.monotonic() - t_load
+        print(f"Loading safetensors checkpoint shards: 100% Completed | 1/1 "
+              f"[00:{load_s:02.0f}<00:00, {load_s:.2f}s/it]")
+        self.gpu.hold(min(requested, CONTEXT_BYTES + int(p.weights_gib * GIB)))
+        vlog.info("default_loader.py:384", f"Loading weights took {load_s:.2f} seconds")
+        vlog.info(
+            "gpu_model_runner.py:4578",
+            f"Model loading took {p.weights_gib} GiB memory "
+            f"and {time.monotonic() - t0:.6f} seconds",
+        )
+        budget = p.image_tokens(4096, 4096) if p.longest_side_px else 16384
+        vlog.info(
+            "gpu_model_runner.py:5503",
+            f"Encoder cache will be initialized with a budget "
+            f"of {budget} tokens, and profiled with 1 image items of the maximum feature "
+            "size.",
+        )
+
+        await asyncio.sleep(stage)
+        vlog.info("monitor.py:48", f"torch.compile took {stage * 0.8:.2f} s in total")
+        vlog.info("monitor.py:76", f"Initial profiling/warmup run took {stage * 0.2:.2f} s")
+        available = requested - non_kv_bytes(p)
+        vlog.info("gpu_worker.py:436", f"Available KV cache memory: {available / GIB:.2f} GiB")
+        plan = plan_kv_cache(p, requested, self.max_model_len)
+        vlog.info("kv_cache_utils.py:1087", f"GPU KV cache size: {plan.num_tokens:,} tokens")
+        vlog.info(
+            "kv_cache_utils.py:1091",
+            f"Maximum concurrency for {self.max_model_len:,} "
+            f"tokens per request: {plan.max_concurrency:.2f}x",
+        )
+        self.gpu.hold(requested)
+
+        print("Capturing CUDA graphs (decode, FULL):   0%|          | 0/35 [00:00<?, ?it/s]")
+        await asyncio.sleep(stage)
+        vlog.info(
+            "gpu_model_runner.py:4645",
+            f"Graph capturing finished in {stage:.0f} secs, took {p.cuda_graph_gib:.2f} GiB",
+        )
+        vlog.info(
+            "core.py:210",
+            "init engine (profile, create kv cache, warmup model) took "
+            f"{time.monotonic() - t0:.2f} seconds",
+        )
+        return plan
+
+    # -- requests -----------------------------------------------------------------------
+
+    async def send(self, frame: ipc.Frame) -> None:
+        with contextlib.suppress(ConnectionError):
+            await ipc.send(self.writer, frame)
+
+    def add(self, rid: str, images: list[bytes], max_tokens: int) -> None:
+        self.waiting.append(_Request(rid, images, max_tokens))
+        self._schedule()
+
+    def abort(self, rid: str) -> None:
+        for req in list(self.waiting):
+            if req.rid == rid:
+                self.waiting.remove(req)
+        running = self.running.get(rid)
+        if running and running.task:
+            running.task.cancel()
+
+    def _schedule(self) -> None:
+        # At most --max-num-seqs requests in the batch; the rest wait, as in vLLM's scheduler.
+        while self.waiting and len(self.running) < self.args.max_num_seqs:
+            req = self.waiting.popleft()
+            self.running[req.rid] = req
+            req.task = asyncio.create_task(self._run(req))
+
+    async def _run(self, req: _Request) -> None:
+        try:
+            await self.send(("admitted", req.rid))
+            await self._generate(req)
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:
+            await self.send(("error", req.rid, f"{type(exc).__name__}: {exc}"))
+        finally:
+            self.running.pop(req.rid, None)
+            self._schedule()
+
+    async def _generate(self, req: _Request) -> None:
+        assert self.engine is not None
+        engine = self.engine
+        if isinstance(engine, SyntheticEngine):
+            text = "\n\n".join(engine.recognize(img) for img in req.images)
+            await asyncio.sleep(self.args.prefill_s)
+        else:
+            loop = asyncio.get_running_loop()
+            texts = [
+                await loop.run_in_executor(self.pool, engine.recognize, img) for img in req.images
+            ]
+            text = "\n\n".join(texts)
+        pieces = tokenize(text)
+        finish = "stop"
+        if len(pieces) > req.max_tokens:
+            pieces, finish = pieces[: req.max_tokens], "length"
+        per_token = self.args.per_token_s if isinstance(engine, SyntheticEngine) else 0.0
+        await self._emit(req.rid, pieces, per_token)
+        await self.send(("done", req.rid, finish))
+
+    async def _emit(self, rid: str, pieces: list[str], per_token: float) -> None:
+        """Send tokens as decode produces them: one every ``per_token`` seconds, in batches of
+        at least 20 ms so a fast decode does not flood the socket."""
+        if not pieces:
+            return
+        step = max(1, round(0.02 / per_token)) if per_token > 0 else 8
+        start = time.monotonic()
+        for i in range(0, len(pieces), step):
+            chunk = pieces[i : i + step]
+            if per_token > 0:
+                await asyncio.sleep(
+                    max(0.0, start + (i + len(chunk)) * per_token - time.monotonic())
+                )
+            await self.send(("delta", rid, "".join(chunk), len(chunk)))
+
+    # -- shutdown -----------------------------------------------------------------------
+
+    def on_signal(self, sig: signal.Signals) -> None:
+        if self.stopping.is_set():
+            return
+        vlog.info("core.py:1214", f"[shutdown] EngineCore: trigger received signal={sig.name}")
+        self.stopping.set()
+
+    async def shutdown(self) -> None:
+        vlog.info("core.py:1333", "[shutdown] EngineCore: start mode=abort timeout=0s")
+        for req in list(self.running.values()):
+            if req.task:
+                req.task.cancel()
+        self.waiting.clear()
+        vlog.info(
+            "core.py:1364",
+            "[shutdown] EngineCore: request processing complete; starting resource teardown",
+        )
+        if self.gpu is not None:
+            self.gpu.release()
+        vlog.info("core.py:1227", "[shutdown] EngineCore: exiting busy loop")
+
+
+async def _serve(fd: int) -> int:
+    sock = socket.socket(fileno=fd)
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    kind, args = await ipc.recv(reader)
+    assert kind == "config" and isinstance(args, ServeArgs)
+    core = EngineCore(args, writer)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, core.on_signal, sig)
+    try:
+        plan = await core.start()
+    except Exception as exc:
+        vlog.error("core.py:1108", "EngineCore failed to start.")
+        vlog.error_block("core.py:1108", traceback.format_exc())
+        await core.send(("failed", f"{type(exc).__name__}: {exc}"))
+        if core.gpu is not None:
+            core.gpu.release()
+        return 1
+    await core.send(
+        (
+            "ready",
+            {
+                "num_gpu_blocks": plan.num_gpu_blocks,
+                "kv_tokens": plan.num_tokens,
+                "max_model_len": core.max_model_len,
+                "gpu": core.gpu.label if core.gpu else "",
+            },
+        )
+    )
+    reading = asyncio.create_task(_read_requests(core, reader))
+    stopping = asyncio.create_task(core.stopping.wait())
+    await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not core.stopping.is_set():
+        # The API server is gone (SIGKILL). Like vLLM's EngineCore we keep our memory and
+        # live on until someone signals us: the orphan the dashboard has to find.
+        await core.stopping.wait()
+    reading.cancel()
+    await core.shutdown()
+    return 0
+
+
+async def _read_requests(core: EngineCore, reader: asyncio.StreamReader) -> None:
+    while True:
+        try:
+            frame = await ipc.recv(reader)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        if frame[0] == "add":
+            core.add(frame[1], frame[2], frame[3])
+        elif frame[0] == "abort":
+            core.abort(frame[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="ocrtui.sim.engine_core")
+    p.add_argument("--fd", type=int, required=True)
+    ns = p.parse_args(argv)
+    from setproctitle import setproctitle
+
+    setproctitle(TITLE)
+    vlog.install_prefix("EngineCore")
+    return asyncio.run(_serve(ns.fd))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

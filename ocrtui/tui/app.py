@@ -1,0 +1,332 @@
+"""The Textual app and the two entry points the CLI dispatches to.
+
+The app owns the pod source (the Controller, or a replay in tests), every worker that does
+slow work (connecting, lifecycle operations, log tails, the comparison run) and the single
+place that turns a worker's error into a notification. Screens only render and ask.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from ocrtui.config import Config
+from ocrtui.tui.messages import LogTail, OperationProgress
+from ocrtui.tui.run_view import RunView
+from ocrtui.tui.screens.dashboard import DashboardScreen
+from ocrtui.tui.screens.dialogs import DIALOG_CSS, CompareRequest
+from ocrtui.tui.source import PodSource
+from ocrtui.tui.themes import (
+    BUILTIN_THEME_DIR,
+    default_state_path,
+    load_themes,
+    read_state,
+    user_theme_dir,
+    write_state,
+)
+
+FALLBACK_THEME = "ocrtui-dark"
+LOG_LINES = 200
+
+
+class OcrtuiApp(App[int]):
+    TITLE = "ocrtui"
+    CSS = DIALOG_CSS
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f8,ctrl+s", "save_screenshot", "Screenshot", id="app.screenshot"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+    ]
+
+    def __init__(
+        self,
+        config: Config,
+        source: PodSource,
+        *,
+        readonly: bool = False,
+        ensure_up: bool = False,
+        state_path: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.source = source
+        self.readonly = readonly
+        self.ensure_up = ensure_up
+        self.state_path = state_path or default_state_path()
+        self.dashboard = DashboardScreen()
+        self.run_view: RunView | None = None
+        self._theme_ready = False
+
+    # -- start-up ------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self._load_themes()
+        if self.config.ui.keymap:
+            self.set_keymap(dict(self.config.ui.keymap))
+        self.push_screen(self.dashboard)
+        self._connect()
+
+    def _load_themes(self) -> None:
+        loaded = load_themes(BUILTIN_THEME_DIR, user_theme_dir(self.config.ui.theme_dir))
+        for theme in loaded.themes:
+            self.register_theme(theme)
+        for warning in loaded.warnings:
+            self.notify(warning, title="Theme ignored", severity="warning", timeout=10)
+        # The palette's last choice (state file) wins over [ui] theme.
+        wanted = read_state(self.state_path).get("theme") or self.config.ui.theme
+        if wanted in self.available_themes:
+            self.theme = wanted
+        else:
+            self.notify(f"theme {wanted!r} not found; using {FALLBACK_THEME}", severity="warning")
+            self.theme = FALLBACK_THEME
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self._theme_ready = True
+
+    def _theme_changed(self, _theme: object) -> None:
+        if not self._theme_ready:
+            return
+        self.dashboard.restyle()
+        try:
+            # Remembered in a state file of our own: the user's config is never rewritten.
+            write_state(self.state_path, theme=self.theme)
+        except OSError as exc:
+            self.notify(f"cannot remember the theme: {exc}", severity="warning")
+
+    @work(group="source", exclusive=True, exit_on_error=False, description="connecting")
+    async def _connect(self) -> None:
+        await self.source.start()
+        if self.ensure_up and not self.readonly:
+            await self.source.up(self._progress)
+
+    # -- lifecycle operations (each in its own worker, one per model at a time) ---------
+
+    def _progress(self, model: str, step: str) -> None:
+        self.dashboard.post_message(OperationProgress(model, step))
+
+    def restart_model(self, name: str) -> None:
+        self._operation(name, "restart", lambda: self.source.restart(name, self._progress))
+
+    def stop_model(self, name: str) -> None:
+        self._operation(name, "stop", lambda: self.source.stop_model(name, self._progress))
+
+    def _operation(self, name: str, verb: str, call: Callable[[], Any]) -> None:
+        async def run() -> None:
+            self._progress(name, f"{verb}: begun")
+            try:
+                await call()
+            finally:
+                self.dashboard.post_message(OperationProgress(name, None))
+            self.notify(f"{name}: {verb} done", title=verb.capitalize())
+
+        self.run_worker(
+            run(),
+            name=f"{verb} {name}",
+            group=f"lifecycle:{name}",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    @work(group="orphans", exclusive=True, exit_on_error=False, description="kill orphans")
+    async def kill_orphans(self) -> None:
+        killed = await self.source.kill_orphans()
+        freed = sum(mib for _, mib in killed) / 1024
+        pids = ", ".join(str(pid) for pid, _ in killed) or "none"
+        self.notify(f"killed {pids}; {freed:.1f} GiB freed", title="Orphans")
+
+    @work(group="log", exclusive=True, exit_on_error=False, description="log tail")
+    async def fetch_log(self, name: str) -> None:
+        lines = await self.source.log_tail(name, LOG_LINES)
+        self.dashboard.post_message(LogTail(name, lines))
+
+    # -- the one place worker errors reach the operator ------------------------------------
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is not WorkerState.ERROR:
+            return
+        worker = event.worker
+        if worker.group == "log":
+            return  # a failed tail repeats every tick; the header already shows the link state
+        error = worker.error
+        message = str(error) or type(error).__name__
+        hint = getattr(error, "hint", None)
+        if hint:
+            message = f"{message}\nhint: {hint}"
+        self.notify(
+            message,
+            title=f"{worker.name or worker.description} failed",
+            severity="error",
+            timeout=30,
+        )
+
+    # -- comparison (the run lives here, so leaving its screen does not stop it) ----------
+
+    @property
+    def comparison_running(self) -> bool:
+        return self.run_view is not None and not self.run_view.finished
+
+    def start_comparison(self, request: CompareRequest) -> None:
+        if not self.comparison_running:
+            label = " ".join(request.documents) or "sample suite"
+            names = [m.name for m in self.config.ordered_models()]
+            self.run_view = RunView(names, label)
+            self._compare(request, self.run_view)
+            self.dashboard.refresh_bindings()
+        self.show_comparison()
+
+    @work(group="compare", exclusive=True, exit_on_error=False, description="comparison")
+    async def _compare(self, request: CompareRequest, view: RunView) -> None:
+        from ocrtui.tui.comparing import follow, launch
+
+        run = None
+        try:
+            run = await launch(self, request, view)
+            await follow(run, view)
+        except asyncio.CancelledError:
+            if run is not None:
+                run.cancel()  # the app is closing: results so far are on disk (--resume)
+            raise
+        except Exception as exc:
+            view.finish(str(exc) or type(exc).__name__)
+            raise
+        finally:
+            self.dashboard.refresh_bindings()
+
+    def show_comparison(self) -> None:
+        from ocrtui.tui.screens.compare import CompareScreen
+
+        if self.run_view is None or isinstance(self.screen, CompareScreen):
+            return
+        self.push_screen(CompareScreen(self.run_view))
+
+    # -- screenshots, palette, quit --------------------------------------------------------
+
+    def action_save_screenshot(self) -> None:
+        folder = Path(self.config.ui.screenshot_dir).expanduser()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
+            path = self.save_screenshot(f"ocrtui-{stamp}.svg", str(folder))
+        except OSError as exc:
+            self.notify(f"screenshot not saved: {exc}", severity="error")
+            return
+        self.notify(str(Path(path).resolve()), title="Screenshot saved")
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        for command in super().get_system_commands(screen):
+            # Textual's own screenshot goes to ~/Downloads; ours honours [ui] screenshot_dir.
+            if command.title != "Screenshot":
+                yield command
+        yield SystemCommand(
+            "Save screenshot (SVG)",
+            f"into {self.config.ui.screenshot_dir}",
+            self.action_save_screenshot,
+        )
+
+    async def action_quit(self) -> None:
+        """Leave the dashboard; the model servers run on (they are detached on the pod)."""
+        self.exit(0)
+
+
+def _controller(config: Config, demo: bool) -> PodSource:
+    from ocrtui.control import Controller
+
+    return Controller(config, demo=demo)  # type: ignore[no-any-return]
+
+
+def run_dashboard(config: Config, *, readonly: bool, demo: bool) -> int:
+    async def main() -> int:
+        source = _controller(config, demo)
+        app = OcrtuiApp(config, source, readonly=readonly, ensure_up=demo)
+        try:
+            await app.run_async()
+        finally:
+            await source.close()
+        return app.return_code or 0
+
+    return asyncio.run(main())
+
+
+SCREENSHOT_SIZE = (150, 46)
+READY_TIMEOUT_S = 240.0
+COMPARE_PAGES = 2  # pages each model has streamed before the comparison screenshot
+
+
+def save_screenshot_headless(config: Config, path: str, *, compare: bool) -> int:
+    """`ocrtui demo --screenshot FILE.svg [--compare]`: the real dashboard, headless."""
+
+    async def main() -> int:
+        source = _controller(config, demo=True)
+        app = OcrtuiApp(config, source, ensure_up=True)
+        status = 0
+        try:
+            async with app.run_test(size=SCREENSHOT_SIZE) as pilot:
+                names = [m.name for m in config.models]
+                ready = await _poll(
+                    pilot,
+                    READY_TIMEOUT_S,
+                    lambda: (
+                        all(m.state == "ready" for m in source.snapshot.models)
+                        and {m.name for m in source.snapshot.models} >= set(names)
+                    ),
+                )
+                if not ready:
+                    print(
+                        "ocrtui: models not ready in time; screenshot shows them as they are",
+                        file=sys.stderr,
+                    )
+                    status = 1
+                if compare and ready:
+                    app.start_comparison(
+                        CompareRequest(
+                            (), None, config.compare.concurrency, config.compare.schedule
+                        )
+                    )
+                    run = app.run_view
+                    assert run is not None
+                    streamed = await _poll(
+                        pilot,
+                        READY_TIMEOUT_S,
+                        lambda: (
+                            run.finished
+                            or all(run.done[n] + run.failed[n] >= COMPARE_PAGES for n in names)
+                        ),
+                    )
+                    if not streamed or run.error:
+                        print(
+                            f"ocrtui: comparison did not stream: {run.error or 'timeout'}",
+                            file=sys.stderr,
+                        )
+                        status = 1
+                await app.dashboard.tick() if not compare else None
+                await pilot.pause()
+                svg = app.export_screenshot()
+                await asyncio.to_thread(_write_text, path, svg)
+        finally:
+            await source.close()
+        print(path)
+        return status
+
+    return asyncio.run(main())
+
+
+def _write_text(path: str, text: str) -> None:
+    Path(path).expanduser().write_text(text, encoding="utf-8")
+
+
+async def _poll(pilot: Any, timeout: float, done: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        await pilot.pause(0.2)
+    return True

@@ -1,0 +1,131 @@
+"""A comparison run as the dashboard holds it: owned by the app, not by a screen, so it keeps
+running while the operator looks at the dashboard and can be rejoined.
+
+It keeps bounded state: the page table rows, each model's last page texts (for the panes
+and the diff), and the latencies for the live summary. The comparison screen subscribes to
+:class:`PageUpdate`s; a screen mounted later replays the held state first.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ocrtui.compare.store import PageResult
+
+TEXT_PAGES = 200  # page texts kept per model for the diff; older ones live in results.jsonl
+LATENCIES = 5000
+
+
+@dataclass
+class PageRow:
+    doc: str
+    page: int
+    outcomes: dict[str, PageResult] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.doc}#{self.page}"
+
+
+@dataclass(frozen=True)
+class PageUpdate:
+    row: PageRow
+    outcome: PageResult
+
+
+Listener = Callable[[PageUpdate | None], None]  # None: summary/state changed only
+
+
+class RunView:
+    def __init__(self, models: list[str], label: str) -> None:
+        self.models = models
+        self.label = label
+        self.rows: OrderedDict[str, PageRow] = OrderedDict()
+        self._texts: dict[str, OrderedDict[str, PageResult]] = {m: OrderedDict() for m in models}
+        self._latencies: dict[str, deque[float]] = {m: deque(maxlen=LATENCIES) for m in models}
+        self.done: dict[str, int] = dict.fromkeys(models, 0)
+        self.failed: dict[str, int] = dict.fromkeys(models, 0)
+        self.expected_pages: int | None = None  # per model, when the runner knows it
+        self.phase = "starting"  # what the run is doing now, e.g. "glm-ocr warm 3/10"
+        self.speed: dict[tuple[str, str], dict[str, Any]] = {}  # (model, phase) -> stats
+        self.notes: list[str] = []  # per-document errors
+        self.finished = False
+        self.error: str | None = None
+        self.out_dir: str | None = None
+        self.references: OrderedDict[str, str] = OrderedDict()  # doc#page -> reference text
+        self.started = time.monotonic()
+        self.ended: float | None = None
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _notify(self, update: PageUpdate | None) -> None:
+        for listener in list(self._listeners):
+            listener(update)
+
+    def add(self, outcome: PageResult) -> None:
+        key = f"{outcome.doc}#{outcome.page}"
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = PageRow(outcome.doc, outcome.page)
+        # Rows keep the numbers for every page; full texts only for the last TEXT_PAGES.
+        row.outcomes[outcome.model] = replace(outcome, text="")
+        texts = self._texts.setdefault(outcome.model, OrderedDict())
+        texts[key] = outcome
+        while len(texts) > TEXT_PAGES:
+            texts.popitem(last=False)
+        if outcome.ok:
+            self.done[outcome.model] = self.done.get(outcome.model, 0) + 1
+            if outcome.latency_s is not None:
+                self._latencies.setdefault(outcome.model, deque(maxlen=LATENCIES)).append(
+                    outcome.latency_s
+                )
+        else:
+            self.failed[outcome.model] = self.failed.get(outcome.model, 0) + 1
+        self._notify(PageUpdate(row, outcome))
+
+    def set_phase(self, phase: str) -> None:
+        self.phase = phase
+        self._notify(None)
+
+    def finish(self, error: str | None = None) -> None:
+        self.finished = True
+        self.error = error
+        self.ended = time.monotonic()
+        self.phase = error or "done"
+        self._notify(None)
+
+    def set_reference(self, doc: str, page: int, text: str) -> None:
+        self.references[f"{doc}#{page}"] = text
+        while len(self.references) > TEXT_PAGES:
+            self.references.popitem(last=False)
+
+    def text(self, key: str, model: str) -> PageResult | None:
+        return self._texts.get(model, {}).get(key)
+
+    def p50(self, model: str) -> float | None:
+        lat = self._latencies.get(model)
+        return statistics.median(lat) if lat else None
+
+    def images_per_s(self, model: str) -> float | None:
+        """Throughput-phase images/s, once that phase has run."""
+        value = self.speed.get((model, "throughput"), {}).get("imgs_per_s")
+        return float(value) if isinstance(value, int | float) else None
+
+    def summary(self) -> dict[str, float | int | None]:
+        elapsed = max(1e-6, (self.ended or time.monotonic()) - self.started)
+        results = sum(self.done.values()) + sum(self.failed.values())
+        pages = len(self.rows)
+        return {
+            "pages": pages,
+            "results": results,
+            "elapsed_s": elapsed,
+            "pages_per_s": pages / elapsed,
+        }

@@ -1,0 +1,1 @@
+"""Screens: the dashboard, the comparison, and the modal dialogs."""

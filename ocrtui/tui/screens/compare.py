@@ -1,0 +1,269 @@
+"""The comparison: each model's text streaming into its own pane, a per-page table, the
+selected page's character diff, and a live summary.
+
+The screen only views the app's :class:`RunView`: on mount it replays what the run holds,
+then follows its updates, coalesced into one repaint per ``FLUSH_S`` so a fast stream of
+results cannot starve the keyboard. Leaving the screen unsubscribes; the run goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from rapidfuzz.distance import Levenshtein
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Log, Static
+
+from ocrtui.compare.store import PageResult
+from ocrtui.tui.run_view import PageRow, PageUpdate, RunView
+from ocrtui.tui.widgets.gpu_panel import model_styles
+
+FLUSH_S = 0.1
+PANE_LINES = 3000
+DIFF_CHARS = 4000  # longer texts are cut for the on-screen diff (the report has them all)
+
+
+def summary_content(run: RunView) -> Content:
+    s = run.summary()
+    if not run.finished:
+        badge, style = "RUNNING", "$warning"
+    elif run.error:
+        badge, style = "FAILED", "$error"
+    else:
+        badge, style = "DONE", "$success"
+    expected = f"/{run.expected_pages}" if run.expected_pages else ""
+    parts: list[str | tuple[str, str]] = [
+        (f" {badge} ", f"reverse bold {style}"),
+        f" {run.label} · {run.phase} · pages {s['pages']}{expected} · ",
+        f"{s['pages_per_s']:.2f} pages/s",
+    ]
+    styles = model_styles(run.models)
+    for m in run.models:
+        p50 = run.p50(m)
+        ips = run.images_per_s(m)
+        failed = f" {run.failed[m]} failed" if run.failed.get(m) else ""
+        parts += [
+            "\n",
+            ("■ ", styles[m]),
+            f"{m}: {run.done.get(m, 0)} pages{failed} · p50 ",
+            "-" if p50 is None else f"{p50:.2f} s",
+            " · ",
+            "- images/s" if ips is None else f"{ips:.2f} images/s",
+        ]
+    if run.notes:
+        parts += ["\n", ("; ".join(run.notes[-2:]), "$error")]
+    if run.out_dir:
+        parts += [("\n" + f"results: {run.out_dir}", "$text-muted")]
+    return Content.assemble(*parts)
+
+
+def page_header(r: PageResult) -> str:
+    bits = [f"{r.doc} p.{r.page}"]
+    if r.latency_s is not None:
+        bits.append(f"{r.latency_s:.2f} s")
+    if r.cer is not None:
+        bits.append(f"CER {r.cer:.1%}")
+    if r.flags:
+        bits.append(",".join(r.flags))
+    if not r.ok:
+        bits.append(f"FAILED: {r.error}")
+    return "── " + " · ".join(bits) + " ──"
+
+
+def diff_content(hypothesis: str, reference: str) -> Content:
+    """Character diff: deleted reference text struck in red, inserted text underlined green."""
+    hyp, ref = hypothesis[:DIFF_CHARS], reference[:DIFF_CHARS]
+    parts: list[tuple[str, str]] = []
+    for op in Levenshtein.opcodes(hyp, ref):
+        tag = op.tag
+        if tag == "equal":
+            parts.append((ref[op.dest_start : op.dest_end], ""))
+            continue
+        if tag in ("replace", "insert"):  # in the reference, missing from the hypothesis
+            parts.append((ref[op.dest_start : op.dest_end], "$error strike"))
+        if tag in ("replace", "delete"):  # produced by the model, not in the reference
+            parts.append((hyp[op.src_start : op.src_end], "$success underline"))
+    return Content.assemble(*parts)
+
+
+class ComparePane(Log):
+    DEFAULT_CSS = """
+    ComparePane { border: round $panel-lighten-2; width: 1fr; height: 1fr; }
+    ComparePane:focus { border: round $primary; }
+    """
+
+
+class CompareScreen(Screen[None]):
+    DEFAULT_CSS = """
+    #summary { height: auto; max-height: 6; background: $panel; padding: 0 1; }
+    #panes { height: 3fr; }
+    #bottom { height: 2fr; }
+    #pages { width: 1fr; height: 1fr; border: round $panel-lighten-2; }
+    #diff-box { width: 1fr; border: round $panel-lighten-2; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Dashboard (run continues)", id="compare.back"),
+        Binding("d", "diff_mode", "Diff: reference/models", id="compare.diff_mode"),
+    ]
+
+    def __init__(self, run: RunView) -> None:
+        super().__init__()
+        self.run = run
+        self._page_updates: list[PageUpdate] = []
+        self._flush_scheduled = False
+        self._unsubscribe: object = None
+        self._cells: dict[str, list[str]] = {}
+        self._diff_key: str | None = None
+        self.diff_between_models = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="summary")
+        with Horizontal(id="panes"):
+            for i, name in enumerate(self.run.models):
+                pane = ComparePane(max_lines=PANE_LINES, auto_scroll=True, id=f"pane-{i}")
+                pane.border_title = name
+                yield pane
+        with Horizontal(id="bottom"):
+            table: DataTable[str] = DataTable(id="pages", cursor_type="row", zebra_stripes=True)
+            table.border_title = "pages"
+            yield table
+            with VerticalScroll(id="diff-box"):
+                yield Static(id="diff")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#pages", DataTable)
+        table.add_column("page", key="page")
+        for m in self.run.models:
+            table.add_column(f"{m} s", key=f"{m}:lat")
+            table.add_column("CER", key=f"{m}:cer")
+            table.add_column("flags", key=f"{m}:flags")
+        # Rejoining: show what the run already holds, then follow it.
+        with self.app.batch_update():
+            for row in self.run.rows.values():
+                self._upsert(row)
+            for i, m in enumerate(self.run.models):
+                pane = self.query_one(f"#pane-{i}", ComparePane)
+                for key in self.run.rows:
+                    held = self.run.text(key, m)
+                    if held is not None:
+                        pane.write_lines([page_header(held), *held.text.splitlines()])
+        self._unsubscribe = self.run.subscribe(self._run_changed)
+        self._show_summary()
+        self.set_interval(1.0, self._show_summary, name="summary")
+
+    def on_unmount(self) -> None:
+        if callable(self._unsubscribe):
+            self._unsubscribe()
+
+    # -- following the run ------------------------------------------------------------
+
+    def _run_changed(self, update: PageUpdate | None) -> None:
+        if update is not None:
+            self._page_updates.append(update)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.set_timer(FLUSH_S, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._page_updates = self._page_updates, []
+        with self.app.batch_update():
+            by_model: dict[str, list[str]] = {}
+            for u in pending:
+                lines = by_model.setdefault(u.outcome.model, [])
+                lines += [page_header(u.outcome), *u.outcome.text.splitlines()]
+                self._upsert(u.row)
+            for i, m in enumerate(self.run.models):
+                if by_model.get(m):
+                    # Log follows the tail only while the pane is scrolled to its end.
+                    self.query_one(f"#pane-{i}", ComparePane).write_lines(by_model[m])
+            self._show_summary()
+        if self._diff_key is None and self.run.rows:
+            self._show_diff(next(iter(self.run.rows)))
+
+    def _show_summary(self) -> None:
+        self.query_one("#summary", Static).update(summary_content(self.run))
+
+    def _row_cells(self, row: PageRow) -> list[str]:
+        cells = [f"{row.doc} p.{row.page}"]
+        for m in self.run.models:
+            r = row.outcomes.get(m)
+            if r is None:
+                cells += ["…", "", ""]
+            elif not r.ok:
+                cells += ["FAIL", "", (r.error or "")[:24]]
+            else:
+                lat = "-" if r.latency_s is None else f"{r.latency_s:.2f}"
+                cer = "-" if r.cer is None else f"{r.cer:.1%}"
+                cells += [lat, cer, ",".join(r.flags)]
+        return cells
+
+    def _upsert(self, row: PageRow) -> None:
+        table = self.query_one("#pages", DataTable)
+        cells = self._row_cells(row)
+        old = self._cells.get(row.key)
+        if old is None:
+            table.add_row(*cells, key=row.key)
+        else:
+            keys = ["page"] + [f"{m}:{c}" for m in self.run.models for c in ("lat", "cer", "flags")]
+            for col, new, was in zip(keys, cells, old, strict=True):
+                if new != was:
+                    table.update_cell(row.key, col, new)
+        self._cells[row.key] = cells
+
+    # -- the diff ---------------------------------------------------------------------
+
+    @on(DataTable.RowHighlighted, "#pages")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value is not None:
+            self._show_diff(event.row_key.value)
+
+    def action_diff_mode(self) -> None:
+        self.diff_between_models = not self.diff_between_models
+        if self._diff_key is not None:
+            self._show_diff(self._diff_key)
+
+    def _show_diff(self, key: str) -> None:
+        self._diff_key = key
+        box = self.query_one("#diff-box")
+        texts = [self.run.text(key, m) for m in self.run.models]
+        reference = self.run.references.get(key)
+        if any(t is None for t in texts):
+            box.border_title = f"diff {key}"
+            self.query_one("#diff", Static).update(
+                Content.styled("waiting for both models (or the text left memory)", "$text-muted")
+            )
+            return
+        if reference is not None and not self.diff_between_models:
+            box.border_title = f"diff vs reference · {key}"
+            body = _stack(
+                [
+                    (m, diff_content(t.text, reference))
+                    for m, t in zip(self.run.models, texts, strict=True)
+                    if t is not None
+                ]
+            )
+        else:
+            a, b = self.run.models[0], self.run.models[-1]
+            box.border_title = f"diff {a} → {b} · {key}"
+            ta, tb = texts[0], texts[-1]
+            assert ta is not None and tb is not None
+            body = _stack([(f"{b} (struck) vs {a} (underlined)", diff_content(ta.text, tb.text))])
+        self.query_one("#diff", Static).update(body)
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+
+def _stack(sections: Sequence[tuple[str, Content]]) -> Content:
+    parts: list[Content | tuple[str, str] | str] = []
+    for title, body in sections:
+        parts += [(title, "bold"), "\n", body, "\n\n"]
+    return Content.assemble(*parts)

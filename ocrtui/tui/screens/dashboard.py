@@ -1,0 +1,305 @@
+"""The dashboard: pod header, one panel per GPU, one card per model, the selected model's log.
+
+A timer applies the source's latest snapshot at ``[ui] refresh_s``; it skips the tick while
+another screen or a dialog is on top (Dolphie's rule: never repaint under a modal), and it
+touches only widgets whose data changed. Keys call the app's operations, which run in
+workers; their progress comes back as :class:`OperationProgress` messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from ocrtui.control import ModelStatus, Snapshot
+from ocrtui.tui.messages import LogTail, OperationProgress
+from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen, LauncherDialog
+from ocrtui.tui.widgets.format import gib
+from ocrtui.tui.widgets.gpu_panel import GpuPanel, model_styles
+from ocrtui.tui.widgets.header import PodHeader
+from ocrtui.tui.widgets.log_pane import LogPane
+from ocrtui.tui.widgets.model_card import ModelCard
+
+if TYPE_CHECKING:
+    from ocrtui.tui.app import OcrtuiApp
+
+DEBOUNCE_S = 0.3  # destructive keys: a second press inside this window is a bounce
+POD_ACTIONS = {"restart", "stop", "kill_orphans"}
+
+
+class DashboardScreen(Screen[None]):
+    DEFAULT_CSS = """
+    DashboardScreen { layout: vertical; }
+    #gpus { height: auto; }
+    #cards { height: auto; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("tab,right", "select_next", "Next model", id="dashboard.next_model"),
+        Binding(
+            "shift+tab,left", "select_prev", "Prev model", show=False, id="dashboard.prev_model"
+        ),
+        *[
+            Binding(str(i), f"select({i - 1})", f"Model {i}", show=False, id=f"dashboard.model_{i}")
+            for i in range(1, 10)
+        ],
+        Binding("r", "restart", "Restart", id="dashboard.restart"),
+        Binding("s", "stop", "Stop", id="dashboard.stop"),
+        Binding("k", "kill_orphans", "Kill orphans", id="dashboard.kill_orphans"),
+        Binding("l", "toggle_log", "Log", id="dashboard.log"),
+        Binding("c", "compare", "Compare", id="dashboard.compare"),
+        Binding("v", "view_run", "View run", id="dashboard.view_run"),
+        Binding("question_mark", "help", "Help", id="dashboard.help"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.selected = 0
+        self.operations: dict[str, str] = {}
+        self._applied: Snapshot | None = None
+        self._panels: dict[int, GpuPanel] = {}
+        self._last_press: dict[str, float] = {}
+        self.debounce_s = DEBOUNCE_S
+        self._applicable: frozenset[str] = frozenset()
+        self._tick_lock = asyncio.Lock()  # a tick awaits mounts; ticks must not interleave
+
+    @property
+    def ocr_app(self) -> OcrtuiApp:
+        return cast("OcrtuiApp", self.app)
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.ocr_app.config.models]
+
+    def compose(self) -> ComposeResult:
+        styles = model_styles(self.model_names)
+        yield PodHeader()
+        yield Vertical(id="gpus")
+        with Horizontal(id="cards"):
+            for i, name in enumerate(self.model_names):
+                yield ModelCard(name, styles[name], id=f"card-{i}")
+        yield LogPane(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._select(0)
+        self.set_interval(self.ocr_app.config.ui.refresh_s, self.tick)
+        self.call_after_refresh(self.tick)
+
+    # -- refresh -------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        if self.app.screen is not self or self._tick_lock.locked():
+            return  # paused under a dialog or another screen, or the last tick still runs
+        async with self._tick_lock:
+            snap = self.ocr_app.source.snapshot
+            if snap is not self._applied:
+                await self.apply(snap)
+        if self.query_one(LogPane).display:
+            self.ocr_app.fetch_log(self.model_names[self.selected])
+
+    async def apply(self, snap: Snapshot) -> None:
+        self._applied = snap
+        for gpu in snap.gpus:
+            if gpu.index not in self._panels:
+                panel = GpuPanel(gpu.index)
+                self._panels[gpu.index] = panel
+                await self.query_one("#gpus").mount(panel)
+        styles = model_styles(self.model_names)
+        by_name = {m.name: m for m in snap.models}
+        with self.app.batch_update():
+            self.query_one(PodHeader).show(snap.pod, self.ocr_app.config.pod.agent_interval_s)
+            for gpu in snap.gpus:
+                self._panels[gpu.index].show(gpu, snap.models, snap.processes, styles)
+            for i, name in enumerate(self.model_names):
+                m = by_name.get(name)
+                if m is not None:
+                    self.query_one(f"#card-{i}", ModelCard).show(m, self.operations.get(name))
+        applicable = frozenset(a for a in POD_ACTIONS if self._applies(a))
+        if applicable != self._applicable:
+            self._applicable = applicable
+            self.refresh_bindings()
+
+    def restyle(self) -> None:
+        for panel in self._panels.values():
+            panel.restyle()
+        self._applied = None
+
+    # -- selection and bindings ----------------------------------------------------------
+
+    def _select(self, index: int) -> None:
+        names = self.model_names
+        self.selected = index % len(names)
+        for i in range(len(names)):
+            self.query_one(f"#card-{i}", ModelCard).set_class(i == self.selected, "-selected")
+        self.query_one(LogPane).show_model(names[self.selected])
+        self._applicable = frozenset()
+        if self._applied is not None:
+            self._applicable = frozenset(a for a in POD_ACTIONS if self._applies(a))
+        self.refresh_bindings()
+
+    def action_select_next(self) -> None:
+        self._select(self.selected + 1)
+
+    def action_select_prev(self) -> None:
+        self._select(self.selected - 1)
+
+    def action_select(self, index: int) -> None:
+        if index < len(self.model_names):
+            self._select(index)
+
+    def _model(self) -> ModelStatus | None:
+        name = self.model_names[self.selected]
+        return next((m for m in self.ocr_app.source.snapshot.models if m.name == name), None)
+
+    def _orphans(self) -> list[tuple[int, int]]:
+        return [
+            (p.pid, p.used_mib)
+            for p in self.ocr_app.source.snapshot.processes
+            if p.model and p.model.startswith("orphan:")
+        ]
+
+    def _applies(self, action: str) -> bool:
+        if action in POD_ACTIONS and self.ocr_app.readonly:
+            return False
+        name = self.model_names[self.selected]
+        model = self._model()
+        if action == "restart":
+            return name not in self.operations
+        if action == "stop":
+            return name not in self.operations and model is not None and model.state != "down"
+        if action == "kill_orphans":
+            return bool(self._orphans())
+        return True
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in POD_ACTIONS:
+            return self._applies(action)
+        if action == "select":
+            return bool(parameters) and cast(int, parameters[0]) < len(self.model_names)
+        if action in ("select_next", "select_prev"):
+            return len(self.model_names) > 1
+        if action == "compare":
+            return not self.ocr_app.comparison_running
+        if action == "view_run":
+            return self.ocr_app.run_view is not None
+        return True
+
+    def _bounced(self, action: str) -> bool:
+        now = time.monotonic()
+        last = self._last_press.get(action, 0.0)
+        self._last_press[action] = now
+        return now - last < self.debounce_s
+
+    # -- pod actions ---------------------------------------------------------------------
+
+    def action_restart(self) -> None:
+        if self._bounced("restart") or not self._applies("restart"):
+            return
+        name = self.model_names[self.selected]
+        model = self._model()
+        if model is None or model.state in ("down", "crashed", "unhealthy"):
+            self.ocr_app.restart_model(name)
+            return
+        body = Content.assemble(
+            (name, "bold"),
+            f" is {model.state} and serving on :{model.port}.\n\n",
+            "Restart stops its whole process tree, clears leftovers, waits for the VRAM to be "
+            "freed and starts it again; requests in flight fail.",
+        )
+
+        def done(confirmed: bool | None) -> None:
+            if confirmed:
+                self.ocr_app.restart_model(name)
+
+        self.app.push_screen(ConfirmDialog(f"Restart {name}?", body, "Restart"), done)
+
+    def action_stop(self) -> None:
+        if self._bounced("stop") or not self._applies("stop"):
+            return
+        name = self.model_names[self.selected]
+        body = Content.assemble(
+            "Stop ",
+            (name, "bold"),
+            "? Its process tree is terminated and its VRAM freed; `r` starts it again.",
+        )
+
+        def done(confirmed: bool | None) -> None:
+            if confirmed:
+                self.ocr_app.stop_model(name)
+
+        self.app.push_screen(ConfirmDialog(f"Stop {name}?", body, "Stop"), done)
+
+    def action_kill_orphans(self) -> None:
+        if self._bounced("kill_orphans") or not self._applies("kill_orphans"):
+            return
+        orphans = self._orphans()
+        lines = "\n".join(f"  pid {pid:>8}   {gib(mib):>6} GiB" for pid, mib in orphans)
+        total = gib(sum(mib for _, mib in orphans))
+        body = (
+            f"These processes hold VRAM but belong to no running model server:\n\n{lines}\n\n"
+            f"Kill them (SIGKILL) to free {total} GiB?"
+        )
+
+        def done(confirmed: bool | None) -> None:
+            if confirmed:
+                self.ocr_app.kill_orphans()
+
+        self.app.push_screen(ConfirmDialog("Kill orphaned processes?", body, "Kill"), done)
+
+    # -- views ---------------------------------------------------------------------------
+
+    def action_toggle_log(self) -> None:
+        log = self.query_one(LogPane)
+        if self.maximized is log:
+            self.minimize()
+        else:
+            self.maximize(log, container=False)
+
+    def action_compare(self) -> None:
+        cfg = self.ocr_app.config.compare
+
+        def done(request: object) -> None:
+            if request is not None:
+                self.ocr_app.start_comparison(request)  # type: ignore[arg-type]
+
+        self.app.push_screen(LauncherDialog(cfg.concurrency, cfg.schedule), done)
+
+    def action_view_run(self) -> None:
+        self.ocr_app.show_comparison()
+
+    def action_help(self) -> None:
+        rows = [(self.app.get_key_display(b), b.description) for b in self.active_bindings_rows()]
+        self.app.push_screen(HelpScreen(rows, self.ocr_app.readonly))
+
+    def active_bindings_rows(self) -> list[Binding]:
+        return [
+            active.binding
+            for active in self.active_bindings.values()
+            if active.enabled and active.binding.description
+        ]
+
+    # -- messages from the app's workers -------------------------------------------------
+
+    @on(OperationProgress)
+    def _progress(self, msg: OperationProgress) -> None:
+        if msg.step is None:
+            self.operations.pop(msg.model, None)
+        else:
+            self.operations[msg.model] = msg.step
+        self._applied = None  # repaint the card with the new step on the next tick
+        self.refresh_bindings()
+        if self.app.screen is self:
+            self.call_later(self.tick)
+
+    @on(LogTail)
+    def _log(self, msg: LogTail) -> None:
+        self.query_one(LogPane).feed(msg.model, msg.lines)

@@ -1,0 +1,1 @@
+"""Dashboard widgets: each renders from status dataclasses and updates only what changed."""

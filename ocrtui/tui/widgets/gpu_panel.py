@@ -1,0 +1,188 @@
+"""One GPU: a memory bar with each model's share, the planned budgets, util/temp/power, and
+a process table updated row by row (keyed; cells touched only when their value changes)."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.content import Content
+from textual.widgets import DataTable, Static
+
+from ocrtui.control import GpuStatus, ModelStatus, ProcessStatus
+from ocrtui.tui.widgets.format import gib, segments, sparkline
+
+HISTORY = 24  # samples of VRAM per process kept for the sparkline
+BAR_WIDTH = 60
+COLUMNS = (("pid", "PID"), ("title", "process"), ("owner", "model"), ("vram", "VRAM GiB"))
+
+
+def model_styles(names: Sequence[str]) -> dict[str, str]:
+    """A stable colour variable per model, in config order."""
+    palette = ("$primary", "$secondary", "$accent", "$success")
+    return {n: palette[i % len(palette)] for i, n in enumerate(names)}
+
+
+def owner_label(model: str | None) -> tuple[str, str]:
+    if model is None:
+        return "other", "$text-muted"
+    if model.startswith("orphan:"):
+        return f"ORPHAN {model.removeprefix('orphan:')}", "$error bold"
+    return model, ""
+
+
+def memory_content(
+    gpu: GpuStatus,
+    models: Sequence[ModelStatus],
+    processes: Sequence[ProcessStatus],
+    styles: dict[str, str],
+    width: int = BAR_WIDTH,
+) -> Content:
+    mine = [p for p in processes if p.gpu == gpu.index]
+    used_by: dict[str, int] = {}
+    orphan = other = 0
+    for p in mine:
+        if p.model is None:
+            other += p.used_mib
+        elif p.model.startswith("orphan:"):
+            orphan += p.used_mib
+        else:
+            used_by[p.model] = used_by.get(p.model, 0) + p.used_mib
+    # Memory NVML counts as used that no listed process holds (driver, invisible pids).
+    unlisted = max(0, gpu.used_mib - sum(p.used_mib for p in mine))
+    used_parts = [(used_by.get(m.name, 0), styles.get(m.name, "")) for m in models]
+    used_parts += [(orphan, "$error"), (other + unlisted, "$text-muted")]
+    plan_parts = [(m.planned_mib or 0, styles.get(m.name, "")) for m in models]
+
+    def bar(parts: list[tuple[int, str]], char: str) -> list[tuple[str, str]]:
+        return [
+            (char * n, style or "$surface-lighten-2")
+            for n, style in segments(parts, gpu.total_mib, width)
+        ]
+
+    lines: list[str | tuple[str, str]] = [
+        ("used ", "bold"),
+        *bar(used_parts, "█"),
+        f" {gib(gpu.used_mib)}/{gib(gpu.total_mib)} GiB\n",
+        ("plan ", "bold"),
+        *bar(plan_parts, "▒"),
+        f" {gib(sum(m.planned_mib or 0 for m in models))} GiB planned\n",
+    ]
+    for m in models:
+        used = used_by.get(m.name, 0)
+        over = m.planned_mib is not None and used > m.planned_mib * 1.02
+        plan = f"{gib(m.planned_mib)}" if m.planned_mib is not None else "?"
+        lines += [
+            ("■ ", styles.get(m.name, "")),
+            (f"{m.name} {gib(used)}/{plan}", "$warning bold" if over else ""),
+            "  ",
+        ]
+    if orphan:
+        lines += [("■ ", "$error"), (f"orphans {gib(orphan)}", "$error bold"), "  "]
+    if other + unlisted:
+        lines += [("■ ", "$text-muted"), (f"other {gib(other + unlisted)}", "$text-muted")]
+    return Content.assemble(*lines)
+
+
+def vitals(gpu: GpuStatus) -> str:
+    util = "-" if gpu.utilization_pct is None else f"{gpu.utilization_pct:.0f}%"
+    temp = "-" if gpu.temperature_c is None else f"{gpu.temperature_c:.0f}°C"
+    power = "-" if gpu.power_w is None else f"{gpu.power_w:.0f} W"
+    return f"util {util}  temp {temp}  power {power}"
+
+
+class GpuPanel(Vertical):
+    DEFAULT_CSS = """
+    GpuPanel { border: round $panel-lighten-2; height: auto; padding: 0 1; }
+    GpuPanel > .bars { height: 3; }
+    GpuPanel > DataTable { height: auto; max-height: 8; }
+    """
+
+    def __init__(self, index: int, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.index = index
+        self._history: dict[str, deque[int]] = {}
+        self._cells: dict[str, dict[str, object]] = {}
+        self._rendered: tuple[object, ...] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(classes="bars")
+        # Columns exist before the first show(), which may come before on_mount has run.
+        table: DataTable[object] = DataTable(cursor_type="none", zebra_stripes=True)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        table.add_column("history", key="hist", width=HISTORY)
+        yield table
+
+    def show(
+        self,
+        gpu: GpuStatus,
+        models: Sequence[ModelStatus],
+        processes: Sequence[ProcessStatus],
+        styles: dict[str, str],
+    ) -> None:
+        sim = " (simulated)" if gpu.simulated and "simulated" not in gpu.name else ""
+        self.border_title = f"GPU {gpu.index} · {gpu.name}{sim}"
+        self.border_subtitle = vitals(gpu)
+        mine = [p for p in processes if p.gpu == gpu.index]
+        key = (gpu, tuple(models), tuple(mine))
+        if key != self._rendered:
+            self._rendered = key
+            self.query_one(".bars", Static).update(memory_content(gpu, models, processes, styles))
+        self._update_rows(mine, gpu.total_mib)
+
+    def _update_rows(self, processes: Sequence[ProcessStatus], total_mib: int) -> None:
+        table = self.query_one(DataTable)
+        seen: set[str] = set()
+        for p in processes:
+            key = str(p.pid)
+            seen.add(key)
+            hist = self._history.setdefault(key, deque(maxlen=HISTORY))
+            hist.append(p.used_mib)
+            label, style = owner_label(p.model)
+            title = p.title if p.visible else "(pid not visible here: host pid)"
+            cells: dict[str, object] = {
+                "pid": str(p.pid),
+                "title": Text(title[:40], style="italic" if not p.visible else ""),
+                "owner": Text(label, style=_rich_style(self, style)),
+                "vram": Text(gib(p.used_mib), justify="right"),
+                "hist": sparkline(hist, total_mib),
+            }
+            old = self._cells.get(key)
+            if old is None:
+                table.add_row(*cells.values(), key=key)
+            else:
+                for col, value in cells.items():
+                    if old.get(col) != value:
+                        table.update_cell(key, col, value, update_width=True)
+            self._cells[key] = cells
+        for key in [k for k in self._cells if k not in seen]:
+            table.remove_row(key)
+            del self._cells[key]
+            self._history.pop(key, None)
+
+    def restyle(self) -> None:
+        """The theme changed: forget rendered state so the next show() repaints every cell."""
+        self._rendered = None
+        for cells in self._cells.values():
+            cells["owner"] = None
+
+
+def _rich_style(widget: Static | Vertical, style: str) -> str:
+    """DataTable cells are Rich renderables: resolve a theme variable to a concrete colour."""
+    if not style:
+        return ""
+    theme = widget.app.current_theme
+    words = style.split()
+    out = []
+    for w in words:
+        if w == "$error":
+            out.append(theme.error or "red")
+        elif w == "$text-muted":
+            out.append("grey50")
+        else:
+            out.append(w)
+    return " ".join(out)

@@ -1,0 +1,80 @@
+"""One model: state and startup stage, health, load, KV cache, tokens/s, the last hint, and
+the progress of an operation the dashboard started on it."""
+
+from __future__ import annotations
+
+from textual.content import Content
+from textual.widgets import Static
+
+from ocrtui.control import ModelStatus
+from ocrtui.tui.widgets.format import gib
+
+STATE_STYLE = {
+    "ready": "$success bold",
+    "starting": "$warning bold",
+    "unhealthy": "$warning bold",
+    "crashed": "$error bold",
+    "down": "$text-muted bold",
+}
+
+
+def _num(v: float | int | None, fmt: str = "{:.0f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def card_content(m: ModelStatus, operation: str | None, colour: str) -> Content:
+    parts: list[str | tuple[str, str]] = [
+        ("■ ", colour),
+        (f"{m.state.upper()}", STATE_STYLE.get(m.state, "")),
+        f"  :{m.port}  pid {_num(m.pid)}\n",
+    ]
+    if m.state == "starting":
+        parts += [("stage ", "$text-muted"), (m.stage or "launching", "$warning"), "\n"]
+    latency = _num(m.health_latency_ms, "{:.1f} ms")
+    parts += [
+        ("health ", "$text-muted"),
+        latency,
+        ("  run ", "$text-muted"),
+        _num(m.running),
+        ("  wait ", "$text-muted"),
+        _num(m.waiting),
+        "\n",
+        ("KV ", "$text-muted"),
+        _num(None if m.kv_cache_usage is None else m.kv_cache_usage * 100, "{:.0f}%"),
+        ("  tok/s in ", "$text-muted"),
+        _num(m.prompt_tokens_per_s),
+        (" out ", "$text-muted"),
+        _num(m.generation_tokens_per_s),
+        "\n",
+        ("VRAM ", "$text-muted"),
+        f"{gib(m.used_mib)} / {gib(m.planned_mib) if m.planned_mib is not None else '?'} GiB",
+    ]
+    if operation:
+        parts += ["\n", ("» ", "$accent"), (operation, "$accent bold")]
+    if m.hint:
+        parts += ["\n", ("hint: ", "$error bold"), (m.hint, "$error")]
+    return Content.assemble(*parts)
+
+
+class ModelCard(Static):
+    DEFAULT_CSS = """
+    ModelCard { border: round $panel-lighten-2; width: 1fr; height: auto; min-height: 7;
+                padding: 0 1; }
+    ModelCard.-selected { border: heavy $primary; }
+    ModelCard.-crashed { border: round $error; }
+    ModelCard.-selected.-crashed { border: heavy $error; }
+    """
+
+    def __init__(self, name: str, colour: str, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.model_name = name
+        self.colour = colour
+        self.border_title = name
+        self._rendered: tuple[ModelStatus, str | None] | None = None
+
+    def show(self, m: ModelStatus, operation: str | None) -> None:
+        if (m, operation) == self._rendered:
+            return
+        self._rendered = (m, operation)
+        self.set_class(m.state == "crashed", "-crashed")
+        self.update(card_content(m, operation, self.colour))

@@ -1,0 +1,196 @@
+"""Known vLLM failures, recognised in a log tail: the cause and the fix in one line.
+
+Patterns are vLLM's own strings (research/vllm_and_models.md; real logs in fixtures/vllm/).
+The log file is appended to across restarts, so the failure printed last is the one that
+matters; "engine core died" is a consequence more than a cause and only answers when nothing
+more specific is there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ocrtui.vllm.stages import strip_ansi
+
+
+@dataclass(frozen=True)
+class Hint:
+    key: str
+    cause: str
+    fix: str
+    line: str  # the log line it was recognised in
+
+    def __str__(self) -> str:
+        return f"{self.cause}. Fix: {self.fix}"
+
+
+_Maker = Callable[[re.Match[str]], tuple[str, str]]
+
+
+def _free_memory(m: re.Match[str]) -> tuple[str, str]:
+    free, total, util, need = m.group("free", "total", "util", "need")
+    return (
+        f"only {free} of {total} GiB GPU memory free at startup, below "
+        f"--gpu-memory-utilization {util} ({need} GiB)",
+        "stop what holds the memory (an orphaned VLLM::EngineCore: `ocrtui restart NAME` "
+        "clears it) or lower gpu_memory_utilization",
+    )
+
+
+def _kv_too_small(m: re.Match[str]) -> tuple[str, str]:
+    return (
+        f"KV cache too small for max-model-len {m.group('len')} ({m.group('need')} GiB "
+        f"needed, {m.group('avail')} GiB available)",
+        f"set max_model_len to at most {m.group('est')} (the estimated maximum) "
+        "or raise gpu_memory_utilization",
+    )
+
+
+def _no_cache_blocks(m: re.Match[str]) -> tuple[str, str]:
+    return (
+        "no GPU memory left for KV cache blocks after loading the model",
+        "raise gpu_memory_utilization (GLM-OCR needs about 18 GiB) or free GPU memory",
+    )
+
+
+def _cuda_oom(m: re.Match[str]) -> tuple[str, str]:
+    return (
+        "CUDA out of memory",
+        "free GPU memory held by other processes (orphans: `ocrtui restart NAME`), or lower "
+        "gpu_memory_utilization, max_num_seqs or max_model_len",
+    )
+
+
+def _address_in_use(m: re.Match[str]) -> tuple[str, str]:
+    return (
+        "the port is already in use by another process",
+        "stop that server (`ocrtui down`, or see the processes panel) or change the model's port",
+    )
+
+
+def _architecture(m: re.Match[str]) -> tuple[str, str]:
+    kind = m.group("type") or "this model"
+    return (
+        f"the installed transformers does not recognise model type {kind}",
+        "install a transformers/vLLM pair that supports it (GLM-OCR: transformers >= 5.1 "
+        "with a vLLM that allows it)",
+    )
+
+
+def _limit_mm(m: re.Match[str]) -> tuple[str, str]:
+    return (
+        f"--limit-mm-per-prompt {m.group('value')} is the old format; vLLM >= 0.10 takes JSON",
+        """write it as '{"image": 1}' in extra_args""",
+    )
+
+
+def _unrecognized_args(m: re.Match[str]) -> tuple[str, str]:
+    return (
+        f"this vLLM does not know the argument(s) {m.group('args').strip()}",
+        "remove them from extra_args or install a vLLM version that has them",
+    )
+
+
+def _unsupported_architecture(m: re.Match[str]) -> tuple[str, str]:
+    return (
+        f"this vLLM does not support the model architecture {m.group('arch')}",
+        "upgrade vLLM to a version that lists the architecture",
+    )
+
+
+def _engine_died(m: re.Match[str]) -> tuple[str, str]:
+    return (
+        "the EngineCore process died (killed, out of host memory, or a crash)",
+        "read the lines above for the root cause, then restart the model",
+    )
+
+
+_PATTERNS: tuple[tuple[str, re.Pattern[str], _Maker], ...] = (
+    (
+        "free_memory",
+        re.compile(
+            r"Free memory on device(?: \S+)? \((?P<free>[\d.]+)/(?P<total>[\d.]+) GiB\) on "
+            r"startup is less than desired GPU memory utilization "
+            r"\((?P<util>[\d.]+), (?P<need>[\d.]+) GiB\)"
+        ),
+        _free_memory,
+    ),
+    (
+        "kv_cache_too_small",
+        re.compile(
+            r"max seq len \((?P<len>\d+)\), \((?P<need>[\d.]+) GiB KV cache is needed, which is "
+            r"larger than the available KV cache memory \((?P<avail>-?[\d.]+) GiB\)\. Based on "
+            r"the available memory, the estimated maximum model length is (?P<est>\d+)"
+        ),
+        _kv_too_small,
+    ),
+    ("no_cache_blocks", re.compile(r"No available memory for the cache blocks"), _no_cache_blocks),
+    ("cuda_oom", re.compile(r"CUDA out of memory|torch\.OutOfMemoryError"), _cuda_oom),
+    (
+        "address_in_use",
+        re.compile(r"\[Errno 98\] Address already in use|address already in use", re.I),
+        _address_in_use,
+    ),
+    (
+        "unrecognized_architecture",
+        re.compile(
+            r"(?:model type `(?P<type>[^`]+)` but )?Transformers does not recognize this "
+            r"architecture"
+        ),
+        _architecture,
+    ),
+    (
+        "unsupported_architecture",
+        re.compile(r"Model architectures? (?P<arch>\[[^\]]*\]) (?:are|is) not supported"),
+        _unsupported_architecture,
+    ),
+    (
+        "limit_mm_per_prompt",
+        re.compile(r"argument --limit-mm-per-prompt: Value (?P<value>.+?) cannot be converted"),
+        _limit_mm,
+    ),
+    (
+        "unrecognized_arguments",
+        re.compile(r"error: unrecognized arguments: (?P<args>.+)$"),
+        _unrecognized_args,
+    ),
+    (
+        "engine_core_died",
+        re.compile(r"Engine core proc \S+ died unexpectedly|EngineDeadError"),
+        _engine_died,
+    ),
+)
+# A shutdown we asked for (SIGTERM) makes vLLM >= 0.25 log EngineDeadError on its way out.
+_REQUESTED_SHUTDOWN = re.compile(
+    r"received signal=SIG(TERM|INT)|\[shutdown\] API server: shutdown triggered"
+)
+HINT_KEYS: tuple[str, ...] = tuple(key for key, _, _ in _PATTERNS)
+_FALLBACK = "engine_core_died"
+
+
+def find_hint(lines: Sequence[str]) -> Hint | None:
+    """The known failure printed last in ``lines``, or None."""
+    fallback: Hint | None = None
+    for raw in reversed(lines):
+        line = strip_ansi(raw)
+        if _REQUESTED_SHUTDOWN.search(line):
+            fallback = None
+        for key, pattern, make in _PATTERNS:
+            m = pattern.search(line)
+            if m is None:
+                continue
+            cause, fix = make(m)
+            hint = Hint(key, cause, fix, line.strip())
+            if key != _FALLBACK:
+                return hint
+            fallback = fallback or hint
+    return fallback
+
+
+def is_fatal(lines: Sequence[str]) -> bool:
+    """Whether the tail shows the server giving up (the process may not have exited yet)."""
+    return find_hint(lines) is not None or any(
+        "Engine core initialization failed" in line for line in lines
+    )

@@ -1,0 +1,53 @@
+"""A model's log file on the pod, with our own marker lines in it.
+
+The server's output is appended to one file across restarts. Before each launch and after
+each stop we append a marker line, so that (a) hints and stages are read only from the
+current run, and (b) anyone, including a later dashboard or a headless ``ocrtui status``,
+can tell a server that was stopped on purpose (``down``) from one that vanished
+(``crashed``): the last marker says which.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Literal
+
+from ocrtui.pod.base import Pod
+
+MARK = "[ocrtui]"
+Mark = Literal["launch", "stop"]
+
+_APPEND_SH = 'printf "%s\\n" "$1" >>"$2"'
+_LAST_MARK_SH = 'grep -F -- "$1" "$2" 2>/dev/null | tail -n 1'
+
+
+def marker_line(kind: Mark, name: str) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return f"{MARK} {kind} {name} {stamp}"
+
+
+def parse_marker(line: str) -> Mark | None:
+    if not line.startswith(MARK + " "):
+        return None
+    kind = line[len(MARK) + 1 :].split(" ", 1)[0]
+    return kind if kind in ("launch", "stop") else None  # type: ignore[return-value]
+
+
+def current_run(lines: Sequence[str]) -> tuple[list[str], Mark | None]:
+    """The lines after the last marker in ``lines``, and that marker's kind (None: none seen)."""
+    for i in range(len(lines) - 1, -1, -1):
+        kind = parse_marker(lines[i])
+        if kind is not None:
+            return list(lines[i + 1 :]), kind
+    return list(lines), None
+
+
+async def append_marker(pod: Pod, path: str, kind: Mark, name: str) -> None:
+    await pod.run(["sh", "-c", _APPEND_SH, "sh", marker_line(kind, name), path])
+
+
+async def last_marker(pod: Pod, path: str) -> Mark | None:
+    """The kind of the last marker in the whole file (a tail may not reach back to it)."""
+    result = await pod.run(["sh", "-c", _LAST_MARK_SH, "sh", MARK + " ", path])
+    return parse_marker(result.stdout.strip())

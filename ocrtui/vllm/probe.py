@@ -1,0 +1,104 @@
+"""One poll of one model server: HTTP probes, the log when needed, and the state verdict.
+
+Called once per refresh (1 Hz by default) by the Controller with the agent's latest view of
+the model's processes. The log is read only where it can change the answer (while not
+ready), and while nothing runs at most every ``QUIET_TAIL_S`` seconds, so a pod with idle
+models costs one ``/health`` request per model per second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from ocrtui.config import ModelConfig
+from ocrtui.pod.base import Pod
+from ocrtui.vllm.client import Health, VllmClient
+from ocrtui.vllm.logfile import Mark, current_run, last_marker
+from ocrtui.vllm.metrics import TokenRates, VllmMetrics, token_rates
+from ocrtui.vllm.state import ProcessFacts, Verdict, decide
+
+TAIL_LINES = 200
+QUIET_TAIL_S = 5.0
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    verdict: Verdict
+    health: Health | None
+    metrics: VllmMetrics | None = None
+    rates: TokenRates = field(default_factory=lambda: TokenRates(None, None))
+    max_model_len: int | None = None
+
+
+class ModelProbe:
+    def __init__(self, model: ModelConfig, pod: Pod, base_url: str, log_path: str) -> None:
+        self.model = model
+        self.pod = pod
+        self.log_path = log_path
+        self.client = VllmClient(base_url, api_key=model.api_key())
+        self._prev: tuple[VllmMetrics, float] | None = None
+        self._quiet_read: tuple[float, ProcessFacts, list[str], Mark | None] | None = None
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def tail(self, lines: int = TAIL_LINES) -> list[str]:
+        return await self.pod.tail(self.log_path, lines)
+
+    async def poll(self, facts: ProcessFacts) -> ProbeResult:
+        health = await self.client.health()
+        listed: bool | None = None
+        mml: int | None = None
+        metrics: VllmMetrics | None = None
+        rates = TokenRates(None, None)
+        if health.ok:
+            listed, mml = await self._listed()
+            metrics = await self._metrics()
+            if metrics is not None:
+                now = time.monotonic()
+                prev, t_prev = self._prev if self._prev else (None, 0.0)
+                rates = token_rates(prev, t_prev, metrics, now)
+                self._prev = (metrics, now)
+        else:
+            self._prev = None
+        tail: list[str] | None = None
+        mark: Mark | None = None
+        if not (health.ok and listed):
+            tail, mark = await self._log(facts)
+        verdict = decide(facts, health, listed, tail, mark, served_name=self.model.name)
+        if verdict.state == "ready":
+            self._quiet_read = None
+        return ProbeResult(verdict, health, metrics, rates, mml)
+
+    async def _listed(self) -> tuple[bool | None, int | None]:
+        try:
+            cards = await self.client.models()
+        except (httpx.HTTPError, ValueError):
+            return None, None
+        for card in cards:
+            if card.id == self.model.name:
+                return True, card.max_model_len
+        return False, None
+
+    async def _metrics(self) -> VllmMetrics | None:
+        # Metrics are decoration: a scrape that fails leaves the state alone.
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            return await self.client.metrics()
+        return None
+
+    async def _log(self, facts: ProcessFacts) -> tuple[list[str], Mark | None]:
+        now = time.monotonic()
+        if not facts.alive and self._quiet_read is not None:
+            t, seen, cached, cached_mark = self._quiet_read
+            if seen == facts and now - t < QUIET_TAIL_S:
+                return cached, cached_mark
+        lines = await self.tail()
+        mark: Mark | None = None
+        if not facts.alive and current_run(lines)[1] is None:
+            mark = await last_marker(self.pod, self.log_path)
+        self._quiet_read = None if facts.alive else (now, facts, lines, mark)
+        return lines, mark

@@ -1,0 +1,96 @@
+"""The state of one model server, decided from what the agent sees and what HTTP answers.
+
+    down       no process of the model (and the last thing we did was stop it, or nothing)
+    starting   a process is alive but the port does not answer yet; stage from the log
+    ready      /health 200 and /v1/models lists the served name
+    unhealthy  /health 503, timeouts, or the port answers for some other model
+    crashed    the server we launched is gone (or only its orphans live on), or the log
+               shows a fatal error; the hint and the last log lines say why
+
+vLLM binds its port early but listens only when ready, so "connection refused" with a live
+process means starting, not broken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ocrtui.vllm.client import Health
+from ocrtui.vllm.hints import Hint, find_hint, is_fatal
+from ocrtui.vllm.logfile import Mark, current_run
+from ocrtui.vllm.stages import Stage, startup_stage, strip_ansi
+
+ModelState = Literal["down", "starting", "ready", "unhealthy", "crashed"]
+LAST_LINES = 12
+
+
+@dataclass(frozen=True)
+class ProcessFacts:
+    """What the agent's latest sample says about one model's processes."""
+
+    server_pid: int | None  # the API server: listening on the port, or the one we launched
+    alive: bool  # the server (or any non-orphan process of its tree) is running
+    listening: bool  # something listens on the model's port
+    orphans: tuple[tuple[int, int], ...] = ()  # (pid, MiB) of leftover vLLM processes
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: ModelState
+    stage: Stage | None = None
+    hint: str | None = None
+    last_lines: tuple[str, ...] = field(default_factory=tuple)
+
+
+def decide(
+    facts: ProcessFacts,
+    health: Health | None,
+    served_listed: bool | None,
+    tail: Sequence[str] | None,
+    last_mark: Mark | None,
+    *,
+    served_name: str = "",
+) -> Verdict:
+    """One model's state. ``tail`` is the log tail (None when not read this time);
+    ``last_mark`` the last ocrtui marker in the whole log when the tail had none."""
+    run, mark_in_tail = current_run(tail) if tail is not None else ([], None)
+    mark = mark_in_tail or last_mark
+    if health is not None and health.ok:
+        if served_listed:
+            return Verdict("ready")
+        if served_listed is False:
+            return Verdict(
+                "unhealthy",
+                hint=f"the port answers but /v1/models does not list {served_name!r}: "
+                "another server holds this port. Fix: stop it or change the model's port",
+            )
+        return Verdict("unhealthy", hint="/v1/models did not answer")
+    if health is not None and health.status is not None:
+        return Verdict("unhealthy", hint=f"/health answered {health.status}")
+    if facts.alive:
+        if run and is_fatal(run):
+            return _crashed(run, facts)
+        if health is not None and health.error == "timeout" and facts.listening:
+            return Verdict("unhealthy", hint="/health timed out")
+        return Verdict("starting", stage=startup_stage(run) if run else None)
+    if facts.orphans or mark == "launch":
+        return _crashed(run, facts)
+    return Verdict("down")
+
+
+def _crashed(run: Sequence[str], facts: ProcessFacts) -> Verdict:
+    hint: Hint | None = find_hint(run)
+    text = str(hint) if hint else None
+    if facts.orphans and not facts.alive:
+        held = ", ".join(f"pid {pid} ({mib} MiB)" for pid, mib in facts.orphans)
+        orphan_text = (
+            f"the API server is gone but its vLLM processes live on holding GPU memory: {held}. "
+            "Fix: restart the model (it kills them first)"
+        )
+        text = orphan_text if text is None else f"{text} | {orphan_text}"
+    elif text is None:
+        text = "the server exited. Fix: read the log lines, then restart the model"
+    last = tuple(strip_ansi(line) for line in run[-LAST_LINES:])
+    return Verdict("crashed", hint=text, last_lines=last)

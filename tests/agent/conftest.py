@@ -1,0 +1,67 @@
+"""Fixtures for the agent tests: a simulated GPU and fake vLLM servers, cleaned up by pid."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ocrtui.sim.gpu import SimGpu
+
+FAKE_VLLM = Path(__file__).parent / "fake_vllm.py"
+
+
+@dataclass
+class FakeServer:
+    proc: subprocess.Popen[str]
+    port: int
+    engine_pid: int
+
+
+class FakeServers:
+    def __init__(self, tmp: Path, gpu: SimGpu) -> None:
+        self.gpu = gpu
+        self.exe = tmp / "bin" / "vllm"
+        self.exe.parent.mkdir()
+        shutil.copy(FAKE_VLLM, self.exe)
+        self.started: list[FakeServer] = []
+
+    def start(self, served: str, mib: int, model: str = "zai-org/GLM-OCR") -> FakeServer:
+        argv = [sys.executable, str(self.exe), "serve", model, "--port", "0",
+                "--served-model-name", served, "--sim-gpu", str(self.gpu.path), "--mib", str(mib)]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        assert proc.stdout is not None
+        line = proc.stdout.readline().split()  # blocks until the engine registered its memory
+        assert line[:1] == ["ready"], line
+        server = FakeServer(proc, int(line[1]), int(line[2]))
+        self.started.append(server)
+        return server
+
+    def cleanup(self) -> None:
+        for s in self.started:
+            for pid in (s.engine_pid, s.proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            s.proc.wait()
+
+
+@pytest.fixture
+def sim_gpu(tmp_path: Path) -> SimGpu:
+    return SimGpu.create(tmp_path / "gpu")
+
+
+@pytest.fixture
+def fake_servers(tmp_path: Path, sim_gpu: SimGpu) -> Iterator[FakeServers]:
+    servers = FakeServers(tmp_path, sim_gpu)
+    try:
+        yield servers
+    finally:
+        servers.cleanup()

@@ -1,0 +1,160 @@
+"""The real agent, shipped over LocalPod.stream, against a simulated GPU and real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ocrtui.config import ModelConfig, PodConfig
+from ocrtui.monitor.agent_monitor import AGENT_SOURCE, AgentMonitor, MonitorView
+from ocrtui.pod.local import LocalPod
+from ocrtui.sim.gpu import SimGpu
+from tests.agent.conftest import FakeServers
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def model(name: str, port: int) -> ModelConfig:
+    return ModelConfig(name=name, model="zai-org/GLM-OCR", port=port, gpu_memory_utilization=0.4)
+
+
+def pod_config(**kw: object) -> PodConfig:
+    base: dict[str, object] = {"kind": "local", "python": sys.executable, "agent_interval_s": 0.25}
+    return PodConfig(**{**base, **kw})  # type: ignore[arg-type]
+
+
+async def test_sigkilled_server_leaves_orphan_flagged_within_two_samples(
+    sim_gpu: SimGpu, fake_servers: FakeServers
+) -> None:
+    glm = fake_servers.start("glm-ocr", 18000)
+    other = fake_servers.start("not-configured", 700, model="someone/else")
+    pod = LocalPod()
+    await pod.connect()
+    mon = AgentMonitor(pod, pod_config(sim_gpu=str(sim_gpu.path)), [model("glm-ocr", glm.port)])
+    await mon.start()
+    try:
+
+        def rows(v: MonitorView) -> dict[int, str | None]:
+            return {r.pid: r.model for r in v.attribution.rows} if v.attribution else {}
+
+        v = await mon.wait_for(lambda v: rows(v).get(glm.engine_pid) == "glm-ocr", 20)
+        assert rows(v)[other.engine_pid] is None
+        assert v.simulated and v.sample is not None and v.sample.simulated
+        (gpu,) = v.sample.gpus
+        assert gpu.simulated and "(simulated)" in gpu.name and gpu.used_mib == 18700
+        assert all(p.simulated and p.visible for p in v.sample.procs)
+        assert v.attribution is not None and v.attribution.gpus[0].other_mib == 0
+        assert mon.model_pids("glm-ocr").tree == (glm.proc.pid, glm.engine_pid)
+        engine_row = next(p for p in v.sample.procs if p.pid == glm.engine_pid)
+        assert engine_row.title == "VLLM::EngineCore" and engine_row.ppid == glm.proc.pid
+
+        before_kill = v.sample.seq
+        os.kill(glm.proc.pid, signal.SIGKILL)
+        glm.proc.wait()
+        v = await mon.wait_for(lambda v: bool(mon.orphans("glm-ocr")), 10)
+        assert v.sample is not None and v.sample.seq - before_kill <= 2
+        (orphan,) = mon.orphans("glm-ocr")
+        assert (orphan.pid, orphan.used_mib, orphan.title) == (
+            glm.engine_pid,
+            18000,
+            "VLLM::EngineCore",
+        )
+        assert rows(v)[glm.engine_pid] == "orphan:glm-ocr"
+        assert mon.model_pids("glm-ocr").orphans == (glm.engine_pid,)
+        assert mon.held_mib("glm-ocr") == 18000
+
+        os.kill(glm.engine_pid, signal.SIGKILL)
+        v = await mon.wait_for(lambda v: mon.held_mib("glm-ocr") == 0, 10)
+        assert v.sample is not None and v.sample.gpus[0].used_mib == 700
+        assert mon.orphans() == []
+    finally:
+        await mon.close()
+        await pod.close()
+
+
+async def test_agent_killed_is_restarted_and_data_marked_stale(sim_gpu: SimGpu) -> None:
+    pod = LocalPod()
+    await pod.connect()
+    mon = AgentMonitor(pod, pod_config(sim_gpu=str(sim_gpu.path)), [], backoff_s=(0.5,))
+    await mon.start()
+    try:
+        v = await mon.wait_for(lambda v: v.sample is not None, 20)
+        assert not v.stale and v.restarts == 0 and v.error is None
+        assert v.sample is not None and v.sample.agent_pid is not None
+        first = v.sample.agent_pid
+        os.kill(first, signal.SIGKILL)
+        down = await mon.wait_for(lambda v: not v.running, 10)
+        assert down.stale and down.error == "the GPU agent exited"
+        assert down.data_age_s is not None and down.sample is not None  # last data kept
+        up = await mon.wait_for(
+            lambda v: v.running and v.sample is not None and v.sample.agent_pid != first, 20
+        )
+        assert up.restarts == 1 and not up.stale and up.error is None
+    finally:
+        await mon.close()
+        await pod.close()
+
+
+async def test_no_python_on_the_pod_is_reported_clearly(tmp_path: Path) -> None:
+    pod = LocalPod()
+    await pod.connect()
+    missing = str(tmp_path / "nowhere" / "python3")
+    mon = AgentMonitor(pod, pod_config(python=missing), [], backoff_s=(30.0,))
+    await mon.start()
+    try:
+        v = await mon.wait_for(lambda v: v.error is not None, 20)
+        assert v.error == (
+            f"no {missing} on the pod: the GPU agent needs Python >= 3.8 "
+            "(install python3 or set pod.python in the config)"
+        )
+        assert v.sample is None and v.stale and v.data_age_s is None
+    finally:
+        await mon.close()
+        await pod.close()
+
+
+async def test_no_driver_is_a_state_and_ports_still_stream(fake_servers: FakeServers) -> None:
+    glm = fake_servers.start("glm-ocr", 1000)
+    pod = LocalPod()
+    await pod.connect()
+    # This machine has pynvml but no NVIDIA driver: the real NVMLError_LibraryNotFound path.
+    mon = AgentMonitor(pod, pod_config(), [model("glm-ocr", glm.port)])
+    await mon.start()
+    try:
+        v = await mon.wait_for(lambda v: v.sample is not None, 20)
+        assert v.error == "no NVIDIA driver (NVML Shared Library Not Found)"
+        assert v.sample is not None and v.sample.backend == "nvml" and v.sample.gpus == ()
+        assert v.running and not v.simulated
+        owner = v.sample.ports[glm.port]
+        assert (owner.pid, owner.state, owner.pgid) == (glm.proc.pid, "listen", glm.proc.pid)
+        api = next(p for p in v.sample.vllm if p.pid == glm.proc.pid)
+        assert (api.kind, api.served, api.model) == ("api", "glm-ocr", "zai-org/GLM-OCR")
+        engine = next(p for p in v.sample.vllm if p.pid == glm.engine_pid)
+        assert (engine.kind, engine.title, engine.ancestors[0]) == (
+            "engine",
+            "VLLM::EngineCore",
+            glm.proc.pid,
+        )
+    finally:
+        await mon.close()
+        await pod.close()
+
+
+def test_agent_without_pynvml_or_nvidia_smi_reports_no_driver(tmp_path: Path) -> None:
+    env = {"PATH": str(tmp_path), "PYTHONNOUSERSITE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-S", "-u", "-", "--count", "1", "--port", "1"],
+        input=AGENT_SOURCE.read_text(),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=True,
+    )
+    assert '"backend":"none"' in out.stdout
+    assert "pynvml is not importable and nvidia-smi is not on PATH" in out.stdout

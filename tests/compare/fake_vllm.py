@@ -1,0 +1,85 @@
+"""A small loopback stand-in for vLLM's chat endpoint, run on its own thread.
+
+``respond(payload, n)`` returns (status, body) for the n-th request (0-based); the default
+answers every request with a fixed text. Used until a test needs the real simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+Responder = Callable[[dict[str, Any], int], tuple[int, dict[str, Any]]]
+
+
+def completion(text: str, finish_reason: str = "stop") -> tuple[int, dict[str, Any]]:
+    return 200, {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text},
+             "finish_reason": finish_reason}
+        ],
+        "usage": {"prompt_tokens": 100, "completion_tokens": len(text), "total_tokens": 0},
+    }  # fmt: skip
+
+
+@dataclass
+class FakeVllm:
+    respond: Responder
+    delay_s: float = 0.0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    url: str = ""
+
+    async def _chat(self, request: Request) -> Response:
+        payload = await request.json()
+        n = len(self.requests)
+        self.requests.append(payload)
+        self.headers.append(dict(request.headers))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        status, body = self.respond(payload, n)
+        return JSONResponse(body, status_code=status)
+
+    async def _health(self, request: Request) -> Response:
+        return Response(status_code=200)
+
+
+@contextmanager
+def fake_vllm(respond: Responder | None = None, delay_s: float = 0.0) -> Iterator[FakeVllm]:
+    fake = FakeVllm(respond or (lambda p, n: completion(f"page text {n}")), delay_s)
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", fake._chat, methods=["POST"]),
+            Route("/health", fake._health),
+        ]
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("fake vLLM did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    fake.url = f"http://127.0.0.1:{port}"
+    try:
+        yield fake
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,127 @@
+"""`ocrtui compare` argument handling, exit codes, and kill -9 / --resume in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ocrtui.cli import main
+from tests.compare.conftest import MakePdf
+from tests.compare.test_e2e_sim import start_pair
+from tests.plugins.sim import SimServers
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    p = tmp_path / "ocrtui.toml"
+    p.write_text(
+        """
+[pod]
+kind = "local"
+[[models]]
+name = "glm-ocr"
+model = "zai-org/GLM-OCR"
+port = 8000
+gpu_memory_utilization = 0.4
+profile = "glm-ocr"
+""",
+        encoding="utf-8",
+    )
+    return p
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--suite", "{tmp}/missing.toml"], "suite file not found"),
+        (["--pages", "3-1", "x.pdf"], "runs backwards"),
+        (["--models", "nope", "x.pdf"], "no model named 'nope'"),
+        (["--resume", "{tmp}"], "not a run directory"),
+        (["--concurrency", "0", "x.pdf"], "--concurrency must be at least 1"),
+    ],
+)
+def test_usage_errors_exit_2(
+    config_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert main(["--config", str(config_file), "compare", "--headless", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.compare.driver", *args],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: the render workers die with it
+        )
+
+
+@pytest.fixture
+def spawned() -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def test_kill_9_then_resume_loses_and_duplicates_nothing(
+    make_pdf: MakePdf,
+    tmp_path: Path,
+    spawned: list[subprocess.Popen[bytes]],
+    sim_servers: SimServers,
+) -> None:
+    pdf = make_pdf("long.pdf", [f"page {i}" for i in range(1, 21)])
+    run_dir, log = tmp_path / "run", tmp_path / "log.txt"
+    # Slow enough (0.1 s a request) that the kill lands mid-run.
+    slow = ["--sim-prefill-s", "0.1", "--sim-per-token-s", "0.0001", "--sim-tokens-per-page", "20"]
+    glm, lighton = start_pair(sim_servers, ("synthetic", "synthetic"), *slow)
+    models = ["--model", f"glm-ocr=glm-ocr={glm}",
+              "--model", f"lighton-ocr=lighton-ocr={lighton}"]  # fmt: skip
+    spawned.append(_spawn([*models, "--", "--headless", "--out", str(run_dir), str(pdf)], log))
+    results = run_dir / "results.jsonl"
+    deadline = time.monotonic() + 60
+    while _count_lines(results) < 4:
+        assert spawned[0].poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
+    os.killpg(spawned[0].pid, signal.SIGKILL)
+    spawned[0].wait(timeout=10)
+    kept = _count_lines(results)
+    assert kept < 40
+    spawned.append(_spawn([*models, "--", "--headless", "--resume", str(run_dir)], log))
+    assert spawned[1].wait(timeout=90) == 0, log.read_text()
+    rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
+    keys = [(r["doc"], r["page"], r["model"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 40
+    assert all(r["ok"] for r in rows)
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    assert summary["models"]["glm-ocr"]["pages_ok"] == 20
+    assert summary["models"]["lighton-ocr"]["pages_ok"] == 20
+    assert "OCR comparison" in log.read_text()

@@ -1,0 +1,246 @@
+"""The runner against a loopback fake of vLLM's chat endpoint."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ocrtui.compare import client as client_mod
+from ocrtui.compare.client import ModelTarget
+from ocrtui.compare.documents import DocumentSpec
+from ocrtui.compare.events import (
+    DocumentFailed,
+    DocumentReady,
+    Event,
+    PageDone,
+    PageFailed,
+    PageStarted,
+    PhaseDone,
+    PhaseStarted,
+    RunDone,
+    RunStarted,
+)
+from ocrtui.compare.runner import RunPlan, start_run
+from ocrtui.compare.store import RESULT_FIELDS, RunStore
+from ocrtui.config import CompareConfig
+from tests.compare.conftest import MakePdf, model
+from tests.compare.fake_vllm import completion, fake_vllm
+
+SUMMARY_MODEL_KEYS = {
+    "pages_ok", "pages_failed", "latency_cold_s", "latency_warm_p50_s", "latency_warm_p95_s",
+    "throughput_c5_imgs_per_s", "pages_per_s", "cer", "cer_lenient", "by_category",
+    "critical_pass_rate",
+}  # fmt: skip
+SETTINGS = CompareConfig(warm_runs=2, throughput_requests=3, concurrency=2, retries=0)
+
+
+def docs(make_pdf: MakePdf, n_pages: int = 3) -> list[DocumentSpec]:
+    path = make_pdf("doc.pdf", [f"page {i} text" for i in range(1, n_pages + 1)])
+    return [DocumentSpec(path=path, name="doc", reference="text-layer", critical=("page 1",))]
+
+
+def targets(url: str) -> tuple[ModelTarget, ...]:
+    return (
+        ModelTarget(model("glm-ocr", "glm-ocr"), url),
+        ModelTarget(model("lighton-ocr", "lighton-ocr"), url),
+    )
+
+
+def lines(run_dir: Path) -> list[dict[str, Any]]:
+    text = (run_dir / "results.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+async def run_to_end(plan: RunPlan, run_dir: Path, resume: bool = False) -> list[Event]:
+    store = RunStore.resume(run_dir) if resume else RunStore.create(run_dir, {})
+    run = start_run(plan, store)
+    return [ev async for ev in run.subscribe()]
+
+
+async def test_event_order_files_and_summary(make_pdf: MakePdf, tmp_path: Path) -> None:
+    with fake_vllm() as fake:
+        plan = RunPlan(tuple(docs(make_pdf)), targets(fake.url), SETTINGS)
+        events = await run_to_end(plan, tmp_path / "run")
+    assert isinstance(events[0], RunStarted) and isinstance(events[-1], RunDone)
+    assert [type(e) for e in events[1:2]] == [DocumentReady]
+    speed = [(e.model, e.phase) for e in events if isinstance(e, PhaseStarted)]
+    # Sequential schedule: one model's speed phases, then the other's, then documents.
+    assert speed[:6] == [
+        ("glm-ocr", "cold"), ("glm-ocr", "warm"), ("glm-ocr", "throughput"),
+        ("lighton-ocr", "cold"), ("lighton-ocr", "warm"), ("lighton-ocr", "throughput"),
+    ]  # fmt: skip
+    assert sorted(speed[6:]) == [("glm-ocr", "documents"), ("lighton-ocr", "documents")]
+    last_speed_done = max(
+        i for i, e in enumerate(events) if isinstance(e, PhaseDone) and e.phase == "throughput"
+    )
+    first_page = next(i for i, e in enumerate(events) if isinstance(e, PageStarted))
+    assert last_speed_done < first_page
+    for e in events:
+        if isinstance(e, PageDone):
+            started = events.index(PageStarted(e.model, e.doc, e.page))
+            assert started < events.index(e)
+    done = [e for e in events if isinstance(e, PageDone)]
+    assert len(done) == 6 and all(e.cer is not None for e in done)
+    # 1 cold + 2 warm + 3 throughput + 3 pages, per model
+    assert len(fake.requests) == 2 * (1 + 2 + 3 + 3)
+
+    rows = lines(tmp_path / "run")
+    assert len(rows) == 6 and all(tuple(r) == RESULT_FIELDS for r in rows)
+    assert {(r["page"], r["model"]) for r in rows} == {
+        (p, m) for p in (1, 2, 3) for m in ("glm-ocr", "lighton-ocr")
+    }
+    summary = json.loads((tmp_path / "run/summary.json").read_text(encoding="utf-8"))
+    for m in ("glm-ocr", "lighton-ocr"):
+        s = summary["models"][m]
+        assert set(s) >= SUMMARY_MODEL_KEYS
+        assert s["pages_ok"] == 3 and s["pages_failed"] == 0
+        assert s["latency_cold_s"] > 0 and s["throughput_c5_imgs_per_s"] > 0
+        assert s["latency_warm_p50_s"] <= s["latency_warm_p95_s"]
+        assert s["by_category"]["other"]["pages"] == 3
+        assert s["critical_pass_rate"] == 0.0  # "page 1" never came back
+    assert summary["documents"]["doc"]["error"] is None
+    assert events[-1].exit_code == 0  # type: ignore[union-attr]
+    report = (tmp_path / "run/report.md").read_text(encoding="utf-8")
+    assert "| Warm latency p50 / p95 |" in report and "1.16 s" in report
+
+
+async def test_request_profiles_and_api_key(
+    make_pdf: MakePdf, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OCR_TEST_KEY", "sk-very-secret")
+    glm = model("glm-ocr", "glm-ocr", api_key_env="OCR_TEST_KEY")
+    lighton = model("lighton-ocr", "lighton-ocr", max_tokens=2048)
+    with fake_vllm() as fake:
+        plan = RunPlan(
+            tuple(docs(make_pdf, 1)),
+            (ModelTarget(glm, fake.url), ModelTarget(lighton, fake.url)),
+            SETTINGS,
+            speed_phases=False,
+        )
+        await run_to_end(plan, tmp_path / "run")
+    by_model = {p["model"]: (p, h) for p, h in zip(fake.requests, fake.headers, strict=True)}
+    g, g_headers = by_model["glm-ocr"]
+    parts = g["messages"][0]["content"]
+    assert [p["type"] for p in parts] == ["image_url", "text"]
+    assert parts[1]["text"] == "Text Recognition:" and g["max_tokens"] == 4096
+    image = base64.b64decode(parts[0]["image_url"]["url"].split(",", 1)[1])
+    assert parts[0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    assert image[:3] == b"\xff\xd8\xff"
+    assert g_headers["authorization"] == "Bearer sk-very-secret"
+    lo, lo_headers = by_model["lighton-ocr"]
+    assert [p["type"] for p in lo["messages"][0]["content"]] == ["image_url"]
+    assert (lo["temperature"], lo["top_p"], lo["max_tokens"]) == (0.2, 0.9, 2048)
+    assert "authorization" not in lo_headers
+    for f in (tmp_path / "run").iterdir():
+        assert "sk-very-secret" not in f.read_text(encoding="utf-8")
+
+
+async def test_http_errors_recorded_not_retried(make_pdf: MakePdf, tmp_path: Path) -> None:
+    def respond(payload: dict[str, Any], n: int) -> tuple[int, dict[str, Any]]:
+        if n == 1:
+            return 500, {"error": {"message": "EngineCore died", "type": "InternalServerError"}}
+        if n == 2:
+            return 400, {"error": {"message": "The decoder prompt (length 9000) is longer"}}
+        return completion("text", finish_reason="length" if n == 0 else "stop")
+
+    settings = SETTINGS.model_copy(update={"retries": 3, "concurrency": 1})
+    with fake_vllm(respond) as fake:
+        plan = RunPlan(tuple(docs(make_pdf)), targets(fake.url)[:1], settings, speed_phases=False)
+        events = await run_to_end(plan, tmp_path / "run")
+    assert len(fake.requests) == 3  # nothing retried
+    failed = sorted((e.page, e.reason) for e in events if isinstance(e, PageFailed))
+    assert failed == [
+        (2, "HTTP 500: EngineCore died"),
+        (3, "HTTP 400: The decoder prompt (length 9000) is longer"),
+    ]
+    rows = {r["page"]: r for r in lines(tmp_path / "run")}
+    assert rows[1]["ok"] and rows[1]["flags"] == ["truncated"]
+    assert rows[2]["ok"] is False and rows[2]["error"] == "HTTP 500: EngineCore died"
+    assert events[-1].exit_code == 1  # type: ignore[union-attr]
+
+
+async def test_connection_errors_are_retried(
+    make_pdf: MakePdf, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_mod, "BACKOFF_BASE_S", 0.01)
+    with fake_vllm() as fake:
+        dead_url = fake.url  # the port is closed once the fake is gone
+    settings = SETTINGS.model_copy(update={"retries": 2})
+    plan = RunPlan(tuple(docs(make_pdf, 1)), targets(dead_url)[:1], settings, speed_phases=False)
+    events = await run_to_end(plan, tmp_path / "run")
+    (fail,) = [e for e in events if isinstance(e, PageFailed)]
+    assert fail.reason.startswith("connection error: ConnectError")
+    assert fail.reason.endswith("(after 3 attempts)")
+
+
+async def test_good_and_broken_documents(make_pdf: MakePdf, tmp_path: Path) -> None:
+    good = docs(make_pdf, 2)[0]
+    corrupt = tmp_path / "corrupt.pdf"
+    corrupt.write_bytes(b"%PDF-1.4\n" + b"\x00garbage" * 100)
+    specs = [
+        DocumentSpec(path=tmp_path / "missing.pdf", name="missing"),
+        good,
+        DocumentSpec(path=corrupt, name="corrupt"),
+    ]
+    with fake_vllm() as fake:
+        plan = RunPlan(tuple(specs), targets(fake.url), SETTINGS, speed_phases=False)
+        events = await run_to_end(plan, tmp_path / "run")
+    failed = {e.doc: e.error for e in events if isinstance(e, DocumentFailed)}
+    assert set(failed) == {"missing", "corrupt"}
+    assert "file not found" in failed["missing"] and "not a readable PDF" in failed["corrupt"]
+    assert len(lines(tmp_path / "run")) == 4  # the good document, both models
+    summary = json.loads((tmp_path / "run/summary.json").read_text(encoding="utf-8"))
+    assert summary["documents"]["missing"]["error"] == failed["missing"]
+    assert summary["documents"]["doc"]["error"] is None
+    assert events[-1].exit_code == 1  # type: ignore[union-attr]
+
+
+async def test_consumer_can_leave_and_rejoin(make_pdf: MakePdf, tmp_path: Path) -> None:
+    with fake_vllm(delay_s=0.01) as fake:
+        plan = RunPlan(tuple(docs(make_pdf)), targets(fake.url), SETTINGS)
+        run = start_run(plan, RunStore.create(tmp_path / "run", {}))
+        seen = []
+        async for ev in run.subscribe():  # a screen that goes away early
+            seen.append(ev)
+            if len(seen) == 3:
+                break
+        done = await run.wait()
+    replay = [ev async for ev in run.subscribe()]
+    assert replay[:3] == seen and replay[-1] is done
+    assert sum(isinstance(e, PageDone) for e in replay) == 6
+
+
+async def test_cancel_then_resume_completes_without_duplicates(
+    make_pdf: MakePdf, tmp_path: Path
+) -> None:
+    spec = docs(make_pdf, 6)
+    with fake_vllm(delay_s=0.02) as fake:
+        plan = RunPlan(tuple(spec), targets(fake.url), SETTINGS)
+        run = start_run(plan, RunStore.create(tmp_path / "run", {}))
+        async for ev in run.subscribe():
+            if isinstance(ev, PageDone):
+                run.cancel()
+                break
+        done = await run.wait()
+        assert done.cancelled and done.exit_code == 1
+        before = lines(tmp_path / "run")
+        assert 1 <= len(before) < 12
+        # a torn last line, as a kill -9 mid-write leaves it
+        with (tmp_path / "run/results.jsonl").open("ab") as f:
+            f.write(b'{"doc": "doc", "page": 6, "mod')
+        n_before = len(fake.requests)
+        events = await run_to_end(plan, tmp_path / "run", resume=True)
+    after = lines(tmp_path / "run")
+    keys = [(r["doc"], r["page"], r["model"]) for r in after]
+    assert len(keys) == len(set(keys)) == 12
+    resumed = [e for e in events if isinstance(e, PageDone) and e.resumed]
+    assert len(resumed) == len([r for r in before if r["ok"]])
+    assert all(isinstance(e, PhaseDone) and e.skipped for e in events if
+               isinstance(e, PhaseDone) and e.phase == "cold")  # fmt: skip
+    # pages and speed phases already done were not sent again
+    assert len(fake.requests) - n_before <= 12 - len(resumed) + 2 * (2 + 3)
+    assert events[-1].exit_code == 0  # type: ignore[union-attr]

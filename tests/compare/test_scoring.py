@@ -1,0 +1,93 @@
+import pytest
+
+from ocrtui.compare.scoring import (
+    EditCount,
+    cer,
+    corpus_cer,
+    critical_found,
+    edit_count,
+    flags_for,
+    normalize,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("甲方：张三，乙方：李四。", "甲方:张三,乙方:李四。"),  # NFKC full-width punctuation
+        ("# Title\n\n**bold** and `code`", "Titleboldandcode"),
+        ("| a | b |\n|---|:---:|\n| 1 | 2 |", "ab12"),
+        ("<table><tr><td>a</td><td>b</td></tr></table>", "ab"),
+        ("line<br>next &amp; more", "line next&more".replace(" ", "")),
+        ("![fig](x.png) see [link](http://x)", "figseelink"),
+        ("$\\frac{a}{b} + \\alpha^{2}$", "a/b+α2"),
+        ("x² + yᵢ", "x2+yi"),  # NFKC sub/superscripts meet LaTeX ^ and _
+        ("“quoted” — dash", '"quoted"-dash'),
+        ("```markdown\nhello\n```", "hello"),
+    ],
+)
+def test_normalize_strict(text: str, want: str) -> None:
+    assert normalize(text) == want
+
+
+def test_normalize_lenient_drops_punctuation_keeps_cjk() -> None:
+    assert normalize("合同编号：ZL-2026-0315。", lenient=True) == "合同编号ZL20260315"
+
+
+def test_cer_is_edits_over_longer_string() -> None:
+    assert cer("abcd", "abcd") == 0.0
+    assert cer("abcx", "abcd") == pytest.approx(1 / 4)
+    assert cer("ab", "abcd") == pytest.approx(2 / 4)
+    assert cer("abcdefgh", "abcd") == pytest.approx(4 / 8)  # never above 1
+    assert cer("", "") == 0.0
+    assert cer("", "abc") == 1.0
+
+
+def test_markup_does_not_count_as_errors() -> None:
+    ref = "房屋交付确认书\n项目 数量\n钥匙 3把"
+    hyp = "# 房屋交付确认书\n\n| 项目 | 数量 |\n|---|---|\n| 钥匙 | 3把 |"
+    assert cer(hyp, ref) == 0.0
+
+
+def test_lenient_ignores_punctuation_strict_does_not() -> None:
+    assert cer("甲方张三", "甲方：张三") > 0
+    assert cer("甲方张三", "甲方：张三", lenient=True) == 0
+
+
+def test_corpus_cer_weights_by_length() -> None:
+    counts = [EditCount(1, 10), EditCount(9, 10), EditCount(0, 80)]
+    assert corpus_cer(counts) == pytest.approx(10 / 100)
+    assert corpus_cer([]) is None
+    assert edit_count("ab", "abc") == EditCount(1, 3)
+
+
+def test_critical_strings_are_verbatim() -> None:
+    text = "身份证号：1101 0519 7803 152417，租金 ¥4,500.00"
+    assert critical_found(text, "110105197803152417")
+    assert critical_found(text, "¥4,500.00")
+    assert not critical_found(text, "¥4,500.01")
+    assert not critical_found(text.replace("12D", ""), "12D")
+    assert critical_found("（¥9,000.00）", "(¥9,000.00)")  # NFKC both sides
+
+
+def test_flags() -> None:
+    ref = "the quick brown fox jumps over the lazy dog " * 2
+    assert flags_for("", "stop", ref) == ["empty"]
+    assert flags_for(ref, "length", ref) == ["truncated"]
+    assert "repetition" in flags_for("start " + "loop text " * 20, "stop", None)
+    assert "repetition" not in flags_for(ref, "stop", ref)
+    boiler = "There is no content in the provided image to convert into Markdown format."
+    assert "blank_boilerplate" in flags_for(boiler, "stop", None)
+    assert flags_for("short", "stop", ref) == ["length_ratio"]
+    assert flags_for(ref * 3, "stop", ref) == ["length_ratio"]
+    assert flags_for("short", "stop", "tiny ref") == []  # ratio needs a long enough reference
+    assert flags_for(ref, "stop", ref) == []
+
+
+def test_table_separator_rows_are_not_a_loop() -> None:
+    table = "| a | b |\n" + "|---|---|\n" + "| | |\n" * 30
+    assert "repetition" not in flags_for(table, "stop", None)
+
+
+def test_dot_leaders_are_not_a_loop() -> None:
+    assert "repetition" not in flags_for("Contents " + "." * 120 + " 5", "stop", None)

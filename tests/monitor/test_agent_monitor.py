@@ -1,0 +1,182 @@
+"""AgentMonitor's states over a scripted pod: mismatch, staleness, link loss, launch diffs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ocrtui.config import ModelConfig, PodConfig
+from ocrtui.monitor.agent_monitor import AgentMonitor, agent_argv
+from ocrtui.pod.base import CommandResult, ConnState, Pod, PodConnectionLost
+
+DATA = Path(__file__).parent / "data"
+MODELS = [
+    ModelConfig(name="glm-ocr", model="zai-org/GLM-OCR", port=8000, gpu_memory_utilization=0.4),
+    ModelConfig(
+        name="lighton-ocr", model="lightonai/LightOnOCR-2-1B", port=8001, gpu_memory_utilization=0.55
+    ),
+]
+CONFIG = PodConfig(kind="local", agent_interval_s=1.0)
+
+
+def line(name: str, **changes: Any) -> str:
+    data = json.loads((DATA / name).read_text())
+    data.update(changes)
+    return json.dumps(data)
+
+
+class ScriptedPod(Pod):
+    """Each stream() call plays the next script: lines, then an end ("exit" or "lost")."""
+
+    def __init__(self, scripts: list[tuple[list[str], str]]) -> None:
+        super().__init__("scripted")
+        self.scripts = scripts
+        self.streams: list[list[str]] = []
+        self.feed: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def connect(self) -> None:
+        self._set_state(ConnState.CONNECTED)
+
+    async def close(self) -> None:
+        self._set_state(ConnState.CLOSED)
+
+    async def run(
+        self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        return CommandResult(tuple(argv), 0, "3.11\n", "")
+
+    async def stream(self, argv: Sequence[str], *, input: str | None = None) -> AsyncIterator[str]:
+        self.streams.append(list(argv))
+        assert input is not None and "PROTOCOL_VERSION = 1" in input
+        if not self.scripts:
+            while (item := await self.feed.get()) is not None:  # live: fed by the test
+                yield item
+            return
+        lines, end = self.scripts.pop(0)
+        for item in lines:
+            yield item
+        if end == "lost":
+            self._set_state(ConnState.LOST)
+            raise PodConnectionLost("link dropped")
+
+    async def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> str:
+        raise NotImplementedError
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_agent_command_line_from_config() -> None:
+    cfg = PodConfig(kind="local", python="/opt/py/bin/python3", agent_interval_s=0.5, sim_gpu="~/g")
+    assert agent_argv(cfg, [8000, 8001]) == [
+        "/opt/py/bin/python3", "-u", "-", "--interval", "0.5",
+        "--port", "8000", "--port", "8001", "--sim-gpu", "~/g",
+    ]  # fmt: skip
+
+
+async def test_protocol_mismatch_is_an_error_state() -> None:
+    pod = ScriptedPod([([line("no_driver.json", v=2)], "exit")])
+    await pod.connect()
+    mon = AgentMonitor(pod, CONFIG, MODELS, backoff_s=(60.0,))
+    await mon.start()
+    try:
+        v = await mon.wait_for(lambda v: v.error is not None, 5)
+        assert v.error is not None and "agent protocol version 2, monitor expects 1" in v.error
+        assert v.sample is None and v.stale
+    finally:
+        await mon.close()
+
+
+async def test_data_age_grows_and_goes_stale_when_samples_stop() -> None:
+    clock = Clock()
+    pod = ScriptedPod([])
+    await pod.connect()
+    mon = AgentMonitor(pod, CONFIG, MODELS, clock=clock)
+    await mon.start()
+    try:
+        pod.feed.put_nowait(line("nvml_normal.json"))
+        v = await mon.wait_for(lambda v: v.sample is not None, 5)
+        assert (v.data_age_s, v.stale, v.error) == (0.0, False, None)
+        clock.now += 2.5
+        assert (mon.view.data_age_s, mon.view.stale) == (2.5, False)
+        clock.now += 1.0  # > 3 intervals without a sample
+        assert (mon.view.data_age_s, mon.view.stale) == (3.5, True)
+        pod.feed.put_nowait(line("nvml_normal.json", seq=813))
+        v = await mon.next_samples(1, timeout=5)
+        assert (v.data_age_s, v.stale) == (0.0, False)
+    finally:
+        pod.feed.put_nowait(None)
+        await mon.close()
+
+
+async def test_link_loss_waits_for_reconnect_then_restarts_the_agent() -> None:
+    pod = ScriptedPod([([line("nvml_normal.json")], "lost")])
+    await pod.connect()
+    mon = AgentMonitor(pod, CONFIG, MODELS, backoff_s=(0.0,))
+    await mon.start()
+    try:
+        v = await mon.wait_for(lambda v: v.error == "waiting for the connection to scripted", 5)
+        assert v.sample is not None and v.stale  # the last data stays, marked stale
+        assert len(pod.streams) == 1
+        await pod.connect()
+        pod.feed.put_nowait(line("nvml_normal.json", seq=1))
+        v = await mon.wait_for(lambda v: v.running and v.sample is not None and v.sample.seq == 1, 5)
+        assert v.error is None and v.restarts == 1 and len(pod.streams) == 2
+    finally:
+        pod.feed.put_nowait(None)
+        await mon.close()
+
+
+async def test_launch_bracketing_attributes_invisible_rows_in_a_container() -> None:
+    pod = ScriptedPod([])
+    await pod.connect()
+    mon = AgentMonitor(pod, CONFIG, MODELS)
+    await mon.start()
+    container = json.loads((DATA / "container_invisible.json").read_text())
+    procs = {p["pid"]: p for p in container["procs"]}
+
+    async def feed(seq: int, pids: list[int]) -> None:
+        pod.feed.put_nowait(line("container_invisible.json", seq=seq,
+                                 procs=[procs[p] for p in pids]))  # fmt: skip
+        await mon.wait_for(lambda v: v.sample is not None and v.sample.seq == seq, 5)
+
+    try:
+        await feed(1, [1913])
+        mon.begin_launch("glm-ocr")
+        await feed(2, [1913, 2281934])
+        mon.end_launch("glm-ocr", server_pid=37)
+        mon.begin_launch("lighton-ocr")
+        await feed(3, [1913, 2281934, 2282120])
+        mon.end_launch("lighton-ocr")
+        await feed(4, [1913, 2281934, 2282120])
+        v = mon.view
+        assert v.attribution is not None
+        assert {r.pid: r.model for r in v.attribution.rows} == {
+            1913: None,
+            2281934: "glm-ocr",
+            2282120: "lighton-ocr",
+        }
+        assert mon.held_mib("glm-ocr") == 18386 and mon.held_mib("lighton-ocr") == 25310
+        assert mon.model_pids("glm-ocr").tree == (37, 112)
+        assert mon.orphans() == []
+    finally:
+        pod.feed.put_nowait(None)
+        await mon.close()
+
+
+@pytest.mark.parametrize("model", ["glm-ocr", "nonexistent"])
+async def test_model_queries_before_any_sample_are_empty(model: str) -> None:
+    mon = AgentMonitor(ScriptedPod([]), CONFIG, MODELS)
+    assert mon.held_mib(model) == 0
+    assert mon.model_pids(model).tree == () and mon.orphans(model) == []
+    assert mon.view.data_age_s is None and mon.view.stale

@@ -1,0 +1,226 @@
+"""Attribution against recorded agent samples (tests/monitor/data) and the shared fixtures."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ocrtui.control import GpuStatus, ProcessStatus
+from ocrtui.monitor import (
+    AgentSample,
+    LaunchRecord,
+    ModelRef,
+    ProtocolMismatch,
+    SampleError,
+    attribute,
+    parse_line,
+    parse_sample,
+)
+
+DATA = Path(__file__).parent / "data"
+SHARED = Path("/work/shared/fixtures/vllm")
+MODELS = (
+    ModelRef("glm-ocr", 8000, "vllm_glm-ocr.log"),
+    ModelRef("lighton-ocr", 8001, "vllm_lighton-ocr.log"),
+)
+
+
+def raw(name: str) -> dict[str, Any]:
+    return json.loads((DATA / name).read_text())
+
+
+def load(name: str) -> AgentSample:
+    return parse_sample(raw(name))
+
+
+def labels(sample: AgentSample, **kw: Any) -> dict[int, str | None]:
+    return {r.pid: r.model for r in attribute(sample, MODELS, **kw).rows}
+
+
+def assert_reconciles(sample: AgentSample, **kw: Any) -> None:
+    att = attribute(sample, MODELS, **kw)
+    for g, usage in zip(sample.gpus, att.gpus, strict=True):
+        assert usage.rows_mib + usage.other_mib == g.used_mib
+        assert usage.rows_mib == sum(r.used_mib for r in att.rows if r.gpu == g.index)
+
+
+def test_normal_rows_carry_their_models_and_others_stay_unlabelled() -> None:
+    s = load("nvml_normal.json")
+    assert labels(s) == {4188: "glm-ocr", 5290: "lighton-ocr", 6104: None}
+    att = attribute(s, MODELS)
+    assert att.orphans == ()
+    glm = att.models["glm-ocr"]
+    assert (glm.server_pid, glm.port_state) == (4100, "listen")
+    assert glm.tree_pids == (4100, 4188)
+    assert (glm.used_mib, glm.orphan_mib) == (18386, 0)
+    assert att.models["lighton-ocr"].used_mib == 25310
+    # 44938 used = 18386 + 25310 + 716 in rows + 526 driver/other
+    assert att.gpus[0].other_mib == 526
+    assert_reconciles(s)
+
+
+def test_killed_api_server_leaves_an_orphan_found_by_its_log_file() -> None:
+    s = load("nvml_orphan_port_free.json")
+    att = attribute(s, MODELS)
+    assert labels(s) == {4188: "orphan:glm-ocr", 5290: "lighton-ocr", 6104: None}
+    (orphan,) = att.orphans
+    assert (orphan.pid, orphan.model, orphan.used_mib, orphan.title) == (
+        4188,
+        "glm-ocr",
+        18386,
+        "VLLM::EngineCore",
+    )
+    glm = att.models["glm-ocr"]
+    assert glm.server_pid is None and glm.tree_pids == ()
+    assert glm.orphan_pids == (4188,)
+    assert (glm.used_mib, glm.orphan_mib, glm.held_mib) == (0, 18386, 18386)
+    assert_reconciles(s)
+
+
+def test_orphan_model_comes_from_memory_of_earlier_samples() -> None:
+    bare = tuple(ModelRef(m.name, m.port) for m in MODELS)  # no log file to go by
+    before = attribute(load("nvml_normal.json"), bare)
+    after = load("nvml_orphan_port_free.json")
+    assert {r.pid: r.model for r in attribute(after, bare).rows}[4188] == "orphan:?"
+    att = attribute(after, bare, known=before.known)
+    assert {r.pid: r.model for r in att.rows}[4188] == "orphan:glm-ocr"
+    assert att.known[(4188, 1795688301.41)] == "glm-ocr"  # kept while the process lives
+
+
+def test_orphan_model_comes_from_the_launched_server_pid() -> None:
+    bare = tuple(ModelRef(m.name, m.port) for m in MODELS)
+    launch = LaunchRecord("glm-ocr", frozenset(), frozenset({4188}), server_pid=4100)
+    att = attribute(load("nvml_orphan_port_free.json"), bare, launches=[launch])
+    assert {r.pid: r.model for r in att.rows}[4188] == "orphan:glm-ocr"
+
+
+def test_old_engine_is_an_orphan_while_a_new_tree_serves_the_port() -> None:
+    s = load("nvml_orphan_new_tree.json")
+    assert labels(s) == {4188: "orphan:glm-ocr", 5290: "lighton-ocr", 6104: None, 7066: "glm-ocr"}
+    glm = attribute(s, MODELS).models["glm-ocr"]
+    assert glm.server_pid == 7010 and glm.port_state == "bound"
+    assert glm.tree_pids == (7010, 7066)
+    assert glm.orphan_pids == (4188,)
+    assert (glm.used_mib, glm.orphan_mib) == (1210, 18386)
+    assert_reconciles(s)
+
+
+def test_a_starting_server_not_yet_on_its_port_is_not_an_orphan_during_its_launch() -> None:
+    data = raw("nvml_orphan_new_tree.json")
+    data["ports"]["8000"] = {"pid": None, "state": None}
+    s = parse_sample(data)
+    assert labels(s)[7066] == "orphan:glm-ocr"
+    launching = LaunchRecord("glm-ocr", frozenset({4188, 5290, 6104}))
+    assert labels(s, launches=[launching])[7066] == "glm-ocr"
+    assert labels(s, launches=[launching])[4188] == "orphan:glm-ocr"  # its API server is dead
+
+
+def test_container_rows_without_launch_history_stay_unattributed_but_shown() -> None:
+    s = load("container_invisible.json")
+    assert s.containerised
+    att = attribute(s, MODELS)
+    assert {r.pid: (r.model, r.kind, r.visible, r.title) for r in att.rows} == {
+        2281934: (None, "unattributed", False, ""),
+        2282120: (None, "unattributed", False, ""),
+        1913: (None, "unattributed", False, ""),
+    }
+    assert att.gpus[0].unattributed_mib == 18386 + 25310 + 716
+    assert att.orphans == ()
+    assert_reconciles(s)
+
+
+def test_container_rows_attributed_by_pid_set_difference_across_launches() -> None:
+    s = load("container_invisible.json")
+    launches = [
+        LaunchRecord("glm-ocr", frozenset({1913}), frozenset({1913, 2281934}), 37),
+        LaunchRecord("lighton-ocr", frozenset({1913, 2281934}), frozenset({1913, 2281934, 2282120})),
+    ]
+    att = attribute(s, MODELS, launches=launches)
+    assert {r.pid: (r.model, r.via) for r in att.rows} == {
+        2281934: ("glm-ocr", "launch"),
+        2282120: ("lighton-ocr", "launch"),
+        1913: (None, "none"),
+    }
+    assert att.models["glm-ocr"].used_mib == 18386
+    assert att.models["glm-ocr"].tree_pids == (37, 112)  # local pids, signalable
+    assert_reconciles(s, launches=launches)
+
+
+def test_container_rows_attributed_by_device_holders_when_only_one_model_holds_it() -> None:
+    data = raw("container_invisible.json")
+    data["procs"] = [p for p in data["procs"] if p["pid"] == 2281934]
+    data["vllm"] = [v for v in data["vllm"] if v["pid"] in (37, 112)]
+    data["nvidia_holders"] = [h for h in data["nvidia_holders"] if h["pid"] == 112]
+    data["ports"]["8001"] = {"pid": None, "state": None}
+    s = parse_sample(data)
+    (row,) = attribute(s, MODELS).rows
+    assert (row.model, row.via, row.visible) == ("glm-ocr", "holders", False)
+
+
+def test_container_orphan_found_through_local_device_holders() -> None:
+    s = load("container_orphan.json")
+    launches = [
+        LaunchRecord("glm-ocr", frozenset({1913}), frozenset({1913, 2281934}), 37),
+        LaunchRecord("lighton-ocr", frozenset({1913, 2281934}), frozenset({1913, 2281934, 2282120})),
+    ]
+    att = attribute(s, MODELS, launches=launches)
+    rows = {r.pid: r.model for r in att.rows}
+    assert rows[2281934] == "orphan:glm-ocr"  # its host row, by launch, then local evidence
+    assert rows[2282120] == "lighton-ocr"
+    (orphan,) = att.orphans
+    assert (orphan.pid, orphan.model, orphan.used_mib) == (112, "glm-ocr", None)
+    glm = att.models["glm-ocr"]
+    assert glm.orphan_pids == (112,) and glm.orphan_mib == 18386 and glm.used_mib == 0
+
+
+def test_shared_fixtures_container_old_driver_orphan_and_memory_without_rows() -> None:
+    """nvidia-smi in a container: memory used, empty process table; ps shows the orphan."""
+    smi = (SHARED / "nvidia_smi_container_mem_used_empty_process_table_truncated.txt").read_text()
+    used, total = (int(x) for x in re.search(r"(\d+)MiB / (\d+)MiB", smi).groups())  # type: ignore[union-attr]
+    ps = (SHARED / "ps_enginecore_orphan_ppid1_stuck_R_excerpt.txt").read_text().splitlines()
+    pid, ppid, state = ps[1].split()[:3]
+    title = ps[1].split(maxsplit=8)[-1]
+    data = raw("no_driver.json")
+    data.update(error=None, gpus=[{"index": 0, "uuid": "GPU-0", "name": "GeForce GTX TIT...",
+                                   "total_mib": total, "used_mib": used, "free_mib": total - used}])
+    data["vllm"] = [{"pid": int(pid), "kind": "engine", "title": title, "ppid": int(ppid),
+                     "pgid": int(pid), "start": 0, "ancestors": [1], "nvidia": True,
+                     "state": state}]
+    s = parse_sample(data)
+    att = attribute(s, MODELS)
+    assert att.rows == ()
+    assert att.gpus[0].other_mib == 11637 and att.gpus[0].used_mib == 11637
+    (orphan,) = att.orphans
+    assert (orphan.pid, orphan.model, orphan.title) == (77637, "?", "VLLM::EngineCore")
+
+
+def test_no_driver_sample_is_an_error_state_with_ports() -> None:
+    s = load("no_driver.json")
+    assert s.error == "no NVIDIA driver (NVML Shared Library Not Found)"
+    assert s.gpus == () and set(s.ports) == {8000, 8001}
+    att = attribute(s, MODELS)
+    assert att.rows == () and att.gpus == () and att.models["glm-ocr"].held_mib == 0
+
+
+def test_protocol_mismatch_and_malformed_lines() -> None:
+    line = json.dumps({**raw("no_driver.json"), "v": 2})
+    with pytest.raises(ProtocolMismatch, match="protocol version 2"):
+        parse_line(line)
+    with pytest.raises(SampleError, match="non-JSON"):
+        parse_line("Traceback (most recent call last):")
+    with pytest.raises(SampleError, match="malformed"):
+        parse_line(json.dumps({"v": 1, "gpus": []}))
+
+
+def test_rows_map_onto_the_status_types() -> None:
+    s = load("nvml_normal.json")
+    row = attribute(s, MODELS).rows[0]
+    assert ProcessStatus(**row.status_fields()).model == "glm-ocr"  # type: ignore[arg-type]
+    gpu = GpuStatus(**s.gpus[0].status_fields())  # type: ignore[arg-type]
+    assert (gpu.name, gpu.total_mib, gpu.simulated) == ("NVIDIA A40", 46068, False)
+    assert set(row.status_fields()) == {f.name for f in dataclasses.fields(ProcessStatus)}

@@ -1,0 +1,75 @@
+"""Fixtures for the pod tests: the same behaviour tests run on LocalPod and on SSHPod."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ocrtui.pod import Pod
+from ocrtui.pod.local import LocalPod
+
+
+def alive(pid: int) -> bool:
+    """Running (not a zombie). Both pods run their commands on this machine in tests."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def pgid_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
+
+
+async def eventually(pred: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
+    """Poll ``pred`` until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not true within {timeout} s: {what or pred}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def reaper() -> Iterator[list[int]]:
+    """Pids of process groups a test started; each group is killed at teardown."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.fixture(params=["local", "ssh"])
+async def pod(request: pytest.FixtureRequest) -> AsyncIterator[Pod]:
+    p: Pod = LocalPod() if request.param == "local" else request.getfixturevalue("sshd").make_pod()
+    await p.connect()
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+@pytest.fixture
+async def echo_server() -> AsyncIterator[int]:
+    """A loopback TCP echo server in the test's loop; yields its port."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()

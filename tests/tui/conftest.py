@@ -1,0 +1,34 @@
+"""Fixtures for the dashboard tests: apps over recorded snapshots, isolated from the user's
+theme folder and remembered state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ocrtui.control import Snapshot
+from ocrtui.tui.app import OcrtuiApp
+from ocrtui.tui.source import ReplaySource
+from tests.tui import recorded
+
+SIZE = (130, 40)
+
+AppFactory = Callable[..., tuple[OcrtuiApp, ReplaySource]]
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> AppFactory:
+    def make(
+        *snapshots: Snapshot, readonly: bool = False, theme_dir: Path | None = None
+    ) -> tuple[OcrtuiApp, ReplaySource]:
+        source = ReplaySource(snapshots or (recorded.READY,), logs={"glm-ocr": recorded.GLM_LOG})
+        config = recorded.config(
+            screenshot_dir=str(tmp_path / "shots"),
+            theme_dir=str(theme_dir or tmp_path / "themes"),
+        )
+        app = OcrtuiApp(config, source, readonly=readonly, state_path=tmp_path / "state.toml")
+        return app, source
+
+    return make

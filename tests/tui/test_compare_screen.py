@@ -1,0 +1,120 @@
+"""The comparison screen over a recorded run: replay on mount, streaming, rejoining, diff."""
+
+from __future__ import annotations
+
+from ocrtui.compare.store import PageResult
+from ocrtui.tui.run_view import TEXT_PAGES, RunView
+from ocrtui.tui.screens.compare import ComparePane, CompareScreen, diff_content
+from tests.tui import recorded
+from tests.tui.conftest import SIZE, AppFactory
+
+MODELS = ["glm-ocr", "lighton-ocr"]
+REFERENCE = "甲方：张三\n住址：北京市海淀区中关村大街27号\n租金：每月人民币8,500元"
+TEXTS = {
+    "glm-ocr": "甲方：张三\n住址：北京市海淀区中关村大街27号\n租金：每月人民币8,500元",
+    "lighton-ocr": "甲方：张三\n住址：北京市海淀区中关村大街2了号\n租金：每月人民币8.500元",
+}
+
+
+def result(doc: str, page: int, model: str, text: str | None = None, **kw: object) -> PageResult:
+    fields: dict[str, object] = dict(
+        doc=doc,
+        page=page,
+        model=model,
+        ok=True,
+        error=None,
+        latency_s=1.0 + page / 10,
+        prompt_tokens=900,
+        completion_tokens=60,
+        finish_reason="stop",
+        text=TEXTS[model] if text is None else text,
+        cer=0.0 if model == "glm-ocr" else 0.05,
+        category="zh_contract",
+        flags=[],
+    )
+    fields.update(kw)
+    return PageResult(**fields)  # type: ignore[arg-type]
+
+
+def recorded_view() -> RunView:
+    run = RunView(MODELS, "sample suite")
+    run.started = 100.0
+    for page in (1, 2):
+        run.set_reference("contract", page, REFERENCE)
+        for m in MODELS:
+            run.add(result("contract", page, m))
+    run.add(result("paper", 1, "glm-ocr", text="E = mc^2", cer=0.0))
+    run.add(
+        result(
+            "paper",
+            1,
+            "lighton-ocr",
+            ok=False,
+            error="HTTP 500",
+            text="",
+            cer=None,
+            latency_s=None,
+            flags=[],
+        )
+    )
+    run.out_dir = "runs/20261126-150000"
+    run.finish()
+    run.ended = 112.5
+    return run
+
+
+def test_run_keeps_texts_bounded_but_every_row() -> None:
+    run = RunView(MODELS, "bounded")
+    for page in range(1, TEXT_PAGES + 51):
+        run.add(result("big", page, "glm-ocr", text="x" * 1000))
+    assert len(run.rows) == TEXT_PAGES + 50
+    assert run.text("big#1", "glm-ocr") is None  # evicted: lives in results.jsonl
+    held = run.text(f"big#{TEXT_PAGES + 50}", "glm-ocr")
+    assert held is not None and held.text == "x" * 1000
+    assert all(r.outcomes["glm-ocr"].text == "" for r in run.rows.values())
+
+
+def test_diff_marks_both_sides() -> None:
+    content = diff_content("2了号", "27号")
+    spans = {(content.plain[s.start : s.end], str(s.style)) for s in content.spans}
+    assert ("7", "$error strike") in spans
+    assert ("了", "$success underline") in spans
+
+
+async def test_streams_into_both_panes_and_rejoins(make_app: AppFactory) -> None:
+    app, _ = make_app(recorded.READY)
+    async with app.run_test(size=SIZE) as pilot:
+        run = RunView(MODELS, "live")
+        app.run_view = run
+        app.show_comparison()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        for m in MODELS:
+            run.add(result("contract", 1, m))
+        await _until(pilot, lambda: all(_pane_text(screen, i) for i in range(2)))
+        assert "住址" in _pane_text(screen, 0) and "2了号" in _pane_text(screen, 1)
+
+        await pilot.press("escape")  # leave: the run goes on without the screen
+        await pilot.pause()
+        assert app.screen is app.dashboard
+        run.add(result("contract", 2, "glm-ocr", text="second page while away"))
+        await pilot.press("v")
+        await pilot.pause()
+        rejoined = app.screen
+        assert isinstance(rejoined, CompareScreen) and rejoined is not screen
+        assert "second page while away" in _pane_text(rejoined, 0)
+        assert rejoined.query_one("#pages").row_count == 2
+
+
+def _pane_text(screen: CompareScreen, i: int) -> str:
+    return "\n".join(screen.query_one(f"#pane-{i}", ComparePane).lines)
+
+
+async def _until(pilot, cond, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await pilot.pause(0.05)

@@ -1,0 +1,265 @@
+"""Every key path of the dashboard over recorded snapshots (fast, deterministic)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Button
+
+from ocrtui.control import Progress
+from ocrtui.tui.app import OcrtuiApp
+from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen
+from ocrtui.tui.themes import read_state
+from ocrtui.tui.widgets.model_card import ModelCard
+from tests.tui import recorded
+from tests.tui.conftest import SIZE, AppFactory
+
+
+async def until(pilot: Pilot[Any], cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await pilot.pause(0.02)
+
+
+def record_notes(app: OcrtuiApp, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    notes: list[tuple[str, str]] = []
+    real = app.notify
+
+    def notify(message: str, *, severity: str = "information", **kw: Any) -> None:
+        notes.append((severity, message))
+        real(message, severity=severity, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app, "notify", notify)
+    return notes
+
+
+async def started(app: OcrtuiApp, pilot: Pilot[Any]) -> None:
+    await pilot.pause()
+    app.dashboard.debounce_s = 0.0
+    await app.dashboard.tick()
+    await pilot.pause()
+
+
+async def test_readonly_hides_every_pod_action(make_app: AppFactory) -> None:
+    app, source = make_app(recorded.CRASHED, readonly=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        shown = {b.binding.action for b in app.screen.active_bindings.values() if b.enabled}
+        assert not {"restart", "stop", "kill_orphans"} & shown
+        assert {"compare", "toggle_log", "help"} <= shown
+        for key in ("r", "s", "k"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.screen is app.dashboard
+        assert source.calls == []
+
+
+async def test_restart_of_crashed_model_starts_at_once(make_app: AppFactory) -> None:
+    app, source = make_app(recorded.CRASHED)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("r")
+        await until(pilot, lambda: ("restart", "glm-ocr") in source.calls)
+        assert not isinstance(app.screen, ConfirmDialog)
+
+
+async def test_restart_of_ready_model_defaults_to_cancel(make_app: AppFactory) -> None:
+    app, source = make_app(recorded.READY)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("r")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        assert app.focused is not None and app.focused.id == "cancel"
+        await pilot.press("enter")  # the default button
+        await pilot.pause()
+        assert app.screen is app.dashboard and source.calls == []
+
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.click("#confirm")
+        await until(pilot, lambda: ("restart", "glm-ocr") in source.calls)
+
+
+async def test_destructive_key_is_debounced(make_app: AppFactory) -> None:
+    app, _ = make_app(recorded.READY)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        app.dashboard.debounce_s = 60.0
+        await pilot.press("s")
+        await pilot.pause()
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("s")  # inside the window: ignored
+        await pilot.pause()
+        assert app.screen is app.dashboard
+
+
+async def test_stop_asks_then_stops(make_app: AppFactory) -> None:
+    app, source = make_app(recorded.READY)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("2", "s")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.click("#confirm")
+        await until(pilot, lambda: ("stop", "lighton-ocr") in source.calls)
+
+
+async def test_kill_orphans_lists_pids_and_memory(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, source = make_app(recorded.READY, recorded.CRASHED)
+    async with app.run_test(size=SIZE) as pilot:
+        notes = record_notes(app, monkeypatch)
+        await started(app, pilot)
+        assert not app.dashboard.check_action("kill_orphans", ())  # no orphans yet
+        source.publish()
+        await app.dashboard.tick()
+        assert app.dashboard.check_action("kill_orphans", ())
+        await pilot.press("k")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmDialog)
+        text = str(dialog.query_one("#body").render())
+        assert "4188" in text and "17.0 GiB" in text
+        await pilot.click("#confirm")
+        await until(pilot, lambda: ("kill_orphans", None) in source.calls)
+        await until(pilot, lambda: any("4188" in m for _, m in notes))
+
+
+async def test_refresh_pauses_while_a_dialog_is_open(make_app: AppFactory) -> None:
+    app, source = make_app(recorded.READY, recorded.LOST)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("r")
+        await pilot.pause()
+        source.publish()
+        await app.dashboard.tick()
+        assert app.dashboard._applied is recorded.READY
+        await pilot.press("escape")
+        await pilot.pause()
+        await app.dashboard.tick()
+        assert app.dashboard._applied is recorded.LOST
+
+
+class SlowRestart:
+    """A restart that reports the lifecycle's steps and then fails with a hint."""
+
+    def __init__(self) -> None:
+        self.step = asyncio.Event()
+        self.finish = asyncio.Event()
+
+    async def restart(self, name: str, progress: Progress | None = None) -> None:
+        assert progress is not None
+        progress(name, "waiting for VRAM")
+        self.step.set()
+        await self.finish.wait()
+        raise _LifecycleError("glm-ocr did not become ready", "free VRAM: press k, then r")
+
+
+class _LifecycleError(Exception):
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+async def test_restart_progress_then_failure_shows_hint(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, source = make_app(recorded.CRASHED)
+    slow = SlowRestart()
+    monkeypatch.setattr(source, "restart", slow.restart)
+    async with app.run_test(size=SIZE) as pilot:
+        notes = record_notes(app, monkeypatch)
+        await started(app, pilot)
+        await pilot.press("r")
+        await until(pilot, slow.step.is_set)
+        card = app.dashboard.query_one("#card-0", ModelCard)
+        await until(pilot, lambda: "waiting for VRAM" in str(card.render()))
+        assert not app.dashboard.check_action("restart", ())  # one operation at a time
+        slow.finish.set()
+        await until(pilot, lambda: any(s == "error" and "press k" in m for s, m in notes))
+        await until(pilot, lambda: "waiting for VRAM" not in str(card.render()))
+
+
+async def test_screenshot_key_saves_svg_into_configured_dir(
+    make_app: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, _ = make_app(recorded.READY)
+    async with app.run_test(size=SIZE) as pilot:
+        notes = record_notes(app, monkeypatch)
+        await started(app, pilot)
+        await pilot.press("f8")
+        await pilot.pause()
+        shots = list((tmp_path / "shots").glob("ocrtui-*.svg"))
+        assert len(shots) == 1 and "<svg" in shots[0].read_text()
+        assert any(str(shots[0]) in m for _, m in notes)
+
+
+async def test_keymap_remaps_binding_ids(tmp_path: Path) -> None:
+    from ocrtui.tui.source import ReplaySource
+
+    config = recorded.config(
+        screenshot_dir=str(tmp_path), theme_dir=str(tmp_path), keymap={"dashboard.restart": "x"}
+    )
+    source = ReplaySource([recorded.CRASHED])
+    app = OcrtuiApp(config, source, state_path=tmp_path / "s.toml")
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("r")
+        await pilot.pause()
+        assert source.calls == []
+        await pilot.press("x")
+        await until(pilot, lambda: ("restart", "glm-ocr") in source.calls)
+
+
+async def test_help_lists_keys(make_app: AppFactory) -> None:
+    app, _ = make_app(recorded.READY)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("#keys").render())
+        assert "Restart" in text and "Kill orphans" not in text  # nothing to kill: hidden
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is app.dashboard
+
+
+async def test_themes_load_warn_and_are_remembered(
+    make_app: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    themes = tmp_path / "user-themes"
+    themes.mkdir()
+    (themes / "mine.toml").write_text('name = "mine"\n[colors]\nprimary = "#ff00ff"\n')
+    (themes / "broken.toml").write_text('name = "broken"\n[colors]\nprimary = "not-a-colour"\n')
+    app, _ = make_app(recorded.READY, theme_dir=themes)
+    async with app.run_test(size=SIZE) as pilot:
+        notes = record_notes(app, monkeypatch)
+        await started(app, pilot)
+        assert app.theme == "ocrtui-dark"
+        assert {"ocrtui-dark", "ocrtui-light", "mine"} <= set(app.available_themes)
+        assert "broken" not in app.available_themes
+        app.theme = "ocrtui-light"
+        await pilot.pause()
+    assert read_state(tmp_path / "state.toml") == {"theme": "ocrtui-light"}
+    # The warning was raised at mount, before the recorder; a fresh app shows it again.
+    app2, _ = make_app(recorded.READY, theme_dir=themes)
+    warnings: list[str] = []
+    monkeypatch.setattr(
+        app2, "notify", lambda m, severity="information", **kw: warnings.append(m)
+    )
+    async with app2.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app2.theme == "ocrtui-light"  # remembered over [ui] theme
+    assert any("broken.toml" in w and "colors.primary" in w for w in warnings)
+    assert notes == [] or all("broken" not in m for _, m in notes)

@@ -1,0 +1,98 @@
+"""Known-failure hints recognised in real vLLM logs: each gives the cause and the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from ocrtui.vllm.hints import HINT_KEYS, find_hint, is_fatal
+from tests.vllm.conftest import FIXTURES, fixture_lines
+
+# Real log -> the hint it must give (every hint with a real log is here).
+REAL = {
+    "free_memory_error_log_v0_13_0_nvidia_container_gb10.txt": "free_memory",
+    "glm_ocr_free_memory_error_docker_log_v0_18_1rc1.txt": "free_memory",
+    "glm_ocr_no_cache_blocks_error_docker_log_v0_18_1rc1.txt": "no_cache_blocks",
+    "no_cache_blocks_error_log_v0_13_0_nvidia_container_nemotron.txt": "no_cache_blocks",
+    "kv_cache_max_seq_len_error_log_qwen3_vl_excerpt.txt": "kv_cache_too_small",
+    "error_log_v0_9_1_unrecognized_args_then_address_in_use.txt": "address_in_use",
+    "error_transformers_unrecognized_glm_ocr_v0_16_excerpt.txt": "unrecognized_architecture",
+    "error_limit_mm_per_prompt_not_json_v0_10_excerpt.txt": "limit_mm_per_prompt",
+    "runtime_log_v0_12_0_engine_core_died.txt": "engine_core_died",
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_hint_on_real_log(name: str) -> None:
+    lines = fixture_lines(name)
+    hint = find_hint(lines)
+    assert hint is not None and hint.key == REAL[name]
+    text = str(hint)
+    assert "Fix: " in text and "\n" not in text
+    assert is_fatal(lines)
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(p.name for p in FIXTURES.glob("startup_log_*.txt"))
+    + ["startup_and_sigterm_shutdown_log_v0_25_1.txt"],
+)
+def test_healthy_startups_and_clean_sigterm_give_no_hint(name: str) -> None:
+    assert find_hint(fixture_lines(name)) is None
+
+
+def test_free_memory_numbers_both_wordings() -> None:
+    old = find_hint(fixture_lines("free_memory_error_log_v0_13_0_nvidia_container_gb10.txt"))
+    new = find_hint(fixture_lines("glm_ocr_free_memory_error_docker_log_v0_18_1rc1.txt"))
+    assert old is not None and "4.04 of 119.63 GiB" in old.cause and "0.15" in old.cause
+    assert new is not None and "3.22 of 4.0 GiB" in new.cause and "3.4 GiB" in new.cause
+
+
+def test_kv_too_small_gives_the_estimated_max_model_len() -> None:
+    hint = find_hint(fixture_lines("kv_cache_max_seq_len_error_log_qwen3_vl_excerpt.txt"))
+    assert hint is not None
+    assert "262144" in hint.cause and "max_model_len to at most 50512" in hint.fix
+
+
+def test_unrecognized_arguments_named() -> None:
+    lines = fixture_lines("error_log_v0_9_1_unrecognized_args_then_address_in_use.txt")
+    first_attempt = lines[: next(i for i, s in enumerate(lines) if "unrecognized" in s) + 1]
+    hint = find_hint(first_attempt)
+    assert hint is not None and hint.key == "unrecognized_arguments"
+    assert "--attention-backend FLASHINFER" in hint.cause
+
+
+def test_limit_mm_names_the_old_value_and_the_json_form() -> None:
+    hint = find_hint(fixture_lines("error_limit_mm_per_prompt_not_json_v0_10_excerpt.txt"))
+    assert hint is not None and "image=5" in hint.cause and '{"image": 1}' in hint.fix
+
+
+def test_architecture_names_the_model_type() -> None:
+    hint = find_hint(fixture_lines("error_transformers_unrecognized_glm_ocr_v0_16_excerpt.txt"))
+    assert hint is not None and "glm_ocr" in hint.cause
+
+
+def test_cuda_oom_in_torch_wording() -> None:
+    # No real vLLM log with this error was found (fixtures/SOURCES.md "Gaps"): torch's message.
+    line = (
+        "(EngineCore pid=7) torch.OutOfMemoryError: CUDA out of memory. Tried to allocate "
+        "20.00 MiB. GPU 0 has a total capacity of 44.35 GiB of which 3.31 MiB is free."
+    )
+    hint = find_hint(["INFO starting", line])
+    assert hint is not None and hint.key == "cuda_oom"
+
+
+def test_unsupported_architecture_in_vllm_wording() -> None:
+    line = "ValueError: Model architectures ['GlmOcrForConditionalGeneration'] are not supported"
+    hint = find_hint([line])
+    assert hint is not None and "GlmOcrForConditionalGeneration" in hint.cause
+
+
+def test_a_specific_cause_beats_the_engine_died_consequence() -> None:
+    lines = fixture_lines("glm_ocr_free_memory_error_docker_log_v0_18_1rc1.txt")
+    hint = find_hint([*lines, "ERROR EngineDeadError: EngineCore encountered an issue."])
+    assert hint is not None and hint.key == "free_memory"
+
+
+def test_every_hint_key_is_tested() -> None:
+    tested = set(REAL.values()) | {"unrecognized_arguments", "cuda_oom", "unsupported_architecture"}
+    assert tested == set(HINT_KEYS)

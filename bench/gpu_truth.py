@@ -156,19 +156,20 @@ class AgentStream:
         return None
 
 
-def smi_apps(exe: str) -> dict[int, int]:
+def smi_apps(exe: str) -> dict[tuple[str, int], int]:
+    """nvidia-smi's rows keyed by (GPU uuid, pid): one process may hold memory on each GPU."""
     out = subprocess.run(
-        [exe, "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+        [exe, "--query-compute-apps=gpu_uuid,pid,used_memory", "--format=csv,noheader,nounits"],
         capture_output=True,
         text=True,
         timeout=20,
         check=True,
     ).stdout
-    apps: dict[int, int] = {}
+    apps: dict[tuple[str, int], int] = {}
     for line in out.splitlines():
-        pid, used = (x.strip() for x in line.split(",")[:2])
+        uuid, pid, used = (x.strip() for x in line.split(",")[:3])
         if pid.isdigit() and used.isdigit():
-            apps[int(pid)] = apps.get(int(pid), 0) + int(used)
+            apps[(uuid, int(pid))] = int(used)
     return apps
 
 
@@ -259,6 +260,10 @@ def check(gib: float, interval: float) -> None:
         refs = (ModelRef(MODEL, port),)
         agent = AgentStream(interval, port)
         first = agent.next(30)
+        result(
+            first.backend == "nvml" and first.error is None,
+            f"agent on real NVML (backend {first.backend}, error {first.error})",
+        )
         s = agent.until(lambda s: any(p.used_mib and p.used_mib > gib * 900 for p in s.procs), 60)
         if not result(s is not None, "engine memory visible to NVML"):
             return
@@ -283,12 +288,18 @@ def check(gib: float, interval: float) -> None:
 
         # per-process memory against nvidia-smi, read right after the same sample
         ref = smi_apps(smi)
-        rows = {p.pid: p.used_mib or 0 for p in s.procs}
-        for pid in sorted(ref):
-            got = rows.get(pid)
-            ok = got is not None and abs(got - ref[pid]) <= max(1, 0.01 * ref[pid])
-            result(ok, f"pid {pid}: agent {got} MiB vs nvidia-smi {ref[pid]} MiB (within 1%)")
-        result(set(ref) <= set(rows), "every nvidia-smi process is an agent row")
+        uuid_of = {g.index: g.uuid for g in s.gpus}
+        rows = {(uuid_of.get(p.gpu, ""), p.pid): p.used_mib or 0 for p in s.procs}
+        result(len(ref) >= 2, f"nvidia-smi lists the test processes ({len(ref)} rows)")
+        for key in sorted(ref):
+            got = rows.get(key)
+            ok = got is not None and abs(got - ref[key]) <= max(1, 0.01 * ref[key])
+            result(
+                ok,
+                f"pid {key[1]} on {key[0][:12]}: agent {got} MiB vs nvidia-smi {ref[key]} MiB"
+                " (within 1%)",
+            )
+        result(set(ref) <= set(rows), "every nvidia-smi (GPU, process) row is an agent row")
 
         att, lab = labels(s, refs, launches, {})
         known = att.known

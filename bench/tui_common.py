@@ -48,14 +48,36 @@ def snapshot(tick: int) -> Snapshot:
     used = sum(p.used_mib for p in procs)
     return Snapshot(
         pod=PodStatus("bench", "connected", float(tick), 0.3, True, False),
-        gpus=(GpuStatus(0, "GPU-0", "NVIDIA A40 (simulated)", 46068, used, 46068 - used,
-                        30.0 + wobble, 50.0, 120.0 + wobble, True),),  # fmt: skip
+        gpus=(
+            GpuStatus(
+                0,
+                "GPU-0",
+                "NVIDIA A40 (simulated)",
+                46068,
+                used,
+                46068 - used,
+                30.0 + wobble,
+                50.0,
+                120.0 + wobble,
+                True,
+            ),
+        ),  # fmt: skip
         processes=procs,
         models=tuple(
-            ModelStatus(n, 8000 + i, "ready", 4000 + i, health_latency_ms=2.0 + wobble / 10,
-                        running=wobble % 3, waiting=0, kv_cache_usage=0.1,
-                        prompt_tokens_per_s=1000.0 + wobble, generation_tokens_per_s=300.0,
-                        planned_mib=18000 + 7000 * i, used_mib=18000 + 7000 * i - 400)
+            ModelStatus(
+                n,
+                8000 + i,
+                "ready",
+                4000 + i,
+                health_latency_ms=2.0 + wobble / 10,
+                running=wobble % 3,
+                waiting=0,
+                kv_cache_usage=0.1,
+                prompt_tokens_per_s=1000.0 + wobble,
+                generation_tokens_per_s=300.0,
+                planned_mib=18000 + 7000 * i,
+                used_mib=18000 + 7000 * i - 400,
+            )
             for i, n in enumerate(MODELS)
         ),  # fmt: skip
     )

@@ -41,6 +41,8 @@ ARG_MAX_CHARS = 512
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _VLLM_TITLE = re.compile(r"^\S*::(EngineCor|Worker|APIServer)")
 _PYTHONISH = re.compile(r"^(python[0-9.]*|pt_main_thread|vllm|ocrtui|ray::.*)$")
+# CUDA keeps these open for the life of a process; /dev/dxg is the GPU under WSL2.
+_GPU_DEVICES = ("/dev/nvidia", "/dev/dxg")
 _TCP_LISTEN = "0A"
 _TCP_CLOSE = "07"  # bound but not yet listening: vLLM binds its port before loading the model
 
@@ -86,7 +88,7 @@ def _parse_stat(pid: int, text: str, boot: float) -> Proc | None:
     if lpar < 0 or rpar < 0:
         return None
     rest = text[rpar + 2 :].split()
-    if len(rest) < 20:
+    if len(rest) < 20 or not rest[19].isdigit():
         return None
     start = boot + int(rest[19]) / float(_CLK_TCK)
     return Proc(
@@ -223,6 +225,8 @@ class FdScanner:
         # (pid, start) -> (scanned_at, socket inodes, holds /dev/nvidia*, stdout target)
         self._cache = {}  # type: dict[tuple[int, float], tuple[float, frozenset, bool, str]]
         self.unreadable = 0
+        self._missing = frozenset()  # type: frozenset[str]
+        self._missing_at = 0.0
 
     def _scan(self, pid: int) -> tuple[frozenset, bool, str] | None:
         base = f"/proc/{pid}/fd"
@@ -243,7 +247,7 @@ class FdScanner:
                 continue
             if target.startswith("socket:["):
                 inodes.add(target[8:-1])
-            elif target.startswith("/dev/nvidia"):
+            elif target.startswith(_GPU_DEVICES):
                 nvidia = True
             if fd == "1":
                 stdout = target
@@ -266,8 +270,11 @@ class FdScanner:
                 pending.append(key)
             if entry is not None:
                 found |= entry[1] & wanted_inodes
-        # A port's socket changed owner (a restart): rescan everyone rather than report stale.
-        if wanted_inodes - found:
+        # A port's socket changed owner (a restart): rescan everyone rather than report stale,
+        # but not every sample for a socket nobody readable owns (another user's server).
+        missing = frozenset(wanted_inodes - found)
+        if missing and (missing != self._missing or now - self._missing_at >= FULL_FD_SCAN_S):
+            self._missing, self._missing_at = missing, now
             for key in pending:
                 res = self._scan(key[0])
                 if res is not None:
@@ -499,7 +506,7 @@ class NvmlGpu:
         self.handles = []  # type: list
         self.init_error = None  # type: str | None
         self._last_init = 0.0
-        self._proc_fns = {}  # type: dict[str, Any]
+        self._proc_fns: dict[str, Any] = {}
         self._mem_v2 = True
         self._init()
 
@@ -813,7 +820,10 @@ class Sampler:
     def sample(self) -> dict:
         t0 = time.perf_counter()
         c0 = _cpu_s()
-        gpus, gproc, error = self.backend.sample()
+        try:
+            gpus, gproc, error = self.backend.sample()
+        except Exception as exc:  # an odd driver or pynvml: report it, keep streaming
+            gpus, gproc, error = [], [], f"{self.backend.name} backend failed: {exc!r}"
         table = self.table
         now = time.monotonic()
         table.refresh({r["pid"] for r in gproc}, now)
@@ -833,8 +843,11 @@ class Sampler:
             info = table.describe(row["pid"])
             # NVML reports host pids; inside a container the same number may belong to an
             # unrelated local process, which then does not hold the device open.
+            # Only where device files are seen at all (WSL, fakes: none) and every fd was
+            # readable, so a missing holder really means another process.
             if (
                 info["visible"]
+                and holder_set
                 and not self.backend.simulated
                 and self.fds.unreadable == 0
                 and row["pid"] not in holder_set

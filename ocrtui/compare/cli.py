@@ -127,12 +127,13 @@ async def _with_controller(config: Config, request: CompareRequest, demo: bool) 
     from ocrtui.control import Controller
 
     ctl = Controller(config, demo=demo)
-    await ctl.start()
+    console = Console()
     try:
+        await ctl.start()
         if demo:
-            await ctl.ensure_up()
+            await ctl.ensure_up(lambda name, step: console.print(f"{name}: {step}"))
         targets = [ModelTarget(config.model(n), await ctl.model_url(n)) for n in request.models]
-        return await run_headless(request, targets)
+        return await run_headless(request, targets, console)
     finally:
         await ctl.close()
 

@@ -73,6 +73,8 @@ class CompareRun:
         self.failed_documents: dict[str, str] = {}
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._started = False
+        self._cancel_early = False
         self.result: RunDone | None = None
 
     # Consumers ------------------------------------------------------------------------------
@@ -100,13 +102,16 @@ class CompareRun:
             await self._changed.wait()
 
     def cancel(self) -> None:
-        if self._task is not None and not self._task.done():
+        if not self._started:
+            # A task cancelled before its first step would end without RunDone.
+            self._cancel_early = True
+        elif self._task is not None and not self._task.done():
             self._task.cancel()
 
     async def wait(self) -> RunDone:
         if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._task)
+            # shield: a waiter that is cancelled must not cancel the run it waits for.
+            await asyncio.shield(self._task)
         assert self.result is not None
         return self.result
 
@@ -117,6 +122,7 @@ class CompareRun:
     # The run ---------------------------------------------------------------------------------
 
     async def _main(self) -> None:
+        self._started = True
         s = self.plan.settings
         pool = RenderPool(s.render_workers)
         client = httpx.AsyncClient(
@@ -126,6 +132,8 @@ class CompareRun:
         error: str | None = None
         try:
             try:
+                if self._cancel_early:
+                    raise asyncio.CancelledError
                 await self._protocol(pool, client)
             except asyncio.CancelledError:
                 cancelled = True
@@ -214,7 +222,10 @@ class CompareRun:
         target = render_target(model.config)
         want = min(SPEED_IMAGES_MAX, self.plan.render_budget)
         out: list[RenderedPage] = []
-        for doc in self.documents:
+        # Photos and scans first: "single-image latency" is about an image, and a whole
+        # 200 DPI page costs a CPU engine several times more.
+        ordered = sorted(self.documents, key=lambda d: d.kind != "image")
+        for doc in ordered:
             for p in doc.pages:
                 if len(out) >= want:
                     return out
@@ -320,10 +331,10 @@ class CompareRun:
 
         async def consume() -> None:
             while (item := await queue.get()) is not None:
-                p, task = item
                 try:
-                    await self._page(model, doc, p, task, client, counts)
+                    await self._page(model, doc, item[0], item[1], client, counts)
                 finally:
+                    item = None  # drop the rendered page before its slot is reused
                     budget.release()
 
         start = time.monotonic()

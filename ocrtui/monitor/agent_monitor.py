@@ -177,9 +177,11 @@ class AgentMonitor:
 
     def end_launch(self, model: str, server_pid: int | None = None) -> None:
         """The start of ``model`` finished (ready or failed); new NVML pids are its own."""
-        before = self._launches.get(model)
-        base = before.before if before else frozenset()
-        self._launches[model] = LaunchRecord(model, base, self._nvml_pids(), server_pid)
+        now = self._nvml_pids()
+        begun = self._launches.get(model)
+        # Without begin_launch there is no "before": claim no pids rather than all of them.
+        base = begun.before if begun is not None and begun.after is None else now
+        self._launches[model] = LaunchRecord(model, base, now, server_pid)
         self._reattribute()
 
     def model_pids(self, model: str) -> ModelPids:
@@ -262,10 +264,12 @@ class AgentMonitor:
                     continue  # stray output (a warning printed to stdout); the next line counts
                 got = True
                 self._apply(sample)
-        except PodConnectionLost:
+        except PodConnectionLost:  # an OSError too: keep it before the next clause
             return got, f"connection to {self.pod.label} lost; agent will restart"
-        except FileNotFoundError:
-            return got, None
+        except OSError:
+            return got, None  # e.g. the interpreter does not exist (LocalPod): diagnose
+        except Exception as exc:  # keep monitoring whatever the transport raised
+            return got, f"GPU agent stream failed: {exc}"
         return got, None
 
     async def _diagnose(self) -> str:
@@ -277,10 +281,10 @@ class AgentMonitor:
         )
         try:
             res = await self.pod.run([python, "-c", _PY_VERSION], timeout=15)
-        except FileNotFoundError:
-            return missing
-        except (PodConnectionLost, TimeoutError):
+        except (PodConnectionLost, TimeoutError):  # both are OSErrors: test them first
             return f"the GPU agent could not start on {self.pod.label}"
+        except OSError:
+            return missing
         if res.exit_status in (126, 127) or not res.stdout.strip():
             return missing
         try:

@@ -14,7 +14,7 @@ import enum
 import signal as _signal
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -72,6 +72,8 @@ class Pod(ABC):
 
     def __init__(self, label: str) -> None:
         self.label = label
+        # Why the latest (re)connect attempt failed, for the status line; None when it did not.
+        self.last_error: str | None = None
         self._state = ConnState.CLOSED
         self._state_since = time.monotonic()
         self._listeners: list[StateListener] = []
@@ -134,7 +136,7 @@ class Pod(ABC):
         """Run one command to completion. Raises PodConnectionLost if the link dies."""
 
     @abstractmethod
-    def stream(self, argv: Sequence[str], *, input: str | None = None) -> AsyncIterator[str]:
+    def stream(self, argv: Sequence[str], *, input: str | None = None) -> AsyncGenerator[str, None]:
         """Yield a long-running command's stdout lines (without newline) as they come.
 
         The command ends when the iterator is closed. Raises PodConnectionLost when the
@@ -148,7 +150,9 @@ class Pod(ABC):
         The local port stays the same across reconnects.
         """
 
-    async def follow(self, argv: Sequence[str], *, input: str | None = None) -> AsyncIterator[str]:
+    async def follow(
+        self, argv: Sequence[str], *, input: str | None = None
+    ) -> AsyncGenerator[str, None]:
         """``stream()`` that survives reconnects: after a drop it waits for the link and
         starts the command again (a fresh run: lines from the gap are not replayed).
 

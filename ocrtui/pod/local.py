@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from ocrtui.pod.base import CommandResult, ConnState, Pod
 
@@ -47,7 +47,9 @@ class LocalPod(Pod):
             tuple(argv), proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
         )
 
-    async def stream(self, argv: Sequence[str], *, input: str | None = None) -> AsyncIterator[str]:
+    async def stream(
+        self, argv: Sequence[str], *, input: str | None = None
+    ) -> AsyncGenerator[str, None]:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,

@@ -21,7 +21,7 @@ import os
 import shlex
 import signal as _signal
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,8 +163,6 @@ class SSHPod(Pod):
             raise ConfigError(f"pod.kind is {config.kind!r}; SSHPod needs 'ssh'")
         super().__init__(config.label)
         self.config = config
-        self.last_error: str | None = None
-        """Why the latest (re)connect attempt failed; None while connected."""
         self._conn: asyncssh.SSHClientConnection | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._forwards: dict[tuple[str, int], LocalForward] = {}
@@ -237,10 +235,11 @@ class SSHPod(Pod):
             )
         except asyncssh.HostKeyNotVerifiable as exc:
             raise self._host_key_error(check, target, str(exc)) from None
-        except (asyncssh.KeyExchangeFailed, ConnectionResetError) as exc:
+        except (asyncssh.KeyExchangeFailed, asyncssh.ConnectionLost, ConnectionResetError) as exc:
             # Offered only the key types on record (as OpenSSH does), a pod whose key type
-            # changed ends the key exchange; look at what it offers now to say so.
-            if check.trusted(target.key_host, "", target.port):
+            # changed drops the key exchange (reset, lost or failed, as timing has it); look
+            # at what it offers now to say so.
+            if check.presented is None and check.trusted(target.key_host, "", target.port):
                 changed = await self._probe_changed_key(opts, check, target)
                 if changed is not None:
                     raise changed from None
@@ -474,7 +473,9 @@ class SSHPod(Pod):
         status = self._check_outcome(proc, argv)
         return CommandResult(tuple(argv), status, str(out or ""), str(err or ""))
 
-    async def stream(self, argv: Sequence[str], *, input: str | None = None) -> AsyncIterator[str]:
+    async def stream(
+        self, argv: Sequence[str], *, input: str | None = None
+    ) -> AsyncGenerator[str, None]:
         conn = self._require_conn()
         proc = await self._start(conn, argv, input, asyncssh.DEVNULL)
         pid: int | None = None

@@ -95,10 +95,7 @@ class EngineClient:
         self.stopping = False
         self.interval_prompt = 0
         self.interval_generation = 0
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
+        self.kv_usage = 0.0
 
     async def start(self) -> None:
         parent, child = socket.socketpair()
@@ -181,7 +178,8 @@ class EngineClient:
         self.metrics.waiting.set(len(self.requests) - len(running))
         blocks = int(self.info.get("num_gpu_blocks", 0)) or 1
         used = sum(-(-(t.prompt_tokens + t.generated) // 16) for t in running)
-        self.metrics.kv_usage.set(min(1.0, used / blocks))
+        self.kv_usage = min(1.0, used / blocks)
+        self.metrics.kv_usage.set(self.kv_usage)
 
     async def generate(
         self, prompt_tokens: int, images: list[bytes], max_tokens: int
@@ -253,14 +251,13 @@ class EngineClient:
             waiting = len(self.requests) - running
             if not (self.interval_prompt or self.interval_generation or self.requests):
                 continue
-            kv = self.metrics.kv_usage._value.get()
             vlog.info(
                 "loggers.py:273",
                 f"Engine 000: Avg prompt throughput: "
                 f"{self.interval_prompt / STATS_INTERVAL_S:.1f} tokens/s, Avg generation "
                 f"throughput: {self.interval_generation / STATS_INTERVAL_S:.1f} tokens/s, "
                 f"Running: {running} reqs, Waiting: {waiting} reqs, GPU KV cache usage: "
-                f"{kv * 100:.1f}%, Prefix cache hit rate: 0.0%",
+                f"{self.kv_usage * 100:.1f}%, Prefix cache hit rate: 0.0%",
             )
             self.interval_prompt = self.interval_generation = 0
 

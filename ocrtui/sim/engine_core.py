@@ -89,8 +89,10 @@ class EngineCore:
         )
         await asyncio.sleep(max(0.0, stage - (time.monotonic() - t_load)))
         load_s = time.monotonic() - t_load
-        print(f"Loading safetensors checkpoint shards: 100% Completed | 1/1 "
-              f"[00:{load_s:02.0f}<00:00, {load_s:.2f}s/it]")
+        print(
+            f"Loading safetensors checkpoint shards: 100% Completed | 1/1 "
+            f"[00:{load_s:02.0f}<00:00, {load_s:.2f}s/it]"
+        )
         self.gpu.hold(min(requested, CONTEXT_BYTES + int(p.weights_gib * GIB)))
         vlog.info("default_loader.py:384", f"Loading weights took {load_s:.2f} seconds")
         vlog.info(
@@ -237,8 +239,19 @@ async def _serve(fd: int) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, core.on_signal, sig)
+    starting = asyncio.create_task(core.start())
+    stop_early = asyncio.create_task(core.stopping.wait())
+    await asyncio.wait({starting, stop_early}, return_when=asyncio.FIRST_COMPLETED)
+    if core.stopping.is_set():
+        # Stopped while loading: give up on startup, release what was taken.
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await starting
+        await core.shutdown()
+        return 0
+    stop_early.cancel()
     try:
-        plan = await core.start()
+        plan = starting.result()
     except Exception as exc:
         vlog.error("core.py:1108", "EngineCore failed to start.")
         vlog.error_block("core.py:1108", traceback.format_exc())

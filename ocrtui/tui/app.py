@@ -54,14 +54,14 @@ class OcrtuiApp(App[int]):
         source: PodSource,
         *,
         readonly: bool = False,
-        ensure_up: bool = False,
+        start_servers: bool = False,
         state_path: Path | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.source = source
         self.readonly = readonly
-        self.ensure_up = ensure_up
+        self.start_servers = start_servers
         self.state_path = state_path or default_state_path()
         self.dashboard = DashboardScreen()
         self.run_view: RunView | None = None
@@ -105,8 +105,12 @@ class OcrtuiApp(App[int]):
     @work(group="source", exclusive=True, exit_on_error=False, description="connecting")
     async def _connect(self) -> None:
         await self.source.start()
-        if self.ensure_up and not self.readonly:
-            await self.source.up(self._progress)
+        if self.start_servers and not self.readonly:
+            try:
+                await self.source.ensure_up(self._progress)
+            finally:
+                for m in self.config.models:
+                    self.dashboard.post_message(OperationProgress(m.name, None))
 
     # -- lifecycle operations (each in its own worker, one per model at a time) ---------
 
@@ -246,7 +250,7 @@ def _controller(config: Config, demo: bool) -> PodSource:
 def run_dashboard(config: Config, *, readonly: bool, demo: bool) -> int:
     async def main() -> int:
         source = _controller(config, demo)
-        app = OcrtuiApp(config, source, readonly=readonly, ensure_up=demo)
+        app = OcrtuiApp(config, source, readonly=readonly, start_servers=demo)
         try:
             await app.run_async()
         finally:
@@ -266,7 +270,7 @@ def save_screenshot_headless(config: Config, path: str, *, compare: bool) -> int
 
     async def main() -> int:
         source = _controller(config, demo=True)
-        app = OcrtuiApp(config, source, ensure_up=True)
+        app = OcrtuiApp(config, source, start_servers=True)
         status = 0
         try:
             async with app.run_test(size=SCREENSHOT_SIZE) as pilot:

@@ -8,6 +8,7 @@ its arguments and its events into the bounded view the comparison screen shows.
 from __future__ import annotations
 
 import argparse
+import asyncio
 from typing import TYPE_CHECKING
 
 from ocrtui.compare.cli import build_request, check_reachable, open_store
@@ -50,10 +51,12 @@ def request_args(request: CompareRequest) -> argparse.Namespace:
 
 
 async def launch(app: OcrtuiApp, request: CompareRequest, view: RunView) -> CompareRun:
-    req = build_request(app.config, request_args(request))
+    # Resolving documents reads files (and generates the sample suite the first time).
+    req = await asyncio.to_thread(build_request, app.config, request_args(request))
     targets = [ModelTarget(app.config.model(n), await app.source.model_url(n)) for n in req.models]
     await check_reachable(targets)
-    run = start_run(RunPlan(req.documents, tuple(targets), req.settings), open_store(req))
+    store = await asyncio.to_thread(open_store, req)
+    run = start_run(RunPlan(req.documents, tuple(targets), req.settings), store)
     view.out_dir = str(req.run_dir)
     return run
 

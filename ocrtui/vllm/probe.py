@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -23,6 +24,9 @@ from ocrtui.vllm.state import ProcessFacts, Verdict, decide
 
 TAIL_LINES = 200
 QUIET_TAIL_S = 5.0
+# /v1/models is asked when a server turns healthy and then only this often: vLLM logs every
+# request it serves, and a 1 Hz poll of three endpoints would fill its log.
+MODELS_RECHECK_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,8 @@ class ModelProbe:
         self.log_path = log_path
         self.client = VllmClient(base_url, api_key=model.api_key())
         self._prev: tuple[VllmMetrics, float] | None = None
-        self._quiet_read: tuple[float, ProcessFacts, list[str], Mark | None] | None = None
+        self._listed_at: tuple[float, bool | None, int | None] | None = None
+        self._quiet_read: tuple[float, ProcessFacts | None, list[str], Mark | None] | None = None
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -49,7 +54,9 @@ class ModelProbe:
     async def tail(self, lines: int = TAIL_LINES) -> list[str]:
         return await self.pod.tail(self.log_path, lines)
 
-    async def poll(self, facts: ProcessFacts) -> ProbeResult:
+    async def poll(self, get_facts: Callable[[], ProcessFacts | None]) -> ProbeResult:
+        """Probe over HTTP, then decide with the agent's facts as they are after the probe
+        (a server seen refusing while the agent still lists it is then really alive)."""
         health = await self.client.health()
         listed: bool | None = None
         mml: int | None = None
@@ -65,6 +72,8 @@ class ModelProbe:
                 self._prev = (metrics, now)
         else:
             self._prev = None
+            self._listed_at = None
+        facts = get_facts()
         tail: list[str] | None = None
         mark: Mark | None = None
         if not (health.ok and listed):
@@ -75,14 +84,20 @@ class ModelProbe:
         return ProbeResult(verdict, health, metrics, rates, mml)
 
     async def _listed(self) -> tuple[bool | None, int | None]:
+        now = time.monotonic()
+        if self._listed_at is not None and now - self._listed_at[0] < MODELS_RECHECK_S:
+            return self._listed_at[1], self._listed_at[2]
+        listed: bool | None = False
+        mml: int | None = None
         try:
             cards = await self.client.models()
         except (httpx.HTTPError, ValueError):
-            return None, None
+            cards, listed = [], None
         for card in cards:
             if card.id == self.model.name:
-                return True, card.max_model_len
-        return False, None
+                listed, mml = True, card.max_model_len
+        self._listed_at = (now, listed, mml) if listed else None
+        return listed, mml
 
     async def _metrics(self) -> VllmMetrics | None:
         # Metrics are decoration: a scrape that fails leaves the state alone.
@@ -90,15 +105,16 @@ class ModelProbe:
             return await self.client.metrics()
         return None
 
-    async def _log(self, facts: ProcessFacts) -> tuple[list[str], Mark | None]:
+    async def _log(self, facts: ProcessFacts | None) -> tuple[list[str], Mark | None]:
         now = time.monotonic()
-        if not facts.alive and self._quiet_read is not None:
+        alive = facts is not None and facts.alive
+        if not alive and self._quiet_read is not None:
             t, seen, cached, cached_mark = self._quiet_read
             if seen == facts and now - t < QUIET_TAIL_S:
                 return cached, cached_mark
         lines = await self.tail()
         mark: Mark | None = None
-        if not facts.alive and current_run(lines)[1] is None:
+        if not alive and current_run(lines)[1] is None:
             mark = await last_marker(self.pod, self.log_path)
-        self._quiet_read = None if facts.alive else (now, facts, lines, mark)
+        self._quiet_read = None if alive else (now, facts, lines, mark)
         return lines, mark

@@ -56,10 +56,6 @@ class Stage:
     name: str
     detail: str | None = None
 
-    @property
-    def index(self) -> int:
-        return STAGES.index(self.name)
-
     def __str__(self) -> str:
         return f"{self.name} {self.detail}" if self.detail else self.name
 

@@ -13,6 +13,7 @@ process means starting, not broken.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -24,6 +25,10 @@ from ocrtui.vllm.stages import Stage, startup_stage, strip_ansi
 
 ModelState = Literal["down", "starting", "ready", "unhealthy", "crashed"]
 LAST_LINES = 12
+# Our own probes show up in vLLM's access log; they say nothing about a crash.
+_PROBE_LINE = re.compile(r'"GET /(health|metrics|v1/models|ping|version) HTTP')
+# vLLM's shutdown lines (uvicorn, and >= 0.25 its own "[shutdown]" steps).
+_SHUTDOWN = re.compile(r"Shutting down FastAPI HTTP server|\[shutdown\]|INFO:\s+Shutting down")
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class Verdict:
 
 
 def decide(
-    facts: ProcessFacts,
+    facts: ProcessFacts | None,
     health: Health | None,
     served_listed: bool | None,
     tail: Sequence[str] | None,
@@ -53,8 +58,9 @@ def decide(
     *,
     served_name: str = "",
 ) -> Verdict:
-    """One model's state. ``tail`` is the log tail (None when not read this time);
-    ``last_mark`` the last ocrtui marker in the whole log when the tail had none."""
+    """One model's state. ``facts`` is None before the agent's first sample; ``tail`` is the
+    log tail (None when not read this time); ``last_mark`` the last ocrtui marker in the
+    whole log when the tail had none."""
     run, mark_in_tail = current_run(tail) if tail is not None else ([], None)
     mark = mark_in_tail or last_mark
     if health is not None and health.ok:
@@ -69,12 +75,21 @@ def decide(
         return Verdict("unhealthy", hint="/v1/models did not answer")
     if health is not None and health.status is not None:
         return Verdict("unhealthy", hint=f"/health answered {health.status}")
+    if facts is None:
+        # Without the agent nothing tells a starting server from a dead one.
+        return Verdict("down", hint="no answer on the port; no process data from the pod agent")
     if facts.alive:
         if run and is_fatal(run):
             return _crashed(run, facts)
+        if any(_SHUTDOWN.search(line) for line in run[-LAST_LINES:]):
+            return Verdict("down", stage=Stage("stopping"))
         if health is not None and health.error == "timeout" and facts.listening:
             return Verdict("unhealthy", hint="/health timed out")
-        return Verdict("starting", stage=startup_stage(run) if run else None)
+        stage = startup_stage(run) if run else None
+        if stage is not None and stage.name == "API server up":
+            # It had finished starting and now refuses connections: dying, not starting.
+            return Verdict("unhealthy", hint="the server stopped accepting connections")
+        return Verdict("starting", stage=stage)
     if facts.orphans or mark == "launch":
         return _crashed(run, facts)
     return Verdict("down")
@@ -92,5 +107,6 @@ def _crashed(run: Sequence[str], facts: ProcessFacts) -> Verdict:
         text = orphan_text if text is None else f"{text} | {orphan_text}"
     elif text is None:
         text = "the server exited. Fix: read the log lines, then restart the model"
-    last = tuple(strip_ansi(line) for line in run[-LAST_LINES:])
+    lines = [strip_ansi(line) for line in run if not _PROBE_LINE.search(line)]
+    last = tuple(lines[-LAST_LINES:])
     return Verdict("crashed", hint=text, last_lines=last)

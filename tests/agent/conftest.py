@@ -35,8 +35,20 @@ class FakeServers:
         self.started: list[FakeServer] = []
 
     def start(self, served: str, mib: int, model: str = "zai-org/GLM-OCR") -> FakeServer:
-        argv = [sys.executable, str(self.exe), "serve", model, "--port", "0",
-                "--served-model-name", served, "--sim-gpu", str(self.gpu.path), "--mib", str(mib)]
+        argv = [
+            sys.executable,
+            str(self.exe),
+            "serve",
+            model,
+            "--port",
+            "0",
+            "--served-model-name",
+            served,
+            "--sim-gpu",
+            str(self.gpu.path),
+            "--mib",
+            str(mib),
+        ]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
         assert proc.stdout is not None
         line = proc.stdout.readline().split()  # blocks until the engine registered its memory

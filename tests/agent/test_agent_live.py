@@ -158,3 +158,59 @@ def test_agent_without_pynvml_or_nvidia_smi_reports_no_driver(tmp_path: Path) ->
     )
     assert '"backend":"none"' in out.stdout
     assert "pynvml is not importable and nvidia-smi is not on PATH" in out.stdout
+
+
+async def test_real_simulator_leak_through_the_lifecycle_path(
+    sim_gpu: SimGpu, tmp_path: Path
+) -> None:
+    """`ocrtui sim-vllm` started detached as the lifecycle layer does; kill -9; orphan; kill."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pod = LocalPod()
+    await pod.connect()
+    mon = AgentMonitor(pod, pod_config(sim_gpu=str(sim_gpu.path)), [model("glm-ocr", port)])
+    await mon.start()
+    server = None
+    try:
+        await mon.wait_for(lambda v: v.sample is not None, 20)
+        mon.begin_launch("glm-ocr")
+        server = await pod.start_detached(
+            [sys.executable, "-m", "ocrtui", "sim-vllm", "serve", "zai-org/GLM-OCR",
+             "--port", str(port), "--served-model-name", "glm-ocr",
+             "--gpu-memory-utilization", "0.4", "--engine", "synthetic",
+             "--sim-startup-s", "0", "--sim-gpu", str(sim_gpu.path)],
+            log_file=str(tmp_path / "vllm_glm-ocr.log"),
+        )  # fmt: skip
+        v = await mon.wait_for(
+            lambda v: (
+                v.sample is not None
+                and v.sample.ports[port].state == "listen"
+                and mon.held_mib("glm-ocr") > 0
+            ),
+            40,
+        )
+        mon.end_launch("glm-ocr", server_pid=server)
+        assert v.sample is not None
+        (engine,) = [p for p in v.sample.vllm if p.kind == "engine" and p.ppid == server]
+        assert engine.title == "VLLM::EngineCore"
+        assert mon.model_pids("glm-ocr").tree == (server, engine.pid)
+        held = mon.held_mib("glm-ocr")
+
+        before = (await mon.next_samples(1)).sample
+        assert before is not None
+        assert await pod.signal(server, "KILL")
+        v = await mon.wait_for(lambda v: bool(mon.orphans("glm-ocr")), 10)
+        assert v.sample is not None and v.sample.seq - before.seq <= 2
+        assert [(o.pid, o.used_mib) for o in mon.orphans("glm-ocr")] == [(engine.pid, held)]
+        assert mon.held_mib("glm-ocr") == held  # the leak: nothing listens, memory still held
+
+        assert await pod.signal(engine.pid, "KILL")
+        await mon.wait_for(lambda v: mon.held_mib("glm-ocr") == 0 and not mon.orphans(), 10)
+    finally:
+        if server is not None:
+            await pod.signal(server, "KILL", group=True)
+        await mon.close()
+        await pod.close()

@@ -40,24 +40,58 @@ def test_agent_source_parses_as_python_3_8_and_imports_nothing_from_ocrtui() -> 
         ("VLLM::EngineCor", [], ("engine", {})),
         (
             "vllm",
-            ["/usr/bin/python3", "/usr/local/bin/vllm", "serve", "zai-org/GLM-OCR", "--port",
-             "8000", "--served-model-name", "glm-ocr", "--limit-mm-per-prompt", '{"image": 1}'],
-            ("api", {"model": "zai-org/GLM-OCR", "served": "glm-ocr", "port": 8000,
-                     "simulated": False}),
+            [
+                "/usr/bin/python3",
+                "/usr/local/bin/vllm",
+                "serve",
+                "zai-org/GLM-OCR",
+                "--port",
+                "8000",
+                "--served-model-name",
+                "glm-ocr",
+                "--limit-mm-per-prompt",
+                '{"image": 1}',
+            ],
+            (
+                "api",
+                {"model": "zai-org/GLM-OCR", "served": "glm-ocr", "port": 8000, "simulated": False},
+            ),
         ),
         (
             "python3",
-            ["python3", "-m", "vllm.entrypoints.openai.api_server", "--model",
-             "lightonai/LightOnOCR-2-1B", "--port=8001"],
-            ("api", {"model": "lightonai/LightOnOCR-2-1B", "served": "lightonai/LightOnOCR-2-1B",
-                     "port": 8001, "simulated": False}),
+            [
+                "python3",
+                "-m",
+                "vllm.entrypoints.openai.api_server",
+                "--model",
+                "lightonai/LightOnOCR-2-1B",
+                "--port=8001",
+            ],
+            (
+                "api",
+                {
+                    "model": "lightonai/LightOnOCR-2-1B",
+                    "served": "lightonai/LightOnOCR-2-1B",
+                    "port": 8001,
+                    "simulated": False,
+                },
+            ),
         ),
         (
             "python",
-            ["/venv/bin/python", "-m", "ocrtui", "sim-vllm", "serve", "rapidocr",
-             "--served-model-name=rapidocr-sim"],
-            ("api", {"model": "rapidocr", "served": "rapidocr-sim", "port": 8000,
-                     "simulated": True}),
+            [
+                "/venv/bin/python",
+                "-m",
+                "ocrtui",
+                "sim-vllm",
+                "serve",
+                "rapidocr",
+                "--served-model-name=rapidocr-sim",
+            ],
+            (
+                "api",
+                {"model": "rapidocr", "served": "rapidocr-sim", "port": 8000, "simulated": True},
+            ),
         ),
         ("python3", ["python3", "train.py", "--port", "8000"], None),
         ("vllm", ["/usr/local/bin/vllm", "bench", "serve"], None),
@@ -68,7 +102,9 @@ def test_vllm_role_from_title_and_argv(comm: str, argv: list[str], expected: Any
 
 
 def test_stat_with_spaces_and_parentheses_in_comm() -> None:
-    text = "4188 (VLLM::Engine (x) y) S 1 4100 4100 0 -1 4194560 " + " ".join(["0"] * 12) + " 5000 0"
+    text = (
+        "4188 (VLLM::Engine (x) y) S 1 4100 4100 0 -1 4194560 " + " ".join(["0"] * 12) + " 5000 0"
+    )
     p = agent._parse_stat(4188, text, boot=1000.0)
     assert p is not None
     assert (p.comm, p.state, p.ppid, p.pgid, p.sid) == ("VLLM::Engine (x) y", "S", 1, 4100, 4100)
@@ -89,7 +125,10 @@ def test_nvidia_smi_csv_parsing_with_unsupported_fields() -> None:
         "GPU-8a7e3c1d-0001, 1913, [N/A], python3, with, commas\n",
         gpus,
     )
-    assert [(a["gpu"], a["pid"], a["used_mib"]) for a in apps] == [(0, 2281934, 18386), (0, 1913, None)]
+    assert [(a["gpu"], a["pid"], a["used_mib"]) for a in apps] == [
+        (0, 2281934, 18386),
+        (0, 1913, None),
+    ]
 
 
 class _NVMLError(Exception):
@@ -177,8 +216,12 @@ def test_nvml_library_missing_is_an_error_state() -> None:
 
 def test_sim_backend_counts_live_holders_only(tmp_path: Path) -> None:
     gpu = SimGpu.create(tmp_path / "gpu")
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     gpu.hold(int(gone.stdout), 5000)  # a holder whose process has exited
     import os
 
@@ -186,7 +229,11 @@ def test_sim_backend_counts_live_holders_only(tmp_path: Path) -> None:
     gpus, procs, error = agent.SimGpu(str(gpu.path)).sample()
     assert error is None
     assert [(p["pid"], p["used_mib"], p["simulated"]) for p in procs] == [(os.getpid(), 1234, True)]
-    assert (gpus[0]["used_mib"], gpus[0]["free_mib"], gpus[0]["simulated"]) == (1234, 46068 - 1234, True)
+    assert (gpus[0]["used_mib"], gpus[0]["free_mib"], gpus[0]["simulated"]) == (
+        1234,
+        46068 - 1234,
+        True,
+    )
 
 
 def test_agent_exits_cleanly_when_its_reader_goes_away(tmp_path: Path) -> None:

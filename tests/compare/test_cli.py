@@ -66,7 +66,7 @@ def test_usage_errors_exit_2(
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "tests.compare.driver", *args],
+            [sys.executable, "-m", "ocrtui", *args],
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -102,9 +102,33 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(
     # Slow enough (0.1 s a request) that the kill lands mid-run.
     slow = ["--sim-prefill-s", "0.1", "--sim-per-token-s", "0.0001", "--sim-tokens-per-page", "20"]
     glm, lighton = start_pair(sim_servers, ("synthetic", "synthetic"), *slow)
-    models = ["--model", f"glm-ocr=glm-ocr={glm}",
-              "--model", f"lighton-ocr=lighton-ocr={lighton}"]  # fmt: skip
-    spawned.append(_spawn([*models, "--", "--headless", "--out", str(run_dir), str(pdf)], log))
+    cfg = tmp_path / "ocrtui.toml"
+    cfg.write_text(
+        f"""
+[pod]
+kind = "local"
+workdir = "{tmp_path}"
+[[models]]
+name = "glm-ocr"
+model = "zai-org/GLM-OCR"
+port = {glm.rsplit(":", 1)[1]}
+gpu_memory_utilization = 0.4
+profile = "glm-ocr"
+[[models]]
+name = "lighton-ocr"
+model = "lightonai/LightOnOCR-2-1B"
+port = {lighton.rsplit(":", 1)[1]}
+gpu_memory_utilization = 0.55
+profile = "lighton-ocr"
+[compare]
+warm_runs = 2
+throughput_requests = 3
+concurrency = 2
+""",
+        encoding="utf-8",
+    )
+    base = ["--config", str(cfg), "compare", "--headless"]
+    spawned.append(_spawn([*base, "--out", str(run_dir), str(pdf)], log))
     results = run_dir / "results.jsonl"
     deadline = time.monotonic() + 60
     while _count_lines(results) < 4:
@@ -113,9 +137,8 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(
         time.sleep(0.02)
     os.killpg(spawned[0].pid, signal.SIGKILL)
     spawned[0].wait(timeout=10)
-    kept = _count_lines(results)
-    assert kept < 40
-    spawned.append(_spawn([*models, "--", "--headless", "--resume", str(run_dir)], log))
+    assert _count_lines(results) < 40
+    spawned.append(_spawn([*base, "--resume", str(run_dir)], log))
     assert spawned[1].wait(timeout=90) == 0, log.read_text()
     rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
     keys = [(r["doc"], r["page"], r["model"]) for r in rows]

@@ -244,3 +244,28 @@ async def test_cancel_then_resume_completes_without_duplicates(
     # pages and speed phases already done were not sent again
     assert len(fake.requests) - n_before <= 12 - len(resumed) + 2 * (2 + 3)
     assert events[-1].exit_code == 0  # type: ignore[union-attr]
+
+
+async def test_parallel_schedule_runs_speed_phases_together(
+    make_pdf: MakePdf, tmp_path: Path
+) -> None:
+    settings = SETTINGS.model_copy(update={"schedule": "parallel"})
+    with fake_vllm(delay_s=0.02) as fake:
+        plan = RunPlan(tuple(docs(make_pdf, 1)), targets(fake.url), settings)
+        events = await run_to_end(plan, tmp_path / "run")
+    order = [(type(e).__name__, e.model, e.phase) for e in events
+             if isinstance(e, PhaseStarted | PhaseDone)]  # fmt: skip
+    first_done = order.index(next(o for o in order if o[0] == "PhaseDone"))
+    started_before = {o[1] for o in order[:first_done] if o[2] == "cold"}
+    assert started_before == {"glm-ocr", "lighton-ocr"}
+
+
+async def test_cancel_before_the_first_step_still_ends_with_run_done(
+    make_pdf: MakePdf, tmp_path: Path
+) -> None:
+    plan = RunPlan(tuple(docs(make_pdf, 1)), targets("http://127.0.0.1:9"), SETTINGS)
+    run = start_run(plan, RunStore.create(tmp_path / "run", {}))
+    run.cancel()
+    done = await run.wait()
+    assert done.cancelled and done.exit_code == 1
+    assert (tmp_path / "run/summary.json").is_file()

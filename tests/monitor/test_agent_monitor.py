@@ -18,7 +18,10 @@ DATA = Path(__file__).parent / "data"
 MODELS = [
     ModelConfig(name="glm-ocr", model="zai-org/GLM-OCR", port=8000, gpu_memory_utilization=0.4),
     ModelConfig(
-        name="lighton-ocr", model="lightonai/LightOnOCR-2-1B", port=8001, gpu_memory_utilization=0.55
+        name="lighton-ocr",
+        model="lightonai/LightOnOCR-2-1B",
+        port=8001,
+        gpu_memory_utilization=0.55,
     ),
 ]
 CONFIG = PodConfig(kind="local", agent_interval_s=1.0)
@@ -33,9 +36,10 @@ def line(name: str, **changes: Any) -> str:
 class ScriptedPod(Pod):
     """Each stream() call plays the next script: lines, then an end ("exit" or "lost")."""
 
-    def __init__(self, scripts: list[tuple[list[str], str]]) -> None:
+    def __init__(self, scripts: list[tuple[list[str], str]], python: str = "3.11") -> None:
         super().__init__("scripted")
         self.scripts = scripts
+        self.python = python
         self.streams: list[list[str]] = []
         self.feed: asyncio.Queue[str | None] = asyncio.Queue()
 
@@ -48,7 +52,9 @@ class ScriptedPod(Pod):
     async def run(
         self, argv: Sequence[str], *, input: str | None = None, timeout: float | None = None
     ) -> CommandResult:
-        return CommandResult(tuple(argv), 0, "3.11\n", "")
+        if self.python == "missing":
+            return CommandResult(tuple(argv), 127, "", "sh: 1: python3: not found\n")
+        return CommandResult(tuple(argv), 0, self.python + "\n", "")
 
     async def stream(self, argv: Sequence[str], *, input: str | None = None) -> AsyncIterator[str]:
         self.streams.append(list(argv))
@@ -130,7 +136,9 @@ async def test_link_loss_waits_for_reconnect_then_restarts_the_agent() -> None:
         assert len(pod.streams) == 1
         await pod.connect()
         pod.feed.put_nowait(line("nvml_normal.json", seq=1))
-        v = await mon.wait_for(lambda v: v.running and v.sample is not None and v.sample.seq == 1, 5)
+        v = await mon.wait_for(
+            lambda v: v.running and v.sample is not None and v.sample.seq == 1, 5
+        )
         assert v.error is None and v.restarts == 1 and len(pod.streams) == 2
     finally:
         pod.feed.put_nowait(None)
@@ -180,3 +188,43 @@ async def test_model_queries_before_any_sample_are_empty(model: str) -> None:
     assert mon.held_mib(model) == 0
     assert mon.model_pids(model).tree == () and mon.orphans(model) == []
     assert mon.view.data_age_s is None and mon.view.stale
+
+
+@pytest.mark.parametrize(
+    ("python", "error"),
+    [
+        (
+            "missing",
+            "no python3 on the pod: the GPU agent needs Python >= 3.8 "
+            "(install python3 or set pod.python in the config)",
+        ),
+        ("3.6", "python3 on the pod is 3.6; the GPU agent needs >= 3.8"),
+    ],
+)
+async def test_agent_that_prints_nothing_is_diagnosed(python: str, error: str) -> None:
+    pod = ScriptedPod([([], "exit")], python=python)
+    await pod.connect()
+    mon = AgentMonitor(pod, CONFIG, MODELS, backoff_s=(60.0,))
+    await mon.start()
+    try:
+        v = await mon.wait_for(lambda v: v.error is not None, 5)
+        assert v.error == error and not v.running
+    finally:
+        await mon.close()
+
+
+async def test_end_launch_without_begin_claims_no_rows() -> None:
+    pod = ScriptedPod([])
+    await pod.connect()
+    mon = AgentMonitor(pod, CONFIG, MODELS)
+    await mon.start()
+    try:
+        pod.feed.put_nowait(line("container_invisible.json"))
+        await mon.wait_for(lambda v: v.sample is not None, 5)
+        mon.end_launch("glm-ocr", server_pid=37)
+        v = mon.view
+        assert v.attribution is not None
+        assert {r.model for r in v.attribution.rows} == {None}
+    finally:
+        pod.feed.put_nowait(None)
+        await mon.close()

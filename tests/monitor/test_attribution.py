@@ -138,7 +138,9 @@ def test_container_rows_attributed_by_pid_set_difference_across_launches() -> No
     s = load("container_invisible.json")
     launches = [
         LaunchRecord("glm-ocr", frozenset({1913}), frozenset({1913, 2281934}), 37),
-        LaunchRecord("lighton-ocr", frozenset({1913, 2281934}), frozenset({1913, 2281934, 2282120})),
+        LaunchRecord(
+            "lighton-ocr", frozenset({1913, 2281934}), frozenset({1913, 2281934, 2282120})
+        ),
     ]
     att = attribute(s, MODELS, launches=launches)
     assert {r.pid: (r.model, r.via) for r in att.rows} == {
@@ -166,7 +168,9 @@ def test_container_orphan_found_through_local_device_holders() -> None:
     s = load("container_orphan.json")
     launches = [
         LaunchRecord("glm-ocr", frozenset({1913}), frozenset({1913, 2281934}), 37),
-        LaunchRecord("lighton-ocr", frozenset({1913, 2281934}), frozenset({1913, 2281934, 2282120})),
+        LaunchRecord(
+            "lighton-ocr", frozenset({1913, 2281934}), frozenset({1913, 2281934, 2282120})
+        ),
     ]
     att = attribute(s, MODELS, launches=launches)
     rows = {r.pid: r.model for r in att.rows}
@@ -186,11 +190,32 @@ def test_shared_fixtures_container_old_driver_orphan_and_memory_without_rows() -
     pid, ppid, state = ps[1].split()[:3]
     title = ps[1].split(maxsplit=8)[-1]
     data = raw("no_driver.json")
-    data.update(error=None, gpus=[{"index": 0, "uuid": "GPU-0", "name": "GeForce GTX TIT...",
-                                   "total_mib": total, "used_mib": used, "free_mib": total - used}])
-    data["vllm"] = [{"pid": int(pid), "kind": "engine", "title": title, "ppid": int(ppid),
-                     "pgid": int(pid), "start": 0, "ancestors": [1], "nvidia": True,
-                     "state": state}]
+    data.update(
+        error=None,
+        gpus=[
+            {
+                "index": 0,
+                "uuid": "GPU-0",
+                "name": "GeForce GTX TIT...",
+                "total_mib": total,
+                "used_mib": used,
+                "free_mib": total - used,
+            }
+        ],
+    )
+    data["vllm"] = [
+        {
+            "pid": int(pid),
+            "kind": "engine",
+            "title": title,
+            "ppid": int(ppid),
+            "pgid": int(pid),
+            "start": 0,
+            "ancestors": [1],
+            "nvidia": True,
+            "state": state,
+        }
+    ]
     s = parse_sample(data)
     att = attribute(s, MODELS)
     assert att.rows == ()

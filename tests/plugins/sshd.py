@@ -24,6 +24,12 @@ Helpers on :class:`Sshd`
 ``write_ssh_config(alias) -> Path``
     An ssh config file with ``Host alias`` pointing here (HostName, Port, User,
     IdentityFile, UserKnownHostsFile), to test alias resolution.
+``session_pids() -> list[int]``
+    The per-connection sshd processes (SIGSTOP them to freeze a link without closing it).
+
+Attributes: ``host`` (127.0.0.1), ``port``, ``user``, ``client_key`` (private key path),
+``known_hosts`` (trusting this server), ``host_pubkey`` (``"ssh-ed25519 AAAA..."``),
+``log`` (sshd's log file, shown when it fails to start), ``pid`` (the listener, or None).
 
 Typical use from another layer's tests::
 

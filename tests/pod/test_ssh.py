@@ -320,3 +320,26 @@ async def test_close_ends_streams_and_follow_raises(ssh_pod: SSHPod, reaper: lis
     with pytest.raises(PodConnectionLost, match="closed"):
         await asyncio.wait_for(anext(lines), 5)
     await eventually(lambda: not alive(pid), what="a silent streamed command ends with close()")
+
+
+async def test_changed_host_key_during_reconnect_is_refused(
+    sshd: Sshd, tmp_path: Path, spare_key: tuple[Path, str]
+) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{sshd.port} {sshd.host_pubkey}\n")
+    pod = sshd.make_pod(known_hosts=str(known), accept_new_host_key=True)
+    await pod.connect()
+    try:
+        # While the link is down the recorded key stops matching (a re-created pod, or
+        # someone in the middle): the reconnect must refuse, not record.
+        sshd.stop()
+        await pod.wait_for_state(ConnState.RECONNECTING, timeout=5)
+        recorded = f"[127.0.0.1]:{sshd.port} {spare_key[1]}\n"
+        known.write_text(recorded)
+        sshd.start()
+        await eventually(lambda: "CHANGED" in (pod.last_error or ""), what="refused as changed")
+        assert pod.state is ConnState.RECONNECTING
+        assert known.read_text() == recorded
+    finally:
+        await pod.close()
+    assert pod.state is ConnState.CLOSED

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -25,7 +26,7 @@ def data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
-def image_message(*pngs: bytes, text: str | None = "Text Recognition:") -> list[dict[str, object]]:
+def image_message(*pngs: bytes, text: str | None = "Text Recognition:") -> list[Any]:
     content: list[dict[str, object]] = [
         {"type": "image_url", "image_url": {"url": data_url(p)}} for p in pngs
     ]

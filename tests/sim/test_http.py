@@ -58,10 +58,10 @@ def client(server: SimServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0, timeout=30)
 
 
-def _post(server: SimServer, body: object, key: str = KEY) -> httpx.Response:
+def _post(server: SimServer, body: object, key: str = KEY, timeout: float = 30) -> httpx.Response:
     return httpx.post(
         f"{server.url}/v1/chat/completions",
-        timeout=30,
+        timeout=timeout,
         headers={"Authorization": f"Bearer {key}"},
         content=body if isinstance(body, bytes) else json.dumps(body),
     )
@@ -87,7 +87,7 @@ def test_openai_client_chat_with_image(client: openai.OpenAI) -> None:
     r = client.chat.completions.create(
         model=MODEL,
         messages=image_message(page_png(["hello"])),
-        max_tokens=1000,  # type: ignore[arg-type]
+        max_tokens=1000,
         temperature=0.8,
         top_p=0.9,
     )
@@ -106,7 +106,7 @@ def test_same_image_same_text(client: openai.OpenAI) -> None:
     texts = {
         client.chat.completions.create(
             model=MODEL,
-            messages=image_message(page_png(["x"])),  # type: ignore[arg-type]
+            messages=image_message(page_png(["x"])),
             max_tokens=1000,
         )
         .choices[0]
@@ -122,7 +122,7 @@ def test_streaming_with_usage(client: openai.OpenAI, server: SimServer) -> None:
         model=MODEL,
         messages=messages,
         max_tokens=1000,
-        stream=True,  # type: ignore[arg-type]
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -132,9 +132,9 @@ def test_streaming_with_usage(client: openai.OpenAI, server: SimServer) -> None:
     assert finishes[-1] == "stop" and set(finishes[:-1]) == {None}
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == TOKENS_PER_PAGE
-    full = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=1000)  # type: ignore[arg-type]
-    assert content == full.choices[0].message.content
-    assert chunks[-1].usage.prompt_tokens == full.usage.prompt_tokens  # type: ignore[union-attr]
+    full = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=1000)
+    assert content == full.choices[0].message.content and full.usage is not None
+    assert chunks[-1].usage.prompt_tokens == full.usage.prompt_tokens
     raw = _post(server, {"model": MODEL, "messages": messages, "stream": True})
     assert raw.headers["content-type"].startswith("text/event-stream")
     events = [e for e in raw.text.split("\n\n") if e]
@@ -145,7 +145,7 @@ def test_streaming_with_usage(client: openai.OpenAI, server: SimServer) -> None:
 def test_max_tokens_truncates_with_length(client: openai.OpenAI) -> None:
     r = client.chat.completions.create(
         model=MODEL,
-        messages=image_message(page_png()),  # type: ignore[arg-type]
+        messages=image_message(page_png()),
         max_tokens=5,
     )
     assert r.choices[0].finish_reason == "length"
@@ -232,7 +232,7 @@ def test_metrics_move_after_a_request(server: SimServer, client: openai.OpenAI) 
     before = _metrics(server)
     r = client.chat.completions.create(
         model=MODEL,
-        messages=image_message(page_png()),  # type: ignore[arg-type]
+        messages=image_message(page_png()),
         max_tokens=1000,
     )
     after = _metrics(server)
@@ -261,7 +261,7 @@ def test_project_parser_reads_simulator_like_real_vllm(
 ) -> None:
     client.chat.completions.create(
         model=MODEL,
-        messages=image_message(page_png()),  # type: ignore[arg-type]
+        messages=image_message(page_png()),
         max_tokens=1000,
     )
     ours = parse_metrics(httpx.get(f"{server.url}/metrics").text)
@@ -303,7 +303,8 @@ def test_queueing_beyond_max_num_seqs(sim_servers: SimServers) -> None:
             seen = (_value(m, "vllm:num_requests_running"), _value(m, "vllm:num_requests_waiting"))
             time.sleep(0.05)
         assert seen == (1, 2)
-        assert all(f.result().status_code == 200 for f in futures)
+        responses = [f.result() for f in futures]
+        assert [r.status_code for r in responses] == [200] * 3, [r.text for r in responses]
     m = _metrics(server)
     assert (_value(m, "vllm:num_requests_running"), _value(m, "vllm:num_requests_waiting")) == (
         0,
@@ -311,3 +312,35 @@ def test_queueing_beyond_max_num_seqs(sim_servers: SimServers) -> None:
     )
     # Run one at a time: the last waited for the two before it (1 s prefill each).
     assert _value(m, "vllm:request_queue_time_seconds_sum") >= 1.0 + 2.0 - 0.1
+
+
+def test_client_disconnect_aborts_the_request(sim_servers: SimServers) -> None:
+    server = sim_servers.start(
+        "zai-org/GLM-OCR",
+        "--served-model-name",
+        MODEL,
+        "--sim-prefill-s",
+        "0",
+        "--sim-per-token-s",
+        "0.05",
+        "--sim-tokens-per-page",
+        "200",
+        "--max-num-seqs",
+        "1",
+    )
+    body = {"model": MODEL, "messages": image_message(page_png()), "stream": True}
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, timeout=30) as r:
+        lines = r.iter_lines()
+        assert next(lines).startswith("data: ")
+    end = time.monotonic() + 10
+    while True:
+        m = _metrics(server)
+        if _value(m, "vllm:request_success_total", finished_reason="abort") == 1:
+            break
+        assert time.monotonic() < end, "the aborted request was never counted"
+        time.sleep(0.05)
+    assert _value(m, "vllm:num_requests_running") == 0
+    # The engine dropped it: with one sequence slot, a new request is served at once, not
+    # after the 10 s the aborted one would have decoded for.
+    r2 = _post(server, {**body, "stream": False, "max_tokens": 3}, timeout=5)
+    assert r2.status_code == 200 and r2.json()["choices"][0]["finish_reason"] == "length"

@@ -6,13 +6,21 @@ import re
 
 import pytest
 
-from ocrtui.sim.memory import A40_TOTAL_BYTES, check_free_memory, plan_kv_cache
-from ocrtui.sim.profiles import GENERIC, GLM_OCR, LIGHTON_OCR, MIB, profile_for, tokenize
+from ocrtui.sim.memory import A40_TOTAL_BYTES, KvPlan, check_free_memory, plan_kv_cache
+from ocrtui.sim.profiles import (
+    GENERIC,
+    GLM_OCR,
+    LIGHTON_OCR,
+    MIB,
+    ModelProfile,
+    profile_for,
+    tokenize,
+)
 
 
-def _plan(profile: object, utilization: float, max_model_len: int) -> object:
+def _plan(profile: ModelProfile, utilization: float, max_model_len: int) -> KvPlan:
     requested = check_free_memory(A40_TOTAL_BYTES, A40_TOTAL_BYTES, utilization)
-    return plan_kv_cache(profile, requested, max_model_len)  # type: ignore[arg-type]
+    return plan_kv_cache(profile, requested, max_model_len)
 
 
 def test_free_memory_error_text() -> None:
@@ -28,7 +36,7 @@ def test_free_memory_error_text() -> None:
 
 def test_glm_ocr_default_context_needs_about_040() -> None:
     plan = _plan(GLM_OCR, 0.40, 131072)
-    assert plan.num_tokens >= 131072  # type: ignore[attr-defined]
+    assert plan.num_tokens >= 131072
     _plan(GLM_OCR, 0.39, 131072)
     with pytest.raises(ValueError) as exc:
         _plan(GLM_OCR, 0.35, 131072)

@@ -155,3 +155,15 @@ def test_address_in_use(sim_servers: SimServers) -> None:
     second = sim_servers.start(GLM, port=port, wait=False)
     assert second.wait_exit(30) == 1
     assert "OSError: [Errno 98] Address already in use" in second.log()
+
+
+def test_sigterm_during_startup(sim_servers: SimServers, sim_gpu: SimGpu) -> None:
+    server = sim_servers.start(
+        GLM, "--sim-startup-s", "60", "--sim-gpu", str(sim_gpu.path), wait=False
+    )
+    server.wait_log("Starting to load model")
+    engine = server.engine_pid()
+    os.kill(server.pid, signal.SIGTERM)
+    assert server.wait_exit(10) == 0
+    assert not _alive(engine)
+    assert sim_gpu.holders() == []

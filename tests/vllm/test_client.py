@@ -31,7 +31,7 @@ def test_glm_ocr_card() -> None:
 
 def test_lora_adapters_are_listed_with_parent() -> None:
     cards = parse_models(fixture_text("models_list_v0_7_lora_adapters.json"))
-    assert [c.parent for c in cards][0] is None
+    assert cards[0].parent is None
     assert any(c.parent for c in cards[1:])
 
 

@@ -33,8 +33,10 @@ def test_hint_on_real_log(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    sorted(p.name for p in FIXTURES.glob("startup_log_*.txt"))
-    + ["startup_and_sigterm_shutdown_log_v0_25_1.txt"],
+    [
+        *sorted(p.name for p in FIXTURES.glob("startup_log_*.txt")),
+        "startup_and_sigterm_shutdown_log_v0_25_1.txt",
+    ],
 )
 def test_healthy_startups_and_clean_sigterm_give_no_hint(name: str) -> None:
     assert find_hint(fixture_lines(name)) is None

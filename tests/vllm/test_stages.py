@@ -80,6 +80,6 @@ def test_no_marker_no_stage_and_tracebacks_ignored() -> None:
 
 
 def test_stage_order_is_the_declared_one() -> None:
-    assert STAGES.index("loading weights") < STAGES.index("KV cache") < STAGES.index(
-        "API server up"
+    assert (
+        STAGES.index("loading weights") < STAGES.index("KV cache") < STAGES.index("API server up")
     )

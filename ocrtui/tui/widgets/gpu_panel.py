@@ -131,7 +131,8 @@ class GpuPanel(Vertical):
         key = (gpu, tuple(models), tuple(mine))
         if key != self._rendered:
             self._rendered = key
-            self.query_one(".bars", Static).update(memory_content(gpu, models, processes, styles))
+            bars = memory_content(gpu, models, processes, styles)
+            self.query_one(".bars", Static).update(bars, layout=False)  # always 3 lines
         self._update_rows(mine, gpu.total_mib)
 
     def _update_rows(self, processes: Sequence[ProcessStatus], total_mib: int) -> None:
@@ -157,7 +158,8 @@ class GpuPanel(Vertical):
             else:
                 for col, value in cells.items():
                     if old.get(col) != value:
-                        table.update_cell(key, col, value, update_width=True)
+                        # Only a changed owner or title can need a wider column.
+                        table.update_cell(key, col, value, update_width=col in ("owner", "title"))
             self._cells[key] = cells
         for key in [k for k in self._cells if k not in seen]:
             table.remove_row(key)

@@ -52,4 +52,4 @@ class PodHeader(Static):
     """
 
     def show(self, pod: PodStatus, refresh_s: float) -> None:
-        self.update(header_content(pod, refresh_s))
+        self.update(header_content(pod, refresh_s), layout=False)  # always one line

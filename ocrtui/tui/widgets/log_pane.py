@@ -54,4 +54,6 @@ class LogPane(Log):
         if lines:
             self.write_lines(lines)
         following = self.is_vertical_scroll_end or not self.lines
-        self.border_subtitle = "following" if following else "paused (End to follow)"
+        subtitle = "following" if following else "paused (End to follow)"
+        if self.border_subtitle != subtitle:
+            self.border_subtitle = subtitle

@@ -56,6 +56,10 @@ def card_content(m: ModelStatus, operation: str | None, colour: str) -> Content:
     return Content.assemble(*parts)
 
 
+def _shape(m: ModelStatus, operation: str | None) -> tuple[object, ...]:
+    return (m.state == "starting", operation is not None, m.hint)
+
+
 class ModelCard(Static):
     DEFAULT_CSS = """
     ModelCard { border: round $panel-lighten-2; width: 1fr; height: auto; min-height: 7;
@@ -75,6 +79,10 @@ class ModelCard(Static):
     def show(self, m: ModelStatus, operation: str | None) -> None:
         if (m, operation) == self._rendered:
             return
+        old = self._rendered
         self._rendered = (m, operation)
         self.set_class(m.state == "crashed", "-crashed")
-        self.update(card_content(m, operation, self.colour))
+        content = card_content(m, operation, self.colour)
+        # Numbers change every second; the card's height only when its set of lines does.
+        same_shape = old is not None and _shape(old[0], old[1]) == _shape(m, operation)
+        self.update(content, layout=not same_shape)

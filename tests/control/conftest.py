@@ -1,0 +1,160 @@
+"""Fixtures for the lifecycle and Controller tests: simulated vLLM servers on a simulated GPU,
+reached through LocalPod or through the real sshd (tests/plugins/sshd.py).
+
+Every server a test starts logs into the test's own workdir, so teardown finds every one of
+them by its stdout, orphaned EngineCores included, and kills it by pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ocrtui.config import Config, PodConfig, parse_config
+from ocrtui.control import Controller, Snapshot
+from ocrtui.pod.base import Pod
+from ocrtui.sim.gpu import SimGpu
+from tests.plugins.sim import free_port, write_vllm_shim
+
+STARTUP_S = "0.5"
+SIM_FLAGS = ("--host", "127.0.0.1", "--engine", "synthetic", "--sim-startup-s", STARTUP_S)
+
+
+def pids_writing_under(root: Path) -> list[int]:
+    """Processes whose stdout is a file under ``root`` (zombies excluded).
+
+    Every server a test launches (and its EngineCore, orphaned or not) writes to its log in
+    the test's workdir. The environment is no use for finding them: setproctitle overwrites
+    /proc/<pid>/environ along with argv.
+    """
+    prefix = str(root) + os.sep
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            target = os.readlink(entry / "fd" / "1")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and target.startswith(prefix):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_servers(workdir: Path) -> None:
+    """SIGKILL every server (and orphan) that logs into ``workdir``."""
+    deadline = time.monotonic() + 10
+    while pids := pids_writing_under(workdir):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+
+
+class SimPod:
+    """A tmp workdir with a simulated GPU and a ``vllm`` shim, and configs pointing at it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.gpu = SimGpu.create(root / "gpu")
+        self.shim = write_vllm_shim(root / "bin")
+        self.workdir = root / "work"
+        self.workdir.mkdir()
+
+    def pod_fields(self) -> dict[str, Any]:
+        return {
+            "workdir": str(self.workdir),
+            "vllm_command": (str(self.shim),),
+            "sim_gpu": str(self.gpu.path),
+            "agent_interval_s": 0.25,
+        }
+
+    def model(self, name: str, **overrides: Any) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "name": name,
+            "model": "zai-org/GLM-OCR",
+            "port": free_port(),
+            "gpu_memory_utilization": 0.40,
+            "max_model_len": 8192,
+            "extra_args": list(SIM_FLAGS),
+            "ready_timeout_s": 60.0,
+        }
+        fields.update(overrides)
+        return fields
+
+    def config(
+        self, *models: dict[str, Any], pod: PodConfig | None = None, **pod_overrides: Any
+    ) -> Config:
+        pod_data = pod.model_dump(exclude_none=True) if pod is not None else {"kind": "local"}
+        pod_data.update(self.pod_fields())
+        pod_data.update(pod_overrides)
+        data = {"pod": pod_data, "models": list(models), "ui": {"refresh_s": 0.25}}
+        return parse_config(data, "test config")
+
+
+@pytest.fixture
+def sim_pod(tmp_path: Path) -> Iterator[SimPod]:
+    sp = SimPod(tmp_path)
+    try:
+        yield sp
+    finally:
+        kill_servers(sp.workdir)
+
+
+@pytest.fixture(params=["local", "ssh"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def make_controller(
+    transport: str, request: pytest.FixtureRequest, sim_pod: SimPod
+) -> AsyncIterator[Callable[..., Any]]:
+    """``await make_controller(*models)``: a started Controller over the chosen transport."""
+    started: list[Controller] = []
+
+    async def make(*models: dict[str, Any]) -> Controller:
+        pod: Pod | None = None
+        if transport == "ssh":
+            sshd = request.getfixturevalue("sshd")
+            config = sim_pod.config(*models, pod=sshd.pod_config())
+            pod = sshd.make_pod(**sim_pod.pod_fields())
+        else:
+            config = sim_pod.config(*models)
+        ctl = Controller(config, pod=pod)
+        started.append(ctl)
+        await ctl.start()
+        return ctl
+
+    yield make
+    for ctl in started:
+        await ctl.close()
+
+
+class StateLog:
+    """Every distinct (state, stage) of one model, in the order the snapshots showed them."""
+
+    def __init__(self, ctl: Controller, name: str) -> None:
+        self.name = name
+        self.seen: list[str] = []
+        self.unsubscribe = ctl.subscribe(self._on)
+
+    def _on(self, snap: Snapshot) -> None:
+        m = snap.model(self.name)
+        if m is not None and (not self.seen or self.seen[-1] != m.state):
+            self.seen.append(m.state)
+
+
+def progress_log() -> tuple[list[tuple[str, str]], Callable[[str, str], None]]:
+    lines: list[tuple[str, str]] = []
+    return lines, lambda name, step: lines.append((name, step))

@@ -1,0 +1,172 @@
+"""Start, stop, restart and crash handling against the simulator, through LocalPod and SSH.
+
+The simulator behaves like vLLM where it matters here: the API server binds its port early
+and listens once ready; its ``VLLM::EngineCore`` child holds the (simulated) GPU memory and
+outlives a SIGKILL of the API server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ocrtui.control import Controller, Snapshot
+from ocrtui.vllm.lifecycle import LifecycleError
+from ocrtui.vllm.logfile import current_run
+from tests.control.conftest import SimPod, StateLog, progress_log
+
+pytestmark = pytest.mark.timeout(90)
+
+MakeController = Callable[..., Any]
+
+
+def _orphans(snap: Snapshot) -> list[str]:
+    return [p.model for p in snap.processes if p.model and p.model.startswith("orphan:")]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_up_in_start_order_states_in_order_then_healthy_restart(
+    make_controller: MakeController, sim_pod: SimPod
+) -> None:
+    first = sim_pod.model("first", start_order=0)
+    second = sim_pod.model(
+        "second", model="lightonai/LightOnOCR-2-1B", gpu_memory_utilization=0.5, start_order=1
+    )
+    # File order says "first" last; start_order says it goes first.
+    ctl: Controller = await make_controller(second, first)
+    log_first, log_second = StateLog(ctl, "first"), StateLog(ctl, "second")
+    steps, progress = progress_log()
+
+    await ctl.up(progress)
+
+    snap = ctl.snapshot
+    assert [m.state for m in snap.models] == ["ready", "ready"]
+    assert log_first.seen == ["down", "starting", "ready"]
+    assert log_second.seen == ["down", "starting", "ready"]
+    # "second" was launched only once "first" was ready.
+    first_ready = steps.index(("first", "ready"))
+    second_launch = next(i for i, (n, s) in enumerate(steps) if n == "second" and "launching" in s)
+    assert second_launch > first_ready
+    assert any(n == "first" and s.startswith("starting: ") for n, s in steps)
+    # VRAM attributed to each model's tree, nothing orphaned.
+    assert {p.model for p in snap.processes} == {"first", "second"}
+    assert snap.gpus[0].simulated
+
+    old_pid = snap.model("first").pid  # type: ignore[union-attr]
+    await ctl.restart("first", progress)
+    snap = ctl.snapshot
+    new = snap.model("first")
+    assert new is not None and new.state == "ready" and new.pid not in (None, old_pid)
+    assert old_pid is not None and not _alive(old_pid)
+    assert not _orphans(snap)
+    assert snap.model("second").state == "ready"  # type: ignore[union-attr]
+
+
+async def test_restart_after_sigkill_clears_the_orphan(
+    make_controller: MakeController, sim_pod: SimPod
+) -> None:
+    ctl: Controller = await make_controller(sim_pod.model("glm"))
+    await ctl.up()
+    before = ctl.snapshot
+    api_pid = before.model("glm").pid  # type: ignore[union-attr]
+    engine = next(p for p in before.processes if p.model == "glm")
+    assert api_pid is not None and engine.title == "VLLM::EngineCore"
+
+    os.kill(api_pid, signal.SIGKILL)
+    snap = await ctl.wait_until(
+        lambda s: s.model("glm").state == "crashed" and "orphan:glm" in _orphans(s),  # type: ignore[union-attr]
+        15,
+    )
+    crashed = snap.model("glm")
+    assert crashed is not None and crashed.hint and str(engine.pid) in crashed.hint
+    assert sim_pod.gpu.free_mib() < sim_pod.gpu.total_mib  # the orphan still holds its memory
+
+    steps, progress = progress_log()
+    await ctl.restart("glm", progress)
+    snap = ctl.snapshot
+    assert snap.model("glm").state == "ready"  # type: ignore[union-attr]
+    assert not _orphans(snap)
+    assert not _alive(engine.pid)
+    assert ("glm", f"killing orphans {engine.pid}") in steps
+    assert [h.pid for h in sim_pod.gpu.holders()] == [
+        p.pid for p in snap.processes if p.model == "glm"
+    ]
+
+
+@pytest.fixture
+def stranger() -> Iterator[int]:
+    """A process unrelated to any model (to register as a GPU memory holder)."""
+    proc = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    try:
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_preflight_refusal_names_the_holder(
+    make_controller: MakeController, sim_pod: SimPod, stranger: int
+) -> None:
+    # Something unrelated holds 30 GiB of the simulated A40: GLM-OCR's 0.40 no longer fits.
+    sim_pod.gpu.hold(stranger, 30 * 1024)
+    ctl: Controller = await make_controller(sim_pod.model("glm"))
+    await ctl.wait_until(lambda s: any(p.pid == stranger for p in s.processes), 10)
+    with pytest.raises(LifecycleError) as info:
+        await ctl.up()
+    err = info.value
+    assert f"pid {stranger}" in err.message and "30720 MiB" in err.message
+    assert "needs 18427 MiB" in err.message
+    assert err.hint and "gpu_memory_utilization" in err.hint
+    assert ctl.snapshot.model("glm").state == "down"  # type: ignore[union-attr]
+
+
+async def test_known_failure_gives_crashed_with_hint(
+    make_controller: MakeController, sim_pod: SimPod
+) -> None:
+    # The pre-0.10 form of --limit-mm-per-prompt: vLLM (and the simulator) refuse it.
+    bad = sim_pod.model(
+        "lighton",
+        extra_args=[*sim_pod.model("x")["extra_args"], "--limit-mm-per-prompt", "image=1"],
+    )
+    ctl: Controller = await make_controller(bad)
+    log = StateLog(ctl, "lighton")
+    with pytest.raises(LifecycleError) as info:
+        await ctl.up()
+    assert info.value.hint and "JSON" in info.value.hint
+    snap = await ctl.wait_until(lambda s: s.model("lighton").state == "crashed", 10)  # type: ignore[union-attr]
+    model = snap.model("lighton")
+    assert model is not None and model.hint and '{"image": 1}' in model.hint
+    assert any("--limit-mm-per-prompt" in line for line in model.last_lines)
+    assert log.seen[-1] == "crashed" and "ready" not in log.seen
+
+
+async def test_stop_then_status_is_down_and_memory_free(
+    make_controller: MakeController, sim_pod: SimPod
+) -> None:
+    ctl: Controller = await make_controller(sim_pod.model("glm"))
+    await ctl.up()
+    steps, progress = progress_log()
+    await ctl.stop_model("glm", progress)
+    assert sim_pod.gpu.used_mib() == 0
+    assert ("glm", "waiting for VRAM release") in steps
+    snap = await ctl.wait_until(
+        lambda s: s.model("glm").state == "down" and s.model("glm").stage is None,  # type: ignore[union-attr]
+        10,
+    )
+    assert not snap.processes
+    # A stop on purpose is remembered in the log: a later poll still says down, not crashed.
+    lines = await ctl.log_tail("glm", 40)
+    assert current_run(lines)[1] == "stop"

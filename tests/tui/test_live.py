@@ -1,0 +1,230 @@
+"""Key paths against a live demo-style pod: simulated GPU, two simulated vLLM servers
+(synthetic engine) started by the Controller, reached through LocalPod."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from ocrtui.config import Config, parse_config
+from ocrtui.control import Controller, Snapshot
+from ocrtui.tui.app import OcrtuiApp
+from ocrtui.tui.messages import OperationProgress
+from ocrtui.tui.screens.compare import ComparePane, CompareScreen
+from ocrtui.tui.screens.dialogs import ConfirmDialog, LauncherDialog
+from tests.control.conftest import SimPod, kill_servers
+
+SIZE = (140, 44)
+NAMES = ("glm-ocr", "lighton-ocr")
+
+
+@pytest.fixture
+def sim_pod(tmp_path: Path) -> Iterator[SimPod]:
+    sp = SimPod(tmp_path)
+    try:
+        yield sp
+    finally:
+        kill_servers(sp.gpu.path)
+
+
+def live_config(sp: SimPod, tmp_path: Path) -> Config:
+    models = [
+        sp.model("glm-ocr", profile="glm-ocr", start_order=1),
+        sp.model("lighton-ocr", model="lightonai/LightOnOCR-2-1B", profile="lighton-ocr",
+                 gpu_memory_utilization=0.55, start_order=2),
+    ]  # fmt: skip
+    return parse_config(
+        {
+            "pod": {"kind": "local", "name": "demo-test", **sp.pod_fields()},
+            "models": models,
+            "compare": {"warm_runs": 1, "throughput_requests": 2, "concurrency": 2},
+            "ui": {"refresh_s": 0.25, "screenshot_dir": str(tmp_path / "shots"),
+                   "theme_dir": str(tmp_path / "themes")},
+        },
+        "live test config",
+    )  # fmt: skip
+
+
+class Live:
+    def __init__(self, app: OcrtuiApp, ctl: Controller, pilot: Pilot[Any]) -> None:
+        self.app, self.ctl, self.pilot = app, ctl, pilot
+        self.steps: list[tuple[str, str | None]] = []
+
+    async def until(self, cond: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            assert time.monotonic() < deadline, f"timed out waiting for {what or cond}"
+            await self.pilot.pause(0.05)
+
+    def model(self, name: str) -> Any:
+        m = self.ctl.snapshot.model(name)
+        assert m is not None
+        return m
+
+    async def all_ready(self) -> None:
+        await self.until(
+            lambda: all(self.model(n).state == "ready" for n in NAMES), 60, "both models ready"
+        )
+        # The ensure_up progress has ended and the dashboard shows the live snapshot.
+        await self.until(lambda: not self.app.dashboard.operations, 10, "start-up progress")
+        await self.app.dashboard.tick()
+        self.app.dashboard.debounce_s = 0.0
+
+
+@pytest.fixture
+async def live(sim_pod: SimPod, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    controllers: list[Controller] = []
+    config = live_config(sim_pod, tmp_path)  # one config: the ports are chosen here
+
+    def make(readonly: bool = False) -> tuple[OcrtuiApp, Controller]:
+        ctl = Controller(config)
+        controllers.append(ctl)
+        app = OcrtuiApp(config, ctl, readonly=readonly, start_servers=True,
+                        state_path=tmp_path / "state.toml")  # fmt: skip
+        return app, ctl
+
+    yield make
+    for ctl in controllers:
+        await ctl.close()
+
+
+def steps_hook(steps: list[tuple[str, str | None]]) -> Callable[[Any], None]:
+    def hook(message: Any) -> None:
+        if isinstance(message, OperationProgress):
+            steps.append((message.model, message.step))
+
+    return hook
+
+
+async def test_restart_brings_back_a_sigkilled_model(live: Callable[..., Any]) -> None:
+    app, ctl = live()
+    steps: list[tuple[str, str | None]] = []
+    async with app.run_test(size=SIZE, message_hook=steps_hook(steps)) as pilot:
+        t = Live(app, ctl, pilot)
+        await t.all_ready()
+        old_pid = t.model("glm-ocr").pid
+        os.kill(old_pid, signal.SIGKILL)  # its EngineCore lives on, holding VRAM
+        await t.until(lambda: t.model("glm-ocr").state in ("crashed", "down"), 20, "crash seen")
+        await t.app.dashboard.tick()
+        steps.clear()
+        await pilot.press("r")  # crashed: no confirmation
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmDialog)
+        await t.until(lambda: any(s and "VRAM" in s for _, s in steps), 30, "waiting for VRAM")
+        await t.until(
+            lambda: t.model("glm-ocr").state == "ready" and t.model("glm-ocr").pid != old_pid,
+            60, "glm-ocr ready again",
+        )  # fmt: skip
+        await t.until(lambda: ("glm-ocr", None) in steps, 10, "restart finished")
+        assert not any(p.model and p.model.startswith("orphan:") for p in ctl.snapshot.processes)
+
+
+async def test_ready_model_restart_cancel_then_confirm(live: Callable[..., Any]) -> None:
+    app, ctl = live()
+    async with app.run_test(size=SIZE) as pilot:
+        t = Live(app, ctl, pilot)
+        await t.all_ready()
+        await pilot.press("2")
+        old_pid = t.model("lighton-ocr").pid
+        await pilot.press("r")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("enter")  # Cancel is the default
+        await pilot.pause()
+        assert app.screen is app.dashboard
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.click("#confirm")
+        await t.until(
+            lambda: t.model("lighton-ocr").pid not in (None, old_pid)
+            and t.model("lighton-ocr").state == "ready",
+            60, "lighton-ocr restarted",
+        )  # fmt: skip
+        assert t.model("glm-ocr").state == "ready"
+
+
+async def test_readonly_offers_no_pod_actions(live: Callable[..., Any]) -> None:
+    ready, ctl0 = live()
+    async with ready.run_test(size=SIZE) as pilot:  # start the servers once
+        await Live(ready, ctl0, pilot).all_ready()
+    app, ctl = live(readonly=True)
+    async with app.run_test(size=SIZE) as pilot:
+        t = Live(app, ctl, pilot)
+        await t.until(
+            lambda: all(t.model(n).state == "ready" for n in NAMES), 30,
+            f"ready, have {ctl.snapshot.models}",
+        )
+        await app.dashboard.tick()
+        pids = {n: t.model(n).pid for n in NAMES}
+        shown = {b.binding.action for b in app.screen.active_bindings.values() if b.enabled}
+        assert not {"restart", "stop", "kill_orphans"} & shown
+        for key in ("r", "s", "k"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.screen is app.dashboard
+        assert {n: t.model(n).pid for n in NAMES} == pids
+
+
+async def test_kill_orphans_frees_the_leaked_vram(live: Callable[..., Any]) -> None:
+    app, ctl = live()
+    async with app.run_test(size=SIZE) as pilot:
+        t = Live(app, ctl, pilot)
+        await t.all_ready()
+
+        def orphans(snap: Snapshot) -> list[int]:
+            return [p.pid for p in snap.processes if p.model == "orphan:glm-ocr"]
+
+        os.kill(t.model("glm-ocr").pid, signal.SIGKILL)
+        await t.until(lambda: bool(orphans(ctl.snapshot)), 20, "the orphaned EngineCore")
+        leaked = orphans(ctl.snapshot)
+        await t.until(lambda: app.dashboard.check_action("kill_orphans", ()) is True, 10)
+        await pilot.press("k")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmDialog)
+        body = str(dialog.query_one("#body").render())
+        assert all(str(pid) in body for pid in leaked) and "GiB" in body
+        await pilot.click("#confirm")
+        await t.until(lambda: not orphans(ctl.snapshot), 20, "orphans gone")
+
+
+async def test_comparison_streams_into_both_panes_and_is_rejoined(
+    live: Callable[..., Any],
+) -> None:
+    app, ctl = live()
+    async with app.run_test(size=SIZE) as pilot:
+        t = Live(app, ctl, pilot)
+        await t.all_ready()
+        await pilot.press("c")
+        await pilot.pause()
+        assert isinstance(app.screen, LauncherDialog)
+        await pilot.click("#start")  # the sample suite, config concurrency and schedule
+        await t.until(lambda: isinstance(app.screen, CompareScreen), 10, "comparison screen")
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+
+        def pane(s: CompareScreen, i: int) -> str:
+            return "\n".join(s.query_one(f"#pane-{i}", ComparePane).lines)
+
+        await t.until(lambda: pane(screen, 0) and pane(screen, 1), 90, "text in both panes")
+        await pilot.press("escape")  # leave while it runs
+        await pilot.pause()
+        assert app.screen is app.dashboard and app.run_view is not None
+        seen = len(app.run_view.rows)
+        await t.until(lambda: len(app.run_view.rows) > seen or app.run_view.finished, 90)
+        await pilot.press("v")
+        await pilot.pause()
+        rejoined = app.screen
+        assert isinstance(rejoined, CompareScreen) and rejoined is not screen
+        assert pane(rejoined, 0) and pane(rejoined, 1)
+        assert rejoined.query_one("#pages").row_count == len(app.run_view.rows)
+        await t.until(lambda: app.run_view.finished, 120, "the run to finish")
+        assert app.run_view.error is None
+        assert app.run_view.out_dir and Path(app.run_view.out_dir, "results.jsonl").is_file()

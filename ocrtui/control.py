@@ -308,7 +308,8 @@ class Controller:
             seen.append((view, facts))
             return facts
 
-        result = await probe.poll(facts_now)
+        launching = self.lifecycle is not None and self.lifecycle.launching(model.name)
+        result = await probe.poll(facts_now, launching=launching)
         view, facts = seen[-1] if seen else (self.monitor.view, None)
         return self._model_status(model, view, facts, result)
 

@@ -8,6 +8,7 @@ default: PNG costs 10-40x more to encode for no gain in OCR accuracy at these si
 from __future__ import annotations
 
 import asyncio
+import atexit
 import io
 import multiprocessing
 from collections import OrderedDict
@@ -70,10 +71,20 @@ def _pdf(path: str, password: str | None) -> Any:
         _OPEN.move_to_end(key)
         return _OPEN[key]
     doc = pdfium.PdfDocument(path, password=password)
+    if not _OPEN:
+        # pypdfium2 warns about documents still open at exit; atexit runs last-registered
+        # first, so registering after pypdfium2's own hook closes them before it looks.
+        atexit.unregister(close_cached_documents)
+        atexit.register(close_cached_documents)
     _OPEN[key] = doc
     while len(_OPEN) > _OPEN_MAX:
         _OPEN.popitem(last=False)[1].close()
     return doc
+
+
+def close_cached_documents() -> None:
+    while _OPEN:
+        _OPEN.popitem()[1].close()
 
 
 def _encode(image: Any, fmt: ImageFormat) -> tuple[bytes, str]:

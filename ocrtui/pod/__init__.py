@@ -1,6 +1,5 @@
 """How we reach the pod: one interface (:class:`Pod`), SSH and local implementations."""
 
 from ocrtui.pod.base import CommandResult, ConnState, Pod, PodConnectionLost
-from ocrtui.pod.factory import make_pod
 
-__all__ = ["CommandResult", "ConnState", "Pod", "PodConnectionLost", "make_pod"]
+__all__ = ["CommandResult", "ConnState", "Pod", "PodConnectionLost"]

@@ -26,8 +26,10 @@ def demo_dir() -> Path:
     return Path(platformdirs.user_state_dir("ocrtui")) / "demo"
 
 
-def _sim_args(engine: str, gpu: Path) -> tuple[str, ...]:
-    return ("--engine", engine, "--sim-gpu", str(gpu), "--sim-startup-s", STARTUP_S)
+def _sim_args(engine: str) -> tuple[str, ...]:
+    # The simulated GPU reaches the servers as $OCRTUI_SIM_GPU, set by the lifecycle layer
+    # from pod.sim_gpu for every server it launches.
+    return ("--engine", engine, "--sim-startup-s", STARTUP_S)
 
 
 def demo_config() -> Config:
@@ -41,9 +43,11 @@ def demo_config() -> Config:
         port=18000,
         gpu_memory_utilization=0.40,
         max_num_seqs=16,
+        # GLM-OCR's default context (131072) needs far more KV cache than a page does.
+        max_model_len=16384,
         profile="glm-ocr",
         env=_ENV,
-        extra_args=_sim_args("rapidocr", gpu_dir),
+        extra_args=_sim_args("rapidocr"),
         ready_timeout_s=120.0,
     )
     # LightOnOCR-2 served the way its model card says; tesseract when it is installed.
@@ -62,7 +66,7 @@ def demo_config() -> Config:
             "--mm-processor-cache-gb",
             "0",
             "--no-enable-prefix-caching",
-            *_sim_args(second_engine, gpu_dir),
+            *_sim_args(second_engine),
         ),
         ready_timeout_s=120.0,
     )

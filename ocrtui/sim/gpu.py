@@ -91,12 +91,19 @@ class SimGpu:
         return self.total_mib - self.used_mib()
 
     def hold(self, pid: int, used_mib: int) -> None:
+        self.prune()
         _write_atomic(
             self.path / "holders" / f"{pid}.json", {"pid": pid, "used_mib": used_mib, "gpu": 0}
         )
 
     def release(self, pid: int) -> None:
         (self.path / "holders" / f"{pid}.json").unlink(missing_ok=True)
+
+    def prune(self) -> None:
+        """Remove the files of holders that died without releasing (SIGKILL)."""
+        for f in (self.path / "holders").glob("*.json"):
+            if f.stem.isdigit() and not _alive(int(f.stem)):
+                f.unlink(missing_ok=True)
 
 
 def _write_atomic(path: Path, data: object) -> None:

@@ -245,7 +245,10 @@ class Lifecycle:
         self.release_timeout_s = release_timeout_s
         self.launched: dict[str, int] = {}  # model -> pid of the server this session started
         self._locks: dict[str, asyncio.Lock] = {}
-        self._launching: dict[str, int] = {}  # model -> agent sample seq at its launch
+        # model -> the agent's latest sample seq when the launch began, then again when the
+        # pid came back (samples two beyond that one were taken with the server running).
+        # A restarted agent counts from 1 again: the pair is (agent pid, seq).
+        self._launching: dict[str, tuple[int | None, int]] = {}
         self.stopping: set[str] = set()  # models being stopped right now
 
     def log_path(self, model: ModelConfig) -> str:
@@ -303,18 +306,26 @@ class Lifecycle:
             *(self.pod.signal(p, sig) for p in sorted(pids)),
         )
 
+    def launching(self, name: str) -> bool:
+        """A start of ``name`` is in progress (from launch until ready or failed)."""
+        return name in self._launching
+
     def launch_pending(self, name: str, view: MonitorView) -> bool:
         """Whether ``name`` is being launched and the agent may not list the server yet.
 
-        Two samples after the launch the agent's word is final: a server missing from them
-        has died."""
-        seq = self._launching.get(name)
-        if seq is None:
+        Two samples after the pid came back the agent's word is final: a server missing
+        from them has died."""
+        mark = self._launching.get(name)
+        if mark is None:
             return False
         if name not in self.launched:
             return True  # between the log marker and the pid coming back
         sample = view.sample
-        return sample is None or sample.seq < seq + 2
+        if sample is None:
+            return True
+        agent, seq = mark
+        base = seq if sample.agent_pid == agent else 0
+        return sample.seq < base + 2
 
     async def stop(self, name: str, progress: Progress | None = None) -> None:
         async with self._lock(name):
@@ -402,10 +413,9 @@ class Lifecycle:
         log = self.log_path(model)
         self.launched.pop(name, None)
         self.monitor.begin_launch(name)
-        sample = self.monitor.view.sample
         # Registered before the marker goes into the log, so no poll in between takes the
         # marker without a process for a crash.
-        self._launching[name] = sample.seq if sample else 0
+        self._launching[name] = self._sample_mark()
         await append_marker(self.pod, log, "launch", name)
         argv = serve_argv(self.config.pod.vllm_command, model)
         progress(name, f"launching: {' '.join(argv)}")
@@ -417,6 +427,7 @@ class Lifecycle:
             self._end_launch(name)
             raise LifecycleError(f"could not launch {name}: {exc}") from None
         self.launched[name] = pid
+        self._launching[name] = self._sample_mark()
         progress(name, f"started pid {pid}, log {log}")
         return pid
 
@@ -456,6 +467,10 @@ class Lifecycle:
             self._end_launch(name)
         if status.state == "crashed":
             raise LifecycleError(f"{name} failed to start", status.hint)
+
+    def _sample_mark(self) -> tuple[int | None, int]:
+        sample = self.monitor.view.sample
+        return (sample.agent_pid, sample.seq) if sample else (None, 0)
 
     def _end_launch(self, name: str) -> None:
         if self._launching.pop(name, None) is not None:

@@ -45,6 +45,7 @@ class ModelProbe:
         self.log_path = log_path
         self.client = VllmClient(base_url, api_key=model.api_key())
         self._prev: tuple[VllmMetrics, float] | None = None
+        self._was_ready = False
         self._listed_at: tuple[float, bool | None, int | None] | None = None
         self._quiet_read: tuple[float, ProcessFacts | None, list[str], Mark | None] | None = None
 
@@ -54,9 +55,14 @@ class ModelProbe:
     async def tail(self, lines: int = TAIL_LINES) -> list[str]:
         return await self.pod.tail(self.log_path, lines)
 
-    async def poll(self, get_facts: Callable[[], ProcessFacts | None]) -> ProbeResult:
+    async def poll(
+        self, get_facts: Callable[[], ProcessFacts | None], *, launching: bool = False
+    ) -> ProbeResult:
         """Probe over HTTP, then decide with the agent's facts as they are after the probe
-        (a server seen refusing while the agent still lists it is then really alive)."""
+        (a server seen refusing while the agent still lists it is then really alive).
+        ``launching``: a new server is being started, so an earlier "ready" says nothing."""
+        if launching:
+            self._was_ready = False
         health = await self.client.health()
         listed: bool | None = None
         mml: int | None = None
@@ -78,9 +84,20 @@ class ModelProbe:
         mark: Mark | None = None
         if not (health.ok and listed):
             tail, mark = await self._log(facts)
-        verdict = decide(facts, health, listed, tail, mark, served_name=self.model.name)
+        verdict = decide(
+            facts,
+            health,
+            listed,
+            tail,
+            mark,
+            served_name=self.model.name,
+            was_ready=self._was_ready,
+        )
         if verdict.state == "ready":
             self._quiet_read = None
+            self._was_ready = True
+        elif verdict.state in ("down", "crashed"):
+            self._was_ready = False
         return ProbeResult(verdict, health, metrics, rates, mml)
 
     async def _listed(self) -> tuple[bool | None, int | None]:

@@ -57,10 +57,11 @@ def decide(
     last_mark: Mark | None,
     *,
     served_name: str = "",
+    was_ready: bool = False,
 ) -> Verdict:
     """One model's state. ``facts`` is None before the agent's first sample; ``tail`` is the
     log tail (None when not read this time); ``last_mark`` the last ocrtui marker in the
-    whole log when the tail had none."""
+    whole log when the tail had none; ``was_ready`` whether this server answered before."""
     run, mark_in_tail = current_run(tail) if tail is not None else ([], None)
     mark = mark_in_tail or last_mark
     if health is not None and health.ok:
@@ -86,7 +87,7 @@ def decide(
         if health is not None and health.error == "timeout" and facts.listening:
             return Verdict("unhealthy", hint="/health timed out")
         stage = startup_stage(run) if run else None
-        if stage is not None and stage.name == "API server up":
+        if was_ready and stage is not None and stage.name == "API server up":
             # It had finished starting and now refuses connections: dying, not starting.
             return Verdict("unhealthy", hint="the server stopped accepting connections")
         return Verdict("starting", stage=stage)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from ocrtui.cli import _parser
 from ocrtui.compare.cli import build_request, run_headless
@@ -57,9 +58,10 @@ async def test_synthetic_born_digital_pdf_with_text_layer(
     )  # fmt: skip
     request = build_request(cfg, args)
     targets = [ModelTarget(cfg.model(n), u) for n, u in zip(request.models, urls, strict=True)]
-    assert await run_headless(request, targets) == 0
+    # Wide enough that the table's cells are not wrapped.
+    assert await run_headless(request, targets, Console(width=250)) == 0
     out = capsys.readouterr().out
-    assert "OCR comparison" in out and "Warm latency" in out and "Throughput at 5" in out
+    assert "Warm latency p50 / p95" in out and "Throughput at 5 concurrent" in out
     rows = [json.loads(x) for x in (tmp_path / "run/results.jsonl").read_text().splitlines()]
     assert sorted((r["page"], r["model"]) for r in rows) == [
         (1, "glm-ocr"), (1, "lighton-ocr"), (2, "glm-ocr"), (2, "lighton-ocr")

@@ -96,26 +96,30 @@ async def test_closing_a_stream_ends_the_command(
 
 
 async def test_start_detached_signal_and_tail(pod: Pod, tmp_path: Path, reaper: list[int]) -> None:
-    log = tmp_path / "server.log"
+    workdir = tmp_path / "it's a $(touch canary) `dir`"
+    workdir.mkdir()
+    log = workdir / "server; log.txt"
     script = 'echo "started in $(pwd) with $GREETING"; echo "$1"; exec sleep 300'
     pid = await pod.start_detached(
         ["sh", "-c", script, "sh", "arg with 'quotes' $(no)"],
         log_file=str(log),
-        env={"GREETING": "hello world"},
-        cwd=str(tmp_path),
+        env={"GREETING": "hello world; $(touch canary)"},
+        cwd=str(workdir),
     )
     reaper.append(pid)
     assert alive(pid)
     assert pgid_of(pid) == pid  # leads its own group: the whole tree can be signalled
     await eventually(lambda: len(log.read_text().splitlines()) == 2 if log.exists() else False)
     assert await pod.tail(str(log), 5) == [
-        f"started in {tmp_path} with hello world",
+        f"started in {workdir} with hello world; $(touch canary)",
         "arg with 'quotes' $(no)",
     ]
     assert await pod.tail(str(log), 1) == ["arg with 'quotes' $(no)"]
     assert await pod.signal(pid, 0)
     assert await pod.signal(pid, "TERM", group=True)
     await eventually(lambda: not alive(pid), what=f"detached {pid} gone after TERM")
+    assert not (workdir / "canary").exists() and not (tmp_path / "canary").exists()
+    assert not (Path.home() / "canary").exists()
 
 
 async def test_signal_and_tail_of_missing_things(pod: Pod, tmp_path: Path) -> None:

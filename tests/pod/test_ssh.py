@@ -16,7 +16,8 @@ import pytest
 
 from ocrtui.config import PodConfig
 from ocrtui.errors import ConfigError, HostKeyError, PodUnreachable
-from ocrtui.pod import ConnState, PodConnectionLost, make_pod
+from ocrtui.pod import ConnState, PodConnectionLost
+from ocrtui.pod.factory import make_pod
 from ocrtui.pod.local import LocalPod
 from ocrtui.pod.ssh import SSHPod
 from tests.plugins.sshd import Sshd
@@ -228,8 +229,10 @@ async def test_sshd_death_and_return(sshd: Sshd, echo_server: int, reaper: list[
 
 
 async def test_frozen_link_is_noticed_by_keepalive(sshd: Sshd) -> None:
-    """A link that goes silent (no FIN, no RST) is declared lost by keepalives within 5 s."""
-    pod = sshd.make_pod()  # keepalive defaults: 1 s x 3
+    """A link that goes silent (no FIN, no RST) is declared lost after the keepalives go
+    unanswered: interval x (count + 1), about 4 s with the defaults (1 s x 3)."""
+    interval, count = 0.5, 3
+    pod = sshd.make_pod(keepalive_interval_s=interval, keepalive_count_max=count)
     await pod.connect()
     frozen = sshd.session_pids()
     assert frozen
@@ -237,8 +240,9 @@ async def test_frozen_link_is_noticed_by_keepalive(sshd: Sshd) -> None:
         for pid in frozen:
             os.kill(pid, signal.SIGSTOP)
         start = time.monotonic()
-        await pod.wait_for_state(ConnState.LOST, ConnState.RECONNECTING, timeout=6)
-        assert time.monotonic() - start < 5
+        await pod.wait_for_state(ConnState.LOST, ConnState.RECONNECTING, timeout=10)
+        elapsed = time.monotonic() - start
+        assert interval * count <= elapsed < interval * (count + 1) + 1.0
         # The listener still answers, so the new connection comes up at once.
         await pod.wait_for_state(ConnState.CONNECTED, timeout=5)
     finally:
@@ -267,6 +271,14 @@ async def test_stream_raises_when_the_link_dies_and_its_command_ends(
         await eventually(lambda: not alive(pid), what="streamed command dies with its session")
     finally:
         await pod.close()
+
+
+async def test_forward_listens_on_127_0_0_1_only(ssh_pod: SSHPod, echo_server: int) -> None:
+    port = int((await ssh_pod.forward(echo_server)).rsplit(":", 1)[1])
+    assert await _echo(port, b"x") == b"x"
+    # Another loopback address reaches any socket bound to 0.0.0.0, but not ours.
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.2", port)
 
 
 async def test_forward_to_a_closed_pod_port_closes_the_client(ssh_pod: SSHPod) -> None:

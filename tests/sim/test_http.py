@@ -304,7 +304,10 @@ def test_queueing_beyond_max_num_seqs(sim_servers: SimServers) -> None:
             time.sleep(0.05)
         assert seen == (1, 2)
         responses = [f.result() for f in futures]
-        assert [r.status_code for r in responses] == [200] * 3, [r.text for r in responses]
+        assert [r.status_code for r in responses] == [200] * 3, (
+            [r.text for r in responses],
+            server.log()[-3000:],
+        )
     m = _metrics(server)
     assert (_value(m, "vllm:num_requests_running"), _value(m, "vllm:num_requests_waiting")) == (
         0,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from pathlib import Path
 
 import pytest
 
+from ocrtui.sim.gpu import SimGpu
 from ocrtui.sim.memory import A40_TOTAL_BYTES, KvPlan, check_free_memory, plan_kv_cache
 from ocrtui.sim.profiles import (
     GENERIC,
@@ -86,3 +90,15 @@ def test_tokenize_round_trips() -> None:
     pieces = tokenize(text)
     assert "".join(pieces) == text
     assert pieces[:2] == ["租", "赁"]
+
+
+def test_dead_holders_are_pruned_when_memory_is_taken(tmp_path: Path) -> None:
+    gpu = SimGpu.create(tmp_path / "gpu")
+    # Above any pid_max: a holder that can never be alive.
+    (gpu.path / "holders" / "999999999.json").write_text(
+        json.dumps({"pid": 999999999, "used_mib": 100, "gpu": 0})
+    )
+    assert gpu.used_mib() == 0  # never counted
+    gpu.hold(os.getpid(), 1000)
+    assert sorted(p.name for p in (gpu.path / "holders").iterdir()) == [f"{os.getpid()}.json"]
+    assert gpu.used_mib() == 1000

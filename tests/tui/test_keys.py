@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Button
 
 from ocrtui.control import Progress
 from ocrtui.tui.app import OcrtuiApp
@@ -255,9 +254,7 @@ async def test_themes_load_warn_and_are_remembered(
     # The warning was raised at mount, before the recorder; a fresh app shows it again.
     app2, _ = make_app(recorded.READY, theme_dir=themes)
     warnings: list[str] = []
-    monkeypatch.setattr(
-        app2, "notify", lambda m, severity="information", **kw: warnings.append(m)
-    )
+    monkeypatch.setattr(app2, "notify", lambda m, severity="information", **kw: warnings.append(m))
     async with app2.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert app2.theme == "ocrtui-light"  # remembered over [ui] theme

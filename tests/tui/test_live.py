@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,7 +23,6 @@ from ocrtui.tui.screens.dialogs import ConfirmDialog, LauncherDialog
 from tests.control.conftest import SimPod, kill_servers
 
 SIZE = (140, 44)
-NAMES = ("glm-ocr", "lighton-ocr")
 
 
 @pytest.fixture
@@ -35,9 +35,12 @@ def sim_pod(tmp_path: Path) -> Iterator[SimPod]:
 
 
 def live_config(sp: SimPod, tmp_path: Path) -> Config:
+    # Served names unique to this test: the local agent sees every process on the machine,
+    # and other tests may be serving a "glm-ocr" of their own at the same time.
+    tag = secrets.token_hex(3)
     models = [
-        sp.model("glm-ocr", profile="glm-ocr", start_order=1),
-        sp.model("lighton-ocr", model="lightonai/LightOnOCR-2-1B", profile="lighton-ocr",
+        sp.model(f"glm-{tag}", profile="glm-ocr", start_order=1),
+        sp.model(f"lighton-{tag}", model="lightonai/LightOnOCR-2-1B", profile="lighton-ocr",
                  gpu_memory_utilization=0.55, start_order=2),
     ]  # fmt: skip
     return parse_config(
@@ -55,12 +58,16 @@ def live_config(sp: SimPod, tmp_path: Path) -> Config:
 class Live:
     def __init__(self, app: OcrtuiApp, ctl: Controller, pilot: Pilot[Any]) -> None:
         self.app, self.ctl, self.pilot = app, ctl, pilot
+        self.glm, self.lighton = (m.name for m in app.config.models)
         self.steps: list[tuple[str, str | None]] = []
 
     async def until(self, cond: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
         deadline = time.monotonic() + timeout
         while not cond():
-            assert time.monotonic() < deadline, f"timed out waiting for {what or cond}"
+            assert time.monotonic() < deadline, (
+                f"timed out waiting for {what or cond}; models now "
+                f"{[(m.name, m.state, m.hint) for m in self.ctl.snapshot.models]}"
+            )
             await self.pilot.pause(0.05)
 
     def model(self, name: str) -> Any:
@@ -70,7 +77,9 @@ class Live:
 
     async def all_ready(self) -> None:
         await self.until(
-            lambda: all(self.model(n).state == "ready" for n in NAMES), 60, "both models ready"
+            lambda: all(self.model(n).state == "ready" for n in (self.glm, self.lighton)),
+            60,
+            "both models ready",
         )
         # The ensure_up progress has ended and the dashboard shows the live snapshot.
         await self.until(lambda: not self.app.dashboard.operations, 10, "start-up progress")
@@ -109,9 +118,9 @@ async def test_restart_brings_back_a_sigkilled_model(live: Callable[..., Any]) -
     async with app.run_test(size=SIZE, message_hook=steps_hook(steps)) as pilot:
         t = Live(app, ctl, pilot)
         await t.all_ready()
-        old_pid = t.model("glm-ocr").pid
+        old_pid = t.model(t.glm).pid
         os.kill(old_pid, signal.SIGKILL)  # its EngineCore lives on, holding VRAM
-        await t.until(lambda: t.model("glm-ocr").state in ("crashed", "down"), 20, "crash seen")
+        await t.until(lambda: t.model(t.glm).state in ("crashed", "down"), 20, "crash seen")
         await t.app.dashboard.tick()
         steps.clear()
         await pilot.press("r")  # crashed: no confirmation
@@ -119,10 +128,10 @@ async def test_restart_brings_back_a_sigkilled_model(live: Callable[..., Any]) -
         assert not isinstance(app.screen, ConfirmDialog)
         await t.until(lambda: any(s and "VRAM" in s for _, s in steps), 30, "waiting for VRAM")
         await t.until(
-            lambda: t.model("glm-ocr").state == "ready" and t.model("glm-ocr").pid != old_pid,
+            lambda: t.model(t.glm).state == "ready" and t.model(t.glm).pid != old_pid,
             60, "glm-ocr ready again",
         )  # fmt: skip
-        await t.until(lambda: ("glm-ocr", None) in steps, 10, "restart finished")
+        await t.until(lambda: (t.glm, None) in steps, 10, "restart finished")
         assert not any(p.model and p.model.startswith("orphan:") for p in ctl.snapshot.processes)
 
 
@@ -132,7 +141,7 @@ async def test_ready_model_restart_cancel_then_confirm(live: Callable[..., Any])
         t = Live(app, ctl, pilot)
         await t.all_ready()
         await pilot.press("2")
-        old_pid = t.model("lighton-ocr").pid
+        old_pid = t.model(t.lighton).pid
         await pilot.press("r")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmDialog)
@@ -143,11 +152,11 @@ async def test_ready_model_restart_cancel_then_confirm(live: Callable[..., Any])
         await pilot.pause()
         await pilot.click("#confirm")
         await t.until(
-            lambda: t.model("lighton-ocr").pid not in (None, old_pid)
-            and t.model("lighton-ocr").state == "ready",
+            lambda: t.model(t.lighton).pid not in (None, old_pid)
+            and t.model(t.lighton).state == "ready",
             60, "lighton-ocr restarted",
         )  # fmt: skip
-        assert t.model("glm-ocr").state == "ready"
+        assert t.model(t.glm).state == "ready"
 
 
 async def test_readonly_offers_no_pod_actions(live: Callable[..., Any]) -> None:
@@ -158,18 +167,17 @@ async def test_readonly_offers_no_pod_actions(live: Callable[..., Any]) -> None:
     async with app.run_test(size=SIZE) as pilot:
         t = Live(app, ctl, pilot)
         await t.until(
-            lambda: all(t.model(n).state == "ready" for n in NAMES), 30,
-            f"ready, have {ctl.snapshot.models}",
+            lambda: all(t.model(n).state == "ready" for n in (t.glm, t.lighton)), 30, "ready"
         )
         await app.dashboard.tick()
-        pids = {n: t.model(n).pid for n in NAMES}
+        pids = {n: t.model(n).pid for n in (t.glm, t.lighton)}
         shown = {b.binding.action for b in app.screen.active_bindings.values() if b.enabled}
         assert not {"restart", "stop", "kill_orphans"} & shown
         for key in ("r", "s", "k"):
             await pilot.press(key)
             await pilot.pause()
             assert app.screen is app.dashboard
-        assert {n: t.model(n).pid for n in NAMES} == pids
+        assert {n: t.model(n).pid for n in (t.glm, t.lighton)} == pids
 
 
 async def test_kill_orphans_frees_the_leaked_vram(live: Callable[..., Any]) -> None:
@@ -179,9 +187,9 @@ async def test_kill_orphans_frees_the_leaked_vram(live: Callable[..., Any]) -> N
         await t.all_ready()
 
         def orphans(snap: Snapshot) -> list[int]:
-            return [p.pid for p in snap.processes if p.model == "orphan:glm-ocr"]
+            return [p.pid for p in snap.processes if p.model == f"orphan:{t.glm}"]
 
-        os.kill(t.model("glm-ocr").pid, signal.SIGKILL)
+        os.kill(t.model(t.glm).pid, signal.SIGKILL)
         await t.until(lambda: bool(orphans(ctl.snapshot)), 20, "the orphaned EngineCore")
         leaked = orphans(ctl.snapshot)
         await t.until(lambda: app.dashboard.check_action("kill_orphans", ()) is True, 10)
@@ -227,4 +235,8 @@ async def test_comparison_streams_into_both_panes_and_is_rejoined(
         assert rejoined.query_one("#pages").row_count == len(app.run_view.rows)
         await t.until(lambda: app.run_view.finished, 120, "the run to finish")
         assert app.run_view.error is None
-        assert app.run_view.out_dir and Path(app.run_view.out_dir, "results.jsonl").is_file()
+        assert app.run_view.out_dir
+        results = Path(app.run_view.out_dir, "results.jsonl").read_bytes()  # noqa: ASYNC240
+        assert results.count(b"\n") == sum(
+            len(row.outcomes) for row in app.run_view.rows.values()
+        )

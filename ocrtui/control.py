@@ -20,7 +20,7 @@ from typing import Any
 
 from ocrtui.config import Config, ModelConfig
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
-from ocrtui.pod.base import Pod
+from ocrtui.pod.base import ConnState, Pod
 from ocrtui.vllm.lifecycle import Lifecycle, LifecycleError, ModelStatusLike
 from ocrtui.vllm.probe import ModelProbe, ProbeResult
 from ocrtui.vllm.state import ModelState, ProcessFacts
@@ -146,6 +146,7 @@ class Controller:
             m.name: ModelStatus(m.name, m.port, "down", None) for m in config.models
         }
         self._polls = 0
+        self._informed_polls = 0  # polls that started with agent data in hand
         self._subscribers: list[Callable[[Snapshot], None]] = []
         self._changed = asyncio.Event()
         self._poll_task: asyncio.Task[None] | None = None
@@ -164,6 +165,7 @@ class Controller:
             self._probes[m.name] = ModelProbe(m, self.pod, url, m.log_path(self._workdir))
         self.lifecycle = Lifecycle(self.config, self.pod, self.monitor, self, workdir=self._workdir)
         self._unsubscribe_monitor = self.monitor.subscribe(lambda _view: self._publish())
+        self.pod.add_state_listener(self._on_link)
         await self.monitor.start()
         self._poll_task = asyncio.create_task(self._poll_loop(), name="health-poll")
 
@@ -177,6 +179,7 @@ class Controller:
         if self._unsubscribe_monitor is not None:
             self._unsubscribe_monitor()
             self._unsubscribe_monitor = None
+            self.pod.remove_state_listener(self._on_link)
         await self.monitor.close()
         await asyncio.gather(*(p.aclose() for p in self._probes.values()))
         self._probes.clear()
@@ -192,6 +195,11 @@ class Controller:
     def polls(self) -> int:
         """Completed health-poll rounds (all models) since start."""
         return self._polls
+
+    @property
+    def informed_polls(self) -> int:
+        """Completed polls that had the agent's process data from their start."""
+        return self._informed_polls
 
     def subscribe(self, cb: Callable[[Snapshot], None]) -> Callable[[], None]:
         self._subscribers.append(cb)
@@ -285,6 +293,13 @@ class Controller:
         loop = asyncio.get_running_loop()
         while True:
             t0 = loop.time()
+            if self.pod.state is not ConnState.CONNECTED:
+                # No probe can get through: keep the last verdicts (the pod panel shows the
+                # link state) instead of reporting every server as refusing connections.
+                self._publish()
+                await self.pod.wait_for_state(ConnState.CONNECTED)
+                continue
+            informed = self.monitor.view.sample is not None
             results = await asyncio.gather(
                 *(self._poll_one(m) for m in self.config.models), return_exceptions=True
             )
@@ -295,6 +310,7 @@ class Controller:
                     raise result
                 # A poll that failed (link dropped mid-command) keeps the last verdict.
             self._polls += 1
+            self._informed_polls += informed
             self._publish()
             await asyncio.sleep(max(0.0, interval - (loop.time() - t0)))
 
@@ -372,6 +388,9 @@ class Controller:
 
     # -- snapshots ------------------------------------------------------------------------
 
+    def _on_link(self, _state: ConnState) -> None:
+        self._publish()
+
     def _build(self) -> Snapshot:
         view = self.monitor.view
         pod = PodStatus(
@@ -441,14 +460,11 @@ def _run_operation(
 
 
 def status_command(config: Config, as_json: bool, *, demo: bool = False) -> int:
-    """One snapshot, after the first agent sample and one complete health poll."""
+    """One snapshot, after one complete health poll that had the agent's data (bounded)."""
 
     async def run(ctl: Controller) -> int:
         with contextlib.suppress(TimeoutError):
-            # Two polls: the first may have run before the agent's first sample arrived.
-            await ctl.wait_until(
-                lambda s: ctl.polls >= 2 and s.pod.data_age_s is not None, STATUS_WAIT_S
-            )
+            await ctl.wait_until(lambda s: ctl.informed_polls >= 1, STATUS_WAIT_S)
         snap = ctl.snapshot
         if as_json:
             print(json.dumps(snap.to_json(), indent=2))

@@ -70,8 +70,10 @@ def build_request(config: Config, args: argparse.Namespace) -> CompareRequest:
 
     docs = list(args.docs) if args.docs else []
     suite = args.suite
+    cwd = Path.cwd()
     if not docs and not suite and saved:
         docs, suite = list(saved.get("docs") or []), saved.get("suite")
+        cwd = Path(saved.get("cwd") or cwd)
     pages_text = args.pages if args.pages is not None else saved.get("pages")
     reference = args.reference if args.reference is not None else saved.get("reference")
     pages = parse_page_spec(pages_text) if pages_text else ALL_PAGES
@@ -81,7 +83,9 @@ def build_request(config: Config, args: argparse.Namespace) -> CompareRequest:
     if suite:
         specs += load_suite(suite, password=args.password).documents
     if docs:
-        specs += expand_inputs(docs, pages=pages, reference=reference, password=args.password)
+        specs += expand_inputs(
+            docs, pages=pages, reference=reference, password=args.password, base=cwd
+        )
     if reference == TEXT_LAYER and suite and not docs:
         raise InputError("--reference text-layer applies to documents given on the command line")
 
@@ -105,6 +109,7 @@ def build_request(config: Config, args: argparse.Namespace) -> CompareRequest:
     settings = config.compare.model_copy(update=update)
     info = {
         "docs": docs,
+        "cwd": str(cwd),  # relative DOC paths are read from here on --resume
         "suite": str(Path(suite).expanduser().resolve()) if suite else None,
         "pages": pages_text,
         "reference": reference,
@@ -246,6 +251,9 @@ def _phase_line(ev: PhaseDone) -> str:
 
 def _print_summary(done: RunDone, console: Console) -> None:
     summary = done.summary
+    if not summary:
+        console.print(f"[red]the run stopped: {done.error}[/]")
+        return
     names = list(summary["models"])
     base = report.load_baseline()
     table = Table(title="OCR comparison (CER: lower is better)")

@@ -8,6 +8,7 @@ so it runs in the render process pool (see render.py), never on the event loop.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
@@ -63,26 +64,30 @@ def expand_inputs(
     pages: PageSpec = ALL_PAGES,
     reference: str | None = None,
     password: str | None = None,
+    base: Path | None = None,
 ) -> list[DocumentSpec]:
     """Files as given, folders as their supported files in sorted order.
 
-    Problems with a path are not raised here: they surface per document when it is inspected.
+    Names are the paths as given (stable across ``--resume``); relative paths are read from
+    ``base`` when set (the directory the run was started in). Problems with a path are not
+    raised here: they surface per document when it is inspected.
     """
     specs: list[DocumentSpec] = []
     for raw in paths:
-        p = Path(raw).expanduser()
-        files = [p]
-        if p.is_dir():
-            try:
+        given = Path(raw).expanduser()
+        full = given if base is None or given.is_absolute() else base / given
+        files = [(given, full)]
+        if full.is_dir():
+            with contextlib.suppress(OSError):  # reported as unreadable when inspected
                 files = sorted(
-                    c for c in p.iterdir() if c.is_file() and c.suffix.lower() in SUPPORTED_SUFFIXES
+                    (given / c.name, c)
+                    for c in full.iterdir()
+                    if c.is_file() and c.suffix.lower() in SUPPORTED_SUFFIXES
                 )
-            except OSError:
-                files = [p]  # reported as unreadable when inspected
-        for f in files:
+        for name, f in files:
             specs.append(
                 DocumentSpec(
-                    path=f, name=str(f), pages=pages, reference=reference, password=password
+                    path=f, name=str(name), pages=pages, reference=reference, password=password
                 )
             )
     return unique_names(specs)

@@ -138,17 +138,22 @@ class CompareRun:
             except asyncio.CancelledError:
                 cancelled = True
             except Exception as exc:  # the run breaks, the consumer still gets RunDone
+                while isinstance(exc, ExceptionGroup) and exc.exceptions:
+                    exc = exc.exceptions[0]  # TaskGroup wraps the real cause
                 error = f"{type(exc).__name__}: {exc}"
         finally:
             pool.close()
             await client.aclose()
-        summary = report.build_summary(self)
-        code = report.exit_code(summary)
-        if cancelled or error:
-            code = max(code, 1)
+        summary: dict[str, Any] = {}
+        code = 1
         try:
+            summary = report.build_summary(self)
+            code = max(report.exit_code(summary), 1 if (cancelled or error) else 0)
             await self.store.write_text("summary.json", report.summary_json(summary))
             await self.store.write_text("report.md", report.render_markdown(summary))
+        except Exception as exc:  # results.jsonl is intact; the consumer must still hear
+            error = error or f"writing the summary failed: {type(exc).__name__}: {exc}"
+            code = 1
         finally:
             await asyncio.get_running_loop().run_in_executor(None, self.store.close)
         self.result = RunDone(summary, code, cancelled=cancelled, error=error)

@@ -130,6 +130,7 @@ def sample_suite_path(cache_dir: Path | None = None) -> Path:
         )
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{SAMPLES_VERSION}-", dir=root))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would outlive the rename
     try:
         _generate(tmp)
         try:

@@ -40,7 +40,7 @@ from ocrtui.sim.profiles import ModelProfile, count_tokens, profile_for
 from ocrtui.sim.version import VLLM_VERSION
 
 # vLLM's watchdog shuts the API server down after its engine died; /health says 503 meanwhile.
-ENGINE_DEAD_EXIT_S = 2.0
+ENGINE_DEAD_EXIT_S = 3.0
 ENGINE_STOP_TIMEOUT_S = 5.0
 STATS_INTERVAL_S = 10.0
 TEMPLATE_TOKENS_PER_MESSAGE = 6
@@ -154,15 +154,15 @@ class EngineClient:
         elif kind == "delta":
             n = int(frame[3])
             if tracked.first_token is None:
+                # The engine sends the first token alone, when prefill made it.
                 tracked.first_token = now
                 m.ttft.observe(now - tracked.arrival)
                 m.prompt_tokens.inc(tracked.prompt_tokens)
                 self.interval_prompt += tracked.prompt_tokens
-                n_itl, gap = n - 1, now - (tracked.admitted or now)
             else:
-                n_itl, gap = n, now - (tracked.last_token or now)
-            for _ in range(n_itl):
-                m.itl.observe(gap / max(n, 1))
+                gap = now - (tracked.last_token or now)
+                for _ in range(n):
+                    m.itl.observe(gap / n)
             tracked.last_token = now
             tracked.generated += n
             m.generation_tokens.inc(n)
@@ -534,9 +534,13 @@ async def _sse(
         )
 
     generated = 0
-    yield chunk({"role": "assistant", "content": ""})
+    role_sent = False
     async with contextlib.aclosing(frames):
         async for frame in frames:
+            if frame[0] in ("delta", "done") and not role_sent:
+                # Like vLLM, the role chunk goes out with the first output, not before.
+                role_sent = True
+                yield chunk({"role": "assistant", "content": ""})
             if frame[0] == "delta":
                 generated += int(frame[3])
                 yield chunk({"content": frame[2]})
@@ -687,6 +691,9 @@ async def serve(args: ServeArgs, sock: socket.socket) -> int:
             "async_llm.py:546", "vllm.v1.engine.exceptions.EngineDeadError: " + ENGINE_DEAD_MESSAGE
         )
         await asyncio.sleep(ENGINE_DEAD_EXIT_S)
+        code = 1
+    else:  # the HTTP server ended by itself (it could not listen): take the engine down too
+        await client.stop()
         code = 1
     server.should_exit = True
     with contextlib.suppress(asyncio.CancelledError, SystemExit):

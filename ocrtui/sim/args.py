@@ -132,13 +132,43 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(flag, action="store_true")
 
     sim = p.add_argument_group("simulator (ocrtui sim-vllm only)")
-    sim.add_argument("--engine", choices=ENGINES, default="rapidocr")
+    sim.add_argument("--engine", choices=ENGINES, default="rapidocr", help="what reads the page")
     sim.add_argument("--sim-gpu", metavar="DIR", help="simulated GPU dir (or $OCRTUI_SIM_GPU)")
-    sim.add_argument("--sim-startup-s", type=float, default=4.0)
-    sim.add_argument("--sim-prefill-s", type=float, default=0.36)
-    sim.add_argument("--sim-per-token-s", type=float, default=0.002)
-    sim.add_argument("--sim-tokens-per-page", type=int, default=400)
-    sim.add_argument("--sim-ocr-workers", type=int, default=1)
+    sim.add_argument(
+        "--sim-startup-s",
+        type=float,
+        default=4.0,
+        metavar="S",
+        help="time spread over the startup stages (default 4)",
+    )
+    sim.add_argument(
+        "--sim-prefill-s",
+        type=float,
+        default=0.36,
+        metavar="S",
+        help="synthetic engine: time to first token (default 0.36)",
+    )
+    sim.add_argument(
+        "--sim-per-token-s",
+        type=float,
+        default=0.002,
+        metavar="S",
+        help="synthetic engine: decode time per token (default 0.002)",
+    )
+    sim.add_argument(
+        "--sim-tokens-per-page",
+        type=int,
+        default=400,
+        metavar="N",
+        help="synthetic engine: tokens of text per image (default 400)",
+    )
+    sim.add_argument(
+        "--sim-ocr-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="rapidocr/tesseract pages read at once (default 1)",
+    )
     return p
 
 

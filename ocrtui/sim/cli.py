@@ -19,8 +19,11 @@ def main(argv: Sequence[str]) -> int:
         print(VLLM_VERSION)
         return 0
     if argv[:1] in ([], ["-h"], ["--help"]):
-        print(USAGE)
-        print("\n  serve    start the vLLM-compatible simulator (ocrtui sim-vllm serve -h)")
+        out = sys.stdout if argv else sys.stderr
+        print(USAGE, file=out)
+        print(
+            "\n  serve    start the vLLM-compatible simulator (ocrtui sim-vllm serve -h)", file=out
+        )
         return 0 if argv else 2
     if argv[0] != "serve":
         print(USAGE, file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -74,6 +75,7 @@ class EngineCore:
             f"served_model_name={a.name}, enable_prefix_caching={a.enable_prefix_caching}",
         )
         self.gpu = select_backend(a.sim_gpu, os.getpid())
+        vlog.warning("sim.py:2", f"GPU memory: {self.gpu.label}")
         requested = check_free_memory(
             self.gpu.free_bytes(), self.gpu.total_bytes(), a.gpu_memory_utilization
         )
@@ -159,6 +161,13 @@ class EngineCore:
             req = self.waiting.popleft()
             self.running[req.rid] = req
             req.task = asyncio.create_task(self._run(req))
+            # A done callback, not a finally: a task aborted before it first ran never
+            # executes its body, and its slot must still be freed.
+            req.task.add_done_callback(functools.partial(self._finished, req.rid))
+
+    def _finished(self, rid: str, task: asyncio.Task[None]) -> None:
+        self.running.pop(rid, None)
+        self._schedule()
 
     async def _run(self, req: _Request) -> None:
         try:
@@ -168,9 +177,6 @@ class EngineCore:
             pass
         except Exception as exc:
             await self.send(("error", req.rid, f"{type(exc).__name__}: {exc}"))
-        finally:
-            self.running.pop(req.rid, None)
-            self._schedule()
 
     async def _generate(self, req: _Request) -> None:
         assert self.engine is not None
@@ -193,18 +199,19 @@ class EngineCore:
         await self.send(("done", req.rid, finish))
 
     async def _emit(self, rid: str, pieces: list[str], per_token: float) -> None:
-        """Send tokens as decode produces them: one every ``per_token`` seconds, in batches of
-        at least 20 ms so a fast decode does not flood the socket."""
+        """Send tokens as decode produces them: the first at once (prefill made it), then
+        token k at ``k * per_token``, in batches of at least 20 ms so a fast decode does not
+        flood the socket."""
         if not pieces:
             return
+        await self.send(("delta", rid, pieces[0], 1))
         step = max(1, round(0.02 / per_token)) if per_token > 0 else 8
         start = time.monotonic()
-        for i in range(0, len(pieces), step):
+        for i in range(1, len(pieces), step):
             chunk = pieces[i : i + step]
             if per_token > 0:
-                await asyncio.sleep(
-                    max(0.0, start + (i + len(chunk)) * per_token - time.monotonic())
-                )
+                due = start + (i + len(chunk) - 1) * per_token
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
             await self.send(("delta", rid, "".join(chunk), len(chunk)))
 
     # -- shutdown -----------------------------------------------------------------------
@@ -264,9 +271,7 @@ async def _serve(fd: int) -> int:
             "ready",
             {
                 "num_gpu_blocks": plan.num_gpu_blocks,
-                "kv_tokens": plan.num_tokens,
                 "max_model_len": core.max_model_len,
-                "gpu": core.gpu.label if core.gpu else "",
             },
         )
     )

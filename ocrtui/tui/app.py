@@ -24,6 +24,7 @@ from textual.worker import Worker, WorkerState
 from ocrtui.config import Config
 from ocrtui.tui.messages import LogTail, OperationProgress
 from ocrtui.tui.run_view import RunView
+from ocrtui.tui.screens.compare import CompareScreen
 from ocrtui.tui.screens.dashboard import DashboardScreen
 from ocrtui.tui.screens.dialogs import DIALOG_CSS, CompareRequest
 from ocrtui.tui.source import PodSource
@@ -65,6 +66,7 @@ class OcrtuiApp(App[int]):
         self.state_path = state_path or default_state_path()
         self.dashboard = DashboardScreen()
         self.run_view: RunView | None = None
+        self.source_error: BaseException | None = None  # connecting failed
         self._theme_ready = False
 
     # -- start-up ------------------------------------------------------------------------
@@ -158,6 +160,8 @@ class OcrtuiApp(App[int]):
         if event.state is not WorkerState.ERROR:
             return
         worker = event.worker
+        if worker.group == "source":
+            self.source_error = worker.error
         if worker.group == "log":
             return  # a failed tail repeats every tick; the header already shows the link state
         error = worker.error
@@ -206,8 +210,6 @@ class OcrtuiApp(App[int]):
             self.dashboard.refresh_bindings()
 
     def show_comparison(self) -> None:
-        from ocrtui.tui.screens.compare import CompareScreen
-
         if self.run_view is None or isinstance(self.screen, CompareScreen):
             return
         self.push_screen(CompareScreen(self.run_view))
@@ -266,61 +268,63 @@ COMPARE_PAGES = 2  # pages each model has streamed before the comparison screens
 
 
 def save_screenshot_headless(config: Config, path: str, *, compare: bool) -> int:
-    """`ocrtui demo --screenshot FILE.svg [--compare]`: the real dashboard, headless."""
+    """`ocrtui demo --screenshot FILE.svg [--compare]`: the real dashboard, headless.
+
+    Waits (bounded) until every model is ready and, with ``compare``, until each model has
+    streamed a few pages of the sample suite into its pane; the SVG is written either way,
+    and the exit status says whether it shows what was asked for.
+    """
 
     async def main() -> int:
         source = _controller(config, demo=True)
         app = OcrtuiApp(config, source, start_servers=True)
-        status = 0
         try:
             async with app.run_test(size=SCREENSHOT_SIZE) as pilot:
-                names = [m.name for m in config.models]
-                ready = await _poll(
-                    pilot,
-                    READY_TIMEOUT_S,
-                    lambda: (
-                        all(m.state == "ready" for m in source.snapshot.models)
-                        and {m.name for m in source.snapshot.models} >= set(names)
-                    ),
-                )
-                if not ready:
-                    print(
-                        "ocrtui: models not ready in time; screenshot shows them as they are",
-                        file=sys.stderr,
-                    )
-                    status = 1
-                if compare and ready:
-                    app.start_comparison(
-                        CompareRequest(
-                            (), None, config.compare.concurrency, config.compare.schedule
-                        )
-                    )
-                    run = app.run_view
-                    assert run is not None
-                    streamed = await _poll(
-                        pilot,
-                        READY_TIMEOUT_S,
-                        lambda: (
-                            run.finished
-                            or all(run.done[n] + run.failed[n] >= COMPARE_PAGES for n in names)
-                        ),
-                    )
-                    if not streamed or run.error:
-                        print(
-                            f"ocrtui: comparison did not stream: {run.error or 'timeout'}",
-                            file=sys.stderr,
-                        )
-                        status = 1
-                await app.dashboard.tick() if not compare else None
+                problem = await _prepare_screenshot(app, pilot, compare)
+                if not compare:
+                    await app.dashboard.tick()
                 await pilot.pause()
                 svg = app.export_screenshot()
-                await asyncio.to_thread(_write_text, path, svg)
         finally:
             await source.close()
+        await asyncio.to_thread(_write_text, path, svg)
         print(path)
-        return status
+        if problem is None:
+            return 0
+        print(f"ocrtui: {problem}", file=sys.stderr)
+        return getattr(app.source_error, "exit_code", 1)
 
     return asyncio.run(main())
+
+
+async def _prepare_screenshot(app: OcrtuiApp, pilot: Any, compare: bool) -> str | None:
+    """Bring the app to the state to capture; a description of what fell short, or None."""
+    names = {m.name for m in app.config.models}
+
+    def ready() -> bool:
+        models = app.source.snapshot.models
+        return {m.name for m in models if m.state == "ready"} >= names
+
+    if not await _poll(pilot, READY_TIMEOUT_S, lambda: ready() or app.source_error is not None):
+        return "models not ready in time; the screenshot shows them as they are"
+    if app.source_error is not None:
+        return f"cannot reach the pod: {app.source_error}"
+    if not compare:
+        return None
+    cfg = app.config.compare
+    app.start_comparison(CompareRequest((), None, cfg.concurrency, cfg.schedule))
+    run = app.run_view
+    assert run is not None
+
+    def streamed() -> bool:
+        return run.finished or all(run.done[n] + run.failed[n] >= COMPARE_PAGES for n in names)
+
+    if not await _poll(pilot, READY_TIMEOUT_S, streamed) or run.error:
+        return f"the comparison did not stream: {run.error or 'timeout'}"
+    screen = app.screen
+    if isinstance(screen, CompareScreen):
+        await _poll(pilot, 5.0, lambda: not screen.repaint_pending)
+    return None
 
 
 def _write_text(path: str, text: str) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
+from multiprocessing import resource_tracker
 from typing import TYPE_CHECKING
 
 from ocrtui.compare.cli import build_request, check_reachable, open_store
@@ -50,12 +52,27 @@ def request_args(request: CompareRequest) -> argparse.Namespace:
     )
 
 
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with the real stderr.
+
+    While the app runs, Textual's stand-in sys.stderr reports fileno() == -1, and the
+    tracker (started on first use by the render pool) hands stderr's fd to its child:
+    spawning fails with "bad value(s) in fds_to_keep". Started once here, it is reused.
+    """
+    captured, sys.stderr = sys.stderr, sys.__stderr__
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        sys.stderr = captured
+
+
 async def launch(app: OcrtuiApp, request: CompareRequest, view: RunView) -> CompareRun:
     # Resolving documents reads files (and generates the sample suite the first time).
     req = await asyncio.to_thread(build_request, app.config, request_args(request))
     targets = [ModelTarget(app.config.model(n), await app.source.model_url(n)) for n in req.models]
     await check_reachable(targets)
     store = await asyncio.to_thread(open_store, req)
+    _start_resource_tracker()
     run = start_run(RunPlan(req.documents, tuple(targets), req.settings), store)
     view.out_dir = str(req.run_dir)
     return run

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -418,7 +419,7 @@ class Lifecycle:
         self._launching[name] = self._sample_mark()
         await append_marker(self.pod, log, "launch", name)
         argv = serve_argv(self.config.pod.vllm_command, model)
-        progress(name, f"launching: {' '.join(argv)}")
+        progress(name, f"launching: {shlex.join(argv)}")
         try:
             pid = await self.pod.start_detached(
                 argv, log_file=log, env=serve_env(model, self.config.pod.sim_gpu), cwd=self.workdir

@@ -148,3 +148,51 @@ concurrency = 2
     assert summary["models"]["glm-ocr"]["pages_ok"] == 20
     assert summary["models"]["lighton-ocr"]["pages_ok"] == 20
     assert "OCR comparison" in log.read_text()
+
+
+def test_unreachable_model_exits_3(
+    tmp_path: Path, make_pdf: MakePdf, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.plugins.sim import free_port
+
+    cfg = tmp_path / "ocrtui.toml"
+    cfg.write_text(
+        f"""
+[pod]
+kind = "local"
+workdir = "{tmp_path}"
+[[models]]
+name = "glm-ocr"
+model = "zai-org/GLM-OCR"
+port = {free_port()}
+gpu_memory_utilization = 0.4
+""",
+        encoding="utf-8",
+    )
+    pdf = make_pdf("a.pdf", ["x"])
+    code = main(["--config", str(cfg), "compare", "--headless", "--out", str(tmp_path / "r"),
+                 str(pdf)])  # fmt: skip
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "model glm-ocr at http://127.0.0.1:" in err and "is not answering" in err
+
+
+def test_resume_from_another_directory_keeps_document_names(
+    config_file: Path, tmp_path: Path, make_pdf: MakePdf, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ocrtui.cli import _parser
+    from ocrtui.compare.cli import build_request, open_store
+    from ocrtui.config import load_config
+
+    config = load_config(config_file)
+    make_pdf("doc.pdf", ["x"])
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    first = build_request(config, _parser().parse_args(["compare", "--out", "run", "doc.pdf"]))
+    open_store(first).close()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    again = build_request(
+        config, _parser().parse_args(["compare", "--resume", str(tmp_path / "run")])
+    )
+    assert [d.name for d in again.documents] == [d.name for d in first.documents] == ["doc.pdf"]
+    assert again.documents[0].path == tmp_path / "doc.pdf"

@@ -274,3 +274,63 @@ async def test_cancel_before_the_first_step_still_ends_with_run_done(
     done = await run.wait()
     assert done.cancelled and done.exit_code == 1
     assert (tmp_path / "run/summary.json").is_file()
+
+
+async def test_rendering_overlaps_requests_within_the_memory_bound(
+    make_pdf: MakePdf, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ocrtui.compare.render import RenderPool
+
+    settings = SETTINGS.model_copy(update={"max_rendered_pages": 6, "concurrency": 2})
+    path = make_pdf("long.pdf", [f"page {i}" for i in range(1, 13)])
+    plan_docs = (DocumentSpec(path=path, name="long"),)
+    held: list[int] = []  # pages rendered or rendering and not finished, as each render starts
+    run_ref: list[Any] = []
+    original = RenderPool.render
+
+    async def counting(self: RenderPool, *args: Any) -> Any:
+        finished = sum(isinstance(e, PageDone | PageFailed) for e in run_ref[0].events)
+        counting.calls += 1  # type: ignore[attr-defined]
+        held.append(counting.calls - finished)  # type: ignore[attr-defined]
+        return await original(self, *args)
+
+    counting.calls = 0  # type: ignore[attr-defined]
+    monkeypatch.setattr(RenderPool, "render", counting)
+    with fake_vllm(delay_s=0.05) as fake:
+        plan = RunPlan(plan_docs, targets(fake.url), settings, speed_phases=False)
+        run = start_run(plan, RunStore.create(tmp_path / "run", {}))
+        run_ref.append(run)
+        done = await run.wait()
+    assert done.exit_code == 0 and counting.calls == 24  # type: ignore[attr-defined]
+    # Two models, 6 pages in memory in all: never more than 3 each, 6 together.
+    assert max(held) <= 6
+    # Requests left before the last page was rendered: page 1's result precedes it.
+    first_done = next(i for i, e in enumerate(run.events) if isinstance(e, PageDone))
+    last_started = max(i for i, e in enumerate(run.events) if isinstance(e, PageStarted))
+    assert first_done < last_started
+
+
+async def test_agreement_where_no_reference_exists(make_pdf: MakePdf, tmp_path: Path) -> None:
+    path = make_pdf("plain.pdf", ["a", "b"])
+    spec = (DocumentSpec(path=path, name="plain"),)  # no sidecars, no text layer
+    with fake_vllm(lambda p, n: completion("same text from both")) as fake:
+        plan = RunPlan(spec, targets(fake.url), SETTINGS, speed_phases=False)
+        events = await run_to_end(plan, tmp_path / "run")
+    summary = events[-1].summary  # type: ignore[union-attr]
+    assert summary["agreement"] == {"models": ["glm-ocr", "lighton-ocr"], "pages": 2, "cer": 0.0}
+    assert summary["models"]["glm-ocr"]["cer"] is None
+
+
+async def test_a_broken_run_still_ends_with_run_done(
+    make_pdf: MakePdf, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def disk_full(self: RunStore, result: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(RunStore, "add_result", disk_full)
+    with fake_vllm() as fake:
+        plan = RunPlan(tuple(docs(make_pdf, 1)), targets(fake.url), SETTINGS, speed_phases=False)
+        events = await run_to_end(plan, tmp_path / "run")
+    done = events[-1]
+    assert isinstance(done, RunDone) and done.exit_code == 1
+    assert done.error == "OSError: [Errno 28] No space left on device"

@@ -147,6 +147,7 @@ class StateLog:
     def __init__(self, ctl: Controller, name: str) -> None:
         self.name = name
         self.seen: list[str] = []
+        self._on(ctl.snapshot)
         self.unsubscribe = ctl.subscribe(self._on)
 
     def _on(self, snap: Snapshot) -> None:

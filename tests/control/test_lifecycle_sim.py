@@ -170,3 +170,38 @@ async def test_stop_then_status_is_down_and_memory_free(
     # A stop on purpose is remembered in the log: a later poll still says down, not crashed.
     lines = await ctl.log_tail("glm", 40)
     assert current_run(lines)[1] == "stop"
+
+
+async def test_engine_death_unhealthy_then_crashed_with_hint(
+    make_controller: MakeController, sim_pod: SimPod
+) -> None:
+    ctl: Controller = await make_controller(sim_pod.model("glm"))
+    await ctl.up()
+    log = StateLog(ctl, "glm")
+    engine = next(p for p in ctl.snapshot.processes if p.model == "glm")
+    os.kill(engine.pid, signal.SIGKILL)  # the EngineCore dies; vLLM's API server follows
+    snap = await ctl.wait_until(lambda s: s.model("glm").state == "crashed", 20)  # type: ignore[union-attr]
+    model = snap.model("glm")
+    assert model is not None and model.hint and "EngineCore process died" in model.hint
+    assert log.seen[0] == "ready" and log.seen[-1] == "crashed"
+    assert set(log.seen) <= {"ready", "unhealthy", "crashed"}
+    assert any("died unexpectedly" in line for line in model.last_lines)
+
+
+@pytest.mark.parametrize("transport", ["ssh"])
+async def test_link_drop_keeps_the_verdict_and_recovers(
+    make_controller: MakeController, sim_pod: SimPod, request: pytest.FixtureRequest
+) -> None:
+    sshd = request.getfixturevalue("sshd")
+    ctl: Controller = await make_controller(sim_pod.model("glm"))
+    await ctl.up()
+    log = StateLog(ctl, "glm")
+    sshd.stop()
+    await ctl.wait_until(lambda s: s.pod.connection != "connected", 10)
+    polls = ctl.polls
+    sshd.start()
+    snap = await ctl.wait_until(
+        lambda s: s.pod.connection == "connected" and ctl.polls >= polls + 2, 15
+    )
+    assert snap.model("glm").state == "ready"  # type: ignore[union-attr]
+    assert log.seen == ["ready"]  # never "starting" or "crashed" while the link was down

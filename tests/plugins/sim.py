@@ -12,7 +12,8 @@ Fixtures (function scope):
 ``sim_servers`` -> ``SimServers``
     ``sim_servers.start(model, *flags, command=..., env=..., port=..., wait=True)`` starts a
     server detached (own session: ``pgid == pid``), by default with
-    ``--host 127.0.0.1 --engine synthetic --sim-startup-s 0`` and a free port, and waits for
+    ``--host 127.0.0.1 --engine synthetic --sim-startup-s 0`` (flags given later win;
+    ``defaults=False`` leaves them out) and a free port, and waits for
     ``/health`` 200 within a deadline (``wait=False`` returns at once). At teardown every
     server's whole process group is SIGKILLed, including an EngineCore left orphaned by a
     killed API server.

@@ -20,7 +20,9 @@ from tests.sim.conftest import image_message, page_png
 
 KEY = "test-key-123"
 TOKENS_PER_PAGE = 60
-MODEL = "glm-ocr"
+PREFILL_S = 0.05
+PER_TOKEN_S = 0.001
+MODEL = "simtest-glm"
 # Real vLLM output, copied into the repository by the lifecycle tests.
 FIXTURES = Path(__file__).parents[1] / "vllm" / "fixtures"
 
@@ -45,9 +47,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServer]:
             "--sim-gpu",
             str(gpu.path),
             "--sim-prefill-s",
-            "0.05",
+            str(PREFILL_S),
             "--sim-per-token-s",
-            "0.001",
+            str(PER_TOKEN_S),
             "--sim-tokens-per-page",
             str(TOKENS_PER_PAGE),
         )
@@ -250,6 +252,15 @@ def test_metrics_move_after_a_request(server: SimServer, client: openai.OpenAI) 
     assert _value(after, "vllm:inter_token_latency_seconds_count") > _value(
         before, "vllm:inter_token_latency_seconds_count"
     )
+    # The timing model: first token after the prefill, then one token per decode step.
+    ttft = _value(after, "vllm:time_to_first_token_seconds_sum") - _value(
+        before, "vllm:time_to_first_token_seconds_sum"
+    )
+    e2e = _value(after, "vllm:e2e_request_latency_seconds_sum") - _value(
+        before, "vllm:e2e_request_latency_seconds_sum"
+    )
+    assert ttft >= PREFILL_S
+    assert e2e >= PREFILL_S + (TOKENS_PER_PAGE - 1) * PER_TOKEN_S
     assert _value(after, "vllm:num_requests_running") == 0
     assert _value(after, "vllm:kv_cache_usage_perc") == 0
     info = [k for k in after if k[0] == "vllm:cache_config_info"]
@@ -347,3 +358,9 @@ def test_client_disconnect_aborts_the_request(sim_servers: SimServers) -> None:
     # after the 10 s the aborted one would have decoded for.
     r2 = _post(server, {**body, "stream": False, "max_tokens": 3}, timeout=5)
     assert r2.status_code == 200 and r2.json()["choices"][0]["finish_reason"] == "length"
+
+
+def test_api_key_never_logged(server: SimServer) -> None:
+    log = server.log()
+    assert "'api_key': '<redacted>'" in log
+    assert KEY not in log

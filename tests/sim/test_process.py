@@ -51,7 +51,10 @@ def test_sigkill_leaves_engine_core_holding_memory_and_restart_is_refused(
     assert [(h.pid, h.used_mib) for h in sim_gpu.holders()] == [(engine, A40_040_MIB)]
     assert server.health() is None  # the port is free at once
 
-    again = sim_servers.start(GLM, "--gpu-memory-utilization", "0.70", *gpu, wait=False)
+    # Same port: the orphan does not hold it (the failure is memory, not the address).
+    again = sim_servers.start(
+        GLM, "--gpu-memory-utilization", "0.70", *gpu, port=server.port, wait=False
+    )
     assert again.wait_exit(30) == 1
     log = again.log()
     assert (
@@ -135,7 +138,7 @@ def test_vllm_shim_runs_the_real_serve_command(sim_servers: SimServers, vllm_shi
     server = sim_servers.start(
         GLM,
         "--served-model-name",
-        "glm-ocr",
+        "simtest-shim",
         "--engine",
         "synthetic",
         "--sim-startup-s",
@@ -146,7 +149,7 @@ def test_vllm_shim_runs_the_real_serve_command(sim_servers: SimServers, vllm_shi
         defaults=False,
     )
     models = httpx.get(f"{server.url}/v1/models").json()
-    assert models["data"][0]["id"] == "glm-ocr"
+    assert models["data"][0]["id"] == "simtest-shim"
 
 
 def test_address_in_use(sim_servers: SimServers) -> None:

@@ -16,7 +16,7 @@ from textual.pilot import Pilot
 
 from ocrtui.config import Config, parse_config
 from ocrtui.control import Controller, Snapshot
-from ocrtui.tui.app import OcrtuiApp
+from ocrtui.tui.app import OcrtuiApp, save_screenshot_headless
 from ocrtui.tui.messages import OperationProgress
 from ocrtui.tui.screens.compare import ComparePane, CompareScreen
 from ocrtui.tui.screens.dialogs import ConfirmDialog, LauncherDialog
@@ -167,7 +167,9 @@ async def test_readonly_offers_no_pod_actions(live: Callable[..., Any]) -> None:
     async with app.run_test(size=SIZE) as pilot:
         t = Live(app, ctl, pilot)
         await t.until(
-            lambda: all(t.model(n).state == "ready" for n in (t.glm, t.lighton)), 30, "ready"
+            lambda: all(t.model(n).state == "ready" and t.model(n).pid for n in (t.glm, t.lighton)),
+            30,
+            "ready, with the server pids known",
         )
         await app.dashboard.tick()
         pids = {n: t.model(n).pid for n in (t.glm, t.lighton)}
@@ -237,6 +239,15 @@ async def test_comparison_streams_into_both_panes_and_is_rejoined(
         assert app.run_view.error is None
         assert app.run_view.out_dir
         results = Path(app.run_view.out_dir, "results.jsonl").read_bytes()  # noqa: ASYNC240
-        assert results.count(b"\n") == sum(
-            len(row.outcomes) for row in app.run_view.rows.values()
-        )
+        assert results.count(b"\n") == sum(len(row.outcomes) for row in app.run_view.rows.values())
+
+
+def test_headless_screenshot_through_a_comparison(sim_pod: SimPod, tmp_path: Path) -> None:
+    """`ocrtui demo --screenshot F --compare`, on this test's pod instead of the demo's."""
+    config = live_config(sim_pod, tmp_path)
+    out = tmp_path / "shot.svg"
+    assert save_screenshot_headless(config, str(out), compare=True) == 0
+    svg = out.read_text()
+    for m in config.models:
+        assert m.name in svg
+    assert "p.1" in svg and "pages/s" in svg  # page headers in the panes, live summary

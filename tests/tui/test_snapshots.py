@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import time
+
 from textual.pilot import Pilot
 
+from ocrtui.tui.widgets.log_pane import LogPane
 from tests.tui import recorded
 from tests.tui.conftest import SIZE, AppFactory
 from tests.tui.test_compare_screen import recorded_view
 
 
 async def _settle(pilot: Pilot[int]) -> None:
-    await pilot.app.dashboard.tick()  # type: ignore[attr-defined]
+    """The recorded snapshot applied and the log tail shown: nothing left in flight."""
+    app = pilot.app
+    await app.dashboard.tick()  # type: ignore[attr-defined]
+    log = app.dashboard.query_one(LogPane)  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 5
+    while not log.lines:
+        assert time.monotonic() < deadline, "log tail not shown"
+        await pilot.pause(0.02)
     await pilot.pause()
 
 

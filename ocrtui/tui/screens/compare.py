@@ -18,11 +18,12 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Log, Static
+from textual.widgets import DataTable, Footer, Static
 
 from ocrtui.compare.store import PageResult
 from ocrtui.tui.run_view import PageRow, PageUpdate, RunView
 from ocrtui.tui.widgets.gpu_panel import model_styles
+from ocrtui.tui.widgets.log_pane import FollowingLog
 
 FLUSH_S = 0.1
 PANE_LINES = 3000
@@ -92,7 +93,7 @@ def diff_content(hypothesis: str, reference: str) -> Content:
     return Content.assemble(*parts)
 
 
-class ComparePane(Log):
+class ComparePane(FollowingLog):
     DEFAULT_CSS = """
     ComparePane { border: round $panel-lighten-2; width: 1fr; height: 1fr; }
     ComparePane:focus { border: round $primary; }
@@ -126,7 +127,7 @@ class CompareScreen(Screen[None]):
         yield Static(id="summary")
         with Horizontal(id="panes"):
             for i, name in enumerate(self.run.models):
-                pane = ComparePane(max_lines=PANE_LINES, auto_scroll=True, id=f"pane-{i}")
+                pane = ComparePane(max_lines=PANE_LINES, id=f"pane-{i}")
                 pane.border_title = name
                 yield pane
         with Horizontal(id="bottom"):
@@ -153,10 +154,15 @@ class CompareScreen(Screen[None]):
                 for key in self.run.rows:
                     held = self.run.text(key, m)
                     if held is not None:
-                        pane.write_lines([page_header(held), *held.text.splitlines()])
+                        pane.append([page_header(held), *held.text.splitlines()])
         self._unsubscribe = self.run.subscribe(self._run_changed)
         self._show_summary()
         self.set_interval(1.0, self._show_summary, name="summary")
+
+    @property
+    def repaint_pending(self) -> bool:
+        """Run updates received but not yet on screen (they are coalesced per FLUSH_S)."""
+        return self._flush_scheduled
 
     def on_unmount(self) -> None:
         if callable(self._unsubscribe):
@@ -182,8 +188,7 @@ class CompareScreen(Screen[None]):
                 self._upsert(u.row)
             for i, m in enumerate(self.run.models):
                 if by_model.get(m):
-                    # Log follows the tail only while the pane is scrolled to its end.
-                    self.query_one(f"#pane-{i}", ComparePane).write_lines(by_model[m])
+                    self.query_one(f"#pane-{i}", ComparePane).append(by_model[m])
             self._show_summary()
         if self._diff_key is None and self.run.rows:
             self._show_diff(next(iter(self.run.rows)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from textual.widgets import Log
 
@@ -24,14 +25,38 @@ def new_lines(old: Sequence[str], new: Sequence[str]) -> tuple[list[str], bool]:
     return list(new), False
 
 
-class LogPane(Log):
+class FollowingLog(Log):
+    """A Log that follows its tail until the user scrolls up, and again once back at the end.
+
+    Log's own rule (scroll only if at the end before the write) loses the tail as soon as a
+    long line adds a horizontal scrollbar and the view shrinks by a row; this keeps the
+    user's intent as a flag instead (toolong's ``tail``).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(auto_scroll=False, **kwargs)
+        self.following = True
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        if new >= self.max_scroll_y:
+            self.following = True
+        elif new < old:
+            self.following = False
+
+    def append(self, lines: Sequence[str]) -> None:
+        if lines:
+            self.write_lines(lines, scroll_end=self.following)
+
+
+class LogPane(FollowingLog):
     DEFAULT_CSS = """
     LogPane { border: round $panel-lighten-2; height: 1fr; min-height: 4; }
     LogPane:focus { border: round $primary; }
     """
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(max_lines=MAX_LINES, auto_scroll=True, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_lines=MAX_LINES, **kwargs)
         self.model: str | None = None
         self._tail: list[str] = []
 
@@ -51,9 +76,7 @@ class LogPane(Log):
         self._tail = list(tail)
         if not continues:
             lines = ["── log replaced or lines skipped ──", *lines]
-        if lines:
-            self.write_lines(lines)
-        following = self.is_vertical_scroll_end or not self.lines
-        subtitle = "following" if following else "paused (End to follow)"
+        self.append(lines)
+        subtitle = "following" if self.following else "paused (End to follow)"
         if self.border_subtitle != subtitle:
             self.border_subtitle = subtitle

@@ -1,0 +1,154 @@
+"""The headless commands as the operator runs them: `ocrtui status --json`, `up`, `down`,
+`restart NAME`, with their exit codes; the done-when check on the demo pod end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from tests.control.conftest import SimPod, kill_servers
+
+DEMO_PORTS = (18000, 18001)
+
+
+def ocrtui(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> Any:
+    return subprocess.run(
+        [sys.executable, "-m", "ocrtui", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def status_json(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    proc = ocrtui(*args, "status", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+def model_row(status: dict[str, Any], name: str) -> dict[str, Any]:
+    row: dict[str, Any] = next(m for m in status["models"] if m["name"] == name)
+    return row
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_demo_sigkill_crashed_orphan_then_restart_ready(tmp_path: Path) -> None:
+    """Done-when: SIGKILL a model's API server on the demo pod; `status --json` shows it
+    crashed with an orphan row; `restart` brings it back ready with no orphan left."""
+    busy = [p for p in DEMO_PORTS if not _port_free(p)]
+    assert not busy, f"demo ports {busy} are taken by another process on this machine"
+    env = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    demo_dir = tmp_path / "state" / "ocrtui" / "demo"
+    try:
+        up = ocrtui("--demo", "up", env=env, timeout=150)
+        assert up.returncode == 0, up.stdout + up.stderr
+        status = status_json("--demo", env=env)
+        names = [m["name"] for m in status["models"]]
+        assert all(m["state"] == "ready" for m in status["models"]), status["models"]
+        assert status["pod"]["simulated_gpu"] and status["gpus"][0]["simulated"]
+        name = names[0]
+        api_pid = model_row(status, name)["pid"]
+
+        os.kill(api_pid, signal.SIGKILL)
+        status = status_json("--demo", env=env)
+        row = model_row(status, name)
+        assert row["state"] == "crashed" and row["pid"] is None
+        orphans = [p for p in status["processes"] if p["model"] == f"orphan:{name}"]
+        assert orphans and orphans[0]["title"] == "VLLM::EngineCore" and orphans[0]["used_mib"]
+
+        restart = ocrtui("--demo", "restart", name, env=env, timeout=150)
+        assert restart.returncode == 0, restart.stdout + restart.stderr
+        assert f"{name}: killing orphans {orphans[0]['pid']}" in restart.stdout
+        assert restart.stdout.strip().splitlines()[-1] == f"{name}: ready"
+        status = status_json("--demo", env=env)
+        assert model_row(status, name)["state"] == "ready"
+        assert not [p for p in status["processes"] if (p["model"] or "").startswith("orphan:")]
+
+        down = ocrtui("--demo", "down", env=env)
+        assert down.returncode == 0, down.stderr
+        status = status_json("--demo", env=env)
+        assert [m["state"] for m in status["models"]] == ["down", "down"]
+        assert status["processes"] == []
+    finally:
+        kill_servers(demo_dir)
+
+
+def _write_config(path: Path, sim_pod: SimPod, *models: dict[str, Any]) -> Path:
+    pod = {"kind": "local", **sim_pod.pod_fields()}
+    pod["vllm_command"] = list(pod["vllm_command"])
+    data = {"pod": pod, "models": list(models), "ui": {"refresh_s": 0.25}}
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def test_restart_exit_codes_and_progress(sim_pod: SimPod, tmp_path: Path) -> None:
+    cfg = _write_config(tmp_path / "ocrtui.toml", sim_pod, sim_pod.model("glm"))
+    unknown = ocrtui("--config", str(cfg), "restart", "nope")
+    assert unknown.returncode == 2
+    assert "no model named 'nope'" in unknown.stderr and "Traceback" not in unknown.stderr
+
+    ok = ocrtui("--config", str(cfg), "restart", "glm")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    lines = ok.stdout.splitlines()
+    assert lines[0] == "glm: not running" and lines[-1] == "glm: ready"
+    assert any(line.startswith("glm: starting: ") for line in lines)
+
+    down = ocrtui("--config", str(cfg), "down")
+    assert down.returncode == 0 and "glm: stopped" in down.stdout
+
+
+def test_failed_start_exits_1_with_the_hint(sim_pod: SimPod, tmp_path: Path) -> None:
+    bad = sim_pod.model("lighton", extra_args=[*sim_pod.model("x")["extra_args"], "--bogus-flag"])
+    cfg = _write_config(tmp_path / "ocrtui.toml", sim_pod, bad)
+    up = ocrtui("--config", str(cfg), "up")
+    assert up.returncode == 1, up.stdout + up.stderr
+    assert "ocrtui: lighton failed to start" in up.stderr
+    assert "hint: " in up.stderr and "--bogus-flag" in up.stderr
+    status = status_json("--config", str(cfg))
+    row = model_row(status, "lighton")
+    assert row["state"] == "crashed" and "--bogus-flag" in row["hint"]
+
+
+def test_unreachable_pod_exits_3(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tmp_path / "ocrtui.toml"
+    cfg.write_text(
+        tomli_w.dumps(
+            {
+                "pod": {
+                    "kind": "ssh",
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "connect_timeout_s": 3.0,
+                    "ssh_config": str(tmp_path / "empty_ssh_config"),
+                },
+                "models": [
+                    {"name": "m", "model": "x/y", "port": 8000, "gpu_memory_utilization": 0.4}
+                ],
+            }
+        )
+    )
+    (tmp_path / "empty_ssh_config").write_text("")
+    for command in (["status", "--json"], ["up"], ["down"], ["restart", "m"]):
+        proc = ocrtui("--config", str(cfg), *command)
+        assert proc.returncode == 3, (command, proc.stderr)
+        assert "Traceback" not in proc.stderr

@@ -1,0 +1,97 @@
+"""Widget helpers: bars, sparklines, log tails, following panes, theme files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.app import App, ComposeResult
+
+from ocrtui.tui.themes import load_themes, parse_theme
+from ocrtui.tui.widgets.format import segments, sparkline
+from ocrtui.tui.widgets.log_pane import FollowingLog, new_lines
+
+
+def test_segments_fill_the_width_and_keep_small_parts_visible() -> None:
+    parts = [(18000, "a"), (24000, "b"), (50, "orphan")]
+    out = segments(parts, 46068, 60)
+    assert sum(n for n, _ in out) == 60
+    styles = [s for _, s in out]
+    assert styles[:3] == ["a", "b", "orphan"] and styles[-1] == ""  # free cells last
+    assert dict((s, n) for n, s in out)["orphan"] == 1
+
+
+def test_segments_never_overflow_when_over_committed() -> None:
+    out = segments([(40000, "a"), (40000, "b")], 46068, 30)
+    assert sum(n for n, _ in out) == 30 and "" not in [s for _, s in out]
+
+
+def test_sparkline_is_scaled_and_bounded() -> None:
+    assert sparkline([0, 46068], 46068) == "▁█"
+    assert sparkline([10**9], 100) == "█"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ([], ["a", "b"], (["a", "b"], True)),
+        (["a", "b", "c"], ["b", "c", "d"], (["d"], True)),
+        (["a", "b"], ["a", "b"], ([], True)),
+        (["x", "y"], ["p", "q"], (["p", "q"], False)),  # replaced (restart) or skipped
+        (["a", "a"], ["a", "a", "a"], (["a"], True)),  # repeated lines: longest overlap
+    ],
+)
+def test_new_lines(old: list[str], new: list[str], expected: tuple[list[str], bool]) -> None:
+    assert new_lines(old, new) == expected
+
+
+class _Pane(App[None]):
+    def compose(self) -> ComposeResult:
+        yield FollowingLog(max_lines=500)
+
+
+async def test_following_log_stops_when_scrolled_up_and_resumes_at_end() -> None:
+    app = _Pane()
+    async with app.run_test(size=(40, 10)) as pilot:
+        log = app.query_one(FollowingLog)
+        log.append([f"line {i} " + "x" * 80 for i in range(50)])  # wide: a horizontal bar
+        await pilot.pause()
+        log.append([f"more {i}" for i in range(5)])
+        await pilot.pause()
+        assert log.following and log.scroll_y == log.max_scroll_y
+        log.scroll_to(y=0, animate=False)
+        await pilot.pause()
+        assert not log.following
+        log.append(["while reading"])
+        await pilot.pause()
+        assert log.scroll_y == 0
+        await pilot.press("end")
+        await pilot.pause()
+        assert log.following
+        log.append(["tail again"])
+        await pilot.pause()
+        assert log.scroll_y == log.max_scroll_y
+
+
+def test_builtin_themes_are_valid() -> None:
+    from ocrtui.tui.themes import BUILTIN_THEME_DIR
+
+    loaded = load_themes(BUILTIN_THEME_DIR)
+    assert loaded.warnings == []
+    assert {t.name for t in loaded.themes} >= {"ocrtui-dark", "ocrtui-light"}
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('name = "x"\n', "colors: Field required"),
+        ('name = "x"\ncolour = 1\n[colors]\nprimary = "#fff"\n', "colour: unknown key"),
+        ('name = "bad name"\n[colors]\nprimary = "#fff"\n', "name:"),
+        ("name = \n", "invalid TOML"),
+    ],
+)
+def test_invalid_theme_files_name_the_problem(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=problem):
+        parse_theme(path)

@@ -17,7 +17,7 @@ from ocrtui.tui.source import ReplaySource
 SIZE = (150, 46)
 MODELS = ("glm-ocr", "lighton-ocr")
 PAGE_TEXT = "\n".join(
-    f"第{i}条 租金：每月人民币肆仟伍佰元整（¥4,500.00），按季度支付。Tenant: Zhang San, ID 11010519900307{i:04d}"
+    f"第{i}条 租金：每月人民币肆仟伍佰元整（¥4,500.00），按季度支付。ID 11010519900307{i:04d}"
     for i in range(40)
 )
 
@@ -61,7 +61,7 @@ def snapshot(tick: int) -> Snapshot:
                 120.0 + wobble,
                 True,
             ),
-        ),  # fmt: skip
+        ),
         processes=procs,
         models=tuple(
             ModelStatus(
@@ -79,7 +79,7 @@ def snapshot(tick: int) -> Snapshot:
                 used_mib=18000 + 7000 * i - 400,
             )
             for i, n in enumerate(MODELS)
-        ),  # fmt: skip
+        ),
     )
 
 

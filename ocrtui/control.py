@@ -21,7 +21,8 @@ from typing import Any
 from ocrtui.config import Config, ModelConfig
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
 from ocrtui.pod.base import ConnState, Pod
-from ocrtui.vllm.lifecycle import Lifecycle, LifecycleError, ModelStatusLike
+from ocrtui.pod.factory import make_pod
+from ocrtui.vllm.lifecycle import Lifecycle, LifecycleError, ModelStatusLike, is_server_of
 from ocrtui.vllm.probe import ModelProbe, ProbeResult
 from ocrtui.vllm.state import ModelState, ProcessFacts
 
@@ -36,7 +37,6 @@ __all__ = [
     "Progress",
     "Snapshot",
     "down_command",
-    "ensure_up",
     "restart_command",
     "status_command",
     "up_command",
@@ -132,8 +132,6 @@ Progress = Callable[[str, str], None]
 
 class Controller:
     def __init__(self, config: Config, *, pod: Pod | None = None, demo: bool = False) -> None:
-        from ocrtui.pod.factory import make_pod
-
         self.config = config
         self.demo = demo
         self.pod = pod or make_pod(config.pod)
@@ -318,9 +316,9 @@ class Controller:
         probe = self._probes[model.name]
         seen: list[tuple[MonitorView, ProcessFacts | None]] = []
 
-        def facts_now() -> ProcessFacts | None:
+        async def facts_now() -> ProcessFacts | None:
             view = self.monitor.view
-            facts = self._facts(model, view)
+            facts = await self._facts(model, view)
             seen.append((view, facts))
             return facts
 
@@ -329,28 +327,32 @@ class Controller:
         view, facts = seen[-1] if seen else (self.monitor.view, None)
         return self._model_status(model, view, facts, result)
 
-    def _facts(self, model: ModelConfig, view: MonitorView) -> ProcessFacts | None:
+    async def _facts(self, model: ModelConfig, view: MonitorView) -> ProcessFacts | None:
         sample = view.sample
         if sample is None:
             return None
         lc = self.lifecycle
         launched = lc.launched.get(model.name) if lc else None
-        pending = lc.launch_pending(model.name, view) if lc else False
-        apis = [v for v in sample.vllm if v.kind == "api" and v.served == model.name]
+        apis = [v for v in sample.vllm if is_server_of(v, model)]
         api_pids = {v.pid for v in apis}
         usage = view.model(model.name)
         server: int | None = None
         if usage is not None and usage.server_pid in api_pids:
             server = usage.server_pid
-        elif launched is not None and any(v.pid == launched for v in sample.vllm):
+        elif launched is not None and launched in api_pids:
             server = launched
         elif apis:
             server = apis[0].pid
+        alive = server is not None
+        if not alive and lc is not None:
+            unlisted, pid = lc.unlisted_launch(model.name, view)
+            if unlisted and pid is None:
+                alive = True  # launching: the pid is not back yet
+            elif unlisted and pid is not None and await self.pod.signal(pid, 0):
+                server, alive = pid, True
         orphans = tuple((o.pid, o.used_mib or 0) for o in view.orphans if o.model == model.name)
         listening = usage is not None and usage.port_state == "listen"
-        if server is None and pending:
-            server = launched
-        return ProcessFacts(server, server is not None or pending, listening, orphans)
+        return ProcessFacts(server, alive, listening, orphans)
 
     def _model_status(
         self,
@@ -508,13 +510,3 @@ def down_command(config: Config, *, demo: bool = False) -> int:
 def restart_command(config: Config, name: str, *, demo: bool = False) -> int:
     config.model(name)  # an unknown name is a usage error (exit 2) before connecting
     return _run_operation(config, demo, lambda ctl: ctl.restart(name, _print_progress))
-
-
-async def ensure_up(config: Config, progress: Progress | None = None, *, demo: bool = True) -> None:
-    """Start whatever models are not ready (the demo servers before `ocrtui demo`/compare)."""
-    ctl = Controller(config, demo=demo)
-    try:
-        await ctl.start()
-        await ctl.ensure_up(progress)
-    finally:
-        await ctl.close()

@@ -47,10 +47,10 @@ class RapidOcrEngine:
         result = ocr(image)  # type: ignore[operator]
         if result.boxes is None or result.txts is None:
             return ""
-        return _join_lines(list(zip(result.boxes.tolist(), result.txts, strict=True)))
+        return join_lines(list(zip(result.boxes.tolist(), result.txts, strict=True)))
 
 
-def _join_lines(items: list[tuple[list[list[float]], str]]) -> str:
+def join_lines(items: list[tuple[list[list[float]], str]]) -> str:
     """Boxes on the same visual line (overlapping vertical centres) join with a space."""
     rows: list[tuple[float, float, list[tuple[float, str]]]] = []
     for box, text in sorted(items, key=lambda it: min(p[1] for p in it[0])):

@@ -221,7 +221,11 @@ class OcrtuiApp(App[int]):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
-            path = self.save_screenshot(f"ocrtui-{stamp}.svg", str(folder))
+            name, n = f"ocrtui-{stamp}.svg", 1
+            while (folder / name).exists():  # two in the same millisecond
+                n += 1
+                name = f"ocrtui-{stamp}-{n}.svg"
+            path = self.save_screenshot(name, str(folder))
         except OSError as exc:
             self.notify(f"screenshot not saved: {exc}", severity="error")
             return
@@ -246,7 +250,7 @@ class OcrtuiApp(App[int]):
 def _controller(config: Config, demo: bool) -> PodSource:
     from ocrtui.control import Controller
 
-    return Controller(config, demo=demo)  # type: ignore[no-any-return]
+    return Controller(config, demo=demo)
 
 
 def run_dashboard(config: Config, *, readonly: bool, demo: bool) -> int:

@@ -108,7 +108,8 @@ class RunView:
             self.references.popitem(last=False)
 
     def text(self, key: str, model: str) -> PageResult | None:
-        return self._texts.get(model, {}).get(key)
+        texts = self._texts.get(model)
+        return texts.get(key) if texts is not None else None
 
     def p50(self, model: str) -> float | None:
         lat = self._latencies.get(model)

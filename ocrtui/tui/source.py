@@ -1,13 +1,14 @@
 """What the dashboard needs from the pod: the Controller's interface, as a Protocol.
 
-The app accepts anything shaped like :class:`ocrtui.control.Controller`; tests and
-benchmarks pass a :class:`ReplaySource` that plays recorded snapshots through the same
-widgets, so screenshots of every state are deterministic.
+The dashboard reads ``snapshot`` on its own timer (so a fast publisher cannot flood it)
+and calls the operations. Anything shaped like :class:`ocrtui.control.Controller` will
+do; tests and benchmarks pass a :class:`ReplaySource`, which plays recorded snapshots
+through the same widgets so that screenshots of every state are deterministic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 from ocrtui.control import Progress, Snapshot
@@ -19,7 +20,6 @@ class PodSource(Protocol):
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
-    def subscribe(self, cb: Callable[[Snapshot], None]) -> Callable[[], None]: ...
     async def ensure_up(self, progress: Progress | None = None) -> None: ...
     async def stop_model(self, name: str, progress: Progress | None = None) -> None: ...
     async def restart(self, name: str, progress: Progress | None = None) -> None: ...
@@ -41,7 +41,6 @@ class ReplaySource:
             raise ValueError("ReplaySource needs at least one snapshot")
         self._snapshots = list(snapshots)
         self._index = 0
-        self._subscribers: list[Callable[[Snapshot], None]] = []
         self.logs = dict(logs or {})
         self.urls = dict(urls or {})
         self.calls: list[tuple[str, str | None]] = []
@@ -54,21 +53,15 @@ class ReplaySource:
         return None
 
     async def close(self) -> None:
-        self._subscribers.clear()
-
-    def subscribe(self, cb: Callable[[Snapshot], None]) -> Callable[[], None]:
-        self._subscribers.append(cb)
-        return lambda: self._subscribers.remove(cb) if cb in self._subscribers else None
+        return None
 
     def publish(self, snapshot: Snapshot | None = None) -> Snapshot:
-        """Advance to the next recorded snapshot (or publish the given one) and notify."""
+        """Advance to the next recorded snapshot, or make the given one current."""
         if snapshot is not None:
             self._snapshots.append(snapshot)
             self._index = len(self._snapshots) - 1
         else:
             self._index = min(self._index + 1, len(self._snapshots) - 1)
-        for cb in list(self._subscribers):
-            cb(self.snapshot)
         return self.snapshot
 
     async def ensure_up(self, progress: Progress | None = None) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -28,7 +29,7 @@ from ocrtui.config import Config, ModelConfig
 from ocrtui.errors import OcrtuiError
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
 from ocrtui.monitor.attribution import Row
-from ocrtui.monitor.samples import GpuSample
+from ocrtui.monitor.samples import GpuSample, VllmProc
 from ocrtui.pod.base import Pod
 from ocrtui.sim.gpu import SIM_GPU_ENV
 from ocrtui.vllm.logfile import append_marker
@@ -39,6 +40,7 @@ Progress = Callable[[str, str], None]
 STOP_TIMEOUT_S = 30.0
 RELEASE_TIMEOUT_S = 30.0
 SAMPLE_TIMEOUT_S = 15.0
+UNLISTED_TRUST_S = 20.0
 UTILIZATION_SUM_WARN = 0.95
 
 
@@ -169,6 +171,12 @@ def plan_warnings(config: Config, total_mib: int | None) -> list[tuple[str, str]
     return out
 
 
+def is_server_of(v: VllmProc, model: ModelConfig) -> bool:
+    """An API server of this model: its served name and its port both match, so a same-named
+    server elsewhere (another pod user, another config) is never taken for ours."""
+    return v.kind == "api" and v.served == model.name and v.port == model.port
+
+
 def gpu_for(model: ModelConfig, gpus: Sequence[GpuSample]) -> GpuSample | None:
     """The device the model will use: CUDA_VISIBLE_DEVICES in its env, else the first."""
     visible = model.env.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
@@ -246,10 +254,8 @@ class Lifecycle:
         self.release_timeout_s = release_timeout_s
         self.launched: dict[str, int] = {}  # model -> pid of the server this session started
         self._locks: dict[str, asyncio.Lock] = {}
-        # model -> the agent's latest sample seq when the launch began, then again when the
-        # pid came back (samples two beyond that one were taken with the server running).
-        # A restarted agent counts from 1 again: the pair is (agent pid, seq).
-        self._launching: dict[str, tuple[int | None, int]] = {}
+        # model -> monotonic time its launch began, then again when the pid came back
+        self._launching: dict[str, float] = {}
         self.stopping: set[str] = set()  # models being stopped right now
 
     def log_path(self, model: ModelConfig) -> str:
@@ -277,14 +283,11 @@ class Lifecycle:
         The port owner's tree counts only when the owner is this model's API server (or the
         pid we launched): a stranger on the port is named by preflight, never killed here.
         """
+        model = self.config.model(name)
         usage = view.model(name)
         sample = view.sample
         launched = self.launched.get(name)
-        apis = (
-            {v.pid: v for v in sample.vllm if v.kind == "api" and v.served == name}
-            if (sample)
-            else {}
-        )
+        apis = {v.pid: v for v in sample.vllm if is_server_of(v, model)} if sample else {}
         pids: set[int] = set(apis)
         groups = {v.pgid for v in apis.values() if v.pgid > 1}
         if launched is not None:
@@ -311,22 +314,26 @@ class Lifecycle:
         """A start of ``name`` is in progress (from launch until ready or failed)."""
         return name in self._launching
 
-    def launch_pending(self, name: str, view: MonitorView) -> bool:
-        """Whether ``name`` is being launched and the agent may not list the server yet.
+    def unlisted_launch(self, name: str, view: MonitorView) -> tuple[bool, int | None]:
+        """(True, pid) while ``name`` is being launched and the agent does not list its server
+        (yet): pid None before start_detached returned, else the pid to check on the pod.
 
-        Two samples after the pid came back the agent's word is final: a server missing
-        from them has died."""
-        mark = self._launching.get(name)
-        if mark is None:
-            return False
-        if name not in self.launched:
-            return True  # between the log marker and the pid coming back
+        Under load the agent's newest sample may predate the launch however many samples
+        later, so "not listed" alone is no proof of death; the caller asks the pod instead,
+        for at most UNLISTED_TRUST_S after the pid came back.
+        """
+        since = self._launching.get(name)
+        if since is None:
+            return False, None
+        pid = self.launched.get(name)
+        if pid is None:
+            return True, None
         sample = view.sample
-        if sample is None:
-            return True
-        agent, seq = mark
-        base = seq if sample.agent_pid == agent else 0
-        return sample.seq < base + 2
+        if sample is not None and any(v.pid == pid for v in sample.vllm):
+            return False, None
+        if time.monotonic() - since > UNLISTED_TRUST_S:
+            return False, None
+        return True, pid
 
     async def stop(self, name: str, progress: Progress | None = None) -> None:
         async with self._lock(name):
@@ -416,7 +423,7 @@ class Lifecycle:
         self.monitor.begin_launch(name)
         # Registered before the marker goes into the log, so no poll in between takes the
         # marker without a process for a crash.
-        self._launching[name] = self._sample_mark()
+        self._launching[name] = time.monotonic()
         await append_marker(self.pod, log, "launch", name)
         argv = serve_argv(self.config.pod.vllm_command, model)
         progress(name, f"launching: {shlex.join(argv)}")
@@ -428,7 +435,7 @@ class Lifecycle:
             self._end_launch(name)
             raise LifecycleError(f"could not launch {name}: {exc}") from None
         self.launched[name] = pid
-        self._launching[name] = self._sample_mark()
+        self._launching[name] = time.monotonic()
         progress(name, f"started pid {pid}, log {log}")
         return pid
 
@@ -468,10 +475,6 @@ class Lifecycle:
             self._end_launch(name)
         if status.state == "crashed":
             raise LifecycleError(f"{name} failed to start", status.hint)
-
-    def _sample_mark(self) -> tuple[int | None, int]:
-        sample = self.monitor.view.sample
-        return (sample.agent_pid, sample.seq) if sample else (None, 0)
 
     def _end_launch(self, name: str) -> None:
         if self._launching.pop(name, None) is not None:

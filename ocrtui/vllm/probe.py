@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -46,6 +46,7 @@ class ModelProbe:
         self.client = VllmClient(base_url, api_key=model.api_key())
         self._prev: tuple[VllmMetrics, float] | None = None
         self._was_ready = False
+        self._misses = 0  # consecutive failed /health probes of a server that was ready
         self._listed_at: tuple[float, bool | None, int | None] | None = None
         self._quiet_read: tuple[float, ProcessFacts | None, list[str], Mark | None] | None = None
 
@@ -56,7 +57,7 @@ class ModelProbe:
         return await self.pod.tail(self.log_path, lines)
 
     async def poll(
-        self, get_facts: Callable[[], ProcessFacts | None], *, launching: bool = False
+        self, get_facts: Callable[[], Awaitable[ProcessFacts | None]], *, launching: bool = False
     ) -> ProbeResult:
         """Probe over HTTP, then decide with the agent's facts as they are after the probe
         (a server seen refusing while the agent still lists it is then really alive).
@@ -64,6 +65,14 @@ class ModelProbe:
         if launching:
             self._was_ready = False
         health = await self.client.health()
+        if health.status is None and self._was_ready:
+            self._misses += 1
+            if self._misses == 1:
+                # One lost probe (a busy server, a forward re-opening after a reconnect) is
+                # not a state change; a second in a row is.
+                return ProbeResult(Verdict("ready"), health)
+        else:
+            self._misses = 0
         listed: bool | None = None
         mml: int | None = None
         metrics: VllmMetrics | None = None
@@ -79,7 +88,7 @@ class ModelProbe:
         else:
             self._prev = None
             self._listed_at = None
-        facts = get_facts()
+        facts = await get_facts()
         tail: list[str] | None = None
         mark: Mark | None = None
         if not (health.ok and listed):

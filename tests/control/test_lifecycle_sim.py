@@ -62,7 +62,7 @@ async def test_up_in_start_order_states_in_order_then_healthy_restart(
     assert second_launch > first_ready
     assert any(n == "first" and s.startswith("starting: ") for n, s in steps)
     # VRAM attributed to each model's tree, nothing orphaned.
-    assert {p.model for p in snap.processes} == {"first", "second"}
+    assert {p.model for p in snap.processes} == {"first", "second"}, snap.processes
     assert snap.gpus[0].simulated
 
     old_pid = snap.model("first").pid  # type: ignore[union-attr]

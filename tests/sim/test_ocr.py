@@ -8,6 +8,7 @@ import openai
 import pytest
 from rapidfuzz.distance import Levenshtein
 
+from ocrtui.sim.engines import join_lines
 from tests.plugins.sim import SimServers
 from tests.sim.conftest import image_message, page_png
 
@@ -46,3 +47,15 @@ def test_real_text_comes_back(
     assert len(text.splitlines()) == 3, text
     assert r.choices[0].finish_reason == "stop"
     assert r.usage is not None and r.usage.completion_tokens > 10
+
+
+def test_boxes_on_one_visual_line_join_left_to_right() -> None:
+    def box(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
+        return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+
+    items = [
+        (box(300, 12, 400, 40), "right"),
+        (box(10, 10, 200, 42), "left"),
+        (box(10, 80, 200, 110), "next line"),
+    ]
+    assert join_lines(items) == "left right\nnext line"

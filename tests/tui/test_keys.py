@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from ocrtui.control import Progress
 from ocrtui.tui.app import OcrtuiApp
-from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen
+from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen, LauncherDialog
 from ocrtui.tui.themes import read_state
 from ocrtui.tui.widgets.model_card import ModelCard
 from tests.tui import recorded
@@ -201,6 +202,11 @@ async def test_screenshot_key_saves_svg_into_configured_dir(
         shots = list((tmp_path / "shots").glob("ocrtui-*.svg"))
         assert len(shots) == 1 and "<svg" in shots[0].read_text()
         assert any(str(shots[0]) in m for _, m in notes)
+        # The palette offers the same (and not Textual's own, which saves to ~/Downloads).
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        assert "Screenshot" not in commands
+        commands["Save screenshot (SVG)"].callback()
+        assert len(list((tmp_path / "shots").glob("ocrtui-*.svg"))) == 2
 
 
 async def test_keymap_remaps_binding_ids(tmp_path: Path) -> None:
@@ -260,3 +266,20 @@ async def test_themes_load_warn_and_are_remembered(
         assert app2.theme == "ocrtui-light"  # remembered over [ui] theme
     assert any("broken.toml" in w and "colors.primary" in w for w in warnings)
     assert notes == [] or all("broken" not in m for _, m in notes)
+
+
+async def test_launcher_rejects_a_bad_page_spec_and_starts_nothing(make_app: AppFactory) -> None:
+    app, _ = make_app(recorded.READY)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("c")
+        await pilot.pause()
+        assert isinstance(app.screen, LauncherDialog)
+        app.screen.query_one("#pages", Input).value = "3-1"
+        await pilot.click("#start")
+        await pilot.pause()
+        assert isinstance(app.screen, LauncherDialog)
+        assert "3-1" in str(app.screen.query_one("#error").render())
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is app.dashboard and app.run_view is None

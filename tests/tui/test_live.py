@@ -23,6 +23,7 @@ from ocrtui.tui.screens.dialogs import ConfirmDialog, LauncherDialog
 from tests.control.conftest import SimPod, kill_servers
 
 SIZE = (140, 44)
+pytestmark = pytest.mark.slow  # each starts two simulated servers: 6-20 s
 
 
 @pytest.fixture

@@ -13,6 +13,9 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
+from ocrtui.compare.pages import parse_page_spec
+from ocrtui.errors import InputError
+
 DIALOG_CSS = """
 .dialog { align: center middle; background: $background 60%; }
 .dialog > Vertical { width: 76; height: auto; max-height: 90%; border: thick $primary;
@@ -101,16 +104,23 @@ class LauncherDialog(ModalScreen["CompareRequest | None"]):
     @on(Input.Submitted)
     def _start(self) -> None:
         raw = self.query_one("#concurrency", Input).value.strip()
+        pages = self.query_one("#pages", Input).value.strip() or None
+        problem = None
         if not raw.isdigit() or not 1 <= int(raw) <= 256:
-            self.query_one("#error", Static).update(
-                Content.styled("concurrency: a whole number from 1 to 256", "$error")
-            )
+            problem = "concurrency: a whole number from 1 to 256"
+        elif pages is not None:
+            try:
+                parse_page_spec(pages)
+            except InputError as exc:
+                problem = str(exc)
+        if problem is not None:
+            self.query_one("#error", Static).update(Content.styled(problem, "$error"))
             return
         radio = self.query_one("#schedule", RadioSet)
         self.dismiss(
             CompareRequest(
                 documents=tuple(self.query_one("#docs", Input).value.split()),
-                pages=self.query_one("#pages", Input).value.strip() or None,
+                pages=pages,
                 concurrency=int(raw),
                 schedule="parallel" if radio.pressed_index == 1 else "sequential",
             )

@@ -58,8 +58,9 @@ def memory_content(
     plan_parts = [(m.planned_mib or 0, styles.get(m.name, "")) for m in models]
 
     def bar(parts: list[tuple[int, str]], char: str) -> list[tuple[str, str]]:
+        # Free memory is drawn as a light shade, so an empty GPU never looks full.
         return [
-            (char * n, style or "$surface-lighten-2")
+            (char * n, style) if style else ("░" * n, "$text-muted")
             for n, style in segments(parts, gpu.total_mib, width)
         ]
 

@@ -264,9 +264,10 @@ class Lifecycle:
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
 
-    async def _fresh_view(self, samples: int = 1) -> MonitorView:
+    async def _fresh_view(self) -> MonitorView:
+        """The first sample taken after this call (the state before an action)."""
         try:
-            return await self.monitor.next_samples(samples, timeout=SAMPLE_TIMEOUT_S)
+            return await self.monitor.next_samples(1, timeout=SAMPLE_TIMEOUT_S)
         except TimeoutError:
             view = self.monitor.view
             raise LifecycleError(
@@ -302,7 +303,8 @@ class Lifecycle:
 
     def _gone(self, name: str, view: MonitorView) -> bool:
         _, pids = self._model_pids(name, view)
-        return not pids and self.monitor.held_mib(name) == 0
+        usage = view.model(name)
+        return not pids and (usage is None or usage.held_mib == 0)
 
     async def _signal_all(self, groups: set[int], pids: set[int], sig: str) -> None:
         await asyncio.gather(
@@ -344,7 +346,7 @@ class Lifecycle:
         view = await self._fresh_view()
         groups, pids = self._model_pids(name, view)
         await append_marker(self.pod, self.log_path(model), "stop", name)
-        if not groups and not pids and self.monitor.held_mib(name) == 0:
+        if not groups and not pids and self._gone(name, view):
             progress(name, "not running")
             self.launched.pop(name, None)
             return

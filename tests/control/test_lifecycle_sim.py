@@ -205,3 +205,24 @@ async def test_link_drop_keeps_the_verdict_and_recovers(
     )
     assert snap.model("glm").state == "ready"  # type: ignore[union-attr]
     assert log.seen == ["ready"]  # never "starting" or "crashed" while the link was down
+
+
+async def test_kill_orphans_frees_their_memory(
+    make_controller: MakeController, sim_pod: SimPod
+) -> None:
+    ctl: Controller = await make_controller(sim_pod.model("glm"))
+    await ctl.up()
+    api_pid = ctl.snapshot.model("glm").pid  # type: ignore[union-attr]
+    engine = next(p for p in ctl.snapshot.processes if p.model == "glm")
+    assert api_pid is not None
+    os.kill(api_pid, signal.SIGKILL)
+    await ctl.wait_until(lambda s: "orphan:glm" in _orphans(s), 15)
+    assert await ctl.kill_orphans("other-model") == []
+    assert await ctl.kill_orphans("glm") == [(engine.pid, engine.used_mib)]
+    assert sim_pod.gpu.used_mib() == 0
+    # The server we launched is gone without a stop: crashed, now with nothing leaked.
+    snap = await ctl.wait_until(
+        lambda s: not s.processes and s.model("glm").state == "crashed",  # type: ignore[union-attr]
+        10,
+    )
+    assert "orphan" not in (snap.model("glm").hint or "")  # type: ignore[union-attr]

@@ -1,0 +1,1 @@
+"""vLLM servers: HTTP client, metrics, startup stages, failure hints, lifecycle."""

@@ -172,9 +172,11 @@ def plan_warnings(config: Config, total_mib: int | None) -> list[tuple[str, str]
 
 
 def is_server_of(v: VllmProc, model: ModelConfig) -> bool:
-    """An API server of this model: its served name and its port both match, so a same-named
-    server elsewhere (another pod user, another config) is never taken for ours."""
-    return v.kind == "api" and v.served == model.name and v.port == model.port
+    """A live API server of this model: its served name and its port both match, so a
+    same-named server elsewhere (another pod user, another config) is never taken for ours.
+    A zombie (killed, not yet reaped: common in containers whose PID 1 reaps nothing) is no
+    server."""
+    return v.kind == "api" and v.served == model.name and v.port == model.port and v.state != "Z"
 
 
 def gpu_for(model: ModelConfig, gpus: Sequence[GpuSample]) -> GpuSample | None:
@@ -291,6 +293,7 @@ class Lifecycle:
         apis = {v.pid: v for v in sample.vllm if is_server_of(v, model)} if sample else {}
         pids: set[int] = set(apis)
         groups = {v.pgid for v in apis.values() if v.pgid > 1}
+        zombies = {v.pid for v in sample.vllm if v.state == "Z"} if sample else set()
         if launched is not None:
             groups.add(launched)  # start_detached: the server leads its own process group
         if usage is not None:
@@ -299,7 +302,7 @@ class Lifecycle:
             ):
                 pids |= set(usage.tree_pids)
             pids |= set(usage.orphan_pids)
-        return groups, pids
+        return groups, pids - zombies
 
     def _gone(self, name: str, view: MonitorView) -> bool:
         _, pids = self._model_pids(name, view)

@@ -36,7 +36,7 @@ class ProcessFacts:
     """What the agent's latest sample says about one model's processes."""
 
     server_pid: int | None  # the API server: listening on the port, or the one we launched
-    alive: bool  # the server (or any non-orphan process of its tree) is running
+    alive: bool  # the API server runs (or is being launched and not listed by the agent yet)
     listening: bool  # something listens on the model's port
     orphans: tuple[tuple[int, int], ...] = ()  # (pid, MiB) of leftover vLLM processes
 

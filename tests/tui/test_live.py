@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -14,46 +13,24 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from ocrtui.config import Config, parse_config
 from ocrtui.control import Controller, Snapshot
 from ocrtui.tui.app import OcrtuiApp, save_screenshot_headless
 from ocrtui.tui.messages import OperationProgress
 from ocrtui.tui.screens.compare import ComparePane, CompareScreen
 from ocrtui.tui.screens.dialogs import ConfirmDialog, LauncherDialog
-from tests.control.conftest import SimPod, kill_servers
+from tests.tui.livepod import LivePod
 
 SIZE = (140, 44)
 pytestmark = pytest.mark.slow  # each starts two simulated servers: 6-20 s
 
 
 @pytest.fixture
-def sim_pod(tmp_path: Path) -> Iterator[SimPod]:
-    sp = SimPod(tmp_path)
+def pod(tmp_path: Path) -> Iterator[LivePod]:
+    lp = LivePod(tmp_path)
     try:
-        yield sp
+        yield lp
     finally:
-        kill_servers(sp.gpu.path)
-
-
-def live_config(sp: SimPod, tmp_path: Path) -> Config:
-    # Served names unique to this test: the local agent sees every process on the machine,
-    # and other tests may be serving a "glm-ocr" of their own at the same time.
-    tag = secrets.token_hex(3)
-    models = [
-        sp.model(f"glm-{tag}", profile="glm-ocr", start_order=1),
-        sp.model(f"lighton-{tag}", model="lightonai/LightOnOCR-2-1B", profile="lighton-ocr",
-                 gpu_memory_utilization=0.55, start_order=2),
-    ]  # fmt: skip
-    return parse_config(
-        {
-            "pod": {"kind": "local", "name": "demo-test", **sp.pod_fields()},
-            "models": models,
-            "compare": {"warm_runs": 1, "throughput_requests": 2, "concurrency": 2},
-            "ui": {"refresh_s": 0.25, "screenshot_dir": str(tmp_path / "shots"),
-                   "theme_dir": str(tmp_path / "themes")},
-        },
-        "live test config",
-    )  # fmt: skip
+        lp.kill_all()
 
 
 class Live:
@@ -89,9 +66,9 @@ class Live:
 
 
 @pytest.fixture
-async def live(sim_pod: SimPod, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+async def live(pod: LivePod, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     controllers: list[Controller] = []
-    config = live_config(sim_pod, tmp_path)  # one config: the ports are chosen here
+    config = pod.config()  # one config: the ports are chosen here
 
     def make(readonly: bool = False) -> tuple[OcrtuiApp, Controller]:
         ctl = Controller(config)
@@ -243,9 +220,9 @@ async def test_comparison_streams_into_both_panes_and_is_rejoined(
         assert results.count(b"\n") == sum(len(row.outcomes) for row in app.run_view.rows.values())
 
 
-def test_headless_screenshot_through_a_comparison(sim_pod: SimPod, tmp_path: Path) -> None:
+def test_headless_screenshot_through_a_comparison(pod: LivePod, tmp_path: Path) -> None:
     """`ocrtui demo --screenshot F --compare`, on this test's pod instead of the demo's."""
-    config = live_config(sim_pod, tmp_path)
+    config = pod.config()
     out = tmp_path / "shot.svg"
     assert save_screenshot_headless(config, str(out), compare=True) == 0
     svg = out.read_text()

@@ -335,10 +335,14 @@ class Controller:
         launched = lc.launched.get(model.name) if lc else None
         apis = [v for v in sample.vllm if is_server_of(v, model)]
         api_pids = {v.pid for v in apis}
+        rows = {v.pid: v for v in sample.vllm}
         usage = view.model(model.name)
+        owner = usage.server_pid if usage is not None else None
+        # The port owner is the server unless it is a server of some other model.
+        foreign = owner in rows and rows[owner].kind == "api" and owner not in api_pids
         server: int | None = None
-        if usage is not None and usage.server_pid in api_pids:
-            server = usage.server_pid
+        if owner is not None and not foreign:
+            server = owner
         elif launched is not None and launched in api_pids:
             server = launched
         elif apis:

@@ -1,4 +1,5 @@
-"""`ocrtui compare`: arguments to a run plan, model URLs from the Controller, headless output.
+"""`ocrtui compare`: arguments to a run plan, model URLs from the Controller, headless output
+(or, on a terminal without --headless, the dashboard's comparison screen).
 
 Exit codes: 0 all done; 1 failed pages or documents (or the run was interrupted);
 2 usage, config or input error; 3 pod or model server unreachable.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +90,8 @@ def build_request(config: Config, args: argparse.Namespace) -> CompareRequest:
         )
     if reference == TEXT_LAYER and suite and not docs:
         raise InputError("--reference text-layer applies to documents given on the command line")
+    if not specs:
+        raise InputError("nothing to compare: no documents")
 
     names = args.models.split(",") if args.models else saved.get("models")
     if names:
@@ -123,8 +127,13 @@ def build_request(config: Config, args: argparse.Namespace) -> CompareRequest:
 
 def compare_command(config: Config, args: argparse.Namespace, demo: bool) -> int:
     request = build_request(config, args)
-    # The dashboard's comparison screen is opened from the dashboard; from the command line
-    # this command always reports headless.
+    if not args.headless:
+        if sys.stdout.isatty():
+            # Imported here: only the dashboard imports Textual, and only when it opens.
+            from ocrtui.tui.app import run_comparison_dashboard
+
+            return run_comparison_dashboard(config, request, demo=demo)
+        print("ocrtui: stdout is not a terminal; comparing headless", file=sys.stderr)
     return asyncio.run(_with_controller(config, request, demo))
 
 
@@ -169,8 +178,6 @@ async def run_headless(
     request: CompareRequest, targets: list[ModelTarget], console: Console | None = None
 ) -> int:
     console = console or Console()
-    if not request.documents:
-        raise InputError("nothing to compare: no documents")
     await check_reachable(targets)
     store = open_store(request)
     plan = RunPlan(request.documents, tuple(targets), request.settings)

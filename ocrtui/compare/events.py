@@ -4,6 +4,7 @@ Per run: RunStarted, then DocumentReady/DocumentFailed for each document, then p
 the speed phases (PhaseStarted, PhaseProgress…, PhaseDone for cold, warm, throughput),
 then the documents phase (PhaseStarted, PageStarted/PageDone/PageFailed per page, DocumentDone
 per document, PhaseDone), and last RunDone. Pages of the two models interleave.
+A subscriber that joins late replays a compact history (history.py).
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ Phase = Literal["cold", "warm", "throughput", "documents"]
 SPEED_PHASES: tuple[Phase, ...] = ("cold", "warm", "throughput")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunStarted:
     run_dir: str
     models: tuple[str, ...]
     documents: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DocumentReady:
     doc: str
     category: str
@@ -30,20 +31,20 @@ class DocumentReady:
     has_reference: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DocumentFailed:
     doc: str
     error: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PhaseStarted:
     model: str
     phase: Phase
     total: int  # requests (speed phases) or pages (documents) this phase will send
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PhaseProgress:
     model: str
     phase: Phase
@@ -51,7 +52,7 @@ class PhaseProgress:
     total: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PhaseDone:
     model: str
     phase: Phase
@@ -59,19 +60,19 @@ class PhaseDone:
     skipped: bool = False  # already done in the run being resumed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PageStarted:
     model: str
     doc: str
     page: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PageDone:
     model: str
     doc: str
     page: int
-    text: str
+    text: str | None  # None in a replayed history beyond its last texts (see history.py)
     latency_s: float | None
     prompt_tokens: int | None
     completion_tokens: int | None
@@ -81,7 +82,7 @@ class PageDone:
     resumed: bool = False  # finished by the run being resumed, not sent again
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PageFailed:
     model: str
     doc: str
@@ -89,7 +90,7 @@ class PageFailed:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DocumentDone:
     model: str
     doc: str
@@ -99,7 +100,7 @@ class DocumentDone:
     pages_per_s: float | None  # None when resumed pages make the timing partial
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunDone:
     summary: dict[str, Any] = field(repr=False)
     exit_code: int

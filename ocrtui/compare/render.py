@@ -11,10 +11,12 @@ import asyncio
 import atexit
 import io
 import multiprocessing
+import sys
 from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any, Literal
 
@@ -140,10 +142,25 @@ def _inspect(spec: DocumentSpec) -> Document:
 # Event-loop side ----------------------------------------------------------------------------
 
 
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (the forkserver's) with the real stderr.
+
+    The tracker hands ``sys.stderr.fileno()`` to its child; an app that captures stderr
+    (Textual's stand-in says ``fileno() == -1``) makes that spawn fail with "bad value(s)
+    in fds_to_keep". Once started, the tracker is reused by every later pool.
+    """
+    captured, sys.stderr = sys.stderr, sys.__stderr__
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        sys.stderr = captured
+
+
 class RenderPool:
     """Async front of the worker processes; one per run."""
 
     def __init__(self, workers: int) -> None:
+        _start_resource_tracker()
         # forkserver: workers fork from a clean server that preloaded PDFium and Pillow,
         # never from this process with its event loop and threads.
         ctx = multiprocessing.get_context("forkserver")

@@ -7,7 +7,8 @@ documents phase runs all models side by side. Pages are rendered in a process po
 the requests, at most ``max_rendered_pages`` (split between the models) in memory at once.
 
 A :class:`CompareRun` owns its task: consumers (a dashboard screen, the CLI) subscribe,
-may go away and subscribe again (the history is replayed), and never slow the run down.
+may go away and subscribe again (a compact history is replayed, see history.py), and never
+slow the run down.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from ocrtui.compare.events import (
     RunDone,
     RunStarted,
 )
+from ocrtui.compare.history import EventHistory
 from ocrtui.compare.profiles import render_target
 from ocrtui.compare.render import RenderedPage, RenderError, RenderPool
 from ocrtui.compare.scoring import cer, flags_for
@@ -68,13 +70,12 @@ class CompareRun:
     def __init__(self, plan: RunPlan, store: RunStore) -> None:
         self.plan = plan
         self.store = store
-        self.events: list[Event] = []
+        self.history = EventHistory()
         self.documents: list[Document] = []
         self.failed_documents: dict[str, str] = {}
-        self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._started = False
-        self._cancel_early = False
+        self._cancel_requested = False
         self.result: RunDone | None = None
 
     # Consumers ------------------------------------------------------------------------------
@@ -86,26 +87,17 @@ class CompareRun:
     def done(self) -> bool:
         return self.result is not None
 
-    async def subscribe(self) -> AsyncIterator[Event]:
-        """Every event from the first, then live ones, ending after RunDone."""
-        i = 0
-        while True:
-            while i < len(self.events):
-                ev = self.events[i]
-                i += 1
-                yield ev
-                if isinstance(ev, RunDone):
-                    return
-            self._changed.clear()
-            if i < len(self.events):
-                continue
-            await self._changed.wait()
+    def subscribe(self) -> AsyncIterator[Event]:
+        """The history (compact: see history.py), then live events, ending after RunDone."""
+        return self.history.subscribe()
 
     def cancel(self) -> None:
-        if not self._started:
-            # A task cancelled before its first step would end without RunDone.
-            self._cancel_early = True
-        elif self._task is not None and not self._task.done():
+        # Once only: a second cancel would interrupt the summary being written.
+        if self._cancel_requested:
+            return
+        self._cancel_requested = True
+        # A task cancelled before its first step would end without RunDone; _main checks.
+        if self._started and self._task is not None and not self._task.done():
             self._task.cancel()
 
     async def wait(self) -> RunDone:
@@ -116,8 +108,7 @@ class CompareRun:
         return self.result
 
     def _emit(self, ev: Event) -> None:
-        self.events.append(ev)
-        self._changed.set()
+        self.history.append(ev)
 
     # The run ---------------------------------------------------------------------------------
 
@@ -132,7 +123,7 @@ class CompareRun:
         error: str | None = None
         try:
             try:
-                if self._cancel_early:
+                if self._cancel_requested:
                     raise asyncio.CancelledError
                 await self._protocol(pool, client)
             except asyncio.CancelledError:

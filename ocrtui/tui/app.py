@@ -1,4 +1,5 @@
-"""The Textual app and the two entry points the CLI dispatches to.
+"""The Textual app and the entry points the CLI dispatches to (the dashboard, `ocrtui compare`
+on a terminal, the headless screenshot).
 
 The app owns the pod source (the Controller, or a replay in tests), every worker that does
 slow work (connecting, lifecycle operations, log tails, the comparison run) and the single
@@ -13,13 +14,13 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerFailed, WorkerState
 
 from ocrtui.config import Config
 from ocrtui.tui.messages import LogTail, OperationProgress
@@ -36,6 +37,10 @@ from ocrtui.tui.themes import (
     user_theme_dir,
     write_state,
 )
+
+if TYPE_CHECKING:
+    from ocrtui.compare.cli import CompareRequest as ResolvedRequest
+    from ocrtui.compare.runner import CompareRun
 
 FALLBACK_THEME = "ocrtui-dark"
 LOG_LINES = 200
@@ -57,6 +62,7 @@ class OcrtuiApp(App[int]):
         readonly: bool = False,
         start_servers: bool = False,
         state_path: Path | None = None,
+        compare: ResolvedRequest | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -66,6 +72,10 @@ class OcrtuiApp(App[int]):
         self.state_path = state_path or default_state_path()
         self.dashboard = DashboardScreen()
         self.run_view: RunView | None = None
+        self.compare_run: CompareRun | None = None
+        self.compare_error: BaseException | None = None  # the comparison could not start
+        self._initial_compare = compare  # `ocrtui compare` on a terminal: opened on its run
+        self._connecting: Worker[None] | None = None
         self.source_error: BaseException | None = None  # connecting failed
         self._theme_ready = False
 
@@ -76,7 +86,9 @@ class OcrtuiApp(App[int]):
         if self.config.ui.keymap:
             self.set_keymap(dict(self.config.ui.keymap))
         self.push_screen(self.dashboard)
-        self._connect()
+        self._connecting = self._connect()
+        if self._initial_compare is not None:
+            self.start_comparison(self._initial_compare)
 
     def _load_themes(self) -> None:
         loaded = load_themes(BUILTIN_THEME_DIR, user_theme_dir(self.config.ui.theme_dir))
@@ -182,28 +194,42 @@ class OcrtuiApp(App[int]):
     def comparison_running(self) -> bool:
         return self.run_view is not None and not self.run_view.finished
 
-    def start_comparison(self, request: CompareRequest) -> None:
+    def start_comparison(self, request: CompareRequest | ResolvedRequest) -> None:
+        """Start a run (the launcher's choices, or a request `ocrtui compare` resolved)."""
         if not self.comparison_running:
-            label = " ".join(request.documents) or "sample suite"
-            names = [m.name for m in self.config.ordered_models()]
+            if isinstance(request, CompareRequest):
+                label = " ".join(request.documents) or "sample suite"
+                names = [m.name for m in self.config.ordered_models()]
+            else:
+                suite = request.info.get("suite")
+                label = " ".join(request.info.get("docs") or []) or Path(suite or "suite").stem
+                names = list(request.models)
             self.run_view = RunView(names, label)
             self._compare(request, self.run_view)
             self.dashboard.refresh_bindings()
         self.show_comparison()
 
     @work(group="compare", exclusive=True, exit_on_error=False, description="comparison")
-    async def _compare(self, request: CompareRequest, view: RunView) -> None:
-        from ocrtui.tui.comparing import follow, launch
+    async def _compare(self, request: CompareRequest | ResolvedRequest, view: RunView) -> None:
+        from ocrtui.tui.comparing import follow, launch, resolve
 
         run = None
         try:
-            run = await launch(self, request, view)
+            if self._connecting is not None:
+                try:  # the model URLs (and, for the demo, the servers) come from connecting
+                    await self._connecting.wait()
+                except WorkerFailed as exc:
+                    raise exc.error from None
+            if isinstance(request, CompareRequest):
+                request = await resolve(self, request)
+            run = self.compare_run = await launch(self, request, view)
             await follow(run, view)
         except asyncio.CancelledError:
             if run is not None:
                 run.cancel()  # the app is closing: results so far are on disk (--resume)
             raise
         except Exception as exc:
+            self.compare_error = exc
             view.finish(str(exc) or type(exc).__name__)
             raise
         finally:
@@ -264,6 +290,38 @@ def run_dashboard(config: Config, *, readonly: bool, demo: bool) -> int:
         return app.return_code or 0
 
     return asyncio.run(main())
+
+
+def run_comparison_dashboard(config: Config, request: ResolvedRequest, *, demo: bool) -> int:
+    """`ocrtui compare` on a terminal: the dashboard, opened on this run's comparison screen.
+
+    After the operator quits, the exit status is the one the headless run would give:
+    0 all done, 1 failed pages or documents (or quit before the end), 2 input error,
+    3 pod unreachable.
+    """
+
+    async def main() -> int:
+        app = comparison_app(config, request, demo=demo)
+        try:
+            await app.run_async()
+            return await comparison_exit_code(app)
+        finally:
+            await app.source.close()
+
+    return asyncio.run(main())
+
+
+def comparison_app(config: Config, request: ResolvedRequest, *, demo: bool) -> OcrtuiApp:
+    return OcrtuiApp(config, _controller(config, demo), start_servers=demo, compare=request)
+
+
+async def comparison_exit_code(app: OcrtuiApp) -> int:
+    """Once the app has exited: stop its run if unfinished (summary written), its status."""
+    if app.compare_run is not None:
+        app.compare_run.cancel()  # no-op when it is done
+        return (await app.compare_run.wait()).exit_code
+    error = app.source_error or app.compare_error
+    return int(getattr(error, "exit_code", 1))
 
 
 SCREENSHOT_SIZE = (150, 46)

@@ -2,17 +2,17 @@
 
 The run itself is the compare layer's (``ocrtui.compare.runner``), built exactly as the
 headless ``ocrtui compare`` builds it; this module only turns the launcher's choices into
-its arguments and its events into the bounded view the comparison screen shows.
+its arguments (``ocrtui compare`` on a terminal hands over the request it resolved) and its
+events into the bounded view the comparison screen shows.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
-from multiprocessing import resource_tracker
 from typing import TYPE_CHECKING
 
+from ocrtui.compare.cli import CompareRequest as ResolvedRequest
 from ocrtui.compare.cli import build_request, check_reachable, open_store
 from ocrtui.compare.client import ModelTarget
 from ocrtui.compare.events import (
@@ -52,27 +52,15 @@ def request_args(request: CompareRequest) -> argparse.Namespace:
     )
 
 
-def _start_resource_tracker() -> None:
-    """Start multiprocessing's resource tracker with the real stderr.
-
-    While the app runs, Textual's stand-in sys.stderr reports fileno() == -1, and the
-    tracker (started on first use by the render pool) hands stderr's fd to its child:
-    spawning fails with "bad value(s) in fds_to_keep". Started once here, it is reused.
-    """
-    captured, sys.stderr = sys.stderr, sys.__stderr__
-    try:
-        resource_tracker.ensure_running()
-    finally:
-        sys.stderr = captured
-
-
-async def launch(app: OcrtuiApp, request: CompareRequest, view: RunView) -> CompareRun:
+async def resolve(app: OcrtuiApp, request: CompareRequest) -> ResolvedRequest:
     # Resolving documents reads files (and generates the sample suite the first time).
-    req = await asyncio.to_thread(build_request, app.config, request_args(request))
+    return await asyncio.to_thread(build_request, app.config, request_args(request))
+
+
+async def launch(app: OcrtuiApp, req: ResolvedRequest, view: RunView) -> CompareRun:
     targets = [ModelTarget(app.config.model(n), await app.source.model_url(n)) for n in req.models]
     await check_reachable(targets)
     store = await asyncio.to_thread(open_store, req)
-    _start_resource_tracker()
     run = start_run(RunPlan(req.documents, tuple(targets), req.settings), store)
     view.out_dir = str(req.run_dir)
     return run
@@ -116,7 +104,7 @@ def apply_event(run: CompareRun, view: RunView, ev: Event, categories: dict[str,
                 prompt_tokens=ev.prompt_tokens,
                 completion_tokens=ev.completion_tokens,
                 finish_reason=ev.finish_reason,
-                text=ev.text,
+                text=ev.text or "",  # None: a replayed page older than the view's texts
                 cer=ev.cer,
                 category=categories.get(ev.doc, "other"),
                 flags=list(ev.flags),

@@ -15,9 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ocrtui.compare.history import REPLAY_TEXTS
 from ocrtui.compare.store import PageResult
 
-TEXT_PAGES = 200  # page texts kept per model for the diff; older ones live in results.jsonl
+# Page texts kept per model for the diff (older ones live in results.jsonl): no more than a
+# run replays, so a view built from a replayed history holds only real texts.
+TEXT_PAGES = REPLAY_TEXTS
 LATENCIES = 5000
 
 

@@ -60,7 +60,8 @@ class ModelProbe:
         self, get_facts: Callable[[], Awaitable[ProcessFacts | None]], *, launching: bool = False
     ) -> ProbeResult:
         """Probe over HTTP, then decide with the agent's facts as they are after the probe
-        (a server seen refusing while the agent still lists it is then really alive).
+        and the log read (a server seen refusing while the agent still lists it is then
+        really alive).
         ``launching``: a new server is being started, so an earlier "ready" says nothing."""
         if launching:
             self._was_ready = False
@@ -93,6 +94,9 @@ class ModelProbe:
         mark: Mark | None = None
         if not (health.ok and listed):
             tail, mark = await self._log(facts)
+            # Facts again, after the log: a launch registers itself before it writes its
+            # marker, so a marker in this tail is always matched by facts that know of it.
+            facts = await get_facts()
         verdict = decide(
             facts,
             health,

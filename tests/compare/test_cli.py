@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -150,9 +151,11 @@ concurrency = 2
     assert "OCR comparison" in log.read_text()
 
 
+@pytest.mark.parametrize("flags", [["--headless"], []])
 def test_unreachable_model_exits_3(
-    tmp_path: Path, make_pdf: MakePdf, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, make_pdf: MakePdf, capsys: pytest.CaptureFixture[str], flags: list[str]
 ) -> None:
+    """Without --headless and with stdout not a terminal (here: captured), headless too."""
     from tests.plugins.sim import free_port
 
     cfg = tmp_path / "ocrtui.toml"
@@ -170,10 +173,11 @@ gpu_memory_utilization = 0.4
         encoding="utf-8",
     )
     pdf = make_pdf("a.pdf", ["x"])
-    code = main(["--config", str(cfg), "compare", "--headless", "--out", str(tmp_path / "r"),
+    code = main(["--config", str(cfg), "compare", *flags, "--out", str(tmp_path / "r"),
                  str(pdf)])  # fmt: skip
     assert code == 3
     err = capsys.readouterr().err
+    assert ("stdout is not a terminal; comparing headless" in err) == (not flags)
     assert "model glm-ocr at http://127.0.0.1:" in err and "is not answering" in err
 
 
@@ -196,3 +200,23 @@ def test_resume_from_another_directory_keeps_document_names(
     )
     assert [d.name for d in again.documents] == [d.name for d in first.documents] == ["doc.pdf"]
     assert again.documents[0].path == tmp_path / "doc.pdf"
+
+
+def test_on_a_terminal_compare_opens_the_dashboard(
+    config_file: Path, make_pdf: MakePdf, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ocrtui.tui.app
+
+    opened: list[tuple[Any, bool]] = []
+
+    def dashboard(config: Any, request: Any, *, demo: bool) -> int:
+        opened.append((request, demo))
+        return 1
+
+    monkeypatch.setattr(ocrtui.tui.app, "run_comparison_dashboard", dashboard)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    pdf = make_pdf("a.pdf", ["x"])
+    out = tmp_path / "r"
+    assert main(["--config", str(config_file), "compare", "--out", str(out), str(pdf)]) == 1
+    [(request, demo)] = opened
+    assert request.run_dir == out and [d.path for d in request.documents] == [pdf] and not demo

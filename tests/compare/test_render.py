@@ -47,3 +47,50 @@ def test_jpeg_by_default_png_on_request(make_pdf: MakePdf) -> None:
     assert jpeg.mime == "image/jpeg" and jpeg.data[:3] == b"\xff\xd8\xff"
     assert png.mime == "image/png" and png.data[:4] == b"\x89PNG"
     assert Image.open(io.BytesIO(jpeg.data)).size == (1089, 1540)
+
+
+POOL_UNDER_CAPTURED_STDERR = """
+import asyncio, io, sys
+from pathlib import Path
+from ocrtui.compare.documents import DocumentSpec
+from ocrtui.compare.profiles import TARGETS
+from ocrtui.compare.render import RenderPool
+
+
+class Captured(io.StringIO):  # what Textual puts in sys.stderr while an app runs
+    def fileno(self) -> int:
+        return -1
+
+
+async def main() -> None:
+    sys.stderr = Captured()
+    pool = RenderPool(1)
+    try:
+        doc = await pool.inspect(DocumentSpec(path=Path(sys.argv[1]), name="a4"))
+        page = await pool.render(doc, 1, TARGETS["lighton-ocr"], "jpeg")
+    finally:
+        pool.close()
+    print(page.width, page.height)
+
+
+try:
+    asyncio.run(main())
+finally:
+    sys.stderr = sys.__stderr__  # so that a traceback reaches the test
+"""
+
+
+def test_pool_starts_under_a_captured_stderr(make_pdf: MakePdf) -> None:
+    """A fresh process (the resource tracker is per process) whose stderr has no fd."""
+    import subprocess
+    import sys
+
+    pdf = make_pdf("a4.pdf", ["text"])
+    out = subprocess.run(
+        [sys.executable, "-c", POOL_UNDER_CAPTURED_STDERR, str(pdf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1089", "1540"]

@@ -289,7 +289,7 @@ async def test_rendering_overlaps_requests_within_the_memory_bound(
     original = RenderPool.render
 
     async def counting(self: RenderPool, *args: Any) -> Any:
-        finished = sum(isinstance(e, PageDone | PageFailed) for e in run_ref[0].events)
+        finished = sum(isinstance(e, PageDone | PageFailed) for e in run_ref[0].history.events)
         counting.calls += 1  # type: ignore[attr-defined]
         held.append(counting.calls - finished)  # type: ignore[attr-defined]
         return await original(self, *args)
@@ -300,13 +300,14 @@ async def test_rendering_overlaps_requests_within_the_memory_bound(
         plan = RunPlan(plan_docs, targets(fake.url), settings, speed_phases=False)
         run = start_run(plan, RunStore.create(tmp_path / "run", {}))
         run_ref.append(run)
+        live = [ev async for ev in run.subscribe()]  # every event, PageStarted included
         done = await run.wait()
     assert done.exit_code == 0 and counting.calls == 24  # type: ignore[attr-defined]
     # Two models, 6 pages in memory in all: never more than 3 each, 6 together.
     assert max(held) <= 6
     # Requests left before the last page was rendered: page 1's result precedes it.
-    first_done = next(i for i, e in enumerate(run.events) if isinstance(e, PageDone))
-    last_started = max(i for i, e in enumerate(run.events) if isinstance(e, PageStarted))
+    first_done = next(i for i, e in enumerate(live) if isinstance(e, PageDone))
+    last_started = max(i for i, e in enumerate(live) if isinstance(e, PageStarted))
     assert first_done < last_started
 
 

@@ -1,7 +1,8 @@
 """A demo-style pod for the live dashboard tests: a simulated GPU, a `vllm` shim that runs
 the simulator (synthetic engine), and a config; plus the cleanup that kills every server
 (and orphaned EngineCore) started against it, found by the environment the lifecycle gives
-each server (``OCRTUI_SIM_GPU=<this pod's GPU dir>``)."""
+each server (``OCRTUI_SIM_GPU=<this pod's GPU dir>``) or by their working directory (this
+pod's workdir): an EngineCore's title (setproctitle) overwrites its /proc environ."""
 
 from __future__ import annotations
 
@@ -54,16 +55,18 @@ class LivePod:
 
     def server_pids(self) -> list[int]:
         needle = f"{SIM_GPU_ENV}={self.gpu.path}".encode()
+        workdir = str(self.workdir)
         found = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
                 env = (entry / "environ").read_bytes().split(b"\0")
+                cwd = os.readlink(entry / "cwd").removesuffix(" (deleted)")
                 state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
             except OSError:
                 continue
-            if state != "Z" and needle in env:
+            if state != "Z" and (needle in env or cwd == workdir):
                 found.append(int(entry.name))
         return found
 

@@ -14,7 +14,12 @@ import pytest
 from textual.pilot import Pilot
 
 from ocrtui.control import Controller, Snapshot
-from ocrtui.tui.app import OcrtuiApp, save_screenshot_headless
+from ocrtui.tui.app import (
+    OcrtuiApp,
+    comparison_app,
+    comparison_exit_code,
+    save_screenshot_headless,
+)
 from ocrtui.tui.messages import OperationProgress
 from ocrtui.tui.screens.compare import ComparePane, CompareScreen
 from ocrtui.tui.screens.dialogs import ConfirmDialog, LauncherDialog
@@ -229,3 +234,44 @@ def test_headless_screenshot_through_a_comparison(pod: LivePod, tmp_path: Path) 
     for m in config.models:
         assert m.name in svg
     assert "p.1" in svg and "pages/s" in svg  # page headers in the panes, live summary
+
+
+async def test_compare_command_opens_on_its_run_and_exits_with_its_status(
+    pod: LivePod, tmp_path: Path
+) -> None:
+    """`ocrtui compare DOC` on a terminal: the comparison screen from the start, streaming
+    into both panes (the servers come up first), and the run's exit status after quitting."""
+    from PIL import Image, ImageDraw
+
+    from ocrtui.cli import _parser
+    from ocrtui.compare.cli import build_request
+
+    config = pod.config()
+    doc = tmp_path / "note.png"
+    image = Image.new("RGB", (600, 200), "white")
+    ImageDraw.Draw(image).text((20, 80), "Invoice 2026-11-26 total 8,500", fill="black")
+    image.save(doc)
+    args = _parser().parse_args(["compare", str(doc), "--out", str(tmp_path / "run")])
+    app = comparison_app(config, build_request(config, args), demo=True)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, CompareScreen)
+            assert app.run_view is not None and app.run_view.label == str(doc)
+            t = Live(app, app.source, pilot)  # type: ignore[arg-type]
+            view = app.run_view
+
+            def pane(i: int) -> str:
+                return "\n".join(screen.query_one(f"#pane-{i}", ComparePane).lines)
+
+            await t.until(lambda: view.finished, 120, "the run to finish")
+            await t.until(lambda: not screen.repaint_pending, 5, "the last repaint")
+            assert view.error is None, view.error
+            assert "note.png p.1" in pane(0) and "note.png p.1" in pane(1)
+            assert app.screen is screen
+            await pilot.press("q")
+        assert await comparison_exit_code(app) == 0
+        assert (tmp_path / "run" / "summary.json").is_file()
+    finally:
+        await app.source.close()

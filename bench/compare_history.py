@@ -1,0 +1,85 @@
+"""Memory a run's event history holds over a long documents phase (default 1000 pages per
+model, two models): every event a runner emits per page (PageStarted, PageDone with a dense
+page of text) plus the speed phases' progress, fed to
+
+- the baseline: a plain list of every event (what CompareRun kept before history.py), and
+- EventHistory (compact: texts only for the last REPLAY_TEXTS pages per model),
+
+measured with tracemalloc in the same run. Texts are distinct objects held by nothing else,
+so this is the history's own share (in a real run RunStore.results also holds each text).
+
+    .venv/bin/python bench/compare_history.py [--pages 1000] [--chars 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tracemalloc
+from collections.abc import Callable
+
+from ocrtui.compare.events import Event, PageDone, PageStarted, PhaseProgress, RunStarted
+from ocrtui.compare.history import EventHistory
+
+MODELS = ("glm-ocr", "lighton-ocr")
+LINE = "第二条 租金：每月人民币肆仟伍佰元整（¥4,500.00），按季度支付。"
+
+
+def events(pages: int, chars: int) -> list[Callable[[], Event]]:
+    """Factories, so each text is created when it is emitted (as a response arrives)."""
+    out: list[Callable[[], Event]] = [lambda: RunStarted("runs/x", MODELS, ("doc",))]
+    for m in MODELS:
+        out += [lambda m=m, i=i: PhaseProgress(m, "throughput", i, 50) for i in range(1, 51)]
+    for p in range(1, pages + 1):
+        for m in MODELS:
+            out.append(lambda m=m, p=p: PageStarted(m, "doc", p))
+            out.append(
+                lambda m=m, p=p: PageDone(
+                    m, "doc", p, f"p{p} " + (LINE * (chars // len(LINE) + 1))[:chars],
+                    1.0, 900, 400, "stop", 0.01, (),
+                )
+            )  # fmt: skip
+    return out
+
+
+def measure(
+    append: Callable[[Event], None], feed: list[Callable[[], Event]], pages: int
+) -> dict[int, int]:
+    """Traced bytes after every 100 pages."""
+    per_page = 2 * len(MODELS)
+    head = len(feed) - per_page * pages  # RunStarted and the speed phases' progress
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    sizes: dict[int, int] = {}
+    for i, make in enumerate(feed, 1):
+        append(make())
+        if i > head and (i - head) % (100 * per_page) == 0:
+            sizes[(i - head) // per_page] = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    return sizes
+
+
+def main(pages: int, chars: int) -> None:
+    feed = events(pages, chars)
+    baseline: list[Event] = []
+    before = measure(baseline.append, feed, pages)
+    history = EventHistory()
+    after = measure(history.append, feed, pages)
+    kept = len(history.events)
+    del baseline, history
+    print(f"{pages} pages x {len(MODELS)} models, {chars}-char page texts")
+    print(f"{'pages':>6} {'list of events (MiB)':>21} {'EventHistory (MiB)':>19} {'ratio':>7}")
+    for n in sorted(before):
+        b, a = before[n] / 2**20, after[n] / 2**20
+        print(f"{n:>6} {b:>21.2f} {a:>19.2f} {a / b:>7.3f}")
+    last = max(before)
+    print(f"growth from page 100 to {last}: list {before[last] / before[100]:.1f}x, "
+          f"history {after[last] / after[100]:.1f}x; replayable events {kept} "
+          f"of {len(feed)} emitted")  # fmt: skip
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pages", type=int, default=1000)
+    ap.add_argument("--chars", type=int, default=3000)
+    a = ap.parse_args()
+    main(a.pages, a.chars)

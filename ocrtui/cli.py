@@ -119,11 +119,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     from ocrtui import control
 
     if command == "status":
-        return control.status_command(config, as_json=args.json)
+        return control.status_command(config, as_json=args.json, demo=demo)
     if command == "up":
         return control.up_command(config, demo=demo)
     if command == "down":
-        return control.down_command(config)
+        return control.down_command(config, demo=demo)
     if command == "restart":
-        return control.restart_command(config, args.name)
+        return control.restart_command(config, args.name, demo=demo)
     raise AssertionError(command)

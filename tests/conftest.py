@@ -1,3 +1,3 @@
 """Shared fixtures: each plugin module is owned by the layer that needs it."""
 
-pytest_plugins = ["tests.plugins.sshd", "tests.plugins.sim"]
+pytest_plugins = ["tests.plugins.sshd", "tests.plugins.sim", "tests.plugins.reaper"]

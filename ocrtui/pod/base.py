@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import re
 import signal as _signal
 import time
 from abc import ABC, abstractmethod
@@ -48,10 +49,14 @@ StateListener = Callable[[ConnState], None]
 # prints its pid only after that, then execs the command: the printed pid is the server's
 # own, already leading a new session and process group, so the whole tree can be signalled
 # as a group at once and it survives the SSH channel, the connection and the dashboard.
+# The environment arrives on stdin as NAME=VALUE lines, never on argv, where `ps` (and the
+# SSH exec request) would show a secret such as VLLM_API_KEY.
 _DETACH_SH = (
+    'while IFS= read -r kv; do export "$kv" || exit 96; done; '
     'cd "$1" || exit 97; log=$2; shift 2; '
     'setsid sh -c \'echo $$; exec "$@" </dev/null >>"$0" 2>&1\' "$log" "$@" &'
 )
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SIGNAL_SH = 'kill -s "$1" -- "$2" 2>/dev/null'
 _TAIL_SH = 'tail -n "$1" -- "$2" 2>/dev/null'
 _EXPAND_SH = 'cd "$1" 2>/dev/null && pwd'
@@ -180,10 +185,14 @@ class Pod(ABC):
         cwd: str = ".",
     ) -> int:
         """Start ``argv`` in a new session, output appended to ``log_file``; return its pid."""
-        command = list(argv)
-        if env:
-            command = ["env", *(f"{k}={v}" for k, v in env.items()), *command]
-        result = await self.run(["sh", "-c", _DETACH_SH, "sh", cwd, log_file, *command])
+        lines = []
+        for key, value in (env or {}).items():
+            if not _ENV_NAME.fullmatch(key) or "\n" in value or "\0" in value:
+                raise ValueError(f"environment variable {key!r}: invalid name or value")
+            lines.append(f"{key}={value}\n")
+        result = await self.run(
+            ["sh", "-c", _DETACH_SH, "sh", cwd, log_file, *argv], input="".join(lines)
+        )
         if result.exit_status == 97:
             raise FileNotFoundError(f"working directory {cwd!r} does not exist on {self.label}")
         try:

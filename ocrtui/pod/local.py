@@ -9,6 +9,8 @@ from collections.abc import AsyncGenerator, Sequence
 
 from ocrtui.pod.base import CommandResult, ConnState, Pod
 
+_STREAM_LINE_LIMIT = 16 * 1024 * 1024
+
 
 class LocalPod(Pod):
     def __init__(self, label: str = "local") -> None:
@@ -57,6 +59,8 @@ class LocalPod(Pod):
             stderr=asyncio.subprocess.DEVNULL,
             # Own process group, so closing the stream ends the command and its children.
             start_new_session=True,
+            # One agent sample lists every vLLM-looking process: lines can pass 64 KiB.
+            limit=_STREAM_LINE_LIMIT,
         )
         try:
             if input is not None:

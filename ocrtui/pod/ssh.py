@@ -398,14 +398,18 @@ class SSHPod(Pod):
             raise ValueError("embedded null byte in command argument")
         command = shlex.join(["sh", "-c", _PID_FIRST_SH, "sh", *argv])
         try:
-            return await conn.create_process(
+            proc = await conn.create_process(
                 command,
-                input=input,
                 stdin=asyncssh.PIPE if input is not None else asyncssh.DEVNULL,
                 stderr=stderr,
                 encoding="utf-8",
                 errors="replace",
             )
+            if input is not None:
+                # Written here rather than through `input=`: asyncssh sends no EOF for "".
+                proc.stdin.write(input)
+                proc.stdin.write_eof()
+            return proc
         except _LINK_ERRORS as exc:
             raise PodConnectionLost(f"link to pod {self.label} lost: {exc}") from exc
 

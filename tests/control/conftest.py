@@ -7,10 +7,6 @@ them by its stdout, orphaned EngineCores included, and kills it by pid.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,44 +17,11 @@ from ocrtui.config import Config, PodConfig, parse_config
 from ocrtui.control import Controller, Snapshot
 from ocrtui.pod.base import Pod
 from ocrtui.sim.gpu import SimGpu
+from tests.plugins.reaper import kill_writing_under
 from tests.plugins.sim import free_port, write_vllm_shim
 
 STARTUP_S = "0.5"
 SIM_FLAGS = ("--host", "127.0.0.1", "--engine", "synthetic", "--sim-startup-s", STARTUP_S)
-
-
-def pids_writing_under(root: Path) -> list[int]:
-    """Processes whose stdout is a file under ``root`` (zombies excluded).
-
-    Every server a test launches (and its EngineCore, orphaned or not) writes to its log in
-    the test's workdir. The environment is no use for finding them: setproctitle overwrites
-    /proc/<pid>/environ along with argv.
-    """
-    prefix = str(root) + os.sep
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            target = os.readlink(entry / "fd" / "1")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and target.startswith(prefix):
-            found.append(int(entry.name))
-    return found
-
-
-def kill_servers(workdir: Path) -> None:
-    """SIGKILL every server (and orphan) that logs into ``workdir``."""
-    deadline = time.monotonic() + 10
-    while pids := pids_writing_under(workdir):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
 
 
 class SimPod:
@@ -108,7 +71,7 @@ def sim_pod(tmp_path: Path) -> Iterator[SimPod]:
     try:
         yield sp
     finally:
-        kill_servers(sp.workdir)
+        kill_writing_under(sp.workdir)
 
 
 @pytest.fixture(params=["local", "ssh"])

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import tomli_w
 
-from tests.control.conftest import SimPod, kill_servers
+from tests.control.conftest import SimPod
+from tests.plugins.reaper import kill_writing_under
 
 DEMO_PORTS = (18000, 18001)
 
@@ -87,7 +88,7 @@ def test_demo_sigkill_crashed_orphan_then_restart_ready(tmp_path: Path) -> None:
         assert [m["state"] for m in status["models"]] == ["down", "down"]
         assert status["processes"] == []
     finally:
-        kill_servers(demo_dir)
+        kill_writing_under(demo_dir)
 
 
 def _write_config(path: Path, sim_pod: SimPod, *models: dict[str, Any]) -> Path:

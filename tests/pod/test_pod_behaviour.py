@@ -130,6 +130,26 @@ async def test_signal_and_tail_of_missing_things(pod: Pod, tmp_path: Path) -> No
         await pod.signal(1, "NOSUCHSIGNAL")
 
 
+async def test_start_detached_keeps_the_environment_off_the_command_line(
+    pod: Pod, tmp_path: Path, reaper: list[int]
+) -> None:
+    secret = "sk-not-for-ps-$(x)"
+    log = tmp_path / "env.log"
+    pid = await pod.start_detached(
+        ["sh", "-c", 'echo "key=$VLLM_API_KEY"; exec sleep 300'],
+        log_file=str(log),
+        env={"VLLM_API_KEY": secret},
+        cwd=str(tmp_path),
+    )
+    reaper.append(pid)
+    await eventually(lambda: log.exists() and log.read_text() == f"key={secret}\n")
+    assert secret not in await asyncio.to_thread(Path(f"/proc/{pid}/cmdline").read_text)
+    with pytest.raises(ValueError, match="'BAD NAME'"):
+        await pod.start_detached(["true"], log_file=str(log), env={"BAD NAME": "x"})
+    with pytest.raises(ValueError, match="'MULTI'"):
+        await pod.start_detached(["true"], log_file=str(log), env={"MULTI": "a\nb"})
+
+
 async def test_start_detached_in_a_missing_directory(pod: Pod, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         await pod.start_detached(["true"], log_file="x.log", cwd=str(tmp_path / "nope"))

@@ -3,7 +3,7 @@
 Run on a GPU machine from the repo root (torch with CUDA, nvidia-ml-py, and ocrtui's
 runtime dependencies importable)::
 
-    PYTHONPATH=. python3 bench/gpu_restart.py [--utilization 0.1]
+    PYTHONPATH=$PWD python3 bench/gpu_restart.py [--utilization 0.1]
 
 The model server is `ocrtui sim-vllm` (the simulator; no vLLM here) with no simulated GPU, so
 its EngineCore allocates its share of real VRAM with torch and the agent reads real NVML.
@@ -36,7 +36,9 @@ def result(ok: bool, what: str) -> None:
         failures.append(what)
 
 
-def ocrtui(config: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def ocrtui(
+    config: Path, *args: str, timeout: float = 180, quiet: bool = False
+) -> subprocess.CompletedProcess[str]:
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "ocrtui", "--config", str(config), *args],
@@ -45,15 +47,16 @@ def ocrtui(config: Path, *args: str, timeout: float = 180) -> subprocess.Complet
         timeout=timeout,
     )
     took = time.monotonic() - started
+    if quiet:
+        return proc
     print(f"$ ocrtui {' '.join(args)}  -> exit {proc.returncode} in {took:.1f} s", flush=True)
     for line in (proc.stdout + proc.stderr).strip().splitlines()[-8:]:
-        if not line.startswith("{"):
-            print(f"    {line}")
+        print(f"    {line}")
     return proc
 
 
 def status(config: Path) -> dict[str, Any]:
-    proc = ocrtui(config, "status", "--json")
+    proc = ocrtui(config, "status", "--json", quiet=True)
     return json.loads(proc.stdout) if proc.returncode == 0 else {}
 
 
@@ -114,12 +117,16 @@ env = {{ PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK = "True" }}
         result(bool(mine) and mine[0][1] > 1024, f"real VRAM attributed to {NAME}: {mine}")
         server = model(snap).get("pid")
         result(isinstance(server, int), f"API server pid {server}")
+        if failures:
+            return 1
 
         os.kill(server, signal.SIGKILL)
         snap = poll(
             config,
-            lambda s: model(s).get("state") == "crashed"
-            and any(r[2] == f"orphan:{NAME}" for r in rows(s)),
+            lambda s: (
+                model(s).get("state") == "crashed"
+                and any(r[2] == f"orphan:{NAME}" for r in rows(s))
+            ),
             30,
         )
         orphans = [r for r in rows(snap) if r[2] == f"orphan:{NAME}"]

@@ -146,7 +146,11 @@ def plan_warnings(config: Config, total_mib: int | None) -> list[tuple[str, str]
         )
     for m in config.models:
         known = KNOWN_MODELS.get(m.model)
-        minimum = m.min_memory_gib or (known.min_memory_gib if known else None)
+        minimum = m.min_memory_gib
+        if minimum is None and known and _at_default_context(m, known):
+            # The known minimum was measured at the default context; a shorter
+            # --max-model-len needs less KV cache, by an amount we cannot know here.
+            minimum = known.min_memory_gib
         if minimum is not None and total_mib:
             planned_gib = m.gpu_memory_utilization * total_mib / 1024
             if planned_gib < minimum:
@@ -169,6 +173,11 @@ def plan_warnings(config: Config, total_mib: int | None) -> list[tuple[str, str]
                 )
             )
     return out
+
+
+def _at_default_context(m: ModelConfig, known: KnownModel) -> bool:
+    default = known.default_max_model_len
+    return m.max_model_len is None or default is None or m.max_model_len >= default
 
 
 def is_server_of(v: VllmProc, model: ModelConfig) -> bool:

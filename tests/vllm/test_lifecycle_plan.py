@@ -82,6 +82,9 @@ def test_plan_warnings_for_oversubscription_and_too_little_memory() -> None:
     assert any("13.5 GiB, below the 17.5 GiB zai-org/GLM-OCR needs" in w for _, w in warnings)
     over = plan_warnings(seed_config(gpu_memory_utilization=0.45, max_model_len=8192), A40_MIB)
     assert over[0][0] == "*" and "sums to 1.00" in over[0][1]
+    # The known minimum holds at the default context only; a shorter one needs less.
+    short = plan_warnings(seed_config(gpu_memory_utilization=0.30, max_model_len=8192), A40_MIB)
+    assert not any("below the" in w for _, w in short)
     custom = seed_config(min_memory_gib=30.0, max_model_len=8192)
     assert "below the 30 GiB" in dict(plan_warnings(custom, A40_MIB))["glm-ocr"]
 

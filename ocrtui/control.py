@@ -24,7 +24,7 @@ from ocrtui.pod.base import ConnState, Pod
 from ocrtui.pod.factory import make_pod
 from ocrtui.vllm.lifecycle import Lifecycle, LifecycleError, ModelStatusLike, is_server_of
 from ocrtui.vllm.probe import ModelProbe, ProbeResult
-from ocrtui.vllm.state import ModelState, ProcessFacts
+from ocrtui.vllm.state import ModelState, ProcessFacts, without_probes
 
 __all__ = [
     "Controller",
@@ -44,6 +44,7 @@ __all__ = [
 
 # How long a headless status waits for the first agent sample and one health poll.
 STATUS_WAIT_S = 15.0
+LOG_TAIL_OVERREAD = 10
 
 
 @dataclass(frozen=True)
@@ -281,8 +282,11 @@ class Controller:
         return self._urls[name]
 
     async def log_tail(self, name: str, lines: int = 200) -> list[str]:
+        """The model log's last ``lines`` lines, less the 1 Hz probes' access-log lines."""
         model = self.config.model(name)
-        return await self.pod.tail(model.log_path(self._workdir), lines)
+        # Probes log two lines a second: read further back so real lines still fill the pane.
+        raw = await self.pod.tail(model.log_path(self._workdir), lines * LOG_TAIL_OVERREAD)
+        return without_probes(raw)[-lines:]
 
     # -- polling --------------------------------------------------------------------------
 

@@ -27,6 +27,13 @@ ModelState = Literal["down", "starting", "ready", "unhealthy", "crashed"]
 LAST_LINES = 12
 # Our own probes show up in vLLM's access log; they say nothing about a crash.
 _PROBE_LINE = re.compile(r'"GET /(health|metrics|v1/models|ping|version) HTTP')
+
+
+def without_probes(lines: list[str]) -> list[str]:
+    """Log lines less the access-log lines of health and metrics probes (ours at 1 Hz)."""
+    return [line for line in lines if not _PROBE_LINE.search(line)]
+
+
 # vLLM's shutdown lines (uvicorn, and >= 0.25 its own "[shutdown]" steps).
 _SHUTDOWN = re.compile(r"Shutting down FastAPI HTTP server|\[shutdown\]|INFO:\s+Shutting down")
 
@@ -108,6 +115,6 @@ def _crashed(run: Sequence[str], facts: ProcessFacts) -> Verdict:
         text = orphan_text if text is None else f"{text} | {orphan_text}"
     elif text is None:
         text = "the server exited. Fix: read the log lines, then restart the model"
-    lines = [strip_ansi(line) for line in run if not _PROBE_LINE.search(line)]
+    lines = [strip_ansi(line) for line in without_probes(run)]
     last = tuple(lines[-LAST_LINES:])
     return Verdict("crashed", hint=text, last_lines=last)

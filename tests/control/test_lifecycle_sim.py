@@ -170,6 +170,10 @@ async def test_stop_then_status_is_down_and_memory_free(
     # A stop on purpose is remembered in the log: a later poll still says down, not crashed.
     lines = await ctl.log_tail("glm", 40)
     assert current_run(lines)[1] == "stop"
+    # The 1 Hz probes' access-log lines are left out of the tail the dashboard shows.
+    raw = await ctl.pod.tail(str(sim_pod.workdir / "vllm_glm.log"), 10_000)
+    assert any('"GET /health HTTP' in line for line in raw)
+    assert not any('"GET /health HTTP' in line or "GET /metrics" in line for line in lines)
 
 
 async def test_engine_death_unhealthy_then_crashed_with_hint(

@@ -1,0 +1,70 @@
+"""Per-page scores kept while a run goes on, so the summary needs no page texts.
+
+Each result is scored when it arrives (edit counts against the page's reference, which of
+the document's critical strings its text holds). Agreement between the first two models on
+pages without a reference needs both texts: the first one is held only until its pair
+arrives or either model fails the page.
+
+A critical string counts as found when one page's text holds it (after NFKC and whitespace
+removal), so a string split across two pages is not found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ocrtui.compare.documents import Document
+from ocrtui.compare.scoring import EditCount, critical_found, edit_count
+from ocrtui.compare.store import PageResult
+
+
+@dataclass(frozen=True, slots=True)
+class PageScore:
+    strict: EditCount | None  # None: the page has no reference
+    lenient: EditCount | None
+    critical: frozenset[int]  # indices into the document's critical strings found here
+
+
+def score_page(doc: Document, page: int, text: str) -> PageScore:
+    """The scores of one successful page's text."""
+    ref = doc.references.get(page)
+    found = frozenset(i for i, c in enumerate(doc.spec.critical) if critical_found(text, c))
+    if ref is None:
+        return PageScore(None, None, found)
+    return PageScore(edit_count(text, ref), edit_count(text, ref, lenient=True), found)
+
+
+class Tally:
+    def __init__(self, models: Sequence[str]) -> None:
+        self.pair = (models[0], models[1]) if len(models) >= 2 else None
+        self.scores: dict[tuple[str, int, str], PageScore] = {}
+        # (doc, page) of pages without reference -> edit count between the pair's texts
+        self.agreement: dict[tuple[str, int], EditCount] = {}
+        self._pending: dict[tuple[str, int], tuple[str, str]] = {}  # -> (model, text)
+        self._closed: set[tuple[str, int]] = set()  # one of the pair failed the page
+
+    @property
+    def pending(self) -> dict[tuple[str, int], tuple[str, str]]:
+        """Texts held until their pair arrives (read-only view for tests and benches)."""
+        return self._pending
+
+    def add(self, doc: Document, result: PageResult, score: PageScore | None = None) -> None:
+        """Record one result (``score`` when the caller already computed it)."""
+        if result.ok:
+            self.scores[result.key] = score or score_page(doc, result.page, result.text)
+        if self.pair is None or result.model not in self.pair or result.page in doc.references:
+            return
+        pk = (result.doc, result.page)
+        if pk in self._closed:
+            return
+        first = self._pending.pop(pk, None)
+        if not result.ok:
+            self._closed.add(pk)
+        elif first is None:
+            self._pending[pk] = (result.model, result.text)
+        elif first[0] != result.model:
+            texts = {first[0]: first[1], result.model: result.text}
+            self.agreement[pk] = edit_count(texts[self.pair[0]], texts[self.pair[1]])
+        else:  # the same model again (a result stored twice): keep the newer text
+            self._pending[pk] = (result.model, result.text)

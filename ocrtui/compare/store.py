@@ -10,6 +10,10 @@ each arrives, so a killed run loses nothing it finished.
 Writes happen on one dedicated thread, in order, never on the event loop. On resume the
 files are compacted: a torn last line (kill -9 mid-write) and failed pages are dropped, so
 failed pages run again and the file keeps exactly one line per page per model.
+
+Memory stays bounded over long runs: only a compact :class:`PageRecord` per page per model
+is kept (no text); texts are read back from results.jsonl, streaming, when needed (the
+resume rewrite, resumed pages' events, the worst pages' diffs).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -77,6 +82,30 @@ class PageResult:
 RESULT_FIELDS = tuple(PageResult.__dataclass_fields__)
 
 
+@dataclass(frozen=True, slots=True)
+class PageRecord:
+    """What the run keeps in memory of one result: everything but the text."""
+
+    doc: str
+    page: int
+    model: str
+    ok: bool
+    latency_s: float | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    finish_reason: str | None
+    cer: float | None
+    category: str
+    flags: tuple[str, ...]
+
+    @classmethod
+    def of(cls, r: PageResult) -> PageRecord:
+        return cls(
+            r.doc, r.page, r.model, r.ok, r.latency_s, r.prompt_tokens, r.completion_tokens,
+            r.finish_reason, r.cer, r.category, tuple(r.flags),
+        )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class PhaseRecord:
     model: str
@@ -84,23 +113,99 @@ class PhaseRecord:
     stats: dict[str, Any]
 
 
+def _parse(line: bytes) -> dict[str, Any] | None:
+    """One parsed line; None for an unparseable one (the torn tail of a killed writer)."""
+    if not line.strip():
+        return None
+    try:
+        obj = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Parsed lines; an unparseable line (the torn tail of a killed writer) is skipped."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return []
-    out = []
-    for line in raw.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
-        if isinstance(obj, dict):
-            out.append(obj)
-    return out
+    return [obj for line in raw.split(b"\n") if (obj := _parse(line)) is not None]
+
+
+def _stored_results(path: Path) -> Iterator[PageResult]:
+    """results.jsonl line by line (never whole), skipping lines that are not results."""
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return
+    with f:
+        for line in f:
+            d = _parse(line)
+            if d is None:
+                continue
+            try:
+                yield PageResult.from_json(d)
+            except TypeError:
+                continue
+
+
+def _read_batch(
+    path: Path, offset: int, keys: frozenset[tuple[str, int, str]], max_bytes: int
+) -> tuple[list[PageResult], int]:
+    """Ok results for ``keys`` from about ``max_bytes`` of lines at ``offset``; new offset."""
+    out: list[PageResult] = []
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return out, offset
+    with f:
+        f.seek(offset)
+        while f.tell() - offset < max_bytes:
+            line = f.readline()
+            if not line.endswith(b"\n"):  # end of file, or a line still being written
+                break
+            d = _parse(line)
+            if d is None or (d.get("doc"), d.get("page"), d.get("model")) not in keys:
+                continue
+            try:
+                r = PageResult.from_json(d)
+            except TypeError:
+                continue
+            if r.ok:
+                out.append(r)
+        return out, f.tell()
+
+
+def _compact_results(path: Path) -> dict[tuple[str, int, str], PageRecord]:
+    """Rewrite results.jsonl keeping the last ok line of each page per model (at the place
+    of its first ok line) and return their records; two streaming passes, one line at a
+    time in memory (plus the rare page stored twice)."""
+    first: dict[tuple[str, int, str], int] = {}
+    last: dict[tuple[str, int, str], int] = {}
+    for i, r in enumerate(_stored_results(path)):
+        if r.ok:
+            first.setdefault(r.key, i)
+            last[r.key] = i
+    moved = {last[k]: k for k, i in first.items() if last[k] != i}
+    later: dict[tuple[str, int, str], PageResult] = {}
+    if moved:
+        later = {r.key: r for i, r in enumerate(_stored_results(path)) if i in moved}
+    at_first = {i: k for k, i in first.items()}
+    records: dict[tuple[str, int, str], PageRecord] = {}
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as out:
+        for i, r in enumerate(_stored_results(path)):
+            key = at_first.get(i)
+            if key is None:
+                continue
+            r = later.get(key, r)
+            records[key] = PageRecord.of(r)
+            out.write(_line(asdict(r)))
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    return records
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -110,7 +215,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
@@ -126,7 +235,7 @@ class RunStore:
         self.dir = run_dir
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocrtui-store")
         self._files: dict[str, Any] = {}
-        self.results: dict[tuple[str, int, str], PageResult] = {}
+        self.results: dict[tuple[str, int, str], PageRecord] = {}
         self.phases: dict[tuple[str, str], PhaseRecord] = {}
 
     @classmethod
@@ -142,22 +251,16 @@ class RunStore:
 
     @classmethod
     def resume(cls, run_dir: Path) -> RunStore:
-        """Open an existing run, keeping finished pages and phases and dropping the rest."""
+        """Open an existing run, keeping finished pages and phases and dropping the rest.
+        Blocking (reads and rewrites results.jsonl): call it off the event loop."""
         if not (run_dir / RUN).is_file():
             raise InputError(f"{run_dir}: not a run directory (no {RUN})")
         store = cls(run_dir)
-        for d in _read_jsonl(run_dir / RESULTS):
-            try:
-                r = PageResult.from_json(d)
-            except TypeError:
-                continue
-            if r.ok:
-                store.results[r.key] = r
+        store.results = _compact_results(run_dir / RESULTS)
         for d in _read_jsonl(run_dir / PHASES):
             if isinstance(d.get("model"), str) and isinstance(d.get("stats"), dict):
                 rec = PhaseRecord(d["model"], str(d.get("phase")), d["stats"])
                 store.phases[(rec.model, rec.phase)] = rec
-        _write_atomic(run_dir / RESULTS, b"".join(_line(asdict(r)) for r in store.results.values()))
         _write_atomic(run_dir / PHASES, b"".join(_line(asdict(p)) for p in store.phases.values()))
         return store
 
@@ -178,8 +281,28 @@ class RunStore:
         return (doc, page, model) in self.results
 
     async def add_result(self, result: PageResult) -> None:
-        self.results[result.key] = result
+        self.results[result.key] = PageRecord.of(result)
         await self._append(RESULTS, _line(asdict(result)))
+
+    async def read_results(
+        self, keys: set[tuple[str, int, str]], batch_bytes: int = 1 << 20
+    ) -> AsyncIterator[PageResult]:
+        """Stored ok results for ``keys``, in file order, read back from results.jsonl a
+        batch at a time on the store's thread (after the writes queued before it)."""
+        wanted = frozenset(keys)
+        if not wanted:
+            return
+        loop = asyncio.get_running_loop()
+        offset = 0
+        while True:
+            batch, end = await loop.run_in_executor(
+                self._io, _read_batch, self.dir / RESULTS, offset, wanted, batch_bytes
+            )
+            for r in batch:
+                yield r
+            if end == offset:
+                return
+            offset = end
 
     async def add_phase(self, record: PhaseRecord) -> None:
         self.phases[(record.model, record.phase)] = record

@@ -23,7 +23,8 @@ from ocrtui.monitor import (
 )
 
 DATA = Path(__file__).parent / "data"
-SHARED = Path("/work/shared/fixtures/vllm")
+# Copies of shared/fixtures/vllm, so a clean clone has them.
+SHARED = Path(__file__).resolve().parent.parent / "vllm" / "fixtures"
 MODELS = (
     ModelRef("glm-ocr", 8000, "vllm_glm-ocr.log"),
     ModelRef("lighton-ocr", 8001, "vllm_lighton-ocr.log"),

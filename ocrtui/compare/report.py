@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from ocrtui.compare.scoring import EditCount, corpus_cer, critical_found, edit_count
+from ocrtui.compare.scoring import EditCount, corpus_cer
 
 if TYPE_CHECKING:
     from ocrtui.compare.runner import CompareRun
@@ -44,9 +44,12 @@ def _r(x: float | None, nd: int = 4) -> float | None:
 
 
 def build_summary(run: CompareRun) -> dict[str, Any]:
+    """The summary from the run's compact records and scores (no page texts; the worst
+    pages' diffs are attached by :func:`add_diffs`)."""
     plan = run.plan
     docs = {d.name: d for d in run.documents}
     results = list(run.store.results.values())
+    scores = run.tally.scores
     models: dict[str, Any] = {}
     for m in plan.models:
         mine = [r for r in results if r.model == m.name and r.doc in docs]
@@ -56,24 +59,25 @@ def build_summary(run: CompareRun) -> dict[str, Any]:
         by_cat: dict[str, dict[str, list[EditCount]]] = defaultdict(
             lambda: {"strict": [], "lenient": []}
         )
+        found: dict[str, set[int]] = defaultdict(set)
         for r in ok:
-            ref = docs[r.doc].references.get(r.page)
-            if ref is None:
+            sc = scores.get((r.doc, r.page, r.model))
+            if sc is None:
                 continue
-            s, l_ = edit_count(r.text, ref), edit_count(r.text, ref, lenient=True)
-            strict.append(s)
-            lenient.append(l_)
-            by_cat[r.category]["strict"].append(s)
-            by_cat[r.category]["lenient"].append(l_)
+            found[r.doc] |= sc.critical
+            if sc.strict is None or sc.lenient is None:
+                continue
+            strict.append(sc.strict)
+            lenient.append(sc.lenient)
+            by_cat[r.category]["strict"].append(sc.strict)
+            by_cat[r.category]["lenient"].append(sc.lenient)
         crit_total: Counter[str] = Counter()
         crit_pass: Counter[str] = Counter()
         for d in docs.values():
             if not d.spec.critical:
                 continue
-            text = "\n".join(r.text for r in ok if r.doc == d.name)
-            for c in d.spec.critical:
-                crit_total[d.spec.category] += 1
-                crit_pass[d.spec.category] += critical_found(text, c)
+            crit_total[d.spec.category] += len(d.spec.critical)
+            crit_pass[d.spec.category] += len(found[d.name])
         phases = {p: rec.stats for (name, p), rec in run.store.phases.items() if name == m.name}
         doc_recs = [st for p, st in phases.items() if p.startswith("document:")]
         doc_pages = sum(int(st.get("pages_ok") or 0) for st in doc_recs)
@@ -138,26 +142,22 @@ def build_summary(run: CompareRun) -> dict[str, Any]:
         "agreement": _agreement(run, docs),
         "worst_pages": _worst(run, docs),
     }
-    add_diffs(summary, run)
     return summary
 
 
 def _agreement(run: CompareRun, docs: dict[str, Any]) -> dict[str, Any] | None:
     """CER between the first two models on pages that have no reference."""
-    names = [m.name for m in run.plan.models]
-    if len(names) < 2:
+    pair = run.tally.pair
+    if pair is None:
         return None
-    a, b = names[:2]
-    res = run.store.results
-    counts = []
-    for d in docs.values():
-        for p in d.pages:
-            if p in d.references:
-                continue
-            ra, rb = res.get((d.name, p, a)), res.get((d.name, p, b))
-            if ra and rb and ra.ok and rb.ok:
-                counts.append(edit_count(ra.text, rb.text))
-    return {"models": [a, b], "pages": len(counts), "cer": _r(corpus_cer(counts))}
+    agreed = run.tally.agreement
+    counts = [
+        agreed[(d.name, p)]
+        for d in docs.values()
+        for p in d.pages
+        if p not in d.references and (d.name, p) in agreed
+    ]
+    return {"models": list(pair), "pages": len(counts), "cer": _r(corpus_cer(counts))}
 
 
 def _worst(run: CompareRun, docs: dict[str, Any]) -> list[dict[str, Any]]:
@@ -313,17 +313,21 @@ def render_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def add_diffs(summary: dict[str, Any], run: CompareRun) -> None:
-    """Attach a reference-vs-output line diff to each worst page (report only)."""
+async def add_diffs(summary: dict[str, Any], run: CompareRun) -> None:
+    """Attach a reference-vs-output line diff to each worst page, its text read back from
+    results.jsonl (the run keeps no texts in memory)."""
     docs = {d.name: d for d in run.documents}
-    for w in summary.get("worst_pages") or []:
-        r = run.store.results.get((w["doc"], w["page"], w["model"]))
+    worst = summary.get("worst_pages") or []
+    keys = {(w["doc"], w["page"], w["model"]) for w in worst}
+    texts = {r.key: r.text async for r in run.store.read_results(keys)}
+    for w in worst:
+        text = texts.get((w["doc"], w["page"], w["model"]))
         ref = docs[w["doc"]].references.get(w["page"]) if w["doc"] in docs else None
-        if r is None or ref is None:
+        if text is None or ref is None:
             continue
         diff = list(
             difflib.unified_diff(
-                ref.splitlines(), r.text.splitlines(), "reference", w["model"], lineterm="", n=0
+                ref.splitlines(), text.splitlines(), "reference", w["model"], lineterm="", n=0
             )
         )
         w["diff"] = diff[:DIFF_LINES] + (["…"] if len(diff) > DIFF_LINES else [])

@@ -6,7 +6,7 @@ page of text) plus the speed phases' progress, fed to
 - EventHistory (compact: texts only for the last REPLAY_TEXTS pages per model),
 
 measured with tracemalloc in the same run. Texts are distinct objects held by nothing else,
-so this is the history's own share (in a real run RunStore.results also holds each text).
+so this is the history's own share (RunStore keeps no texts: bench/compare_memory.py).
 
     .venv/bin/python bench/compare_history.py [--pages 1000] [--chars 3000]
 """

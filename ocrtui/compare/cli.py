@@ -179,7 +179,7 @@ async def run_headless(
 ) -> int:
     console = console or Console()
     await check_reachable(targets)
-    store = open_store(request)
+    store = await asyncio.to_thread(open_store, request)  # --resume rewrites results.jsonl
     plan = RunPlan(request.documents, tuple(targets), request.settings)
     run = start_run(plan, store)
     try:

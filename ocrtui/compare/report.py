@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from ocrtui.compare.scoring import EditCount, corpus_cer
+from ocrtui.compare.scoring import EditCount, corpus_cer, critical_found
 
 if TYPE_CHECKING:
     from ocrtui.compare.runner import CompareRun
@@ -77,7 +77,10 @@ def build_summary(run: CompareRun) -> dict[str, Any]:
             if not d.spec.critical:
                 continue
             crit_total[d.spec.category] += len(d.spec.critical)
-            crit_pass[d.spec.category] += len(found[d.name])
+            crit_pass[d.spec.category] += sum(
+                i in found[d.name] or critical_found("", c)  # an empty string is always found
+                for i, c in enumerate(d.spec.critical)
+            )
         phases = {p: rec.stats for (name, p), rec in run.store.phases.items() if name == m.name}
         doc_recs = [st for p, st in phases.items() if p.startswith("document:")]
         doc_pages = sum(int(st.get("pages_ok") or 0) for st in doc_recs)

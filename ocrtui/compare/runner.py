@@ -44,8 +44,9 @@ from ocrtui.compare.events import (
 from ocrtui.compare.history import EventHistory
 from ocrtui.compare.profiles import render_target
 from ocrtui.compare.render import RenderedPage, RenderError, RenderPool
-from ocrtui.compare.scoring import cer, flags_for
+from ocrtui.compare.scoring import flags_for
 from ocrtui.compare.store import PageResult, PhaseRecord, RunStore
+from ocrtui.compare.tally import Tally, score_page
 from ocrtui.config import CompareConfig
 
 SPEED_IMAGES_MAX = 4  # distinct pages cycled through by the speed phases
@@ -73,6 +74,7 @@ class CompareRun:
         self.history = EventHistory()
         self.documents: list[Document] = []
         self.failed_documents: dict[str, str] = {}
+        self.tally = Tally([m.name for m in plan.models])
         self._task: asyncio.Task[None] | None = None
         self._started = False
         self._cancel_requested = False
@@ -139,6 +141,7 @@ class CompareRun:
         code = 1
         try:
             summary = report.build_summary(self)
+            await report.add_diffs(summary, self)
             code = max(report.exit_code(summary), 1 if (cancelled or error) else 0)
             await self.store.write_text("summary.json", report.summary_json(summary))
             await self.store.write_text("report.md", report.render_markdown(summary))
@@ -167,6 +170,7 @@ class CompareRun:
                 self._emit(DocumentFailed(spec.name, str(exc)))
                 continue
             self.documents.append(doc)
+            await self._score_resumed(doc)
             self._emit(DocumentReady(doc.name, spec.category, doc.pages, bool(doc.references)))
         if not self.documents:
             return
@@ -297,19 +301,17 @@ class CompareRun:
     ) -> tuple[int, int]:
         s = self.plan.settings
         target = render_target(model.config)
-        todo = []
-        for p in doc.pages:
-            prev = self.store.results.get((doc.name, p, model.name))
-            if prev is None:
-                todo.append(p)
-                continue
+        keys = {(doc.name, p, model.name) for p in doc.pages}
+        done = keys & self.store.results.keys()
+        async for prev in self.store.read_results(done):  # texts from disk, in stored order
             self._emit(
                 PageDone(
-                    model.name, doc.name, p, prev.text, prev.latency_s, prev.prompt_tokens,
-                    prev.completion_tokens, prev.finish_reason, prev.cer, tuple(prev.flags),
-                    resumed=True,
+                    model.name, doc.name, prev.page, prev.text, prev.latency_s,
+                    prev.prompt_tokens, prev.completion_tokens, prev.finish_reason, prev.cer,
+                    tuple(prev.flags), resumed=True,
                 )
             )  # fmt: skip
+        todo = [p for p in doc.pages if (doc.name, p, model.name) not in done]
         if not todo:
             return 0, 0
         budget = asyncio.Semaphore(self.plan.render_budget)
@@ -376,7 +378,8 @@ class CompareRun:
             out = await self._request(client, model, image)
             del image
         ref = doc.references.get(page)
-        score = cer(out.text, ref) if (out.ok and ref is not None) else None
+        score = score_page(doc, page, out.text) if out.ok else None
+        page_cer = score.strict.cer if score and score.strict else None
         flags = flags_for(out.text, out.finish_reason, ref) if out.ok else []
         result = PageResult(
             doc=doc.name,
@@ -389,11 +392,12 @@ class CompareRun:
             completion_tokens=out.completion_tokens,
             finish_reason=out.finish_reason,
             text=out.text,
-            cer=None if score is None else round(score, 6),
+            cer=None if page_cer is None else round(page_cer, 6),
             category=doc.spec.category,
             flags=flags,
         )
         await self.store.add_result(result)
+        self.tally.add(doc, result, score)
         if out.ok:
             counts["ok"] += 1
             self._emit(
@@ -405,6 +409,13 @@ class CompareRun:
         else:
             counts["failed"] += 1
             self._emit(PageFailed(model.name, doc.name, page, out.error or "failed"))
+
+    async def _score_resumed(self, doc: Document) -> None:
+        """Score the pages an earlier run finished (their texts read back from disk) so the
+        summary counts them even if this run never reaches their document."""
+        keys = {k for k in self.store.results if k[0] == doc.name}
+        async for r in self.store.read_results(keys):
+            self.tally.add(doc, r)
 
 
 def _percentile(values: list[float], pct: float) -> float:

@@ -14,7 +14,7 @@ process means starting, not broken.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,7 +29,7 @@ LAST_LINES = 12
 _PROBE_LINE = re.compile(r'"GET /(health|metrics|v1/models|ping|version) HTTP')
 
 
-def without_probes(lines: list[str]) -> list[str]:
+def without_probes(lines: Iterable[str]) -> list[str]:
     """Log lines less the access-log lines of health and metrics probes (ours at 1 Hz)."""
     return [line for line in lines if not _PROBE_LINE.search(line)]
 

@@ -167,7 +167,7 @@ def _worst(run: CompareRun, docs: dict[str, Any]) -> list[dict[str, Any]]:
     scored = [r for r in run.store.results.values() if r.ok and r.cer is not None and r.doc in docs]
     scored.sort(key=lambda r: r.cer or 0.0, reverse=True)
     return [
-        {"doc": r.doc, "page": r.page, "model": r.model, "cer": r.cer, "flags": r.flags}
+        {"doc": r.doc, "page": r.page, "model": r.model, "cer": r.cer, "flags": list(r.flags)}
         for r in scored[:WORST_PAGES]
         if (r.cer or 0) > 0
     ]

@@ -257,11 +257,17 @@ class Controller:
         return self.lifecycle
 
     async def up(self, progress: Progress | None = None) -> None:
+        """Every model ready, starting those that are not, in start order."""
+        # Decide on what the pod shows, not on "no poll yet": a healthy server found by
+        # the first poll must not be restarted.
+        # Without agent data in time (no python3 on the pod, say), go on with what is known.
+        with contextlib.suppress(TimeoutError):
+            await self.wait_until(lambda s: self._informed_polls >= 1, STATUS_WAIT_S)
         await self._lc().up(progress)
 
     async def ensure_up(self, progress: Progress | None = None) -> None:
-        """Every model ready, starting those that are not (the demo's servers)."""
-        await self._lc().up(progress)
+        """The demo's and compare's name for :meth:`up`."""
+        await self.up(progress)
 
     async def down(self, progress: Progress | None = None) -> None:
         await self._lc().down(progress)

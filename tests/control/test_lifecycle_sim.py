@@ -38,6 +38,22 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+async def test_up_from_a_fresh_controller_keeps_a_ready_server(
+    make_controller: MakeController, sim_pod: SimPod
+) -> None:
+    model = sim_pod.model("glm")
+    first: Controller = await make_controller(model)
+    await first.up()
+    pid = first.snapshot.model("glm").pid  # type: ignore[union-attr]
+    # A new dashboard (or `ocrtui demo` again) asks for `up` before its first poll is in.
+    second: Controller = await make_controller(model)
+    steps, progress = progress_log()
+    await second.up(progress)
+    assert ("glm", "already ready") in steps
+    assert second.snapshot.model("glm").pid == pid  # type: ignore[union-attr]
+    assert pid is not None and _alive(pid)
+
+
 async def test_up_in_start_order_states_in_order_then_healthy_restart(
     make_controller: MakeController, sim_pod: SimPod
 ) -> None:

@@ -73,6 +73,19 @@ async def test_following_log_stops_when_scrolled_up_and_resumes_at_end() -> None
         assert log.scroll_y == log.max_scroll_y
 
 
+async def test_following_log_stays_at_the_bottom_when_the_pane_shrinks() -> None:
+    # The dashboard's log pane shrinks after its first tail, as the cards above it fill in.
+    app = _Pane()
+    async with app.run_test(size=(40, 20)) as pilot:
+        log = app.query_one(FollowingLog)
+        log.append([f"line {i} " + "x" * 80 for i in range(200)])
+        await pilot.pause()
+        assert log.scroll_y == log.max_scroll_y
+        await pilot.resize_terminal(40, 8)
+        await pilot.pause()
+        assert log.following and log.scroll_y == log.max_scroll_y
+
+
 def test_builtin_themes_are_valid() -> None:
     from ocrtui.tui.themes import BUILTIN_THEME_DIR
 

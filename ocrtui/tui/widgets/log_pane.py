@@ -44,9 +44,20 @@ class FollowingLog(Log):
         elif new < old:
             self.following = False
 
+    def on_resize(self) -> None:
+        # A shorter pane (the cards above it grew) leaves the view above the tail.
+        if self.following:
+            self.scroll_end(animate=False, x_axis=False)
+
     def append(self, lines: Sequence[str]) -> None:
-        if lines:
-            self.write_lines(lines, scroll_end=self.following)
+        if not lines:
+            return
+        # Log scrolls only when the view was at the end before the write, which a first
+        # write before layout or a new horizontal scrollbar breaks: scroll by our own flag,
+        # after the refresh that gives the new size.
+        self.write_lines(lines, scroll_end=False)
+        if self.following:
+            self.scroll_end(animate=False, x_axis=False)
 
 
 class LogPane(FollowingLog):

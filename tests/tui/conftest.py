@@ -3,10 +3,13 @@ theme folder and remembered state."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from textual.pilot import Pilot
 
 from ocrtui.control import Snapshot
 from ocrtui.tui.app import OcrtuiApp
@@ -16,6 +19,20 @@ from tests.tui import recorded
 SIZE = (130, 40)
 
 AppFactory = Callable[..., tuple[OcrtuiApp, ReplaySource]]
+
+
+async def until(
+    pilot: Pilot[Any],
+    cond: Callable[[], bool],
+    timeout: float = 5.0,
+    what: Callable[[], str] | str = "condition",
+) -> None:
+    """Let the app run until ``cond()`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
+        await pilot.pause(0.02)
 
 
 @pytest.fixture

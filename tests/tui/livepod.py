@@ -1,20 +1,15 @@
 """A demo-style pod for the live dashboard tests: a simulated GPU, a `vllm` shim that runs
 the simulator (synthetic engine), and a config; plus the cleanup that kills every server
-(and orphaned EngineCore) started against it, found by the environment the lifecycle gives
-each server (``OCRTUI_SIM_GPU=<this pod's GPU dir>``) or by their working directory (this
-pod's workdir): an EngineCore's title (setproctitle) overwrites its /proc environ."""
+(and orphaned EngineCore) started against it: they all write their logs in its workdir."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import secrets
-import signal
-import time
 from pathlib import Path
 
 from ocrtui.config import Config, parse_config
-from ocrtui.sim.gpu import SIM_GPU_ENV, SimGpu
+from ocrtui.sim.gpu import SimGpu
+from tests.plugins.reaper import kill_writing_under
 from tests.plugins.sim import free_port, write_vllm_shim
 
 SIM_FLAGS = ("--host", "127.0.0.1", "--engine", "synthetic", "--sim-startup-s", "0.5")
@@ -53,29 +48,5 @@ class LivePod:
             "live test config",
         )  # fmt: skip
 
-    def server_pids(self) -> list[int]:
-        needle = f"{SIM_GPU_ENV}={self.gpu.path}".encode()
-        workdir = str(self.workdir)
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                env = (entry / "environ").read_bytes().split(b"\0")
-                cwd = os.readlink(entry / "cwd").removesuffix(" (deleted)")
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if state != "Z" and (needle in env or cwd == workdir):
-                found.append(int(entry.name))
-        return found
-
-    def kill_all(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while pids := self.server_pids():
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"servers survived SIGKILL: {pids}")
-            time.sleep(0.05)
+    def kill_all(self) -> None:
+        kill_writing_under(self.workdir)

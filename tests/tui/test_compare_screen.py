@@ -6,7 +6,7 @@ from ocrtui.compare.store import PageResult
 from ocrtui.tui.run_view import TEXT_PAGES, RunView
 from ocrtui.tui.screens.compare import ComparePane, CompareScreen, diff_content
 from tests.tui import recorded
-from tests.tui.conftest import SIZE, AppFactory
+from tests.tui.conftest import SIZE, AppFactory, until
 
 MODELS = ["glm-ocr", "lighton-ocr"]
 REFERENCE = "甲方：张三\n住址：北京市海淀区中关村大街27号\n租金：每月人民币8,500元"
@@ -92,7 +92,7 @@ async def test_streams_into_both_panes_and_rejoins(make_app: AppFactory) -> None
         assert isinstance(screen, CompareScreen)
         for m in MODELS:
             run.add(result("contract", 1, m))
-        await _until(pilot, lambda: all(_pane_text(screen, i) for i in range(2)))
+        await until(pilot, lambda: all(_pane_text(screen, i) for i in range(2)))
         assert "住址" in _pane_text(screen, 0) and "2了号" in _pane_text(screen, 1)
 
         await pilot.press("escape")  # leave: the run goes on without the screen
@@ -109,12 +109,3 @@ async def test_streams_into_both_panes_and_rejoins(make_app: AppFactory) -> None
 
 def _pane_text(screen: CompareScreen, i: int) -> str:
     return "\n".join(screen.query_one(f"#pane-{i}", ComparePane).lines)
-
-
-async def _until(pilot, cond, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await pilot.pause(0.05)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +16,7 @@ from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen, LauncherDialog
 from ocrtui.tui.themes import read_state
 from ocrtui.tui.widgets.model_card import ModelCard
 from tests.tui import recorded
-from tests.tui.conftest import SIZE, AppFactory
-
-
-async def until(pilot: Pilot[Any], cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await pilot.pause(0.02)
+from tests.tui.conftest import SIZE, AppFactory, until
 
 
 def record_notes(app: OcrtuiApp, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:

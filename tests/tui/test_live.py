@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from ocrtui.tui.app import (
 from ocrtui.tui.messages import OperationProgress
 from ocrtui.tui.screens.compare import ComparePane, CompareScreen
 from ocrtui.tui.screens.dialogs import ConfirmDialog, LauncherDialog
+from tests.tui.conftest import until
 from tests.tui.livepod import LivePod
 
 SIZE = (140, 44)
@@ -45,13 +45,11 @@ class Live:
         self.steps: list[tuple[str, str | None]] = []
 
     async def until(self, cond: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-        deadline = time.monotonic() + timeout
-        while not cond():
-            assert time.monotonic() < deadline, (
-                f"timed out waiting for {what or cond}; models now "
-                f"{[(m.name, m.state, m.hint) for m in self.ctl.snapshot.models]}"
-            )
-            await self.pilot.pause(0.05)
+        def explain() -> str:
+            models = [(m.name, m.state, m.hint) for m in self.ctl.snapshot.models]
+            return f"{what or cond}; models now {models}"
+
+        await until(self.pilot, cond, timeout, explain)
 
     def model(self, name: str) -> Any:
         m = self.ctl.snapshot.model(name)

@@ -265,10 +265,6 @@ class Controller:
             await self.wait_until(lambda s: self._informed_polls >= 1, STATUS_WAIT_S)
         await self._lc().up(progress)
 
-    async def ensure_up(self, progress: Progress | None = None) -> None:
-        """The demo's and compare's name for :meth:`up`."""
-        await self.up(progress)
-
     async def down(self, progress: Progress | None = None) -> None:
         await self._lc().down(progress)
 

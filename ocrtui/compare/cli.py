@@ -145,7 +145,7 @@ async def _with_controller(config: Config, request: CompareRequest, demo: bool) 
     try:
         await ctl.start()
         if demo:
-            await ctl.ensure_up(lambda name, step: console.print(f"{name}: {step}"))
+            await ctl.up(lambda name, step: console.print(f"{name}: {step}"))
         targets = [ModelTarget(config.model(n), await ctl.model_url(n)) for n in request.models]
         return await run_headless(request, targets, console)
     finally:

@@ -121,7 +121,7 @@ class OcrtuiApp(App[int]):
         await self.source.start()
         if self.start_servers and not self.readonly:
             try:
-                await self.source.ensure_up(self._progress)
+                await self.source.up(self._progress)
             finally:
                 for m in self.config.models:
                     self.dashboard.post_message(OperationProgress(m.name, None))

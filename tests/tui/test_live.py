@@ -62,7 +62,7 @@ class Live:
             60,
             "both models ready",
         )
-        # The ensure_up progress has ended and the dashboard shows the live snapshot.
+        # The up progress has ended and the dashboard shows the live snapshot.
         await self.until(lambda: not self.app.dashboard.operations, 10, "start-up progress")
         await self.app.dashboard.tick()
         self.app.dashboard.debounce_s = 0.0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ocrtui.compare.store import PageResult
 from ocrtui.config import Config, parse_config
-from ocrtui.control import GpuStatus, ModelStatus, PodStatus, ProcessStatus, Snapshot
+from ocrtui.status import GpuStatus, ModelShare, ModelStatus, PodStatus, ProcessStatus, Snapshot
 from ocrtui.tui.app import OcrtuiApp
 from ocrtui.tui.source import ReplaySource
 
@@ -42,10 +42,15 @@ def snapshot(tick: int) -> Snapshot:
     wobble = tick % 7
     procs = tuple(
         ProcessStatus(pid=4000 + i, gpu=0, used_mib=9000 + 500 * i + wobble * 10,
-                      model=MODELS[i % 2], title="VLLM::EngineCore", visible=True)
+                      model=MODELS[i % 2], title="VLLM::EngineCore", visible=True,
+                      kind="model", owner=MODELS[i % 2])
         for i in range(4)
     )  # fmt: skip
     used = sum(p.used_mib for p in procs)
+    shares = tuple(
+        ModelShare(n, sum(p.used_mib for p in procs if p.owner == n), 18000 + 7000 * i)
+        for i, n in enumerate(MODELS)
+    )
     return Snapshot(
         pod=PodStatus("bench", "connected", float(tick), 0.3, True, False),
         gpus=(
@@ -60,6 +65,8 @@ def snapshot(tick: int) -> Snapshot:
                 50.0,
                 120.0 + wobble,
                 True,
+                models=shares,
+                planned_mib=sum(m.planned_mib or 0 for m in shares),
             ),
         ),
         processes=procs,

@@ -116,14 +116,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ocrtui.compare.cli import compare_command
 
         return compare_command(config, args, demo=demo)
-    from ocrtui import control
+    from ocrtui import headless
 
     if command == "status":
-        return control.status_command(config, as_json=args.json, demo=demo)
+        return headless.status_command(config, as_json=args.json, demo=demo)
     if command == "up":
-        return control.up_command(config, demo=demo)
+        return headless.up_command(config, demo=demo)
     if command == "down":
-        return control.down_command(config, demo=demo)
+        return headless.down_command(config, demo=demo)
     if command == "restart":
-        return control.restart_command(config, args.name, demo=demo)
+        return headless.restart_command(config, args.name, demo=demo)
     raise AssertionError(command)

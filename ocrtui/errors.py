@@ -1,7 +1,7 @@
 """Errors that end a command, each with the exit code of the command-line contract.
 
-0 all done; 1 finished with failed pages or documents; 2 usage, config or input error;
-3 pod unreachable.
+0 all done; 1 finished with failed pages or documents, or a model server operation failed;
+2 usage, config or input error; 3 pod unreachable.
 """
 
 
@@ -23,3 +23,18 @@ class PodUnreachable(OcrtuiError):
 
 class HostKeyError(PodUnreachable):
     """The pod's host key is unknown or changed; never accepted silently."""
+
+
+class LifecycleError(OcrtuiError):
+    """A model server operation (preflight, start, stop) failed: ``message`` says what,
+    ``hint`` what to do."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} (hint: {self.hint})" if self.hint else self.message

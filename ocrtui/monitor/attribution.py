@@ -15,7 +15,9 @@ run them on a bare machine). The rules, in order:
   their memory, attributed by the NVML pid-set difference across each launch the tool did,
   else by the local ``/dev/nvidia*`` holders when they all belong to one label; what remains
   is unattributed (None).
-* Per GPU, the rows plus "driver/other" add up to the device's used memory.
+* Per GPU, the rows plus "driver/other" add up to the device's used memory; the owner
+  breakdown (:class:`GpuUsage`: per model, orphans, other, unattributed) is what the
+  dashboard draws and ``status --json`` reports, unchanged.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class LaunchRecord:
 
 @dataclass(frozen=True)
 class Row:
-    """One attributed NVML row; ``status_fields()`` are control.ProcessStatus's fields."""
+    """One attributed NVML row; ``status_fields()`` are status.ProcessStatus's fields."""
 
     pid: int
     gpu: int
@@ -70,6 +72,13 @@ class Row:
     via: str  # how the label was found: tree, pgid, orphan, launch, holders, none
     simulated: bool = False
 
+    @property
+    def owner(self) -> str | None:
+        """The model a model or orphan row belongs to ("?": an orphan of no known model)."""
+        if self.kind == "orphan" and self.model is not None:
+            return self.model.removeprefix(ORPHAN_PREFIX)
+        return self.model if self.kind == "model" else None
+
     def status_fields(self) -> dict[str, object]:
         return {
             "pid": self.pid,
@@ -78,6 +87,8 @@ class Row:
             "model": self.model,
             "title": self.title,
             "visible": self.visible,
+            "kind": self.kind,
+            "owner": self.owner,
         }
 
 
@@ -112,6 +123,14 @@ class GpuUsage:
     rows_mib: int  # sum of the process rows on this GPU
     other_mib: int  # driver / contexts / processes NVML does not list
     unattributed_mib: int  # rows whose owner could not be determined
+    model_mib: dict[str, int] = field(default_factory=dict)  # rows per model, config order
+    orphan_mib: int = 0  # rows of leaked vLLM processes
+    other_rows_mib: int = 0  # rows of processes that belong to no model
+
+    @property
+    def owner_other_mib(self) -> int:
+        """The "other" owner: processes of no model plus memory no listed process holds."""
+        return self.other_rows_mib + self.other_mib
 
 
 @dataclass(frozen=True)
@@ -330,6 +349,12 @@ def attribute(
                 rows_mib=rows_mib,
                 other_mib=max(0, g.used_mib - rows_mib),
                 unattributed_mib=sum(r.used_mib for r in on if r.kind == "unattributed"),
+                model_mib={
+                    m.name: sum(r.used_mib for r in on if r.kind == "model" and r.model == m.name)
+                    for m in models
+                },
+                orphan_mib=sum(r.used_mib for r in on if r.kind == "orphan"),
+                other_rows_mib=sum(r.used_mib for r in on if r.kind == "other"),
             )
         )
 

@@ -42,7 +42,7 @@ class GpuSample:
     simulated: bool
 
     def status_fields(self) -> dict[str, object]:
-        """Exactly control.GpuStatus's fields."""
+        """status.GpuStatus's device fields (its owner breakdown comes from attribution)."""
         return {
             "index": self.index,
             "uuid": self.uuid,

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from ocrtui.control import Progress, Snapshot
+from ocrtui.status import Snapshot
+from ocrtui.vllm.lifecycle import Progress
 
 
 class PodSource(Protocol):
@@ -75,7 +76,11 @@ class ReplaySource:
 
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]:
         self.calls.append(("kill_orphans", name))
-        return [(p.pid, p.used_mib) for p in self.snapshot.processes if _is_orphan(p.model, name)]
+        return [
+            (p.pid, p.used_mib)
+            for p in self.snapshot.processes
+            if p.kind == "orphan" and (name is None or p.owner == name)
+        ]
 
     async def log_tail(self, name: str, lines: int = 200) -> list[str]:
         return self.logs.get(name, [])[-lines:]
@@ -85,9 +90,3 @@ class ReplaySource:
             return self.urls[name]
         except KeyError:
             raise LookupError(f"no recorded URL for model {name!r}") from None
-
-
-def _is_orphan(model: str | None, name: str | None) -> bool:
-    if not model or not model.startswith("orphan:"):
-        return False
-    return name is None or model == f"orphan:{name}"

@@ -12,7 +12,9 @@
   each only once the one before is ready.
 
 Process knowledge comes from the agent monitor (port owners, trees, orphans, memory per
-row); the model state from the Controller's health polls, through :class:`ModelWatch`.
+row); the model state from the :class:`ModelWatcher` below it. What is launched and how
+much memory it needs is decided in ``plan.py``; the launch bookkeeping the watcher reads
+(pids launched, launches and stops in progress) is kept in :class:`Launches`.
 """
 
 from __future__ import annotations
@@ -20,225 +22,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable
 
 from ocrtui.config import Config, ModelConfig
-from ocrtui.errors import OcrtuiError
+from ocrtui.errors import LifecycleError
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
-from ocrtui.monitor.attribution import Row
-from ocrtui.monitor.samples import GpuSample, VllmProc
 from ocrtui.pod.base import Pod
-from ocrtui.sim.gpu import SIM_GPU_ENV
+from ocrtui.status import ModelStatus
 from ocrtui.vllm.logfile import append_marker
-from ocrtui.vllm.state import ModelState
+from ocrtui.vllm.plan import check_free_memory, gpu_for, plan_warnings, serve_argv, serve_env
+from ocrtui.vllm.watch import FIRST_POLL_WAIT_S, ModelWatcher, is_server_of
 
+# Progress of a lifecycle operation: (model name, human-readable step), e.g.
+# ("glm-ocr", "stopping"), ("glm-ocr", "waiting for VRAM"), ("glm-ocr", "starting: KV cache").
 Progress = Callable[[str, str], None]
 
 STOP_TIMEOUT_S = 30.0
 RELEASE_TIMEOUT_S = 30.0
 SAMPLE_TIMEOUT_S = 15.0
-UNLISTED_TRUST_S = 20.0
-UTILIZATION_SUM_WARN = 0.95
-
-
-class LifecycleError(OcrtuiError):
-    """A lifecycle operation failed: ``message`` says what, ``hint`` what to do."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return f"{self.message} (hint: {self.hint})" if self.hint else self.message
-
-
-@dataclass(frozen=True)
-class KnownModel:
-    min_memory_gib: float | None  # below this the server does not start
-    default_max_model_len: int | None  # what vLLM uses when --max-model-len is not given
-
-
-# Facts from research/vllm_and_models.md §4/§5 and the seed: GLM-OCR at 0.40 of a 46068 MiB
-# A40 (18.0 GiB) is "the minimum that works", so warn only clearly below that.
-KNOWN_MODELS: dict[str, KnownModel] = {
-    "zai-org/GLM-OCR": KnownModel(min_memory_gib=17.5, default_max_model_len=131072),
-    "lightonai/LightOnOCR-2-1B": KnownModel(min_memory_gib=None, default_max_model_len=16384),
-}
-HUGE_CONTEXT = 65536
-
-
-class ModelStatusLike(Protocol):
-    @property
-    def state(self) -> ModelState: ...
-    @property
-    def stage(self) -> str | None: ...
-    @property
-    def hint(self) -> str | None: ...
-
-
-class ModelWatch(Protocol):
-    """What the lifecycle needs from whoever polls the models (the Controller)."""
-
-    def model_status(self, name: str) -> ModelStatusLike | None: ...
-
-    async def wait_model(
-        self,
-        name: str,
-        done: Callable[[ModelStatusLike], bool],
-        timeout: float,
-        on_change: Callable[[ModelStatusLike], None] | None = None,
-    ) -> ModelStatusLike: ...
-
-
-# -- the command ---------------------------------------------------------------------------
-
-
-def serve_argv(vllm_command: Sequence[str], model: ModelConfig) -> list[str]:
-    argv = [
-        *vllm_command,
-        "serve",
-        model.model,
-        "--port",
-        str(model.port),
-        "--served-model-name",
-        model.name,
-        "--gpu-memory-utilization",
-        str(model.gpu_memory_utilization),
-        "--max-num-seqs",
-        str(model.max_num_seqs),
-    ]
-    if model.max_model_len is not None:
-        argv += ["--max-model-len", str(model.max_model_len)]
-    return [*argv, *model.extra_args]
-
-
-def serve_env(model: ModelConfig, sim_gpu: str | None) -> dict[str, str]:
-    env = dict(model.env)
-    if sim_gpu:
-        env[SIM_GPU_ENV] = sim_gpu
-    key = model.api_key()
-    if key:
-        env["VLLM_API_KEY"] = key
-    return env
-
-
-# -- preflight -----------------------------------------------------------------------------
-
-
-def plan_warnings(config: Config, total_mib: int | None) -> list[tuple[str, str]]:
-    """(model name, warning) for plans known to fail or waste memory; nothing is refused."""
-    out: list[tuple[str, str]] = []
-    total = round(sum(m.gpu_memory_utilization for m in config.models), 6)
-    if len(config.models) > 1 and total > UTILIZATION_SUM_WARN:
-        names = " + ".join(f"{m.name} {m.gpu_memory_utilization:g}" for m in config.models)
-        out.append(
-            (
-                "*",
-                f"planned gpu_memory_utilization sums to {total:.2f} ({names}), above "
-                f"{UTILIZATION_SUM_WARN}: the last server to start will fail its free-memory check",
-            )
-        )
-    for m in config.models:
-        known = KNOWN_MODELS.get(m.model)
-        minimum = m.min_memory_gib
-        if minimum is None and known and _at_default_context(m, known):
-            # The known minimum was measured at the default context; a shorter
-            # --max-model-len needs less KV cache, by an amount we cannot know here.
-            minimum = known.min_memory_gib
-        if minimum is not None and total_mib:
-            planned_gib = m.gpu_memory_utilization * total_mib / 1024
-            if planned_gib < minimum:
-                out.append(
-                    (
-                        m.name,
-                        f"gpu_memory_utilization {m.gpu_memory_utilization:g} gives "
-                        f"{planned_gib:.1f} GiB, below the {minimum:g} GiB {m.model} needs: "
-                        "KV-cache allocation will fail at startup",
-                    )
-                )
-        default_len = known.default_max_model_len if known else None
-        if m.max_model_len is None and default_len and default_len >= HUGE_CONTEXT:
-            out.append(
-                (
-                    m.name,
-                    f"max_model_len is unset, so vLLM uses {m.model}'s default of {default_len} "
-                    "tokens, which needs far more KV cache than OCR pages do: set max_model_len "
-                    "(e.g. 16384)",
-                )
-            )
-    return out
-
-
-def _at_default_context(m: ModelConfig, known: KnownModel) -> bool:
-    default = known.default_max_model_len
-    return m.max_model_len is None or default is None or m.max_model_len >= default
-
-
-def is_server_of(v: VllmProc, model: ModelConfig) -> bool:
-    """A live API server of this model: its served name and its port both match, so a
-    same-named server elsewhere (another pod user, another config) is never taken for ours.
-    A zombie (killed, not yet reaped: common in containers whose PID 1 reaps nothing) is no
-    server."""
-    return v.kind == "api" and v.served == model.name and v.port == model.port and v.state != "Z"
-
-
-def gpu_for(model: ModelConfig, gpus: Sequence[GpuSample]) -> GpuSample | None:
-    """The device the model will use: CUDA_VISIBLE_DEVICES in its env, else the first."""
-    visible = model.env.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
-    if visible.isdigit():
-        for g in gpus:
-            if g.index == int(visible):
-                return g
-    return gpus[0] if gpus else None
-
-
-def describe_holders(rows: Sequence[Row], gpu: int) -> str:
-    held = sorted((r for r in rows if r.gpu == gpu and r.used_mib > 0), key=lambda r: -r.used_mib)
-    if not held:
-        return "no process is listed as holding it (driver or a process outside this pod)"
-    parts = []
-    for r in held:
-        who = r.model or "other"
-        title = f" {r.title}" if r.title else ""
-        parts.append(f"pid {r.pid} ({who}{title}) {r.used_mib} MiB")
-    return ", ".join(parts)
-
-
-def check_free_memory(model: ModelConfig, view: MonitorView) -> int:
-    """Raise LifecycleError when the model's GPU lacks the memory it will ask for; return
-    the planned MiB."""
-    sample = view.sample
-    if sample is None or not sample.gpus:
-        reason = view.error or "no GPU in the agent's sample"
-        raise LifecycleError(
-            f"cannot check GPU memory before starting {model.name}: {reason}",
-            "make sure the pod agent runs (see the pod panel) and the GPU is visible",
-        )
-    gpu = gpu_for(model, sample.gpus)
-    assert gpu is not None
-    need = int(model.gpu_memory_utilization * gpu.total_mib)
-    if gpu.free_mib >= need:
-        return need
-    rows = view.attribution.rows if view.attribution else ()
-    orphans = [r for r in rows if r.kind == "orphan" and r.gpu == gpu.index]
-    hint = (
-        f"`ocrtui restart {model.name}` kills this model's orphans first; "
-        if any(r.model == f"orphan:{model.name}" for r in orphans)
-        else ""
-    )
-    hint += "stop the holders, or lower gpu_memory_utilization"
-    raise LifecycleError(
-        f"not enough free GPU memory for {model.name}: needs {need} MiB "
-        f"({model.gpu_memory_utilization:g} x {gpu.total_mib} MiB), {gpu.free_mib} MiB free "
-        f"on GPU {gpu.index}; held by {describe_holders(rows, gpu.index)}",
-        hint,
-    )
 
 
 # -- operations ----------------------------------------------------------------------------
@@ -250,7 +51,7 @@ class Lifecycle:
         config: Config,
         pod: Pod,
         monitor: AgentMonitor,
-        watch: ModelWatch,
+        watcher: ModelWatcher,
         *,
         workdir: str,
         stop_timeout_s: float = STOP_TIMEOUT_S,
@@ -259,15 +60,12 @@ class Lifecycle:
         self.config = config
         self.pod = pod
         self.monitor = monitor
-        self.watch = watch
+        self.watcher = watcher
+        self.launches = watcher.launches
         self.workdir = workdir
         self.stop_timeout_s = stop_timeout_s
         self.release_timeout_s = release_timeout_s
-        self.launched: dict[str, int] = {}  # model -> pid of the server this session started
         self._locks: dict[str, asyncio.Lock] = {}
-        # model -> monotonic time its launch began, then again when the pid came back
-        self._launching: dict[str, float] = {}
-        self.stopping: set[str] = set()  # models being stopped right now
 
     def log_path(self, model: ModelConfig) -> str:
         return model.log_path(self.workdir)
@@ -298,7 +96,7 @@ class Lifecycle:
         model = self.config.model(name)
         usage = view.model(name)
         sample = view.sample
-        launched = self.launched.get(name)
+        launched = self.launches.pids.get(name)
         apis = {v.pid: v for v in sample.vllm if is_server_of(v, model)} if sample else {}
         pids: set[int] = set(apis)
         groups = {v.pgid for v in apis.values() if v.pgid > 1}
@@ -324,31 +122,6 @@ class Lifecycle:
             *(self.pod.signal(p, sig) for p in sorted(pids)),
         )
 
-    def launching(self, name: str) -> bool:
-        """A start of ``name`` is in progress (from launch until ready or failed)."""
-        return name in self._launching
-
-    def unlisted_launch(self, name: str, view: MonitorView) -> tuple[bool, int | None]:
-        """(True, pid) while ``name`` is being launched and the agent does not list its server
-        (yet): pid None before start_detached returned, else the pid to check on the pod.
-
-        Under load the agent's newest sample may predate the launch however many samples
-        later, so "not listed" alone is no proof of death; the caller asks the pod instead,
-        for at most UNLISTED_TRUST_S after the pid came back.
-        """
-        since = self._launching.get(name)
-        if since is None:
-            return False, None
-        pid = self.launched.get(name)
-        if pid is None:
-            return True, None
-        sample = view.sample
-        if sample is not None and any(v.pid == pid for v in sample.vllm):
-            return False, None
-        if time.monotonic() - since > UNLISTED_TRUST_S:
-            return False, None
-        return True, pid
-
     async def stop(self, name: str, progress: Progress | None = None) -> None:
         async with self._lock(name):
             await self._stop(name, progress or _quiet)
@@ -360,14 +133,14 @@ class Lifecycle:
         await append_marker(self.pod, self.log_path(model), "stop", name)
         if not groups and not pids and self._gone(name, view):
             progress(name, "not running")
-            self.launched.pop(name, None)
+            self.launches.pids.pop(name, None)
             return
-        self.stopping.add(name)
+        self.launches.stopping.add(name)
         try:
             await self._terminate(name, groups, pids, view, progress)
         finally:
-            self.stopping.discard(name)
-        self.launched.pop(name, None)
+            self.launches.stopping.discard(name)
+        self.launches.pids.pop(name, None)
         progress(name, "stopped")
 
     async def _terminate(
@@ -433,11 +206,10 @@ class Lifecycle:
         progress = progress or _quiet
         model = self.config.model(name)
         log = self.log_path(model)
-        self.launched.pop(name, None)
-        self.monitor.begin_launch(name)
         # Registered before the marker goes into the log, so no poll in between takes the
         # marker without a process for a crash.
-        self._launching[name] = time.monotonic()
+        self.launches.begin(name)
+        self.monitor.begin_launch(name)
         await append_marker(self.pod, log, "launch", name)
         argv = serve_argv(self.config.pod.vllm_command, model)
         progress(name, f"launching: {shlex.join(argv)}")
@@ -448,8 +220,7 @@ class Lifecycle:
         except (OSError, RuntimeError) as exc:
             self._end_launch(name)
             raise LifecycleError(f"could not launch {name}: {exc}") from None
-        self.launched[name] = pid
-        self._launching[name] = time.monotonic()
+        self.launches.started(name, pid)
         progress(name, f"started pid {pid}, log {log}")
         return pid
 
@@ -458,7 +229,7 @@ class Lifecycle:
         model = self.config.model(name)
         last: list[str | None] = [None]
 
-        def on_change(status: ModelStatusLike) -> None:
+        def on_change(status: ModelStatus) -> None:
             label = status.state if status.state != "starting" else f"starting: {status.stage}"
             if status.state == "starting" and not status.stage:
                 label = "starting"
@@ -467,7 +238,7 @@ class Lifecycle:
                 progress(name, label)
 
         try:
-            status = await self.watch.wait_model(
+            status = await self.watcher.wait_model(
                 name,
                 lambda s: s.state in ("ready", "crashed"),
                 model.ready_timeout_s,
@@ -476,11 +247,9 @@ class Lifecycle:
             if status.state == "ready":
                 await self._await_port_owner(name)
         except TimeoutError:
-            current = self.watch.model_status(name)
-            where = ""
-            if current is not None:
-                where = f" (still {current.state}"
-                where += f": {current.stage})" if current.stage else ")"
+            current = self.watcher.status(name)
+            where = f" (still {current.state}"
+            where += f": {current.stage})" if current.stage else ")"
             raise LifecycleError(
                 f"{name} was not ready after {model.ready_timeout_s:g} s{where}",
                 f"read the log ({self.log_path(model)}) or raise ready_timeout_s",
@@ -491,8 +260,8 @@ class Lifecycle:
             raise LifecycleError(f"{name} failed to start", status.hint)
 
     def _end_launch(self, name: str) -> None:
-        if self._launching.pop(name, None) is not None:
-            self.monitor.end_launch(name, self.launched.get(name))
+        if self.launches.end(name):
+            self.monitor.end_launch(name, self.launches.pids.get(name))
 
     async def _await_port_owner(self, name: str) -> None:
         """Let the agent see the ready server own its port before the launch window closes,
@@ -534,13 +303,17 @@ class Lifecycle:
     async def up(self, progress: Progress | None = None) -> None:
         """Every model ready, in start order, each started only once the previous is ready."""
         progress = progress or _quiet
+        # Decide on what the pod shows, not on "no poll yet": a healthy server found by the
+        # first poll must not be restarted. Without agent data in time (no python3 on the
+        # pod, say), go on with what is known.
+        with contextlib.suppress(TimeoutError):
+            await self.watcher.wait_informed(FIRST_POLL_WAIT_S)
         for model in self.config.ordered_models():
-            status = self.watch.model_status(model.name)
-            state = status.state if status else "down"
+            state = self.watcher.status(model.name).state
             if state == "ready":
                 progress(model.name, "already ready")
                 continue
-            if state == "starting" and model.name not in self.launched:
+            if state == "starting" and model.name not in self.launches.pids:
                 progress(model.name, "already starting; waiting")
                 await self.wait_ready(model.name, progress)
                 continue
@@ -554,7 +327,7 @@ class Lifecycle:
 
 def _still_holding(name: str, view: MonitorView) -> str:
     rows = view.attribution.rows if view.attribution else ()
-    mine = [r for r in rows if r.model in (name, f"orphan:{name}") and r.used_mib > 0]
+    mine = [r for r in rows if r.owner == name and r.used_mib > 0]
     if not mine:
         return "the agent still lists its processes"
     return ", ".join(f"pid {r.pid} ({r.title or 'unknown'}) {r.used_mib} MiB" for r in mine)

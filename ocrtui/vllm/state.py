@@ -16,14 +16,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
+from ocrtui.status import ModelState
 from ocrtui.vllm.client import Health
 from ocrtui.vllm.hints import Hint, find_hint, is_fatal
 from ocrtui.vllm.logfile import Mark, current_run
 from ocrtui.vllm.stages import Stage, startup_stage, strip_ansi
 
-ModelState = Literal["down", "starting", "ready", "unhealthy", "crashed"]
 LAST_LINES = 12
 # Our own probes show up in vLLM's access log; they say nothing about a crash.
 _PROBE_LINE = re.compile(r'"GET /(health|metrics|v1/models|ping|version) HTTP')

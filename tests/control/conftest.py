@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from ocrtui.config import Config, PodConfig, parse_config
-from ocrtui.control import Controller, Snapshot
+from ocrtui.control import Controller
 from ocrtui.pod.base import Pod
 from ocrtui.sim.gpu import SimGpu
+from ocrtui.status import Snapshot
 from tests.plugins.reaper import kill_writing_under
 from tests.plugins.sim import free_port, write_vllm_shim
 

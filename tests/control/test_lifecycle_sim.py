@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from ocrtui.control import Controller, Snapshot
-from ocrtui.vllm.lifecycle import LifecycleError
+from ocrtui.control import Controller
+from ocrtui.errors import LifecycleError
+from ocrtui.status import Snapshot
 from ocrtui.vllm.logfile import current_run
 from tests.control.conftest import SimPod, StateLog, progress_log
 
@@ -218,10 +219,10 @@ async def test_link_drop_keeps_the_verdict_and_recovers(
     log = StateLog(ctl, "glm")
     sshd.stop()
     await ctl.wait_until(lambda s: s.pod.connection != "connected", 10)
-    polls = ctl.polls
+    polls = ctl.watcher.polls
     sshd.start()
     snap = await ctl.wait_until(
-        lambda s: s.pod.connection == "connected" and ctl.polls >= polls + 2, 15
+        lambda s: s.pod.connection == "connected" and ctl.watcher.polls >= polls + 2, 15
     )
     assert snap.model("glm").state == "ready"  # type: ignore[union-attr]
     assert log.seen == ["ready"]  # never "starting" or "crashed" while the link was down

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from ocrtui.control import GpuStatus, ProcessStatus
 from ocrtui.monitor import (
     AgentSample,
     LaunchRecord,
@@ -21,6 +20,7 @@ from ocrtui.monitor import (
     parse_line,
     parse_sample,
 )
+from ocrtui.status import GpuStatus, ProcessStatus
 
 DATA = Path(__file__).parent / "data"
 # Copies of shared/fixtures/vllm, so a clean clone has them.

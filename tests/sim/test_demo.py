@@ -12,7 +12,7 @@ from ocrtui.sim.args import parse_serve_args
 from ocrtui.sim.gpu import SimGpu
 from ocrtui.sim.memory import check_free_memory, plan_kv_cache
 from ocrtui.sim.profiles import MIB, profile_for
-from ocrtui.vllm.lifecycle import serve_argv
+from ocrtui.vllm.plan import serve_argv
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from ocrtui.control import Snapshot
+from ocrtui.status import Snapshot
 from ocrtui.tui.app import OcrtuiApp
 from ocrtui.tui.source import ReplaySource
 from tests.tui import recorded

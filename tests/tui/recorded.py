@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ocrtui.config import Config, parse_config
-from ocrtui.control import GpuStatus, ModelStatus, PodStatus, ProcessStatus, Snapshot
+from ocrtui.status import GpuStatus, ModelShare, ModelStatus, PodStatus, ProcessStatus, Snapshot
 
 TOTAL = 46068
 
@@ -53,6 +53,9 @@ GPU = GpuStatus(
     temperature_c=54.0,
     power_w=141.0,
     simulated=True,
+    models=(ModelShare("glm-ocr", 18050, 18427), ModelShare("lighton-ocr", 24460, 25337)),
+    other_mib=100,  # the driver's share: used less the rows
+    planned_mib=18427 + 25337,
 )
 GLM = ModelStatus(
     name="glm-ocr",
@@ -82,19 +85,17 @@ LIGHTON = ModelStatus(
     planned_mib=25337,
     used_mib=24460,
 )
+
+
+def _row(pid: int, used_mib: int, model: str, title: str) -> ProcessStatus:
+    return ProcessStatus(pid, 0, used_mib, model, title, True, kind="model", owner=model)
+
+
 PROCS = (
-    ProcessStatus(
-        pid=4101, gpu=0, used_mib=600, model="glm-ocr", title="vllm serve glm", visible=True
-    ),
-    ProcessStatus(
-        pid=4188, gpu=0, used_mib=17450, model="glm-ocr", title="VLLM::EngineCore", visible=True
-    ),
-    ProcessStatus(
-        pid=4230, gpu=0, used_mib=700, model="lighton-ocr", title="vllm serve lighton", visible=True
-    ),
-    ProcessStatus(
-        pid=4290, gpu=0, used_mib=23760, model="lighton-ocr", title="VLLM::EngineCore", visible=True
-    ),
+    _row(4101, 600, "glm-ocr", "vllm serve glm"),
+    _row(4188, 17450, "glm-ocr", "VLLM::EngineCore"),
+    _row(4230, 700, "lighton-ocr", "vllm serve lighton"),
+    _row(4290, 23760, "lighton-ocr", "VLLM::EngineCore"),
 )
 
 READY = Snapshot(pod=POD, gpus=(GPU,), processes=PROCS, models=(GLM, LIGHTON))
@@ -105,9 +106,18 @@ HINT = (
 )
 CRASHED = Snapshot(
     pod=POD,
-    gpus=(replace(GPU, used_mib=42010, free_mib=TOTAL - 42010, utilization_pct=12.0),),
+    gpus=(
+        replace(
+            GPU,
+            used_mib=42010,
+            free_mib=TOTAL - 42010,
+            utilization_pct=12.0,
+            models=(ModelShare("glm-ocr", 0, 18427), GPU.models[1]),
+            orphan_mib=17450,
+        ),
+    ),
     processes=(
-        replace(PROCS[1], model="orphan:glm-ocr"),
+        replace(PROCS[1], model="orphan:glm-ocr", kind="orphan"),
         PROCS[2],
         PROCS[3],
     ),

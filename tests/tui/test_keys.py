@@ -10,11 +10,11 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from ocrtui.control import Progress
 from ocrtui.tui.app import OcrtuiApp
 from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen, LauncherDialog
 from ocrtui.tui.themes import read_state
 from ocrtui.tui.widgets.model_card import ModelCard
+from ocrtui.vllm.lifecycle import Progress
 from tests.tui import recorded
 from tests.tui.conftest import SIZE, AppFactory, until
 

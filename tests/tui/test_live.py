@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from ocrtui.control import Controller, Snapshot
+from ocrtui.control import Controller
+from ocrtui.status import Snapshot
 from ocrtui.tui.app import (
     OcrtuiApp,
     comparison_app,

@@ -20,7 +20,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from ocrtui.control import ModelStatus, Snapshot
+from ocrtui.status import ModelStatus, Snapshot
 from ocrtui.tui.messages import LogTail, OperationProgress
 from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen, LauncherDialog
 from ocrtui.tui.widgets.format import gib
@@ -65,6 +65,7 @@ class DashboardScreen(Screen[None]):
         self.selected = 0
         self.operations: dict[str, str] = {}
         self._applied: Snapshot | None = None
+        self._sampled: Snapshot | None = None  # the last snapshot the sparklines took a sample of
         self._panels: dict[int, GpuPanel] = {}
         self._last_press: dict[str, float] = {}
         self.debounce_s = DEBOUNCE_S
@@ -108,6 +109,7 @@ class DashboardScreen(Screen[None]):
 
     async def apply(self, snap: Snapshot) -> None:
         self._applied = snap
+        fresh, self._sampled = snap is not self._sampled, snap
         for gpu in snap.gpus:
             if gpu.index not in self._panels:
                 panel = GpuPanel(gpu.index)
@@ -118,7 +120,7 @@ class DashboardScreen(Screen[None]):
         with self.app.batch_update():
             self.query_one(PodHeader).show(snap.pod, self.ocr_app.config.pod.agent_interval_s)
             for gpu in snap.gpus:
-                self._panels[gpu.index].show(gpu, snap.models, snap.processes, styles)
+                self._panels[gpu.index].show(gpu, snap.processes, styles, fresh=fresh)
             for i, name in enumerate(self.model_names):
                 m = by_name.get(name)
                 if m is not None:
@@ -164,7 +166,7 @@ class DashboardScreen(Screen[None]):
         return [
             (p.pid, p.used_mib)
             for p in self.ocr_app.source.snapshot.processes
-            if p.model and p.model.startswith("orphan:")
+            if p.kind == "orphan"
         ]
 
     def _applies(self, action: str) -> bool:

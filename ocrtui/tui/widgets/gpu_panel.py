@@ -1,5 +1,9 @@
 """One GPU: a memory bar with each model's share, the planned budgets, util/temp/power, and
-a process table updated row by row (keyed; cells touched only when their value changes)."""
+a process table updated row by row (keyed; cells touched only when their value changes).
+
+The numbers are the snapshot's as attributed (``GpuStatus.models``, ``orphan_mib``,
+``other_mib``, ``unattributed_mib``, ``planned_mib``; ``ProcessStatus.kind`` / ``owner``):
+the panel draws them and adds nothing up."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import DataTable, Static
 
-from ocrtui.control import GpuStatus, ModelStatus, ProcessStatus
+from ocrtui.status import GpuStatus, ProcessStatus
 from ocrtui.tui.widgets.format import gib, segments, sparkline
 
 HISTORY = 24  # samples of VRAM per process kept for the sparkline
@@ -26,36 +30,22 @@ def model_styles(names: Sequence[str]) -> dict[str, str]:
     return {n: palette[i % len(palette)] for i, n in enumerate(names)}
 
 
-def owner_label(model: str | None) -> tuple[str, str]:
-    if model is None:
-        return "other", "$text-muted"
-    if model.startswith("orphan:"):
-        return f"ORPHAN {model.removeprefix('orphan:')}", "$error bold"
-    return model, ""
+def owner_label(p: ProcessStatus) -> tuple[str, str]:
+    if p.kind == "orphan":
+        return f"ORPHAN {p.owner}", "$error bold"
+    if p.kind == "model" and p.owner is not None:
+        return p.owner, ""
+    return "other", "$text-muted"
 
 
-def memory_content(
-    gpu: GpuStatus,
-    models: Sequence[ModelStatus],
-    processes: Sequence[ProcessStatus],
-    styles: dict[str, str],
-    width: int = BAR_WIDTH,
-) -> Content:
-    mine = [p for p in processes if p.gpu == gpu.index]
-    used_by: dict[str, int] = {}
-    orphan = other = 0
-    for p in mine:
-        if p.model is None:
-            other += p.used_mib
-        elif p.model.startswith("orphan:"):
-            orphan += p.used_mib
-        else:
-            used_by[p.model] = used_by.get(p.model, 0) + p.used_mib
-    # Memory NVML counts as used that no listed process holds (driver, invisible pids).
-    unlisted = max(0, gpu.used_mib - sum(p.used_mib for p in mine))
-    used_parts = [(used_by.get(m.name, 0), styles.get(m.name, "")) for m in models]
-    used_parts += [(orphan, "$error"), (other + unlisted, "$text-muted")]
-    plan_parts = [(m.planned_mib or 0, styles.get(m.name, "")) for m in models]
+def memory_content(gpu: GpuStatus, styles: dict[str, str], width: int = BAR_WIDTH) -> Content:
+    used_parts = [(m.used_mib, styles.get(m.name, "")) for m in gpu.models]
+    used_parts += [
+        (gpu.orphan_mib, "$error"),
+        (gpu.other_mib, "$text-muted"),
+        (gpu.unattributed_mib, "$text-muted"),
+    ]
+    plan_parts = [(m.planned_mib or 0, styles.get(m.name, "")) for m in gpu.models]
 
     def bar(parts: list[tuple[int, str]], char: str) -> list[tuple[str, str]]:
         # Free memory is drawn as a light shade, so an empty GPU never looks full.
@@ -70,21 +60,23 @@ def memory_content(
         f" {gib(gpu.used_mib)}/{gib(gpu.total_mib)} GiB\n",
         ("plan ", "bold"),
         *bar(plan_parts, "▒"),
-        f" {gib(sum(m.planned_mib or 0 for m in models))} GiB planned\n",
+        f" {gib(gpu.planned_mib)} GiB planned\n",
     ]
-    for m in models:
-        used = used_by.get(m.name, 0)
-        over = m.planned_mib is not None and used > m.planned_mib * 1.02
+    for m in gpu.models:
+        over = m.planned_mib is not None and m.used_mib > m.planned_mib * 1.02
         plan = f"{gib(m.planned_mib)}" if m.planned_mib is not None else "?"
         lines += [
             ("■ ", styles.get(m.name, "")),
-            (f"{m.name} {gib(used)}/{plan}", "$warning bold" if over else ""),
+            (f"{m.name} {gib(m.used_mib)}/{plan}", "$warning bold" if over else ""),
             "  ",
         ]
-    if orphan:
-        lines += [("■ ", "$error"), (f"orphans {gib(orphan)}", "$error bold"), "  "]
-    if other + unlisted:
-        lines += [("■ ", "$text-muted"), (f"other {gib(other + unlisted)}", "$text-muted")]
+    if gpu.orphan_mib:
+        lines += [("■ ", "$error"), (f"orphans {gib(gpu.orphan_mib)}", "$error bold"), "  "]
+    if gpu.other_mib:
+        lines += [("■ ", "$text-muted"), (f"other {gib(gpu.other_mib)}", "$text-muted")]
+    if gpu.unattributed_mib:
+        text = f"unattributed {gib(gpu.unattributed_mib)}"
+        lines += ["  " if gpu.other_mib else "", ("■ ", "$text-muted"), (text, "$text-muted")]
     return Content.assemble(*lines)
 
 
@@ -121,30 +113,34 @@ class GpuPanel(Vertical):
     def show(
         self,
         gpu: GpuStatus,
-        models: Sequence[ModelStatus],
         processes: Sequence[ProcessStatus],
         styles: dict[str, str],
+        *,
+        fresh: bool = True,
     ) -> None:
+        """Draw ``gpu``; ``fresh``: new data (a repaint of the same, after a theme change or
+        an operation step, adds no sample to the sparklines)."""
         sim = " (simulated)" if gpu.simulated and "simulated" not in gpu.name else ""
         self.border_title = f"GPU {gpu.index} · {gpu.name}{sim}"
         self.border_subtitle = vitals(gpu)
         mine = [p for p in processes if p.gpu == gpu.index]
-        key = (gpu, tuple(models), tuple(mine))
+        key = (gpu, tuple(mine))
         if key != self._rendered:
             self._rendered = key
-            bars = memory_content(gpu, models, processes, styles)
+            bars = memory_content(gpu, styles)
             self.query_one(".bars", Static).update(bars, layout=False)  # always 3 lines
-        self._update_rows(mine, gpu.total_mib)
+        self._update_rows(mine, gpu.total_mib, fresh)
 
-    def _update_rows(self, processes: Sequence[ProcessStatus], total_mib: int) -> None:
+    def _update_rows(self, processes: Sequence[ProcessStatus], total_mib: int, fresh: bool) -> None:
         table = self.query_one(DataTable)
         seen: set[str] = set()
         for p in processes:
             key = str(p.pid)
             seen.add(key)
             hist = self._history.setdefault(key, deque(maxlen=HISTORY))
-            hist.append(p.used_mib)
-            label, style = owner_label(p.model)
+            if fresh or not hist:
+                hist.append(p.used_mib)
+            label, style = owner_label(p)
             title = p.title if p.visible else "(pid not visible here: host pid)"
             cells: dict[str, object] = {
                 "pid": str(p.pid),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widgets import Static
 
-from ocrtui.control import PodStatus
+from ocrtui.status import PodStatus
 from ocrtui.tui.widgets.format import age
 
 _CONN_STYLE = {

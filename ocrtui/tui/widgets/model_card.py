@@ -6,7 +6,7 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widgets import Static
 
-from ocrtui.control import ModelStatus
+from ocrtui.status import ModelStatus
 from ocrtui.tui.widgets.format import gib
 
 STATE_STYLE = {

@@ -1,0 +1,102 @@
+"""The headless commands: ``ocrtui status``, ``up``, ``down``, ``restart`` (called by cli.py).
+
+Each runs one :class:`Controller` for its duration and returns the exit code; progress
+lines ``NAME: step`` go to stdout, errors plus ``hint:`` to stderr. The model servers keep
+running after the command (they are detached on the pod).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Awaitable, Callable
+
+from ocrtui.config import Config
+from ocrtui.control import Controller
+from ocrtui.errors import LifecycleError
+from ocrtui.status import Snapshot
+from ocrtui.vllm.watch import FIRST_POLL_WAIT_S
+
+
+def _print_progress(name: str, step: str) -> None:
+    print(f"{name}: {step}", flush=True)
+
+
+async def _with_controller(
+    config: Config, demo: bool, body: Callable[[Controller], Awaitable[int]]
+) -> int:
+    ctl = Controller(config, demo=demo)
+    try:
+        await ctl.start()
+        return await body(ctl)
+    finally:
+        await ctl.close()
+
+
+def _run_operation(
+    config: Config, demo: bool, body: Callable[[Controller], Awaitable[None]]
+) -> int:
+    async def run(ctl: Controller) -> int:
+        try:
+            await body(ctl)
+        except LifecycleError as exc:
+            print(f"ocrtui: {exc.message}", file=sys.stderr)
+            if exc.hint:
+                print(f"hint: {exc.hint}", file=sys.stderr)
+            return exc.exit_code
+        return 0
+
+    return asyncio.run(_with_controller(config, demo, run))
+
+
+def status_command(config: Config, as_json: bool, *, demo: bool = False) -> int:
+    """One snapshot, after one complete health poll that had the agent's data (bounded)."""
+
+    async def run(ctl: Controller) -> int:
+        with contextlib.suppress(TimeoutError):
+            await ctl.watcher.wait_informed(FIRST_POLL_WAIT_S)
+        snap = ctl.snapshot
+        if as_json:
+            print(json.dumps(snap.to_json(), indent=2))
+        else:
+            print(format_status(snap))
+        return 0
+
+    return asyncio.run(_with_controller(config, demo, run))
+
+
+def format_status(snap: Snapshot) -> str:
+    pod = snap.pod
+    lines = [
+        f"pod {pod.label}: {pod.connection}"
+        + (" (DEMO)" if pod.demo else "")
+        + (f"; agent: {pod.agent_error}" if pod.agent_error else "")
+    ]
+    for g in snap.gpus:
+        sim = " (simulated GPU)" if g.simulated and "simulated" not in g.name else ""
+        lines.append(
+            f"GPU {g.index} {g.name}{sim}: {g.used_mib}/{g.total_mib} MiB used, {g.free_mib} free"
+        )
+    for p in snap.processes:
+        lines.append(f"  pid {p.pid:>7} {p.used_mib:>7} MiB  {p.model or '-':<20} {p.title}")
+    for m in snap.models:
+        extra = f" ({m.stage})" if m.stage else ""
+        lines.append(f"model {m.name} :{m.port} {m.state}{extra} pid={m.pid or '-'}")
+        if m.hint:
+            lines.append(f"  hint: {m.hint}")
+    return "\n".join(lines)
+
+
+def up_command(config: Config, demo: bool = False) -> int:
+    return _run_operation(config, demo, lambda ctl: ctl.up(_print_progress))
+
+
+def down_command(config: Config, *, demo: bool = False) -> int:
+    return _run_operation(config, demo, lambda ctl: ctl.down(_print_progress))
+
+
+def restart_command(config: Config, name: str, *, demo: bool = False) -> int:
+    config.model(name)  # an unknown name is a usage error (exit 2) before connecting
+    return _run_operation(config, demo, lambda ctl: ctl.restart(name, _print_progress))

@@ -1,0 +1,114 @@
+"""The status types: what the Controller publishes and ``ocrtui status --json`` prints.
+
+Frozen dataclasses, standard library only, so every layer that fills or reads them (the
+model watcher in ``vllm/``, the Controller, the widgets, the headless commands) imports
+this module and nothing above it. ``Snapshot.to_json()`` is the JSON contract: keys are
+only ever added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+# What each state means and how it is decided: ocrtui/vllm/state.py.
+ModelState = Literal["down", "starting", "ready", "unhealthy", "crashed"]
+# Who a GPU process row belongs to (ocrtui/monitor/attribution.py has the rules).
+ProcessKind = Literal["model", "orphan", "other", "unattributed"]
+
+
+@dataclass(frozen=True)
+class PodStatus:
+    label: str
+    connection: str  # ConnState value: connecting / connected / lost / reconnecting / closed
+    connection_age_s: float
+    data_age_s: float | None  # age of the newest agent sample; None before the first
+    simulated_gpu: bool
+    demo: bool
+    agent_error: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelShare:
+    """One model's part of one GPU: what its processes hold there, what it plans there."""
+
+    name: str
+    used_mib: int
+    planned_mib: int | None  # None: the model holds memory here but plans on another GPU
+
+
+@dataclass(frozen=True)
+class GpuStatus:
+    index: int
+    uuid: str
+    name: str
+    total_mib: int
+    used_mib: int
+    free_mib: int
+    utilization_pct: float | None
+    temperature_c: float | None
+    power_w: float | None
+    simulated: bool
+    # Who holds used_mib, as attributed: the parts add up to it (to the rows' sum when NVML
+    # lists more than the device reports).
+    models: tuple[ModelShare, ...] = ()  # models planned on this GPU or holding memory on it
+    orphan_mib: int = 0  # leaked vLLM processes
+    other_mib: int = 0  # processes of no model, and memory no listed process holds (driver)
+    unattributed_mib: int = 0  # rows whose owner cannot be told (host pids in a container)
+    planned_mib: int = 0  # the models' plans on this GPU together
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    pid: int
+    gpu: int
+    used_mib: int
+    model: str | None  # served name, "orphan:<name>", or None (other / unattributed)
+    title: str  # process title, e.g. "VLLM::EngineCore"; "" when the pid is not visible
+    visible: bool  # False when NVML reports a host pid this pod cannot see (container)
+    kind: ProcessKind = "other"
+    owner: str | None = None  # the model of a model or orphan row ("?": orphan of no known one)
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str
+    port: int
+    state: ModelState
+    pid: int | None  # the API server (listening on the port, or the one we launched)
+    stage: str | None = None  # startup stage from the log while "starting"; "stopping"
+    hint: str | None = None  # known-failure hint: cause and fix in one line
+    health_latency_ms: float | None = None
+    running: int | None = None
+    waiting: int | None = None
+    kv_cache_usage: float | None = None  # 0..1
+    prompt_tokens_per_s: float | None = None
+    generation_tokens_per_s: float | None = None
+    success_by_reason: dict[str, float] = field(default_factory=dict)
+    planned_mib: int | None = None  # gpu_memory_utilization x the total of the GPU it uses
+    used_mib: int = 0  # VRAM attributed to this model now
+    last_lines: tuple[str, ...] = ()  # the log's last lines when "crashed"
+    max_model_len: int | None = None  # as /v1/models reports it
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    pod: PodStatus
+    gpus: tuple[GpuStatus, ...]
+    processes: tuple[ProcessStatus, ...]
+    models: tuple[ModelStatus, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The `ocrtui status --json` contract."""
+        return {
+            "pod": asdict(self.pod),
+            "gpus": [asdict(g) for g in self.gpus],
+            "processes": [asdict(p) for p in self.processes],
+            "models": [asdict(m) for m in self.models],
+        }
+
+    def model(self, name: str) -> ModelStatus | None:
+        for m in self.models:
+            if m.name == name:
+                return m
+        return None

@@ -1,0 +1,239 @@
+"""Which process is each model's server, and what state it is in.
+
+One poll round every ``[ui] refresh_s``: every model's :class:`ModelProbe` concurrently,
+each given the agent monitor's facts about its processes (server pid, alive, listening,
+orphans). The server is the port owner unless that is another model's API server, else the
+pid this session launched, else any live API server of the model (:func:`is_server_of`); a
+launch the agent does not list yet counts as alive as :class:`Launches` says.
+
+Subscribers are called after every round; :meth:`ModelWatcher.wait_model` waits on rounds
+that began after the call (the lifecycle waits for ready/crashed through it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import replace
+
+from ocrtui.config import Config, ModelConfig
+from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
+from ocrtui.monitor.samples import VllmProc
+from ocrtui.pod.base import ConnState, Pod
+from ocrtui.status import ModelStatus
+from ocrtui.vllm.launches import Launches
+from ocrtui.vllm.plan import gpu_for, planned_mib
+from ocrtui.vllm.probe import ModelProbe, ProbeResult
+from ocrtui.vllm.state import ProcessFacts
+
+# How long a first look (status, up) waits for a poll that had the agent's data.
+FIRST_POLL_WAIT_S = 15.0
+
+
+def is_server_of(v: VllmProc, model: ModelConfig) -> bool:
+    """A live API server of this model: its served name and its port both match, so a
+    same-named server elsewhere (another pod user, another config) is never taken for ours.
+    A zombie (killed, not yet reaped: common in containers whose PID 1 reaps nothing) is no
+    server."""
+    return v.kind == "api" and v.served == model.name and v.port == model.port and v.state != "Z"
+
+
+def with_usage(status: ModelStatus, model: ModelConfig, view: MonitorView) -> ModelStatus:
+    """``status`` with the memory figures of ``view``: attributed MiB and planned MiB."""
+    usage = view.model(model.name)
+    used = usage.used_mib if usage else 0
+    gpu = gpu_for(model, view.sample.gpus) if view.sample else None
+    planned = planned_mib(model, gpu) if gpu else None
+    if (used, planned) == (status.used_mib, status.planned_mib):
+        return status
+    return replace(status, used_mib=used, planned_mib=planned)
+
+
+class ModelWatcher:
+    def __init__(self, config: Config, pod: Pod, monitor: AgentMonitor, launches: Launches):
+        self.config = config
+        self.pod = pod
+        self.monitor = monitor
+        self.launches = launches
+        self._probes: dict[str, ModelProbe] = {}
+        self._status: dict[str, ModelStatus] = {
+            m.name: ModelStatus(m.name, m.port, "down", None) for m in config.models
+        }
+        self.polls = 0  # completed rounds (all models) since start
+        self.informed_polls = 0  # rounds that had the agent's process data from their start
+        self._listeners: list[Callable[[], None]] = []
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, urls: dict[str, str], workdir: str) -> None:
+        """Poll every model at ``urls[name]`` (the pod's forwards), logs under ``workdir``."""
+        for m in self.config.models:
+            self._probes[m.name] = ModelProbe(m, self.pod, urls[m.name], m.log_path(workdir))
+        self._task = asyncio.create_task(self._loop(), name="health-poll")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.gather(*(p.aclose() for p in self._probes.values()))
+        self._probes.clear()
+
+    # -- observing ------------------------------------------------------------------------
+
+    def status(self, name: str) -> ModelStatus:
+        """The latest verdict, with the monitor's current memory figures."""
+        return with_usage(self._status[name], self.config.model(name), self.monitor.view)
+
+    def subscribe(self, cb: Callable[[], None]) -> Callable[[], None]:
+        """Call ``cb`` after every poll round; returns the unsubscribe function."""
+        self._listeners.append(cb)
+        return lambda: self._listeners.remove(cb)
+
+    async def _wait(self, pred: Callable[[], bool], timeout: float) -> None:
+        async def _until() -> None:
+            while True:
+                changed = self._changed
+                if pred():
+                    return
+                await changed.wait()
+
+        await asyncio.wait_for(_until(), timeout)
+
+    async def wait_informed(self, timeout: float) -> None:
+        """Until a round that had the agent's data is done; raises TimeoutError."""
+        await self._wait(lambda: self.informed_polls >= 1, timeout)
+
+    async def wait_model(
+        self,
+        name: str,
+        done: Callable[[ModelStatus], bool],
+        timeout: float,
+        on_change: Callable[[ModelStatus], None] | None = None,
+    ) -> ModelStatus:
+        """The model's status once ``done`` holds for it; raises TimeoutError."""
+        # Only a poll that started after this call counts: an older verdict may predate
+        # the action being waited on (e.g. "crashed" from before a relaunch).
+        first = self.polls + 1
+
+        def pred() -> bool:
+            if self.polls <= first:
+                return False
+            status = self.status(name)
+            if on_change is not None:
+                on_change(status)
+            return done(status)
+
+        await self._wait(pred, timeout)
+        return self.status(name)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+        for cb in list(self._listeners):
+            cb()
+
+    # -- polling --------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        interval = self.config.ui.refresh_s
+        loop = asyncio.get_running_loop()
+        while True:
+            t0 = loop.time()
+            if self.pod.state is not ConnState.CONNECTED:
+                # No probe can get through: keep the last verdicts (the pod panel shows the
+                # link state) instead of reporting every server as refusing connections.
+                self._notify()
+                await self.pod.wait_for_state(ConnState.CONNECTED)
+                continue
+            informed = self.monitor.view.sample is not None
+            results = await asyncio.gather(
+                *(self._poll_one(m) for m in self.config.models), return_exceptions=True
+            )
+            for m, result in zip(self.config.models, results, strict=True):
+                if isinstance(result, ModelStatus):
+                    self._status[m.name] = result
+                elif isinstance(result, BaseException) and not isinstance(result, Exception):
+                    raise result
+                # A poll that failed (link dropped mid-command) keeps the last verdict.
+            self.polls += 1
+            self.informed_polls += informed
+            self._notify()
+            await asyncio.sleep(max(0.0, interval - (loop.time() - t0)))
+
+    async def _poll_one(self, model: ModelConfig) -> ModelStatus:
+        probe = self._probes[model.name]
+        seen: list[tuple[MonitorView, ProcessFacts | None]] = []
+
+        async def facts_now() -> ProcessFacts | None:
+            view = self.monitor.view
+            facts = await self._facts(model, view)
+            seen.append((view, facts))
+            return facts
+
+        result = await probe.poll(facts_now, launching=self.launches.launching(model.name))
+        view, facts = seen[-1] if seen else (self.monitor.view, None)
+        return self._model_status(model, view, facts, result)
+
+    async def _facts(self, model: ModelConfig, view: MonitorView) -> ProcessFacts | None:
+        sample = view.sample
+        if sample is None:
+            return None
+        launched = self.launches.pids.get(model.name)
+        apis = [v for v in sample.vllm if is_server_of(v, model)]
+        api_pids = {v.pid for v in apis}
+        rows = {v.pid: v for v in sample.vllm}
+        usage = view.model(model.name)
+        owner = usage.server_pid if usage is not None else None
+        # The port owner is the server unless it is a server of some other model.
+        foreign = owner in rows and rows[owner].kind == "api" and owner not in api_pids
+        server: int | None = None
+        if owner is not None and not foreign:
+            server = owner
+        elif launched is not None and launched in api_pids:
+            server = launched
+        elif apis:
+            server = apis[0].pid
+        alive = server is not None
+        if not alive:
+            unlisted, pid = self.launches.unlisted(model.name, sample)
+            if unlisted and pid is None:
+                alive = True  # launching: the pid is not back yet
+            elif unlisted and pid is not None and await self.pod.signal(pid, 0):
+                server, alive = pid, True
+        orphans = tuple((o.pid, o.used_mib or 0) for o in view.orphans if o.model == model.name)
+        listening = usage is not None and usage.port_state == "listen"
+        return ProcessFacts(server, alive, listening, orphans)
+
+    def _model_status(
+        self,
+        model: ModelConfig,
+        view: MonitorView,
+        facts: ProcessFacts | None,
+        result: ProbeResult,
+    ) -> ModelStatus:
+        v = result.verdict
+        state, stage = v.state, str(v.stage) if v.stage else None
+        if model.name in self.launches.stopping:
+            state, stage = "down", "stopping"
+        m = result.metrics
+        status = ModelStatus(
+            name=model.name,
+            port=model.port,
+            state=state,
+            pid=facts.server_pid if facts else None,
+            stage=stage,
+            hint=v.hint,
+            health_latency_ms=result.health.latency_ms if result.health else None,
+            running=None if m is None or m.running is None else int(m.running),
+            waiting=None if m is None or m.waiting is None else int(m.waiting),
+            kv_cache_usage=m.kv_cache_usage if m else None,
+            prompt_tokens_per_s=result.rates.prompt_per_s,
+            generation_tokens_per_s=result.rates.generation_per_s,
+            success_by_reason=dict(m.success_by_reason) if m else {},
+            last_lines=v.last_lines,
+            max_model_len=result.max_model_len,
+        )
+        return with_usage(status, model, view)

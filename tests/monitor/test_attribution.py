@@ -250,3 +250,36 @@ def test_rows_map_onto_the_status_types() -> None:
     gpu = GpuStatus(**s.gpus[0].status_fields())  # type: ignore[arg-type]
     assert (gpu.name, gpu.total_mib, gpu.simulated) == ("NVIDIA A40", 46068, False)
     assert set(row.status_fields()) == {f.name for f in dataclasses.fields(ProcessStatus)}
+
+
+@pytest.mark.parametrize(
+    ("name", "models", "orphans", "other", "unattributed"),
+    [
+        ("nvml_normal.json", {"glm-ocr": 18386, "lighton-ocr": 25310}, 0, 716 + 526, 0),
+        ("nvml_orphan_port_free.json", {"glm-ocr": 0, "lighton-ocr": 25310}, 18386, None, 0),
+        ("container_invisible.json", {"glm-ocr": 0, "lighton-ocr": 0}, 0, None, 44412),
+    ],
+)
+def test_owner_breakdown_per_gpu_adds_up_to_the_device(
+    name: str, models: dict[str, int], orphans: int, other: int | None, unattributed: int
+) -> None:
+    s = load(name)
+    (usage,) = attribute(s, MODELS).gpus
+    assert usage.model_mib == models
+    assert (usage.orphan_mib, usage.unattributed_mib) == (orphans, unattributed)
+    if other is not None:
+        assert usage.owner_other_mib == other
+    parts = sum(models.values()) + orphans + usage.owner_other_mib + unattributed
+    assert parts == max(s.gpus[0].used_mib, usage.rows_mib)
+
+
+def test_rows_say_their_kind_and_owner_without_the_label_prefix() -> None:
+    rows = {r.pid: r for r in attribute(load("nvml_orphan_port_free.json"), MODELS).rows}
+    assert (rows[4188].kind, rows[4188].owner, rows[4188].model) == (
+        "orphan",
+        "glm-ocr",
+        "orphan:glm-ocr",
+    )
+    assert (rows[5290].kind, rows[5290].owner) == ("model", "lighton-ocr")
+    assert (rows[6104].kind, rows[6104].owner) == ("other", None)
+    assert ProcessStatus(**rows[4188].status_fields()).owner == "glm-ocr"  # type: ignore[arg-type]

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from textual.app import App, ComposeResult
+from textual.widgets import DataTable
 
 from ocrtui.tui.themes import load_themes, parse_theme
 from ocrtui.tui.widgets.format import segments, sparkline
+from ocrtui.tui.widgets.gpu_panel import GpuPanel
 from ocrtui.tui.widgets.log_pane import FollowingLog, new_lines
+from tests.tui import recorded
+from tests.tui.conftest import SIZE, AppFactory
 
 
 def test_segments_fill_the_width_and_keep_small_parts_visible() -> None:
@@ -84,6 +89,26 @@ async def test_following_log_stays_at_the_bottom_when_the_pane_shrinks() -> None
         await pilot.resize_terminal(40, 8)
         await pilot.pause()
         assert log.following and log.scroll_y == log.max_scroll_y
+
+
+async def test_sparklines_sample_new_snapshots_only_not_repaints(make_app: AppFactory) -> None:
+    # A theme change repaints the same snapshot; it is no new VRAM sample.
+    app, source = make_app(recorded.READY)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await app.dashboard.tick()
+        table = app.dashboard.query_one(GpuPanel).query_one(DataTable)
+
+        def history() -> str:
+            return str(table.get_cell("4101", "hist"))
+
+        assert len(history()) == 1
+        app.dashboard.restyle()
+        await app.dashboard.tick()
+        assert len(history()) == 1
+        source.publish(replace(recorded.READY))
+        await app.dashboard.tick()
+        assert len(history()) == 2
 
 
 def test_builtin_themes_are_valid() -> None:

@@ -2,9 +2,10 @@
 
 One :class:`Controller` per pod assembles the connection, the agent monitor
 (``monitor/``), the model watcher and the lifecycle (``vllm/watch.py``,
-``vllm/lifecycle.py``), and publishes immutable :class:`~ocrtui.status.Snapshot`\\ s: after
-every agent sample (GPU and process rows), every poll round of the watcher (model states,
-1 Hz by default: ``[ui] refresh_s``) and every change of the link. The TUI subscribes to
+``vllm/lifecycle.py``), and publishes immutable snapshots (``status.py``) after every agent
+sample (GPU and process rows), every poll round of the watcher (model states, 1 Hz by
+default: ``[ui] refresh_s``) and every change of the link. Each GPU's owner breakdown is the
+attribution's, with the models' plans from ``vllm/plan.py``. The TUI subscribes to
 snapshots and calls the operations; ``headless.py`` does the same for the CLI.
 """
 

@@ -1,9 +1,9 @@
 """One poll of one model server: HTTP probes, the log when needed, and the state verdict.
 
-Called once per refresh (1 Hz by default) by the Controller with the agent's latest view of
-the model's processes. The log is read only where it can change the answer (while not
-ready), and while nothing runs at most every ``QUIET_TAIL_S`` seconds, so a pod with idle
-models costs one ``/health`` request per model per second.
+Called once per refresh (1 Hz by default) by the model watcher (watch.py) with the agent's
+latest view of the model's processes. The log is read only where it can change the answer
+(while not ready), and while nothing runs at most every ``QUIET_TAIL_S`` seconds, so a pod
+with idle models costs one ``/health`` request per model per second.
 """
 
 from __future__ import annotations

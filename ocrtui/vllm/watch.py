@@ -51,7 +51,7 @@ def with_usage(status: ModelStatus, model: ModelConfig, view: MonitorView) -> Mo
 
 
 class ModelWatcher:
-    def __init__(self, config: Config, pod: Pod, monitor: AgentMonitor, launches: Launches):
+    def __init__(self, config: Config, pod: Pod, monitor: AgentMonitor, launches: Launches) -> None:
         self.config = config
         self.pod = pod
         self.monitor = monitor

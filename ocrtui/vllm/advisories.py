@@ -41,6 +41,7 @@ from ocrtui.vllm.flags import json_option, recipe_for, serve_options
 
 Severity = Literal["warning", "info"]
 PROBE_SOURCE = Path(__file__).resolve().parent.parent / "agent" / "versions.py"
+PROBE_TEXT = PROBE_SOURCE.read_text(encoding="utf-8")  # read once, never on the event loop
 PROBE_TIMEOUT_S = 90.0
 PACKAGES = ("vllm", "transformers", "torch")
 
@@ -177,14 +178,14 @@ async def probe_pod(pod: Pod, pod_config: PodConfig, server_pid: int | None = No
     """Versions the model's vllm_command runs with (and the server's argv, given its pid)."""
     argv = probe_argv(pod_config, server_pid)
     try:
-        result = await pod.run(
-            argv, input=PROBE_SOURCE.read_text(encoding="utf-8"), timeout=PROBE_TIMEOUT_S
-        )
+        result = await pod.run(argv, input=PROBE_TEXT, timeout=PROBE_TIMEOUT_S)
     except TimeoutError:
         why = f"version probe timed out after {PROBE_TIMEOUT_S:g} s"
         return PodProbe(Versions(error=why), None)
     except PodConnectionLost as exc:
         return PodProbe(Versions(error=f"version probe: connection lost ({exc})"), None)
+    except OSError as exc:  # a local pod without that python
+        return PodProbe(Versions(error=f"{pod_config.python}: {exc.strerror or exc}"), None)
     if not result.ok:
         tail = (result.stderr.strip().splitlines() or [""])[-1]
         return PodProbe(

@@ -100,11 +100,9 @@ class ModelConfig(_Section):
         # than max_model_len=M"); /v1/models' value is checked at run start (fit_max_tokens).
         tokens = self.effective_max_tokens()
         if self.max_model_len is not None and tokens > self.max_model_len:
-            whose = (
-                "max_tokens"
-                if self.max_tokens is not None
-                else (f"max_tokens (the {self.profile} profile's default)")
-            )
+            whose = "max_tokens"
+            if self.max_tokens is None:
+                whose += f" (the {self.profile} profile's default)"
             raise ValueError(
                 f"{whose} {tokens} is more than max_model_len {self.max_model_len}: vLLM "
                 "would refuse every request; lower max_tokens or raise max_model_len"

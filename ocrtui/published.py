@@ -57,7 +57,6 @@ SDK_REQUEST = Source(
 SDK_IMAGE = Source("glmocr 0.1.5, glmocr/utils/image_utils.py (load_image_to_base64)", GLMOCR_SDK)
 SDK_README = Source("glmocr 0.1.5 README, 'Using vLLM'", GLMOCR_SDK)
 GLM_CARD = Source("GLM-OCR model card, 'Prompt Limited'", "https://huggingface.co/zai-org/GLM-OCR")
-GLM_RECIPE = Source("vLLM recipe for GLM-OCR", "https://recipes.vllm.ai/zai-org/GLM-OCR")
 SDK_PR_239 = Source(
     "zai-org/GLM-OCR PR #239 (open): loops from free-form prompts",
     "https://github.com/zai-org/GLM-OCR/pull/239",
@@ -101,8 +100,8 @@ class RequestProfile:
     max_tokens: Published[int]
     render: Published[RenderSpec]
     image: Published[ImageEncoding]
-    # Prompts the makers list; another prompt is off their distribution.
-    listed_prompts: tuple[str, ...] = ()
+    # Prompts the makers list (None: no list); another prompt is off their distribution.
+    listed_prompts: Published[tuple[str, ...]] | None = None
 
 
 GLM_TEXT_PROMPT = "Text Recognition:"
@@ -159,7 +158,11 @@ PROFILES: Mapping[Profile, RequestProfile] = MappingProxyType(
                 ),
                 SDK_IMAGE,
             ),
-            listed_prompts=tuple(GLM_PRESETS.values()),
+            listed_prompts=Published(
+                tuple(GLM_PRESETS.values()),
+                GLM_CARD,
+                "plus JSON-schema extraction prompts, which OCR of a page does not use",
+            ),
         ),
         "lighton-ocr": RequestProfile(
             name="lighton-ocr",
@@ -234,8 +237,9 @@ SERVE_RECIPES: tuple[ServeRecipe, ...] = (
                 f'{{"method": "mtp", "num_speculative_tokens": {GLM_MTP_TOKENS}}}',
             ),
             SDK_README,
-            "vLLM's recipe uses num_speculative_tokens 1; the SDK README changed 1 to 3 on "
-            "2026-04-07 (commit 425b949)",
+            "vLLM's recipe (https://recipes.vllm.ai/zai-org/GLM-OCR) uses "
+            "num_speculative_tokens 1; the SDK README changed 1 to 3 on 2026-04-07 (commit "
+            "425b949)",
         ),
         flags=(
             Flag(

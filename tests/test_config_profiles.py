@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ocrtui.config import load_config
+from ocrtui.config import Config, load_config
 from ocrtui.errors import ConfigError
 
 CONFIG = """
@@ -24,7 +24,7 @@ profile = "glm-ocr"
 """
 
 
-def load(tmp_path: Path, extra: str) -> object:
+def load(tmp_path: Path, extra: str) -> Config:
     p = tmp_path / "ocrtui.toml"
     p.write_text(CONFIG.format(extra=extra))
     return load_config(p)

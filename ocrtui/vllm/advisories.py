@@ -366,16 +366,16 @@ def _profile_advisories(model: ModelConfig, image_format: str | None) -> list[Ad
                     profile.prompt.source,
                 )
             )
-        elif profile.listed_prompts and text not in profile.listed_prompts:
-            listed = ", ".join(repr(p) for p in profile.listed_prompts)
+        elif profile.listed_prompts and text not in profile.listed_prompts.value:
+            listed = ", ".join(repr(p) for p in profile.listed_prompts.value)
             out.append(
                 Advisory(
                     "prompt",
                     "warning",
                     f"{model.name}: prompt {model.prompt!r} is not one the model card lists "
                     f"({listed}); free-form prompts are off the training distribution and "
-                    "are blamed for endless repetition",
-                    SDK_PR_239,
+                    f"are blamed for endless repetition ({SDK_PR_239.url})",
+                    profile.listed_prompts.source,
                 )
             )
     encoding = profile.image

@@ -35,7 +35,9 @@ def serve_options(argv: Sequence[str]) -> dict[str, object]:
     ``--a-b=V`` and ``--a_b V`` both give ``{"--a-b": "V"}``; a switch gives True and its
     ``--no-`` form False (``--no-enable-prefix-caching`` -> ``{"--enable-prefix-caching":
     False}``); a JSON value stays a string; dotted keys (``--speculative-config.method mtp``)
-    are gathered into a dict. The last occurrence wins, as in argparse.
+    are gathered into a dict. The last occurrence wins, as in argparse. Without vLLM's
+    parser a switch followed by a positional argument reads it as its value; ``serve_argv``
+    puts the model first, so only ``extra_args`` could do that.
     """
     out: dict[str, object] = {}
     i = 0
@@ -48,6 +50,8 @@ def serve_options(argv: Sequence[str]) -> dict[str, object]:
         value: object
         if eq:
             value = inline
+        elif name.startswith("no-"):
+            value = True  # a --no-X switch never takes a value
         elif i < len(argv) and not argv[i].startswith("--"):
             value = argv[i]
             i += 1
@@ -139,7 +143,7 @@ def extra_reserved_mib(model: ModelConfig) -> list[Reservation]:
     else:
         # Engine-args docs: one cache per API and engine process.
         copies = api_servers + engines
-        who = f"processes ({api_servers} API servers + {engines} engines)"
+        who = f"processes ({api_servers} API servers + {engines} engine{'s' * (engines > 1)})"
     return [
         Reservation(
             f"multi-modal processor cache: {gib:g} GiB of host RAM x {copies} {who} "

@@ -48,7 +48,7 @@ def test_example_config_serves_both_models_the_published_way() -> None:
     [
         (["--max_model_len=4096"], {"--max-model-len": "4096"}),
         (["--port", "8000", "--enforce-eager"], {"--port": "8000", "--enforce-eager": True}),
-        (["--no-enable-prefix-caching"], {"--enable-prefix-caching": False}),
+        (["--no-enable-prefix-caching", "x"], {"--enable-prefix-caching": False}),
         (
             [
                 "--speculative-config.method",
@@ -91,7 +91,7 @@ def test_processor_cache_is_counted_as_host_ram() -> None:
     )
     (r,) = extra_reserved_mib(two)
     assert (r.mib, r.memory) == (4608, "host")
-    assert "1.5 GiB of host RAM x 3 processes (2 API servers + 1 engines)" in r.reason
+    assert "1.5 GiB of host RAM x 3 processes (2 API servers + 1 engine)" in r.reason
     engines = models["glm-ocr"].model_copy(update={"extra_args": ("--data-parallel-size", "2")})
     (r,) = extra_reserved_mib(engines)
     assert r.mib == 8192 and "x 2 API servers" in r.reason

@@ -163,7 +163,8 @@ def ocrtui(config: Path, *args: str, timeout: float = 600) -> subprocess.Complet
         text=True,
         timeout=timeout,
     )
-    say(f"$ ocrtui {' '.join(args)}  -> exit {proc.returncode} in {time.monotonic() - started:.1f} s")
+    took = time.monotonic() - started
+    say(f"$ ocrtui {' '.join(args)}  -> exit {proc.returncode} in {took:.1f} s")
     for line in (proc.stdout + proc.stderr).strip().splitlines()[-10:]:
         say(f"    {line}")
     return proc
@@ -293,8 +294,11 @@ def main() -> int:
         result(up.returncode == 0, "ocrtui up")
         snap = poll(
             config,
-            lambda s: all(model(s, n).get("state") == "ready" for n in "AB")
-            and sum(1 for r in rows(s) if r.get("model") in ("A", "B") and r.get("used_mib")) >= 2,
+            lambda s: (
+                all(model(s, n).get("state") == "ready" for n in "AB")
+                and sum(1 for r in rows(s) if r.get("model") in ("A", "B") and r.get("used_mib"))
+                >= 2
+            ),
             120,
         )
         (args.out / "status_up.json").write_text(json.dumps(snap, indent=1))
@@ -318,8 +322,10 @@ def main() -> int:
             os.kill(server, signal.SIGKILL)
             snap = poll(
                 config,
-                lambda s: model(s, "A").get("state") == "crashed"
-                and any(r.get("model") == "orphan:A" and r.get("used_mib") for r in rows(s)),
+                lambda s: (
+                    model(s, "A").get("state") == "crashed"
+                    and any(r.get("model") == "orphan:A" and r.get("used_mib") for r in rows(s))
+                ),
                 60,
             )
             timings["kill_to_orphan_s"] = round(time.monotonic() - t_kill, 1)
@@ -359,8 +365,10 @@ def main() -> int:
             if (work / name).exists():
                 shutil.copy(work / name, args.out / name)
     result(not observer.violations, f"second observer: {observer.violations[:10]}")
-    stages_b = (work / "vllm_B.log").read_text(errors="replace") if (work / "vllm_B.log").exists() else ""
-    result("CUDA graph" in stages_b or "cudagraph" in stages_b.lower(), "B logged CUDA-graph capture")
+    log_b = work / "vllm_B.log"
+    stages_b = log_b.read_text(errors="replace") if log_b.exists() else ""
+    captured = "CUDA graph" in stages_b or "cudagraph" in stages_b.lower()
+    result(captured, "B logged CUDA-graph capture")
     summary = {
         "bench": "gpu_real_vllm",
         "failures": failures,

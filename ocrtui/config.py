@@ -17,11 +17,10 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ocrtui.errors import ConfigError
+from ocrtui.published import PROFILES, Profile
 
 CONFIG_ENV = "OCRTUI_CONFIG"
 CONFIG_NAME = "ocrtui.toml"
-
-Profile = Literal["glm-ocr", "lighton-ocr", "generic"]
 
 
 class _Section(BaseModel):
@@ -81,7 +80,8 @@ class ModelConfig(_Section):
     start_order: int | None = None
     profile: Profile = "generic"
     prompt: str | None = None
-    max_tokens: int = Field(default=4096, ge=1)
+    # None: the profile's published value (ocrtui/published.py), see effective_max_tokens.
+    max_tokens: int | None = Field(default=None, ge=1)
     # The key itself never lives in config: it is read from this environment variable.
     api_key_env: str | None = None
     min_memory_gib: float | None = Field(default=None, gt=0)
@@ -93,6 +93,27 @@ class ModelConfig(_Section):
         if not 0 < v <= 1:
             raise ValueError(f"must be in (0, 1], got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _max_tokens_fit(self) -> ModelConfig:
+        # vLLM refuses every such request with HTTP 400 ("max_tokens=N cannot be greater
+        # than max_model_len=M"); /v1/models' value is checked at run start (fit_max_tokens).
+        tokens = self.effective_max_tokens()
+        if self.max_model_len is not None and tokens > self.max_model_len:
+            whose = "max_tokens"
+            if self.max_tokens is None:
+                whose += f" (the {self.profile} profile's default)"
+            raise ValueError(
+                f"{whose} {tokens} is more than max_model_len {self.max_model_len}: vLLM "
+                "would refuse every request; lower max_tokens or raise max_model_len"
+            )
+        return self
+
+    def effective_max_tokens(self) -> int:
+        """max_tokens as sent: the configured value, else the profile's published one."""
+        if self.max_tokens is not None:
+            return self.max_tokens
+        return PROFILES[self.profile].max_tokens.value
 
     def log_path(self, workdir: str) -> str:
         if self.log_file:

@@ -1,15 +1,22 @@
 """Per-model request profiles: render size, prompt, sampling, headers.
 
-- ``glm-ocr``: image part then a text prompt (``Text Recognition:`` by default; the SDK's
-  whole-page Markdown prompt with ``prompt = "markdown"``), pages at 200 DPI capped at
-  3500 px (the GLM-OCR SDK's rendering).
+Every value comes from the table in ``ocrtui/published.py`` (with its source); this module
+only builds the request from it:
+
+- ``glm-ocr``: the image part, then a text prompt (``Text Recognition:`` by default;
+  ``text``, ``table``, ``formula`` name the card's prompts, ``markdown`` ocrtui's whole-page
+  prompt, any other string is sent as written), then the SDK's sampling (temperature 0,
+  top_p 1e-5, top_k 1, repetition_penalty 1.1) and max_tokens 8192: the body the glmocr
+  0.1.5 SDK sends for one region, here for the whole page. 200 DPI capped at 3500 px.
 - ``lighton-ocr``: the image alone (a text prompt makes LightOnOCR repeat it), temperature
-  0.2, top_p 0.9, longest side 1540 px (the model card's settings).
-- ``generic``: image then ``prompt`` (default: the page Markdown prompt), 200 DPI capped at
-  2048 px.
+  0.2, top_p 0.9, max_tokens 4096, longest side 1540 px (the model card's settings).
+- ``generic``: image then ``prompt`` (default: the whole-page Markdown prompt), the
+  server's sampling, 200 DPI capped at 2048 px.
 
 ``max_tokens`` is always sent: vLLM otherwise allows max_model_len minus the prompt, and a
-looping model then runs for minutes.
+looping model then runs for minutes. It must not exceed the server's max_model_len (vLLM
+answers 400): the config refuses that at load when ``max_model_len`` is set, and
+:func:`fit_max_tokens` checks it against ``/v1/models`` at run start.
 """
 
 from __future__ import annotations
@@ -19,25 +26,16 @@ from typing import Any
 
 from ocrtui.compare.render import RenderedPage, RenderTarget
 from ocrtui.config import ModelConfig
-
-GLM_TEXT_PROMPT = "Text Recognition:"
-PAGE_MARKDOWN_PROMPT = (
-    "Recognize the text in the image and output in Markdown format. Preserve the original "
-    "layout (headings/paragraphs/tables/formulas). Do not fabricate content that does not "
-    "exist in the image."
-)
-# Named prompts selectable with ModelConfig.prompt; any other value is sent as written.
-PROMPT_PRESETS = {
-    "text": GLM_TEXT_PROMPT,
-    "table": "Table Recognition:",
-    "formula": "Formula Recognition:",
-    "markdown": PAGE_MARKDOWN_PROMPT,
-}
+from ocrtui.errors import ConfigError
+from ocrtui.published import PRESETS, PROFILES
 
 TARGETS = {
-    "glm-ocr": RenderTarget(dpi=200, max_side=3500),
-    "lighton-ocr": RenderTarget(longest_side=1540),
-    "generic": RenderTarget(dpi=200, max_side=2048),
+    name: RenderTarget(
+        dpi=p.render.value.dpi,
+        max_side=p.render.value.max_side,
+        longest_side=p.render.value.longest_side,
+    )
+    for name, p in PROFILES.items()
 }
 
 
@@ -47,11 +45,10 @@ def render_target(model: ModelConfig) -> RenderTarget:
 
 def prompt_for(model: ModelConfig) -> str | None:
     """The text part sent after the image, or None for image-only profiles."""
-    if model.profile == "lighton-ocr" and model.prompt is None:
+    raw = model.prompt if model.prompt is not None else PROFILES[model.profile].prompt.value
+    if raw is None:
         return None
-    default = GLM_TEXT_PROMPT if model.profile == "glm-ocr" else PAGE_MARKDOWN_PROMPT
-    raw = model.prompt if model.prompt is not None else default
-    return PROMPT_PRESETS.get(raw, raw)
+    return PRESETS.get(raw, raw)
 
 
 def chat_payload(model: ModelConfig, page: RenderedPage) -> dict[str, Any]:
@@ -60,18 +57,38 @@ def chat_payload(model: ModelConfig, page: RenderedPage) -> dict[str, Any]:
     prompt = prompt_for(model)
     if prompt is not None:
         content.append({"type": "text", "text": prompt})
-    payload: dict[str, Any] = {
+    return {
         "model": model.name,
         "messages": [{"role": "user", "content": content}],
-        "max_tokens": model.max_tokens,
+        "max_tokens": model.effective_max_tokens(),
+        **PROFILES[model.profile].sampling.value,
     }
-    if model.profile == "lighton-ocr":
-        payload["temperature"] = 0.2
-        payload["top_p"] = 0.9
-    elif model.profile == "glm-ocr":
-        # Near-greedy for a comparison; the SDK's 0.8 adds run-to-run noise to the CER.
-        payload["temperature"] = 0.01
-    return payload
+
+
+def fit_max_tokens(
+    model: ModelConfig, served_max_model_len: int | None
+) -> tuple[ModelConfig, str | None]:
+    """The model config to send with, given ``/v1/models``' ``max_model_len`` at run start,
+    and a warning line when it was changed.
+
+    Above the server's limit vLLM refuses every request (HTTP 400), so: a max_tokens set in
+    the config is refused (ConfigError naming both values); the profile's default is capped
+    to the limit (pages that need more end with ``length``).
+    """
+    tokens = model.effective_max_tokens()
+    if served_max_model_len is None or tokens <= served_max_model_len:
+        return model, None
+    if model.max_tokens is not None:
+        raise ConfigError(
+            f"{model.name}: max_tokens {tokens} is more than the server's max_model_len "
+            f"{served_max_model_len} (/v1/models): vLLM would refuse every request; lower "
+            "max_tokens or restart the server with a larger max_model_len"
+        )
+    note = (
+        f"{model.name}: max_tokens capped from {tokens} (the {model.profile} profile's "
+        f"default) to the server's max_model_len {served_max_model_len}"
+    )
+    return model.model_copy(update={"max_tokens": served_max_model_len}), note
 
 
 def headers(model: ModelConfig) -> dict[str, str]:

@@ -94,6 +94,18 @@ class VllmClient:
         r.raise_for_status()
         return parse_models(r.content)
 
+    async def version(self) -> str | None:
+        """GET /version: the server's vLLM version (no key needed), None when the body has
+        none. Raises httpx.HTTPError."""
+        r = await self._http.get("/version")
+        r.raise_for_status()
+        try:
+            body = r.json()
+        except ValueError:
+            return None
+        value = body.get("version") if isinstance(body, dict) else None
+        return value if isinstance(value, str) else None
+
     async def metrics(self) -> VllmMetrics:
         r = await self._http.get("/metrics")
         r.raise_for_status()

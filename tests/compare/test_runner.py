@@ -126,7 +126,7 @@ async def test_request_profiles_and_api_key(
     g, g_headers = by_model["glm-ocr"]
     parts = g["messages"][0]["content"]
     assert [p["type"] for p in parts] == ["image_url", "text"]
-    assert parts[1]["text"] == "Text Recognition:" and g["max_tokens"] == 4096
+    assert parts[1]["text"] == "Text Recognition:" and g["max_tokens"] == 8192
     image = base64.b64decode(parts[0]["image_url"]["url"].split(",", 1)[1])
     assert parts[0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
     assert image[:3] == b"\xff\xd8\xff"

@@ -87,6 +87,7 @@ async def server() -> AsyncIterator[_Server]:
     routes = {
         "/health": (200, ""),
         "/v1/models": (200, fixture_text("models_list_v0_18_1rc1_glm_ocr.json")),
+        "/version": (200, '{"version":"0.32.0"}'),  # vllm-0.32-cpu/http/version.body
         "/metrics": (
             200,
             fixture_text("metrics_v1_kv_cache_usage_perc_approx_v0_11_qwen1_5_0_5b.txt"),
@@ -103,11 +104,13 @@ async def test_probes_and_key_only_on_v1(server: _Server) -> None:
         assert health.ok and health.latency_ms is not None and health.latency_ms >= 0
         assert [c.id for c in await client.models()] == ["glm-ocr"]
         assert (await client.metrics()).kv_cache_usage == 0.0
+        assert await client.version() == "0.32.0"
     finally:
         await client.aclose()
     assert server.headers["/v1/models"]["authorization"] == "Bearer s3cret-key"
     assert "authorization" not in server.headers["/health"]
     assert "authorization" not in server.headers["/metrics"]
+    assert "authorization" not in server.headers["/version"]
     assert "s3cret" not in repr(client)
 
 

@@ -1,0 +1,298 @@
+"""What the models' makers publish, as data: request profiles and serve flags, each value
+with its source and the date it was checked.
+
+This is the one table the request builder (``compare/profiles.py``), the config check
+(``config.py``), the memory count (``vllm/flags.py``) and the advisories
+(``vllm/advisories.py``) read. Standard library only: ``config.py`` imports it.
+
+Sources, all checked 2026-12-01 (notes in shared research ``model_usage.md``):
+
+* GLM-OCR SDK ``glmocr`` 0.1.5 (PyPI wheel): ``glmocr/config.yaml`` ``pipeline.page_loader``
+  (sampling, max_tokens, prompts, image format), ``glmocr/dataloader/page_loader.py``
+  ``build_request_from_image`` (the request body: image part, then the text part, then
+  the sampling fields; ``ocr_client.py`` adds ``model``), ``glmocr/utils/image_utils.py``
+  ``load_image_to_base64`` (RGB, ``smart_resize`` to multiples of 28, BICUBIC, JPEG at
+  Pillow's default quality), the package README (vLLM launch, version needs).
+* The GLM-OCR model card (prompt list), vLLM's GLM-OCR recipe (MTP with 1 token).
+* The LightOnOCR-2-1B model card (sampling, image-only request, 1540 px, vLLM flags) and
+  the lightonai/LightOnOCR README (version pins).
+
+A value ocrtui chooses itself (no published one) has :data:`OCRTUI` as its source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Generic, Literal, TypeVar
+
+T = TypeVar("T")
+
+Profile = Literal["glm-ocr", "lighton-ocr", "generic"]
+CHECKED = "2026-12-01"
+
+
+@dataclass(frozen=True)
+class Source:
+    where: str  # package version and file, or the page
+    url: str
+    checked: str = CHECKED
+
+
+@dataclass(frozen=True)
+class Published(Generic[T]):
+    """One value and where it comes from; ``note`` says how ocrtui differs, if it does."""
+
+    value: T
+    source: Source
+    note: str = ""
+
+
+GLMOCR_SDK = "https://pypi.org/project/glmocr/0.1.5/"
+SDK_CONFIG = Source("glmocr 0.1.5, glmocr/config.yaml (pipeline.page_loader)", GLMOCR_SDK)
+SDK_REQUEST = Source(
+    "glmocr 0.1.5, glmocr/dataloader/page_loader.py (build_request_from_image)", GLMOCR_SDK
+)
+SDK_IMAGE = Source("glmocr 0.1.5, glmocr/utils/image_utils.py (load_image_to_base64)", GLMOCR_SDK)
+SDK_README = Source("glmocr 0.1.5 README, 'Using vLLM'", GLMOCR_SDK)
+GLM_CARD = Source("GLM-OCR model card, 'Prompt Limited'", "https://huggingface.co/zai-org/GLM-OCR")
+SDK_PR_239 = Source(
+    "zai-org/GLM-OCR PR #239 (open): loops from free-form prompts",
+    "https://github.com/zai-org/GLM-OCR/pull/239",
+)
+LIGHTON_CARD = Source(
+    "LightOnOCR-2-1B model card", "https://huggingface.co/lightonai/LightOnOCR-2-1B"
+)
+LIGHTON_README = Source(
+    "lightonai/LightOnOCR README (version pins)", "https://github.com/lightonai/LightOnOCR"
+)
+VLLM_CACHE_DOC = Source(
+    "vLLM docs, Optimization: Multi-Modal Caching (cache placement table); engine args "
+    "--mm-processor-cache-gb (default 4); Conserving memory ('If you run out of CPU RAM')",
+    "https://docs.vllm.ai/en/stable/configuration/optimization/",
+)
+OCRTUI = Source("ocrtui's own choice (no published value)", "docs/compare.md#profiles")
+
+
+@dataclass(frozen=True)
+class RenderSpec:
+    """Page rasterisation: a DPI with a cap on the longest side, or a fixed longest side."""
+
+    dpi: float | None = None
+    max_side: int | None = None
+    longest_side: int | None = None
+
+
+@dataclass(frozen=True)
+class ImageEncoding:
+    formats: tuple[str, ...]  # what the makers send (lower case, as compare.image_format)
+    detail: str
+
+
+@dataclass(frozen=True)
+class RequestProfile:
+    name: Profile
+    prompt: Published[str | None]  # the default text part; None: the image alone
+    presets: Published[Mapping[str, str]]  # names selectable with ModelConfig.prompt
+    parts: Published[tuple[str, ...]]  # content part order in the one user message
+    sampling: Published[Mapping[str, float | int]]  # sent as written, after max_tokens
+    max_tokens: Published[int]
+    render: Published[RenderSpec]
+    image: Published[ImageEncoding]
+    # Prompts the makers list (None: no list); another prompt is off their distribution.
+    listed_prompts: Published[tuple[str, ...]] | None = None
+
+
+GLM_TEXT_PROMPT = "Text Recognition:"
+# The SDK's whole-page default prompt until commit 4252a3c (2026-03-26) removed it; absent
+# from 0.1.5 and from the card. Kept as a preset for `generic` models.
+PAGE_MARKDOWN_PROMPT = (
+    "Recognize the text in the image and output in Markdown format. Preserve the original "
+    "layout (headings/paragraphs/tables/formulas). Do not fabricate content that does not "
+    "exist in the image."
+)
+GLM_PRESETS: Mapping[str, str] = MappingProxyType(
+    {"text": GLM_TEXT_PROMPT, "table": "Table Recognition:", "formula": "Formula Recognition:"}
+)
+PRESETS: Mapping[str, str] = MappingProxyType({**GLM_PRESETS, "markdown": PAGE_MARKDOWN_PROMPT})
+PRESETS_SOURCE = Published(
+    PRESETS,
+    SDK_CONFIG,
+    "text/table/formula: the SDK's task_prompt_mapping and the card's list; markdown: "
+    "ocrtui's whole-page prompt (the SDK's removed default_prompt, off-distribution per "
+    "PR #239)",
+)
+
+PROFILES: Mapping[Profile, RequestProfile] = MappingProxyType(
+    {
+        "glm-ocr": RequestProfile(
+            name="glm-ocr",
+            prompt=Published(
+                GLM_TEXT_PROMPT,
+                SDK_CONFIG,
+                "the SDK sends it per layout region; ocrtui sends the whole page (no layout "
+                "stage), so headers and footers stay in the output",
+            ),
+            presets=PRESETS_SOURCE,
+            parts=Published(("image_url", "text"), SDK_REQUEST),
+            sampling=Published(
+                MappingProxyType(
+                    {"temperature": 0.0, "top_p": 0.00001, "top_k": 1, "repetition_penalty": 1.1}
+                ),
+                SDK_CONFIG,
+                "greedy since commit 4252a3c; the 0.8/0.9/50 of older SDKs is gone",
+            ),
+            max_tokens=Published(8192, SDK_CONFIG, "the card's transformers example: 8192"),
+            render=Published(
+                RenderSpec(dpi=200, max_side=3500),
+                SDK_CONFIG,
+                "pdf_dpi 200, longest side 3500 (page_loader); the SDK rasterises with "
+                "PyMuPDF, ocrtui with PDFium",
+            ),
+            image=Published(
+                ImageEncoding(
+                    ("jpeg",),
+                    "JPEG at Pillow's default quality (75) after resizing to multiples of 28 "
+                    "px; ocrtui sends JPEG q90 (or PNG) at the rendered size",
+                ),
+                SDK_IMAGE,
+            ),
+            listed_prompts=Published(
+                tuple(GLM_PRESETS.values()),
+                GLM_CARD,
+                "plus JSON-schema extraction prompts, which OCR of a page does not use",
+            ),
+        ),
+        "lighton-ocr": RequestProfile(
+            name="lighton-ocr",
+            prompt=Published(
+                None, LIGHTON_CARD, "no system or user text: the model tends to repeat it"
+            ),
+            presets=PRESETS_SOURCE,
+            parts=Published(("image_url",), LIGHTON_CARD),
+            sampling=Published(MappingProxyType({"temperature": 0.2, "top_p": 0.9}), LIGHTON_CARD),
+            max_tokens=Published(4096, LIGHTON_CARD),
+            render=Published(
+                RenderSpec(longest_side=1540),
+                LIGHTON_CARD,
+                "'a target longest dimension of 1540px'; images are only downscaled by the "
+                "lightonai client, ocrtui scales them to 1540 either way",
+            ),
+            image=Published(
+                ImageEncoding(("png", "jpeg"), "'PNG or JPEG'; the card's example sends PNG"),
+                LIGHTON_CARD,
+            ),
+        ),
+        "generic": RequestProfile(
+            name="generic",
+            prompt=Published(PAGE_MARKDOWN_PROMPT, OCRTUI),
+            presets=PRESETS_SOURCE,
+            parts=Published(("image_url", "text"), OCRTUI),
+            sampling=Published(MappingProxyType({}), OCRTUI, "the server's defaults"),
+            max_tokens=Published(4096, OCRTUI),
+            render=Published(RenderSpec(dpi=200, max_side=2048), OCRTUI),
+            image=Published(ImageEncoding(("jpeg", "png"), "either"), OCRTUI),
+        ),
+    }
+)
+
+
+# -- serve flags ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One published ``vllm serve`` option: ``value`` None for a switch; for a JSON option the
+    keys that must hold (``json_keys``: ``{"method": "mtp"}`` for the speculative config) and
+    those published but only advised (``json_advice``: a different value is a note)."""
+
+    option: str  # as vLLM spells it, e.g. "--mm-processor-cache-gb"
+    value: str | None
+    source: Source
+    why: str
+    json_keys: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    json_advice: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class ServeRecipe:
+    """How the makers serve a model: the extra flags, as an argv tail and one by one."""
+
+    models: tuple[str, ...]  # fnmatch patterns on the vLLM model id, case-insensitive
+    profile: Profile  # the request profile the model is meant for
+    argv: Published[tuple[str, ...]]  # ready for ModelConfig.extra_args
+    flags: tuple[Flag, ...]
+    max_model_len_advice: Published[str] | None = None
+
+
+GLM_MTP_TOKENS = 3
+SERVE_RECIPES: tuple[ServeRecipe, ...] = (
+    ServeRecipe(
+        models=("*GLM-OCR*",),
+        profile="glm-ocr",
+        argv=Published(
+            (
+                "--speculative-config",
+                f'{{"method": "mtp", "num_speculative_tokens": {GLM_MTP_TOKENS}}}',
+            ),
+            SDK_README,
+            "vLLM's recipe (https://recipes.vllm.ai/zai-org/GLM-OCR) uses "
+            "num_speculative_tokens 1; the SDK README changed 1 to 3 on 2026-04-07 (commit "
+            "425b949)",
+        ),
+        flags=(
+            Flag(
+                "--speculative-config",
+                None,
+                SDK_README,
+                "MTP speculative decoding, as the SDK and vLLM's recipe serve it: without it "
+                "latency and throughput are not the published configuration's",
+                MappingProxyType({"method": "mtp"}),
+                MappingProxyType({"num_speculative_tokens": GLM_MTP_TOKENS}),
+            ),
+        ),
+        max_model_len_advice=Published(
+            "set --max-model-len (the model's default is 131072)", SDK_README
+        ),
+    ),
+    ServeRecipe(
+        models=("*LightOnOCR*",),
+        profile="lighton-ocr",
+        argv=Published(
+            (
+                "--limit-mm-per-prompt",
+                '{"image": 1}',
+                "--mm-processor-cache-gb",
+                "0",
+                "--no-enable-prefix-caching",
+            ),
+            LIGHTON_CARD,
+        ),
+        flags=(
+            Flag(
+                "--limit-mm-per-prompt",
+                None,
+                LIGHTON_CARD,
+                "one image per request, as the card serves it",
+                MappingProxyType({"image": 1}),
+            ),
+            Flag(
+                "--mm-processor-cache-gb",
+                "0",
+                LIGHTON_CARD,
+                "no multi-modal processor cache: pages never repeat, and the default keeps "
+                "4 GiB of host RAM per API server",
+            ),
+            Flag(
+                "--no-enable-prefix-caching",
+                None,
+                LIGHTON_CARD,
+                "no prefix caching: image-only prompts share no prefix",
+            ),
+        ),
+    ),
+)
+
+# vLLM's default for --mm-processor-cache-gb (GiB of host RAM per caching process).
+MM_PROCESSOR_CACHE_DEFAULT_GIB = Published(4.0, VLLM_CACHE_DOC)

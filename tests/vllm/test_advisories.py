@@ -1,0 +1,246 @@
+"""Version and drift advisories on recorded version strings, and the pod-side version probe."""
+
+from __future__ import annotations
+
+import ast
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from ocrtui.agent import versions as probe
+from ocrtui.config import ModelConfig, PodConfig, load_config
+from ocrtui.pod.local import LocalPod
+from ocrtui.vllm.advisories import (
+    PROBE_SOURCE,
+    Versions,
+    advisories,
+    parse_probe,
+    probe_pod,
+)
+from ocrtui.vllm.lifecycle import serve_argv
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "ocrtui.example.toml"
+CFG = load_config(EXAMPLE)
+GLM, LIGHTON = CFG.ordered_models()
+# What the makers pin (lightonai/LightOnOCR README); GLM-OCR is fine with them too.
+GOOD = Versions(vllm="0.30.0", transformers="5.16.1", torch="2.10.0+cu129")
+
+
+def keys(model: ModelConfig, versions: Versions, argv: list[str] | None = None) -> list[str]:
+    return [a.key for a in advisories(model, versions, argv)]
+
+
+def planned(model: ModelConfig) -> list[str]:
+    return serve_argv(CFG.pod.vllm_command, model)
+
+
+def test_example_config_on_the_pinned_versions_has_no_advisory() -> None:
+    for m in (GLM, LIGHTON):
+        assert advisories(m, GOOD, planned(m), image_format="jpeg") == []
+
+
+@pytest.mark.parametrize("vllm", ["0.27.1", "0.27.1+cu128"])
+def test_vllm_0_27_1_makes_lighton_loop(vllm: str) -> None:
+    (a,) = advisories(LIGHTON, Versions(vllm=vllm, transformers="5.16.1"), None)
+    assert (a.key, a.severity) == ("lighton-vllm-0.27.1-loops", "warning")
+    assert a.text.startswith(f"lighton-ocr (vllm {vllm}): vLLM 0.27.1 makes every LightOnOCR")
+    assert a.source is not None and "LightOnOCR" in a.source.url
+    assert keys(GLM, Versions(vllm=vllm, transformers="5.16.1")) == []
+
+
+@pytest.mark.parametrize(
+    ("vllm", "transformers", "expected"),
+    [
+        ("0.30.0", "5.17.0", ["lighton-1b-transformers-5.17"]),
+        ("0.30.0", "5.17.2", ["lighton-1b-transformers-5.17"]),
+        ("0.30.0", "5.16.1", []),
+        ("0.31.0", "5.17.0", []),
+    ],
+)
+def test_transformers_5_17_breaks_the_1b_models_on_vllm_0_30_0(
+    vllm: str, transformers: str, expected: list[str]
+) -> None:
+    assert keys(LIGHTON, Versions(vllm=vllm, transformers=transformers)) == expected
+
+
+def test_the_1b_rule_needs_a_1b_model() -> None:
+    bigger = LIGHTON.model_copy(update={"model": "lightonai/LightOnOCR-2-3B"})
+    assert keys(bigger, Versions(vllm="0.30.0", transformers="5.17.0")) == []
+
+
+@pytest.mark.parametrize(
+    ("vllm", "transformers", "expected"),
+    [
+        ("0.18.1rc1", "5.2.0", ["glm-ocr-transformers-5.3"]),
+        ("0.18.1rc1", "5.3.0", []),
+        ("0.16.0", "4.57.1", ["glm-ocr-transformers-5.3", "glm-ocr-vllm-0.17"]),
+    ],
+)
+def test_glm_ocr_version_needs(vllm: str, transformers: str, expected: list[str]) -> None:
+    found = advisories(GLM, Versions(vllm=vllm, transformers=transformers), None)
+    assert [a.key for a in found] == expected
+    if expected:
+        assert found[0].text == (
+            f"glm-ocr (transformers {transformers}): GLM-OCR needs transformers >= 5.3 "
+            "(older ones do not know its architecture)"
+        )
+
+
+def test_the_running_servers_version_counts_and_drift_is_shown() -> None:
+    found = advisories(
+        LIGHTON, Versions(vllm="0.30.0", transformers="5.16.1", server_vllm="0.27.1"), None
+    )
+    assert [a.key for a in found] == ["server-version-drift", "lighton-vllm-0.27.1-loops"]
+    assert "the running server is vLLM 0.27.1 but the vllm_command's environment has 0.30.0" in (
+        found[0].text
+    )
+    same = Versions(vllm="0.30.0", transformers="5.16.1", server_vllm="0.30.0")
+    assert keys(LIGHTON, same) == []
+
+
+def test_unknown_versions_are_a_note_not_a_verdict() -> None:
+    (a,) = advisories(GLM, Versions(error="vllm: not found on the pod's PATH"), None)
+    assert (a.key, a.severity) == ("versions-unknown", "info")
+    assert "(vllm: not found on the pod's PATH)" in a.text
+
+
+def test_missing_published_flags_are_warnings() -> None:
+    bare_glm = GLM.model_copy(update={"extra_args": ()})
+    bare_lighton = LIGHTON.model_copy(update={"extra_args": ()})
+    (a,) = advisories(bare_glm, GOOD, planned(bare_glm))
+    assert a.key == "flag:--speculative-config" and a.severity == "warning"
+    assert a.text.startswith('glm-ocr is served without --speculative-config {"method": "mtp"}')
+    assert keys(bare_lighton, GOOD, planned(bare_lighton)) == [
+        "flag:--limit-mm-per-prompt",
+        "flag:--mm-processor-cache-gb",
+        "flag:--no-enable-prefix-caching",
+    ]
+    recipe_style = [
+        *planned(bare_glm),
+        "--speculative-config.method",
+        "mtp",
+        "--speculative-config.num_speculative_tokens",
+        "1",
+    ]
+    (note,) = advisories(bare_glm, GOOD, recipe_style)
+    assert (note.key, note.severity) == ("flag:--speculative-config.num_speculative_tokens", "info")
+
+
+def test_request_values_that_differ_from_the_published_ones() -> None:
+    markdown = GLM.model_copy(update={"prompt": "markdown", "max_tokens": 4096})
+    found = advisories(markdown, GOOD, None, image_format="png")
+    assert [(a.key, a.severity) for a in found] == [
+        ("max-tokens", "info"),
+        ("prompt", "warning"),
+        ("image-format", "info"),
+    ]
+    assert found[0].text == (
+        "glm-ocr: max_tokens 4096, published 8192; longer pages end with finish_reason "
+        "length (flag truncated)"
+    )
+    assert "not one the model card lists" in found[1].text
+    assert keys(GLM.model_copy(update={"prompt": "table"}), GOOD) == []
+    prompted = LIGHTON.model_copy(update={"prompt": "text"})
+    assert keys(prompted, GOOD) == ["prompt"]
+    generic = GLM.model_copy(update={"profile": "generic"})
+    assert keys(generic, GOOD) == ["profile-mismatch"]
+
+
+# -- the probe -----------------------------------------------------------------------------
+
+
+def test_probe_source_parses_as_python_3_8_and_imports_nothing_from_ocrtui() -> None:
+    text = PROBE_SOURCE.read_text()
+    tree = ast.parse(text, feature_version=(3, 8))
+    imported = {
+        n.module if isinstance(n, ast.ImportFrom) else a.name
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Import | ast.ImportFrom)
+        for a in n.names
+    }
+    assert not any(str(m).startswith("ocrtui") for m in imported)
+    for newer in (".removeprefix(", ".removesuffix(", "functools.cache(", "tomllib"):
+        assert newer not in text
+
+
+def fake_venv(root: Path, packages: dict[str, str]) -> Path:
+    """bin/python (runs this Python with a site dir holding the given dist-infos) and a
+    bin/vllm whose shebang names it, as pip writes console scripts."""
+    site = root / "site"
+    for name, version in packages.items():
+        info = site / f"{name}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    bin_dir = root / "bin"
+    bin_dir.mkdir()
+    python = bin_dir / "python"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH="{site}" exec "{sys.executable}" "$@"\n')
+    vllm = bin_dir / "vllm"
+    vllm.write_text(f"#!{python}\nimport sys\nsys.exit('not run by the probe')\n")
+    for exe in (python, vllm):
+        exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+    return vllm
+
+
+async def test_probe_reads_the_versions_the_vllm_command_runs_with(tmp_path: Path) -> None:
+    vllm = fake_venv(tmp_path, {"vllm": "0.27.1", "transformers": "5.17.0"})
+    pod_config = PodConfig(kind="local", python=sys.executable, vllm_command=(str(vllm), "--x"))
+    pod = LocalPod()
+    await pod.connect()
+    try:
+        found = await probe_pod(pod, pod_config, server_pid=os.getpid())
+    finally:
+        await pod.close()
+    assert found.versions == Versions(
+        vllm="0.27.1", transformers="5.17.0", interpreter=str(tmp_path / "bin/python")
+    )
+    assert found.server_argv == own_argv()
+
+
+def own_argv() -> tuple[str, ...]:
+    raw = Path("/proc/self/cmdline").read_bytes().split(b"\0")
+    return tuple(a.decode() for a in raw if a)
+
+
+async def test_probe_failure_leaves_versions_unknown(tmp_path: Path) -> None:
+    missing = PodConfig(kind="local", python=sys.executable, vllm_command=("no-such-vllm-xyz",))
+    broken = PodConfig(kind="local", python=str(tmp_path / "nopython"), vllm_command=("vllm",))
+    pod = LocalPod()
+    await pod.connect()
+    try:
+        not_found = await probe_pod(pod, missing)
+        no_python = await probe_pod(pod, broken)
+    finally:
+        await pod.close()
+    assert not_found.versions == Versions(error="no-such-vllm-xyz: not found on the pod's PATH")
+    assert not_found.server_argv is None
+    assert no_python.versions.vllm is None and no_python.versions.error
+    assert [a.key for a in advisories(GLM, no_python.versions, None)] == ["versions-unknown"]
+
+
+def test_interpreter_from_env_shebang_pip_trampoline_and_venv_sibling(tmp_path: Path) -> None:
+    def script(name: str, text: str) -> str:
+        path = tmp_path / name
+        path.write_text(text)
+        path.chmod(0o755)
+        return str(path)
+
+    env = script("vllm-env", "#!/usr/bin/env python3\n")
+    assert probe.interpreter_of([env]) == (probe.shutil.which("python3"), None)
+    long_path = "/opt/a very long venv path/bin/python3.12"
+    trampoline = script("vllm-sh", f"#!/bin/sh\n'''exec' \"{long_path}\" \"$0\" \"$@\"\n' '''\n")
+    assert probe.interpreter_of([trampoline]) == (long_path, None)
+    (tmp_path / "venv/bin").mkdir(parents=True)
+    sibling = script("venv/bin/python", "#!/bin/sh\n")
+    binary = script("venv/bin/vllm", "\x7fELF not a script")
+    assert probe.interpreter_of([binary]) == (sibling, None)
+    assert probe.interpreter_of([sys.executable, "-m", "vllm"]) == (sys.executable, None)
+
+
+def test_parse_probe_rejects_garbage() -> None:
+    found = parse_probe("Traceback (most recent call last):\n")
+    assert found.versions.vllm is None and found.versions.error
+    assert found.versions.error.startswith("version probe printed no JSON")

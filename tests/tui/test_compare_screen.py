@@ -30,7 +30,7 @@ def result(doc: str, page: int, model: str, text: str | None = None, **kw: objec
         text=TEXTS[model] if text is None else text,
         cer=0.0 if model == "glm-ocr" else 0.05,
         category="zh_contract",
-        flags=[],
+        flags=(),
     )
     fields.update(kw)
     return PageResult(**fields)  # type: ignore[arg-type]
@@ -54,7 +54,7 @@ def recorded_view() -> RunView:
             text="",
             cer=None,
             latency_s=None,
-            flags=[],
+            flags=(),
         )
     )
     run.out_dir = "runs/20261126-150000"
@@ -71,7 +71,7 @@ def test_run_keeps_texts_bounded_but_every_row() -> None:
     assert run.text("big#1", "glm-ocr") is None  # evicted: lives in results.jsonl
     held = run.text(f"big#{TEXT_PAGES + 50}", "glm-ocr")
     assert held is not None and held.text == "x" * 1000
-    assert all(r.outcomes["glm-ocr"].text == "" for r in run.rows.values())
+    assert all(r.outcomes["glm-ocr"].text is None for r in run.rows.values())
 
 
 def test_diff_marks_both_sides() -> None:

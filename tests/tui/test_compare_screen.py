@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from textual.widgets import DataTable
+
 from ocrtui.compare.store import PageResult
 from ocrtui.tui.run_view import TEXT_PAGES, RunView
 from ocrtui.tui.screens.compare import ComparePane, CompareScreen, diff_content
@@ -109,3 +111,24 @@ async def test_streams_into_both_panes_and_rejoins(make_app: AppFactory) -> None
 
 def _pane_text(screen: CompareScreen, i: int) -> str:
     return "\n".join(screen.query_one(f"#pane-{i}", ComparePane).lines)
+
+
+async def test_diff_says_why_a_text_is_missing(make_app: AppFactory) -> None:
+    app, _ = make_app(recorded.READY)
+    async with app.run_test(size=SIZE) as pilot:
+        run = RunView(MODELS, "live")
+        run.add(result("contract", 1, "glm-ocr"))  # the other model has not answered yet
+        run.add(result("contract", 2, "glm-ocr"))
+        run.add(result("contract", 2, "lighton-ocr").without_text())  # replayed, text on disk
+        app.run_view = run
+        app.show_comparison()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+
+        def diff() -> str:
+            return str(screen.query_one("#diff").render())
+
+        await until(pilot, lambda: "Waiting for both models' text for this page." in diff())
+        screen.query_one("#pages", DataTable).move_cursor(row=1)
+        await until(pilot, lambda: "no longer in memory; it is in results.jsonl" in diff())

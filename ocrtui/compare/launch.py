@@ -69,12 +69,7 @@ class RunSetup:
     settings: CompareConfig
     run_dir: Path
     info: dict[str, Any]  # written to run.json; never holds the password
-
-    @property
-    def label(self) -> str:
-        """How a screen names the run: its documents, else its suite's name."""
-        suite = self.info.get("suite")
-        return " ".join(self.info.get("docs") or []) or Path(suite or "suite").stem
+    label: str  # how a screen names the run: its documents, its suite, or "sample suite"
 
 
 def validate_request(config: Config, request: CompareRequest) -> CompareConfig:
@@ -134,8 +129,11 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
     pages_text = request.pages if request.pages is not None else saved.get("pages")
     reference = request.reference if request.reference is not None else saved.get("reference")
     pages = parse_page_spec(pages_text) if pages_text else ALL_PAGES
+    label = " ".join(docs) or (Path(suite).stem if suite else "")
     if not docs and not suite:
-        suite = config.compare.suite or str(sample_suite_path())
+        suite = config.compare.suite
+        label = Path(suite).stem if suite else "sample suite"
+        suite = suite or str(sample_suite_path())
     specs: list[DocumentSpec] = []
     if suite:
         specs += load_suite(suite, password=request.password).documents
@@ -166,7 +164,7 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
         "schedule": settings.schedule,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    return RunSetup(request, tuple(specs), tuple(models), settings, run_dir, info)
+    return RunSetup(request, tuple(specs), tuple(models), settings, run_dir, info, label)
 
 
 async def check_reachable(targets: list[ModelTarget]) -> None:

@@ -222,3 +222,18 @@ def test_on_a_terminal_compare_opens_the_dashboard(
     assert main(["--config", str(config_file), "compare", "--out", str(out), str(pdf)]) == 1
     [(request, demo)] = opened
     assert request.run_dir == out and [d.path for d in request.documents] == [pdf] and not demo
+
+
+def test_a_run_is_named_by_its_documents_or_suite(
+    config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ocrtui.compare.launch import CompareRequest, resolve
+    from ocrtui.config import load_config
+
+    config = load_config(config_file)
+    monkeypatch.chdir(tmp_path)
+    suite = tmp_path / "contracts.toml"
+    suite.write_text('[[documents]]\npath = "a.pdf"\n', encoding="utf-8")
+    assert resolve(config, CompareRequest(documents=("a.pdf", "b.png"))).label == "a.pdf b.png"
+    assert resolve(config, CompareRequest(suite=str(suite))).label == "contracts"
+    assert resolve(config, CompareRequest()).label == "sample suite"

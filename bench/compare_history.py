@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from ocrtui.compare.events import Event, PageDone, PageStarted, PhaseProgress, RunStarted
 from ocrtui.compare.history import EventHistory
+from ocrtui.compare.store import PageResult
 
 MODELS = ("glm-ocr", "lighton-ocr")
 LINE = "第二条 租金：每月人民币肆仟伍佰元整（¥4,500.00），按季度支付。"
@@ -33,10 +34,10 @@ def events(pages: int, chars: int) -> list[Callable[[], Event]]:
         for m in MODELS:
             out.append(lambda m=m, p=p: PageStarted(m, "doc", p))
             out.append(
-                lambda m=m, p=p: PageDone(
-                    m, "doc", p, f"p{p} " + (LINE * (chars // len(LINE) + 1))[:chars],
-                    1.0, 900, 400, "stop", 0.01, (),
-                )
+                lambda m=m, p=p: PageDone(PageResult(
+                    "doc", p, m, True, None, 1.0, 900, 400, "stop",
+                    f"p{p} " + (LINE * (chars // len(LINE) + 1))[:chars], 0.01, "other",
+                ))
             )  # fmt: skip
     return out
 

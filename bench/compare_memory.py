@@ -45,7 +45,7 @@ def arrivals(pages: int, schedule: str) -> Iterator[tuple[str, int]]:
 
 def result(model: str, p: int, chars: int) -> PageResult:
     return PageResult("doc", p, model, True, None, 1.0, 900, 400, "stop",
-                      page_text(model, p, chars), None, "other", [])  # fmt: skip
+                      page_text(model, p, chars), None, "other")  # fmt: skip
 
 
 async def run(doc: Document, chars: int, schedule: str, keep_texts: bool) -> tuple[int, int]:

@@ -24,7 +24,7 @@ async def bench(lines: int) -> list[float]:
         times = []
         for i in range(lines):
             r = PageResult("doc", i, "glm-ocr", True, None, 1.0, 900, 400, "stop", TEXT, 0.01,
-                           "zh_contract", [])  # fmt: skip
+                           "zh_contract")  # fmt: skip
             start = time.perf_counter()
             await store.add_result(r)
             times.append(time.perf_counter() - start)

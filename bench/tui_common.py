@@ -92,7 +92,7 @@ def snapshot(tick: int) -> Snapshot:
 
 def page(i: int, model: str, text: str = PAGE_TEXT) -> PageResult:
     return PageResult("doc", i, model, True, None, 1.0 + (i % 10) / 10, 900, 400, "stop",
-                      text, 0.02, "zh_contract", [])  # fmt: skip
+                      text, 0.02, "zh_contract")  # fmt: skip
 
 
 def make_app(tmp: Path) -> tuple[OcrtuiApp, ReplaySource]:

@@ -138,6 +138,16 @@ class CompareConfig(_Section):
     suite: str | None = None
 
 
+def int_limits(section: type[BaseModel], name: str) -> tuple[int | None, int | None]:
+    """The schema's inclusive bounds of an integer setting (None: unbounded), for the front
+    ends that show them."""
+    low = high = None
+    for bound in section.model_fields[name].metadata:
+        low = getattr(bound, "ge", low)
+        high = getattr(bound, "le", high)
+    return low, high
+
+
 class UIConfig(_Section):
     theme: str = "ocrtui-dark"
     theme_dir: str | None = None

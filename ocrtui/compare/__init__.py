@@ -1,5 +1,5 @@
 """The comparison engine: documents in, both models streamed, scored results out.
 
-Shared by the dashboard and the headless CLI: :func:`ocrtui.compare.runner.start_run` returns a
-:class:`~ocrtui.compare.runner.CompareRun` whose typed events either can consume.
+Shared by the dashboard and the headless CLI: :func:`ocrtui.compare.launch.start_comparison`
+returns a :class:`~ocrtui.compare.runner.CompareRun` whose typed events either can consume.
 """

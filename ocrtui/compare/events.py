@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ocrtui.compare.store import PageResult
+
 Phase = Literal["cold", "warm", "throughput", "documents"]
 SPEED_PHASES: tuple[Phase, ...] = ("cold", "warm", "throughput")
 
@@ -69,25 +71,46 @@ class PageStarted:
 
 @dataclass(frozen=True, slots=True)
 class PageDone:
-    model: str
-    doc: str
-    page: int
-    text: str | None  # None in a replayed history beyond its last texts (see history.py)
-    latency_s: float | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    finish_reason: str | None
-    cer: float | None
-    flags: tuple[str, ...] = ()
+    """A page one model read: ``result.ok`` is True; ``result.text`` is None in a replayed
+    history beyond its last texts (see history.py)."""
+
+    result: PageResult
     resumed: bool = False  # finished by the run being resumed, not sent again
+
+    @property
+    def model(self) -> str:
+        return self.result.model
+
+    @property
+    def doc(self) -> str:
+        return self.result.doc
+
+    @property
+    def page(self) -> int:
+        return self.result.page
 
 
 @dataclass(frozen=True, slots=True)
 class PageFailed:
-    model: str
-    doc: str
-    page: int
-    reason: str
+    """A page one model failed: ``result.ok`` is False, ``result.error`` says why."""
+
+    result: PageResult
+
+    @property
+    def model(self) -> str:
+        return self.result.model
+
+    @property
+    def doc(self) -> str:
+        return self.result.doc
+
+    @property
+    def page(self) -> int:
+        return self.result.page
+
+    @property
+    def reason(self) -> str:
+        return self.result.error or "failed"
 
 
 @dataclass(frozen=True, slots=True)

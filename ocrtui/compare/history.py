@@ -4,7 +4,7 @@ with the page texts.
 
 What the history keeps, per event type:
 
-- ``PageDone``: every one, but with ``text=None`` once more than ``REPLAY_TEXTS`` newer
+- ``PageDone``: every one, but with ``result.text=None`` once more than ``REPLAY_TEXTS`` newer
   pages of the same model exist (every text is in results.jsonl); numbers and flags stay.
 - ``PageStarted``: only while the page is in flight.
 - ``PhaseProgress``: only the latest per model and phase.
@@ -44,7 +44,7 @@ class EventHistory:
             started = self._in_flight.pop((ev.model, ev.doc, ev.page), None)
             if started is not None:
                 self._slots[started] = None
-            if isinstance(ev, PageDone) and ev.text is not None:
+            if isinstance(ev, PageDone) and ev.result.text is not None:
                 self._keep_text(ev.model, slot)
         elif isinstance(ev, PhaseProgress):
             previous = self._progress.get((ev.model, ev.phase))
@@ -60,7 +60,7 @@ class EventHistory:
             old = held.popleft()
             ev = self._slots[old]
             if isinstance(ev, PageDone):
-                self._slots[old] = replace(ev, text=None)
+                self._slots[old] = replace(ev, result=ev.result.without_text())
 
     @property
     def events(self) -> list[Event]:

@@ -13,13 +13,16 @@ from __future__ import annotations
 import difflib
 import json
 from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ocrtui.compare.documents import Document, DocumentSpec
 from ocrtui.compare.scoring import EditCount, corpus_cer, critical_found
-
-if TYPE_CHECKING:
-    from ocrtui.compare.runner import CompareRun
+from ocrtui.compare.store import PageResult, PhaseRecord
+from ocrtui.compare.tally import Tally
+from ocrtui.config import CompareConfig, ModelConfig
 
 WORST_PAGES = 5
 DIFF_LINES = 30
@@ -43,15 +46,30 @@ def _r(x: float | None, nd: int = 4) -> float | None:
     return None if x is None else round(x, nd)
 
 
-def build_summary(run: CompareRun) -> dict[str, Any]:
+@dataclass(frozen=True)
+class FinishedRun:
+    """What the report reads of a run: its plan, opened documents, compact results (no
+    texts), phase records and scores."""
+
+    run_dir: str
+    models: tuple[ModelConfig, ...]
+    settings: CompareConfig
+    specs: tuple[DocumentSpec, ...]  # the documents asked for
+    documents: tuple[Document, ...]  # those that opened
+    failed_documents: Mapping[str, str]  # name -> error
+    results: Mapping[tuple[str, int, str], PageResult]
+    phases: Mapping[tuple[str, str], PhaseRecord]
+    tally: Tally
+
+
+def build_summary(run: FinishedRun) -> dict[str, Any]:
     """The summary from the run's compact records and scores (no page texts; the worst
     pages' diffs are attached by :func:`add_diffs`)."""
-    plan = run.plan
     docs = {d.name: d for d in run.documents}
-    results = list(run.store.results.values())
+    results = list(run.results.values())
     scores = run.tally.scores
     models: dict[str, Any] = {}
-    for m in plan.models:
+    for m in run.models:
         mine = [r for r in results if r.model == m.name and r.doc in docs]
         ok = [r for r in mine if r.ok]
         strict: list[EditCount] = []
@@ -81,14 +99,14 @@ def build_summary(run: CompareRun) -> dict[str, Any]:
                 i in found[d.name] or critical_found("", c)  # an empty string is always found
                 for i, c in enumerate(d.spec.critical)
             )
-        phases = {p: rec.stats for (name, p), rec in run.store.phases.items() if name == m.name}
+        phases = {p: rec.stats for (name, p), rec in run.phases.items() if name == m.name}
         doc_recs = [st for p, st in phases.items() if p.startswith("document:")]
         doc_pages = sum(int(st.get("pages_ok") or 0) for st in doc_recs)
         doc_time = sum(float(st.get("elapsed_s") or 0) for st in doc_recs)
         categories = sorted(set(by_cat) | set(crit_total))
         flags = Counter(f for r in ok for f in r.flags)
         models[m.name] = {
-            "profile": m.config.profile,
+            "profile": m.profile,
             "pages_ok": len(ok),
             "pages_failed": sum(1 for r in mine if not r.ok),
             "latency_cold_s": phases.get("cold", {}).get("latency_p50_s"),
@@ -116,11 +134,11 @@ def build_summary(run: CompareRun) -> dict[str, Any]:
             "speed": {p: st for p, st in phases.items() if not p.startswith("document:")},
         }
     documents: dict[str, Any] = {}
-    for spec in plan.documents:
+    for spec in run.specs:
         opened = docs.get(spec.name)
         per_model = {}
-        for m in plan.models:
-            rec = run.store.phases.get((m.name, f"document:{spec.name}"))
+        for m in run.models:
+            rec = run.phases.get((m.name, f"document:{spec.name}"))
             per_model[m.name] = rec.stats.get("pages_per_s") if rec else None
         documents[spec.name] = {
             "path": str(spec.path),
@@ -132,13 +150,13 @@ def build_summary(run: CompareRun) -> dict[str, Any]:
         }
     summary = {
         "run": {
-            "dir": str(run.store.dir),
-            "models": [m.name for m in plan.models],
-            "schedule": plan.settings.schedule,
-            "concurrency": plan.settings.concurrency,
-            "warm_runs": plan.settings.warm_runs,
-            "throughput_requests": plan.settings.throughput_requests,
-            "image_format": plan.settings.image_format,
+            "dir": run.run_dir,
+            "models": [m.name for m in run.models],
+            "schedule": run.settings.schedule,
+            "concurrency": run.settings.concurrency,
+            "warm_runs": run.settings.warm_runs,
+            "throughput_requests": run.settings.throughput_requests,
+            "image_format": run.settings.image_format,
         },
         "models": models,
         "documents": documents,
@@ -148,7 +166,7 @@ def build_summary(run: CompareRun) -> dict[str, Any]:
     return summary
 
 
-def _agreement(run: CompareRun, docs: dict[str, Any]) -> dict[str, Any] | None:
+def _agreement(run: FinishedRun, docs: dict[str, Document]) -> dict[str, Any] | None:
     """CER between the first two models on pages that have no reference."""
     pair = run.tally.pair
     if pair is None:
@@ -163,8 +181,8 @@ def _agreement(run: CompareRun, docs: dict[str, Any]) -> dict[str, Any] | None:
     return {"models": list(pair), "pages": len(counts), "cer": _r(corpus_cer(counts))}
 
 
-def _worst(run: CompareRun, docs: dict[str, Any]) -> list[dict[str, Any]]:
-    scored = [r for r in run.store.results.values() if r.ok and r.cer is not None and r.doc in docs]
+def _worst(run: FinishedRun, docs: dict[str, Document]) -> list[dict[str, Any]]:
+    scored = [r for r in run.results.values() if r.ok and r.cer is not None and r.doc in docs]
     scored.sort(key=lambda r: r.cer or 0.0, reverse=True)
     return [
         {"doc": r.doc, "page": r.page, "model": r.model, "cer": r.cer, "flags": list(r.flags)}
@@ -316,14 +334,13 @@ def render_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-async def add_diffs(summary: dict[str, Any], run: CompareRun) -> None:
-    """Attach a reference-vs-output line diff to each worst page, its text read back from
-    results.jsonl (the run keeps no texts in memory)."""
+def add_diffs(
+    summary: dict[str, Any], run: FinishedRun, texts: Mapping[tuple[str, int, str], str]
+) -> None:
+    """Attach a reference-vs-output line diff to each worst page; ``texts`` are theirs,
+    read back from results.jsonl (the run keeps no texts in memory)."""
     docs = {d.name: d for d in run.documents}
-    worst = summary.get("worst_pages") or []
-    keys = {(w["doc"], w["page"], w["model"]) for w in worst}
-    texts = {r.key: r.text async for r in run.store.read_results(keys)}
-    for w in worst:
+    for w in summary.get("worst_pages") or []:
         text = texts.get((w["doc"], w["page"], w["model"]))
         ref = docs[w["doc"]].references.get(w["page"]) if w["doc"] in docs else None
         if text is None or ref is None:

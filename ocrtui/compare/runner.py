@@ -109,6 +109,20 @@ class CompareRun:
         assert self.result is not None
         return self.result
 
+    def finished(self) -> report.FinishedRun:
+        """What the report needs of this run (its results so far)."""
+        return report.FinishedRun(
+            run_dir=str(self.store.dir),
+            models=tuple(m.config for m in self.plan.models),
+            settings=self.plan.settings,
+            specs=self.plan.documents,
+            documents=tuple(self.documents),
+            failed_documents=dict(self.failed_documents),
+            results=self.store.results,
+            phases=self.store.phases,
+            tally=self.tally,
+        )
+
     def _emit(self, ev: Event) -> None:
         self.history.append(ev)
 
@@ -140,8 +154,11 @@ class CompareRun:
         summary: dict[str, Any] = {}
         code = 1
         try:
-            summary = report.build_summary(self)
-            await report.add_diffs(summary, self)
+            finished = self.finished()
+            summary = report.build_summary(finished)
+            worst = {(w["doc"], w["page"], w["model"]) for w in summary["worst_pages"]}
+            texts = {r.key: r.text or "" async for r in self.store.read_results(worst)}
+            report.add_diffs(summary, finished, texts)
             code = max(report.exit_code(summary), 1 if (cancelled or error) else 0)
             await self.store.write_text("summary.json", report.summary_json(summary))
             await self.store.write_text("report.md", report.render_markdown(summary))
@@ -304,13 +321,7 @@ class CompareRun:
         keys = {(doc.name, p, model.name) for p in doc.pages}
         done = keys & self.store.results.keys()
         async for prev in self.store.read_results(done):  # texts from disk, in stored order
-            self._emit(
-                PageDone(
-                    model.name, doc.name, prev.page, prev.text, prev.latency_s,
-                    prev.prompt_tokens, prev.completion_tokens, prev.finish_reason, prev.cer,
-                    tuple(prev.flags), resumed=True,
-                )
-            )  # fmt: skip
+            self._emit(PageDone(prev, resumed=True))
         todo = [p for p in doc.pages if (doc.name, p, model.name) not in done]
         if not todo:
             return 0, 0
@@ -394,21 +405,16 @@ class CompareRun:
             text=out.text,
             cer=None if page_cer is None else round(page_cer, 6),
             category=doc.spec.category,
-            flags=flags,
+            flags=tuple(flags),
         )
         await self.store.add_result(result)
         self.tally.add(doc, result, score)
         if out.ok:
             counts["ok"] += 1
-            self._emit(
-                PageDone(
-                    model.name, doc.name, page, out.text, result.latency_s, out.prompt_tokens,
-                    out.completion_tokens, out.finish_reason, result.cer, tuple(flags),
-                )
-            )  # fmt: skip
+            self._emit(PageDone(result))
         else:
             counts["failed"] += 1
-            self._emit(PageFailed(model.name, doc.name, page, out.error or "failed"))
+            self._emit(PageFailed(result))
 
     async def _score_resumed(self, doc: Document) -> None:
         """Score the pages an earlier run finished (their texts read back from disk) so the

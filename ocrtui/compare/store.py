@@ -11,8 +11,8 @@ Writes happen on one dedicated thread, in order, never on the event loop. On res
 files are compacted: a torn last line (kill -9 mid-write) and failed pages are dropped, so
 failed pages run again and the file keeps exactly one line per page per model.
 
-Memory stays bounded over long runs: only a compact :class:`PageRecord` per page per model
-is kept (no text); texts are read back from results.jsonl, streaming, when needed (the
+Memory stays bounded over long runs: only a compact :class:`PageResult` per page per model
+is kept (without its text); texts are read back from results.jsonl, streaming, when needed (the
 resume rewrite, resumed pages' events, the worst pages' diffs).
 """
 
@@ -23,7 +23,7 @@ import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,12 @@ SUMMARY = "summary.json"
 REPORT = "report.md"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PageResult:
+    """One page's result for one model: a results.jsonl line, and what PageDone/PageFailed
+    carry. ``text`` is None where the text is not held (the store's compact record, a
+    replayed history's older pages): results.jsonl has it."""
+
     doc: str
     page: int
     model: str
@@ -47,14 +51,18 @@ class PageResult:
     prompt_tokens: int | None
     completion_tokens: int | None
     finish_reason: str | None
-    text: str
+    text: str | None
     cer: float | None
     category: str
-    flags: list[str] = field(default_factory=list)
+    flags: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[str, int, str]:
         return (self.doc, self.page, self.model)
+
+    def without_text(self) -> PageResult:
+        """What the run keeps in memory of a result: everything but the text."""
+        return self if self.text is None else replace(self, text=None)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> PageResult:
@@ -75,35 +83,11 @@ class PageResult:
             text=str(d.get("text") or ""),
             cer=d.get("cer"),
             category=str(d.get("category") or "other"),
-            flags=list(d.get("flags") or []),
+            flags=tuple(d.get("flags") or ()),
         )
 
 
 RESULT_FIELDS = tuple(PageResult.__dataclass_fields__)
-
-
-@dataclass(frozen=True, slots=True)
-class PageRecord:
-    """What the run keeps in memory of one result: everything but the text."""
-
-    doc: str
-    page: int
-    model: str
-    ok: bool
-    latency_s: float | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    finish_reason: str | None
-    cer: float | None
-    category: str
-    flags: tuple[str, ...]
-
-    @classmethod
-    def of(cls, r: PageResult) -> PageRecord:
-        return cls(
-            r.doc, r.page, r.model, r.ok, r.latency_s, r.prompt_tokens, r.completion_tokens,
-            r.finish_reason, r.cer, r.category, tuple(r.flags),
-        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -176,7 +160,7 @@ def _read_batch(
         return out, f.tell()
 
 
-def _compact_results(path: Path) -> dict[tuple[str, int, str], PageRecord]:
+def _compact_results(path: Path) -> dict[tuple[str, int, str], PageResult]:
     """Rewrite results.jsonl keeping the last ok line of each page per model (at the place
     of its first ok line) and return their records; two streaming passes, one line at a
     time in memory (plus the rare page stored twice)."""
@@ -191,7 +175,7 @@ def _compact_results(path: Path) -> dict[tuple[str, int, str], PageRecord]:
     if moved:
         later = {r.key: r for i, r in enumerate(_stored_results(path)) if i in moved}
     at_first = {i: k for k, i in first.items()}
-    records: dict[tuple[str, int, str], PageRecord] = {}
+    records: dict[tuple[str, int, str], PageResult] = {}
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("wb") as out:
         for i, r in enumerate(_stored_results(path)):
@@ -199,7 +183,7 @@ def _compact_results(path: Path) -> dict[tuple[str, int, str], PageRecord]:
             if key is None:
                 continue
             r = later.get(key, r)
-            records[key] = PageRecord.of(r)
+            records[key] = r.without_text()
             out.write(_line(asdict(r)))
         out.flush()
         os.fsync(out.fileno())
@@ -235,7 +219,7 @@ class RunStore:
         self.dir = run_dir
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocrtui-store")
         self._files: dict[str, Any] = {}
-        self.results: dict[tuple[str, int, str], PageRecord] = {}
+        self.results: dict[tuple[str, int, str], PageResult] = {}
         self.phases: dict[tuple[str, str], PhaseRecord] = {}
 
     @classmethod
@@ -281,7 +265,7 @@ class RunStore:
         return (doc, page, model) in self.results
 
     async def add_result(self, result: PageResult) -> None:
-        self.results[result.key] = PageRecord.of(result)
+        self.results[result.key] = result.without_text()
         await self._append(RESULTS, _line(asdict(result)))
 
     async def read_results(

@@ -50,9 +50,10 @@ class Tally:
         return self._pending
 
     def add(self, doc: Document, result: PageResult, score: PageScore | None = None) -> None:
-        """Record one result (``score`` when the caller already computed it)."""
+        """Record one result, with its text (``score`` when the caller already computed it)."""
+        text = result.text or ""
         if result.ok:
-            self.scores[result.key] = score or score_page(doc, result.page, result.text)
+            self.scores[result.key] = score or score_page(doc, result.page, text)
         if self.pair is None or result.model not in self.pair or result.page in doc.references:
             return
         pk = (result.doc, result.page)
@@ -62,9 +63,9 @@ class Tally:
         if not result.ok:
             self._closed.add(pk)
         elif first is None:
-            self._pending[pk] = (result.model, result.text)
+            self._pending[pk] = (result.model, text)
         elif first[0] != result.model:
-            texts = {first[0]: first[1], result.model: result.text}
+            texts = {first[0]: first[1], result.model: text}
             self.agreement[pk] = edit_count(texts[self.pair[0]], texts[self.pair[1]])
         else:  # the same model again (a result stored twice): keep the newer text
-            self._pending[pk] = (result.model, result.text)
+            self._pending[pk] = (result.model, text)

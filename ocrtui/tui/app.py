@@ -27,7 +27,7 @@ from ocrtui.tui.messages import LogTail, OperationProgress
 from ocrtui.tui.run_view import RunView
 from ocrtui.tui.screens.compare import CompareScreen
 from ocrtui.tui.screens.dashboard import DashboardScreen
-from ocrtui.tui.screens.dialogs import DIALOG_CSS, CompareRequest
+from ocrtui.tui.screens.dialogs import DIALOG_CSS
 from ocrtui.tui.source import PodSource
 from ocrtui.tui.themes import (
     BUILTIN_THEME_DIR,
@@ -39,7 +39,7 @@ from ocrtui.tui.themes import (
 )
 
 if TYPE_CHECKING:
-    from ocrtui.compare.cli import CompareRequest as ResolvedRequest
+    from ocrtui.compare.launch import CompareRequest, RunSetup
     from ocrtui.compare.runner import CompareRun
 
 FALLBACK_THEME = "ocrtui-dark"
@@ -62,7 +62,7 @@ class OcrtuiApp(App[int]):
         readonly: bool = False,
         start_servers: bool = False,
         state_path: Path | None = None,
-        compare: ResolvedRequest | None = None,
+        compare: RunSetup | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -194,24 +194,29 @@ class OcrtuiApp(App[int]):
     def comparison_running(self) -> bool:
         return self.run_view is not None and not self.run_view.finished
 
-    def start_comparison(self, request: CompareRequest | ResolvedRequest) -> None:
-        """Start a run (the launcher's choices, or a request `ocrtui compare` resolved)."""
+    def launch_comparison(self, request: CompareRequest) -> None:
+        """The launcher's choices: resolved off the loop (files, the sample suite), then
+        started; a problem becomes a notification."""
+        self._resolve_comparison(request)
+
+    @work(group="compare-resolve", exclusive=True, exit_on_error=False, description="comparison")
+    async def _resolve_comparison(self, request: CompareRequest) -> None:
+        from ocrtui.compare.launch import resolve
+
+        setup = await asyncio.to_thread(resolve, self.config, request)
+        self.start_comparison(setup)
+
+    def start_comparison(self, setup: RunSetup) -> None:
+        """Start a resolved run (from the launcher, or `ocrtui compare` on a terminal)."""
         if not self.comparison_running:
-            if isinstance(request, CompareRequest):
-                label = " ".join(request.documents) or "sample suite"
-                names = [m.name for m in self.config.ordered_models()]
-            else:
-                suite = request.info.get("suite")
-                label = " ".join(request.info.get("docs") or []) or Path(suite or "suite").stem
-                names = list(request.models)
-            self.run_view = RunView(names, label)
-            self._compare(request, self.run_view)
+            self.run_view = RunView([m.name for m in setup.models], setup.label)
+            self._compare(setup, self.run_view)
             self.dashboard.refresh_bindings()
         self.show_comparison()
 
     @work(group="compare", exclusive=True, exit_on_error=False, description="comparison")
-    async def _compare(self, request: CompareRequest | ResolvedRequest, view: RunView) -> None:
-        from ocrtui.tui.comparing import follow, launch, resolve
+    async def _compare(self, setup: RunSetup, view: RunView) -> None:
+        from ocrtui.tui.comparing import follow, launch
 
         run = None
         try:
@@ -220,9 +225,7 @@ class OcrtuiApp(App[int]):
                     await self._connecting.wait()
                 except WorkerFailed as exc:
                     raise exc.error from None
-            if isinstance(request, CompareRequest):
-                request = await resolve(self, request)
-            run = self.compare_run = await launch(self, request, view)
+            run = self.compare_run = await launch(self, setup, view)
             await follow(run, view)
         except asyncio.CancelledError:
             if run is not None:
@@ -292,7 +295,7 @@ def run_dashboard(config: Config, *, readonly: bool, demo: bool) -> int:
     return asyncio.run(main())
 
 
-def run_comparison_dashboard(config: Config, request: ResolvedRequest, *, demo: bool) -> int:
+def run_comparison_dashboard(config: Config, setup: RunSetup, *, demo: bool) -> int:
     """`ocrtui compare` on a terminal: the dashboard, opened on this run's comparison screen.
 
     After the operator quits, the exit status is the one the headless run would give:
@@ -301,7 +304,7 @@ def run_comparison_dashboard(config: Config, request: ResolvedRequest, *, demo: 
     """
 
     async def main() -> int:
-        app = comparison_app(config, request, demo=demo)
+        app = comparison_app(config, setup, demo=demo)
         try:
             await app.run_async()
             return await comparison_exit_code(app)
@@ -311,8 +314,8 @@ def run_comparison_dashboard(config: Config, request: ResolvedRequest, *, demo: 
     return asyncio.run(main())
 
 
-def comparison_app(config: Config, request: ResolvedRequest, *, demo: bool) -> OcrtuiApp:
-    return OcrtuiApp(config, _controller(config, demo), start_servers=demo, compare=request)
+def comparison_app(config: Config, setup: RunSetup, *, demo: bool) -> OcrtuiApp:
+    return OcrtuiApp(config, _controller(config, demo), start_servers=demo, compare=setup)
 
 
 async def comparison_exit_code(app: OcrtuiApp) -> int:
@@ -373,8 +376,9 @@ async def _prepare_screenshot(app: OcrtuiApp, pilot: Any, compare: bool) -> str 
         return f"cannot reach the pod: {app.source_error}"
     if not compare:
         return None
-    cfg = app.config.compare
-    app.start_comparison(CompareRequest((), None, cfg.concurrency, cfg.schedule))
+    from ocrtui.compare.launch import CompareRequest, resolve
+
+    app.start_comparison(await asyncio.to_thread(resolve, app.config, CompareRequest()))
     run = app.run_view
     assert run is not None
 

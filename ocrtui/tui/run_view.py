@@ -12,7 +12,7 @@ import statistics
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from ocrtui.compare.history import REPLAY_TEXTS
@@ -79,9 +79,12 @@ class RunView:
         if row is None:
             row = self.rows[key] = PageRow(outcome.doc, outcome.page)
         # Rows keep the numbers for every page; full texts only for the last TEXT_PAGES.
-        row.outcomes[outcome.model] = replace(outcome, text="")
+        row.outcomes[outcome.model] = outcome.without_text()
         texts = self._texts.setdefault(outcome.model, OrderedDict())
-        texts[key] = outcome
+        if outcome.text is not None:  # None: a replayed page older than the run's texts
+            texts[key] = outcome
+        else:
+            texts.pop(key, None)
         while len(texts) > TEXT_PAGES:
             texts.popitem(last=False)
         if outcome.ok:
@@ -111,6 +114,7 @@ class RunView:
             self.references.popitem(last=False)
 
     def text(self, key: str, model: str) -> PageResult | None:
+        """The model's result for the page with its text, while the view holds it."""
         texts = self._texts.get(model)
         return texts.get(key) if texts is not None else None
 

@@ -48,7 +48,8 @@ profile = "glm-ocr"
         (["--pages", "3-1", "x.pdf"], "runs backwards"),
         (["--models", "nope", "x.pdf"], "no model named 'nope'"),
         (["--resume", "{tmp}"], "not a run directory"),
-        (["--concurrency", "0", "x.pdf"], "--concurrency must be at least 1"),
+        (["--concurrency", "0", "x.pdf"], "concurrency: should be greater than or equal to 1"),
+        (["--concurrency", "257", "x.pdf"], "concurrency: should be less than or equal to 256"),
     ],
 )
 def test_usage_errors_exit_2(
@@ -185,19 +186,20 @@ def test_resume_from_another_directory_keeps_document_names(
     config_file: Path, tmp_path: Path, make_pdf: MakePdf, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ocrtui.cli import _parser
-    from ocrtui.compare.cli import build_request, open_store
+    from ocrtui.compare.cli import request_from_args
+    from ocrtui.compare.launch import open_store, resolve
     from ocrtui.config import load_config
 
     config = load_config(config_file)
     make_pdf("doc.pdf", ["x"])
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path)
-    first = build_request(config, _parser().parse_args(["compare", "--out", "run", "doc.pdf"]))
+    args = _parser().parse_args(["compare", "--out", "run", "doc.pdf"])
+    first = resolve(config, request_from_args(args))
     open_store(first).close()
     monkeypatch.chdir(tmp_path / "elsewhere")
-    again = build_request(
-        config, _parser().parse_args(["compare", "--resume", str(tmp_path / "run")])
-    )
+    args = _parser().parse_args(["compare", "--resume", str(tmp_path / "run")])
+    again = resolve(config, request_from_args(args))
     assert [d.name for d in again.documents] == [d.name for d in first.documents] == ["doc.pdf"]
     assert again.documents[0].path == tmp_path / "doc.pdf"
 
@@ -220,3 +222,18 @@ def test_on_a_terminal_compare_opens_the_dashboard(
     assert main(["--config", str(config_file), "compare", "--out", str(out), str(pdf)]) == 1
     [(request, demo)] = opened
     assert request.run_dir == out and [d.path for d in request.documents] == [pdf] and not demo
+
+
+def test_a_run_is_named_by_its_documents_or_suite(
+    config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ocrtui.compare.launch import CompareRequest, resolve
+    from ocrtui.config import load_config
+
+    config = load_config(config_file)
+    monkeypatch.chdir(tmp_path)
+    suite = tmp_path / "contracts.toml"
+    suite.write_text('[[documents]]\npath = "a.pdf"\n', encoding="utf-8")
+    assert resolve(config, CompareRequest(documents=("a.pdf", "b.png"))).label == "a.pdf b.png"
+    assert resolve(config, CompareRequest(suite=str(suite))).label == "contracts"
+    assert resolve(config, CompareRequest()).label == "sample suite"

@@ -9,8 +9,8 @@ import pytest
 from rich.console import Console
 
 from ocrtui.cli import _parser
-from ocrtui.compare.cli import build_request, run_headless
-from ocrtui.compare.client import ModelTarget
+from ocrtui.compare.cli import request_from_args, run_headless
+from ocrtui.compare.launch import ModelUrl, resolve
 from ocrtui.config import Config, parse_config
 from tests.compare.conftest import MakePdf
 from tests.plugins.sim import SimServers
@@ -45,6 +45,15 @@ def start_pair(sim_servers: SimServers, engines: tuple[str, str], *extra: str) -
     return [glm.url, lighton.url]
 
 
+def urls_of(names: list[str], urls: list[str]) -> ModelUrl:
+    by_name = dict(zip(names, urls, strict=True))
+
+    async def model_url(name: str) -> str:
+        return by_name[name]
+
+    return model_url
+
+
 async def test_synthetic_born_digital_pdf_with_text_layer(
     sim_servers: SimServers, make_pdf: MakePdf, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -56,10 +65,10 @@ async def test_synthetic_born_digital_pdf_with_text_layer(
         ["compare", "--headless", "--out", str(tmp_path / "run"), "--reference", "text-layer",
          str(pdf)]
     )  # fmt: skip
-    request = build_request(cfg, args)
-    targets = [ModelTarget(cfg.model(n), u) for n, u in zip(request.models, urls, strict=True)]
+    setup = resolve(cfg, request_from_args(args))
+    model_url = urls_of([m.name for m in setup.models], urls)
     # Wide enough that the table's cells are not wrapped.
-    assert await run_headless(request, targets, Console(width=250)) == 0
+    assert await run_headless(setup, model_url, Console(width=250)) == 0
     out = capsys.readouterr().out
     assert "Warm latency p50 / p95" in out and "Throughput at 5 concurrent" in out
     rows = [json.loads(x) for x in (tmp_path / "run/results.jsonl").read_text().splitlines()]
@@ -85,9 +94,8 @@ async def test_real_cpu_ocr_on_the_sample_suite(
     args = _parser().parse_args(
         ["compare", "--headless", "--suite", str(sample_suite), "--out", str(tmp_path / "run")]
     )
-    request = build_request(cfg, args)
-    targets = [ModelTarget(cfg.model(n), u) for n, u in zip(request.models, urls, strict=True)]
-    assert await run_headless(request, targets) == 0
+    setup = resolve(cfg, request_from_args(args))
+    assert await run_headless(setup, urls_of([m.name for m in setup.models], urls)) == 0
     summary = json.loads((tmp_path / "run/summary.json").read_text())
     # Measured here: rapidocr 0-1.3 % CER per category, tesseract 3-9 %.
     limits = {"glm-ocr": 0.10, "lighton-ocr": 0.25}

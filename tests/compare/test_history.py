@@ -13,6 +13,7 @@ from ocrtui.compare.events import (
     RunStarted,
 )
 from ocrtui.compare.history import REPLAY_TEXTS, EventHistory
+from ocrtui.compare.store import PageResult
 
 MODELS = ("glm-ocr", "lighton-ocr")
 TEXT_CHARS = 3000  # a dense page of OCR output
@@ -20,7 +21,10 @@ TEXT_CHARS = 3000  # a dense page of OCR output
 
 def page_done(model: str, page: int) -> PageDone:
     text = f"{model} p{page} " + "字" * TEXT_CHARS
-    return PageDone(model, "doc", page, text, 1.0, 900, 60, "stop", 0.01, ("repetition",))
+    return PageDone(
+        PageResult("doc", page, model, True, None, 1.0, 900, 60, "stop", text, 0.01, "other",
+                   ("repetition",))
+    )  # fmt: skip
 
 
 def feed(history: EventHistory, first: int, last: int) -> None:
@@ -32,7 +36,7 @@ def feed(history: EventHistory, first: int, last: int) -> None:
 
 
 def held_text_chars(history: EventHistory) -> int:
-    return sum(len(e.text or "") for e in history.events if isinstance(e, PageDone))
+    return sum(len(e.result.text or "") for e in history.events if isinstance(e, PageDone))
 
 
 def test_history_size_is_bounded_over_many_pages() -> None:
@@ -42,7 +46,7 @@ def test_history_size_is_bounded_over_many_pages() -> None:
     after_1000 = (held_text_chars(history), len(history.events))
     feed(history, 1001, 5000)
     chars, count = held_text_chars(history), len(history.events)
-    bound = len(MODELS) * REPLAY_TEXTS * len(page_done("lighton-ocr", 5000).text or "")
+    bound = len(MODELS) * REPLAY_TEXTS * len(page_done("lighton-ocr", 5000).result.text or "")
     assert after_1000[0] <= bound and chars <= bound  # 1000 or 5000 pages: the same texts held
     # One compact record per page and model, plus RunStarted and the latest progress each.
     assert count == 1 + len(MODELS) * 5000 + len(MODELS)
@@ -64,12 +68,12 @@ async def test_late_subscriber_replays_numbers_for_every_page_and_the_last_texts
     assert isinstance(events[0], RunStarted) and events[-1] is done
     pages = [e for e in events if isinstance(e, PageDone)]
     assert [(e.model, e.page) for e in pages] == [(m, p) for p in range(1, 501) for m in MODELS]
-    assert all(e.latency_s == 1.0 and e.flags == ("repetition",) for e in pages)
+    assert all(e.result.latency_s == 1.0 and e.result.flags == ("repetition",) for e in pages)
     for m in MODELS:
         mine = [e for e in pages if e.model == m]
-        assert all(e.text is None for e in mine[:-REPLAY_TEXTS])
-        assert [e.text for e in mine[-REPLAY_TEXTS:]] == [
-            page_done(m, p).text for p in range(501 - REPLAY_TEXTS, 501)
+        assert all(e.result.text is None for e in mine[:-REPLAY_TEXTS])
+        assert [e.result.text for e in mine[-REPLAY_TEXTS:]] == [
+            page_done(m, p).result.text for p in range(501 - REPLAY_TEXTS, 501)
         ]
     progress = [e for e in events if isinstance(e, PhaseProgress)]
     assert sorted((e.model, e.done) for e in progress) == [(m, 500) for m in MODELS]
@@ -85,4 +89,4 @@ async def test_live_subscriber_gets_every_event_in_full() -> None:
             assert await anext(stream) is ev
     history.append(RunDone({}, 0))
     assert [type(e) async for e in stream] == [RunDone]
-    assert sum(isinstance(e, PageDone) and e.text is not None for e in history.events) == 2
+    assert sum(isinstance(e, PageDone) and e.result.text is not None for e in history.events) == 2

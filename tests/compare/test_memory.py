@@ -25,7 +25,7 @@ def text(model: str, page: int) -> str:
 def result(model: str, page: int, ok: bool = True) -> PageResult:
     return PageResult(
         "doc", page, model, ok, None if ok else "HTTP 500", 1.0, 900, 400, "stop",
-        text(model, page) if ok else "", None, "other", [],
+        text(model, page) if ok else "", None, "other",
     )  # fmt: skip
 
 

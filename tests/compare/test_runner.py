@@ -84,7 +84,7 @@ async def test_event_order_files_and_summary(make_pdf: MakePdf, tmp_path: Path) 
             started = events.index(PageStarted(e.model, e.doc, e.page))
             assert started < events.index(e)
     done = [e for e in events if isinstance(e, PageDone)]
-    assert len(done) == 6 and all(e.cer is not None for e in done)
+    assert len(done) == 6 and all(e.result.cer is not None for e in done)
     # 1 cold + 2 warm + 3 throughput + 3 pages, per model
     assert len(fake.requests) == 2 * (1 + 2 + 3 + 3)
 

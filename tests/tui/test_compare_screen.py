@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from textual.widgets import DataTable
+
 from ocrtui.compare.store import PageResult
 from ocrtui.tui.run_view import TEXT_PAGES, RunView
 from ocrtui.tui.screens.compare import ComparePane, CompareScreen, diff_content
@@ -30,7 +32,7 @@ def result(doc: str, page: int, model: str, text: str | None = None, **kw: objec
         text=TEXTS[model] if text is None else text,
         cer=0.0 if model == "glm-ocr" else 0.05,
         category="zh_contract",
-        flags=[],
+        flags=(),
     )
     fields.update(kw)
     return PageResult(**fields)  # type: ignore[arg-type]
@@ -54,7 +56,7 @@ def recorded_view() -> RunView:
             text="",
             cer=None,
             latency_s=None,
-            flags=[],
+            flags=(),
         )
     )
     run.out_dir = "runs/20261126-150000"
@@ -71,7 +73,7 @@ def test_run_keeps_texts_bounded_but_every_row() -> None:
     assert run.text("big#1", "glm-ocr") is None  # evicted: lives in results.jsonl
     held = run.text(f"big#{TEXT_PAGES + 50}", "glm-ocr")
     assert held is not None and held.text == "x" * 1000
-    assert all(r.outcomes["glm-ocr"].text == "" for r in run.rows.values())
+    assert all(r.outcomes["glm-ocr"].text is None for r in run.rows.values())
 
 
 def test_diff_marks_both_sides() -> None:
@@ -109,3 +111,24 @@ async def test_streams_into_both_panes_and_rejoins(make_app: AppFactory) -> None
 
 def _pane_text(screen: CompareScreen, i: int) -> str:
     return "\n".join(screen.query_one(f"#pane-{i}", ComparePane).lines)
+
+
+async def test_diff_says_why_a_text_is_missing(make_app: AppFactory) -> None:
+    app, _ = make_app(recorded.READY)
+    async with app.run_test(size=SIZE) as pilot:
+        run = RunView(MODELS, "live")
+        run.add(result("contract", 1, "glm-ocr"))  # the other model has not answered yet
+        run.add(result("contract", 2, "glm-ocr"))
+        run.add(result("contract", 2, "lighton-ocr").without_text())  # replayed, text on disk
+        app.run_view = run
+        app.show_comparison()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+
+        def diff() -> str:
+            return str(screen.query_one("#diff").render())
+
+        await until(pilot, lambda: "Waiting for both models' text for this page." in diff())
+        screen.query_one("#pages", DataTable).move_cursor(row=1)
+        await until(pilot, lambda: "no longer in memory; it is in results.jsonl" in diff())

@@ -274,3 +274,35 @@ async def test_launcher_rejects_a_bad_page_spec_and_starts_nothing(make_app: App
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is app.dashboard and app.run_view is None
+
+
+async def test_launcher_limits_are_the_config_schemas(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ocrtui.config import CompareConfig
+
+    meta = CompareConfig.model_fields["concurrency"].metadata
+    low = next(m.ge for m in meta if hasattr(m, "ge"))
+    high = next(m.le for m in meta if hasattr(m, "le"))
+    app, _ = make_app(recorded.READY)
+    asked: list[Any] = []
+    monkeypatch.setattr(app, "launch_comparison", asked.append)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("c")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, LauncherDialog)
+        assert any(f"({low}–{high})" in str(label.render()) for label in dialog.query("Label"))
+        for wrong in (low - 1, high + 1):
+            dialog.query_one("#concurrency", Input).value = str(wrong)
+            await pilot.click("#start")
+            await pilot.pause()
+            assert app.screen is dialog
+            assert "concurrency" in str(dialog.query_one("#error").render())
+        dialog.query_one("#concurrency", Input).value = str(high)
+        await pilot.click("#start")
+        await pilot.pause()
+        assert app.screen is app.dashboard
+    [request] = asked
+    assert request.concurrency == high

@@ -243,7 +243,8 @@ async def test_compare_command_opens_on_its_run_and_exits_with_its_status(
     from PIL import Image, ImageDraw
 
     from ocrtui.cli import _parser
-    from ocrtui.compare.cli import build_request
+    from ocrtui.compare.cli import request_from_args
+    from ocrtui.compare.launch import resolve
 
     config = pod.config()
     doc = tmp_path / "note.png"
@@ -251,7 +252,7 @@ async def test_compare_command_opens_on_its_run_and_exits_with_its_status(
     ImageDraw.Draw(image).text((20, 80), "Invoice 2026-11-26 total 8,500", fill="black")
     image.save(doc)
     args = _parser().parse_args(["compare", str(doc), "--out", str(tmp_path / "run")])
-    app = comparison_app(config, build_request(config, args), demo=True)
+    app = comparison_app(config, resolve(config, request_from_args(args)), demo=True)
     try:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()

@@ -28,6 +28,8 @@ from ocrtui.tui.widgets.log_pane import FollowingLog
 FLUSH_S = 0.1
 PANE_LINES = 3000
 DIFF_CHARS = 4000  # longer texts are cut for the on-screen diff (the report has them all)
+WAITING_FOR_TEXT = "Waiting for both models' text for this page."
+TEXT_GONE = "This page's text is no longer in memory; it is in results.jsonl."
 
 
 def summary_content(run: RunView) -> Content:
@@ -154,7 +156,7 @@ class CompareScreen(Screen[None]):
                 for key in self.run.rows:
                     held = self.run.text(key, m)
                     if held is not None:
-                        pane.append([page_header(held), *held.text.splitlines()])
+                        pane.append([page_header(held), *(held.text or "").splitlines()])
         self._unsubscribe = self.run.subscribe(self._run_changed)
         self._show_summary()
         self.set_interval(1.0, self._show_summary, name="summary")
@@ -184,7 +186,7 @@ class CompareScreen(Screen[None]):
             by_model: dict[str, list[str]] = {}
             for u in pending:
                 lines = by_model.setdefault(u.outcome.model, [])
-                lines += [page_header(u.outcome), *u.outcome.text.splitlines()]
+                lines += [page_header(u.outcome), *(u.outcome.text or "").splitlines()]
                 self._upsert(u.row)
             for i, m in enumerate(self.run.models):
                 if by_model.get(m):
@@ -242,15 +244,16 @@ class CompareScreen(Screen[None]):
         reference = self.run.references.get(key)
         if any(t is None for t in texts):
             box.border_title = f"diff {key}"
-            self.query_one("#diff", Static).update(
-                Content.styled("waiting for both models (or the text left memory)", "$text-muted")
-            )
+            row = self.run.rows.get(key)
+            arrived = row is not None and all(m in row.outcomes for m in self.run.models)
+            note = TEXT_GONE if arrived else WAITING_FOR_TEXT
+            self.query_one("#diff", Static).update(Content.styled(note, "$text-muted"))
             return
         if reference is not None and not self.diff_between_models:
             box.border_title = f"diff vs reference · {key}"
             body = _stack(
                 [
-                    (m, diff_content(t.text, reference))
+                    (m, diff_content(t.text or "", reference))
                     for m, t in zip(self.run.models, texts, strict=True)
                     if t is not None
                 ]
@@ -260,7 +263,9 @@ class CompareScreen(Screen[None]):
             box.border_title = f"diff {a} → {b} · {key}"
             ta, tb = texts[0], texts[-1]
             assert ta is not None and tb is not None
-            body = _stack([(f"{b} (struck) vs {a} (underlined)", diff_content(ta.text, tb.text))])
+            body = _stack(
+                [(f"{b} (struck) vs {a} (underlined)", diff_content(ta.text or "", tb.text or ""))]
+            )
         self.query_one("#diff", Static).update(body)
 
     def action_back(self) -> None:

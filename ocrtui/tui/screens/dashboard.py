@@ -30,6 +30,7 @@ from ocrtui.tui.widgets.log_pane import LogPane
 from ocrtui.tui.widgets.model_card import ModelCard
 
 if TYPE_CHECKING:
+    from ocrtui.compare.launch import CompareRequest
     from ocrtui.tui.app import OcrtuiApp
 
 DEBOUNCE_S = 0.3  # destructive keys: a second press inside this window is a bounce
@@ -267,13 +268,11 @@ class DashboardScreen(Screen[None]):
             self.maximize(log, container=False)
 
     def action_compare(self) -> None:
-        cfg = self.ocr_app.config.compare
-
-        def done(request: object) -> None:
+        def done(request: CompareRequest | None) -> None:
             if request is not None:
-                self.ocr_app.start_comparison(request)  # type: ignore[arg-type]
+                self.ocr_app.launch_comparison(request)
 
-        self.app.push_screen(LauncherDialog(cfg.concurrency, cfg.schedule), done)
+        self.app.push_screen(LauncherDialog(self.ocr_app.config), done)
 
     def action_view_run(self) -> None:
         self.ocr_app.show_comparison()

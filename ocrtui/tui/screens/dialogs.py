@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from textual import on
@@ -13,8 +12,9 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
-from ocrtui.compare.pages import parse_page_spec
-from ocrtui.errors import InputError
+from ocrtui.compare.launch import CompareRequest, validate_request
+from ocrtui.config import CompareConfig, Config, int_limits
+from ocrtui.errors import OcrtuiError
 
 DIALOG_CSS = """
 .dialog { align: center middle; background: $background 60%; }
@@ -58,36 +58,32 @@ class ConfirmDialog(ModalScreen[bool]):
         self.dismiss(False)
 
 
-@dataclass(frozen=True)
-class CompareRequest:
-    documents: tuple[str, ...]  # empty: the built-in sample suite
-    pages: str | None
-    concurrency: int
-    schedule: str
-
-
 class LauncherDialog(ModalScreen["CompareRequest | None"]):
+    """The dashboard's way to ask for a comparison: the same request `ocrtui compare`
+    builds, checked by the same validation (limits from the config schema)."""
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="dialog.cancel")
     ]
 
-    def __init__(self, concurrency: int, schedule: str) -> None:
+    def __init__(self, config: Config) -> None:
         super().__init__(classes="dialog")
-        self._concurrency = concurrency
-        self._schedule = schedule
+        self._config = config
 
     def compose(self) -> ComposeResult:
+        cfg = self._config.compare
+        low, high = int_limits(CompareConfig, "concurrency")
         with Vertical():
             yield Label("Compare the models", classes="title")
             yield Label("Documents (paths, space-separated; empty = the sample suite)")
             yield Input(placeholder="sample suite", id="docs")
             yield Label("Pages (e.g. 1-3,7,10-; empty = all)")
             yield Input(placeholder="all", id="pages")
-            yield Label("Concurrency of the throughput phase")
-            yield Input(str(self._concurrency), id="concurrency", type="integer")
+            yield Label(f"Concurrency of the throughput phase ({low}–{high})")
+            yield Input(str(cfg.concurrency), id="concurrency", type="integer")
             with RadioSet(id="schedule"):
-                yield RadioButton("one model at a time", value=self._schedule == "sequential")
-                yield RadioButton("both at once", value=self._schedule == "parallel")
+                yield RadioButton("one model at a time", value=cfg.schedule == "sequential")
+                yield RadioButton("both at once", value=cfg.schedule == "parallel")
             yield Static(id="error")
             with Horizontal(classes="buttons"):
                 yield Button("Start", variant="success", id="start")
@@ -104,27 +100,27 @@ class LauncherDialog(ModalScreen["CompareRequest | None"]):
     @on(Input.Submitted)
     def _start(self) -> None:
         raw = self.query_one("#concurrency", Input).value.strip()
-        pages = self.query_one("#pages", Input).value.strip() or None
-        problem = None
-        if not raw.isdigit() or not 1 <= int(raw) <= 256:
-            problem = "concurrency: a whole number from 1 to 256"
-        elif pages is not None:
-            try:
-                parse_page_spec(pages)
-            except InputError as exc:
-                problem = str(exc)
-        if problem is not None:
-            self.query_one("#error", Static).update(Content.styled(problem, "$error"))
-            return
         radio = self.query_one("#schedule", RadioSet)
-        self.dismiss(
-            CompareRequest(
-                documents=tuple(self.query_one("#docs", Input).value.split()),
-                pages=pages,
-                concurrency=int(raw),
-                schedule="parallel" if radio.pressed_index == 1 else "sequential",
-            )
+        try:
+            concurrency = int(raw)
+        except ValueError:
+            self._problem(f"concurrency: {raw or 'empty'}: not a whole number")
+            return
+        request = CompareRequest(
+            documents=tuple(self.query_one("#docs", Input).value.split()),
+            pages=self.query_one("#pages", Input).value.strip() or None,
+            concurrency=concurrency,
+            schedule="parallel" if radio.pressed_index == 1 else "sequential",
         )
+        try:
+            validate_request(self._config, request)
+        except OcrtuiError as exc:
+            self._problem(str(exc))
+            return
+        self.dismiss(request)
+
+    def _problem(self, text: str) -> None:
+        self.query_one("#error", Static).update(Content.styled(text, "$error"))
 
 
 class HelpScreen(ModalScreen[None]):

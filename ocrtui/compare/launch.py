@@ -1,0 +1,198 @@
+"""One way to run a comparison: what a user asked, validated once, resolved, started.
+
+    CompareRequest   what was asked, as given (built by `ocrtui compare`'s arguments and
+                     by the dashboard's launcher alike)
+    validate_request the one validation: page spec, reference, models, and the settings
+                     through the config schema (CompareConfig), so every front end has the
+                     schema's limits
+    resolve          request -> RunSetup: documents, models, settings, run directory and
+                     the run.json inputs (blocking: reads run.json, suites, folders, and
+                     generates the sample suite the first time; call it off the loop)
+    start_comparison RunSetup + model URLs -> a started CompareRun: the models answer
+                     /health (else PodUnreachable, exit 3), the run directory is created
+                     or resumed, the run starts; the headless CLI and the dashboard call it
+
+Every problem is one line naming the input: InputError/ConfigError (exit 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from ocrtui.compare.client import ModelTarget
+from ocrtui.compare.documents import TEXT_LAYER, DocumentSpec, expand_inputs
+from ocrtui.compare.pages import ALL_PAGES, parse_page_spec
+from ocrtui.compare.runner import CompareRun, RunPlan, start_run
+from ocrtui.compare.samples import sample_suite_path
+from ocrtui.compare.store import RunStore
+from ocrtui.compare.suite import load_suite
+from ocrtui.config import CompareConfig, Config, ModelConfig
+from ocrtui.errors import InputError, PodUnreachable
+
+HEALTH_TIMEOUT_S = 10.0
+
+ModelUrl = Callable[[str], Awaitable[str]]  # served name -> base URL (Controller.model_url)
+
+
+@dataclass(frozen=True)
+class CompareRequest:
+    """What a user asked for. None / empty: the config's value (or, with ``resume``, the
+    recorded run's)."""
+
+    documents: tuple[str, ...] = ()  # PDFs, images, folders; with no suite: the config's
+    suite: str | None = None  # suite file; neither documents nor suite: the sample suite
+    pages: str | None = None  # page spec of the documents, e.g. "1-3,7,10-"
+    reference: str | None = None  # "text-layer" or None (sidecar files)
+    password: str | None = None  # for encrypted PDFs; never written anywhere
+    models: tuple[str, ...] = ()  # a subset of the configured models
+    concurrency: int | None = None
+    schedule: str | None = None  # "sequential" | "parallel"
+    out: str | None = None  # run directory; default compare.out_dir/<timestamp>
+    resume: str | None = None  # continue the run in this directory
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """A request resolved: what the run will send and where it writes."""
+
+    request: CompareRequest
+    documents: tuple[DocumentSpec, ...]
+    models: tuple[ModelConfig, ...]
+    settings: CompareConfig
+    run_dir: Path
+    info: dict[str, Any]  # written to run.json; never holds the password
+    label: str  # how a screen names the run: its documents, its suite, or "sample suite"
+
+
+def validate_request(config: Config, request: CompareRequest) -> CompareConfig:
+    """The settings the request runs with; InputError/ConfigError naming the problem."""
+    if request.out and request.resume and Path(request.out).expanduser() != _resume_dir(request):
+        raise InputError("give either --out or --resume, not both")
+    if request.pages is not None:
+        parse_page_spec(request.pages)
+    if request.reference not in (None, TEXT_LAYER):
+        raise InputError(f"reference {request.reference!r}: the only choice is {TEXT_LAYER}")
+    for name in request.models:
+        config.model(name)  # ConfigError naming the known models
+    return _settings(config, request.concurrency, request.schedule)
+
+
+def _settings(config: Config, concurrency: int | None, schedule: str | None) -> CompareConfig:
+    """The config's [compare] with the asked overrides, validated by the schema itself."""
+    update: dict[str, Any] = {}
+    if concurrency is not None:
+        update["concurrency"] = concurrency
+    if schedule is not None:
+        update["schedule"] = schedule
+    if not update:
+        return config.compare
+    try:
+        return CompareConfig.model_validate({**config.compare.model_dump(), **update})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(part) for part in err["loc"])
+        msg = err["msg"].removeprefix("Input ")
+        raise InputError(f"{key}: {msg}, got {err['input']!r}") from None
+
+
+def _resume_dir(request: CompareRequest) -> Path | None:
+    return Path(request.resume).expanduser() if request.resume else None
+
+
+def resolve(config: Config, request: CompareRequest) -> RunSetup:
+    """Resolve a request (and, with ``resume``, its run.json). Blocking: call off the loop."""
+    validate_request(config, request)
+    saved: dict[str, Any] = {}
+    resume_dir = _resume_dir(request)
+    if resume_dir is not None:
+        run_dir = resume_dir
+        saved = RunStore.resume_info(run_dir)
+    elif request.out:
+        run_dir = Path(request.out).expanduser()
+    else:
+        run_dir = Path(config.compare.out_dir).expanduser() / time.strftime("%Y%m%d-%H%M%S")
+
+    docs = list(request.documents)
+    suite = request.suite
+    cwd = Path.cwd()
+    if not docs and not suite and saved:
+        docs, suite = list(saved.get("docs") or []), saved.get("suite")
+        cwd = Path(saved.get("cwd") or cwd)
+    pages_text = request.pages if request.pages is not None else saved.get("pages")
+    reference = request.reference if request.reference is not None else saved.get("reference")
+    pages = parse_page_spec(pages_text) if pages_text else ALL_PAGES
+    label = " ".join(docs) or (Path(suite).stem if suite else "")
+    if not docs and not suite:
+        suite = config.compare.suite
+        label = Path(suite).stem if suite else "sample suite"
+        suite = suite or str(sample_suite_path())
+    specs: list[DocumentSpec] = []
+    if suite:
+        specs += load_suite(suite, password=request.password).documents
+    if docs:
+        specs += expand_inputs(
+            docs, pages=pages, reference=reference, password=request.password, base=cwd
+        )
+    if reference == TEXT_LAYER and suite and not docs:
+        raise InputError("--reference text-layer applies to documents given on the command line")
+    if not specs:
+        raise InputError("nothing to compare: no documents")
+
+    names = request.models or tuple(n.strip() for n in saved.get("models") or [] if n.strip())
+    models = [config.model(n) for n in names] or list(config.ordered_models())
+    settings = _settings(
+        config,
+        request.concurrency if request.concurrency is not None else saved.get("concurrency"),
+        request.schedule or saved.get("schedule"),
+    )
+    info = {
+        "docs": docs,
+        "cwd": str(cwd),  # relative DOC paths are read from here on --resume
+        "suite": str(Path(suite).expanduser().resolve()) if suite else None,
+        "pages": pages_text,
+        "reference": reference,
+        "models": [m.name for m in models],
+        "concurrency": settings.concurrency,
+        "schedule": settings.schedule,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return RunSetup(request, tuple(specs), tuple(models), settings, run_dir, info, label)
+
+
+async def check_reachable(targets: list[ModelTarget]) -> None:
+    """Fail fast (exit 3) when a model server does not answer /health."""
+    async with httpx.AsyncClient(timeout=HEALTH_TIMEOUT_S) as client:
+        for t in targets:
+            url = t.url.rstrip("/") + "/health"
+            try:
+                resp = await client.get(url)
+            except httpx.HTTPError as exc:
+                raise PodUnreachable(
+                    f"model {t.name} at {t.url} is not answering ({type(exc).__name__}); "
+                    "is it up? (`ocrtui status`, `ocrtui up`)"
+                ) from None
+            if resp.status_code != 200:
+                raise PodUnreachable(f"model {t.name} at {t.url}: /health says {resp.status_code}")
+
+
+def open_store(setup: RunSetup) -> RunStore:
+    """Create the run directory, or resume it (blocking: rewrites results.jsonl)."""
+    if setup.request.resume:
+        return RunStore.resume(setup.run_dir)
+    return RunStore.create(setup.run_dir, setup.info)
+
+
+async def start_comparison(setup: RunSetup, model_url: ModelUrl) -> CompareRun:
+    """Start the run on the running loop; the caller subscribes to its events."""
+    targets = [ModelTarget(m, await model_url(m.name)) for m in setup.models]
+    await check_reachable(targets)
+    store = await asyncio.to_thread(open_store, setup)
+    return start_run(RunPlan(setup.documents, tuple(targets), setup.settings), store)

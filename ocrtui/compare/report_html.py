@@ -51,7 +51,7 @@ from ocrtui.errors import InputError, OcrtuiError
 REPORT_HTML = "report.html"
 IMAGE_WIDTH = 900
 IMAGE_QUALITY = 70
-IMAGE_BUDGET_BYTES = 12 << 20  # base64 included
+IMAGE_BUDGET_BYTES = 10 << 20  # base64 included
 DIFF_CHARS = 8000  # per text; the rest is shown without highlighting
 RERENDER_TARGET = RenderTarget(longest_side=1600)
 

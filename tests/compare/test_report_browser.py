@@ -38,8 +38,11 @@ def test_report_in_chromium(make_run_dir: Callable[..., Path], tmp_path: Path) -
     from playwright.sync_api import expect, sync_playwright
 
     synth = pages()
-    sweep = {m: [{"concurrency": c, "images_per_s": c / (1 + i), "p50": 1.0, "p95": 1.5}
-                 for c in (1, 2, 4, 8)] for i, m in enumerate(("glm-ocr", "lighton-ocr"))}  # fmt: skip
+    sweep = {
+        m: [{"concurrency": c, "images_per_s": c / (1 + i), "p50": 1.0, "p95": 1.5}
+            for c in (1, 2, 4, 8)]
+        for i, m in enumerate(("glm-ocr", "lighton-ocr"))
+    }  # fmt: skip
     report = write_html_report(make_run_dir(synth, image=page_image(), sweep=sweep))
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

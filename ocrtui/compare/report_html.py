@@ -37,12 +37,17 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment, PackageLoader, StrictUndefined, UndefinedError
 
 from ocrtui.compare import page_files, report, report_plots
 from ocrtui.compare.documents import DocumentError, DocumentSpec, expand_inputs, inspect_document
 from ocrtui.compare.pages import ALL_PAGES, parse_page_spec
-from ocrtui.compare.render import RenderError, RenderTarget, render_page_sync
+from ocrtui.compare.render import (
+    RenderError,
+    RenderTarget,
+    close_cached_documents,
+    render_page_sync,
+)
 from ocrtui.compare.scoring import DiffKind, cer, diff_segments
 from ocrtui.compare.store import RESULTS, RUN, SUMMARY
 from ocrtui.compare.suite import load_suite
@@ -74,7 +79,7 @@ class PageEntry:
     doc: str
     page: int
     category: str
-    order: int  # run order: documents as in the summary, then pages
+    order: tuple[int, int]  # run order: documents as in the summary, then pages
     cells: dict[str, Cell] = field(default_factory=dict)
     agreement: float | None = None  # CER between the first two models (no reference)
 
@@ -82,7 +87,7 @@ class PageEntry:
     def has_reference(self) -> bool:
         return any(c.cer is not None for c in self.cells.values())
 
-    def worst_first(self, models: list[str]) -> tuple[bool, float, int, int]:
+    def worst_first(self, models: list[str]) -> tuple[bool, float, int, tuple[int, int]]:
         failed = any(m not in self.cells or not self.cells[m].ok for m in models)
         cers = [c.cer for c in self.cells.values() if c.cer is not None]
         worst = max(cers) if cers else self.agreement
@@ -166,7 +171,7 @@ def load_run(run_dir: Path) -> RunFiles:
         if entry is None:
             rank = order.setdefault(doc, len(order))
             entry = entries[(doc, page)] = PageEntry(
-                doc, page, str(d.get("category") or "other"), rank * 1_000_000 + page
+                doc, page, str(d.get("category") or "other"), (rank, page)
             )
         old = entry.cells.get(model)
         ok = d.get("ok") is True
@@ -471,12 +476,18 @@ def write_html_report(run_dir: Path, out: Path | None = None) -> Path:
     profiles = {
         m: v.get("profile") for m, v in run.summary["models"].items() if isinstance(v, dict)
     }
+    try:
+        comparison = report.comparison_rows(run.summary)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(
+            f"{run_dir / SUMMARY}: not a summary this report reads ({exc!r})"
+        ) from None
     context = {
         "run": run,
         "info": run.info,
         "summary": run.summary,
         "models": run.models,
-        "comparison": report.comparison_rows(run.summary),
+        "comparison": comparison,
         "baseline": baseline,
         "published": load_published(),
         "profiles": profiles,
@@ -496,6 +507,11 @@ def write_html_report(run_dir: Path, out: Path | None = None) -> Path:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise InputError(f"{out}: cannot write the report: {exc.strerror or exc}") from None
+    except UndefinedError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"{run_dir / SUMMARY}: not a summary this report reads ({exc})") from None
+    finally:
+        close_cached_documents()  # PDFs opened to render pages again
     return out
 
 

@@ -151,6 +151,17 @@ def test_cli_report_and_a_clear_error(
         "continue it with --resume)"  # fmt: skip
 
 
+def test_a_summary_missing_fields_is_one_clear_error(
+    make_run_dir: MakeRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = make_run_dir(pages_fixture())
+    (run_dir / "summary.json").write_text('{"run": {"concurrency": 5}, "models": {"m": {}}}')
+    assert main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"ocrtui: {run_dir / 'summary.json'}: not a summary")
+    assert not list(run_dir.glob("*.html*"))
+
+
 async def test_report_of_a_real_run(make_pdf: MakePdf, tmp_path: Path) -> None:
     """The summary and results the runner writes are what the report reads."""
     path = make_pdf("doc.pdf", ["page one", "page two"])

@@ -248,10 +248,14 @@ class _Sources:
                     self._specs.update({s.name: s for s in specs})
         return self._specs.get(doc)
 
-    def reference(self, doc: str, page: int) -> tuple[str | None, str]:
+    def reference(self, doc: str, page: int, *, scored: bool) -> tuple[str | None, str]:
+        """The page's reference and its column title; ``scored``: a CER says it has one,
+        worth opening the document for when the run directory lacks it."""
         kept = page_files.read_reference(self.run.dir, doc, page)
         if kept is not None:
             return kept, "reference"
+        if not scored:
+            return None, ""
         if doc not in self._refs:
             spec = self._spec(doc)
             if spec is None:
@@ -348,7 +352,7 @@ def _page_views(
     ranked = sorted(run.pages, key=lambda e: e.worst_first(run.models))
     for rank, e in enumerate(ranked, start=1):
         texts = {m: _text_at(f, c.offset) if c.ok else None for m, c in e.cells.items()}
-        ref, ref_note = sources.reference(e.doc, e.page) if e.has_reference else (None, "")
+        ref, ref_note = sources.reference(e.doc, e.page, scored=e.has_reference)
         first = run.models[0]
         columns = []
         for m in run.models:

@@ -68,6 +68,8 @@ def test_sections_worst_first_with_images_plots_and_anchors(make_run_dir: MakeRu
         assert figure in html
     assert "two-stage pipeline" in html and "one H100" in html
     assert "failed: HTTP 500: engine died" in html
+    failed = html[html.index('id="p1"') : html.index('id="p2"')]  # its reference is shown
+    assert '<h4>reference</h4>\n<pre class="text">第二条</pre>' in failed
     # the diff: lighton's O for 0 struck/underlined against the reference
     assert "<ins>OO</ins>" in html and "<del>00</del>" in html
     assert "no reference: agreement between the models is shown" in html

@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--models", metavar="NAMES", help="comma-separated subset of models")
     c.add_argument("--headless", action="store_true", help="progress and summary on stdout")
 
+    rep = sub.add_parser("report", help="write report.html for a run directory (no pod needed)")
+    rep.add_argument("run_dir", metavar="RUN_DIR", help="a comparison's run directory")
+    rep.add_argument(
+        "--out", metavar="FILE", help="where to write it (default RUN_DIR/report.html)"
+    )
+
     sim = sub.add_parser(
         "sim-vllm", help="the vLLM-compatible simulator", add_help=False, prefix_chars="\0"
     )
@@ -104,6 +110,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     command = args.command or "dashboard"
+    if command == "report":  # reads the run directory only: no config, no pod
+        from pathlib import Path
+
+        from ocrtui.compare.report_html import write_html_report
+
+        out = write_html_report(Path(args.run_dir), Path(args.out) if args.out else None)
+        print(out)
+        return 0
     config = _config(args)
     demo = bool(args.demo or command == "demo")
     if command in ("dashboard", "demo"):

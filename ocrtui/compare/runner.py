@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from ocrtui.compare import report
+from ocrtui.compare import page_files, report, report_html
 from ocrtui.compare.client import ModelTarget, Outcome, ocr_page
 from ocrtui.compare.documents import Document, DocumentError, DocumentSpec
 from ocrtui.compare.events import (
@@ -165,6 +165,11 @@ class CompareRun:
         except Exception as exc:  # results.jsonl is intact; the consumer must still hear
             error = error or f"writing the summary failed: {type(exc).__name__}: {exc}"
             code = 1
+        else:
+            try:
+                await asyncio.to_thread(report_html.write_html_report, self.store.dir)
+            except Exception as exc:  # report.md and summary.json are written; say what is not
+                error = error or f"writing report.html failed: {type(exc).__name__}: {exc}"
         finally:
             await asyncio.get_running_loop().run_in_executor(None, self.store.close)
         self.result = RunDone(summary, code, cancelled=cancelled, error=error)
@@ -187,6 +192,9 @@ class CompareRun:
                 self._emit(DocumentFailed(spec.name, str(exc)))
                 continue
             self.documents.append(doc)
+            await asyncio.to_thread(
+                page_files.save_references, self.store.dir, doc.name, doc.references
+            )
             await self._score_resumed(doc)
             self._emit(DocumentReady(doc.name, spec.category, doc.pages, bool(doc.references)))
         if not self.documents:
@@ -386,6 +394,14 @@ class CompareRun:
         except RenderError as exc:
             out = Outcome(False, None, error=f"render: {exc}")
         else:
+            await asyncio.to_thread(
+                page_files.save_page_image,
+                self.store.dir,
+                doc.name,
+                page,
+                render_target(model.config),
+                image,
+            )
             out = await self._request(client, model, image)
             del image
         ref = doc.references.get(page)

@@ -25,6 +25,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from rapidfuzz.distance import Levenshtein
 
@@ -129,6 +130,25 @@ def corpus_cer(counts: Iterable[EditCount]) -> float | None:
     if n == 0:
         return None
     return edits / length if length else 0.0
+
+
+DiffKind = Literal["same", "missing", "extra"]
+
+
+def diff_segments(hypothesis: str, reference: str) -> list[tuple[DiffKind, str]]:
+    """Character diff of an output against its reference, in reading order: ``same`` text,
+    ``missing`` (in the reference, not in the output) and ``extra`` (output only); a
+    replacement gives its missing part first. Raw texts, so a reader sees what was sent."""
+    out: list[tuple[DiffKind, str]] = []
+    for op in Levenshtein.opcodes(hypothesis, reference):
+        if op.tag == "equal":
+            out.append(("same", reference[op.dest_start : op.dest_end]))
+            continue
+        if op.tag in ("replace", "insert"):
+            out.append(("missing", reference[op.dest_start : op.dest_end]))
+        if op.tag in ("replace", "delete"):
+            out.append(("extra", hypothesis[op.src_start : op.src_end]))
+    return out
 
 
 def critical_found(text: str, critical: str) -> bool:

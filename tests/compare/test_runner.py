@@ -135,8 +135,9 @@ async def test_request_profiles_and_api_key(
     assert [p["type"] for p in lo["messages"][0]["content"]] == ["image_url"]
     assert (lo["temperature"], lo["top_p"], lo["max_tokens"]) == (0.2, 0.9, 2048)
     assert "authorization" not in lo_headers
-    for f in (tmp_path / "run").iterdir():
-        assert "sk-very-secret" not in f.read_text(encoding="utf-8")
+    for f in (tmp_path / "run").rglob("*"):
+        if f.is_file():
+            assert b"sk-very-secret" not in f.read_bytes()
 
 
 async def test_http_errors_recorded_not_retried(make_pdf: MakePdf, tmp_path: Path) -> None:

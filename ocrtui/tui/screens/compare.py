@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from rapidfuzz.distance import Levenshtein
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -20,6 +19,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from ocrtui.compare.scoring import diff_segments
 from ocrtui.compare.store import PageResult
 from ocrtui.tui.run_view import PageRow, PageUpdate, RunView
 from ocrtui.tui.widgets.gpu_panel import model_styles
@@ -81,18 +81,13 @@ def page_header(r: PageResult) -> str:
 
 def diff_content(hypothesis: str, reference: str) -> Content:
     """Character diff: deleted reference text struck in red, inserted text underlined green."""
-    hyp, ref = hypothesis[:DIFF_CHARS], reference[:DIFF_CHARS]
-    parts: list[tuple[str, str]] = []
-    for op in Levenshtein.opcodes(hyp, ref):
-        tag = op.tag
-        if tag == "equal":
-            parts.append((ref[op.dest_start : op.dest_end], ""))
-            continue
-        if tag in ("replace", "insert"):  # in the reference, missing from the hypothesis
-            parts.append((ref[op.dest_start : op.dest_end], "$error strike"))
-        if tag in ("replace", "delete"):  # produced by the model, not in the reference
-            parts.append((hyp[op.src_start : op.src_end], "$success underline"))
-    return Content.assemble(*parts)
+    styles = {"same": "", "missing": "$error strike", "extra": "$success underline"}
+    return Content.assemble(
+        *(
+            (text, styles[kind])
+            for kind, text in diff_segments(hypothesis[:DIFF_CHARS], reference[:DIFF_CHARS])
+        )
+    )
 
 
 class ComparePane(FollowingLog):

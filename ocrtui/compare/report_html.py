@@ -1,0 +1,526 @@
+"""report.html: one self-contained page (images and plots embedded, no network, no script
+needed) built from a run directory's files alone (docs/compare.md): run.json, summary.json,
+results.jsonl and pages/ (page_files.py). ``ocrtui report RUN_DIR`` writes it again for any
+run directory.
+
+Sections: the comparison table (report.comparison_rows, with the seed's baseline column)
+and the published figures, each labelled with the configuration it came from; accuracy by
+category; documents; plots (latency, throughput against concurrency, CER by category); the
+pages, worst first, each as page image | one column per model | reference, every model's
+text diffed against the reference (scoring.diff_segments) or, without a reference, the
+other models' against the first one's.
+
+Worst first: pages a model failed, then by the highest CER any model got (without a
+reference: the CER between the first two models' outputs), then by flags.
+
+Bounded memory: results.jsonl is read once for the small fields and the offset of each
+line; a page's texts are read back by offset while its section is written, and the page is
+streamed to the file (Jinja's ``TemplateStream``). Bounded size: images are shrunk to
+``IMAGE_WIDTH`` px JPEG and embedded, worst page first, until ``IMAGE_BUDGET_BYTES``; later
+pages link to their file in pages/ instead. A page whose image the run did not keep is
+rendered again from its document (render.py), or shown as a labelled placeholder.
+
+Everything from the run (texts, names, errors) goes through Jinja's autoescaping; plots are
+``<img>`` data URIs, so nothing in them can run. Blocking: call it off the event loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, UndefinedError
+
+from ocrtui.compare import page_files, report, report_plots
+from ocrtui.compare.documents import DocumentError, DocumentSpec, expand_inputs, inspect_document
+from ocrtui.compare.pages import ALL_PAGES, parse_page_spec
+from ocrtui.compare.render import (
+    RenderError,
+    RenderTarget,
+    close_cached_documents,
+    render_page_sync,
+)
+from ocrtui.compare.scoring import DiffKind, cer, diff_segments
+from ocrtui.compare.store import RESULTS, RUN, SUMMARY
+from ocrtui.compare.suite import load_suite
+from ocrtui.errors import InputError, OcrtuiError
+
+REPORT_HTML = "report.html"
+IMAGE_WIDTH = 900
+IMAGE_QUALITY = 70
+IMAGE_BUDGET_BYTES = 10 << 20  # base64 included
+DIFF_CHARS = 8000  # per text; the rest is shown without highlighting
+RERENDER_TARGET = RenderTarget(longest_side=1600)
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One model's result of one page, without its text (read back by ``offset``)."""
+
+    ok: bool
+    error: str | None
+    cer: float | None
+    latency_s: float | None
+    finish_reason: str | None
+    flags: tuple[str, ...]
+    offset: int
+
+
+@dataclass(slots=True)
+class PageEntry:
+    doc: str
+    page: int
+    category: str
+    order: tuple[int, int]  # run order: documents as in the summary, then pages
+    cells: dict[str, Cell] = field(default_factory=dict)
+    agreement: float | None = None  # CER between the first two models (no reference)
+
+    @property
+    def has_reference(self) -> bool:
+        return any(c.cer is not None for c in self.cells.values())
+
+    def worst_first(self, models: list[str]) -> tuple[bool, float, int, tuple[int, int]]:
+        failed = any(m not in self.cells or not self.cells[m].ok for m in models)
+        cers = [c.cer for c in self.cells.values() if c.cer is not None]
+        worst = max(cers) if cers else self.agreement
+        flags = sum(len(c.flags) for c in self.cells.values())
+        return (not failed, -(worst if worst is not None else -1.0), -flags, self.order)
+
+
+@dataclass(frozen=True)
+class TextColumn:
+    title: str
+    cell: Cell | None
+    segments: list[tuple[DiffKind, str]]
+    tail: str  # past DIFF_CHARS, not highlighted
+    note: str | None
+
+
+@dataclass(frozen=True)
+class ImageView:
+    uri: str | None
+    caption: str
+    link: str | None
+
+
+@dataclass(frozen=True)
+class PageView:
+    anchor: str
+    rank: int
+    entry: PageEntry
+    image: ImageView
+    columns: list[TextColumn]
+    reference: str | None
+    reference_note: str
+
+
+@dataclass
+class RunFiles:
+    """What the report reads of a run directory (texts stay on disk)."""
+
+    dir: Path
+    info: dict[str, Any]
+    summary: dict[str, Any]
+    models: list[str]
+    pages: list[PageEntry]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a JSON object")
+    return data
+
+
+def load_run(run_dir: Path) -> RunFiles:
+    """run.json, summary.json and the small fields of results.jsonl; InputError (one line,
+    naming the file) when the directory is not a finished run."""
+    if not (run_dir / RUN).is_file():
+        raise InputError(f"{run_dir}: not a run directory (no {RUN})")
+    if not (run_dir / SUMMARY).is_file():
+        raise InputError(
+            f"{run_dir}: no {SUMMARY} (the run has not finished; continue it with --resume)"
+        )
+    info = _read_json(run_dir / RUN)
+    summary = _read_json(run_dir / SUMMARY)
+    if not isinstance(summary.get("models"), dict):
+        raise InputError(f"{run_dir / SUMMARY}: no 'models' object")
+    models = [str(m) for m in summary.get("run", {}).get("models") or summary["models"]]
+    order = {d: i for i, d in enumerate(summary.get("documents") or {})}
+    entries: dict[tuple[str, int], PageEntry] = {}
+    for offset, d in _result_lines(run_dir / RESULTS):
+        doc, page, model = d.get("doc"), d.get("page"), d.get("model")
+        if not (isinstance(doc, str) and isinstance(page, int) and isinstance(model, str)):
+            continue
+        if model not in models:
+            models.append(model)
+        entry = entries.get((doc, page))
+        if entry is None:
+            rank = order.setdefault(doc, len(order))
+            entry = entries[(doc, page)] = PageEntry(
+                doc, page, str(d.get("category") or "other"), (rank, page)
+            )
+        old = entry.cells.get(model)
+        ok = d.get("ok") is True
+        if old is None or ok or not old.ok:  # the last ok line wins, as on --resume
+            entry.cells[model] = Cell(
+                ok, d.get("error"), d.get("cer"), d.get("latency_s"), d.get("finish_reason"),
+                tuple(str(f) for f in d.get("flags") or ()), offset,
+            )  # fmt: skip
+    pages = sorted(entries.values(), key=lambda e: e.order)
+    run = RunFiles(run_dir, info, summary, models, pages)
+    _score_agreement(run)
+    return run
+
+
+def _result_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(byte offset, parsed line) of results.jsonl, one line in memory at a time."""
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return
+    with f:
+        offset = 0
+        for line in f:
+            with contextlib.suppress(ValueError):
+                d = json.loads(line)
+                if isinstance(d, dict):
+                    yield offset, d
+            offset += len(line)
+
+
+def _text_at(f: IO[bytes], offset: int) -> str:
+    f.seek(offset)
+    return str(json.loads(f.readline()).get("text") or "")
+
+
+def _score_agreement(run: RunFiles) -> None:
+    if len(run.models) < 2:
+        return
+    a, b = run.models[:2]
+    with _open_results(run.dir) as f:
+        for e in run.pages:
+            ca, cb = e.cells.get(a), e.cells.get(b)
+            if e.has_reference or not (ca and cb and ca.ok and cb.ok):
+                continue
+            e.agreement = round(cer(_text_at(f, cb.offset), _text_at(f, ca.offset)), 6)
+
+
+# The documents, opened again only for what the run directory does not hold -----------------
+
+
+class _Sources:
+    """References and page images the run directory lacks (runs from before page_files),
+    from the documents themselves: specs rebuilt from run.json, paths from summary.json."""
+
+    def __init__(self, run: RunFiles) -> None:
+        self.run = run
+        self._specs: dict[str, DocumentSpec] | None = None
+        self._refs: dict[str, dict[int, str] | str] = {}  # refs, or why there are none
+
+    def _spec(self, doc: str) -> DocumentSpec | None:
+        if self._specs is None:
+            self._specs = {}
+            info = self.run.info
+            with contextlib.suppress(OcrtuiError):
+                if info.get("suite"):
+                    self._specs.update({s.name: s for s in load_suite(info["suite"]).documents})
+                if info.get("docs"):
+                    pages = parse_page_spec(info["pages"]) if info.get("pages") else ALL_PAGES
+                    cwd = Path(info["cwd"]) if info.get("cwd") else None
+                    given = [str(d) for d in info["docs"]]
+                    specs = expand_inputs(
+                        given, pages=pages, reference=info.get("reference"), base=cwd
+                    )
+                    self._specs.update({s.name: s for s in specs})
+        return self._specs.get(doc)
+
+    def reference(self, doc: str, page: int, *, scored: bool) -> tuple[str | None, str]:
+        """The page's reference and its column title; ``scored``: a CER says it has one,
+        worth opening the document for when the run directory lacks it."""
+        kept = page_files.read_reference(self.run.dir, doc, page)
+        if kept is not None:
+            return kept, "reference"
+        if not scored:
+            return None, ""
+        if doc not in self._refs:
+            spec = self._spec(doc)
+            if spec is None:
+                self._refs[doc] = "the document is not in this run's inputs any more"
+            else:
+                try:
+                    self._refs[doc] = inspect_document(spec).references
+                except DocumentError as exc:
+                    self._refs[doc] = str(exc)
+        refs = self._refs[doc]
+        if isinstance(refs, str):
+            return None, f"no reference kept, and it cannot be read again: {refs}"
+        ref = refs.get(page)
+        return ref, "reference (read again from the document)" if ref is not None else ""
+
+    def render(self, doc: str, page: int) -> bytes:
+        """The page rendered again from its document; RenderError when it cannot be."""
+        d = self.run.summary.get("documents", {}).get(doc) or {}
+        path = d.get("path")
+        if not path:
+            raise RenderError(f"{doc}: its path is not in {SUMMARY}")
+        kind = "pdf" if str(path).lower().endswith(".pdf") else "image"
+        return render_page_sync(str(path), kind, None, page, RERENDER_TARGET, "jpeg").data
+
+
+def _shrink(src: Path | bytes) -> tuple[bytes, tuple[int, int]]:
+    """A JPEG at most IMAGE_WIDTH wide, and the source's size."""
+    from PIL import Image
+
+    with Image.open(src if isinstance(src, Path) else io.BytesIO(src)) as im:
+        size = im.size
+        im.thumbnail((IMAGE_WIDTH, IMAGE_WIDTH * 20))  # JPEG: decoded at a reduced scale
+        rgb = im.convert("RGB")
+    buf = io.BytesIO()
+    rgb.save(buf, format="JPEG", quality=IMAGE_QUALITY)
+    return buf.getvalue(), size
+
+
+class _Images:
+    def __init__(self, run: RunFiles, sources: _Sources, out_dir: Path) -> None:
+        self.run = run
+        self.sources = sources
+        self.out_dir = out_dir
+        self.budget = IMAGE_BUDGET_BYTES
+        self.left_out = 0
+        self._kept: dict[str, dict[int, list[Path]]] = {}
+
+    def view(self, doc: str, page: int) -> ImageView:
+        if doc not in self._kept:
+            self._kept[doc] = page_files.kept_images(self.run.dir, doc)
+        files = self._kept[doc].get(page, [])
+        link = None
+        if files:
+            rel = os.path.relpath(files[0], self.out_dir)
+            link = quote(Path(rel).as_posix())
+        if self.budget <= 0:
+            self.left_out += 1
+            why = "not embedded: the report's image budget went to worse pages"
+            return ImageView(None, why + ("; the link opens the kept file" if link else ""), link)
+        try:
+            if files:
+                data, (w, h) = _shrink(files[0])
+                caption = f"as sent ({files[0].stem.partition('-')[2]}, {w}×{h} px)"
+            else:
+                data, (w, h) = _shrink(self.sources.render(doc, page))
+                caption = "rendered again from the document (the run kept no image)"
+        except (RenderError, OSError, ValueError) as exc:
+            return ImageView(None, f"no page image: not kept, cannot be rendered ({exc})", None)
+        uri = "data:image/jpeg;base64," + _b64(data)
+        self.budget -= len(uri)
+        return ImageView(uri, caption, link)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _column(title: str, cell: Cell | None, text: str | None, base: str | None) -> TextColumn:
+    if cell is None:
+        return TextColumn(title, None, [], "", "no result")
+    if not cell.ok or text is None:
+        return TextColumn(title, cell, [], "", f"failed: {cell.error or 'no text'}")
+    head, tail = text[:DIFF_CHARS], text[DIFF_CHARS:]
+    segments: list[tuple[DiffKind, str]] = (
+        diff_segments(head, base[:DIFF_CHARS]) if base is not None else [("same", head)]
+    )
+    note = f"highlighted: the first {DIFF_CHARS} characters" if tail else None
+    return TextColumn(title, cell, segments, tail, note)
+
+
+def _page_views(
+    run: RunFiles, f: IO[bytes], sources: _Sources, images: _Images
+) -> Iterator[PageView]:
+    ranked = sorted(run.pages, key=lambda e: e.worst_first(run.models))
+    for rank, e in enumerate(ranked, start=1):
+        texts = {m: _text_at(f, c.offset) if c.ok else None for m, c in e.cells.items()}
+        ref, ref_note = sources.reference(e.doc, e.page, scored=e.has_reference)
+        first = run.models[0]
+        columns = []
+        for m in run.models:
+            if ref is not None:
+                columns.append(_column(m, e.cells.get(m), texts.get(m), ref))
+            elif m == first:
+                columns.append(_column(m, e.cells.get(m), texts.get(m), None))
+            else:
+                columns.append(
+                    _column(f"{m} (diff against {first})", e.cells.get(m), texts.get(m),
+                            texts.get(first))
+                )  # fmt: skip
+        if ref is None and not ref_note:
+            ref_note = "no reference: agreement between the models is shown"
+        yield PageView(
+            f"p{rank}", rank, e, images.view(e.doc, e.page), columns, ref, ref_note or "reference"
+        )
+
+
+# Summary tables and plots --------------------------------------------------------------------
+
+
+def load_published() -> dict[str, Any]:
+    from importlib import resources
+
+    text = resources.files("ocrtui.compare").joinpath("published.json").read_text("utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def _sweep(summary: dict[str, Any], model: str) -> list[dict[str, Any]]:
+    """The optional concurrency sweep: ``summary["sweep"][MODEL]`` or the model's own
+    ``"sweep"``, a list of {concurrency, images_per_s, p50, p95}."""
+    found = (summary.get("sweep") or {}).get(model) or summary["models"][model].get("sweep")
+    return [p for p in found or () if isinstance(p, dict)]
+
+
+def _plots(run: RunFiles) -> list[dict[str, Any]]:
+    models = run.summary["models"]
+    warm = {m: (models[m].get("speed") or {}).get("warm") or {} for m in run.models if m in models}
+    warm_runs = {m: w["latencies_s"] for m, w in warm.items() if w.get("latencies_s")}
+    if warm_runs:
+        lat, lat_title = warm_runs, "Warm latency (warm-phase requests, one at a time)"
+    else:
+        lat = {
+            m: [c.latency_s for e in run.pages if (c := e.cells.get(m)) and c.ok and c.latency_s]
+            for m in run.models
+        }
+        conc = run.summary.get("run", {}).get("concurrency")
+        lat_title = f"Page latency (documents phase, up to {conc} in flight per model)"
+    marks = {
+        m: [v for k in ("latency_p50_s", "latency_p95_s") if (v := w.get(k)) is not None]
+        for m, w in warm.items()
+    }
+    points: dict[str, list[tuple[int, float]]] = {}
+    swept = False
+    for m in run.models:
+        sweep = _sweep(run.summary, m) if m in models else []
+        if sweep:
+            swept = True
+            points[m] = [
+                (int(p["concurrency"]), float(p["images_per_s"]))
+                for p in sweep
+                if p.get("concurrency") is not None and p.get("images_per_s") is not None
+            ]
+        elif m in models and models[m].get("throughput_c5_imgs_per_s") is not None:
+            conc = run.summary.get("run", {}).get("concurrency") or 0
+            points[m] = [(int(conc), float(models[m]["throughput_c5_imgs_per_s"]))]
+    by_cat = {
+        m: {c: v["cer"] for c, v in models[m]["by_category"].items() if v.get("cer") is not None}
+        for m in run.models
+        if m in models and models[m].get("by_category")
+    }
+    plots = [
+        (lat_title + "; red diamonds: warm p50 and p95", report_plots.latency_plot(lat, marks),
+         "no successful request"),
+        ("Throughput against concurrency" + ("" if swept else " (no sweep in this run: one "
+         "point, the throughput phase)"), report_plots.throughput_plot(points),
+         "no throughput phase in this run"),
+        ("CER by category (strict)", report_plots.cer_plot(by_cat), "no page with a reference"),
+    ]  # fmt: skip
+    return [
+        {
+            "title": title,
+            "uri": None
+            if svg is None
+            else "data:image/svg+xml;base64," + base64.b64encode(svg).decode(),
+            "empty": empty,
+        }
+        for title, svg, empty in plots
+    ]
+
+
+def _category_rows(run: RunFiles) -> list[dict[str, Any]]:
+    models = run.summary["models"]
+    cats = sorted({c for m in models.values() for c in m.get("by_category") or {}})
+    return [
+        {"category": c, "model": m, **models[m]["by_category"][c]}
+        for c in cats
+        for m in run.models
+        if c in (models.get(m, {}).get("by_category") or {})
+    ]
+
+
+def _env() -> Environment:
+    env = Environment(
+        loader=PackageLoader("ocrtui.compare", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pct"] = lambda x: "—" if x is None else f"{x * 100:.1f} %"
+    env.filters["sec"] = lambda x: "—" if x is None else f"{x:.2f} s"
+    return env
+
+
+def write_html_report(run_dir: Path, out: Path | None = None) -> Path:
+    """Write report.html (default: in the run directory) and return its path."""
+    run = load_run(run_dir)
+    out = out or run_dir / REPORT_HTML
+    sources = _Sources(run)
+    images = _Images(run, sources, out.parent)
+    baseline = report.load_baseline()
+    profiles = {
+        m: v.get("profile") for m, v in run.summary["models"].items() if isinstance(v, dict)
+    }
+    try:
+        comparison = report.comparison_rows(run.summary)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(
+            f"{run_dir / SUMMARY}: not a summary this report reads ({exc!r})"
+        ) from None
+    context = {
+        "run": run,
+        "info": run.info,
+        "summary": run.summary,
+        "models": run.models,
+        "comparison": comparison,
+        "baseline": baseline,
+        "published": load_published(),
+        "profiles": profiles,
+        "categories": _category_rows(run),
+        "plots": _plots(run),
+        "index": sorted(run.pages, key=lambda e: e.worst_first(run.models)),
+        "images": images,
+        "image_budget_mb": IMAGE_BUDGET_BYTES >> 20,
+    }
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with _open_results(run_dir) as f, tmp.open("wb") as html:
+            context["pages"] = _page_views(run, f, sources, images)
+            _env().get_template("report.html.j2").stream(context).dump(html, "utf-8")
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"{out}: cannot write the report: {exc.strerror or exc}") from None
+    except UndefinedError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"{run_dir / SUMMARY}: not a summary this report reads ({exc})") from None
+    finally:
+        close_cached_documents()  # PDFs opened to render pages again
+    return out
+
+
+def _open_results(run_dir: Path) -> IO[bytes]:
+    try:
+        return (run_dir / RESULTS).open("rb")
+    except FileNotFoundError:  # every document failed: the report still says why
+        return io.BytesIO()

@@ -17,6 +17,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ocrtui.errors import ConfigError
+from ocrtui.userfiles import DEFAULT_MAX_FILE_MB, DEFAULT_MAX_PAGE_MPX, MB, FileLimits
 
 CONFIG_ENV = "OCRTUI_CONFIG"
 CONFIG_NAME = "ocrtui.toml"
@@ -115,6 +116,12 @@ class CompareConfig(_Section):
     max_rendered_pages: int = Field(default=8, ge=1)
     image_format: Literal["jpeg", "png"] = "jpeg"
     suite: str | None = None
+    # Caps on what a document may be (see userfiles.py); larger ones are per-document errors.
+    max_file_mb: float = Field(default=DEFAULT_MAX_FILE_MB, gt=0)
+    max_page_mpx: float = Field(default=DEFAULT_MAX_PAGE_MPX, gt=0)
+
+    def file_limits(self) -> FileLimits:
+        return FileLimits(round(self.max_file_mb * MB), round(self.max_page_mpx * MB))
 
 
 class UIConfig(_Section):

@@ -16,6 +16,7 @@ from typing import Literal, get_args
 from ocrtui.compare.pages import ALL_PAGES, PageRangeError, PageSpec
 from ocrtui.userfiles import (
     DEFAULT_LIMITS,
+    MB,
     FileLimits,
     UserFileError,
     check_file,
@@ -214,8 +215,11 @@ def _inspect_image(path: Path, limits: FileLimits) -> int:
             return count
     except UserFileError as exc:
         raise DocumentError(str(exc)) from None
-    except Image.DecompressionBombError as exc:  # over Pillow's own cap (twice ours)
-        raise DocumentError(f"{shown}: image too large ({exc})") from None
+    except Image.DecompressionBombError:  # Pillow's own check: twice its MAX_IMAGE_PIXELS
+        raise DocumentError(
+            f"{shown}: image over the {limits.max_page_pixels / MB:.0f} Mpx limit "
+            "(compare.max_page_mpx)"
+        ) from None
     except UnidentifiedImageError:
         raise DocumentError(f"{shown}: not a readable image") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -114,7 +114,7 @@ async def test_a_killed_worker_fails_no_page(make_pdf: MakePdf) -> None:
             for p in doc.pages
         ]
         await asyncio.wait(renders, return_when=asyncio.FIRST_COMPLETED)
-        victim = next(iter(pool._pool._processes))  # noqa: SLF001 - a worker's pid
+        victim = next(iter(pool._pool._processes))  # a worker pid
         os.kill(victim, signal.SIGKILL)
         results = await asyncio.gather(*renders, return_exceptions=True)
     finally:
@@ -138,7 +138,7 @@ async def test_only_a_call_that_kills_its_worker_twice_fails(make_pdf: MakePdf) 
     pool = RenderPool(2)
     try:
         doc = await pool.inspect(DocumentSpec(path=pdf, name="four"))
-        poison = asyncio.ensure_future(pool._call(os._exit, 3))  # noqa: SLF001
+        poison = asyncio.ensure_future(pool._call(os._exit, 3))
         pages = [pool.render(doc, p, TARGETS["lighton-ocr"], "jpeg") for p in doc.pages]
         rendered = await asyncio.gather(*pages)
         with pytest.raises(BrokenProcessPool):

@@ -69,14 +69,14 @@ def _size_text(n: int) -> str:
     return f"{n / MB:.0f} MB" if n >= MB else f"{n} bytes"
 
 
-def check_file(path: Path, *, max_bytes: int, limit_key: str = "") -> int:
+def check_file(path: Path, *, max_bytes: int, limit_key: str = "", what: str = "file") -> int:
     """Stat ``path`` (following links) and return its size; UserFileError unless it is a
     regular file of at most ``max_bytes`` (``limit_key``: the setting that raises it)."""
     shown = display_path(path)
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise UserFileError(f"{shown}: file not found") from None
+        raise UserFileError(f"{shown}: {what} not found") from None
     except ValueError:  # a NUL byte in the name
         raise UserFileError(f"{shown!r}: not a valid file name") from None
     except OSError as exc:
@@ -98,10 +98,10 @@ def _check_stat(shown: str, st: os.stat_result, max_bytes: int, limit_key: str =
     return st.st_size
 
 
-def read_bytes(path: Path, *, max_bytes: int = TEXT_MAX_BYTES) -> bytes:
+def read_bytes(path: Path, *, max_bytes: int = TEXT_MAX_BYTES, what: str = "file") -> bytes:
     """The whole file, checked as by :func:`check_file` on the open file itself (so a file
     swapped for a FIFO after the check still cannot block)."""
-    check_file(path, max_bytes=max_bytes)
+    check_file(path, max_bytes=max_bytes, what=what)
     shown = display_path(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -120,17 +120,17 @@ def read_bytes(path: Path, *, max_bytes: int = TEXT_MAX_BYTES) -> bytes:
     return data
 
 
-def read_text(path: Path, *, max_bytes: int = TEXT_MAX_BYTES) -> str:
-    data = read_bytes(path, max_bytes=max_bytes)
+def read_text(path: Path, *, max_bytes: int = TEXT_MAX_BYTES, what: str = "file") -> str:
+    data = read_bytes(path, max_bytes=max_bytes, what=what)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UserFileError(f"{display_path(path)}: not UTF-8 text (byte {exc.start})") from None
 
 
-def load_toml(path: Path) -> dict[str, Any]:
+def load_toml(path: Path, *, what: str = "file") -> dict[str, Any]:
     """A TOML file's top-level table; every failure is one UserFileError line."""
-    text = read_text(path)
+    text = read_text(path, what=what)
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

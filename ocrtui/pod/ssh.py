@@ -32,6 +32,7 @@ from ocrtui.config import PodConfig
 from ocrtui.errors import ConfigError, HostKeyError, OcrtuiError, PodUnreachable
 from ocrtui.pod.base import CommandResult, ConnState, Pod, PodConnectionLost
 from ocrtui.pod.forward import LocalForward
+from ocrtui.userfiles import UserFileError, read_bytes
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 DEFAULT_SSH_CONFIG = "~/.ssh/config"
@@ -136,12 +137,12 @@ class _Target:
 def _read_known_hosts(paths: list[str]) -> asyncssh.SSHKnownHosts:
     text = []
     for path in paths:
-        try:
-            text.append(Path(path).read_text(encoding="utf-8", errors="replace"))
-        except FileNotFoundError:
+        if not os.path.lexists(path):
             continue
-        except OSError as exc:
-            raise HostKeyError(f"cannot read known_hosts file {path}: {exc.strerror}") from None
+        try:  # through the gate: a FIFO or a huge file here must not hang the connect
+            text.append(read_bytes(Path(path)).decode("utf-8", errors="replace"))
+        except UserFileError as exc:
+            raise HostKeyError(f"cannot read known_hosts file: {exc}") from None
     try:
         return asyncssh.import_known_hosts("\n".join(text))
     except ValueError as exc:

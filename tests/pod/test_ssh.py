@@ -382,3 +382,11 @@ async def test_bare_host_entry_with_the_right_key_does_not_trust_another_port(
     pod = sshd.make_pod(known_hosts=str(known))
     with pytest.raises(HostKeyError, match="is unknown"):
         await pod.connect()
+
+
+async def test_known_hosts_that_is_a_fifo_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+    fifo = tmp_path / "known_hosts"
+    os.mkfifo(fifo)
+    pod = sshd.make_pod(known_hosts=str(fifo))
+    with pytest.raises(HostKeyError, match="known_hosts: is a FIFO"):
+        await pod.connect()

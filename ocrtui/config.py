@@ -108,6 +108,13 @@ class ModelConfig(_Section):
             raise ValueError(f"must be one line without control characters, got {v!r}")
         return v
 
+    @field_validator("log_file")
+    @classmethod
+    def _log_file(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or v.endswith("/")):
+            raise ValueError(f"must name a file, got {v!r}")
+        return v
+
     @field_validator("env")
     @classmethod
     def _env_entries(cls, v: dict[str, str]) -> dict[str, str]:

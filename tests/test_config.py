@@ -195,3 +195,10 @@ def test_any_toml_document_is_a_config_or_one_config_error(data: dict[str, objec
             assert str(exc).startswith(f"{path}: ")
         else:
             assert isinstance(cfg, Config)
+
+
+@pytest.mark.parametrize("log_file", ["/var/log/", " "])
+def test_log_file_must_name_a_file(tmp_path: Path, log_file: str) -> None:
+    text = GOOD.replace("port = 8000\n", f'port = 8000\nlog_file = "{log_file}"\n', 1)
+    with pytest.raises(ConfigError, match=r"models\[0\]\.log_file: must name a file"):
+        load_config(write(tmp_path, text))

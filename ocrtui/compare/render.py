@@ -166,6 +166,20 @@ def _start_resource_tracker() -> None:
         sys.stderr = captured
 
 
+def _discard(pool: ProcessPoolExecutor) -> None:
+    """Give up a broken pool, ending every worker it still has.
+
+    CPython 3.11 marks a pool broken without the lock ``submit`` holds, so a worker that a
+    submit was spawning just then escapes the pool's own terminate, and the pool's manager
+    thread waits for it forever (interpreter exit hangs on that thread). Submits run on
+    this thread, so by now every spawned worker is in ``_processes``.
+    """
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        worker.kill()
+
+
 class RenderPool:
     """Async front of the worker processes; one per run.
 
@@ -205,7 +219,7 @@ class RenderPool:
             return await loop.run_in_executor(pool, fn, *args)
         except BrokenProcessPool:
             if self._pool is pool:  # the first call to notice replaces it for everyone
-                pool.shutdown(wait=False, cancel_futures=True)
+                _discard(pool)
                 self._pool = self._new_pool(self._workers)
         async with self._quarantine_lock:
             if self._quarantine is None:
@@ -213,7 +227,7 @@ class RenderPool:
             try:
                 return await loop.run_in_executor(self._quarantine, fn, *args)
             except BrokenProcessPool:
-                self._quarantine.shutdown(wait=False, cancel_futures=True)
+                _discard(self._quarantine)
                 self._quarantine = None
                 raise
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tomli_w
@@ -171,10 +173,30 @@ _VALUES = st.recursive(
     ),
     max_leaves=12,
 )
-_DOCS = st.dictionaries(_KEYS, _VALUES, max_size=5) | st.builds(
-    lambda models, extra: {"pod": {"kind": "local"}, "models": models, **extra},
-    st.lists(st.dictionaries(_KEYS, _VALUES, max_size=6), max_size=3),
-    st.dictionaries(_KEYS, _VALUES, max_size=2),
+_SECTIONS = st.sampled_from(["pod", "compare", "ui", "models"])
+# The valid GOOD config with one key of one section set to any value (near misses).
+_NEAR_MISSES = st.builds(
+    lambda section, key, value: _with(tomllib.loads(GOOD), section, key, value),
+    _SECTIONS,
+    _KEYS,
+    _VALUES,
+)
+
+
+def _with(data: dict[str, Any], section: str, key: str, value: object) -> dict[str, Any]:
+    target = data["models"][0] if section == "models" else data.setdefault(section, {})
+    target[key] = value
+    return data
+
+
+_DOCS = (
+    _NEAR_MISSES
+    | st.dictionaries(_KEYS, _VALUES, max_size=5)
+    | st.builds(
+        lambda models, extra: {"pod": {"kind": "local"}, "models": models, **extra},
+        st.lists(st.dictionaries(_KEYS, _VALUES, max_size=6), max_size=3),
+        st.dictionaries(_KEYS, _VALUES, max_size=2),
+    )
 )
 
 

@@ -8,7 +8,8 @@ what is wrong, so the CLI can exit 2 without a traceback.
 from __future__ import annotations
 
 import os
-import tomllib
+import posixpath
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -18,9 +19,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ocrtui.errors import ConfigError
 from ocrtui.published import PROFILES, Profile
+from ocrtui.userfiles import (
+    DEFAULT_MAX_FILE_MB,
+    DEFAULT_MAX_PAGE_MPX,
+    MB,
+    FileLimits,
+    UserFileError,
+    display_path,
+    load_toml,
+)
 
 CONFIG_ENV = "OCRTUI_CONFIG"
 CONFIG_NAME = "ocrtui.toml"
+
+# What a POSIX shell accepts as a variable name (the pod exports env through `env`).
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+_FILE_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class _Section(BaseModel):
@@ -87,6 +102,32 @@ class ModelConfig(_Section):
     min_memory_gib: float | None = Field(default=None, gt=0)
     ready_timeout_s: float = Field(default=900.0, gt=0)
 
+    @field_validator("name", "model", "log_file")
+    @classmethod
+    def _one_line(cls, v: str | None) -> str | None:
+        if v is not None and _UNPRINTABLE.search(v):
+            raise ValueError(f"must be one line without control characters, got {v!r}")
+        return v
+
+    @field_validator("log_file")
+    @classmethod
+    def _log_file(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or v.endswith("/")):
+            raise ValueError(f"must name a file, got {v!r}")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env_entries(cls, v: dict[str, str]) -> dict[str, str]:
+        # Checked here, not at launch: the pod's shell snippet would refuse them with a
+        # traceback only after `up` had started other models.
+        for key, value in v.items():
+            if not ENV_NAME.fullmatch(key):
+                raise ValueError(f"{key!r} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)")
+            if "\n" in value or "\r" in value or "\0" in value:
+                raise ValueError(f"{key}: the value must be one line without NUL bytes")
+        return v
+
     @field_validator("gpu_memory_utilization")
     @classmethod
     def _utilization_range(cls, v: float) -> float:
@@ -116,9 +157,17 @@ class ModelConfig(_Section):
         return PROFILES[self.profile].max_tokens.value
 
     def log_path(self, workdir: str) -> str:
+        """The server's log on the pod; a served name like ``org/model`` stays one file
+        name (``vllm_org_model.log``), never a path into a folder nobody created."""
         if self.log_file:
             return self.log_file
-        return f"{workdir.rstrip('/')}/vllm_{self.name}.log"
+        return f"{workdir.rstrip('/')}/vllm_{_FILE_UNSAFE.sub('_', self.name)}.log"
+
+    def log_dir(self, workdir: str) -> str:
+        """The folder the log goes in: the lifecycle creates it (``mkdir -p``) and checks it
+        is writable before it launches, so it never waits on a server whose log cannot be
+        written."""
+        return posixpath.dirname(self.log_path(workdir)) or "."
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
@@ -136,6 +185,12 @@ class CompareConfig(_Section):
     max_rendered_pages: int = Field(default=8, ge=1)
     image_format: Literal["jpeg", "png"] = "jpeg"
     suite: str | None = None
+    # Caps on what a document may be (see userfiles.py); larger ones are per-document errors.
+    max_file_mb: float = Field(default=DEFAULT_MAX_FILE_MB, gt=0)
+    max_page_mpx: float = Field(default=DEFAULT_MAX_PAGE_MPX, gt=0)
+
+    def file_limits(self) -> FileLimits:
+        return FileLimits(round(self.max_file_mb * MB), round(self.max_page_mpx * MB))
 
 
 def int_limits(section: type[BaseModel], name: str) -> tuple[int | None, int | None]:
@@ -236,18 +291,10 @@ def _tuples(value: Any) -> Any:
 def load_config(path: str | os.PathLike[str]) -> Config:
     p = Path(path).expanduser()
     try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
-    return parse_config(data, str(p))
+        data = load_toml(p, what="config file")
+    except UserFileError as exc:
+        raise ConfigError(str(exc)) from None
+    return parse_config(data, display_path(p))
 
 
 def user_config_path() -> Path:

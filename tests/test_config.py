@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import re
+import tempfile
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
+import tomli_w
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ocrtui.config import find_config, load_config
+from ocrtui.config import Config, find_config, load_config
 from ocrtui.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -114,3 +122,105 @@ def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OCRTUI_CONFIG", "/env.toml")
     assert find_config(None) == Path("/env.toml")
     assert find_config("/explicit.toml") == Path("/explicit.toml")
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ('{ "A;B" = "1" }', "models[0].env: 'A;B' is not a variable name"),
+        ('{ "1A" = "1" }', "models[0].env: '1A' is not a variable name"),
+        ('{ A = "one\\ntwo" }', "models[0].env: A: the value must be one line"),
+        ('{ A = "x\\u0000" }', "models[0].env: A: the value must be one line"),
+    ],
+)
+def test_env_entries_are_checked_at_load(tmp_path: Path, env: str, key: str) -> None:
+    text = GOOD.replace("port = 8000\n", f"port = 8000\nenv = {env}\n", 1)
+    with pytest.raises(ConfigError, match=re.escape(key)) as err:
+        load_config(write(tmp_path, text))
+    assert "\n" not in str(err.value) and err.value.exit_code == 2
+
+
+def test_served_name_with_a_slash_gets_a_flat_log_file(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD.replace('name = "a"', 'name = "org/model"', 1)))
+    m = cfg.model("org/model")
+    assert m.log_path("/work/") == "/work/vllm_org_model.log"
+    assert m.log_dir("/work") == "/work"
+
+
+def test_served_name_with_a_newline_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"models\[0\]\.name: must be one line"):
+        load_config(write(tmp_path, GOOD.replace('name = "a"', 'name = "a\\nb"', 1)))
+
+
+def test_config_that_is_a_fifo_is_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "ocrtui.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match=r"ocrtui\.toml: is a FIFO"):
+        load_config(fifo)
+
+
+# Any TOML document: a table of keys (from the schema and not) to values of any shape.
+_KEYS = st.sampled_from(
+    ["pod", "models", "compare", "ui", "kind", "host", "port", "name", "model", "env",
+     "gpu_memory_utilization", "theme", "keymap", "extra_args", "concurrency", "x"]
+)  # fmt: skip
+_SCALARS = st.text(max_size=8) | st.integers() | st.floats(allow_nan=False) | st.booleans()
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(_KEYS | st.text(max_size=4), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_SECTIONS = st.sampled_from(["pod", "compare", "ui", "models"])
+# The valid GOOD config with one key of one section set to any value (near misses).
+_NEAR_MISSES = st.builds(
+    lambda section, key, value: _with(tomllib.loads(GOOD), section, key, value),
+    _SECTIONS,
+    _KEYS,
+    _VALUES,
+)
+
+
+def _with(data: dict[str, Any], section: str, key: str, value: object) -> dict[str, Any]:
+    target = data["models"][0] if section == "models" else data.setdefault(section, {})
+    target[key] = value
+    return data
+
+
+_DOCS = (
+    _NEAR_MISSES
+    | st.dictionaries(_KEYS, _VALUES, max_size=5)
+    | st.builds(
+        lambda models, extra: {"pod": {"kind": "local"}, "models": models, **extra},
+        st.lists(st.dictionaries(_KEYS, _VALUES, max_size=6), max_size=3),
+        st.dictionaries(_KEYS, _VALUES, max_size=2),
+    )
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(_DOCS)
+def test_any_toml_document_is_a_config_or_one_config_error(data: dict[str, object]) -> None:
+    try:
+        text = tomli_w.dumps(data)
+    except (TypeError, ValueError):  # not representable as TOML (e.g. mixed arrays)
+        return
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "ocrtui.toml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            cfg = load_config(path)
+        except ConfigError as exc:
+            assert "\n" not in str(exc)
+            assert str(exc).startswith(f"{path}: ")
+        else:
+            assert isinstance(cfg, Config)
+
+
+@pytest.mark.parametrize("log_file", ["/var/log/", " "])
+def test_log_file_must_name_a_file(tmp_path: Path, log_file: str) -> None:
+    text = GOOD.replace("port = 8000\n", f'port = 8000\nlog_file = "{log_file}"\n', 1)
+    with pytest.raises(ConfigError, match=r"models\[0\]\.log_file: must name a file"):
+        load_config(write(tmp_path, text))

@@ -14,6 +14,16 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from ocrtui.compare.pages import ALL_PAGES, PageRangeError, PageSpec
+from ocrtui.userfiles import (
+    DEFAULT_LIMITS,
+    MB,
+    FileLimits,
+    UserFileError,
+    check_file,
+    check_pixels,
+    display_path,
+    read_text,
+)
 
 Category = Literal["zh_contract", "en_latex", "table", "id_card", "handwriting", "other"]
 CATEGORIES: tuple[str, ...] = get_args(Category)
@@ -87,7 +97,11 @@ def expand_inputs(
         for name, f in files:
             specs.append(
                 DocumentSpec(
-                    path=f, name=str(name), pages=pages, reference=reference, password=password
+                    path=f,
+                    name=display_path(name),
+                    pages=pages,
+                    reference=reference,
+                    password=password,
                 )
             )
     return unique_names(specs)
@@ -105,47 +119,52 @@ def unique_names(specs: list[DocumentSpec]) -> list[DocumentSpec]:
     return out
 
 
-def inspect_document(spec: DocumentSpec) -> Document:
+def inspect_document(spec: DocumentSpec, limits: FileLimits = DEFAULT_LIMITS) -> Document:
     """Open the document, select its pages and load references. Raises DocumentError."""
     path = spec.path
+    shown = display_path(path)
     suffix = path.suffix.lower()
     if path.is_dir():
-        raise DocumentError(f"{path}: is a folder with no supported files")
+        raise DocumentError(f"{shown}: is a folder with no supported files")
     if suffix not in SUPPORTED_SUFFIXES:
         kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
-        raise DocumentError(f"{path}: unsupported file type {suffix or '(none)'} (use {kinds})")
+        raise DocumentError(f"{shown}: unsupported file type {suffix or '(none)'} (use {kinds})")
     try:
-        size = path.stat().st_size
+        size = check_file(path, max_bytes=limits.max_file_bytes, limit_key="compare.max_file_mb")
+        # Readable by us (permissions), without reading: never blocks, the file is regular.
         with path.open("rb"):
             pass
-    except FileNotFoundError:
-        raise DocumentError(f"{path}: file not found") from None
+    except UserFileError as exc:
+        raise DocumentError(str(exc)) from None
     except OSError as exc:
-        raise DocumentError(f"{path}: cannot read: {exc.strerror}") from None
+        raise DocumentError(f"{shown}: cannot read: {exc.strerror}") from None
     if size == 0:
-        raise DocumentError(f"{path}: empty file")
+        raise DocumentError(f"{shown}: empty file")
     if suffix in PDF_SUFFIXES:
         kind: Literal["pdf", "image"] = "pdf"
         count, text_layer = _inspect_pdf(spec, want_text=spec.reference == TEXT_LAYER)
     else:
         kind = "image"
-        count, text_layer = _inspect_image(path), {}
+        count, text_layer = _inspect_image(path, limits), {}
         if spec.reference == TEXT_LAYER:
-            raise DocumentError(f"{path}: reference 'text-layer' needs a PDF, not an image")
+            raise DocumentError(f"{shown}: reference 'text-layer' needs a PDF, not an image")
     try:
         pages = tuple(spec.pages.select(count))
     except PageRangeError as exc:
-        raise DocumentError(f"{path}: {exc}") from None
+        raise DocumentError(f"{shown}: {exc}") from None
     if spec.reference == TEXT_LAYER:
         refs = {p: text_layer[p] for p in pages}
         empty = [p for p in pages if not refs[p].strip()]
         if empty:
             raise DocumentError(
-                f"{path}: reference 'text-layer' but page(s) {_pages_text(empty)} have no text "
+                f"{shown}: reference 'text-layer' but page(s) {_pages_text(empty)} have no text "
                 "layer (a scan?); give sidecar references instead"
             )
     else:
-        refs = _sidecar_references(spec, pages, count)
+        try:
+            refs = _sidecar_references(spec, pages, count)
+        except UserFileError as exc:
+            raise DocumentError(f"{shown}: {exc}") from None
     return Document(spec, kind, count, pages, refs)
 
 
@@ -162,8 +181,9 @@ def _inspect_pdf(spec: DocumentSpec, *, want_text: bool) -> tuple[int, dict[int,
         msg = str(exc)
         if "password" in msg.lower():
             hint = "wrong password" if spec.password else "encrypted: give --password"
-            raise DocumentError(f"{spec.path}: {hint}") from None
-        raise DocumentError(f"{spec.path}: not a readable PDF ({msg.rstrip('.')})") from None
+            raise DocumentError(f"{display_path(spec.path)}: {hint}") from None
+        reason = msg.rstrip(".")
+        raise DocumentError(f"{display_path(spec.path)}: not a readable PDF ({reason})") from None
     try:
         count = len(pdf)
         texts: dict[int, str] = {}
@@ -179,41 +199,52 @@ def _inspect_pdf(spec: DocumentSpec, *, want_text: bool) -> tuple[int, dict[int,
         pdf.close()
 
 
-def _inspect_image(path: Path) -> int:
+def _inspect_image(path: Path, limits: FileLimits) -> int:
     from PIL import Image, UnidentifiedImageError
 
+    shown = display_path(path)
     try:
         with Image.open(path) as im:
+            check_pixels(shown, 1, im.size, limits)
             im.verify()
         with Image.open(path) as im:
-            return int(getattr(im, "n_frames", 1))
+            count = int(getattr(im, "n_frames", 1))
+            for i in range(1, count):  # headers only: every frame of a TIFF has its own size
+                im.seek(i)
+                check_pixels(shown, i + 1, im.size, limits)
+            return count
+    except UserFileError as exc:
+        raise DocumentError(str(exc)) from None
+    except Image.DecompressionBombError:  # Pillow's own check: twice its MAX_IMAGE_PIXELS
+        raise DocumentError(
+            f"{shown}: image over the {limits.max_page_pixels / MB:.0f} Mpx limit "
+            "(compare.max_page_mpx)"
+        ) from None
     except UnidentifiedImageError:
-        raise DocumentError(f"{path}: not a readable image") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DocumentError(f"{path}: damaged image ({exc})") from None
+        raise DocumentError(f"{shown}: not a readable image") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise DocumentError(f"{shown}: damaged image ({exc})") from None
 
 
 def _sidecar_references(spec: DocumentSpec, pages: tuple[int, ...], count: int) -> dict[int, str]:
+    """Raises UserFileError (naming the reference file) for one that cannot be read."""
     refs: dict[int, str] = {}
     for p in pages:
         if spec.reference is not None:
-            f = Path(spec.reference.replace("{page}", str(p)))
             try:
-                refs[p] = f.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                raise DocumentError(f"{spec.path}: reference for page {p} not found: {f}") from None
-            except (OSError, UnicodeDecodeError) as exc:
-                raise DocumentError(f"{spec.path}: cannot read reference {f}: {exc}") from None
+                refs[p] = read_text(Path(spec.reference.replace("{page}", str(p))))
+            except UserFileError as exc:
+                raise UserFileError(f"reference for page {p}: {exc}") from None
             continue
         stem = spec.path.with_suffix("")
         candidates = [Path(f"{stem}.p{p}{ext}") for ext in (".md", ".txt")]
         if count == 1:
             candidates += [Path(f"{stem}{ext}") for ext in (".md", ".txt")]
         for c in candidates:
-            if c.is_file():
+            if c.exists():
                 try:
-                    refs[p] = c.read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError) as exc:
-                    raise DocumentError(f"{spec.path}: cannot read reference {c}: {exc}") from None
+                    refs[p] = read_text(c)
+                except UserFileError as exc:
+                    raise UserFileError(f"reference: {exc}") from None
                 break
     return refs

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from ocrtui.errors import InputError
 
-_PART = re.compile(r"^(\d+)(?:(-)(\d*))?$")
+# At most 9 digits: no document has more pages, and int() refuses 4300+ digits anyway.
+_PART = re.compile(r"^(\d{1,9})(?:(-)(\d{0,9}))?$")
 
 
 class PageRangeError(InputError):

@@ -11,20 +11,25 @@ import asyncio
 import atexit
 import io
 import multiprocessing
+import os
 import sys
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import resource_tracker
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ocrtui.compare.documents import Document, DocumentError, DocumentSpec, inspect_document
+from ocrtui.compare.lifeline import die_with
+from ocrtui.userfiles import DEFAULT_LIMITS, FileLimits, apply_pixel_limit, display_path
 
 ImageFormat = Literal["jpeg", "png"]
 JPEG_QUALITY = 90
 POINTS_PER_INCH = 72.0
+_T = TypeVar("_T")
 
 
 class RenderError(Exception):
@@ -135,8 +140,13 @@ def render_page_sync(
         raise RenderError(f"page {page}: cannot render: {exc}") from None
 
 
-def _inspect(spec: DocumentSpec) -> Document:
-    return inspect_document(spec)
+def _inspect(spec: DocumentSpec, limits: FileLimits) -> Document:
+    return inspect_document(spec, limits)
+
+
+def _worker_start(run_pid: int, limits: FileLimits) -> None:
+    die_with(run_pid)  # a worker's parent is the forkserver: tie it to the run itself
+    apply_pixel_limit(limits)
 
 
 # Event-loop side ----------------------------------------------------------------------------
@@ -156,31 +166,84 @@ def _start_resource_tracker() -> None:
         sys.stderr = captured
 
 
-class RenderPool:
-    """Async front of the worker processes; one per run."""
+def _discard(pool: ProcessPoolExecutor) -> None:
+    """Give up a broken pool, ending every worker it still has.
 
-    def __init__(self, workers: int) -> None:
+    CPython 3.11 marks a pool broken without the lock ``submit`` holds, so a worker that a
+    submit was spawning just then escapes the pool's own terminate, and the pool's manager
+    thread waits for it forever (interpreter exit hangs on that thread). Submits run on
+    this thread, so by now every spawned worker is in ``_processes``.
+    """
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        worker.kill()
+
+
+class RenderPool:
+    """Async front of the worker processes; one per run.
+
+    A worker that dies (OOM killer, a PDFium crash, ``kill -9``) breaks the whole
+    ProcessPoolExecutor: every call in flight and every later one would fail. So a broken
+    pool is replaced at once, and each call it took down runs again, alone, in a one-worker
+    quarantine pool: a page that kills that worker too is the culprit and fails by itself;
+    the others never see the crash.
+    """
+
+    def __init__(self, workers: int, limits: FileLimits = DEFAULT_LIMITS) -> None:
         _start_resource_tracker()
         # forkserver: workers fork from a clean server that preloaded PDFium and Pillow,
         # never from this process with its event loop and threads.
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["ocrtui.compare.render", "pypdfium2", "PIL.Image"])
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["ocrtui.compare.render", "pypdfium2", "PIL.Image"])
+        self._workers = workers
+        self._limits = limits
+        self._pool = self._new_pool(workers)
+        self._quarantine: ProcessPoolExecutor | None = None
+        self._quarantine_lock = asyncio.Lock()
+
+    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=self._ctx,
+            initializer=_worker_start,
+            initargs=(os.getpid(), self._limits),
+        )
+
+    async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run in the pool; raises BrokenProcessPool only when the call killed its worker
+        while running alone."""
+        loop = asyncio.get_running_loop()
+        pool = self._pool
+        try:
+            return await loop.run_in_executor(pool, fn, *args)
+        except BrokenProcessPool:
+            if self._pool is pool:  # the first call to notice replaces it for everyone
+                _discard(pool)
+                self._pool = self._new_pool(self._workers)
+        async with self._quarantine_lock:
+            if self._quarantine is None:
+                self._quarantine = self._new_pool(1)
+            try:
+                return await loop.run_in_executor(self._quarantine, fn, *args)
+            except BrokenProcessPool:
+                _discard(self._quarantine)
+                self._quarantine = None
+                raise
 
     async def inspect(self, spec: DocumentSpec) -> Document:
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, _inspect, spec)
+            return await self._call(_inspect, spec, self._limits)
         except BrokenProcessPool:
-            raise DocumentError(f"{spec.path}: the render worker crashed opening it") from None
+            raise DocumentError(
+                f"{display_path(spec.path)}: the render worker crashed opening it (twice)"
+            ) from None
 
     async def render(
         self, doc: Document, page: int, target: RenderTarget, fmt: ImageFormat
     ) -> RenderedPage:
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(
-                self._pool,
+            return await self._call(
                 render_page_sync,
                 str(doc.spec.path),
                 doc.kind,
@@ -190,10 +253,12 @@ class RenderPool:
                 fmt,
             )
         except BrokenProcessPool:
-            raise RenderError(f"page {page}: the render worker crashed") from None
+            raise RenderError(f"page {page}: the render worker crashed (twice)") from None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._quarantine is not None:
+            self._quarantine.shutdown(wait=False, cancel_futures=True)
 
 
 def rendered_size(

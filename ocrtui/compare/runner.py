@@ -131,7 +131,7 @@ class CompareRun:
     async def _main(self) -> None:
         self._started = True
         s = self.plan.settings
-        pool = RenderPool(s.render_workers)
+        pool = RenderPool(s.render_workers, s.file_limits())
         client = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=max(16, s.concurrency * 2)), timeout=None
         )

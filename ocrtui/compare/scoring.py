@@ -75,8 +75,23 @@ def _latex(text: str) -> str:
     return re.sub(r"[{}^_]", "", text)
 
 
+# Passes until nothing changes; real text settles in two, crafted text may need more.
+_MAX_PASSES = 8
+
+
 def normalize(text: str, *, lenient: bool = False) -> str:
-    """The comparable form of a page's text (see the module docstring)."""
+    """The comparable form of a page's text (see the module docstring), repeated until it
+    is stable (an unescaped ``&lt;td&gt;`` is a tag, ``\\mid`` a pipe), so that
+    ``normalize(normalize(t)) == normalize(t)``."""
+    for _ in range(_MAX_PASSES):
+        once = _normalize_once(text, lenient)
+        if once == text:
+            break
+        text = once
+    return text
+
+
+def _normalize_once(text: str, lenient: bool) -> str:
     t = unicodedata.normalize("NFKC", text)
     t = _BLOCK_TAG.sub("\n", t)
     t = _CELL_TAG.sub(" ", t)

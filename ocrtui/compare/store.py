@@ -210,8 +210,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(dir_fd)
 
 
+# A path that is not UTF-8 holds surrogate escapes; written as "\udcXX" they stay valid
+# UTF-8 and, inside a JSON string, read back as the very same path on --resume.
+_UNENCODABLE = "backslashreplace"
+
+
 def _line(obj: dict[str, Any]) -> bytes:
-    return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
+    return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8", _UNENCODABLE)
 
 
 class RunStore:
@@ -230,7 +235,8 @@ class RunStore:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"{run_dir}: cannot create run directory: {exc.strerror}") from None
-        _write_atomic(run_dir / RUN, json.dumps(run_info, ensure_ascii=False, indent=2).encode())
+        info = json.dumps(run_info, ensure_ascii=False, indent=2).encode("utf-8", _UNENCODABLE)
+        _write_atomic(run_dir / RUN, info)
         return cls(run_dir)
 
     @classmethod
@@ -306,7 +312,8 @@ class RunStore:
 
     async def write_text(self, name: str, text: str) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._io, _write_atomic, self.dir / name, text.encode("utf-8"))
+        data = text.encode("utf-8", _UNENCODABLE)
+        await loop.run_in_executor(self._io, _write_atomic, self.dir / name, data)
 
     def close(self) -> None:
         self._io.submit(self._close_files).result()

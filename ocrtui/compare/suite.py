@@ -12,7 +12,6 @@ critical strings. Every problem is a ConfigError naming the file, the key and th
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -20,6 +19,7 @@ from typing import Any, cast
 from ocrtui.compare.documents import CATEGORIES, TEXT_LAYER, Category, DocumentSpec, unique_names
 from ocrtui.compare.pages import ALL_PAGES, parse_page_spec
 from ocrtui.errors import ConfigError, InputError
+from ocrtui.userfiles import UserFileError, display_path, load_toml
 
 _DOC_KEYS = {"path", "name", "category", "pages", "reference", "critical"}
 
@@ -34,21 +34,15 @@ class Suite:
 def load_suite(path: str | Path, *, password: str | None = None) -> Suite:
     p = Path(path).expanduser()
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: suite file not found") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read suite file: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+        data = load_toml(p, what="suite file")
+    except UserFileError as exc:
+        raise ConfigError(str(exc)) from None
     return parse_suite(data, p, password=password)
 
 
 def parse_suite(data: dict[str, Any], path: Path, *, password: str | None = None) -> Suite:
     def fail(key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{path}: {key}: {problem}")
+        return ConfigError(f"{display_path(path)}: {key}: {problem}")
 
     for key in data:
         if key not in ("name", "documents"):

@@ -32,6 +32,7 @@ from ocrtui.config import PodConfig
 from ocrtui.errors import ConfigError, HostKeyError, OcrtuiError, PodUnreachable
 from ocrtui.pod.base import CommandResult, ConnState, Pod, PodConnectionLost
 from ocrtui.pod.forward import LocalForward
+from ocrtui.userfiles import UserFileError, read_bytes
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 DEFAULT_SSH_CONFIG = "~/.ssh/config"
@@ -62,6 +63,18 @@ def _host_pattern(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
+def _known_keys(known: asyncssh.SSHKnownHosts, host: str, addr: str, port: int) -> Any:
+    """known_hosts entries for exactly this host and port, as OpenSSH reads them: a bare
+    ``host`` entry is port 22 only, ``[host]:port`` any other. (asyncssh falls back to the
+    bare entry for every port, so a key on record for a provider's IP would make each other
+    pod on that IP look CHANGED.)"""
+    if port == 22:
+        return known.match(host, addr, None)
+    # A bracketed name is no IP address, so each is looked up as a host name on its own.
+    found = [known.match(_host_pattern(name, port), "", None) for name in {host, addr} if name]
+    return tuple([k for result in found for k in result[i]] for i in range(7))
+
+
 def _describe_key(key: asyncssh.SSHKey) -> str:
     return f"{key.get_algorithm()} {key.get_fingerprint('sha256')}"
 
@@ -81,7 +94,11 @@ class _HostKeyCheck:
     to_record: tuple[str, int, asyncssh.SSHKey] | None = None
 
     def trusted(self, host: str, addr: str, port: int) -> bool:
-        return bool(self.known.match(host, addr, None if port == 22 else port)[0])
+        return bool(_known_keys(self.known, host, addr, port)[0])
+
+    def lookup(self, host: str, addr: str, port: int) -> Any:
+        """What asyncssh trusts (its ``known_hosts`` callable form)."""
+        return _known_keys(self.known, host, addr, port)
 
     def validate(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
         self.presented = key
@@ -120,12 +137,12 @@ class _Target:
 def _read_known_hosts(paths: list[str]) -> asyncssh.SSHKnownHosts:
     text = []
     for path in paths:
-        try:
-            text.append(Path(path).read_text(encoding="utf-8", errors="replace"))
-        except FileNotFoundError:
+        if not os.path.lexists(path):
             continue
-        except OSError as exc:
-            raise HostKeyError(f"cannot read known_hosts file {path}: {exc.strerror}") from None
+        try:  # through the gate: a FIFO or a huge file here must not hang the connect
+            text.append(read_bytes(Path(path)).decode("utf-8", errors="replace"))
+        except UserFileError as exc:
+            raise HostKeyError(f"cannot read known_hosts file: {exc}") from None
     try:
         return asyncssh.import_known_hosts("\n".join(text))
     except ValueError as exc:
@@ -231,7 +248,7 @@ class SSHPod(Pod):
         where = f"pod {self.label} ({target})"
         try:
             conn = await asyncssh.connect(
-                **opts, known_hosts=known, client_factory=lambda: _Client(check)
+                **opts, known_hosts=check.lookup, client_factory=lambda: _Client(check)
             )
         except asyncssh.HostKeyNotVerifiable as exc:
             raise self._host_key_error(check, target, str(exc)) from None
@@ -286,7 +303,7 @@ class SSHPod(Pod):
             key = await asyncssh.get_server_host_key(**probe, server_host_key_algs="default")
         except (asyncssh.Error, OSError):
             return None
-        known = check.known.match(target.key_host, "", target.port)[0]
+        known = _known_keys(check.known, target.key_host, "", target.port)[0]
         if key is None or key in known:
             return None
         check.presented, check.changed = key, True

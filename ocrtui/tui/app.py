@@ -34,8 +34,9 @@ from ocrtui.tui.themes import (
     default_state_path,
     load_themes,
     read_state,
+    remember_theme,
+    theme_to_use,
     user_theme_dir,
-    write_state,
 )
 
 if TYPE_CHECKING:
@@ -96,8 +97,7 @@ class OcrtuiApp(App[int]):
             self.register_theme(theme)
         for warning in loaded.warnings:
             self.notify(warning, title="Theme ignored", severity="warning", timeout=10)
-        # The palette's last choice (state file) wins over [ui] theme.
-        wanted = read_state(self.state_path).get("theme") or self.config.ui.theme
+        wanted = theme_to_use(read_state(self.state_path), self.config.ui.theme)
         if wanted in self.available_themes:
             self.theme = wanted
         else:
@@ -112,7 +112,7 @@ class OcrtuiApp(App[int]):
         self.dashboard.restyle()
         try:
             # Remembered in a state file of our own: the user's config is never rewritten.
-            write_state(self.state_path, theme=self.theme)
+            remember_theme(self.state_path, self.theme, self.config.ui.theme)
         except OSError as exc:
             self.notify(f"cannot remember the theme: {exc}", severity="warning")
 

@@ -8,7 +8,7 @@ dashboard: it becomes one warning naming the file and the problem.
 
 from __future__ import annotations
 
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,8 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
+
+from ocrtui.userfiles import UserFileError, display_path, load_toml
 
 BUILTIN_THEME_DIR = Path(__file__).parent / "theme_files"
 STATE_NAME = "ui-state.toml"
@@ -84,11 +86,9 @@ class LoadedThemes:
 def parse_theme(path: Path) -> Theme:
     """One theme file; ValueError with a one-line reason naming the key when it is invalid."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"invalid TOML: {exc}") from None
+        data = load_toml(path)
+    except UserFileError as exc:  # "PATH: problem"; the warning names the file already
+        raise ValueError(str(exc).removeprefix(f"{display_path(path)}: ")) from None
     try:
         return ThemeFile.model_validate(data).to_theme()
     except ValidationError as exc:
@@ -109,17 +109,31 @@ def load_themes(*dirs: Path) -> LoadedThemes:
             try:
                 theme = parse_theme(path)
             except ValueError as exc:
-                warnings.append(f"theme {path}: {exc}")
+                warnings.append(f"theme {display_path(path)}: {exc}")
                 continue
             themes[theme.name] = theme
     return LoadedThemes(list(themes.values()), warnings)
 
 
+def theme_to_use(state: Mapping[str, str], configured: str) -> str:
+    """``[ui] theme`` unless the palette chose another while the config said the same as
+    now: the palette's choice wins only until the config's theme changes."""
+    chosen = state.get("theme")
+    if chosen and state.get("config_theme") == configured:
+        return chosen
+    return configured
+
+
+def remember_theme(path: Path, theme: str, configured: str) -> None:
+    """Store the palette's choice with the config's theme it overrode (see theme_to_use)."""
+    write_state(path, theme=theme, config_theme=configured)
+
+
 def read_state(path: Path) -> dict[str, str]:
     """The remembered UI choices; an unreadable file counts as none remembered."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        data = load_toml(path)
+    except UserFileError:
         return {}
     return {k: v for k, v in data.items() if isinstance(v, str)}
 

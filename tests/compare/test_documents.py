@@ -46,7 +46,7 @@ def test_sidecar_references(make_pdf: MakePdf, tmp_path: Path) -> None:
 
 def test_reference_pattern_missing_page_is_a_document_error(make_pdf: MakePdf) -> None:
     path = make_pdf("doc.pdf", ["a"])
-    with pytest.raises(DocumentError, match="reference for page 1 not found"):
+    with pytest.raises(DocumentError, match=r"reference for page 1: .*file not found"):
         inspect_document(spec(path, reference=str(path.parent / "refs/doc.p{page}.txt")))
 
 

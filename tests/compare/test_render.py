@@ -94,3 +94,135 @@ def test_pool_starts_under_a_captured_stderr(make_pdf: MakePdf) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1089", "1540"]
+
+
+async def test_a_killed_worker_fails_no_page(make_pdf: MakePdf) -> None:
+    """kill -9 of one render worker mid-run: the pool is replaced and every page renders."""
+    import asyncio
+    import os
+    import signal
+
+    from ocrtui.compare.documents import DocumentSpec
+    from ocrtui.compare.render import RenderPool
+
+    pdf = make_pdf("many.pdf", [f"page {i}" for i in range(24)])
+    pool = RenderPool(2)
+    try:
+        doc = await pool.inspect(DocumentSpec(path=pdf, name="many"))
+        renders = [
+            asyncio.ensure_future(pool.render(doc, p, TARGETS["lighton-ocr"], "jpeg"))
+            for p in doc.pages
+        ]
+        await asyncio.wait(renders, return_when=asyncio.FIRST_COMPLETED)
+        victim = next(iter(pool._pool._processes))  # a worker pid
+        os.kill(victim, signal.SIGKILL)
+        results = await asyncio.gather(*renders, return_exceptions=True)
+    finally:
+        pool.close()
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert failed == []
+    assert len(results) == 24
+
+
+async def test_only_a_call_that_kills_its_worker_twice_fails(make_pdf: MakePdf) -> None:
+    import asyncio
+    import os
+    from concurrent.futures.process import BrokenProcessPool
+
+    import pytest
+
+    from ocrtui.compare.documents import DocumentSpec
+    from ocrtui.compare.render import RenderPool
+
+    pdf = make_pdf("four.pdf", ["a", "b", "c", "d"])
+    pool = RenderPool(2)
+    try:
+        doc = await pool.inspect(DocumentSpec(path=pdf, name="four"))
+        poison = asyncio.ensure_future(pool._call(os._exit, 3))
+        pages = [pool.render(doc, p, TARGETS["lighton-ocr"], "jpeg") for p in doc.pages]
+        rendered = await asyncio.gather(*pages)
+        with pytest.raises(BrokenProcessPool):
+            await poison
+        after = await pool.render(doc, 1, TARGETS["lighton-ocr"], "jpeg")
+    finally:
+        pool.close()
+    assert [r.mime for r in rendered] == ["image/jpeg"] * 4
+    assert after.width == 1089
+
+
+POOL_THEN_WAIT = """
+import asyncio, sys
+from pathlib import Path
+from ocrtui.compare.documents import DocumentSpec
+from ocrtui.compare.profiles import TARGETS
+from ocrtui.compare.render import RenderPool
+
+
+async def main() -> None:
+    pool = RenderPool(2)
+    doc = await pool.inspect(DocumentSpec(path=Path(sys.argv[1]), name="a4"))
+    await asyncio.gather(*(pool.render(doc, 1, TARGETS["lighton-ocr"], "jpeg") for _ in range(4)))
+    print("ready", flush=True)
+    await asyncio.Event().wait()  # until killed
+
+
+asyncio.run(main())
+"""
+
+
+def _descendants(pid: int) -> set[int]:
+    from pathlib import Path
+
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_kill_9_of_the_run_leaves_no_render_process(make_pdf: MakePdf) -> None:
+    """Forkserver, workers and resource tracker all end within 5 s of kill -9 of the run."""
+    import subprocess
+    import sys
+    import time
+
+    pdf = make_pdf("a4.pdf", ["text"])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", POOL_THEN_WAIT, str(pdf)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        helpers = _descendants(proc.pid)
+        assert len(helpers) >= 4  # resource tracker, forkserver, two workers
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    left = {p for p in helpers if _alive(p)}
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a condition with a deadline
+        left = {p for p in helpers if _alive(p)}
+    for p in left:  # leave nothing behind even when the assertion fails
+        with __import__("contextlib").suppress(OSError):
+            __import__("os").kill(p, 9)
+    assert left == set()

@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ocrtui.compare.scoring import (
     EditCount,
@@ -91,3 +93,25 @@ def test_table_separator_rows_are_not_a_loop() -> None:
 
 def test_dot_leaders_are_not_a_loop() -> None:
     assert "repetition" not in flags_for("Contents " + "." * 120 + " 5", "stop", None)
+
+
+# Text with the markup normalize() strips: tags, entities, fences, LaTeX, tables, emphasis.
+_PIECES = st.sampled_from(
+    ["<td>", "</tr>", "<br>", "&amp;", "&lt;", "lt;", "amp;", "gt;", "td", "&", "#", "|",
+     "\\mid", "---", "```", "**", "_", "$", "\\frac{a}{b}", "\\(", "\\)", "![x](y)",
+     "[a](b)", "\n", " ", "\u3000", "ﬁ",
+     "“", "’", "- ", "1. ", "ⅷ", "x²", "\u0301", "e\u0301", "¥4,500.00"]
+)  # fmt: skip
+_TEXTS = st.lists(_PIECES | st.text(max_size=6), max_size=12).map("".join)
+
+
+@pytest.mark.parametrize("text", ["&amp;lt;", "&lt;td&gt;x", "a\\mid b"])
+def test_normalize_is_stable_where_one_pass_is_not(text: str) -> None:
+    assert normalize(normalize(text)) == normalize(text)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(_TEXTS, st.booleans())
+def test_normalize_is_idempotent_and_never_raises(text: str, lenient: bool) -> None:
+    once = normalize(text, lenient=lenient)
+    assert normalize(once, lenient=lenient) == once

@@ -1,6 +1,11 @@
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+import tomli_w
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ocrtui.compare.suite import load_suite
 from ocrtui.errors import ConfigError
@@ -68,3 +73,55 @@ def test_unreadable_suite_files(tmp_path: Path) -> None:
         load_suite(tmp_path / "nope.toml")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_suite(write(tmp_path, "[[documents]\n"))
+
+
+_KEYS = st.sampled_from(
+    ["name", "documents", "path", "category", "pages", "reference", "critical", "x"]
+)
+_SCALARS = (
+    st.text(max_size=8)
+    | st.integers()
+    | st.booleans()
+    | st.sampled_from(["zh_contract", "1-3", "text-layer", "{page}.md", "a.pdf", "3-1"])
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=5),
+    max_leaves=12,
+)
+_SUITES = st.dictionaries(_KEYS, _VALUES, max_size=3) | st.builds(
+    lambda docs, name: {"name": name, "documents": docs},
+    st.lists(st.dictionaries(_KEYS, _VALUES, max_size=6), max_size=3),
+    _SCALARS,
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(_SUITES)
+def test_any_toml_document_is_a_suite_or_one_config_error(data: dict[str, object]) -> None:
+    try:
+        text = tomli_w.dumps(data)
+    except (TypeError, ValueError):  # not representable as TOML
+        return
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "suite.toml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            suite = load_suite(path)
+        except ConfigError as exc:
+            assert "\n" not in str(exc) and str(exc).startswith(f"{path}: ")
+        else:
+            assert suite.documents
+
+
+def test_suite_that_is_a_fifo_is_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "suite.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match=r"suite\.toml: is a FIFO"):
+        load_suite(fifo)
+
+
+def test_suite_nested_too_deeply_is_one_error(tmp_path: Path) -> None:
+    p = write(tmp_path, "name = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_suite(p)

@@ -355,3 +355,38 @@ async def test_changed_host_key_during_reconnect_is_refused(
     finally:
         await pod.close()
     assert pod.state is ConnState.CLOSED
+
+
+async def test_bare_host_entry_is_port_22_only(
+    sshd: Sshd, tmp_path: Path, spare_key: tuple[Path, str]
+) -> None:
+    """Providers put many pods on one IP: a key on record for the bare IP (port 22) says
+    nothing about the pod on another port, which is unknown, not CHANGED, and recordable."""
+    known = tmp_path / "known_hosts"
+    bare = f"127.0.0.1 {spare_key[1]}\n"
+    known.write_text(bare)
+    pod = sshd.make_pod(known_hosts=str(known))
+    with pytest.raises(HostKeyError, match="is unknown"):
+        await pod.connect()
+    pod = sshd.make_pod(known_hosts=str(known), accept_new_host_key=True)
+    await pod.connect()
+    await pod.close()
+    assert known.read_text() == bare + f"[127.0.0.1]:{sshd.port} {sshd.host_pubkey}\n"
+
+
+async def test_bare_host_entry_with_the_right_key_does_not_trust_another_port(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text(f"127.0.0.1 {sshd.host_pubkey}\n")
+    pod = sshd.make_pod(known_hosts=str(known))
+    with pytest.raises(HostKeyError, match="is unknown"):
+        await pod.connect()
+
+
+async def test_known_hosts_that_is_a_fifo_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+    fifo = tmp_path / "known_hosts"
+    os.mkfifo(fifo)
+    pod = sshd.make_pod(known_hosts=str(fifo))
+    with pytest.raises(HostKeyError, match="known_hosts: is a FIFO"):
+        await pod.connect()

@@ -247,16 +247,44 @@ async def test_themes_load_warn_and_are_remembered(
         assert "broken" not in app.available_themes
         app.theme = "ocrtui-light"
         await pilot.pause()
-    assert read_state(tmp_path / "state.toml") == {"theme": "ocrtui-light"}
+    assert read_state(tmp_path / "state.toml") == {
+        "theme": "ocrtui-light",
+        "config_theme": "ocrtui-dark",
+    }
     # The warning was raised at mount, before the recorder; a fresh app shows it again.
     app2, _ = make_app(recorded.READY, theme_dir=themes)
     warnings: list[str] = []
     monkeypatch.setattr(app2, "notify", lambda m, severity="information", **kw: warnings.append(m))
     async with app2.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert app2.theme == "ocrtui-light"  # remembered over [ui] theme
+        assert app2.theme == "ocrtui-light"  # remembered while [ui] theme is unchanged
     assert any("broken.toml" in w and "colors.primary" in w for w in warnings)
     assert notes == [] or all("broken" not in m for _, m in notes)
+
+
+async def test_a_changed_ui_theme_wins_over_the_remembered_choice(tmp_path: Path) -> None:
+    from ocrtui.tui.source import ReplaySource
+
+    state = tmp_path / "state.toml"
+
+    def app_with(theme: str) -> OcrtuiApp:
+        config = recorded.config(str(tmp_path), theme_dir=str(tmp_path), theme=theme)
+        return OcrtuiApp(config, ReplaySource([recorded.READY]), state_path=state)
+
+    app = app_with("ocrtui-dark")
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        app.theme = "ocrtui-light"  # the palette's choice
+        await pilot.pause()
+    app = app_with("ocrtui-dark")
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        assert app.theme == "ocrtui-light"
+    # The config now names another theme: it wins from this start on.
+    app = app_with("textual-dark")
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        assert app.theme == "textual-dark"
 
 
 async def test_launcher_rejects_a_bad_page_spec_and_starts_nothing(make_app: AppFactory) -> None:

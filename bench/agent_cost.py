@@ -6,7 +6,8 @@ number of unrelated processes on the host.
 Runs the real agent as shipped (``python3 -u -``, source on stdin) at 0.25 s against a
 simulated GPU with three live holders and two listening ports (models up), once with FEW
 and once with MANY extra sleeping processes (spawned here, aged 20 s so they look like a
-pod's long-lived processes, killed afterwards), and reads its own per-sample figures (``cost_ms``, ``cpu_ms``). Figures:
+pod's long-lived processes, killed afterwards), and reads its own per-sample figures
+(``cost_ms``, ``cpu_ms``). Figures:
 
 - agent_sample_500_procs: mean wall ms per sample with MANY processes, baseline the same
   with FEW [ratio <= 1.5];

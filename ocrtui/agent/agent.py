@@ -174,7 +174,7 @@ class ProcTable:
         self.gone = []  # type: list[int]
         self.fd_due = set()  # type: set[int]
         self._listing = []  # type: list[str]
-        self._load = []  # type: list[str]
+        self._last_pid = ""
         self._listed_at = 0.0
         self._due = []  # type: list[tuple[float, int]]
 
@@ -183,21 +183,23 @@ class ProcTable:
         self.fd_due = set()
         wall = time.time()
         todo = set(always) | self.hot
-        # /proc/loadavg ends with "running/threads last_pid": while neither moved, no task
-        # was created in this pid namespace nor ended anywhere, so the (costly, O(processes))
-        # listing of /proc is skipped; it is taken anyway every FULL_FD_SCAN_S in case an
-        # exit and a creation elsewhere cancelled out.
-        load = (_read("/proc/loadavg") or "").split()[3:5]
+        # /proc/loadavg ends with the last pid handed out in this pid namespace: while it
+        # stays, no process (or thread) appeared, so the costly, O(processes) listing of
+        # /proc is skipped. An exit is seen when that process is read again (every sample
+        # for hot ones, the caller's and /dev/nvidia* holders), or at the next listing,
+        # taken at least every FULL_FD_SCAN_S.
+        last_pid = (_read("/proc/loadavg") or "").rpartition(" ")[2]
         names = self._listing
-        if load != self._load or not load or now - self._listed_at >= FULL_FD_SCAN_S:
-            self._load, self._listed_at = load, now
+        if last_pid != self._last_pid or not last_pid or now - self._listed_at >= FULL_FD_SCAN_S:
+            self._last_pid, self._listed_at = last_pid, now
             names = os.listdir("/proc")
         if names != self._listing:  # the pid set changed (listing is in pid order)
             self._listing = names
-            live = {int(n) for n in names if n.isdigit()}
-            for pid in [pid for pid in self.procs if pid not in live]:
+            live = set(map(int, filter(str.isdigit, names)))
+            known = set(self.procs)
+            for pid in known - live:
                 self._drop(pid)
-            todo |= live.difference(self.procs)
+            todo |= live - known
         due = self._due
         while due and due[0][0] <= now:
             at, pid = heapq.heappop(due)
@@ -950,7 +952,7 @@ class Sampler:
             gpus, gproc, error = [], [], f"{self.backend.name} backend failed: {exc!r}"
         table = self.table
         now = time.monotonic()
-        table.refresh({r["pid"] for r in gproc}, now)
+        table.refresh({r["pid"] for r in gproc} | set(self.fds.nvidia_holders()), now)
         vllm = []
         for pid in sorted(table.hot):
             role = table.procs[pid].role

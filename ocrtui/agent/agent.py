@@ -52,7 +52,8 @@ _TCP_CLOSE = "07"  # bound but not yet listening: vLLM binds its port before loa
 
 def _read(path: str) -> str | None:
     # os.open/os.read rather than open(): no buffered file object per read, which is most
-    # of the Python-side cost of the per-sample /proc reads.
+    # of the Python-side cost of the per-sample /proc reads. A short read is the end of a
+    # /proc file (its text is generated whole), which saves the read that returns nothing.
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -61,9 +62,9 @@ def _read(path: str) -> str | None:
     try:
         while True:
             chunk = os.read(fd, 65536)
-            if not chunk:
-                break
             chunks.append(chunk)
+            if len(chunk) < 65536:
+                break
     except OSError:
         return None
     finally:

@@ -38,7 +38,7 @@ import jsonl
 ROOT = Path(__file__).resolve().parent.parent
 AGENT = ROOT / "ocrtui" / "agent" / "agent.py"
 HOLD = (
-    "import torch, sys; x = torch.empty(1 << 30, dtype=torch.uint8, device='cuda'); "
+    "import torch, sys; x = torch.empty(1 << 30, dtype=torch.uint8, device='cuda:0'); "
     "torch.cuda.synchronize(); print('ready', flush=True); sys.stdin.read()"
 )
 BENCHES = ("agent_vs_nvidia_smi", "agent_vs_nvitop", "agent_cpu_1hz_nvml")

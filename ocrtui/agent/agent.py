@@ -37,6 +37,9 @@ FULL_FD_SCAN_S = 5.0
 # Any other process is re-read (stat and fds) at least this often, so a new /dev/nvidia*
 # holder unrelated to vLLM shows up within this many seconds (sooner while it is young).
 COLD_RECHECK_MAX_S = 30.0
+# Up to this many new pids (threads included) since the last sample are probed one by one;
+# more, and /proc is listed instead.
+PROBE_NEW_PIDS = 32
 NVML_RETRY_S = 10.0
 CMDLINE_MAX = 64
 ARG_MAX_CHARS = 512
@@ -144,6 +147,13 @@ def _read_argv(pid: int) -> list[str]:
     return [p[:ARG_MAX_CHARS] for p in parts[:CMDLINE_MAX]]
 
 
+def _is_process(pid: int) -> bool:
+    """Whether /proc/PID is a process (a thread's /proc/TID exists too, but is not listed)."""
+    text = _read(f"/proc/{pid}/status") or ""
+    at = text.find("\nTgid:")
+    return at >= 0 and text[at + 6 : text.find("\n", at + 1)].strip() == str(pid)
+
+
 def _recheck_delay(pid: int, age: float, hot: bool) -> float:
     """Seconds until a process's stat (cold ones) and fds (all) are read again.
 
@@ -175,7 +185,7 @@ class ProcTable:
         self.gone = []  # type: list[int]
         self.fd_due = set()  # type: set[int]
         self._listing = []  # type: list[str]
-        self._last_pid = ""
+        self._last_pid = -1
         self._listed_at = 0.0
         self._due = []  # type: list[tuple[float, int]]
 
@@ -184,16 +194,25 @@ class ProcTable:
         self.fd_due = set()
         wall = time.time()
         todo = set(always) | self.hot
-        # /proc/loadavg ends with the last pid handed out in this pid namespace: while it
-        # stays, no process (or thread) appeared, so the costly, O(processes) listing of
-        # /proc is skipped. An exit is seen when that process is read again (every sample
-        # for hot ones, the caller's and /dev/nvidia* holders), or at the next listing,
-        # taken at least every FULL_FD_SCAN_S.
-        last_pid = (_read("/proc/loadavg") or "").rpartition(" ")[2]
+        # /proc/loadavg ends with the last pid handed out in this pid namespace. While it
+        # stays, no process (or thread) appeared; when it moved by a few, only those pids
+        # are looked at. Either way the costly, O(processes) listing of /proc is skipped.
+        # An exit is seen when that process is read again (every sample for hot ones, the
+        # caller's and /dev/nvidia* holders), or at the next listing, taken at least every
+        # FULL_FD_SCAN_S and whenever the last pid jumped (or wrapped).
+        text = (_read("/proc/loadavg") or "").rpartition(" ")[2]
+        last = int(text) if text.strip().isdigit() else -1
+        prev, self._last_pid = self._last_pid, last
         names = self._listing
-        if last_pid != self._last_pid or not last_pid or now - self._listed_at >= FULL_FD_SCAN_S:
-            self._last_pid, self._listed_at = last_pid, now
+        if (
+            last < 0
+            or not 0 <= last - prev <= PROBE_NEW_PIDS
+            or now - self._listed_at >= FULL_FD_SCAN_S
+        ):
+            self._listed_at = now
             names = os.listdir("/proc")
+        else:
+            todo.update(pid for pid in range(prev + 1, last + 1) if _is_process(pid))
         if names != self._listing:  # the pid set changed (listing is in pid order)
             self._listing = names
             live = set(map(int, filter(str.isdigit, names)))

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench" / "agent_vs_tools.py"
@@ -15,7 +16,7 @@ FAKE = Path(__file__).parent / "fake_gpu"
 BENCHES = ["agent_vs_nvidia_smi", "agent_vs_nvitop", "agent_cpu_1hz_nvml"]
 
 
-def run(env: dict[str, str]) -> list[dict[str, object]]:
+def run(env: dict[str, str]) -> list[dict[str, Any]]:
     out = subprocess.run(
         [sys.executable, str(BENCH), "--samples", "20"],
         capture_output=True,
@@ -46,7 +47,7 @@ def test_against_the_fake_gpu_each_figure_has_its_baseline(tmp_path: Path) -> No
     smi = lines["agent_vs_nvidia_smi"]
     assert smi["gpu_procs"] == 1  # the bench's own VRAM holder, seen through NVML
     assert isinstance(smi["baseline"], float) and smi["baseline"] > 0
-    ours, base, ratio = (float(smi[k]) for k in ("ours", "baseline", "ratio"))  # type: ignore[arg-type]
+    ours, base, ratio = (float(smi[k]) for k in ("ours", "baseline", "ratio"))
     assert abs(ratio - ours / base) <= 1e-3 * max(1.0, ratio)  # printed rounded
     nvitop = lines["agent_vs_nvitop"]
     assert "skipped" in nvitop or nvitop["baseline"]

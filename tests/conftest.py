@@ -1,3 +1,8 @@
 """Shared fixtures: each plugin module is owned by the layer that needs it."""
 
-pytest_plugins = ["tests.plugins.sshd", "tests.plugins.sim", "tests.plugins.reaper"]
+pytest_plugins = [
+    "tests.plugins.sshd",
+    "tests.plugins.sim",
+    "tests.plugins.reaper",
+    "tests.plugins.real_vllm",
+]

@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from ocrtui.config import Config, ModelConfig, parse_config
-from ocrtui.control import Controller
+from ocrtui.control import Controller, LifecycleError
 from ocrtui.sim.gpu import SimGpu
 from tests.plugins.reaper import kill_writing_under
 from tests.plugins.sim import free_port
@@ -197,7 +197,11 @@ def real_vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealVllm]:
         )
         try:
             t0 = time.monotonic()
-            asyncio.run(_operate(config, "up", server.steps))
+            try:
+                asyncio.run(_operate(config, "up", server.steps))
+            except LifecycleError as exc:
+                tail = "\n".join(server.log_lines()[-40:])
+                pytest.fail(f"real vLLM did not start: {exc}\nlog tail:\n{tail}", pytrace=False)
             server.startup_s = time.monotonic() - t0
             yield server
         finally:

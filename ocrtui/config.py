@@ -50,7 +50,10 @@ class ProviderConfig(_Section):
         if self.start_command is not None and not self.start_command:
             raise ValueError("'start_command' must not be empty")
         if self.state_json is not None:
-            compile_path(self.state_json)
+            try:
+                compile_path(self.state_json)
+            except ValueError as exc:
+                raise ValueError(f"state_json {exc}") from None
         try:
             re.compile(self.state_regex)
         except re.error as exc:
@@ -213,7 +216,10 @@ class ApiArmConfig(_Section):
         for key in ("text_path", "page_path"):
             value = getattr(self, key)
             if value is not None:
-                compile_path(value)  # ValueError names the bad part
+                try:
+                    compile_path(value)
+                except ValueError as exc:
+                    raise ValueError(f"{key} {exc}") from None
         return self
 
 

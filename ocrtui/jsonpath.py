@@ -71,13 +71,13 @@ def compile_path(text: str) -> JsonPath:
     for part in text.split("."):
         m = _KEY.match(part)
         if not m:
-            raise ValueError(f"path {text!r}: {part!r} does not start with a key name")
+            raise ValueError(f"{text!r}: {part!r} does not start with a key name")
         steps.append(m.group())
         rest = part[m.end() :]
         while rest:
             idx = _INDEX.match(rest)
             if not idx:
-                raise ValueError(f"path {text!r}: {rest!r} is not [*], [] or [N]")
+                raise ValueError(f"{text!r}: {rest!r} is not [*], [] or [N]")
             steps.append(int(idx.group(1)) if idx.group(1) not in ("*", "") else None)
             rest = rest[idx.end() :]
     return JsonPath(text, tuple(steps))

@@ -276,7 +276,7 @@ class Config(_Section):
         services = {s.name for s in self.services}
         arms: dict[str, int] = {}
         for i, a in enumerate(self.api_arms):
-            if a.name in arms or a.name in owners and a.name not in services:
+            if a.name in arms or (a.name in owners and a.name not in services):
                 other = f"api_arms[{arms[a.name]}]" if a.name in arms else owners[a.name]
                 raise ValueError(f"api_arms[{i}].name {a.name!r} duplicates {other}.name")
             if a.service is not None and a.service not in services:
@@ -345,8 +345,7 @@ def _describe_cycle(deps: Mapping[str, Sequence[str]]) -> str:
     cycle = path[path.index(path[-1]) :]
     first, second = cycle[0], cycle[1] if len(cycle) > 1 else cycle[0]
     return (
-        f"services: {first!r} and {second!r} wait for each other "
-        f"(after: {' -> '.join(cycle)})"
+        f"services: {first!r} and {second!r} wait for each other (after: {' -> '.join(cycle)})"
         if first != second
         else f"services: {first!r} waits for itself (after = [{first!r}])"
     )

@@ -21,9 +21,9 @@ hint). A port that answers with no process of ours, and no launch of ours that d
 ``ready`` with ``managed = False`` (started by hand, as the handoff note's servers were):
 it is never signalled.
 
-Stop: stop marker, SIGTERM (then SIGCONT) to the process group, wait until no process of the session is
-left (``stop_timeout_s``), then SIGKILL the group and every pid of the session, and wait
-again; a process that survives that is a :class:`LifecycleError`.
+Stop: stop marker, SIGTERM (then SIGCONT) to the process group, wait until no process of
+the session is left (``stop_timeout_s``), then SIGKILL the group and every pid of the
+session, and wait again; a process that survives that is a :class:`LifecycleError`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import httpx
@@ -154,8 +154,10 @@ def service_hint(lines: Sequence[str], port: int) -> str | None:
         return str(hint)
     for line in reversed(clean):
         head = line.split(":", 1)[0]
-        if ":" in line and not line.startswith(" ") and head.rsplit(".", 1)[-1].endswith(
-            ("Error", "Exception", "Exit", "Interrupt")
+        if (
+            ":" in line
+            and not line.startswith(" ")
+            and head.rsplit(".", 1)[-1].endswith(("Error", "Exception", "Exit", "Interrupt"))
         ):
             return line
     return clean[-1]
@@ -236,7 +238,7 @@ class ServiceRunner:
             if facts.alive and facts.now is not None and facts.started is not None
             else None
         )
-        base = {"name": name, "port": service.port, "gpu": service.gpu}
+        down = ServiceStatus(name, service.port, "down", None, gpu=service.gpu)
         if facts.alive:
             pid = facts.pid
             if answers:
@@ -244,22 +246,21 @@ class ServiceRunner:
                 state: ServiceState = "ready"
             else:
                 state = "unhealthy" if name in self._seen_ready else "starting"
-            return ServiceStatus(**base, state=state, pid=pid, uptime_s=uptime, pids=facts.alive)
+            return replace(down, state=state, pid=pid, uptime_s=uptime, pids=facts.alive)
         self._seen_ready.discard(name)
         if name in self._launching:
-            return ServiceStatus(**base, state="starting", pid=facts.pid)
+            return replace(down, state="starting", pid=facts.pid)
         if mark == "launch":
             lines, _ = current_run(await self.pod.tail(self.log_path(service), TAIL_LINES))
-            return ServiceStatus(
-                **base,
+            return replace(
+                down,
                 state="crashed",
-                pid=None,
                 hint=service_hint(lines, service.port),
                 last_lines=tuple(lines[-LAST_LINES:]),
             )
         if answers:
-            return ServiceStatus(**base, state="ready", pid=None, managed=False)
-        return ServiceStatus(**base, state="down", pid=None)
+            return replace(down, state="ready", managed=False)
+        return down
 
     async def statuses(self) -> list[ServiceStatus]:
         return list(await asyncio.gather(*(self.status(s.name) for s in self.config.services)))

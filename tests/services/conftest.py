@@ -20,7 +20,9 @@ def services_config(services: list[dict[str, Any]], **extra: Any) -> Config:
     """A local-pod config with one (never started) model and these [[services]]."""
     data: dict[str, Any] = {
         "pod": {"kind": "local"},
-        "models": [{"name": "m", "model": "x/m", "port": free_port(), "gpu_memory_utilization": 0.4}],
+        "models": [
+            {"name": "m", "model": "x/m", "port": free_port(), "gpu_memory_utilization": 0.4}
+        ],
         "services": services,
         **extra,
     }

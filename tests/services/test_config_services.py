@@ -95,11 +95,17 @@ def arm(**keys: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("arm_keys", "message"),
     [
-        ({"service": "s"}, "needs exactly one of 'service', 'port' or 'url' (got service and port)"),
+        (
+            {"service": "s"},
+            "needs exactly one of 'service', 'port' or 'url' (got service and port)",
+        ),
         ({"port": None}, "needs exactly one of 'service', 'port' or 'url'"),
         ({"port": None, "url": "pod.example.net:22167"}, "url must start with http://"),
         ({"path": "api/ocr"}, "path must start with '/'"),
-        ({"text_path": "pages[x].text"}, "api_arms[0]: text_path 'pages[x].text': '[x]' is not [*], [] or [N]"),
+        (
+            {"text_path": "pages[x].text"},
+            "api_arms[0]: text_path 'pages[x].text': '[x]' is not [*], [] or [N]",
+        ),
         ({"page_path": ".page"}, "page_path '.page': '' does not start with a key name"),
         ({"name": "glm"}, "api_arms[0].name 'glm' duplicates models[0].name"),
         ({"port": None, "service": "nope"}, "api_arms[0].service: no service named 'nope'"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -58,7 +59,9 @@ def app_service(tmp_path: Path, name: str = "api", *args: str, **keys: Any) -> d
 
 
 @asynccontextmanager
-async def running(config: Config, pod: Pod, workdir: Path, **kw: Any) -> AsyncIterator[ServiceRunner]:
+async def running(
+    config: Config, pod: Pod, workdir: Path, **kw: Any
+) -> AsyncIterator[ServiceRunner]:
     runner = ServiceRunner(config, pod, workdir=str(workdir), **kw)
     try:
         yield runner
@@ -67,7 +70,9 @@ async def running(config: Config, pod: Pod, workdir: Path, **kw: Any) -> AsyncIt
 
 
 async def test_start_ready_stop_with_ready_path(pod: Pod, tmp_path: Path) -> None:
-    config = services_config([app_service(tmp_path, "api", "--child", env={"SERVICE_TEST_ENV": "v1"})])
+    config = services_config(
+        [app_service(tmp_path, "api", "--child", env={"SERVICE_TEST_ENV": "v1"})]
+    )
     async with running(config, pod, tmp_path) as runner:
         assert (await runner.status("api")).state == "down"
         status = await runner.start("api")
@@ -79,7 +84,7 @@ async def test_start_ready_stop_with_ready_path(pod: Pod, tmp_path: Path) -> Non
         assert len(tree) == 2  # the server and its child
         # The environment arrives, and never on the command line.
         assert "env=v1" in (tmp_path / "api.log").read_text()
-        assert "v1" not in Path(f"/proc/{pid}/cmdline").read_text()
+        assert b"v1" not in await asyncio.to_thread(Path(f"/proc/{pid}/cmdline").read_bytes)
         assert (await runner.start("api")).pid == pid  # ready: left alone
         await runner.stop("api")
         assert not any(_alive(p) for p in tree)

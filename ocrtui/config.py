@@ -164,7 +164,7 @@ class ServiceConfig(_Section):
     # Ready when GET ready_path answers 2xx; without it, when the port accepts connections.
     ready_path: str | None = None
     after: tuple[str, ...] = ()  # models or services that must be ready first
-    gpu: bool = False  # it may hold VRAM (its processes are not "other" on the GPU)
+    gpu: bool = False  # it may hold VRAM: reported in its status, for the GPU panel
     ready_timeout_s: float = Field(default=120.0, gt=0)
 
     @field_validator("ready_path")

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
@@ -351,9 +351,12 @@ class ServiceRunner:
             progress(name, "not running")
             return
         progress(name, "stopping (SIGTERM)")
-        await self.pod.signal(facts.pid, "TERM", group=True)
-        # As systemd does: a stopped (SIGSTOP, ^Z) process acts on SIGTERM only once continued.
-        await self.pod.signal(facts.pid, "CONT", group=True)
+        # As systemd does: a stopped (SIGSTOP, ^Z) process acts on SIGTERM only once
+        # continued; in either order, the TERM takes effect.
+        await asyncio.gather(
+            self.pod.signal(facts.pid, "TERM", group=True),
+            self.pod.signal(facts.pid, "CONT", group=True),
+        )
         if await self._wait_gone(service, self.stop_timeout_s):
             progress(name, "stopped")
             return
@@ -378,6 +381,19 @@ class ServiceRunner:
                 return False
             await asyncio.sleep(POLL_S)  # polling interval of the exit check on the pod
         return True
+
+
+async def in_waves(
+    waves: Sequence[Sequence[str]], action: Callable[[str], Awaitable[object]]
+) -> None:
+    """``action`` on every name of a wave at once, wave after wave (``start_order(config)``
+    for up, reversed for down). A failure is raised once its wave has finished; later waves
+    never run."""
+    for wave in waves:
+        results = await asyncio.gather(*(action(n) for n in wave), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
 
 def _quiet(name: str, step: str) -> None:

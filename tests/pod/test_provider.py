@@ -101,18 +101,14 @@ async def test_missing_program() -> None:
 
 async def test_hanging_command_is_killed_with_its_children(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
-    body = (
-        "import os, subprocess, sys, time\n"
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-        f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
-        "time.sleep(60)\n"
-    )
+    # sh starts in milliseconds, so the pids are written long before the timeout.
+    hang = ["sh", "-c", 'sleep 60 & echo "$$ $!" >"$1"; wait', "sh", str(pids)]
     t0 = time.monotonic()
-    with pytest.raises(ProviderCommandError, match="timed out after 1 s"):
-        await run_provider_command(script(tmp_path, "hang", body), 1.0)
-    assert time.monotonic() - t0 < 10
-    for pid in map(int, pids.read_text().split()):
-        assert not alive(pid)
+    with pytest.raises(ProviderCommandError, match="'sh' timed out after 3 s"):
+        await run_provider_command(hang, 3.0)
+    assert time.monotonic() - t0 < 15
+    shell, child = map(int, pids.read_text().split())
+    assert not alive(shell) and not alive(child)
 
 
 async def test_start_runs_start_then_status(tmp_path: Path) -> None:

@@ -1,16 +1,19 @@
 """A tiny real HTTP service for the services tests (stdlib only, runs as a pod process).
 
-``python3 service_app.py PORT ARGV_FILE [--child] [--ignore-term] [--fail-unless FILE] ARGS...``
+``python3 service_app.py PORT ARGV_FILE [--child] [--ignore-term] [--fail-unless FILE]
+[--require-port P] ARGS...``
 writes its whole argv as JSON to ARGV_FILE, then serves ``GET /ready`` (200) and anything
 else (404) on 127.0.0.1:PORT. ``--child`` starts a child process in the same session (a
 tree to stop); ``--ignore-term`` ignores SIGTERM (stop must escalate); ``--fail-unless FILE``
-raises before binding when FILE does not exist (a crash with a traceback).
+raises before binding when FILE does not exist (a crash with a traceback);
+``--require-port P`` raises unless something accepts connections on 127.0.0.1:P.
 """
 
 import http.server
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -35,6 +38,9 @@ def main() -> None:
         need = rest[rest.index("--fail-unless") + 1]
         if not os.path.exists(need):
             raise RuntimeError(f"required file {need} is missing")
+    if "--require-port" in rest:
+        need_port = int(rest[rest.index("--require-port") + 1])
+        socket.create_connection(("127.0.0.1", need_port), timeout=2).close()
     if "--ignore-term" in rest:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if "--child" in rest:

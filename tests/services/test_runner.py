@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from ocrtui.config import Config
+from ocrtui.config import Config, start_order
 from ocrtui.pod import Pod
-from ocrtui.services import ServiceRunner
+from ocrtui.services import ServiceRunner, in_waves
 from ocrtui.vllm.lifecycle import LifecycleError
 from tests.services.conftest import SERVICE_APP, free_port, services_config
 
@@ -89,6 +89,31 @@ async def test_start_ready_stop_with_ready_path(pod: Pod, tmp_path: Path) -> Non
         await runner.stop("api")
         assert not any(_alive(p) for p in tree)
         assert (await runner.status("api")).state == "down"
+
+
+async def test_waves_start_each_service_after_its_dependencies(pod: Pod, tmp_path: Path) -> None:
+    first = app_service(tmp_path, "first")
+    # "second" dies at once unless "first" already accepts connections when it starts.
+    second = app_service(tmp_path, "second", "--require-port", str(first["port"]), after=["first"])
+    config = services_config([second, first])
+    # Without the config's (never started) model.
+    waves = [[n for n in wave if n != "m"] for wave in start_order(config)]
+    assert waves == [["first"], ["second"]]
+    async with running(config, pod, tmp_path) as runner:
+        await in_waves(waves, runner.start)
+        assert [s.state for s in await runner.statuses()] == ["ready", "ready"]
+        await in_waves(waves[::-1], runner.stop)
+        assert [s.state for s in await runner.statuses()] == ["down", "down"]
+
+
+async def test_a_failed_wave_stops_the_next(pod: Pod, tmp_path: Path) -> None:
+    bad = app_service(tmp_path, "bad", "--fail-unless", str(tmp_path / "never"))
+    later = app_service(tmp_path, "later", after=["bad"])
+    config = services_config([bad, later])
+    async with running(config, pod, tmp_path) as runner:
+        with pytest.raises(LifecycleError, match="bad exited while starting"):
+            await in_waves([["bad"], ["later"]], runner.start)
+        assert (await runner.status("later")).state == "down"
 
 
 async def test_bare_port_readiness(pod: Pod, tmp_path: Path) -> None:
@@ -187,7 +212,7 @@ async def test_hostile_values_stay_one_argv_element(pod: Pod, tmp_path: Path) ->
 
 async def test_unhealthy_after_ready_then_start_restarts(pod: Pod, tmp_path: Path) -> None:
     config = services_config([app_service(tmp_path, "api")])
-    async with running(config, pod, tmp_path, probe_timeout_s=0.5) as runner:
+    async with running(config, pod, tmp_path) as runner:
         pid = (await runner.start("api")).pid
         assert pid is not None
         os.kill(pid, signal.SIGSTOP)  # alive, not answering

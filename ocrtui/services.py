@@ -29,6 +29,7 @@ session, and wait again; a process that survives that is a :class:`LifecycleErro
 from __future__ import annotations
 
 import asyncio
+import shlex
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -278,7 +279,7 @@ class ServiceRunner:
         self._launching.add(name)
         try:
             await append_marker(self.pod, log, "launch", name)
-            progress(name, "launching: " + " ".join(service.command))
+            progress(name, f"launching: {shlex.join(service.command)}")
             try:
                 pid = await self.pod.start_detached(
                     service.command,

@@ -35,13 +35,13 @@ def provider(status: list[str], **keys: Any) -> ProviderConfig:
     return ProviderConfig(status_command=tuple(status), **keys)
 
 
-RUNPOD_TABLE = "ID              NAME         STATUS\n5h5kvymeo14fo4  glm-ocr-a40  RUNNING\n"
+RUNPOD_TABLE = "ID              NAME         STATUS\na1b2c3example  glm-ocr-a40  RUNNING\n"
 
 
 async def test_running_from_the_default_regex(tmp_path: Path) -> None:
     cfg = provider(script(tmp_path, "s", f"print({RUNPOD_TABLE!r}, end='')"))
     assert await provider_state(cfg) == ProviderState(
-        "running", "5h5kvymeo14fo4 glm-ocr-a40 RUNNING"
+        "running", "a1b2c3example glm-ocr-a40 RUNNING"
     )
 
 

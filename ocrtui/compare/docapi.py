@@ -9,7 +9,9 @@ One request is a multipart POST of the whole document to ``url + path``: the fil
 ``file_field`` (with its name and content type), every ``form`` field, and the page spec
 under ``pages_field`` (``1-3,7``; no field when ``pages_field`` is unset). ``split =
 "document"`` asks for all pages at once; ``split = "page"`` sends one request per page
-(``pages=N``), one after the other, which gives per-page latencies.
+(``pages=N``), one after the other, which gives per-page latencies. To send one page
+alone (a rendered image, a one-page PDF), pass its bytes with ``pages=[p]`` and an arm
+without ``pages_field``: the single text belongs to page ``p``.
 
 The response must be JSON. ``text_path`` (ocrtui/jsonpath.py) says where the texts are,
 e.g. ``pages[*].text`` or ``results[].markdown``. Without ``page_path`` the texts belong to

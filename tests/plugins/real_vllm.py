@@ -37,7 +37,8 @@ from pathlib import Path
 import pytest
 
 from ocrtui.config import Config, ModelConfig, parse_config
-from ocrtui.control import Controller, LifecycleError
+from ocrtui.control import Controller
+from ocrtui.errors import LifecycleError
 from ocrtui.sim.gpu import SimGpu
 from tests.plugins.reaper import kill_writing_under
 from tests.plugins.sim import free_port

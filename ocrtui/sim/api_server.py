@@ -157,6 +157,7 @@ class EngineClient:
                 "[shutdown] MPClient: engine core exited unexpectedly; starting cleanup",
             )
             vlog.info("core_client.py:770", "[shutdown] MPClient: start timeout=default")
+            vlog.info("core_client.py:772", "[shutdown] MPClient: stopping engine manager")
             self._log_client_stopped()
         self.dead.set()
         for tracked in self.requests.values():

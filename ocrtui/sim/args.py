@@ -126,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
         "--chat-template",
         "--kv-cache-dtype",
         "--uvicorn-log-level",
+        "--load-format",
     ):
         p.add_argument(flag)
     for flag in ("--max-num-batched-tokens", "--seed", "--block-size"):

@@ -57,8 +57,13 @@ def main() -> int:
             source = f"recorded {FIXTURES}"
         t_real = time.monotonic() - t0
         t0 = time.monotonic()
+        # The same model path, so /v1/models' root matches.
+        model = ns.real_model if ns.real_command else fidelity.MODEL_DIR
         sim = fidelity.observe(
-            [sys.executable, "-m", "ocrtui", "sim-vllm"], work, flags=fidelity.SIM_FLAGS
+            [sys.executable, "-m", "ocrtui", "sim-vllm"],
+            work,
+            model=model,
+            flags=fidelity.SIM_FLAGS,
         )
         t_sim = time.monotonic() - t0
     diffs = fidelity.compare(real, sim)

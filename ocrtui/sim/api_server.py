@@ -152,6 +152,10 @@ class EngineClient:
                 break
             self._on_frame(frame)
         if not self.stopping:
+            # vLLM's process monitor sees the death first and "stops" the dead process.
+            vlog.info(
+                "utils.py:628", "[shutdown] Process manager: send sigterm to process EngineCore"
+            )
             vlog.warning(
                 "core_client.py:817",
                 "[shutdown] MPClient: engine core exited unexpectedly; starting cleanup",

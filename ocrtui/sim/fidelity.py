@@ -37,6 +37,7 @@ SERVED = "tiny"
 SERVE_FLAGS: tuple[str, ...] = ("--served-model-name", SERVED, "--max-model-len", "512")
 SERVE_FLAGS += ("--max-num-seqs", "4", "--dtype", "bfloat16", "--host", "127.0.0.1")
 SIM_FLAGS = ("--engine", "synthetic", "--sim-startup-s", "0")
+DEATH_MARK = "engine core exited unexpectedly"
 USAGE_EXIT = 2  # real vLLM's exit code for both usage errors (research/real_vllm_cpu.md)
 
 # -- normalisation --------------------------------------------------------------------------
@@ -89,6 +90,8 @@ STARTUP_MARKERS: tuple[tuple[str, str], ...] = (
     ("uvicorn waiting", r"^INFO:     Waiting for application startup\."),
     ("uvicorn ready", r"^INFO:     Application startup complete\."),
 )
+# Printed or not by real vLLM depending on how fast its SIGKILL (shutdown timeout 0) lands.
+_RACY = re.compile(r"Executor: waiting for worker exit|Parent process exited")
 _STOP_LINE = re.compile(
     r"\[shutdown\]|Parent process exited|output_handler failed\.$|EngineDeadError: |"
     r"^INFO:     (Shutting down|Waiting for application shutdown|Application shutdown "
@@ -112,7 +115,7 @@ def stop_lines(log: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for line in log.splitlines():
         role, level, msg = _split(line)
-        if _STOP_LINE.search(msg):
+        if _STOP_LINE.search(msg) and not _RACY.search(msg):
             out.setdefault(role or "uvicorn", []).append(_norm(f"{level} {msg}".strip()))
     return out
 
@@ -430,7 +433,8 @@ def observe(
         size = len(server.log())
         os.kill(_engine_pid(_proc_rows(server.proc.pid)), signal.SIGKILL)
         server.proc.wait(timeout)
-        obs.engine_death = stop_lines(server.log()[size:])
+        # From vLLM's first line about it: where the recorded tail starts.
+        obs.engine_death = stop_lines(_after(server.log()[size:], DEATH_MARK))
     finally:
         _kill_group(server)
     # 3. Usage errors.
@@ -481,7 +485,9 @@ def recorded(root: Path) -> Observation:
     log = (root / "logs/serve1.log").read_text()
     obs.startup = startup_stages(log)
     obs.sigterm = stop_lines(_after(log, "[shutdown] API server: shutdown triggered"))
-    obs.engine_death = stop_lines((root / "logs/enginecore_kill9_tail.log").read_text())
+    obs.engine_death = stop_lines(
+        _after((root / "logs/enginecore_kill9_tail.log").read_text(), DEATH_MARK)
+    )
     obs.metrics = metric_shape((root / "http/metrics_after.body").read_text())
     http = root / "http"
     for name in [*PROBES, *VL_PROBES]:

@@ -304,7 +304,7 @@ def test_queueing_beyond_max_num_seqs(sim_servers: SimServers) -> None:
         "--max-num-seqs",
         "1",
         "--sim-prefill-s",
-        "1.0",
+        "2.5",  # long enough for all three requests to arrive on a loaded 2-core box
         "--sim-tokens-per-page",
         "5",
     )
@@ -312,7 +312,7 @@ def test_queueing_beyond_max_num_seqs(sim_servers: SimServers) -> None:
     with ThreadPoolExecutor(3) as pool:
         futures = [pool.submit(_post, server, body) for _ in range(3)]
         seen = None
-        end = time.monotonic() + 20
+        end = time.monotonic() + 30
         while seen != (1, 2) and time.monotonic() < end:
             m = _metrics(server)
             seen = (_value(m, "vllm:num_requests_running"), _value(m, "vllm:num_requests_waiting"))
@@ -328,8 +328,8 @@ def test_queueing_beyond_max_num_seqs(sim_servers: SimServers) -> None:
         0,
         0,
     )
-    # Run one at a time: the last waited for the two before it (1 s prefill each).
-    assert _value(m, "vllm:request_queue_time_seconds_sum") >= 1.0 + 2.0 - 0.1
+    # Run one at a time: the last waited for the two before it (2.5 s prefill each).
+    assert _value(m, "vllm:request_queue_time_seconds_sum") >= 2.5 + 5.0 - 0.1
 
 
 def test_client_disconnect_aborts_the_request(sim_servers: SimServers) -> None:

@@ -39,6 +39,7 @@ CMDLINE_MAX = 64
 ARG_MAX_CHARS = 512
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _VLLM_TITLE = re.compile(r"^\S*::(EngineCor|Worker|APIServer)")
 _PYTHONISH = re.compile(r"^(python[0-9.]*|pt_main_thread|vllm|ocrtui|ray::.*)$")
 # CUDA keeps these open for the life of a process; /dev/dxg is the GPU under WSL2.
@@ -321,7 +322,9 @@ def _diag_sockets(family: int) -> list[tuple[str, int, str]]:
     Several times cheaper than reading /proc/net/tcp, whose cost grows with every
     connection on the host.
     """
-    states = (1 << 10) | (1 << 7)  # TCP_LISTEN, TCP_CLOSE
+    # TCP_LISTEN, TCP_CLOSE, and TCP_BOUND_INACTIVE (13): Linux >= 6.5 reports a bound,
+    # never-listened socket (vLLM while it loads) only in that state; older kernels ignore it.
+    states = (1 << 10) | (1 << 7) | (1 << 13)
     req = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, states) + b"\0" * 48
     hdr = struct.pack("=IHHII", 16 + len(req), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST_DUMP, 1, 0)
     out = []  # type: list[tuple[str, int, str]]
@@ -409,6 +412,42 @@ def vllm_role(comm: str, argv: list[str]) -> tuple[str, dict] | None:
     except ValueError:
         port = None
     return "api", {"model": model, "served": served, "port": port, "simulated": "sim-vllm" in argv}
+
+
+_RESOURCE_TRACKER = "from multiprocessing.resource_tracker import main"
+
+
+def vllm_helpers(table: ProcTable, vllm: list) -> list:
+    """(pid, ("tracker", {})) for multiprocessing resource trackers of vLLM process groups:
+    a vLLM API server starts one, and it outlives a SIGKILLed server with the EngineCore."""
+    groups = {table.procs[pid].pgid for pid, _ in vllm if table.procs[pid].pgid > 1}
+    pids = {pid for pid, _ in vllm}
+    out = []
+    for p in table.procs.values():
+        if p.pid in pids or not p.argv or p.pgid not in groups:
+            continue
+        if any(a.startswith(_RESOURCE_TRACKER) for a in p.argv):
+            out.append((p.pid, ("tracker", {})))
+    return out
+
+
+def rss_mib(pid: int) -> int | None:
+    """Resident memory of a process (what a leaked CPU vLLM holds instead of VRAM)."""
+    text = _read(f"/proc/{pid}/statm")
+    parts = text.split() if text else []
+    if len(parts) < 2 or not parts[1].isdigit():
+        return None
+    return round(int(parts[1]) * _PAGE_SIZE / 1048576.0)
+
+
+def mem_available_mib() -> int | None:
+    """MemAvailable from /proc/meminfo: what a CPU vLLM can still get."""
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        if line.startswith("MemAvailable:"):
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                return round(int(parts[1]) / 1024.0)
+    return None
 
 
 # -- GPU backends -----------------------------------------------------------------------------
@@ -832,6 +871,7 @@ class Sampler:
             role = vllm_role(p.comm, p.argv or [])
             if role is not None:
                 vllm.append((p.pid, role))
+        vllm += vllm_helpers(table, vllm)
         sockets = _port_sockets(self.ports)
         wanted = {inode for socks in sockets.values() for _, inode in socks}
         always = {r["pid"] for r in gproc} | {pid for pid, _ in vllm}
@@ -885,6 +925,7 @@ class Sampler:
                 "ancestors": table.ancestors(pid),
                 "stdout": self.fds.stdout_of(pid),
                 "nvidia": pid in holder_set,
+                "rss_mib": rss_mib(pid),
             }
             row.update(details)
             vrows.append(row)
@@ -907,6 +948,7 @@ class Sampler:
             "nvidia_holders": [self._local(pid) for pid in holders],
             "fd_unreadable": self.fds.unreadable,
             "vllm": vrows,
+            "mem_available_mib": mem_available_mib(),
             "cost_ms": round((time.perf_counter() - t0) * 1000.0, 3),
             "cpu_ms": round((_cpu_s() - c0) * 1000.0, 3),
         }

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -264,3 +267,59 @@ def test_interval_outside_range_is_refused() -> None:
         [sys.executable, str(AGENT_SOURCE), "--interval", "0.1"], capture_output=True, text=True
     )
     assert out.returncode == 2 and "between 0.25 and 10" in out.stderr
+
+
+_TRACKED_SERVER = """
+import sys, time
+from multiprocessing import resource_tracker
+resource_tracker.ensure_running()
+print("ready", resource_tracker._resource_tracker._pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_resource_tracker_of_a_vllm_group_is_listed_with_rss_and_ram(tmp_path: Path) -> None:
+    """Real vLLM's API server starts multiprocessing's resource tracker in its process group;
+    it outlives a SIGKILLed server, so the agent lists it (kind "tracker") with RSS."""
+    exe = tmp_path / "vllm"
+    exe.write_text(_TRACKED_SERVER)
+    proc = subprocess.Popen(
+        [sys.executable, str(exe), "serve", "m", "--port", "1", "--served-model-name", "m"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        tracker = int(proc.stdout.readline().split()[1])
+        sampler = agent.Sampler(agent.NoGpu("none"), [1], 1.0)
+        deadline = time.monotonic() + 10
+        while True:  # the tracker may still be between fork and exec for the first sample
+            sample = sampler.sample()
+            rows = {v["pid"]: v for v in sample["vllm"]}
+            if rows.get(tracker, {}).get("kind") == "tracker" or time.monotonic() > deadline:
+                break
+        assert rows[proc.pid]["kind"] == "api" and rows[proc.pid]["rss_mib"] > 0
+        assert rows[tracker]["kind"] == "tracker" and rows[tracker]["pgid"] == proc.pid
+        assert sample["mem_available_mib"] > 0
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_a_resource_tracker_outside_any_vllm_group_is_not_listed() -> None:
+    table = agent.ProcTable()
+    table.refresh(set(), 0.0)
+    assert agent.vllm_helpers(table, []) == []
+
+
+def test_a_bound_never_listening_port_is_reported_bound() -> None:
+    """vLLM binds its port early and listens last; Linux >= 6.5 reports such a socket to
+    sock_diag only in TCP_BOUND_INACTIVE."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        ports = agent.Sampler(agent.NoGpu("none"), [port], 1.0).sample()["ports"]
+    assert ports[str(port)]["state"] == "bound" and ports[str(port)]["pid"] == os.getpid()

@@ -20,7 +20,14 @@ from ocrtui.monitor.attribution import GpuUsage
 from ocrtui.monitor.samples import GpuSample
 from ocrtui.pod.base import ConnState, Pod
 from ocrtui.pod.factory import make_pod
-from ocrtui.status import GpuStatus, ModelShare, PodStatus, ProcessStatus, Snapshot
+from ocrtui.status import (
+    GpuStatus,
+    ModelShare,
+    OrphanStatus,
+    PodStatus,
+    ProcessStatus,
+    Snapshot,
+)
 from ocrtui.vllm.launches import Launches
 from ocrtui.vllm.lifecycle import Lifecycle, Progress
 from ocrtui.vllm.plan import gpu_for, planned_mib
@@ -157,7 +164,10 @@ class Controller:
         rows = view.attribution.rows if view.attribution else ()
         processes = tuple(ProcessStatus(**r.status_fields()) for r in rows)  # type: ignore[arg-type]
         models = tuple(self.watcher.status(m.name) for m in self.config.models)
-        return Snapshot(pod, self._gpus(view), processes, models)
+        orphans = tuple(
+            OrphanStatus(o.pid, o.model, o.used_mib, o.rss_mib, o.title) for o in view.orphans
+        )
+        return Snapshot(pod, self._gpus(view), processes, models, orphans)
 
     def _gpus(self, view: MonitorView) -> tuple[GpuStatus, ...]:
         """Each GPU with its owners as attributed, and the plans of the models it runs."""

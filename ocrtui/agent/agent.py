@@ -422,7 +422,7 @@ def vllm_helpers(table: ProcTable, vllm: list) -> list:
     a vLLM API server starts one, and it outlives a SIGKILLed server with the EngineCore."""
     groups = {table.procs[pid].pgid for pid, _ in vllm if table.procs[pid].pgid > 1}
     pids = {pid for pid, _ in vllm}
-    out = []
+    out = []  # type: list[tuple[int, tuple[str, dict]]]
     for p in table.procs.values():
         if p.pid in pids or not p.argv or p.pgid not in groups:
             continue

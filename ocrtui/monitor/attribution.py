@@ -208,7 +208,9 @@ class _Resolver:
             # The port owner's tree, and every live API server of the model whatever its
             # port state: vLLM binds late on some kernels' view and listens last, and its
             # EngineCore is never an orphan while its server lives.
-            roots: dict[int, int | None] = {v.pid: v.pgid for v in self.apis.values() if _serves(v, m)}
+            roots: dict[int, int | None] = {
+                v.pid: v.pgid for v in self.apis.values() if _serves(v, m)
+            }
             if pid is not None:
                 lpgid = owner.pgid if owner and owner.pgid is not None else None
                 if lpgid is None and pid in self.local:
@@ -316,9 +318,9 @@ def attribute(
     rest = list(unmatched)
     for p in sample.procs:
         if not p.visible and p.pid in launched:
-            for label in (launched[p.pid], ORPHAN_PREFIX + launched[p.pid]):
-                if label in rest:
-                    rest.remove(label)
+            for claimed in (launched[p.pid], ORPHAN_PREFIX + launched[p.pid]):
+                if claimed in rest:
+                    rest.remove(claimed)
                     break
     unexplained = [p for p in sample.procs if not p.visible and p.pid not in launched]
     holders_label = (

@@ -40,6 +40,11 @@ Progress = Callable[[str, str], None]
 STOP_TIMEOUT_S = 30.0
 RELEASE_TIMEOUT_S = 30.0
 SAMPLE_TIMEOUT_S = 15.0
+# Prints the pids given that still run: /proc/PID/stat exists and its state is not Z.
+_ALIVE_SH = (
+    'for p; do s=$(sed "s/.*) //" "/proc/$p/stat" 2>/dev/null) && '
+    '[ "${s%% *}" != Z ] && echo "$p"; done; true'
+)
 
 
 # -- operations ----------------------------------------------------------------------------
@@ -88,21 +93,25 @@ class Lifecycle:
     # -- stop ---------------------------------------------------------------------------
 
     def _model_pids(self, name: str, view: MonitorView) -> tuple[set[int], set[int]]:
-        """(process groups to signal, every known pid) of the model, orphans included.
+        """(process groups to signal, every known live pid) of the model, orphans included.
 
         The port owner's tree counts only when the owner is this model's API server (or the
         pid we launched): a stranger on the port is named by preflight, never killed here.
+        The vLLM processes in the API servers' groups or below them (EngineCore, Workers,
+        the resource tracker) count too.
         """
         model = self.config.model(name)
         usage = view.model(name)
         sample = view.sample
         launched = self.launches.pids.get(name)
-        apis = {v.pid: v for v in sample.vllm if is_server_of(v, model)} if sample else {}
+        vllm = sample.vllm if sample else ()
+        apis = {v.pid: v for v in vllm if is_server_of(v, model)}
         pids: set[int] = set(apis)
         groups = {v.pgid for v in apis.values() if v.pgid > 1}
-        zombies = {v.pid for v in sample.vllm if v.state == "Z"} if sample else set()
+        zombies = {v.pid for v in vllm if v.state == "Z"}
         if launched is not None:
             groups.add(launched)  # start_detached: the server leads its own process group
+        pids |= {v.pid for v in vllm if v.pgid in groups or any(a in apis for a in v.ancestors)}
         if usage is not None:
             if usage.server_pid is not None and (
                 usage.server_pid in apis or usage.server_pid == launched
@@ -111,10 +120,39 @@ class Lifecycle:
             pids |= set(usage.orphan_pids)
         return groups, pids - zombies
 
-    def _gone(self, name: str, view: MonitorView) -> bool:
+    def _gone(self, name: str, view: MonitorView, captured: frozenset[int] = frozenset()) -> bool:
+        """No process of the model (nor any of ``captured``) alive, and its memory released."""
         _, pids = self._model_pids(name, view)
         usage = view.model(name)
-        return not pids and (usage is None or usage.held_mib == 0)
+        listed = {v.pid for v in view.sample.vllm if v.state != "Z"} if view.sample else set()
+        return not pids and not captured & listed and (usage is None or usage.held_mib == 0)
+
+    async def _alive_on_pod(self, pids: set[int]) -> set[int]:
+        """Which of ``pids`` still run on the pod (a zombie does not: it holds nothing and
+        waits only for a parent that may never reap it)."""
+        if not pids:
+            return set()
+        argv = ["sh", "-c", _ALIVE_SH, "sh", *(str(p) for p in sorted(pids))]
+        result = await self.pod.run(argv, timeout=SAMPLE_TIMEOUT_S)
+        return {int(x) for x in result.stdout.split() if x.isdigit()} & pids
+
+    async def _wait_gone(self, name: str, captured: set[int], timeout: float) -> bool:
+        """Until the agent shows the model gone and the pod confirms that every captured pid
+        has exited; False at the deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        frozen = frozenset(captured)
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                await self.monitor.wait_for(lambda v: self._gone(name, v, frozen), remaining)
+            except TimeoutError:
+                return False
+            if not await self._alive_on_pod(set(frozen)):
+                return True
+            # The agent's sample predates the exit check: wait for a newer one.
+            with contextlib.suppress(TimeoutError):
+                await self.monitor.next_samples(1, timeout=max(0.05, deadline - loop.time()))
+        return False
 
     async def _signal_all(self, groups: set[int], pids: set[int], sig: str) -> None:
         await asyncio.gather(
@@ -154,23 +192,19 @@ class Lifecycle:
             # A leaked EngineCore has no API server left to shut it down cleanly.
             progress(name, f"killing orphans {', '.join(map(str, sorted(orphans)))}")
             await self._signal_all(set(), orphans, "KILL")
-        try:
-            view = await self.monitor.wait_for(lambda v: self._gone(name, v), self.stop_timeout_s)
-        except TimeoutError:
+        if not await self._wait_gone(name, pids, self.stop_timeout_s):
             view = self.monitor.view
             groups2, pids2 = self._model_pids(name, view)
             progress(name, f"still running after {self.stop_timeout_s:g} s: SIGKILL")
             await self._signal_all(groups | groups2, pids | pids2, "KILL")
         progress(name, "waiting for VRAM release")
-        try:
-            await self.monitor.wait_for(lambda v: self._gone(name, v), self.release_timeout_s)
-        except TimeoutError:
+        if not await self._wait_gone(name, pids, self.release_timeout_s):
             view = self.monitor.view
             raise LifecycleError(
                 f"{name} did not release its GPU memory within {self.release_timeout_s:g} s: "
                 + _still_holding(name, view),
                 "a process stuck in the driver (state D/R in ps) may need the pod restarted",
-            ) from None
+            )
 
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]:
         """SIGKILL leaked vLLM processes (of ``name``, or all); (pid, MiB) of those killed."""
@@ -178,12 +212,16 @@ class Lifecycle:
         targets = [o for o in view.orphans if name is None or o.model == name]
         if not targets:
             return []
-        await self._signal_all(set(), {o.pid for o in targets}, "KILL")
         pids = {o.pid for o in targets}
+        await self._signal_all(set(), pids, "KILL")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.release_timeout_s
         with contextlib.suppress(TimeoutError):
             await self.monitor.wait_for(
                 lambda v: not pids & {o.pid for o in v.orphans}, self.release_timeout_s
             )
+            while await self._alive_on_pod(pids) and loop.time() < deadline:
+                await self.monitor.next_samples(1, timeout=max(0.05, deadline - loop.time()))
         return [(o.pid, o.used_mib or 0) for o in targets]
 
     # -- start --------------------------------------------------------------------------

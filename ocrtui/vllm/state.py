@@ -44,7 +44,8 @@ class ProcessFacts:
     server_pid: int | None  # the API server: listening on the port, or the one we launched
     alive: bool  # the API server runs (or is being launched and not listed by the agent yet)
     listening: bool  # something listens on the model's port
-    orphans: tuple[tuple[int, int], ...] = ()  # (pid, MiB) of leftover vLLM processes
+    # (pid, VRAM MiB, RSS MiB or None) of leftover vLLM processes
+    orphans: tuple[tuple[int, int, int | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,9 +107,10 @@ def _crashed(run: Sequence[str], facts: ProcessFacts) -> Verdict:
     hint: Hint | None = find_hint(run)
     text = str(hint) if hint else None
     if facts.orphans and not facts.alive:
-        held = ", ".join(f"pid {pid} ({mib} MiB)" for pid, mib in facts.orphans)
+        held = ", ".join(_held(mib, rss, pid) for pid, mib, rss in facts.orphans)
+        what = "GPU memory" if any(mib for _, mib, _ in facts.orphans) else "memory"
         orphan_text = (
-            f"the API server is gone but its vLLM processes live on holding GPU memory: {held}. "
+            f"the API server is gone but its vLLM processes live on holding {what}: {held}. "
             "Fix: restart the model (it kills them first)"
         )
         text = orphan_text if text is None else f"{text} | {orphan_text}"
@@ -117,3 +119,9 @@ def _crashed(run: Sequence[str], facts: ProcessFacts) -> Verdict:
     lines = [strip_ansi(line) for line in without_probes(run)]
     last = tuple(lines[-LAST_LINES:])
     return Verdict("crashed", hint=text, last_lines=last)
+
+
+def _held(vram_mib: int, rss_mib: int | None, pid: int) -> str:
+    if vram_mib or rss_mib is None:
+        return f"pid {pid} ({vram_mib} MiB)"
+    return f"pid {pid} ({rss_mib} MiB RAM)"

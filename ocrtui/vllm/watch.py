@@ -203,7 +203,9 @@ class ModelWatcher:
                 alive = True  # launching: the pid is not back yet
             elif unlisted and pid is not None and await self.pod.signal(pid, 0):
                 server, alive = pid, True
-        orphans = tuple((o.pid, o.used_mib or 0) for o in view.orphans if o.model == model.name)
+        orphans = tuple(
+            (o.pid, o.used_mib or 0, o.rss_mib) for o in view.orphans if o.model == model.name
+        )
         listening = usage is not None and usage.port_state == "listen"
         return ProcessFacts(server, alive, listening, orphans)
 

@@ -69,9 +69,18 @@ def test_gone_after_our_launch_is_crashed_after_our_stop_is_down() -> None:
 
 
 def test_orphans_without_a_server_are_crashed_naming_them() -> None:
-    facts = ProcessFacts(None, False, False, orphans=((4242, 18427),))
+    facts = ProcessFacts(None, False, False, orphans=((4242, 18427, 700),))
     v = decide(facts, REFUSED, None, [STOP], None)
     assert v.state == "crashed" and v.hint and "pid 4242 (18427 MiB)" in v.hint
+    assert "GPU memory" in v.hint
+
+
+def test_orphans_holding_only_ram_are_named_with_their_rss() -> None:
+    """A CPU vLLM after kill -9 of its API server: EngineCore, Worker, tracker live on."""
+    facts = ProcessFacts(None, False, False, orphans=((7019, 0, 674), (7113, 0, 1805)))
+    v = decide(facts, REFUSED, None, [LAUNCH], None)
+    assert v.state == "crashed" and v.hint
+    assert "pid 7019 (674 MiB RAM), pid 7113 (1805 MiB RAM)" in v.hint
 
 
 def test_probe_lines_are_left_out_of_last_lines() -> None:

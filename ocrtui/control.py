@@ -116,9 +116,9 @@ class Controller:
             raise RuntimeError("Controller.start() was not called")
         return self.lifecycle
 
-    async def up(self, progress: Progress | None = None) -> None:
+    async def up(self, progress: Progress | None = None, *, force: bool = False) -> None:
         """Every model ready, starting those that are not, in start order."""
-        await self._lc().up(progress)
+        await self._lc().up(progress, force=force)
 
     async def down(self, progress: Progress | None = None) -> None:
         await self._lc().down(progress)
@@ -126,8 +126,10 @@ class Controller:
     async def stop_model(self, name: str, progress: Progress | None = None) -> None:
         await self._lc().stop(name, progress)
 
-    async def restart(self, name: str, progress: Progress | None = None) -> None:
-        await self._lc().restart(name, progress)
+    async def restart(
+        self, name: str, progress: Progress | None = None, *, force: bool = False
+    ) -> None:
+        await self._lc().restart(name, progress, force=force)
 
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]:
         return await self._lc().kill_orphans(name)

@@ -3,11 +3,14 @@
 * Launch: the exact ``vllm serve`` command from config, detached in its own session and
   process group (``Pod.start_detached``), output appended to the model's log file, in the
   pod's workdir. The API key travels as ``VLLM_API_KEY`` in the environment, never as a flag.
-* Stop: SIGTERM to the server's process group, wait, then SIGKILL the group and every vLLM
-  process of that model the agent knows (orphaned EngineCores included), then wait until
-  the agent shows the model's GPU memory released.
-* Preflight before any start: enough free VRAM (else the holders are named), plus warnings
-  for plans that are known to fail (research/vllm_and_models.md §2, §4).
+* Stop: SIGTERM to the server's process group, SIGKILL to its orphans, wait, then SIGKILL
+  the group and every vLLM process of that model the agent knows (orphaned EngineCores,
+  Workers and resource trackers included). Stopped means every pid of the tree has exited
+  (checked on the pod; a zombie counts as exited) and the model's GPU memory is released.
+* Preflight before any start checks what it can and warns about what it cannot: free VRAM
+  as vLLM will measure it (else the holders are named), host RAM for a CPU build (no GPU
+  seen), the port; warnings for plans known to fail (research/vllm_and_models.md §2, §4).
+  ``force`` turns the refusals into progress lines.
 * Restart = stop + preflight + launch + wait ready. ``up`` starts models in start order,
   each only once the one before is ready.
 
@@ -30,7 +33,7 @@ from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
 from ocrtui.pod.base import Pod
 from ocrtui.status import ModelStatus
 from ocrtui.vllm.logfile import append_marker
-from ocrtui.vllm.plan import check_free_memory, gpu_for, plan_warnings, serve_argv, serve_env
+from ocrtui.vllm.plan import gpu_for, plan_warnings, preflight_checks, serve_argv, serve_env
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S, ModelWatcher, is_server_of
 
 # Progress of a lifecycle operation: (model name, human-readable step), e.g.
@@ -226,18 +229,34 @@ class Lifecycle:
 
     # -- start --------------------------------------------------------------------------
 
-    async def preflight(self, name: str, progress: Progress | None = None) -> int:
-        """Warnings through ``progress``; LifecycleError when the memory is not free."""
+    async def preflight(
+        self, name: str, progress: Progress | None = None, *, force: bool = False
+    ) -> int | None:
+        """Check what can be checked; warnings through ``progress``. A refusal (memory not
+        free, port taken) raises LifecycleError unless ``force``, which only tells it.
+        Returns the planned MiB (None without a GPU)."""
         progress = progress or _quiet
         model = self.config.model(name)
         view = self.monitor.view
         if view.sample is None:
-            view = await self._fresh_view()
+            try:
+                view = await self._fresh_view()
+            except LifecycleError as exc:
+                progress(name, f"warning: cannot check memory or port: {exc.message}")
+                return None
         gpu = gpu_for(model, view.sample.gpus) if view.sample else None
         for who, text in plan_warnings(self.config, gpu.total_mib if gpu else None):
             if who in (name, "*"):
                 progress(name, f"warning: {text}")
-        return check_free_memory(model, view)
+        planned, checks = preflight_checks(model, view)
+        for check in sorted(checks, key=lambda c: c.level == "refuse"):
+            if check.level == "warn":
+                progress(name, f"warning: {check.message}")
+            elif force:
+                progress(name, f"--force: not refusing: {check.message}")
+            else:
+                raise LifecycleError(check.message, check.hint)
+        return planned
 
     async def launch(self, name: str, progress: Progress | None = None) -> int:
         """Start the server detached; returns its pid (it leads its own process group)."""
@@ -310,12 +329,14 @@ class Lifecycle:
                 SAMPLE_TIMEOUT_S,
             )
 
-    async def start(self, name: str, progress: Progress | None = None) -> None:
+    async def start(
+        self, name: str, progress: Progress | None = None, *, force: bool = False
+    ) -> None:
         """Preflight, launch, wait until ready. Leftovers of a failed start are cleaned up."""
         async with self._lock(name):
             progress = progress or _quiet
             progress(name, "preflight")
-            await self.preflight(name, progress)
+            await self.preflight(name, progress, force=force)
             await self.launch(name, progress)
             try:
                 await self.wait_ready(name, progress)
@@ -331,14 +352,19 @@ class Lifecycle:
         with contextlib.suppress(Exception):
             await self._signal_all(groups, pids, "KILL")
 
-    async def restart(self, name: str, progress: Progress | None = None) -> None:
+    async def restart(
+        self, name: str, progress: Progress | None = None, *, force: bool = False
+    ) -> None:
         progress = progress or _quiet
         self.config.model(name)
+        before = self.watcher.status(name)
+        if before.state == "crashed" and before.hint:
+            progress(name, f"last run failed: {before.hint}")
         async with self._lock(name):
             await self._stop(name, progress)
-        await self.start(name, progress)
+        await self.start(name, progress, force=force)
 
-    async def up(self, progress: Progress | None = None) -> None:
+    async def up(self, progress: Progress | None = None, *, force: bool = False) -> None:
         """Every model ready, in start order, each started only once the previous is ready."""
         progress = progress or _quiet
         # Decide on what the pod shows, not on "no poll yet": a healthy server found by the
@@ -356,7 +382,7 @@ class Lifecycle:
                 await self.wait_ready(model.name, progress)
                 continue
             # Down, crashed or unhealthy: clear whatever is left of it, then start afresh.
-            await self.restart(model.name, progress)
+            await self.restart(model.name, progress, force=force)
 
     async def down(self, progress: Progress | None = None) -> None:
         for model in reversed(self.config.ordered_models()):

@@ -8,8 +8,10 @@ outlives a SIGKILL of the API server.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -247,3 +249,39 @@ async def test_kill_orphans_frees_their_memory(
         10,
     )
     assert "orphan" not in (snap.model("glm").hint or "")  # type: ignore[union-attr]
+
+
+def _running(pid: int) -> bool:
+    """The pid exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_stop_returns_only_once_every_process_of_the_tree_has_exited(
+    sim_pod: SimPod, tmp_path: Path
+) -> None:
+    exe = tmp_path / "lingering" / "vllm"
+    exe.parent.mkdir()
+    shutil.copy(Path(__file__).parent / "lingering_vllm.py", exe)
+    config = sim_pod.config(sim_pod.model("slow"), vllm_command=(sys.executable, str(exe)))
+    ctl = Controller(config)
+    await ctl.start()
+    try:
+        assert ctl.lifecycle is not None
+        api = await ctl.lifecycle.launch("slow")
+        view = await ctl.monitor.wait_for(
+            lambda v: v.sample is not None
+            and any(p.kind == "engine" and p.pgid == api for p in v.sample.vllm),
+            15,
+        )
+        assert view.sample is not None
+        engine = next(p.pid for p in view.sample.vllm if p.kind == "engine" and p.pgid == api)
+        steps, progress = progress_log()
+        await ctl.stop_model("slow", progress)
+        assert steps[-1] == ("slow", "stopped")
+        assert not _running(api) and not _running(engine)
+    finally:
+        await ctl.close()

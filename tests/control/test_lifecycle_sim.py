@@ -273,8 +273,10 @@ async def test_stop_returns_only_once_every_process_of_the_tree_has_exited(
         assert ctl.lifecycle is not None
         api = await ctl.lifecycle.launch("slow")
         view = await ctl.monitor.wait_for(
-            lambda v: v.sample is not None
-            and any(p.kind == "engine" and p.pgid == api for p in v.sample.vllm),
+            lambda v: (
+                v.sample is not None
+                and any(p.kind == "engine" and p.pgid == api for p in v.sample.vllm)
+            ),
             15,
         )
         assert view.sample is not None

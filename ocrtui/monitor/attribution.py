@@ -22,7 +22,6 @@ run them on a bare machine). The rules, in order:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -41,7 +40,19 @@ class ModelRef:
 
     name: str
     port: int
-    log_name: str | None = None  # basename of its log file: recognises a detached orphan
+    # Its log file as configured (absolute, "~/...", or a bare name): the stdout of a
+    # detached orphan points at it.
+    log_name: str | None = None
+
+    def writes_log(self, stdout: str) -> bool:
+        """``stdout`` (an fd target, always absolute) is this model's log file."""
+        log = self.log_name
+        if not log or not stdout.startswith("/"):
+            return False
+        if log.startswith("/"):
+            return stdout == log
+        # Relative to the pod's home or login directory, unknown here: compare the rest.
+        return stdout.endswith("/" + log.removeprefix("~/"))
 
 
 @dataclass(frozen=True)
@@ -259,11 +270,9 @@ class _Resolver:
         for r in reversed(self.launches):
             if r.server_pid is not None and r.server_pid in (v.pid, v.pgid):
                 return r.model
-        if v.stdout:
-            base = os.path.basename(v.stdout)
-            for m in self.models:
-                if m.log_name and base == m.log_name:
-                    return m.name
+        for m in self.models:
+            if m.writes_log(v.stdout):
+                return m.name
         return None
 
     def has_live_api(self, v: VllmProc) -> bool:

@@ -185,8 +185,8 @@ def preflight_checks(model: ModelConfig, view: MonitorView) -> tuple[int | None,
             checks.append(check)
     if sample is not None:
         owner = sample.ports.get(model.port)
-        usage = view.model(model.name)
-        own = usage.tree_pids if usage else ()
+        # The model's own server on its port is not preflight's business (up keeps it).
+        own = {v.pid for v in sample.vllm if v.kind == "api" and v.served == model.name}
         if owner is not None and owner.pid is not None and owner.pid not in own:
             title = next((v.title for v in sample.vllm if v.pid == owner.pid), "")
             checks.append(

@@ -373,3 +373,14 @@ def test_host_pid_rows_the_model_cannot_account_for_stay_unattributed() -> None:
     assert {r.pid: r.model for r in att.rows} == {532: None, 450: None}
     assert att.models["m"].used_mib == 0
     assert att.gpus[0].unattributed_mib == 6754 + 4706
+
+
+def test_an_orphan_writing_a_same_named_log_of_another_workdir_is_not_ours() -> None:
+    """Two users (or two test runs) on one pod both have a model `tiny` logging to
+    `<their workdir>/vllm_tiny.log`."""
+    killed = load("cpu_vllm_killed.json")
+    mine = (ModelRef("tiny", 30418, "/home/op/vllm_tiny.log"),)
+    theirs = (ModelRef("tiny", 30418, "/home/other/vllm_tiny.log"),)
+    assert len(attribute(killed, mine).orphans) == 3
+    assert attribute(killed, theirs).orphans == ()
+    assert len(attribute(killed, (ModelRef("tiny", 30418, "~/vllm_tiny.log"),)).orphans) == 3

@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Callable
 
 from ocrtui.config import Config
+from ocrtui.errors import ConfigError
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
 from ocrtui.monitor.attribution import GpuUsage
 from ocrtui.monitor.samples import GpuSample
@@ -55,9 +56,13 @@ class Controller:
     # -- running --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect (raises PodUnreachable), start the agent monitor and the model watcher."""
+        """Connect (raises PodUnreachable), start the agent monitor and the model watcher;
+        ConfigError when the pod's workdir does not exist."""
         await self.pod.connect()
-        self._workdir = await self.pod.expand_dir(self.config.pod.workdir)
+        try:
+            self._workdir = await self.pod.expand_dir(self.config.pod.workdir)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"pod.workdir: {exc}: create it or fix the config") from None
         for m in self.config.models:
             self._urls[m.name] = await self.pod.forward(m.port)
         self.lifecycle = Lifecycle(

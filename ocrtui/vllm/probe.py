@@ -29,6 +29,22 @@ QUIET_TAIL_S = 5.0
 MODELS_RECHECK_S = 30.0
 
 
+def auth_problem(model: ModelConfig, status: int) -> str | None:
+    """What a 401 from /v1/models means for this model's config (None for other codes).
+    Never the key itself: only the name of the variable that should hold it."""
+    if status != 401:
+        return None
+    wants = "the server wants an API key (/v1/models answered 401)"
+    if not model.api_key_env:
+        return f"{wants}. Fix: set api_key_env to the environment variable holding it"
+    if not model.api_key():
+        return f"{wants} and ${model.api_key_env} (api_key_env) is unset. Fix: export it"
+    return (
+        f"the server refused the API key in ${model.api_key_env} (/v1/models answered 401). "
+        "Fix: check the key"
+    )
+
+
 @dataclass(frozen=True)
 class ProbeResult:
     verdict: Verdict
@@ -48,6 +64,7 @@ class ModelProbe:
         self._was_ready = False
         self._misses = 0  # consecutive failed /health probes of a server that was ready
         self._listed_at: tuple[float, bool | None, int | None] | None = None
+        self._models_problem: str | None = None  # why /v1/models gave no list (e.g. 401)
         self._quiet_read: tuple[float, ProcessFacts | None, list[str], Mark | None] | None = None
 
     async def aclose(self) -> None:
@@ -105,6 +122,7 @@ class ModelProbe:
             mark,
             served_name=self.model.name,
             was_ready=self._was_ready,
+            models_problem=self._models_problem,
         )
         if verdict.state == "ready":
             self._quiet_read = None
@@ -119,8 +137,12 @@ class ModelProbe:
             return self._listed_at[1], self._listed_at[2]
         listed: bool | None = False
         mml: int | None = None
+        self._models_problem = None
         try:
             cards = await self.client.models()
+        except httpx.HTTPStatusError as exc:
+            cards, listed = [], None
+            self._models_problem = auth_problem(self.model, exc.response.status_code)
         except (httpx.HTTPError, ValueError):
             cards, listed = [], None
         for card in cards:

@@ -65,10 +65,12 @@ def decide(
     *,
     served_name: str = "",
     was_ready: bool = False,
+    models_problem: str | None = None,
 ) -> Verdict:
     """One model's state. ``facts`` is None before the agent's first sample; ``tail`` is the
     log tail (None when not read this time); ``last_mark`` the last ocrtui marker in the
-    whole log when the tail had none; ``was_ready`` whether this server answered before."""
+    whole log when the tail had none; ``was_ready`` whether this server answered before;
+    ``models_problem`` why /v1/models gave no list, when known (a 401)."""
     run, mark_in_tail = current_run(tail) if tail is not None else ([], None)
     mark = mark_in_tail or last_mark
     if health is not None and health.ok:
@@ -80,7 +82,7 @@ def decide(
                 hint=f"the port answers but /v1/models does not list {served_name!r}: "
                 "another server holds this port. Fix: stop it or change the model's port",
             )
-        return Verdict("unhealthy", hint="/v1/models did not answer")
+        return Verdict("unhealthy", hint=models_problem or "/v1/models did not answer")
     if health is not None and health.status is not None:
         return Verdict("unhealthy", hint=f"/health answered {health.status}")
     if facts is None:

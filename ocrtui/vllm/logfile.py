@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Literal
 
 from ocrtui.pod.base import Pod
@@ -32,6 +33,24 @@ def parse_marker(line: str) -> Mark | None:
         return None
     kind = line[len(MARK) + 1 :].split(" ", 1)[0]
     return kind if kind in ("launch", "stop") else None  # type: ignore[return-value]
+
+
+def marker_time(line: str) -> float | None:
+    """The Unix time a marker line was written (whole seconds), None for other lines."""
+    if parse_marker(line) is None:
+        return None
+    try:
+        return datetime.strptime(line.rsplit(" ", 1)[1], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except (IndexError, ValueError):
+        return None
+
+
+def last_marker_time(lines: Sequence[str]) -> float | None:
+    """When the last marker in ``lines`` was written (None: no marker, or no time on it)."""
+    for line in reversed(lines):
+        if parse_marker(line) is not None:
+            return marker_time(line)
+    return None
 
 
 def current_run(lines: Sequence[str]) -> tuple[list[str], Mark | None]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ocrtui.status import ModelState
 from ocrtui.vllm.client import Health
 from ocrtui.vllm.hints import Hint, find_hint, is_fatal
-from ocrtui.vllm.logfile import Mark, current_run
+from ocrtui.vllm.logfile import Mark, current_run, last_marker_time
 from ocrtui.vllm.stages import Stage, startup_stage, strip_ansi
 
 LAST_LINES = 12
@@ -46,6 +46,7 @@ class ProcessFacts:
     listening: bool  # something listens on the model's port
     # (pid, VRAM MiB, RSS MiB or None) of leftover vLLM processes
     orphans: tuple[tuple[int, int, int | None], ...] = ()
+    sample_t: float | None = None  # when the agent took these facts (the pod's Unix time)
 
 
 @dataclass(frozen=True)
@@ -100,9 +101,26 @@ def decide(
             # It had finished starting and now refuses connections: dying, not starting.
             return Verdict("unhealthy", hint="the server stopped accepting connections")
         return Verdict("starting", stage=stage)
+    if mark_in_tail == "launch" and _launched_after(tail or (), facts):
+        # The marker is newer than the process data: the server may not have existed yet
+        # when the agent looked (another observer reads the log of a launch just begun).
+        return Verdict("starting", stage=Stage("launched"))
     if facts.orphans or mark == "launch":
         return _crashed(run, facts)
     return Verdict("down")
+
+
+# A launch marker this close to the agent's sample may predate its process: the marker has
+# whole seconds, the server spawns within about a second, and clocks of the launching
+# machine and the pod may differ slightly.
+LAUNCH_GRACE_S = 3.0
+
+
+def _launched_after(tail: Sequence[str], facts: ProcessFacts) -> bool:
+    marked = last_marker_time(tail)
+    if marked is None or facts.sample_t is None:
+        return False
+    return facts.sample_t < marked + LAUNCH_GRACE_S
 
 
 def _crashed(run: Sequence[str], facts: ProcessFacts) -> Verdict:

@@ -207,7 +207,7 @@ class ModelWatcher:
             (o.pid, o.used_mib or 0, o.rss_mib) for o in view.orphans if o.model == model.name
         )
         listening = usage is not None and usage.port_state == "listen"
-        return ProcessFacts(server, alive, listening, orphans)
+        return ProcessFacts(server, alive, listening, orphans, sample.t)
 
     def _model_status(
         self,

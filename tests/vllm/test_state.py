@@ -93,3 +93,16 @@ def test_no_agent_data_yet() -> None:
     assert decide(None, OK, True, None, None).state == "ready"
     v = decide(None, REFUSED, None, [LAUNCH], None)
     assert v.state == "down" and v.hint and "agent" in v.hint
+
+
+def test_a_launch_marker_newer_than_the_process_data_is_starting_not_crashed() -> None:
+    """Another observer at the instant of a launch: the marker is in the log, the agent's
+    sample was taken before the server existed."""
+    marker = "[ocrtui] launch glm 2026-12-01T19:30:05+0000"
+    marked = 1796153405.0  # that time
+    before = ProcessFacts(None, False, False, sample_t=marked - 0.4)
+    v = decide(before, REFUSED, None, [marker], None)
+    assert v.state == "starting" and v.stage is not None and v.stage.name == "launched"
+    later = ProcessFacts(None, False, False, sample_t=marked + 30)
+    assert decide(later, REFUSED, None, [marker], None).state == "crashed"
+    assert decide(GONE, REFUSED, None, [marker], None).state == "crashed"  # no sample time

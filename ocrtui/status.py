@@ -101,6 +101,8 @@ class ModelStatus:
     used_mib: int = 0  # VRAM attributed to this model now
     last_lines: tuple[str, ...] = ()  # the log's last lines when "crashed"
     max_model_len: int | None = None  # as /v1/models reports it
+    started_s: float | None = None  # while starting: seconds since its launch
+    last_start_s: float | None = None  # while starting: launch to ready of the previous start
 
 
 @dataclass(frozen=True)

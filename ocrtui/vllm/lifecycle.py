@@ -32,7 +32,7 @@ from ocrtui.errors import LifecycleError
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
 from ocrtui.pod.base import Pod
 from ocrtui.status import ModelStatus
-from ocrtui.vllm.logfile import append_marker
+from ocrtui.vllm.logfile import READY, append_marker
 from ocrtui.vllm.plan import gpu_for, plan_warnings, preflight_checks, serve_argv, serve_env
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S, ModelWatcher, is_server_of
 
@@ -302,6 +302,7 @@ class Lifecycle:
                 on_change,
             )
             if status.state == "ready":
+                await append_marker(self.pod, self.log_path(model), READY, name)
                 await self._await_port_owner(name)
         except TimeoutError:
             current = self.watcher.status(name)

@@ -287,3 +287,28 @@ async def test_stop_returns_only_once_every_process_of_the_tree_has_exited(
         assert not _running(api) and not _running(engine)
     finally:
         await ctl.close()
+
+
+async def test_a_restart_shows_the_elapsed_time_against_the_last_start(sim_pod: SimPod) -> None:
+    slow = [*sim_pod.model("x")["extra_args"][:-1], "2.0"]  # --sim-startup-s 2.0
+    ctl = Controller(sim_pod.config(sim_pod.model("glm", extra_args=slow)))
+    await ctl.start()
+    seen: list[tuple[str | None, float | None, float | None]] = []
+
+    def on(snap: Snapshot) -> None:
+        m = snap.model("glm")
+        if m is not None and m.state == "starting":
+            seen.append((m.stage, m.started_s, m.last_start_s))
+
+    try:
+        await ctl.up()
+        assert all(last is None for _, _, last in seen)  # no start before this one
+        seen.clear()
+        unsubscribe = ctl.subscribe(on)
+        await ctl.restart("glm")
+        unsubscribe()
+    finally:
+        await ctl.close()
+    assert any(started is not None for _, started, _ in seen)
+    lasts = {last for _, _, last in seen if last is not None}
+    assert lasts and all(last >= 1.0 for last in lasts)  # markers have whole seconds

@@ -384,3 +384,20 @@ def test_an_orphan_writing_a_same_named_log_of_another_workdir_is_not_ours() -> 
     assert len(attribute(killed, mine).orphans) == 3
     assert attribute(killed, theirs).orphans == ()
     assert len(attribute(killed, (ModelRef("tiny", 30418, "~/vllm_tiny.log"),)).orphans) == 3
+
+
+def test_process_stage_of_a_start_the_log_says_nothing_of_yet() -> None:
+    from ocrtui.monitor.agent_monitor import MonitorView
+    from ocrtui.vllm.state import ProcessFacts
+    from ocrtui.vllm.watch import process_stage
+
+    def stage(data: dict[str, Any], server: int) -> str | None:
+        s = parse_sample(data)
+        view = MonitorView(s, attribute(s, TINY), None, 0.1, False, True, 0, False)
+        return process_stage(view, ProcessFacts(server, True, False))
+
+    serving = raw("cpu_vllm_serving.json")
+    assert stage(serving, 6801) == "engine spawned"
+    serving["vllm"] = serving["vllm"][:1]
+    assert stage(serving, 6801) == "API server importing"
+    assert stage(serving, 4242) == "launched"  # the launched pid is not listed yet

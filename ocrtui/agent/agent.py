@@ -414,20 +414,27 @@ def vllm_role(comm: str, argv: list[str]) -> tuple[str, dict] | None:
     return "api", {"model": model, "served": served, "port": port, "simulated": "sim-vllm" in argv}
 
 
-_RESOURCE_TRACKER = "from multiprocessing.resource_tracker import main"
+# Python's multiprocessing children, by the code they are started with: the resource
+# tracker, and a spawned child before vLLM retitles it (an EngineCore importing).
+_MP_CHILDREN = (
+    ("from multiprocessing.resource_tracker import main", "tracker"),
+    ("from multiprocessing.spawn import spawn_main", "spawned"),
+)
 
 
 def vllm_helpers(table: ProcTable, vllm: list) -> list:
-    """(pid, ("tracker", {})) for multiprocessing resource trackers of vLLM process groups:
-    a vLLM API server starts one, and it outlives a SIGKILLed server with the EngineCore."""
+    """(pid, (kind, {})) for multiprocessing children in vLLM process groups: a vLLM API
+    server starts a resource tracker, and it outlives a SIGKILLed server with the EngineCore."""
     groups = {table.procs[pid].pgid for pid, _ in vllm if table.procs[pid].pgid > 1}
     pids = {pid for pid, _ in vllm}
     out = []  # type: list[tuple[int, tuple[str, dict]]]
     for p in table.procs.values():
         if p.pid in pids or not p.argv or p.pgid not in groups:
             continue
-        if any(a.startswith(_RESOURCE_TRACKER) for a in p.argv):
-            out.append((p.pid, ("tracker", {})))
+        for code, kind in _MP_CHILDREN:
+            if any(a.startswith(code) for a in p.argv):
+                out.append((p.pid, (kind, {})))
+                break
     return out
 
 

@@ -49,7 +49,7 @@ def process_stage(view: MonitorView, facts: ProcessFacts | None) -> str | None:
     server = facts.server_pid
     if not any(v.pid == server for v in sample.vllm):
         return "launched"
-    if any(v.kind == "engine" and server in v.ancestors for v in sample.vllm):
+    if any(v.kind in ("engine", "spawned") and server in v.ancestors for v in sample.vllm):
         return "engine spawned"
     return "API server importing"
 

@@ -3,18 +3,24 @@
 Pure functions over one :class:`AgentSample` (standard library only, so the GPU benchmark can
 run them on a bare machine). The rules, in order:
 
-* A row belongs to model M when its process is in M's tree: the process that owns M's port
-  (listening, or bound while vLLM loads), its descendants, or its process group.
-* A vLLM process (API server, ``VLLM::EngineCore``, ``VLLM::Worker*``) or a child of one that
-  is in no model's tree is an orphan of the model it belongs to: ``kill -9`` of an API server
-  leaves its EngineCore reparented to init, still holding its memory, while the port is free
-  or already served by a new tree. Its model is found from its API server's argv, an API
-  server among its ancestors or in its process group, an earlier sample, the server pid the
-  tool launched, or the log file its stdout points at; ``orphan:?`` when none says.
+* A process belongs to model M when it is in M's tree: every live API server of M (served
+  name and port match, whatever its port state: vLLM binds early, listens last, and on
+  some kernels a bound socket is only seen when asked for it) and the process that owns
+  M's port, their descendants and their process groups. So a starting EngineCore (or the
+  Worker that holds the VRAM) is M's for every observer, with or without a launch record.
+* A vLLM process (API server, ``VLLM::EngineCore``, ``VLLM::Worker*``, the resource tracker
+  or a spawned child in a vLLM group) or a child of one that is in no model's tree and
+  under no live API server is an orphan of the model it belongs to: ``kill -9`` of an API
+  server leaves its EngineCore reparented to init, still holding its memory (VRAM, or RAM
+  on a CPU build), while the port is free or already served by a new tree. Its model is
+  found from its API server's argv, an API server among its ancestors or in its process
+  group, an earlier sample, the server pid the tool launched, or the model's log path its
+  stdout points at; ``orphan:?`` when none says (listed only while it holds the GPU).
 * Container case (NVML reports host pids this pod cannot see): such rows are still shown with
   their memory, attributed by the NVML pid-set difference across each launch the tool did,
-  else by the local ``/dev/nvidia*`` holders when they all belong to one label; what remains
-  is unattributed (None).
+  else by the local ``/dev/nvidia*`` holders (the agent aside) when they all belong to one
+  label and are as many as the rows left; what remains is unattributed (None). No row's
+  memory goes to a model its tree cannot account for.
 * Per GPU, the rows plus "driver/other" add up to the device's used memory; the owner
   breakdown (:class:`GpuUsage`: per model, orphans, other, unattributed) is what the
   dashboard draws and ``status --json`` reports, unchanged.

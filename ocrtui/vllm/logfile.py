@@ -9,7 +9,6 @@ can tell a server that was stopped on purpose (``down``) from one that vanished
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
@@ -28,7 +27,8 @@ _MARKS_SH = 'grep -F -- "$1" "$2" 2>/dev/null | tail -n 50'
 
 
 def marker_line(kind: Mark | Literal["ready"], name: str) -> str:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    # Milliseconds: another observer compares the launch time with its agent sample's.
+    stamp = datetime.now().astimezone().isoformat(timespec="milliseconds")
     return f"{MARK} {kind} {name} {stamp}"
 
 
@@ -40,11 +40,11 @@ def parse_marker(line: str) -> Mark | None:
 
 
 def marker_time(line: str) -> float | None:
-    """The Unix time a marker (or ready) line was written (whole seconds), else None."""
+    """The Unix time a marker (or ready) line was written, else None."""
     if not line.startswith(MARK + " "):
         return None
     try:
-        return datetime.strptime(line.rsplit(" ", 1)[1], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+        return datetime.fromisoformat(line.rsplit(" ", 1)[1]).timestamp()
     except (IndexError, ValueError):
         return None
 

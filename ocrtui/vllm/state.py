@@ -110,10 +110,10 @@ def decide(
     return Verdict("down")
 
 
-# A launch marker this close to the agent's sample may predate its process: the marker has
-# whole seconds, the server spawns within about a second, and clocks of the launching
-# machine and the pod may differ slightly.
-LAUNCH_GRACE_S = 3.0
+# A launch marker this close to the agent's sample may predate its process: the server is
+# spawned just after the marker is written, and the clocks of the launching machine and
+# the pod may differ slightly. A start that fails at once reads as crashed after this.
+LAUNCH_GRACE_S = 1.0
 
 
 def _launched_after(tail: Sequence[str], facts: ProcessFacts) -> bool:

@@ -98,11 +98,11 @@ def test_no_agent_data_yet() -> None:
 def test_a_launch_marker_newer_than_the_process_data_is_starting_not_crashed() -> None:
     """Another observer at the instant of a launch: the marker is in the log, the agent's
     sample was taken before the server existed."""
-    marker = "[ocrtui] launch glm 2026-12-01T19:30:05+0000"
-    marked = 1796153405.0  # that time
+    marker = "[ocrtui] launch glm 2026-12-01T19:30:05.250+00:00"
+    marked = 1796153405.25  # that time
     before = ProcessFacts(None, False, False, sample_t=marked - 0.4)
     v = decide(before, REFUSED, None, [marker], None)
     assert v.state == "starting" and v.stage is not None and v.stage.name == "launched"
-    later = ProcessFacts(None, False, False, sample_t=marked + 30)
+    later = ProcessFacts(None, False, False, sample_t=marked + 2)  # it exited at once
     assert decide(later, REFUSED, None, [marker], None).state == "crashed"
     assert decide(GONE, REFUSED, None, [marker], None).state == "crashed"  # no sample time

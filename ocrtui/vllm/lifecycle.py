@@ -358,6 +358,8 @@ class Lifecycle:
     ) -> None:
         progress = progress or _quiet
         self.config.model(name)
+        with contextlib.suppress(TimeoutError):  # a fresh `ocrtui restart` has not polled yet
+            await self.watcher.wait_informed(FIRST_POLL_WAIT_S)
         before = self.watcher.status(name)
         if before.state == "crashed" and before.hint:
             progress(name, f"last run failed: {before.hint}")

@@ -190,6 +190,7 @@ def test_no_gpu_pod_up_orphans_without_vram_restart_and_down(
 
     restart = ocrtui("--config", str(cfg), "restart", "glm")
     assert restart.returncode == 0, restart.stdout + restart.stderr
+    assert "glm: last run failed: the API server is gone" in restart.stdout
     assert not _running(orphan["pid"])
     status = status_json("--config", str(cfg))
     assert status["orphans"] == [] and model_row(status, "glm")["state"] == "ready"

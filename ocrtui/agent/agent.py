@@ -164,7 +164,8 @@ class ProcTable:
             if argv is None and self._interesting(p):
                 argv = _read_argv(pid)
             if argv is not None:
-                cache[key] = argv
+                if argv:  # empty: read mid-exec (or a zombie); read again next time
+                    cache[key] = argv
                 p.argv = argv
             procs[pid] = p
             read_at[pid] = now

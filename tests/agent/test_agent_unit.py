@@ -282,9 +282,12 @@ def test_resource_tracker_of_a_vllm_group_is_listed_with_rss_and_ram(tmp_path: P
     """Real vLLM's API server starts multiprocessing's resource tracker in its process group;
     it outlives a SIGKILLed server, so the agent lists it (kind "tracker") with RSS."""
     exe = tmp_path / "vllm"
-    exe.write_text(_TRACKED_SERVER)
+    # Run through its shebang, so its comm is "vllm" like the real one's and the tracker's
+    # exec shows as a new comm (the agent re-reads argv on a new comm only).
+    exe.write_text(f"#!{sys.executable}\n{_TRACKED_SERVER}")
+    exe.chmod(0o755)
     proc = subprocess.Popen(
-        [sys.executable, str(exe), "serve", "m", "--port", "1", "--served-model-name", "m"],
+        [str(exe), "serve", "m", "--port", "1", "--served-model-name", "m"],
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
@@ -294,7 +297,7 @@ def test_resource_tracker_of_a_vllm_group_is_listed_with_rss_and_ram(tmp_path: P
         tracker = int(proc.stdout.readline().split()[1])
         sampler = agent.Sampler(agent.NoGpu("none"), [1], 1.0)
         deadline = time.monotonic() + 10
-        while True:  # the tracker may still be between fork and exec for the first sample
+        while True:  # the tracker may still be between fork and exec at first
             sample = sampler.sample()
             rows = {v["pid"]: v for v in sample["vllm"]}
             if rows.get(tracker, {}).get("kind") == "tracker" or time.monotonic() > deadline:
@@ -323,3 +326,24 @@ def test_a_bound_never_listening_port_is_reported_bound() -> None:
         port = s.getsockname()[1]
         ports = agent.Sampler(agent.NoGpu("none"), [port], 1.0).sample()["ports"]
     assert ports[str(port)]["state"] == "bound" and ports[str(port)]["pid"] == os.getpid()
+
+
+def test_an_argv_read_mid_exec_is_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child read between fork and exec shows an empty cmdline; its comm may not change
+    after exec (python forking python), so an empty argv must not stick."""
+    real = agent._read_argv
+    me = os.getpid()
+    mid_exec = [True]
+
+    def read_argv(pid: int) -> list[str]:
+        if pid == me and mid_exec:
+            mid_exec.clear()
+            return []
+        return real(pid)
+
+    monkeypatch.setattr(agent, "_read_argv", read_argv)
+    table = agent.ProcTable()
+    table.refresh({os.getpid()}, 0.0)
+    assert table.procs[os.getpid()].argv == []
+    table.refresh({os.getpid()}, 1.0)
+    assert table.procs[os.getpid()].argv == real(os.getpid())

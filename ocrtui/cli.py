@@ -44,11 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="one snapshot of GPU, processes and models")
     st.add_argument("--json", action="store_true", help="machine-readable JSON")
 
-    sub.add_parser("up", help="start all models in order, each once the one before is ready")
+    force_help = "start even where the preflight refuses (free memory, port); says what it skipped"
+    up = sub.add_parser("up", help="start all models in order, each once the one before is ready")
+    up.add_argument("--force", action="store_true", help=force_help)
     sub.add_parser("down", help="stop all models (whole process trees)")
 
     r = sub.add_parser("restart", help="stop, clear orphans, wait for VRAM, preflight, start")
     r.add_argument("name", help="served model name")
+    r.add_argument("--force", action="store_true", help=force_help)
 
     pw = sub.add_parser("pod", help="the pod's power state, from the provider ([pod.provider])")
     pw.add_argument("action", choices=["status", "start"], help="ask the state / start the pod")
@@ -142,9 +145,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "status":
         return headless.status_command(config, as_json=args.json, demo=demo)
     if command == "up":
-        return headless.up_command(config, demo=demo)
+        return headless.up_command(config, demo=demo, force=args.force)
     if command == "down":
         return headless.down_command(config, demo=demo)
     if command == "restart":
-        return headless.restart_command(config, args.name, demo=demo)
+        return headless.restart_command(config, args.name, demo=demo, force=args.force)
     raise AssertionError(command)

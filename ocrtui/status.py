@@ -71,6 +71,18 @@ class ProcessStatus:
 
 
 @dataclass(frozen=True)
+class OrphanStatus:
+    """A leaked vLLM process of a model whose API server is gone (EngineCore, Worker, its
+    resource tracker), whatever it holds: VRAM on a GPU, RAM on a CPU build."""
+
+    pid: int
+    model: str  # the model it belongs to; "?" when nothing says
+    used_mib: int | None  # VRAM of its NVML row; None when NVML lists none visible from here
+    rss_mib: int | None  # resident memory
+    title: str
+
+
+@dataclass(frozen=True)
 class ModelStatus:
     name: str
     port: int
@@ -89,6 +101,8 @@ class ModelStatus:
     used_mib: int = 0  # VRAM attributed to this model now
     last_lines: tuple[str, ...] = ()  # the log's last lines when "crashed"
     max_model_len: int | None = None  # as /v1/models reports it
+    started_s: float | None = None  # while starting: seconds since its launch
+    last_start_s: float | None = None  # while starting: launch to ready of the previous start
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,7 @@ class Snapshot:
     gpus: tuple[GpuStatus, ...]
     processes: tuple[ProcessStatus, ...]
     models: tuple[ModelStatus, ...]
+    orphans: tuple[OrphanStatus, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The `ocrtui status --json` contract."""
@@ -105,6 +120,7 @@ class Snapshot:
             "gpus": [asdict(g) for g in self.gpus],
             "processes": [asdict(p) for p in self.processes],
             "models": [asdict(m) for m in self.models],
+            "orphans": [asdict(o) for o in self.orphans],
         }
 
     def model(self, name: str) -> ModelStatus | None:

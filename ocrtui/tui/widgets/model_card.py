@@ -29,7 +29,11 @@ def card_content(m: ModelStatus, operation: str | None, colour: str) -> Content:
         f"  :{m.port}  pid {_num(m.pid)}\n",
     ]
     if m.state == "starting":
-        parts += [("stage ", "$text-muted"), (m.stage or "launching", "$warning"), "\n"]
+        parts += [("stage ", "$text-muted"), (m.stage or "launching", "$warning")]
+        if m.started_s is not None:
+            last = f" (last {m.last_start_s:.0f} s)" if m.last_start_s is not None else ""
+            parts.append(f"  {m.started_s:.0f} s{last}")
+        parts.append("\n")
     latency = _num(m.health_latency_ms, "{:.1f} ms")
     parts += [
         ("health ", "$text-muted"),

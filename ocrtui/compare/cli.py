@@ -137,7 +137,7 @@ async def _show(run: CompareRun, console: Console) -> None:
                     )
             elif isinstance(ev, RunPaused):
                 who = ev.model or "all models"
-                progress.console.print(f"[yellow]{who}: paused: {_pause_text(ev)}[/]")
+                progress.console.print(f"[yellow]{who}: paused: {ev.reason}[/]")
             elif isinstance(ev, RunResumed):
                 who = ev.model or "all models"
                 progress.console.print(f"{who}: resumed after {ev.paused_s:.1f} s")
@@ -154,10 +154,6 @@ async def _show(run: CompareRun, console: Console) -> None:
                 )
             elif isinstance(ev, RunDone):
                 break
-
-
-def _pause_text(ev: RunPaused) -> str:
-    return ev.reason if ev.model is None else f"{ev.model} {ev.reason}"
 
 
 def _doc_error(name: str, error: str) -> str:

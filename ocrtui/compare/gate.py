@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from ocrtui.status import Snapshot
+from ocrtui.vllm.client import PROBE_TIMEOUT_S
 
 LINK = None  # the pauses() key of the pod link (model names key their servers)
 LINK_DOWN = "link down"
@@ -75,8 +76,9 @@ class SnapshotGate:
     ) -> None:
         self._models = models
         self._restart = restart
-        # A poll round to notice, one to decide: the watcher needs two rounds after a death.
-        self._grace_s = 3 * refresh_s + 1.0
+        # The watcher changes a verdict after two failed probes in a row (probe.py), each
+        # up to PROBE_TIMEOUT_S plus a round; one more round and a margin to publish it.
+        self._grace_s = 2 * (PROBE_TIMEOUT_S + refresh_s) + refresh_s + 1.0
         self._pauses: dict[str | None, str] = {}
         self._last_paused: dict[str | None, float] = {}
         self._seen_ready: set[str] = set()

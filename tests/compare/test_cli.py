@@ -93,6 +93,7 @@ def _count_lines(path: Path) -> int:
         return 0
 
 
+@pytest.mark.faults
 def test_kill_9_then_resume_loses_and_duplicates_nothing(
     make_pdf: MakePdf,
     tmp_path: Path,

@@ -155,9 +155,9 @@ def start(setup: launch.RunSetup, ctl: Controller, out: io.StringIO) -> asyncio.
 async def test_ssh_session_kills_and_a_listener_outage(
     bench: Bench, sshd: Sshd, controller: Callable[..., Any]
 ) -> None:
-    pages = 100
-    config = bench.config(sshd.pod_config(), prefill_s=0.25)
-    pod = sshd.make_pod(workdir=str(bench.workdir), vllm_command=[str(bench.shim)],
+    pages = 60
+    config = bench.config(sshd.pod_config(), prefill_s=0.2)
+    pod = sshd.make_pod(workdir=str(bench.workdir), vllm_command=(str(bench.shim),),
                         sim_gpu=str(bench.gpu.path), agent_interval_s=0.25)  # fmt: skip
     ctl: Controller = await controller(config, pod)
     servers = pids(ctl.snapshot)

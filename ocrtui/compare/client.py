@@ -138,7 +138,9 @@ async def ocr_page(
                 transient=True,
             )
         except _CONNECTION_ERRORS as exc:
-            last_error = f"connection error: {type(exc).__name__}: {exc}".rstrip(": ")
+            # The URL names the link: a pod's forward (127.0.0.1:PORT) or the server itself.
+            what = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            last_error = f"connection error to {target.url}: {what}"
             continue
         latency = time.monotonic() - start
         if resp.status_code >= 400:

@@ -155,7 +155,7 @@ def start(setup: launch.RunSetup, ctl: Controller, out: io.StringIO) -> asyncio.
 async def test_ssh_session_kills_and_a_listener_outage(
     bench: Bench, sshd: Sshd, controller: Callable[..., Any]
 ) -> None:
-    pages = 60
+    pages = 80
     config = bench.config(sshd.pod_config(), prefill_s=0.2)
     pod = sshd.make_pod(workdir=str(bench.workdir), vllm_command=(str(bench.shim),),
                         sim_gpu=str(bench.gpu.path), agent_interval_s=0.25)  # fmt: skip
@@ -172,9 +172,11 @@ async def test_ssh_session_kills_and_a_listener_outage(
     await asyncio.sleep(OUTAGE_S)  # the fault itself: the pod's sshd is gone this long
     assert len(rows(run_dir)) <= stalled + 2 * 2  # only requests already answered land
     sshd.start()
+    await ctl.pod.wait_for_state(ConnState.CONNECTED, timeout=WAIT_S)
+    await until_rows(run_dir, stalled + 1, run)  # going again
     for _ in range(SESSION_KILLS):
         await ctl.pod.wait_for_state(ConnState.CONNECTED, timeout=WAIT_S)
-        await until_rows(run_dir, len(rows(run_dir)) + 1, run)
+        assert not run.done(), "the run ended before the session kills"
         for pid in sshd.session_pids():
             os.kill(pid, signal.SIGKILL)
         await ctl.pod.wait_for_state(ConnState.LOST, ConnState.RECONNECTING, timeout=10)

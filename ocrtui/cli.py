@@ -68,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--schedule", choices=["sequential", "parallel"])
     c.add_argument("--models", metavar="NAMES", help="comma-separated subset of models")
     c.add_argument("--headless", action="store_true", help="progress and summary on stdout")
+    c.add_argument(
+        "--auto-restart",
+        action="store_true",
+        help="restart a model whose server crashed mid-run (at most 3 times), then go on",
+    )
 
     rep = sub.add_parser("report", help="write report.html for a run directory (no pod needed)")
     rep.add_argument("run_dir", metavar="RUN_DIR", help="a comparison's run directory")

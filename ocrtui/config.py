@@ -214,6 +214,9 @@ class CompareConfig(_Section):
     out_dir: str = "runs"
     retries: int = Field(default=3, ge=0)
     request_timeout_s: float = Field(default=300.0, gt=0)
+    # How long one pause (link down, a model's server crashed/unhealthy) may last before the
+    # run stops, keeping what is done for --resume.
+    outage_budget_s: float = Field(default=600.0, gt=0)
     render_workers: int = Field(default=2, ge=1)
     max_rendered_pages: int = Field(default=8, ge=1)
     image_format: Literal["jpeg", "png"] = "jpeg"

@@ -71,6 +71,16 @@ class ProcessStatus:
 
 
 @dataclass(frozen=True)
+class AdvisoryStatus:
+    """A version or drift advisory on a model (``vllm/advisories.py`` decides them)."""
+
+    key: str  # stable id, e.g. "lighton-vllm-0.27.1-loops", "flag:--mm-processor-cache-gb"
+    severity: str  # "warning" | "info"
+    text: str
+    source: str | None = None  # where the fact comes from: "what, URL"
+
+
+@dataclass(frozen=True)
 class ModelStatus:
     name: str
     port: int
@@ -89,6 +99,8 @@ class ModelStatus:
     used_mib: int = 0  # VRAM attributed to this model now
     last_lines: tuple[str, ...] = ()  # the log's last lines when "crashed"
     max_model_len: int | None = None  # as /v1/models reports it
+    # On the running server's versions and argv, probed once when it became ready.
+    advisories: tuple[AdvisoryStatus, ...] = ()
 
 
 @dataclass(frozen=True)

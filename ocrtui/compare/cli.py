@@ -27,7 +27,7 @@ from ocrtui.compare.events import (
     PhaseStarted,
     RunDone,
 )
-from ocrtui.compare.launch import CompareRequest, ModelUrl, RunSetup
+from ocrtui.compare.launch import CompareRequest, ModelUrl, RunSetup, ServedOf
 from ocrtui.compare.runner import CompareRun
 from ocrtui.config import Config
 
@@ -46,6 +46,7 @@ def request_from_args(args: argparse.Namespace) -> CompareRequest:
         schedule=args.schedule,
         out=args.out,
         resume=args.resume,
+        sweep=bool(getattr(args, "sweep", False)),
     )
 
 
@@ -70,22 +71,29 @@ async def _with_controller(config: Config, setup: RunSetup, demo: bool) -> int:
         await ctl.start()
         if demo:
             await ctl.up(lambda name, step: console.print(f"{name}: {step}"))
-        return await run_headless(setup, ctl.model_url, console)
+        return await run_headless(setup, ctl.model_url, console, ctl.served)
     finally:
         await ctl.close()
 
 
-async def run_headless(setup: RunSetup, model_url: ModelUrl, console: Console | None = None) -> int:
-    console = console or Console()
-    run = await launch.start_comparison(setup, model_url)
+async def run_headless(
+    setup: RunSetup,
+    model_url: ModelUrl,
+    console: Console | None = None,
+    served: ServedOf | None = None,
+) -> int:
+    out = console or Console()
+    run = await launch.start_comparison(
+        setup, model_url, served, lambda line: out.print(f"[yellow]{line}[/]")
+    )
     try:
-        await _show(run, console)
+        await _show(run, out)
     except asyncio.CancelledError:
         run.cancel()
         await run.wait()
         raise
     done = await run.wait()
-    _print_summary(done, console)
+    _print_summary(done, out)
     return done.exit_code
 
 

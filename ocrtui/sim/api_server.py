@@ -37,7 +37,6 @@ from ocrtui.sim import ipc, vlog
 from ocrtui.sim.args import ServeArgs
 from ocrtui.sim.metrics import CONTENT_TYPE, SimMetrics
 from ocrtui.sim.profiles import ModelProfile, count_tokens, profile_for
-from ocrtui.sim.version import VLLM_VERSION
 
 # vLLM's watchdog shuts the API server down after its engine died; /health says 503 meanwhile.
 ENGINE_DEAD_EXIT_S = 3.0
@@ -400,7 +399,7 @@ def build_app(client: EngineClient) -> ASGIApp:
         return Response(status_code=503 if client.dead.is_set() else 200)
 
     async def version(request: Request) -> Response:
-        return JSONResponse({"version": VLLM_VERSION})
+        return JSONResponse({"version": args.vllm_version})
 
     async def load(request: Request) -> Response:
         return JSONResponse({"server_load": len(client.requests)})
@@ -609,7 +608,7 @@ def bind(args: ServeArgs) -> socket.socket:
 
 
 def log_startup(args: ServeArgs, profile: ModelProfile) -> None:
-    vlog.info("api_server.py:1287", f"vLLM API server version {VLLM_VERSION}")
+    vlog.info("api_server.py:1287", f"vLLM API server version {args.vllm_version}")
     vlog.info("utils.py:233", f"non-default args: {args.non_default}")
     vlog.warning(
         "sim.py:1",

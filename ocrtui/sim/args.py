@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ocrtui.sim.version import VLLM_VERSION
+
 ENGINES = ("rapidocr", "tesseract", "synthetic")
 API_KEY_ENV = "VLLM_API_KEY"
 
@@ -44,6 +46,7 @@ class ServeArgs:
     per_token_s: float = 0.002
     tokens_per_page: int = 400
     ocr_workers: int = 1
+    vllm_version: str = VLLM_VERSION  # what GET /version reports
     non_default: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -169,6 +172,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="rapidocr/tesseract pages read at once (default 1)",
     )
+    sim.add_argument(
+        "--sim-vllm-version",
+        default=VLLM_VERSION,
+        metavar="V",
+        help=f"the version GET /version reports (default {VLLM_VERSION}), e.g. a known-bad one",
+    )
     return p
 
 
@@ -239,5 +248,6 @@ def parse_serve_args(argv: Sequence[str]) -> ServeArgs:
         per_token_s=max(0.0, ns.sim_per_token_s),
         tokens_per_page=ns.sim_tokens_per_page,
         ocr_workers=ns.sim_ocr_workers,
+        vllm_version=ns.sim_vllm_version,
         non_default=non_default,
     )

@@ -29,6 +29,7 @@ from ocrtui.errors import LifecycleError
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
 from ocrtui.pod.base import Pod
 from ocrtui.status import ModelStatus
+from ocrtui.vllm.advisories import advisories, probe_pod
 from ocrtui.vllm.logfile import append_marker
 from ocrtui.vllm.plan import check_free_memory, gpu_for, plan_warnings, serve_argv, serve_env
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S, ModelWatcher, is_server_of
@@ -189,7 +190,8 @@ class Lifecycle:
     # -- start --------------------------------------------------------------------------
 
     async def preflight(self, name: str, progress: Progress | None = None) -> int:
-        """Warnings through ``progress``; LifecycleError when the memory is not free."""
+        """Warnings through ``progress`` (the plan, and the advisories on the pod's versions
+        and the planned serve argv); LifecycleError when the memory is not free."""
         progress = progress or _quiet
         model = self.config.model(name)
         view = self.monitor.view
@@ -199,6 +201,11 @@ class Lifecycle:
         for who, text in plan_warnings(self.config, gpu.total_mib if gpu else None):
             if who in (name, "*"):
                 progress(name, f"warning: {text}")
+        probe = await probe_pod(self.pod, self.config.pod)
+        planned = serve_argv(self.config.pod.vllm_command, model)
+        image_format = self.config.compare.image_format
+        for a in advisories(model, probe.versions, planned, image_format=image_format):
+            progress(name, f"{a.severity}: {a.text}")
         return check_free_memory(model, view)
 
     async def launch(self, name: str, progress: Progress | None = None) -> int:

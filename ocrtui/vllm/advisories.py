@@ -227,7 +227,7 @@ def advisories(
 
 def _version_advisories(model: ModelConfig, versions: Versions) -> list[Advisory]:
     out: list[Advisory] = []
-    if versions.vllm is None and versions.transformers is None:
+    if versions.get("vllm") is None and versions.transformers is None:
         why = versions.error or "not found in the vllm_command's environment"
         out.append(
             Advisory(

@@ -45,7 +45,7 @@ class ServedWatch:
         self._on_change = on_change
         self._urls: dict[str, str] = {}
         self._served: dict[str, Served] = {}
-        self._tasks: dict[str, asyncio.Task[Served | None]] = {}
+        self._tasks: dict[str, asyncio.Task[Served]] = {}
         self._unsubscribe: Callable[[], None] | None = None
 
     def start(self, urls: dict[str, str]) -> None:
@@ -93,7 +93,7 @@ class ServedWatch:
         if changed:
             self._on_change()
 
-    def _probe_task(self, model: ModelConfig, pid: int) -> asyncio.Task[Served | None]:
+    def _probe_task(self, model: ModelConfig, pid: int) -> asyncio.Task[Served]:
         task = self._tasks.get(model.name)
         if task is None:
             task = asyncio.create_task(self._probe(model, pid), name=f"probe-{model.name}")
@@ -101,25 +101,30 @@ class ServedWatch:
             task.add_done_callback(lambda _t: self._tasks.pop(model.name, None))
         return task
 
-    async def _probe(self, model: ModelConfig, pid: int) -> Served | None:
-        probe = await probe_pod(self.pod, self.config.pod, pid)
-        versions = replace(probe.versions, server_vllm=await self._server_version(model))
-        found = advisories(
-            model, versions, probe.server_argv, image_format=self.config.compare.image_format
-        )
-        served = Served(pid, versions, probe.server_argv, tuple(to_status(a) for a in found))
+    async def _probe(self, model: ModelConfig, pid: int) -> Served:
+        served = await probe_server(self.pod, self.config, model, self._urls.get(model.name), pid)
         self._served[model.name] = served
         self._on_change()
         return served
 
-    async def _server_version(self, model: ModelConfig) -> str | None:
-        url = self._urls.get(model.name)
-        if url is None:
-            return None
-        client = VllmClient(url, api_key=model.api_key())
-        try:
-            return await client.version()
-        except (httpx.HTTPError, ValueError):
-            return None
-        finally:
-            await client.aclose()
+
+async def probe_server(
+    pod: Pod, config: Config, model: ModelConfig, url: str | None, pid: int
+) -> Served:
+    """One probe of the model's running server ``pid`` (its GET /version at ``url``)."""
+    probe = await probe_pod(pod, config.pod, pid)
+    versions = replace(probe.versions, server_vllm=await _server_version(model, url))
+    found = advisories(model, versions, probe.server_argv, image_format=config.compare.image_format)
+    return Served(pid, versions, probe.server_argv, tuple(to_status(a) for a in found))
+
+
+async def _server_version(model: ModelConfig, url: str | None) -> str | None:
+    if url is None:
+        return None
+    client = VllmClient(url, api_key=model.api_key())
+    try:
+        return await client.version()
+    except (httpx.HTTPError, ValueError):
+        return None
+    finally:
+        await client.aclose()

@@ -49,7 +49,12 @@ async def test_headless_and_dashboard_start_runs_through_one_function(
 
     reached: list[launch.RunSetup] = []
 
-    async def start_comparison(setup: launch.RunSetup, model_url: launch.ModelUrl) -> Any:
+    async def start_comparison(
+        setup: launch.RunSetup,
+        model_url: launch.ModelUrl,
+        served: launch.ServedOf | None = None,
+        note: launch.Note | None = None,
+    ) -> Any:
         reached.append(setup)
         raise InputError("start_comparison reached")
 

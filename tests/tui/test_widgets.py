@@ -150,7 +150,8 @@ async def test_a_model_on_vllm_0_27_1_shows_the_loop_advisory_on_its_card(
         await pilot.pause()
         await app.dashboard.tick()
         cards = {c.model_name: str(c.render()) for c in app.dashboard.query(ModelCard)}
-    assert "⚠ lighton-ocr (vllm 0.27.1): vLLM 0.27.1 makes every LightOnOCR model loop" in (
-        cards["lighton-ocr"]
+    assert (
+        "⚠ lighton-ocr (vllm 0.27.1): vLLM 0.27.1 makes every LightOnOCR model loop"
+        in (cards["lighton-ocr"])
     )
     assert "⚠" not in cards["glm-ocr"]

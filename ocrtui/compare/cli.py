@@ -26,6 +26,7 @@ from ocrtui.compare.events import (
     PhaseProgress,
     PhaseStarted,
     RunDone,
+    phase_key,
 )
 from ocrtui.compare.launch import CompareRequest, ModelUrl, RunSetup, ServedOf
 from ocrtui.compare.runner import CompareRun
@@ -113,7 +114,7 @@ async def _show(run: CompareRun, console: Console) -> None:
             if isinstance(ev, PhaseStarted):
                 progress.update(
                     tasks[ev.model],
-                    description=f"{ev.model}: {ev.phase}",
+                    description=f"{ev.model}: {phase_key(ev.phase, ev.concurrency)}",
                     total=ev.total,
                     completed=0,
                 )
@@ -145,13 +146,14 @@ def _doc_error(name: str, error: str) -> str:
 
 def _phase_line(ev: PhaseDone) -> str:
     st = ev.stats
-    pre = f"{ev.model}: {ev.phase}" + (" (from the resumed run)" if ev.skipped else "")
+    pre = f"{ev.model}: {phase_key(ev.phase, ev.concurrency)}"
+    pre += " (from the resumed run)" if ev.skipped else ""
     if ev.phase == "documents":
         return f"{pre}: {st.get('pages_ok')} pages ok, {st.get('pages_failed')} failed"
     parts = []
     if st.get("latency_p50_s") is not None:
         parts.append(f"p50 {st['latency_p50_s']:.2f} s")
-    if ev.phase == "warm" and st.get("latency_p95_s") is not None:
+    if ev.phase != "cold" and st.get("latency_p95_s") is not None:
         parts.append(f"p95 {st['latency_p95_s']:.2f} s")
     if st.get("imgs_per_s") is not None:
         parts.append(f"{st['imgs_per_s']:.2f} img/s")

@@ -308,7 +308,7 @@ def comparison_rows(summary: dict[str, Any]) -> list[tuple[str, list[str], str]]
         ),
         (
             f"Throughput at {conc} concurrent",
-            [_num(_throughput(models[n]), "img/s") for n in names],
+            [_num(throughput(models[n]), "img/s") for n in names],
             _num(base["throughput_c5_imgs_per_s"], "img/s") if conc == 5 else "—",
         ),
         ("Document parse speed", [_num(models[n]["pages_per_s"], "pages/s") for n in names],
@@ -320,10 +320,10 @@ def comparison_rows(summary: dict[str, Any]) -> list[tuple[str, list[str], str]]
     return rows
 
 
-def _throughput(model: Mapping[str, Any]) -> float | None:
+def throughput(model: Mapping[str, Any]) -> float | None:
     """The run's throughput figure (summaries before the sweep had only the c5 name)."""
     value = model.get("throughput_imgs_per_s", model.get("throughput_c5_imgs_per_s"))
-    return value if isinstance(value, int | float) else None
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:

@@ -411,9 +411,9 @@ def _plots(run: RunFiles) -> list[dict[str, Any]]:
                 for p in sweep
                 if p.get("concurrency") is not None and p.get("images_per_s") is not None
             ]
-        elif m in models and models[m].get("throughput_c5_imgs_per_s") is not None:
+        elif m in models and (rate := report.throughput(models[m])) is not None:
             conc = run.summary.get("run", {}).get("concurrency") or 0
-            points[m] = [(int(conc), float(models[m]["throughput_c5_imgs_per_s"]))]
+            points[m] = [(int(conc), rate)]
     by_cat = {
         m: {c: v["cer"] for c, v in models[m]["by_category"].items() if v.get("cer") is not None}
         for m in run.models

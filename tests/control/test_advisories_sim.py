@@ -10,6 +10,8 @@ import pytest
 
 from ocrtui.control import Controller
 from ocrtui.headless import format_status
+from ocrtui.vllm import served as served_module
+from ocrtui.vllm.advisories import probe_pod
 from tests.control.conftest import SIM_FLAGS, SimPod, progress_log
 
 pytestmark = pytest.mark.timeout(90)
@@ -19,8 +21,15 @@ LOOP = "lighton-vllm-0.27.1-loops"
 
 @pytest.mark.parametrize("transport", ["local"])
 async def test_a_server_on_vllm_0_27_1_shows_the_lighton_loop_advisory(
-    make_controller: Callable[..., Any], sim_pod: SimPod
+    make_controller: Callable[..., Any], sim_pod: SimPod, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    probed: list[int | None] = []
+
+    async def counting_probe(pod: Any, pod_config: Any, server_pid: int | None = None) -> Any:
+        probed.append(server_pid)
+        return await probe_pod(pod, pod_config, server_pid)
+
+    monkeypatch.setattr(served_module, "probe_pod", counting_probe)
     model = sim_pod.model(
         "lighton",
         model="lightonai/LightOnOCR-2-1B",
@@ -46,6 +55,10 @@ async def test_a_server_on_vllm_0_27_1_shows_the_lighton_loop_advisory(
     assert loop["severity"] == "warning" and "github.com/lightonai/LightOnOCR" in loop["source"]
     assert loop["text"].startswith("lighton (vllm 0.27.1): vLLM 0.27.1 makes every LightOnOCR")
     assert f"  warning: {loop['text']}" in format_status(snap).splitlines()
+    # Once per server, not on every poll.
+    for _ in range(3):
+        await ctl.watcher.wait_model("lighton", lambda _s: True, 10)
+    assert probed == [snap.model("lighton").pid]  # type: ignore[union-attr]
     served = await ctl.served("lighton")
     assert served is not None and served.server_argv is not None
     assert "--sim-vllm-version" in served.server_argv  # the running server's own argv

@@ -4,7 +4,8 @@
 (a new server pid), never on the 1 Hz poll: one ``advisories.probe_pod`` command on the pod
 (the vllm_command's vLLM/transformers/torch versions and ``/proc/PID/cmdline`` of the API
 server) plus the server's ``GET /version``, then ``advisories.advisories`` on them. A model
-that is no longer ready loses its record. :meth:`ServedWatch.inspect` probes on demand
+that is no longer ready loses its record; a probe the link dropped under is tried again on
+the next round. :meth:`ServedWatch.inspect` probes on demand
 (a comparison's start: the arm records of compare/arms.py).
 """
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass, replace
 import httpx
 
 from ocrtui.config import Config, ModelConfig
-from ocrtui.pod.base import Pod
+from ocrtui.pod.base import ConnState, Pod
 from ocrtui.status import AdvisoryStatus
 from ocrtui.vllm.advisories import Versions, advisories, probe_pod, to_status
 from ocrtui.vllm.client import VllmClient
@@ -103,8 +104,9 @@ class ServedWatch:
 
     async def _probe(self, model: ModelConfig, pid: int) -> Served:
         served = await probe_server(self.pod, self.config, model, self._urls.get(model.name), pid)
-        self._served[model.name] = served
-        self._on_change()
+        if self.pod.state is ConnState.CONNECTED:  # a probe cut by a drop is tried again
+            self._served[model.name] = served
+            self._on_change()
         return served
 
 

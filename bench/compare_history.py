@@ -17,6 +17,8 @@ import argparse
 import tracemalloc
 from collections.abc import Callable
 
+import jsonl
+
 from ocrtui.compare.events import Event, PageDone, PageStarted, PhaseProgress, RunStarted
 from ocrtui.compare.history import EventHistory
 from ocrtui.compare.store import PageResult
@@ -67,15 +69,12 @@ def main(pages: int, chars: int) -> None:
     after = measure(history.append, feed, pages)
     kept = len(history.events)
     del baseline, history
-    print(f"{pages} pages x {len(MODELS)} models, {chars}-char page texts")
-    print(f"{'pages':>6} {'list of events (MiB)':>21} {'EventHistory (MiB)':>19} {'ratio':>7}")
-    for n in sorted(before):
-        b, a = before[n] / 2**20, after[n] / 2**20
-        print(f"{n:>6} {b:>21.2f} {a:>19.2f} {a / b:>7.3f}")
     last = max(before)
-    print(f"growth from page 100 to {last}: list {before[last] / before[100]:.1f}x, "
-          f"history {after[last] / after[100]:.1f}x; replayable events {kept} "
-          f"of {len(feed)} emitted")  # fmt: skip
+    for n in (100, last):  # how it grows: at two sizes
+        goal = 0.5 if n == last else 1.0  # the window fills first: the saving shows later
+        jsonl.emit(f"compare_history_{n}_pages", after[n] / 2**20, before[n] / 2**20, goal,
+                   "MiB", False, chars=chars, replayable_events=kept, emitted=len(feed),
+                   baseline_is="a list of every event")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ so the new approach holds the first model's texts of pages without a reference u
 
     .venv/bin/python bench/compare_memory.py [--pages 1000] [--chars 3000]
         [--schedule parallel|sequential]
+
+Goal: peak <= 0.5x the old way's.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import tempfile
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
+
+import jsonl
 
 from ocrtui.compare.documents import Document, DocumentSpec
 from ocrtui.compare.scoring import edit_count
@@ -85,11 +89,10 @@ def main(pages: int, chars: int, schedule: str) -> None:
     old_peak, old_held = asyncio.run(run(doc, chars, schedule, keep_texts=True))
     new_peak, new_held = asyncio.run(run(doc, chars, schedule, keep_texts=False))
     mib = 2**20
-    print(f"{pages} pages x {len(MODELS)} models, {chars}-char texts, schedule {schedule}")
-    print(f"{'':>24} {'peak (MiB)':>11} {'held at end (MiB)':>18}")
-    print(f"{'old (texts kept)':>24} {old_peak / mib:>11.2f} {old_held / mib:>18.2f}")
-    print(f"{'new (compact + tally)':>24} {new_peak / mib:>11.2f} {new_held / mib:>18.2f}")
-    print(f"ratio new/old: peak {new_peak / old_peak:.3f}, held {new_held / old_held:.3f}")
+    jsonl.emit(f"compare_memory_peak_{pages}_pages", new_peak / mib, old_peak / mib, 0.5, "MiB",
+               False, chars=chars, schedule=schedule, held_ours=round(new_held / mib, 3),
+               held_baseline=round(old_held / mib, 3),
+               baseline_is="every PageResult kept")  # fmt: skip
 
 
 if __name__ == "__main__":

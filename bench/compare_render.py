@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/compare_render.py [--pages 20] [--workers 2]
 
-Prints ms/page to render+encode in-process for each profile and format (JPEG vs PNG), then
-the wall time to render N pages through RenderPool with W workers, and the time until the
-first page is ready (what the first request waits for).
+Figures: ms/page to render+encode in-process for each profile, JPEG (what requests carry)
+against PNG [ratio <= 1]; pages/s through RenderPool with W workers against rendering
+in-process one page at a time [ratio >= 1.5], with the time until the first page.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import cast
 
+import jsonl
 from fpdf import FPDF
 
 from ocrtui.compare.documents import DocumentSpec
@@ -57,23 +58,32 @@ def main() -> None:
     ap.add_argument("--pages", type=int, default=20)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
+    serial_rate = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.pdf"
         make_pdf(path, args.pages)
         for profile, target in TARGETS.items():
+            ms: dict[str, float] = {}
+            kib: dict[str, int] = {}
             for fmt in ("jpeg", "png"):
                 fmt = cast(ImageFormat, fmt)
                 n = min(args.pages, 5)
                 start = time.perf_counter()
                 for p in range(1, n + 1):
                     r = render_page_sync(str(path), "pdf", None, p, target, fmt)
-                ms = (time.perf_counter() - start) / n * 1000
-                print(f"{profile:12} {fmt:4} {r.width}x{r.height}: {ms:6.1f} ms/page, "
-                      f"{len(r.data) / 1024:.0f} KiB")  # fmt: skip
+                ms[fmt] = (time.perf_counter() - start) / n * 1000
+                kib[fmt] = len(r.data) // 1024
+            # JPEG is what requests carry; PNG (lossless) is the baseline it must beat
+            jsonl.emit(f"render_{profile}_jpeg_vs_png", ms["jpeg"], ms["png"], 1.0, "ms/page",
+                       False, size=f"{r.width}x{r.height}", kib_jpeg=kib["jpeg"],
+                       kib_png=kib["png"])  # fmt: skip
+            if profile == "glm-ocr":
+                serial_rate = 1000 / ms["jpeg"]
         first, total = asyncio.run(pooled(path, args.pages, args.workers))
-        rate = args.pages / total
-        print(f"pool x{args.workers}, glm-ocr jpeg: first page after {first * 1000:.0f} ms, "
-              f"{args.pages} pages in {total:.2f} s ({rate:.1f} pages/s)")  # fmt: skip
+        # the pool (what the runner uses) against rendering in-process one page at a time
+        jsonl.emit(f"render_pool_{args.pages}_pages", args.pages / total, serial_rate, 1.5,
+                   "pages/s", True, workers=args.workers, first_page_s=round(first, 3),
+                   profile="glm-ocr", format="jpeg")  # fmt: skip
 
 
 if __name__ == "__main__":

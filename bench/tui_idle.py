@@ -1,6 +1,7 @@
 """Idle CPU of the dashboard: one new snapshot a second (as from the pod agent), no keys.
 
 Baseline, measured in the same run: a bare Textual app (Header, Static, Footer) idling.
+Goal: <= 3 % of a core.
 
     .venv/bin/python bench/tui_idle.py [--seconds 20]
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+import jsonl
 from textual.app import App, ComposeResult
 from textual.widgets import Footer, Header, Static
 from tui_common import SIZE, cpu_s, make_app, publish_next, tmpdir
@@ -45,9 +47,8 @@ def main() -> None:
     args = ap.parse_args()
     base = asyncio.run(measure(args.seconds, dashboard=False))
     dash = asyncio.run(measure(args.seconds, dashboard=True))
-    print(f"bare Textual app idle:      {base:5.2f}% of a core")
-    print(f"dashboard, 1 snapshot/s:    {dash:5.2f}% of a core "
-          f"(ratio {dash / max(base, 1e-9):.1f}x baseline; target <= 3%)")  # fmt: skip
+    jsonl.emit("tui_idle_cpu", dash, base, 3.0, "% of a core", False, goal_on="ours",
+               seconds=args.seconds, baseline_is="bare Textual app idle")  # fmt: skip
 
 
 if __name__ == "__main__":

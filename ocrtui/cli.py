@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("restart", help="stop, clear orphans, wait for VRAM, preflight, start")
     r.add_argument("name", help="served model name")
 
+    pw = sub.add_parser("pod", help="the pod's power state, from the provider ([pod.provider])")
+    pw.add_argument("action", choices=["status", "start"], help="ask the state / start the pod")
+
     c = sub.add_parser("compare", help="compare the models on documents")
     c.add_argument("docs", nargs="*", metavar="DOC", help="PDFs, images or folders")
     c.add_argument("--suite", metavar="FILE", help="suite file (TOML); default: the sample suite")
@@ -135,6 +138,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ocrtui.compare.cli import compare_command
 
         return compare_command(config, args, demo=demo)
+    if command == "pod":
+        from ocrtui.pod.provider import provider_command
+
+        return provider_command(config, args.action)
     from ocrtui import headless
 
     if command == "status":

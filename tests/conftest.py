@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.plugins.sim",
     "tests.plugins.reaper",
     "tests.plugins.run_dirs",
+    "tests.plugins.real_vllm",
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import heapq
 import json
 import os
 import re
@@ -31,9 +32,14 @@ from typing import Any
 
 PROTOCOL_VERSION = 1
 
-# A process whose fds we do not re-read every sample is re-read this often, so a new
-# /dev/nvidia* holder unrelated to vLLM shows up within this many seconds.
+# The fds of Python-looking processes and of GPU users are re-read at least this often.
 FULL_FD_SCAN_S = 5.0
+# Any other process is re-read (stat and fds) at least this often, so a new /dev/nvidia*
+# holder unrelated to vLLM shows up within this many seconds (sooner while it is young).
+COLD_RECHECK_MAX_S = 30.0
+# Up to this many new pids (threads included) since the last sample are probed one by one;
+# more, and /proc is listed instead.
+PROBE_NEW_PIDS = 32
 NVML_RETRY_S = 10.0
 CMDLINE_MAX = 64
 ARG_MAX_CHARS = 512
@@ -48,11 +54,25 @@ _TCP_CLOSE = "07"  # bound but not yet listening: vLLM binds its port before loa
 
 
 def _read(path: str) -> str | None:
+    # os.open/os.read rather than open(): no buffered file object per read, which is most
+    # of the Python-side cost of the per-sample /proc reads. A short read is the end of a
+    # /proc file (its text is generated whole), which saves the read that returns nothing.
     try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
+    chunks = []
+    try:
+        while True:
+            chunk = os.read(fd, 65536)
+            chunks.append(chunk)
+            if len(chunk) < 65536:
+                break
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def _boot_time() -> float:
@@ -67,7 +87,19 @@ def _boot_time() -> float:
 
 
 class Proc:
-    __slots__ = ("argv", "comm", "pgid", "pid", "ppid", "sid", "start", "state")
+    __slots__ = (
+        "argv",
+        "comm",
+        "hot",
+        "next_check",
+        "pgid",
+        "pid",
+        "ppid",
+        "role",
+        "sid",
+        "start",
+        "state",
+    )
 
     def __init__(
         self, pid: int, comm: str, state: str, ppid: int, pgid: int, sid: int, start: float
@@ -80,6 +112,10 @@ class Proc:
         self.sid = sid
         self.start = start
         self.argv = None  # type: list[str] | None
+        # Python-looking or vLLM-titled: re-read every sample.
+        self.hot = bool(_PYTHONISH.match(comm)) or "::" in comm
+        self.role = None  # type: tuple[str, dict] | None
+        self.next_check = 0.0
 
 
 def _parse_stat(pid: int, text: str, boot: float) -> Proc | None:
@@ -111,65 +147,124 @@ def _read_argv(pid: int) -> list[str]:
     return [p[:ARG_MAX_CHARS] for p in parts[:CMDLINE_MAX]]
 
 
+def _is_process(pid: int) -> bool:
+    """Whether /proc/PID is a process (a thread's /proc/TID exists too, but is not listed)."""
+    text = _read(f"/proc/{pid}/status") or ""
+    at = text.find("\nTgid:")
+    return at >= 0 and text[at + 6 : text.find("\n", at + 1)].strip() == str(pid)
+
+
+def _recheck_delay(pid: int, age: float, hot: bool) -> float:
+    """Seconds until a process's stat (cold ones) and fds (all) are read again.
+
+    A young process may still exec (``sh -c 'exec vllm ...'`` keeps the pid) or open
+    /dev/nvidia, so it is looked at again soon; an old one rarely changes, so the delay grows
+    with its age up to COLD_RECHECK_MAX_S. A per-pid spread keeps processes started
+    together (or seen together when the agent starts) from being re-read in the same sample.
+    """
+    base = FULL_FD_SCAN_S if hot else min(COLD_RECHECK_MAX_S, max(1.0, age))
+    return base * (0.75 + ((pid * 2654435761) % 1024) / 2048.0)
+
+
 class ProcTable:
     """Every process of this pid namespace, from /proc/<pid>/stat.
 
     Python-looking and vLLM-titled processes (and any the caller names) are re-read every
-    sample, so a reparented EngineCore shows at once; the rest are re-read every
-    FULL_FD_SCAN_S, which keeps the per-sample cost low on hosts with many processes.
+    sample, so a reparented EngineCore shows at once. Every other process is read when it
+    appears and then on a schedule that backs off with its age (``_recheck_delay``), so the
+    per-sample cost hardly grows with the number of unrelated processes on the host. A pid
+    whose start time or comm changed is a new process (pid reuse, exec): its cached argv,
+    role and fds are dropped.
     """
 
     def __init__(self) -> None:
         self.boot = _boot_time()
         self.procs = {}  # type: dict[int, Proc]
-        self._read_at = {}  # type: dict[int, float]
-        # argv is re-read only when a process is new or its comm changed (setproctitle
-        # renames comm too).
-        self._argv_cache = {}  # type: dict[tuple[int, float, str], list[str]]
-
-    @staticmethod
-    def _interesting(p: Proc) -> bool:
-        return bool(_PYTHONISH.match(p.comm)) or "::" in p.comm
+        self.hot = set()  # type: set[int]
+        # Filled by refresh() for the FdScanner: pids gone or replaced, pids whose fds are due.
+        self.gone = []  # type: list[int]
+        self.fd_due = set()  # type: set[int]
+        self._listing = []  # type: list[str]
+        self._last_pid = -1
+        self._listed_at = 0.0
+        self._due = []  # type: list[tuple[float, int]]
 
     def refresh(self, always: set, now: float) -> None:
-        procs = {}
-        read_at = {}
-        cache = {}
-        old = self.procs
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            pid = int(name)
-            prev = old.get(pid)
-            if (
-                prev is not None
-                and pid not in always
-                and not self._interesting(prev)
-                and (prev.ppid == 2 or now - self._read_at[pid] < FULL_FD_SCAN_S)
-            ):
-                procs[pid] = prev  # kernel threads never change; others are re-read in turn
-                read_at[pid] = self._read_at[pid]
-                if prev.argv is not None:
-                    cache[(pid, prev.start, prev.comm)] = prev.argv
-                continue
-            text = _read(f"/proc/{name}/stat")
-            if text is None:
-                continue
-            p = _parse_stat(pid, text, self.boot)
-            if p is None:
-                continue
-            key = (pid, p.start, p.comm)
-            argv = self._argv_cache.get(key)
-            if argv is None and self._interesting(p):
-                argv = _read_argv(pid)
-            if argv is not None:
-                cache[key] = argv
-                p.argv = argv
-            procs[pid] = p
-            read_at[pid] = now
-        self.procs = procs
-        self._read_at = read_at
-        self._argv_cache = cache
+        self.gone = []
+        self.fd_due = set()
+        wall = time.time()
+        todo = set(always) | self.hot
+        # /proc/loadavg ends with the last pid handed out in this pid namespace. While it
+        # stays, no process (or thread) appeared; when it moved by a few, only those pids
+        # are looked at. Either way the costly, O(processes) listing of /proc is skipped.
+        # An exit is seen when that process is read again (every sample for hot ones, the
+        # caller's and /dev/nvidia* holders), or at the next listing, taken at least every
+        # FULL_FD_SCAN_S and whenever the last pid jumped (or wrapped).
+        text = (_read("/proc/loadavg") or "").rpartition(" ")[2]
+        last = int(text) if text.strip().isdigit() else -1
+        prev, self._last_pid = self._last_pid, last
+        names = self._listing
+        if (
+            last < 0
+            or not 0 <= last - prev <= PROBE_NEW_PIDS
+            or now - self._listed_at >= FULL_FD_SCAN_S
+        ):
+            self._listed_at = now
+            names = os.listdir("/proc")
+        else:
+            todo.update(pid for pid in range(prev + 1, last + 1) if _is_process(pid))
+        if names != self._listing:  # the pid set changed (listing is in pid order)
+            self._listing = names
+            live = set(map(int, filter(str.isdigit, names)))
+            known = set(self.procs)
+            for pid in known - live:
+                self._drop(pid)
+            todo |= live - known
+        due = self._due
+        while due and due[0][0] <= now:
+            at, pid = heapq.heappop(due)
+            p = self.procs.get(pid)
+            if p is not None and p.next_check == at:
+                todo.add(pid)
+                self.fd_due.add(pid)
+        for pid in todo:
+            self._read_proc(pid, now, wall)
+
+    def _drop(self, pid: int) -> None:
+        del self.procs[pid]
+        self.hot.discard(pid)
+        self.gone.append(pid)
+
+    def _read_proc(self, pid: int, now: float, wall: float) -> None:
+        text = _read(f"/proc/{pid}/stat")
+        p = None if text is None else _parse_stat(pid, text, self.boot)
+        prev = self.procs.get(pid)
+        if p is None:
+            if prev is not None:
+                self._drop(pid)
+            return
+        if prev is not None and prev.start == p.start and prev.comm == p.comm:
+            # argv is re-read only when a process is new or its comm changed (setproctitle
+            # renames comm too).
+            p.argv, p.role, p.next_check = prev.argv, prev.role, prev.next_check
+            if pid in self.fd_due:
+                self._schedule(p, now, wall)
+            self.procs[pid] = p
+            return
+        if prev is not None:
+            self._drop(pid)
+        if p.hot:
+            p.argv = _read_argv(pid)
+            p.role = vllm_role(p.comm, p.argv)
+            self.hot.add(pid)
+        if p.ppid != 2:  # kernel threads never change
+            self._schedule(p, now, wall)
+        self.fd_due.add(pid)
+        self.procs[pid] = p
+
+    def _schedule(self, p: Proc, now: float, wall: float) -> None:
+        p.next_check = now + _recheck_delay(p.pid, wall - p.start, p.hot)
+        heapq.heappush(self._due, (p.next_check, p.pid))
 
     def argv(self, pid: int) -> list[str]:
         p = self.procs.get(pid)
@@ -177,7 +272,6 @@ class ProcTable:
             return []
         if p.argv is None:
             p.argv = _read_argv(pid)
-            self._argv_cache[(pid, p.start, p.comm)] = p.argv
         return p.argv
 
     def ancestors(self, pid: int) -> list[int]:
@@ -219,24 +313,50 @@ class ProcTable:
 
 
 class FdScanner:
-    """Which process owns which socket inode, and who holds /dev/nvidia* open."""
+    """Which process owns which socket inode, and who holds /dev/nvidia* open.
+
+    A process's fds are read when ProcTable says they are due (new process, its recheck
+    time) and, for the pids the caller names (GPU users, vLLM processes), whenever their
+    number of open fds changed (the size /proc/PID/fd reports since Linux 6.2; every sample
+    where it reports 0) or FULL_FD_SCAN_S passed.
+    """
 
     def __init__(self) -> None:
-        # (pid, start) -> (scanned_at, socket inodes, holds /dev/nvidia*, stdout target)
-        self._cache = {}  # type: dict[tuple[int, float], tuple[float, frozenset, bool, str]]
-        self.unreadable = 0
+        # pid -> (scanned_at, fd count, socket inodes, holds /dev/nvidia*, stdout target)
+        self._fds = {}  # type: dict[int, tuple[float, int, frozenset, bool, str]]
+        self._owners = {}  # type: dict[str, set[int]]
+        self._holders = set()  # type: set[int]
+        self._unreadable = set()  # type: set[int]
         self._missing = frozenset()  # type: frozenset[str]
         self._missing_at = 0.0
 
-    def _scan(self, pid: int) -> tuple[frozenset, bool, str] | None:
+    @property
+    def unreadable(self) -> int:
+        return len(self._unreadable)
+
+    def _forget(self, pid: int) -> None:
+        old = self._fds.pop(pid, None)
+        if old is not None:
+            for inode in old[2]:
+                owners = self._owners.get(inode)
+                if owners is not None:
+                    owners.discard(pid)
+                    if not owners:
+                        del self._owners[inode]
+        self._holders.discard(pid)
+        self._unreadable.discard(pid)
+
+    def _scan(self, pid: int, now: float, count: int) -> None:
         base = f"/proc/{pid}/fd"
         try:
             names = os.listdir(base)
         except PermissionError:
-            self.unreadable += 1
-            return None
+            self._forget(pid)
+            self._unreadable.add(pid)
+            return
         except OSError:
-            return None
+            self._forget(pid)
+            return
         inodes = set()
         nvidia = False
         stdout = ""
@@ -251,58 +371,76 @@ class FdScanner:
                 nvidia = True
             if fd == "1":
                 stdout = target
-        return frozenset(inodes), nvidia, stdout
+        self._forget(pid)
+        self._fds[pid] = (now, count, frozenset(inodes), nvidia, stdout)
+        for inode in inodes:
+            self._owners.setdefault(inode, set()).add(pid)
+        if nvidia:
+            self._holders.add(pid)
+
+    @staticmethod
+    def _count(pid: int) -> int:
+        try:
+            return os.stat(f"/proc/{pid}/fd").st_size
+        except OSError:
+            return 0
 
     def refresh(self, table: ProcTable, always: set, wanted_inodes: set, now: float) -> None:
-        self.unreadable = 0
-        live = {(p.pid, p.start) for p in table.procs.values()}
-        cache = {k: v for k, v in self._cache.items() if k in live}
-        found = set()  # type: set[str]
-        pending = []
-        for key in live:
-            entry = cache.get(key)
-            if key[0] in always or entry is None or now - entry[0] >= FULL_FD_SCAN_S:
-                res = self._scan(key[0])
-                if res is not None:
-                    entry = (now, res[0], res[1], res[2])
-                    cache[key] = entry
-            elif wanted_inodes:
-                pending.append(key)
-            if entry is not None:
-                found |= entry[1] & wanted_inodes
+        for pid in table.gone:
+            self._forget(pid)
+        procs = table.procs
+        scanned = set()
+        for pid in table.fd_due | always:
+            if pid not in procs:
+                continue
+            count = self._count(pid)
+            entry = self._fds.get(pid)
+            if (
+                pid in table.fd_due
+                or entry is None
+                or count == 0
+                or count != entry[1]
+                or now - entry[0] >= FULL_FD_SCAN_S
+            ):
+                self._scan(pid, now, count)
+                scanned.add(pid)
         # A port's socket changed owner (a restart): rescan everyone rather than report stale,
         # but not every sample for a socket nobody readable owns (another user's server).
-        missing = frozenset(wanted_inodes - found)
+        missing = frozenset(i for i in wanted_inodes if i not in self._owners)
         if missing and (missing != self._missing or now - self._missing_at >= FULL_FD_SCAN_S):
             self._missing, self._missing_at = missing, now
-            for key in pending:
-                res = self._scan(key[0])
-                if res is not None:
-                    cache[key] = (now, res[0], res[1], res[2])
-        self._cache = cache
+            for pid in procs:
+                if pid not in scanned:
+                    self._scan(pid, now, self._count(pid))
 
     def owner_of(self, inode: str) -> int | None:
-        owners = [k[0] for k, v in self._cache.items() if inode in v[1]]
+        owners = self._owners.get(inode)
         return min(owners) if owners else None
 
     def nvidia_holders(self) -> list[int]:
-        return sorted(k[0] for k, v in self._cache.items() if v[2])
+        return sorted(self._holders)
 
     def stdout_of(self, pid: int) -> str:
-        for k, v in self._cache.items():
-            if k[0] == pid:
-                return v[3]
-        return ""
+        entry = self._fds.get(pid)
+        return entry[4] if entry is not None else ""
 
 
 def _port_sockets(ports: list[int]) -> dict[int, list[tuple[str, str]]]:
     """port -> [(state, inode)] for LISTEN and bound-not-listening sockets on that port."""
-    try:
-        rows = _diag_sockets(socket.AF_INET) + _diag_sockets(socket.AF_INET6)
-    except OSError:
-        rows = _proc_net_sockets()
     wanted = set(ports)
     out = {}  # type: dict[int, list[tuple[str, str]]]
+    try:
+        # Dumping bound-not-listening sockets costs several times a LISTEN dump, so it is
+        # asked for only while some port has no listener (a server starting, or down).
+        rows = _diag_sockets(socket.AF_INET, _TCP_LISTEN) + _diag_sockets(
+            socket.AF_INET6, _TCP_LISTEN
+        )
+        if wanted - {port for _, port, inode in rows if inode != "0"}:
+            rows += _diag_sockets(socket.AF_INET, _TCP_CLOSE) + _diag_sockets(
+                socket.AF_INET6, _TCP_CLOSE
+            )
+    except OSError:
+        rows = _proc_net_sockets()
     for state, port, inode in rows:
         if port in wanted and inode != "0":
             out.setdefault(port, []).append((state, inode))
@@ -315,13 +453,13 @@ _NLM_F_REQUEST_DUMP = 0x301
 _NLMSG_ERROR, _NLMSG_DONE = 2, 3
 
 
-def _diag_sockets(family: int) -> list[tuple[str, int, str]]:
-    """TCP sockets in LISTEN or CLOSE state through netlink sock_diag.
+def _diag_sockets(family: int, state_code: str) -> list[tuple[str, int, str]]:
+    """TCP sockets in one state (_TCP_LISTEN or _TCP_CLOSE) through netlink sock_diag.
 
     Several times cheaper than reading /proc/net/tcp, whose cost grows with every
     connection on the host.
     """
-    states = (1 << 10) | (1 << 7)  # TCP_LISTEN, TCP_CLOSE
+    states = 1 << int(state_code, 16)
     req = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, states) + b"\0" * 48
     hdr = struct.pack("=IHHII", 16 + len(req), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST_DUMP, 1, 0)
     out = []  # type: list[tuple[str, int, str]]
@@ -342,7 +480,8 @@ def _diag_sockets(family: int) -> list[tuple[str, int, str]]:
                 state = data[off + 17]
                 (port,) = struct.unpack_from("!H", data, off + 20)
                 (inode,) = struct.unpack_from("=I", data, off + 16 + 68)
-                out.append((_TCP_LISTEN if state == 10 else _TCP_CLOSE, port, str(inode)))
+                if state == int(state_code, 16):
+                    out.append((state_code, port, str(inode)))
                 off += (length + 3) & ~3
             if not data:
                 return out
@@ -508,6 +647,7 @@ class NvmlGpu:
         self._last_init = 0.0
         self._proc_fns: dict[str, Any] = {}
         self._mem_v2 = True
+        self._static = {}  # type: dict[int, tuple[str, str]]
         self._init()
 
     def _init(self) -> None:
@@ -518,6 +658,7 @@ class NvmlGpu:
             self.handles = [
                 nv.nvmlDeviceGetHandleByIndex(i) for i in range(nv.nvmlDeviceGetCount())
             ]
+            self._static = {}
             self.init_error = None
         except nv.NVMLError as exc:
             self.handles = []
@@ -558,15 +699,20 @@ class NvmlGpu:
                 self._mem_v2 = False
         if mem is None:
             mem = nv.nvmlDeviceGetMemoryInfo(h)
-        name = nv.nvmlDeviceGetName(h)
-        uuid = nv.nvmlDeviceGetUUID(h)
+        static = self._static.get(index)
+        if static is None:  # name and UUID never change while NVML stays initialised
+            name, uuid = nv.nvmlDeviceGetName(h), nv.nvmlDeviceGetUUID(h)
+            static = self._static[index] = (
+                uuid.decode() if isinstance(uuid, bytes) else uuid,
+                name.decode() if isinstance(name, bytes) else name,
+            )
         util = self._opt(nv.nvmlDeviceGetUtilizationRates, h)
         temp = self._opt(nv.nvmlDeviceGetTemperature, h, nv.NVML_TEMPERATURE_GPU)
         power = self._opt(nv.nvmlDeviceGetPowerUsage, h)
         return {
             "index": index,
-            "uuid": uuid.decode() if isinstance(uuid, bytes) else uuid,
-            "name": name.decode() if isinstance(name, bytes) else name,
+            "uuid": static[0],
+            "name": static[1],
             "total_mib": _mib(mem.total),
             "used_mib": _mib(mem.used),
             "free_mib": _mib(mem.free),
@@ -826,12 +972,12 @@ class Sampler:
             gpus, gproc, error = [], [], f"{self.backend.name} backend failed: {exc!r}"
         table = self.table
         now = time.monotonic()
-        table.refresh({r["pid"] for r in gproc}, now)
+        table.refresh({r["pid"] for r in gproc} | set(self.fds.nvidia_holders()), now)
         vllm = []
-        for p in table.procs.values():
-            role = vllm_role(p.comm, p.argv or [])
+        for pid in sorted(table.hot):
+            role = table.procs[pid].role
             if role is not None:
-                vllm.append((p.pid, role))
+                vllm.append((pid, role))
         sockets = _port_sockets(self.ports)
         wanted = {inode for socks in sockets.values() for _, inode in socks}
         always = {r["pid"] for r in gproc} | {pid for pid, _ in vllm}

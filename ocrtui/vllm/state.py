@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 from ocrtui.status import ModelState
 from ocrtui.vllm.client import Health
+from ocrtui.vllm.crashlog import crash_lines
 from ocrtui.vllm.hints import Hint, find_hint, is_fatal
 from ocrtui.vllm.logfile import Mark, current_run
-from ocrtui.vllm.stages import Stage, startup_stage, strip_ansi
+from ocrtui.vllm.stages import Stage, startup_stage
 
 LAST_LINES = 12
 # Our own probes show up in vLLM's access log; they say nothing about a crash.
@@ -114,6 +115,6 @@ def _crashed(run: Sequence[str], facts: ProcessFacts) -> Verdict:
         text = orphan_text if text is None else f"{text} | {orphan_text}"
     elif text is None:
         text = "the server exited. Fix: read the log lines, then restart the model"
-    lines = [strip_ansi(line) for line in without_probes(run)]
-    last = tuple(lines[-LAST_LINES:])
+    # The explaining lines first: exit noise would push them out of a plain tail.
+    last = crash_lines(without_probes(run), LAST_LINES).lines
     return Verdict("crashed", hint=text, last_lines=last)

@@ -179,7 +179,7 @@ async def test_real_simulator_leak_through_the_lifecycle_path(
         mon.begin_launch("glm-ocr")
         server = await pod.start_detached(
             [sys.executable, "-m", "ocrtui", "sim-vllm", "serve", "zai-org/GLM-OCR",
-             "--port", str(port), "--served-model-name", "glm-ocr",
+             "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "glm-ocr",
              "--gpu-memory-utilization", "0.4", "--engine", "synthetic",
              "--sim-startup-s", "0", "--sim-gpu", str(sim_gpu.path)],
             log_file=str(tmp_path / "vllm_glm-ocr.log"),

@@ -6,6 +6,7 @@ import ast
 import json
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -264,3 +265,35 @@ def test_interval_outside_range_is_refused() -> None:
         [sys.executable, str(AGENT_SOURCE), "--interval", "0.1"], capture_output=True, text=True
     )
     assert out.returncode == 2 and "between 0.25 and 10" in out.stderr
+
+
+def test_a_process_that_execs_into_vllm_is_seen_although_its_pid_is_cached(
+    tmp_path: Path,
+) -> None:
+    # start_detached runs `sh -c 'echo $$; exec "$@"'`: the pid first looks like an unrelated
+    # shell, then becomes the API server; the agent caches unrelated processes, so it must
+    # still look again at a young one.
+    gpu = SimGpu.create(tmp_path / "gpu")
+    sampler = agent.Sampler(agent.SimGpu(str(gpu.path)), [], 1.0)
+    code = "import sys, time; sys.stdin.readline(); time.sleep(60)"
+    child = subprocess.Popen(
+        ["sh", "-c", 'read line; exec "$@"', "sh", sys.executable, "-c", code,
+         "vllm", "serve", "org/m", "--port", "8123"],
+        stdin=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while sampler.table.procs.get(child.pid) is None and time.monotonic() < deadline:
+            sampler.sample()
+        assert sampler.table.procs[child.pid].comm == "sh"
+        assert child.stdin is not None
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
+        rows: list[dict[str, Any]] = []
+        while not rows and time.monotonic() < deadline:
+            rows = [r for r in sampler.sample()["vllm"] if r["pid"] == child.pid]
+            time.sleep(0.05)  # pacing the polls, not synchronisation: the loop waits on rows
+        assert rows and (rows[0]["kind"], rows[0]["port"]) == ("api", 8123)
+    finally:
+        child.kill()
+        child.wait()

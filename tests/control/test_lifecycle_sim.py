@@ -206,7 +206,7 @@ async def test_engine_death_unhealthy_then_crashed_with_hint(
     assert model is not None and model.hint and "EngineCore process died" in model.hint
     assert log.seen[0] == "ready" and log.seen[-1] == "crashed"
     assert set(log.seen) <= {"ready", "unhealthy", "crashed"}
-    assert any("died unexpectedly" in line for line in model.last_lines)
+    assert any("EngineDeadError" in line for line in model.last_lines)
 
 
 @pytest.mark.parametrize("transport", ["ssh"])

@@ -84,3 +84,13 @@ def test_no_agent_data_yet() -> None:
     assert decide(None, OK, True, None, None).state == "ready"
     v = decide(None, REFUSED, None, [LAUNCH], None)
     assert v.state == "down" and v.hint and "agent" in v.hint
+
+
+def test_crashed_last_lines_lead_with_the_cause_not_the_exit_noise() -> None:
+    tail = fixture_lines("real_v0_32_cpu_enginecore_kill9_tail.log")
+    v = decide(GONE, REFUSED, None, [LAUNCH, *tail], None)
+    assert v.state == "crashed"
+    # The last frame, its code line and the message, then the tail without leak reports.
+    assert "EngineDeadError: EngineCore encountered an issue" in v.last_lines[2]
+    assert not any("nanobind" in line or "leaked" in line for line in v.last_lines)
+    assert v.last_lines[-1] == "INFO:     Finished server process [23888]"

@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--resume", metavar="DIR", help="continue a run, skipping finished pages")
     c.add_argument("--concurrency", type=int, metavar="N", help="throughput phase concurrency")
     c.add_argument("--schedule", choices=["sequential", "parallel"])
+    c.add_argument(
+        "--sweep",
+        action="store_true",
+        help="throughput also at compare.sweep's concurrencies (default 1, 5, 16, 32, 64)",
+    )
     c.add_argument("--models", metavar="NAMES", help="comma-separated subset of models")
     c.add_argument("--headless", action="store_true", help="progress and summary on stdout")
     c.add_argument(

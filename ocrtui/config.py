@@ -12,7 +12,7 @@ import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -209,7 +209,14 @@ class ModelConfig(_Section):
 class CompareConfig(_Section):
     concurrency: int = Field(default=5, ge=1, le=256)
     warm_runs: int = Field(default=10, ge=1)
-    throughput_requests: int = Field(default=20, ge=1)
+    throughput_requests: int = Field(default=20, ge=1)  # per concurrency level
+    # The levels `ocrtui compare --sweep` measures throughput at (with `concurrency`), as the
+    # vendors do: the SDK keeps 32 regions in flight, the lightonai client 64 pages.
+    sweep: tuple[Annotated[int, Field(ge=1, le=256)], ...] = Field(
+        default=(1, 5, 16, 32, 64), min_length=1
+    )
+    # The knee of a sweep: the highest concurrency whose latency p95 stays within this bound.
+    knee_p95_s: float = Field(default=30.0, gt=0)
     schedule: Literal["sequential", "parallel"] = "sequential"
     out_dir: str = "runs"
     retries: int = Field(default=3, ge=0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 
 from ocrtui.config import Config
 from ocrtui.errors import ConfigError
@@ -24,6 +25,7 @@ from ocrtui.pod.factory import make_pod
 from ocrtui.status import (
     GpuStatus,
     ModelShare,
+    ModelStatus,
     OrphanStatus,
     PodStatus,
     ProcessStatus,
@@ -32,6 +34,7 @@ from ocrtui.status import (
 from ocrtui.vllm.launches import Launches
 from ocrtui.vllm.lifecycle import Lifecycle, Progress
 from ocrtui.vllm.plan import gpu_for, planned_mib
+from ocrtui.vllm.served import Served, ServedWatch
 from ocrtui.vllm.state import without_probes
 from ocrtui.vllm.watch import ModelWatcher
 
@@ -45,6 +48,7 @@ class Controller:
         self.pod = pod or make_pod(config.pod)
         self.monitor = AgentMonitor(self.pod, config.pod, config.models)
         self.watcher = ModelWatcher(config, self.pod, self.monitor, Launches())
+        self.servers = ServedWatch(config, self.pod, self.watcher, self._publish)
         self.lifecycle: Lifecycle | None = None
         self._workdir = config.pod.workdir
         self._urls: dict[str, str] = {}
@@ -75,9 +79,11 @@ class Controller:
         self.pod.add_state_listener(self._on_link)
         await self.monitor.start()
         await self.watcher.start(self._urls, self._workdir)
+        self.servers.start(self._urls)
 
     async def close(self) -> None:
         """Stop polling and close the link; the model servers keep running on the pod."""
+        await self.servers.close()
         await self.watcher.close()
         if self._unsubscribe:
             for unsubscribe in self._unsubscribe:
@@ -145,6 +151,11 @@ class Controller:
             raise RuntimeError("Controller.start() was not called")
         return self._urls[name]
 
+    async def served(self, name: str) -> Served | None:
+        """The running server's versions, argv and advisories (probed now if not yet)."""
+        self.config.model(name)
+        return await self.servers.inspect(name)
+
     async def log_tail(self, name: str, lines: int = 200) -> list[str]:
         """The model log's last ``lines`` lines, less the 1 Hz probes' access-log lines."""
         model = self.config.model(name)
@@ -170,11 +181,16 @@ class Controller:
         )
         rows = view.attribution.rows if view.attribution else ()
         processes = tuple(ProcessStatus(**r.status_fields()) for r in rows)  # type: ignore[arg-type]
-        models = tuple(self.watcher.status(m.name) for m in self.config.models)
+        models = tuple(self._model_status(m.name) for m in self.config.models)
         orphans = tuple(
             OrphanStatus(o.pid, o.model, o.used_mib, o.rss_mib, o.title) for o in view.orphans
         )
         return Snapshot(pod, self._gpus(view), processes, models, orphans)
+
+    def _model_status(self, name: str) -> ModelStatus:
+        status = self.watcher.status(name)
+        served = self.servers.served(name)
+        return replace(status, advisories=served.advisories) if served else status
 
     def _gpus(self, view: MonitorView) -> tuple[GpuStatus, ...]:
         """Each GPU with its owners as attributed, and the plans of the models it runs."""

@@ -52,11 +52,13 @@ def _run_operation(
 
 
 def status_command(config: Config, as_json: bool, *, demo: bool = False) -> int:
-    """One snapshot, after one complete health poll that had the agent's data (bounded)."""
+    """One snapshot, after one complete health poll that had the agent's data (bounded),
+    and the ready servers' probes (their advisories)."""
 
     async def run(ctl: Controller) -> int:
         with contextlib.suppress(TimeoutError):
             await ctl.watcher.wait_informed(FIRST_POLL_WAIT_S)
+        await asyncio.gather(*(ctl.served(m.name) for m in config.models))
         snap = ctl.snapshot
         if as_json:
             print(json.dumps(snap.to_json(), indent=2))
@@ -86,6 +88,8 @@ def format_status(snap: Snapshot) -> str:
         lines.append(f"model {m.name} :{m.port} {m.state}{extra} pid={m.pid or '-'}")
         if m.hint:
             lines.append(f"  hint: {m.hint}")
+        for a in m.advisories:
+            lines.append(f"  {a.severity}: {a.text}")
     return "\n".join(lines)
 
 

@@ -2,8 +2,10 @@
 with its source and the date it was checked.
 
 This is the one table the request builder (``compare/profiles.py``), the config check
-(``config.py``), the memory count (``vllm/flags.py``) and the advisories
-(``vllm/advisories.py``) read. Standard library only: ``config.py`` imports it.
+(``config.py``), the memory count (``vllm/flags.py``), the advisories
+(``vllm/advisories.py``), the arm labels (``compare/arms.py``) and the reports' published
+figures (:data:`ANCHORS`, read by ``compare/report.py`` and ``compare/report_html.py``)
+read. Standard library only: ``config.py`` imports it.
 
 Sources, all checked 2026-12-01 (notes in shared research ``model_usage.md``):
 
@@ -102,6 +104,8 @@ class RequestProfile:
     image: Published[ImageEncoding]
     # Prompts the makers list (None: no list); another prompt is off their distribution.
     listed_prompts: Published[tuple[str, ...]] | None = None
+    # What an arm with this profile is, against the makers' own setup (the arm label's head).
+    arm: str = ""
 
 
 GLM_TEXT_PROMPT = "Text Recognition:"
@@ -163,6 +167,7 @@ PROFILES: Mapping[Profile, RequestProfile] = MappingProxyType(
                 GLM_CARD,
                 "plus JSON-schema extraction prompts, which OCR of a page does not use",
             ),
+            arm="GLM-OCR · model only, full page, no layout",
         ),
         "lighton-ocr": RequestProfile(
             name="lighton-ocr",
@@ -183,6 +188,7 @@ PROFILES: Mapping[Profile, RequestProfile] = MappingProxyType(
                 ImageEncoding(("png", "jpeg"), "'PNG or JPEG'; the card's example sends PNG"),
                 LIGHTON_CARD,
             ),
+            arm="LightOnOCR-2 · full page, image only",
         ),
         "generic": RequestProfile(
             name="generic",
@@ -193,6 +199,7 @@ PROFILES: Mapping[Profile, RequestProfile] = MappingProxyType(
             max_tokens=Published(4096, OCRTUI),
             render=Published(RenderSpec(dpi=200, max_side=2048), OCRTUI),
             image=Published(ImageEncoding(("jpeg", "png"), "either"), OCRTUI),
+            arm="full page, generic prompt",
         ),
     }
 )
@@ -296,3 +303,57 @@ SERVE_RECIPES: tuple[ServeRecipe, ...] = (
 
 # vLLM's default for --mm-processor-cache-gb (GiB of host RAM per caching process).
 MM_PROCESSOR_CACHE_DEFAULT_GIB = Published(4.0, VLLM_CACHE_DOC)
+
+
+# -- published figures ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A figure the makers publish, with the configuration it was measured in: shown beside
+    a run's numbers, never as one of its columns (none was measured as ocrtui measures)."""
+
+    model: str
+    profile: Profile  # the request profile of the arm it is shown beside
+    metric: str
+    value: str
+    configuration: str
+    source: str
+
+
+ANCHORS_LABEL = "Published figures (other configurations: not comparable with this run)"
+ANCHORS: tuple[Anchor, ...] = (
+    Anchor(
+        "GLM-OCR",
+        "glm-ocr",
+        "OmniDocBench v1.5 overall",
+        "94.62",
+        "the GLM-OCR SDK's two-stage pipeline (PP-DocLayout-V3 layout, then per-region "
+        "prompts), not whole pages",
+        "zai-org/GLM-OCR README; tech report arXiv 2603.10910",
+    ),
+    Anchor(
+        "GLM-OCR",
+        "glm-ocr",
+        "PDF parse speed",
+        "1.86 pages/s",
+        "the SDK's layout pipeline, single replica, concurrency 1; GPU not stated",
+        "GLM-OCR model card, speed test",
+    ),
+    Anchor(
+        "LightOnOCR-2",
+        "lighton-ocr",
+        "PDF parse speed",
+        "5.71 pages/s",
+        "one H100; concurrency not stated",
+        "LightOnOCR-2 model card",
+    ),
+    Anchor(
+        "LightOnOCR-2",
+        "lighton-ocr",
+        "olmOCR-Bench overall",
+        "83.2 ± 0.9",
+        "olmOCR-Bench (English PDFs), headers and footers excluded",
+        "LightOnOCR-2 model card; arXiv 2601.14251",
+    ),
+)

@@ -83,6 +83,16 @@ class OrphanStatus:
 
 
 @dataclass(frozen=True)
+class AdvisoryStatus:
+    """A version or drift advisory on a model (``vllm/advisories.py`` decides them)."""
+
+    key: str  # stable id, e.g. "lighton-vllm-0.27.1-loops", "flag:--mm-processor-cache-gb"
+    severity: str  # "warning" | "info"
+    text: str
+    source: str | None = None  # where the fact comes from: "what, URL"
+
+
+@dataclass(frozen=True)
 class ModelStatus:
     name: str
     port: int
@@ -103,6 +113,8 @@ class ModelStatus:
     max_model_len: int | None = None  # as /v1/models reports it
     started_s: float | None = None  # while starting: seconds since its launch
     last_start_s: float | None = None  # while starting: launch to ready of the previous start
+    # On the running server's versions and argv, probed once when it became ready.
+    advisories: tuple[AdvisoryStatus, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,10 @@ from ocrtui.compare.events import (
     RunDone,
     RunPaused,
     RunResumed,
+    phase_key,
 )
 from ocrtui.compare.gate import RunGate
-from ocrtui.compare.launch import CompareRequest, ModelUrl, RunSetup
+from ocrtui.compare.launch import CompareRequest, ModelUrl, RunSetup, ServedOf
 from ocrtui.compare.runner import CompareRun
 from ocrtui.config import Config
 
@@ -53,6 +54,7 @@ def request_from_args(args: argparse.Namespace) -> CompareRequest:
         out=args.out,
         resume=args.resume,
         auto_restart=args.auto_restart,
+        sweep=bool(getattr(args, "sweep", False)),
     )
 
 
@@ -78,7 +80,7 @@ async def _with_controller(config: Config, setup: RunSetup, demo: bool) -> int:
         if demo:
             await ctl.up(lambda name, step: console.print(f"{name}: {step}"))
         gate = launch.gate_for(setup, ctl, config.ui.refresh_s)  # the run closes it
-        return await run_headless(setup, ctl.model_url, console, gate)
+        return await run_headless(setup, ctl.model_url, console, gate, ctl.served)
     finally:
         await ctl.close()
 
@@ -91,19 +93,22 @@ async def run_headless(
     model_url: ModelUrl,
     console: Console | None = None,
     gate: RunGate | None = None,
+    served: ServedOf | None = None,
 ) -> int:
-    console = console or Console()
-    run = await launch.start_comparison(setup, model_url, gate)
+    out = console or Console()
+    run = await launch.start_comparison(
+        setup, model_url, gate, served=served, note=lambda line: out.print(f"[yellow]{line}[/]")
+    )
     try:
-        await _show(run, console)
+        await _show(run, out)
     except asyncio.CancelledError:
         # Ctrl-C (asyncio.run cancels this task): the run writes its summary, we say how to
         # go on, and return instead of re-raising so the exit status is ours.
         run.cancel()
-        _print_summary(await run.wait(), console)
+        _print_summary(await run.wait(), out)
         return EXIT_INTERRUPTED
     done = await run.wait()
-    _print_summary(done, console)
+    _print_summary(done, out)
     return done.exit_code
 
 
@@ -123,7 +128,7 @@ async def _show(run: CompareRun, console: Console) -> None:
             if isinstance(ev, PhaseStarted):
                 progress.update(
                     tasks[ev.model],
-                    description=f"{ev.model}: {ev.phase}",
+                    description=f"{ev.model}: {phase_key(ev.phase, ev.concurrency)}",
                     total=ev.total,
                     completed=0,
                 )
@@ -163,13 +168,14 @@ def _doc_error(name: str, error: str) -> str:
 
 def _phase_line(ev: PhaseDone) -> str:
     st = ev.stats
-    pre = f"{ev.model}: {ev.phase}" + (" (from the resumed run)" if ev.skipped else "")
+    pre = f"{ev.model}: {phase_key(ev.phase, ev.concurrency)}"
+    pre += " (from the resumed run)" if ev.skipped else ""
     if ev.phase == "documents":
         return f"{pre}: {st.get('pages_ok')} pages ok, {st.get('pages_failed')} failed"
     parts = []
     if st.get("latency_p50_s") is not None:
         parts.append(f"p50 {st['latency_p50_s']:.2f} s")
-    if ev.phase == "warm" and st.get("latency_p95_s") is not None:
+    if ev.phase != "cold" and st.get("latency_p95_s") is not None:
         parts.append(f"p95 {st['latency_p95_s']:.2f} s")
     if st.get("imgs_per_s") is not None:
         parts.append(f"{st['imgs_per_s']:.2f} img/s")

@@ -1,9 +1,10 @@
 """The typed events a comparison run emits, in order, to every subscriber.
 
 Per run: RunStarted, then DocumentReady/DocumentFailed for each document, then per model
-the speed phases (PhaseStarted, PhaseProgress…, PhaseDone for cold, warm, throughput),
-then the documents phase (PhaseStarted, PageStarted/PageDone/PageFailed per page, DocumentDone
-per document, PhaseDone), and last RunDone. Pages of the two models interleave.
+the speed phases (PhaseStarted, PhaseProgress…, PhaseDone for cold, warm, and throughput
+once per concurrency level, ascending: ``concurrency`` says which), then the documents
+phase (PhaseStarted, PageStarted/PageDone/PageFailed per page, DocumentDone per document,
+PhaseDone), and last RunDone. Pages of the two models interleave.
 At any point: RunPaused/RunResumed (the link or a model's server went away and came back;
 requests wait meanwhile) and ModelStopped (a model's every request would fail: no more are
 sent to it).
@@ -21,11 +22,18 @@ Phase = Literal["cold", "warm", "throughput", "documents"]
 SPEED_PHASES: tuple[Phase, ...] = ("cold", "warm", "throughput")
 
 
+def phase_key(phase: Phase, concurrency: int | None) -> str:
+    """The name a phase is stored under (phases.jsonl, summary ``speed``): ``throughput@32``
+    for a throughput level, the phase itself otherwise."""
+    return f"{phase}@{concurrency}" if phase == "throughput" and concurrency else phase
+
+
 @dataclass(frozen=True, slots=True)
 class RunStarted:
     run_dir: str
     models: tuple[str, ...]
     documents: tuple[str, ...]
+    arms: tuple[str, ...] = ()  # each model's arm label (compare/arms.py), in models' order
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +55,7 @@ class PhaseStarted:
     model: str
     phase: Phase
     total: int  # requests (speed phases) or pages (documents) this phase will send
+    concurrency: int | None = None  # the throughput phase's level (one event set per level)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +64,7 @@ class PhaseProgress:
     phase: Phase
     done: int
     total: int
+    concurrency: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +73,7 @@ class PhaseDone:
     phase: Phase
     stats: dict[str, Any]
     skipped: bool = False  # already done in the run being resumed
+    concurrency: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,14 @@
     resolve          request -> RunSetup: documents, models, settings, run directory and
                      the run.json inputs (blocking: reads run.json, suites, folders, and
                      generates the sample suite the first time; call it off the loop)
-    start_comparison RunSetup + model URLs (+ the gate: the link's and the models' state,
-                     gate.py) -> a started CompareRun: the models answer /health (else
-                     PodUnreachable, exit 3), the run directory is created or resumed, the
-                     run starts; the headless CLI and the dashboard call it
+    start_comparison RunSetup + model URLs -> a started CompareRun: the models answer
+                     /health (else PodUnreachable, exit 3); each model's max_tokens is
+                     fitted to /v1/models' max_model_len (profiles.fit_max_tokens: a
+                     capped default is a note, a configured value over it a ConfigError);
+                     each arm is recorded (compare/arms.py, from the Controller's probe
+                     of the running server when given); the run directory is created or
+                     resumed, the run starts with the gate (the link's and the models'
+                     state, gate.py); the headless CLI and the dashboard call it
     gate_for         the SnapshotGate over a Controller-like source (with its restart
                      when the request asked for --auto-restart)
 
@@ -30,20 +34,27 @@ from typing import Any, Protocol
 import httpx
 from pydantic import ValidationError
 
+from ocrtui.compare.arms import arm_record
 from ocrtui.compare.client import ModelTarget
 from ocrtui.compare.documents import TEXT_LAYER, DocumentSpec, expand_inputs
 from ocrtui.compare.gate import RunGate, SnapshotGate, SnapshotSource
 from ocrtui.compare.pages import ALL_PAGES, parse_page_spec
+from ocrtui.compare.profiles import fit_max_tokens
 from ocrtui.compare.runner import CompareRun, RunPlan, start_run
 from ocrtui.compare.samples import sample_suite_path
 from ocrtui.compare.store import RunStore
 from ocrtui.compare.suite import load_suite
 from ocrtui.config import CompareConfig, Config, ModelConfig
 from ocrtui.errors import InputError, PodUnreachable
+from ocrtui.vllm.client import VllmClient
+from ocrtui.vllm.served import Served
 
 HEALTH_TIMEOUT_S = 10.0
 
 ModelUrl = Callable[[str], Awaitable[str]]  # served name -> base URL (Controller.model_url)
+# served name -> the probe of its running server (Controller.served), None when unknown
+ServedOf = Callable[[str], Awaitable[Served | None]]
+Note = Callable[[str], None]  # a warning line for the user (the terminal, a notification)
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,7 @@ class CompareRequest:
     out: str | None = None  # run directory; default compare.out_dir/<timestamp>
     resume: str | None = None  # continue the run in this directory
     auto_restart: bool = False  # restart a model whose server crashes mid-run
+    sweep: bool = False  # throughput at compare.sweep's levels too (with resume: as recorded)
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,7 @@ class RunSetup:
     run_dir: Path
     info: dict[str, Any]  # written to run.json; never holds the password
     label: str  # how a screen names the run: its documents, its suite, or "sample suite"
+    concurrencies: tuple[int, ...] = ()  # throughput levels; empty: settings.concurrency
 
 
 def validate_request(config: Config, request: CompareRequest) -> CompareConfig:
@@ -158,6 +171,8 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
         request.concurrency if request.concurrency is not None else saved.get("concurrency"),
         request.schedule or saved.get("schedule"),
     )
+    sweep = request.sweep or bool(saved.get("sweep"))
+    levels = tuple(sorted({settings.concurrency, *settings.sweep})) if sweep else ()
     info = {
         "docs": docs,
         "cwd": str(cwd),  # relative DOC paths are read from here on --resume
@@ -167,9 +182,10 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
         "models": [m.name for m in models],
         "concurrency": settings.concurrency,
         "schedule": settings.schedule,
+        "sweep": sweep,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    return RunSetup(request, tuple(specs), tuple(models), settings, run_dir, info, label)
+    return RunSetup(request, tuple(specs), tuple(models), settings, run_dir, info, label, levels)
 
 
 async def check_reachable(targets: list[ModelTarget]) -> None:
@@ -209,17 +225,56 @@ def gate_for(setup: RunSetup, source: RestartingSource, refresh_s: float) -> Sna
     )
 
 
+async def fit_targets(targets: list[ModelTarget], note: Note) -> list[ModelTarget]:
+    """Each target with max_tokens fitted to its server's max_model_len (/v1/models);
+    ConfigError when a configured max_tokens is over it. A server whose /v1/models does
+    not answer keeps its config (its requests will say what is wrong)."""
+    out = []
+    for t in targets:
+        client = VllmClient(t.url, api_key=t.config.api_key(), timeout=HEALTH_TIMEOUT_S)
+        try:
+            cards = await client.models()
+        except (httpx.HTTPError, ValueError):
+            cards = []
+        finally:
+            await client.aclose()
+        served_len = next((c.max_model_len for c in cards if c.id == t.name), None)
+        config, warning = fit_max_tokens(t.config, served_len)
+        if warning:
+            note(f"warning: {warning}")
+        out.append(ModelTarget(config, t.url))
+    return out
+
+
 async def start_comparison(
-    setup: RunSetup, model_url: ModelUrl, gate: RunGate | None = None
+    setup: RunSetup,
+    model_url: ModelUrl,
+    gate: RunGate | None = None,
+    *,
+    served: ServedOf | None = None,
+    note: Note | None = None,
 ) -> CompareRun:
     """Start the run on the running loop; the caller subscribes to its events. The run
     closes the gate when it ends (and this, when no run starts)."""
     try:
         targets = [ModelTarget(m, await model_url(m.name)) for m in setup.models]
         await check_reachable(targets)
+        targets = await fit_targets(targets, note or (lambda _line: None))
+        arms = [
+            arm_record(t.config, setup.settings, await served(t.name) if served else None)
+            for t in targets
+        ]
         store = await asyncio.to_thread(open_store, setup)
     except BaseException:
         if gate is not None:
             await gate.close()
         raise
-    return start_run(RunPlan(setup.documents, tuple(targets), setup.settings, gate=gate), store)
+    plan = RunPlan(
+        setup.documents,
+        tuple(targets),
+        setup.settings,
+        gate=gate,
+        concurrencies=setup.concurrencies,
+        arms=tuple(arms),
+    )
+    return start_run(plan, store)

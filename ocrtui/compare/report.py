@@ -1,12 +1,23 @@
 """summary.json and report.md from a run's results.
 
 summary.json: ``{"run": {...}, "models": {NAME: {...}}, "documents": {DOC: {...}},
-"agreement": {...}}``; each model carries the contract fields (pages_ok, pages_failed,
-latency_cold_s, latency_warm_p50_s, latency_warm_p95_s, throughput_c5_imgs_per_s,
-pages_per_s, cer, cer_lenient, by_category, critical_pass_rate) plus flags and the raw
-speed-phase stats, and ``error``: why the model stopped (ModelStopped), else, when it read
-no page, its first failure (None otherwise); each document its category, pages, error
-(None when it ran) and pages/s per model.
+"agreement": {...}, "sweep": {NAME: [...]}}``; each model carries the contract fields
+(pages_ok, pages_failed, latency_cold_s, latency_warm_p50_s, latency_warm_p95_s,
+throughput_c5_imgs_per_s, pages_per_s, cer, cer_lenient, by_category, critical_pass_rate)
+plus flags, the raw speed-phase stats, its ``arm`` (compare/arms.py) and ``error``: why the
+model stopped (ModelStopped), else, when it read no page, its first failure (None
+otherwise); each document its
+category, pages, error (None when it ran) and pages/s per model.
+
+Throughput is named by its concurrency: ``throughput_imgs_per_s`` at
+``throughput_concurrency`` (the run's ``concurrency``); ``throughput_c5_imgs_per_s`` is that
+same figure only when the concurrency is 5, else None (issue #11: a figure at another
+concurrency is not the seed's c5). ``sweep`` (only when more than one level ran) lists per
+model ``{concurrency, images_per_s, p50, p95, request_throughput, median_e2el_ms,
+p95_e2el_ms, completed, failed, duration}`` ascending (p50/p95 in seconds; the last five
+named as in ``vllm bench serve``'s result JSON), and each model gets ``knee_concurrency``
+(the highest level whose p95 stays within ``run.knee_p95_s``, None when none does) and
+``saturation_imgs_per_s`` (the highest images/s of any level).
 """
 
 from __future__ import annotations
@@ -20,10 +31,12 @@ from importlib import resources
 from typing import Any
 
 from ocrtui.compare.documents import Document, DocumentSpec
+from ocrtui.compare.events import phase_key
 from ocrtui.compare.scoring import EditCount, corpus_cer, critical_found
 from ocrtui.compare.store import PageResult, PhaseRecord
 from ocrtui.compare.tally import Tally
 from ocrtui.config import CompareConfig, ModelConfig
+from ocrtui.published import ANCHORS, ANCHORS_LABEL
 
 WORST_PAGES = 5
 DIFF_LINES = 30
@@ -62,6 +75,12 @@ class FinishedRun:
     phases: Mapping[tuple[str, str], PhaseRecord]
     tally: Tally
     stopped: Mapping[str, str] = field(default_factory=dict)  # model -> why it was stopped
+    levels: tuple[int, ...] = ()  # throughput concurrencies; empty: settings.concurrency
+    arms: Mapping[str, Mapping[str, Any]] | None = None  # model -> arms.arm_record
+
+    @property
+    def throughput_levels(self) -> tuple[int, ...]:
+        return self.levels or (self.settings.concurrency,)
 
 
 def _model_error(run: FinishedRun, name: str, mine: list[PageResult]) -> str | None:
@@ -80,6 +99,7 @@ def build_summary(run: FinishedRun) -> dict[str, Any]:
     results = list(run.results.values())
     scores = run.tally.scores
     models: dict[str, Any] = {}
+    sweep: dict[str, list[dict[str, Any]]] = {}
     for m in run.models:
         mine = [r for r in results if r.model == m.name and r.doc in docs]
         ok = [r for r in mine if r.ok]
@@ -116,6 +136,14 @@ def build_summary(run: FinishedRun) -> dict[str, Any]:
         doc_time = sum(float(st.get("elapsed_s") or 0) for st in doc_recs)
         categories = sorted(set(by_cat) | set(crit_total))
         flags = Counter(f for r in ok for f in r.flags)
+        conc = run.settings.concurrency
+        main = phases.get(phase_key("throughput", conc), {}).get("imgs_per_s")
+        points = _sweep_points(phases, run.throughput_levels)
+        if len(run.throughput_levels) > 1:
+            sweep[m.name] = points
+        knee = [p["concurrency"] for p in points
+                if p["p95"] is not None and p["p95"] <= run.settings.knee_p95_s]  # fmt: skip
+        rates = [p["images_per_s"] for p in points if p["images_per_s"] is not None]
         models[m.name] = {
             "profile": m.profile,
             "pages_ok": len(ok),
@@ -123,7 +151,11 @@ def build_summary(run: FinishedRun) -> dict[str, Any]:
             "latency_cold_s": phases.get("cold", {}).get("latency_p50_s"),
             "latency_warm_p50_s": phases.get("warm", {}).get("latency_p50_s"),
             "latency_warm_p95_s": phases.get("warm", {}).get("latency_p95_s"),
-            "throughput_c5_imgs_per_s": phases.get("throughput", {}).get("imgs_per_s"),
+            "throughput_c5_imgs_per_s": main if conc == 5 else None,
+            "throughput_imgs_per_s": main,
+            "throughput_concurrency": conc,
+            "knee_concurrency": max(knee) if knee else None,
+            "saturation_imgs_per_s": max(rates) if rates else None,
             "pages_per_s": _r(doc_pages / doc_time) if doc_pages and doc_time > 0 else None,
             "cer": _r(corpus_cer(strict)),
             "cer_lenient": _r(corpus_cer(lenient)),
@@ -144,6 +176,7 @@ def build_summary(run: FinishedRun) -> dict[str, Any]:
             "flags": dict(sorted(flags.items())),
             "speed": {p: st for p, st in phases.items() if not p.startswith("document:")},
             "error": _model_error(run, m.name, mine),
+            "arm": dict((run.arms or {}).get(m.name) or {}),
         }
     documents: dict[str, Any] = {}
     for spec in run.specs:
@@ -168,6 +201,8 @@ def build_summary(run: FinishedRun) -> dict[str, Any]:
             "concurrency": run.settings.concurrency,
             "warm_runs": run.settings.warm_runs,
             "throughput_requests": run.settings.throughput_requests,
+            "throughput_concurrencies": list(run.throughput_levels),
+            "knee_p95_s": run.settings.knee_p95_s,
             "image_format": run.settings.image_format,
         },
         "models": models,
@@ -175,7 +210,32 @@ def build_summary(run: FinishedRun) -> dict[str, Any]:
         "agreement": _agreement(run, docs),
         "worst_pages": _worst(run, docs),
     }
+    if sweep:
+        summary["sweep"] = sweep
     return summary
+
+
+def _sweep_points(phases: Mapping[str, Any], levels: tuple[int, ...]) -> list[dict[str, Any]]:
+    """One point per measured throughput level (the shape report_html's plot reads)."""
+    out = []
+    for c in sorted(levels):
+        st = phases.get(phase_key("throughput", c))
+        if st is None:
+            continue
+        p50, p95 = st.get("latency_p50_s"), st.get("latency_p95_s")
+        out.append({
+            "concurrency": c,
+            "images_per_s": st.get("imgs_per_s"),
+            "p50": p50,
+            "p95": p95,
+            "request_throughput": st.get("imgs_per_s"),
+            "median_e2el_ms": None if p50 is None else round(p50 * 1000, 2),
+            "p95_e2el_ms": None if p95 is None else round(p95 * 1000, 2),
+            "completed": st.get("ok"),
+            "failed": st.get("failed"),
+            "duration": st.get("wall_s"),
+        })  # fmt: skip
+    return out
 
 
 def _agreement(run: FinishedRun, docs: dict[str, Document]) -> dict[str, Any] | None:
@@ -261,7 +321,7 @@ def comparison_rows(summary: dict[str, Any]) -> list[tuple[str, list[str], str]]
         ),
         (
             f"Throughput at {conc} concurrent",
-            [_num(models[n]["throughput_c5_imgs_per_s"], "img/s") for n in names],
+            [_num(throughput(models[n]), "img/s") for n in names],
             _num(base["throughput_c5_imgs_per_s"], "img/s") if conc == 5 else "—",
         ),
         ("Document parse speed", [_num(models[n]["pages_per_s"], "pages/s") for n in names],
@@ -271,6 +331,12 @@ def comparison_rows(summary: dict[str, Any]) -> list[tuple[str, list[str], str]]
          [f"{models[n]['pages_ok']} / {models[n]['pages_failed']}" for n in names], "—"),
     ]  # fmt: skip
     return rows
+
+
+def throughput(model: Mapping[str, Any]) -> float | None:
+    """The run's throughput figure (summaries before the sweep had only the c5 name)."""
+    value = model.get("throughput_imgs_per_s", model.get("throughput_c5_imgs_per_s"))
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -299,6 +365,9 @@ def render_markdown(summary: dict[str, Any]) -> str:
     for n in names:
         if models[n].get("error"):
             out += [f"**{n} error:** {models[n]['error']}", ""]
+    out += _arms_md(summary)
+    out += _sweep_md(summary)
+    out += _published_md(summary)
     out.append("## Accuracy by category")
     out.append("")
     cats = sorted({c for m in models.values() for c in m["by_category"]})
@@ -347,6 +416,71 @@ def render_markdown(summary: dict[str, Any]) -> str:
             if w.get("diff"):
                 out += ["```diff", *w["diff"], "```", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _arms_md(summary: dict[str, Any]) -> list[str]:
+    models = summary["models"]
+    out = ["## Arms", "", "What each model ran as (summary.json `models.NAME.arm`).", ""]
+    for n, m in models.items():
+        arm = m.get("arm") or {}
+        if not arm:
+            continue
+        v = arm.get("versions") or {}
+        known = [f"{k} {v[k]}" for k in ("server_vllm", "vllm", "transformers") if v.get(k)]
+        shown = ", ".join(known) or f"unknown ({v.get('error') or 'not probed'})"
+        argv = arm.get("serve_argv")
+        out += [f"- **{n}**: {arm.get('label')}", f"  - versions: {shown}"]
+        out.append(f"  - served as: `{' '.join(argv)}`" if argv else "  - served as: unknown")
+        for a in arm.get("advisories") or []:
+            src = f" ({a['source']})" if a.get("source") else ""
+            out.append(f"  - {a['severity']}: {a['text']}{src}")
+    return [*out, ""] if len(out) > 4 else []
+
+
+def _sweep_md(summary: dict[str, Any]) -> list[str]:
+    sweep = summary.get("sweep") or {}
+    if not sweep:
+        return []
+    bound = summary["run"].get("knee_p95_s")
+    out = ["## Throughput sweep", "",
+           f"Images/s and latency at each concurrency ({summary['run']['throughput_requests']} "
+           f"requests per level); knee: the highest concurrency whose p95 stays within "
+           f"{bound:g} s; saturation: the highest images/s.", ""]  # fmt: skip
+    rows = []
+    for n, points in sweep.items():
+        for p in points:
+            rows.append([n, str(p["concurrency"]), _num(p["images_per_s"], "img/s"),
+                         _sec(p["p50"]), _sec(p["p95"]), str(p.get("failed") or 0)])  # fmt: skip
+    out += _table(["Model", "Concurrency", "Throughput", "p50", "p95", "Failed"], rows)
+    out.append("")
+    for n in sweep:
+        m = summary["models"][n]
+        knee = m.get("knee_concurrency")
+        out.append(f"- {n}: knee {knee if knee is not None else 'none (every p95 is over)'}, "
+                   f"saturation {_num(m.get('saturation_imgs_per_s'), 'img/s')}")  # fmt: skip
+    return [*out, ""]
+
+
+ANCHOR_HEADER = [
+    "Model", "Metric", "Value", "Configuration it came from", "Source", "Same profile in this run"
+]  # fmt: skip
+
+
+def _published_md(summary: dict[str, Any]) -> list[str]:
+    profiles = {n: m.get("profile") for n, m in summary["models"].items()}
+    rows = []
+    for a in ANCHORS:
+        beside = ", ".join(n for n, p in profiles.items() if p == a.profile) or "—"
+        rows.append([a.model, a.metric, a.value, a.configuration, a.source, beside])
+    return [
+        f"## {ANCHORS_LABEL}",
+        "",
+        *_table(ANCHOR_HEADER, rows),
+        "",
+        "This run sends whole pages to the bare model through vLLM; none of these figures was "
+        "measured that way, on this hardware, or on these pages.",
+        "",
+    ]
 
 
 def add_diffs(

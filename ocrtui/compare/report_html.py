@@ -52,6 +52,7 @@ from ocrtui.compare.scoring import DiffKind, cer, diff_segments
 from ocrtui.compare.store import RESULTS, RUN, SUMMARY
 from ocrtui.compare.suite import load_suite
 from ocrtui.errors import InputError, OcrtuiError
+from ocrtui.published import ANCHORS, ANCHORS_LABEL
 
 REPORT_HTML = "report.html"
 IMAGE_WIDTH = 900
@@ -375,14 +376,6 @@ def _page_views(
 # Summary tables and plots --------------------------------------------------------------------
 
 
-def load_published() -> dict[str, Any]:
-    from importlib import resources
-
-    text = resources.files("ocrtui.compare").joinpath("published.json").read_text("utf-8")
-    data: dict[str, Any] = json.loads(text)
-    return data
-
-
 def _sweep(summary: dict[str, Any], model: str) -> list[dict[str, Any]]:
     """The optional concurrency sweep: ``summary["sweep"][MODEL]`` or the model's own
     ``"sweep"``, a list of {concurrency, images_per_s, p50, p95}."""
@@ -418,9 +411,9 @@ def _plots(run: RunFiles) -> list[dict[str, Any]]:
                 for p in sweep
                 if p.get("concurrency") is not None and p.get("images_per_s") is not None
             ]
-        elif m in models and models[m].get("throughput_c5_imgs_per_s") is not None:
+        elif m in models and (rate := report.throughput(models[m])) is not None:
             conc = run.summary.get("run", {}).get("concurrency") or 0
-            points[m] = [(int(conc), float(models[m]["throughput_c5_imgs_per_s"]))]
+            points[m] = [(int(conc), rate)]
     by_cat = {
         m: {c: v["cer"] for c, v in models[m]["by_category"].items() if v.get("cer") is not None}
         for m in run.models
@@ -493,7 +486,7 @@ def write_html_report(run_dir: Path, out: Path | None = None) -> Path:
         "models": run.models,
         "comparison": comparison,
         "baseline": baseline,
-        "published": load_published(),
+        "published": {"label": ANCHORS_LABEL, "anchors": ANCHORS},
         "profiles": profiles,
         "categories": _category_rows(run),
         "plots": _plots(run),

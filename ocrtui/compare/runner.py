@@ -1,7 +1,9 @@
 """The comparison protocol as an async stream of typed events (see events.py).
 
 Per model: cold latency (first request), warm latency (N sequential requests; p50/p95),
-throughput at concurrency C (images/s), then the documents phase (pages/s per document and
+throughput at each concurrency level of ``RunPlan.concurrencies`` (images/s and latency
+p50/p95 per level, ascending; the seed's one level, ``concurrency``, unless a sweep was
+asked), then the documents phase (pages/s per document and
 accuracy). Speed phases run one model at a time unless ``schedule == "parallel"``; the
 documents phase runs all models side by side. Pages are rendered in a process pool ahead of
 the requests, at most ``max_rendered_pages`` (split between the models) in memory at once.
@@ -24,13 +26,13 @@ import asyncio
 import contextlib
 import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from ocrtui.compare import page_files, report, report_html
+from ocrtui.compare import arms, page_files, report, report_html
 from ocrtui.compare.client import ModelTarget, Outcome, ocr_page
 from ocrtui.compare.documents import Document, DocumentError, DocumentSpec
 from ocrtui.compare.events import (
@@ -50,6 +52,7 @@ from ocrtui.compare.events import (
     RunPaused,
     RunResumed,
     RunStarted,
+    phase_key,
 )
 from ocrtui.compare.gate import LINK, RunGate
 from ocrtui.compare.history import EventHistory
@@ -84,6 +87,13 @@ class RunPlan:
     settings: CompareConfig
     speed_phases: bool = True
     gate: RunGate | None = None  # the link's and the models' state; None: never pause
+    # Throughput levels, ascending; empty: the one level settings.concurrency.
+    concurrencies: tuple[int, ...] = ()
+    arms: tuple[Mapping[str, Any], ...] = ()  # per model, what it runs as (compare/arms.py)
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        return self.concurrencies or (self.settings.concurrency,)
 
     @property
     def render_budget(self) -> int:
@@ -101,6 +111,10 @@ class CompareRun:
         self.documents: list[Document] = []
         self.failed_documents: dict[str, str] = {}
         self.tally = Tally([m.name for m in plan.models])
+        # What each model runs as; without a probe of the pod (RunPlan.arms), config alone.
+        self.arms = plan.arms or tuple(
+            arms.arm_record(m.config, plan.settings, None) for m in plan.models
+        )
         self._task: asyncio.Task[None] | None = None
         self._started = False
         self._cancel_requested = False
@@ -151,6 +165,8 @@ class CompareRun:
             results=self.store.results,
             phases=self.store.phases,
             tally=self.tally,
+            levels=self.plan.levels,
+            arms={m.name: a for m, a in zip(self.plan.models, self.arms, strict=True)},
         )
 
     def _emit(self, ev: Event) -> None:
@@ -229,6 +245,7 @@ class CompareRun:
                 str(self.store.dir),
                 tuple(m.name for m in plan.models),
                 tuple(d.name for d in plan.documents),
+                tuple(str(a.get("label", "")) for a in self.arms),
             )
         )
         for spec in plan.documents:
@@ -360,27 +377,28 @@ class CompareRun:
         self, model: ModelTarget, pool: RenderPool, client: httpx.AsyncClient
     ) -> None:
         s = self.plan.settings
-        phases: list[tuple[Phase, int]] = [
-            ("cold", 1),
-            ("warm", s.warm_runs),
-            ("throughput", s.throughput_requests),
+        phases: list[tuple[Phase, int, int | None]] = [
+            ("cold", 1, None),
+            ("warm", s.warm_runs, None),
+            *(("throughput", s.throughput_requests, c) for c in self.plan.levels),
         ]
-        todo = [(p, n) for p, n in phases if (model.name, p) not in self.store.phases]
-        for p, _ in phases:
-            rec = self.store.phases.get((model.name, p))
-            if rec is not None:
-                self._emit(PhaseDone(model.name, p, rec.stats, skipped=True))
+        todo = []
+        for p, n, c in phases:
+            rec = self.store.phases.get((model.name, phase_key(p, c)))
+            if rec is None:
+                todo.append((p, n, c))
+            else:  # a resumed run: finished phases and levels are not measured again
+                self._emit(PhaseDone(model.name, p, rec.stats, skipped=True, concurrency=c))
         if not todo:
             return
         images = await self._speed_images(model, pool)
         if not images:
             return
-        for phase, n in todo:
-            self._emit(PhaseStarted(model.name, phase, n))
-            conc = s.concurrency if phase == "throughput" else 1
-            stats = await self._timed_requests(model, client, images, phase, n, conc)
-            await self.store.add_phase(PhaseRecord(model.name, phase, stats))
-            self._emit(PhaseDone(model.name, phase, stats))
+        for phase, n, level in todo:
+            self._emit(PhaseStarted(model.name, phase, n, level))
+            stats = await self._timed_requests(model, client, images, phase, n, level)
+            await self.store.add_phase(PhaseRecord(model.name, phase_key(phase, level), stats))
+            self._emit(PhaseDone(model.name, phase, stats, concurrency=level))
 
     async def _speed_images(self, model: ModelTarget, pool: RenderPool) -> list[RenderedPage]:
         target = render_target(model.config)
@@ -404,12 +422,13 @@ class CompareRun:
         images: list[RenderedPage],
         phase: Phase,
         n: int,
-        concurrency: int,
+        level: int | None,
     ) -> dict[str, Any]:
+        """One speed phase: ``n`` requests, ``level`` at a time (None: one at a time)."""
         latencies: list[float] = []
         errors: list[str] = []
         done = 0
-        sem = asyncio.Semaphore(concurrency)
+        sem = asyncio.Semaphore(level or 1)
 
         async def one(i: int) -> None:
             nonlocal done
@@ -420,7 +439,7 @@ class CompareRun:
             else:
                 errors.append(out.error or "failed")
             done += 1
-            self._emit(PhaseProgress(model.name, phase, done, n))
+            self._emit(PhaseProgress(model.name, phase, done, n, level))
 
         start = time.monotonic()
         async with asyncio.TaskGroup() as tg:
@@ -438,8 +457,8 @@ class CompareRun:
             stats["latency_p50_s"] = round(statistics.median(latencies), 4)
             stats["latency_p95_s"] = round(_percentile(latencies, 95), 4)
             stats["latency_mean_s"] = round(statistics.fmean(latencies), 4)
-        if phase == "throughput":
-            stats["concurrency"] = concurrency
+        if level is not None:
+            stats["concurrency"] = level
             # No request answered: nothing was measured (not 0 images/s).
             measured = latencies and wall > 0
             stats["imgs_per_s"] = round(len(latencies) / wall, 4) if measured else None

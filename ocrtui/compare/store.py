@@ -93,7 +93,7 @@ RESULT_FIELDS = tuple(PageResult.__dataclass_fields__)
 @dataclass(frozen=True)
 class PhaseRecord:
     model: str
-    phase: str  # cold | warm | throughput
+    phase: str  # cold | warm | throughput@C (events.phase_key) | document:NAME
     stats: dict[str, Any]
 
 

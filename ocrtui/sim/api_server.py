@@ -528,7 +528,7 @@ def build_app(client: EngineClient) -> ASGIApp:
         return Response(status_code=503 if client.dead.is_set() else 200)
 
     async def version(request: Request) -> Response:
-        return JSONResponse({"version": VLLM_VERSION})
+        return JSONResponse({"version": args.vllm_version})
 
     async def load(request: Request) -> Response:
         return JSONResponse({"server_load": len(client.requests)})
@@ -756,7 +756,7 @@ def bind(args: ServeArgs) -> socket.socket:
 
 
 def log_startup(args: ServeArgs, profile: ModelProfile) -> None:
-    vlog.banner(VLLM_VERSION, args.model)
+    vlog.banner(args.vllm_version, args.model)
     vlog.info("api_utils.py:286", f"non-default args: {args.non_default}")
     vlog.warning(
         "sim.py:1",

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ocrtui.sim.version import VLLM_VERSION
+
 ENGINES = ("rapidocr", "tesseract", "synthetic")
 # vLLM 0.32's top-level usage, which it prints for unknown flags of any subcommand.
 TOP_USAGE = (
@@ -53,6 +55,7 @@ class ServeArgs:
     per_token_s: float = 0.002
     tokens_per_page: int = 400
     ocr_workers: int = 1
+    vllm_version: str = VLLM_VERSION  # what GET /version reports
     non_default: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -179,6 +182,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="rapidocr/tesseract pages read at once (default 1)",
     )
+    sim.add_argument(
+        "--sim-vllm-version",
+        default=VLLM_VERSION,
+        metavar="V",
+        help=f"the version GET /version reports (default {VLLM_VERSION}), e.g. a known-bad one",
+    )
     return p
 
 
@@ -251,5 +260,6 @@ def parse_serve_args(argv: Sequence[str]) -> ServeArgs:
         per_token_s=max(0.0, ns.sim_per_token_s),
         tokens_per_page=ns.sim_tokens_per_page,
         ocr_workers=ns.sim_ocr_workers,
+        vllm_version=ns.sim_vllm_version,
         non_default=non_default,
     )

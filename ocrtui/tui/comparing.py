@@ -25,6 +25,7 @@ from ocrtui.compare.events import (
     RunPaused,
     RunResumed,
     RunStarted,
+    phase_key,
 )
 from ocrtui.compare.launch import RunSetup
 from ocrtui.compare.runner import CompareRun
@@ -36,7 +37,13 @@ if TYPE_CHECKING:
 
 async def launch(app: OcrtuiApp, setup: RunSetup, view: RunView) -> CompareRun:
     gate = compare_launch.gate_for(setup, app.source, app.config.ui.refresh_s)
-    run = await compare_launch.start_comparison(setup, app.source.model_url, gate)
+    run = await compare_launch.start_comparison(
+        setup,
+        app.source.model_url,
+        gate,
+        served=app.source.served,
+        note=lambda line: app.notify(line, severity="warning", timeout=15),
+    )
     view.out_dir = str(setup.run_dir)
     return run
 
@@ -50,6 +57,8 @@ async def follow(run: CompareRun, view: RunView) -> None:
 def apply_event(run: CompareRun, view: RunView, ev: Event) -> None:
     if isinstance(ev, RunStarted):
         view.out_dir = ev.run_dir
+        view.arms = dict(zip(ev.models, ev.arms, strict=False))
+        view.set_phase(view.phase)
     elif isinstance(ev, DocumentReady):
         view.expected_pages = (view.expected_pages or 0) + len(ev.pages)
         doc = next((d for d in run.documents if d.name == ev.doc), None)
@@ -60,11 +69,13 @@ def apply_event(run: CompareRun, view: RunView, ev: Event) -> None:
         view.notes.append(f"{ev.doc}: {ev.error}")
         view.set_phase(view.phase)
     elif isinstance(ev, PhaseStarted):
-        view.set_phase(f"{ev.model} {ev.phase}")
+        view.set_phase(f"{ev.model} {phase_key(ev.phase, ev.concurrency)}")
     elif isinstance(ev, PhaseProgress):
-        view.set_phase(f"{ev.model} {ev.phase} {ev.done}/{ev.total}")
+        view.set_phase(f"{ev.model} {phase_key(ev.phase, ev.concurrency)} {ev.done}/{ev.total}")
     elif isinstance(ev, PhaseDone) and ev.phase != "documents":
-        view.speed[(ev.model, ev.phase)] = ev.stats
+        # The run's own concurrency is the view's "throughput"; sweep levels keep their name.
+        main = ev.concurrency in (None, run.plan.settings.concurrency)
+        view.speed[(ev.model, ev.phase if main else phase_key(ev.phase, ev.concurrency))] = ev.stats
     elif isinstance(ev, PageDone | PageFailed):
         view.add(ev.result)
     elif isinstance(ev, RunPaused):

@@ -56,6 +56,7 @@ class RunView:
         self.expected_pages: int | None = None  # per model, when the runner knows it
         self.phase = "starting"  # what the run is doing now, e.g. "glm-ocr warm 3/10"
         self.speed: dict[tuple[str, str], dict[str, Any]] = {}  # (model, phase) -> stats
+        self.arms: dict[str, str] = {}  # model -> arm label (what it runs as: compare/arms.py)
         self.notes: list[str] = []  # per-document errors, stopped models
         self.pauses: dict[str | None, str] = {}  # None: the link; a model: its server
         self.finished = False

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from ocrtui.status import Snapshot
 from ocrtui.vllm.lifecycle import Progress
+from ocrtui.vllm.served import Served
 
 
 class PodSource(Protocol):
@@ -28,6 +29,7 @@ class PodSource(Protocol):
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]: ...
     async def log_tail(self, name: str, lines: int = 200) -> list[str]: ...
     async def model_url(self, name: str) -> str: ...
+    async def served(self, name: str) -> Served | None: ...
 
 
 class ReplaySource:
@@ -92,6 +94,9 @@ class ReplaySource:
 
     async def log_tail(self, name: str, lines: int = 200) -> list[str]:
         return self.logs.get(name, [])[-lines:]
+
+    async def served(self, name: str) -> Served | None:
+        return None  # recorded snapshots carry their advisories; no server to probe
 
     async def model_url(self, name: str) -> str:
         try:

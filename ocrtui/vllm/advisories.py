@@ -37,6 +37,7 @@ from ocrtui.published import (
     Profile,
     Source,
 )
+from ocrtui.status import AdvisoryStatus
 from ocrtui.vllm.flags import json_option, recipe_for, serve_options
 
 Severity = Literal["warning", "info"]
@@ -52,6 +53,14 @@ class Advisory:
     severity: Severity
     text: str
     source: Source | None = None
+
+
+def to_status(advisory: Advisory) -> AdvisoryStatus:
+    """The advisory as ``status --json`` and summary.json carry it."""
+    src = advisory.source
+    return AdvisoryStatus(
+        advisory.key, advisory.severity, advisory.text, f"{src.where}, {src.url}" if src else None
+    )
 
 
 @dataclass(frozen=True)
@@ -218,7 +227,7 @@ def advisories(
 
 def _version_advisories(model: ModelConfig, versions: Versions) -> list[Advisory]:
     out: list[Advisory] = []
-    if versions.vllm is None and versions.transformers is None:
+    if versions.get("vllm") is None and versions.transformers is None:
         why = versions.error or "not found in the vllm_command's environment"
         out.append(
             Advisory(

@@ -32,6 +32,7 @@ from ocrtui.errors import LifecycleError
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
 from ocrtui.pod.base import Pod
 from ocrtui.status import ModelStatus
+from ocrtui.vllm.advisories import advisories, probe_pod
 from ocrtui.vllm.logfile import READY, append_marker
 from ocrtui.vllm.plan import gpu_for, plan_warnings, preflight_checks, serve_argv, serve_env
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S, ModelWatcher, is_server_of
@@ -234,7 +235,8 @@ class Lifecycle:
     ) -> int | None:
         """Check what can be checked; warnings through ``progress``. A refusal (memory not
         free, port taken) raises LifecycleError unless ``force``, which only tells it.
-        Returns the planned MiB (None without a GPU)."""
+        Returns the planned MiB (None without a GPU). The advisories on the pod's versions
+        and the planned serve argv are warnings too."""
         progress = progress or _quiet
         model = self.config.model(name)
         view = self.monitor.view
@@ -248,6 +250,11 @@ class Lifecycle:
         for who, text in plan_warnings(self.config, gpu.total_mib if gpu else None):
             if who in (name, "*"):
                 progress(name, f"warning: {text}")
+        probe = await probe_pod(self.pod, self.config.pod)
+        argv = serve_argv(self.config.pod.vllm_command, model)
+        image_format = self.config.compare.image_format
+        for a in advisories(model, probe.versions, argv, image_format=image_format):
+            progress(name, f"{a.severity}: {a.text}")
         planned, checks = preflight_checks(model, view)
         for check in sorted(checks, key=lambda c: c.level == "refuse"):
             if check.level == "warn":

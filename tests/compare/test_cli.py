@@ -268,3 +268,23 @@ def test_a_run_is_named_by_its_documents_or_suite(
     assert resolve(config, CompareRequest(documents=("a.pdf", "b.png"))).label == "a.pdf b.png"
     assert resolve(config, CompareRequest(suite=str(suite))).label == "contracts"
     assert resolve(config, CompareRequest()).label == "sample suite"
+
+
+def test_sweep_flag_adds_the_configured_levels_to_the_runs_concurrency(
+    config_file: Path, tmp_path: Path
+) -> None:
+    from ocrtui.cli import _parser
+    from ocrtui.compare.cli import request_from_args
+    from ocrtui.compare.launch import resolve
+    from ocrtui.config import load_config
+
+    config = load_config(config_file)
+    pdf = tmp_path / "a.pdf"
+
+    def levels(*argv: str) -> tuple[int, ...]:
+        args = _parser().parse_args(["compare", "--out", str(tmp_path / "run"), *argv, str(pdf)])
+        return resolve(config, request_from_args(args)).concurrencies
+
+    assert levels() == ()  # the seed's one level, compare.concurrency
+    assert levels("--sweep") == (1, 5, 16, 32, 64)
+    assert levels("--sweep", "--concurrency", "8") == (1, 5, 8, 16, 32, 64)

@@ -98,7 +98,10 @@ async def test_event_order_files_and_summary(make_pdf: MakePdf, tmp_path: Path) 
         s = summary["models"][m]
         assert set(s) >= SUMMARY_MODEL_KEYS
         assert s["pages_ok"] == 3 and s["pages_failed"] == 0
-        assert s["latency_cold_s"] > 0 and s["throughput_c5_imgs_per_s"] > 0
+        assert s["latency_cold_s"] > 0 and s["throughput_imgs_per_s"] > 0
+        # Measured at concurrency 2: named by its concurrency, never called c5 (issue #11).
+        assert s["throughput_concurrency"] == 2 and s["throughput_c5_imgs_per_s"] is None
+        assert "sweep" not in summary  # one level: no sweep
         assert s["latency_warm_p50_s"] <= s["latency_warm_p95_s"]
         assert s["by_category"]["other"]["pages"] == 3
         assert s["critical_pass_rate"] == 0.0  # "page 1" never came back

@@ -50,7 +50,12 @@ async def test_headless_and_dashboard_start_runs_through_one_function(
     reached: list[launch.RunSetup] = []
 
     async def start_comparison(
-        setup: launch.RunSetup, model_url: launch.ModelUrl, gate: Any = None
+        setup: launch.RunSetup,
+        model_url: launch.ModelUrl,
+        gate: Any = None,
+        *,
+        served: launch.ServedOf | None = None,
+        note: launch.Note | None = None,
     ) -> Any:
         reached.append(setup)
         if gate is not None:

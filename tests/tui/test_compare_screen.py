@@ -150,3 +150,28 @@ def test_the_status_line_says_paused_until_resumed() -> None:
     apply_event(None, run, RunResumed("glm-ocr", 3.0))  # type: ignore[arg-type]
     assert "paused" not in summary_content(run).plain
     assert len(changes) == 4  # every change repaints
+
+
+async def test_panes_are_subtitled_with_each_models_arm(make_app: AppFactory) -> None:
+    from typing import cast
+
+    from ocrtui.compare.events import RunStarted
+    from ocrtui.compare.runner import CompareRun
+    from ocrtui.tui.comparing import apply_event
+
+    arms = ("GLM-OCR · model only, full page, no layout · MTP 3", "LightOnOCR-2 · full page")
+    app, _ = make_app(recorded.READY)
+    async with app.run_test(size=SIZE) as pilot:
+        run = RunView(MODELS, "live")
+        app.run_view = run
+        app.show_comparison()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        # RunStarted reads nothing of the run itself.
+        apply_event(cast(CompareRun, None), run, RunStarted("runs/x", tuple(MODELS), (), arms))
+
+        def subtitles() -> list[str]:
+            return [str(screen.query_one(f"#pane-{i}").border_subtitle) for i in range(2)]
+
+        await until(pilot, lambda: subtitles() == list(arms), what=lambda: str(subtitles()))

@@ -144,3 +144,25 @@ def test_a_starting_card_shows_the_stage_and_the_time_against_the_last_start() -
     assert "stage engine spawned  23 s (last 51 s)" in card_content(m, None, "red").plain
     first = ModelStatus("glm", 8000, "starting", 9469, stage="engine spawned", started_s=3.0)
     assert "stage engine spawned  3 s\n" in card_content(first, None, "red").plain
+
+
+async def test_a_model_on_vllm_0_27_1_shows_the_loop_advisory_on_its_card(
+    make_app: AppFactory,
+) -> None:
+    from ocrtui.tui.widgets.model_card import ModelCard
+    from ocrtui.vllm.advisories import Versions, advisories, to_status
+
+    lighton = recorded.config().model("lighton-ocr")
+    found = advisories(lighton, Versions(server_vllm="0.27.1", transformers="5.16.1"), None)
+    model = replace(recorded.LIGHTON, advisories=tuple(to_status(a) for a in found))
+    snap = replace(recorded.READY, models=(recorded.GLM, model))
+    app, _source = make_app(snap)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await app.dashboard.tick()
+        cards = {c.model_name: str(c.render()) for c in app.dashboard.query(ModelCard)}
+    assert (
+        "⚠ lighton-ocr (vllm 0.27.1): vLLM 0.27.1 makes every LightOnOCR model loop"
+        in (cards["lighton-ocr"])
+    )
+    assert "⚠" not in cards["glm-ocr"]

@@ -193,6 +193,8 @@ class CompareScreen(Screen[None]):
 
     def _show_summary(self) -> None:
         self.query_one("#summary", Static).update(summary_content(self.run))
+        for i, name in enumerate(self.run.models):  # the arm labels arrive with RunStarted
+            self.query_one(f"#pane-{i}", ComparePane).border_subtitle = self.run.arms.get(name)
 
     def _row_cells(self, row: PageRow) -> list[str]:
         cells = [f"{row.doc} p.{row.page}"]

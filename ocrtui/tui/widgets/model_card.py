@@ -1,5 +1,6 @@
-"""One model: state and startup stage, health, load, KV cache, tokens/s, the last hint, and
-the progress of an operation the dashboard started on it."""
+"""One model: state and startup stage, health, load, KV cache, tokens/s, the last hint, the
+first warning advisory (versions, serve flags), and the progress of an operation the dashboard
+started on it."""
 
 from __future__ import annotations
 
@@ -57,11 +58,15 @@ def card_content(m: ModelStatus, operation: str | None, colour: str) -> Content:
         parts += ["\n", ("» ", "$accent"), (operation, "$accent bold")]
     if m.hint:
         parts += ["\n", ("hint: ", "$error bold"), (m.hint, "$error")]
+    warnings = [a for a in m.advisories if a.severity == "warning"]
+    if warnings:
+        more = f" (+{len(warnings) - 1} more: ocrtui status)" if len(warnings) > 1 else ""
+        parts += ["\n", ("⚠ ", "$warning bold"), (warnings[0].text + more, "$warning")]
     return Content.assemble(*parts)
 
 
 def _shape(m: ModelStatus, operation: str | None) -> tuple[object, ...]:
-    return (m.state == "starting", operation is not None, m.hint)
+    return (m.state == "starting", operation is not None, m.hint, m.advisories)
 
 
 class ModelCard(Static):

@@ -4,28 +4,42 @@ One :class:`Controller` per pod assembles the connection, the agent monitor
 (``monitor/``), the model watcher and the lifecycle (``vllm/watch.py``,
 ``vllm/lifecycle.py``), and publishes immutable snapshots (``status.py``) after every agent
 sample (GPU and process rows), every poll round of the watcher (model states, 1 Hz by
-default: ``[ui] refresh_s``) and every change of the link. Each GPU's owner breakdown is the
-attribution's, with the models' plans from ``vllm/plan.py``. The TUI subscribes to
-snapshots and calls the operations; ``headless.py`` does the same for the CLI.
+default: ``[ui] refresh_s``), every round of the services' statuses (``services.py``, at the
+same period, never faster) and every change of the link. Each GPU's owner breakdown is the
+attribution's, with the models' plans from ``vllm/plan.py``; the "other" rows of a ``gpu =
+true`` service's processes are shown as that service's (kind ``service``). ``up`` and
+``down`` go through models and services in the waves of ``config.start_order``; ``restart``
+takes a model's or a service's name. The TUI subscribes to snapshots and calls the
+operations; ``headless.py`` does the same for the CLI.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 
-from ocrtui.config import Config
+from ocrtui.config import Config, start_order
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
 from ocrtui.monitor.attribution import GpuUsage
 from ocrtui.monitor.samples import GpuSample
 from ocrtui.pod.base import ConnState, Pod
 from ocrtui.pod.factory import make_pod
-from ocrtui.status import GpuStatus, ModelShare, PodStatus, ProcessStatus, Snapshot
+from ocrtui.services import ServiceRunner, in_waves
+from ocrtui.status import (
+    GpuStatus,
+    ModelShare,
+    PodStatus,
+    ProcessStatus,
+    ServiceStatus,
+    Snapshot,
+)
 from ocrtui.vllm.launches import Launches
 from ocrtui.vllm.lifecycle import Lifecycle, Progress
 from ocrtui.vllm.plan import gpu_for, planned_mib
 from ocrtui.vllm.state import without_probes
-from ocrtui.vllm.watch import ModelWatcher
+from ocrtui.vllm.watch import FIRST_POLL_WAIT_S, ModelWatcher
 
 LOG_TAIL_OVERREAD = 10
 
@@ -35,9 +49,15 @@ class Controller:
         self.config = config
         self.demo = demo
         self.pod = pod or make_pod(config.pod)
-        self.monitor = AgentMonitor(self.pod, config.pod, config.models)
+        self.monitor = AgentMonitor(
+            self.pod, config.pod, config.models, service_ports=[s.port for s in config.services]
+        )
         self.watcher = ModelWatcher(config, self.pod, self.monitor, Launches())
         self.lifecycle: Lifecycle | None = None
+        self.services: ServiceRunner | None = None
+        self._service_statuses: tuple[ServiceStatus, ...] = ()
+        self._services_polled = asyncio.Event()
+        self._services_task: asyncio.Task[None] | None = None
         self._workdir = config.pod.workdir
         self._urls: dict[str, str] = {}
         self._subscribers: list[Callable[[Snapshot], None]] = []
@@ -63,9 +83,39 @@ class Controller:
         self.pod.add_state_listener(self._on_link)
         await self.monitor.start()
         await self.watcher.start(self._urls, self._workdir)
+        if self.config.services:
+            self.services = ServiceRunner(self.config, self.pod, workdir=self._workdir)
+            self._services_task = asyncio.create_task(
+                self._poll_services(self.services), name="ocrtui-services"
+            )
+        else:
+            self._services_polled.set()
+
+    async def _poll_services(self, runner: ServiceRunner) -> None:
+        """The services' statuses once per ``[ui] refresh_s`` (the models' period)."""
+        while True:
+            try:
+                self._service_statuses = tuple(await runner.statuses())
+            except Exception:  # link down or a pod command failed: keep the last, try again
+                pass
+            else:
+                self._services_polled.set()
+                self._publish()
+            await asyncio.sleep(self.config.ui.refresh_s)  # the poll period
+
+    async def wait_services(self, timeout: float) -> None:
+        """Until the services' statuses were read once (TimeoutError after ``timeout``)."""
+        await asyncio.wait_for(self._services_polled.wait(), timeout)
 
     async def close(self) -> None:
         """Stop polling and close the link; the model servers keep running on the pod."""
+        if self._services_task is not None:
+            self._services_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._services_task
+            self._services_task = None
+        if self.services is not None:
+            await self.services.aclose()
         await self.watcher.close()
         if self._unsubscribe:
             for unsubscribe in self._unsubscribe:
@@ -109,18 +159,53 @@ class Controller:
             raise RuntimeError("Controller.start() was not called")
         return self.lifecycle
 
+    def _runner(self) -> ServiceRunner:
+        if self.services is None:
+            raise RuntimeError("Controller.start() was not called, or no [[services]]")
+        return self.services
+
+    def is_service(self, name: str) -> bool:
+        return any(s.name == name for s in self.config.services)
+
     async def up(self, progress: Progress | None = None) -> None:
-        """Every model ready, starting those that are not, in start order."""
-        await self._lc().up(progress)
+        """Every model and service ready, wave after wave (``config.start_order``): models
+        each once the one before is ready, a service once its ``after`` are."""
+        lc = self._lc()
+        # Decide on what the pod shows, not on "no poll yet": a healthy server found by the
+        # first poll must not be restarted. Without agent data in time (no python3 on the
+        # pod, say), go on with what is known.
+        with contextlib.suppress(TimeoutError):
+            await self.watcher.wait_informed(FIRST_POLL_WAIT_S)
+
+        async def one(name: str) -> None:
+            if self.is_service(name):
+                await self._runner().start(name, progress)
+            else:
+                await lc.ensure_ready(name, progress)
+
+        await in_waves(start_order(self.config), one)
 
     async def down(self, progress: Progress | None = None) -> None:
-        await self._lc().down(progress)
+        """Everything stopped, in the reverse waves (services before the models they need)."""
+        lc = self._lc()
+
+        async def one(name: str) -> None:
+            if self.is_service(name):
+                await self._runner().stop(name, progress)
+            else:
+                await lc.stop(name, progress)
+
+        await in_waves(list(reversed(start_order(self.config))), one)
 
     async def stop_model(self, name: str, progress: Progress | None = None) -> None:
         await self._lc().stop(name, progress)
 
     async def restart(self, name: str, progress: Progress | None = None) -> None:
-        await self._lc().restart(name, progress)
+        """Restart a model (raises LifecycleError(message, hint)) or a service by name."""
+        if self.is_service(name):
+            await self._runner().restart(name, progress)
+        else:
+            await self._lc().restart(name, progress)
 
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]:
         return await self._lc().kill_orphans(name)
@@ -132,7 +217,10 @@ class Controller:
         return self._urls[name]
 
     async def log_tail(self, name: str, lines: int = 200) -> list[str]:
-        """The model log's last ``lines`` lines, less the 1 Hz probes' access-log lines."""
+        """The model log's last ``lines`` lines, less the 1 Hz probes' access-log lines (a
+        service's log as it is)."""
+        if self.is_service(name):
+            return await self._runner().log_tail(name, lines)
         model = self.config.model(name)
         # Probes log two lines a second: read further back so real lines still fill the pane.
         raw = await self.pod.tail(model.log_path(self._workdir), lines * LOG_TAIL_OVERREAD)
@@ -155,9 +243,12 @@ class Controller:
             agent_error=view.error,
         )
         rows = view.attribution.rows if view.attribution else ()
-        processes = tuple(ProcessStatus(**r.status_fields()) for r in rows)  # type: ignore[arg-type]
+        processes = _with_services(
+            tuple(ProcessStatus(**r.status_fields()) for r in rows),  # type: ignore[arg-type]
+            self._service_statuses,
+        )
         models = tuple(self.watcher.status(m.name) for m in self.config.models)
-        return Snapshot(pod, self._gpus(view), processes, models)
+        return Snapshot(pod, self._gpus(view), processes, models, self._service_statuses)
 
     def _gpus(self, view: MonitorView) -> tuple[GpuStatus, ...]:
         """Each GPU with its owners as attributed, and the plans of the models it runs."""
@@ -179,6 +270,21 @@ class Controller:
         self._changed = asyncio.Event()
         for cb in list(self._subscribers):
             cb(self._snapshot)
+
+
+def _with_services(
+    processes: tuple[ProcessStatus, ...], services: tuple[ServiceStatus, ...]
+) -> tuple[ProcessStatus, ...]:
+    """Rows of no model that a ``gpu = true`` service's session holds are that service's."""
+    owner = {pid: s.name for s in services if s.gpu for pid in s.pids}
+    if not owner:
+        return processes
+    return tuple(
+        replace(p, kind="service", owner=owner[p.pid])
+        if p.kind in ("other", "unattributed") and p.pid in owner
+        else p
+        for p in processes
+    )
 
 
 def _gpu_status(

@@ -63,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--resume", metavar="DIR", help="continue a run, skipping finished pages")
     c.add_argument("--concurrency", type=int, metavar="N", help="throughput phase concurrency")
     c.add_argument("--schedule", choices=["sequential", "parallel"])
-    c.add_argument("--models", metavar="NAMES", help="comma-separated subset of models")
+    c.add_argument(
+        "--models", metavar="NAMES", help="comma-separated models and [[api_arms]] to compare"
+    )
     c.add_argument("--headless", action="store_true", help="progress and summary on stdout")
 
     rep = sub.add_parser("report", help="write report.html for a run directory (no pod needed)")

@@ -20,6 +20,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 
+from ocrtui.compare.docapi import arm_url
 from ocrtui.config import Config, start_order
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
 from ocrtui.monitor.attribution import GpuUsage
@@ -211,6 +212,11 @@ class Controller:
         return await self._lc().kill_orphans(name)
 
     async def model_url(self, name: str) -> str:
+        """A comparison arm's base URL: a model's forward, or an API arm's (its ``url``, or
+        its service's or port's forward: ``docapi.arm_url``)."""
+        api = next((a for a in self.config.api_arms if a.name == name), None)
+        if api is not None:
+            return await arm_url(api, self.config, self.pod)
         self.config.model(name)
         if name not in self._urls:
             raise RuntimeError("Controller.start() was not called")

@@ -22,11 +22,13 @@ from dataclasses import replace
 
 from ocrtui.compare.docapi import arm_url
 from ocrtui.config import Config, start_order
+from ocrtui.errors import ConfigError
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
 from ocrtui.monitor.attribution import GpuUsage
 from ocrtui.monitor.samples import GpuSample
 from ocrtui.pod.base import ConnState, Pod
 from ocrtui.pod.factory import make_pod
+from ocrtui.pod.provider import ProviderState, provider_start, provider_state
 from ocrtui.services import ServiceRunner, in_waves
 from ocrtui.status import (
     GpuStatus,
@@ -43,6 +45,7 @@ from ocrtui.vllm.state import without_probes
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S, ModelWatcher
 
 LOG_TAIL_OVERREAD = 10
+POWER_RECHECK_S = 30.0  # while the link keeps failing, ask the provider at most this often
 
 
 class Controller:
@@ -59,6 +62,9 @@ class Controller:
         self._service_statuses: tuple[ServiceStatus, ...] = ()
         self._services_polled = asyncio.Event()
         self._services_task: asyncio.Task[None] | None = None
+        self._power: ProviderState | None = None
+        self._power_task: asyncio.Task[ProviderState | None] | None = None
+        self._power_asked = -POWER_RECHECK_S
         self._workdir = config.pod.workdir
         self._urls: dict[str, str] = {}
         self._subscribers: list[Callable[[Snapshot], None]] = []
@@ -69,7 +75,9 @@ class Controller:
     # -- running --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect (raises PodUnreachable), start the agent monitor and the model watcher."""
+        """Connect (raises PodUnreachable), start the agent monitor and the model watcher.
+        The provider's power state is asked at once, beside the connect."""
+        self._ask_power(force=True)
         await self.pod.connect()
         self._workdir = await self.pod.expand_dir(self.config.pod.workdir)
         for m in self.config.models:
@@ -110,6 +118,11 @@ class Controller:
 
     async def close(self) -> None:
         """Stop polling and close the link; the model servers keep running on the pod."""
+        for task in (self._power_task,):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._services_task is not None:
             self._services_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -234,8 +247,46 @@ class Controller:
 
     # -- snapshots ------------------------------------------------------------------------
 
-    def _on_link(self, _state: ConnState) -> None:
+    def _on_link(self, state: ConnState) -> None:
+        if state in (ConnState.LOST, ConnState.RECONNECTING):
+            self._ask_power()  # a link that keeps failing: is the pod stopped?
         self._publish()
+
+    # -- the pod's power ([pod.provider]) --------------------------------------------------
+
+    def _ask_power(self, *, force: bool = False) -> asyncio.Task[ProviderState | None] | None:
+        """Ask the provider in the background (one question at a time, and unless forced
+        not again within POWER_RECHECK_S); None without ``[pod.provider]``."""
+        if self.config.pod.provider is None:
+            return None
+        now = asyncio.get_running_loop().time()
+        idle = self._power_task is None or self._power_task.done()
+        if idle and (force or now - self._power_asked >= POWER_RECHECK_S):
+            self._power_asked = now
+            self._power_task = asyncio.create_task(self._fetch_power(), name="ocrtui-power")
+        return self._power_task
+
+    async def _fetch_power(self) -> ProviderState | None:
+        cfg = self.config.pod.provider
+        if cfg is None:
+            return None
+        self._power = await provider_state(cfg)
+        self._publish()
+        return self._power
+
+    async def power_state(self) -> ProviderState | None:
+        """The provider's answer, asked now (None without ``[pod.provider]``)."""
+        task = self._ask_power(force=True)
+        return None if task is None else await task
+
+    async def start_pod(self) -> ProviderState:
+        """Run the provider's ``start_command`` (ProviderCommandError / ConfigError)."""
+        cfg = self.config.pod.provider
+        if cfg is None:
+            raise ConfigError("no [pod.provider] in the config")
+        self._power = await provider_start(cfg)
+        self._publish()
+        return self._power
 
     def _build(self) -> Snapshot:
         view = self.monitor.view
@@ -247,6 +298,8 @@ class Controller:
             simulated_gpu=view.simulated,
             demo=self.demo,
             agent_error=view.error,
+            power=self._power.state if self._power else None,
+            power_detail=self._power.detail if self._power else None,
         )
         rows = view.attribution.rows if view.attribution else ()
         processes = _with_services(

@@ -28,6 +28,10 @@ class PodStatus:
     simulated_gpu: bool
     demo: bool
     agent_error: str | None = None
+    # The provider's word on the pod's power ([pod.provider]; None without one, or before
+    # the first answer): "running" | "stopped" | "unknown", and the line it was read from.
+    power: str | None = None
+    power_detail: str | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from ocrtui.pod.provider import ProviderState
 from ocrtui.status import Snapshot
 from ocrtui.vllm.lifecycle import Progress
 
@@ -27,6 +28,8 @@ class PodSource(Protocol):
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]: ...
     async def log_tail(self, name: str, lines: int = 200) -> list[str]: ...
     async def model_url(self, name: str) -> str: ...
+    async def power_state(self) -> ProviderState | None: ...
+    async def start_pod(self) -> ProviderState: ...
 
 
 class ReplaySource:
@@ -37,6 +40,7 @@ class ReplaySource:
         snapshots: Sequence[Snapshot],
         logs: dict[str, list[str]] | None = None,
         urls: dict[str, str] | None = None,
+        power: ProviderState | None = None,
     ) -> None:
         if not snapshots:
             raise ValueError("ReplaySource needs at least one snapshot")
@@ -44,6 +48,7 @@ class ReplaySource:
         self._index = 0
         self.logs = dict(logs or {})
         self.urls = dict(urls or {})
+        self.power = power  # what power_state() answers
         self.calls: list[tuple[str, str | None]] = []
 
     @property
@@ -84,6 +89,14 @@ class ReplaySource:
 
     async def log_tail(self, name: str, lines: int = 200) -> list[str]:
         return self.logs.get(name, [])[-lines:]
+
+    async def power_state(self) -> ProviderState | None:
+        return self.power
+
+    async def start_pod(self) -> ProviderState:
+        self.calls.append(("start_pod", None))
+        self.power = ProviderState("running", "started (replay)")
+        return self.power
 
     async def model_url(self, name: str) -> str:
         try:

@@ -22,7 +22,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.worker import Worker, WorkerFailed, WorkerState
 
-from ocrtui.config import Config
+from ocrtui.config import ApiArmConfig, Config
 from ocrtui.tui.messages import LogTail, OperationProgress
 from ocrtui.tui.run_view import RunView
 from ocrtui.tui.screens.compare import CompareScreen
@@ -255,7 +255,8 @@ class OcrtuiApp(App[int]):
     def start_comparison(self, setup: RunSetup) -> None:
         """Start a resolved run (from the launcher, or `ocrtui compare` on a terminal)."""
         if not self.comparison_running:
-            self.run_view = RunView([m.name for m in setup.models], setup.label)
+            apis = frozenset(m.name for m in setup.models if isinstance(m, ApiArmConfig))
+            self.run_view = RunView([m.name for m in setup.models], setup.label, apis)
             self._compare(setup, self.run_view)
             self.dashboard.refresh_bindings()
         self.show_comparison()

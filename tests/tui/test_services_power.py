@@ -18,6 +18,8 @@ from ocrtui.control import Controller
 from ocrtui.pod.provider import ProviderState
 from ocrtui.status import ServiceStatus
 from ocrtui.tui.app import OcrtuiApp
+from ocrtui.tui.run_view import RunView
+from ocrtui.tui.screens.compare import CompareScreen
 from ocrtui.tui.screens.dialogs import ConfirmDialog
 from ocrtui.tui.source import ReplaySource
 from ocrtui.tui.widgets.header import PodHeader
@@ -158,3 +160,18 @@ async def test_unreachable_stopped_pod_says_so_and_starts_it(tmp_path: Path) -> 
             )
     finally:
         await ctl.close()
+
+
+async def test_compare_pane_of_an_api_arm_says_via_api(tmp_path: Path) -> None:
+    app = OcrtuiApp(
+        config(tmp_path), ReplaySource([recorded.READY]), state_path=tmp_path / "state.toml"
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        app.run_view = RunView(["glm-ocr", "ocr-api"], "api", frozenset({"ocr-api"}))
+        app.show_comparison()
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, CompareScreen) and bool(app.screen.query("#pages")),
+        )
+        titles = [str(app.screen.query_one(f"#pane-{i}").border_title) for i in range(2)]
+        assert titles == ["glm-ocr", "ocr-api (via API)"]

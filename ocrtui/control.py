@@ -118,11 +118,10 @@ class Controller:
 
     async def close(self) -> None:
         """Stop polling and close the link; the model servers keep running on the pod."""
-        for task in (self._power_task,):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._power_task is not None and not self._power_task.done():
+            self._power_task.cancel()  # the provider command's process group is killed
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._power_task
         if self._services_task is not None:
             self._services_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -71,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="throughput also at compare.sweep's concurrencies (default 1, 5, 16, 32, 64)",
     )
-    c.add_argument("--models", metavar="NAMES", help="comma-separated subset of models")
+    c.add_argument(
+        "--models", metavar="NAMES", help="comma-separated models and [[api_arms]] to compare"
+    )
     c.add_argument("--headless", action="store_true", help="progress and summary on stdout")
     c.add_argument(
         "--auto-restart",

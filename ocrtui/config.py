@@ -39,6 +39,17 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
 _FILE_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
+def check_env(env: dict[str, str]) -> dict[str, str]:
+    """The ``env`` of a model or service. Checked at load, not at launch: the pod's shell
+    snippet would refuse them with a traceback only after `up` had started others."""
+    for key, value in env.items():
+        if not ENV_NAME.fullmatch(key):
+            raise ValueError(f"{key!r} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)")
+        if "\n" in value or "\r" in value or "\0" in value:
+            raise ValueError(f"{key}: the value must be one line without NUL bytes")
+    return env
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -152,14 +163,7 @@ class ModelConfig(_Section):
     @field_validator("env")
     @classmethod
     def _env_entries(cls, v: dict[str, str]) -> dict[str, str]:
-        # Checked here, not at launch: the pod's shell snippet would refuse them with a
-        # traceback only after `up` had started other models.
-        for key, value in v.items():
-            if not ENV_NAME.fullmatch(key):
-                raise ValueError(f"{key!r} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)")
-            if "\n" in value or "\r" in value or "\0" in value:
-                raise ValueError(f"{key}: the value must be one line without NUL bytes")
-        return v
+        return check_env(v)
 
     @field_validator("gpu_memory_utilization")
     @classmethod
@@ -261,6 +265,11 @@ class ServiceConfig(_Section):
     after: tuple[str, ...] = ()  # models or services that must be ready first
     gpu: bool = False  # it may hold VRAM: reported in its status, for the GPU panel
     ready_timeout_s: float = Field(default=120.0, gt=0)
+
+    @field_validator("env")
+    @classmethod
+    def _env_entries(cls, v: dict[str, str]) -> dict[str, str]:
+        return check_env(v)
 
     @field_validator("ready_path")
     @classmethod

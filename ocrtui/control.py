@@ -4,24 +4,32 @@ One :class:`Controller` per pod assembles the connection, the agent monitor
 (``monitor/``), the model watcher and the lifecycle (``vllm/watch.py``,
 ``vllm/lifecycle.py``), and publishes immutable snapshots (``status.py``) after every agent
 sample (GPU and process rows), every poll round of the watcher (model states, 1 Hz by
-default: ``[ui] refresh_s``) and every change of the link. Each GPU's owner breakdown is the
-attribution's, with the models' plans from ``vllm/plan.py``. The TUI subscribes to
-snapshots and calls the operations; ``headless.py`` does the same for the CLI.
+default: ``[ui] refresh_s``), every round of the services' statuses (``services.py``, at the
+same period, never faster) and every change of the link. Each GPU's owner breakdown is the
+attribution's, with the models' plans from ``vllm/plan.py``; the "other" rows of a ``gpu =
+true`` service's processes are shown as that service's (kind ``service``). ``up`` and
+``down`` go through models and services in the waves of ``config.start_order``; ``restart``
+takes a model's or a service's name. The TUI subscribes to snapshots and calls the
+operations; ``headless.py`` does the same for the CLI.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 
-from ocrtui.config import Config
+from ocrtui.compare.docapi import arm_url
+from ocrtui.config import Config, start_order
 from ocrtui.errors import ConfigError
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
 from ocrtui.monitor.attribution import GpuUsage
 from ocrtui.monitor.samples import GpuSample
 from ocrtui.pod.base import ConnState, Pod
 from ocrtui.pod.factory import make_pod
+from ocrtui.pod.provider import ProviderState, provider_start, provider_state
+from ocrtui.services import ServiceRunner, in_waves
 from ocrtui.status import (
     GpuStatus,
     ModelShare,
@@ -29,6 +37,7 @@ from ocrtui.status import (
     OrphanStatus,
     PodStatus,
     ProcessStatus,
+    ServiceStatus,
     Snapshot,
 )
 from ocrtui.vllm.launches import Launches
@@ -36,9 +45,10 @@ from ocrtui.vllm.lifecycle import Lifecycle, Progress
 from ocrtui.vllm.plan import gpu_for, planned_mib
 from ocrtui.vllm.served import Served, ServedWatch
 from ocrtui.vllm.state import without_probes
-from ocrtui.vllm.watch import ModelWatcher
+from ocrtui.vllm.watch import FIRST_POLL_WAIT_S, ModelWatcher
 
 LOG_TAIL_OVERREAD = 10
+POWER_RECHECK_S = 30.0  # while the link keeps failing, ask the provider at most this often
 
 
 class Controller:
@@ -46,10 +56,19 @@ class Controller:
         self.config = config
         self.demo = demo
         self.pod = pod or make_pod(config.pod)
-        self.monitor = AgentMonitor(self.pod, config.pod, config.models)
+        self.monitor = AgentMonitor(
+            self.pod, config.pod, config.models, service_ports=[s.port for s in config.services]
+        )
         self.watcher = ModelWatcher(config, self.pod, self.monitor, Launches())
         self.servers = ServedWatch(config, self.pod, self.watcher, self._publish)
         self.lifecycle: Lifecycle | None = None
+        self.services: ServiceRunner | None = None
+        self._service_statuses: tuple[ServiceStatus, ...] = ()
+        self._services_polled = asyncio.Event()
+        self._services_task: asyncio.Task[None] | None = None
+        self._power: ProviderState | None = None
+        self._power_task: asyncio.Task[ProviderState | None] | None = None
+        self._power_asked = -POWER_RECHECK_S
         self._workdir = config.pod.workdir
         self._urls: dict[str, str] = {}
         self._subscribers: list[Callable[[Snapshot], None]] = []
@@ -62,6 +81,7 @@ class Controller:
     async def start(self) -> None:
         """Connect (raises PodUnreachable), start the agent monitor and the model watcher;
         ConfigError when the pod's workdir does not exist."""
+        self._ask_power(force=True)
         await self.pod.connect()
         try:
             self._workdir = await self.pod.expand_dir(self.config.pod.workdir)
@@ -81,8 +101,43 @@ class Controller:
         await self.watcher.start(self._urls, self._workdir)
         self.servers.start(self._urls)
 
+        if self.config.services:
+            self.services = ServiceRunner(self.config, self.pod, workdir=self._workdir)
+            self._services_task = asyncio.create_task(
+                self._poll_services(self.services), name="ocrtui-services"
+            )
+        else:
+            self._services_polled.set()
+
+    async def _poll_services(self, runner: ServiceRunner) -> None:
+        """The services' statuses once per ``[ui] refresh_s`` (the models' period)."""
+        while True:
+            try:
+                self._service_statuses = tuple(await runner.statuses())
+            except Exception:  # link down or a pod command failed: keep the last, try again
+                pass
+            else:
+                self._services_polled.set()
+                self._publish()
+            await asyncio.sleep(self.config.ui.refresh_s)  # the poll period
+
+    async def wait_services(self, timeout: float) -> None:
+        """Until the services' statuses were read once (TimeoutError after ``timeout``)."""
+        await asyncio.wait_for(self._services_polled.wait(), timeout)
+
     async def close(self) -> None:
         """Stop polling and close the link; the model servers keep running on the pod."""
+        if self._power_task is not None and not self._power_task.done():
+            self._power_task.cancel()  # the provider command's process group is killed
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._power_task
+        if self._services_task is not None:
+            self._services_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._services_task
+            self._services_task = None
+        if self.services is not None:
+            await self.services.aclose()
         await self.servers.close()
         await self.watcher.close()
         if self._unsubscribe:
@@ -127,12 +182,43 @@ class Controller:
             raise RuntimeError("Controller.start() was not called")
         return self.lifecycle
 
+    def _runner(self) -> ServiceRunner:
+        if self.services is None:
+            raise RuntimeError("Controller.start() was not called, or no [[services]]")
+        return self.services
+
+    def is_service(self, name: str) -> bool:
+        return any(s.name == name for s in self.config.services)
+
     async def up(self, progress: Progress | None = None, *, force: bool = False) -> None:
-        """Every model ready, starting those that are not, in start order."""
-        await self._lc().up(progress, force=force)
+        """Every model and service ready, wave after wave (``config.start_order``): models
+        each once the one before is ready, a service once its ``after`` are."""
+        lc = self._lc()
+        # Decide on what the pod shows, not on "no poll yet": a healthy server found by the
+        # first poll must not be restarted. Without agent data in time (no python3 on the
+        # pod, say), go on with what is known.
+        with contextlib.suppress(TimeoutError):
+            await self.watcher.wait_informed(FIRST_POLL_WAIT_S)
+
+        async def one(name: str) -> None:
+            if self.is_service(name):
+                await self._runner().start(name, progress)
+            else:
+                await lc.ensure_ready(name, progress, force=force)
+
+        await in_waves(start_order(self.config), one)
 
     async def down(self, progress: Progress | None = None) -> None:
-        await self._lc().down(progress)
+        """Everything stopped, in the reverse waves (services before the models they need)."""
+        lc = self._lc()
+
+        async def one(name: str) -> None:
+            if self.is_service(name):
+                await self._runner().stop(name, progress)
+            else:
+                await lc.stop(name, progress)
+
+        await in_waves(list(reversed(start_order(self.config))), one)
 
     async def stop_model(self, name: str, progress: Progress | None = None) -> None:
         await self._lc().stop(name, progress)
@@ -140,12 +226,21 @@ class Controller:
     async def restart(
         self, name: str, progress: Progress | None = None, *, force: bool = False
     ) -> None:
-        await self._lc().restart(name, progress, force=force)
+        """Restart a model (raises LifecycleError(message, hint)) or a service by name."""
+        if self.is_service(name):
+            await self._runner().restart(name, progress)
+        else:
+            await self._lc().restart(name, progress, force=force)
 
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]:
         return await self._lc().kill_orphans(name)
 
     async def model_url(self, name: str) -> str:
+        """A comparison arm's base URL: a model's forward, or an API arm's (its ``url``, or
+        its service's or port's forward: ``docapi.arm_url``)."""
+        api = next((a for a in self.config.api_arms if a.name == name), None)
+        if api is not None:
+            return await arm_url(api, self.config, self.pod)
         self.config.model(name)
         if name not in self._urls:
             raise RuntimeError("Controller.start() was not called")
@@ -157,7 +252,10 @@ class Controller:
         return await self.servers.inspect(name)
 
     async def log_tail(self, name: str, lines: int = 200) -> list[str]:
-        """The model log's last ``lines`` lines, less the 1 Hz probes' access-log lines."""
+        """The model log's last ``lines`` lines, less the 1 Hz probes' access-log lines (a
+        service's log as it is)."""
+        if self.is_service(name):
+            return await self._runner().log_tail(name, lines)
         model = self.config.model(name)
         # Probes log two lines a second: read further back so real lines still fill the pane.
         raw = await self.pod.tail(model.log_path(self._workdir), lines * LOG_TAIL_OVERREAD)
@@ -165,8 +263,46 @@ class Controller:
 
     # -- snapshots ------------------------------------------------------------------------
 
-    def _on_link(self, _state: ConnState) -> None:
+    def _on_link(self, state: ConnState) -> None:
+        if state in (ConnState.LOST, ConnState.RECONNECTING):
+            self._ask_power()  # a link that keeps failing: is the pod stopped?
         self._publish()
+
+    # -- the pod's power ([pod.provider]) --------------------------------------------------
+
+    def _ask_power(self, *, force: bool = False) -> asyncio.Task[ProviderState | None] | None:
+        """Ask the provider in the background (one question at a time, and unless forced
+        not again within POWER_RECHECK_S); None without ``[pod.provider]``."""
+        if self.config.pod.provider is None:
+            return None
+        now = asyncio.get_running_loop().time()
+        idle = self._power_task is None or self._power_task.done()
+        if idle and (force or now - self._power_asked >= POWER_RECHECK_S):
+            self._power_asked = now
+            self._power_task = asyncio.create_task(self._fetch_power(), name="ocrtui-power")
+        return self._power_task
+
+    async def _fetch_power(self) -> ProviderState | None:
+        cfg = self.config.pod.provider
+        if cfg is None:
+            return None
+        self._power = await provider_state(cfg)
+        self._publish()
+        return self._power
+
+    async def power_state(self) -> ProviderState | None:
+        """The provider's answer, asked now (None without ``[pod.provider]``)."""
+        task = self._ask_power(force=True)
+        return None if task is None else await task
+
+    async def start_pod(self) -> ProviderState:
+        """Run the provider's ``start_command`` (ProviderCommandError / ConfigError)."""
+        cfg = self.config.pod.provider
+        if cfg is None:
+            raise ConfigError("no [pod.provider] in the config")
+        self._power = await provider_start(cfg)
+        self._publish()
+        return self._power
 
     def _build(self) -> Snapshot:
         view = self.monitor.view
@@ -178,14 +314,26 @@ class Controller:
             simulated_gpu=view.simulated,
             demo=self.demo,
             agent_error=view.error,
+            power=self._power.state if self._power else None,
+            power_detail=self._power.detail if self._power else None,
         )
         rows = view.attribution.rows if view.attribution else ()
-        processes = tuple(ProcessStatus(**r.status_fields()) for r in rows)  # type: ignore[arg-type]
+        processes = _with_services(
+            tuple(ProcessStatus(**r.status_fields()) for r in rows),  # type: ignore[arg-type]
+            self._service_statuses,
+        )
         models = tuple(self._model_status(m.name) for m in self.config.models)
         orphans = tuple(
             OrphanStatus(o.pid, o.model, o.used_mib, o.rss_mib, o.title) for o in view.orphans
         )
-        return Snapshot(pod, self._gpus(view), processes, models, orphans)
+        return Snapshot(
+            pod,
+            self._gpus(view),
+            processes,
+            models,
+            orphans=orphans,
+            services=self._service_statuses,
+        )
 
     def _model_status(self, name: str) -> ModelStatus:
         status = self.watcher.status(name)
@@ -212,6 +360,21 @@ class Controller:
         self._changed = asyncio.Event()
         for cb in list(self._subscribers):
             cb(self._snapshot)
+
+
+def _with_services(
+    processes: tuple[ProcessStatus, ...], services: tuple[ServiceStatus, ...]
+) -> tuple[ProcessStatus, ...]:
+    """Rows of no model that a ``gpu = true`` service's session holds are that service's."""
+    owner = {pid: s.name for s in services if s.gpu for pid in s.pids}
+    if not owner:
+        return processes
+    return tuple(
+        replace(p, kind="service", owner=owner[p.pid])
+        if p.kind in ("other", "unattributed") and p.pid in owner
+        else p
+        for p in processes
+    )
 
 
 def _gpu_status(

@@ -1,5 +1,7 @@
 """The headless commands: ``ocrtui status``, ``up``, ``down``, ``restart`` (called by cli.py).
 
+``restart NAME`` takes a model's or a service's name; ``up`` / ``down`` cover both.
+
 Each runs one :class:`Controller` for its duration and returns the exit code; progress
 lines ``NAME: step`` go to stdout, errors plus ``hint:`` to stderr. The model servers keep
 running after the command (they are detached on the pod).
@@ -59,6 +61,8 @@ def status_command(config: Config, as_json: bool, *, demo: bool = False) -> int:
         with contextlib.suppress(TimeoutError):
             await ctl.watcher.wait_informed(FIRST_POLL_WAIT_S)
         await asyncio.gather(*(ctl.served(m.name) for m in config.models))
+        with contextlib.suppress(TimeoutError):
+            await ctl.wait_services(FIRST_POLL_WAIT_S)
         snap = ctl.snapshot
         if as_json:
             print(json.dumps(snap.to_json(), indent=2))
@@ -90,6 +94,12 @@ def format_status(snap: Snapshot) -> str:
             lines.append(f"  hint: {m.hint}")
         for a in m.advisories:
             lines.append(f"  {a.severity}: {a.text}")
+    for s in snap.services:
+        up = f" up {s.uptime_s:.0f}s" if s.uptime_s is not None else ""
+        by_hand = " (not started by ocrtui)" if not s.managed else ""
+        lines.append(f"service {s.name} :{s.port} {s.state} pid={s.pid or '-'}{up}{by_hand}")
+        if s.hint:
+            lines.append(f"  hint: {s.hint}")
     return "\n".join(lines)
 
 
@@ -103,5 +113,6 @@ def down_command(config: Config, *, demo: bool = False) -> int:
 
 
 def restart_command(config: Config, name: str, *, demo: bool = False, force: bool = False) -> int:
-    config.model(name)  # an unknown name is a usage error (exit 2) before connecting
+    if not any(s.name == name for s in config.services):
+        config.model(name)  # an unknown name is a usage error (exit 2) before connecting
     return _run_operation(config, demo, lambda ctl: ctl.restart(name, _print_progress, force=force))

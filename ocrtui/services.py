@@ -32,19 +32,18 @@ import asyncio
 import shlex
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from dataclasses import dataclass, replace
 
 import httpx
 
 from ocrtui.config import Config, ServiceConfig
 from ocrtui.errors import LifecycleError
 from ocrtui.pod.base import Pod
+from ocrtui.status import ServiceState, ServiceStatus
 from ocrtui.vllm.hints import find_hint
 from ocrtui.vllm.logfile import append_marker, current_run, last_marker
 from ocrtui.vllm.stages import strip_ansi
 
-ServiceState = Literal["down", "starting", "ready", "unhealthy", "crashed"]
 Progress = Callable[[str, str], None]
 
 STOP_TIMEOUT_S = 15.0
@@ -82,29 +81,6 @@ for ino in $inodes; do
 done
 exit 0
 """
-
-
-@dataclass(frozen=True)
-class ServiceStatus:
-    """One service, beside ``ModelStatus`` in the snapshot; ``to_json()`` is its entry under
-    ``"services"`` in ``ocrtui status --json``."""
-
-    name: str
-    port: int
-    state: ServiceState
-    pid: int | None  # the session leader we launched (None: not ours, or not running)
-    managed: bool = True  # False: the port answers but no process of ours runs
-    uptime_s: float | None = None
-    gpu: bool = False
-    hint: str | None = None  # when crashed: from its log (a traceback's last line, ...)
-    last_lines: tuple[str, ...] = ()  # the log's last lines when crashed
-    pids: tuple[int, ...] = ()  # every live process of its session
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["last_lines"] = list(self.last_lines)
-        out["pids"] = list(self.pids)
-        return out
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ from typing import Any, Literal
 # What each state means and how it is decided: ocrtui/vllm/state.py.
 ModelState = Literal["down", "starting", "ready", "unhealthy", "crashed"]
 # Who a GPU process row belongs to (ocrtui/monitor/attribution.py has the rules).
-ProcessKind = Literal["model", "orphan", "other", "unattributed"]
+# "service": a process of a ``gpu = true`` service (control.py relabels its "other" rows).
+ProcessKind = Literal["model", "orphan", "other", "unattributed", "service"]
+ServiceState = Literal["down", "starting", "ready", "unhealthy", "crashed"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,10 @@ class PodStatus:
     simulated_gpu: bool
     demo: bool
     agent_error: str | None = None
+    # The provider's word on the pod's power ([pod.provider]; None without one, or before
+    # the first answer): "running" | "stopped" | "unknown", and the line it was read from.
+    power: str | None = None
+    power_detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,12 +124,36 @@ class ModelStatus:
 
 
 @dataclass(frozen=True)
+class ServiceStatus:
+    """One ``[[services]]`` process (ocrtui/services.py decides its state), beside
+    ``ModelStatus``; ``to_json()`` is its entry under ``"services"`` in ``status --json``."""
+
+    name: str
+    port: int
+    state: ServiceState
+    pid: int | None  # the session leader we launched (None: not ours, or not running)
+    managed: bool = True  # False: the port answers but no process of ours runs
+    uptime_s: float | None = None
+    gpu: bool = False
+    hint: str | None = None  # when crashed: from its log (a traceback's last line, ...)
+    last_lines: tuple[str, ...] = ()  # the log's last lines when crashed
+    pids: tuple[int, ...] = ()  # every live process of its session
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["last_lines"] = list(self.last_lines)
+        out["pids"] = list(self.pids)
+        return out
+
+
+@dataclass(frozen=True)
 class Snapshot:
     pod: PodStatus
     gpus: tuple[GpuStatus, ...]
     processes: tuple[ProcessStatus, ...]
     models: tuple[ModelStatus, ...]
     orphans: tuple[OrphanStatus, ...] = ()
+    services: tuple[ServiceStatus, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The `ocrtui status --json` contract."""
@@ -133,10 +163,17 @@ class Snapshot:
             "processes": [asdict(p) for p in self.processes],
             "models": [asdict(m) for m in self.models],
             "orphans": [asdict(o) for o in self.orphans],
+            "services": [s.to_json() for s in self.services],
         }
 
     def model(self, name: str) -> ModelStatus | None:
         for m in self.models:
             if m.name == name:
                 return m
+        return None
+
+    def service(self, name: str) -> ServiceStatus | None:
+        for s in self.services:
+            if s.name == name:
+                return s
         return None

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ocrtui.compare.profiles import prompt_for
-from ocrtui.config import CompareConfig, ModelConfig
+from ocrtui.config import ApiArmConfig, CompareConfig, ModelConfig
 from ocrtui.published import PROFILES
 from ocrtui.vllm.advisories import Versions, advisories, to_status
 from ocrtui.vllm.flags import json_option, recipe_for, serve_options
@@ -117,4 +117,15 @@ def arm_record(
             "error": versions.error,
         },
         "advisories": [asdict(a) for a in found],
+    }
+
+
+def api_arm_record(arm: ApiArmConfig) -> dict[str, Any]:
+    """summary.json's ``arm`` for a document-API arm: what it posts to, labelled "via API"."""
+    return {
+        "label": f"{arm.name} · via API · {arm.path}",
+        "kind": "api",
+        "path": arm.path,
+        "split": arm.split,
+        "text_path": arm.text_path,
     }

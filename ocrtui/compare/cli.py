@@ -189,12 +189,11 @@ def _print_summary(done: RunDone, console: Console) -> None:
     if not summary:
         console.print(f"[red]the run stopped: {done.error}[/]")
         return
-    names = list(summary["models"])
     base = report.load_baseline()
     table = Table(title="OCR comparison (CER: lower is better)")
     table.add_column("Dimension")
-    for n in names:
-        table.add_column(n)
+    for label in report.arm_labels(summary):
+        table.add_column(label)
     table.add_column(base["label"], style="dim")
     for label, cells, b in report.comparison_rows(summary):
         table.add_row(label, *cells, b)

@@ -34,8 +34,9 @@ from typing import Any, Protocol
 import httpx
 from pydantic import ValidationError
 
-from ocrtui.compare.arms import arm_record
+from ocrtui.compare.arms import api_arm_record, arm_record
 from ocrtui.compare.client import ModelTarget
+from ocrtui.compare.docapi import DocApiTarget
 from ocrtui.compare.documents import TEXT_LAYER, DocumentSpec, expand_inputs
 from ocrtui.compare.gate import RunGate, SnapshotGate, SnapshotSource
 from ocrtui.compare.pages import ALL_PAGES, parse_page_spec
@@ -44,14 +45,16 @@ from ocrtui.compare.runner import CompareRun, RunPlan, start_run
 from ocrtui.compare.samples import sample_suite_path
 from ocrtui.compare.store import RunStore
 from ocrtui.compare.suite import load_suite
-from ocrtui.config import CompareConfig, Config, ModelConfig
-from ocrtui.errors import InputError, PodUnreachable
+from ocrtui.config import ApiArmConfig, CompareConfig, Config, ModelConfig
+from ocrtui.errors import ConfigError, InputError, PodUnreachable
 from ocrtui.vllm.client import VllmClient
 from ocrtui.vllm.served import Served
 
 HEALTH_TIMEOUT_S = 10.0
 
-ModelUrl = Callable[[str], Awaitable[str]]  # served name -> base URL (Controller.model_url)
+# An arm's name (a served model, an API arm) -> its base URL (Controller.model_url).
+ModelUrl = Callable[[str], Awaitable[str]]
+Arm = ModelConfig | ApiArmConfig  # what a comparison compares: vLLM models and document APIs
 # served name -> the probe of its running server (Controller.served), None when unknown
 ServedOf = Callable[[str], Awaitable[Served | None]]
 Note = Callable[[str], None]  # a warning line for the user (the terminal, a notification)
@@ -67,7 +70,7 @@ class CompareRequest:
     pages: str | None = None  # page spec of the documents, e.g. "1-3,7,10-"
     reference: str | None = None  # "text-layer" or None (sidecar files)
     password: str | None = None  # for encrypted PDFs; never written anywhere
-    models: tuple[str, ...] = ()  # a subset of the configured models
+    models: tuple[str, ...] = ()  # configured models and [[api_arms]] by name; () all models
     concurrency: int | None = None
     schedule: str | None = None  # "sequential" | "parallel"
     out: str | None = None  # run directory; default compare.out_dir/<timestamp>
@@ -82,7 +85,7 @@ class RunSetup:
 
     request: CompareRequest
     documents: tuple[DocumentSpec, ...]
-    models: tuple[ModelConfig, ...]
+    models: tuple[Arm, ...]
     settings: CompareConfig
     run_dir: Path
     info: dict[str, Any]  # written to run.json; never holds the password
@@ -99,8 +102,20 @@ def validate_request(config: Config, request: CompareRequest) -> CompareConfig:
     if request.reference not in (None, TEXT_LAYER):
         raise InputError(f"reference {request.reference!r}: the only choice is {TEXT_LAYER}")
     for name in request.models:
-        config.model(name)  # ConfigError naming the known models
+        arm(config, name)  # ConfigError naming the known ones
     return _settings(config, request.concurrency, request.schedule)
+
+
+def arm(config: Config, name: str) -> Arm:
+    """A model or an API arm by name (names are unique across both: config.py)."""
+    for m in config.models:
+        if m.name == name:
+            return m
+    for a in config.api_arms:
+        if a.name == name:
+            return a
+    known = ", ".join([m.name for m in config.models] + [a.name for a in config.api_arms])
+    raise ConfigError(f"no model or API arm named {name!r} (configured: {known})")
 
 
 def _settings(config: Config, concurrency: int | None, schedule: str | None) -> CompareConfig:
@@ -165,7 +180,7 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
         raise InputError("nothing to compare: no documents")
 
     names = request.models or tuple(n.strip() for n in saved.get("models") or [] if n.strip())
-    models = [config.model(n) for n in names] or list(config.ordered_models())
+    models: list[Arm] = [arm(config, n) for n in names] or list(config.ordered_models())
     settings = _settings(
         config,
         request.concurrency if request.concurrency is not None else saved.get("concurrency"),
@@ -219,7 +234,7 @@ def gate_for(setup: RunSetup, source: RestartingSource, refresh_s: float) -> Sna
     """The run's gate over the Controller's (or the dashboard source's) snapshots."""
     return SnapshotGate(
         source,
-        tuple(m.name for m in setup.models),
+        tuple(m.name for m in setup.models if isinstance(m, ModelConfig)),
         refresh_s=refresh_s,
         restart=source.restart if setup.request.auto_restart else None,
     )
@@ -257,11 +272,21 @@ async def start_comparison(
     """Start the run on the running loop; the caller subscribes to its events. The run
     closes the gate when it ends (and this, when no run starts)."""
     try:
-        targets = [ModelTarget(m, await model_url(m.name)) for m in setup.models]
-        await check_reachable(targets)
-        targets = await fit_targets(targets, note or (lambda _line: None))
+        targets: list[ModelTarget | DocApiTarget] = [
+            ModelTarget(m, await model_url(m.name))
+            if isinstance(m, ModelConfig)
+            else DocApiTarget(m, await model_url(m.name))
+            for m in setup.models
+        ]
+        # API arms have no /health: an arm that does not answer fails its pages with the reason.
+        models = [t for t in targets if isinstance(t, ModelTarget)]
+        await check_reachable(models)
+        fitted = iter(await fit_targets(models, note or (lambda _line: None)))
+        targets = [next(fitted) if isinstance(t, ModelTarget) else t for t in targets]
         arms = [
             arm_record(t.config, setup.settings, await served(t.name) if served else None)
+            if isinstance(t, ModelTarget)
+            else api_arm_record(t.config)
             for t in targets
         ]
         store = await asyncio.to_thread(open_store, setup)

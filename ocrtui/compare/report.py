@@ -35,7 +35,7 @@ from ocrtui.compare.events import phase_key
 from ocrtui.compare.scoring import EditCount, corpus_cer, critical_found
 from ocrtui.compare.store import PageResult, PhaseRecord
 from ocrtui.compare.tally import Tally
-from ocrtui.config import CompareConfig, ModelConfig
+from ocrtui.config import ApiArmConfig, CompareConfig, ModelConfig
 from ocrtui.published import ANCHORS, ANCHORS_LABEL
 
 WORST_PAGES = 5
@@ -66,7 +66,7 @@ class FinishedRun:
     texts), phase records and scores."""
 
     run_dir: str
-    models: tuple[ModelConfig, ...]
+    models: tuple[ModelConfig | ApiArmConfig, ...]  # the arms: vLLM models and API arms
     settings: CompareConfig
     specs: tuple[DocumentSpec, ...]  # the documents asked for
     documents: tuple[Document, ...]  # those that opened
@@ -145,7 +145,9 @@ def build_summary(run: FinishedRun) -> dict[str, Any]:
                 if p["p95"] is not None and p["p95"] <= run.settings.knee_p95_s]  # fmt: skip
         rates = [p["images_per_s"] for p in points if p["images_per_s"] is not None]
         models[m.name] = {
-            "profile": m.profile,
+            # "api": a document API ([[api_arms]]): no speed phases, no tokens ("via API")
+            "kind": "api" if isinstance(m, ApiArmConfig) else "vllm",
+            "profile": m.profile if isinstance(m, ModelConfig) else None,
             "pages_ok": len(ok),
             "pages_failed": sum(1 for r in mine if not r.ok),
             "latency_cold_s": phases.get("cold", {}).get("latency_p50_s"),
@@ -339,6 +341,14 @@ def throughput(model: Mapping[str, Any]) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+def arm_labels(summary: dict[str, Any]) -> list[str]:
+    """Each arm's name as a column heading: an API arm is marked "(via API)"."""
+    return [
+        f"{name} (via API)" if m.get("kind") == "api" else name
+        for name, m in summary["models"].items()
+    ]
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     esc = [[c.replace("|", "\\|") for c in r] for r in rows]
     return [
@@ -353,14 +363,15 @@ def render_markdown(summary: dict[str, Any]) -> str:
     models = summary["models"]
     names = list(models)
     out = ["# OCR comparison", ""]
-    out.append(f"Models: {', '.join(names)}. Run directory: `{summary['run']['dir']}`.")
+    labels = arm_labels(summary)
+    out.append(f"Models: {', '.join(labels)}. Run directory: `{summary['run']['dir']}`.")
     out.append("CER: Levenshtein edits / longer string after normalization (docs/compare.md); ")
     out.append("corpus figures are Σ edits / Σ lengths. Lower is better.")
     out.append("")
     out.append("## Comparison")
     out.append("")
     rows = [[label, *cells, b] for label, cells, b in comparison_rows(summary)]
-    out += _table(["Dimension", *names, base["label"]], rows)
+    out += _table(["Dimension", *labels, base["label"]], rows)
     out.append("")
     for n in names:
         if models[n].get("error"):

@@ -3,10 +3,13 @@
 Per model: cold latency (first request), warm latency (N sequential requests; p50/p95),
 throughput at each concurrency level of ``RunPlan.concurrencies`` (images/s and latency
 p50/p95 per level, ascending; the seed's one level, ``concurrency``, unless a sweep was
-asked), then the documents phase (pages/s per document and
-accuracy). Speed phases run one model at a time unless ``schedule == "parallel"``; the
-documents phase runs all models side by side. Pages are rendered in a process pool ahead of
-the requests, at most ``max_rendered_pages`` (split between the models) in memory at once.
+asked), then the documents phase (pages/s per document and accuracy). An API arm
+(``[[api_arms]]``, a :class:`DocApiTarget`) runs the documents phase only: one document at a
+time, its pages sent as the arm's ``split`` says (``docapi.py``), each text scored like a
+model's (no tokens, no finish reason). Speed phases run one model at a time unless
+``schedule == "parallel"``; the documents phase runs all arms side by side. Pages are
+rendered in a process pool ahead of the requests, at most ``max_rendered_pages`` (split
+between the arms) in memory at once.
 
 Outages: with a gate (gate.py: the link's and each model's state, from the launcher) a
 model's requests wait while the link is down or its server is crashed/unhealthy/restarting
@@ -34,6 +37,7 @@ import httpx
 
 from ocrtui.compare import arms, page_files, report, report_html
 from ocrtui.compare.client import ModelTarget, Outcome, ocr_page
+from ocrtui.compare.docapi import DocApiTarget, PageText, ocr_document_pages
 from ocrtui.compare.documents import Document, DocumentError, DocumentSpec
 from ocrtui.compare.events import (
     DocumentDone,
@@ -83,7 +87,7 @@ class ModelHalted(Exception):
 @dataclass(frozen=True)
 class RunPlan:
     documents: tuple[DocumentSpec, ...]
-    models: tuple[ModelTarget, ...]
+    models: tuple[ModelTarget | DocApiTarget, ...]
     settings: CompareConfig
     speed_phases: bool = True
     gate: RunGate | None = None  # the link's and the models' state; None: never pause
@@ -113,7 +117,10 @@ class CompareRun:
         self.tally = Tally([m.name for m in plan.models])
         # What each model runs as; without a probe of the pod (RunPlan.arms), config alone.
         self.arms = plan.arms or tuple(
-            arms.arm_record(m.config, plan.settings, None) for m in plan.models
+            arms.arm_record(m.config, plan.settings, None)
+            if isinstance(m, ModelTarget)
+            else arms.api_arm_record(m.config)
+            for m in plan.models
         )
         self._task: asyncio.Task[None] | None = None
         self._started = False
@@ -264,13 +271,14 @@ class CompareRun:
         if not self.documents:
             return
         if plan.speed_phases:
+            vllm = [m for m in plan.models if isinstance(m, ModelTarget)]
             if plan.settings.schedule == "parallel":
                 async with asyncio.TaskGroup() as tg:
-                    for m in plan.models:
-                        tg.create_task(self._speed(m, pool, client))
+                    for vm in vllm:
+                        tg.create_task(self._speed(vm, pool, client))
             else:
-                for m in plan.models:
-                    await self._speed(m, pool, client)
+                for vm in vllm:
+                    await self._speed(vm, pool, client)
         async with asyncio.TaskGroup() as tg:
             for m in plan.models:
                 tg.create_task(self._documents_phase(m, pool, client))
@@ -467,7 +475,7 @@ class CompareRun:
     # Documents phase -------------------------------------------------------------------------
 
     async def _documents_phase(
-        self, model: ModelTarget, pool: RenderPool, client: httpx.AsyncClient
+        self, model: ModelTarget | DocApiTarget, pool: RenderPool, client: httpx.AsyncClient
     ) -> None:
         total = sum(len(d.pages) for d in self.documents)
         self._emit(PhaseStarted(model.name, "documents", total))
@@ -475,7 +483,10 @@ class CompareRun:
         counted = [0, 0]
         try:
             for doc in self.documents:
-                o, f = await self._document(model, doc, pool, client)
+                if isinstance(model, DocApiTarget):
+                    o, f = await self._api_document(model, doc, client)
+                else:
+                    o, f = await self._document(model, doc, pool, client)
                 counted[0] += o
                 counted[1] += f
         except* ModelHalted:
@@ -574,6 +585,12 @@ class CompareRun:
             )
             out = await self._request(client, model, image)
             del image
+        await self._record(model.name, doc, page, out, counts)
+
+    async def _record(
+        self, model: str, doc: Document, page: int, out: Outcome, counts: dict[str, int]
+    ) -> None:
+        """Score, store and announce one page's outcome."""
         ref = doc.references.get(page)
         score = score_page(doc, page, out.text) if out.ok else None
         page_cer = score.strict.cer if score and score.strict else None
@@ -581,7 +598,7 @@ class CompareRun:
         result = PageResult(
             doc=doc.name,
             page=page,
-            model=model.name,
+            model=model,
             ok=out.ok,
             error=out.error,
             latency_s=None if out.latency_s is None else round(out.latency_s, 4),
@@ -601,6 +618,42 @@ class CompareRun:
         else:
             counts["failed"] += 1
             self._emit(PageFailed(result))
+
+    async def _api_document(
+        self, arm: DocApiTarget, doc: Document, client: httpx.AsyncClient
+    ) -> tuple[int, int]:
+        """One document through an API arm: the file as it is, the pages not done yet."""
+        keys = {(doc.name, p, arm.name) for p in doc.pages}
+        done = keys & self.store.results.keys()
+        async for prev in self.store.read_results(done):
+            self._emit(PageDone(prev, resumed=True))
+        todo = [p for p in doc.pages if (doc.name, p, arm.name) not in done]
+        if not todo:
+            return 0, 0
+        counts = {"ok": 0, "failed": 0}
+        for p in todo:
+            self._emit(PageStarted(arm.name, doc.name, p))
+        start = time.monotonic()
+        for r in await ocr_document_pages(arm, client, doc.spec.path, todo):
+            out = (
+                Outcome(True, r.latency_s, text=r.text)
+                if isinstance(r, PageText)
+                else Outcome(False, r.latency_s, error=r.reason)
+            )
+            await self._record(arm.name, doc, r.page, out, counts)
+        elapsed = time.monotonic() - start
+        partial = len(todo) < len(doc.pages)
+        pps = None if partial or elapsed <= 0 else round(counts["ok"] / elapsed, 4)
+        self._emit(DocumentDone(arm.name, doc.name, counts["ok"], counts["failed"], elapsed, pps))
+        await self.store.add_phase(
+            PhaseRecord(
+                arm.name,
+                f"document:{doc.name}",
+                {"pages": len(todo), "pages_ok": counts["ok"], "elapsed_s": round(elapsed, 4),
+                 "pages_per_s": pps, "partial": partial},
+            )
+        )  # fmt: skip
+        return counts["ok"], counts["failed"]
 
     async def _score_resumed(self, doc: Document) -> None:
         """Score the pages an earlier run finished (their texts read back from disk) so the

@@ -84,13 +84,15 @@ class AgentMonitor:
         pod_config: PodConfig,
         models: Sequence[ModelConfig],
         *,
+        service_ports: Sequence[int] = (),
         clock: Callable[[], float] = time.monotonic,
         backoff_s: Sequence[float] = BACKOFF_S,
     ) -> None:
         self.pod = pod
         self.pod_config = pod_config
         self.refs = tuple(ModelRef(m.name, m.port, m.log_path(pod_config.workdir)) for m in models)
-        self.argv = agent_argv(pod_config, [m.port for m in models])
+        # The services' ports too: their owners (pid, pgid) in each sample, like the models'.
+        self.argv = agent_argv(pod_config, [m.port for m in models] + list(service_ports))
         self._source = AGENT_SOURCE.read_text(encoding="utf-8")
         self._clock = clock
         self._backoff = tuple(backoff_s)

@@ -135,7 +135,10 @@ class _LocalSide(asyncio.Protocol):
 
     def write_eof(self) -> None:
         if self._transport is not None and self._transport.can_write_eof():
-            self._transport.write_eof()
+            # The client may have reset its end before its connection_lost has run; the
+            # error would otherwise escape into asyncssh's packet handling.
+            with contextlib.suppress(OSError):
+                self._transport.write_eof()
 
     def pause_reading(self) -> None:
         if self._transport is not None:

@@ -22,12 +22,12 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.worker import Worker, WorkerFailed, WorkerState
 
-from ocrtui.config import Config
+from ocrtui.config import ApiArmConfig, Config
 from ocrtui.tui.messages import LogTail, OperationProgress
 from ocrtui.tui.run_view import RunView
 from ocrtui.tui.screens.compare import CompareScreen
 from ocrtui.tui.screens.dashboard import DashboardScreen
-from ocrtui.tui.screens.dialogs import DIALOG_CSS
+from ocrtui.tui.screens.dialogs import DIALOG_CSS, ConfirmDialog
 from ocrtui.tui.source import PodSource
 from ocrtui.tui.themes import (
     BUILTIN_THEME_DIR,
@@ -78,6 +78,7 @@ class OcrtuiApp(App[int]):
         self._initial_compare = compare  # `ocrtui compare` on a terminal: opened on its run
         self._connecting: Worker[None] | None = None
         self.source_error: BaseException | None = None  # connecting failed
+        self._power_offered = False  # the start of a stopped pod was offered in this outage
         self._theme_ready = False
 
     # -- start-up ------------------------------------------------------------------------
@@ -123,8 +124,8 @@ class OcrtuiApp(App[int]):
             try:
                 await self.source.up(self._progress)
             finally:
-                for m in self.config.models:
-                    self.dashboard.post_message(OperationProgress(m.name, None))
+                for name in [m.name for m in self.config.models + self.config.services]:
+                    self.dashboard.post_message(OperationProgress(name, None))
 
     # -- lifecycle operations (each in its own worker, one per model at a time) ---------
 
@@ -166,6 +167,50 @@ class OcrtuiApp(App[int]):
         lines = await self.source.log_tail(name, LOG_LINES)
         self.dashboard.post_message(LogTail(name, lines))
 
+    # -- the pod's power ([pod.provider]) ----------------------------------------------------
+
+    def note_link(self, connection: str, power: str | None) -> None:
+        """From each applied snapshot: a link that keeps failing on a pod the provider calls
+        stopped gets the start offered (once per outage)."""
+        if connection == "connected":
+            self._power_offered = False
+        elif connection in ("lost", "reconnecting") and power == "stopped":
+            self.offer_pod_start()
+
+    @work(group="power", exclusive=True, exit_on_error=False, description="pod power")
+    async def offer_pod_start(self) -> None:
+        """The SSH link failed: ask the provider; when it says stopped, say so and offer the
+        start (a confirmation, Cancel default) instead of retrying silently."""
+        if self._power_offered or self.config.pod.provider is None:
+            return
+        state = await self.source.power_state()
+        if state is None or state.state != "stopped" or self._power_offered:
+            return
+        self._power_offered = True
+        label = self.config.pod.label
+        if self.readonly or self.config.pod.provider.start_command is None:
+            why = "read-only" if self.readonly else "no start_command in [pod.provider]"
+            self.notify(f"{state.detail} ({why})", title=f"Pod {label} is stopped", timeout=30)
+            return
+        body = (
+            f"The provider says the pod is stopped ({state.detail}), so SSH cannot reach "
+            "it.\n\nStart it with [pod.provider] start_command?"
+        )
+
+        def done(confirmed: bool | None) -> None:
+            if confirmed:
+                self.start_pod()
+
+        self.push_screen(ConfirmDialog(f"Pod {label} is stopped", body, "Start pod"), done)
+
+    @work(group="power", exclusive=True, exit_on_error=False, description="start pod")
+    async def start_pod(self) -> None:
+        state = await self.source.start_pod()
+        self.notify(f"{state.state} ({state.detail})", title=f"Pod {self.config.pod.label}")
+        if self.source_error is not None and state.state == "running":
+            self.source_error = None
+            self._connecting = self._connect()  # the first connect had failed: try again
+
     # -- the one place worker errors reach the operator ------------------------------------
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -174,6 +219,7 @@ class OcrtuiApp(App[int]):
         worker = event.worker
         if worker.group == "source":
             self.source_error = worker.error
+            self.offer_pod_start()
         if worker.group == "log":
             return  # a failed tail repeats every tick; the header already shows the link state
         error = worker.error
@@ -209,7 +255,8 @@ class OcrtuiApp(App[int]):
     def start_comparison(self, setup: RunSetup) -> None:
         """Start a resolved run (from the launcher, or `ocrtui compare` on a terminal)."""
         if not self.comparison_running:
-            self.run_view = RunView([m.name for m in setup.models], setup.label)
+            apis = frozenset(m.name for m in setup.models if isinstance(m, ApiArmConfig))
+            self.run_view = RunView([m.name for m in setup.models], setup.label, apis)
             self._compare(setup, self.run_view)
             self.dashboard.refresh_bindings()
         self.show_comparison()

@@ -45,9 +45,12 @@ Listener = Callable[[PageUpdate | None], None]  # None: summary/state changed on
 
 
 class RunView:
-    def __init__(self, models: list[str], label: str) -> None:
+    def __init__(
+        self, models: list[str], label: str, api_arms: frozenset[str] = frozenset()
+    ) -> None:
         self.models = models
         self.label = label
+        self.api_arms = api_arms  # the arms that are document APIs ([[api_arms]])
         self.rows: OrderedDict[str, PageRow] = OrderedDict()
         self._texts: dict[str, OrderedDict[str, PageResult]] = {m: OrderedDict() for m in models}
         self._latencies: dict[str, deque[float]] = {m: deque(maxlen=LATENCIES) for m in models}
@@ -66,6 +69,10 @@ class RunView:
         self.started = time.monotonic()
         self.ended: float | None = None
         self._listeners: list[Listener] = []
+
+    def title(self, model: str) -> str:
+        """How a pane names an arm: an API arm is marked "(via API)"."""
+        return f"{model} (via API)" if model in self.api_arms else model
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         self._listeners.append(listener)

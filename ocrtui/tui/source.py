@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from ocrtui.pod.provider import ProviderState
 from ocrtui.status import Snapshot
 from ocrtui.vllm.lifecycle import Progress
 from ocrtui.vllm.served import Served
@@ -30,6 +31,8 @@ class PodSource(Protocol):
     async def log_tail(self, name: str, lines: int = 200) -> list[str]: ...
     async def model_url(self, name: str) -> str: ...
     async def served(self, name: str) -> Served | None: ...
+    async def power_state(self) -> ProviderState | None: ...
+    async def start_pod(self) -> ProviderState: ...
 
 
 class ReplaySource:
@@ -40,6 +43,7 @@ class ReplaySource:
         snapshots: Sequence[Snapshot],
         logs: dict[str, list[str]] | None = None,
         urls: dict[str, str] | None = None,
+        power: ProviderState | None = None,
     ) -> None:
         if not snapshots:
             raise ValueError("ReplaySource needs at least one snapshot")
@@ -47,6 +51,7 @@ class ReplaySource:
         self._index = 0
         self.logs = dict(logs or {})
         self.urls = dict(urls or {})
+        self.power = power  # what power_state() answers
         self.calls: list[tuple[str, str | None]] = []
         self._subscribers: list[Callable[[Snapshot], None]] = []
 
@@ -97,6 +102,14 @@ class ReplaySource:
 
     async def served(self, name: str) -> Served | None:
         return None  # recorded snapshots carry their advisories; no server to probe
+
+    async def power_state(self) -> ProviderState | None:
+        return self.power
+
+    async def start_pod(self) -> ProviderState:
+        self.calls.append(("start_pod", None))
+        self.power = ProviderState("running", "started (replay)")
+        return self.power
 
     async def model_url(self, name: str) -> str:
         try:

@@ -11,8 +11,8 @@
   as vLLM will measure it (else the holders are named), host RAM for a CPU build (no GPU
   seen), the port; warnings for plans known to fail (research/vllm_and_models.md §2, §4).
   ``force`` turns the refusals into progress lines.
-* Restart = stop + preflight + launch + wait ready. ``up`` starts models in start order,
-  each only once the one before is ready.
+* Restart = stop + preflight + launch + wait ready. ``ensure_ready`` is one model's step of
+  ``up`` (the waves of models and services are the Controller's).
 
 Process knowledge comes from the agent monitor (port owners, trees, orphans, memory per
 row); the model state from the :class:`ModelWatcher` below it. What is launched and how
@@ -374,29 +374,22 @@ class Lifecycle:
             await self._stop(name, progress)
         await self.start(name, progress, force=force)
 
-    async def up(self, progress: Progress | None = None, *, force: bool = False) -> None:
-        """Every model ready, in start order, each started only once the previous is ready."""
+    async def ensure_ready(
+        self, name: str, progress: Progress | None = None, *, force: bool = False
+    ) -> None:
+        """One model's step of ``up``: ready stays; starting and not ours is waited for;
+        down, crashed or unhealthy is restarted (its leftovers cleared first). The caller
+        waits for an informed poll first (``ModelWatcher.wait_informed``), so a healthy
+        server the first poll would find is never restarted."""
         progress = progress or _quiet
-        # Decide on what the pod shows, not on "no poll yet": a healthy server found by the
-        # first poll must not be restarted. Without agent data in time (no python3 on the
-        # pod, say), go on with what is known.
-        with contextlib.suppress(TimeoutError):
-            await self.watcher.wait_informed(FIRST_POLL_WAIT_S)
-        for model in self.config.ordered_models():
-            state = self.watcher.status(model.name).state
-            if state == "ready":
-                progress(model.name, "already ready")
-                continue
-            if state == "starting" and model.name not in self.launches.pids:
-                progress(model.name, "already starting; waiting")
-                await self.wait_ready(model.name, progress)
-                continue
-            # Down, crashed or unhealthy: clear whatever is left of it, then start afresh.
-            await self.restart(model.name, progress, force=force)
-
-    async def down(self, progress: Progress | None = None) -> None:
-        for model in reversed(self.config.ordered_models()):
-            await self.stop(model.name, progress)
+        state = self.watcher.status(name).state
+        if state == "ready":
+            progress(name, "already ready")
+        elif state == "starting" and name not in self.launches.pids:
+            progress(name, "already starting; waiting")
+            await self.wait_ready(name, progress)
+        else:
+            await self.restart(name, progress, force=force)
 
 
 def _still_holding(name: str, view: MonitorView) -> str:

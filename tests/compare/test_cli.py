@@ -46,7 +46,7 @@ profile = "glm-ocr"
     [
         (["--suite", "{tmp}/missing.toml"], "suite file not found"),
         (["--pages", "3-1", "x.pdf"], "runs backwards"),
-        (["--models", "nope", "x.pdf"], "no model named 'nope'"),
+        (["--models", "nope", "x.pdf"], "no model or API arm named 'nope'"),
         (["--resume", "{tmp}"], "not a run directory"),
         (["--concurrency", "0", "x.pdf"], "concurrency: should be greater than or equal to 1"),
         (["--concurrency", "257", "x.pdf"], "concurrency: should be less than or equal to 256"),

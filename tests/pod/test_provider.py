@@ -174,3 +174,25 @@ def test_pod_start_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def test_pod_command_without_provider(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--config", str(write_config(tmp_path, "")), "pod", "status"]) == 2
     assert "no [pod.provider] in the config" in capsys.readouterr().err
+
+
+def test_pod_start_runs_the_start_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flag = tmp_path / "started"
+    status = script(
+        tmp_path,
+        "status",
+        f"import os; print('pod RUNNING' if os.path.exists({str(flag)!r}) else 'pod EXITED')",
+    )
+    start = script(tmp_path, "start", f"open({str(flag)!r}, 'w')")
+    path = write_config(
+        tmp_path,
+        f"[pod.provider]\nstatus_command = {json.dumps(status)}\n"
+        f"start_command = {json.dumps(start)}\n",
+    )
+    assert main(["--config", str(path), "pod", "status"]) == 0
+    assert capsys.readouterr().out == "pod glm-ocr-a40: stopped (pod EXITED)\n"
+    assert main(["--config", str(path), "pod", "start"]) == 0
+    assert flag.exists()
+    assert capsys.readouterr().out == "pod glm-ocr-a40: running (pod RUNNING)\n"

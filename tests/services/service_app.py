@@ -1,12 +1,14 @@
 """A tiny real HTTP service for the services tests (stdlib only, runs as a pod process).
 
 ``python3 service_app.py PORT ARGV_FILE [--child] [--ignore-term] [--fail-unless FILE]
-[--require-port P] ARGS...``
+[--require-port P] [--require-model PORT NAME] ARGS...``
 writes its whole argv as JSON to ARGV_FILE, then serves ``GET /ready`` (200) and anything
 else (404) on 127.0.0.1:PORT. ``--child`` starts a child process in the same session (a
 tree to stop); ``--ignore-term`` ignores SIGTERM (stop must escalate); ``--fail-unless FILE``
 raises before binding when FILE does not exist (a crash with a traceback);
-``--require-port P`` raises unless something accepts connections on 127.0.0.1:P.
+``--require-port P`` raises unless something accepts connections on 127.0.0.1:P;
+``--require-model PORT NAME`` raises unless ``GET /v1/models`` there lists NAME (the model
+it sits in front of is ready).
 """
 
 import http.server
@@ -16,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -41,6 +44,13 @@ def main() -> None:
     if "--require-port" in rest:
         need_port = int(rest[rest.index("--require-port") + 1])
         socket.create_connection(("127.0.0.1", need_port), timeout=2).close()
+    if "--require-model" in rest:
+        i = rest.index("--require-model")
+        url = f"http://127.0.0.1:{rest[i + 1]}/v1/models"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            listed = [m["id"] for m in json.load(resp)["data"]]
+        if rest[i + 2] not in listed:
+            raise RuntimeError(f"{rest[i + 2]} is not served at {url}: {listed}")
     if "--ignore-term" in rest:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if "--child" in rest:

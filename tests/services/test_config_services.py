@@ -88,6 +88,18 @@ def test_empty_command_is_refused() -> None:
         cfg([{"name": "a", "command": [], "port": 9000}])
 
 
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"A;B": "1"}, r"services\[0\]\.env: 'A;B' is not a variable name"),
+        ({"A": "x\ny"}, r"services\[0\]\.env: A: the value must be one line"),
+    ],
+)
+def test_service_env_names_and_values_are_checked(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        cfg([svc("a", 9000, env=env)])
+
+
 def arm(**keys: Any) -> dict[str, Any]:
     return {"name": "api", "port": 8007, "path": "/api/ocr", "text_path": "pages[*].text", **keys}
 

@@ -330,7 +330,6 @@ async def test_launcher_limits_are_the_config_schemas(
             assert "concurrency" in str(dialog.query_one("#error").render())
         dialog.query_one("#concurrency", Input).value = str(high)
         await pilot.click("#start")
-        await pilot.pause()
-        assert app.screen is app.dashboard
+        await until(pilot, lambda: app.screen is app.dashboard)  # a loaded box: not one pause
     [request] = asked
     assert request.concurrency == high

@@ -126,7 +126,7 @@ class CompareScreen(Screen[None]):
         with Horizontal(id="panes"):
             for i, name in enumerate(self.run.models):
                 pane = ComparePane(max_lines=PANE_LINES, id=f"pane-{i}")
-                pane.border_title = name
+                pane.border_title = self.run.title(name)
                 yield pane
         with Horizontal(id="bottom"):
             table: DataTable[str] = DataTable(id="pages", cursor_type="row", zebra_stripes=True)

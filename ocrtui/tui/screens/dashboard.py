@@ -1,4 +1,7 @@
-"""The dashboard: pod header, one panel per GPU, one card per model, the selected model's log.
+"""The dashboard: pod header, one panel per GPU, one card per model and per ``[[services]]``
+entry (below the models'), the selected one's log. Selection (tab, 1-9) runs over models
+then services; ``r`` restarts the selected one either way, ``s`` and the GPU figures are the
+models'.
 
 A timer applies the source's latest snapshot at ``[ui] refresh_s``; it skips the tick while
 another screen or a dialog is on top (Dolphie's rule: never repaint under a modal), and it
@@ -20,7 +23,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from ocrtui.status import ModelStatus, OrphanStatus, Snapshot
+from ocrtui.status import ModelStatus, OrphanStatus, ServiceStatus, Snapshot
 from ocrtui.tui.messages import LogTail, OperationProgress
 from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen, LauncherDialog
 from ocrtui.tui.widgets.format import gib
@@ -28,6 +31,7 @@ from ocrtui.tui.widgets.gpu_panel import GpuPanel, model_styles
 from ocrtui.tui.widgets.header import PodHeader
 from ocrtui.tui.widgets.log_pane import LogPane
 from ocrtui.tui.widgets.model_card import ModelCard
+from ocrtui.tui.widgets.service_card import ServiceCard
 
 if TYPE_CHECKING:
     from ocrtui.compare.launch import CompareRequest
@@ -42,6 +46,7 @@ class DashboardScreen(Screen[None]):
     DashboardScreen { layout: vertical; }
     #gpus { height: auto; }
     #cards { height: auto; }
+    #services { height: auto; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("tab,right", "select_next", "Next model", id="dashboard.next_model"),
@@ -81,6 +86,25 @@ class DashboardScreen(Screen[None]):
     def model_names(self) -> list[str]:
         return [m.name for m in self.ocr_app.config.models]
 
+    @property
+    def service_names(self) -> list[str]:
+        return [s.name for s in self.ocr_app.config.services]
+
+    @property
+    def target_names(self) -> list[str]:
+        """What selection runs over: the models, then the services."""
+        return self.model_names + self.service_names
+
+    @property
+    def selected_name(self) -> str:
+        return self.target_names[self.selected]
+
+    def _card(self, index: int) -> ModelCard | ServiceCard:
+        models = len(self.model_names)
+        if index < models:
+            return self.query_one(f"#card-{index}", ModelCard)
+        return self.query_one(f"#svc-{index - models}", ServiceCard)
+
     def compose(self) -> ComposeResult:
         styles = model_styles(self.model_names)
         yield PodHeader()
@@ -88,6 +112,10 @@ class DashboardScreen(Screen[None]):
         with Horizontal(id="cards"):
             for i, name in enumerate(self.model_names):
                 yield ModelCard(name, styles[name], id=f"card-{i}")
+        if self.service_names:
+            with Horizontal(id="services"):
+                for j, name in enumerate(self.service_names):
+                    yield ServiceCard(name, id=f"svc-{j}")
         yield LogPane(id="log")
         yield Footer()
 
@@ -106,7 +134,7 @@ class DashboardScreen(Screen[None]):
             if snap is not self._applied:
                 await self.apply(snap)
         if self.query_one(LogPane).display:
-            self.ocr_app.fetch_log(self.model_names[self.selected])
+            self.ocr_app.fetch_log(self.selected_name)
 
     async def apply(self, snap: Snapshot) -> None:
         self._applied = snap
@@ -126,6 +154,11 @@ class DashboardScreen(Screen[None]):
                 m = by_name.get(name)
                 if m is not None:
                     self.query_one(f"#card-{i}", ModelCard).show(m, self.operations.get(name))
+            services = {s.name: s for s in snap.services}
+            for j, name in enumerate(self.service_names):
+                if (svc := services.get(name)) is not None:
+                    self.query_one(f"#svc-{j}", ServiceCard).show(svc, self.operations.get(name))
+        self.ocr_app.note_link(snap.pod.connection, snap.pod.power)
         applicable = frozenset(a for a in POD_ACTIONS if self._applies(a))
         if applicable != self._applicable:
             self._applicable = applicable
@@ -139,10 +172,10 @@ class DashboardScreen(Screen[None]):
     # -- selection and bindings ----------------------------------------------------------
 
     def _select(self, index: int) -> None:
-        names = self.model_names
+        names = self.target_names
         self.selected = index % len(names)
         for i in range(len(names)):
-            self.query_one(f"#card-{i}", ModelCard).set_class(i == self.selected, "-selected")
+            self._card(i).set_class(i == self.selected, "-selected")
         self.query_one(LogPane).show_model(names[self.selected])
         self._applicable = frozenset()
         if self._applied is not None:
@@ -156,12 +189,15 @@ class DashboardScreen(Screen[None]):
         self._select(self.selected - 1)
 
     def action_select(self, index: int) -> None:
-        if index < len(self.model_names):
+        if index < len(self.target_names):
             self._select(index)
 
     def _model(self) -> ModelStatus | None:
-        name = self.model_names[self.selected]
-        return next((m for m in self.ocr_app.source.snapshot.models if m.name == name), None)
+        """The selected model's status (None when a service is selected)."""
+        return self.ocr_app.source.snapshot.model(self.selected_name)
+
+    def _service(self) -> ServiceStatus | None:
+        return self.ocr_app.source.snapshot.service(self.selected_name)
 
     def _orphans(self) -> list[OrphanStatus]:
         return list(self.ocr_app.source.snapshot.orphans)
@@ -169,7 +205,7 @@ class DashboardScreen(Screen[None]):
     def _applies(self, action: str) -> bool:
         if action in POD_ACTIONS and self.ocr_app.readonly:
             return False
-        name = self.model_names[self.selected]
+        name = self.selected_name
         model = self._model()
         if action == "restart":
             return name not in self.operations
@@ -183,9 +219,9 @@ class DashboardScreen(Screen[None]):
         if action in POD_ACTIONS:
             return self._applies(action)
         if action == "select":
-            return bool(parameters) and cast(int, parameters[0]) < len(self.model_names)
+            return bool(parameters) and cast(int, parameters[0]) < len(self.target_names)
         if action in ("select_next", "select_prev"):
-            return len(self.model_names) > 1
+            return len(self.target_names) > 1
         if action == "compare":
             return not self.ocr_app.comparison_running
         if action == "view_run":
@@ -203,16 +239,19 @@ class DashboardScreen(Screen[None]):
     def action_restart(self) -> None:
         if self._bounced("restart") or not self._applies("restart"):
             return
-        name = self.model_names[self.selected]
-        model = self._model()
-        if model is None or model.state in ("down", "crashed", "unhealthy"):
+        name = self.selected_name
+        current: ModelStatus | ServiceStatus | None = self._model() or self._service()
+        if current is None or current.state in ("down", "crashed", "unhealthy"):
             self.ocr_app.restart_model(name)
             return
+        if isinstance(current, ServiceStatus):
+            effect = "Restart stops its whole process tree and starts it again; requests in "
+            effect += "flight fail."
+        else:
+            effect = "Restart stops its whole process tree, clears leftovers, waits for the "
+            effect += "VRAM to be freed and starts it again; requests in flight fail."
         body = Content.assemble(
-            (name, "bold"),
-            f" is {model.state} and serving on :{model.port}.\n\n",
-            "Restart stops its whole process tree, clears leftovers, waits for the VRAM to be "
-            "freed and starts it again; requests in flight fail.",
+            (name, "bold"), f" is {current.state} and serving on :{current.port}.\n\n", effect
         )
 
         def done(confirmed: bool | None) -> None:
@@ -224,7 +263,7 @@ class DashboardScreen(Screen[None]):
     def action_stop(self) -> None:
         if self._bounced("stop") or not self._applies("stop"):
             return
-        name = self.model_names[self.selected]
+        name = self.selected_name
         body = Content.assemble(
             "Stop ",
             (name, "bold"),

@@ -1,4 +1,5 @@
-"""The top line: which pod, whether we are connected, how old the data is, and what is simulated."""
+"""The top line: which pod, whether we are connected, how old the data is, the provider's word
+on the pod's power ([pod.provider]), and what is simulated."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ _CONN_STYLE = {
     "lost": "$error bold",
     "closed": "$text-muted",
 }
+
+
+_POWER_STYLE = {"running": "$success", "stopped": "$error bold", "unknown": "$warning"}
 
 
 def header_content(pod: PodStatus, refresh_s: float) -> Content:
@@ -37,6 +41,8 @@ def header_content(pod: PodStatus, refresh_s: float) -> Content:
         # Several missed agent intervals means the numbers on screen are no longer live.
         stale = pod.data_age_s > 3 * refresh_s
         parts.append((f"data {age(pod.data_age_s)} old", "$error bold" if stale else "$text-muted"))
+    if pod.power is not None:
+        parts += ["  ", (f"power: {pod.power}", _POWER_STYLE.get(pod.power, ""))]
     if pod.agent_error:
         parts += ["  ", (f"agent: {pod.agent_error}", "$error")]
     if pod.demo:

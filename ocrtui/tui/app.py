@@ -9,6 +9,8 @@ place that turns a worker's error into a notification. Screens only render and a
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -38,6 +40,7 @@ from ocrtui.tui.themes import (
     theme_to_use,
     user_theme_dir,
 )
+from ocrtui.tui.widgets.run_header import RunFacts
 
 if TYPE_CHECKING:
     from ocrtui.compare.launch import CompareRequest, RunSetup
@@ -210,7 +213,9 @@ class OcrtuiApp(App[int]):
         """Start a resolved run (from the launcher, or `ocrtui compare` on a terminal)."""
         if not self.comparison_running:
             self.run_view = RunView([m.name for m in setup.models], setup.label)
+            self.run_view.facts = RunFacts.of(setup)
             self._compare(setup, self.run_view)
+            self._probe_versions(self.run_view)
             self.dashboard.refresh_bindings()
         self.show_comparison()
 
@@ -237,6 +242,40 @@ class OcrtuiApp(App[int]):
             raise
         finally:
             self.dashboard.refresh_bindings()
+
+    @work(group="compare-versions", exclusive=True, exit_on_error=False, description="versions")
+    async def _probe_versions(self, view: RunView) -> None:
+        """Each server's /version for the comparison header ("vLLM ?" until it answers)."""
+        from ocrtui.tui.comparing import probe_versions
+
+        if self._connecting is not None:
+            await self._connecting.wait()  # the model URLs come from connecting
+        await probe_versions(self, view)
+
+    def open_report(self, path: Path) -> None:
+        """Show report.html's path; hand it to `xdg-open` when there is one (detached)."""
+        self._open_report(path)
+
+    @work(thread=True, group="open-report", exit_on_error=False, description="report.html")
+    def _open_report(self, path: Path) -> None:
+        if not path.is_file():
+            self.call_from_thread(
+                self.notify, f"{path} (written when the run ends)", title="No report.html yet"
+            )
+            return
+        opener = shutil.which("xdg-open")
+        if opener is not None:
+            # A new session, output discarded: the browser outlives neither the
+            # dashboard's terminal nor its screen.
+            subprocess.Popen(
+                [opener, str(path)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        note = "opened with xdg-open" if opener else "no xdg-open here: open it yourself"
+        self.call_from_thread(self.notify, f"{path}\n{note}", title="report.html")
 
     def show_comparison(self) -> None:
         if self.run_view is None or isinstance(self.screen, CompareScreen):

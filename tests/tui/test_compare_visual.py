@@ -1,0 +1,245 @@
+"""The comparison screen's page pane, header, plots and report key."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+from textual.widgets import DataTable
+from textual_image.widget import HalfcellImage
+
+from ocrtui.compare import page_files
+from ocrtui.compare.render import RenderTarget
+from ocrtui.compare.store import PageResult
+from ocrtui.config import ModelConfig
+from ocrtui.tui.run_view import RunView
+from ocrtui.tui.screens.compare import CompareScreen
+from ocrtui.tui.widgets import page_pane
+from ocrtui.tui.widgets.page_pane import NO_LINE_POSITIONS, PageImages, PagePane
+from ocrtui.tui.widgets.run_header import ArmFacts, RunFacts, run_header_content, serve_flags
+from ocrtui.tui.widgets.run_plots import RunPlot, throughput_points
+from tests.plugins.run_dirs import page_image
+from tests.tui import recorded
+from tests.tui.conftest import AppFactory, until
+
+MODELS = ["glm-ocr", "lighton-ocr"]
+WIDE = (160, 48)
+NARROW = (130, 40)
+RUN_DIR = "runs/20261126-150000"
+
+
+def result(doc: str, page: int, model: str, latency: float) -> PageResult:
+    return PageResult(
+        doc=doc,
+        page=page,
+        model=model,
+        ok=True,
+        error=None,
+        latency_s=latency,
+        prompt_tokens=900,
+        completion_tokens=60,
+        finish_reason="stop",
+        text=f"{doc} page {page} by {model}",
+        cer=0.01,
+        category="other",
+        flags=(),
+    )
+
+
+def facts() -> RunFacts:
+    arms = tuple(ArmFacts.of(m) for m in recorded.config().models)
+    return RunFacts("sample suite", arms, 5, "sequential", "sidecar files", {"glm-ocr": "0.11.0"})
+
+
+def kept_run(root: Path, pages: int = 2) -> RunView:
+    """A finished view whose run directory (relative, under ``root``) keeps each page."""
+    for page in range(1, pages + 1):
+        image = page_image(label=f"page {page}")
+        page_files.save_page_image(root / RUN_DIR, "contract", page, RenderTarget(dpi=200), image)
+    run = RunView(MODELS, "sample suite")
+    run.facts = facts()
+    for page in range(1, pages + 1):
+        for i, m in enumerate(MODELS):
+            run.add(result("contract", page, m, 1.0 + page / 10 + i / 3))
+    run.out_dir = RUN_DIR
+    run.speed[("glm-ocr", "throughput")] = {"concurrency": 5, "imgs_per_s": 2.4}
+    run.speed[("lighton-ocr", "throughput")] = {"concurrency": 5, "imgs_per_s": 3.1}
+    run.finish()
+    return run
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)  # RUN_DIR is relative, as the screen shows it
+    return tmp_path
+
+
+async def test_page_pane_shows_the_kept_page_decoded_off_the_loop(
+    make_app: AppFactory, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoders: list[int] = []
+    real_decode = page_pane.decode
+
+    def decode(path: Path, box: tuple[int, int]) -> PILImage.Image:
+        decoders.append(threading.get_ident())
+        return real_decode(path, box)
+
+    monkeypatch.setattr(page_pane, "decode", decode)
+    app, _ = make_app(recorded.READY, page_graphics="halfblock")
+    async with app.run_test(size=WIDE) as pilot:
+        app.run_view = kept_run(in_tmp)
+        app.show_comparison()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        pane = screen.query_one(PagePane)
+        assert pane.display  # on by default at 160 columns
+        await until(pilot, lambda: bool(pane.query(HalfcellImage)), what="page image shown")
+        assert pane.shown == "contract#1"
+        assert pane.border_subtitle == NO_LINE_POSITIONS
+        assert decoders and threading.get_ident() not in decoders
+
+        screen.query_one("#pages", DataTable).move_cursor(row=1)
+        await until(pilot, lambda: pane.shown == "contract#2", what="second page shown")
+
+
+async def test_page_pane_says_when_no_image_is_kept(make_app: AppFactory, in_tmp: Path) -> None:
+    app, _ = make_app(recorded.READY, page_graphics="halfblock")
+    async with app.run_test(size=WIDE) as pilot:
+        run = kept_run(in_tmp)
+        run.add(result("unkept", 1, "glm-ocr", 1.0))
+        app.run_view = run
+        app.show_comparison()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        screen.query_one("#pages", DataTable).move_cursor(row=2)
+        pane = screen.query_one(PagePane)
+        note = pane.query_one("#page-note")
+        await until(pilot, lambda: "No kept image for unkept p.1" in str(note.render()))
+        assert not pane.query(HalfcellImage)
+
+
+def test_page_images_keep_only_the_last_three(tmp_path: Path) -> None:
+    paths = []
+    for i in range(5):
+        path = tmp_path / f"{i}-dpi200.jpg"
+        path.write_bytes(page_image(label=str(i)).data)
+        paths.append(path)
+    images = PageImages()
+    box = (200, 300)
+    for path in paths:
+        image = images.get(path, box)
+        assert image.width <= 200 and image.height <= 300  # scaled in the loader
+    assert len(images) == 3
+    again = images.get(paths[-1], box)
+    assert again is images.get(paths[-1], box)  # a hit: not decoded again
+    assert len(images) == 3
+
+
+async def test_page_pane_key_and_default_by_width(make_app: AppFactory, in_tmp: Path) -> None:
+    app, _ = make_app(recorded.READY, page_graphics="halfblock")
+    async with app.run_test(size=NARROW) as pilot:
+        app.run_view = kept_run(in_tmp)
+        app.show_comparison()
+        await pilot.pause()
+        pane = app.screen.query_one(PagePane)
+        assert not pane.display  # too narrow: off by default
+        await pilot.press("p")
+        assert pane.display
+        await until(pilot, lambda: bool(pane.query(HalfcellImage)), what="page image shown")
+        await pilot.press("g")  # cycles: halfblock -> auto
+        assert pane.graphics == "auto"
+        assert not pane.query(HalfcellImage)
+        await pilot.press("p")
+        assert not pane.display
+
+
+async def test_report_key_hands_the_file_to_xdg_open(
+    make_app: AppFactory, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = in_tmp / "opened.txt"
+    opener = in_tmp / "xdg-open"
+    opener.write_text(f'#!/bin/sh\nprintf %s "$1" > {opened}\n')
+    opener.chmod(0o755)
+    monkeypatch.setattr("ocrtui.tui.app.shutil.which", lambda name: str(opener))
+    app, _ = make_app(recorded.READY)
+    async with app.run_test(size=NARROW) as pilot:
+        app.run_view = kept_run(in_tmp)
+        app.show_comparison()
+        await pilot.pause()
+        await pilot.press("o")
+        await until(
+            pilot, lambda: any("No report.html yet" in (n.title or "") for n in app._notifications)
+        )
+        report = in_tmp / RUN_DIR / "report.html"
+        report.write_text("<html></html>")
+        await pilot.press("o")
+        await until(
+            pilot,
+            lambda: opened.exists() and opened.read_text() == str(Path(RUN_DIR) / "report.html"),
+        )
+        assert any("opened with xdg-open" in n.message for n in app._notifications)
+
+
+def test_header_names_pod_gpu_models_and_settings() -> None:
+    text = run_header_content(facts(), recorded.READY, MODELS).plain
+    for expected in (
+        "demo-pod",
+        "NVIDIA A40 (simulated)",
+        "DEMO",
+        "simulated GPU",
+        "zai-org/GLM-OCR",
+        "lightonai/LightOnOCR-2-1B",
+        "profile generic",
+        "gmu 0.40 seqs 16",
+        "vLLM 0.11.0 (simulated)",  # the demo pod's servers are simulated
+        "vLLM ?",  # lighton-ocr's /version is unknown
+        "concurrency 5",
+        "schedule sequential",
+        "references: sidecar files",
+    ):
+        assert expected in text, expected
+
+
+def test_serve_flags_hide_secret_values() -> None:
+    m = ModelConfig(
+        name="m",
+        model="org/m",
+        port=8000,
+        gpu_memory_utilization=0.5,
+        extra_args=("--api-key", "sk-secret", "--hf-token=hf_secret", "-O3"),
+    )
+    flags = serve_flags(m)
+    assert "secret" not in flags
+    assert flags.endswith("--api-key *** --hf-token=*** -O3")
+
+
+def test_throughput_points_from_phase_stats() -> None:
+    speed = {
+        ("a", "warm"): {"latency_p50_s": 1.0},
+        ("a", "throughput"): {"concurrency": 4, "imgs_per_s": 2.5},
+        ("b", "throughput"): {"concurrency": 4, "imgs_per_s": None},
+    }
+    assert throughput_points(speed) == {"a": [(4.0, 2.5)]}
+
+
+async def test_plots_redraw_only_on_new_data(make_app: AppFactory, in_tmp: Path) -> None:
+    app, _ = make_app(recorded.READY)
+    async with app.run_test(size=NARROW) as pilot:
+        run = kept_run(in_tmp)
+        app.run_view = run
+        app.show_comparison()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        plot = screen.query_one("#latency-plot", RunPlot)
+        assert plot.series is not None and len(plot.series["glm-ocr"]) == 2
+        draws = plot.draws
+        screen._tick()
+        assert plot.draws == draws
+        run.add(result("contract", 3, "glm-ocr", 2.0))
+        screen._tick()
+        assert plot.draws == draws + 1 and len(plot.series["glm-ocr"]) == 3

@@ -18,7 +18,7 @@ from ocrtui.tui.run_view import RunView
 from ocrtui.tui.screens.compare import CompareScreen
 from ocrtui.tui.widgets import page_pane
 from ocrtui.tui.widgets.page_pane import NO_LINE_POSITIONS, PageImages, PagePane
-from ocrtui.tui.widgets.run_header import ArmFacts, RunFacts, run_header_content, serve_flags
+from ocrtui.tui.widgets.run_header import run_header_content, serve_flags
 from ocrtui.tui.widgets.run_plots import RunPlot, throughput_points
 from tests.plugins.run_dirs import page_image
 from tests.tui import recorded
@@ -48,18 +48,13 @@ def result(doc: str, page: int, model: str, latency: float) -> PageResult:
     )
 
 
-def facts() -> RunFacts:
-    arms = tuple(ArmFacts.of(m) for m in recorded.config().models)
-    return RunFacts("sample suite", arms, 5, "sequential", "sidecar files", {"glm-ocr": "0.11.0"})
-
-
 def kept_run(root: Path, pages: int = 2) -> RunView:
     """A finished view whose run directory (relative, under ``root``) keeps each page."""
     for page in range(1, pages + 1):
         image = page_image(label=f"page {page}")
         page_files.save_page_image(root / RUN_DIR, "contract", page, RenderTarget(dpi=200), image)
     run = RunView(MODELS, "sample suite")
-    run.facts = facts()
+    run.facts = recorded.run_facts()
     for page in range(1, pages + 1):
         for i, m in enumerate(MODELS):
             run.add(result("contract", page, m, 1.0 + page / 10 + i / 3))
@@ -185,7 +180,7 @@ async def test_report_key_hands_the_file_to_xdg_open(
 
 
 def test_header_names_pod_gpu_models_and_settings() -> None:
-    text = run_header_content(facts(), recorded.READY, MODELS).plain
+    text = run_header_content(recorded.run_facts(), recorded.READY, MODELS).plain
     for expected in (
         "demo-pod",
         "NVIDIA A40 (simulated)",

@@ -113,7 +113,7 @@ class ComparePane(FollowingLog):
 class CompareScreen(Screen[None]):
     DEFAULT_CSS = """
     #live { height: 7; background: $panel; }
-    #summary { width: 1fr; height: 7; padding: 0 1; }
+    #summary { width: 2fr; height: 7; padding: 0 1; }
     #latency-plot { width: 2fr; }
     #throughput-plot { width: 1fr; }
     #panes { height: 3fr; }

@@ -93,7 +93,7 @@ def run_header_content(facts: RunFacts, snapshot: Snapshot, models: Sequence[str
     pod = snapshot.pod
     parts: list[str | tuple[str, str]] = [(f" {pod.label} ", "bold reverse $primary")]
     for g in snapshot.gpus:
-        parts += [f"  GPU {g.index} ", (g.name, "bold"), f" {g.total_mib / 1024:.1f} GiB"]
+        parts += [f"  GPU {g.index} {g.name} {g.total_mib / 1024:.1f} GiB"]
     if not snapshot.gpus:
         parts.append(("  GPU ?", "$text-muted"))
     if pod.demo:
@@ -108,14 +108,13 @@ def run_header_content(facts: RunFacts, snapshot: Snapshot, models: Sequence[str
         parts += [
             "\n",
             ("■ ", styles.get(arm.name, "")),
-            (arm.name, "bold"),
+            arm.name,
             f"  {arm.model} · profile {arm.profile} · {arm.serve} · ",
             (f"vLLM {version}", "") if version else ("vLLM ?", "$text-muted"),
         ]
     parts += [
         "\n",
-        ("run", "bold"),
-        f"  {facts.label} · concurrency {facts.concurrency} · schedule {facts.schedule}"
+        f"run  {facts.label} · concurrency {facts.concurrency} · schedule {facts.schedule}"
         f" · references: {facts.references}",
     ]
     return Content.assemble(*parts)

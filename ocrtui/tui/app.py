@@ -40,6 +40,7 @@ from ocrtui.tui.themes import (
     theme_to_use,
     user_theme_dir,
 )
+from ocrtui.tui.widgets.page_pane import PagePane
 from ocrtui.tui.widgets.run_header import RunFacts
 
 if TYPE_CHECKING:
@@ -367,6 +368,7 @@ async def comparison_exit_code(app: OcrtuiApp) -> int:
 
 
 SCREENSHOT_SIZE = (150, 46)
+COMPARE_SCREENSHOT_SIZE = (160, 48)  # wide enough for the page pane (PAGE_PANE_MIN_COLUMNS)
 READY_TIMEOUT_S = 240.0
 COMPARE_PAGES = 2  # pages each model has streamed before the comparison screenshot
 
@@ -379,11 +381,17 @@ def save_screenshot_headless(config: Config, path: str, *, compare: bool) -> int
     and the exit status says whether it shows what was asked for.
     """
 
+    if config.ui.page_graphics == "auto":
+        # An SVG has no Kitty or Sixel images, and headless is no terminal: half-blocks.
+        ui = config.ui.model_copy(update={"page_graphics": "halfblock"})
+        config = config.model_copy(update={"ui": ui})
+
     async def main() -> int:
         source = _controller(config, demo=True)
         app = OcrtuiApp(config, source, start_servers=True)
+        size = COMPARE_SCREENSHOT_SIZE if compare else SCREENSHOT_SIZE
         try:
-            async with app.run_test(size=SCREENSHOT_SIZE) as pilot:
+            async with app.run_test(size=size) as pilot:
                 problem = await _prepare_screenshot(app, pilot, compare)
                 if not compare:
                     await app.dashboard.tick()
@@ -428,7 +436,8 @@ async def _prepare_screenshot(app: OcrtuiApp, pilot: Any, compare: bool) -> str 
         return f"the comparison did not stream: {run.error or 'timeout'}"
     screen = app.screen
     if isinstance(screen, CompareScreen):
-        await _poll(pilot, 5.0, lambda: not screen.repaint_pending)
+        pane = screen.query_one(PagePane)
+        await _poll(pilot, 5.0, lambda: not screen.repaint_pending and pane.shown is not None)
     return None
 
 

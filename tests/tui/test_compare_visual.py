@@ -75,16 +75,18 @@ async def test_page_pane_shows_the_kept_page_decoded_off_the_loop(
     make_app: AppFactory, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     decoders: list[int] = []
+    decoded: list[str] = []
     real_decode = page_pane.decode
 
     def decode(path: Path, box: tuple[int, int]) -> PILImage.Image:
         decoders.append(threading.get_ident())
+        decoded.append(path.name)
         return real_decode(path, box)
 
     monkeypatch.setattr(page_pane, "decode", decode)
     app, _ = make_app(recorded.READY, page_graphics="halfblock")
     async with app.run_test(size=WIDE) as pilot:
-        app.run_view = kept_run(in_tmp)
+        app.run_view = kept_run(in_tmp, pages=5)
         app.show_comparison()
         await pilot.pause()
         screen = app.screen
@@ -94,10 +96,17 @@ async def test_page_pane_shows_the_kept_page_decoded_off_the_loop(
         await until(pilot, lambda: bool(pane.query(HalfcellImage)), what="page image shown")
         assert pane.shown == "contract#1"
         assert pane.border_subtitle == NO_LINE_POSITIONS
-        assert decoders and threading.get_ident() not in decoders
+        await until(pilot, lambda: "2-dpi200.jpg" in decoded, what="the next page decoded ahead")
+        assert threading.get_ident() not in decoders  # never on the loop's thread
 
-        screen.query_one("#pages", DataTable).move_cursor(row=1)
+        table = screen.query_one("#pages", DataTable)
+        table.move_cursor(row=1)
         await until(pilot, lambda: pane.shown == "contract#2", what="second page shown")
+        assert decoded.count("2-dpi200.jpg") == 1  # shown from the cache
+        for row in (2, 3, 4):
+            table.move_cursor(row=row)
+            await until(pilot, lambda row=row: pane.shown == f"contract#{row + 1}")
+        assert len(pane.images) <= 3
 
 
 async def test_page_pane_says_when_no_image_is_kept(make_app: AppFactory, in_tmp: Path) -> None:
@@ -205,11 +214,11 @@ def test_serve_flags_hide_secret_values() -> None:
         model="org/m",
         port=8000,
         gpu_memory_utilization=0.5,
-        extra_args=("--api-key", "sk-secret", "--hf-token=hf_secret", "-O3"),
+        extra_args=("--api-key", "sk-secret", "--hf-token=hf_secret"),
     )
     flags = serve_flags(m)
     assert "secret" not in flags
-    assert flags.endswith("--api-key *** --hf-token=*** -O3")
+    assert flags.endswith("--api-key *** --hf-token=***")
 
 
 def test_throughput_points_from_phase_stats() -> None:

@@ -318,8 +318,14 @@ class CompareScreen(Screen[None]):
 
     def _show_page(self, key: str) -> None:
         row = self.run.rows.get(key)
-        if row is not None and self.run.out_dir:
-            self.query_one(PagePane).show_page(Path(self.run.out_dir), row.doc, row.page)
+        if row is None or not self.run.out_dir:
+            return
+        keys = list(self.run.rows)
+        i = keys.index(key)
+        near = [self.run.rows[k] for k in (keys[i + 1 : i + 2] + keys[max(0, i - 1) : i])]
+        self.query_one(PagePane).show_page(
+            Path(self.run.out_dir), row.doc, row.page, [(r.doc, r.page) for r in near]
+        )
 
     def action_page_pane(self) -> None:
         pane = self.query_one(PagePane)

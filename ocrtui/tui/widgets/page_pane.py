@@ -2,9 +2,10 @@
 
 The image is the exact file the runner kept under ``RUN_DIR/pages/``
 (:mod:`ocrtui.compare.page_files`). Finding, decoding and scaling it are blocking, so they
-run in a thread worker that posts the result back; the decoded pages live in a
-:class:`PageImages` LRU of ``CACHED_PAGES`` (the page on screen and its neighbours), each
-scaled to the pane's pixel size, so memory stays bounded whatever the run's size.
+run in a thread worker that posts the result back, then decodes the neighbouring pages
+ahead; the decoded pages live in a :class:`PageImages` LRU of ``CACHED_PAGES`` (the page on
+screen and its two neighbours), each scaled to the pane's pixel size, so memory stays
+bounded whatever the run's size.
 
 Terminal graphics are textual-image's: ``auto`` picks Sixel or Kitty's graphics protocol
 when the terminal answers their queries at start (textual-image asks once, at import,
@@ -16,9 +17,10 @@ be located on the page: the pane says so rather than guessing.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +31,7 @@ from textual.containers import Center
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Static
+from textual.worker import get_current_worker
 from textual_image.widget import HalfcellImage, Image, SixelImage, TGPImage
 
 from ocrtui.compare.page_files import kept_images
@@ -111,6 +114,7 @@ class PagePane(Widget):
         self.key: str | None = None  # the page asked for, "doc#page"
         self.shown: str | None = None  # the page on screen
         self._where: tuple[Path, str, int] | None = None
+        self._neighbours: tuple[tuple[str, int], ...] = ()
         self._image: PILImage.Image | None = None
         self.border_title = "page"
         self.border_subtitle = NO_LINE_POSITIONS
@@ -119,13 +123,17 @@ class PagePane(Widget):
         yield Static("No page yet.", id="page-note")
         yield Center(id="page-frame")
 
-    def show_page(self, run_dir: Path, doc: str, page: int) -> None:
-        """Load the page (off the loop) unless it is the one asked for already."""
+    def show_page(
+        self, run_dir: Path, doc: str, page: int, neighbours: Sequence[tuple[str, int]] = ()
+    ) -> None:
+        """Load the page (off the loop) unless it is the one asked for already; then the
+        neighbours (doc, page), so that moving to one shows it at once."""
         key = f"{doc}#{page}"
         if key == self.key:
             return
         self.key = key
         self._where = (run_dir, doc, page)
+        self._neighbours = tuple(neighbours)[: CACHED_PAGES - 1]
         self.border_title = f"page · {doc} p.{page}"
         self.reload()
 
@@ -136,10 +144,27 @@ class PagePane(Widget):
         if not w or not h:  # not laid out yet: a guess, rescaled on the first resize
             w, h = DEFAULT_CELLS
         box = (w * CELL_PX[0], h * CELL_PX[1])
-        self._load(*self._where, box)
+        self._load(*self._where, box, self._neighbours)
 
     @work(thread=True, exclusive=True, group="page-image", exit_on_error=False)
-    def _load(self, run_dir: Path, doc: str, page: int, box: tuple[int, int]) -> None:
+    def _load(
+        self,
+        run_dir: Path,
+        doc: str,
+        page: int,
+        box: tuple[int, int],
+        neighbours: tuple[tuple[str, int], ...],
+    ) -> None:
+        self._load_shown(run_dir, doc, page, box)
+        for n_doc, n_page in neighbours:
+            if get_current_worker().is_cancelled:
+                return  # another page was asked for
+            paths = kept_images(run_dir, n_doc).get(n_page)
+            if paths:
+                with contextlib.suppress(OSError):
+                    self.images.get(paths[0], box)
+
+    def _load_shown(self, run_dir: Path, doc: str, page: int, box: tuple[int, int]) -> None:
         key = f"{doc}#{page}"
         paths = kept_images(run_dir, doc).get(page)
         if not paths:
@@ -150,9 +175,9 @@ class PagePane(Widget):
         except OSError as exc:
             self.post_message(self.Loaded(key, None, f"{paths[0].name}: {exc}"))
             return
-        note = f"{paths[0].name} · {image.width}×{image.height} px shown"
+        note = f"{paths[0].name} · {image.width}×{image.height} px"
         if len(paths) > 1:
-            note += f" · 1 of {len(paths)} render targets"
+            note += f" · 1 of {len(paths)} targets"
         self.post_message(self.Loaded(key, image, note))
 
     def on_page_pane_loaded(self, message: PagePane.Loaded) -> None:

@@ -29,7 +29,7 @@ from ocrtui.tui.widgets.gpu_panel import model_styles
 if TYPE_CHECKING:
     from ocrtui.compare.launch import RunSetup
 
-SERVE_CHARS = 60  # serve flags beyond this are cut with "…" (the run's run.json has them)
+SERVE_CHARS = 48  # serve flags beyond this are cut with "…" (the run's run.json has them)
 _SECRET_FLAG = re.compile(r"key|token|secret|password", re.IGNORECASE)
 
 
@@ -103,7 +103,7 @@ def run_header_content(facts: RunFacts, snapshot: Snapshot, models: Sequence[str
     styles = model_styles(models)
     for arm in facts.arms:
         version = facts.vllm.get(arm.name)
-        if version and pod.demo:
+        if version and pod.demo and "sim" not in version:
             version += " (simulated)"
         parts += [
             "\n",
@@ -122,7 +122,8 @@ def run_header_content(facts: RunFacts, snapshot: Snapshot, models: Sequence[str
 
 class RunHeader(Static):
     DEFAULT_CSS = """
-    RunHeader { height: auto; background: $panel; padding: 0 1; }
+    RunHeader { height: auto; background: $panel; padding: 0 1;
+                text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def show(self, facts: RunFacts, snapshot: Snapshot, models: Sequence[str]) -> None:

@@ -250,7 +250,10 @@ class OcrtuiApp(App[int]):
         from ocrtui.tui.comparing import probe_versions
 
         if self._connecting is not None:
-            await self._connecting.wait()  # the model URLs come from connecting
+            try:  # the model URLs come from connecting
+                await self._connecting.wait()
+            except WorkerFailed:
+                return  # connecting's own notification says why; the header says "vLLM ?"
         await probe_versions(self, view)
 
     def open_report(self, path: Path) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from PIL import Image as PILImage
@@ -14,6 +16,7 @@ from ocrtui.compare import page_files
 from ocrtui.compare.render import RenderTarget
 from ocrtui.compare.store import PageResult
 from ocrtui.config import ModelConfig
+from ocrtui.tui.comparing import probe_versions
 from ocrtui.tui.run_view import RunView
 from ocrtui.tui.screens.compare import CompareScreen
 from ocrtui.tui.widgets import page_pane
@@ -247,3 +250,35 @@ async def test_plots_redraw_only_on_new_data(make_app: AppFactory, in_tmp: Path)
         run.add(result("contract", 3, "glm-ocr", 2.0))
         screen._tick()
         assert plot.draws == draws + 1 and len(plot.series["glm-ocr"]) == 3
+
+
+async def test_header_asks_each_server_for_its_vllm_version() -> None:
+    body = b'{"version": "0.11.2"}'
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+        writer.write(head.encode() + b"\r\nConnection: close\r\n\r\n" + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    async def model_url(name: str) -> str:
+        if name != "glm-ocr":
+            raise KeyError(name)  # no URL for the other model: it stays "vLLM ?"
+        return f"http://127.0.0.1:{port}"
+
+    run = RunView(MODELS, "live")
+    run.facts = recorded.run_facts()
+    run.facts.vllm.clear()
+    changes: list[object] = []
+    run.subscribe(changes.append)
+    app = SimpleNamespace(source=SimpleNamespace(model_url=model_url))
+    async with server:
+        await asyncio.wait_for(probe_versions(app, run), 10)  # type: ignore[arg-type]
+    assert run.facts.vllm == {"glm-ocr": "0.11.2"}
+    assert changes  # the screen repaints
+    text = run_header_content(run.facts, recorded.READY, MODELS).plain
+    assert "vLLM 0.11.2 (simulated)" in text and "vLLM ?" in text

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 from PIL import Image as PILImage
-from textual.widgets import DataTable
-from textual_image.widget import HalfcellImage
+from textual.widgets import DataTable, Static
+from textual_image.widget import Image as AutoImage
 
 from ocrtui.compare import page_files
 from ocrtui.compare.render import RenderTarget
@@ -86,7 +86,15 @@ async def test_page_pane_shows_the_kept_page_decoded_off_the_loop(
         decoded.append(path.name)
         return real_decode(path, box)
 
+    drawers: list[int] = []
+    real_draw = page_pane.draw_halfblocks
+
+    def draw(image: PILImage.Image, cells: tuple[int, int]) -> page_pane.HalfBlocks:
+        drawers.append(threading.get_ident())
+        return real_draw(image, cells)
+
     monkeypatch.setattr(page_pane, "decode", decode)
+    monkeypatch.setattr(page_pane, "draw_halfblocks", draw)
     app, _ = make_app(recorded.READY, page_graphics="halfblock")
     async with app.run_test(size=WIDE) as pilot:
         app.run_view = kept_run(in_tmp, pages=5)
@@ -96,11 +104,12 @@ async def test_page_pane_shows_the_kept_page_decoded_off_the_loop(
         assert isinstance(screen, CompareScreen)
         pane = screen.query_one(PagePane)
         assert pane.display  # on by default at 160 columns
-        await until(pilot, lambda: bool(pane.query(HalfcellImage)), what="page image shown")
+        await until(pilot, lambda: bool(pane.query("#page-image")), what="page image shown")
         assert pane.shown == "contract#1"
         assert pane.border_subtitle == NO_LINE_POSITIONS
         await until(pilot, lambda: "2-dpi200.jpg" in decoded, what="the next page decoded ahead")
-        assert threading.get_ident() not in decoders  # never on the loop's thread
+        assert drawers and decoders
+        assert threading.get_ident() not in decoders + drawers  # never on the loop's thread
 
         table = screen.query_one("#pages", DataTable)
         table.move_cursor(row=1)
@@ -126,7 +135,7 @@ async def test_page_pane_says_when_no_image_is_kept(make_app: AppFactory, in_tmp
         pane = screen.query_one(PagePane)
         note = pane.query_one("#page-note")
         await until(pilot, lambda: "No kept image for unkept p.1" in str(note.render()))
-        assert not pane.query(HalfcellImage)
+        assert not pane.query("#page-image")
 
 
 def test_page_images_keep_only_the_last_three(tmp_path: Path) -> None:
@@ -156,10 +165,15 @@ async def test_page_pane_key_and_default_by_width(make_app: AppFactory, in_tmp: 
         assert not pane.display  # too narrow: off by default
         await pilot.press("p")
         assert pane.display
-        await until(pilot, lambda: bool(pane.query(HalfcellImage)), what="page image shown")
+        await until(pilot, lambda: bool(pane.query("#page-image")), what="page image shown")
+        assert isinstance(pane.query_one("#page-image"), Static)  # drawn ahead, in the loader
         await pilot.press("g")  # cycles: halfblock -> auto
         assert pane.graphics == "auto"
-        assert not pane.query(HalfcellImage)
+        await until(pilot, lambda: isinstance(pane.query_one("#page-image"), AutoImage))
+        for _ in range(3):  # -> kitty -> sixel -> halfblock
+            await pilot.press("g")
+        assert pane.graphics == "halfblock"
+        await until(pilot, lambda: isinstance(pane.query_one("#page-image"), Static))
         await pilot.press("p")
         assert not pane.display
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual_image.widget import HalfcellImage
 
 from ocrtui.compare import page_files
 from ocrtui.compare.render import RenderTarget
@@ -92,7 +91,7 @@ def test_comparison_screen_with_page(
         await pilot.pause()
         pane = app.screen.query_one(PagePane)
         deadline = time.monotonic() + 5
-        while not pane.query(HalfcellImage):
+        while not pane.query("#page-image"):
             assert time.monotonic() < deadline, "page image not shown"
             await pilot.pause(0.02)
         await pilot.pause()

@@ -10,21 +10,26 @@ bounded whatever the run's size.
 Terminal graphics are textual-image's: ``auto`` picks Sixel or Kitty's graphics protocol
 when the terminal answers their queries at start (textual-image asks once, at import,
 before Textual owns the terminal), half-blocks on other terminals, and Unicode blocks when
-there is no terminal at all. ``[ui] page_graphics`` forces one; :meth:`PagePane.cycle_graphics`
-switches at run time. The models return text only, with no boxes, so a diff line cannot
-be located on the page: the pane says so rather than guessing.
+there is no terminal at all (half-blocks are drawn in the loader thread, the others by
+textual-image's widgets when they render). ``[ui] page_graphics`` forces one;
+:meth:`PagePane.cycle_graphics` switches at run time. The models return text only, with no
+boxes, so a diff line cannot be located on the page: the pane says so rather than guessing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from PIL import Image as PILImage
+from rich.console import Console
+from rich.segment import Segments
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Center
@@ -32,13 +37,14 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Static
 from textual.worker import get_current_worker
+from textual_image.renderable.halfcell import Image as HalfcellRenderable
 from textual_image.widget import HalfcellImage, Image, SixelImage, TGPImage
 
 from ocrtui.compare.page_files import kept_images
 
 Graphics = Literal["auto", "kitty", "sixel", "halfblock"]
 GRAPHICS: tuple[Graphics, ...] = ("auto", "kitty", "sixel", "halfblock")
-_IMAGE_WIDGET: dict[Graphics, Callable[[PILImage.Image], Widget]] = {
+_IMAGE_WIDGET: dict[Graphics, Callable[..., Widget]] = {
     "auto": Image,
     "kitty": TGPImage,
     "sixel": SixelImage,
@@ -82,6 +88,24 @@ class PageImages:
             self._images.clear()
 
 
+@dataclass(frozen=True)
+class HalfBlocks:
+    segments: Segments
+    size: tuple[int, int]  # cells
+
+
+def draw_halfblocks(image: PILImage.Image, cells: tuple[int, int]) -> HalfBlocks:
+    """textual-image's half-block rendering, done ahead (it costs tens of ms per page on a
+    busy CPU, one Rich style per cell): the loop only pastes the segments."""
+    cols, rows = cells
+    fitted = image.copy()
+    fitted.thumbnail((cols, rows * 2))  # a half-block pixel is about square
+    size = (fitted.width, -(-fitted.height // 2))
+    console = Console(width=cols, height=rows, color_system="truecolor", file=io.StringIO())
+    options = console.options.update(width=size[0], height=size[1])
+    return HalfBlocks(Segments(console.render(HalfcellRenderable(fitted, *size), options)), size)
+
+
 def decode(path: Path, box: tuple[int, int]) -> PILImage.Image:
     with PILImage.open(path) as im:
         im.draft("RGB", box)  # JPEG: decode at a reduced scale when that is enough
@@ -101,11 +125,18 @@ class PagePane(Widget):
     """
 
     class Loaded(Message):
-        def __init__(self, key: str, image: PILImage.Image | None, note: str) -> None:
+        def __init__(
+            self,
+            key: str,
+            image: PILImage.Image | None,
+            note: str,
+            drawn: HalfBlocks | None = None,
+        ) -> None:
             super().__init__()
             self.key = key
             self.image = image
             self.note = note
+            self.drawn = drawn
 
     def __init__(self, graphics: Graphics = "auto", *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -116,6 +147,7 @@ class PagePane(Widget):
         self._where: tuple[Path, str, int] | None = None
         self._neighbours: tuple[tuple[str, int], ...] = ()
         self._image: PILImage.Image | None = None
+        self._drawn: HalfBlocks | None = None
         self.border_title = "page"
         self.border_subtitle = NO_LINE_POSITIONS
 
@@ -143,8 +175,8 @@ class PagePane(Widget):
         w, h = self.content_size
         if not w or not h:  # not laid out yet: a guess, rescaled on the first resize
             w, h = DEFAULT_CELLS
-        box = (w * CELL_PX[0], h * CELL_PX[1])
-        self._load(*self._where, box, self._neighbours)
+        cells = (w, max(1, h - 1))  # the note takes a line
+        self._load(*self._where, cells, self.graphics, self._neighbours)
 
     @work(thread=True, exclusive=True, group="page-image", exit_on_error=False)
     def _load(
@@ -152,10 +184,12 @@ class PagePane(Widget):
         run_dir: Path,
         doc: str,
         page: int,
-        box: tuple[int, int],
+        cells: tuple[int, int],
+        graphics: Graphics,
         neighbours: tuple[tuple[str, int], ...],
     ) -> None:
-        self._load_shown(run_dir, doc, page, box)
+        box = (cells[0] * CELL_PX[0], cells[1] * CELL_PX[1])
+        self._load_shown(run_dir, doc, page, box, cells if graphics == "halfblock" else None)
         for n_doc, n_page in neighbours:
             if get_current_worker().is_cancelled:
                 return  # another page was asked for
@@ -164,7 +198,14 @@ class PagePane(Widget):
                 with contextlib.suppress(OSError):
                     self.images.get(paths[0], box)
 
-    def _load_shown(self, run_dir: Path, doc: str, page: int, box: tuple[int, int]) -> None:
+    def _load_shown(
+        self,
+        run_dir: Path,
+        doc: str,
+        page: int,
+        box: tuple[int, int],
+        halfblock_cells: tuple[int, int] | None,
+    ) -> None:
         key = f"{doc}#{page}"
         paths = kept_images(run_dir, doc).get(page)
         if not paths:
@@ -178,26 +219,35 @@ class PagePane(Widget):
         note = f"{paths[0].name} · {image.width}×{image.height} px"
         if len(paths) > 1:
             note += f" · 1 of {len(paths)} targets"
-        self.post_message(self.Loaded(key, image, note))
+        drawn = None if halfblock_cells is None else draw_halfblocks(image, halfblock_cells)
+        self.post_message(self.Loaded(key, image, note, drawn))
 
-    def on_page_pane_loaded(self, message: PagePane.Loaded) -> None:
+    async def on_page_pane_loaded(self, message: PagePane.Loaded) -> None:
         message.stop()
         if message.key != self.key:
             return  # an older request finished after a newer one was made
         self.shown = message.key
         self._image = message.image
+        self._drawn = message.drawn
         self.query_one("#page-note", Static).update(message.note)
-        self._mount_image()
+        await self._mount_image()
 
-    def _mount_image(self) -> None:
+    async def _mount_image(self) -> None:
         frame = self.query_one("#page-frame", Center)
-        frame.remove_children()
-        if self._image is not None:
-            frame.mount(_IMAGE_WIDGET[self.graphics](self._image))
+        await frame.remove_children()  # before mounting: the new one has the same id
+        if self.graphics == "halfblock" and self._drawn is not None:
+            drawn = Static(self._drawn.segments, id="page-image")
+            drawn.styles.width, drawn.styles.height = self._drawn.size
+            await frame.mount(drawn)
+        elif self._image is not None:
+            await frame.mount(_IMAGE_WIDGET[self.graphics](self._image, id="page-image"))
 
     def cycle_graphics(self) -> Graphics:
         self.graphics = GRAPHICS[(GRAPHICS.index(self.graphics) + 1) % len(GRAPHICS)]
-        self._mount_image()
+        if self.graphics == "halfblock" and self._drawn is None:
+            self.reload()  # drawn in the loader thread
+        else:
+            self.call_later(self._mount_image)
         return self.graphics
 
     def on_resize(self) -> None:

@@ -134,8 +134,15 @@ async def test_page_pane_says_when_no_image_is_kept(make_app: AppFactory, in_tmp
         screen.query_one("#pages", DataTable).move_cursor(row=2)
         pane = screen.query_one(PagePane)
         note = pane.query_one("#page-note")
-        await until(pilot, lambda: "No kept image for unkept p.1" in str(note.render()))
-        assert not pane.query("#page-image")
+        await until(
+            pilot,
+            lambda: (
+                "No kept image for unkept p.1" in str(note.render())
+                and not pane.query("#page-image")
+            ),  # the previous page's image is gone
+            what="the note, and no image",
+        )
+        assert pane.shown == "unkept#1"
 
 
 def test_page_images_keep_only_the_last_three(tmp_path: Path) -> None:

@@ -303,3 +303,22 @@ async def test_header_asks_each_server_for_its_vllm_version() -> None:
     assert changes  # the screen repaints
     text = run_header_content(run.facts, recorded.READY, MODELS).plain
     assert "vLLM 0.11.2 (simulated)" in text and "vLLM ?" in text
+
+
+async def test_diff_follows_the_second_models_text(make_app: AppFactory) -> None:
+    app, _ = make_app(recorded.READY)
+    async with app.run_test(size=NARROW) as pilot:
+        run = RunView(MODELS, "live")
+        run.add(result("contract", 1, "glm-ocr", 1.0))
+        app.run_view = run
+        app.show_comparison()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+
+        def diff() -> str:
+            return str(screen.query_one("#diff").render())
+
+        await until(pilot, lambda: "Waiting for both models' text" in diff())
+        run.add(result("contract", 1, "lighton-ocr", 1.2))
+        await until(pilot, lambda: "(struck) vs" in diff(), what="the diff of both texts")

@@ -112,8 +112,8 @@ class ComparePane(FollowingLog):
 
 class CompareScreen(Screen[None]):
     DEFAULT_CSS = """
-    #live { height: 7; background: $panel; }
-    #summary { width: 2fr; height: 7; padding: 0 1; }
+    #live { height: 9; background: $panel; }
+    #summary { width: 2fr; height: 9; padding: 0 1; }
     #latency-plot { width: 2fr; }
     #throughput-plot { width: 1fr; }
     #panes { height: 3fr; }

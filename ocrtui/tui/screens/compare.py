@@ -225,7 +225,7 @@ class CompareScreen(Screen[None]):
             self._show_summary()
         if self._diff_key is None and self.run.rows:
             self._show_diff(next(iter(self.run.rows)))
-        elif any(u.row.key == self._diff_key for u in pending):
+        elif self._diff_key is not None and any(u.row.key == self._diff_key for u in pending):
             self._show_diff(self._diff_key)  # e.g. the second model's text for it arrived
 
     def _show_summary(self) -> None:

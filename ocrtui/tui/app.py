@@ -42,6 +42,7 @@ from ocrtui.tui.themes import (
 )
 from ocrtui.tui.widgets.page_pane import PagePane
 from ocrtui.tui.widgets.run_header import RunFacts
+from ocrtui.tui.widgets.run_plots import RunPlot
 
 if TYPE_CHECKING:
     from ocrtui.compare.launch import CompareRequest, RunSetup
@@ -440,7 +441,12 @@ async def _prepare_screenshot(app: OcrtuiApp, pilot: Any, compare: bool) -> str 
     screen = app.screen
     if isinstance(screen, CompareScreen):
         pane = screen.query_one(PagePane)
-        await _poll(pilot, 5.0, lambda: not screen.repaint_pending and pane.shown is not None)
+        plots = list(screen.query(RunPlot))
+
+        def painted() -> bool:
+            return not screen.repaint_pending and pane.shown is not None
+
+        await _poll(pilot, 5.0, lambda: painted() and not any(p.pending for p in plots))
     return None
 
 

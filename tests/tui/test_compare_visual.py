@@ -6,6 +6,7 @@ import asyncio
 import threading
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from PIL import Image as PILImage
@@ -19,7 +20,7 @@ from ocrtui.config import ModelConfig
 from ocrtui.tui.comparing import probe_versions
 from ocrtui.tui.run_view import RunView
 from ocrtui.tui.screens.compare import CompareScreen
-from ocrtui.tui.widgets import page_pane
+from ocrtui.tui.widgets import page_pane, run_plots
 from ocrtui.tui.widgets.page_pane import NO_LINE_POSITIONS, PageImages, PagePane
 from ocrtui.tui.widgets.run_header import run_header_content, serve_flags
 from ocrtui.tui.widgets.run_plots import RunPlot, throughput_points
@@ -254,7 +255,17 @@ def test_throughput_points_from_phase_stats() -> None:
     assert throughput_points(speed) == {"a": [(4.0, 2.5)]}
 
 
-async def test_plots_redraw_only_on_new_data(make_app: AppFactory, in_tmp: Path) -> None:
+async def test_plots_redraw_only_on_new_data_and_off_the_loop(
+    make_app: AppFactory, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builders: list[int] = []
+    real_plot = run_plots.Plot
+
+    def counting_plot() -> Any:
+        builders.append(threading.get_ident())
+        return real_plot()
+
+    monkeypatch.setattr(run_plots, "Plot", counting_plot)
     app, _ = make_app(recorded.READY)
     async with app.run_test(size=NARROW) as pilot:
         run = kept_run(in_tmp)
@@ -271,6 +282,8 @@ async def test_plots_redraw_only_on_new_data(make_app: AppFactory, in_tmp: Path)
         run.add(result("contract", 3, "glm-ocr", 2.0))
         screen._tick()
         assert plot.draws == draws + 1 and len(plot.series["glm-ocr"]) == 3
+        await until(pilot, lambda: not plot.pending, what="the plot built")
+        assert builders and threading.get_ident() not in builders
 
 
 async def test_header_asks_each_server_for_its_vllm_version() -> None:

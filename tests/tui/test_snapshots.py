@@ -12,6 +12,7 @@ from ocrtui.compare import page_files
 from ocrtui.compare.render import RenderTarget
 from ocrtui.tui.widgets.log_pane import LogPane
 from ocrtui.tui.widgets.page_pane import PagePane
+from ocrtui.tui.widgets.run_plots import RunPlot
 from tests.plugins.run_dirs import page_image
 from tests.tui import recorded
 from tests.tui.conftest import SIZE, AppFactory
@@ -26,6 +27,16 @@ async def _settle(pilot: Pilot[int]) -> None:
     deadline = time.monotonic() + 5
     while not log.lines:
         assert time.monotonic() < deadline, "log tail not shown"
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+
+async def _plots_drawn(pilot: Pilot[int]) -> None:
+    """The comparison's plots are built in threads: wait for both."""
+    await pilot.pause()
+    deadline = time.monotonic() + 5
+    while any(p.pending for p in pilot.app.screen.query(RunPlot)):
+        assert time.monotonic() < deadline, "plots not drawn"
         await pilot.pause(0.02)
     await pilot.pause()
 
@@ -64,7 +75,7 @@ def test_comparison_screen(snap_compare, make_app: AppFactory) -> None:
         app.run_view = recorded_view()
         app.run_view.facts = recorded.run_facts()
         app.show_comparison()
-        await pilot.pause()
+        await _plots_drawn(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=before)
 
@@ -94,6 +105,6 @@ def test_comparison_screen_with_page(
         while not pane.query("#page-image"):
             assert time.monotonic() < deadline, "page image not shown"
             await pilot.pause(0.02)
-        await pilot.pause()
+        await _plots_drawn(pilot)
 
     assert snap_compare(app, terminal_size=(160, 48), run_before=before)

@@ -333,6 +333,8 @@ class UIConfig(_Section):
     screenshot_dir: str = "screenshots"
     refresh_s: float = Field(default=1.0, ge=0.25, le=10)
     keymap: dict[str, str] = Field(default_factory=dict)
+    # The comparison's page pane: "auto" detects Sixel / Kitty graphics, else half-blocks.
+    page_graphics: Literal["auto", "kitty", "sixel", "halfblock"] = "auto"
 
 
 class Config(_Section):

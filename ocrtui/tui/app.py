@@ -9,6 +9,8 @@ place that turns a worker's error into a notification. Screens only render and a
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -38,6 +40,9 @@ from ocrtui.tui.themes import (
     theme_to_use,
     user_theme_dir,
 )
+from ocrtui.tui.widgets.page_pane import PagePane
+from ocrtui.tui.widgets.run_header import RunFacts
+from ocrtui.tui.widgets.run_plots import RunPlot
 
 if TYPE_CHECKING:
     from ocrtui.compare.launch import CompareRequest, RunSetup
@@ -257,7 +262,9 @@ class OcrtuiApp(App[int]):
         if not self.comparison_running:
             apis = frozenset(m.name for m in setup.models if isinstance(m, ApiArmConfig))
             self.run_view = RunView([m.name for m in setup.models], setup.label, apis)
+            self.run_view.facts = RunFacts.of(setup)
             self._compare(setup, self.run_view)
+            self._probe_versions(self.run_view)
             self.dashboard.refresh_bindings()
         self.show_comparison()
 
@@ -284,6 +291,43 @@ class OcrtuiApp(App[int]):
             raise
         finally:
             self.dashboard.refresh_bindings()
+
+    @work(group="compare-versions", exclusive=True, exit_on_error=False, description="versions")
+    async def _probe_versions(self, view: RunView) -> None:
+        """Each server's /version for the comparison header ("vLLM ?" until it answers)."""
+        from ocrtui.tui.comparing import probe_versions
+
+        if self._connecting is not None:
+            try:  # the model URLs come from connecting
+                await self._connecting.wait()
+            except WorkerFailed:
+                return  # connecting's own notification says why; the header says "vLLM ?"
+        await probe_versions(self, view)
+
+    def open_report(self, path: Path) -> None:
+        """Show report.html's path; hand it to `xdg-open` when there is one (detached)."""
+        self._open_report(path)
+
+    @work(thread=True, group="open-report", exit_on_error=False, description="report.html")
+    def _open_report(self, path: Path) -> None:
+        if not path.is_file():
+            self.call_from_thread(
+                self.notify, f"{path} (written when the run ends)", title="No report.html yet"
+            )
+            return
+        opener = shutil.which("xdg-open")
+        if opener is not None:
+            # A new session, output discarded: the browser outlives neither the
+            # dashboard's terminal nor its screen.
+            subprocess.Popen(
+                [opener, str(path)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        note = "opened with xdg-open" if opener else "no xdg-open here: open it yourself"
+        self.call_from_thread(self.notify, f"{path}\n{note}", title="report.html")
 
     def show_comparison(self) -> None:
         if self.run_view is None or isinstance(self.screen, CompareScreen):
@@ -375,6 +419,7 @@ async def comparison_exit_code(app: OcrtuiApp) -> int:
 
 
 SCREENSHOT_SIZE = (150, 46)
+COMPARE_SCREENSHOT_SIZE = (160, 48)  # wide enough for the page pane (PAGE_PANE_MIN_COLUMNS)
 READY_TIMEOUT_S = 240.0
 COMPARE_PAGES = 2  # pages each model has streamed before the comparison screenshot
 
@@ -387,11 +432,17 @@ def save_screenshot_headless(config: Config, path: str, *, compare: bool) -> int
     and the exit status says whether it shows what was asked for.
     """
 
+    if config.ui.page_graphics == "auto":
+        # An SVG has no Kitty or Sixel images, and headless is no terminal: half-blocks.
+        ui = config.ui.model_copy(update={"page_graphics": "halfblock"})
+        config = config.model_copy(update={"ui": ui})
+
     async def main() -> int:
         source = _controller(config, demo=True)
         app = OcrtuiApp(config, source, start_servers=True)
+        size = COMPARE_SCREENSHOT_SIZE if compare else SCREENSHOT_SIZE
         try:
-            async with app.run_test(size=SCREENSHOT_SIZE) as pilot:
+            async with app.run_test(size=size) as pilot:
                 problem = await _prepare_screenshot(app, pilot, compare)
                 if not compare:
                     await app.dashboard.tick()
@@ -436,7 +487,13 @@ async def _prepare_screenshot(app: OcrtuiApp, pilot: Any, compare: bool) -> str 
         return f"the comparison did not stream: {run.error or 'timeout'}"
     screen = app.screen
     if isinstance(screen, CompareScreen):
-        await _poll(pilot, 5.0, lambda: not screen.repaint_pending)
+        pane = screen.query_one(PagePane)
+        plots = list(screen.query(RunPlot))
+
+        def painted() -> bool:
+            return not screen.repaint_pending and pane.shown is not None
+
+        await _poll(pilot, 5.0, lambda: painted() and not any(p.pending for p in plots))
     return None
 
 

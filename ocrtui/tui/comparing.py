@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import httpx
+
 from ocrtui.compare import launch as compare_launch
 from ocrtui.compare.events import (
     DocumentFailed,
@@ -30,9 +32,13 @@ from ocrtui.compare.events import (
 from ocrtui.compare.launch import RunSetup
 from ocrtui.compare.runner import CompareRun
 from ocrtui.tui.run_view import RunView
+from ocrtui.vllm.client import VllmClient
 
 if TYPE_CHECKING:
     from ocrtui.tui.app import OcrtuiApp
+
+
+VERSION_TIMEOUT_S = 3.0
 
 
 async def launch(app: OcrtuiApp, setup: RunSetup, view: RunView) -> CompareRun:
@@ -46,6 +52,26 @@ async def launch(app: OcrtuiApp, setup: RunSetup, view: RunView) -> CompareRun:
     )
     view.out_dir = str(setup.run_dir)
     return run
+
+
+async def probe_versions(app: OcrtuiApp, view: RunView) -> None:
+    """Ask each model server's /version (no key needed) for the header; "?" stays otherwise."""
+    if view.facts is None:
+        return
+    for name in view.models:
+        try:
+            client = VllmClient(await app.source.model_url(name), timeout=VERSION_TIMEOUT_S)
+        except Exception:  # no URL for it (any reason): the header says "vLLM ?"
+            continue
+        try:
+            version = await client.version()
+        except httpx.HTTPError:
+            version = None
+        finally:
+            await client.aclose()
+        if version:
+            view.facts.vllm[name] = version
+            view.set_phase(view.phase)  # repaint the screen
 
 
 async def follow(run: CompareRun, view: RunView) -> None:

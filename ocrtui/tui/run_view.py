@@ -11,12 +11,13 @@ from __future__ import annotations
 import statistics
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ocrtui.compare.history import REPLAY_TEXTS
 from ocrtui.compare.store import PageResult
+from ocrtui.tui.widgets.run_header import RunFacts
 
 # Page texts kept per model for the diff (older ones live in results.jsonl): no more than a
 # run replays, so a view built from a replayed history holds only real texts.
@@ -66,6 +67,7 @@ class RunView:
         self.error: str | None = None
         self.out_dir: str | None = None
         self.references: OrderedDict[str, str] = OrderedDict()  # doc#page -> reference text
+        self.facts: RunFacts | None = None  # what the screen's header names (models, settings)
         self.started = time.monotonic()
         self.ended: float | None = None
         self._listeners: list[Listener] = []
@@ -142,6 +144,10 @@ class RunView:
         """The model's result for the page with its text, while the view holds it."""
         texts = self._texts.get(model)
         return texts.get(key) if texts is not None else None
+
+    def latencies(self, model: str) -> Sequence[float]:
+        """The model's page latencies in arrival order (the last LATENCIES)."""
+        return self._latencies.get(model, ())
 
     def p50(self, model: str) -> float | None:
         lat = self._latencies.get(model)

@@ -38,12 +38,14 @@ async def until(
 @pytest.fixture
 def make_app(tmp_path: Path) -> AppFactory:
     def make(
-        *snapshots: Snapshot, readonly: bool = False, theme_dir: Path | None = None
+        *snapshots: Snapshot, readonly: bool = False, theme_dir: Path | None = None, **ui: object
     ) -> tuple[OcrtuiApp, ReplaySource]:
+        """``ui``: more [ui] settings, e.g. page_graphics="halfblock"."""
         source = ReplaySource(snapshots or (recorded.READY,), logs={"glm-ocr": recorded.GLM_LOG})
         config = recorded.config(
             screenshot_dir=str(tmp_path / "shots"),
             theme_dir=str(theme_dir or tmp_path / "themes"),
+            **ui,
         )
         app = OcrtuiApp(config, source, readonly=readonly, state_path=tmp_path / "state.toml")
         return app, source

@@ -14,6 +14,7 @@ from ocrtui.status import (
     ProcessStatus,
     Snapshot,
 )
+from ocrtui.tui.widgets.run_header import ArmFacts, RunFacts
 
 TOTAL = 46068
 
@@ -159,3 +160,9 @@ GLM_LOG = [
     "INFO:     Application startup complete.",
     'INFO:     127.0.0.1:53312 - "GET /health HTTP/1.1" 200 OK',
 ]
+
+
+def run_facts() -> RunFacts:
+    """The comparison header's facts for a run of the two models above."""
+    arms = tuple(ArmFacts.of(m) for m in config().models)
+    return RunFacts("sample suite", arms, 5, "sequential", "sidecar files", {"glm-ocr": "0.11.0"})

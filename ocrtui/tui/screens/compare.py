@@ -1,15 +1,19 @@
-"""The comparison: each model's text streaming into its own pane, a per-page table, the
-selected page's character diff, and a live summary.
+"""The comparison: a header naming pod, GPU, models and settings; each model's text
+streaming into its own pane beside the page they were sent; a per-page table, the selected
+page's character diff, and a live summary with latency and throughput plots.
 
 The screen only views the app's :class:`RunView`: on mount it replays what the run holds,
 then follows its updates, coalesced into one repaint per ``FLUSH_S`` so a fast stream of
 results cannot starve the keyboard. Leaving the screen unsubscribes; the run goes on.
+The page pane (``p``) shows the table's selected page; it starts hidden on terminals
+narrower than ``PAGE_PANE_MIN_COLUMNS``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import on
 from textual.app import ComposeResult
@@ -19,17 +23,26 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from ocrtui.compare.report_html import REPORT_HTML
 from ocrtui.compare.scoring import diff_segments
 from ocrtui.compare.store import PageResult
 from ocrtui.tui.run_view import PageRow, PageUpdate, RunView
+from ocrtui.tui.screens.dialogs import HelpScreen
 from ocrtui.tui.widgets.gpu_panel import model_styles
 from ocrtui.tui.widgets.log_pane import FollowingLog
+from ocrtui.tui.widgets.page_pane import PagePane
+from ocrtui.tui.widgets.run_header import RunHeader
+from ocrtui.tui.widgets.run_plots import RunPlot, latency_series, throughput_points
+
+if TYPE_CHECKING:
+    from ocrtui.tui.app import OcrtuiApp
 
 FLUSH_S = 0.1
 PANE_LINES = 3000
 DIFF_CHARS = 4000  # longer texts are cut for the on-screen diff (the report has them all)
 WAITING_FOR_TEXT = "Waiting for both models' text for this page."
 TEXT_GONE = "This page's text is no longer in memory; it is in results.jsonl."
+PAGE_PANE_MIN_COLUMNS = 160  # narrower: two text panes and a page are too cramped to read
 
 
 def summary_content(run: RunView) -> Content:
@@ -100,7 +113,10 @@ class ComparePane(FollowingLog):
 
 class CompareScreen(Screen[None]):
     DEFAULT_CSS = """
-    #summary { height: auto; max-height: 6; background: $panel; padding: 0 1; }
+    #live { height: 9; background: $panel; }
+    #summary { width: 2fr; height: 9; padding: 0 1; }
+    #latency-plot { width: 2fr; }
+    #throughput-plot { width: 1fr; }
     #panes { height: 3fr; }
     #bottom { height: 2fr; }
     #pages { width: 1fr; height: 1fr; border: round $panel-lighten-2; }
@@ -109,6 +125,10 @@ class CompareScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Dashboard (run continues)", id="compare.back"),
         Binding("d", "diff_mode", "Diff: reference/models", id="compare.diff_mode"),
+        Binding("p", "page_pane", "Page pane", id="compare.page_pane"),
+        Binding("g", "graphics", "Page graphics", id="compare.graphics"),
+        Binding("o", "open_report", "Open report.html", id="compare.open_report"),
+        Binding("question_mark", "help", "Help", id="compare.help"),
     ]
 
     def __init__(self, run: RunView) -> None:
@@ -121,13 +141,24 @@ class CompareScreen(Screen[None]):
         self._diff_key: str | None = None
         self.diff_between_models = False
 
+    @property
+    def ocr_app(self) -> OcrtuiApp:
+        return cast("OcrtuiApp", self.app)
+
     def compose(self) -> ComposeResult:
-        yield Static(id="summary")
+        yield RunHeader(id="run-header")
+        with Horizontal(id="live"):
+            yield Static(id="summary")
+            yield RunPlot("latency s", "page", id="latency-plot")
+            yield RunPlot("images/s", "concurrency", id="throughput-plot")
         with Horizontal(id="panes"):
             for i, name in enumerate(self.run.models):
                 pane = ComparePane(max_lines=PANE_LINES, id=f"pane-{i}")
                 pane.border_title = self.run.title(name)
                 yield pane
+            page = PagePane(self.ocr_app.config.ui.page_graphics, id="page-pane")
+            page.display = self.app.size.width >= PAGE_PANE_MIN_COLUMNS
+            yield page
         with Horizontal(id="bottom"):
             table: DataTable[str] = DataTable(id="pages", cursor_type="row", zebra_stripes=True)
             table.border_title = "pages"
@@ -155,7 +186,12 @@ class CompareScreen(Screen[None]):
                         pane.append([page_header(held), *(held.text or "").splitlines()])
         self._unsubscribe = self.run.subscribe(self._run_changed)
         self._show_summary()
-        self.set_interval(1.0, self._show_summary, name="summary")
+        self._show_plots()
+        self.set_interval(1.0, self._tick, name="summary")
+
+    def _tick(self) -> None:
+        self._show_summary()
+        self._show_plots()
 
     @property
     def repaint_pending(self) -> bool:
@@ -190,11 +226,27 @@ class CompareScreen(Screen[None]):
             self._show_summary()
         if self._diff_key is None and self.run.rows:
             self._show_diff(next(iter(self.run.rows)))
+        elif self._diff_key is not None and any(u.row.key == self._diff_key for u in pending):
+            self._show_diff(self._diff_key)  # e.g. the second model's text for it arrived
 
     def _show_summary(self) -> None:
         self.query_one("#summary", Static).update(summary_content(self.run))
         for i, name in enumerate(self.run.models):  # the arm labels arrive with RunStarted
             self.query_one(f"#pane-{i}", ComparePane).border_subtitle = self.run.arms.get(name)
+        if self.run.facts is not None:
+            self.query_one(RunHeader).show(
+                self.run.facts, self.ocr_app.source.snapshot, self.run.models
+            )
+
+    def _show_plots(self) -> None:
+        """At most once a second (plotext redraws the whole plot)."""
+        models = self.run.models
+        latencies = latency_series({m: self.run.latencies(m) for m in models})
+        self.query_one("#latency-plot", RunPlot).show(latencies, models, "no pages yet")
+        throughput = throughput_points(self.run.speed)
+        self.query_one("#throughput-plot", RunPlot).show(
+            throughput, models, "after the throughput phase"
+        )
 
     def _row_cells(self, row: PageRow) -> list[str]:
         cells = [f"{row.doc} p.{row.page}"]
@@ -237,6 +289,7 @@ class CompareScreen(Screen[None]):
 
     def _show_diff(self, key: str) -> None:
         self._diff_key = key
+        self._show_page(key)
         box = self.query_one("#diff-box")
         texts = [self.run.text(key, m) for m in self.run.models]
         reference = self.run.references.get(key)
@@ -265,6 +318,49 @@ class CompareScreen(Screen[None]):
                 [(f"{b} (struck) vs {a} (underlined)", diff_content(ta.text or "", tb.text or ""))]
             )
         self.query_one("#diff", Static).update(body)
+
+    # -- the page pane, report.html, help ---------------------------------------------
+
+    def _show_page(self, key: str) -> None:
+        row = self.run.rows.get(key)
+        if row is None or not self.run.out_dir:
+            return
+        keys = list(self.run.rows)
+        i = keys.index(key)
+        near = [self.run.rows[k] for k in (keys[i + 1 : i + 2] + keys[max(0, i - 1) : i])]
+        self.query_one(PagePane).show_page(
+            Path(self.run.out_dir), row.doc, row.page, [(r.doc, r.page) for r in near]
+        )
+
+    def action_page_pane(self) -> None:
+        pane = self.query_one(PagePane)
+        pane.display = not pane.display
+        if pane.display:
+            pane.reload()
+        self.refresh_bindings()
+
+    def action_graphics(self) -> None:
+        self.notify(f"page graphics: {self.query_one(PagePane).cycle_graphics()}")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "graphics":
+            panes = self.query(PagePane)
+            return bool(panes) and panes.first().display
+        if action == "open_report":
+            return self.run.out_dir is not None
+        return True
+
+    def action_open_report(self) -> None:
+        if self.run.out_dir is not None:
+            self.ocr_app.open_report(Path(self.run.out_dir) / REPORT_HTML)
+
+    def action_help(self) -> None:
+        rows = [
+            (self.app.get_key_display(a.binding), a.binding.description)
+            for a in self.active_bindings.values()
+            if a.enabled and a.binding.description
+        ]
+        self.app.push_screen(HelpScreen(rows, self.ocr_app.readonly))
 
     def action_back(self) -> None:
         self.dismiss()

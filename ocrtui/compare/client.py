@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from ocrtui.compare.profiles import chat_payload, headers
+from ocrtui.compare.profiles import chat_body, headers
 from ocrtui.compare.render import RenderedPage
 from ocrtui.config import ModelConfig
 
@@ -120,16 +120,16 @@ async def ocr_page(
     retries: int,
     timeout_s: float,
 ) -> Outcome:
-    payload = chat_payload(target.config, page)
+    body = chat_body(target.config, page)  # once: retries send the same bytes
     url = target.url.rstrip("/") + "/v1/chat/completions"
-    hdrs = headers(target.config)
+    hdrs = {**headers(target.config), "Content-Type": "application/json"}
     last_error = ""
     for attempt in range(retries + 1):
         if attempt:
             await asyncio.sleep(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
         start = time.monotonic()
         try:
-            resp = await client.post(url, json=payload, headers=hdrs, timeout=timeout_s)
+            resp = await client.post(url, content=body, headers=hdrs, timeout=timeout_s)
         except httpx.TimeoutException:
             return Outcome(
                 False,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
+import functools
 import io
 import multiprocessing
 import os
@@ -62,6 +64,12 @@ class RenderedPage:
     mime: str
     width: int
     height: int
+
+    @functools.cached_property
+    def data_url(self) -> str:
+        """The page as a base64 data URL, encoded once however often it is sent (the
+        throughput phase sends the same few pages hundreds of times)."""
+        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
 
 
 # Worker side --------------------------------------------------------------------------------

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
-from ocrtui.compare.profiles import TARGETS, chat_payload, fit_max_tokens, prompt_for
+from ocrtui.compare.profiles import (
+    TARGETS,
+    chat_body,
+    chat_payload,
+    fit_max_tokens,
+    prompt_for,
+)
 from ocrtui.compare.render import RenderedPage, RenderTarget
+from ocrtui.config import ModelConfig
 from ocrtui.errors import ConfigError
 from ocrtui.published import PAGE_MARKDOWN_PROMPT, PROFILES
 from tests.compare.conftest import model
@@ -78,6 +86,24 @@ def test_generic_body_sends_the_prompt_and_no_sampling() -> None:
         ],
         "max_tokens": 1000,
     }
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        model("glm-ocr", "glm-ocr"),
+        model("lighton-ocr", "lighton-ocr"),
+        model("other", "generic", max_tokens=1000),
+        model('é "quoted"', "generic", prompt='Lis ça: "tout" \\ \n {"url": "x"}'),
+    ],
+)
+def test_posted_body_is_the_payload_as_httpx_json_encodes_it(cfg: ModelConfig) -> None:
+    body = chat_body(cfg, PAGE)
+    payload = chat_payload(cfg, PAGE)
+    assert json.loads(body) == payload
+    # byte for byte what httpx 0.28's json=payload posted before the body was prebuilt
+    as_httpx = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    assert body == as_httpx.encode("utf-8")
 
 
 def test_prompts_presets_and_free_text() -> None:

@@ -103,7 +103,7 @@ async def test_event_order_files_and_summary(make_pdf: MakePdf, tmp_path: Path) 
         assert s["by_category"]["other"]["pages"] == 3
         assert s["critical_pass_rate"] == 0.0  # "page 1" never came back
     assert summary["documents"]["doc"]["error"] is None
-    assert events[-1].exit_code == 0  # type: ignore[union-attr]
+    assert events[-1].exit_code == 0
     report = (tmp_path / "run/report.md").read_text(encoding="utf-8")
     assert "| Warm latency p50 / p95 |" in report and "1.16 s" in report
 
@@ -258,7 +258,7 @@ async def test_parallel_schedule_runs_speed_phases_together(
     def at(kind: type, model: str, phase: str) -> int:
         return next(
             i for i, e in enumerate(events)
-            if isinstance(e, kind) and (e.model, e.phase) == (model, phase)  # type: ignore[attr-defined]
+            if isinstance(e, kind) and (e.model, e.phase) == (model, phase)  # type: ignore[union-attr]
         )  # fmt: skip
 
     # The two models' speed phases overlap (sequential would start one after the other).

@@ -106,7 +106,7 @@ async def test_streams_into_both_panes_and_rejoins(make_app: AppFactory) -> None
         rejoined = app.screen
         assert isinstance(rejoined, CompareScreen) and rejoined is not screen
         assert "second page while away" in _pane_text(rejoined, 0)
-        assert rejoined.query_one("#pages").row_count == 2
+        assert rejoined.query_one("#pages", DataTable).row_count == 2
 
 
 def _pane_text(screen: CompareScreen, i: int) -> str:

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from ocrtui.config import Config
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
+from ocrtui.monitor.agent_samples import GpuSample
 from ocrtui.monitor.attribution import GpuUsage
-from ocrtui.monitor.samples import GpuSample
 from ocrtui.pod.base import ConnState, Pod
 from ocrtui.pod.factory import make_pod
 from ocrtui.status import GpuStatus, ModelShare, PodStatus, ProcessStatus, Snapshot

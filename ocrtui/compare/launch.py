@@ -31,7 +31,7 @@ from ocrtui.compare.client import ModelTarget
 from ocrtui.compare.documents import TEXT_LAYER, DocumentSpec, expand_inputs
 from ocrtui.compare.pages import ALL_PAGES, parse_page_spec
 from ocrtui.compare.runner import CompareRun, RunPlan, start_run
-from ocrtui.compare.samples import sample_suite_path
+from ocrtui.compare.sample_suite import sample_suite_path
 from ocrtui.compare.store import RunStore
 from ocrtui.compare.suite import load_suite
 from ocrtui.config import CompareConfig, Config, ModelConfig

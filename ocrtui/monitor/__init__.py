@@ -1,10 +1,21 @@
 """Client side of the pod agent: typed samples, attribution, orphan detection, the monitor.
 
-Importing this package (and ``samples`` / ``attribution``) pulls in the standard library
+Importing this package (and ``agent_samples`` / ``attribution``) pulls in the standard library
 only, so the GPU benchmark can use them on a bare machine. The monitor that drives the agent
 over a Pod lives in ``ocrtui.monitor.agent_monitor``.
 """
 
+from ocrtui.monitor.agent_samples import (
+    PROTOCOL_VERSION,
+    AgentSample,
+    GpuProc,
+    GpuSample,
+    ProtocolMismatch,
+    SampleError,
+    VllmProc,
+    parse_line,
+    parse_sample,
+)
 from ocrtui.monitor.attribution import (
     ORPHAN_PREFIX,
     Attribution,
@@ -15,17 +26,6 @@ from ocrtui.monitor.attribution import (
     Orphan,
     Row,
     attribute,
-)
-from ocrtui.monitor.samples import (
-    PROTOCOL_VERSION,
-    AgentSample,
-    GpuProc,
-    GpuSample,
-    ProtocolMismatch,
-    SampleError,
-    VllmProc,
-    parse_line,
-    parse_sample,
 )
 
 __all__ = [

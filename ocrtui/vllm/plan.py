@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from ocrtui.config import Config, ModelConfig
 from ocrtui.errors import LifecycleError
 from ocrtui.monitor.agent_monitor import MonitorView
+from ocrtui.monitor.agent_samples import GpuSample
 from ocrtui.monitor.attribution import Row
-from ocrtui.monitor.samples import GpuSample
 from ocrtui.sim.gpu import SIM_GPU_ENV
 
 UTILIZATION_SUM_WARN = 0.95

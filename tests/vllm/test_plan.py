@@ -9,8 +9,8 @@ import pytest
 from ocrtui.config import Config, ModelConfig, parse_config
 from ocrtui.errors import LifecycleError
 from ocrtui.monitor.agent_monitor import MonitorView
+from ocrtui.monitor.agent_samples import parse_sample
 from ocrtui.monitor.attribution import ModelRef, attribute
-from ocrtui.monitor.samples import parse_sample
 from ocrtui.vllm.plan import check_free_memory, plan_warnings, serve_argv, serve_env
 
 A40_MIB = 46068

@@ -27,8 +27,8 @@ from ocrtui.compare.events import (
 from ocrtui.compare.runner import RunPlan, start_run
 from ocrtui.compare.store import RESULT_FIELDS, RunStore
 from ocrtui.config import CompareConfig
-from tests.compare.conftest import MakePdf, model
-from tests.compare.fake_vllm import completion, fake_vllm
+from tests.plugins.compare_inputs import MakePdf, model
+from tests.plugins.fake_chat_server import completion, fake_vllm
 
 SUMMARY_MODEL_KEYS = {
     "pages_ok", "pages_failed", "latency_cold_s", "latency_warm_p50_s", "latency_warm_p95_s",

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +19,8 @@ from ocrtui.control import Controller
 from ocrtui.errors import LifecycleError
 from ocrtui.status import Snapshot
 from ocrtui.vllm.logfile import current_run
-from tests.control.conftest import SimPod, StateLog, progress_log
+from tests.plugins.processes import pid_alive
+from tests.plugins.sim_pod import SimPod, StateLog, progress_log
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -29,14 +29,6 @@ MakeController = Callable[..., Any]
 
 def _orphans(snap: Snapshot) -> list[str]:
     return [p.model for p in snap.processes if p.model and p.model.startswith("orphan:")]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def test_up_from_a_fresh_controller_keeps_a_ready_server(
@@ -52,7 +44,7 @@ async def test_up_from_a_fresh_controller_keeps_a_ready_server(
     await second.up(progress)
     assert ("glm", "already ready") in steps
     assert second.snapshot.model("glm").pid == pid  # type: ignore[union-attr]
-    assert pid is not None and _alive(pid)
+    assert pid is not None and pid_alive(pid)
 
 
 async def test_up_in_start_order_states_in_order_then_healthy_restart(
@@ -87,7 +79,7 @@ async def test_up_in_start_order_states_in_order_then_healthy_restart(
     snap = ctl.snapshot
     new = snap.model("first")
     assert new is not None and new.state == "ready" and new.pid not in (None, old_pid)
-    assert old_pid is not None and not _alive(old_pid)
+    assert old_pid is not None and not pid_alive(old_pid)
     assert not _orphans(snap)
     assert snap.model("second").state == "ready"  # type: ignore[union-attr]
 
@@ -116,7 +108,7 @@ async def test_restart_after_sigkill_clears_the_orphan(
     snap = ctl.snapshot
     assert snap.model("glm").state == "ready"  # type: ignore[union-attr]
     assert not _orphans(snap)
-    assert not _alive(engine.pid)
+    assert not pid_alive(engine.pid)
     assert ("glm", f"killing orphans {engine.pid}") in steps
     assert [h.pid for h in sim_pod.gpu.holders()] == [
         p.pid for p in snap.processes if p.model == "glm"

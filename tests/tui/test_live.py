@@ -24,8 +24,8 @@ from ocrtui.tui.app import (
 from ocrtui.tui.messages import OperationProgress
 from ocrtui.tui.screens.compare import ComparePane, CompareScreen
 from ocrtui.tui.screens.dialogs import ConfirmDialog, LauncherDialog
-from tests.tui.conftest import until
-from tests.tui.livepod import LivePod
+from tests.plugins.livepod import LivePod
+from tests.plugins.tui_app import until
 
 SIZE = (140, 44)
 pytestmark = pytest.mark.slow  # each starts two simulated servers: 6-20 s

@@ -7,9 +7,9 @@ import time
 from textual.pilot import Pilot
 
 from ocrtui.tui.widgets.log_pane import LogPane
-from tests.tui import recorded
-from tests.tui.conftest import SIZE, AppFactory
-from tests.tui.test_compare_screen import recorded_view
+from tests.plugins import recorded
+from tests.plugins.recorded_run import recorded_view
+from tests.plugins.tui_app import SIZE, AppFactory
 
 
 async def _settle(pilot: Pilot[int]) -> None:

@@ -13,8 +13,8 @@ from ocrtui.tui.themes import load_themes, parse_theme
 from ocrtui.tui.widgets.format import segments, sparkline
 from ocrtui.tui.widgets.gpu_panel import GpuPanel
 from ocrtui.tui.widgets.log_pane import FollowingLog, new_lines
-from tests.tui import recorded
-from tests.tui.conftest import SIZE, AppFactory
+from tests.plugins import recorded
+from tests.plugins.tui_app import SIZE, AppFactory
 
 
 def test_segments_fill_the_width_and_keep_small_parts_visible() -> None:

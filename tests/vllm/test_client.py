@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from ocrtui.vllm.client import VllmClient, parse_models
-from tests.vllm.conftest import FIXTURES, fixture_text
+from tests.plugins.vllm_logs import FIXTURES, fixture_text
 
 MODELS_FIXTURES = sorted(p.name for p in FIXTURES.glob("models_list_*.json"))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from textual.pilot import Pilot
 
 from ocrtui.tui.widgets.log_pane import LogPane
@@ -27,6 +28,13 @@ async def _settle(pilot: Pilot[int]) -> None:
 def test_dashboard(snap_compare, make_app: AppFactory) -> None:
     app, _ = make_app(recorded.READY)
     assert snap_compare(app, terminal_size=SIZE, run_before=_settle)
+
+
+@pytest.mark.parametrize("columns", [100, 160])
+def test_model_cards_at_width(snap_compare, make_app: AppFactory, columns: int) -> None:
+    """Labels and values as aligned pairs in the cards, narrow and wide."""
+    app, _ = make_app(recorded.READY)
+    assert snap_compare(app, terminal_size=(columns, SIZE[1]), run_before=_settle)
 
 
 def test_crashed_model_with_hint(snap_compare, make_app: AppFactory) -> None:

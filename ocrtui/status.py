@@ -4,6 +4,20 @@ Frozen dataclasses, standard library only, so every layer that fills or reads th
 model watcher in ``vllm/``, the Controller, the widgets, the headless commands) imports
 this module and nothing above it. ``Snapshot.to_json()`` is the JSON contract: keys are
 only ever added.
+
+Status types (`ocrtui/status.py`: `Snapshot`, `PodStatus`, `GpuStatus`, `ModelShare`,
+`ProcessStatus`, `ModelStatus`, `ModelState`) are frozen dataclasses; `Snapshot.to_json()` is
+the `ocrtui status --json` contract (keys are only added). `ModelStatus` beyond the contract
+fields: `stage` (startup stage while `starting`; `"stopping"` while `down` with a stop in
+progress), `hint`, metrics, `planned_mib`, `used_mib`, `last_lines` (log tail when
+`crashed`), `max_model_len`. Each `GpuStatus` carries its owners as attributed: `models`
+(`ModelShare(name, used_mib, planned_mib)` for every model planned on it or holding memory on
+it), `orphan_mib`, `other_mib` (processes of no model + memory no row holds),
+`unattributed_mib`, `planned_mib`; each `ProcessStatus` its `kind` (model, orphan, other,
+unattributed) and `owner` (the model of a model or orphan row). The GPU panel draws these
+numbers and adds nothing up. Planned MiB = `gpu_memory_utilization` x the total of the GPU
+the model uses (`vllm/plan.py`: `gpu_for`, `planned_mib`), the same figure in the card, the
+panel and the preflight.
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ model = "zai-org/GLM-OCR"
 port = {args.port}
 gpu_memory_utilization = {args.utilization}
 max_model_len = 8192
-extra_args = ["--engine", "synthetic", "--sim-startup-s", "1"]
+extra_args = ["--host", "127.0.0.1", "--engine", "synthetic", "--sim-startup-s", "1"]
 env = {{ PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK = "True" }}
 """
     )

@@ -44,11 +44,17 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="one snapshot of GPU, processes and models")
     st.add_argument("--json", action="store_true", help="machine-readable JSON")
 
-    sub.add_parser("up", help="start all models in order, each once the one before is ready")
+    force_help = "start even where the preflight refuses (free memory, port); says what it skipped"
+    up = sub.add_parser("up", help="start all models in order, each once the one before is ready")
+    up.add_argument("--force", action="store_true", help=force_help)
     sub.add_parser("down", help="stop all models (whole process trees)")
 
     r = sub.add_parser("restart", help="stop, clear orphans, wait for VRAM, preflight, start")
     r.add_argument("name", help="served model name")
+    r.add_argument("--force", action="store_true", help=force_help)
+
+    pw = sub.add_parser("pod", help="the pod's power state, from the provider ([pod.provider])")
+    pw.add_argument("action", choices=["status", "start"], help="ask the state / start the pod")
 
     c = sub.add_parser("compare", help="compare the models on documents")
     c.add_argument("docs", nargs="*", metavar="DOC", help="PDFs, images or folders")
@@ -62,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--schedule", choices=["sequential", "parallel"])
     c.add_argument("--models", metavar="NAMES", help="comma-separated subset of models")
     c.add_argument("--headless", action="store_true", help="progress and summary on stdout")
+    c.add_argument(
+        "--auto-restart",
+        action="store_true",
+        help="restart a model whose server crashed mid-run (at most 3 times), then go on",
+    )
 
     rep = sub.add_parser("report", help="write report.html for a run directory (no pod needed)")
     rep.add_argument("run_dir", metavar="RUN_DIR", help="a comparison's run directory")
@@ -130,14 +141,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ocrtui.compare.cli import compare_command
 
         return compare_command(config, args, demo=demo)
+    if command == "pod":
+        from ocrtui.pod.provider import provider_command
+
+        return provider_command(config, args.action)
     from ocrtui import headless
 
     if command == "status":
         return headless.status_command(config, as_json=args.json, demo=demo)
     if command == "up":
-        return headless.up_command(config, demo=demo)
+        return headless.up_command(config, demo=demo, force=args.force)
     if command == "down":
         return headless.down_command(config, demo=demo)
     if command == "restart":
-        return headless.restart_command(config, args.name, demo=demo)
+        return headless.restart_command(config, args.name, demo=demo, force=args.force)
     raise AssertionError(command)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +18,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ocrtui.errors import ConfigError
+from ocrtui.jsonpath import compile_path
 from ocrtui.published import PROFILES, Profile
 from ocrtui.userfiles import (
     DEFAULT_MAX_FILE_MB,
@@ -42,6 +43,37 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+class ProviderConfig(_Section):
+    """The pod's power state, asked on THIS machine (the operator's), never over SSH: the
+    rental's own tool, e.g. ``python3 scripts/runpod_manager.py --action status``. Its output
+    is read with ``state_json`` (a path in JSON output, ocrtui/jsonpath.py) or else
+    ``state_regex`` (the group named ``state``, else the whole match); the value is compared
+    case-insensitively with ``running_values`` / ``stopped_values``."""
+
+    status_command: tuple[str, ...] = Field(min_length=1)
+    start_command: tuple[str, ...] | None = None
+    timeout_s: float = Field(default=60.0, gt=0)
+    state_json: str | None = None
+    state_regex: str = r"(?i)\b(?P<state>running|stopped|exited)\b"
+    running_values: tuple[str, ...] = ("running",)
+    stopped_values: tuple[str, ...] = ("stopped", "exited")
+
+    @model_validator(mode="after")
+    def _check(self) -> ProviderConfig:
+        if self.start_command is not None and not self.start_command:
+            raise ValueError("'start_command' must not be empty")
+        if self.state_json is not None:
+            try:
+                compile_path(self.state_json)
+            except ValueError as exc:
+                raise ValueError(f"state_json {exc}") from None
+        try:
+            re.compile(self.state_regex)
+        except re.error as exc:
+            raise ValueError(f"state_regex {self.state_regex!r}: {exc}") from None
+        return self
+
+
 class PodConfig(_Section):
     """How to reach the pod. ``kind = "local"`` runs everything on this machine."""
 
@@ -64,6 +96,7 @@ class PodConfig(_Section):
     agent_interval_s: float = Field(default=1.0, ge=0.25, le=10)
     # Directory of a simulated GPU (demo pod and tests); never set for a real pod.
     sim_gpu: str | None = None
+    provider: ProviderConfig | None = None
 
     @model_validator(mode="after")
     def _ssh_needs_host(self) -> PodConfig:
@@ -181,6 +214,9 @@ class CompareConfig(_Section):
     out_dir: str = "runs"
     retries: int = Field(default=3, ge=0)
     request_timeout_s: float = Field(default=300.0, gt=0)
+    # How long one pause (link down, a model's server crashed/unhealthy) may last before the
+    # run stops, keeping what is done for --resume.
+    outage_budget_s: float = Field(default=600.0, gt=0)
     render_workers: int = Field(default=2, ge=1)
     max_rendered_pages: int = Field(default=8, ge=1)
     image_format: Literal["jpeg", "png"] = "jpeg"
@@ -203,6 +239,78 @@ def int_limits(section: type[BaseModel], name: str) -> tuple[int | None, int | N
     return low, high
 
 
+class ServiceConfig(_Section):
+    """A non-vLLM process on the pod (an API server in front of a model, say), run like the
+    models: detached in its own session, output appended to ``log_file``."""
+
+    name: str = Field(min_length=1)
+    command: tuple[str, ...] = Field(min_length=1, description="argv, never a shell string")
+    port: int = Field(ge=1, le=65535)
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str | None = None  # default: [pod] workdir
+    log_file: str | None = None  # default: <workdir>/<name>.log
+    # Ready when GET ready_path answers 2xx; without it, when the port accepts connections.
+    ready_path: str | None = None
+    after: tuple[str, ...] = ()  # models or services that must be ready first
+    gpu: bool = False  # it may hold VRAM: reported in its status, for the GPU panel
+    ready_timeout_s: float = Field(default=120.0, gt=0)
+
+    @field_validator("ready_path")
+    @classmethod
+    def _absolute_path(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("/"):
+            raise ValueError(f"must start with '/', got {v!r}")
+        return v
+
+    def log_path(self, workdir: str) -> str:
+        if self.log_file:
+            return self.log_file
+        return f"{(self.workdir or workdir).rstrip('/')}/{self.name}.log"
+
+
+class ApiArmConfig(_Section):
+    """A comparison arm that is an HTTP document API (multipart upload of the document)
+    rather than a vLLM chat endpoint. The request and the response mapping are described
+    in ``ocrtui/compare/docapi.py``."""
+
+    name: str = Field(min_length=1)
+    # Where it answers: exactly one of a [[services]] name or a pod port (both through the
+    # pod's forward), or a URL this machine reaches as it is.
+    service: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    url: str | None = None
+    path: str = Field(min_length=1)  # e.g. "/api/ocr/document"
+    file_field: str = "file"
+    form: dict[str, str] = Field(default_factory=dict)
+    pages_field: str | None = "pages"  # None: the API gets no page spec
+    # "document": one request for all pages (pages=1-3); "page": one request per page (pages=N).
+    split: Literal["document", "page"] = "document"
+    text_path: str  # where the per-page texts are, e.g. "pages[*].text" (ocrtui/jsonpath.py)
+    page_path: str | None = None  # the page numbers beside them, e.g. "pages[*].page"
+    timeout_s: float = Field(default=300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> ApiArmConfig:
+        given = [k for k in ("service", "port", "url") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"api arm {self.name!r} needs exactly one of 'service', 'port' or 'url'"
+                + (f" (got {' and '.join(given)})" if given else "")
+            )
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"api arm {self.name!r}: url must start with http:// or https://")
+        if not self.path.startswith("/"):
+            raise ValueError(f"api arm {self.name!r}: path must start with '/'")
+        for key in ("text_path", "page_path"):
+            value = getattr(self, key)
+            if value is not None:
+                try:
+                    compile_path(value)
+                except ValueError as exc:
+                    raise ValueError(f"{key} {exc}") from None
+        return self
+
+
 class UIConfig(_Section):
     theme: str = "ocrtui-dark"
     theme_dir: str | None = None
@@ -214,6 +322,8 @@ class UIConfig(_Section):
 class Config(_Section):
     pod: PodConfig
     models: tuple[ModelConfig, ...]
+    services: tuple[ServiceConfig, ...] = ()
+    api_arms: tuple[ApiArmConfig, ...] = ()
     compare: CompareConfig = CompareConfig()
     ui: UIConfig = UIConfig()
 
@@ -231,6 +341,46 @@ class Config(_Section):
                     )
                 seen[value] = i
         return self
+
+    @model_validator(mode="after")
+    def _services_and_arms(self) -> Config:
+        owners: dict[str, str] = {m.name: f"models[{i}]" for i, m in enumerate(self.models)}
+        ports: dict[int, str] = {m.port: f"models[{i}]" for i, m in enumerate(self.models)}
+        for i, s in enumerate(self.services):
+            if s.name in owners:
+                raise ValueError(f"services[{i}].name {s.name!r} duplicates {owners[s.name]}.name")
+            if s.port in ports:
+                raise ValueError(f"services[{i}].port {s.port} duplicates {ports[s.port]}.port")
+            owners[s.name] = f"services[{i}]"
+            ports[s.port] = f"services[{i}]"
+        for i, s in enumerate(self.services):
+            for dep in s.after:
+                if dep not in owners:
+                    raise ValueError(
+                        f"services[{i}].after: no model or service named {dep!r} "
+                        f"(configured: {', '.join(owners)})"
+                    )
+        start_order(self)  # a cycle is a ValueError naming it
+        services = {s.name for s in self.services}
+        arms: dict[str, int] = {}
+        for i, a in enumerate(self.api_arms):
+            if a.name in arms or (a.name in owners and a.name not in services):
+                other = f"api_arms[{arms[a.name]}]" if a.name in arms else owners[a.name]
+                raise ValueError(f"api_arms[{i}].name {a.name!r} duplicates {other}.name")
+            if a.service is not None and a.service not in services:
+                raise ValueError(
+                    f"api_arms[{i}].service: no service named {a.service!r} "
+                    f"(configured: {', '.join(sorted(services)) or 'none'})"
+                )
+            arms[a.name] = i
+        return self
+
+    def service(self, name: str) -> ServiceConfig:
+        for s in self.services:
+            if s.name == name:
+                return s
+        known = ", ".join(s.name for s in self.services) or "none"
+        raise ConfigError(f"no service named {name!r} (configured: {known})")
 
     def ordered_models(self) -> list[ModelConfig]:
         """Models in start order: explicit ``start_order`` first, then file order."""
@@ -250,6 +400,43 @@ class Config(_Section):
                 return m
         known = ", ".join(m.name for m in self.models)
         raise ConfigError(f"no model named {name!r} (configured: {known})")
+
+
+def start_order(config: Config) -> list[list[str]]:
+    """Names of models and services in waves: everything in a wave may start together once
+    every earlier wave is ready. Models keep their chain (each after the one before it in
+    ``ordered_models``); a service waits for its ``after``. Within a wave: models in start
+    order, then services in file order. A cycle is a ValueError naming it."""
+    deps: dict[str, tuple[str, ...]] = {}
+    previous: tuple[str, ...] = ()
+    for m in config.ordered_models():
+        deps[m.name] = previous
+        previous = (m.name,)
+    for s in config.services:
+        deps[s.name] = s.after
+    waves: list[list[str]] = []
+    placed: set[str] = set()
+    while len(placed) < len(deps):
+        wave = [n for n, d in deps.items() if n not in placed and all(x in placed for x in d)]
+        if not wave:
+            raise ValueError(_describe_cycle({n: d for n, d in deps.items() if n not in placed}))
+        waves.append(wave)
+        placed.update(wave)
+    return waves
+
+
+def _describe_cycle(deps: Mapping[str, Sequence[str]]) -> str:
+    """One cycle among names that all still wait on something, as 'a -> b -> a'."""
+    path = [next(iter(deps))]
+    while path.count(path[-1]) < 2:
+        path.append(next(d for d in deps[path[-1]] if d in deps))
+    cycle = path[path.index(path[-1]) :]
+    first, second = cycle[0], cycle[1] if len(cycle) > 1 else cycle[0]
+    return (
+        f"services: {first!r} and {second!r} wait for each other (after: {' -> '.join(cycle)})"
+        if first != second
+        else f"services: {first!r} waits for itself (after = [{first!r}])"
+    )
 
 
 def _format_loc(loc: tuple[int | str, ...]) -> str:

@@ -19,11 +19,11 @@ class Controller:
     @property snapshot -> Snapshot         # the latest
     def subscribe(cb: Callable[[Snapshot], None]) -> Callable[[], None]   # returns unsubscribe
     async def wait_until(pred: Callable[[Snapshot], bool], timeout: float) -> Snapshot
-    async def up(progress: Progress | None = None) -> None   # waits for the first poll with
-                                                            # agent data; ready models stay
+    async def up(progress: Progress | None = None, *, force=False) -> None   # waits for the
+                                          # first poll with agent data; ready models stay
     async def down(progress: Progress | None = None) -> None
     async def stop_model(name, progress=None) -> None
-    async def restart(name, progress=None) -> None     # raises LifecycleError(message, hint)
+    async def restart(name, progress=None, *, force=False) -> None   # LifecycleError(message, hint)
     async def kill_orphans(name: str | None = None) -> list[tuple[int, int]]   # (pid, MiB)
     async def model_url(name) -> str        # base URL through the pod's forward
     async def log_tail(name, lines=200) -> list[str]
@@ -40,12 +40,20 @@ import asyncio
 from collections.abc import Callable
 
 from ocrtui.config import Config
+from ocrtui.errors import ConfigError
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
 from ocrtui.monitor.agent_samples import GpuSample
 from ocrtui.monitor.attribution import GpuUsage
 from ocrtui.pod.base import ConnState, Pod
 from ocrtui.pod.factory import make_pod
-from ocrtui.status import GpuStatus, ModelShare, PodStatus, ProcessStatus, Snapshot
+from ocrtui.status import (
+    GpuStatus,
+    ModelShare,
+    OrphanStatus,
+    PodStatus,
+    ProcessStatus,
+    Snapshot,
+)
 from ocrtui.vllm.launches import Launches
 from ocrtui.vllm.lifecycle import Lifecycle, Progress
 from ocrtui.vllm.plan import gpu_for, planned_mib
@@ -73,9 +81,13 @@ class Controller:
     # -- running --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect (raises PodUnreachable), start the agent monitor and the model watcher."""
+        """Connect (raises PodUnreachable), start the agent monitor and the model watcher;
+        ConfigError when the pod's workdir does not exist."""
         await self.pod.connect()
-        self._workdir = await self.pod.expand_dir(self.config.pod.workdir)
+        try:
+            self._workdir = await self.pod.expand_dir(self.config.pod.workdir)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"pod.workdir: {exc}: create it or fix the config") from None
         for m in self.config.models:
             self._urls[m.name] = await self.pod.forward(m.port)
         self.lifecycle = Lifecycle(
@@ -134,9 +146,9 @@ class Controller:
             raise RuntimeError("Controller.start() was not called")
         return self.lifecycle
 
-    async def up(self, progress: Progress | None = None) -> None:
+    async def up(self, progress: Progress | None = None, *, force: bool = False) -> None:
         """Every model ready, starting those that are not, in start order."""
-        await self._lc().up(progress)
+        await self._lc().up(progress, force=force)
 
     async def down(self, progress: Progress | None = None) -> None:
         await self._lc().down(progress)
@@ -144,8 +156,10 @@ class Controller:
     async def stop_model(self, name: str, progress: Progress | None = None) -> None:
         await self._lc().stop(name, progress)
 
-    async def restart(self, name: str, progress: Progress | None = None) -> None:
-        await self._lc().restart(name, progress)
+    async def restart(
+        self, name: str, progress: Progress | None = None, *, force: bool = False
+    ) -> None:
+        await self._lc().restart(name, progress, force=force)
 
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]:
         return await self._lc().kill_orphans(name)
@@ -182,7 +196,10 @@ class Controller:
         rows = view.attribution.rows if view.attribution else ()
         processes = tuple(ProcessStatus(**r.status_fields()) for r in rows)  # type: ignore[arg-type]
         models = tuple(self.watcher.status(m.name) for m in self.config.models)
-        return Snapshot(pod, self._gpus(view), processes, models)
+        orphans = tuple(
+            OrphanStatus(o.pid, o.model, o.used_mib, o.rss_mib, o.title) for o in view.orphans
+        )
+        return Snapshot(pod, self._gpus(view), processes, models, orphans)
 
     def _gpus(self, view: MonitorView) -> tuple[GpuStatus, ...]:
         """Each GPU with its owners as attributed, and the plans of the models it runs."""

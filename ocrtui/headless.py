@@ -89,14 +89,15 @@ def format_status(snap: Snapshot) -> str:
     return "\n".join(lines)
 
 
-def up_command(config: Config, demo: bool = False) -> int:
-    return _run_operation(config, demo, lambda ctl: ctl.up(_print_progress))
+def up_command(config: Config, demo: bool = False, *, force: bool = False) -> int:
+    """``force``: start even where the preflight would refuse (each skip is printed)."""
+    return _run_operation(config, demo, lambda ctl: ctl.up(_print_progress, force=force))
 
 
 def down_command(config: Config, *, demo: bool = False) -> int:
     return _run_operation(config, demo, lambda ctl: ctl.down(_print_progress))
 
 
-def restart_command(config: Config, name: str, *, demo: bool = False) -> int:
+def restart_command(config: Config, name: str, *, demo: bool = False, force: bool = False) -> int:
     config.model(name)  # an unknown name is a usage error (exit 2) before connecting
-    return _run_operation(config, demo, lambda ctl: ctl.restart(name, _print_progress))
+    return _run_operation(config, demo, lambda ctl: ctl.restart(name, _print_progress, force=force))

@@ -6,18 +6,23 @@ this module and nothing above it. ``Snapshot.to_json()`` is the JSON contract: k
 only ever added.
 
 Status types (`ocrtui/status.py`: `Snapshot`, `PodStatus`, `GpuStatus`, `ModelShare`,
-`ProcessStatus`, `ModelStatus`, `ModelState`) are frozen dataclasses; `Snapshot.to_json()` is
+`ProcessStatus`, `OrphanStatus`, `ModelStatus`, `ModelState`) are frozen dataclasses;
+`Snapshot.to_json()` is
 the `ocrtui status --json` contract (keys are only added). `ModelStatus` beyond the contract
 fields: `stage` (startup stage while `starting`; `"stopping"` while `down` with a stop in
 progress), `hint`, metrics, `planned_mib`, `used_mib`, `last_lines` (log tail when
-`crashed`), `max_model_len`. Each `GpuStatus` carries its owners as attributed: `models`
+`crashed`), `max_model_len`, `started_s` / `last_start_s` (while starting: since the launch;
+launch → ready of the previous start). `Snapshot.orphans` lists every leaked vLLM process
+(`OrphanStatus(pid, model, used_mib | None, rss_mib, title)`), those holding no VRAM
+included (a CPU build); the dashboard's `k` offers these. Each `GpuStatus` carries its owners as
+attributed: `models`
 (`ModelShare(name, used_mib, planned_mib)` for every model planned on it or holding memory on
 it), `orphan_mib`, `other_mib` (processes of no model + memory no row holds),
 `unattributed_mib`, `planned_mib`; each `ProcessStatus` its `kind` (model, orphan, other,
 unattributed) and `owner` (the model of a model or orphan row). The GPU panel draws these
-numbers and adds nothing up. Planned MiB = `gpu_memory_utilization` x the total of the GPU
-the model uses (`vllm/plan.py`: `gpu_for`, `planned_mib`), the same figure in the card, the
-panel and the preflight.
+numbers and adds nothing up. Planned MiB = `gpu_memory_utilization` x the CUDA total of the
+GPU the model uses (NVML's less `reserved_mib`; `vllm/plan.py`: `gpu_for`, `cuda_total_mib`,
+`planned_mib`), the same figure in the card, the panel and the preflight.
 """
 
 from __future__ import annotations
@@ -85,6 +90,18 @@ class ProcessStatus:
 
 
 @dataclass(frozen=True)
+class OrphanStatus:
+    """A leaked vLLM process of a model whose API server is gone (EngineCore, Worker, its
+    resource tracker), whatever it holds: VRAM on a GPU, RAM on a CPU build."""
+
+    pid: int
+    model: str  # the model it belongs to; "?" when nothing says
+    used_mib: int | None  # VRAM of its NVML row; None when NVML lists none visible from here
+    rss_mib: int | None  # resident memory
+    title: str
+
+
+@dataclass(frozen=True)
 class ModelStatus:
     name: str
     port: int
@@ -103,6 +120,8 @@ class ModelStatus:
     used_mib: int = 0  # VRAM attributed to this model now
     last_lines: tuple[str, ...] = ()  # the log's last lines when "crashed"
     max_model_len: int | None = None  # as /v1/models reports it
+    started_s: float | None = None  # while starting: seconds since its launch
+    last_start_s: float | None = None  # while starting: launch to ready of the previous start
 
 
 @dataclass(frozen=True)
@@ -111,6 +130,7 @@ class Snapshot:
     gpus: tuple[GpuStatus, ...]
     processes: tuple[ProcessStatus, ...]
     models: tuple[ModelStatus, ...]
+    orphans: tuple[OrphanStatus, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The `ocrtui status --json` contract."""
@@ -119,6 +139,7 @@ class Snapshot:
             "gpus": [asdict(g) for g in self.gpus],
             "processes": [asdict(p) for p in self.processes],
             "models": [asdict(m) for m in self.models],
+            "orphans": [asdict(o) for o in self.orphans],
         }
 
     def model(self, name: str) -> ModelStatus | None:

@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.plugins.fake_servers",
     "tests.plugins.sim_pod",
     "tests.plugins.tui_app",
+    "tests.plugins.real_vllm",
 ]

@@ -52,3 +52,23 @@ def test_usage_error_exit_2() -> None:
     with pytest.raises(SystemExit) as info:
         main(["restart"])
     assert info.value.code == 2
+
+
+def test_missing_workdir_is_one_line_exit_2(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir"
+    cfg = tmp_path / "ocrtui.toml"
+    cfg.write_text(
+        f'[pod]\nkind = "local"\nworkdir = "{missing}"\n[[models]]\nname = "a"\nmodel = "m"\n'
+        "port = 8000\ngpu_memory_utilization = 0.4\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "ocrtui", "--config", str(cfg), "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"ocrtui: pod.workdir: directory '{missing}' does not exist on local: "
+        "create it or fix the config"
+    ]

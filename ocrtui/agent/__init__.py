@@ -14,12 +14,16 @@ gpus:  [{index, uuid, name, total_mib, used_mib, free_mib, reserved_mib, util_pc
          power_w, simulated}]
 procs: [{gpu, pid (as NVML says), used_mib, type "C"|"G"|"C+G", simulated, visible,
          title, comm, cmdline, ppid, pgid, sid, start (unix s), state, ancestors}]
+mem_available_mib: MemAvailable of /proc/meminfo (host RAM for a CPU vLLM)
          visible = the pid exists here AND (holds /dev/nvidia* or /dev/dxg, checked only
          where some process does and all fds were readable); else a container's host pid
 ports: {"8000": {pid, state "listen"|"bound"|null, pgid}}   # bound: vLLM before it listens
+                                        # (sock_diag asks for TCP_BOUND_INACTIVE too)
 nvidia_holders: [{pid, title, ppid, pgid, start, ancestors}]
-vllm:  [{pid, kind "api"|"engine"|"worker", title, ppid, pgid, sid, start, state, ancestors,
-         stdout (fd 1 target: the log file), nvidia, and for api: served, port, model}]
+vllm:  [{pid, kind "api"|"engine"|"worker"|"tracker"|"spawned", title, ppid, pgid, sid,
+         start, state, ancestors, stdout (fd 1 target: the log file), nvidia, rss_mib,
+         and for api: served, port, model}]   # tracker/spawned: multiprocessing children
+                                              # in a vLLM process group
 ```
 
 Per sample on the NVML path: no process spawned; `/proc/<pid>/stat` for Python-looking and

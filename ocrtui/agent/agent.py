@@ -45,12 +45,14 @@ CMDLINE_MAX = 64
 ARG_MAX_CHARS = 512
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _VLLM_TITLE = re.compile(r"^\S*::(EngineCor|Worker|APIServer)")
 _PYTHONISH = re.compile(r"^(python[0-9.]*|pt_main_thread|vllm|ocrtui|ray::.*)$")
 # CUDA keeps these open for the life of a process; /dev/dxg is the GPU under WSL2.
 _GPU_DEVICES = ("/dev/nvidia", "/dev/dxg")
 _TCP_LISTEN = "0A"
 _TCP_CLOSE = "07"  # bound but not yet listening: vLLM binds its port before loading the model
+_TCP_BOUND_INACTIVE = 13
 
 
 def _read(path: str) -> str | None:
@@ -247,6 +249,9 @@ class ProcTable:
             # argv is re-read only when a process is new or its comm changed (setproctitle
             # renames comm too).
             p.argv, p.role, p.next_check = prev.argv, prev.role, prev.next_check
+            if p.hot and not p.argv:  # read between fork and exec (or a zombie): again
+                p.argv = _read_argv(pid)
+                p.role = vllm_role(p.comm, p.argv)
             if pid in self.fd_due:
                 self._schedule(p, now, wall)
             self.procs[pid] = p
@@ -459,7 +464,12 @@ def _diag_sockets(family: int, state_code: str) -> list[tuple[str, int, str]]:
     Several times cheaper than reading /proc/net/tcp, whose cost grows with every
     connection on the host.
     """
-    states = 1 << int(state_code, 16)
+    want = {int(state_code, 16)}
+    if state_code == _TCP_CLOSE:
+        # Linux >= 6.5 reports a bound, never-listened socket (vLLM while it loads) only as
+        # TCP_BOUND_INACTIVE; older kernels ignore the bit.
+        want.add(_TCP_BOUND_INACTIVE)
+    states = sum(1 << st for st in want)
     req = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, states) + b"\0" * 48
     hdr = struct.pack("=IHHII", 16 + len(req), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST_DUMP, 1, 0)
     out = []  # type: list[tuple[str, int, str]]
@@ -480,7 +490,7 @@ def _diag_sockets(family: int, state_code: str) -> list[tuple[str, int, str]]:
                 state = data[off + 17]
                 (port,) = struct.unpack_from("!H", data, off + 20)
                 (inode,) = struct.unpack_from("=I", data, off + 16 + 68)
-                if state == int(state_code, 16):
+                if state in want:
                     out.append((state_code, port, str(inode)))
                 off += (length + 3) & ~3
             if not data:
@@ -548,6 +558,49 @@ def vllm_role(comm: str, argv: list[str]) -> tuple[str, dict] | None:
     except ValueError:
         port = None
     return "api", {"model": model, "served": served, "port": port, "simulated": "sim-vllm" in argv}
+
+
+# Python's multiprocessing children, by the code they are started with: the resource
+# tracker, and a spawned child before vLLM retitles it (an EngineCore importing).
+_MP_CHILDREN = (
+    ("from multiprocessing.resource_tracker import main", "tracker"),
+    ("from multiprocessing.spawn import spawn_main", "spawned"),
+)
+
+
+def vllm_helpers(table: ProcTable, vllm: list) -> list:
+    """(pid, (kind, {})) for multiprocessing children in vLLM process groups: a vLLM API
+    server starts a resource tracker, and it outlives a SIGKILLed server with the EngineCore."""
+    groups = {table.procs[pid].pgid for pid, _ in vllm if table.procs[pid].pgid > 1}
+    pids = {pid for pid, _ in vllm}
+    out = []  # type: list[tuple[int, tuple[str, dict]]]
+    for p in table.procs.values():
+        if p.pid in pids or not p.argv or p.pgid not in groups:
+            continue
+        for code, kind in _MP_CHILDREN:
+            if any(a.startswith(code) for a in p.argv):
+                out.append((p.pid, (kind, {})))
+                break
+    return out
+
+
+def rss_mib(pid: int) -> int | None:
+    """Resident memory of a process (what a leaked CPU vLLM holds instead of VRAM)."""
+    text = _read(f"/proc/{pid}/statm")
+    parts = text.split() if text else []
+    if len(parts) < 2 or not parts[1].isdigit():
+        return None
+    return round(int(parts[1]) * _PAGE_SIZE / 1048576.0)
+
+
+def mem_available_mib() -> int | None:
+    """MemAvailable from /proc/meminfo: what a CPU vLLM can still get."""
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        if line.startswith("MemAvailable:"):
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                return round(int(parts[1]) / 1024.0)
+    return None
 
 
 # -- GPU backends -----------------------------------------------------------------------------
@@ -982,6 +1035,7 @@ class Sampler:
             role = table.procs[pid].role
             if role is not None:
                 vllm.append((pid, role))
+        vllm += vllm_helpers(table, vllm)
         sockets = _port_sockets(self.ports)
         wanted = {inode for socks in sockets.values() for _, inode in socks}
         always = {r["pid"] for r in gproc} | {pid for pid, _ in vllm}
@@ -1035,6 +1089,7 @@ class Sampler:
                 "ancestors": table.ancestors(pid),
                 "stdout": self.fds.stdout_of(pid),
                 "nvidia": pid in holder_set,
+                "rss_mib": rss_mib(pid),
             }
             row.update(details)
             vrows.append(row)
@@ -1057,6 +1112,7 @@ class Sampler:
             "nvidia_holders": [self._local(pid) for pid in holders],
             "fd_unreadable": self.fds.unreadable,
             "vllm": vrows,
+            "mem_available_mib": mem_available_mib(),
             "cost_ms": round((time.perf_counter() - t0) * 1000.0, 3),
             "cpu_ms": round((_cpu_s() - c0) * 1000.0, 3),
         }

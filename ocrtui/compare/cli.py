@@ -2,8 +2,10 @@
 the progress on the terminal (or, on a terminal without --headless, the dashboard's
 comparison screen).
 
-Exit codes: 0 all done; 1 failed pages or documents (or the run was interrupted);
-2 usage, config or input error; 3 pod or model server unreachable.
+Exit codes: 0 all done; 1 failed pages or documents; 2 usage, config or input error;
+3 pod or model server unreachable (before the run, for longer than outage_budget_s during
+it, or a model refusing the API key); 130 interrupted (SIGINT). Whenever pages are left,
+the last line says how to continue (--resume).
 """
 
 from __future__ import annotations
@@ -20,13 +22,17 @@ from ocrtui.compare import launch, report
 from ocrtui.compare.events import (
     DocumentDone,
     DocumentFailed,
+    ModelStopped,
     PageDone,
     PageFailed,
     PhaseDone,
     PhaseProgress,
     PhaseStarted,
     RunDone,
+    RunPaused,
+    RunResumed,
 )
+from ocrtui.compare.gate import RunGate
 from ocrtui.compare.launch import CompareRequest, ModelUrl, RunSetup
 from ocrtui.compare.runner import CompareRun
 from ocrtui.config import Config
@@ -46,6 +52,7 @@ def request_from_args(args: argparse.Namespace) -> CompareRequest:
         schedule=args.schedule,
         out=args.out,
         resume=args.resume,
+        auto_restart=args.auto_restart,
     )
 
 
@@ -70,20 +77,31 @@ async def _with_controller(config: Config, setup: RunSetup, demo: bool) -> int:
         await ctl.start()
         if demo:
             await ctl.up(lambda name, step: console.print(f"{name}: {step}"))
-        return await run_headless(setup, ctl.model_url, console)
+        gate = launch.gate_for(setup, ctl, config.ui.refresh_s)  # the run closes it
+        return await run_headless(setup, ctl.model_url, console, gate)
     finally:
         await ctl.close()
 
 
-async def run_headless(setup: RunSetup, model_url: ModelUrl, console: Console | None = None) -> int:
+EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
+
+
+async def run_headless(
+    setup: RunSetup,
+    model_url: ModelUrl,
+    console: Console | None = None,
+    gate: RunGate | None = None,
+) -> int:
     console = console or Console()
-    run = await launch.start_comparison(setup, model_url)
+    run = await launch.start_comparison(setup, model_url, gate)
     try:
         await _show(run, console)
     except asyncio.CancelledError:
+        # Ctrl-C (asyncio.run cancels this task): the run writes its summary, we say how to
+        # go on, and return instead of re-raising so the exit status is ours.
         run.cancel()
-        await run.wait()
-        raise
+        _print_summary(await run.wait(), console)
+        return EXIT_INTERRUPTED
     done = await run.wait()
     _print_summary(done, console)
     return done.exit_code
@@ -117,6 +135,14 @@ async def _show(run: CompareRun, console: Console) -> None:
                     progress.console.print(
                         f"[red]{ev.model}: {ev.doc} p.{ev.page} failed: {ev.reason}[/]"
                     )
+            elif isinstance(ev, RunPaused):
+                who = ev.model or "all models"
+                progress.console.print(f"[yellow]{who}: paused: {ev.reason}[/]")
+            elif isinstance(ev, RunResumed):
+                who = ev.model or "all models"
+                progress.console.print(f"{who}: resumed after {ev.paused_s:.1f} s")
+            elif isinstance(ev, ModelStopped):
+                progress.console.print(f"[red]{ev.model}: stopped: {ev.reason}[/]")
             elif isinstance(ev, DocumentFailed):
                 progress.console.print(f"[red]{_doc_error(ev.doc, ev.error)}[/]")
             elif isinstance(ev, PhaseDone):
@@ -170,9 +196,13 @@ def _print_summary(done: RunDone, console: Console) -> None:
     for name, d in summary["documents"].items():
         if d["error"]:
             console.print(f"[red]{_doc_error(name, d['error'])}[/]")
+    for name, m in summary["models"].items():
+        if m.get("error"):
+            console.print(f"[red]{name}: {m['error']}[/]")
     if done.error:
         console.print(f"[red]the run stopped: {done.error}[/]")
-    if done.cancelled:
-        console.print("[yellow]interrupted; continue with --resume[/]")
     out = summary["run"]["dir"]
     console.print(f"results: {out}/results.jsonl, {out}/summary.json, {out}/report.md")
+    if done.cancelled or done.error or any(m.get("error") for m in summary["models"].values()):
+        note = "interrupted; " if done.cancelled else ""
+        console.print(f"[yellow]{note}continue with: ocrtui compare --resume {out}[/]")

@@ -3,6 +3,12 @@
 Connection errors (refused, reset, closed mid-response) are retried with exponential
 backoff; HTTP errors and timeouts are recorded with their reason and not retried (a 400
 will not get better, and a timeout has already cost its full budget).
+
+An outcome says what its failure means for the next request: ``transient`` (connection
+error, timeout, 5xx: the server or the link may be going away; the runner asks its gate)
+or ``fatal`` (an error every request of this model will get: a refused API key, a model
+the server does not serve, a request the server's settings rule out; the runner stops the
+model after the first).
 """
 
 from __future__ import annotations
@@ -49,6 +55,32 @@ class Outcome:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     finish_reason: str | None = None
+    transient: bool = False  # may succeed once the server or the link is back
+    fatal: str | None = None  # every request of this model will fail so: why, in one line
+
+
+# 400 messages of vLLM that depend on the server's settings or model, not on the page.
+_MODEL_WIDE_400 = (
+    "cannot be greater than max_model_len",
+    "is not a multimodal model",
+    "At most 0 image",
+)
+
+
+def fatal_reason(config: ModelConfig, status: int, message: str) -> str | None:
+    """Why every request of this model would fail like this one, or None."""
+    if status in (401, 403):
+        env = config.api_key_env
+        if env is None:
+            fix = "the server wants an API key: set api_key_env to the variable holding it"
+        elif not config.api_key():
+            fix = f"api_key_env = {env!r}, but ${env} is not set"
+        else:
+            fix = f"the server refused the key in ${env} (api_key_env)"
+        return f"{message}; {fix}"
+    if status == 404 or (status == 400 and any(m in message for m in _MODEL_WIDE_400)):
+        return message
+    return None
 
 
 def _error_message(resp: httpx.Response) -> str:
@@ -99,17 +131,31 @@ async def ocr_page(
         try:
             resp = await client.post(url, json=payload, headers=hdrs, timeout=timeout_s)
         except httpx.TimeoutException:
-            return Outcome(False, time.monotonic() - start, error=f"timeout after {timeout_s:g} s")
+            return Outcome(
+                False,
+                time.monotonic() - start,
+                error=f"timeout after {timeout_s:g} s",
+                transient=True,
+            )
         except _CONNECTION_ERRORS as exc:
-            last_error = f"connection error: {type(exc).__name__}: {exc}".rstrip(": ")
+            # The URL names the link: a pod's forward (127.0.0.1:PORT) or the server itself.
+            what = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            last_error = f"connection error to {target.url}: {what}"
             continue
         latency = time.monotonic() - start
         if resp.status_code >= 400:
-            return Outcome(False, latency, error=_error_message(resp))
+            msg = _error_message(resp)
+            return Outcome(
+                False,
+                latency,
+                error=msg,
+                transient=resp.status_code >= 500,
+                fatal=fatal_reason(target.config, resp.status_code, msg),
+            )
         try:
             text, finish, pt, ct = _parse(resp.json())
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             return Outcome(False, latency, error="malformed response: " + resp.text[:200])
         return Outcome(True, latency, text, None, pt, ct, finish)
     tries = f" (after {retries + 1} attempts)" if retries else ""
-    return Outcome(False, None, error=last_error + tries)
+    return Outcome(False, None, error=last_error + tries, transient=True)

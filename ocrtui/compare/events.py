@@ -4,6 +4,9 @@ Per run: RunStarted, then DocumentReady/DocumentFailed for each document, then p
 the speed phases (PhaseStarted, PhaseProgress…, PhaseDone for cold, warm, throughput),
 then the documents phase (PhaseStarted, PageStarted/PageDone/PageFailed per page, DocumentDone
 per document, PhaseDone), and last RunDone. Pages of the two models interleave.
+At any point: RunPaused/RunResumed (the link or a model's server went away and came back;
+requests wait meanwhile) and ModelStopped (a model's every request would fail: no more are
+sent to it).
 A subscriber that joins late replays a compact history (history.py).
 """
 
@@ -120,7 +123,30 @@ class DocumentDone:
     pages_ok: int
     pages_failed: int
     elapsed_s: float
-    pages_per_s: float | None  # None when resumed pages make the timing partial
+    pages_per_s: float | None  # over the pages this run sent; None when none was read
+
+
+@dataclass(frozen=True, slots=True)
+class RunPaused:
+    """Requests wait: ``model`` None is the pod link (every model), else that model's
+    server; sent again with a new reason when it changes (e.g. crashed -> restarting)."""
+
+    model: str | None
+    reason: str  # "link down", "crashed", "unhealthy", "crashed; restarting (attempt 1 of 3)"
+
+
+@dataclass(frozen=True, slots=True)
+class RunResumed:
+    model: str | None
+    paused_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModelStopped:
+    """No more requests go to ``model``: ``reason`` is the error each would get."""
+
+    model: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,5 +168,8 @@ Event = (
     | PageDone
     | PageFailed
     | DocumentDone
+    | RunPaused
+    | RunResumed
+    | ModelStopped
     | RunDone
 )

@@ -8,9 +8,12 @@
     resolve          request -> RunSetup: documents, models, settings, run directory and
                      the run.json inputs (blocking: reads run.json, suites, folders, and
                      generates the sample suite the first time; call it off the loop)
-    start_comparison RunSetup + model URLs -> a started CompareRun: the models answer
-                     /health (else PodUnreachable, exit 3), the run directory is created
-                     or resumed, the run starts; the headless CLI and the dashboard call it
+    start_comparison RunSetup + model URLs (+ the gate: the link's and the models' state,
+                     gate.py) -> a started CompareRun: the models answer /health (else
+                     PodUnreachable, exit 3), the run directory is created or resumed, the
+                     run starts; the headless CLI and the dashboard call it
+    gate_for         the SnapshotGate over a Controller-like source (with its restart
+                     when the request asked for --auto-restart)
 
 Every problem is one line naming the input: InputError/ConfigError (exit 2).
 """
@@ -22,13 +25,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from pydantic import ValidationError
 
 from ocrtui.compare.client import ModelTarget
 from ocrtui.compare.documents import TEXT_LAYER, DocumentSpec, expand_inputs
+from ocrtui.compare.gate import RunGate, SnapshotGate, SnapshotSource
 from ocrtui.compare.pages import ALL_PAGES, parse_page_spec
 from ocrtui.compare.runner import CompareRun, RunPlan, start_run
 from ocrtui.compare.sample_suite import sample_suite_path
@@ -57,6 +61,7 @@ class CompareRequest:
     schedule: str | None = None  # "sequential" | "parallel"
     out: str | None = None  # run directory; default compare.out_dir/<timestamp>
     resume: str | None = None  # continue the run in this directory
+    auto_restart: bool = False  # restart a model whose server crashes mid-run
 
 
 @dataclass(frozen=True)
@@ -190,9 +195,31 @@ def open_store(setup: RunSetup) -> RunStore:
     return RunStore.create(setup.run_dir, setup.info)
 
 
-async def start_comparison(setup: RunSetup, model_url: ModelUrl) -> CompareRun:
-    """Start the run on the running loop; the caller subscribes to its events."""
-    targets = [ModelTarget(m, await model_url(m.name)) for m in setup.models]
-    await check_reachable(targets)
-    store = await asyncio.to_thread(open_store, setup)
-    return start_run(RunPlan(setup.documents, tuple(targets), setup.settings), store)
+class RestartingSource(SnapshotSource, Protocol):
+    async def restart(self, name: str) -> None: ...
+
+
+def gate_for(setup: RunSetup, source: RestartingSource, refresh_s: float) -> SnapshotGate:
+    """The run's gate over the Controller's (or the dashboard source's) snapshots."""
+    return SnapshotGate(
+        source,
+        tuple(m.name for m in setup.models),
+        refresh_s=refresh_s,
+        restart=source.restart if setup.request.auto_restart else None,
+    )
+
+
+async def start_comparison(
+    setup: RunSetup, model_url: ModelUrl, gate: RunGate | None = None
+) -> CompareRun:
+    """Start the run on the running loop; the caller subscribes to its events. The run
+    closes the gate when it ends (and this, when no run starts)."""
+    try:
+        targets = [ModelTarget(m, await model_url(m.name)) for m in setup.models]
+        await check_reachable(targets)
+        store = await asyncio.to_thread(open_store, setup)
+    except BaseException:
+        if gate is not None:
+            await gate.close()
+        raise
+    return start_run(RunPlan(setup.documents, tuple(targets), setup.settings, gate=gate), store)

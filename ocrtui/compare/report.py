@@ -4,8 +4,9 @@ summary.json: ``{"run": {...}, "models": {NAME: {...}}, "documents": {DOC: {...}
 "agreement": {...}}``; each model carries the contract fields (pages_ok, pages_failed,
 latency_cold_s, latency_warm_p50_s, latency_warm_p95_s, throughput_c5_imgs_per_s,
 pages_per_s, cer, cer_lenient, by_category, critical_pass_rate) plus flags and the raw
-speed-phase stats; each document its category, pages, error (None when it ran) and
-pages/s per model.
+speed-phase stats, and ``error``: why the model stopped (ModelStopped), else, when it read
+no page, its first failure (None otherwise); each document its category, pages, error
+(None when it ran) and pages/s per model.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import difflib
 import json
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -60,6 +61,16 @@ class FinishedRun:
     results: Mapping[tuple[str, int, str], PageResult]
     phases: Mapping[tuple[str, str], PhaseRecord]
     tally: Tally
+    stopped: Mapping[str, str] = field(default_factory=dict)  # model -> why it was stopped
+
+
+def _model_error(run: FinishedRun, name: str, mine: list[PageResult]) -> str | None:
+    """Why a model stopped, or the first error of a model that read nothing."""
+    if name in run.stopped:
+        return run.stopped[name]
+    if any(r.ok for r in mine):
+        return None
+    return next((r.error for r in mine if r.error), None)
 
 
 def build_summary(run: FinishedRun) -> dict[str, Any]:
@@ -113,7 +124,7 @@ def build_summary(run: FinishedRun) -> dict[str, Any]:
             "latency_warm_p50_s": phases.get("warm", {}).get("latency_p50_s"),
             "latency_warm_p95_s": phases.get("warm", {}).get("latency_p95_s"),
             "throughput_c5_imgs_per_s": phases.get("throughput", {}).get("imgs_per_s"),
-            "pages_per_s": _r(doc_pages / doc_time) if doc_time > 0 else None,
+            "pages_per_s": _r(doc_pages / doc_time) if doc_pages and doc_time > 0 else None,
             "cer": _r(corpus_cer(strict)),
             "cer_lenient": _r(corpus_cer(lenient)),
             "by_category": {
@@ -132,6 +143,7 @@ def build_summary(run: FinishedRun) -> dict[str, Any]:
             else None,
             "flags": dict(sorted(flags.items())),
             "speed": {p: st for p, st in phases.items() if not p.startswith("document:")},
+            "error": _model_error(run, m.name, mine),
         }
     documents: dict[str, Any] = {}
     for spec in run.specs:
@@ -284,6 +296,9 @@ def render_markdown(summary: dict[str, Any]) -> str:
     rows = [[label, *cells, b] for label, cells, b in comparison_rows(summary)]
     out += _table(["Dimension", *names, base["label"]], rows)
     out.append("")
+    for n in names:
+        if models[n].get("error"):
+            out += [f"**{n} error:** {models[n]['error']}", ""]
     out.append("## Accuracy by category")
     out.append("")
     cats = sorted({c for m in models.values() for c in m["by_category"]})

@@ -6,6 +6,13 @@ accuracy). Speed phases run one model at a time unless ``schedule == "parallel"`
 documents phase runs all models side by side. Pages are rendered in a process pool ahead of
 the requests, at most ``max_rendered_pages`` (split between the models) in memory at once.
 
+Outages: with a gate (gate.py: the link's and each model's state, from the launcher) a
+model's requests wait while the link is down or its server is crashed/unhealthy/restarting
+(RunPaused/RunResumed), and a request that failed transiently while such an outage began is
+sent again once it is over, so it costs no page. A pause longer than
+``outage_budget_s`` stops the run (RunStopped: exit 3, the rest left for --resume). An error
+every request of a model would get (client.fatal_reason) stops that model (ModelStopped).
+
 A :class:`CompareRun` owns its task: consumers (a dashboard screen, the CLI) subscribe,
 may go away and subscribe again (a compact history is replayed, see history.py), and never
 slow the run down.
@@ -31,6 +38,7 @@ from ocrtui.compare.events import (
     DocumentFailed,
     DocumentReady,
     Event,
+    ModelStopped,
     PageDone,
     PageFailed,
     PageStarted,
@@ -39,8 +47,11 @@ from ocrtui.compare.events import (
     PhaseProgress,
     PhaseStarted,
     RunDone,
+    RunPaused,
+    RunResumed,
     RunStarted,
 )
+from ocrtui.compare.gate import LINK, RunGate
 from ocrtui.compare.history import EventHistory
 from ocrtui.compare.profiles import render_target
 from ocrtui.compare.render import RenderedPage, RenderError, RenderPool
@@ -50,6 +61,20 @@ from ocrtui.compare.tally import Tally, score_page
 from ocrtui.config import CompareConfig
 
 SPEED_IMAGES_MAX = 4  # distinct pages cycled through by the speed phases
+OUTAGE_RESENDS_MAX = 20  # times one request is sent again after outages (each one bounded)
+EXIT_UNREACHABLE = 3  # errors.py's code for a pod or model server out of reach
+
+
+class RunStopped(Exception):
+    """The run cannot go on; finished pages are kept and --resume sends the rest."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class ModelHalted(Exception):
+    """Raised to a model's request path once the model is stopped (ModelStopped)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +83,7 @@ class RunPlan:
     models: tuple[ModelTarget, ...]
     settings: CompareConfig
     speed_phases: bool = True
+    gate: RunGate | None = None  # the link's and the models' state; None: never pause
 
     @property
     def render_budget(self) -> int:
@@ -79,6 +105,9 @@ class CompareRun:
         self._started = False
         self._cancel_requested = False
         self.result: RunDone | None = None
+        self.stopped: dict[str, str] = {}  # model -> why no more requests go to it
+        self._stop_codes: dict[str, int] = {}
+        self._paused_since: dict[str | None, float] = {}  # gate key -> start of its pause
 
     # Consumers ------------------------------------------------------------------------------
 
@@ -118,6 +147,7 @@ class CompareRun:
             specs=self.plan.documents,
             documents=tuple(self.documents),
             failed_documents=dict(self.failed_documents),
+            stopped=dict(self.stopped),
             results=self.store.results,
             phases=self.store.phases,
             tally=self.tally,
@@ -137,6 +167,9 @@ class CompareRun:
         )
         cancelled = False
         error: str | None = None
+        stop_code = 0
+        gate = self.plan.gate
+        follow = asyncio.create_task(self._follow_gate(gate)) if gate is not None else None
         try:
             try:
                 if self._cancel_requested:
@@ -147,8 +180,17 @@ class CompareRun:
             except Exception as exc:  # the run breaks, the consumer still gets RunDone
                 while isinstance(exc, ExceptionGroup) and exc.exceptions:
                     exc = exc.exceptions[0]  # TaskGroup wraps the real cause
-                error = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, RunStopped):
+                    error, stop_code = str(exc), exc.exit_code
+                else:
+                    error = f"{type(exc).__name__}: {exc}"
         finally:
+            if follow is not None:
+                follow.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follow
+            if gate is not None:
+                await gate.close()
             pool.close()
             await client.aclose()
         summary: dict[str, Any] = {}
@@ -159,7 +201,12 @@ class CompareRun:
             worst = {(w["doc"], w["page"], w["model"]) for w in summary["worst_pages"]}
             texts = {r.key: r.text or "" async for r in self.store.read_results(worst)}
             report.add_diffs(summary, finished, texts)
-            code = max(report.exit_code(summary), 1 if (cancelled or error) else 0)
+            code = max(
+                report.exit_code(summary),
+                1 if (cancelled or error) else 0,
+                stop_code,
+                *self._stop_codes.values(),
+            )
             await self.store.write_text("summary.json", report.summary_json(summary))
             await self.store.write_text("report.md", report.render_markdown(summary))
         except Exception as exc:  # results.jsonl is intact; the consumer must still hear
@@ -211,15 +258,107 @@ class CompareRun:
             for m in plan.models:
                 tg.create_task(self._documents_phase(m, pool, client))
 
+    # The request path: pauses, outages, stopped models -----------------------------------
+
     async def _request(
         self, client: httpx.AsyncClient, model: ModelTarget, page: RenderedPage
     ) -> Outcome:
+        """One page's request, held while the gate pauses the model and sent again when it
+        failed transiently as an outage began; raises ModelHalted for a stopped model."""
         s = self.plan.settings
-        return await ocr_page(client, model, page, retries=s.retries, timeout_s=s.request_timeout_s)
+        for _ in range(OUTAGE_RESENDS_MAX):
+            self._check_stopped(model.name)
+            await self._hold(model.name)
+            sent = time.monotonic()
+            out = await ocr_page(
+                client, model, page, retries=s.retries, timeout_s=s.request_timeout_s
+            )
+            if out.fatal is not None:
+                self._check_stopped(model.name)  # only the first such failure is a result
+                self._stop_model(model.name, out.fatal)
+                return out
+            if not out.transient or not await self._outage_since(model.name, sent):
+                return out
+        return out
+
+    def _check_stopped(self, model: str) -> None:
+        if model in self.stopped:
+            raise ModelHalted(model)
+
+    def _stop_model(self, model: str, reason: str) -> None:
+        self.stopped[model] = reason
+        auth = reason.startswith(("HTTP 401", "HTTP 403"))
+        self._stop_codes[model] = EXIT_UNREACHABLE if auth else 1
+        self._emit(ModelStopped(model, reason))
+
+    async def _hold(self, model: str) -> None:
+        """Wait while the gate pauses ``model``; RunStopped past ``outage_budget_s``."""
+        gate = self.plan.gate
+        if gate is None:
+            return
+        budget = self.plan.settings.outage_budget_s
+        first = time.monotonic()
+        while True:
+            pauses = gate.pauses()
+            key = LINK if LINK in pauses else model
+            if key not in pauses:
+                return
+            since = min(first, self._paused_since.get(key, first))
+            left = since + budget - time.monotonic()
+            if left <= 0:
+                what = "the link to the pod" if key is LINK else f"model {key}"
+                raise RunStopped(
+                    f"{what}: paused ({pauses[key]}) for more than "
+                    f"outage_budget_s = {budget:g} s; finished pages are kept, "
+                    f"`ocrtui compare --resume {self.store.dir}` sends the rest",
+                    EXIT_UNREACHABLE,
+                )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await gate.changed()
+
+    async def _outage_since(self, model: str, sent: float) -> bool:
+        """Whether the link or the model's server went away after ``sent`` (waiting up to
+        the gate's grace for the watcher to notice)."""
+        gate = self.plan.gate
+        if gate is None:
+            return False
+        deadline = time.monotonic() + gate.grace_s
+        while not (gate.paused_since(LINK, sent) or gate.paused_since(model, sent)):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await gate.changed()
+        return True
+
+    async def _follow_gate(self, gate: RunGate) -> None:
+        """RunPaused when a pause begins or its reason changes, RunResumed when it ends."""
+        paused: dict[str | None, str] = {}
+        while True:
+            now = dict(gate.pauses())
+            for key, why in now.items():
+                if paused.get(key) != why:
+                    self._paused_since.setdefault(key, time.monotonic())
+                    self._emit(RunPaused(key, why))
+            for key in [k for k in paused if k not in now]:
+                since = self._paused_since.pop(key, time.monotonic())
+                self._emit(RunResumed(key, round(time.monotonic() - since, 3)))
+            paused = now
+            await gate.changed()
 
     # Speed phases ----------------------------------------------------------------------------
 
     async def _speed(self, model: ModelTarget, pool: RenderPool, client: httpx.AsyncClient) -> None:
+        try:
+            await self._speed_phases(model, pool, client)
+        except* ModelHalted:
+            pass  # ModelStopped said why
+
+    async def _speed_phases(
+        self, model: ModelTarget, pool: RenderPool, client: httpx.AsyncClient
+    ) -> None:
         s = self.plan.settings
         phases: list[tuple[Phase, int]] = [
             ("cold", 1),
@@ -301,7 +440,9 @@ class CompareRun:
             stats["latency_mean_s"] = round(statistics.fmean(latencies), 4)
         if phase == "throughput":
             stats["concurrency"] = concurrency
-            stats["imgs_per_s"] = round(len(latencies) / wall, 4) if wall > 0 else None
+            # No request answered: nothing was measured (not 0 images/s).
+            measured = latencies and wall > 0
+            stats["imgs_per_s"] = round(len(latencies) / wall, 4) if measured else None
         return stats
 
     # Documents phase -------------------------------------------------------------------------
@@ -312,11 +453,15 @@ class CompareRun:
         total = sum(len(d.pages) for d in self.documents)
         self._emit(PhaseStarted(model.name, "documents", total))
         start = time.monotonic()
-        ok = failed = 0
-        for doc in self.documents:
-            o, f = await self._document(model, doc, pool, client)
-            ok += o
-            failed += f
+        counted = [0, 0]
+        try:
+            for doc in self.documents:
+                o, f = await self._document(model, doc, pool, client)
+                counted[0] += o
+                counted[1] += f
+        except* ModelHalted:
+            pass  # ModelStopped said why; the pages not sent are left for --resume
+        ok, failed = counted
         elapsed = time.monotonic() - start
         stats = {"pages_ok": ok, "pages_failed": failed, "elapsed_s": round(elapsed, 4)}
         self._emit(PhaseDone(model.name, "documents", stats))
@@ -367,7 +512,9 @@ class CompareRun:
                     item[1].cancel()
         elapsed = time.monotonic() - start
         partial = len(todo) < len(doc.pages)
-        pps = None if partial or elapsed <= 0 else round(counts["ok"] / elapsed, 4)
+        # Timed over the pages this run sent (a resumed document's earlier part was timed by
+        # a run whose clock is gone); no page read: no speed.
+        pps = round(counts["ok"] / elapsed, 4) if counts["ok"] and elapsed > 0 else None
         self._emit(DocumentDone(model.name, doc.name, counts["ok"], counts["failed"], elapsed, pps))
         await self.store.add_phase(
             PhaseRecord(
@@ -388,6 +535,10 @@ class CompareRun:
         client: httpx.AsyncClient,
         counts: dict[str, int],
     ) -> None:
+        if model.name in self.stopped:
+            if isinstance(render, asyncio.Future):
+                render.cancel()
+            raise ModelHalted(model.name)
         self._emit(PageStarted(model.name, doc.name, page))
         try:
             image = await render

@@ -9,17 +9,18 @@ over a Pod lives in ``ocrtui.monitor.agent_monitor``.
 - `agent_samples.parse_line(str) -> AgentSample` (typed: `GpuSample`, `GpuProc`, `VllmProc`,
   `LocalProc`, `PortOwner`); raises `ProtocolMismatch` / `SampleError`.
   `GpuSample.status_fields()` == `status.GpuStatus`'s device fields.
-- `attribution.attribute(sample, models: [ModelRef(name, port, log_name)], launches:
+- `attribution.attribute(sample, models: [ModelRef(name, port, log_name = the log path)], launches:
   [LaunchRecord], known) -> Attribution` — pure. `Attribution.rows: [Row]` (`model` is the
   served name, `"orphan:<name>"`, `"orphan:?"`, or None; `kind` model/orphan/other/
   unattributed; `Row.owner` (the model without the prefix); `Row.status_fields()` ==
-  `status.ProcessStatus` fields), `.models[name]:
+  `status.ProcessStatus`
+  fields), `.models[name]:
   ModelUsage(server_pid, port_state, tree_pids, orphan_pids, used_mib, orphan_mib, held_mib)`,
   `.gpus: [GpuUsage(index, used_mib, rows_mib, other_mib, unattributed_mib, model_mib,
   orphan_mib, other_rows_mib)]` (rows_mib + other_mib == used_mib; other_mib is memory no
-  row holds; `owner_other_mib` = other_rows_mib + other_mib), `.orphans: [Orphan(pid,
-  model, used_mib|None, title)]`, `.known` (pid memory to feed back). Rules are in
-  attribution.py's docstring.
+  row holds; `owner_other_mib` = other_rows_mib + other_mib), `.orphans: [Orphan(pid, model,
+  used_mib|None, title, rss_mib)]`, `.known`
+  (pid memory to feed back). Rules are in the module docstring.
 - `agent_monitor.AgentMonitor(pod, pod_config, models, *, clock=, backoff_s=)` (imports
   `ocrtui.pod`, hence pydantic; `ocrtui.monitor` itself does not import it):
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -90,10 +89,7 @@ class AgentMonitor:
     ) -> None:
         self.pod = pod
         self.pod_config = pod_config
-        self.refs = tuple(
-            ModelRef(m.name, m.port, os.path.basename(m.log_path(pod_config.workdir)))
-            for m in models
-        )
+        self.refs = tuple(ModelRef(m.name, m.port, m.log_path(pod_config.workdir)) for m in models)
         self.argv = agent_argv(pod_config, [m.port for m in models])
         self._source = AGENT_SOURCE.read_text(encoding="utf-8")
         self._clock = clock

@@ -93,7 +93,9 @@ class VllmProc:
     """A vLLM-looking process on the pod, whether or not NVML lists it."""
 
     pid: int
-    kind: str  # "api", "engine" or "worker"
+    # "api", "engine", "worker"; "tracker" (multiprocessing's resource tracker) and
+    # "spawned" (a spawned child not retitled yet) in a vLLM process group
+    kind: str
     title: str
     ppid: int
     pgid: int
@@ -105,6 +107,7 @@ class VllmProc:
     port: int | None = None  # API servers: --port (vLLM's default 8000)
     model: str | None = None
     state: str = ""
+    rss_mib: int | None = None  # resident memory (what a CPU vLLM holds)
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class AgentSample:
     host: str = ""
     agent_pid: int | None = None
     fd_unreadable: int = 0
+    mem_available_mib: int | None = None  # the pod's MemAvailable (host RAM for a CPU vLLM)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -204,6 +208,7 @@ def parse_sample(data: dict[str, Any]) -> AgentSample:
                 port=_opt_int(v.get("port")),
                 model=v.get("model"),
                 state=str(v.get("state", "")),
+                rss_mib=_opt_int(v.get("rss_mib")),
             )
             for v in data.get("vllm", [])
         )
@@ -238,6 +243,7 @@ def parse_sample(data: dict[str, Any]) -> AgentSample:
             host=str(data.get("host", "")),
             agent_pid=_opt_int(data.get("agent_pid")),
             fd_unreadable=int(data.get("fd_unreadable", 0)),
+            mem_available_mib=_opt_int(data.get("mem_available_mib")),
             raw=data,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -3,18 +3,24 @@
 Pure functions over one :class:`AgentSample` (standard library only, so the GPU benchmark can
 run them on a bare machine). The rules, in order:
 
-* A row belongs to model M when its process is in M's tree: the process that owns M's port
-  (listening, or bound while vLLM loads), its descendants, or its process group.
-* A vLLM process (API server, ``VLLM::EngineCore``, ``VLLM::Worker*``) or a child of one that
-  is in no model's tree is an orphan of the model it belongs to: ``kill -9`` of an API server
-  leaves its EngineCore reparented to init, still holding its memory, while the port is free
-  or already served by a new tree. Its model is found from its API server's argv, an API
-  server among its ancestors or in its process group, an earlier sample, the server pid the
-  tool launched, or the log file its stdout points at; ``orphan:?`` when none says.
+* A process belongs to model M when it is in M's tree: every live API server of M (served
+  name and port match, whatever its port state: vLLM binds early, listens last, and on
+  some kernels a bound socket is only seen when asked for it) and the process that owns
+  M's port, their descendants and their process groups. So a starting EngineCore (or the
+  Worker that holds the VRAM) is M's for every observer, with or without a launch record.
+* A vLLM process (API server, ``VLLM::EngineCore``, ``VLLM::Worker*``, the resource tracker
+  or a spawned child in a vLLM group) or a child of one that is in no model's tree and
+  under no live API server is an orphan of the model it belongs to: ``kill -9`` of an API
+  server leaves its EngineCore reparented to init, still holding its memory (VRAM, or RAM
+  on a CPU build), while the port is free or already served by a new tree. Its model is
+  found from its API server's argv, an API server among its ancestors or in its process
+  group, an earlier sample, the server pid the tool launched, or the model's log path its
+  stdout points at; ``orphan:?`` when none says (listed only while it holds the GPU).
 * Container case (NVML reports host pids this pod cannot see): such rows are still shown with
   their memory, attributed by the NVML pid-set difference across each launch the tool did,
-  else by the local ``/dev/nvidia*`` holders when they all belong to one label; what remains
-  is unattributed (None).
+  else by the local ``/dev/nvidia*`` holders (the agent aside) when they all belong to one
+  label and are as many as the rows left; what remains is unattributed (None). No row's
+  memory goes to a model its tree cannot account for.
 * Per GPU, the rows plus "driver/other" add up to the device's used memory; the owner
   breakdown (:class:`GpuUsage`: per model, orphans, other, unattributed) is what the
   dashboard draws and ``status --json`` reports, unchanged.
@@ -22,7 +28,6 @@ run them on a bare machine). The rules, in order:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -41,7 +46,19 @@ class ModelRef:
 
     name: str
     port: int
-    log_name: str | None = None  # basename of its log file: recognises a detached orphan
+    # Its log file as configured (absolute, "~/...", or a bare name): the stdout of a
+    # detached orphan points at it.
+    log_name: str | None = None
+
+    def writes_log(self, stdout: str) -> bool:
+        """``stdout`` (an fd target, always absolute) is this model's log file."""
+        log = self.log_name
+        if not log or not stdout.startswith("/"):
+            return False
+        if log.startswith("/"):
+            return stdout == log
+        # Relative to the pod's home or login directory, unknown here: compare the rest.
+        return stdout.endswith("/" + log.removeprefix("~/"))
 
 
 @dataclass(frozen=True)
@@ -96,8 +113,9 @@ class Row:
 class Orphan:
     pid: int  # a pid of this pod's namespace, signalable
     model: str  # served name, or "?" when nothing says
-    used_mib: int | None  # None when NVML's row for it is not visible from here
+    used_mib: int | None  # None when NVML lists no row for it that is visible from here
     title: str
+    rss_mib: int | None = None  # its resident memory, as the agent read it
 
 
 @dataclass(frozen=True)
@@ -167,6 +185,12 @@ def _locals(sample: AgentSample) -> dict[int, _Local]:
     return out
 
 
+def _serves(v: VllmProc, m: ModelRef) -> bool:
+    """A live API server of ``m``: its served name and its port both match (a zombie is no
+    server)."""
+    return v.kind == "api" and v.served == m.name and v.port == m.port and v.state != "Z"
+
+
 def _model_of_api(v: VllmProc, models: Sequence[ModelRef]) -> str | None:
     if v.kind != "api":
         return None
@@ -198,19 +222,23 @@ class _Resolver:
             owner = sample.ports.get(m.port)
             pid = owner.pid if owner else None
             self.owners[m.name] = (pid, owner.state if owner else None)
-            tree: set[int] = set()
+            # The port owner's tree, and every live API server of the model whatever its
+            # port state: vLLM binds late on some kernels' view and listens last, and its
+            # EngineCore is never an orphan while its server lives.
+            roots: dict[int, int | None] = {
+                v.pid: v.pgid for v in self.apis.values() if _serves(v, m)
+            }
             if pid is not None:
                 lpgid = owner.pgid if owner and owner.pgid is not None else None
                 if lpgid is None and pid in self.local:
                     lpgid = self.local[pid].pgid
-                tree.add(pid)
-                for loc in self.local.values():
-                    if pid in loc.ancestors or (
-                        lpgid is not None and lpgid > 1 and loc.pgid == lpgid
-                    ):
-                        tree.add(loc.pid)
+                roots[pid] = lpgid
+            tree: set[int] = set(roots)
+            groups = {g for g in roots.values() if g is not None and g > 1}
+            for loc in self.local.values():
+                if loc.pgid in groups or any(a in roots for a in loc.ancestors):
+                    tree.add(loc.pid)
             self.trees[m.name] = tree
-        self.in_launch = {r.model for r in launches if r.after is None}
 
     def tree_of(self, pid: int) -> str | None:
         for name, tree in self.trees.items():
@@ -248,15 +276,14 @@ class _Resolver:
         for r in reversed(self.launches):
             if r.server_pid is not None and r.server_pid in (v.pid, v.pgid):
                 return r.model
-        if v.stdout:
-            base = os.path.basename(v.stdout)
-            for m in self.models:
-                if m.log_name and base == m.log_name:
-                    return m.name
+        for m in self.models:
+            if m.writes_log(v.stdout):
+                return m.name
         return None
 
     def has_live_api(self, v: VllmProc) -> bool:
-        return v.kind == "api" or v.pgid in self.apis or any(a in self.apis for a in v.ancestors)
+        live = {pid for pid, api in self.apis.items() if api.state != "Z"}
+        return v.pid in live or v.pgid in live or any(a in live for a in v.ancestors)
 
     def label_local(self, pid: int) -> tuple[str | None, RowKind, str]:
         """(label, kind, via) for a process of this namespace."""
@@ -267,12 +294,9 @@ class _Resolver:
         if v is None:
             return None, "other", "none"
         name = self.model_of(v)
-        if name is None and self.has_live_api(v):
-            return None, "other", "none"  # a live vLLM serving a model we were not told about
-        # A server that is still starting may not own its port yet; the tool said it is
-        # launching this model, and the server is alive, so it is not leaked.
-        if name in self.in_launch and self.has_live_api(v):
-            return name, "model", "launch"
+        if self.has_live_api(v):
+            # A live vLLM serving a model we were not told about (ours are trees above).
+            return None, "other", "none"
         return ORPHAN_PREFIX + (name or UNKNOWN_MODEL), "orphan", "orphan"
 
 
@@ -287,20 +311,36 @@ def attribute(
     visible_pids = {p.pid for p in sample.procs if p.visible}
 
     # Local processes holding the GPU that no visible row accounts for: in a container
-    # these are the owners of the invisible rows.
-    unmatched_labels: set[str | None] = set()
-    for pid in sorted(set(res.local) - visible_pids):
+    # these are the owners of the invisible rows. The agent opens the device files itself.
+    unmatched: list[str | None] = []
+    for pid in sorted(set(res.local) - visible_pids - {sample.agent_pid}):
         loc = res.local[pid]
         holds = any(h.pid == pid for h in sample.nvidia_holders) or (
             loc.vllm is not None and loc.vllm.nvidia
         )
         if holds:
-            unmatched_labels.add(res.label_local(pid)[0])
+            unmatched.append(res.label_local(pid)[0])
+    unmatched_labels = set(unmatched)
 
     launched: dict[int, str] = {}
     for r in launches:
         for pid in r.new_pids:
             launched[pid] = r.model
+
+    # Invisible rows no launch explains go to the holders' label only when the holders can
+    # account for every one of them: one label, and as many holders as rows. A row of a
+    # process outside the pod (another tenant) must never become a model's memory.
+    rest = list(unmatched)
+    for p in sample.procs:
+        if not p.visible and p.pid in launched:
+            for claimed in (launched[p.pid], ORPHAN_PREFIX + launched[p.pid]):
+                if claimed in rest:
+                    rest.remove(claimed)
+                    break
+    unexplained = [p for p in sample.procs if not p.visible and p.pid not in launched]
+    holders_label = (
+        rest[0] if rest and len(set(rest)) == 1 and len(rest) == len(unexplained) else None
+    )
 
     for p in sample.procs:
         used = p.used_mib or 0
@@ -312,11 +352,11 @@ def attribute(
             name = launched[p.pid]
             label, kind = _container_label(name, unmatched_labels)
             rows.append(Row(p.pid, p.gpu, used, label, kind, "", False, "launch", p.simulated))
-        elif len(unmatched_labels) == 1 and None not in unmatched_labels:
-            (label,) = unmatched_labels
-            assert label is not None
-            kind = "orphan" if label.startswith(ORPHAN_PREFIX) else "model"
-            rows.append(Row(p.pid, p.gpu, used, label, kind, "", False, "holders", p.simulated))
+        elif holders_label is not None:
+            kind = "orphan" if holders_label.startswith(ORPHAN_PREFIX) else "model"
+            rows.append(
+                Row(p.pid, p.gpu, used, holders_label, kind, "", False, "holders", p.simulated)
+            )
         else:
             rows.append(
                 Row(p.pid, p.gpu, used, None, "unattributed", "", False, "none", p.simulated)
@@ -376,16 +416,22 @@ def _container_label(model: str, unmatched_labels: set[str | None]) -> tuple[str
 
 
 def _orphans(sample: AgentSample, res: _Resolver, rows: Iterable[Row]) -> tuple[Orphan, ...]:
+    rss = {v.pid: v.rss_mib for v in sample.vllm}
     out: dict[int, Orphan] = {}
     for r in rows:
         if r.visible and r.kind == "orphan" and r.model:
-            out[r.pid] = Orphan(r.pid, r.model[len(ORPHAN_PREFIX) :], r.used_mib, r.title)
-    # Container case: the leaked process is visible locally as a /dev/nvidia* holder even
-    # though its NVML row is not; its memory is in an invisible row.
+            model = r.model[len(ORPHAN_PREFIX) :]
+            out[r.pid] = Orphan(r.pid, model, r.used_mib, r.title, rss.get(r.pid))
+    # Leaked vLLM processes NVML does not list: a CPU build's EngineCore, Worker and resource
+    # tracker (host RAM), or, in a container, a /dev/nvidia* holder whose row is invisible.
+    # One of no known model counts only while it holds the GPU: it may be someone else's.
     for v in sample.vllm:
-        if v.pid in out or not v.nvidia:
+        if v.pid in out or v.state == "Z":
             continue
         label, kind, _ = res.label_local(v.pid)
-        if kind == "orphan" and label:
-            out[v.pid] = Orphan(v.pid, label[len(ORPHAN_PREFIX) :], None, v.title)
+        if kind != "orphan" or not label:
+            continue
+        model = label[len(ORPHAN_PREFIX) :]
+        if v.nvidia or model != UNKNOWN_MODEL:
+            out[v.pid] = Orphan(v.pid, model, None, v.title, v.rss_mib)
     return tuple(sorted(out.values(), key=lambda o: o.pid))

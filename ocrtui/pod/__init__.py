@@ -30,6 +30,11 @@ closed stream, a cancelled or timed-out `run`, and `close()` kill that process g
 direct-tcpip channel per client on the current connection (closed at once while down).
 Test fixtures: `tests/plugins/sshd.py` (`sshd`, `ssh_pod`; `sshd.pod_config()`,
 `sshd.make_pod()`, `sshd.stop()/start()`). User docs: docs/pod.md.
+
+Power state (`provider.py`, `[pod.provider]`): `provider_state(cfg) -> ProviderState(state
+"running"|"stopped"|"unknown", detail, failed)`, `provider_start(cfg)`; the commands run on
+the operator's machine as local subprocesses (own process group, killed on `timeout_s`),
+never over SSH. `provider_command(config, "status"|"start")` is `ocrtui pod`.
 """
 
 from ocrtui.pod.base import CommandResult, ConnState, Pod, PodConnectionLost

@@ -1,8 +1,11 @@
 """The API server process: vLLM's OpenAI-compatible HTTP surface over starlette + uvicorn.
 
-The launching process is the API server (argv unchanged, as with ``vllm serve``). It spawns
-the ``VLLM::EngineCore`` child, waits for it, and only then listens on the port (bound
-early, so "address in use" fails at once, but connections are refused until ready).
+The launching process is the API server (argv unchanged, as with ``vllm serve``). Like
+vLLM 0.32 it starts multiprocessing's resource tracker and spawns the ``VLLM::EngineCore``
+child (which spawns its ``VLLM::Worker``), waits for it, and only then listens on the port
+(bound early, so "address in use" fails at once, but connections are refused until ready).
+Log lines, error bodies and metric families are vLLM 0.32's; ocrtui/sim/fidelity.py holds
+the simulator to recorded real output and lists where it deliberately differs.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import binascii
 import contextlib
 import io
 import json
+import logging
 import secrets
 import signal
 import socket
@@ -22,6 +26,7 @@ import traceback
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field, replace
+from multiprocessing import resource_tracker
 from typing import Any
 
 import uvicorn
@@ -35,6 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ocrtui.sim import ipc, vlog
 from ocrtui.sim.args import ServeArgs
+from ocrtui.sim.memory import BLOCK_SIZE
 from ocrtui.sim.metrics import CONTENT_TYPE, SimMetrics
 from ocrtui.sim.model_numbers import ModelNumbers, count_tokens, numbers_for
 from ocrtui.sim.version import VLLM_VERSION
@@ -45,6 +51,7 @@ ENGINE_STOP_TIMEOUT_S = 5.0
 STATS_INTERVAL_S = 10.0
 TEMPLATE_TOKENS_PER_MESSAGE = 6
 ENGINE_DEAD_MESSAGE = "EngineCore encountered an issue. See stack trace (above) for the root cause."
+SYSTEM_FINGERPRINT = f"vllm-{VLLM_VERSION}"
 
 
 class BadRequest(Exception):
@@ -99,6 +106,10 @@ class EngineClient:
 
     async def start(self) -> None:
         parent, child = socket.socketpair()
+        # vLLM's children inherit the tracker's pipe, so it outlives a SIGKILLed API server
+        # for as long as they live, and goes when the last of them does.
+        tracker_fd = resource_tracker.getfd()
+        assert tracker_fd is not None
         with child:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -106,7 +117,9 @@ class EngineClient:
                 "ocrtui.sim.engine_core",
                 "--fd",
                 str(child.fileno()),
-                pass_fds=(child.fileno(),),
+                "--tracker-fd",
+                str(tracker_fd),
+                pass_fds=(child.fileno(), tracker_fd),
                 stdin=asyncio.subprocess.DEVNULL,
             )
         self.reader, self.writer = await asyncio.open_unix_connection(sock=parent)
@@ -122,7 +135,12 @@ class EngineClient:
                 "Engine core initialization failed. See root cause above. Failed core proc(s): {}"
             )
         self.info = frame[1]
-        self.metrics = SimMetrics(self.args, int(self.info["num_gpu_blocks"]))
+        self.metrics = SimMetrics(
+            self.args,
+            int(self.info["num_gpu_blocks"]),
+            int(self.info["max_model_len"]),
+            BLOCK_SIZE,
+        )
 
     async def run(self) -> None:
         """Dispatch engine frames until the engine goes away."""
@@ -134,10 +152,17 @@ class EngineClient:
                 break
             self._on_frame(frame)
         if not self.stopping:
-            vlog.error(
-                "core_client.py:600",
-                "Engine core proc EngineCore died unexpectedly, shutting down client.",
+            # vLLM's process monitor sees the death first and "stops" the dead process.
+            vlog.info(
+                "utils.py:628", "[shutdown] Process manager: send sigterm to process EngineCore"
             )
+            vlog.warning(
+                "core_client.py:817",
+                "[shutdown] MPClient: engine core exited unexpectedly; starting cleanup",
+            )
+            vlog.info("core_client.py:770", "[shutdown] MPClient: start timeout=default")
+            vlog.info("core_client.py:772", "[shutdown] MPClient: stopping engine manager")
+            self._log_client_stopped()
         self.dead.set()
         for tracked in self.requests.values():
             tracked.queue.put_nowait(("error", tracked.rid, ENGINE_DEAD_MESSAGE))
@@ -158,6 +183,7 @@ class EngineClient:
                 tracked.first_token = now
                 m.ttft.observe(now - tracked.arrival)
                 m.prompt_tokens.inc(tracked.prompt_tokens)
+                m.prompt_tokens_computed.inc(tracked.prompt_tokens)
                 self.interval_prompt += tracked.prompt_tokens
             else:
                 gap = now - (tracked.last_token or now)
@@ -176,8 +202,9 @@ class EngineClient:
         running = [t for t in self.requests.values() if t.admitted is not None]
         self.metrics.running.set(len(running))
         self.metrics.waiting.set(len(self.requests) - len(running))
+        self.metrics.waiting_capacity.set(len(self.requests) - len(running))
         blocks = int(self.info.get("num_gpu_blocks", 0)) or 1
-        used = sum(-(-(t.prompt_tokens + t.generated) // 16) for t in running)
+        used = sum(-(-(t.prompt_tokens + t.generated) // BLOCK_SIZE) for t in running)
         self.kv_usage = min(1.0, used / blocks)
         self.metrics.kv_usage.set(self.kv_usage)
 
@@ -220,26 +247,51 @@ class EngineClient:
         m.request_generation_tokens.observe(t.generated)
         if t.admitted is not None:
             m.prefill_time.observe((t.first_token or now) - t.admitted)
+            m.inference_time.observe(now - t.admitted)
         if t.first_token is not None:
             m.decode_time.observe((t.last_token or now) - t.first_token)
 
     async def stop(self) -> None:
-        """SIGTERM the EngineCore and wait for it; SIGKILL it if it does not go."""
+        """SIGTERM the EngineCore and wait for it; SIGKILL it if it does not go.
+
+        vLLM 0.32 (shutdown timeout 0) SIGKILLs its EngineCore and Worker at once and says
+        so; the simulator logs the same lines but gives its EngineCore the time to release
+        its simulated memory and stop its Worker, so nothing is left holding memory.
+        """
         self.stopping = True
         if self.proc is None or self.proc.returncode is not None:
             return
+        vlog.info("core_client.py:770", "[shutdown] MPClient: start timeout=0s")
+        vlog.info("core_client.py:772", "[shutdown] MPClient: stopping engine manager")
+        vlog.info("utils.py:628", "[shutdown] Process manager: send sigterm to process EngineCore")
         with contextlib.suppress(ProcessLookupError):
             self.proc.send_signal(signal.SIGTERM)
+        vlog.warning(
+            "utils.py:648", "[shutdown] Process manager: force killing remaining processes count=1"
+        )
+        vlog.warning(
+            "utils.py:653",
+            f"[shutdown] Process manager: force killing remaining process EngineCore "
+            f"pid {self.proc.pid}",
+        )
         try:
             await asyncio.wait_for(self.proc.wait(), ENGINE_STOP_TIMEOUT_S)
         except TimeoutError:
-            vlog.warning(
-                "utils.py:626",
-                "[shutdown] Process manager: force killing remaining processes count=1",
-            )
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
             await self.proc.wait()
+        if worker := self.info.get("worker_pid"):
+            vlog.warning(
+                "system_utils.py:225",
+                f"[shutdown] force killing sub process VLLM::Worker pid {worker}",
+            )
+        self._log_client_stopped()
+
+    @staticmethod
+    def _log_client_stopped() -> None:
+        vlog.info("core_client.py:774", "[shutdown] MPClient: engine manager stopped")
+        vlog.info("core_client.py:775", "[shutdown] MPClient: cleaning up background resources")
+        vlog.info("core_client.py:777", "[shutdown] MPClient: complete")
 
     async def log_stats(self) -> None:
         """vLLM's periodic ``Engine 000:`` line, while there is anything to report."""
@@ -252,7 +304,7 @@ class EngineClient:
             if not (self.interval_prompt or self.interval_generation or self.requests):
                 continue
             vlog.info(
-                "loggers.py:273",
+                "loggers.py:335",
                 f"Engine 000: Avg prompt throughput: "
                 f"{self.interval_prompt / STATS_INTERVAL_S:.1f} tokens/s, Avg generation "
                 f"throughput: {self.interval_generation / STATS_INTERVAL_S:.1f} tokens/s, "
@@ -295,7 +347,13 @@ def parse_chat(body: Any, client: EngineClient) -> ChatRequest:
         raise BadRequest("request body must be a JSON object")
     model = body.get("model")
     if model is not None and model != args.name:
-        raise BadRequest(f"The model `{model}` does not exist.", 404, "NotFoundError", "model")
+        message = f"The model `{model}` does not exist. Valid aliases: {args.name}."
+        vlog.error(
+            "serving.py:274",
+            f"Error with model error=ErrorInfo(message={message!r}, type='NotFoundError', "
+            "param='model', code=404)",
+        )
+        raise BadRequest(message, 404, "NotFoundError", "model")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' must be a non-empty list", param="messages")
@@ -322,31 +380,51 @@ def parse_chat(body: Any, client: EngineClient) -> ChatRequest:
                 raise BadRequest(
                     f"unsupported content part type {part.get('type')!r}", param="messages"
                 )
+    max_model_len = int(client.info["max_model_len"])
+    requested = body.get("max_completion_tokens") or body.get("max_tokens")
+    if requested is not None and (not isinstance(requested, int) or requested < 1):
+        raise BadRequest(
+            f"max_tokens must be at least 1, got {requested}. "
+            f"(parameter=max_tokens, value={requested})",
+            param="max_tokens",
+        )
+    if requested is not None and requested > max_model_len:
+        raise BadRequest(
+            f"max_tokens={requested} cannot be greater than max_model_len={max_model_len}. "
+            f"Please request fewer output tokens. (parameter=max_tokens, value={requested})",
+            param="max_tokens",
+        )
+    _check_number(body, "temperature", 0.0, None)
+    _check_number(body, "top_p", 0.0, 1.0, open_low=True)
+    if not images and prompt_tokens > max_model_len:
+        # vLLM tokenizes one token past the limit, so it reports max_model_len + 1.
+        at_least = max_model_len + 1
+        raise BadRequest(
+            f"This model's maximum context length is {max_model_len} tokens. However, your "
+            f"prompt contains at least {at_least} input tokens, which exceeds this limit even "
+            "without any output tokens. Please reduce the length of the input prompt. "
+            f"(parameter=input_tokens, value={at_least})",
+            param="input_tokens",
+        )
     if len(images) > args.image_limit:
         raise BadRequest(
-            f"At most {args.image_limit} image(s) may be provided in one prompt. "
-            "Set `--limit-mm-per-prompt` to increase this limit."
+            f"At most {args.image_limit} image(s) may be provided in one prompt. (parameter=image)",
+            param="image",
         )
     for data in images:
         try:
             with Image.open(io.BytesIO(data)) as img:
                 width, height = img.size
         except (UnidentifiedImageError, OSError):
-            raise BadRequest("cannot identify image file in image_url") from None
+            raise BadRequest(
+                "Failed to load image: cannot identify image file <_io.BytesIO object>"
+            ) from None
         prompt_tokens += profile.image_tokens(width, height)
-    max_model_len = int(client.info["max_model_len"])
     if prompt_tokens > max_model_len:
         raise BadRequest(
-            f"The decoder prompt (length {prompt_tokens}) is longer than the maximum model "
-            f"length of {max_model_len}. Make sure that `max_model_len` is no smaller than the "
-            "number of text tokens plus multimodal tokens. For image inputs, the number of image "
-            "tokens depends on the number of images, and possibly their aspect ratios as well."
+            f"Input length ({prompt_tokens}) exceeds model's maximum context length "
+            f"({max_model_len})."
         )
-    requested = body.get("max_completion_tokens") or body.get("max_tokens")
-    if requested is not None and (not isinstance(requested, int) or requested < 1):
-        raise BadRequest(f"max_tokens must be at least 1, got {requested}.", param="max_tokens")
-    _check_number(body, "temperature", 0.0, None)
-    _check_number(body, "top_p", 0.0, 1.0, open_low=True)
     if body.get("n", 1) != 1:
         raise BadRequest("n must be 1 in the simulator", param="n")
     room = max(1, max_model_len - prompt_tokens)
@@ -368,12 +446,62 @@ def _check_number(
         return
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise BadRequest(f"{key} must be a number, got {value!r}.", param=key)
+    value = float(value)
     if value < low or (open_low and value == low) or (high is not None and value > high):
-        bound = f"({low}, {high}]" if open_low else f">= {low}"
-        raise BadRequest(f"{key} must be in {bound}, got {value}.", param=key)
+        # vLLM's SamplingParams wording, e.g. "temperature must be non-negative, got -1.0."
+        rule = f"in ({low:g}, {high:g}]" if open_low else "non-negative"
+        raise BadRequest(
+            f"{key} must be {rule}, got {value}. (parameter={key}, value={value})", param=key
+        )
 
 
 # -- HTTP ---------------------------------------------------------------------------------
+
+
+def _bad_json(exc: json.JSONDecodeError) -> JSONResponse:
+    """FastAPI's request validation error for a body that is not JSON, as vLLM returns it."""
+    loc = f"body.{exc.pos}"
+    detail = {
+        "type": "json_invalid",
+        "loc": loc,
+        "msg": "JSON decode error",
+        "input": "<dict of 0 items>",
+        "ctx": {"error": exc.msg},
+    }
+    return error_response(f"1 validation error:\n  {detail!r}", 400, "Bad Request", loc)
+
+
+class HttpCounter:
+    """Feeds ``http_*`` in /metrics like vLLM's prometheus-fastapi-instrumentator: the route
+    (``none`` when no route matches path and method), method, status class, sizes, time."""
+
+    def __init__(self, app: ASGIApp, client: EngineClient) -> None:
+        self.app, self.client = app, client
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.client.metrics is None:
+            await self.app(scope, receive, send)
+            return
+        http = self.client.metrics.http
+        method, path = scope["method"], scope["path"]
+        handler = path if (path, method) in ROUTES else "none"
+        headers = dict(scope["headers"])
+        in_bytes = int(headers.get(b"content-length", b"0") or 0)
+        status, out_bytes, t0 = 500, 0, time.perf_counter()
+
+        async def counting_send(message: Any) -> None:
+            nonlocal status, out_bytes
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                for key, value in message.get("headers", []):
+                    if key.lower() == b"content-length":
+                        out_bytes = int(value)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            http.observe(handler, method, status, in_bytes, out_bytes, time.perf_counter() - t0)
 
 
 class ApiKeyGuard:
@@ -440,14 +568,16 @@ def build_app(client: EngineClient) -> ASGIApp:
     async def chat(request: Request) -> Response:
         try:
             body = json.loads(await request.body())
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
+            return _bad_json(exc)
+        except ValueError as exc:  # not UTF-8
             return error_response(f"Invalid JSON body: {exc}", 400, "BadRequestError")
         try:
             req = parse_chat(body, client)
             frames = client.generate(req.prompt_tokens, req.images, req.max_tokens)
         except BadRequest as exc:
             return error_response(str(exc), exc.status, exc.kind, exc.param)
-        cid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        cid, now = f"chatcmpl-{uuid.uuid4().hex[:16]}", int(time.time())
         if req.stream:
             return StreamingResponse(
                 _sse(frames, req, cid, now, args.name), media_type="text/event-stream"
@@ -474,23 +604,35 @@ def build_app(client: EngineClient) -> ASGIApp:
                         "index": 0,
                         "message": {
                             "role": "assistant",
-                            "reasoning_content": None,
                             "content": "".join(text),
-                            "tool_calls": [],
+                            "refusal": None,
+                            "annotations": None,
+                            "audio": None,
+                            "function_call": None,
+                            "reasoning": None,
                         },
                         "logprobs": None,
                         "finish_reason": finish,
                         "stop_reason": None,
+                        "token_ids": None,
+                        "routed_experts": None,
                     }
                 ],
+                "service_tier": None,
+                "system_fingerprint": SYSTEM_FINGERPRINT,
                 "usage": {
                     "prompt_tokens": req.prompt_tokens,
                     "total_tokens": req.prompt_tokens + generated,
                     "completion_tokens": generated,
                     "prompt_tokens_details": None,
+                    "completion_tokens_details": None,
                 },
                 "prompt_logprobs": None,
+                "prompt_token_ids": None,
+                "prompt_text": None,
                 "kv_transfer_params": None,
+                "ec_transfer_params": None,
+                "metrics": None,
             }
         )
 
@@ -508,7 +650,7 @@ def build_app(client: EngineClient) -> ASGIApp:
         Route("/v1/chat/completions", chat, methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
-    return ApiKeyGuard(app, args.api_key)
+    return HttpCounter(ApiKeyGuard(app, args.api_key), client)
 
 
 async def _sse(
@@ -587,9 +729,9 @@ def _log_config() -> dict[str, Any]:
     config: dict[str, Any] = json.loads(json.dumps(uvicorn.config.LOGGING_CONFIG))
     for formatter in config["formatters"].values():
         formatter["use_colors"] = False
-    # Through our prefixed streams, resolved when uvicorn configures logging.
-    config["handlers"]["default"]["stream"] = "ext://sys.stdout"
-    config["handlers"]["access"]["stream"] = "ext://sys.stdout"
+    # vLLM 0.32 leaves uvicorn's lines bare: past the (APIServer pid=N) prefixing stream.
+    config["handlers"]["default"]["stream"] = "ext://sys.__stdout__"
+    config["handlers"]["access"]["stream"] = "ext://sys.__stdout__"
     return config
 
 
@@ -600,26 +742,55 @@ class _Server(uvicorn.Server):
         yield
 
 
+def _no_finished_line(record: logging.LogRecord) -> bool:
+    # vLLM 0.32 exits on SIGTERM before uvicorn says "Finished server process [N]".
+    return not record.getMessage().startswith("Finished server process")
+
+
 def bind(args: ServeArgs) -> socket.socket:
     """Bind now, listen only once the engine is ready (connections refused until then)."""
-    sock = socket.socket(socket.AF_INET6 if ":" in (args.host or "") else socket.AF_INET)
+    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host or "127.0.0.1", args.port))
+    sock.bind((args.host, args.port))
     return sock
 
 
 def log_startup(args: ServeArgs, profile: ModelNumbers) -> None:
-    vlog.info("api_server.py:1287", f"vLLM API server version {VLLM_VERSION}")
-    vlog.info("utils.py:233", f"non-default args: {args.non_default}")
+    vlog.banner(VLLM_VERSION, args.model)
+    vlog.info("api_utils.py:286", f"non-default args: {args.non_default}")
     vlog.warning(
         "sim.py:1",
         f"SIMULATED: ocrtui sim-vllm stands in for vLLM (OCR engine "
         f"{args.engine!r}); no model weights are loaded",
     )
-    vlog.info("model.py:540", f"Resolved architecture: {profile.architecture}")
+    vlog.info("model.py:733", f"Resolved architecture: {profile.architecture}")
     vlog.info(
-        "model.py:1606",
+        "model.py:2152",
         f"Using max model len {args.max_model_len or profile.default_max_model_len}",
+    )
+
+
+ROUTES = (
+    ("/load", "GET"),
+    ("/version", "GET"),
+    ("/health", "GET"),
+    ("/metrics", "GET"),
+    ("/v1/models", "GET"),
+    ("/ping", "GET"),
+    ("/ping", "POST"),
+    ("/v1/chat/completions", "POST"),
+)
+
+
+def _log_engine_dead() -> None:
+    where = "async_llm.py:906"
+    vlog.error(where, "AsyncLLM output_handler failed.")
+    vlog.error_block(
+        where,
+        "Traceback (most recent call last):\n"
+        '  File "ocrtui/sim/api_server.py", in output_handler\n'
+        "    outputs = await engine_core.get_output_async()\n"
+        "vllm.v1.engine.exceptions.EngineDeadError: " + ENGINE_DEAD_MESSAGE,
     )
 
 
@@ -645,23 +816,12 @@ async def serve(args: ServeArgs, sock: socket.socket) -> int:
         traceback.print_exc()
         return 1
 
-    vlog.info(
-        "api_server.py:616",
-        f"Starting vLLM server on http://{args.host or '127.0.0.1'}:{args.port}",
-    )
-    vlog.info("launcher.py:37", "Available routes are:")
+    vlog.info("entry.py:136", "Supported tasks: ['generate']")
+    vlog.info("entry.py:140", f"Starting vLLM server on http://{args.host}:{args.port}")
+    vlog.info("launcher.py:186", "Available routes are:")
     app = build_app(client)
-    for path, methods in (
-        ("/load", "GET"),
-        ("/version", "GET"),
-        ("/health", "GET"),
-        ("/metrics", "GET"),
-        ("/v1/models", "GET"),
-        ("/ping", "GET"),
-        ("/ping", "POST"),
-        ("/v1/chat/completions", "POST"),
-    ):
-        vlog.info("launcher.py:46", f"Route: {path}, Methods: {methods}")
+    for path, methods in ROUTES:
+        vlog.info("launcher.py:195", f"Route: {path}, Methods: {methods}")
     config = uvicorn.Config(
         app,
         log_config=_log_config(),
@@ -679,17 +839,17 @@ async def serve(args: ServeArgs, sock: socket.socket) -> int:
     await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
     code = 0
     if stop.is_set():
-        vlog.info("launcher.py:100", "[shutdown] API server: shutdown triggered")
+        logging.getLogger("uvicorn.error").addFilter(_no_finished_line)
+        vlog.info("launcher.py:254", "[shutdown] API server: shutdown triggered")
         vlog.info(
-            "launcher.py:116", "[shutdown] API server: stopping engine client mode=abort timeout=0s"
+            "launcher.py:270", "[shutdown] API server: stopping engine client mode=abort timeout=0s"
         )
         await client.stop()
-        vlog.info("launcher.py:125", "[shutdown] API server: engine client stopped")
-        vlog.info("launcher.py:149", "[shutdown] API server: shutting down FastAPI HTTP server")
+        vlog.info("launcher.py:279", "[shutdown] API server: engine client stopped")
+        vlog.info("launcher.py:282", "[shutdown] API server: signalling HTTP server shutdown")
+        vlog.info("launcher.py:304", "[shutdown] API server: shutting down FastAPI HTTP server")
     elif client.dead.is_set():
-        vlog.error(
-            "async_llm.py:546", "vllm.v1.engine.exceptions.EngineDeadError: " + ENGINE_DEAD_MESSAGE
-        )
+        _log_engine_dead()
         await asyncio.sleep(ENGINE_DEAD_EXIT_S)
         code = 1
     else:  # the HTTP server ended by itself (it could not listen): take the engine down too

@@ -1,7 +1,8 @@
 """`vllm serve` argument parsing, with vLLM's own error messages, plus the simulator's flags.
 
 vLLM's parser accepts ``--flag value``, ``--flag=value`` and underscores in flag names; it
-exits 2 with ``vllm serve: error: unrecognized arguments: ...`` on unknown flags and with
+exits 2 with its top-level usage and ``vllm: error: unrecognized arguments: ...`` on unknown
+flags and with
 ``Value image=5 cannot be converted to <function loads at 0x...>.`` when a JSON flag is not
 JSON. Flags vLLM accepts that change nothing here are accepted and ignored (listed in
 docs/sim.md), so a real serve command from the config runs unchanged.
@@ -13,21 +14,29 @@ import argparse
 import json
 import os
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 ENGINES = ("rapidocr", "tesseract", "synthetic")
+# vLLM 0.32's top-level usage, which it prints for unknown flags of any subcommand.
+TOP_USAGE = (
+    "usage: vllm [-h] [-v]\n"
+    "            {chat,complete,serve,launch,bench,collect-env,download-kernels,preload,"
+    "run-batch,snapshot}\n"
+    "            ..."
+)
 API_KEY_ENV = "VLLM_API_KEY"
 
 
 @dataclass(frozen=True)
 class ServeArgs:
     model: str
-    host: str | None = None
+    host: str = "0.0.0.0"  # vLLM listens on all interfaces unless told otherwise
     port: int = 8000
     served_model_name: str = ""
-    gpu_memory_utilization: float = 0.9
+    gpu_memory_utilization: float = 0.92  # vLLM 0.32's default
     max_num_seqs: int = 256
     max_model_len: int | None = None
     limit_mm_per_prompt: dict[str, Any] = field(default_factory=dict)
@@ -53,7 +62,7 @@ class ServeArgs:
     @property
     def image_limit(self) -> int:
         limit = self.limit_mm_per_prompt.get("image", 999)
-        # vLLM 0.33 also takes {"image": {"count": N, "width": .., "height": ..}}.
+        # vLLM also takes {"image": {"count": N, "width": .., "height": ..}}.
         if isinstance(limit, dict):
             limit = limit.get("count", 999)
         return int(limit)
@@ -100,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--served-model-name", nargs="+")
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.92)
     p.add_argument("--max-num-seqs", type=int, default=256)
     p.add_argument("--max-model-len", type=_human_int)
     p.add_argument("--limit-mm-per-prompt", type=_json_arg, default={})
@@ -117,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
         "--chat-template",
         "--kv-cache-dtype",
         "--uvicorn-log-level",
+        "--load-format",
     ):
         p.add_argument(flag)
     for flag in ("--max-num-batched-tokens", "--seed", "--block-size"):
@@ -192,7 +202,9 @@ def parse_serve_args(argv: Sequence[str]) -> ServeArgs:
     p = _parser()
     ns, unknown = p.parse_known_args(list(argv))
     if unknown:
-        p.error(f"unrecognized arguments: {' '.join(unknown)}")
+        print(TOP_USAGE, file=sys.stderr)
+        print(f"vllm: error: unrecognized arguments: {' '.join(unknown)}", file=sys.stderr)
+        raise SystemExit(2)
     model = ns.model or ns.model_tag
     if not model:
         p.error("the following arguments are required: model_tag")
@@ -220,7 +232,7 @@ def parse_serve_args(argv: Sequence[str]) -> ServeArgs:
         non_default["api_key"] = "<redacted>"  # the key itself never reaches a log
     return ServeArgs(
         model=model,
-        host=ns.host,
+        host=ns.host or "0.0.0.0",
         port=ns.port,
         served_model_name=(ns.served_model_name or [model])[0],
         gpu_memory_utilization=ns.gpu_memory_utilization,

@@ -8,9 +8,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from ocrtui.sim.args import TOP_USAGE
 from ocrtui.sim.version import VLLM_VERSION
-
-USAGE = "usage: vllm [-h] [-v] {serve} ..."
 
 
 def main(argv: Sequence[str]) -> int:
@@ -20,13 +19,13 @@ def main(argv: Sequence[str]) -> int:
         return 0
     if argv[:1] in ([], ["-h"], ["--help"]):
         out = sys.stdout if argv else sys.stderr
-        print(USAGE, file=out)
+        print(TOP_USAGE, file=out)
         print(
             "\n  serve    start the vLLM-compatible simulator (ocrtui sim-vllm serve -h)", file=out
         )
         return 0 if argv else 2
     if argv[0] != "serve":
-        print(USAGE, file=sys.stderr)
+        print(TOP_USAGE, file=sys.stderr)
         print(
             f"vllm: error: argument subparser: invalid choice: '{argv[0]}' (choose from 'serve')",
             file=sys.stderr,

@@ -28,8 +28,9 @@ def demo_dir() -> Path:
 
 def _sim_args(engine: str) -> tuple[str, ...]:
     # The simulated GPU reaches the servers as $OCRTUI_SIM_GPU, set by the lifecycle layer
-    # from pod.sim_gpu for every server it launches.
-    return ("--engine", engine, "--sim-startup-s", STARTUP_S)
+    # from pod.sim_gpu for every server it launches. Loopback only: like vLLM, the simulator
+    # listens on all interfaces unless told otherwise.
+    return ("--host", "127.0.0.1", "--engine", engine, "--sim-startup-s", STARTUP_S)
 
 
 def demo_config() -> Config:

@@ -1,9 +1,11 @@
 """The EngineCore process: titled ``VLLM::EngineCore``, holds the GPU memory, runs OCR.
 
-Started by the API server as ``python -m ocrtui.sim.engine_core --fd N`` in the same
-process group, like vLLM's. It deliberately does not die with its parent (no
-PR_SET_PDEATHSIG): when the API server is SIGKILLed it lives on holding its memory, which is
-the real vLLM behaviour the dashboard must detect and clean up.
+Started by the API server as ``python -m ocrtui.sim.engine_core --fd N --tracker-fd T`` in
+the same process group, like vLLM's; it starts its ``VLLM::Worker`` child (ocrtui/sim/
+worker.py). It deliberately does not die with its parent (no PR_SET_PDEATHSIG): when the API
+server is SIGKILLed it lives on holding its memory, with its Worker, which is the real vLLM
+behaviour the dashboard must detect and clean up. Real vLLM 0.32 keeps the memory in the
+Worker; here the EngineCore keeps it (docs/sim.md, "Deliberate differences").
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ocrtui.sim.version import VLLM_VERSION
 
 TITLE = "VLLM::EngineCore"
 CONTEXT_BYTES = 512 * MIB  # what a CUDA context costs before any weights
+WORKER_STOP_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -49,8 +52,11 @@ class _Request:
 
 
 class EngineCore:
-    def __init__(self, args: ServeArgs, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, args: ServeArgs, writer: asyncio.StreamWriter, tracker_fd: int) -> None:
         self.args = args
+        self.tracker_fd = tracker_fd
+        self.worker: asyncio.subprocess.Process | None = None
+        self.worker_pipe: int | None = None
         self.profile: ModelNumbers = numbers_for(args.model)
         self.max_model_len = args.max_model_len or self.profile.default_max_model_len
         self.writer = writer
@@ -67,13 +73,14 @@ class EngineCore:
         a, p = self.args, self.profile
         t0 = time.monotonic()
         vlog.info(
-            "core.py:105",
+            "core.py:133",
             f"Initializing a V1 LLM engine (v{VLLM_VERSION}) with config: "
             f"model='{a.model}', speculative_config={a.speculative_config}, "
             f"tokenizer='{a.model}', trust_remote_code={a.trust_remote_code}, "
             f"max_seq_len={self.max_model_len}, tensor_parallel_size=1, "
             f"served_model_name={a.name}, enable_prefix_caching={a.enable_prefix_caching}",
         )
+        await self._start_worker()
         self.gpu = select_backend(a.sim_gpu, os.getpid())
         vlog.warning("sim.py:2", f"GPU memory: {self.gpu.label}")
         requested = check_free_memory(
@@ -131,11 +138,45 @@ class EngineCore:
             f"Graph capturing finished in {stage:.0f} secs, took {p.cuda_graph_gib:.2f} GiB",
         )
         vlog.info(
-            "core.py:210",
+            "core.py:402",
             "init engine (profile, create kv cache, warmup model) took "
             f"{time.monotonic() - t0:.2f} seconds",
         )
         return plan
+
+    async def _start_worker(self) -> None:
+        read_end, self.worker_pipe = os.pipe()  # not inheritable: only this process writes
+        try:
+            self.worker = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "ocrtui.sim.worker",
+                "--fd",
+                str(read_end),
+                "--tracker-fd",
+                str(self.tracker_fd),
+                pass_fds=(read_end, self.tracker_fd),
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        finally:
+            os.close(read_end)
+
+    async def stop_worker(self) -> None:
+        """Close the Worker's pipe (it exits on EOF, as vLLM's does) and wait for it."""
+        if self.worker_pipe is not None:
+            os.close(self.worker_pipe)
+            self.worker_pipe = None
+        if self.worker is None or self.worker.returncode is not None:
+            return
+        vlog.info(
+            "multiproc_executor.py:479", "[shutdown] Executor: waiting for worker exit count=1"
+        )
+        try:
+            await asyncio.wait_for(self.worker.wait(), WORKER_STOP_TIMEOUT_S)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.worker.kill()
+            await self.worker.wait()
 
     # -- requests -----------------------------------------------------------------------
 
@@ -219,30 +260,31 @@ class EngineCore:
     def on_signal(self, sig: signal.Signals) -> None:
         if self.stopping.is_set():
             return
-        vlog.info("core.py:1214", f"[shutdown] EngineCore: trigger received signal={sig.name}")
+        vlog.info("core.py:1454", f"[shutdown] EngineCore: trigger received signal={sig.name}")
         self.stopping.set()
 
     async def shutdown(self) -> None:
-        vlog.info("core.py:1333", "[shutdown] EngineCore: start mode=abort timeout=0s")
+        vlog.info("core.py:1635", "[shutdown] EngineCore: start mode=abort timeout=0s")
         for req in list(self.running.values()):
             if req.task:
                 req.task.cancel()
         self.waiting.clear()
         vlog.info(
-            "core.py:1364",
+            "core.py:1666",
             "[shutdown] EngineCore: request processing complete; starting resource teardown",
         )
+        vlog.info("core.py:1499", "[shutdown] EngineCore: exiting busy loop")
+        await self.stop_worker()
         if self.gpu is not None:
             self.gpu.release()
-        vlog.info("core.py:1227", "[shutdown] EngineCore: exiting busy loop")
 
 
-async def _serve(fd: int) -> int:
+async def _serve(fd: int, tracker_fd: int) -> int:
     sock = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     kind, args = await ipc.recv(reader)
     assert kind == "config" and isinstance(args, ServeArgs)
-    core = EngineCore(args, writer)
+    core = EngineCore(args, writer, tracker_fd)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, core.on_signal, sig)
@@ -265,6 +307,7 @@ async def _serve(fd: int) -> int:
         await core.send(("failed", f"{type(exc).__name__}: {exc}"))
         if core.gpu is not None:
             core.gpu.release()
+        await core.stop_worker()
         return 1
     await core.send(
         (
@@ -272,6 +315,7 @@ async def _serve(fd: int) -> int:
             {
                 "num_gpu_blocks": plan.num_gpu_blocks,
                 "max_model_len": core.max_model_len,
+                "worker_pid": core.worker.pid if core.worker else None,
             },
         )
     )
@@ -302,12 +346,13 @@ async def _read_requests(core: EngineCore, reader: asyncio.StreamReader) -> None
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ocrtui.sim.engine_core")
     p.add_argument("--fd", type=int, required=True)
+    p.add_argument("--tracker-fd", type=int, required=True)
     ns = p.parse_args(argv)
     from setproctitle import setproctitle
 
     setproctitle(TITLE)
     vlog.install_prefix("EngineCore")
-    return asyncio.run(_serve(ns.fd))
+    return asyncio.run(_serve(ns.fd, ns.tracker_fd))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""``/metrics`` with vLLM 0.33's names, labels (model_name, engine), help texts and buckets."""
+"""``/metrics`` with vLLM 0.32's families, labels (engine, model_name), help texts and buckets.
+
+Every family real vLLM 0.32 exports is here (the fidelity check compares them), including
+prometheus-fastapi-instrumentator's ``http_*``; those the simulator has nothing to count
+for (prefix and multimodal caches, preemptions, FLOPs estimates) stay at zero.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,13 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Summary,
     generate_latest,
 )
 
 from ocrtui.sim.args import ServeArgs
 
-__all__ = ["CONTENT_TYPE", "SimMetrics"]
+__all__ = ["CONTENT_TYPE", "HttpMetrics", "SimMetrics"]
 
 _TTFT = (
     0.001,
@@ -86,32 +92,69 @@ _LATENCY = (
     1920.0,
     7680.0,
 )
-_TOKENS = (
-    1.0,
-    2.0,
-    5.0,
-    10.0,
-    20.0,
-    50.0,
-    100.0,
-    200.0,
-    500.0,
-    1000.0,
-    2000.0,
-    5000.0,
-    10000.0,
-    20000.0,
-)
+_ITERATION_TOKENS: tuple[float, ...] = (1.0, *(2.0**k for k in range(3, 15)))
+_PARAMS_N = (1.0, 2.0, 5.0, 10.0, 20.0)
+_PREEMPTIONS = (1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0)
+_HTTP_HIGHR: tuple[float, ...] = (0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0)
+_HTTP_HIGHR += (1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 7.5, 10.0, 30.0, 60.0)
+_HTTP = (0.1, 0.5, 1.0)
 FINISH_REASONS = ("stop", "length", "abort", "error", "repetition")
+_CACHE_CONFIG_FIXED = {
+    "_block_size_resolved": "True",
+    "cache_dtype": "auto",
+    "cache_hit_alignment_tokens": "None",
+    "enable_mamba_shared_prefix_checkpoint": "False",
+    "hash_block_size": "None",
+    "is_attention_free": "False",
+    "kv_cache_dtype_skip_layers": "[]",
+    "kv_cache_layout": "None",
+    "kv_offloading_backend": "native",
+    "kv_offloading_size": "None",
+    "kv_sharing_fast_prefill": "False",
+    "mamba_block_size": "None",
+    "mamba_cache_dtype": "auto",
+    "mamba_cache_mode": "none",
+    "mamba_page_size_padded": "None",
+    "mamba_ssm_cache_dtype": "float32",
+    "num_cpu_blocks": "None",
+    "num_gpu_blocks_override": "None",
+    "prefix_cache_retention_interval": "0",
+    "prefix_caching_hash_algo": "sha256",
+    "prefix_match_unit": "None",
+    "replayssm_buffer_len": "16",
+    "skip_page_size_padded": "None",
+    "sliding_window": "None",
+    "swa_bounded_replay": "True",
+    "use_kda_recoverssm": "False",
+    "use_replayssm": "False",
+    "user_specified_block_size": "False",
+}
+# prometheus-fastapi-instrumentator as vLLM sets it up: these handlers are not counted.
+HTTP_EXCLUDED = frozenset({"/metrics", "/health", "/load", "/ping", "/version"})
+
+
+def one_two_five_buckets(limit: int) -> tuple[float, ...]:
+    """vLLM's token-count buckets: 1, 2, 5, 10, 20, 50, ... up to ``limit``."""
+    out: list[float] = []
+    exponent = 0
+    while True:
+        for m in (1, 2, 5):
+            value = m * 10**exponent
+            if value > limit:
+                return tuple(out)
+            out.append(float(value))
+        exponent += 1
 
 
 class SimMetrics:
-    def __init__(self, args: ServeArgs, num_gpu_blocks: int) -> None:
+    def __init__(
+        self, args: ServeArgs, num_gpu_blocks: int, max_model_len: int, block_size: int
+    ) -> None:
         # A private registry with the same process/python families as vLLM's default one.
         self.registry = CollectorRegistry()
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self.registry.register(collector)
-        names = ["model_name", "engine"]
+        names = ["engine", "model_name"]
         values = {"model_name": args.name, "engine": "0"}
         r = self.registry
 
@@ -143,17 +186,18 @@ class SimMetrics:
         success = Counter(
             "vllm:request_success",
             "Count of successfully processed requests.",
-            [*names, "finished_reason"],
+            ["engine", "finished_reason", "model_name"],
             registry=r,
         )
         self.success = {
             reason: success.labels(finished_reason=reason, **values) for reason in FINISH_REASONS
         }
+        tokens = one_two_five_buckets(max_model_len)
         self.request_prompt_tokens = hist(
-            "vllm:request_prompt_tokens", "Number of prefill tokens processed.", _TOKENS
+            "vllm:request_prompt_tokens", "Number of prefill tokens processed.", tokens
         )
         self.request_generation_tokens = hist(
-            "vllm:request_generation_tokens", "Number of generation tokens processed.", _TOKENS
+            "vllm:request_generation_tokens", "Number of generation tokens processed.", tokens
         )
         self.ttft = hist(
             "vllm:time_to_first_token_seconds",
@@ -183,27 +227,212 @@ class SimMetrics:
             "Histogram of time spent in DECODE phase for request.",
             _LATENCY,
         )
+        self._zero_families(names, values, tokens)
+        self.inference_time = hist(
+            "vllm:request_inference_time_seconds",
+            "Histogram of time spent in RUNNING phase for request.",
+            _LATENCY,
+        )
+        config = {
+            **_CACHE_CONFIG_FIXED,
+            "block_size": str(block_size),
+            "effective_attention_block_size": str(block_size),
+            "enable_prefix_caching": str(args.enable_prefix_caching),
+            "engine": "0",
+            "gpu_memory_utilization": str(args.gpu_memory_utilization),
+            "kv_cache_max_concurrency": str(num_gpu_blocks * block_size / max_model_len),
+            "kv_cache_size_tokens": str(num_gpu_blocks * block_size),
+            "kv_cache_memory_bytes": "None",
+            "num_gpu_blocks": str(num_gpu_blocks),
+        }
         info = Gauge(
             "vllm:cache_config_info",
             "Information of the LLMEngine CacheConfig",
-            [
-                "block_size",
-                "cache_dtype",
-                "enable_prefix_caching",
-                "engine",
-                "gpu_memory_utilization",
-                "num_gpu_blocks",
-            ],
+            sorted(config),
             registry=r,
         )
-        info.labels(
-            block_size="16",
-            cache_dtype="auto",
-            enable_prefix_caching=str(args.enable_prefix_caching),
-            engine="0",
-            gpu_memory_utilization=str(args.gpu_memory_utilization),
-            num_gpu_blocks=str(num_gpu_blocks),
-        ).set(1)
+        info.labels(**config).set(1)
+        self.http = HttpMetrics(r)
+
+    def _zero_families(
+        self, names: list[str], values: dict[str, str], tokens: tuple[float, ...]
+    ) -> None:
+        """vLLM's families that the simulator exports but never moves (or sets once)."""
+        r = self.registry
+        for name, doc in (
+            (
+                "vllm:estimated_flops_per_gpu",
+                "Estimated number of floating point operations per GPU (for Model Flops "
+                "Utilization calculations).",
+            ),
+            (
+                "vllm:estimated_read_bytes_per_gpu",
+                "Estimated number of bytes read from memory per GPU (for Model Flops "
+                "Utilization calculations).",
+            ),
+            (
+                "vllm:estimated_write_bytes_per_gpu",
+                "Estimated number of bytes written to memory per GPU (for Model Flops "
+                "Utilization calculations).",
+            ),
+            (
+                "vllm:prefix_cache_queries",
+                "Prefix cache queries, in terms of number of queried tokens.",
+            ),
+            ("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens."),
+            (
+                "vllm:external_prefix_cache_queries",
+                "External prefix cache queries from KV connector cross-instance cache sharing, "
+                "in terms of number of queried tokens.",
+            ),
+            (
+                "vllm:external_prefix_cache_hits",
+                "External prefix cache hits from KV connector cross-instance cache sharing, in "
+                "terms of number of cached tokens.",
+            ),
+            (
+                "vllm:mm_cache_queries",
+                "Multi-modal cache queries, in terms of number of queried items.",
+            ),
+            ("vllm:mm_cache_hits", "Multi-modal cache hits, in terms of number of cached items."),
+            ("vllm:prompt_tokens_cached", "Number of cached prompt tokens (local + external)."),
+        ):
+            Counter(name, doc, names, registry=r).labels(**values)
+        waiting = Gauge(
+            "vllm:num_requests_waiting_by_reason",
+            "Number of waiting requests by reason. Reason labels: 'capacity' = waiting for "
+            "scheduling capacity; 'deferred' = deferred by transient constraints (LoRA budget, "
+            "KV transfer, blocked status). Sum of all reasons equals vllm:num_requests_waiting.",
+            [*names, "reason"],
+            registry=r,
+        )
+        self.waiting_capacity = waiting.labels(reason="capacity", **values)
+        waiting.labels(reason="deferred", **values)
+        sleep = Gauge(
+            "vllm:engine_sleep_state",
+            "Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is "
+            "awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep "
+            "level 2.",
+            [*names, "sleep_state"],
+            registry=r,
+        )
+        for state in ("awake", "weights_offloaded", "discard_all"):
+            sleep.labels(sleep_state=state, **values).set(1 if state == "awake" else 0)
+        by_source = Counter(
+            "vllm:prompt_tokens_by_source",
+            "Number of prompt tokens by source.",
+            [*names, "source"],
+            registry=r,
+        )
+        self.prompt_tokens_computed = by_source.labels(source="local_compute", **values)
+        for source in ("local_cache_hit", "external_kv_transfer"):
+            by_source.labels(source=source, **values)
+        cached = Counter(
+            "vllm:prompt_tokens_cached_by_source",
+            "Prefix-cache hit tokens by the cache tier that supplied them: device (local HBM), "
+            "host (offloaded to DRAM), disk, p2p (transferred from another vLLM instance) or "
+            "external_unspecified. Counted at admission; sums to vllm:prefix_cache_hits + "
+            "vllm:external_prefix_cache_hits.",
+            [*names, "source"],
+            registry=r,
+        )
+        for source in ("device", "host", "p2p", "disk", "external_unspecified"):
+            cached.labels(source=source, **values)
+        rejections = Counter(
+            "vllm:admission_rejections",
+            "Number of admission attempts rejected by a queue limit, by reason.",
+            ["model_name", "reason"],
+            registry=r,
+        )
+        for reason in ("max_num_queued_reqs", "max_num_queued_tokens"):
+            rejections.labels(model_name=values["model_name"], reason=reason)
+        for name, doc, buckets in (
+            (
+                "vllm:iteration_tokens_total",
+                "Histogram of number of tokens per engine_step.",
+                _ITERATION_TOKENS,
+            ),
+            (
+                "vllm:request_max_num_generation_tokens",
+                "Histogram of maximum number of requested generation tokens.",
+                tokens,
+            ),
+            ("vllm:request_params_n", "Histogram of the n request parameter.", _PARAMS_N),
+            (
+                "vllm:request_params_max_tokens",
+                "Histogram of the max_tokens request parameter.",
+                tokens,
+            ),
+            (
+                "vllm:request_time_per_output_token_seconds",
+                "Histogram of time_per_output_token_seconds per request.",
+                _ITL,
+            ),
+            (
+                "vllm:request_num_preemptions",
+                "Histogram of the number of times a request was preempted.",
+                _PREEMPTIONS,
+            ),
+            (
+                "vllm:request_prefill_kv_computed_tokens",
+                "Histogram of new KV tokens computed during prefill (excluding cached tokens).",
+                tokens,
+            ),
+        ):
+            Histogram(name, doc, names, buckets=buckets, registry=r).labels(**values)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class HttpMetrics:
+    """prometheus-fastapi-instrumentator's families, with vLLM's settings."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.requests = Counter(
+            "http_requests",
+            "Total number of requests by method, status and handler.",
+            ["handler", "method", "status"],
+            registry=r,
+        )
+        self.request_size = Summary(
+            "http_request_size_bytes",
+            "Content length of incoming requests by handler. Only value of header is "
+            "respected. Otherwise ignored. No percentile calculated. ",
+            ["handler"],
+            registry=r,
+        )
+        self.response_size = Summary(
+            "http_response_size_bytes",
+            "Content length of outgoing responses by handler. Only value of header is "
+            "respected. Otherwise ignored. No percentile calculated. ",
+            ["handler"],
+            registry=r,
+        )
+        self.highr = Histogram(
+            "http_request_duration_highr_seconds",
+            "Latency with many buckets but no API specific labels. Made for more accurate "
+            "percentile calculations. ",
+            buckets=_HTTP_HIGHR,
+            registry=r,
+        )
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            "Latency with only few buckets by handler. Made to be only used if aggregation by "
+            "handler is important. ",
+            ["handler", "method"],
+            buckets=_HTTP,
+            registry=r,
+        )
+
+    def observe(
+        self, handler: str, method: str, status: int, in_bytes: int, out_bytes: int, took: float
+    ) -> None:
+        if handler in HTTP_EXCLUDED:
+            return
+        self.requests.labels(handler=handler, method=method, status=f"{status // 100}xx").inc()
+        self.request_size.labels(handler=handler).observe(in_bytes)
+        self.response_size.labels(handler=handler).observe(out_bytes)
+        self.highr.observe(took)
+        self.duration.labels(handler=handler, method=method).observe(took)

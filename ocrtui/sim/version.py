@@ -1,3 +1,4 @@
-"""The version the simulator reports: vLLM's newest API it imitates, marked as simulated."""
+"""The version the simulator reports: the real vLLM release it is held to (see
+ocrtui/sim/fidelity.py), marked as simulated."""
 
-VLLM_VERSION = "0.33.0+ocrtui.sim"
+VLLM_VERSION = "0.32.0+ocrtui.sim"

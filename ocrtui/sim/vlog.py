@@ -1,8 +1,9 @@
 """vLLM-shaped log lines: ``(APIServer pid=N) INFO 08-01 20:59:09 [file.py:NN] message``.
 
-vLLM prefixes every line a process writes (its own logger, uvicorn, tracebacks) with the
-process role and pid; the lifecycle layer reads the startup stage and failure hints from
-these lines, so the simulator writes them the same way.
+vLLM 0.32 prefixes what its own processes print (its logger, tracebacks) with the process
+role and pid; uvicorn's lines go out bare (``INFO:     Started server process [N]``). The
+lifecycle layer reads the startup stage and failure hints from these lines, so the simulator
+writes them the same way.
 """
 
 from __future__ import annotations
@@ -56,6 +57,22 @@ def install_prefix(role: str) -> None:
     prefix = f"({role} pid={os.getpid()}) "
     sys.stdout = PrefixedStream(sys.__stdout__ or sys.stdout, prefix)
     sys.stderr = PrefixedStream(sys.__stderr__ or sys.stderr, prefix)
+
+
+_BANNER = (
+    "",
+    "       █     █     █▄   ▄█",
+    " ▄▄ ▄█ █     █     █ ▀▄▀ █  version {version}",
+    "  █▄█▀ █     █     █     █  model   {model}",
+    "   ▀▀  ▀▀▀▀▀ ▀▀▀▀▀ ▀     ▀",
+    "",
+)
+
+
+def banner(version: str, model: str) -> None:
+    """vLLM's start-up logo with its version and model."""
+    for line in _BANNER:
+        info("api_utils.py:347", line.format(version=version, model=model))
 
 
 def _emit(level: str, where: str, message: str) -> None:

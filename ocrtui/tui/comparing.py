@@ -15,12 +15,15 @@ from ocrtui.compare.events import (
     DocumentFailed,
     DocumentReady,
     Event,
+    ModelStopped,
     PageDone,
     PageFailed,
     PhaseDone,
     PhaseProgress,
     PhaseStarted,
     RunDone,
+    RunPaused,
+    RunResumed,
     RunStarted,
 )
 from ocrtui.compare.launch import RunSetup
@@ -32,7 +35,8 @@ if TYPE_CHECKING:
 
 
 async def launch(app: OcrtuiApp, setup: RunSetup, view: RunView) -> CompareRun:
-    run = await compare_launch.start_comparison(setup, app.source.model_url)
+    gate = compare_launch.gate_for(setup, app.source, app.config.ui.refresh_s)
+    run = await compare_launch.start_comparison(setup, app.source.model_url, gate)
     view.out_dir = str(setup.run_dir)
     return run
 
@@ -63,5 +67,12 @@ def apply_event(run: CompareRun, view: RunView, ev: Event) -> None:
         view.speed[(ev.model, ev.phase)] = ev.stats
     elif isinstance(ev, PageDone | PageFailed):
         view.add(ev.result)
+    elif isinstance(ev, RunPaused):
+        view.set_pause(ev.model, ev.reason)
+    elif isinstance(ev, RunResumed):
+        view.set_pause(ev.model, None)
+    elif isinstance(ev, ModelStopped):
+        view.notes.append(f"{ev.model} stopped: {ev.reason}")
+        view.set_phase(view.phase)
     elif isinstance(ev, RunDone):
         view.finish("cancelled" if ev.cancelled else ev.error)

@@ -56,7 +56,8 @@ class RunView:
         self.expected_pages: int | None = None  # per model, when the runner knows it
         self.phase = "starting"  # what the run is doing now, e.g. "glm-ocr warm 3/10"
         self.speed: dict[tuple[str, str], dict[str, Any]] = {}  # (model, phase) -> stats
-        self.notes: list[str] = []  # per-document errors
+        self.notes: list[str] = []  # per-document errors, stopped models
+        self.pauses: dict[str | None, str] = {}  # None: the link; a model: its server
         self.finished = False
         self.error: str | None = None
         self.out_dir: str | None = None
@@ -101,8 +102,24 @@ class RunView:
         self.phase = phase
         self._notify(None)
 
+    def set_pause(self, model: str | None, reason: str | None) -> None:
+        if reason is None:
+            self.pauses.pop(model, None)
+        else:
+            self.pauses[model] = reason
+        self._notify(None)
+
+    def pause_text(self) -> str | None:
+        """'paused: link down' / 'paused: glm-ocr crashed', or None while nothing waits."""
+        if not self.pauses:
+            return None
+        return "paused: " + ", ".join(
+            why if who is None else f"{who} {why}" for who, why in self.pauses.items()
+        )
+
     def finish(self, error: str | None = None) -> None:
         self.finished = True
+        self.pauses.clear()
         self.error = error
         self.ended = time.monotonic()
         self.phase = error or "done"

@@ -8,7 +8,7 @@ through the same widgets so that screenshots of every state are deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ocrtui.status import Snapshot
@@ -19,6 +19,7 @@ class PodSource(Protocol):
     @property
     def snapshot(self) -> Snapshot: ...
 
+    def subscribe(self, cb: Callable[[Snapshot], None]) -> Callable[[], None]: ...
     async def start(self) -> None: ...
     async def close(self) -> None: ...
     async def up(self, progress: Progress | None = None) -> None: ...
@@ -45,10 +46,15 @@ class ReplaySource:
         self.logs = dict(logs or {})
         self.urls = dict(urls or {})
         self.calls: list[tuple[str, str | None]] = []
+        self._subscribers: list[Callable[[Snapshot], None]] = []
 
     @property
     def snapshot(self) -> Snapshot:
         return self._snapshots[self._index]
+
+    def subscribe(self, cb: Callable[[Snapshot], None]) -> Callable[[], None]:
+        self._subscribers.append(cb)
+        return lambda: self._subscribers.remove(cb) if cb in self._subscribers else None
 
     async def start(self) -> None:
         return None
@@ -63,6 +69,8 @@ class ReplaySource:
             self._index = len(self._snapshots) - 1
         else:
             self._index = min(self._index + 1, len(self._snapshots) - 1)
+        for cb in list(self._subscribers):
+            cb(self.snapshot)
         return self.snapshot
 
     async def up(self, progress: Progress | None = None) -> None:

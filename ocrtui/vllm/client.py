@@ -64,8 +64,13 @@ def parse_models(body: str | bytes | dict[str, Any]) -> list[ModelCard]:
     return cards
 
 
+PROBE_TIMEOUT_S = 2.0  # each probe's HTTP timeout (a stopped server: /health times out)
+
+
 class VllmClient:
-    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 2.0) -> None:
+    def __init__(
+        self, base_url: str, *, api_key: str | None = None, timeout: float = PROBE_TIMEOUT_S
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, trust_env=False)

@@ -2,8 +2,12 @@
 
 Patterns are vLLM's own strings (research/vllm_and_models.md; real logs in fixtures/vllm/).
 The log file is appended to across restarts, so the failure printed last is the one that
-matters; "engine core died" is a consequence more than a cause and only answers when nothing
-more specific is there.
+matters; "engine core died" and "engine core initialization failed" are consequences more
+than causes and only answer when nothing more specific is there. A failed start prints its
+root cause 60-90 lines above its last line: pass the whole current run, not a short tail.
+
+The free-memory hint names what holds the memory when the caller knows (``holders``); the
+functions stay pure.
 """
 
 from __future__ import annotations
@@ -26,20 +30,57 @@ class Hint:
         return f"{self.cause}. Fix: {self.fix}"
 
 
-_Maker = Callable[[re.Match[str]], tuple[str, str]]
+@dataclass(frozen=True)
+class MemoryHolder:
+    """A process holding GPU memory, as the caller's attribution sees it."""
+
+    pid: int
+    mib: int
+    owner: str  # a model name, or "" when no model of this config owns it
+    orphan: bool = False  # a leftover vLLM process of ``owner`` (its API server is gone)
+    title: str = ""  # e.g. "VLLM::EngineCore"
+
+    def describe(self) -> str:
+        what = self.title or "process"
+        if self.orphan:
+            who = f"{self.owner}'s orphaned {what}"
+        elif self.owner:
+            who = f"model {self.owner} ({what})"
+        else:
+            who = what
+        return f"{who} pid {self.pid} ({self.mib} MiB)"
 
 
-def _free_memory(m: re.Match[str]) -> tuple[str, str]:
+_Maker = Callable[[re.Match[str], Sequence[MemoryHolder] | None], tuple[str, str]]
+
+
+def _free_memory(m: re.Match[str], holders: Sequence[MemoryHolder] | None) -> tuple[str, str]:
     free, total, util, need = m.group("free", "total", "util", "need")
-    return (
+    cause = (
         f"only {free} of {total} GiB GPU memory free at startup, below "
-        f"--gpu-memory-utilization {util} ({need} GiB)",
-        "stop what holds the memory (an orphaned VLLM::EngineCore: `ocrtui restart NAME` "
-        "clears it) or lower gpu_memory_utilization",
+        f"--gpu-memory-utilization {util} ({need} GiB)"
     )
+    if holders is None:
+        return cause, (
+            "stop what holds the memory (see the processes panel; an orphaned "
+            "VLLM::EngineCore is cleared by `ocrtui restart NAME`) or lower "
+            "gpu_memory_utilization"
+        )
+    if not holders:
+        return cause, (
+            "no process holds GPU memory now (freed since, or held outside this pod): start "
+            "again, or lower gpu_memory_utilization"
+        )
+    ranked = sorted(holders, key=lambda h: -h.mib)
+    fix = "held by " + ", ".join(h.describe() for h in ranked) + ": "
+    orphaned = sorted({h.owner for h in ranked if h.orphan and h.owner})
+    if orphaned:
+        fix += " / ".join(f"`ocrtui restart {name}`" for name in orphaned) + " kills orphans; "
+    fix += "stop what you do not need, or lower gpu_memory_utilization"
+    return cause, fix
 
 
-def _kv_too_small(m: re.Match[str]) -> tuple[str, str]:
+def _kv_too_small(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
     return (
         f"KV cache too small for max-model-len {m.group('len')} ({m.group('need')} GiB "
         f"needed, {m.group('avail')} GiB available)",
@@ -48,14 +89,14 @@ def _kv_too_small(m: re.Match[str]) -> tuple[str, str]:
     )
 
 
-def _no_cache_blocks(m: re.Match[str]) -> tuple[str, str]:
+def _no_cache_blocks(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
     return (
         "no GPU memory left for KV cache blocks after loading the model",
         "raise gpu_memory_utilization (GLM-OCR needs about 18 GiB) or free GPU memory",
     )
 
 
-def _cuda_oom(m: re.Match[str]) -> tuple[str, str]:
+def _cuda_oom(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
     return (
         "CUDA out of memory",
         "free GPU memory held by other processes (orphans: `ocrtui restart NAME`), or lower "
@@ -63,14 +104,14 @@ def _cuda_oom(m: re.Match[str]) -> tuple[str, str]:
     )
 
 
-def _address_in_use(m: re.Match[str]) -> tuple[str, str]:
+def _address_in_use(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
     return (
         "the port is already in use by another process",
         "stop that server (`ocrtui down`, or see the processes panel) or change the model's port",
     )
 
 
-def _architecture(m: re.Match[str]) -> tuple[str, str]:
+def _architecture(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
     kind = m.group("type") or "this model"
     return (
         f"the installed transformers does not recognise model type {kind}",
@@ -79,31 +120,48 @@ def _architecture(m: re.Match[str]) -> tuple[str, str]:
     )
 
 
-def _limit_mm(m: re.Match[str]) -> tuple[str, str]:
+def _limit_mm(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
     return (
         f"--limit-mm-per-prompt {m.group('value')} is the old format; vLLM >= 0.10 takes JSON",
         """write it as '{"image": 1}' in extra_args""",
     )
 
 
-def _unrecognized_args(m: re.Match[str]) -> tuple[str, str]:
+def _unrecognized_args(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
     return (
         f"this vLLM does not know the argument(s) {m.group('args').strip()}",
         "remove them from extra_args or install a vLLM version that has them",
     )
 
 
-def _unsupported_architecture(m: re.Match[str]) -> tuple[str, str]:
+def _unsupported_architecture(
+    m: re.Match[str], _h: Sequence[MemoryHolder] | None
+) -> tuple[str, str]:
     return (
         f"this vLLM does not support the model architecture {m.group('arch')}",
         "upgrade vLLM to a version that lists the architecture",
     )
 
 
-def _engine_died(m: re.Match[str]) -> tuple[str, str]:
+def _engine_died(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
     return (
         "the EngineCore process died (killed, out of host memory, or a crash)",
         "read the lines above for the root cause, then restart the model",
+    )
+
+
+def _missing_module(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
+    module = m.group("module")
+    fix = f"install {module} in the environment vllm_command runs in"
+    if module.split(".")[0] == "flashinfer":
+        fix += ", or set VLLM_USE_FLASHINFER_SAMPLER=0 in the model's env"
+    return f"vLLM could not import {module}", fix
+
+
+def _engine_init_failed(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
+    return (
+        "the EngineCore failed to start",
+        "the root cause is the first traceback of this start in the log; read it there",
     )
 
 
@@ -157,6 +215,16 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], _Maker], ...] = (
         _unrecognized_args,
     ),
     (
+        "missing_module",
+        re.compile(r"ModuleNotFoundError: No module named '(?P<module>[^']+)'"),
+        _missing_module,
+    ),
+    (
+        "engine_init_failed",
+        re.compile(r"Engine core initialization failed"),
+        _engine_init_failed,
+    ),
+    (
         "engine_core_died",
         re.compile(r"Engine core proc \S+ died unexpectedly|EngineDeadError"),
         _engine_died,
@@ -167,11 +235,17 @@ _REQUESTED_SHUTDOWN = re.compile(
     r"received signal=SIG(TERM|INT)|\[shutdown\] API server: shutdown triggered"
 )
 HINT_KEYS: tuple[str, ...] = tuple(key for key, _, _ in _PATTERNS)
-_FALLBACK = "engine_core_died"
+# Consequences: they answer only when no cause is in the lines.
+_FALLBACKS = ("engine_init_failed", "engine_core_died")
 
 
-def find_hint(lines: Sequence[str]) -> Hint | None:
-    """The known failure printed last in ``lines``, or None."""
+def find_hint(
+    lines: Sequence[str], *, holders: Sequence[MemoryHolder] | None = None
+) -> Hint | None:
+    """The known failure printed last in ``lines`` (the whole current run), or None.
+
+    ``holders``: what holds GPU memory now (None: not known), named by the free-memory hint.
+    """
     fallback: Hint | None = None
     for raw in reversed(lines):
         line = strip_ansi(raw)
@@ -181,16 +255,15 @@ def find_hint(lines: Sequence[str]) -> Hint | None:
             m = pattern.search(line)
             if m is None:
                 continue
-            cause, fix = make(m)
+            cause, fix = make(m, holders)
             hint = Hint(key, cause, fix, line.strip())
-            if key != _FALLBACK:
+            if key not in _FALLBACKS:
                 return hint
+            # Of the consequences, the latest printed wins.
             fallback = fallback or hint
     return fallback
 
 
 def is_fatal(lines: Sequence[str]) -> bool:
     """Whether the tail shows the server giving up (the process may not have exited yet)."""
-    return find_hint(lines) is not None or any(
-        "Engine core initialization failed" in line for line in lines
-    )
+    return find_hint(lines) is not None

@@ -3,11 +3,14 @@
 * Launch: the exact ``vllm serve`` command from config, detached in its own session and
   process group (``Pod.start_detached``), output appended to the model's log file, in the
   pod's workdir. The API key travels as ``VLLM_API_KEY`` in the environment, never as a flag.
-* Stop: SIGTERM to the server's process group, wait, then SIGKILL the group and every vLLM
-  process of that model the agent knows (orphaned EngineCores included), then wait until
-  the agent shows the model's GPU memory released.
-* Preflight before any start: enough free VRAM (else the holders are named), plus warnings
-  for plans that are known to fail (research/vllm_and_models.md §2, §4).
+* Stop: SIGTERM to the server's process group, SIGKILL to its orphans, wait, then SIGKILL
+  the group and every vLLM process of that model the agent knows (orphaned EngineCores,
+  Workers and resource trackers included). Stopped means every pid of the tree has exited
+  (checked on the pod; a zombie counts as exited) and the model's GPU memory is released.
+* Preflight before any start checks what it can and warns about what it cannot: free VRAM
+  as vLLM will measure it (else the holders are named), host RAM for a CPU build (no GPU
+  seen), the port; warnings for plans known to fail (research/vllm_and_models.md §2, §4).
+  ``force`` turns the refusals into progress lines.
 * Restart = stop + preflight + launch + wait ready. ``up`` starts models in start order,
   each only once the one before is ready.
 
@@ -29,8 +32,8 @@ from ocrtui.errors import LifecycleError
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
 from ocrtui.pod.base import Pod
 from ocrtui.status import ModelStatus
-from ocrtui.vllm.logfile import append_marker
-from ocrtui.vllm.plan import check_free_memory, gpu_for, plan_warnings, serve_argv, serve_env
+from ocrtui.vllm.logfile import READY, append_marker
+from ocrtui.vllm.plan import gpu_for, plan_warnings, preflight_checks, serve_argv, serve_env
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S, ModelWatcher, is_server_of
 
 # Progress of a lifecycle operation: (model name, human-readable step), e.g.
@@ -40,6 +43,11 @@ Progress = Callable[[str, str], None]
 STOP_TIMEOUT_S = 30.0
 RELEASE_TIMEOUT_S = 30.0
 SAMPLE_TIMEOUT_S = 15.0
+# Prints the pids given that still run: /proc/PID/stat exists and its state is not Z.
+_ALIVE_SH = (
+    'for p; do s=$(sed "s/.*) //" "/proc/$p/stat" 2>/dev/null) && '
+    '[ "${s%% *}" != Z ] && echo "$p"; done; true'
+)
 
 
 # -- operations ----------------------------------------------------------------------------
@@ -88,21 +96,25 @@ class Lifecycle:
     # -- stop ---------------------------------------------------------------------------
 
     def _model_pids(self, name: str, view: MonitorView) -> tuple[set[int], set[int]]:
-        """(process groups to signal, every known pid) of the model, orphans included.
+        """(process groups to signal, every known live pid) of the model, orphans included.
 
         The port owner's tree counts only when the owner is this model's API server (or the
         pid we launched): a stranger on the port is named by preflight, never killed here.
+        The vLLM processes in the API servers' groups or below them (EngineCore, Workers,
+        the resource tracker) count too.
         """
         model = self.config.model(name)
         usage = view.model(name)
         sample = view.sample
         launched = self.launches.pids.get(name)
-        apis = {v.pid: v for v in sample.vllm if is_server_of(v, model)} if sample else {}
+        vllm = sample.vllm if sample else ()
+        apis = {v.pid: v for v in vllm if is_server_of(v, model)}
         pids: set[int] = set(apis)
         groups = {v.pgid for v in apis.values() if v.pgid > 1}
-        zombies = {v.pid for v in sample.vllm if v.state == "Z"} if sample else set()
+        zombies = {v.pid for v in vllm if v.state == "Z"}
         if launched is not None:
             groups.add(launched)  # start_detached: the server leads its own process group
+        pids |= {v.pid for v in vllm if v.pgid in groups or any(a in apis for a in v.ancestors)}
         if usage is not None:
             if usage.server_pid is not None and (
                 usage.server_pid in apis or usage.server_pid == launched
@@ -111,10 +123,39 @@ class Lifecycle:
             pids |= set(usage.orphan_pids)
         return groups, pids - zombies
 
-    def _gone(self, name: str, view: MonitorView) -> bool:
+    def _gone(self, name: str, view: MonitorView, captured: frozenset[int] = frozenset()) -> bool:
+        """No process of the model (nor any of ``captured``) alive, and its memory released."""
         _, pids = self._model_pids(name, view)
         usage = view.model(name)
-        return not pids and (usage is None or usage.held_mib == 0)
+        listed = {v.pid for v in view.sample.vllm if v.state != "Z"} if view.sample else set()
+        return not pids and not captured & listed and (usage is None or usage.held_mib == 0)
+
+    async def _alive_on_pod(self, pids: set[int]) -> set[int]:
+        """Which of ``pids`` still run on the pod (a zombie does not: it holds nothing and
+        waits only for a parent that may never reap it)."""
+        if not pids:
+            return set()
+        argv = ["sh", "-c", _ALIVE_SH, "sh", *(str(p) for p in sorted(pids))]
+        result = await self.pod.run(argv, timeout=SAMPLE_TIMEOUT_S)
+        return {int(x) for x in result.stdout.split() if x.isdigit()} & pids
+
+    async def _wait_gone(self, name: str, captured: set[int], timeout: float) -> bool:
+        """Until the agent shows the model gone and the pod confirms that every captured pid
+        has exited; False at the deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        frozen = frozenset(captured)
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                await self.monitor.wait_for(lambda v: self._gone(name, v, frozen), remaining)
+            except TimeoutError:
+                return False
+            if not await self._alive_on_pod(set(frozen)):
+                return True
+            # The agent's sample predates the exit check: wait for a newer one.
+            with contextlib.suppress(TimeoutError):
+                await self.monitor.next_samples(1, timeout=max(0.05, deadline - loop.time()))
+        return False
 
     async def _signal_all(self, groups: set[int], pids: set[int], sig: str) -> None:
         await asyncio.gather(
@@ -154,23 +195,19 @@ class Lifecycle:
             # A leaked EngineCore has no API server left to shut it down cleanly.
             progress(name, f"killing orphans {', '.join(map(str, sorted(orphans)))}")
             await self._signal_all(set(), orphans, "KILL")
-        try:
-            view = await self.monitor.wait_for(lambda v: self._gone(name, v), self.stop_timeout_s)
-        except TimeoutError:
+        if not await self._wait_gone(name, pids, self.stop_timeout_s):
             view = self.monitor.view
             groups2, pids2 = self._model_pids(name, view)
             progress(name, f"still running after {self.stop_timeout_s:g} s: SIGKILL")
             await self._signal_all(groups | groups2, pids | pids2, "KILL")
         progress(name, "waiting for VRAM release")
-        try:
-            await self.monitor.wait_for(lambda v: self._gone(name, v), self.release_timeout_s)
-        except TimeoutError:
+        if not await self._wait_gone(name, pids, self.release_timeout_s):
             view = self.monitor.view
             raise LifecycleError(
                 f"{name} did not release its GPU memory within {self.release_timeout_s:g} s: "
                 + _still_holding(name, view),
                 "a process stuck in the driver (state D/R in ps) may need the pod restarted",
-            ) from None
+            )
 
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]:
         """SIGKILL leaked vLLM processes (of ``name``, or all); (pid, MiB) of those killed."""
@@ -178,28 +215,48 @@ class Lifecycle:
         targets = [o for o in view.orphans if name is None or o.model == name]
         if not targets:
             return []
-        await self._signal_all(set(), {o.pid for o in targets}, "KILL")
         pids = {o.pid for o in targets}
+        await self._signal_all(set(), pids, "KILL")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.release_timeout_s
         with contextlib.suppress(TimeoutError):
             await self.monitor.wait_for(
                 lambda v: not pids & {o.pid for o in v.orphans}, self.release_timeout_s
             )
+            while await self._alive_on_pod(pids) and loop.time() < deadline:
+                await self.monitor.next_samples(1, timeout=max(0.05, deadline - loop.time()))
         return [(o.pid, o.used_mib or 0) for o in targets]
 
     # -- start --------------------------------------------------------------------------
 
-    async def preflight(self, name: str, progress: Progress | None = None) -> int:
-        """Warnings through ``progress``; LifecycleError when the memory is not free."""
+    async def preflight(
+        self, name: str, progress: Progress | None = None, *, force: bool = False
+    ) -> int | None:
+        """Check what can be checked; warnings through ``progress``. A refusal (memory not
+        free, port taken) raises LifecycleError unless ``force``, which only tells it.
+        Returns the planned MiB (None without a GPU)."""
         progress = progress or _quiet
         model = self.config.model(name)
         view = self.monitor.view
         if view.sample is None:
-            view = await self._fresh_view()
+            try:
+                view = await self._fresh_view()
+            except LifecycleError as exc:
+                progress(name, f"warning: cannot check memory or port: {exc.message}")
+                return None
         gpu = gpu_for(model, view.sample.gpus) if view.sample else None
         for who, text in plan_warnings(self.config, gpu.total_mib if gpu else None):
             if who in (name, "*"):
                 progress(name, f"warning: {text}")
-        return check_free_memory(model, view)
+        planned, checks = preflight_checks(model, view)
+        for check in sorted(checks, key=lambda c: c.level == "refuse"):
+            if check.level == "warn":
+                progress(name, f"warning: {check.message}")
+            elif force:
+                progress(name, f"--force: not refusing: {check.message}")
+            else:
+                raise LifecycleError(check.message, check.hint)
+        return planned
 
     async def launch(self, name: str, progress: Progress | None = None) -> int:
         """Start the server detached; returns its pid (it leads its own process group)."""
@@ -245,6 +302,7 @@ class Lifecycle:
                 on_change,
             )
             if status.state == "ready":
+                await append_marker(self.pod, self.log_path(model), READY, name)
                 await self._await_port_owner(name)
         except TimeoutError:
             current = self.watcher.status(name)
@@ -272,12 +330,14 @@ class Lifecycle:
                 SAMPLE_TIMEOUT_S,
             )
 
-    async def start(self, name: str, progress: Progress | None = None) -> None:
+    async def start(
+        self, name: str, progress: Progress | None = None, *, force: bool = False
+    ) -> None:
         """Preflight, launch, wait until ready. Leftovers of a failed start are cleaned up."""
         async with self._lock(name):
             progress = progress or _quiet
             progress(name, "preflight")
-            await self.preflight(name, progress)
+            await self.preflight(name, progress, force=force)
             await self.launch(name, progress)
             try:
                 await self.wait_ready(name, progress)
@@ -293,14 +353,21 @@ class Lifecycle:
         with contextlib.suppress(Exception):
             await self._signal_all(groups, pids, "KILL")
 
-    async def restart(self, name: str, progress: Progress | None = None) -> None:
+    async def restart(
+        self, name: str, progress: Progress | None = None, *, force: bool = False
+    ) -> None:
         progress = progress or _quiet
         self.config.model(name)
+        with contextlib.suppress(TimeoutError):  # a fresh `ocrtui restart` has not polled yet
+            await self.watcher.wait_informed(FIRST_POLL_WAIT_S)
+        before = self.watcher.status(name)
+        if before.state == "crashed" and before.hint:
+            progress(name, f"last run failed: {before.hint}")
         async with self._lock(name):
             await self._stop(name, progress)
-        await self.start(name, progress)
+        await self.start(name, progress, force=force)
 
-    async def up(self, progress: Progress | None = None) -> None:
+    async def up(self, progress: Progress | None = None, *, force: bool = False) -> None:
         """Every model ready, in start order, each started only once the previous is ready."""
         progress = progress or _quiet
         # Decide on what the pod shows, not on "no poll yet": a healthy server found by the
@@ -318,7 +385,7 @@ class Lifecycle:
                 await self.wait_ready(model.name, progress)
                 continue
             # Down, crashed or unhealthy: clear whatever is left of it, then start afresh.
-            await self.restart(model.name, progress)
+            await self.restart(model.name, progress, force=force)
 
     async def down(self, progress: Progress | None = None) -> None:
         for model in reversed(self.config.ordered_models()):

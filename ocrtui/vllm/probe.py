@@ -18,7 +18,13 @@ import httpx
 from ocrtui.config import ModelConfig
 from ocrtui.pod.base import Pod
 from ocrtui.vllm.client import Health, VllmClient
-from ocrtui.vllm.logfile import Mark, current_run, last_marker
+from ocrtui.vllm.logfile import (
+    Mark,
+    current_run,
+    last_marker,
+    last_marker_time,
+    last_start_duration,
+)
 from ocrtui.vllm.metrics import TokenRates, VllmMetrics, token_rates
 from ocrtui.vllm.state import ProcessFacts, Verdict, decide
 
@@ -29,6 +35,22 @@ QUIET_TAIL_S = 5.0
 MODELS_RECHECK_S = 30.0
 
 
+def auth_problem(model: ModelConfig, status: int) -> str | None:
+    """What a 401 from /v1/models means for this model's config (None for other codes).
+    Never the key itself: only the name of the variable that should hold it."""
+    if status != 401:
+        return None
+    wants = "the server wants an API key (/v1/models answered 401)"
+    if not model.api_key_env:
+        return f"{wants}. Fix: set api_key_env to the environment variable holding it"
+    if not model.api_key():
+        return f"{wants} and ${model.api_key_env} (api_key_env) is unset. Fix: export it"
+    return (
+        f"the server refused the API key in ${model.api_key_env} (/v1/models answered 401). "
+        "Fix: check the key"
+    )
+
+
 @dataclass(frozen=True)
 class ProbeResult:
     verdict: Verdict
@@ -36,6 +58,8 @@ class ProbeResult:
     metrics: VllmMetrics | None = None
     rates: TokenRates = field(default_factory=lambda: TokenRates(None, None))
     max_model_len: int | None = None
+    launched_at: float | None = None  # while starting: when its launch marker was written
+    last_start_s: float | None = None  # while starting: how long the previous start took
 
 
 class ModelProbe:
@@ -48,6 +72,9 @@ class ModelProbe:
         self._was_ready = False
         self._misses = 0  # consecutive failed /health probes of a server that was ready
         self._listed_at: tuple[float, bool | None, int | None] | None = None
+        self._models_problem: str | None = None  # why /v1/models gave no list (e.g. 401)
+        # (launch marker time, the previous start's duration) of the start in progress
+        self._timing: tuple[float, float | None] | None = None
         self._quiet_read: tuple[float, ProcessFacts | None, list[str], Mark | None] | None = None
 
     async def aclose(self) -> None:
@@ -105,13 +132,29 @@ class ModelProbe:
             mark,
             served_name=self.model.name,
             was_ready=self._was_ready,
+            models_problem=self._models_problem,
         )
         if verdict.state == "ready":
             self._quiet_read = None
             self._was_ready = True
         elif verdict.state in ("down", "crashed"):
             self._was_ready = False
-        return ProbeResult(verdict, health, metrics, rates, mml)
+        launched_at, last_start = None, None
+        if verdict.state == "starting" and tail is not None:
+            launched_at, last_start = await self._start_timing(tail)
+        return ProbeResult(verdict, health, metrics, rates, mml, launched_at, last_start)
+
+    async def _start_timing(self, tail: list[str]) -> tuple[float | None, float | None]:
+        """When the current start was launched, and how long the one before took (read
+        from the whole log once per start)."""
+        if current_run(tail)[1] != "launch":
+            return None, None
+        launched_at = last_marker_time(tail)
+        if launched_at is None:
+            return None, None
+        if self._timing is None or self._timing[0] != launched_at:
+            self._timing = (launched_at, await last_start_duration(self.pod, self.log_path))
+        return self._timing
 
     async def _listed(self) -> tuple[bool | None, int | None]:
         now = time.monotonic()
@@ -119,8 +162,12 @@ class ModelProbe:
             return self._listed_at[1], self._listed_at[2]
         listed: bool | None = False
         mml: int | None = None
+        self._models_problem = None
         try:
             cards = await self.client.models()
+        except httpx.HTTPStatusError as exc:
+            cards, listed = [], None
+            self._models_problem = auth_problem(self.model, exc.response.status_code)
         except (httpx.HTTPError, ValueError):
             cards, listed = [], None
         for card in cards:

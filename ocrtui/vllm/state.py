@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 from ocrtui.status import ModelState
 from ocrtui.vllm.client import Health
+from ocrtui.vllm.crashlog import crash_lines
 from ocrtui.vllm.hints import Hint, find_hint, is_fatal
-from ocrtui.vllm.logfile import Mark, current_run
-from ocrtui.vllm.stages import Stage, startup_stage, strip_ansi
+from ocrtui.vllm.logfile import Mark, current_run, last_marker_time
+from ocrtui.vllm.stages import Stage, startup_stage
 
 LAST_LINES = 12
 # Our own probes show up in vLLM's access log; they say nothing about a crash.
@@ -44,7 +45,9 @@ class ProcessFacts:
     server_pid: int | None  # the API server: listening on the port, or the one we launched
     alive: bool  # the API server runs (or is being launched and not listed by the agent yet)
     listening: bool  # something listens on the model's port
-    orphans: tuple[tuple[int, int], ...] = ()  # (pid, MiB) of leftover vLLM processes
+    # (pid, VRAM MiB, RSS MiB or None) of leftover vLLM processes
+    orphans: tuple[tuple[int, int, int | None], ...] = ()
+    sample_t: float | None = None  # when the agent took these facts (the pod's Unix time)
 
 
 @dataclass(frozen=True)
@@ -64,10 +67,12 @@ def decide(
     *,
     served_name: str = "",
     was_ready: bool = False,
+    models_problem: str | None = None,
 ) -> Verdict:
     """One model's state. ``facts`` is None before the agent's first sample; ``tail`` is the
     log tail (None when not read this time); ``last_mark`` the last ocrtui marker in the
-    whole log when the tail had none; ``was_ready`` whether this server answered before."""
+    whole log when the tail had none; ``was_ready`` whether this server answered before;
+    ``models_problem`` why /v1/models gave no list, when known (a 401)."""
     run, mark_in_tail = current_run(tail) if tail is not None else ([], None)
     mark = mark_in_tail or last_mark
     if health is not None and health.ok:
@@ -79,7 +84,7 @@ def decide(
                 hint=f"the port answers but /v1/models does not list {served_name!r}: "
                 "another server holds this port. Fix: stop it or change the model's port",
             )
-        return Verdict("unhealthy", hint="/v1/models did not answer")
+        return Verdict("unhealthy", hint=models_problem or "/v1/models did not answer")
     if health is not None and health.status is not None:
         return Verdict("unhealthy", hint=f"/health answered {health.status}")
     if facts is None:
@@ -97,23 +102,47 @@ def decide(
             # It had finished starting and now refuses connections: dying, not starting.
             return Verdict("unhealthy", hint="the server stopped accepting connections")
         return Verdict("starting", stage=stage)
+    if mark_in_tail == "launch" and _launched_after(tail or (), facts):
+        # The marker is newer than the process data: the server may not have existed yet
+        # when the agent looked (another observer reads the log of a launch just begun).
+        return Verdict("starting", stage=Stage("launched"))
     if facts.orphans or mark == "launch":
         return _crashed(run, facts)
     return Verdict("down")
+
+
+# A launch marker this close to the agent's sample may predate its process: the server is
+# spawned just after the marker is written, and the clocks of the launching machine and
+# the pod may differ slightly. A start that fails at once reads as crashed after this.
+LAUNCH_GRACE_S = 1.0
+
+
+def _launched_after(tail: Sequence[str], facts: ProcessFacts) -> bool:
+    marked = last_marker_time(tail)
+    if marked is None or facts.sample_t is None:
+        return False
+    return facts.sample_t < marked + LAUNCH_GRACE_S
 
 
 def _crashed(run: Sequence[str], facts: ProcessFacts) -> Verdict:
     hint: Hint | None = find_hint(run)
     text = str(hint) if hint else None
     if facts.orphans and not facts.alive:
-        held = ", ".join(f"pid {pid} ({mib} MiB)" for pid, mib in facts.orphans)
+        held = ", ".join(_held(mib, rss, pid) for pid, mib, rss in facts.orphans)
+        what = "GPU memory" if any(mib for _, mib, _ in facts.orphans) else "memory"
         orphan_text = (
-            f"the API server is gone but its vLLM processes live on holding GPU memory: {held}. "
+            f"the API server is gone but its vLLM processes live on holding {what}: {held}. "
             "Fix: restart the model (it kills them first)"
         )
         text = orphan_text if text is None else f"{text} | {orphan_text}"
     elif text is None:
         text = "the server exited. Fix: read the log lines, then restart the model"
-    lines = [strip_ansi(line) for line in without_probes(run)]
-    last = tuple(lines[-LAST_LINES:])
+    # The explaining lines first: exit noise would push them out of a plain tail.
+    last = crash_lines(without_probes(run), LAST_LINES).lines
     return Verdict("crashed", hint=text, last_lines=last)
+
+
+def _held(vram_mib: int, rss_mib: int | None, pid: int) -> str:
+    if vram_mib or rss_mib is None:
+        return f"pid {pid} ({vram_mib} MiB)"
+    return f"pid {pid} ({rss_mib} MiB RAM)"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -37,6 +38,20 @@ def is_server_of(v: VllmProc, model: ModelConfig) -> bool:
     A zombie (killed, not yet reaped: common in containers whose PID 1 reaps nothing) is no
     server."""
     return v.kind == "api" and v.served == model.name and v.port == model.port and v.state != "Z"
+
+
+def process_stage(view: MonitorView, facts: ProcessFacts | None) -> str | None:
+    """What the agent's process view says of a start the log says nothing of yet (vLLM
+    imports for ~40 s before its first line): the API server runs, its EngineCore too."""
+    sample = view.sample
+    if sample is None or facts is None or facts.server_pid is None:
+        return None
+    server = facts.server_pid
+    if not any(v.pid == server for v in sample.vllm):
+        return "launched"
+    if any(v.kind in ("engine", "spawned") and server in v.ancestors for v in sample.vllm):
+        return "engine spawned"
+    return "API server importing"
 
 
 def with_usage(status: ModelStatus, model: ModelConfig, view: MonitorView) -> ModelStatus:
@@ -203,9 +218,11 @@ class ModelWatcher:
                 alive = True  # launching: the pid is not back yet
             elif unlisted and pid is not None and await self.pod.signal(pid, 0):
                 server, alive = pid, True
-        orphans = tuple((o.pid, o.used_mib or 0) for o in view.orphans if o.model == model.name)
+        orphans = tuple(
+            (o.pid, o.used_mib or 0, o.rss_mib) for o in view.orphans if o.model == model.name
+        )
         listening = usage is not None and usage.port_state == "listen"
-        return ProcessFacts(server, alive, listening, orphans)
+        return ProcessFacts(server, alive, listening, orphans, sample.t)
 
     def _model_status(
         self,
@@ -216,8 +233,13 @@ class ModelWatcher:
     ) -> ModelStatus:
         v = result.verdict
         state, stage = v.state, str(v.stage) if v.stage else None
+        if state == "starting" and (stage is None or stage == "launched"):
+            stage = process_stage(view, facts) or stage
         if model.name in self.launches.stopping:
             state, stage = "down", "stopping"
+        started_s = None
+        if state == "starting" and result.launched_at is not None:
+            started_s = round(max(0.0, time.time() - result.launched_at), 1)
         m = result.metrics
         status = ModelStatus(
             name=model.name,
@@ -235,5 +257,7 @@ class ModelWatcher:
             success_by_reason=dict(m.success_by_reason) if m else {},
             last_lines=v.last_lines,
             max_model_len=result.max_model_len,
+            started_s=started_s,
+            last_start_s=result.last_start_s if started_s is not None else None,
         )
         return with_usage(status, model, view)

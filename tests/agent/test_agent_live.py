@@ -179,7 +179,7 @@ async def test_real_simulator_leak_through_the_lifecycle_path(
         mon.begin_launch("glm-ocr")
         server = await pod.start_detached(
             [sys.executable, "-m", "ocrtui", "sim-vllm", "serve", "zai-org/GLM-OCR",
-             "--port", str(port), "--served-model-name", "glm-ocr",
+             "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "glm-ocr",
              "--gpu-memory-utilization", "0.4", "--engine", "synthetic",
              "--sim-startup-s", "0", "--sim-gpu", str(sim_gpu.path)],
             log_file=str(tmp_path / "vllm_glm-ocr.log"),
@@ -196,7 +196,10 @@ async def test_real_simulator_leak_through_the_lifecycle_path(
         assert v.sample is not None
         (engine,) = [p for p in v.sample.vllm if p.kind == "engine" and p.ppid == server]
         assert engine.title == "VLLM::EngineCore"
-        assert mon.model_pids("glm-ocr").tree == (server, engine.pid)
+        # Like real vLLM 0.32: API server, its resource tracker, EngineCore, Worker.
+        group = {p.pid: p.kind for p in v.sample.vllm if p.pgid == server}
+        assert sorted(group.values()) == ["api", "engine", "tracker", "worker"]
+        assert set(mon.model_pids("glm-ocr").tree) == set(group)
         held = mon.held_mib("glm-ocr")
 
         before = (await mon.next_samples(1)).sample
@@ -204,10 +207,14 @@ async def test_real_simulator_leak_through_the_lifecycle_path(
         assert await pod.signal(server, "KILL")
         v = await mon.wait_for(lambda v: bool(mon.orphans("glm-ocr")), 10)
         assert v.sample is not None and v.sample.seq - before.seq <= 2
-        assert [(o.pid, o.used_mib) for o in mon.orphans("glm-ocr")] == [(engine.pid, held)]
+        orphans = {o.pid: o.used_mib for o in mon.orphans("glm-ocr")}
+        assert set(orphans) == set(group) - {server}  # tracker and Worker live on too
+        assert orphans[engine.pid] == held and not any(
+            mib for pid, mib in orphans.items() if pid != engine.pid
+        )
         assert mon.held_mib("glm-ocr") == held  # the leak: nothing listens, memory still held
 
-        assert await pod.signal(engine.pid, "KILL")
+        assert await pod.signal(server, "KILL", group=True)
         await mon.wait_for(lambda v: mon.held_mib("glm-ocr") == 0 and not mon.orphans(), 10)
     finally:
         if server is not None:

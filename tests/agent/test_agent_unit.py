@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -297,3 +299,83 @@ def test_a_process_that_execs_into_vllm_is_seen_although_its_pid_is_cached(
     finally:
         child.kill()
         child.wait()
+
+
+_TRACKED_SERVER = """
+import sys, time
+from multiprocessing import resource_tracker
+resource_tracker.ensure_running()
+print("ready", resource_tracker._resource_tracker._pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_resource_tracker_of_a_vllm_group_is_listed_with_rss_and_ram(tmp_path: Path) -> None:
+    """Real vLLM's API server starts multiprocessing's resource tracker in its process group;
+    it outlives a SIGKILLed server, so the agent lists it (kind "tracker") with RSS."""
+    exe = tmp_path / "vllm"
+    # Run through its shebang, so its comm is "vllm" like the real one's and the tracker's
+    # exec shows as a new comm (the agent re-reads argv on a new comm only).
+    exe.write_text(f"#!{sys.executable}\n{_TRACKED_SERVER}")
+    exe.chmod(0o755)
+    proc = subprocess.Popen(
+        [str(exe), "serve", "m", "--port", "1", "--served-model-name", "m"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        tracker = int(proc.stdout.readline().split()[1])
+        sampler = agent.Sampler(agent.NoGpu("none"), [1], 1.0)
+        deadline = time.monotonic() + 10
+        while True:  # the tracker may still be between fork and exec at first
+            sample = sampler.sample()
+            rows = {v["pid"]: v for v in sample["vllm"]}
+            if rows.get(tracker, {}).get("kind") == "tracker" or time.monotonic() > deadline:
+                break
+        assert rows[proc.pid]["kind"] == "api" and rows[proc.pid]["rss_mib"] > 0
+        assert rows[tracker]["kind"] == "tracker" and rows[tracker]["pgid"] == proc.pid
+        assert sample["mem_available_mib"] > 0
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_a_resource_tracker_outside_any_vllm_group_is_not_listed() -> None:
+    table = agent.ProcTable()
+    table.refresh(set(), 0.0)
+    assert agent.vllm_helpers(table, []) == []
+
+
+def test_a_bound_never_listening_port_is_reported_bound() -> None:
+    """vLLM binds its port early and listens last; Linux >= 6.5 reports such a socket to
+    sock_diag only in TCP_BOUND_INACTIVE."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        ports = agent.Sampler(agent.NoGpu("none"), [port], 1.0).sample()["ports"]
+    assert ports[str(port)]["state"] == "bound" and ports[str(port)]["pid"] == os.getpid()
+
+
+def test_an_argv_read_mid_exec_is_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child read between fork and exec shows an empty cmdline; its comm may not change
+    after exec (python forking python), so an empty argv must not stick."""
+    real = agent._read_argv
+    me = os.getpid()
+    mid_exec = [True]
+
+    def read_argv(pid: int) -> list[str]:
+        if pid == me and mid_exec:
+            mid_exec.clear()
+            return []
+        return real(pid)
+
+    monkeypatch.setattr(agent, "_read_argv", read_argv)
+    table = agent.ProcTable()
+    table.refresh({os.getpid()}, 0.0)
+    assert table.procs[os.getpid()].argv == []
+    table.refresh({os.getpid()}, 1.0)
+    assert table.procs[os.getpid()].argv == real(os.getpid())

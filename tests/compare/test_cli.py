@@ -92,17 +92,8 @@ def _count_lines(path: Path) -> int:
         return 0
 
 
-def test_kill_9_then_resume_loses_and_duplicates_nothing(
-    make_pdf: MakePdf,
-    tmp_path: Path,
-    spawned: list[subprocess.Popen[bytes]],
-    sim_servers: SimServers,
-) -> None:
-    pdf = make_pdf("long.pdf", [f"page {i}" for i in range(1, 21)])
-    run_dir, log = tmp_path / "run", tmp_path / "log.txt"
-    # Slow enough (0.1 s a request) that the kill lands mid-run.
-    slow = ["--sim-prefill-s", "0.1", "--sim-per-token-s", "0.0001", "--sim-tokens-per-page", "20"]
-    glm, lighton = start_pair(sim_servers, ("synthetic", "synthetic"), *slow)
+def _two_models(tmp_path: Path, glm: str, lighton: str) -> Path:
+    """A config file for the two simulator servers at these URLs."""
     cfg = tmp_path / "ocrtui.toml"
     cfg.write_text(
         f"""
@@ -128,6 +119,22 @@ concurrency = 2
 """,
         encoding="utf-8",
     )
+    return cfg
+
+
+@pytest.mark.faults
+def test_kill_9_then_resume_loses_and_duplicates_nothing(
+    make_pdf: MakePdf,
+    tmp_path: Path,
+    spawned: list[subprocess.Popen[bytes]],
+    sim_servers: SimServers,
+) -> None:
+    pdf = make_pdf("long.pdf", [f"page {i}" for i in range(1, 21)])
+    run_dir, log = tmp_path / "run", tmp_path / "log.txt"
+    # Slow enough (0.1 s a request) that the kill lands mid-run.
+    slow = ["--sim-prefill-s", "0.1", "--sim-per-token-s", "0.0001", "--sim-tokens-per-page", "20"]
+    glm, lighton = start_pair(sim_servers, ("synthetic", "synthetic"), *slow)
+    cfg = _two_models(tmp_path, glm, lighton)
     base = ["--config", str(cfg), "compare", "--headless"]
     spawned.append(_spawn([*base, "--out", str(run_dir), str(pdf)], log))
     results = run_dir / "results.jsonl"
@@ -149,6 +156,30 @@ concurrency = 2
     assert summary["models"]["glm-ocr"]["pages_ok"] == 20
     assert summary["models"]["lighton-ocr"]["pages_ok"] == 20
     assert "OCR comparison" in log.read_text()
+
+
+def test_sigint_exits_130_and_says_how_to_resume(
+    make_pdf: MakePdf,
+    tmp_path: Path,
+    spawned: list[subprocess.Popen[bytes]],
+    sim_servers: SimServers,
+) -> None:
+    pdf = make_pdf("long.pdf", [f"page {i}" for i in range(1, 21)])
+    run_dir, log = tmp_path / "run", tmp_path / "log.txt"
+    slow = ["--sim-prefill-s", "0.1", "--sim-per-token-s", "0.0001", "--sim-tokens-per-page", "20"]
+    cfg = _two_models(tmp_path, *start_pair(sim_servers, ("synthetic", "synthetic"), *slow))
+    args = ["--config", str(cfg), "compare", "--headless", "--out", str(run_dir), str(pdf)]
+    spawned.append(_spawn(args, log))
+    deadline = time.monotonic() + 60
+    while _count_lines(run_dir / "results.jsonl") < 2:
+        assert spawned[0].poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
+    spawned[0].send_signal(signal.SIGINT)
+    assert spawned[0].wait(timeout=30) == 130, log.read_text()
+    out = log.read_text()
+    assert f"continue with: ocrtui compare --resume {run_dir}" in out.replace("\n", "")
+    assert (run_dir / "summary.json").exists()
 
 
 @pytest.mark.parametrize("flags", [["--headless"], []])

@@ -1,6 +1,7 @@
 import io
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from ocrtui.compare.profiles import TARGETS
@@ -97,6 +98,7 @@ def test_pool_starts_under_a_captured_stderr(make_pdf: MakePdf) -> None:
     assert out.stdout.split() == ["1089", "1540"]
 
 
+@pytest.mark.faults
 async def test_a_killed_worker_fails_no_page(make_pdf: MakePdf) -> None:
     """kill -9 of one render worker mid-run: the pool is replaced and every page renders."""
     import asyncio
@@ -190,6 +192,7 @@ def _descendants(pid: int) -> set[int]:
     return out
 
 
+@pytest.mark.faults
 def test_kill_9_of_the_run_leaves_no_render_process(make_pdf: MakePdf) -> None:
     """Forkserver, workers and resource tracker all end within 5 s of kill -9 of the run."""
     import subprocess

@@ -174,7 +174,7 @@ async def test_connection_errors_are_retried(
     plan = RunPlan(tuple(docs(make_pdf, 1)), targets(dead_url)[:1], settings, speed_phases=False)
     events = await run_to_end(plan, tmp_path / "run")
     (fail,) = [e for e in events if isinstance(e, PageFailed)]
-    assert fail.reason.startswith("connection error: ConnectError")
+    assert fail.reason.startswith(f"connection error to {dead_url}: ConnectError")
     assert fail.reason.endswith("(after 3 attempts)")
 
 

@@ -91,9 +91,11 @@ def test_demo_sigkill_crashed_orphan_then_restart_ready(tmp_path: Path) -> None:
         kill_writing_under(demo_dir)
 
 
-def _write_config(path: Path, sim_pod: SimPod, *models: dict[str, Any]) -> Path:
+def _write_config(path: Path, sim_pod: SimPod, *models: dict[str, Any], gpu: bool = True) -> Path:
     pod = {"kind": "local", **sim_pod.pod_fields()}
     pod["vllm_command"] = list(pod["vllm_command"])
+    if not gpu:  # the simulator on a virtual device; the agent sees no NVIDIA driver
+        del pod["sim_gpu"]
     data = {"pod": pod, "models": list(models), "ui": {"refresh_s": 0.25}}
     path.write_text(tomli_w.dumps(data))
     return path
@@ -153,3 +155,65 @@ def test_unreachable_pod_exits_3(tmp_path: Path) -> None:
         proc = ocrtui("--config", str(cfg), *command)
         assert proc.returncode == 3, (command, proc.stderr)
         assert "Traceback" not in proc.stderr
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.timeout(180)
+def test_no_gpu_pod_up_orphans_without_vram_restart_and_down(
+    sim_pod: SimPod, tmp_path: Path
+) -> None:
+    """Like a CPU vLLM: no NVIDIA driver, nothing holds VRAM. `up` warns and starts; after
+    kill -9 of the API server its EngineCore is an orphan with its RSS; `restart` and `down`
+    kill every process of the tree."""
+    cfg = _write_config(tmp_path / "ocrtui.toml", sim_pod, sim_pod.model("glm"), gpu=False)
+    up = ocrtui("--config", str(cfg), "up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "glm: warning: cannot check GPU memory: no NVIDIA driver" in up.stdout
+    status = status_json("--config", str(cfg))
+    assert status["gpus"] == [] and model_row(status, "glm")["state"] == "ready"
+    api_pid = model_row(status, "glm")["pid"]
+
+    os.kill(api_pid, signal.SIGKILL)
+    status = status_json("--config", str(cfg))
+    row = model_row(status, "glm")
+    assert row["state"] == "crashed" and "live on" in row["hint"]
+    (orphan,) = [o for o in status["orphans"] if o["title"] == "VLLM::EngineCore"]
+    assert orphan["model"] == "glm" and orphan["used_mib"] is None and orphan["rss_mib"] > 0
+    assert str(orphan["pid"]) in row["hint"]
+
+    restart = ocrtui("--config", str(cfg), "restart", "glm")
+    assert restart.returncode == 0, restart.stdout + restart.stderr
+    assert "glm: last run failed: the API server is gone" in restart.stdout
+    assert not _running(orphan["pid"])
+    status = status_json("--config", str(cfg))
+    assert status["orphans"] == [] and model_row(status, "glm")["state"] == "ready"
+    tree = [model_row(status, "glm")["pid"]]
+
+    down = ocrtui("--config", str(cfg), "down")
+    assert down.returncode == 0 and "glm: stopped" in down.stdout
+    assert not any(_running(pid) for pid in tree)
+    assert status_json("--config", str(cfg))["orphans"] == []
+
+
+def test_force_starts_past_a_refusal_and_says_what_it_skipped(
+    sim_pod: SimPod, tmp_path: Path
+) -> None:
+    model = sim_pod.model("glm")
+    cfg = _write_config(tmp_path / "ocrtui.toml", sim_pod, model)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", model["port"]))
+        squatter.listen()
+        refused = ocrtui("--config", str(cfg), "restart", "glm")
+        assert refused.returncode == 1
+        assert f"ocrtui: port {model['port']} is taken by pid {os.getpid()}" in refused.stderr
+        assert "glm: launching" not in refused.stdout
+        forced = ocrtui("--config", str(cfg), "restart", "glm", "--force")
+    assert f"glm: --force: not refusing: port {model['port']} is taken" in forced.stdout
+    assert "glm: launching" in forced.stdout

@@ -8,9 +8,12 @@ outlives a SIGKILL of the API server.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -109,7 +112,9 @@ async def test_restart_after_sigkill_clears_the_orphan(
     assert snap.model("glm").state == "ready"  # type: ignore[union-attr]
     assert not _orphans(snap)
     assert not pid_alive(engine.pid)
-    assert ("glm", f"killing orphans {engine.pid}") in steps
+    # The whole leftover tree (resource tracker, EngineCore, Worker), the EngineCore among it.
+    killing = [step for name, step in steps if step.startswith("killing orphans ")]
+    assert len(killing) == 1 and str(engine.pid) in killing[0].split(" ", 2)[2].split(", ")
     assert [h.pid for h in sim_pod.gpu.holders()] == [
         p.pid for p in snap.processes if p.model == "glm"
     ]
@@ -198,7 +203,7 @@ async def test_engine_death_unhealthy_then_crashed_with_hint(
     assert model is not None and model.hint and "EngineCore process died" in model.hint
     assert log.seen[0] == "ready" and log.seen[-1] == "crashed"
     assert set(log.seen) <= {"ready", "unhealthy", "crashed"}
-    assert any("died unexpectedly" in line for line in model.last_lines)
+    assert any("EngineDeadError" in line for line in model.last_lines)
 
 
 @pytest.mark.parametrize("transport", ["ssh"])
@@ -231,7 +236,10 @@ async def test_kill_orphans_frees_their_memory(
     os.kill(api_pid, signal.SIGKILL)
     await ctl.wait_until(lambda s: "orphan:glm" in _orphans(s), 15)
     assert await ctl.kill_orphans("other-model") == []
-    assert await ctl.kill_orphans("glm") == [(engine.pid, engine.used_mib)]
+    killed = dict(await ctl.kill_orphans("glm"))
+    # The EngineCore holds the memory; its Worker and the resource tracker are killed too.
+    assert killed.pop(engine.pid) == engine.used_mib and len(killed) == 2
+    assert not any(killed.values())
     assert sim_pod.gpu.used_mib() == 0
     # The server we launched is gone without a stop: crashed, now with nothing leaked.
     snap = await ctl.wait_until(
@@ -239,3 +247,57 @@ async def test_kill_orphans_frees_their_memory(
         10,
     )
     assert "orphan" not in (snap.model("glm").hint or "")  # type: ignore[union-attr]
+
+
+async def test_stop_returns_only_once_every_process_of_the_tree_has_exited(
+    sim_pod: SimPod, tmp_path: Path
+) -> None:
+    exe = tmp_path / "lingering" / "vllm"
+    exe.parent.mkdir()
+    shutil.copy(Path(__file__).parent / "lingering_vllm.py", exe)
+    config = sim_pod.config(sim_pod.model("slow"), vllm_command=(sys.executable, str(exe)))
+    ctl = Controller(config)
+    await ctl.start()
+    try:
+        assert ctl.lifecycle is not None
+        api = await ctl.lifecycle.launch("slow")
+        view = await ctl.monitor.wait_for(
+            lambda v: (
+                v.sample is not None
+                and any(p.kind == "engine" and p.pgid == api for p in v.sample.vllm)
+            ),
+            15,
+        )
+        assert view.sample is not None
+        engine = next(p.pid for p in view.sample.vllm if p.kind == "engine" and p.pgid == api)
+        steps, progress = progress_log()
+        await ctl.stop_model("slow", progress)
+        assert steps[-1] == ("slow", "stopped")
+        assert not pid_alive(api) and not pid_alive(engine)
+    finally:
+        await ctl.close()
+
+
+async def test_a_restart_shows_the_elapsed_time_against_the_last_start(sim_pod: SimPod) -> None:
+    slow = [*sim_pod.model("x")["extra_args"][:-1], "2.0"]  # --sim-startup-s 2.0
+    ctl = Controller(sim_pod.config(sim_pod.model("glm", extra_args=slow)))
+    await ctl.start()
+    seen: list[tuple[str | None, float | None, float | None]] = []
+
+    def on(snap: Snapshot) -> None:
+        m = snap.model("glm")
+        if m is not None and m.state == "starting":
+            seen.append((m.stage, m.started_s, m.last_start_s))
+
+    try:
+        await ctl.up()
+        assert all(last is None for _, _, last in seen)  # no start before this one
+        seen.clear()
+        unsubscribe = ctl.subscribe(on)
+        await ctl.restart("glm")
+        unsubscribe()
+    finally:
+        await ctl.close()
+    assert any(started is not None for _, started, _ in seen)
+    lasts = {last for _, _, last in seen if last is not None}
+    assert lasts and all(last >= 1.0 for last in lasts)  # markers have whole seconds

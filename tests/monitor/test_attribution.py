@@ -111,14 +111,15 @@ def test_old_engine_is_an_orphan_while_a_new_tree_serves_the_port() -> None:
     assert_reconciles(s)
 
 
-def test_a_starting_server_not_yet_on_its_port_is_not_an_orphan_during_its_launch() -> None:
+def test_a_starting_server_not_yet_on_its_port_is_its_model_for_every_observer() -> None:
+    """Another observer (no launch record) of a server that does not own its port yet."""
     data = raw("nvml_orphan_new_tree.json")
     data["ports"]["8000"] = {"pid": None, "state": None}
     s = parse_sample(data)
-    assert labels(s)[7066] == "orphan:glm-ocr"
     launching = LaunchRecord("glm-ocr", frozenset({4188, 5290, 6104}))
-    assert labels(s, launches=[launching])[7066] == "glm-ocr"
-    assert labels(s, launches=[launching])[4188] == "orphan:glm-ocr"  # its API server is dead
+    for launches in ([], [launching]):
+        assert labels(s, launches=launches)[7066] == "glm-ocr"
+        assert labels(s, launches=launches)[4188] == "orphan:glm-ocr"  # its API server is dead
 
 
 def test_container_rows_without_launch_history_stay_unattributed_but_shown() -> None:
@@ -283,3 +284,120 @@ def test_rows_say_their_kind_and_owner_without_the_label_prefix() -> None:
     assert (rows[5290].kind, rows[5290].owner) == ("model", "lighton-ocr")
     assert (rows[6104].kind, rows[6104].owner) == ("other", None)
     assert ProcessStatus(**rows[4188].status_fields()).owner == "glm-ocr"  # type: ignore[arg-type]
+
+
+# -- real vLLM trees (shared/fixtures/vllm-0.32-cpu, vllm-0.26-h200, nvml-pidns) ---------------
+
+TINY = (ModelRef("tiny", 30418, "vllm_tiny.log"),)
+
+
+def test_cpu_vllm_tree_is_the_model_api_server_engine_worker_and_resource_tracker() -> None:
+    att = attribute(load("cpu_vllm_serving.json"), TINY)
+    tiny = att.models["tiny"]
+    assert tiny.tree_pids == (6801, 7018, 7019, 7113)
+    assert att.orphans == () and tiny.orphan_pids == ()
+
+
+@pytest.mark.parametrize("evidence", ["stdout", "known", "launch"])
+def test_cpu_vllm_after_kill_9_engine_worker_and_tracker_are_orphans_holding_ram(
+    evidence: str,
+) -> None:
+    """No VRAM anywhere: the survivors are still the model's orphans, with their RSS."""
+    serving = load("cpu_vllm_serving.json")
+    data = raw("cpu_vllm_killed.json")
+    kw: dict[str, Any] = {}
+    if evidence != "stdout":
+        for v in data["vllm"]:
+            v["stdout"] = "pipe:[77]"
+    if evidence == "known":
+        kw["known"] = attribute(serving, TINY).known
+    if evidence == "launch":
+        kw["launches"] = [LaunchRecord("tiny", frozenset(), frozenset(), 6801)]
+    att = attribute(parse_sample(data), TINY, **kw)
+    assert [(o.pid, o.model, o.used_mib, o.rss_mib) for o in att.orphans] == [
+        (7018, "tiny", None, 13),
+        (7019, "tiny", None, 674),
+        (7113, "tiny", None, 1805),
+    ]
+    assert att.models["tiny"].orphan_pids == (7018, 7019, 7113)
+    assert att.models["tiny"].tree_pids == ()
+
+
+def test_leaked_vllm_of_no_known_model_holding_nothing_is_not_an_orphan() -> None:
+    data = raw("cpu_vllm_killed.json")
+    for v in data["vllm"]:
+        v["stdout"] = "pipe:[77]"
+    assert attribute(parse_sample(data), TINY).orphans == ()
+
+
+def test_a_starting_engine_is_its_model_for_a_second_observer_not_an_orphan() -> None:
+    """up_samples.txt: A's EngineCore held 57432 MiB as `orphan:A` while A started."""
+    s = load("h200_starting_second_observer.json")
+    refs = (ModelRef("A", 8000, "vllm_A.log"), ModelRef("B", 8001, "vllm_B.log"))
+    att = attribute(s, refs)
+    assert {r.pid: (r.model, r.kind) for r in att.rows} == {9789: ("A", "model")}
+    assert att.orphans == ()
+    assert att.models["A"].used_mib == 57432 and att.models["A"].tree_pids == (9469, 9789)
+
+
+PIDNS = (ModelRef("m", 8000),)
+
+
+def test_pid_namespace_nvml_reports_namespace_pids_and_omits_outside_holders() -> None:
+    """Driver 580: the namespace's own pid, visible; the outside holder's memory is other."""
+    att = attribute(load("pidns_tree.json"), PIDNS)
+    assert {r.pid: (r.model, r.visible) for r in att.rows} == {73: ("m", True)}
+    assert att.gpus[0].other_mib == 11474 - 6754
+    lone = attribute(load("pidns_lone.json"), PIDNS)
+    assert [(o.pid, o.model, o.used_mib) for o in lone.orphans] == [(12, "?", 6754)]
+
+
+def _host_pid_shape(outside: bool) -> AgentSample:
+    """pidns_tree.json as an older driver reports it: host pids (532 = the namespace's 73),
+    and, with ``outside``, the host process 450 that holds 4706 MiB too."""
+    data = raw("pidns_tree.json")
+    rows = [{"gpu": 0, "pid": 532, "used_mib": 6754, "type": "C", "visible": False}]
+    if outside:
+        rows.append({"gpu": 0, "pid": 450, "used_mib": 4706, "type": "C", "visible": False})
+    data["procs"] = rows
+    return parse_sample(data)
+
+
+def test_host_pid_rows_go_to_the_one_model_holding_the_device_not_to_the_agent() -> None:
+    att = attribute(_host_pid_shape(outside=False), PIDNS)
+    assert {r.pid: (r.model, r.via) for r in att.rows} == {532: ("m", "holders")}
+
+
+def test_host_pid_rows_the_model_cannot_account_for_stay_unattributed() -> None:
+    att = attribute(_host_pid_shape(outside=True), PIDNS)
+    assert {r.pid: r.model for r in att.rows} == {532: None, 450: None}
+    assert att.models["m"].used_mib == 0
+    assert att.gpus[0].unattributed_mib == 6754 + 4706
+
+
+def test_an_orphan_writing_a_same_named_log_of_another_workdir_is_not_ours() -> None:
+    """Two users (or two test runs) on one pod both have a model `tiny` logging to
+    `<their workdir>/vllm_tiny.log`."""
+    killed = load("cpu_vllm_killed.json")
+    mine = (ModelRef("tiny", 30418, "/home/op/vllm_tiny.log"),)
+    theirs = (ModelRef("tiny", 30418, "/home/other/vllm_tiny.log"),)
+    assert len(attribute(killed, mine).orphans) == 3
+    assert attribute(killed, theirs).orphans == ()
+    assert len(attribute(killed, (ModelRef("tiny", 30418, "~/vllm_tiny.log"),)).orphans) == 3
+
+
+def test_process_stage_of_a_start_the_log_says_nothing_of_yet() -> None:
+    from ocrtui.monitor.agent_monitor import MonitorView
+    from ocrtui.vllm.state import ProcessFacts
+    from ocrtui.vllm.watch import process_stage
+
+    def stage(data: dict[str, Any], server: int) -> str | None:
+        s = parse_sample(data)
+        view = MonitorView(s, attribute(s, TINY), None, 0.1, False, True, 0, False)
+        return process_stage(view, ProcessFacts(server, True, False))
+
+    serving = raw("cpu_vllm_serving.json")
+    assert stage(serving, 6801) == "engine spawned"
+    serving["vllm"] = serving["vllm"][:1]
+    assert stage(serving, 6801) == "API server importing"
+    assert stage(serving, 4242) == "launched"  # the launched pid is not listed yet

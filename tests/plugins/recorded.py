@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ocrtui.config import Config, parse_config
-from ocrtui.status import GpuStatus, ModelShare, ModelStatus, PodStatus, ProcessStatus, Snapshot
+from ocrtui.status import (
+    GpuStatus,
+    ModelShare,
+    ModelStatus,
+    OrphanStatus,
+    PodStatus,
+    ProcessStatus,
+    Snapshot,
+)
 
 TOTAL = 46068
 
@@ -137,6 +145,7 @@ CRASHED = Snapshot(
         ),
         LIGHTON,
     ),
+    orphans=(OrphanStatus(4188, "glm-ocr", 17450, 2100, "VLLM::EngineCore"),),
 )
 LOST = replace(
     READY,

@@ -85,7 +85,9 @@ def test_engine_death_makes_health_503_then_server_exits(sim_servers: SimServers
         assert time.monotonic() < deadline, server.log()
         time.sleep(0.02)
     assert server.wait_exit(10) == 1
-    assert "Engine core proc EngineCore died unexpectedly, shutting down client." in server.log()
+    log = server.log()
+    assert "[shutdown] MPClient: engine core exited unexpectedly; starting cleanup" in log
+    assert "vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue." in log
 
 
 def test_kv_cache_too_small_for_max_model_len(sim_servers: SimServers, sim_gpu: SimGpu) -> None:

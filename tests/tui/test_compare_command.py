@@ -49,8 +49,12 @@ async def test_headless_and_dashboard_start_runs_through_one_function(
 
     reached: list[launch.RunSetup] = []
 
-    async def start_comparison(setup: launch.RunSetup, model_url: launch.ModelUrl) -> Any:
+    async def start_comparison(
+        setup: launch.RunSetup, model_url: launch.ModelUrl, gate: Any = None
+    ) -> Any:
         reached.append(setup)
+        if gate is not None:
+            await gate.close()
         raise InputError("start_comparison reached")
 
     monkeypatch.setattr(launch, "start_comparison", start_comparison)

@@ -78,3 +78,21 @@ async def test_diff_says_why_a_text_is_missing(make_app: AppFactory) -> None:
         await until(pilot, lambda: "Waiting for both models' text for this page." in diff())
         screen.query_one("#pages", DataTable).move_cursor(row=1)
         await until(pilot, lambda: "no longer in memory; it is in results.jsonl" in diff())
+
+
+def test_the_status_line_says_paused_until_resumed() -> None:
+    from ocrtui.compare.events import RunPaused, RunResumed
+    from ocrtui.tui.comparing import apply_event
+    from ocrtui.tui.screens.compare import summary_content
+
+    run = RunView(["glm-ocr", "lighton-ocr"], "doc.pdf")
+    changes: list[object] = []
+    run.subscribe(changes.append)
+    apply_event(None, run, RunPaused(None, "link down"))  # type: ignore[arg-type]
+    assert "paused: link down" in summary_content(run).plain
+    apply_event(None, run, RunPaused("glm-ocr", "crashed"))  # type: ignore[arg-type]
+    assert "paused: link down, glm-ocr crashed" in summary_content(run).plain
+    apply_event(None, run, RunResumed(None, 3.0))  # type: ignore[arg-type]
+    apply_event(None, run, RunResumed("glm-ocr", 3.0))  # type: ignore[arg-type]
+    assert "paused" not in summary_content(run).plain
+    assert len(changes) == 4  # every change repaints

@@ -20,6 +20,7 @@ from tests.plugins.sim import free_port
 
 DATA = Path(__file__).resolve().parent.parent / "monitor" / "data"
 A100_MIB = 81920  # GPU 1: not the A40's 46068
+A100_RESERVED_MIB = 512  # what the driver keeps: vLLM plans on CUDA's total, NVML's less this
 LIGHTON_ENGINE = 5290  # the EngineCore of lighton-ocr in nvml_normal.json
 
 
@@ -35,7 +36,8 @@ def two_gpu_sample() -> str:
     used = moved["used_mib"] + 420
     data["gpus"].append(
         {**a40, "index": 1, "uuid": "GPU-a100-1", "name": "NVIDIA A100 80GB PCIe",
-         "total_mib": A100_MIB, "used_mib": used, "free_mib": A100_MIB - used}
+         "total_mib": A100_MIB, "used_mib": used, "free_mib": A100_MIB - used,
+         "reserved_mib": A100_RESERVED_MIB}
     )  # fmt: skip
     return json.dumps(data)
 
@@ -93,7 +95,7 @@ async def test_model_pinned_to_gpu_1_has_one_planned_mib_in_card_panel_and_prefl
     finally:
         await ctl.close()
 
-    planned = int(0.55 * A100_MIB)
+    planned = int(0.55 * (A100_MIB - A100_RESERVED_MIB))
     assert preflight_mib == planned
     card = snap.model("lighton-ocr")
     assert card is not None and card.planned_mib == planned

@@ -169,3 +169,14 @@ async def test_pages_table_shows_every_column_at_130_columns(make_app: AppFactor
         table = app.screen.query_one("#pages", DataTable)
         assert table.row_count == 3
         assert table.virtual_size.width <= table.scrollable_content_region.width
+
+
+def test_a_starting_card_shows_the_stage_and_the_time_against_the_last_start() -> None:
+    from ocrtui.status import ModelStatus
+    from ocrtui.tui.widgets.model_card import card_content
+
+    m = ModelStatus("glm", 8000, "starting", 9469, stage="engine spawned", started_s=23.4,
+                    last_start_s=51.0)  # fmt: skip
+    assert "stage  engine spawned  23 s (last 51 s)" in card_content(m, None, "red").plain
+    first = ModelStatus("glm", 8000, "starting", 9469, stage="engine spawned", started_s=3.0)
+    assert "stage  engine spawned  3 s\n" in card_content(first, None, "red").plain

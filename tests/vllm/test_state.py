@@ -69,9 +69,18 @@ def test_gone_after_our_launch_is_crashed_after_our_stop_is_down() -> None:
 
 
 def test_orphans_without_a_server_are_crashed_naming_them() -> None:
-    facts = ProcessFacts(None, False, False, orphans=((4242, 18427),))
+    facts = ProcessFacts(None, False, False, orphans=((4242, 18427, 700),))
     v = decide(facts, REFUSED, None, [STOP], None)
     assert v.state == "crashed" and v.hint and "pid 4242 (18427 MiB)" in v.hint
+    assert "GPU memory" in v.hint
+
+
+def test_orphans_holding_only_ram_are_named_with_their_rss() -> None:
+    """A CPU vLLM after kill -9 of its API server: EngineCore, Worker, tracker live on."""
+    facts = ProcessFacts(None, False, False, orphans=((7019, 0, 674), (7113, 0, 1805)))
+    v = decide(facts, REFUSED, None, [LAUNCH], None)
+    assert v.state == "crashed" and v.hint
+    assert "pid 7019 (674 MiB RAM), pid 7113 (1805 MiB RAM)" in v.hint
 
 
 def test_probe_lines_are_left_out_of_last_lines() -> None:
@@ -84,3 +93,26 @@ def test_no_agent_data_yet() -> None:
     assert decide(None, OK, True, None, None).state == "ready"
     v = decide(None, REFUSED, None, [LAUNCH], None)
     assert v.state == "down" and v.hint and "agent" in v.hint
+
+
+def test_crashed_last_lines_lead_with_the_cause_not_the_exit_noise() -> None:
+    tail = fixture_lines("real_v0_32_cpu_enginecore_kill9_tail.log")
+    v = decide(GONE, REFUSED, None, [LAUNCH, *tail], None)
+    assert v.state == "crashed"
+    # The last frame, its code line and the message, then the tail without leak reports.
+    assert "EngineDeadError: EngineCore encountered an issue" in v.last_lines[2]
+    assert not any("nanobind" in line or "leaked" in line for line in v.last_lines)
+    assert v.last_lines[-1] == "INFO:     Finished server process [23888]"
+
+
+def test_a_launch_marker_newer_than_the_process_data_is_starting_not_crashed() -> None:
+    """Another observer at the instant of a launch: the marker is in the log, the agent's
+    sample was taken before the server existed."""
+    marker = "[ocrtui] launch glm 2026-12-01T19:30:05.250+00:00"
+    marked = 1796153405.25  # that time
+    before = ProcessFacts(None, False, False, sample_t=marked - 0.4)
+    v = decide(before, REFUSED, None, [marker], None)
+    assert v.state == "starting" and v.stage is not None and v.stage.name == "launched"
+    later = ProcessFacts(None, False, False, sample_t=marked + 2)  # it exited at once
+    assert decide(later, REFUSED, None, [marker], None).state == "crashed"
+    assert decide(GONE, REFUSED, None, [marker], None).state == "crashed"  # no sample time

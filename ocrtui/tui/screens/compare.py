@@ -50,6 +50,7 @@ def summary_content(run: RunView) -> Content:
     parts: list[str | tuple[str, str]] = [
         (f" {badge} ", f"reverse bold {style}"),
         f" {run.label} · {run.phase} · pages {s['pages']}{expected} · ",
+        *([(f"{run.pause_text()} · ", "bold $warning")] if run.pauses else []),
         f"{s['pages_per_s']:.2f} pages/s",
     ]
     styles = model_styles(run.models)

@@ -20,7 +20,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from ocrtui.status import ModelStatus, Snapshot
+from ocrtui.status import ModelStatus, OrphanStatus, Snapshot
 from ocrtui.tui.messages import LogTail, OperationProgress
 from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen, LauncherDialog
 from ocrtui.tui.widgets.format import gib
@@ -163,12 +163,8 @@ class DashboardScreen(Screen[None]):
         name = self.model_names[self.selected]
         return next((m for m in self.ocr_app.source.snapshot.models if m.name == name), None)
 
-    def _orphans(self) -> list[tuple[int, int]]:
-        return [
-            (p.pid, p.used_mib)
-            for p in self.ocr_app.source.snapshot.processes
-            if p.kind == "orphan"
-        ]
+    def _orphans(self) -> list[OrphanStatus]:
+        return list(self.ocr_app.source.snapshot.orphans)
 
     def _applies(self, action: str) -> bool:
         if action in POD_ACTIONS and self.ocr_app.readonly:
@@ -245,11 +241,15 @@ class DashboardScreen(Screen[None]):
         if self._bounced("kill_orphans") or not self._applies("kill_orphans"):
             return
         orphans = self._orphans()
-        lines = "\n".join(f"  pid {pid:>8}   {gib(mib):>6} GiB" for pid, mib in orphans)
-        total = gib(sum(mib for _, mib in orphans))
+        lines = "\n".join(
+            f"  pid {o.pid:>8}  {o.model:<14} {gib(o.used_mib or 0):>6} GiB VRAM"
+            f"  {gib(o.rss_mib or 0):>6} GiB RAM  {o.title[:40]}"
+            for o in orphans
+        )
+        total = gib(sum(o.used_mib or 0 for o in orphans))
         body = (
-            f"These processes hold VRAM but belong to no running model server:\n\n{lines}\n\n"
-            f"Kill them (SIGKILL) to free {total} GiB?"
+            "These vLLM processes belong to no running model server:"
+            f"\n\n{lines}\n\nKill them (SIGKILL) to free {total} GiB of VRAM?"
         )
 
         def done(confirmed: bool | None) -> None:

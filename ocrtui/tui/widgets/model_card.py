@@ -56,7 +56,11 @@ def card_content(m: ModelStatus, operation: str | None, colour: str) -> Content:
     ]
     rows: list[list[Pair]] = []
     if m.state == "starting":
-        rows.append([("stage", m.stage or "launching")])
+        stage = m.stage or "launching"
+        if m.started_s is not None:
+            last = f" (last {m.last_start_s:.0f} s)" if m.last_start_s is not None else ""
+            stage += f"  {m.started_s:.0f} s{last}"
+        rows.append([("stage", stage)])
     kv = None if m.kv_cache_usage is None else m.kv_cache_usage * 100
     planned = gib(m.planned_mib) if m.planned_mib is not None else "?"
     rows += [

@@ -1,0 +1,157 @@
+"""The pod's power state from its rental provider (``[pod.provider]``).
+
+Step 1 of the handoff note's recovery is not SSH but the provider's own tool, run on the
+operator's machine: ``python3 scripts/runpod_manager.py --action status``, and ``--action
+start --pod-id ID`` when the pod is stopped. Both commands are argv lists from the config,
+run here as local subprocesses (never over SSH: a stopped pod has no sshd), in their own
+process group, killed as a group when they outlast ``timeout_s``.
+
+The status command's output (stdout, then stderr) is read with ``state_json`` (a path into
+JSON output, ocrtui/jsonpath.py) or else ``state_regex`` (the group ``state``, else the
+whole match); the value is compared case-insensitively with ``running_values`` /
+``stopped_values``. Anything else is ``unknown``, with the reason in ``detail``.
+
+``ocrtui pod status|start`` (:func:`provider_command`) prints one state line; exit 0 when the
+state is known, 1 when a command failed, timed out or said nothing readable, 2 config error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from ocrtui.config import Config, ProviderConfig
+from ocrtui.errors import ConfigError, OcrtuiError
+from ocrtui.jsonpath import PathMissing, compile_path
+
+PowerState = Literal["running", "stopped", "unknown"]
+DETAIL_CHARS = 200
+
+
+class ProviderCommandError(OcrtuiError):
+    """A provider command could not be run, failed or timed out."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class ProviderState:
+    state: PowerState
+    detail: str  # the line (or JSON value) the state was read from, or why it is unknown
+    failed: bool = False  # the status command itself failed (not run, exit != 0, timeout)
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text[:DETAIL_CHARS] + ("..." if len(text) > DETAIL_CHARS else "")
+
+
+async def run_provider_command(argv: Sequence[str], timeout_s: float) -> tuple[str, str]:
+    """Run a local command; (stdout, stderr). ProviderCommandError on failure."""
+    what = argv[0]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # a timeout kills the script and whatever it started
+        )
+    except OSError as exc:
+        raise ProviderCommandError(f"cannot run {what!r}: {exc.strerror or exc}") from None
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except BaseException as exc:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        if isinstance(exc, TimeoutError):
+            raise ProviderCommandError(f"{what!r} timed out after {timeout_s:g} s") from None
+        raise
+    stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
+    if proc.returncode != 0:
+        last = (stderr.strip() or stdout.strip()).splitlines()[-1:] or [""]
+        raise ProviderCommandError(
+            f"{what!r} exited with status {proc.returncode}"
+            + (f": {_short(last[0])}" if last[0] else "")
+        )
+    return stdout, stderr
+
+
+def parse_state(cfg: ProviderConfig, stdout: str, stderr: str = "") -> ProviderState:
+    """The power state in a status command's output (pure): JSON from stdout; the regex
+    over stdout, then stderr."""
+    output = stdout + ("\n" + stderr if stderr else "")
+    if cfg.state_json is not None:
+        try:
+            body = json.loads(stdout)
+        except ValueError as exc:
+            return ProviderState("unknown", f"output is not JSON ({exc}): {_short(stdout)!r}")
+        try:
+            values = compile_path(cfg.state_json).extract(body)
+        except PathMissing as exc:
+            return ProviderState("unknown", f"state_json {cfg.state_json}: {_short(str(exc))}")
+        value = values[0] if len(values) == 1 else values
+        found, where = str(value), f"{cfg.state_json} = {value}"
+    else:
+        m = re.search(cfg.state_regex, output)
+        if m is None:
+            first = output.strip().splitlines()[:1]
+            said = _short(first[0]) if first else "(no output)"
+            return ProviderState("unknown", f"no match for {cfg.state_regex!r} in: {said}")
+        found = m.group("state") if "state" in m.re.groupindex else m.group(0)
+        start = output.rfind("\n", 0, m.start()) + 1
+        end = output.find("\n", m.end())
+        where = _short(output[start : end if end >= 0 else None])
+    lowered = found.strip().lower()
+    if lowered in (v.lower() for v in cfg.running_values):
+        return ProviderState("running", where)
+    if lowered in (v.lower() for v in cfg.stopped_values):
+        return ProviderState("stopped", where)
+    return ProviderState("unknown", f"{found!r} is neither running nor stopped ({where})")
+
+
+async def provider_state(cfg: ProviderConfig) -> ProviderState:
+    """Ask the provider; a failed command is state ``unknown`` with ``failed`` set."""
+    try:
+        stdout, stderr = await run_provider_command(cfg.status_command, cfg.timeout_s)
+    except ProviderCommandError as exc:
+        return ProviderState("unknown", str(exc), failed=True)
+    return parse_state(cfg, stdout, stderr)
+
+
+async def provider_start(cfg: ProviderConfig) -> ProviderState:
+    """Run ``start_command`` (ProviderCommandError when it fails), then ask for the state."""
+    if cfg.start_command is None:
+        raise ConfigError("[pod.provider] has no start_command")
+    await run_provider_command(cfg.start_command, cfg.timeout_s)
+    return await provider_state(cfg)
+
+
+def provider_command(config: Config, action: Literal["status", "start"]) -> int:
+    """``ocrtui pod status|start``: one state line on stdout; the exit code."""
+    cfg = config.pod.provider
+    if cfg is None:
+        raise ConfigError(
+            "no [pod.provider] in the config: set status_command (and start_command), "
+            "e.g. the rental's own CLI (see ocrtui.example.toml)"
+        )
+    try:
+        state = asyncio.run(provider_state(cfg) if action == "status" else provider_start(cfg))
+    except ProviderCommandError as exc:
+        print(f"ocrtui: pod {config.pod.label}: start failed: {exc}", file=sys.stderr)
+        return exc.exit_code
+    line = f"pod {config.pod.label}: {state.state} ({state.detail})"
+    if state.state == "unknown":
+        print(line, file=sys.stderr)
+        return 1
+    print(line)
+    return 0

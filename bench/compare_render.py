@@ -22,7 +22,7 @@ from fpdf import FPDF
 from ocrtui.compare.documents import DocumentSpec
 from ocrtui.compare.profiles import TARGETS
 from ocrtui.compare.render import ImageFormat, RenderPool, render_page_sync
-from ocrtui.compare.samples import CJK_FONT, CONTRACT_PAGES
+from ocrtui.compare.sample_suite import CJK_FONT, CONTRACT_PAGES
 
 
 def make_pdf(path: Path, pages: int) -> None:

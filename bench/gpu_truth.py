@@ -38,8 +38,8 @@ ROOT = Path(os.environ.get("GPU_TRUTH_ROOT") or Path(__file__).resolve().parent.
 os.environ["GPU_TRUTH_ROOT"] = str(ROOT)
 sys.path.insert(0, str(ROOT))
 
+from ocrtui.monitor.agent_samples import AgentSample, parse_line  # noqa: E402
 from ocrtui.monitor.attribution import LaunchRecord, ModelRef, attribute  # noqa: E402
-from ocrtui.monitor.samples import AgentSample, parse_line  # noqa: E402
 
 AGENT = ROOT / "ocrtui" / "agent" / "agent.py"
 MODEL = "truth-model"

@@ -29,7 +29,7 @@ from ocrtui.compare import page_files, report
 from ocrtui.compare.profiles import TARGETS
 from ocrtui.compare.render import render_page_sync
 from ocrtui.compare.report_html import write_html_report
-from ocrtui.compare.samples import sample_suite_path
+from ocrtui.compare.sample_suite import sample_suite_path
 from tests.plugins.run_dirs import SynthPage, write_run_dir
 
 LINE = "第二条 租金：每月人民币肆仟伍佰元整（¥4,500.00），按季度支付。"

@@ -11,6 +11,31 @@ true`` service's processes are shown as that service's (kind ``service``). ``up`
 ``down`` go through models and services in the waves of ``config.start_order``; ``restart``
 takes a model's or a service's name. The TUI subscribes to snapshots and calls the
 operations; ``headless.py`` does the same for the CLI.
+
+The `Controller` assembles pod, `AgentMonitor`, `ModelWatcher` and `Lifecycle` and publishes
+snapshots (after every agent sample, every watcher poll round, every link change):
+
+```python
+class Controller:
+    def __init__(self, config: Config, *, pod: Pod | None = None, demo: bool = False)
+    async def start(self) -> None          # connect, forwards, agent monitor, model watcher
+    async def close(self) -> None          # stop polling, close the link; servers keep running
+    @property snapshot -> Snapshot         # the latest
+    def subscribe(cb: Callable[[Snapshot], None]) -> Callable[[], None]   # returns unsubscribe
+    async def wait_until(pred: Callable[[Snapshot], bool], timeout: float) -> Snapshot
+    async def up(progress: Progress | None = None, *, force=False) -> None   # waits for the
+                                          # first poll with agent data; ready models stay
+    async def down(progress: Progress | None = None) -> None
+    async def stop_model(name, progress=None) -> None
+    async def restart(name, progress=None, *, force=False) -> None   # LifecycleError(message, hint)
+    async def kill_orphans(name: str | None = None) -> list[tuple[int, int]]   # (pid, MiB)
+    async def model_url(name) -> str        # base URL through the pod's forward
+    async def log_tail(name, lines=200) -> list[str]
+    watcher: ModelWatcher                   # polls, informed_polls, wait_informed(timeout)
+```
+
+`Progress` (`vllm/lifecycle.py`) is `(model name, step) -> None`. Lifecycle operations take a
+per-model lock; `LifecycleError` (`errors.py`, exit code 1) carries `message` and `hint`.
 """
 
 from __future__ import annotations
@@ -24,8 +49,8 @@ from ocrtui.compare.docapi import arm_url
 from ocrtui.config import Config, start_order
 from ocrtui.errors import ConfigError
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
+from ocrtui.monitor.agent_samples import GpuSample
 from ocrtui.monitor.attribution import GpuUsage
-from ocrtui.monitor.samples import GpuSample
 from ocrtui.pod.base import ConnState, Pod
 from ocrtui.pod.factory import make_pod
 from ocrtui.pod.provider import ProviderState, provider_start, provider_state

@@ -24,6 +24,17 @@ it is never signalled.
 Stop: stop marker, SIGTERM (then SIGCONT) to the process group, wait until no process of
 the session is left (``stop_timeout_s``), then SIGKILL the group and every pid of the
 session, and wait again; a process that survives that is a :class:`LifecycleError`.
+
+`ServiceRunner(config, pod, workdir=)`: `status(name) -> ServiceStatus`, `statuses()`,
+`launch`, `wait_ready`, `start` (left alone when ready), `stop` (SIGTERM+SIGCONT group,
+deadline, SIGKILL group and session, until none left), `restart`, `log_tail`, `url`,
+`aclose()`. Launches through `Pod.start_detached` with the `vllm/logfile.py` markers;
+`<log>.pid` holds `PID START_EPOCH` for later sessions. Facts per status: one pod command
+(pid file, live processes of the session, port listening and whether the session holds the
+socket) plus `last_marker`; `GET ready_path` through `pod.forward`. `ServiceStatus`
+(`name, port, state, pid, managed, uptime_s, gpu, hint, last_lines, pids`; `state` one of
+down/starting/ready/unhealthy/crashed) is meant to sit beside `ModelStatus` in the
+snapshot; `to_json()` is its entry under `"services"`. Failures raise `LifecycleError`.
 """
 
 from __future__ import annotations

@@ -4,6 +4,25 @@ Frozen dataclasses, standard library only, so every layer that fills or reads th
 model watcher in ``vllm/``, the Controller, the widgets, the headless commands) imports
 this module and nothing above it. ``Snapshot.to_json()`` is the JSON contract: keys are
 only ever added.
+
+Status types (`ocrtui/status.py`: `Snapshot`, `PodStatus`, `GpuStatus`, `ModelShare`,
+`ProcessStatus`, `OrphanStatus`, `ModelStatus`, `ModelState`) are frozen dataclasses;
+`Snapshot.to_json()` is
+the `ocrtui status --json` contract (keys are only added). `ModelStatus` beyond the contract
+fields: `stage` (startup stage while `starting`; `"stopping"` while `down` with a stop in
+progress), `hint`, metrics, `planned_mib`, `used_mib`, `last_lines` (log tail when
+`crashed`), `max_model_len`, `started_s` / `last_start_s` (while starting: since the launch;
+launch → ready of the previous start). `Snapshot.orphans` lists every leaked vLLM process
+(`OrphanStatus(pid, model, used_mib | None, rss_mib, title)`), those holding no VRAM
+included (a CPU build); the dashboard's `k` offers these. Each `GpuStatus` carries its owners as
+attributed: `models`
+(`ModelShare(name, used_mib, planned_mib)` for every model planned on it or holding memory on
+it), `orphan_mib`, `other_mib` (processes of no model + memory no row holds),
+`unattributed_mib`, `planned_mib`; each `ProcessStatus` its `kind` (model, orphan, other,
+unattributed) and `owner` (the model of a model or orphan row). The GPU panel draws these
+numbers and adds nothing up. Planned MiB = `gpu_memory_utilization` x the CUDA total of the
+GPU the model uses (NVML's less `reserved_mib`; `vllm/plan.py`: `gpu_for`, `cuda_total_mib`,
+`planned_mib`), the same figure in the card, the panel and the preflight.
 """
 
 from __future__ import annotations

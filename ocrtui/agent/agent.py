@@ -28,7 +28,7 @@ import struct
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Union
 
 PROTOCOL_VERSION = 1
 
@@ -693,7 +693,7 @@ class NvmlGpu:
     name = "nvml"
     simulated = False
 
-    def __init__(self, pynvml) -> None:
+    def __init__(self, pynvml: Any) -> None:
         self.nv = pynvml
         self.handles = []  # type: list
         self.init_error = None  # type: str | None
@@ -734,13 +734,13 @@ class NvmlGpu:
                 errors.append(f"GPU {index}: {_nvml_error_text(nv, exc)}")
         return gpus, procs, "; ".join(errors) or None
 
-    def _opt(self, fn, *args):
+    def _opt(self, fn: Any, *args: Any) -> Any:
         try:
             return fn(*args)
         except self.nv.NVMLError:
             return None
 
-    def _device(self, index: int, h) -> dict:
+    def _device(self, index: int, h: Any) -> dict:
         nv = self.nv
         reserved = None
         mem = None
@@ -776,7 +776,7 @@ class NvmlGpu:
             "simulated": False,
         }
 
-    def _running(self, kind: str, h) -> list:
+    def _running(self, kind: str, h: Any) -> list:
         """nvitop's ladder: the _v3 call, else _v2, else v1; the first that works is kept."""
         nv = self.nv
         base = f"nvmlDeviceGet{kind}RunningProcesses"
@@ -803,7 +803,7 @@ class NvmlGpu:
             return v1(h)
         raise last if last is not None else nv.NVMLError(nv.NVML_ERROR_FUNCTION_NOT_FOUND)
 
-    def _v1(self, symbol: str):
+    def _v1(self, symbol: str) -> Any:
         """The original call with its two-field struct, for drivers older than every _vN."""
         import ctypes
 
@@ -815,7 +815,7 @@ class NvmlGpu:
         class Info(ctypes.Structure):
             _fields_ = [("pid", ctypes.c_uint), ("usedGpuMemory", ctypes.c_ulonglong)]
 
-        def call(h):
+        def call(h: Any) -> list:
             fn = get(symbol)
             count = ctypes.c_uint(0)
             ret = fn(h, ctypes.byref(count), None)
@@ -832,7 +832,7 @@ class NvmlGpu:
 
         return call
 
-    def _processes(self, index: int, h) -> list[dict]:
+    def _processes(self, index: int, h: Any) -> list[dict]:
         merged = {}  # type: dict[int, dict]
         for kind, tag in (("Compute", "C"), ("Graphics", "G")):
             try:
@@ -861,7 +861,7 @@ class NvmlGpu:
         return list(merged.values())
 
 
-def _is_version_error(nv, exc) -> bool:
+def _is_version_error(nv: Any, exc: BaseException) -> bool:
     value = getattr(exc, "value", None)
     codes = {
         getattr(nv, "NVML_ERROR_FUNCTION_NOT_FOUND", 13),
@@ -870,7 +870,7 @@ def _is_version_error(nv, exc) -> bool:
     return value in codes
 
 
-def _nvml_error_text(nv, exc) -> str:
+def _nvml_error_text(nv: Any, exc: BaseException) -> str:
     if getattr(exc, "value", None) in (
         getattr(nv, "NVML_ERROR_LIBRARY_NOT_FOUND", 12),
         getattr(nv, "NVML_ERROR_DRIVER_NOT_LOADED", 9),
@@ -972,7 +972,11 @@ def parse_smi_apps(text: str, gpus: list[dict]) -> list[dict]:
     return procs
 
 
-def choose_backend(sim_gpu: str | None, force: str | None) -> object:
+# The GPU backends: each has name, simulated and sample(). Union, not |: this runs on 3.8.
+Backend = Union[NoGpu, SimGpu, NvmlGpu, SmiGpu]  # noqa: UP007
+
+
+def choose_backend(sim_gpu: str | None, force: str | None) -> Backend:
     if sim_gpu:
         return SimGpu(sim_gpu)
     if force != "nvidia-smi":
@@ -994,7 +998,7 @@ def choose_backend(sim_gpu: str | None, force: str | None) -> object:
 
 
 class Sampler:
-    def __init__(self, backend, ports: list[int], interval: float) -> None:
+    def __init__(self, backend: Backend, ports: list[int], interval: float) -> None:
         self.backend = backend
         self.ports = ports
         self.interval = interval

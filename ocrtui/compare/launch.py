@@ -42,7 +42,7 @@ from ocrtui.compare.gate import RunGate, SnapshotGate, SnapshotSource
 from ocrtui.compare.pages import ALL_PAGES, parse_page_spec
 from ocrtui.compare.profiles import fit_max_tokens
 from ocrtui.compare.runner import CompareRun, RunPlan, start_run
-from ocrtui.compare.samples import sample_suite_path
+from ocrtui.compare.sample_suite import sample_suite_path
 from ocrtui.compare.store import RunStore
 from ocrtui.compare.suite import load_suite
 from ocrtui.config import ApiArmConfig, CompareConfig, Config, ModelConfig

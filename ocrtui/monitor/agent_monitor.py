@@ -16,6 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ocrtui.monitor.agent_samples import (
+    AgentSample,
+    ProtocolMismatch,
+    SampleError,
+    parse_line,
+)
 from ocrtui.monitor.attribution import (
     Attribution,
     LaunchRecord,
@@ -23,12 +29,6 @@ from ocrtui.monitor.attribution import (
     ModelUsage,
     Orphan,
     attribute,
-)
-from ocrtui.monitor.samples import (
-    AgentSample,
-    ProtocolMismatch,
-    SampleError,
-    parse_line,
 )
 from ocrtui.pod.base import ConnState, Pod, PodConnectionLost
 

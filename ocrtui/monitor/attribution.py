@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ocrtui.monitor.samples import AgentSample, VllmProc
+from ocrtui.monitor.agent_samples import AgentSample, VllmProc
 
 ORPHAN_PREFIX = "orphan:"
 UNKNOWN_MODEL = "?"

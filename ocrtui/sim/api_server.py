@@ -42,7 +42,7 @@ from ocrtui.sim import ipc, vlog
 from ocrtui.sim.args import ServeArgs
 from ocrtui.sim.memory import BLOCK_SIZE
 from ocrtui.sim.metrics import CONTENT_TYPE, SimMetrics
-from ocrtui.sim.profiles import ModelProfile, count_tokens, profile_for
+from ocrtui.sim.model_numbers import ModelNumbers, count_tokens, numbers_for
 from ocrtui.sim.version import VLLM_VERSION
 
 # vLLM's watchdog shuts the API server down after its engine died; /health says 503 meanwhile.
@@ -91,7 +91,7 @@ class EngineClient:
 
     def __init__(self, args: ServeArgs) -> None:
         self.args = args
-        self.profile: ModelProfile = profile_for(args.model)
+        self.profile: ModelNumbers = numbers_for(args.model)
         self.proc: asyncio.subprocess.Process | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.reader: asyncio.StreamReader | None = None
@@ -755,7 +755,7 @@ def bind(args: ServeArgs) -> socket.socket:
     return sock
 
 
-def log_startup(args: ServeArgs, profile: ModelProfile) -> None:
+def log_startup(args: ServeArgs, profile: ModelNumbers) -> None:
     vlog.banner(args.vllm_version, args.model)
     vlog.info("api_utils.py:286", f"non-default args: {args.non_default}")
     vlog.warning(
@@ -868,7 +868,7 @@ async def serve(args: ServeArgs, sock: socket.socket) -> int:
 
 def run(args: ServeArgs) -> int:
     vlog.install_prefix("APIServer")
-    log_startup(args, profile_for(args.model))
+    log_startup(args, numbers_for(args.model))
     try:
         sock = bind(args)
     except OSError:

@@ -35,7 +35,7 @@ from ocrtui.sim.memory import (
     plan_kv_cache,
     select_backend,
 )
-from ocrtui.sim.profiles import GIB, MIB, ModelProfile, profile_for, tokenize
+from ocrtui.sim.model_numbers import GIB, MIB, ModelNumbers, numbers_for, tokenize
 from ocrtui.sim.version import VLLM_VERSION
 
 TITLE = "VLLM::EngineCore"
@@ -57,7 +57,7 @@ class EngineCore:
         self.tracker_fd = tracker_fd
         self.worker: asyncio.subprocess.Process | None = None
         self.worker_pipe: int | None = None
-        self.profile: ModelProfile = profile_for(args.model)
+        self.profile: ModelNumbers = numbers_for(args.model)
         self.max_model_len = args.max_model_len or self.profile.default_max_model_len
         self.writer = writer
         self.gpu: GpuBackend | None = None

@@ -17,7 +17,7 @@ import subprocess
 import threading
 from typing import Protocol
 
-from ocrtui.sim.profiles import tokenize
+from ocrtui.sim.model_numbers import tokenize
 
 
 class OcrEngine(Protocol):

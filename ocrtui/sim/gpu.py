@@ -1,7 +1,7 @@
 """A simulated GPU: a directory that simulated vLLM processes register their memory in.
 
 Layout (read by the pod agent too, which imports nothing from this package, so this file
-format is a contract; see ARCHITECTURE.md):
+format is a contract):
 
     <dir>/device.json        {"index": 0, "uuid": str, "name": str, "total_mib": int}
     <dir>/holders/<pid>.json {"pid": int, "used_mib": int, "gpu": 0}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ocrtui.sim.gpu import SIM_GPU_ENV, SimGpu
-from ocrtui.sim.profiles import GIB, MIB, ModelProfile
+from ocrtui.sim.model_numbers import GIB, MIB, ModelNumbers
 
 BLOCK_SIZE = 16
 A40_TOTAL_BYTES = 46068 * MIB
@@ -146,11 +146,11 @@ class KvPlan:
         return self.num_tokens / self.max_model_len
 
 
-def non_kv_bytes(profile: ModelProfile) -> int:
+def non_kv_bytes(profile: ModelNumbers) -> int:
     return int((profile.weights_gib + profile.activation_gib + profile.cuda_graph_gib) * GIB)
 
 
-def plan_kv_cache(profile: ModelProfile, requested: int, max_model_len: int) -> KvPlan:
+def plan_kv_cache(profile: ModelNumbers, requested: int, max_model_len: int) -> KvPlan:
     """Size the KV cache; raises vLLM's ValueErrors when it cannot hold one full request."""
     available = requested - non_kv_bytes(profile)
     if available <= 0:

@@ -1,1 +1,62 @@
-"""vLLM servers: HTTP client, metrics, startup stages, failure hints, lifecycle."""
+"""vLLM servers: HTTP client, metrics, startup stages, failure hints, lifecycle.
+
+```
+metrics.py    parse_metrics(text) -> VllmMetrics; token_rates(prev, t0, cur, t1)
+client.py     VllmClient(base_url, api_key=): health() -> Health, models() -> [ModelCard],
+              metrics(); parse_models(body). One httpx.AsyncClient per server.
+stages.py     startup_stage(lines) -> Stage | None; strip_ansi(line); STAGES
+hints.py      find_hint(lines, holders=None) -> Hint(key, cause, fix, line) | None (pass the
+              whole current run; holders: [MemoryHolder] named by the free-memory hint);
+              is_fatal(lines)
+crashlog.py   crash_lines(run, tail=12) -> CrashLines(cause, tail, .lines): the known-failure
+              line and the last traceback's frame + message first, exit noise removed
+logfile.py    "[ocrtui] launch|stop NAME TIME" markers appended to the model's log
+              (and "ready", no run boundary); current_run(lines) -> (lines after the
+              last marker, its kind); last_marker(); marker_time; start_duration
+state.py      decide(facts, health, listed, tail, last_mark) -> Verdict(state, stage, hint,
+              last_lines): the pure state machine; ProcessFacts from the agent's view
+probe.py      ModelProbe.poll(get_facts) -> ProbeResult: one model's HTTP probes, log tail
+              when not ready, verdict, metrics and rates
+plan.py       the pure half of a start: serve_argv/serve_env, plan_warnings,
+              gpu_for (CUDA_VISIBLE_DEVICES, else GPU 0), cuda_total_mib, planned_mib,
+              preflight_checks(model, view) -> (planned MiB | None, [Check(level
+              "refuse"|"warn", message, hint)]): free VRAM as vLLM measures it, host RAM
+              without a GPU, the port's owner; describe_holders
+launches.py   Launches: pids this session launched, launches and stops in progress
+              (written by the lifecycle, read by the watcher); unlisted()
+watch.py      ModelWatcher(config, pod, monitor, launches): one poll round per refresh_s
+              (all models concurrently), is_server_of (which pid is a model's server),
+              status(name) -> ModelStatus, subscribe(cb) (after every round),
+              wait_model(name, done, timeout, on_change), wait_informed(timeout)
+lifecycle.py  Lifecycle(config, pod, monitor, watcher): launch, stop, kill_orphans,
+              preflight, start, restart, up, down; Progress
+flags.py      serve_options(argv) -> {--option: value}; recipe_for(model) (published.py);
+              extra_reserved_mib(model) -> [Reservation(reason, mib, "host"|"gpu")]
+advisories.py probe_pod(pod, pod_config, server_pid) -> PodProbe(Versions, server_argv):
+              one command, agent/versions.py on stdin; advisories(model, versions,
+              server_argv, image_format=) -> [Advisory(key, severity, text, source)];
+              VERSION_RULES (data)
+```
+
+Rules the code relies on:
+* Down vs crashed comes from the log markers (last marker `launch` and no process:
+  crashed), so a fresh `ocrtui status` agrees with the dashboard.
+* While a launch is in progress and the agent does not list the new server yet, it counts
+  as alive before its pid is back, and then as long as `kill -0 PID` on the pod succeeds
+  (at most 20 s; `Launches.unlisted`). A launch registers itself before writing its
+  log marker, and a poll reads the facts again after the log, so a marker is never taken
+  for a crash. Zombies never count as running servers.
+* Stop signals only process groups of API servers whose `--served-model-name` is the model,
+  the pid this session launched, and the model's tree/orphans as attributed by the monitor;
+  it waits on `AgentMonitor.wait_for` until the model holds no pid and no MiB, then checks
+  on the pod (`/proc/PID/stat`, zombies excluded) that every pid of the tree captured at
+  the start of the stop has exited.
+* Preflight refusals (memory, port) raise `LifecycleError` unless `force`; what cannot be
+  checked (no GPU, no agent data) is a warning. A launch marker newer than the agent's
+  sample (`ProcessFacts.sample_t`) reads as starting.
+* `begin_launch`/`end_launch` bracket every start; `end_launch` waits (bounded) for the
+  agent to see the ready server own its port, so its EngineCore is attributed by tree.
+* Imports point down: `lifecycle` -> `watch` -> `launches`, `plan`, `probe`; nothing in
+  `vllm/` imports `control`. The lifecycle waits on model states through the watcher
+  (`wait_model`), never through snapshots.
+"""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ocrtui.monitor.samples import AgentSample
+from ocrtui.monitor.agent_samples import AgentSample
 
 UNLISTED_TRUST_S = 20.0
 

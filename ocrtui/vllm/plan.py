@@ -15,8 +15,8 @@ from typing import Literal
 
 from ocrtui.config import Config, ModelConfig
 from ocrtui.monitor.agent_monitor import MonitorView
+from ocrtui.monitor.agent_samples import AgentSample, GpuSample
 from ocrtui.monitor.attribution import Row
-from ocrtui.monitor.samples import AgentSample, GpuSample
 from ocrtui.sim.gpu import SIM_GPU_ENV
 
 UTILIZATION_SUM_WARN = 0.95

@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from ocrtui.config import Config, ModelConfig
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
-from ocrtui.monitor.samples import VllmProc
+from ocrtui.monitor.agent_samples import VllmProc
 from ocrtui.pod.base import ConnState, Pod
 from ocrtui.status import ModelStatus
 from ocrtui.vllm.launches import Launches

@@ -14,7 +14,7 @@ from ocrtui.config import ModelConfig, PodConfig
 from ocrtui.monitor.agent_monitor import AGENT_SOURCE, AgentMonitor, MonitorView
 from ocrtui.pod.local import LocalPod
 from ocrtui.sim.gpu import SimGpu
-from tests.agent.conftest import FakeServers
+from tests.plugins.fake_servers import FakeServers
 
 pytestmark = pytest.mark.timeout(60)
 

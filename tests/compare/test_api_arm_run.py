@@ -22,7 +22,7 @@ from ocrtui.compare.cli import request_from_args, run_headless
 from ocrtui.compare.launch import resolve
 from ocrtui.config import Config, parse_config
 from ocrtui.errors import ConfigError
-from tests.compare.conftest import MakePdf
+from tests.plugins.compare_inputs import MakePdf
 from tests.plugins.sim import SimServers
 
 pytestmark = pytest.mark.timeout(120)

@@ -6,7 +6,7 @@ import json
 
 from ocrtui.compare.arms import arm_label, arm_record, redacted
 from ocrtui.config import CompareConfig
-from tests.compare.conftest import model
+from tests.plugins.compare_inputs import model
 
 GLM = model("glm", "glm-ocr", model="zai-org/GLM-OCR")
 LIGHTON = model("lighton", "lighton-ocr", model="lightonai/LightOnOCR-2-1B")

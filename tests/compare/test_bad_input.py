@@ -18,8 +18,8 @@ from ocrtui.compare.runner import RunPlan, start_run
 from ocrtui.compare.store import RunStore
 from ocrtui.config import CompareConfig
 from ocrtui.userfiles import FileLimits
-from tests.compare.conftest import model
-from tests.compare.fake_vllm import fake_vllm
+from tests.plugins.compare_inputs import model
+from tests.plugins.fake_chat_server import fake_vllm
 
 SETTINGS = CompareConfig(warm_runs=1, throughput_requests=1, concurrency=2, retries=0)
 NOT_UTF8 = os.fsdecode(b"caf\xe9.png")

@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 
 from ocrtui.cli import main
-from tests.compare.conftest import MakePdf
-from tests.compare.test_e2e_sim import start_pair
-from tests.plugins.sim import SimServers
+from tests.plugins.compare_inputs import MakePdf
+from tests.plugins.sim import SimServers, start_pair
 
 REPO = Path(__file__).resolve().parents[2]
 

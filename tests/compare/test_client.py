@@ -12,7 +12,7 @@ from ocrtui.compare import client as client_mod
 from ocrtui.compare.client import ModelTarget, ocr_page
 from ocrtui.compare.profiles import chat_payload
 from ocrtui.compare.render import RenderedPage
-from tests.compare.conftest import model
+from tests.plugins.compare_inputs import model
 
 OK = {"choices": [{"message": {"content": "text"}, "finish_reason": "stop"}], "usage": {}}
 

@@ -11,7 +11,7 @@ from ocrtui.compare.documents import (
 )
 from ocrtui.compare.pages import parse_page_spec
 from ocrtui.compare.scoring import cer
-from tests.compare.conftest import MakePdf
+from tests.plugins.compare_inputs import MakePdf
 
 
 def spec(path: Path, **kw: object) -> DocumentSpec:

@@ -12,8 +12,8 @@ from ocrtui.cli import _parser
 from ocrtui.compare.cli import request_from_args, run_headless
 from ocrtui.compare.launch import ModelUrl, resolve
 from ocrtui.config import Config, parse_config
-from tests.compare.conftest import MakePdf
-from tests.plugins.sim import SimServers
+from tests.plugins.compare_inputs import MakePdf
+from tests.plugins.sim import SimServers, start_pair
 
 FAST = ["--sim-prefill-s", "0.01", "--sim-per-token-s", "0.0001", "--sim-tokens-per-page", "40"]
 
@@ -31,18 +31,6 @@ def config(models: list[tuple[str, str]], **compare: object) -> Config:
         },
         "test",
     )  # fmt: skip
-
-
-def start_pair(sim_servers: SimServers, engines: tuple[str, str], *extra: str) -> list[str]:
-    glm = sim_servers.start(
-        "zai-org/GLM-OCR", "--served-model-name", "glm-ocr", "--engine", engines[0], *extra,
-        timeout=90,
-    )  # fmt: skip
-    lighton = sim_servers.start(
-        "lightonai/LightOnOCR-2-1B", "--served-model-name", "lighton-ocr",
-        "--limit-mm-per-prompt", '{"image": 1}', "--engine", engines[1], *extra, timeout=90,
-    )  # fmt: skip
-    return [glm.url, lighton.url]
 
 
 def urls_of(names: list[str], urls: list[str]) -> ModelUrl:

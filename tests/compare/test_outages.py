@@ -10,7 +10,7 @@ import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -30,9 +30,9 @@ from ocrtui.compare.gate import LINK_DOWN, SnapshotGate
 from ocrtui.compare.runner import RunPlan, start_run
 from ocrtui.compare.store import RunStore
 from ocrtui.config import CompareConfig
-from ocrtui.status import ModelStatus, PodStatus, Snapshot
-from tests.compare.conftest import MakePdf, model
-from tests.compare.fake_vllm import completion, fake_vllm
+from ocrtui.status import ModelState, ModelStatus, PodStatus, Snapshot
+from tests.plugins.compare_inputs import MakePdf, model
+from tests.plugins.fake_chat_server import completion, fake_vllm
 
 FAST = CompareConfig(warm_runs=1, throughput_requests=2, concurrency=2, retries=0)
 MODELS = ("glm-ocr", "lighton-ocr")
@@ -44,7 +44,7 @@ class FakeController:
 
     def __init__(self, models: tuple[str, ...] = MODELS) -> None:
         self.link = "connected"
-        self.states = dict.fromkeys(models, "ready")
+        self.states: dict[str, ModelState] = dict.fromkeys(models, "ready")
         self.restarts: list[str] = []
         self._subscribers: list[Callable[[Snapshot], None]] = []
 
@@ -53,7 +53,7 @@ class FakeController:
         pod = PodStatus("fake", self.link, 0.0, 0.0, simulated_gpu=True, demo=False)
         models = tuple(
             ModelStatus(n, 8000 + i, s, None) for i, (n, s) in enumerate(self.states.items())
-        )  # type: ignore[arg-type]
+        )
         return Snapshot(pod, (), (), models)
 
     def subscribe(self, cb: Callable[[Snapshot], None]) -> Callable[[], None]:
@@ -62,7 +62,7 @@ class FakeController:
 
     def publish(self, link: str | None = None, **states: str) -> None:
         self.link = link or self.link
-        self.states.update({k.replace("_", "-"): v for k, v in states.items()})
+        self.states.update({k.replace("_", "-"): cast(ModelState, v) for k, v in states.items()})
         for cb in list(self._subscribers):
             cb(self.snapshot)
 

@@ -18,7 +18,7 @@ from ocrtui.compare.render import RenderedPage, RenderTarget
 from ocrtui.config import ModelConfig
 from ocrtui.errors import ConfigError
 from ocrtui.published import PAGE_MARKDOWN_PROMPT, PROFILES
-from tests.compare.conftest import model
+from tests.plugins.compare_inputs import model
 
 PAGE = RenderedPage(data=b"\xff\xd8\xff page", mime="image/jpeg", width=10, height=20)
 URL = "data:image/jpeg;base64," + base64.b64encode(PAGE.data).decode("ascii")

@@ -6,7 +6,8 @@ from PIL import Image
 
 from ocrtui.compare.profiles import TARGETS
 from ocrtui.compare.render import render_page_sync, rendered_size
-from tests.compare.conftest import MakePdf
+from tests.plugins.compare_inputs import MakePdf
+from tests.plugins.processes import pid_alive
 
 A4_200DPI = (1654, 2339)
 
@@ -191,16 +192,6 @@ def _descendants(pid: int) -> set[int]:
     return out
 
 
-def _alive(pid: int) -> bool:
-    from pathlib import Path
-
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.faults
 def test_kill_9_of_the_run_leaves_no_render_process(make_pdf: MakePdf) -> None:
     """Forkserver, workers and resource tracker all end within 5 s of kill -9 of the run."""
@@ -221,10 +212,10 @@ def test_kill_9_of_the_run_leaves_no_render_process(make_pdf: MakePdf) -> None:
         proc.kill()
         proc.wait(timeout=10)
     deadline = time.monotonic() + 5
-    left = {p for p in helpers if _alive(p)}
+    left = {p for p in helpers if pid_alive(p)}
     while left and time.monotonic() < deadline:
         time.sleep(0.05)  # polling a condition with a deadline
-        left = {p for p in helpers if _alive(p)}
+        left = {p for p in helpers if pid_alive(p)}
     for p in left:  # leave nothing behind even when the assertion fails
         with __import__("contextlib").suppress(OSError):
             __import__("os").kill(p, 9)

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from ocrtui.compare.report_html import write_html_report
 from tests.plugins.run_dirs import SynthPage, page_image
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Dialog
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -49,7 +53,12 @@ def test_report_in_chromium(make_run_dir: Callable[..., Path], tmp_path: Path) -
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             dialogs: list[str] = []
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+            def on_dialog(d: Dialog) -> None:
+                dialogs.append(d.message)
+                d.dismiss()
+
+            page.on("dialog", on_dialog)
             fetched: list[str] = []
             page.on("request", lambda r: fetched.append(r.url))
             page.goto(report.as_uri())

@@ -20,8 +20,8 @@ from ocrtui.compare.runner import RunPlan, start_run
 from ocrtui.compare.scoring import diff_segments
 from ocrtui.compare.store import RunStore
 from ocrtui.config import CompareConfig
-from tests.compare.conftest import MakePdf, model
-from tests.compare.fake_vllm import completion, fake_vllm
+from tests.plugins.compare_inputs import MakePdf, model
+from tests.plugins.fake_chat_server import completion, fake_vllm
 from tests.plugins.run_dirs import SynthPage, page_image
 
 MakeRun = Callable[..., Path]

@@ -27,8 +27,8 @@ from ocrtui.compare.events import (
 from ocrtui.compare.runner import RunPlan, start_run
 from ocrtui.compare.store import RESULT_FIELDS, RunStore
 from ocrtui.config import CompareConfig
-from tests.compare.conftest import MakePdf, model
-from tests.compare.fake_vllm import completion, fake_vllm
+from tests.plugins.compare_inputs import MakePdf, model
+from tests.plugins.fake_chat_server import completion, fake_vllm
 
 SUMMARY_MODEL_KEYS = {
     "pages_ok", "pages_failed", "latency_cold_s", "latency_warm_p50_s", "latency_warm_p95_s",
@@ -106,7 +106,7 @@ async def test_event_order_files_and_summary(make_pdf: MakePdf, tmp_path: Path) 
         assert s["by_category"]["other"]["pages"] == 3
         assert s["critical_pass_rate"] == 0.0  # "page 1" never came back
     assert summary["documents"]["doc"]["error"] is None
-    assert events[-1].exit_code == 0  # type: ignore[union-attr]
+    assert events[-1].exit_code == 0
     report = (tmp_path / "run/report.md").read_text(encoding="utf-8")
     assert "| Warm latency p50 / p95 |" in report and "1.16 s" in report
 
@@ -261,7 +261,7 @@ async def test_parallel_schedule_runs_speed_phases_together(
     def at(kind: type, model: str, phase: str) -> int:
         return next(
             i for i, e in enumerate(events)
-            if isinstance(e, kind) and (e.model, e.phase) == (model, phase)  # type: ignore[attr-defined]
+            if isinstance(e, kind) and (e.model, e.phase) == (model, phase)  # type: ignore[union-attr]
         )  # fmt: skip
 
     # The two models' speed phases overlap (sequential would start one after the other).

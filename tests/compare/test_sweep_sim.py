@@ -19,7 +19,7 @@ from ocrtui.config import Config, parse_config
 from ocrtui.errors import ConfigError
 from ocrtui.pod.local import LocalPod
 from ocrtui.vllm.served import Served, probe_server
-from tests.compare.conftest import MakePdf
+from tests.plugins.compare_inputs import MakePdf
 from tests.plugins.sim import SimServer, SimServers
 
 FAST = ["--sim-prefill-s", "0.01", "--sim-per-token-s", "0.0001", "--sim-tokens-per-page", "20"]

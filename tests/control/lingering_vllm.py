@@ -19,7 +19,12 @@ def engine() -> None:
     from setproctitle import setproctitle
 
     setproctitle("VLLM::EngineCore")
-    signal.signal(signal.SIGTERM, lambda *_: (time.sleep(LINGER_S), os._exit(0)))
+
+    def linger_then_exit(*_: object) -> None:
+        time.sleep(LINGER_S)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, linger_then_exit)
     while True:
         signal.pause()
 

@@ -12,7 +12,7 @@ from ocrtui.control import Controller
 from ocrtui.headless import format_status
 from ocrtui.vllm import served as served_module
 from ocrtui.vllm.advisories import probe_pod
-from tests.control.conftest import SIM_FLAGS, SimPod, progress_log
+from tests.plugins.sim_pod import SIM_FLAGS, SimPod, progress_log
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -64,5 +64,5 @@ async def test_a_server_on_vllm_0_27_1_shows_the_lighton_loop_advisory(
     assert "--sim-vllm-version" in served.server_argv  # the running server's own argv
 
     await ctl.stop_model("lighton")
-    gone = await ctl.wait_until(lambda s: not s.model("lighton").advisories, 30)
+    gone = await ctl.wait_until(lambda s: not s.model("lighton").advisories, 30)  # type: ignore[union-attr]
     assert gone.model("lighton").state == "down"  # type: ignore[union-attr]

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import tomli_w
 
-from tests.control.conftest import SimPod
 from tests.plugins.reaper import kill_writing_under
+from tests.plugins.sim_pod import SimPod
 
 DEMO_PORTS = (18000, 18001)
 

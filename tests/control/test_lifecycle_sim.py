@@ -22,7 +22,8 @@ from ocrtui.control import Controller
 from ocrtui.errors import LifecycleError
 from ocrtui.status import Snapshot
 from ocrtui.vllm.logfile import current_run
-from tests.control.conftest import SimPod, StateLog, progress_log
+from tests.plugins.processes import pid_alive
+from tests.plugins.sim_pod import SimPod, StateLog, progress_log
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -31,14 +32,6 @@ MakeController = Callable[..., Any]
 
 def _orphans(snap: Snapshot) -> list[str]:
     return [p.model for p in snap.processes if p.model and p.model.startswith("orphan:")]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def test_up_from_a_fresh_controller_keeps_a_ready_server(
@@ -54,7 +47,7 @@ async def test_up_from_a_fresh_controller_keeps_a_ready_server(
     await second.up(progress)
     assert ("glm", "already ready") in steps
     assert second.snapshot.model("glm").pid == pid  # type: ignore[union-attr]
-    assert pid is not None and _alive(pid)
+    assert pid is not None and pid_alive(pid)
 
 
 async def test_up_in_start_order_states_in_order_then_healthy_restart(
@@ -89,7 +82,7 @@ async def test_up_in_start_order_states_in_order_then_healthy_restart(
     snap = ctl.snapshot
     new = snap.model("first")
     assert new is not None and new.state == "ready" and new.pid not in (None, old_pid)
-    assert old_pid is not None and not _alive(old_pid)
+    assert old_pid is not None and not pid_alive(old_pid)
     assert not _orphans(snap)
     assert snap.model("second").state == "ready"  # type: ignore[union-attr]
 
@@ -118,7 +111,7 @@ async def test_restart_after_sigkill_clears_the_orphan(
     snap = ctl.snapshot
     assert snap.model("glm").state == "ready"  # type: ignore[union-attr]
     assert not _orphans(snap)
-    assert not _alive(engine.pid)
+    assert not pid_alive(engine.pid)
     # The whole leftover tree (resource tracker, EngineCore, Worker), the EngineCore among it.
     killing = [step for name, step in steps if step.startswith("killing orphans ")]
     assert len(killing) == 1 and str(engine.pid) in killing[0].split(" ", 2)[2].split(", ")
@@ -256,15 +249,6 @@ async def test_kill_orphans_frees_their_memory(
     assert "orphan" not in (snap.model("glm").hint or "")  # type: ignore[union-attr]
 
 
-def _running(pid: int) -> bool:
-    """The pid exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 async def test_stop_returns_only_once_every_process_of_the_tree_has_exited(
     sim_pod: SimPod, tmp_path: Path
 ) -> None:
@@ -289,7 +273,7 @@ async def test_stop_returns_only_once_every_process_of_the_tree_has_exited(
         steps, progress = progress_log()
         await ctl.stop_model("slow", progress)
         assert steps[-1] == ("slow", "stopped")
-        assert not _running(api) and not _running(engine)
+        assert not pid_alive(api) and not pid_alive(engine)
     finally:
         await ctl.close()
 

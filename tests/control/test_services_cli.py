@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import tomli_w
 
-from tests.control.conftest import SimPod
 from tests.plugins.sim import free_port
+from tests.plugins.sim_pod import SimPod
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -47,7 +47,7 @@ def test_rows_of_a_gpu_service_are_the_services() -> None:
 
 
 def test_status_json_lists_services() -> None:
-    snap = Controller(_config()).snapshot  # type: ignore[arg-type]
+    snap = Controller(_config()).snapshot
     assert isinstance(snap, Snapshot) and snap.to_json()["services"] == []
     svc = ServiceStatus("ocr-api", 8007, "crashed", None, hint="boom", last_lines=("a", "b"))
     entry = Snapshot(snap.pod, (), (), (), services=(svc,)).to_json()["services"][0]

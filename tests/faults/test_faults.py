@@ -66,7 +66,9 @@ class Bench:
     def config(
         self, pod: PodConfig | None = None, prefill_s: float = 0.05, **compare: Any
     ) -> Config:
-        pod_data = pod.model_dump(exclude_none=True) if pod is not None else {"kind": "local"}
+        pod_data: dict[str, Any] = (
+            pod.model_dump(exclude_none=True) if pod is not None else {"kind": "local"}
+        )
         pod_data.update(
             workdir=str(self.workdir), vllm_command=[str(self.shim)], sim_gpu=str(self.gpu.path),
             agent_interval_s=0.25,

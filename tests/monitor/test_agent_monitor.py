@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,9 @@ class ScriptedPod(Pod):
             return CommandResult(tuple(argv), 127, "", "sh: 1: python3: not found\n")
         return CommandResult(tuple(argv), 0, self.python + "\n", "")
 
-    async def stream(self, argv: Sequence[str], *, input: str | None = None) -> AsyncIterator[str]:
+    async def stream(
+        self, argv: Sequence[str], *, input: str | None = None
+    ) -> AsyncGenerator[str, None]:
         self.streams.append(list(argv))
         assert input is not None and "PROTOCOL_VERSION = 1" in input
         if not self.scripts:

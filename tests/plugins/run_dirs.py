@@ -23,8 +23,9 @@ from ocrtui.compare.profiles import TARGETS
 from ocrtui.compare.render import RenderedPage
 from ocrtui.compare.scoring import EditCount, corpus_cer, edit_count, flags_for
 from ocrtui.compare.store import RESULTS, SUMMARY, PageResult, RunStore
+from ocrtui.published import Profile
 
-MODELS = {"glm-ocr": "glm-ocr", "lighton-ocr": "lighton-ocr"}  # name -> profile
+MODELS: dict[str, Profile] = {"glm-ocr": "glm-ocr", "lighton-ocr": "lighton-ocr"}  # name -> profile
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def write_run_dir(
     run_dir: Path,
     pages: Sequence[SynthPage],
     *,
-    models: Mapping[str, str] = MODELS,
+    models: Mapping[str, Profile] = MODELS,
     image: RenderedPage | None = None,
     keep_references: bool = True,
     doc_paths: Mapping[str, Path] | None = None,
@@ -102,7 +103,7 @@ def write_run_dir(
                     p.doc, p.page, m, ok, None if ok else "HTTP 500: engine died",
                     round(0.4 + 0.3 * i + 0.01 * (p.page % 50), 4) if ok else None,
                     900, len(text or ""), "stop" if ok else None, text or "", page_cer,
-                    p.category, fl,
+                    p.category, tuple(fl),
                 )  # fmt: skip
                 f.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
                 if image is not None:

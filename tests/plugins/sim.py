@@ -204,6 +204,19 @@ class SimServers:
         self.close()
 
 
+def start_pair(sim_servers: SimServers, engines: tuple[str, str], *extra: str) -> list[str]:
+    """GLM-OCR and LightOnOCR-2 simulated with the given engines; their base URLs."""
+    glm = sim_servers.start(
+        "zai-org/GLM-OCR", "--served-model-name", "glm-ocr", "--engine", engines[0], *extra,
+        timeout=90,
+    )  # fmt: skip
+    lighton = sim_servers.start(
+        "lightonai/LightOnOCR-2-1B", "--served-model-name", "lighton-ocr",
+        "--limit-mm-per-prompt", '{"image": 1}', "--engine", engines[1], *extra, timeout=90,
+    )  # fmt: skip
+    return [glm.url, lighton.url]
+
+
 @pytest.fixture
 def sim_gpu(tmp_path: Path) -> SimGpu:
     return SimGpu.create(tmp_path / "gpu")

@@ -6,36 +6,12 @@ import asyncio
 import contextlib
 import os
 import signal
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from ocrtui.pod import Pod
 from ocrtui.pod.local import LocalPod
-
-
-def alive(pid: int) -> bool:
-    """Running (not a zombie). Both pods run their commands on this machine in tests."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def pgid_of(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
-
-
-async def eventually(pred: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
-    """Poll ``pred`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not true within {timeout} s: {what or pred}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ async def test_eof_to_a_client_that_reset_does_not_raise() -> None:
     client.setblocking(False)
     transport, _ = await asyncio.get_running_loop().create_connection(asyncio.Protocol, sock=client)
     side = _LocalSide.__new__(_LocalSide)
-    side._transport = transport  # type: ignore[assignment]
+    side._transport = transport
     try:
         side.write_eof()
     finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ocrtui.pod import ConnState, Pod
-from tests.pod.conftest import alive, eventually, pgid_of
+from tests.plugins.processes import eventually, pgid_of, pid_alive
 
 HOSTILE = [
     "it's",
@@ -63,7 +63,7 @@ async def test_run_timeout_kills_the_command(pod: Pod, tmp_path: Path, reaper: l
         await pod.run(["sh", "-c", 'echo $$ > "$1"; exec sleep 300', "sh", str(pidfile)], timeout=1)
     pid = int(pidfile.read_text())
     reaper.append(pid)
-    await eventually(lambda: not alive(pid), what=f"timed-out command {pid} killed")
+    await eventually(lambda: not pid_alive(pid), what=f"timed-out command {pid} killed")
     assert pod.state is ConnState.CONNECTED
 
 
@@ -90,9 +90,9 @@ async def test_closing_a_stream_ends_the_command(
     lines = pod.stream(["sh", "-c", script])
     pid = int(await asyncio.wait_for(anext(lines), 10))
     reaper.append(pid)
-    assert alive(pid)
+    assert pid_alive(pid)
     await lines.aclose()
-    await eventually(lambda: not alive(pid), what=f"streamed command {pid} ended")
+    await eventually(lambda: not pid_alive(pid), what=f"streamed command {pid} ended")
 
 
 async def test_start_detached_signal_and_tail(pod: Pod, tmp_path: Path, reaper: list[int]) -> None:
@@ -107,7 +107,7 @@ async def test_start_detached_signal_and_tail(pod: Pod, tmp_path: Path, reaper: 
         cwd=str(workdir),
     )
     reaper.append(pid)
-    assert alive(pid)
+    assert pid_alive(pid)
     assert pgid_of(pid) == pid  # leads its own group: the whole tree can be signalled
     await eventually(lambda: len(log.read_text().splitlines()) == 2 if log.exists() else False)
     assert await pod.tail(str(log), 5) == [
@@ -117,7 +117,7 @@ async def test_start_detached_signal_and_tail(pod: Pod, tmp_path: Path, reaper: 
     assert await pod.tail(str(log), 1) == ["arg with 'quotes' $(no)"]
     assert await pod.signal(pid, 0)
     assert await pod.signal(pid, "TERM", group=True)
-    await eventually(lambda: not alive(pid), what=f"detached {pid} gone after TERM")
+    await eventually(lambda: not pid_alive(pid), what=f"detached {pid} gone after TERM")
     assert not (workdir / "canary").exists() and not (tmp_path / "canary").exists()
     assert not (Path.home() / "canary").exists()
 
@@ -173,9 +173,9 @@ async def test_detached_process_survives_closing_the_pod(
     assert pod.state is ConnState.CLOSED
     await pod.connect()
     assert pod.state is ConnState.CONNECTED
-    assert alive(pid)
+    assert pid_alive(pid)
     assert await pod.signal(pid, "KILL", group=True)
-    await eventually(lambda: not alive(pid))
+    await eventually(lambda: not pid_alive(pid))
 
 
 async def test_forward_round_trip(pod: Pod, echo_server: int) -> None:

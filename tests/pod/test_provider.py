@@ -20,7 +20,7 @@ from ocrtui.pod.provider import (
     provider_state,
     run_provider_command,
 )
-from tests.pod.conftest import alive
+from tests.plugins.processes import pid_alive
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -108,7 +108,7 @@ async def test_hanging_command_is_killed_with_its_children(tmp_path: Path) -> No
         await run_provider_command(hang, 3.0)
     assert time.monotonic() - t0 < 15
     shell, child = map(int, pids.read_text().split())
-    assert not alive(shell) and not alive(child)
+    assert not pid_alive(shell) and not pid_alive(child)
 
 
 async def test_start_runs_start_then_status(tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ from ocrtui.pod import ConnState, PodConnectionLost
 from ocrtui.pod.factory import make_pod
 from ocrtui.pod.local import LocalPod
 from ocrtui.pod.ssh import SSHPod
+from tests.plugins.processes import eventually, pid_alive
 from tests.plugins.sshd import Sshd
-from tests.pod.conftest import alive, eventually
 
 
 def fingerprint(pubkey: str) -> str:
@@ -268,7 +268,7 @@ async def test_stream_raises_when_the_link_dies_and_its_command_ends(
         with pytest.raises(PodConnectionLost):
             while True:
                 await asyncio.wait_for(anext(lines), 5)
-        await eventually(lambda: not alive(pid), what="streamed command dies with its session")
+        await eventually(lambda: not pid_alive(pid), what="streamed command dies with its session")
     finally:
         await pod.close()
 
@@ -316,10 +316,10 @@ async def test_follow_restarts_the_command_after_a_reconnect(sshd: Sshd, reaper:
         sshd.start()
         second = int(await asyncio.wait_for(anext(lines), 10))
         reaper.append(second)
-        assert second != first and alive(second)
+        assert second != first and pid_alive(second)
         assert pod.state is ConnState.CONNECTED
         await lines.aclose()
-        await eventually(lambda: not alive(second))
+        await eventually(lambda: not pid_alive(second))
     finally:
         await pod.close()
 
@@ -331,7 +331,7 @@ async def test_close_ends_streams_and_follow_raises(ssh_pod: SSHPod, reaper: lis
     await ssh_pod.close()
     with pytest.raises(PodConnectionLost, match="closed"):
         await asyncio.wait_for(anext(lines), 5)
-    await eventually(lambda: not alive(pid), what="a silent streamed command ends with close()")
+    await eventually(lambda: not pid_alive(pid), what="a silent streamed command ends with close()")
 
 
 async def test_changed_host_key_during_reconnect_is_refused(

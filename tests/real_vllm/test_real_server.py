@@ -5,6 +5,8 @@ One server for the whole group (tests/plugins/real_vllm.py), started by Controll
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -79,7 +81,8 @@ async def test_api_key_guards_v1_only(real_vllm: RealVllm) -> None:
 
 async def test_text_chat_returns_text(real_vllm: RealVllm) -> None:
     body = await _chat(real_vllm, "Text Recognition:", max_tokens=12)
-    [choice] = body["choices"]  # type: ignore[misc]
+    choices: Any = body["choices"]
+    [choice] = choices
     assert choice["message"]["content"]  # random words from the tokenizer's vocabulary
     assert choice["finish_reason"] in ("length", "stop")
 

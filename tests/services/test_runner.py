@@ -20,17 +20,11 @@ from ocrtui.config import Config, start_order
 from ocrtui.pod import Pod
 from ocrtui.services import ServiceRunner, in_waves
 from ocrtui.vllm.lifecycle import LifecycleError
-from tests.services.conftest import SERVICE_APP, free_port, services_config
+from tests.plugins.processes import pid_alive
+from tests.plugins.services_config import SERVICE_APP, services_config
+from tests.plugins.sim import free_port
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _session(pid: int) -> list[int]:
@@ -87,7 +81,7 @@ async def test_start_ready_stop_with_ready_path(pod: Pod, tmp_path: Path) -> Non
         assert b"v1" not in await asyncio.to_thread(Path(f"/proc/{pid}/cmdline").read_bytes)
         assert (await runner.start("api")).pid == pid  # ready: left alone
         await runner.stop("api")
-        assert not any(_alive(p) for p in tree)
+        assert not any(pid_alive(p) for p in tree)
         assert (await runner.status("api")).state == "down"
 
 
@@ -190,7 +184,7 @@ async def test_stop_escalates_to_sigkill(pod: Pod, tmp_path: Path) -> None:
         pid = (await runner.start("api")).pid
         assert pid is not None
         await runner.stop("api", lambda _name, step: steps.append(step))
-        assert not _alive(pid)
+        assert not pid_alive(pid)
     assert "still running after 0.5 s: SIGKILL" in steps
 
 
@@ -224,7 +218,7 @@ async def test_unhealthy_after_ready_then_start_restarts(pod: Pod, tmp_path: Pat
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
         assert status.state == "ready" and status.pid != pid
-        assert not _alive(pid)
+        assert not pid_alive(pid)
         assert not any("SIGKILL" in step for step in steps)  # SIGCONT let SIGTERM act
         await runner.stop("api")
 
@@ -237,7 +231,7 @@ async def test_survives_disconnect(sshd: Any, tmp_path: Path) -> None:
     async with running(config, first, tmp_path) as runner:
         pid = (await runner.start("api")).pid
     await first.close()
-    assert pid is not None and _alive(pid)
+    assert pid is not None and pid_alive(pid)
     second = sshd.make_pod()
     await second.connect()
     try:
@@ -245,7 +239,7 @@ async def test_survives_disconnect(sshd: Any, tmp_path: Path) -> None:
             status = await runner.status("api")
             assert (status.state, status.pid, status.managed) == ("ready", pid, True)
             await runner.stop("api")
-            assert not _alive(pid)
+            assert not pid_alive(pid)
     finally:
         await second.close()
 

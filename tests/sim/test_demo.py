@@ -11,7 +11,7 @@ from ocrtui.sim import demo
 from ocrtui.sim.args import parse_serve_args
 from ocrtui.sim.gpu import SimGpu
 from ocrtui.sim.memory import check_free_memory, plan_kv_cache
-from ocrtui.sim.profiles import MIB, profile_for
+from ocrtui.sim.model_numbers import MIB, numbers_for
 from ocrtui.vllm.plan import serve_argv
 
 
@@ -50,7 +50,7 @@ def test_both_demo_servers_fit_the_simulated_a40() -> None:
     for m in demo.demo_config().ordered_models():
         args = parse_serve_args(_serve_argv(m))
         requested = check_free_memory(free, 46068 * MIB, args.gpu_memory_utilization)
-        profile = profile_for(args.model)
+        profile = numbers_for(args.model)
         plan_kv_cache(profile, requested, args.max_model_len or profile.default_max_model_len)
         free -= requested
 

@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ocrtui.sim.gpu import SimGpu
 from ocrtui.vllm.metrics import parse_metrics
+from tests.plugins.ocr_pages import image_message, page_png
 from tests.plugins.sim import SimServer, SimServers
-from tests.sim.conftest import image_message, page_png
 
 KEY = "test-key-123"
 TOKENS_PER_PAGE = 60

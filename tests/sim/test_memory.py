@@ -11,18 +11,18 @@ import pytest
 
 from ocrtui.sim.gpu import SimGpu
 from ocrtui.sim.memory import A40_TOTAL_BYTES, KvPlan, check_free_memory, plan_kv_cache
-from ocrtui.sim.profiles import (
+from ocrtui.sim.model_numbers import (
     GENERIC,
     GLM_OCR,
     LIGHTON_OCR,
     MIB,
-    ModelProfile,
-    profile_for,
+    ModelNumbers,
+    numbers_for,
     tokenize,
 )
 
 
-def _plan(profile: ModelProfile, utilization: float, max_model_len: int) -> KvPlan:
+def _plan(profile: ModelNumbers, utilization: float, max_model_len: int) -> KvPlan:
     requested = check_free_memory(A40_TOTAL_BYTES, A40_TOTAL_BYTES, utilization)
     return plan_kv_cache(profile, requested, max_model_len)
 
@@ -74,9 +74,9 @@ def test_seed_layout_fits_the_a40() -> None:
 
 
 def test_profiles_by_model_id() -> None:
-    assert profile_for("zai-org/GLM-OCR") is GLM_OCR
-    assert profile_for("lightonai/LightOnOCR-2-1B") is LIGHTON_OCR
-    assert profile_for("Qwen/Qwen3-0.6B") is GENERIC
+    assert numbers_for("zai-org/GLM-OCR") is GLM_OCR
+    assert numbers_for("lightonai/LightOnOCR-2-1B") is LIGHTON_OCR
+    assert numbers_for("Qwen/Qwen3-0.6B") is GENERIC
 
 
 def test_image_tokens() -> None:

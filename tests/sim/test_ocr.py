@@ -9,8 +9,8 @@ import pytest
 from rapidfuzz.distance import Levenshtein
 
 from ocrtui.sim.engines import join_lines
+from tests.plugins.ocr_pages import image_message, page_png
 from tests.plugins.sim import SimServers
-from tests.sim.conftest import image_message, page_png
 
 LINES = ["租赁合同 第一条 甲方：张三", "Rent: 12,000.00 per month", "ID 110101199003071234"]
 

@@ -11,18 +11,11 @@ import httpx
 import pytest
 
 from ocrtui.sim.gpu import SimGpu
+from tests.plugins.processes import pid_alive
 from tests.plugins.sim import SimServers, free_port
 
 GLM = "zai-org/GLM-OCR"
 A40_040_MIB = int(0.40 * 46068 * 1024**2) // 1024**2
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _title(pid: int) -> str:
@@ -46,7 +39,7 @@ def test_sigkill_leaves_engine_core_holding_memory_and_restart_is_refused(
     # It has seen its parent go (the socket closed at once) and must stay, memory and all.
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:
-        assert _alive(engine)
+        assert pid_alive(engine)
         time.sleep(0.1)
     assert [(h.pid, h.used_mib) for h in sim_gpu.holders()] == [(engine, A40_040_MIB)]
     assert server.health() is None  # the port is free at once
@@ -71,7 +64,7 @@ def test_sigterm_shuts_down_both_and_frees_memory(sim_servers: SimServers, sim_g
     engine = server.engine_pid()
     os.kill(server.pid, signal.SIGTERM)
     assert server.wait_exit(20) == 0
-    assert not _alive(engine)
+    assert not pid_alive(engine)
     assert sim_gpu.holders() == []
     log = server.log()
     for line in (
@@ -170,5 +163,5 @@ def test_sigterm_during_startup(sim_servers: SimServers, sim_gpu: SimGpu) -> Non
     engine = server.engine_pid()
     os.kill(server.pid, signal.SIGTERM)
     assert server.wait_exit(10) == 0
-    assert not _alive(engine)
+    assert not pid_alive(engine)
     assert sim_gpu.holders() == []

@@ -14,7 +14,7 @@ from textual.widgets import Input
 from ocrtui.errors import InputError, PodUnreachable
 from ocrtui.tui.app import comparison_exit_code
 from tests.plugins.sim import free_port
-from tests.tui.conftest import SIZE, AppFactory, until
+from tests.plugins.tui_app import SIZE, AppFactory, until
 
 
 @pytest.mark.parametrize(

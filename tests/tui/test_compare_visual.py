@@ -24,9 +24,9 @@ from ocrtui.tui.widgets import page_pane, run_plots
 from ocrtui.tui.widgets.page_pane import NO_LINE_POSITIONS, PageImages, PagePane
 from ocrtui.tui.widgets.run_header import run_header_content, serve_flags
 from ocrtui.tui.widgets.run_plots import RunPlot, throughput_points
+from tests.plugins import recorded
 from tests.plugins.run_dirs import page_image
-from tests.tui import recorded
-from tests.tui.conftest import AppFactory, until
+from tests.plugins.tui_app import AppFactory, until
 
 MODELS = ["glm-ocr", "lighton-ocr"]
 WIDE = (160, 48)
@@ -118,7 +118,11 @@ async def test_page_pane_shows_the_kept_page_decoded_off_the_loop(
         assert decoded.count("2-dpi200.jpg") == 1  # shown from the cache
         for row in (2, 3, 4):
             table.move_cursor(row=row)
-            await until(pilot, lambda row=row: pane.shown == f"contract#{row + 1}")
+
+            def shown(want: str = f"contract#{row + 1}") -> bool:
+                return pane.shown == want
+
+            await until(pilot, shown)
         assert len(pane.images) <= 3
 
 
@@ -247,7 +251,7 @@ def test_serve_flags_hide_secret_values() -> None:
 
 
 def test_throughput_points_from_phase_stats() -> None:
-    speed = {
+    speed: dict[tuple[str, str], dict[str, Any]] = {
         ("a", "warm"): {"latency_p50_s": 1.0},
         ("a", "throughput"): {"concurrency": 4, "imgs_per_s": 2.5},
         ("b", "throughput"): {"concurrency": 4, "imgs_per_s": None},

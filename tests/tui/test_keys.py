@@ -15,8 +15,8 @@ from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen, LauncherDialog
 from ocrtui.tui.themes import read_state
 from ocrtui.tui.widgets.model_card import ModelCard
 from ocrtui.vllm.lifecycle import Progress
-from tests.tui import recorded
-from tests.tui.conftest import SIZE, AppFactory, until
+from tests.plugins import recorded
+from tests.plugins.tui_app import SIZE, AppFactory, until
 
 
 def record_notes(app: OcrtuiApp, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from ocrtui.control import Controller
 from ocrtui.status import Snapshot
@@ -23,8 +24,8 @@ from ocrtui.tui.app import (
 from ocrtui.tui.messages import OperationProgress
 from ocrtui.tui.screens.compare import ComparePane, CompareScreen
 from ocrtui.tui.screens.dialogs import ConfirmDialog, LauncherDialog
-from tests.tui.conftest import until
-from tests.tui.livepod import LivePod
+from tests.plugins.livepod import LivePod
+from tests.plugins.tui_app import until
 
 SIZE = (140, 44)
 pytestmark = pytest.mark.slow  # each starts two simulated servers: 6-20 s
@@ -205,7 +206,7 @@ async def test_comparison_streams_into_both_panes_and_is_rejoined(
         def pane(s: CompareScreen, i: int) -> str:
             return "\n".join(s.query_one(f"#pane-{i}", ComparePane).lines)
 
-        await t.until(lambda: pane(screen, 0) and pane(screen, 1), 90, "text in both panes")
+        await t.until(lambda: bool(pane(screen, 0) and pane(screen, 1)), 90, "text in both panes")
         await pilot.press("escape")  # leave while it runs
         await pilot.pause()
         assert app.screen is app.dashboard and app.run_view is not None
@@ -216,7 +217,7 @@ async def test_comparison_streams_into_both_panes_and_is_rejoined(
         rejoined = app.screen
         assert isinstance(rejoined, CompareScreen) and rejoined is not screen
         assert pane(rejoined, 0) and pane(rejoined, 1)
-        assert rejoined.query_one("#pages").row_count == len(app.run_view.rows)
+        assert rejoined.query_one("#pages", DataTable).row_count == len(app.run_view.rows)
         await t.until(lambda: app.run_view.finished, 120, "the run to finish")
         assert app.run_view.error is None
         assert app.run_view.out_dir

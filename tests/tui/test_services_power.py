@@ -24,8 +24,8 @@ from ocrtui.tui.screens.dialogs import ConfirmDialog
 from ocrtui.tui.source import ReplaySource
 from ocrtui.tui.widgets.header import PodHeader
 from ocrtui.tui.widgets.service_card import ServiceCard
-from tests.tui import recorded
-from tests.tui.conftest import SIZE, until
+from tests.plugins import recorded
+from tests.plugins.tui_app import SIZE, until
 
 OCR_API = ServiceStatus(
     "ocr-api", 8007, "crashed", None, hint="RuntimeError: vLLM at :8000 refused",

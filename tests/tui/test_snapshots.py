@@ -13,10 +13,10 @@ from ocrtui.compare.render import RenderTarget
 from ocrtui.tui.widgets.log_pane import LogPane
 from ocrtui.tui.widgets.page_pane import PagePane
 from ocrtui.tui.widgets.run_plots import RunPlot
+from tests.plugins import recorded
+from tests.plugins.recorded_run import recorded_view
 from tests.plugins.run_dirs import page_image
-from tests.tui import recorded
-from tests.tui.conftest import SIZE, AppFactory
-from tests.tui.test_compare_screen import recorded_view
+from tests.plugins.tui_app import SIZE, AppFactory
 
 
 async def _settle(pilot: Pilot[int]) -> None:
@@ -44,6 +44,13 @@ async def _plots_drawn(pilot: Pilot[int]) -> None:
 def test_dashboard(snap_compare, make_app: AppFactory) -> None:
     app, _ = make_app(recorded.READY)
     assert snap_compare(app, terminal_size=SIZE, run_before=_settle)
+
+
+@pytest.mark.parametrize("columns", [100, 160])
+def test_model_cards_at_width(snap_compare, make_app: AppFactory, columns: int) -> None:
+    """Labels and values as aligned pairs in the cards, narrow and wide."""
+    app, _ = make_app(recorded.READY)
+    assert snap_compare(app, terminal_size=(columns, SIZE[1]), run_before=_settle)
 
 
 def test_crashed_model_with_hint(snap_compare, make_app: AppFactory) -> None:

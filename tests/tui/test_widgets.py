@@ -9,12 +9,15 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable
 
+from ocrtui.compare.scoring import FLAG_REPETITION, FLAG_TRUNCATED
 from ocrtui.tui.themes import load_themes, parse_theme
 from ocrtui.tui.widgets.format import segments, sparkline
 from ocrtui.tui.widgets.gpu_panel import GpuPanel
 from ocrtui.tui.widgets.log_pane import FollowingLog, new_lines
-from tests.tui import recorded
-from tests.tui.conftest import SIZE, AppFactory
+from ocrtui.tui.widgets.model_card import card_content
+from tests.plugins import recorded
+from tests.plugins.recorded_run import recorded_view
+from tests.plugins.tui_app import SIZE, AppFactory
 
 
 def test_segments_fill_the_width_and_keep_small_parts_visible() -> None:
@@ -135,15 +138,48 @@ def test_invalid_theme_files_name_the_problem(tmp_path: Path, text: str, problem
         parse_theme(path)
 
 
+def test_model_card_pairs_line_up_in_columns() -> None:
+    glm = recorded.READY.models[0]
+    busy = replace(glm, health_latency_ms=123.4, running=12, prompt_tokens_per_s=12345.0)
+    for m in (glm, busy, replace(glm, state="starting", stage="loading weights")):
+        lines = card_content(m, None, "red").plain.splitlines()
+        health = next(line for line in lines if line.startswith("health"))
+        kv = next(line for line in lines if line.startswith("KV"))
+        assert health.index("run") == kv.index("tok/s in")
+        assert health.index("wait") == kv.index("out")
+        for label in ("health", "run", "wait", "KV", "tok/s in", "out"):
+            line = health if label in health else kv
+            assert line[line.index(label) + len(label)] == " ", (label, line)
+        # Values are right-aligned: the first column's values end in the same place.
+        assert health.index("ms") + 2 == kv.index("%") + 1, lines
+
+
+async def test_pages_table_shows_every_column_at_130_columns(make_app: AppFactory) -> None:
+    """A failed page's error and the flags get short forms; the table gets the room."""
+    app, _ = make_app(recorded.READY)
+    view = recorded_view()
+    outcomes = view.rows["contract#2"].outcomes
+    # A repetition loop that ran into max_tokens: the usual pair of flags.
+    flags = (FLAG_REPETITION, FLAG_TRUNCATED)
+    outcomes["lighton-ocr"] = replace(outcomes["lighton-ocr"], flags=flags)
+    async with app.run_test(size=(130, 40)) as pilot:
+        app.run_view = view
+        app.show_comparison()
+        await pilot.pause()
+        table = app.screen.query_one("#pages", DataTable)
+        assert table.row_count == 3
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+
+
 def test_a_starting_card_shows_the_stage_and_the_time_against_the_last_start() -> None:
     from ocrtui.status import ModelStatus
     from ocrtui.tui.widgets.model_card import card_content
 
     m = ModelStatus("glm", 8000, "starting", 9469, stage="engine spawned", started_s=23.4,
                     last_start_s=51.0)  # fmt: skip
-    assert "stage engine spawned  23 s (last 51 s)" in card_content(m, None, "red").plain
+    assert "stage  engine spawned  23 s (last 51 s)" in card_content(m, None, "red").plain
     first = ModelStatus("glm", 8000, "starting", 9469, stage="engine spawned", started_s=3.0)
-    assert "stage engine spawned  3 s\n" in card_content(first, None, "red").plain
+    assert "stage  engine spawned  3 s\n" in card_content(first, None, "red").plain
 
 
 async def test_a_model_on_vllm_0_27_1_shows_the_loop_advisory_on_its_card(

@@ -16,7 +16,7 @@ from ocrtui.pod.base import Pod
 from ocrtui.vllm.client import VllmClient, parse_models
 from ocrtui.vllm.probe import ModelProbe
 from ocrtui.vllm.state import ProcessFacts
-from tests.vllm.conftest import FIXTURES, fixture_text
+from tests.plugins.vllm_logs import FIXTURES, fixture_text
 
 MODELS_FIXTURES = sorted(p.name for p in FIXTURES.glob("models_list_*.json"))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ocrtui.vllm.crashlog import crash_lines, is_noise
-from tests.vllm.conftest import fixture_lines
+from tests.plugins.vllm_logs import fixture_lines
 
 
 def test_engine_dead_error_survives_the_nanobind_noise() -> None:

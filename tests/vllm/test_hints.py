@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ocrtui.vllm.hints import HINT_KEYS, MemoryHolder, find_hint, is_fatal
-from tests.vllm.conftest import FIXTURES, fixture_lines
+from tests.plugins.vllm_logs import FIXTURES, fixture_lines
 
 # Real log -> the hint it must give (every hint with a real log is here).
 REAL = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ocrtui.vllm.metrics import VllmMetrics, parse_metrics, token_rates
-from tests.vllm.conftest import FIXTURES, fixture_text
+from tests.plugins.vllm_logs import FIXTURES, fixture_text
 
 METRICS_FIXTURES = sorted(p.name for p in FIXTURES.glob("metrics_*.txt"))
 

@@ -8,8 +8,8 @@ import pytest
 
 from ocrtui.config import Config, ModelConfig, parse_config
 from ocrtui.monitor.agent_monitor import MonitorView
+from ocrtui.monitor.agent_samples import parse_sample
 from ocrtui.monitor.attribution import ModelRef, attribute
-from ocrtui.monitor.samples import parse_sample
 from ocrtui.vllm.plan import (
     Check,
     plan_warnings,

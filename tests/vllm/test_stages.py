@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ocrtui.vllm.stages import STAGES, Stage, startup_stage, strip_ansi
-from tests.vllm.conftest import fixture_lines
+from tests.plugins.vllm_logs import fixture_lines
 
 # Every real startup log, with the stages it must pass through in this order.
 EXPECTED = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ocrtui.vllm.client import Health
 from ocrtui.vllm.state import ProcessFacts, decide
-from tests.vllm.conftest import fixture_lines
+from tests.plugins.vllm_logs import fixture_lines
 
 ALIVE = ProcessFacts(server_pid=100, alive=True, listening=False)
 LISTENING = ProcessFacts(server_pid=100, alive=True, listening=True)

@@ -24,7 +24,13 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from ocrtui.compare.report_html import REPORT_HTML
-from ocrtui.compare.scoring import diff_segments
+from ocrtui.compare.scoring import (
+    FLAG_BOILERPLATE,
+    FLAG_LENGTH_RATIO,
+    FLAG_REPETITION,
+    FLAG_TRUNCATED,
+    diff_segments,
+)
 from ocrtui.compare.store import PageResult
 from ocrtui.tui.run_view import PageRow, PageUpdate, RunView
 from ocrtui.tui.screens.dialogs import HelpScreen
@@ -80,6 +86,17 @@ def summary_content(run: RunView) -> Content:
     return Content.assemble(*parts)
 
 
+# The pages table's short forms, so every column fits at 130 columns; the pane's page
+# header and the reports spell them out.
+FLAG_CELLS = {
+    FLAG_REPETITION: "rep",
+    FLAG_TRUNCATED: "trunc",
+    FLAG_BOILERPLATE: "blank",
+    FLAG_LENGTH_RATIO: "len",
+}
+ERROR_CELL = 10
+
+
 def page_header(r: PageResult) -> str:
     bits = [f"{r.doc} p.{r.page}"]
     if r.latency_s is not None:
@@ -119,8 +136,8 @@ class CompareScreen(Screen[None]):
     #throughput-plot { width: 1fr; }
     #panes { height: 3fr; }
     #bottom { height: 2fr; }
-    #pages { width: 1fr; height: 1fr; border: round $panel-lighten-2; }
-    #diff-box { width: 1fr; border: round $panel-lighten-2; }
+    #pages { width: 3fr; height: 1fr; border: round $panel-lighten-2; }
+    #diff-box { width: 2fr; border: round $panel-lighten-2; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Dashboard (run continues)", id="compare.back"),
@@ -255,11 +272,11 @@ class CompareScreen(Screen[None]):
             if r is None:
                 cells += ["…", "", ""]
             elif not r.ok:
-                cells += ["FAIL", "", (r.error or "")[:24]]
+                cells += ["FAIL", "", (r.error or "")[:ERROR_CELL]]
             else:
                 lat = "-" if r.latency_s is None else f"{r.latency_s:.2f}"
                 cer = "-" if r.cer is None else f"{r.cer:.1%}"
-                cells += [lat, cer, ",".join(r.flags)]
+                cells += [lat, cer, ",".join(FLAG_CELLS.get(f, f) for f in r.flags)]
         return cells
 
     def _upsert(self, row: PageRow) -> None:

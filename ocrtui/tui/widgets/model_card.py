@@ -23,37 +23,62 @@ def _num(v: float | int | None, fmt: str = "{:.0f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
+# Narrowest value column each, so the columns keep their place while the numbers change.
+VALUE_WIDTHS = (8, 5, 5)
+GAP = "   "
+
+Pair = tuple[str, str]
+
+
+def _aligned(rows: list[list[Pair]]) -> list[str | tuple[str, str]]:
+    """Label/value pairs in columns: labels left-aligned, values right-aligned, one line per
+    row. A row of one pair (stage, VRAM) spans the line. Every span starts with a visible
+    character (padding trails the span before it), which SVG viewers need to place text."""
+    cols = max(len(r) for r in rows)
+    label_w = [max((len(r[c][0]) for r in rows if len(r) > c), default=0) for c in range(cols)]
+    value_w = [
+        max([VALUE_WIDTHS[c]] + [len(r[c][1]) for r in rows if len(r) > 1 and len(r) > c])
+        for c in range(cols)
+    ]
+    parts: list[str | tuple[str, str]] = []
+    for r in rows:
+        for c, (label, value) in enumerate(r):
+            pad = 0 if len(r) == 1 else value_w[c] - len(value)
+            parts.append((label.ljust(label_w[c]) + " " * (1 + pad), "$text-muted"))
+            parts.append(value + (GAP if c < len(r) - 1 else "\n"))
+    return parts
+
+
 def card_content(m: ModelStatus, operation: str | None, colour: str) -> Content:
     parts: list[str | tuple[str, str]] = [
         ("■ ", colour),
-        (f"{m.state.upper()}", STATE_STYLE.get(m.state, "")),
-        f"  :{m.port}  pid {_num(m.pid)}\n",
+        (f"{m.state.upper()}   ", STATE_STYLE.get(m.state, "")),
+        f":{m.port}   pid {_num(m.pid)}\n",
     ]
+    rows: list[list[Pair]] = []
     if m.state == "starting":
-        parts += [("stage ", "$text-muted"), (m.stage or "launching", "$warning")]
+        stage = m.stage or "launching"
         if m.started_s is not None:
             last = f" (last {m.last_start_s:.0f} s)" if m.last_start_s is not None else ""
-            parts.append(f"  {m.started_s:.0f} s{last}")
-        parts.append("\n")
-    latency = _num(m.health_latency_ms, "{:.1f} ms")
-    parts += [
-        ("health ", "$text-muted"),
-        latency,
-        ("  run ", "$text-muted"),
-        _num(m.running),
-        ("  wait ", "$text-muted"),
-        _num(m.waiting),
-        "\n",
-        ("KV ", "$text-muted"),
-        _num(None if m.kv_cache_usage is None else m.kv_cache_usage * 100, "{:.0f}%"),
-        ("  tok/s in ", "$text-muted"),
-        _num(m.prompt_tokens_per_s),
-        (" out ", "$text-muted"),
-        _num(m.generation_tokens_per_s),
-        "\n",
-        ("VRAM ", "$text-muted"),
-        f"{gib(m.used_mib)} / {gib(m.planned_mib) if m.planned_mib is not None else '?'} GiB",
+            stage += f"  {m.started_s:.0f} s{last}"
+        rows.append([("stage", stage)])
+    kv = None if m.kv_cache_usage is None else m.kv_cache_usage * 100
+    planned = gib(m.planned_mib) if m.planned_mib is not None else "?"
+    rows += [
+        [
+            ("health", _num(m.health_latency_ms, "{:.1f} ms")),
+            ("run", _num(m.running)),
+            ("wait", _num(m.waiting)),
+        ],
+        [
+            ("KV", _num(kv, "{:.0f}%")),
+            ("tok/s in", _num(m.prompt_tokens_per_s)),
+            ("out", _num(m.generation_tokens_per_s)),
+        ],
+        [("VRAM", f"{gib(m.used_mib)} / {planned} GiB")],
     ]
+    parts += _aligned(rows)
+    parts[-1] = str(parts[-1]).removesuffix("\n")
     if operation:
         parts += ["\n", ("» ", "$accent"), (operation, "$accent bold")]
     if m.hint:

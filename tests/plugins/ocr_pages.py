@@ -1,3 +1,5 @@
+"""Page images and chat messages for the simulator's OCR tests."""
+
 from __future__ import annotations
 
 import base64

@@ -25,7 +25,7 @@ MIB = 1024**2
 
 
 @dataclass(frozen=True)
-class ModelProfile:
+class ModelNumbers:
     key: str
     architecture: str
     weights_gib: float
@@ -46,10 +46,10 @@ class ModelProfile:
         return rows * (cols + 1 if self.image_row_break else cols)
 
 
-GLM_OCR = ModelProfile(
+GLM_OCR = ModelNumbers(
     "glm-ocr", "GlmOcrForConditionalGeneration", 2.2, 0.8, 0.3, 112 * 1024, 131072, None, False
 )
-LIGHTON_OCR = ModelProfile(
+LIGHTON_OCR = ModelNumbers(
     "lighton-ocr",
     "LightOnOCRForConditionalGeneration",
     2.0,
@@ -60,13 +60,13 @@ LIGHTON_OCR = ModelProfile(
     1540,
     True,
 )
-GENERIC = ModelProfile(
+GENERIC = ModelNumbers(
     "generic", "TransformersMultiModalForCausalLM", 1.0, 0.5, 0.2, 64 * 1024, 8192, None, False
 )
 
 
-def profile_for(model: str) -> ModelProfile:
-    """Pick a profile from the model id (``zai-org/GLM-OCR``, ``lightonai/LightOnOCR-2-1B``)."""
+def numbers_for(model: str) -> ModelNumbers:
+    """Pick the numbers from the model id (``zai-org/GLM-OCR``, ``lightonai/LightOnOCR-2-1B``)."""
     flat = re.sub(r"[^a-z0-9]", "", model.lower())
     if "glmocr" in flat:
         return GLM_OCR

@@ -1,6 +1,6 @@
-"""Shared paths for the vllm layer's tests.
+"""The vllm layer's test data: text vLLM printed.
 
-``fixtures/`` holds real text printed by vLLM, copied verbatim from public sources
+``tests/vllm/fixtures/`` holds real text printed by vLLM, copied verbatim from public sources
 (provenance per file in fixtures/SOURCES.md), so parsers are tested against the real thing.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "vllm" / "fixtures"
 
 
 def fixture_text(name: str) -> str:

@@ -1,4 +1,5 @@
-"""Fixtures for the agent tests: a simulated GPU and fake vLLM servers, cleaned up by pid."""
+"""Fake vLLM process trees (fake_vllm_process.py) on a simulated GPU, for the agent tests;
+cleaned up by pid. The ``sim_gpu`` fixture is tests/plugins/sim.py's."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 
 from ocrtui.sim.gpu import SimGpu
 
-FAKE_VLLM = Path(__file__).parent / "fake_vllm.py"
+FAKE_VLLM = Path(__file__).parent / "fake_vllm_process.py"
 
 
 @dataclass
@@ -63,11 +64,6 @@ class FakeServers:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             s.proc.wait()
-
-
-@pytest.fixture
-def sim_gpu(tmp_path: Path) -> SimGpu:
-    return SimGpu.create(tmp_path / "gpu")
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ocrtui.compare.samples import sample_suite_path
+from ocrtui.compare.sample_suite import sample_suite_path
 from ocrtui.config import ModelConfig
 
 MakePdf = Callable[..., Path]

@@ -1,5 +1,5 @@
-"""Fixtures for the dashboard tests: apps over recorded snapshots, isolated from the user's
-theme folder and remembered state."""
+"""The dashboard tests' helpers: ``make_app`` (apps over recorded snapshots, isolated from the
+user's theme folder and remembered state), the terminal ``SIZE`` and ``until``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from textual.pilot import Pilot
 from ocrtui.status import Snapshot
 from ocrtui.tui.app import OcrtuiApp
 from ocrtui.tui.source import ReplaySource
-from tests.tui import recorded
+from tests.plugins import recorded
 
 SIZE = (130, 40)
 

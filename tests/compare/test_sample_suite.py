@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ocrtui.compare import samples
+from ocrtui.compare import sample_suite as suite_module
 from ocrtui.compare.documents import DocumentSpec, inspect_document
 from ocrtui.compare.scoring import cer
 from ocrtui.compare.suite import load_suite
@@ -35,12 +35,12 @@ def test_references_are_exactly_what_the_pdfs_print(sample_suite: Path) -> None:
 
 def test_cached_per_version(sample_suite: Path) -> None:
     stamp = sample_suite.stat().st_mtime_ns
-    assert samples.sample_suite_path(sample_suite.parents[2]) == sample_suite
+    assert suite_module.sample_suite_path(sample_suite.parents[2]) == sample_suite
     assert sample_suite.stat().st_mtime_ns == stamp  # not regenerated
-    assert sample_suite.parent.name == samples.SAMPLES_VERSION
+    assert sample_suite.parent.name == suite_module.SAMPLES_VERSION
 
 
 def test_missing_cjk_font_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(samples, "CJK_FONT", tmp_path / "no-such-font.ttc")
+    monkeypatch.setattr(suite_module, "CJK_FONT", tmp_path / "no-such-font.ttc")
     with pytest.raises(InputError, match="install the Debian package fonts-wqy-microhei"):
-        samples.sample_suite_path(tmp_path)
+        suite_module.sample_suite_path(tmp_path)

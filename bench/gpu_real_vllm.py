@@ -1,7 +1,7 @@
 """The seed's failure with REAL vLLM on a real GPU, driven through ocrtui's headless CLI.
 
 Run on the GPU machine from the repo root, with vLLM and ocrtui's dependencies importable
-(the staging recipe is in docs/sim.md, "Real vLLM on a GPU")::
+(bench/gpu_stage.py packs it on a machine that reaches PyPI; docs/sim.md, "Real vLLM on a GPU")::
 
     PYTHONPATH=/tmp/site:$PWD python3 bench/gpu_real_vllm.py --out DIR
 
@@ -222,6 +222,8 @@ class Observer(threading.Thread):
         self.config = config
         self.out = out.open("w")
         self.starting: set[str] = set()
+        self.begun: set[str] = set()
+        self.old: set[int] = set()  # orphans from before the start being watched
         self.violations: list[str] = []
         self.samples = 0
         self.stop_event = threading.Event()
@@ -237,10 +239,14 @@ class Observer(threading.Thread):
             self.out.write(json.dumps({"t": round(t, 2), "snap": snap}) + "\n")
             for name in list(self.starting):
                 state = model(snap, name).get("state")
-                if state == "crashed":
+                # A restart begins from the crashed state and its old orphans: judge only
+                # what this start made (after it was seen starting) and its own pids.
+                if state in ("starting", "ready"):
+                    self.begun.add(name)
+                if state == "crashed" and name in self.begun:
                     self.violations.append(f"{t:.1f}s: starting {name} shown crashed")
                 for row in rows(snap):
-                    if row.get("model") == f"orphan:{name}":
+                    if row.get("model") == f"orphan:{name}" and row["pid"] not in self.old:
                         self.violations.append(
                             f"{t:.1f}s: starting {name}'s pid {row['pid']} shown as orphan"
                         )
@@ -338,6 +344,8 @@ def main() -> int:
             )
             check_rows_vs_smi(snap, "after kill -9")
 
+            observer.old = {r["pid"] for r in orphans}
+            observer.begun = set()
             observer.starting = {"A"}
             t0 = time.monotonic()
             restart = ocrtui(config, "restart", "A")

@@ -40,6 +40,10 @@ def is_server_of(v: VllmProc, model: ModelConfig) -> bool:
     return v.kind == "api" and v.served == model.name and v.port == model.port and v.state != "Z"
 
 
+# The stages process_stage can name (before the log has any): beside stages.STAGES.
+PROCESS_STAGES = ("launched", "engine spawned", "API server importing")
+
+
 def process_stage(view: MonitorView, facts: ProcessFacts | None) -> str | None:
     """What the agent's process view says of a start the log says nothing of yet (vLLM
     imports for ~40 s before its first line): the API server runs, its EngineCore too."""
@@ -47,11 +51,12 @@ def process_stage(view: MonitorView, facts: ProcessFacts | None) -> str | None:
     if sample is None or facts is None or facts.server_pid is None:
         return None
     server = facts.server_pid
+    launched, spawned, importing = PROCESS_STAGES
     if not any(v.pid == server for v in sample.vllm):
-        return "launched"
+        return launched
     if any(v.kind in ("engine", "spawned") and server in v.ancestors for v in sample.vllm):
-        return "engine spawned"
-    return "API server importing"
+        return spawned
+    return importing
 
 
 def with_usage(status: ModelStatus, model: ModelConfig, view: MonitorView) -> ModelStatus:

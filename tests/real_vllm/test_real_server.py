@@ -16,6 +16,7 @@ from ocrtui.compare.render import RenderedPage
 from ocrtui.vllm.client import VllmClient
 from ocrtui.vllm.logfile import current_run
 from ocrtui.vllm.stages import STAGES, startup_stage
+from ocrtui.vllm.watch import PROCESS_STAGES
 from tests.plugins.real_vllm import MAX_MODEL_LEN, SERVED, RealVllm
 
 pytestmark = pytest.mark.real_vllm
@@ -121,5 +122,6 @@ def test_startup_stages_from_the_live_log(real_vllm: RealVllm) -> None:
     ]
     # What the operator saw while `up` waited: known stages, then ready.
     starting = [s.removeprefix("starting: ") for s in real_vllm.steps if s.startswith("starting:")]
-    assert all(any(s == n or s.startswith(n + " ") for n in STAGES) for s in starting), starting
+    known = STAGES + PROCESS_STAGES  # the log's stages, and the process view's before it
+    assert all(any(s == n or s.startswith(n + " ") for n in known) for s in starting), starting
     assert real_vllm.steps[-1] == "ready"

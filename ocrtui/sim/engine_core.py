@@ -242,8 +242,10 @@ class EngineCore:
     async def _emit(self, rid: str, pieces: list[str], per_token: float) -> None:
         """Send tokens as decode produces them: the first at once (prefill made it), then
         token k at ``k * per_token``, in batches of at least 20 ms so a fast decode does not
-        flood the socket."""
+        flood the socket. Nothing to say is still one token, as in vLLM: the end-of-sequence
+        one, counted in the usage and the metrics."""
         if not pieces:
+            await self.send(("delta", rid, "", 1))
             return
         await self.send(("delta", rid, pieces[0], 1))
         step = max(1, round(0.02 / per_token)) if per_token > 0 else 8

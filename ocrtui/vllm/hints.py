@@ -12,6 +12,7 @@ functions stay pure.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -121,10 +122,23 @@ def _architecture(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[
 
 
 def _limit_mm(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
+    value = m.group("value")
     return (
-        f"--limit-mm-per-prompt {m.group('value')} is the old format; vLLM >= 0.10 takes JSON",
-        """write it as '{"image": 1}' in extra_args""",
+        f"--limit-mm-per-prompt {value} is the old format; vLLM >= 0.10 takes JSON",
+        f"write it as '{_limit_mm_json(value)}' in extra_args",
     )
+
+
+def _limit_mm_json(old: str) -> str:
+    """The JSON form of the old ``image=5,video=1`` value (``{"image": 1}`` when the old
+    value is not of that form)."""
+    limits: dict[str, int] = {}
+    for item in old.split(","):
+        key, eq, count = item.strip().partition("=")
+        if not (eq and key.isidentifier() and count.strip().isdigit()):
+            return json.dumps({"image": 1})
+        limits[key] = int(count)
+    return json.dumps(limits)
 
 
 def _unrecognized_args(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:

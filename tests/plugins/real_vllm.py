@@ -14,13 +14,19 @@ Fixture (session scope, so the whole group pays for one start):
     operator would: a config with ``vllm_command`` = the venv's ``vllm`` on a local pod,
     brought up by ``Controller.up`` and stopped by ``Controller.down`` at the end (then
     anything left writing under its folder is SIGKILLed). The key in ``VLLM_API_KEY`` comes
-    from ``api_key_env``, so ``/v1/*`` needs ``RealVllm.api_key``. ``RealVllm`` has ``config``,
+    from ``api_key_env``, so ``/v1/*`` needs ``RealVllm.api_key``. ``RealVllm`` has ``pod`` (its
+    :class:`RealPod`), ``fields`` (the model's config fields), ``config``,
     ``model`` (its ModelConfig), ``url``, ``api_key``, ``log_path``, ``log_lines()``, ``steps``
-    (the progress lines ``up`` reported) and ``startup_s``.
+    (the progress lines ``up`` reported), ``startup_lines`` (the log when ``up`` returned) and
+    ``startup_s``.
 
-The pod config names a simulated GPU only so that the preflight memory check has a device to
-look at; vLLM ignores ``$OCRTUI_SIM_GPU`` and its CPU KV cache is ``VLLM_CPU_KVCACHE_SPACE``.
-Each server takes about 3.3 GB of RAM: never start more than two at once.
+``tiny_model`` (session) -> the tiny model's folder; ``real_pod`` -> :class:`RealPod`, a
+function-scoped pod (own workdir, servers killed at the end) for tests that start, kill or
+break servers of their own: the real backend of the behaviour suite (tests/behaviour/).
+
+No GPU, not even a simulated one: a CPU machine, where the preflight checks host RAM and the
+port and warns that it cannot check GPU memory. vLLM's CPU KV cache is
+``VLLM_CPU_KVCACHE_SPACE``. Each server takes about 3.3 GB of RAM: never more than two at once.
 """
 
 from __future__ import annotations
@@ -33,13 +39,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ocrtui.config import Config, ModelConfig, parse_config
+from ocrtui.config import Config, ModelConfig, PodConfig, parse_config
 from ocrtui.control import Controller
 from ocrtui.errors import LifecycleError
-from ocrtui.sim.gpu import SimGpu
 from tests.plugins.reaper import kill_writing_under
 from tests.plugins.sim import free_port
 
@@ -55,6 +61,8 @@ MAX_MODEL_LEN = 512
 READY_TIMEOUT_S = 480.0
 # The CPU build's serving environment (docs/sim.md "Real vLLM"): a 1 GiB KV cache, no thread
 # pinning on a shared box, no hub, no telemetry.
+# --host: vLLM binds 0.0.0.0 by default; --load-format dummy: random weights, no download.
+TINY_FLAGS = ("--host", "127.0.0.1", "--load-format", "dummy", "--dtype", "bfloat16")
 SERVE_ENV = {
     "VLLM_CPU_KVCACHE_SPACE": "1",
     "VLLM_CPU_OMP_THREADS_BIND": "nobind",
@@ -113,14 +121,63 @@ def make_tiny_model(venv: Path, out: Path) -> Path:
     return out
 
 
+class RealPod:
+    """A local workdir whose ``vllm`` is the real vllm-cpu, and configs of the tiny model
+    served from it (the same methods as ``SimPod``)."""
+
+    backend = "real"
+
+    def __init__(self, root: Path, venv: Path, model_dir: Path) -> None:
+        self.root = root
+        self.venv = venv
+        self.model_dir = model_dir
+        self.workdir = root / "work"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
+    def pod_fields(self) -> dict[str, Any]:
+        return {
+            "workdir": str(self.workdir),
+            "vllm_command": (str(self.venv / "bin" / "vllm"),),
+            "agent_interval_s": 0.5,
+        }
+
+    def model(self, name: str, **overrides: Any) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "name": name,
+            "model": str(self.model_dir),
+            "port": free_port(),
+            "gpu_memory_utilization": 0.5,
+            "max_num_seqs": 4,
+            "max_model_len": MAX_MODEL_LEN,
+            "extra_args": list(TINY_FLAGS),
+            "env": {**SERVE_ENV, "VLLM_CACHE_ROOT": str(self.venv.parent / "vllm-cache")},
+            "ready_timeout_s": READY_TIMEOUT_S,
+            "max_tokens": 16,
+        }
+        fields.update(overrides)
+        return fields
+
+    def config(
+        self, *models: dict[str, Any], pod: PodConfig | None = None, **pod_overrides: Any
+    ) -> Config:
+        pod_data = pod.model_dump(exclude_none=True) if pod is not None else {"kind": "local"}
+        pod_data.update(self.pod_fields())
+        pod_data.update(pod_overrides)
+        data = {"pod": pod_data, "models": list(models), "ui": {"refresh_s": 0.5}}
+        return parse_config(data, "real_vllm test config")
+
+
 @dataclass
 class RealVllm:
+    pod: RealPod
+    fields: dict[str, Any]  # the model's config fields (RealPod.model)
     config: Config
     api_key: str
     url: str
     log_path: Path
     steps: list[str] = field(default_factory=list)
     startup_s: float = 0.0
+    startup_lines: list[str] = field(default_factory=list)
 
     @property
     def model(self) -> ModelConfig:
@@ -128,47 +185,6 @@ class RealVllm:
 
     def log_lines(self) -> list[str]:
         return self.log_path.read_text(errors="replace").splitlines()
-
-
-def real_vllm_config(root: Path, venv: Path, model_dir: Path) -> Config:
-    work = root / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    gpu = SimGpu.create(root / "gpu")
-    env = {**SERVE_ENV, "VLLM_CACHE_ROOT": str(venv.parent / "vllm-cache")}
-    data = {
-        "pod": {
-            "kind": "local",
-            "name": "real-vllm-cpu",
-            "workdir": str(work),
-            "vllm_command": [str(venv / "bin" / "vllm")],
-            "sim_gpu": str(gpu.path),
-            "agent_interval_s": 0.5,
-        },
-        "models": [
-            {
-                "name": SERVED,
-                "model": str(model_dir),
-                "port": free_port(),
-                "gpu_memory_utilization": 0.5,
-                "max_num_seqs": 4,
-                "max_model_len": MAX_MODEL_LEN,
-                "extra_args": [
-                    "--host",
-                    "127.0.0.1",
-                    "--load-format",
-                    "dummy",
-                    "--dtype",
-                    "bfloat16",
-                ],
-                "env": env,
-                "api_key_env": KEY_ENV,
-                "ready_timeout_s": READY_TIMEOUT_S,
-                "max_tokens": 16,
-            }
-        ],
-        "ui": {"refresh_s": 0.5},
-    }
-    return parse_config(data, "real_vllm test config")
 
 
 async def _operate(config: Config, op: str, steps: list[str]) -> None:
@@ -184,18 +200,31 @@ async def _operate(config: Config, op: str, steps: list[str]) -> None:
 
 
 @pytest.fixture(scope="session")
-def real_vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealVllm]:
-    venv = vllm_venv()
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model(vllm_venv(), tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture
+def real_pod(tmp_path: Path, tiny_model: Path) -> Iterator[RealPod]:
+    rp = RealPod(tmp_path, vllm_venv(), tiny_model)
+    try:
+        yield rp
+    finally:
+        kill_writing_under(rp.workdir)
+
+
+@pytest.fixture(scope="session")
+def real_vllm(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[RealVllm]:
     root = tmp_path_factory.mktemp("real_vllm")
-    model_dir = make_tiny_model(venv, root / "model")
-    config = real_vllm_config(root, venv, model_dir)
+    pod = RealPod(root, vllm_venv(), tiny_model)
+    fields = pod.model(SERVED, api_key_env=KEY_ENV)
+    config = pod.config(fields)
+    model = config.models[0]
     key = secrets.token_urlsafe(16)
+    log_path = Path(model.log_path(str(pod.workdir)))
+    server = RealVllm(pod, fields, config, key, f"http://127.0.0.1:{model.port}", log_path)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(KEY_ENV, key)
-        model = config.models[0]
-        server = RealVllm(
-            config, key, f"http://127.0.0.1:{model.port}", Path(model.log_path(str(root / "work")))
-        )
         try:
             t0 = time.monotonic()
             try:
@@ -204,6 +233,7 @@ def real_vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealVllm]:
                 tail = "\n".join(server.log_lines()[-40:])
                 pytest.fail(f"real vLLM did not start: {exc}\nlog tail:\n{tail}", pytrace=False)
             server.startup_s = time.monotonic() - t0
+            server.startup_lines = server.log_lines()
             yield server
         finally:
             try:

@@ -1,6 +1,10 @@
 """Fixtures for the lifecycle and Controller tests: simulated vLLM servers on a simulated GPU,
 reached through LocalPod or through the real sshd (tests/plugins/sshd.py).
 
+``make_controller`` builds its configs from the ``pod_under_test`` fixture: ``sim_pod`` unless
+a test module overrides it (the behaviour suite gives it ``RealPod`` too: any
+:class:`PodUnderTest`).
+
 Every server a test starts logs into the test's own workdir, so teardown finds every one of
 them by its stdout, orphaned EngineCores included, and kills it by pid.
 """
@@ -9,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -25,8 +29,23 @@ STARTUP_S = "0.5"
 SIM_FLAGS = ("--host", "127.0.0.1", "--engine", "synthetic", "--sim-startup-s", STARTUP_S)
 
 
+class PodUnderTest(Protocol):
+    """Where a test's servers run: a workdir, the ``vllm`` to launch, and configs for it."""
+
+    backend: str  # "sim" | "real"
+    workdir: Path
+
+    def pod_fields(self) -> dict[str, Any]: ...
+    def model(self, name: str, **overrides: Any) -> dict[str, Any]: ...
+    def config(
+        self, *models: dict[str, Any], pod: PodConfig | None = None, **pod_overrides: Any
+    ) -> Config: ...
+
+
 class SimPod:
     """A tmp workdir with a simulated GPU and a ``vllm`` shim, and configs pointing at it."""
+
+    backend = "sim"
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -75,29 +94,49 @@ def sim_pod(tmp_path: Path) -> Iterator[SimPod]:
         kill_writing_under(sp.workdir)
 
 
+@pytest.fixture
+def pod_under_test(sim_pod: SimPod) -> PodUnderTest:
+    return sim_pod
+
+
 @pytest.fixture(params=["local", "ssh"])
 def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+async def start_controller(
+    where: PodUnderTest,
+    models: tuple[dict[str, Any], ...],
+    transport: str,
+    request: pytest.FixtureRequest,
+) -> Controller:
+    """A started Controller for ``models`` on ``where``, through LocalPod or the real sshd."""
+    pod: Pod | None = None
+    if transport == "ssh":
+        sshd = request.getfixturevalue("sshd")
+        config = where.config(*models, pod=sshd.pod_config())
+        pod = sshd.make_pod(**where.pod_fields())
+    else:
+        config = where.config(*models)
+    ctl = Controller(config, pod=pod)
+    try:
+        await ctl.start()
+    except BaseException:
+        await ctl.close()
+        raise
+    return ctl
+
+
 @pytest.fixture
 async def make_controller(
-    transport: str, request: pytest.FixtureRequest, sim_pod: SimPod
+    transport: str, request: pytest.FixtureRequest, pod_under_test: PodUnderTest
 ) -> AsyncIterator[Callable[..., Any]]:
     """``await make_controller(*models)``: a started Controller over the chosen transport."""
     started: list[Controller] = []
 
     async def make(*models: dict[str, Any]) -> Controller:
-        pod: Pod | None = None
-        if transport == "ssh":
-            sshd = request.getfixturevalue("sshd")
-            config = sim_pod.config(*models, pod=sshd.pod_config())
-            pod = sshd.make_pod(**sim_pod.pod_fields())
-        else:
-            config = sim_pod.config(*models)
-        ctl = Controller(config, pod=pod)
+        ctl = await start_controller(pod_under_test, models, transport, request)
         started.append(ctl)
-        await ctl.start()
         return ctl
 
     yield make

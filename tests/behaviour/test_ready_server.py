@@ -9,6 +9,7 @@ need no pod.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from ocrtui.status import ModelStatus, Snapshot
 from ocrtui.vllm.client import VllmClient
 from tests.plugins.real_vllm import KEY_ENV, MAX_MODEL_LEN, RealVllm
 from tests.plugins.reaper import pids_writing_under
-from tests.plugins.sim_pod import PodUnderTest, start_controller
+from tests.plugins.sim_pod import PodUnderTest, SimPod, start_controller
 
 MakeController = Callable[..., Any]
 UNSET_KEY_ENV = "OCRTUI_TEST_KEY_NOBODY_SET"
@@ -51,22 +52,27 @@ class Ready:
         return self.where.config({**self.fields, **overrides}).models[0]
 
 
-@pytest.fixture(params=["sim", pytest.param("real", marks=pytest.mark.real_vllm)])
-async def ready(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Ready:
-    if request.param == "real":
-        server: RealVllm = request.getfixturevalue("real_vllm")
-        return Ready(server.pod, server.fields, server.api_key)
-    sim_pod = request.getfixturevalue("sim_pod")
-    key = secrets.token_urlsafe(16)
-    monkeypatch.setenv(KEY_ENV, key)
-    fields = sim_pod.model(
-        "tiny-sim", max_model_len=MAX_MODEL_LEN, api_key_env=KEY_ENV, max_tokens=16
-    )
+async def _up(sim_pod: SimPod, fields: dict[str, Any], request: pytest.FixtureRequest) -> None:
     ctl = await start_controller(sim_pod, (fields,), "local", request)
     try:
         await ctl.up()
     finally:
         await ctl.close()
+
+
+# Not async: the session's real server is started (asyncio.run) outside the tests' loop.
+@pytest.fixture(params=["sim", pytest.param("real", marks=pytest.mark.real_vllm)])
+def ready(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Ready:
+    if request.param == "real":
+        server: RealVllm = request.getfixturevalue("real_vllm")
+        return Ready(server.pod, server.fields, server.api_key)
+    sim_pod: SimPod = request.getfixturevalue("sim_pod")
+    key = secrets.token_urlsafe(16)
+    monkeypatch.setenv(KEY_ENV, key)
+    fields = sim_pod.model(
+        "tiny-sim", max_model_len=MAX_MODEL_LEN, api_key_env=KEY_ENV, max_tokens=16
+    )
+    asyncio.run(_up(sim_pod, fields, request))
     return Ready(sim_pod, fields, key)
 
 

@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.plugins.run_dirs",
     "tests.plugins.compare_inputs",
     "tests.plugins.fake_servers",
+    "tests.plugins.transports",
     "tests.plugins.sim_pod",
     "tests.plugins.tui_app",
     "tests.plugins.real_vllm",

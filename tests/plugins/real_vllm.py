@@ -43,11 +43,12 @@ from typing import Any
 
 import pytest
 
-from ocrtui.config import Config, ModelConfig, PodConfig, parse_config
+from ocrtui.config import Config, ModelConfig, PodConfig
 from ocrtui.control import Controller
 from ocrtui.errors import LifecycleError
 from tests.plugins.reaper import kill_writing_under
 from tests.plugins.sim import free_port
+from tests.plugins.sim_pod import config_for
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_POINTER = REPO / ".venv" / ".ocrtui-real-vllm"
@@ -160,11 +161,7 @@ class RealPod:
     def config(
         self, *models: dict[str, Any], pod: PodConfig | None = None, **pod_overrides: Any
     ) -> Config:
-        pod_data = pod.model_dump(exclude_none=True) if pod is not None else {"kind": "local"}
-        pod_data.update(self.pod_fields())
-        pod_data.update(pod_overrides)
-        data = {"pod": pod_data, "models": list(models), "ui": {"refresh_s": 0.5}}
-        return parse_config(data, "real_vllm test config")
+        return config_for(self, models, pod, pod_overrides, refresh_s=0.5)
 
 
 @dataclass

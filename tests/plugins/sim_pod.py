@@ -42,6 +42,22 @@ class PodUnderTest(Protocol):
     ) -> Config: ...
 
 
+def config_for(
+    where: PodUnderTest,
+    models: tuple[dict[str, Any], ...],
+    pod: PodConfig | None,
+    pod_overrides: dict[str, Any],
+    *,
+    refresh_s: float,
+) -> Config:
+    """The config of ``models`` on ``where``: a local pod unless ``pod`` (e.g. the sshd's)."""
+    pod_data = pod.model_dump(exclude_none=True) if pod is not None else {"kind": "local"}
+    pod_data.update(where.pod_fields())
+    pod_data.update(pod_overrides)
+    data = {"pod": pod_data, "models": list(models), "ui": {"refresh_s": refresh_s}}
+    return parse_config(data, f"{where.backend} test config")
+
+
 class SimPod:
     """A tmp workdir with a simulated GPU and a ``vllm`` shim, and configs pointing at it."""
 
@@ -78,11 +94,7 @@ class SimPod:
     def config(
         self, *models: dict[str, Any], pod: PodConfig | None = None, **pod_overrides: Any
     ) -> Config:
-        pod_data = pod.model_dump(exclude_none=True) if pod is not None else {"kind": "local"}
-        pod_data.update(self.pod_fields())
-        pod_data.update(pod_overrides)
-        data = {"pod": pod_data, "models": list(models), "ui": {"refresh_s": 0.25}}
-        return parse_config(data, "test config")
+        return config_for(self, models, pod, pod_overrides, refresh_s=0.25)
 
 
 @pytest.fixture
@@ -97,11 +109,6 @@ def sim_pod(tmp_path: Path) -> Iterator[SimPod]:
 @pytest.fixture
 def pod_under_test(sim_pod: SimPod) -> PodUnderTest:
     return sim_pod
-
-
-@pytest.fixture(params=["local", "ssh"])
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 async def start_controller(

@@ -1,4 +1,4 @@
-"""Fixtures for the pod tests: the same behaviour tests run on LocalPod and on SSHPod."""
+"""Fixtures for the pod tests (``pod``, on LocalPod and SSHPod: tests/plugins/transports.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,6 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from ocrtui.pod import Pod
-from ocrtui.pod.local import LocalPod
-
 
 @pytest.fixture
 def reaper() -> Iterator[list[int]]:
@@ -22,16 +19,6 @@ def reaper() -> Iterator[list[int]]:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
-
-
-@pytest.fixture(params=["local", "ssh"])
-async def pod(request: pytest.FixtureRequest) -> AsyncIterator[Pod]:
-    p: Pod = LocalPod() if request.param == "local" else request.getfixturevalue("sshd").make_pod()
-    await p.connect()
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +24,12 @@ from ocrtui.tui.app import (
 from ocrtui.tui.messages import OperationProgress
 from ocrtui.tui.screens.compare import ComparePane, CompareScreen
 from ocrtui.tui.screens.dialogs import ConfirmDialog, LauncherDialog
-from tests.plugins.livepod import LivePod
+from tests.plugins.livepod import two_model_config
+from tests.plugins.sim_pod import SimPod
 from tests.plugins.tui_app import until
 
 SIZE = (140, 44)
 pytestmark = pytest.mark.slow  # each starts two simulated servers: 6-20 s
-
-
-@pytest.fixture
-def pod(tmp_path: Path) -> Iterator[LivePod]:
-    lp = LivePod(tmp_path)
-    try:
-        yield lp
-    finally:
-        lp.kill_all()
 
 
 class Live:
@@ -71,9 +63,9 @@ class Live:
 
 
 @pytest.fixture
-async def live(pod: LivePod, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+async def live(sim_pod: SimPod, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     controllers: list[Controller] = []
-    config = pod.config()  # one config: the ports are chosen here
+    config = two_model_config(sim_pod)  # one config: the ports are chosen here
 
     def make(readonly: bool = False) -> tuple[OcrtuiApp, Controller]:
         ctl = Controller(config)
@@ -225,9 +217,9 @@ async def test_comparison_streams_into_both_panes_and_is_rejoined(
         assert results.count(b"\n") == sum(len(row.outcomes) for row in app.run_view.rows.values())
 
 
-def test_headless_screenshot_through_a_comparison(pod: LivePod, tmp_path: Path) -> None:
+def test_headless_screenshot_through_a_comparison(sim_pod: SimPod, tmp_path: Path) -> None:
     """`ocrtui demo --screenshot F --compare`, on this test's pod instead of the demo's."""
-    config = pod.config()
+    config = two_model_config(sim_pod)
     out = tmp_path / "shot.svg"
     assert save_screenshot_headless(config, str(out), compare=True) == 0
     svg = out.read_text()
@@ -237,7 +229,7 @@ def test_headless_screenshot_through_a_comparison(pod: LivePod, tmp_path: Path) 
 
 
 async def test_compare_command_opens_on_its_run_and_exits_with_its_status(
-    pod: LivePod, tmp_path: Path
+    sim_pod: SimPod, tmp_path: Path
 ) -> None:
     """`ocrtui compare DOC` on a terminal: the comparison screen from the start, streaming
     into both panes (the servers come up first), and the run's exit status after quitting."""
@@ -247,7 +239,7 @@ async def test_compare_command_opens_on_its_run_and_exits_with_its_status(
     from ocrtui.compare.cli import request_from_args
     from ocrtui.compare.launch import resolve
 
-    config = pod.config()
+    config = two_model_config(sim_pod)
     doc = tmp_path / "note.png"
     image = Image.new("RGB", (600, 200), "white")
     ImageDraw.Draw(image).text((20, 80), "Invoice 2026-11-26 total 8,500", fill="black")

@@ -18,6 +18,7 @@ from ocrtui.monitor.agent_monitor import MonitorView
 from ocrtui.monitor.agent_samples import AgentSample, GpuSample
 from ocrtui.monitor.attribution import Row
 from ocrtui.sim.gpu import SIM_GPU_ENV
+from ocrtui.vllm.flags import extra_reserved_mib
 
 UTILIZATION_SUM_WARN = 0.95
 
@@ -184,6 +185,7 @@ def preflight_checks(model: ModelConfig, view: MonitorView) -> tuple[int | None,
         if check is not None:
             checks.append(check)
     if sample is not None:
+        checks += _host_reservations(model, sample)
         owner = sample.ports.get(model.port)
         # The model's own server on its port is not preflight's business (up keeps it).
         own = {v.pid for v in sample.vllm if v.kind == "api" and v.served == model.name}
@@ -224,6 +226,19 @@ def _host_ram(model: ModelConfig, sample: AgentSample) -> list[Check]:
             f"GiB of KV cache + {CPU_BASE_MIB} MiB), {free} MiB available",
             f"stop other servers or lower {CPU_KV_ENV}",
         )
+    ]
+
+
+def _host_reservations(model: ModelConfig, sample: AgentSample) -> list[Check]:
+    """A warning for each cache the flags let grow in host RAM beyond what is available now
+    (a cap that fills with use, not an allocation at start: so never a refusal)."""
+    free = sample.mem_available_mib
+    if free is None:
+        return []
+    return [
+        Check("warn", f"host RAM: {r.reason} may take up to {r.mib} MiB, {free} MiB available")
+        for r in extra_reserved_mib(model)
+        if r.memory == "host" and r.mib > free
     ]
 
 

@@ -189,3 +189,19 @@ def test_a_taken_port_is_refused_naming_its_owner() -> None:
     taken = {"8000": {"pid": 99, "state": "listen", "pgid": 99}}
     (refusal,) = _refusals(preflight_checks(seed_config().models[0], _no_gpu_view(None, taken))[1])
     assert "port 8000 is taken by pid 99 (vllm serve other --port 8000)" in refusal.message
+
+
+def test_a_processor_cache_larger_than_the_free_host_ram_is_a_warning() -> None:
+    free_port = {"8000": {"pid": None, "state": None}}
+    default = seed_config().models[0]  # vLLM's default cache: 4 GiB per API server
+    assert "--mm-processor-cache-gb" not in default.extra_args
+    _, checks = preflight_checks(default, _no_gpu_view(3000, free_port))
+    (warning,) = [c for c in checks if "processor cache" in c.message]
+    assert warning.level == "warn"
+    assert warning.message.startswith("host RAM: multi-modal processor cache: 4 GiB")
+    assert "up to 4096 MiB, 3000 MiB available" in warning.message
+    off = seed_config(extra_args=["--mm-processor-cache-gb", "0"]).models[0]
+    _, checks = preflight_checks(off, _no_gpu_view(3000, free_port))
+    assert not [c for c in checks if "processor cache" in c.message]
+    _, checks = preflight_checks(default, _no_gpu_view(17210, free_port))
+    assert not [c for c in checks if "processor cache" in c.message]

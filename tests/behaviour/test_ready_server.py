@@ -26,6 +26,9 @@ from ocrtui.control import Controller
 from ocrtui.errors import ConfigError
 from ocrtui.status import ModelStatus, Snapshot
 from ocrtui.vllm.client import VllmClient
+from ocrtui.vllm.logfile import current_run
+from ocrtui.vllm.stages import STAGES, startup_stage
+from ocrtui.vllm.watch import PROCESS_STAGES
 from tests.plugins.real_vllm import KEY_ENV, MAX_MODEL_LEN, RealVllm
 from tests.plugins.reaper import pids_writing_under
 from tests.plugins.sim_pod import PodUnderTest, SimPod, start_controller
@@ -39,6 +42,8 @@ class Ready:
     where: PodUnderTest
     fields: dict[str, Any]
     api_key: str
+    steps: list[str]  # the progress lines of its `up`
+    startup_lines: list[str]  # its log when `up` returned
 
     @property
     def name(self) -> str:
@@ -52,12 +57,14 @@ class Ready:
         return self.where.config({**self.fields, **overrides}).models[0]
 
 
-async def _up(sim_pod: SimPod, fields: dict[str, Any], request: pytest.FixtureRequest) -> None:
+async def _up(sim_pod: SimPod, fields: dict[str, Any], request: pytest.FixtureRequest) -> list[str]:
+    steps: list[str] = []
     ctl = await start_controller(sim_pod, (fields,), "local", request)
     try:
-        await ctl.up()
+        await ctl.up(lambda _name, step: steps.append(step))
     finally:
         await ctl.close()
+    return steps
 
 
 # Not async: the session's real server is started (asyncio.run) outside the tests' loop.
@@ -65,15 +72,16 @@ async def _up(sim_pod: SimPod, fields: dict[str, Any], request: pytest.FixtureRe
 def ready(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Ready:
     if request.param == "real":
         server: RealVllm = request.getfixturevalue("real_vllm")
-        return Ready(server.pod, server.fields, server.api_key)
+        return Ready(server.pod, server.fields, server.api_key, server.steps, server.startup_lines)
     sim_pod: SimPod = request.getfixturevalue("sim_pod")
     key = secrets.token_urlsafe(16)
     monkeypatch.setenv(KEY_ENV, key)
     fields = sim_pod.model(
         "tiny-sim", max_model_len=MAX_MODEL_LEN, api_key_env=KEY_ENV, max_tokens=16
     )
-    asyncio.run(_up(sim_pod, fields, request))
-    return Ready(sim_pod, fields, key)
+    steps = asyncio.run(_up(sim_pod, fields, request))
+    log = sim_pod.workdir / f"vllm_{fields['name']}.log"
+    return Ready(sim_pod, fields, key, steps, log.read_text().splitlines())
 
 
 @pytest.fixture
@@ -122,6 +130,25 @@ async def test_a_fresh_dashboard_sees_it_ready_with_its_pid_and_numbers(
     # The dashboard's own 1 Hz probes are left out of the log tail it shows.
     lines = await ctl.log_tail(ready.name, 60)
     assert lines and not any("GET /health" in line or "GET /metrics" in line for line in lines)
+
+
+def test_the_stages_of_its_start_in_order(ready: Ready) -> None:
+    lines = ready.startup_lines
+    seen: list[str] = []
+    for i in range(1, len(lines) + 1):
+        run, _ = current_run(lines[:i])
+        stage = startup_stage(run) if run else None
+        if stage is not None and (not seen or seen[-1] != stage.name):
+            seen.append(stage.name)
+    # Each of the log's stages once (no going back), weights and KV cache among them, up last.
+    assert len(seen) == len(set(seen)), seen
+    assert {"loading weights", "KV cache"} <= set(seen) and seen[-1] == "API server up"
+    # What the operator saw while `up` waited: the process view's stages, then the log's.
+    starting = [s.removeprefix("starting: ") for s in ready.steps if s.startswith("starting: ")]
+    assert starting and all(
+        any(s == n or s.startswith(n + " ") for n in PROCESS_STAGES + STAGES) for s in starting
+    ), starting
+    assert ready.steps[-1] == "ready"
 
 
 async def test_metrics_count_a_request(ready: Ready) -> None:

@@ -117,7 +117,7 @@ def make_tiny_model(venv: Path, out: Path) -> Path:
         [str(venv / "bin" / "python"), str(MAKE_TINY), str(out), str(REPO / "docs")],
         check=True,
         capture_output=True,
-        timeout=120,
+        timeout=300,  # tokenizer training; ~5 s on free cores, far more on a loaded box
     )
     return out
 

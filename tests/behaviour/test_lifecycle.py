@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -167,3 +168,30 @@ async def test_kill9_orphans_shown_restart_clears_them_down_leaves_nothing(
     assert not any(pid_alive(pid) for pid in tree)
     snap = await ctl.wait_until(lambda s: _state(s, "k9").state == "down", 10)
     assert not snap.orphans
+
+
+def _pid_titled(where: PodUnderTest, title: str) -> int:
+    """The one process of ``where``'s servers whose title is ``title`` (found by its log)."""
+    (pid,) = [
+        pid
+        for pid in pids_writing_under(where.workdir)
+        if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode() == title
+    ]
+    return pid
+
+
+async def test_engine_death_is_a_crash_with_the_cause_first(
+    make_controller: MakeController, pod_under_test: PodUnderTest
+) -> None:
+    ctl: Controller = await make_controller(pod_under_test.model("dies"))
+    await ctl.up()
+    log = StateLog(ctl, "dies")
+    os.kill(_pid_titled(pod_under_test, "VLLM::EngineCore"), signal.SIGKILL)
+    # vLLM's API server notices, answers 503 a while, then exits.
+    snap = await ctl.wait_until(lambda s: _state(s, "dies").state == "crashed", 60)
+    model = _state(snap, "dies")
+    assert model.hint and "EngineCore process died" in model.hint
+    assert log.seen[0] == "ready" and set(log.seen) <= {"ready", "unhealthy", "crashed"}
+    # The explaining line leads, whatever exit noise (real: ~40 nanobind lines) follows it.
+    assert any("EngineDeadError" in line for line in model.last_lines), model.last_lines
+    assert not any("nanobind" in line for line in model.last_lines[:3]), model.last_lines

@@ -134,6 +134,7 @@ class ModelStatus:
     success_by_reason: dict[str, float] = field(default_factory=dict)
     planned_mib: int | None = None  # gpu_memory_utilization x the total of the GPU it uses
     used_mib: int = 0  # VRAM attributed to this model now
+    rss_mib: int | None = None  # host memory of its live process tree (all a CPU build holds)
     last_lines: tuple[str, ...] = ()  # the log's last lines when "crashed"
     max_model_len: int | None = None  # as /v1/models reports it
     started_s: float | None = None  # while starting: seconds since its launch

@@ -264,8 +264,10 @@ def _version_advisories(model: ModelConfig, versions: Versions) -> list[Advisory
 
 
 def _normal(version: str) -> str:
+    """The release a version names: a build label (``0.32.0+cpu``) is not part of it, and
+    vLLM's ``/version`` leaves it out."""
     try:
-        return str(Version(version))
+        return Version(version).public
     except InvalidVersion:
         return version
 

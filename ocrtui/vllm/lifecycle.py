@@ -201,13 +201,18 @@ class Lifecycle:
             groups2, pids2 = self._model_pids(name, view)
             progress(name, f"still running after {self.stop_timeout_s:g} s: SIGKILL")
             await self._signal_all(groups | groups2, pids | pids2, "KILL")
-        progress(name, "waiting for VRAM release")
+        # Without a GPU (a CPU build) there is no VRAM to wait for, only the processes.
+        gpu = bool(view.sample and view.sample.gpus)
+        progress(name, "waiting for VRAM release" if gpu else "waiting for its processes to exit")
         if not await self._wait_gone(name, pids, self.release_timeout_s):
             view = self.monitor.view
+            what = "release its GPU memory" if gpu else "exit"
             raise LifecycleError(
-                f"{name} did not release its GPU memory within {self.release_timeout_s:g} s: "
+                f"{name} did not {what} within {self.release_timeout_s:g} s: "
                 + _still_holding(name, view),
-                "a process stuck in the driver (state D/R in ps) may need the pod restarted",
+                "a process stuck in the driver (state D/R in ps) may need the pod restarted"
+                if gpu
+                else "a process stuck in the kernel (state D in ps) may need the pod restarted",
             )
 
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]:

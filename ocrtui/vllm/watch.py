@@ -60,14 +60,20 @@ def process_stage(view: MonitorView, facts: ProcessFacts | None) -> str | None:
 
 
 def with_usage(status: ModelStatus, model: ModelConfig, view: MonitorView) -> ModelStatus:
-    """``status`` with the memory figures of ``view``: attributed MiB and planned MiB."""
+    """``status`` with the memory figures of ``view``: attributed MiB, planned MiB and the
+    resident memory of the server's tree."""
     usage = view.model(model.name)
     used = usage.used_mib if usage else 0
     gpu = gpu_for(model, view.sample.gpus) if view.sample else None
     planned = planned_mib(model, gpu) if gpu else None
-    if (used, planned) == (status.used_mib, status.planned_mib):
+    rss = None
+    if usage is not None and view.sample is not None and status.pid is not None:
+        tree = {status.pid, *usage.tree_pids}
+        held = [v.rss_mib for v in view.sample.vllm if v.pid in tree and v.rss_mib is not None]
+        rss = sum(held) if held else None
+    if (used, planned, rss) == (status.used_mib, status.planned_mib, status.rss_mib):
         return status
-    return replace(status, used_mib=used, planned_mib=planned)
+    return replace(status, used_mib=used, planned_mib=planned, rss_mib=rss)
 
 
 class ModelWatcher:

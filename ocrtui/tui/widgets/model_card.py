@@ -75,7 +75,10 @@ def card_content(m: ModelStatus, operation: str | None, colour: str) -> Content:
             ("tok/s in", _num(m.prompt_tokens_per_s)),
             ("out", _num(m.generation_tokens_per_s)),
         ],
-        [("VRAM", f"{gib(m.used_mib)} / {planned} GiB")],
+        # No GPU to plan on (a CPU build): what the tree holds is host memory.
+        [("RAM", f"{gib(m.rss_mib)} GiB (no GPU)")]
+        if m.planned_mib is None and m.rss_mib is not None
+        else [("VRAM", f"{gib(m.used_mib)} / {planned} GiB")],
     ]
     parts += _aligned(rows)
     parts[-1] = str(parts[-1]).removesuffix("\n")

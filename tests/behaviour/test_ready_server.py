@@ -26,12 +26,12 @@ from ocrtui.control import Controller
 from ocrtui.errors import ConfigError
 from ocrtui.status import ModelStatus, Snapshot
 from ocrtui.vllm.client import VllmClient
-from ocrtui.vllm.logfile import current_run
-from ocrtui.vllm.stages import STAGES, startup_stage
+from ocrtui.vllm.stages import STAGES
 from ocrtui.vllm.watch import PROCESS_STAGES
 from tests.plugins.real_vllm import KEY_ENV, MAX_MODEL_LEN, RealVllm
 from tests.plugins.reaper import pids_writing_under
 from tests.plugins.sim_pod import PodUnderTest, SimPod, start_controller
+from tests.plugins.vllm_logs import stages_seen
 
 MakeController = Callable[..., Any]
 UNSET_KEY_ENV = "OCRTUI_TEST_KEY_NOBODY_SET"
@@ -136,13 +136,7 @@ async def test_a_fresh_dashboard_sees_it_ready_with_its_pid_and_numbers(
 
 
 def test_the_stages_of_its_start_in_order(ready: Ready) -> None:
-    lines = ready.startup_lines
-    seen: list[str] = []
-    for i in range(1, len(lines) + 1):
-        run, _ = current_run(lines[:i])
-        stage = startup_stage(run) if run else None
-        if stage is not None and (not seen or seen[-1] != stage.name):
-            seen.append(stage.name)
+    seen = stages_seen(ready.startup_lines)
     # Each of the log's stages once (no going back), weights and KV cache among them, up last.
     assert len(seen) == len(set(seen)), seen
     assert {"loading weights", "KV cache"} <= set(seen) and seen[-1] == "API server up"

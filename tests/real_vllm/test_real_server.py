@@ -14,10 +14,10 @@ import pytest
 from ocrtui.compare.client import ModelTarget, ocr_page
 from ocrtui.compare.profiles import headers
 from ocrtui.compare.render import RenderedPage
-from ocrtui.vllm.logfile import current_run
-from ocrtui.vllm.stages import STAGES, startup_stage
+from ocrtui.vllm.stages import STAGES
 from ocrtui.vllm.watch import PROCESS_STAGES
 from tests.plugins.real_vllm import SERVED, RealVllm
+from tests.plugins.vllm_logs import stages_seen
 
 pytestmark = pytest.mark.real_vllm
 
@@ -60,13 +60,7 @@ async def test_compare_client_on_a_text_model_gets_vllm_s_reason(real_vllm: Real
 
 
 def test_startup_stages_from_the_live_log(real_vllm: RealVllm) -> None:
-    lines = real_vllm.startup_lines
-    seen: list[str] = []
-    for i in range(1, len(lines) + 1):
-        run, _ = current_run(lines[:i])
-        stage = startup_stage(run) if run else None
-        if stage is not None and (not seen or seen[-1] != stage.name):
-            seen.append(stage.name)
+    seen = stages_seen(real_vllm.startup_lines)
     start = seen.index("API server configuring")
     assert seen[start:] == [
         "API server configuring",

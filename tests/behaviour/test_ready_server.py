@@ -127,7 +127,7 @@ async def test_a_fresh_dashboard_sees_it_ready_with_its_pid_and_numbers(
     assert model.running == 0 and model.waiting == 0
     assert model.kv_cache_usage is not None and 0.0 <= model.kv_cache_usage <= 1.0
     assert not snap.orphans
-    assert model.rss_mib and model.rss_mib > 100  # the API server and its EngineCore at least
+    assert model.rss_mib and model.rss_mib > 0  # the resident memory of its process tree
     if ready.where.backend == "real":  # no GPU: host memory is all it holds
         assert model.planned_mib is None and model.used_mib == 0 and model.rss_mib > 1000
     # The dashboard's own 1 Hz probes are left out of the log tail it shows.

@@ -128,7 +128,8 @@ def _parse_facts(text: str) -> _Facts:
 
 def service_hint(lines: Sequence[str], port: int) -> str | None:
     """Why a service died, from its log since the last launch: the port in use, a known
-    vLLM-side failure (CUDA OOM, ...), else the last line of a traceback, else the last line."""
+    vLLM-side failure (CUDA OOM, ...), else the exception of a traceback that ends the log,
+    else the last line."""
     clean = [strip_ansi(line).rstrip() for line in lines]
     clean = [line for line in clean if line.strip()]
     if not clean:
@@ -141,15 +142,34 @@ def service_hint(lines: Sequence[str], port: int) -> str | None:
         )
     if hint is not None:
         return str(hint)
+    # Only a traceback that ends the log explains the exit: one the service logged and
+    # survived (a client that hung up mid-answer) is followed by more of its lines.
     for line in reversed(clean):
-        head = line.split(":", 1)[0]
-        if (
-            ":" in line
-            and not line.startswith(" ")
-            and head.rsplit(".", 1)[-1].endswith(("Error", "Exception", "Exit", "Interrupt"))
-        ):
+        if _is_exception_line(line):
             return line
+        if not _in_traceback(line):
+            break
     return clean[-1]
+
+
+_TRACEBACK_LINES = (
+    "Traceback (most recent call last)",
+    "During handling of the above exception",
+    "The above exception was the direct cause",
+)
+
+
+def _is_exception_line(line: str) -> bool:
+    head = line.split(":", 1)[0]
+    return (
+        ":" in line
+        and not line.startswith(" ")
+        and head.rsplit(".", 1)[-1].endswith(("Error", "Exception", "Exit", "Interrupt"))
+    )
+
+
+def _in_traceback(line: str) -> bool:
+    return line.startswith((" ", "\t")) or line.startswith(_TRACEBACK_LINES)
 
 
 class ServiceRunner:

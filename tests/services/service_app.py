@@ -26,8 +26,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         code = 200 if self.path == "/ready" else 404
         self.send_response(code)
         self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
+        try:
+            self.end_headers()
+            self.wfile.write(b"ok")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a readiness probe that gave up waiting (a loaded box): nothing to log
 
     def log_message(self, format: str, *args: object) -> None:
         print(format % args, flush=True)

@@ -149,3 +149,26 @@ def test_example_config_has_the_notes_four_servers_and_two_api_arms() -> None:
     ]
     assert c.pod.provider is not None
     assert c.pod.provider.status_command[-2:] == ("--action", "status")
+
+
+def test_a_crash_hint_is_the_traceback_that_ends_the_log_not_one_survived() -> None:
+    from ocrtui.services import service_hint
+
+    survived = [
+        "serving on 9000",
+        "Traceback (most recent call last):",
+        '  File "app.py", line 30, in do_GET',
+        '    self.wfile.write(b"ok")',
+        "BrokenPipeError: [Errno 32] Broken pipe",
+        '127.0.0.1 - - "GET /ready HTTP/1.1" 200 -',
+    ]
+    assert service_hint(survived, 9000) == '127.0.0.1 - - "GET /ready HTTP/1.1" 200 -'
+    fatal = [
+        *survived,
+        "Traceback (most recent call last):",
+        '  File "app.py", line 9, in main',
+        "    raise RuntimeError('required file x is missing')",
+        "RuntimeError: required file x is missing",
+        "",
+    ]
+    assert service_hint(fatal, 9000) == "RuntimeError: required file x is missing"

@@ -540,21 +540,7 @@ class CompareRun:
                 item = queue.get_nowait()
                 if item is not None:
                     item[1].cancel()
-        elapsed = time.monotonic() - start
-        partial = len(todo) < len(doc.pages)
-        # Timed over the pages this run sent (a resumed document's earlier part was timed by
-        # a run whose clock is gone); no page read: no speed.
-        pps = round(counts["ok"] / elapsed, 4) if counts["ok"] and elapsed > 0 else None
-        self._emit(DocumentDone(model.name, doc.name, counts["ok"], counts["failed"], elapsed, pps))
-        await self.store.add_phase(
-            PhaseRecord(
-                model.name,
-                f"document:{doc.name}",
-                {"pages": len(todo), "pages_ok": counts["ok"], "elapsed_s": round(elapsed, 4),
-                 "pages_per_s": pps, "partial": partial},
-            )
-        )  # fmt: skip
-        return counts["ok"], counts["failed"]
+        return await self._document_done(model.name, doc, todo, counts, start)
 
     async def _page(
         self,
@@ -586,6 +572,27 @@ class CompareRun:
             out = await self._request(client, model, image)
             del image
         await self._record(model.name, doc, page, out, counts)
+
+    async def _document_done(
+        self, arm: str, doc: Document, todo: list[int], counts: dict[str, int], start: float
+    ) -> tuple[int, int]:
+        """One document of one arm finished: its event and its phase record, the same for a
+        vLLM arm and an API arm."""
+        elapsed = time.monotonic() - start
+        partial = len(todo) < len(doc.pages)
+        # Timed over the pages this run sent (a resumed document's earlier part was timed by
+        # a run whose clock is gone); no page read: no speed.
+        pps = round(counts["ok"] / elapsed, 4) if counts["ok"] and elapsed > 0 else None
+        self._emit(DocumentDone(arm, doc.name, counts["ok"], counts["failed"], elapsed, pps))
+        await self.store.add_phase(
+            PhaseRecord(
+                arm,
+                f"document:{doc.name}",
+                {"pages": len(todo), "pages_ok": counts["ok"], "elapsed_s": round(elapsed, 4),
+                 "pages_per_s": pps, "partial": partial},
+            )
+        )  # fmt: skip
+        return counts["ok"], counts["failed"]
 
     async def _record(
         self, model: str, doc: Document, page: int, out: Outcome, counts: dict[str, int]
@@ -641,19 +648,7 @@ class CompareRun:
                 else Outcome(False, r.latency_s, error=r.reason)
             )
             await self._record(arm.name, doc, r.page, out, counts)
-        elapsed = time.monotonic() - start
-        partial = len(todo) < len(doc.pages)
-        pps = None if partial or elapsed <= 0 else round(counts["ok"] / elapsed, 4)
-        self._emit(DocumentDone(arm.name, doc.name, counts["ok"], counts["failed"], elapsed, pps))
-        await self.store.add_phase(
-            PhaseRecord(
-                arm.name,
-                f"document:{doc.name}",
-                {"pages": len(todo), "pages_ok": counts["ok"], "elapsed_s": round(elapsed, 4),
-                 "pages_per_s": pps, "partial": partial},
-            )
-        )  # fmt: skip
-        return counts["ok"], counts["failed"]
+        return await self._document_done(arm.name, doc, todo, counts, start)
 
     async def _score_resumed(self, doc: Document) -> None:
         """Score the pages an earlier run finished (their texts read back from disk) so the

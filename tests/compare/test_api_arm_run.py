@@ -137,3 +137,29 @@ def test_models_option_names_models_and_arms() -> None:
     args = _parser().parse_args(["compare", "--models", "nope"])
     with pytest.raises(ConfigError, match=r"no model or API arm named 'nope'.*glm-ocr, ocr-api"):
         resolve(cfg, request_from_args(args))
+
+
+async def test_an_api_arm_that_read_no_page_has_no_speed(
+    note_api: tuple[NoteApi, str], make_pdf: MakePdf, tmp_path: Path
+) -> None:
+    _, api_url = note_api
+    cfg = config(api_url)
+    cfg = cfg.model_copy(
+        update={"api_arms": [cfg.api_arms[0].model_copy(update={"path": "/no/such/route"})]}
+    )
+    args = _parser().parse_args(
+        ["compare", "--headless", "--out", str(tmp_path / "run"), "--models", "ocr-api",
+         str(make_pdf("paper.pdf", [TEXTS[1], TEXTS[2]]))]
+    )  # fmt: skip
+    setup = resolve(cfg, request_from_args(args))
+
+    async def model_url(name: str) -> str:
+        return api_url
+
+    await run_headless(setup, model_url, Console(width=250))
+    rows = [json.loads(x) for x in (tmp_path / "run/results.jsonl").read_text().splitlines()]
+    assert rows and not any(r["ok"] for r in rows)
+    phases = [json.loads(x) for x in (tmp_path / "run/phases.jsonl").read_text().splitlines()]
+    [document] = [p for p in phases if p["phase"].startswith("document:")]
+    assert document["stats"]["pages_ok"] == 0
+    assert document["stats"]["pages_per_s"] is None  # not a measured 0.00

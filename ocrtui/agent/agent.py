@@ -172,11 +172,11 @@ class ProcTable:
     """Every process of this pid namespace, from /proc/<pid>/stat.
 
     Python-looking and vLLM-titled processes (and any the caller names) are re-read every
-    sample, so a reparented EngineCore shows at once. Every other process is read when it
-    appears and then on a schedule that backs off with its age (``_recheck_delay``), so the
-    per-sample cost hardly grows with the number of unrelated processes on the host. A pid
-    whose start time or comm changed is a new process (pid reuse, exec): its cached argv,
-    role and fds are dropped.
+    sample, so a reparented EngineCore shows at once (zombies aside: they never change).
+    Every other process is read when it appears and then on a schedule that backs off with
+    its age (``_recheck_delay``), so the per-sample cost hardly grows with the number of
+    unrelated processes on the host. A pid whose start time or comm changed is a new
+    process (pid reuse, exec): its cached argv, role and fds are dropped.
     """
 
     def __init__(self) -> None:
@@ -255,10 +255,15 @@ class ProcTable:
             if pid in self.fd_due:
                 self._schedule(p, now, wall)
             self.procs[pid] = p
+            if p.state == "Z":
+                # Where PID 1 reaps nothing, zombies pile up for the pod's lifetime: a zombie
+                # never changes, so it is read on the cold schedule (its reaping shows in
+                # the next listing) and is no longer listed with the live vLLM processes.
+                self.hot.discard(pid)
             return
         if prev is not None:
             self._drop(pid)
-        if p.hot:
+        if p.hot and p.state != "Z":
             p.argv = _read_argv(pid)
             p.role = vllm_role(p.comm, p.argv)
             self.hot.add(pid)
@@ -453,6 +458,7 @@ def _port_sockets(ports: list[int]) -> dict[int, list[tuple[str, str]]]:
 
 
 _NETLINK_SOCK_DIAG = 4
+NETLINK_TIMEOUT_S = 2.0
 _SOCK_DIAG_BY_FAMILY = 20
 _NLM_F_REQUEST_DUMP = 0x301
 _NLMSG_ERROR, _NLMSG_DONE = 2, 3
@@ -474,6 +480,8 @@ def _diag_sockets(family: int, state_code: str) -> list[tuple[str, int, str]]:
     hdr = struct.pack("=IHHII", 16 + len(req), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST_DUMP, 1, 0)
     out = []  # type: list[tuple[str, int, str]]
     s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_SOCK_DIAG)
+    # A dump the kernel never finishes must not hang the agent: /proc/net/tcp then answers.
+    s.settimeout(NETLINK_TIMEOUT_S)
     try:
         s.sendto(hdr + req, (0, 0))
         while True:
@@ -575,12 +583,25 @@ def vllm_helpers(table: ProcTable, vllm: list) -> list:
     pids = {pid for pid, _ in vllm}
     out = []  # type: list[tuple[int, tuple[str, dict]]]
     for p in table.procs.values():
-        if p.pid in pids or not p.argv or p.pgid not in groups:
+        if p.pid in pids or not p.argv or p.pgid not in groups or p.state == "Z":
             continue
         for code, kind in _MP_CHILDREN:
             if any(a.startswith(code) for a in p.argv):
                 out.append((p.pid, (kind, {})))
                 break
+    return out
+
+
+def dead_group_leaders(table: ProcTable, vllm: list) -> list:
+    """(pid, role) for zombie vLLM processes that lead the group of a listed live one: a
+    SIGKILLed API server not yet reaped still names the model of the EngineCore it left.
+    Other zombies hold nothing and are not listed."""
+    pids = {pid for pid, _ in vllm}
+    out = []  # type: list[tuple[int, tuple[str, dict]]]
+    for pgid in sorted({table.procs[pid].pgid for pid in pids} - pids):
+        p = table.procs.get(pgid)
+        if p is not None and p.state == "Z" and p.role is not None:
+            out.append((pgid, p.role))
     return out
 
 
@@ -1036,6 +1057,7 @@ class Sampler:
             if role is not None:
                 vllm.append((pid, role))
         vllm += vllm_helpers(table, vllm)
+        vllm += dead_group_leaders(table, vllm)
         sockets = _port_sockets(self.ports)
         wanted = {inode for socks in sockets.values() for _, inode in socks}
         always = {r["pid"] for r in gproc} | {pid for pid, _ in vllm}

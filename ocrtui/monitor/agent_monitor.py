@@ -3,7 +3,10 @@
 One long-running ``python3 -u - ...`` over ``Pod.stream`` (the agent's source goes in on
 stdin, so nothing is installed on the pod). When the agent dies or the link drops, it is
 restarted with backoff once the pod is connected again; meanwhile the last data stays
-visible, marked stale with its age. Failures are states on the view, never exceptions.
+visible, marked stale with its age. An agent that stops sending samples without exiting (a
+stopped process, a read of /proc that hangs) is ended and restarted the same way: otherwise
+its last sample would stand for the pod for ever. Failures are states on the view, never
+exceptions.
 """
 
 from __future__ import annotations
@@ -38,6 +41,18 @@ if TYPE_CHECKING:
 AGENT_SOURCE = Path(__file__).resolve().parent.parent / "agent" / "agent.py"
 MIN_PYTHON = (3, 8)
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
+# How long an agent may take to send its first sample (Python start-up and NVML
+# initialisation on a loaded pod), and how many intervals it may then go silent.
+FIRST_SAMPLE_S = 60.0
+SILENT_INTERVALS = 10
+MIN_SILENCE_S = 15.0
+
+
+def silence_limit_s(interval: float) -> float:
+    """Seconds without a sample after which a running agent is taken for hung."""
+    return max(MIN_SILENCE_S, SILENT_INTERVALS * interval)
+
+
 _PY_VERSION = "import sys; print('%d.%d' % sys.version_info[:2])"
 
 
@@ -87,6 +102,7 @@ class AgentMonitor:
         service_ports: Sequence[int] = (),
         clock: Callable[[], float] = time.monotonic,
         backoff_s: Sequence[float] = BACKOFF_S,
+        silence_s: float | None = None,
     ) -> None:
         self.pod = pod
         self.pod_config = pod_config
@@ -96,6 +112,7 @@ class AgentMonitor:
         self._source = AGENT_SOURCE.read_text(encoding="utf-8")
         self._clock = clock
         self._backoff = tuple(backoff_s)
+        self._silence_s = silence_s or silence_limit_s(pod_config.agent_interval_s)
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[MonitorView], None]] = []
         self._changed = asyncio.Event()
@@ -253,15 +270,31 @@ class AgentMonitor:
         """Run one agent until it ends: (got any sample, reason or None to diagnose)."""
         got = False
         try:
-            async for line in self.pod.stream(self.argv, input=self._source):
-                try:
-                    sample = parse_line(line)
-                except ProtocolMismatch as exc:
-                    return got, str(exc)
-                except SampleError:
-                    continue  # stray output (a warning printed to stdout); the next line counts
-                got = True
-                self._apply(sample)
+            loop = asyncio.get_running_loop()
+            silence_s = max(FIRST_SAMPLE_S, self._silence_s)
+            deadline = loop.time() + silence_s
+            async with contextlib.aclosing(self.pod.stream(self.argv, input=self._source)) as lines:
+                while True:
+                    try:
+                        # In this task, not a helper one: the stream's clean-up runs here.
+                        async with asyncio.timeout_at(deadline):
+                            line = await anext(lines)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        return got, (
+                            f"the GPU agent sent no sample for {silence_s:g} s; restarting it"
+                        )
+                    try:
+                        sample = parse_line(line)
+                    except ProtocolMismatch as exc:
+                        return got, str(exc)
+                    except SampleError:
+                        continue  # stray output (a warning on stdout); the next line counts
+                    got = True
+                    silence_s = self._silence_s
+                    deadline = loop.time() + silence_s
+                    self._apply(sample)
         except PodConnectionLost:  # an OSError too: keep it before the next clause
             return got, f"connection to {self.pod.label} lost; agent will restart"
         except OSError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -10,11 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from ocrtui.agent import agent
 from ocrtui.config import ModelConfig, PodConfig
 from ocrtui.monitor.agent_monitor import AGENT_SOURCE, AgentMonitor, MonitorView
+from ocrtui.monitor.agent_samples import parse_line
+from ocrtui.monitor.attribution import ModelRef, attribute
 from ocrtui.pod.local import LocalPod
 from ocrtui.sim.gpu import SimGpu
 from tests.plugins.fake_servers import FakeServers
+from tests.plugins.processes import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -77,6 +83,60 @@ async def test_sigkilled_server_leaves_orphan_flagged_within_two_samples(
         await pod.close()
 
 
+_UNREAPED_CHILDREN = """
+import ctypes, os, sys, time
+pids = []
+for i in range(int(sys.argv[1])):
+    pid = os.fork()
+    if pid == 0:
+        ctypes.CDLL(None).prctl(15, b"VLLM::EngineCor" if i % 2 else b"python3", 0, 0, 0)
+        os._exit(0)
+    pids.append(pid)
+print(*pids, flush=True)
+time.sleep(600)
+"""
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
+async def test_zombies_are_not_listed_but_a_killed_server_still_names_its_orphan(
+    sim_gpu: SimGpu, fake_servers: FakeServers, tmp_path: Path
+) -> None:
+    glm = fake_servers.start("glm-ocr", 18000)
+    sampler = agent.Sampler(agent.SimGpu(str(sim_gpu.path)), [glm.port], 1.0)
+    assert glm.proc.pid in {row["pid"] for row in sampler.sample()["vllm"]}
+    # A parent that never reaps, as a container's PID 1 often is: vLLM-named zombies.
+    out = tmp_path / "unreaped.out"
+    with out.open("w") as f:
+        maker = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _UNREAPED_CHILDREN, "30", stdout=f
+        )
+    try:
+        await eventually(lambda: len(out.read_text().split()) == 30, 10, "the children")
+        zombies = {int(pid) for pid in out.read_text().split()}
+        await eventually(lambda: all(_state(pid) == "Z" for pid in zombies), 10, "the zombies")
+        os.kill(glm.proc.pid, signal.SIGKILL)  # not waited for: it stays a zombie too
+        await eventually(lambda: _state(glm.proc.pid) == "Z", 10, "the killed server a zombie")
+
+        after = sampler.sample()
+        listed = {row["pid"]: row for row in after["vllm"]}
+        assert not zombies & set(listed)
+        # The dead server still leads its EngineCore's group, so it stays listed (a zombie)
+        # and names the orphan's model even for an observer with no earlier sample.
+        assert (listed[glm.proc.pid]["state"], listed[glm.engine_pid]["state"]) == ("Z", "S")
+        refs = (ModelRef("glm-ocr", glm.port),)
+        orphans = attribute(parse_line(json.dumps(after)), refs, (), {}).orphans
+        assert [(o.pid, o.model) for o in orphans] == [(glm.engine_pid, "glm-ocr")]
+    finally:
+        maker.kill()
+        await maker.wait()
+
+
 async def test_agent_killed_is_restarted_and_data_marked_stale(sim_gpu: SimGpu) -> None:
     pod = LocalPod()
     await pod.connect()
@@ -95,6 +155,32 @@ async def test_agent_killed_is_restarted_and_data_marked_stale(sim_gpu: SimGpu) 
             lambda v: v.running and v.sample is not None and v.sample.agent_pid != first, 20
         )
         assert up.restarts == 1 and not up.stale and up.error is None
+    finally:
+        await mon.close()
+        await pod.close()
+
+
+async def test_agent_that_stops_answering_is_ended_and_restarted(sim_gpu: SimGpu) -> None:
+    pod = LocalPod()
+    await pod.connect()
+    mon = AgentMonitor(
+        pod, pod_config(sim_gpu=str(sim_gpu.path)), [], backoff_s=(0.5,), silence_s=2.0
+    )
+    await mon.start()
+    try:
+        v = await mon.wait_for(lambda v: v.sample is not None, 20)
+        assert v.sample is not None and v.sample.agent_pid is not None
+        hung = v.sample.agent_pid
+        os.kill(hung, signal.SIGSTOP)  # alive, silent: its last sample must not stand
+        silent = await mon.wait_for(lambda v: not v.running, 10)
+        assert silent.stale
+        assert silent.error == "the GPU agent sent no sample for 2 s; restarting it"
+        up = await mon.wait_for(
+            lambda v: v.running and v.sample is not None and v.sample.agent_pid != hung, 20
+        )
+        assert up.restarts == 1 and not up.stale and up.error is None
+        with pytest.raises(ProcessLookupError):  # ended and reaped before the restart
+            os.kill(hung, 0)
     finally:
         await mon.close()
         await pod.close()

@@ -40,10 +40,23 @@ class Live:
 
     async def until(self, cond: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
         def explain() -> str:
-            models = [(m.name, m.state, m.hint) for m in self.ctl.snapshot.models]
-            return f"{what or cond}; models now {models}"
+            models = [(m.name, m.state, m.hint, m.pid) for m in self.ctl.snapshot.models]
+            return f"{what or cond}; models now {models}; {self.agent_view()}"
 
         await until(self.pilot, cond, timeout, explain)
+
+    def agent_view(self) -> str:
+        """What the agent's newest sample says of the models' ports and vLLM processes."""
+        view = self.ctl.monitor.view
+        sample = view.sample
+        if sample is None:
+            return f"no agent sample (error {view.error!r})"
+        procs = [(v.pid, v.kind, v.state, v.served, v.port, v.ppid, v.pgid) for v in sample.vllm]
+        return (
+            f"agent sample seq {sample.seq}, {view.data_age_s} s old, stale {view.stale}, "
+            f"error {view.error!r}; ports {sample.ports}; vllm {procs}; "
+            f"orphans {[(o.pid, o.model) for o in view.orphans]}"
+        )
 
     def model(self, name: str) -> Any:
         m = self.ctl.snapshot.model(name)

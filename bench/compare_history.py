@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import tracemalloc
 from collections.abc import Callable
+from functools import partial
 
 import jsonl
 
@@ -29,18 +30,19 @@ LINE = "第二条 租金：每月人民币肆仟伍佰元整（¥4,500.00），�
 
 def events(pages: int, chars: int) -> list[Callable[[], Event]]:
     """Factories, so each text is created when it is emitted (as a response arrives)."""
-    out: list[Callable[[], Event]] = [lambda: RunStarted("runs/x", MODELS, ("doc",))]
+
+    def done(m: str, p: int) -> Event:
+        text = f"p{p} " + (LINE * (chars // len(LINE) + 1))[:chars]
+        return PageDone(
+            PageResult("doc", p, m, True, None, 1.0, 900, 400, "stop", text, 0.01, "other")
+        )
+
+    out: list[Callable[[], Event]] = [partial(RunStarted, "runs/x", MODELS, ("doc",))]
     for m in MODELS:
-        out += [lambda m=m, i=i: PhaseProgress(m, "throughput", i, 50) for i in range(1, 51)]
+        out += [partial(PhaseProgress, m, "throughput", i, 50) for i in range(1, 51)]
     for p in range(1, pages + 1):
         for m in MODELS:
-            out.append(lambda m=m, p=p: PageStarted(m, "doc", p))
-            out.append(
-                lambda m=m, p=p: PageDone(PageResult(
-                    "doc", p, m, True, None, 1.0, 900, 400, "stop",
-                    f"p{p} " + (LINE * (chars // len(LINE) + 1))[:chars], 0.01, "other",
-                ))
-            )  # fmt: skip
+            out += [partial(PageStarted, m, "doc", p), partial(done, m, p)]
     return out
 
 

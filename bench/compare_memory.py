@@ -72,7 +72,7 @@ async def run(doc: Document, chars: int, schedule: str, keep_texts: bool) -> tup
             if keep_texts:  # what the summary did at the end, over the kept texts
                 for r in old.values():
                     ref = doc.references.get(r.page)
-                    if ref is not None:
+                    if ref is not None and r.text is not None:
                         edit_count(r.text, ref)
                         edit_count(r.text, ref, lenient=True)
             held, peak = tracemalloc.get_traced_memory()

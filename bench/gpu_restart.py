@@ -117,7 +117,7 @@ env = {{ PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK = "True" }}
         result(bool(mine) and mine[0][1] > 1024, f"real VRAM attributed to {NAME}: {mine}")
         server = model(snap).get("pid")
         result(isinstance(server, int), f"API server pid {server}")
-        if failures:
+        if failures or not isinstance(server, int):
             return 1
 
         os.kill(server, signal.SIGKILL)

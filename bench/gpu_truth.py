@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 # The imitation processes run from a copy of this file named `vllm`: they find the repo here.
@@ -39,7 +40,12 @@ os.environ["GPU_TRUTH_ROOT"] = str(ROOT)
 sys.path.insert(0, str(ROOT))
 
 from ocrtui.monitor.agent_samples import AgentSample, parse_line  # noqa: E402
-from ocrtui.monitor.attribution import LaunchRecord, ModelRef, attribute  # noqa: E402
+from ocrtui.monitor.attribution import (  # noqa: E402
+    Attribution,
+    LaunchRecord,
+    ModelRef,
+    attribute,
+)
 
 AGENT = ROOT / "ocrtui" / "agent" / "agent.py"
 MODEL = "truth-model"
@@ -144,7 +150,7 @@ class AgentStream:
         self.all.append(s)
         return s
 
-    def until(self, pred, timeout: float) -> AgentSample | None:
+    def until(self, pred: Callable[[AgentSample], bool], timeout: float) -> AgentSample | None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             try:
@@ -191,7 +197,12 @@ def start(argv: list[str]) -> tuple[subprocess.Popen[str], list[str]]:
     return proc, proc.stdout.readline().split()
 
 
-def labels(sample: AgentSample, refs, launches, known):
+def labels(
+    sample: AgentSample,
+    refs: Sequence[ModelRef],
+    launches: Sequence[LaunchRecord],
+    known: Mapping[tuple[int, float], str],
+) -> tuple[Attribution, dict[int, str | None]]:
     att = attribute(sample, refs, launches, known)
     return att, {r.pid: r.model for r in att.rows}
 

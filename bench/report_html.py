@@ -33,7 +33,6 @@ from ocrtui.compare.sample_suite import sample_suite_path
 from tests.plugins.run_dirs import SynthPage, write_run_dir
 
 LINE = "第二条 租金：每月人民币肆仟伍佰元整（¥4,500.00），按季度支付。"
-MODELS = {"glm-ocr": "glm-ocr", "lighton-ocr": "lighton-ocr"}
 GOAL_S, GOAL_MB, GOAL_PEAK_MIB = 30.0, 25.0, 64.0
 MACHINE = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
 
@@ -50,7 +49,7 @@ def synth_pages(n: int, chars: int) -> list[SynthPage]:
 
 
 def make_run(root: Path, n: int, chars: int) -> Path:
-    run_dir = write_run_dir(root / f"run{n}", synth_pages(n, chars), models=MODELS)
+    run_dir = write_run_dir(root / f"run{n}", synth_pages(n, chars))
     pdf = sample_suite_path().parent / "zh_contract.pdf"
     target = TARGETS["lighton-ocr"]
     image = render_page_sync(str(pdf), "pdf", None, 1, target, "jpeg")

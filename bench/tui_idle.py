@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import Any
 
 import jsonl
 from textual.app import App, ComposeResult
@@ -25,6 +26,7 @@ class Bare(App[None]):
 
 
 async def measure(seconds: float, dashboard: bool) -> float:
+    app: App[Any]
     if dashboard:
         app, source = make_app(tmpdir())
     else:

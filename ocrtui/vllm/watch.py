@@ -183,7 +183,13 @@ class ModelWatcher:
                     self._status[m.name] = result
                 elif isinstance(result, BaseException) and not isinstance(result, Exception):
                     raise result
-                # A poll that failed (link dropped mid-command) keeps the last verdict.
+                elif not isinstance(result, OSError):
+                    # Not the link (that keeps the last verdict silently): a poll that fails
+                    # every time would freeze the card with no sign, so it says so.
+                    last = self._status[m.name]
+                    self._status[m.name] = replace(
+                        last, hint=f"checking it failed ({result!r}); showing the last result"
+                    )
             self.polls += 1
             self.informed_polls += informed
             self._notify()

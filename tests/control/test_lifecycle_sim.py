@@ -24,6 +24,7 @@ from ocrtui.control import Controller
 from ocrtui.errors import LifecycleError
 from ocrtui.status import Snapshot
 from ocrtui.vllm.logfile import current_run
+from ocrtui.vllm.probe import ModelProbe
 from tests.plugins.processes import pid_alive
 from tests.plugins.sim_pod import SimPod, StateLog, progress_log
 
@@ -156,6 +157,24 @@ async def test_link_drop_keeps_the_verdict_and_recovers(
     )
     assert snap.model("glm").state == "ready"  # type: ignore[union-attr]
     assert log.seen == ["ready"]  # never "starting" or "crashed" while the link was down
+
+
+async def test_a_check_that_keeps_failing_says_so_on_the_card(
+    make_controller: MakeController, sim_pod: SimPod, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctl: Controller = await make_controller(sim_pod.model("glm"))
+    await ctl.up()
+
+    async def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug in the probe")
+
+    monkeypatch.setattr(ModelProbe, "poll", broken)
+    snap = await ctl.wait_until(lambda s: s.model("glm").hint is not None, 15)  # type: ignore[union-attr]
+    glm = snap.model("glm")
+    assert glm is not None and glm.state == "ready"  # the last result, not a guess
+    assert glm.hint == (
+        "checking it failed (RuntimeError('a bug in the probe')); showing the last result"
+    )
 
 
 async def test_kill_orphans_frees_their_memory(

@@ -252,8 +252,10 @@ class ModelWatcher:
         state, stage = v.state, str(v.stage) if v.stage else None
         if state == "starting" and (stage is None or stage == "launched"):
             stage = process_stage(view, facts) or stage
+        hint = v.hint
         if model.name in self.launches.stopping:
-            state, stage = "down", "stopping"
+            # The stop under way is the answer to whatever the last verdict advised.
+            state, stage, hint = "down", "stopping", None
         started_s = None
         if state == "starting" and result.launched_at is not None:
             started_s = round(max(0.0, time.time() - result.launched_at), 1)
@@ -264,7 +266,7 @@ class ModelWatcher:
             state=state,
             pid=facts.server_pid if facts else None,
             stage=stage,
-            hint=v.hint,
+            hint=hint,
             health_latency_ms=result.health.latency_ms if result.health else None,
             running=None if m is None or m.running is None else int(m.running),
             waiting=None if m is None or m.waiting is None else int(m.waiting),

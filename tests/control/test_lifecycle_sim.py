@@ -177,6 +177,30 @@ async def test_a_check_that_keeps_failing_says_so_on_the_card(
     )
 
 
+async def test_while_a_restart_stops_the_model_the_card_drops_the_old_fix(
+    make_controller: MakeController, sim_pod: SimPod
+) -> None:
+    ctl: Controller = await make_controller(sim_pod.model("glm"))
+    await ctl.up()
+    api_pid = ctl.snapshot.model("glm").pid  # type: ignore[union-attr]
+    assert api_pid is not None
+    os.kill(api_pid, signal.SIGKILL)
+    snap = await ctl.wait_until(lambda s: s.model("glm").state == "crashed", 15)  # type: ignore[union-attr]
+    assert "Fix: restart the model" in (snap.model("glm").hint or "")  # type: ignore[union-attr]
+    stopping: list[str | None] = []
+
+    def on(s: Snapshot) -> None:
+        m = s.model("glm")
+        if m is not None and m.stage == "stopping":
+            stopping.append(m.hint)
+
+    unsubscribe = ctl.subscribe(on)
+    await ctl.restart("glm")
+    unsubscribe()
+    # The restart being done is what the card says, not "restart the model".
+    assert stopping and not any(stopping)
+
+
 async def test_kill_orphans_frees_their_memory(
     make_controller: MakeController, sim_pod: SimPod
 ) -> None:

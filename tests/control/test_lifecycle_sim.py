@@ -177,14 +177,23 @@ async def test_a_check_that_keeps_failing_says_so_on_the_card(
     )
 
 
+async def _ready_then_api_server_killed(
+    make_controller: MakeController, sim_pod: SimPod
+) -> tuple[Controller, Snapshot]:
+    """glm up, then its API server SIGKILLed; the snapshot from before the kill."""
+    ctl: Controller = await make_controller(sim_pod.model("glm"))
+    await ctl.up()
+    before = ctl.snapshot
+    api_pid = before.model("glm").pid  # type: ignore[union-attr]
+    assert api_pid is not None
+    os.kill(api_pid, signal.SIGKILL)
+    return ctl, before
+
+
 async def test_while_a_restart_stops_the_model_the_card_drops_the_old_fix(
     make_controller: MakeController, sim_pod: SimPod
 ) -> None:
-    ctl: Controller = await make_controller(sim_pod.model("glm"))
-    await ctl.up()
-    api_pid = ctl.snapshot.model("glm").pid  # type: ignore[union-attr]
-    assert api_pid is not None
-    os.kill(api_pid, signal.SIGKILL)
+    ctl, _ = await _ready_then_api_server_killed(make_controller, sim_pod)
     snap = await ctl.wait_until(lambda s: s.model("glm").state == "crashed", 15)  # type: ignore[union-attr]
     assert "Fix: restart the model" in (snap.model("glm").hint or "")  # type: ignore[union-attr]
     stopping: list[str | None] = []
@@ -204,12 +213,8 @@ async def test_while_a_restart_stops_the_model_the_card_drops_the_old_fix(
 async def test_kill_orphans_frees_their_memory(
     make_controller: MakeController, sim_pod: SimPod
 ) -> None:
-    ctl: Controller = await make_controller(sim_pod.model("glm"))
-    await ctl.up()
-    api_pid = ctl.snapshot.model("glm").pid  # type: ignore[union-attr]
-    engine = next(p for p in ctl.snapshot.processes if p.model == "glm")
-    assert api_pid is not None
-    os.kill(api_pid, signal.SIGKILL)
+    ctl, before = await _ready_then_api_server_killed(make_controller, sim_pod)
+    engine = next(p for p in before.processes if p.model == "glm")
     await ctl.wait_until(lambda s: "orphan:glm" in _orphans(s), 15)
     assert await ctl.kill_orphans("other-model") == []
     killed = dict(await ctl.kill_orphans("glm"))

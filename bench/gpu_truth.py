@@ -150,6 +150,16 @@ class AgentStream:
         self.all.append(s)
         return s
 
+    def newest(self, timeout: float) -> AgentSample:
+        """The latest sample, skipping those queued while the caller was busy (a count of
+        samples "since" an action must start at the agent's present, not at its backlog)."""
+        s = self.next(timeout)
+        while True:
+            try:
+                s = self.next(0)
+            except queue.Empty:
+                return s
+
     def until(self, pred: Callable[[AgentSample], bool], timeout: float) -> AgentSample | None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
@@ -322,7 +332,7 @@ def check(gib: float, interval: float) -> None:
         )
 
         # the seed's kill -9: the parent dies, the EngineCore keeps its memory
-        last = agent.next(10)
+        last = agent.newest(10)
         _, lab = labels(last, refs, launches, known)
         known = attribute(last, refs, launches, known).known
         os.kill(server.pid, signal.SIGKILL)

@@ -21,7 +21,7 @@ from dataclasses import replace
 from ocrtui.config import Config, ModelConfig
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
 from ocrtui.monitor.agent_samples import VllmProc
-from ocrtui.pod.base import ConnState, Pod
+from ocrtui.pod.base import ConnState, Pod, PodConnectionLost
 from ocrtui.status import ModelStatus
 from ocrtui.vllm.launches import Launches
 from ocrtui.vllm.plan import gpu_for, planned_mib
@@ -183,9 +183,10 @@ class ModelWatcher:
                     self._status[m.name] = result
                 elif isinstance(result, BaseException) and not isinstance(result, Exception):
                     raise result
-                elif not isinstance(result, OSError):
-                    # Not the link (that keeps the last verdict silently): a poll that fails
-                    # every time would freeze the card with no sign, so it says so.
+                elif not isinstance(result, PodConnectionLost):
+                    # A dropped link keeps the last verdict silently (the pod panel shows the
+                    # link); any other failure, if it recurred, would freeze the card with no
+                    # sign (a bug, a pod out of file descriptors), so it says so.
                     last = self._status[m.name]
                     self._status[m.name] = replace(
                         last, hint=f"checking it failed ({result!r}); showing the last result"

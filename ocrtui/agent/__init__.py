@@ -30,7 +30,8 @@ Per sample on the NVML path: no process spawned; `/proc/<pid>/stat` for Python-l
 vLLM-titled processes; any other process when it appears, then again after its age (1 s …
 30 s, spread by pid); the `/proc` listing only when `/proc/loadavg`'s thread count or last
 pid moved (or 5 s passed); LISTEN sockets through netlink `sock_diag` (bound-not-listening
-ones only while a port has no listener; `/proc/net/tcp` fallback); fds of vLLM /
+ones only while a port has no listener, at most every 2 s; `/proc/net/tcp` fallback); fds of vLLM /
 NVML-listed processes when their fd count changed (Linux >= 6.2; else every sample) or
-every 5 s. Device name and UUID are read once.
+every 5 s. Device name and UUID are read once. Zombies are not listed (a dead API server
+that still leads a live EngineCore's group aside) and are re-read on the cold schedule.
 """

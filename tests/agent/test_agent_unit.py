@@ -360,6 +360,38 @@ def test_a_bound_never_listening_port_is_reported_bound() -> None:
     assert ports[str(port)]["state"] == "bound" and ports[str(port)]["pid"] == os.getpid()
 
 
+def test_bound_sockets_are_dumped_only_while_a_port_has_no_listener_and_at_most_every_2_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bound-socket dump walks the kernel's whole bind hash (4 ms a sample on the H200,
+    most of the agent's cost while a model was down)."""
+    import socket
+
+    real = agent._diag_sockets
+    dumps: list[str] = []
+
+    def counted(family: int, state_code: str) -> list[tuple[str, int, str]]:
+        dumps.append(state_code)
+        return real(family, state_code)
+
+    monkeypatch.setattr(agent, "_diag_sockets", counted)
+    with socket.socket() as bound, socket.socket() as listening:
+        bound.bind(("127.0.0.1", 0))
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        ports = agent.PortSockets([listening.getsockname()[1]])
+        for t in (0.0, 1.0, 5.0):
+            assert [st for st, _ in ports.read(t)[listening.getsockname()[1]]] == ["0A"]
+        assert agent._TCP_CLOSE not in dumps  # every port listened
+
+        port = bound.getsockname()[1]
+        ports = agent.PortSockets([port])
+        seen = [(t, ports.read(t).get(port)) for t in (0.0, 1.0, 1.9, 2.0, 3.0)]
+    assert dumps.count(agent._TCP_CLOSE) == 2 * 2  # at 0.0 and 2.0, IPv4 and IPv6 each
+    # Between dumps the bound socket is still reported, from the last dump.
+    assert all(socks and socks[0][0] == agent._TCP_CLOSE for _, socks in seen), seen
+
+
 def test_an_argv_read_mid_exec_is_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """A child read between fork and exec shows an empty cmdline; its comm may not change
     after exec (python forking python), so an empty argv must not stick."""

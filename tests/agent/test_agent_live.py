@@ -20,7 +20,7 @@ from ocrtui.monitor.attribution import ModelRef, attribute
 from ocrtui.pod.local import LocalPod
 from ocrtui.sim.gpu import SimGpu
 from tests.plugins.fake_servers import FakeServers
-from tests.plugins.processes import eventually
+from tests.plugins.processes import eventually, process_state
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -97,13 +97,6 @@ time.sleep(600)
 """
 
 
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return ""
-
-
 async def test_zombies_are_not_listed_but_a_killed_server_still_names_its_orphan(
     sim_gpu: SimGpu, fake_servers: FakeServers, tmp_path: Path
 ) -> None:
@@ -119,9 +112,9 @@ async def test_zombies_are_not_listed_but_a_killed_server_still_names_its_orphan
     try:
         await eventually(lambda: len(out.read_text().split()) == 30, 10, "the children")
         zombies = {int(pid) for pid in out.read_text().split()}
-        await eventually(lambda: all(_state(pid) == "Z" for pid in zombies), 10, "the zombies")
+        await eventually(lambda: {process_state(pid) for pid in zombies} == {"Z"}, 10, "zombies")
         os.kill(glm.proc.pid, signal.SIGKILL)  # not waited for: it stays a zombie too
-        await eventually(lambda: _state(glm.proc.pid) == "Z", 10, "the killed server a zombie")
+        await eventually(lambda: process_state(glm.proc.pid) == "Z", 10, "the server a zombie")
 
         after = sampler.sample()
         listed = {row["pid"]: row for row in after["vllm"]}

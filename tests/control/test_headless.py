@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import tomli_w
 
+from tests.plugins.processes import pid_alive
 from tests.plugins.reaper import kill_writing_under, pids_writing_under
 from tests.plugins.sim_pod import PodUnderTest, SimPod
 
@@ -165,14 +166,6 @@ def test_unreachable_pod_exits_3(tmp_path: Path) -> None:
         assert "Traceback" not in proc.stderr
 
 
-def _running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 @pytest.fixture(
     params=[
         pytest.param("sim", marks=pytest.mark.timeout(180)),
@@ -218,7 +211,7 @@ def test_no_gpu_pod_up_orphans_without_vram_restart_and_down(
     restart = ocrtui("--config", str(cfg), "restart", "glm", timeout=limit)
     assert restart.returncode == 0, restart.stdout + restart.stderr
     assert "glm: last run failed: the API server is gone" in restart.stdout
-    assert not any(_running(pid) for pid in orphans)
+    assert not any(pid_alive(pid) for pid in orphans)
     status = status_json("--config", str(cfg))
     assert status["orphans"] == [] and model_row(status, "glm")["state"] == "ready"
     tree = pids_writing_under(no_gpu_pod.workdir)  # the new server's processes
@@ -227,7 +220,7 @@ def test_no_gpu_pod_up_orphans_without_vram_restart_and_down(
     down = ocrtui("--config", str(cfg), "down")
     assert down.returncode == 0 and "glm: stopped" in down.stdout
     assert "glm: waiting for its processes to exit" in down.stdout and "VRAM" not in down.stdout
-    assert not any(_running(pid) for pid in tree)
+    assert not any(pid_alive(pid) for pid in tree)
     assert status_json("--config", str(cfg))["orphans"] == []
 
 

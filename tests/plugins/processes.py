@@ -11,13 +11,18 @@ from pathlib import Path
 import pytest
 
 
-def pid_alive(pid: int) -> bool:
-    """Running: the pid exists and is not a zombie."""
+def process_state(pid: int) -> str | None:
+    """The state letter /proc/PID/stat shows ("S", "Z", ...); None when there is no such pid."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def pid_alive(pid: int) -> bool:
+    """Running: the pid exists and is not a zombie."""
+    return process_state(pid) not in (None, "Z")
 
 
 def pgid_of(pid: int) -> int:

@@ -10,12 +10,20 @@ KINDS.md), for CPython 3.12 x86-64, installs them into ``STAGE_DIR/site`` with `
 drops the parts vLLM imports only optionally (FA2 and MoE kernels, the Rust frontend,
 deep_gemm builds for other Pythons), packs ``site.tar.xz`` and splits it into parts small
 enough for one device call each (``STAGE_DIR/parts/a/part0``, ``b/part1``, ...). On the GPU
-machine: ``cat part* > site.tar.xz``, check the printed sha256, ``tar -xJf`` into
-``/tmp/site`` and put it first on ``PYTHONPATH``.
+machine: ``cat part* > site.tar.xz``, check the printed sha256, ``tar -xJf`` in ``/tmp``
+(it holds ``site/`` and ``lighton-site/``) and put ``/tmp/site`` first on ``PYTHONPATH``.
 
-``mistral_common`` is left out on purpose: when it is importable, transformers 5.17 routes
-vLLM's structured-output import through it and the server dies at start-up
-(``Could not import module 'MistralCommonBackend'``; seen on the H200).
+``mistral_common`` stays out of the shared site on purpose: when it is importable, transformers
+5.17 routes vLLM's structured-output import through it and the server dies at start-up
+(``Could not import module 'MistralCommonBackend'``; seen on the H200). LightOnOCR-2 needs it
+(vLLM 0.26.0's ``pixtral.py`` imports it at module level) and a transformers that still has
+``PixtralRotaryEmbedding`` (5.16.1; 5.17.0 renamed it), so those go to a second site,
+``STAGE_DIR/lighton-site``, which the LightOnOCR-2 server alone puts first on its
+``PYTHONPATH`` (the model's ``env`` in the config). It is packed as its own part.
+
+The machine's own triton 3.6.0 is kept: xgrammar 0.2.9 requires triton 3.9.0 (996 MB
+unpacked), which would shadow it, so ``triton`` (and the gRPC and fontTools packages that
+nothing on the serving path imports) are removed from the site before packing.
 """
 
 from __future__ import annotations
@@ -79,6 +87,19 @@ WANTED = [
     "jinja2",
     "packaging",
 ]
+# LightOnOCR-2's own site (see the docstring): a transformers with PixtralRotaryEmbedding, and
+# mistral_common with what it needs beyond the machine's image.
+LIGHTON_WANTED = [
+    "transformers==5.16.1",
+    "mistral-common",
+    "pydantic-extra-types",
+    "pycountry",
+    "jsonschema-specifications",
+    "referencing",
+    "rpds-py",
+]
+# Installed by a requirement but shadowing the machine's own, or never imported when serving.
+DROPPED = ["triton", "triton-*.dist-info", "grpc", "grpcio-*.dist-info", "fontTools"]
 # Already on the GPU machine's image, or optional for a text model on Hopper.
 ON_DEVICE = set(
     [
@@ -175,14 +196,14 @@ def requirements(wheel: Path) -> list[str]:
     return reqs
 
 
-def download(specs: list[str], wheels: Path) -> None:
+def download(specs: list[str], wheels: Path, follow: bool = True) -> None:
     plat = [a for p in PLATFORMS for a in ("--platform", p)]
     seen: set[str] = set()
     queue = list(specs)
     while queue:
         spec = queue.pop(0)
         name = norm(re.split(r"[<>=!~\[ (]", spec)[0])
-        if name in seen or name in ON_DEVICE:
+        if name in seen or (follow and name in ON_DEVICE):
             continue
         seen.add(name)
         subprocess.run(
@@ -191,9 +212,33 @@ def download(specs: list[str], wheels: Path) -> None:
              spec],
             check=True,
         )  # fmt: skip
+        if not follow:
+            continue
         for wheel in wheels.glob("*.whl"):
             if norm(wheel.name.split("-")[0]) == name:
                 queue.extend(requirements(wheel))
+
+
+def install(wheels: Path, site: Path) -> None:
+    plat = [a for p in PLATFORMS for a in ("--platform", p)]
+    shutil.rmtree(site, ignore_errors=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile",
+         "--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp", *plat,
+         "--target", str(site), *map(str, sorted(wheels.glob("*.whl")))],
+        check=True,
+    )  # fmt: skip
+
+
+def pack(stage: Path, folders: list[str], packed: Path) -> bytes:
+    with packed.open("wb") as out:
+        tar = subprocess.Popen(["tar", "-cf", "-", "-C", str(stage), *folders], stdout=subprocess.PIPE)
+        subprocess.run(["xz", "-T0", "-9"], stdin=tar.stdout, stdout=out, check=True)
+        if tar.wait() != 0:
+            raise SystemExit("tar failed")
+    data = packed.read_bytes()
+    print(f"{packed}: {len(data) / 1e6:.1f} MB, sha256 {hashlib.sha256(data).hexdigest()}")
+    return data
 
 
 def main() -> int:
@@ -201,26 +246,20 @@ def main() -> int:
     wheels, site = stage / "wheels", stage / "site"
     wheels.mkdir(parents=True, exist_ok=True)
     download(WANTED, wheels)
-    shutil.rmtree(site, ignore_errors=True)
-    plat = [a for p in PLATFORMS for a in ("--platform", p)]
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile",
-         "--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp", *plat,
-         "--target", str(site), *map(str, sorted(wheels.glob("*.whl")))],
-        check=True,
-    )  # fmt: skip
+    install(wheels, site)
     for part in OPTIONAL_PARTS:
         (site / part).unlink(missing_ok=True)
     for other in (site / "vllm/third_party/deep_gemm").glob("_C.cpython-3*"):
         if "cpython-312" not in other.name:
             other.unlink()
-    packed = stage / "site.tar.xz"
-    with packed.open("wb") as out:
-        tar = subprocess.Popen(["tar", "-cf", "-", "-C", str(site), "."], stdout=subprocess.PIPE)
-        subprocess.run(["xz", "-T0", "-6"], stdin=tar.stdout, stdout=out, check=True)
-        if tar.wait() != 0:
-            raise SystemExit("tar failed")
-    data = packed.read_bytes()
+    for pattern in DROPPED:
+        for path in site.glob(pattern):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    lighton_wheels = stage / "lighton-wheels"
+    lighton_wheels.mkdir(exist_ok=True)
+    download(LIGHTON_WANTED, lighton_wheels, follow=False)
+    install(lighton_wheels, stage / "lighton-site")
+    data = pack(stage, ["site", "lighton-site"], stage / "site.tar.xz")
     parts = stage / "parts"
     shutil.rmtree(parts, ignore_errors=True)
     for i in range(0, len(data), PART_BYTES):
@@ -228,7 +267,6 @@ def main() -> int:
         folder = parts / chr(ord("a") + n)
         folder.mkdir(parents=True)
         (folder / f"part{n}").write_bytes(data[i : i + PART_BYTES])
-    print(f"{packed}: {len(data) / 1e6:.1f} MB, sha256 {hashlib.sha256(data).hexdigest()}")
     return 0
 
 

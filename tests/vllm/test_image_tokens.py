@@ -1,0 +1,128 @@
+"""Image tokens predicted from the processors' rules, against what vLLM 0.26.0's own
+processors counted for the same sizes, and the resize that makes a page fit."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ocrtui.config import ModelConfig
+from ocrtui.published import GLM_TEXT_PROMPT
+from ocrtui.vllm.image_tokens import (
+    Limits,
+    encoder_cache_tokens,
+    fit_page,
+    image_tokens,
+    max_image_tokens,
+    processor_for,
+)
+
+GLM = processor_for("zai-org/GLM-OCR")
+LIGHTON = processor_for("lightonai/LightOnOCR-2-1B")
+BOUNDED = settings(max_examples=300, deadline=None, derandomize=True, database=None)
+
+
+def _model(model_id: str, *extra: str) -> ModelConfig:
+    return ModelConfig(
+        name="m", model=model_id, port=8000, gpu_memory_utilization=0.4, extra_args=extra
+    )
+
+
+@pytest.mark.parametrize(
+    ("size", "tokens"),
+    [
+        ((1694, 2192), 4680),  # 200 DPI Letter: grid 1x156x120
+        ((2550, 3300), 6052),
+        ((2705, 3500), 6052),
+        ((3500, 3500), 6084),
+        ((1000, 1000), 1296),
+        ((867, 6771), 6132),  # the tall page of vLLM #34040
+    ],
+)
+def test_glm_ocr_image_tokens_are_vllms(size: tuple[int, int], tokens: int) -> None:
+    assert GLM is not None
+    assert image_tokens(GLM, *size) == tokens
+
+
+def test_lighton_image_tokens_drop_the_break_tokens() -> None:
+    assert LIGHTON is not None
+    assert image_tokens(LIGHTON, 1191, 1540) == 55 * 43 == 2365
+
+
+def test_prompt_tokens_add_the_templates_text() -> None:
+    assert GLM is not None and LIGHTON is not None
+    roomy = Limits(encoder_cache=100_000, max_model_len=None, max_tokens=0)
+    assert fit_page(GLM, GLM_TEXT_PROMPT, roomy, 1694, 2192).prompt_tokens == 4693
+    assert fit_page(LIGHTON, None, roomy, 1191, 1540).prompt_tokens == 2377
+    # A prompt vLLM was never measured with has no prediction.
+    assert fit_page(GLM, "Table Recognition:", roomy, 1694, 2192).prompt_tokens is None
+
+
+def test_the_encoder_cache_is_the_largest_square_unless_the_batch_is_larger() -> None:
+    assert GLM is not None and LIGHTON is not None
+    assert max_image_tokens(GLM) == 6084
+    assert max_image_tokens(LIGHTON) == 3025
+    assert encoder_cache_tokens(_model("zai-org/GLM-OCR"), GLM) == 6084
+    flagged = _model("zai-org/GLM-OCR", "--max-num-batched-tokens", "8192")
+    assert encoder_cache_tokens(flagged, GLM) == 8192
+
+
+def test_a_page_over_the_encoder_cache_is_resized_to_fit() -> None:
+    assert GLM is not None
+    fit = fit_page(GLM, GLM_TEXT_PROMPT, Limits(6084, 24576, 8192), 867, 6771)
+    assert fit.refused is None and fit.resized_from == (867, 6771)
+    assert fit.image_tokens <= 6084 and fit.image_tokens == image_tokens(GLM, fit.width, fit.height)
+    assert fit.resized == f"867x6771 -> {fit.width}x{fit.height}"
+    assert fit.prompt_tokens == fit.image_tokens + 13
+    # The page that fits is sent as it is.
+    same = fit_page(GLM, GLM_TEXT_PROMPT, Limits(6084, 24576, 8192), 1694, 2192)
+    assert (same.width, same.height, same.resized) == (1694, 2192, None)
+
+
+def test_a_page_over_max_model_len_is_resized_and_one_that_cannot_fit_is_refused() -> None:
+    assert GLM is not None
+    fit = fit_page(GLM, GLM_TEXT_PROMPT, Limits(6084, 8192, 4096), 2550, 3300)
+    assert fit.resized_from is not None and fit.prompt_tokens is not None
+    assert fit.prompt_tokens + 4096 <= 8192
+    full = fit_page(GLM, GLM_TEXT_PROMPT, Limits(6084, 8192, 8192), 1694, 2192)
+    assert full.refused == (
+        "1694x2192 page makes 4680 image tokens, more than max_model_len 8192 less max_tokens "
+        "8192 and 13 prompt text tokens allow (0), and no smaller size fits"
+    )
+    thin = fit_page(GLM, GLM_TEXT_PROMPT, Limits(6084, 24576, 8192), 10, 4000)
+    assert thin.refused == "10x4000 page: aspect ratio above 200, which the processor refuses"
+
+
+@BOUNDED
+@given(
+    which=st.sampled_from(["glm", "lighton"]),
+    width=st.integers(1, 12000),
+    height=st.integers(1, 12000),
+    cache=st.integers(1, 9000),
+    max_model_len=st.one_of(st.none(), st.integers(1, 30000)),
+    max_tokens=st.integers(0, 9000),
+)
+def test_a_page_is_sent_only_when_it_fits(
+    which: str,
+    width: int,
+    height: int,
+    cache: int,
+    max_model_len: int | None,
+    max_tokens: int,
+) -> None:
+    assert GLM is not None and LIGHTON is not None
+    p = GLM if which == "glm" else LIGHTON
+    prompt = GLM_TEXT_PROMPT if p is GLM else None
+    fit = fit_page(p, prompt, Limits(cache, max_model_len, max_tokens), width, height)
+    if fit.refused is not None:
+        return
+    assert fit.image_tokens == image_tokens(p, fit.width, fit.height) <= cache
+    assert fit.prompt_tokens is not None
+    if max_model_len is not None:
+        assert fit.prompt_tokens + max_tokens <= max_model_len
+    if fit.resized_from is None:
+        assert (fit.width, fit.height) == (width, height)
+    else:
+        assert fit.resized_from == (width, height)
+        assert fit.width <= width and fit.height <= height

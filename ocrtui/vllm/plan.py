@@ -19,7 +19,7 @@ from ocrtui.monitor.agent_samples import AgentSample, GpuSample
 from ocrtui.monitor.attribution import Row
 from ocrtui.sim.gpu import SIM_GPU_ENV
 from ocrtui.vllm.flags import extra_reserved_mib
-from ocrtui.vllm.memory import architecture_for, min_memory
+from ocrtui.vllm.memory import architecture_for, min_memory, min_utilization
 
 UTILIZATION_SUM_WARN = 0.95
 HUGE_CONTEXT = 65536
@@ -80,24 +80,25 @@ def plan_warnings(config: Config, total_mib: int | None) -> list[tuple[str, str]
     for m in config.models:
         if total_mib:
             planned_gib = m.gpu_memory_utilization * total_mib / 1024
-            need = min_memory(m, total_mib)
-            if m.min_memory_gib is not None and planned_gib < m.min_memory_gib:
-                out.append(
-                    (
-                        m.name,
-                        f"gpu_memory_utilization {m.gpu_memory_utilization:g} gives "
-                        f"{planned_gib:.1f} GiB, below the {m.min_memory_gib:g} GiB of its "
-                        "min_memory_gib",
+            if m.min_memory_gib is not None:
+                if planned_gib < m.min_memory_gib:
+                    out.append(
+                        (
+                            m.name,
+                            f"gpu_memory_utilization {m.gpu_memory_utilization:g} gives "
+                            f"{planned_gib:.1f} GiB, below the {m.min_memory_gib:g} GiB of its "
+                            "min_memory_gib",
+                        )
                     )
-                )
-            elif m.min_memory_gib is None and need and planned_gib * 1024 < need.total_mib:
+            elif (need := min_memory(m, total_mib)) and planned_gib * 1024 < need.total_mib:
                 out.append(
                     (
                         m.name,
                         f"gpu_memory_utilization {m.gpu_memory_utilization:g} gives "
                         f"{planned_gib:.1f} GiB, below the {need.total_mib / 1024:.1f} GiB "
                         f"{m.model} needs ({need.describe()}): vLLM will refuse to start "
-                        "(KV cache too small for one request)",
+                        "(KV cache too small for one request); use at least "
+                        f"{min_utilization(m, total_mib):g}",
                     )
                 )
         arch = architecture_for(m.model)

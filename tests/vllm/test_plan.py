@@ -85,7 +85,8 @@ def test_plan_warnings_for_oversubscription_and_too_little_memory() -> None:
     assert dict(plan_warnings(low, A40_MIB))["glm-ocr"] == (
         "gpu_memory_utilization 0.09 gives 4.0 GiB, below the 4.6 GiB zai-org/GLM-OCR needs "
         "(weights 2.1 + activations 0.6 + runtime 0.3 + KV cache for one 24576-token request "
-        "1.6 GiB): vLLM will refuse to start (KV cache too small for one request)"
+        "1.6 GiB): vLLM will refuse to start (KV cache too small for one request); use at "
+        "least 0.102"
     )
     enough = seed_config(gpu_memory_utilization=0.11, max_model_len=24576, extra_args=mtp)
     assert plan_warnings(enough, A40_MIB) == []

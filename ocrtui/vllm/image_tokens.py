@@ -15,16 +15,20 @@ are the ones vLLM 0.26.0 counts a single image's placeholder tokens with:
 
 vLLM refuses a request whose image has more tokens than its encoder cache (``The decoder
 prompt contains a(n) image item with N embedding tokens, which exceeds the pre-allocated
-encoder cache size M``) and one whose prompt plus ``max_tokens`` exceeds ``max_model_len``.
-The cache holds ``max(max_num_batched_tokens, the most tokens one image can have)``
-(``v1/core/encoder_cache_manager.py`` ``compute_mm_encoder_budget``), where that most is
-counted on the size ``get_image_size_with_most_features`` gives: a square, which is not the
-worst shape (GLM-OCR: a 867x6771 page makes 6132 tokens, the square 6084). Without
+encoder cache size M``) and one whose prompt leaves no room for an output token in
+``max_model_len`` (``v1/engine/input_processor.py``); a prompt that leaves less than
+``max_tokens`` gets a capped output (``entrypoints/serve/utils/api_utils.py``
+``get_max_tokens``). The cache holds ``max(max_num_batched_tokens, the most tokens one
+image can have)`` (``v1/core/encoder_cache_manager.py`` ``compute_mm_encoder_budget``),
+where that most is counted on the size ``get_image_size_with_most_features`` gives: a
+square, which is not the worst shape (GLM-OCR: a 867x6771 page makes 6132 tokens, the
+square 6084). Without
 ``--max-num-batched-tokens`` this module takes the per-image most alone: vLLM's default
 batch is 2048 tokens on GPUs under 70 GiB (an A40), below it.
 
 :func:`fit_page` is the one decision: send as is, send resized to the largest size that
-fits (sides scaled together), or refuse with the reason.
+fits (sides scaled together) so that the whole ``max_tokens`` fits where a size does, or
+refuse it, only where vLLM would.
 """
 
 from __future__ import annotations
@@ -127,8 +131,8 @@ class PageFit:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one server takes: its encoder cache and, with ``max_model_len``, the room left
-    for the prompt once ``max_tokens`` are reserved."""
+    """What one server takes: its encoder cache, its ``max_model_len`` (None: unknown) and
+    the ``max_tokens`` each request asks for."""
 
     encoder_cache: int
     max_model_len: int | None
@@ -138,22 +142,25 @@ class Limits:
 def fit_page(
     proc: ImageProcessor, prompt: str | None, limits: Limits, width: int, height: int
 ) -> PageFit:
-    """Send the page as it is when it fits; else the largest size (both sides scaled by the
-    same factor) that fits; else refuse it, saying why."""
+    """What to send for one page.
+
+    vLLM answers 400 when the image has more tokens than its encoder cache or the prompt
+    leaves no room for one output token; when the prompt leaves less than ``max_tokens``,
+    it answers but caps the output (``finish_reason`` ``length`` where the page needed
+    more). So: the page as it is when the prompt and the whole ``max_tokens`` fit; else
+    the largest size (both sides scaled alike) at which they fit; else, the page as it is
+    when vLLM takes it (``max_tokens`` capped to ``max_model_len`` leaves no size room:
+    the output gets what the prompt leaves); else the largest size vLLM takes; else refused.
+    """
     known_text = text_tokens(proc, prompt)
     text = text_tokens_bound(proc, prompt)
-    budget = limits.encoder_cache
-    why = f"the server's encoder cache of {limits.encoder_cache} tokens"
+    cache = limits.encoder_cache
+    taken, whole = cache, cache  # image tokens vLLM takes; with room for all max_tokens
     if limits.max_model_len is not None:
-        room = limits.max_model_len - limits.max_tokens - text
-        if room < budget:
-            budget = room
-            why = (
-                f"max_model_len {limits.max_model_len} less max_tokens {limits.max_tokens} "
-                f"and {text} prompt text tokens"
-            )
+        taken = min(cache, limits.max_model_len - 1 - text)
+        whole = min(cache, limits.max_model_len - limits.max_tokens - text)
 
-    def fit(w: int, h: int, tokens: int, resized_from: tuple[int, int] | None) -> PageFit:
+    def sent(w: int, h: int, tokens: int, resized_from: tuple[int, int] | None) -> PageFit:
         prompt_tokens = None if known_text is None else tokens + known_text
         return PageFit(w, h, tokens, prompt_tokens, resized_from)
 
@@ -161,28 +168,53 @@ def fit_page(
         tokens = image_tokens(proc, width, height)
     except ImageRefused as exc:
         return PageFit(width, height, 0, None, refused=f"{width}x{height} page: {exc}")
-    if tokens <= budget:
-        return fit(width, height, tokens, None)
-    scale = math.sqrt(max(budget, 1) / tokens)
+    if tokens <= whole:
+        return sent(width, height, tokens, None)
+    smaller = _shrink(proc, width, height, tokens, whole)
+    if smaller is not None:
+        return sent(*smaller, (width, height))
+    if tokens <= taken:
+        return sent(width, height, tokens, None)
+    smaller = _shrink(proc, width, height, tokens, taken)
+    if smaller is not None:
+        return sent(*smaller, (width, height))
+    if taken == cache:
+        why = f"the server's encoder cache of {cache}"
+    else:
+        why = (
+            f"the {max(taken, 0)} that max_model_len {limits.max_model_len} leaves beside "
+            f"{text} prompt text tokens and one output token"
+        )
+    return PageFit(
+        width,
+        height,
+        tokens,
+        None if known_text is None else tokens + known_text,
+        refused=(
+            f"{width}x{height} page makes {tokens} image tokens, more than {why}, and no "
+            "smaller size fits"
+        ),
+    )
+
+
+def _shrink(
+    proc: ImageProcessor, width: int, height: int, tokens: int, budget: int
+) -> tuple[int, int, int] | None:
+    """(width, height, tokens) of the largest size, both sides scaled alike, with at most
+    ``budget`` image tokens; None when none has."""
+    if budget < 1:
+        return None
+    scale = math.sqrt(budget / tokens)
     while True:
         w, h = max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
         try:
-            smaller = image_tokens(proc, w, h)
+            fewer = image_tokens(proc, w, h)
         except ImageRefused:
-            smaller = None  # one side rounded to 1 px: no smaller size will do
-        if smaller is not None and smaller <= budget:
-            return fit(w, h, smaller, (width, height))
-        if smaller is None or (w == 1 and h == 1):
-            return PageFit(
-                width,
-                height,
-                tokens,
-                None if known_text is None else tokens + known_text,
-                refused=(
-                    f"{width}x{height} page makes {tokens} image tokens, more than {why} "
-                    f"allow ({max(budget, 0)}), and no smaller size fits"
-                ),
-            )
+            return None  # a side rounded to 1 px: no smaller size will do
+        if fewer <= budget:
+            return w, h, fewer
+        if w == 1 and h == 1:
+            return None
         scale *= _SHRINK
 
 

@@ -71,13 +71,13 @@ async def test_a_page_over_max_model_len_is_sent_resized(make_pdf: MakePdf, tmp_
 async def test_a_page_that_cannot_fit_is_refused_unsent(make_pdf: MakePdf, tmp_path: Path) -> None:
     spec = DocumentSpec(path=make_pdf("a4.pdf", ["one page"]), name="a4")
     with fake_vllm(_counted) as fake:
-        plan = RunPlan((spec,), (_glm(fake.url, 8200),), SETTINGS, speed_phases=False)
+        plan = RunPlan((spec,), (_glm(fake.url, 14),), SETTINGS, speed_phases=False)
         events, rows = await _run(plan, tmp_path / "run")
     assert fake.requests == []
     (failed,) = [e for e in events if isinstance(e, PageFailed)]
     assert failed.reason == (
-        "not sent: 1654x2339 page makes 4956 image tokens, more than max_model_len 8200 less "
-        "max_tokens 8192 and 13 prompt text tokens allow (0), and no smaller size fits"
+        "not sent: 1654x2339 page makes 4956 image tokens, more than the 0 that max_model_len "
+        "14 leaves beside 13 prompt text tokens and one output token, and no smaller size fits"
     )
     assert rows[0]["predicted_prompt_tokens"] == 4956 + 13 and rows[0]["resized"] is None
 

@@ -80,15 +80,31 @@ def test_a_page_over_the_encoder_cache_is_resized_to_fit() -> None:
     assert (same.width, same.height, same.resized) == (1694, 2192, None)
 
 
-def test_a_page_over_max_model_len_is_resized_and_one_that_cannot_fit_is_refused() -> None:
+def test_a_page_is_resized_to_leave_room_for_max_tokens() -> None:
     assert GLM is not None
     fit = fit_page(GLM, GLM_TEXT_PROMPT, Limits(6084, 8192, 4096), 2550, 3300)
     assert fit.resized_from is not None and fit.prompt_tokens is not None
     assert fit.prompt_tokens + 4096 <= 8192
-    full = fit_page(GLM, GLM_TEXT_PROMPT, Limits(6084, 8192, 8192), 1694, 2192)
+
+
+def test_with_max_tokens_capped_to_max_model_len_a_page_goes_as_it_is() -> None:
+    """No size leaves room for the whole max_tokens; vLLM caps the output, so the page is
+    sent unchanged rather than shrunk to nothing."""
+    assert GLM is not None
+    fit = fit_page(GLM, GLM_TEXT_PROMPT, Limits(6084, 8192, 8192), 1694, 2192)
+    assert (fit.width, fit.height, fit.resized, fit.refused) == (1694, 2192, None, None)
+    # Only what vLLM refuses (no room for one output token) is resized for that.
+    short = fit_page(GLM, GLM_TEXT_PROMPT, Limits(6084, 4000, 4000), 1694, 2192)
+    assert short.prompt_tokens is not None and short.prompt_tokens < 4000 < 4693
+    assert short.resized == f"1694x2192 -> {short.width}x{short.height}"
+
+
+def test_a_page_that_no_size_fits_is_refused() -> None:
+    assert GLM is not None
+    full = fit_page(GLM, GLM_TEXT_PROMPT, Limits(6084, 14, 14), 1694, 2192)
     assert full.refused == (
-        "1694x2192 page makes 4680 image tokens, more than max_model_len 8192 less max_tokens "
-        "8192 and 13 prompt text tokens allow (0), and no smaller size fits"
+        "1694x2192 page makes 4680 image tokens, more than the 0 that max_model_len 14 leaves "
+        "beside 13 prompt text tokens and one output token, and no smaller size fits"
     )
     thin = fit_page(GLM, GLM_TEXT_PROMPT, Limits(6084, 24576, 8192), 10, 4000)
     assert thin.refused == "10x4000 page: aspect ratio above 200, which the processor refuses"
@@ -120,7 +136,7 @@ def test_a_page_is_sent_only_when_it_fits(
     assert fit.image_tokens == image_tokens(p, fit.width, fit.height) <= cache
     assert fit.prompt_tokens is not None
     if max_model_len is not None:
-        assert fit.prompt_tokens + max_tokens <= max_model_len
+        assert fit.prompt_tokens < max_model_len  # room for one output token at least
     if fit.resized_from is None:
         assert (fit.width, fit.height) == (width, height)
     else:

@@ -3,6 +3,9 @@ processors counted for the same sizes, and the resize that makes a page fit."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +23,7 @@ from ocrtui.vllm.image_tokens import (
 
 GLM = processor_for("zai-org/GLM-OCR")
 LIGHTON = processor_for("lightonai/LightOnOCR-2-1B")
+FIXTURES = Path(__file__).parent / "fixtures/seed_models"
 BOUNDED = settings(max_examples=300, deadline=None, derandomize=True, database=None)
 
 
@@ -142,3 +146,28 @@ def test_a_page_is_sent_only_when_it_fits(
     else:
         assert fit.resized_from == (width, height)
         assert fit.width <= width and fit.height <= height
+
+
+def test_the_processor_table_holds_the_published_files() -> None:
+    assert GLM is not None and LIGHTON is not None
+    glm = json.loads((FIXTURES / "GLM-OCR/preprocessor_config.json").read_text())
+    assert (GLM.min_pixels, GLM.max_pixels) == (
+        glm["size"]["shortest_edge"],
+        glm["size"]["longest_edge"],
+    )
+    assert (GLM.patch_size, GLM.temporal_patch_size, GLM.merge_size) == (
+        glm["patch_size"],
+        glm["temporal_patch_size"],
+        glm["merge_size"],
+    )
+    lighton = json.loads((FIXTURES / "LightOnOCR-2-1B/preprocessor_config.json").read_text())
+    processor = json.loads((FIXTURES / "LightOnOCR-2-1B/processor_config.json").read_text())
+    config = json.loads((FIXTURES / "LightOnOCR-2-1B/config.json").read_text())
+    # vLLM sizes LightOnOCR images by the vision config's image_size, the processor by
+    # longest_edge: the same 1540.
+    assert LIGHTON.longest_edge == lighton["size"]["longest_edge"]
+    assert LIGHTON.longest_edge == config["vision_config"]["image_size"]
+    assert (LIGHTON.patch_size, LIGHTON.merge_size) == (
+        lighton["patch_size"],
+        processor["spatial_merge_size"],
+    )

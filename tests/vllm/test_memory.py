@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 from ocrtui.config import ModelConfig
 from ocrtui.vllm.memory import (
@@ -17,6 +19,7 @@ from ocrtui.vllm.memory import (
 )
 
 A40_MIB = 46068
+FIXTURES = Path(__file__).parent / "fixtures/seed_models"
 GIB = 1024 * MIB
 
 
@@ -86,3 +89,51 @@ def test_the_smallest_utilization_on_an_a40() -> None:
 
 def test_a_model_without_a_published_architecture_has_no_minimum() -> None:
     assert min_utilization(_glm(model="Qwen/Qwen2-VL-2B-Instruct"), A40_MIB) is None
+
+
+def test_the_architecture_table_holds_the_published_configs() -> None:
+    for model_id, folder in (
+        ("zai-org/GLM-OCR", "GLM-OCR"),
+        ("lightonai/LightOnOCR-2-1B", "LightOnOCR-2-1B"),
+    ):
+        arch = architecture_for(model_id)
+        assert arch is not None
+        config = json.loads((FIXTURES / folder / "config.json").read_text())
+        text, vision = config["text_config"], config["vision_config"]
+        assert (
+            arch.text.layers,
+            arch.text.hidden,
+            arch.text.intermediate,
+            arch.text.heads,
+            arch.text.kv_heads,
+            arch.text.head_dim,
+            arch.text.vocab,
+            arch.text.tied_embeddings,
+            arch.text.max_position_embeddings,
+            arch.text.mtp_layers,
+        ) == (
+            text["num_hidden_layers"],
+            text["hidden_size"],
+            text["intermediate_size"],
+            text["num_attention_heads"],
+            text["num_key_value_heads"],
+            text["head_dim"],
+            text["vocab_size"],
+            text.get("tie_word_embeddings", False),
+            text["max_position_embeddings"],
+            text.get("num_nextn_predict_layers", 0),
+        )
+        layers = vision.get("depth", vision.get("num_hidden_layers"))
+        assert (arch.vision.layers, arch.vision.hidden, arch.vision.intermediate) == (
+            layers,
+            vision["hidden_size"],
+            vision["intermediate_size"],
+        )
+        assert arch.vision.patch_size == vision["patch_size"]
+        assert arch.vision.temporal_patch_size == vision.get("temporal_patch_size", 1)
+        merge = vision.get("spatial_merge_size", config.get("spatial_merge_size"))
+        assert arch.merge_size == merge
+        # GLM-OCR's vision tower learns a position per patch of its image_size; Pixtral has
+        # rotary positions only.
+        grid = (vision["image_size"] // vision["patch_size"]) ** 2
+        assert arch.vision.position_grid == (grid if arch.family == "glm_ocr" else 0)

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 
 from ocrtui.config import ModelConfig
-from ocrtui.published import ARCHITECTURES, Architecture
+from ocrtui.published import ARCHITECTURES, Architecture, ImageProcessor
 from ocrtui.vllm.flags import json_option, serve_options
 from ocrtui.vllm.image_tokens import max_image_tokens, processor_for
 
@@ -165,9 +165,10 @@ def batched_tokens(model: ModelConfig, total_mib: int) -> int:
     return LARGE_GPU_BATCH if total_mib >= LARGE_GPU_MIB else SMALL_GPU_BATCH
 
 
-def activation_bytes(arch: Architecture, batched: int, max_num_seqs: int) -> int:
+def activation_bytes(
+    arch: Architecture, proc: ImageProcessor | None, batched: int, max_num_seqs: int
+) -> int:
     """The profiling pass's peak: the encoder's largest images or the text model's batch."""
-    proc = processor_for(arch.models[0])
     encoder = 0
     if proc is not None:
         per_image = max_image_tokens(proc)
@@ -191,7 +192,8 @@ def _overhead_mib() -> float:
         requested = math.ceil(m.total_mib * m.utilization * MIB) / MIB
         non_kv = requested - m.kv_cache_gib * 1024
         weights = parameters(arch, mtp) * BF16_BYTES / MIB
-        activation = activation_bytes(arch, m.max_num_batched_tokens, m.max_num_seqs) / MIB
+        proc = processor_for(m.model)
+        activation = activation_bytes(arch, proc, m.max_num_batched_tokens, m.max_num_seqs) / MIB
         out = max(out, non_kv - weights - activation)
     return out
 
@@ -206,10 +208,11 @@ def min_memory(model: ModelConfig, total_mib: int) -> MemoryNeed | None:
     mtp = uses_mtp(model.extra_args)
     max_len = model.max_model_len or arch.text.max_position_embeddings
     blocks = -(-max_len // KV_BLOCK_TOKENS)
+    proc = processor_for(model.model)
     batched = min(batched_tokens(model, total_mib), model.max_num_seqs * max_len)
     return MemoryNeed(
         weights_mib=parameters(arch, mtp) * BF16_BYTES / MIB,
-        activation_mib=activation_bytes(arch, batched, model.max_num_seqs) / MIB,
+        activation_mib=activation_bytes(arch, proc, batched, model.max_num_seqs) / MIB,
         overhead_mib=_overhead_mib(),
         kv_cache_mib=blocks * KV_BLOCK_TOKENS * kv_bytes_per_token(arch, mtp) / MIB,
         max_model_len=max_len,

@@ -9,7 +9,8 @@ time, its pages sent as the arm's ``split`` says (``docapi.py``), each text scor
 model's (no tokens, no finish reason). Speed phases run one model at a time unless
 ``schedule == "parallel"``; the documents phase runs all arms side by side. Pages are
 rendered in a process pool ahead of the requests, at most ``max_rendered_pages`` (split
-between the arms) in memory at once.
+between the arms) in memory at once, and fitted to their server before they are sent
+(page_fit.py: resized, or refused without a request).
 
 Outages: with a gate (gate.py: the link's and each model's state, from the launcher) a
 model's requests wait while the link is down or its server is crashed/unhealthy/restarting

@@ -21,7 +21,8 @@ cannot hold one request of ``max_model_len`` tokens (``v1/core/kv_cache_utils.py
   ``get_batch_defaults``).
 * **runtime overhead**: what a measured start held beyond the predicted weights and
   activations (non-torch memory, CUDA graphs, buffers loaded with the weights), from the
-  table :data:`MEASURED`: the lead recalibrates it from a GPU run by adding a row there.
+  table :data:`MEASURED` (the lead recalibrates it from a GPU run by adding a row there),
+  plus :data:`MARGIN_MIB` for what varies between two starts.
 * **KV cache**: ``2 (K and V) x layers (+ MTP layers) x kv_heads x head_dim x 2 bytes`` per
   token, for ``max_model_len`` rounded up to vLLM's 16-token blocks.
 
@@ -48,6 +49,10 @@ KV_BLOCK_TOKENS = 16  # vLLM's default --block-size on CUDA
 LARGE_GPU_MIB = 70 * 1024  # vLLM's default batch is 8192 tokens from here (2048 below)
 LARGE_GPU_BATCH = 8192
 SMALL_GPU_BATCH = 2048
+# Room for what differs between two starts of the same plan (the CUDA-graph estimate,
+# torch.compile's buffers, the 0.01 GiB rounding of the measured lines), so that a start at
+# the predicted minimum does not fail on noise.
+MARGIN_MIB = 128
 
 
 @dataclass(frozen=True)
@@ -213,7 +218,7 @@ def min_memory(model: ModelConfig, total_mib: int) -> MemoryNeed | None:
     return MemoryNeed(
         weights_mib=parameters(arch, mtp) * BF16_BYTES / MIB,
         activation_mib=activation_bytes(arch, proc, batched, model.max_num_seqs) / MIB,
-        overhead_mib=_overhead_mib(),
+        overhead_mib=_overhead_mib() + MARGIN_MIB,
         kv_cache_mib=blocks * KV_BLOCK_TOKENS * kv_bytes_per_token(arch, mtp) / MIB,
         max_model_len=max_len,
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ocrtui.config import ModelConfig
 from ocrtui.vllm.memory import (
+    MARGIN_MIB,
     MEASURED,
     MIB,
     MTP_ARGS,
@@ -48,8 +49,9 @@ def test_glm_ocr_kv_cache_per_token_is_the_measured_one() -> None:
 
 
 def test_the_h100_start_is_reproduced() -> None:
-    """At the measured start's settings the prediction leaves the KV cache vLLM reported:
-    15.04 GiB, 231,856 tokens; the weights are within 10 % of `Model loading took`."""
+    """At the measured start's settings the prediction (less its margin) leaves the KV
+    cache vLLM reported: 15.04 GiB, 231,856 tokens; the weights are within 10 % of `Model
+    loading took`."""
     (h100,) = [m for m in MEASURED if m.model == "zai-org/GLM-OCR"]
     model = _glm(
         gpu_memory_utilization=h100.utilization,
@@ -58,7 +60,7 @@ def test_the_h100_start_is_reproduced() -> None:
     need = min_memory(model, h100.total_mib)
     assert need is not None
     requested_mib = math.ceil(h100.total_mib * h100.utilization * MIB) / MIB
-    kv_mib = requested_mib - (need.total_mib - need.kv_cache_mib)
+    kv_mib = requested_mib - (need.total_mib - need.kv_cache_mib - MARGIN_MIB)
     assert abs(kv_mib / 1024 - h100.kv_cache_gib) < 0.005
     tokens = kv_mib * MIB // 69632 // 16 * 16
     assert abs(tokens / h100.kv_cache_tokens - 1) < 0.001
@@ -72,11 +74,11 @@ def test_the_smallest_utilization_on_an_a40() -> None:
     need = min_memory(_glm(), A40_MIB)
     assert need is not None
     assert need.kv_cache_mib == 24576 * 69632 / MIB == 1632
-    assert min_utilization(_glm(), A40_MIB) == 0.102  # 4.55 GiB of 45 GiB
+    assert min_utilization(_glm(), A40_MIB) == 0.104  # 4.68 GiB of 45 GiB
     # Without MTP: one layer less of weights and KV cache.
-    assert min_utilization(_glm(extra_args=()), A40_MIB) == 0.098
+    assert min_utilization(_glm(extra_args=()), A40_MIB) == 0.101
     # The model's default context (131072 tokens): 8.5 GiB of KV cache for one request.
-    assert min_utilization(_glm(max_model_len=None), A40_MIB) == 0.255
+    assert min_utilization(_glm(max_model_len=None), A40_MIB) == 0.258
     lighton = ModelConfig(
         name="lighton-ocr",
         model="lightonai/LightOnOCR-2-1B",
@@ -84,7 +86,7 @@ def test_the_smallest_utilization_on_an_a40() -> None:
         gpu_memory_utilization=0.55,
         max_num_seqs=16,
     )
-    assert min_utilization(lighton, A40_MIB) == 0.112  # its default context, 16384 tokens
+    assert min_utilization(lighton, A40_MIB) == 0.115  # its default context, 16384 tokens
 
 
 def test_a_model_without_a_published_architecture_has_no_minimum() -> None:

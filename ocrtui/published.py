@@ -5,7 +5,9 @@ This is the one table the request builder (``compare/profiles.py``), the config 
 (``config.py``), the memory count (``vllm/flags.py``), the advisories
 (``vllm/advisories.py``), the arm labels (``compare/arms.py``) and the reports' published
 figures (:data:`ANCHORS`, read by ``compare/report.py`` and ``compare/report_html.py``)
-read. Standard library only: ``config.py`` imports it.
+read, and the image processors and architectures (:data:`IMAGE_PROCESSORS`,
+:data:`ARCHITECTURES`) that ``vllm/image_tokens.py`` and ``vllm/memory.py`` predict a
+page's tokens and a server's memory from. Standard library only: ``config.py`` imports it.
 
 Sources, all checked 2026-12-01 (notes in shared research ``model_usage.md``):
 
@@ -355,5 +357,189 @@ ANCHORS: tuple[Anchor, ...] = (
         "83.2 ± 0.9",
         "olmOCR-Bench (English PDFs), headers and footers excluded",
         "LightOnOCR-2 model card; arXiv 2601.14251",
+    ),
+)
+
+
+# -- image processors and architectures ----------------------------------------------------
+# What a page costs in tokens and a server in memory comes from these published files; the
+# rules that use them are vLLM's and transformers' (ocrtui/vllm/image_tokens.py and
+# ocrtui/vllm/memory.py name the functions they follow).
+
+SEED_FILES_CHECKED = "2026-12-07"
+GLM_PREPROCESSOR = Source(
+    "zai-org/GLM-OCR preprocessor_config.json (revision 2e85a628): Glm46VImageProcessor, "
+    "size.shortest_edge 12544, size.longest_edge 9633792, patch 14, temporal 2, merge 2",
+    "https://huggingface.co/zai-org/GLM-OCR/blob/main/preprocessor_config.json",
+    SEED_FILES_CHECKED,
+)
+GLM_CONFIG = Source(
+    "zai-org/GLM-OCR config.json (GlmOcrForConditionalGeneration)",
+    "https://huggingface.co/zai-org/GLM-OCR/blob/main/config.json",
+    SEED_FILES_CHECKED,
+)
+LIGHTON_PREPROCESSOR = Source(
+    "lightonai LightOnOCR preprocessor_config.json / processor_config.json: "
+    "PixtralImageProcessor, size.longest_edge 1540, patch 14, spatial_merge_size 2",
+    "https://huggingface.co/lightonai/LightOnOCR-2-1B",
+    SEED_FILES_CHECKED,
+)
+LIGHTON_CONFIG = Source(
+    "lightonai/LightOnOCR-2-1B config.json (LightOnOCRForConditionalGeneration, mistral3: "
+    "Qwen3 text, Pixtral vision)",
+    "https://huggingface.co/lightonai/LightOnOCR-2-1B/blob/main/config.json",
+    SEED_FILES_CHECKED,
+)
+VLLM_PROMPT_COUNT = Source(
+    "vLLM 0.26.0's own multimodal processors (MULTIMODAL_REGISTRY.create_processor, CPU) on "
+    "pages rendered by ocrtui: prompt tokens less the image's",
+    "https://github.com/vllm-project/vllm/tree/v0.26.0/vllm/model_executor/models",
+    SEED_FILES_CHECKED,
+)
+
+
+@dataclass(frozen=True)
+class ImageProcessor:
+    """How a model's processor sizes an image, as its processor files publish it.
+
+    ``rule`` names the resize: ``smart_resize`` (Qwen2-VL / GLM-4.6V: sides to multiples of
+    ``patch_size * merge_size``, the area counted over ``temporal_patch_size`` frames kept
+    within ``[min_pixels, max_pixels]``) or ``pixtral`` (scaled down to fit
+    ``longest_edge``, then one token per ``patch_size * merge_size`` cell, rounded up).
+    ``text_tokens``: the prompt's tokens besides the image's, per text prompt as sent
+    (None: the image alone), as vLLM counted them; a prompt not listed has no prediction.
+    """
+
+    models: tuple[str, ...]  # fnmatch patterns on the vLLM model id, case-insensitive
+    rule: Literal["smart_resize", "pixtral"]
+    patch_size: int
+    merge_size: int
+    source: Source
+    temporal_patch_size: int = 1
+    min_pixels: int = 0
+    max_pixels: int = 0
+    longest_edge: int = 0
+    text_tokens: Published[Mapping[str | None, int]] | None = None
+
+
+@dataclass(frozen=True)
+class TextTower:
+    layers: int
+    hidden: int
+    intermediate: int  # gated MLP (gate, up, down)
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    tied_embeddings: bool
+    max_position_embeddings: int  # vLLM's max_model_len when none is given
+    mtp_layers: int = 0  # num_nextn_predict_layers: loaded only with --speculative-config mtp
+
+
+@dataclass(frozen=True)
+class VisionTower:
+    layers: int
+    hidden: int
+    intermediate: int  # gated MLP
+    patch_size: int
+    channels: int = 3
+    temporal_patch_size: int = 1
+    position_grid: int = 0  # learned position embeddings: (image_size / patch)^2 of them
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The sizes a model's config.json publishes, all memory prediction needs (bf16).
+    ``family`` names the projector and MTP layout: ``glm_ocr`` (GLM-4V patch merger: a
+    2x2 conv to the text width, then a gated MLP; MTP layers share the embeddings and the
+    head with the main model) or ``mistral3`` (Pixtral patch merger and a 2-layer MLP)."""
+
+    models: tuple[str, ...]  # fnmatch patterns on the vLLM model id, case-insensitive
+    family: Literal["glm_ocr", "mistral3"]
+    text: TextTower
+    vision: VisionTower
+    merge_size: int
+    source: Source
+
+
+GLM_OCR_PATTERNS = ("*GLM-OCR*",)
+LIGHTON_PATTERNS = ("*LightOnOCR-2*",)
+
+IMAGE_PROCESSORS: tuple[ImageProcessor, ...] = (
+    ImageProcessor(
+        models=GLM_OCR_PATTERNS,
+        rule="smart_resize",
+        patch_size=14,
+        merge_size=2,
+        source=GLM_PREPROCESSOR,
+        temporal_patch_size=2,
+        min_pixels=12544,
+        max_pixels=9633792,
+        text_tokens=Published(
+            MappingProxyType({GLM_TEXT_PROMPT: 13}),
+            VLLM_PROMPT_COUNT,
+            "1694x2192 page: 4680 image tokens, 4693 prompt tokens",
+        ),
+    ),
+    ImageProcessor(
+        models=LIGHTON_PATTERNS,
+        rule="pixtral",
+        patch_size=14,
+        merge_size=2,
+        source=LIGHTON_PREPROCESSOR,
+        longest_edge=1540,
+        text_tokens=Published(
+            MappingProxyType({None: 12}),
+            VLLM_PROMPT_COUNT,
+            "1191x1540 page: 2365 image tokens (vLLM drops the [IMG_BREAK]/[IMG_END] tokens "
+            "for LightOnOCR), 2377 prompt tokens",
+        ),
+    ),
+)
+
+ARCHITECTURES: tuple[Architecture, ...] = (
+    Architecture(
+        models=GLM_OCR_PATTERNS,
+        family="glm_ocr",
+        text=TextTower(
+            layers=16,
+            hidden=1536,
+            intermediate=4608,
+            heads=16,
+            kv_heads=8,
+            head_dim=128,
+            vocab=59392,
+            tied_embeddings=False,
+            max_position_embeddings=131072,
+            mtp_layers=1,
+        ),
+        vision=VisionTower(
+            layers=24,
+            hidden=1024,
+            intermediate=4096,
+            patch_size=14,
+            temporal_patch_size=2,
+            position_grid=(336 // 14) ** 2,
+        ),
+        merge_size=2,
+        source=GLM_CONFIG,
+    ),
+    Architecture(
+        models=LIGHTON_PATTERNS,
+        family="mistral3",
+        text=TextTower(
+            layers=28,
+            hidden=1024,
+            intermediate=3072,
+            heads=16,
+            kv_heads=8,
+            head_dim=128,
+            vocab=151936,
+            tied_embeddings=True,
+            max_position_embeddings=16384,
+        ),
+        vision=VisionTower(layers=24, hidden=1024, intermediate=8192, patch_size=14),
+        merge_size=2,
+        source=LIGHTON_CONFIG,
     ),
 )

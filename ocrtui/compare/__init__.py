@@ -15,7 +15,10 @@ down retried alone in a one-worker quarantine pool; workers end with the run thr
 multiprocessing's resource tracker with the real stderr, so a caller whose `sys.stderr`
 has no fd, like a Textual app, is safe), `profiles` (request
 payload, prompt, headers per `ModelConfig.profile`, from `published.py`; `fit_max_tokens`
-against the server's max_model_len), `client` (one chat request: retries
+against the server's max_model_len), `page_fit` (`fit_rendered`: each rendered page
+resized to fit its server or refused, before it is sent, from `vllm/image_tokens.py`;
+`check_prompt_tokens(results)`: predictions against the servers' counts), `client` (one
+chat request: retries
 connection errors with backoff; HTTP errors and timeouts recorded; each outcome says
 whether it is `transient` or `fatal` for the model), `gate` (`RunGate`: the link's and
 each model's pauses, `SnapshotGate` over the Controller's snapshots, with `--auto-restart`

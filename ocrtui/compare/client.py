@@ -36,10 +36,12 @@ _CONNECTION_ERRORS = (
 
 @dataclass(frozen=True)
 class ModelTarget:
-    """A model and the base URL it answers on (through the pod's port forward)."""
+    """A model and the base URL it answers on (through the pod's port forward), with its
+    server's max_model_len as /v1/models reports it (None: not asked, or not answered)."""
 
     config: ModelConfig
     url: str
+    max_model_len: int | None = None
 
     @property
     def name(self) -> str:

@@ -241,7 +241,8 @@ def gate_for(setup: RunSetup, source: RestartingSource, refresh_s: float) -> Sna
 
 
 async def fit_targets(targets: list[ModelTarget], note: Note) -> list[ModelTarget]:
-    """Each target with max_tokens fitted to its server's max_model_len (/v1/models);
+    """Each target with max_tokens fitted to its server's max_model_len (/v1/models), which
+    it keeps (pages are fitted to it before they are sent, compare/page_fit.py);
     ConfigError when a configured max_tokens is over it. A server whose /v1/models does
     not answer keeps its config (its requests will say what is wrong)."""
     out = []
@@ -257,7 +258,7 @@ async def fit_targets(targets: list[ModelTarget], note: Note) -> list[ModelTarge
         config, warning = fit_max_tokens(t.config, served_len)
         if warning:
             note(f"warning: {warning}")
-        out.append(ModelTarget(config, t.url))
+        out.append(ModelTarget(config, t.url, served_len))
     return out
 
 

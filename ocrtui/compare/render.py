@@ -150,6 +150,20 @@ def render_page_sync(
         raise RenderError(f"page {page}: cannot render: {exc}") from None
 
 
+def resize_page_sync(page: RenderedPage, width: int, height: int, fmt: ImageFormat) -> RenderedPage:
+    """A rendered page scaled to ``width`` x ``height`` (a page that does not fit its
+    server, vllm/image_tokens.py). Runs in a pool worker."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(page.data)) as im:
+            image = im.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+        data, mime = _encode(image, fmt)
+        return RenderedPage(data, mime, image.width, image.height)
+    except Exception as exc:  # the message travels back to one page's failure
+        raise RenderError(f"cannot resize to {width}x{height}: {exc}") from None
+
+
 def _inspect(spec: DocumentSpec, limits: FileLimits) -> Document:
     return inspect_document(spec, limits)
 
@@ -264,6 +278,14 @@ class RenderPool:
             )
         except BrokenProcessPool:
             raise RenderError(f"page {page}: the render worker crashed (twice)") from None
+
+    async def resize(
+        self, page: RenderedPage, width: int, height: int, fmt: ImageFormat
+    ) -> RenderedPage:
+        try:
+            return await self._call(resize_page_sync, page, width, height, fmt)
+        except BrokenProcessPool:
+            raise RenderError(f"resizing to {width}x{height}: the worker crashed (twice)") from None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -9,7 +9,8 @@ time, its pages sent as the arm's ``split`` says (``docapi.py``), each text scor
 model's (no tokens, no finish reason). Speed phases run one model at a time unless
 ``schedule == "parallel"``; the documents phase runs all arms side by side. Pages are
 rendered in a process pool ahead of the requests, at most ``max_rendered_pages`` (split
-between the arms) in memory at once.
+between the arms) in memory at once, and fitted to their server before they are sent
+(page_fit.py: resized, or refused without a request).
 
 Outages: with a gate (gate.py: the link's and each model's state, from the launcher) a
 model's requests wait while the link is down or its server is crashed/unhealthy/restarting
@@ -60,12 +61,14 @@ from ocrtui.compare.events import (
 )
 from ocrtui.compare.gate import LINK, RunGate
 from ocrtui.compare.history import EventHistory
+from ocrtui.compare.page_fit import FittedPage, fit_rendered
 from ocrtui.compare.profiles import render_target
 from ocrtui.compare.render import RenderedPage, RenderError, RenderPool
 from ocrtui.compare.scoring import flags_for
 from ocrtui.compare.store import PageResult, PhaseRecord, RunStore
 from ocrtui.compare.tally import Tally, score_page
 from ocrtui.config import CompareConfig
+from ocrtui.vllm.image_tokens import PageFit
 
 SPEED_IMAGES_MAX = 4  # distinct pages cycled through by the speed phases
 OUTAGE_RESENDS_MAX = 20  # times one request is sent again after outages (each one bounded)
@@ -409,7 +412,6 @@ class CompareRun:
             self._emit(PhaseDone(model.name, phase, stats, concurrency=level))
 
     async def _speed_images(self, model: ModelTarget, pool: RenderPool) -> list[RenderedPage]:
-        target = render_target(model.config)
         want = min(SPEED_IMAGES_MAX, self.plan.render_budget)
         out: list[RenderedPage] = []
         # Photos and scans first: "single-image latency" is about an image, and a whole
@@ -420,8 +422,18 @@ class CompareRun:
                 if len(out) >= want:
                     return out
                 with contextlib.suppress(RenderError):
-                    out.append(await pool.render(doc, p, target, self.plan.settings.image_format))
+                    fitted = await self._render(model, doc, p, pool)
+                    if fitted.fit is None or fitted.fit.refused is None:
+                        out.append(fitted.image)
         return out
+
+    async def _render(
+        self, model: ModelTarget, doc: Document, page: int, pool: RenderPool
+    ) -> FittedPage:
+        """One page rendered for ``model`` and fitted to its server (page_fit.py)."""
+        fmt = self.plan.settings.image_format
+        image = await pool.render(doc, page, render_target(model.config), fmt)
+        return await fit_rendered(model, image, pool, fmt)
 
     async def _timed_requests(
         self,
@@ -500,7 +512,6 @@ class CompareRun:
         self, model: ModelTarget, doc: Document, pool: RenderPool, client: httpx.AsyncClient
     ) -> tuple[int, int]:
         s = self.plan.settings
-        target = render_target(model.config)
         keys = {(doc.name, p, model.name) for p in doc.pages}
         done = keys & self.store.results.keys()
         async for prev in self.store.read_results(done):  # texts from disk, in stored order
@@ -510,13 +521,13 @@ class CompareRun:
             return 0, 0
         budget = asyncio.Semaphore(self.plan.render_budget)
         workers = min(s.concurrency, self.plan.render_budget, len(todo))
-        queue: asyncio.Queue[tuple[int, asyncio.Task[RenderedPage]] | None] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[int, asyncio.Task[FittedPage]] | None] = asyncio.Queue()
         counts = {"ok": 0, "failed": 0}
 
         async def produce() -> None:
             for p in todo:
                 await budget.acquire()
-                task = asyncio.create_task(pool.render(doc, p, target, s.image_format))
+                task = asyncio.create_task(self._render(model, doc, p, pool))
                 await queue.put((p, task))
             for _ in range(workers):
                 await queue.put(None)
@@ -547,7 +558,7 @@ class CompareRun:
         model: ModelTarget,
         doc: Document,
         page: int,
-        render: Awaitable[RenderedPage],
+        render: Awaitable[FittedPage],
         client: httpx.AsyncClient,
         counts: dict[str, int],
     ) -> None:
@@ -556,22 +567,27 @@ class CompareRun:
                 render.cancel()
             raise ModelHalted(model.name)
         self._emit(PageStarted(model.name, doc.name, page))
+        fit = None
         try:
-            image = await render
+            fitted = await render
         except RenderError as exc:
             out = Outcome(False, None, error=f"render: {exc}")
         else:
-            await asyncio.to_thread(
-                page_files.save_page_image,
-                self.store.dir,
-                doc.name,
-                page,
-                render_target(model.config),
-                image,
-            )
-            out = await self._request(client, model, image)
-            del image
-        await self._record(model.name, doc, page, out, counts)
+            fit = fitted.fit
+            if fit is not None and fit.refused is not None:
+                out = Outcome(False, None, error=f"not sent: {fit.refused}")
+            else:
+                await asyncio.to_thread(
+                    page_files.save_page_image,
+                    self.store.dir,
+                    doc.name,
+                    page,
+                    render_target(model.config),
+                    fitted.image,
+                )
+                out = await self._request(client, model, fitted.image)
+            del fitted
+        await self._record(model.name, doc, page, out, counts, fit)
 
     async def _document_done(
         self, arm: str, doc: Document, todo: list[int], counts: dict[str, int], start: float
@@ -595,9 +611,16 @@ class CompareRun:
         return counts["ok"], counts["failed"]
 
     async def _record(
-        self, model: str, doc: Document, page: int, out: Outcome, counts: dict[str, int]
+        self,
+        model: str,
+        doc: Document,
+        page: int,
+        out: Outcome,
+        counts: dict[str, int],
+        fit: PageFit | None = None,
     ) -> None:
-        """Score, store and announce one page's outcome."""
+        """Score, store and announce one page's outcome (``fit``: its tokens predicted
+        before sending)."""
         ref = doc.references.get(page)
         score = score_page(doc, page, out.text) if out.ok else None
         page_cer = score.strict.cer if score and score.strict else None
@@ -616,6 +639,8 @@ class CompareRun:
             cer=None if page_cer is None else round(page_cer, 6),
             category=doc.spec.category,
             flags=tuple(flags),
+            predicted_prompt_tokens=fit.prompt_tokens if fit else None,
+            resized=fit.resized if fit else None,
         )
         await self.store.add_result(result)
         self.tally.add(doc, result, score)

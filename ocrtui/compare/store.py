@@ -55,6 +55,10 @@ class PageResult:
     cer: float | None
     category: str
     flags: tuple[str, ...] = ()
+    # Before sending (compare/page_fit.py): the prompt tokens predicted from the model's
+    # processor, beside the server's prompt_tokens; "WxH -> WxH" when resized to fit.
+    predicted_prompt_tokens: int | None = None
+    resized: str | None = None
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -84,6 +88,8 @@ class PageResult:
             cer=d.get("cer"),
             category=str(d.get("category") or "other"),
             flags=tuple(d.get("flags") or ()),
+            predicted_prompt_tokens=d.get("predicted_prompt_tokens"),
+            resized=d.get("resized"),
         )
 
 

@@ -17,7 +17,14 @@ state.py      decide(facts, health, listed, tail, last_mark) -> Verdict(state, s
               last_lines): the pure state machine; ProcessFacts from the agent's view
 probe.py      ModelProbe.poll(get_facts) -> ProbeResult: one model's HTTP probes, log tail
               when not ready, verdict, metrics and rates
-plan.py       the pure half of a start: serve_argv/serve_env, plan_warnings,
+image_tokens.py  processor_for(model id) -> ImageProcessor (published.py); image_tokens,
+              max_image_tokens, encoder_cache_tokens; fit_page(proc, prompt, Limits, w, h)
+              -> PageFit: send as is, resized to fit, or refused with the reason
+memory.py     min_memory(model, total_mib) -> MemoryNeed (weights, activations, runtime,
+              one request's KV cache) | None; min_utilization(model, total_mib);
+              MEASURED: the starts the prediction is calibrated on (data)
+plan.py       the pure half of a start: serve_argv/serve_env, plan_warnings (the
+              minimum from memory.py),
               gpu_for (CUDA_VISIBLE_DEVICES, else GPU 0), cuda_total_mib, planned_mib,
               preflight_checks(model, view) -> (planned MiB | None, [Check(level
               "refuse"|"warn", message, hint)]): free VRAM as vLLM measures it, host RAM

@@ -19,22 +19,9 @@ from ocrtui.monitor.agent_samples import AgentSample, GpuSample
 from ocrtui.monitor.attribution import Row
 from ocrtui.sim.gpu import SIM_GPU_ENV
 from ocrtui.vllm.flags import extra_reserved_mib
+from ocrtui.vllm.memory import architecture_for, min_memory, min_utilization
 
 UTILIZATION_SUM_WARN = 0.95
-
-
-@dataclass(frozen=True)
-class KnownModel:
-    min_memory_gib: float | None  # below this the server does not start
-    default_max_model_len: int | None  # what vLLM uses when --max-model-len is not given
-
-
-# Facts from research/vllm_and_models.md §4/§5 and the seed: GLM-OCR at 0.40 of a 46068 MiB
-# A40 (18.0 GiB) is "the minimum that works", so warn only clearly below that.
-KNOWN_MODELS: dict[str, KnownModel] = {
-    "zai-org/GLM-OCR": KnownModel(min_memory_gib=17.5, default_max_model_len=131072),
-    "lightonai/LightOnOCR-2-1B": KnownModel(min_memory_gib=None, default_max_model_len=16384),
-}
 HUGE_CONTEXT = 65536
 
 
@@ -74,7 +61,11 @@ def serve_env(model: ModelConfig, sim_gpu: str | None) -> dict[str, str]:
 
 
 def plan_warnings(config: Config, total_mib: int | None) -> list[tuple[str, str]]:
-    """(model name, warning) for plans known to fail or waste memory; nothing is refused."""
+    """(model name, warning) for plans known to fail or waste memory; nothing is refused.
+
+    A model's minimum is its ``min_memory_gib`` when set, else the prediction from its
+    architecture at its max_model_len (``memory.min_memory``; none for a model ocrtui has
+    no architecture for)."""
     out: list[tuple[str, str]] = []
     total = round(sum(m.gpu_memory_utilization for m in config.models), 6)
     if len(config.models) > 1 and total > UTILIZATION_SUM_WARN:
@@ -87,24 +78,31 @@ def plan_warnings(config: Config, total_mib: int | None) -> list[tuple[str, str]
             )
         )
     for m in config.models:
-        known = KNOWN_MODELS.get(m.model)
-        minimum = m.min_memory_gib
-        if minimum is None and known and _at_default_context(m, known):
-            # The known minimum was measured at the default context; a shorter
-            # --max-model-len needs less KV cache, by an amount we cannot know here.
-            minimum = known.min_memory_gib
-        if minimum is not None and total_mib:
+        if total_mib:
             planned_gib = m.gpu_memory_utilization * total_mib / 1024
-            if planned_gib < minimum:
+            if m.min_memory_gib is not None:
+                if planned_gib < m.min_memory_gib:
+                    out.append(
+                        (
+                            m.name,
+                            f"gpu_memory_utilization {m.gpu_memory_utilization:g} gives "
+                            f"{planned_gib:.1f} GiB, below the {m.min_memory_gib:g} GiB of its "
+                            "min_memory_gib",
+                        )
+                    )
+            elif (need := min_memory(m, total_mib)) and planned_gib * 1024 < need.total_mib:
                 out.append(
                     (
                         m.name,
                         f"gpu_memory_utilization {m.gpu_memory_utilization:g} gives "
-                        f"{planned_gib:.1f} GiB, below the {minimum:g} GiB {m.model} needs: "
-                        "KV-cache allocation will fail at startup",
+                        f"{planned_gib:.1f} GiB, below the {need.total_mib / 1024:.1f} GiB "
+                        f"{m.model} needs ({need.describe()}): vLLM will refuse to start "
+                        "(KV cache too small for one request); use at least "
+                        f"{min_utilization(m, total_mib):g}",
                     )
                 )
-        default_len = known.default_max_model_len if known else None
+        arch = architecture_for(m.model)
+        default_len = arch.text.max_position_embeddings if arch else None
         if m.max_model_len is None and default_len and default_len >= HUGE_CONTEXT:
             out.append(
                 (
@@ -115,11 +113,6 @@ def plan_warnings(config: Config, total_mib: int | None) -> list[tuple[str, str]
                 )
             )
     return out
-
-
-def _at_default_context(m: ModelConfig, known: KnownModel) -> bool:
-    default = known.default_max_model_len
-    return m.max_model_len is None or default is None or m.max_model_len >= default
 
 
 def gpu_for(model: ModelConfig, gpus: Sequence[GpuSample]) -> GpuSample | None:

@@ -78,15 +78,29 @@ def test_seed_plan_warns_only_about_the_unset_context_length() -> None:
 
 
 def test_plan_warnings_for_oversubscription_and_too_little_memory() -> None:
-    warnings = plan_warnings(seed_config(gpu_memory_utilization=0.30), A40_MIB)
-    assert any("13.5 GiB, below the 17.5 GiB zai-org/GLM-OCR needs" in w for _, w in warnings)
+    # GLM-OCR with MTP at 24576 tokens: 2.1 GiB of weights, 0.6 of activations, 0.4 of
+    # runtime, 1.6 of KV cache for one request (memory.min_memory).
+    mtp = ["--speculative-config", '{"method": "mtp", "num_speculative_tokens": 3}']
+    low = seed_config(gpu_memory_utilization=0.09, max_model_len=24576, extra_args=mtp)
+    assert dict(plan_warnings(low, A40_MIB))["glm-ocr"] == (
+        "gpu_memory_utilization 0.09 gives 4.0 GiB, below the 4.7 GiB zai-org/GLM-OCR needs "
+        "(weights 2.1 + activations 0.6 + runtime 0.4 + KV cache for one 24576-token request "
+        "1.6 GiB): vLLM will refuse to start (KV cache too small for one request); use at "
+        "least 0.104"
+    )
+    enough = seed_config(gpu_memory_utilization=0.11, max_model_len=24576, extra_args=mtp)
+    assert plan_warnings(enough, A40_MIB) == []
     over = plan_warnings(seed_config(gpu_memory_utilization=0.45, max_model_len=8192), A40_MIB)
     assert over[0][0] == "*" and "sums to 1.00" in over[0][1]
-    # The known minimum holds at the default context only; a shorter one needs less.
-    short = plan_warnings(seed_config(gpu_memory_utilization=0.30, max_model_len=8192), A40_MIB)
-    assert not any("below the" in w for _, w in short)
+    # The whole default context needs its KV cache: 0.20 is below that, 0.30 is not.
+    whole = plan_warnings(seed_config(gpu_memory_utilization=0.20), A40_MIB)
+    assert any("0.2 gives 9.0 GiB, below the 11.0 GiB" in w for _, w in whole)
+    wider = plan_warnings(seed_config(gpu_memory_utilization=0.30), A40_MIB)
+    assert not any("below" in w for _, w in wider)
     custom = seed_config(min_memory_gib=30.0, max_model_len=8192)
-    assert "below the 30 GiB" in dict(plan_warnings(custom, A40_MIB))["glm-ocr"]
+    assert (
+        "below the 30 GiB of its min_memory_gib" in dict(plan_warnings(custom, A40_MIB))["glm-ocr"]
+    )
 
 
 def _view(procs: list[dict[str, Any]], vllm: list[dict[str, Any]], used: int) -> MonitorView:

@@ -9,13 +9,15 @@ Five kinds, each with ``max_diffs`` (Levenshtein edits allowed, after folding):
   ``down``, ``left``, ``right``) and headings (``top_heading``: the topmost non-empty cell
   of its column, ``left_heading``: the leftmost of its row) match; tables are read by
   tables.py, so HTML and Markdown tables count alike and spans cover every slot they fill;
-- ``repeat``: the text appears exactly ``count`` times in the folded page (``max_diffs``
-  must be 0; folding removes spaces, so an occurrence inside a longer word counts).
+- ``repeat``: the text appears exactly ``count`` times as a whole run of words, no letter
+  or digit touching either end (``max_diffs`` must be 0). Chinese has no spaces, so a run
+  there ends at punctuation, a line break or a tag: 租金 inside 每月租金为 does not count.
 
-Folding (both sides): NFKC, ``<br>`` as a space, bold/italic markers and ``<b>``/``<i>``/
-``<strong>``/``<em>`` tags removed, quotes and dashes unified, then every space removed
-(Chinese has none and engines disagree on them), case kept. A critical string of a suite
-document is a ``present`` test with ``max_diffs = 0``: :func:`critical_tests`.
+Folding (both sides): NFKC, HTML tags as spaces (so HTML and Markdown answers read alike)
+and entities unescaped, bold/italic markers removed, quotes and dashes unified, then every
+space removed (Chinese has none and engines disagree on them), case kept. A critical
+string of a suite document is a ``present`` test with ``max_diffs = 0``:
+:func:`critical_tests`.
 
 Tags slice the results and never decide a verdict: a script (ISO 15924, ``Hani``,
 ``Latn``), a language (ISO 639-3, ``zho``, ``eng``), a role (``header_footer``,
@@ -27,6 +29,7 @@ text and its tests: passed/total per kind and per tag, summable over pages.
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -106,21 +109,32 @@ def critical_tests(critical: Iterable[str], page: int = 1) -> tuple[Present, ...
 
 # Folding -----------------------------------------------------------------------------------
 
-_BR = re.compile(r"<\s*br\s*/?\s*>", re.I)
-_EMPHASIS_TAG = re.compile(r"<\s*/?\s*(b|i|strong|em)\s*>", re.I)
+_TAG = re.compile(r"<[^<>\n]{1,200}>")
 _EMPHASIS = re.compile(r"\*\*|__|(?<!\w)[*_]|[*_](?!\w)")
 _QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'", "‚": "'", "–": "-",
                          "—": "-", "‑": "-", "‒": "-", "−": "-", "µ": "μ"})  # fmt: skip
 _SPACE = re.compile(r"\s+")
 
 
+def _plain(text: str) -> str:
+    """NFKC, HTML tags as spaces and entities unescaped, emphasis marks gone, quotes and
+    dashes unified, whitespace runs as one space."""
+    t = _TAG.sub(" ", unicodedata.normalize("NFKC", text))
+    t = _EMPHASIS.sub("", html.unescape(t))
+    return _SPACE.sub(" ", t.translate(_QUOTES))
+
+
 def fold(text: str) -> str:
     """The form both a test's strings and a page's text are compared in (module docstring)."""
-    t = unicodedata.normalize("NFKC", text)
-    t = _BR.sub(" ", t)
-    t = _EMPHASIS_TAG.sub("", t)
-    t = _EMPHASIS.sub("", t)
-    return _SPACE.sub("", t.translate(_QUOTES))
+    return _SPACE.sub("", _plain(text))
+
+
+def _count_runs(text: str, page: str) -> int:
+    """How often ``text`` appears as a whole run of words (spaces between its characters
+    allowed, no letter or digit touching either end), as Omni Parse Bench counts."""
+    chars = [re.escape(c) for c in fold(text)]
+    pattern = r"(?<![^\W_])" + r"\s*".join(chars) + r"(?![^\W_])"
+    return len(re.findall(pattern, _plain(page)))
 
 
 def _starts(needle: str, hay: str, max_diffs: int) -> list[int]:
@@ -160,7 +174,7 @@ def run_test(test: PageTest, text: str, tables: Sequence[Table] | None = None) -
             test, ok, "" if ok else f"{test.before[:30]!r} not before {test.after[:30]!r}"
         )
     if isinstance(test, Repeat):
-        n = hay.count(fold(test.text))
+        n = _count_runs(test.text, text)
         ok = n == test.count
         return Verdict(
             test, ok, "" if ok else f"{test.text[:40]!r} appears {n}x, not {test.count}x"

@@ -1,5 +1,9 @@
+import json
+from pathlib import Path
+
 import pytest
 
+from ocrtui.compare.bench_suites import load_omni_parse_bench
 from ocrtui.compare.page_tests import (
     Absent,
     Order,
@@ -51,8 +55,10 @@ def test_folding_drops_markup_spaces_and_typography() -> None:
         (Order(before="第一条", after="第二条"), True),
         (Order(before="第二条", after="第一条"), False),
         (Order(before="第一条", after="第九条"), False),
-        (Repeat(text="租金", count=2), True),
-        (Repeat(text="租金", count=1), False),
+        (Repeat(text="第一条", count=1), True),
+        (Repeat(text="第一条", count=2), False),
+        (Repeat(text="租金", count=0), True),  # only inside longer runs (租金为每月)
+        (Repeat(text="age", count=0), True),  # only inside "Page"
         (TableCell(cell="2", relations=(("top_heading", "数量"), ("left", "门禁卡"))), True),
         (TableCell(cell="2", relations=(("up", "3"), ("right", "¥50"))), True),
         (TableCell(cell="2", relations=(("left_heading", "钥匙"),)), False),
@@ -134,3 +140,32 @@ def test_parse_builds_each_kind() -> None:
 def test_parse_errors_name_the_test_and_key(data: dict, message: str) -> None:
     with pytest.raises(PageTestError, match=f"^{message}".replace("(", r"\(")):
         parse_test(data, "x")
+
+
+OMNI = json.loads((Path(__file__).parent / "data" / "omni_parse_bench_verdicts.json").read_text())
+
+
+def test_verdicts_agree_with_omni_parse_bench(tmp_path: Path) -> None:
+    (tmp_path / "gold").mkdir()
+    for page in OMNI["pages"]:
+        gold = json.dumps({"tests": page["tests"]}, ensure_ascii=False)
+        (tmp_path / "gold" / f"{page['id']}.json").write_text(gold, encoding="utf-8")
+    bench = load_omni_parse_bench(tmp_path)
+    assert bench.skipped == {}
+    pages = {p["id"]: p for p in OMNI["pages"]}
+    for doc in bench.suite.documents:
+        page = pages[doc.name]
+        ours = {t.id: run_test(t, page["html"]).passed for t in doc.tests}
+        assert ours == page["verdicts"], doc.name
+        # and so the pass rates per tag, which are sums of verdicts
+        theirs: dict[str, PassCount] = {}
+        for t in doc.tests:
+            one = PassCount(int(page["verdicts"][t.id]), 1)
+            for tag in t.tags:
+                theirs[tag] = theirs.get(tag, PassCount()) + one
+        assert pass_rates(page["html"], doc.tests).by_tag == dict(sorted(theirs.items()))
+
+
+def test_omni_parse_bench_pages_pass_and_fail() -> None:
+    verdicts = [v for p in OMNI["pages"] for v in p["verdicts"].values()]
+    assert 5 < sum(verdicts) < len(verdicts) - 5

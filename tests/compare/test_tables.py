@@ -24,7 +24,7 @@ def test_the_pairs_are_not_all_perfect() -> None:
     assert min(p["teds"] for p in PAIRS) < 0.7
 
 
-def _grid(rows: int = 30, cols: int = 10) -> list[list[str]]:
+def _grid(rows: int = 12, cols: int = 6) -> list[list[str]]:
     return [[f"r{r}c{c}值{(r * 7 + c) % 10}" for c in range(cols)] for r in range(rows)]
 
 
@@ -69,7 +69,7 @@ REFERENCE = _markdown(_grid())
 
 
 def _broken(kind: str) -> str:
-    """The reference's 30x10 table with every character kept and its structure broken, in
+    """The reference's 12x6 table with every character kept and its structure broken, in
     HTML: a GFM table pads or cuts each row to the header's width, so it cannot hold these."""
     rows = [[(t, 1) for t in row] for row in _grid()]
     if kind == "merged cell":  # two cells read as one spanning both
@@ -77,7 +77,7 @@ def _broken(kind: str) -> str:
     elif kind == "dropped row":  # a row break lost: its cells run on in the row above
         rows[7] = rows[7] + rows.pop(8)
     elif kind == "shifted column":  # an empty cell pushes a row's cells one column right
-        rows[12] = [("", 1), *rows[12]]
+        rows[10] = [("", 1), *rows[10]]
     return _html(rows)
 
 
@@ -86,7 +86,7 @@ def test_broken_structure_lowers_teds_while_cer_stays_low(kind: str) -> None:
     output = _broken(kind)
     assert cer(output, REFERENCE) < 0.02
     score = score_tables(output, REFERENCE)
-    assert score is not None
+    assert score is not None and score.teds is not None and score.teds_structure is not None
     assert score.teds < 1.0
     assert score.teds_structure < 1.0
     same = score_tables(_html([[(t, 1) for t in row] for row in _grid()]), REFERENCE)
@@ -97,6 +97,7 @@ def test_missing_table_scores_zero_and_no_reference_table_is_none() -> None:
     score = score_tables("the model wrote prose only", REFERENCE)
     assert score is not None
     assert (score.teds, score.teds_structure, score.tables, score.found) == (0.0, 0.0, 1, 0)
+    assert score.unscored == 0
     assert score_tables(REFERENCE, "no table here") is None
 
 
@@ -106,10 +107,26 @@ def test_tables_pair_in_reading_order() -> None:
     score = score_tables(f"{a}\n\n{b}", f"{a}\n\n{b}")
     assert score is not None and score.teds == 1.0 and score.tables == 2
     swapped = score_tables(f"{b}\n\n{a}", f"{a}\n\n{b}")
-    assert swapped is not None and swapped.teds < 1.0
+    assert swapped is not None and swapped.teds is not None and swapped.teds < 1.0
 
 
 def test_colspan_counts_as_structure() -> None:
     (spanned,) = parse_tables(_html([[("a", 2)], [("b", 1), ("c", 1)]]))
     (flat,) = parse_tables(_html([[("a", 1)], [("b", 1), ("c", 1)]]))
     assert teds(flat, spanned, structure_only=True) < 1.0
+
+
+def test_a_runaway_table_is_not_scored_but_counted() -> None:
+    # A decoding loop's 500-row table against the 30-row reference: minutes of APTED.
+    runaway = _html([[(t, 1) for t in row] for row in _grid(30, 10) * 17])
+    reference = _markdown(_grid(30, 10))
+    score = score_tables(f"{runaway}\n\n{runaway}", f"{reference}\n\n{_html([[('a', 1)]])}")
+    assert score is not None
+    assert (score.tables, score.found, score.unscored) == (2, 2, 1)
+    assert score.teds is not None and score.teds < 0.01  # the second pair alone
+    alone = score_tables(runaway, reference)
+    assert alone is not None and (alone.teds, alone.teds_structure, alone.unscored) == (
+        None,
+        None,
+        1,
+    )

@@ -191,7 +191,7 @@ def _grid(table: Table) -> dict[tuple[int, int], str]:
             while (r, c) in slots:
                 c += 1
             text = fold("".join(t if len(t) == 1 else " " for t in cell.content))
-            for dr in range(cell.rowspan):
+            for dr in range(min(cell.rowspan, len(table.rows) - r)):
                 for dc in range(cell.colspan):
                     slots[(r + dr, c + dc)] = text
             c += cell.colspan

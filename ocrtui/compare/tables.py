@@ -112,9 +112,13 @@ def _table(node: lxml.html.HtmlElement) -> Table:
     return Table(tuple(rows), elements)
 
 
+# HTML's own ceiling for colspan; a model's runaway span is no wider than that.
+MAX_SPAN = 1000
+
+
 def _span(td: lxml.html.HtmlElement, name: str) -> int:
     try:
-        return max(1, int(td.get(name, "1")))
+        return min(MAX_SPAN, max(1, int(td.get(name, "1"))))
     except ValueError:
         return 1
 

@@ -169,3 +169,9 @@ def test_verdicts_agree_with_omni_parse_bench(tmp_path: Path) -> None:
 def test_omni_parse_bench_pages_pass_and_fail() -> None:
     verdicts = [v for p in OMNI["pages"] for v in p["verdicts"].values()]
     assert 5 < sum(verdicts) < len(verdicts) - 5
+
+
+def test_huge_spans_are_bounded() -> None:
+    html = "<table><tr><td rowspan='999999999' colspan='999999999'>x</td><td>y</td></tr></table>"
+    verdict = run_test(TableCell(cell="y", relations=(("left", "x"),)), html)
+    assert verdict.passed

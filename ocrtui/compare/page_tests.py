@@ -23,8 +23,10 @@ Tags slice the results and never decide a verdict: a script (ISO 15924, ``Hani``
 ``Latn``), a language (ISO 639-3, ``zho``, ``eng``), a role (``header_footer``,
 ``caption``, ``heading``, ``footnote``, ``list``, ``code``, ``figure``), a structure
 (``table``, ``math``, ``form``, ``multi_column``) or a rendering (``handwriting``,
-``tiny``, ``rotated``, ``degraded``). :func:`pass_rates` is a pure function of a page's
-text and its tests: passed/total per kind and per tag, summable over pages.
+``tiny``, ``rotated``, ``degraded``). A test given no script tag gets those of its strings
+that ocrtui tells apart itself (``Hani``, ``Latn``; :func:`script_tags`). :func:`pass_rates`
+is a pure function of a page's text and its tests: passed/total per kind and per tag,
+summable over pages.
 """
 
 from __future__ import annotations
@@ -104,7 +106,21 @@ PageTest = Present | Absent | Order | TableCell | Repeat
 
 def critical_tests(critical: Iterable[str], page: int = 1) -> tuple[Present, ...]:
     """A document's critical strings as the ``present`` tests they are."""
-    return tuple(Present(page=page, text=c, id=f"critical:{c}") for c in critical)
+    return tuple(
+        Present(page=page, text=c, tags=script_tags(c), id=f"critical:{c}") for c in critical
+    )
+
+
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
+
+
+def script_tags(text: str) -> frozenset[str]:
+    """The scripts among a text's letters that ocrtui tells apart itself: ``Hani`` (CJK
+    ideographs) and ``Latn``; digits and punctuation have none."""
+    return frozenset(
+        tag for tag, pattern in (("Hani", _HAN), ("Latn", _LATIN)) if pattern.search(text)
+    )
 
 
 # Folding -----------------------------------------------------------------------------------
@@ -359,7 +375,11 @@ def parse_test(data: Mapping[str, object], where: str) -> PageTest:
     test_id = data.get("id", "")
     if not isinstance(test_id, str):
         raise fail("id", "must be a string")
-    frozen_tags = frozenset(tags)
+    given = frozenset(tags)
+    # A test with no script tag gets the scripts of its strings, so Chinese and English
+    # tests can be scored apart without tagging each by hand.
+    scripts = frozenset().union(*(script_tags(v) for v in strings.values()))
+    frozen_tags = given if any(_SCRIPT.fullmatch(t) for t in given) else given | scripts
     if kind == "present":
         return Present(page, max_diffs, frozen_tags, test_id, text=strings["text"])
     if kind == "absent":

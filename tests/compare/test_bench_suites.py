@@ -108,10 +108,10 @@ def test_omni_parse_bench_folder_loads_as_a_suite(tmp_path: Path) -> None:
     assert p2.path == tmp_path / "pages" / "p2.png"
     assert p1.tests == (
         Present(text="房屋交付确认书", tags=frozenset({"Hani", "zho"}), id="a"),
-        Order(before="第一条", after="第二条", id="b"),
-        Repeat(text="甲方", count=2, id="c"),
-        TableCell(cell="3", relations=(("top_heading", "数量"),), tags=frozenset({"table"}),
-                  id="d"),
+        Order(before="第一条", after="第二条", tags=frozenset({"Hani"}), id="b"),
+        Repeat(text="甲方", count=2, tags=frozenset({"Hani"}), id="c"),
+        TableCell(cell="3", relations=(("top_heading", "数量"),),
+                  tags=frozenset({"table", "Hani"}), id="d"),
     )  # fmt: skip
     assert bench.skipped == {
         "present with number or LaTeX args": 1,

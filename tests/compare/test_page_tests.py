@@ -119,7 +119,14 @@ def test_parse_builds_each_kind() -> None:
     assert t == TableCell(cell="2", relations=(("top_heading", "数量"),),
                           tags=frozenset({"Hani", "table"}))  # fmt: skip
     r = parse_test({"kind": "repeat", "text": "租金", "count": 2, "page": 3}, "x")
-    assert r == Repeat(page=3, text="租金", count=2)
+    assert r == Repeat(page=3, text="租金", count=2, tags=frozenset({"Hani"}))
+    mixed = parse_test({"kind": "present", "text": "甲方 Alice"}, "x")
+    assert mixed.tags == {"Hani", "Latn"}
+    digits = parse_test({"kind": "present", "text": "31011519900307123X"}, "x")
+    assert digits.tags == {"Latn"}  # the X
+    given = parse_test({"kind": "present", "text": "甲方", "tags": ["Latn", "caption"]}, "x")
+    assert given.tags == {"Latn", "caption"}  # a given script is not second-guessed
+    assert parse_test({"kind": "present", "text": "4,500.00"}, "x").tags == frozenset()
 
 
 @pytest.mark.parametrize(

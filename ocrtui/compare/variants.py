@@ -4,8 +4,10 @@ flip between them).
 
 :func:`degrade` is pure and deterministic per seed: the same image, variant and seed give
 the same pixels; each variant draws from its own stream (the seed mixed with its name), so
-adding a variant never changes another's. Pillow and numpy only (augraphy's print/scan
-pipeline pulls in a second OpenCV, numba, scikit-learn and scikit-image).
+adding a variant never changes another's. Pillow and numpy only: augraphy 8.2.6's print/scan
+pipeline pulls in a second OpenCV (opencv-python beside opencv-python-headless), numba,
+scikit-learn and scikit-image, and its default pipeline took 5-18 s an A4 page at 200 DPI
+on this project's 2-core machine (3.7 s to import), against 0.1-0.9 s a variant here.
 
 - ``clean``: the page as rendered;
 - ``scan``: a photocopy: grey, contrast and brightness off, a slight tilt (under 1°),

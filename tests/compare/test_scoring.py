@@ -154,3 +154,34 @@ def test_structure_score_of_formulas_and_tests() -> None:
     assert score.formulas is not None and 0 < score.formulas.distance < 0.2
     assert score.tests is not None and score.tests.overall.rate == 0.0
     assert score_structure(output, None).formulas is None
+
+
+_MARKUP = st.lists(
+    st.sampled_from(
+        ["<table>", "</table>", "<tr>", "<td>", "</td>", "<th colspan='2'>", "<td rowspan=x>",
+         "|", "| a |", "\n|---|", "\n", "$$", "\\[", "\\]", "\\begin{align}", "\\end{align}",
+         "{", "}", "第一条", "x", "<br>", "**", "\x00", "&amp;", "<!--", "<"]
+    )
+    | st.text(max_size=4),
+    max_size=30,
+).map("".join)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(_MARKUP, _MARKUP)
+def test_structure_scores_take_any_text(output: str, reference: str) -> None:
+    from ocrtui.compare.page_tests import Order, PageTest, Present, Repeat, TableCell
+
+    tests: list[PageTest] = [
+        Present(text="第一条"),
+        Order(before="x", after="a"),
+        Repeat(text="x", count=1),
+        TableCell(cell="a", relations=(("up", "x"),)),
+    ]
+    score = score_structure(output, reference, tests)
+    if score.tables is not None and score.tables.teds is not None:
+        assert 0.0 <= score.tables.teds <= 1.0
+        assert score.tables.teds_structure is not None and 0.0 <= score.tables.teds_structure <= 1
+    if score.formulas is not None:
+        assert 0.0 <= score.formulas.distance <= 1.0
+    assert score.tests is not None and score.tests.overall.total == 4

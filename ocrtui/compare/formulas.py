@@ -13,10 +13,11 @@ kept), ``\\left``/``\\right``, ``\\displaystyle``, spacing commands and every sp
 deleted as substrings; the result is lowercased. The distance is Levenshtein over the longer
 normalised string, from 0 (same) to 1.
 
-Each reference formula is paired with the output formula nearest to it, one to one, nearest
-pairs first (OmniDocBench pairs them by an optimal assignment; with a handful of formulas a
-page the greedy pairing almost always agrees); a reference formula left without a partner
-scores 1. A page's figure is the mean over its reference's formulas.
+Each reference formula is paired with the output formula nearest to it (display or inline:
+a model may set a display formula inline), one to one, nearest pairs first (OmniDocBench
+pairs them by an optimal assignment; with a handful of formulas a page the greedy pairing
+almost always agrees); a reference formula left without a partner scores 1. A page's
+figure is the mean over its reference's formulas.
 
 CDM (Character Detection Matching, UniMERNet's metric and OmniDocBench's headline formula
 score) renders both formulas with LaTeX and matches the drawn characters; no installable
@@ -68,28 +69,29 @@ class FormulaScore:
 
     distance: float  # mean normalised edit distance over the reference's formulas, 0 to 1
     formulas: int  # display formulas in the reference
-    found: int  # display formulas in the output
+    found: int  # formulas in the output, inline ones included
 
 
-def formula_regions(text: str) -> list[str]:
-    """The display formulas of a page's text (Markdown with LaTeX), as written, in order."""
-    if "$$" not in text and "\\[" not in text and "\\begin" not in text:
+def formula_regions(text: str, *, inline: bool = False) -> list[str]:
+    """The display formulas of a page's text (Markdown with LaTeX), as written, in order;
+    with ``inline``, its inline math (``$…$``, ``\\(…\\)``) too."""
+    if not any(m in text for m in ("$", "\\[", "\\begin", "\\(")):
         return []
     nodes, _, _ = LatexWalker(text, tolerant_parsing=True).get_latex_nodes()
     out: list[str] = []
-    _collect(nodes or [], out)
+    _collect(nodes or [], out, inline)
     return out
 
 
-def _collect(nodes: list[LatexNode], out: list[str]) -> None:
+def _collect(nodes: list[LatexNode], out: list[str], inline: bool) -> None:
     for node in nodes:
-        display = isinstance(node, LatexMathNode) and node.displaytype == "display"
-        if display or (
+        math = isinstance(node, LatexMathNode) and (inline or node.displaytype == "display")
+        if math or (
             isinstance(node, LatexEnvironmentNode) and node.environmentname in _MATH_ENVIRONMENTS
         ):
             out.append(node.latex_verbatim())
         elif isinstance(node, LatexGroupNode | LatexEnvironmentNode):
-            _collect(node.nodelist or [], out)
+            _collect(node.nodelist or [], out, inline)
 
 
 def normalize_formula(latex: str) -> str:
@@ -119,7 +121,8 @@ def score_formulas(output: str, reference: str) -> FormulaScore | None:
     refs = [normalize_formula(f) for f in formula_regions(reference)]
     if not refs:
         return None
-    outs = [normalize_formula(f) for f in formula_regions(output)]
+    # A model may set a display formula inline: any of its math may be the partner.
+    outs = [normalize_formula(f) for f in formula_regions(output, inline=True)]
     pairs = sorted(
         (float(Levenshtein.normalized_distance(o, r)), i, j)
         for i, r in enumerate(refs)

@@ -57,7 +57,8 @@ def test_display_formulas_are_found_in_order_inline_math_is_not() -> None:
 
 def test_page_score_pairs_formulas_nearest_first_and_missing_ones_cost_one() -> None:
     same = score_formulas(PAGE, PAGE)
-    assert same is not None and same.distance == 0.0 and (same.formulas, same.found) == (3, 3)
+    # found: the 3 display formulas, $E$ and "$5 or $" (prices read as math)
+    assert same is not None and same.distance == 0.0 and (same.formulas, same.found) == (3, 5)
     shuffled = "\\[ \\int_0^1 f(x)\\,dx \\]\n\n$$E = mc^{2}$$\n"
     partial = score_formulas(shuffled, PAGE)
     assert partial is not None and partial.found == 2
@@ -65,3 +66,10 @@ def test_page_score_pairs_formulas_nearest_first_and_missing_ones_cost_one() -> 
     wrong = score_formulas(PAGE.replace("mc^{2}", "mc^{3}"), PAGE)
     assert wrong is not None and 0 < wrong.distance < 0.1
     assert score_formulas(PAGE, "no formulas here") is None
+
+
+def test_a_display_formula_set_inline_still_pairs() -> None:
+    reference = "Energy:\n\n$$E = mc^{2}$$\n"
+    inline = score_formulas("Energy: $E = mc^{2}$ as usual.", reference)
+    assert inline is not None and inline.distance == 0.0 and inline.found == 1
+    assert formula_regions("$x$ and \\(y\\)", inline=True) == ["$x$", "\\(y\\)"]

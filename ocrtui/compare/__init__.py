@@ -23,7 +23,11 @@ connection errors with backoff; HTTP errors and timeouts recorded; each outcome 
 whether it is `transient` or `fatal` for the model), `gate` (`RunGate`: the link's and
 each model's pauses, `SnapshotGate` over the Controller's snapshots, with `--auto-restart`
 through its `restart`), `scoring`
-(normalization, CER, critical strings, flags), `store` (run directory, append+fsync on one
+(normalization, CER, critical strings, flags; `score_structure` for what CER cannot see),
+`tables` (TEDS/TEDS-S of HTML or Markdown tables), `formulas` (normalised LaTeX edit
+distance per display formula), `page_tests` (tests by tag and their pass rates),
+`bench_suites` (olmOCR-bench and Omni Parse Bench files as suites), `variants` (degraded
+page copies, `--variants` parsing), `store` (run directory, append+fsync on one
 thread, resume, compact in-memory records), `tally` (per-page scores and agreement as
 results arrive), `events` (the event types), `history` (EventHistory: what a late
 subscriber replays, bounded), `runner` (the protocol), `report` (summary.json, report.md,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 from ocrtui.compare.pages import ALL_PAGES, PageRangeError, PageSpec
 from ocrtui.userfiles import (
@@ -24,6 +24,9 @@ from ocrtui.userfiles import (
     display_path,
     read_text,
 )
+
+if TYPE_CHECKING:
+    from ocrtui.compare.page_tests import PageTest
 
 Category = Literal["zh_contract", "en_latex", "table", "id_card", "handwriting", "other"]
 CATEGORIES: tuple[str, ...] = get_args(Category)
@@ -49,6 +52,8 @@ class DocumentSpec:
     # next to the document (X.p3.md / X.p3.txt, or X.md / X.txt for one-page documents).
     reference: str | None = None
     critical: tuple[str, ...] = ()
+    # Yes/no tests on its pages (page_tests.py), each naming its page.
+    tests: tuple[PageTest, ...] = ()
     # Never written to any run file.
     password: str | None = field(default=None, repr=False)
 
@@ -152,6 +157,11 @@ def inspect_document(spec: DocumentSpec, limits: FileLimits = DEFAULT_LIMITS) ->
         pages = tuple(spec.pages.select(count))
     except PageRangeError as exc:
         raise DocumentError(f"{shown}: {exc}") from None
+    beyond = sorted({t.page for t in spec.tests if t.page > count})
+    if beyond:
+        raise DocumentError(
+            f"{shown}: tests for page(s) {_pages_text(beyond)} but it has {count} page(s)"
+        )
     if spec.reference == TEXT_LAYER:
         refs = {p: text_layer[p] for p in pages}
         empty = [p for p in pages if not refs[p].strip()]

@@ -16,6 +16,11 @@ Normalization (both sides, in this order):
 
 *Strict* keeps punctuation; *lenient* also drops every character that is not a letter,
 digit or CJK character (Unicode ``\\w``), like OmniDocBench's ``clean_string``.
+
+CER cannot see structure (the normalisation deletes table pipes and cell tags), so a page
+also gets a :class:`StructureScore` (:func:`score_structure`): TEDS/TEDS-S of its tables
+(tables.py), the normalised edit distance of its display formulas (formulas.py) and the
+pass rates of its tests (page_tests.py).
 """
 
 from __future__ import annotations
@@ -23,11 +28,16 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from rapidfuzz.distance import Levenshtein
+
+if TYPE_CHECKING:
+    from ocrtui.compare.formulas import FormulaScore
+    from ocrtui.compare.page_tests import PageTest, PassRates
+    from ocrtui.compare.tables import TableScore
 
 _FENCE = re.compile(r"^\s*(```|~~~).*$", re.M)
 _BLOCK_TAG = re.compile(r"<\s*(br|/p|/div|/tr|/li|/h\d)\s*/?\s*>", re.I)
@@ -145,6 +155,33 @@ def corpus_cer(counts: Iterable[EditCount]) -> float | None:
     if n == 0:
         return None
     return edits / length if length else 0.0
+
+
+@dataclass(frozen=True)
+class StructureScore:
+    """What CER cannot see on one page; None where the page has nothing of that kind."""
+
+    tables: TableScore | None  # the reference has no table, or there is no reference
+    formulas: FormulaScore | None  # the reference has no display formula, or none
+    tests: PassRates | None  # the page has no tests
+
+
+def score_structure(
+    text: str, reference: str | None, tests: Sequence[PageTest] = ()
+) -> StructureScore:
+    """Tables, formulas and tests of one page's text. CPU-bound and blocking (TEDS on a
+    30x10 table takes about 2 s on two cores): callers on the event loop run it in a thread."""
+    # Imported here: their parsers (lxml, markdown-it, pylatexenc, apted) cost 0.3 s, and
+    # most importers of this module (the report, the dashboard) never score structure.
+    from ocrtui.compare.formulas import score_formulas
+    from ocrtui.compare.page_tests import pass_rates
+    from ocrtui.compare.tables import score_tables
+
+    return StructureScore(
+        None if reference is None else score_tables(text, reference),
+        None if reference is None else score_formulas(text, reference),
+        pass_rates(text, tests) if tests else None,
+    )
 
 
 DiffKind = Literal["same", "missing", "extra"]

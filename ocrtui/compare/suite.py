@@ -8,6 +8,13 @@ critical strings. Every problem is a ConfigError naming the file, the key and th
     pages = "1-3"                       # optional page spec
     reference = "refs/lease.p{page}.md" # optional: sidecar pattern, or "text-layer"
     critical = ["¥4,500.00", "2026年3月1日"]
+    [[documents.tests]]                 # optional: yes/no tests on one page (page_tests.py)
+    kind = "order"                      # present absent order table_cell repeat
+    page = 1                            # default 1
+    before = "第一条"
+    after = "第二条"
+    max_diffs = 0                       # edits allowed; default 0
+    tags = ["Hani", "zho"]              # script, language, role, rendering
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ from pathlib import Path
 from typing import Any, cast
 
 from ocrtui.compare.documents import CATEGORIES, TEXT_LAYER, Category, DocumentSpec, unique_names
+from ocrtui.compare.page_tests import PageTest, PageTestError, parse_test
 from ocrtui.compare.pages import ALL_PAGES, parse_page_spec
 from ocrtui.errors import ConfigError, InputError
 from ocrtui.userfiles import UserFileError, display_path, load_toml
 
-_DOC_KEYS = {"path", "name", "category", "pages", "reference", "critical"}
+_DOC_KEYS = {"path", "name", "category", "pages", "reference", "critical", "tests"}
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,15 @@ def parse_suite(data: dict[str, Any], path: Path, *, password: str | None = None
             isinstance(c, str) and c.strip() for c in critical
         ):
             raise fail(f"{at}.critical", "must be a list of non-empty strings")
+        raw_tests = d.get("tests", [])
+        if not isinstance(raw_tests, list) or not all(isinstance(t, dict) for t in raw_tests):
+            raise fail(f"{at}.tests", "must be a list of [[documents.tests]] tables")
+        tests: list[PageTest] = []
+        for j, t in enumerate(raw_tests):
+            try:
+                tests.append(parse_test(t, f"{at}.tests[{j}]"))
+            except PageTestError as exc:
+                raise ConfigError(f"{display_path(path)}: {exc}") from None
         doc_path = base / d["path"]
         specs.append(
             DocumentSpec(
@@ -95,6 +112,7 @@ def parse_suite(data: dict[str, Any], path: Path, *, password: str | None = None
                 pages=pages,
                 reference=reference,
                 critical=tuple(critical),
+                tests=tuple(tests),
                 password=password,
             )
         )

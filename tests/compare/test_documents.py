@@ -9,6 +9,7 @@ from ocrtui.compare.documents import (
     expand_inputs,
     inspect_document,
 )
+from ocrtui.compare.page_tests import Present
 from ocrtui.compare.pages import parse_page_spec
 from ocrtui.compare.scoring import cer
 from tests.plugins.compare_inputs import MakePdf
@@ -48,6 +49,14 @@ def test_reference_pattern_missing_page_is_a_document_error(make_pdf: MakePdf) -
     path = make_pdf("doc.pdf", ["a"])
     with pytest.raises(DocumentError, match=r"reference for page 1: .*file not found"):
         inspect_document(spec(path, reference=str(path.parent / "refs/doc.p{page}.txt")))
+
+
+def test_tests_beyond_the_last_page_are_a_document_error(make_pdf: MakePdf) -> None:
+    path = make_pdf("doc.pdf", ["a", "b"])
+    ok = (Present(page=2, text="b"),)
+    assert inspect_document(spec(path, tests=ok)).page_count == 2
+    with pytest.raises(DocumentError, match=r"tests for page\(s\) 3 but it has 2 page"):
+        inspect_document(spec(path, tests=(*ok, Present(page=3, text="c"))))
 
 
 def test_bad_pdfs(tmp_path: Path, make_pdf: MakePdf) -> None:

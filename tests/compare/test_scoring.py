@@ -10,6 +10,7 @@ from ocrtui.compare.scoring import (
     edit_count,
     flags_for,
     normalize,
+    score_structure,
 )
 
 
@@ -115,3 +116,72 @@ def test_normalize_is_stable_where_one_pass_is_not(text: str) -> None:
 def test_normalize_is_idempotent_and_never_raises(text: str, lenient: bool) -> None:
     once = normalize(text, lenient=lenient)
     assert normalize(once, lenient=lenient) == once
+
+
+def _sample_table_reference() -> str:
+    from ocrtui.compare.sample_suite import TABLE_ROWS, TABLE_TITLE
+
+    md = [f"| {' | '.join(TABLE_ROWS[0])} |", "|" + "---|" * len(TABLE_ROWS[0])]
+    md += [f"| {' | '.join(r)} |" for r in TABLE_ROWS[1:]]
+    return "\n".join([f"# {TABLE_TITLE}", *md])
+
+
+def test_broken_table_structure_shows_in_teds_not_in_cer() -> None:
+    from ocrtui.compare.sample_suite import TABLE_ROWS, TABLE_TITLE
+
+    reference = _sample_table_reference()
+    rows = [list(r) for r in TABLE_ROWS]
+    rows[1] += rows.pop(2)  # a row break lost: 水表读数's cells run on after the keys
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    output = f"# {TABLE_TITLE}\n\n<table>{body}</table>"
+    assert cer(output, reference) == 0.0
+    score = score_structure(output, reference)
+    tables = score.tables
+    assert tables is not None and tables.teds is not None and tables.teds_structure is not None
+    assert tables.teds < 0.95 and tables.teds_structure < 0.95
+    assert score.formulas is None and score.tests is None
+    clean = score_structure(reference, reference)
+    assert clean.tables is not None and clean.tables.teds == 1.0
+
+
+def test_structure_score_of_formulas_and_tests() -> None:
+    from ocrtui.compare.page_tests import Order
+
+    reference = "Loss:\n\n$$L = \\lambda \\|\\theta\\|^2$$\n\n第一条 第二条"
+    output = "Loss:\n\n$$L = \\lambda \\|\\theta\\|^3$$\n\n第二条 第一条"
+    score = score_structure(output, reference, [Order(before="第一条", after="第二条")])
+    assert score.tables is None
+    assert score.formulas is not None and 0 < score.formulas.distance < 0.2
+    assert score.tests is not None and score.tests.overall.rate == 0.0
+    assert score_structure(output, None).formulas is None
+
+
+_MARKUP = st.lists(
+    st.sampled_from(
+        ["<table>", "</table>", "<tr>", "<td>", "</td>", "<th colspan='2'>", "<td rowspan=x>",
+         "|", "| a |", "\n|---|", "\n", "$$", "\\[", "\\]", "\\begin{align}", "\\end{align}",
+         "{", "}", "第一条", "x", "<br>", "**", "\x00", "&amp;", "<!--", "<"]
+    )
+    | st.text(max_size=4),
+    max_size=30,
+).map("".join)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(_MARKUP, _MARKUP)
+def test_structure_scores_take_any_text(output: str, reference: str) -> None:
+    from ocrtui.compare.page_tests import Order, PageTest, Present, Repeat, TableCell
+
+    tests: list[PageTest] = [
+        Present(text="第一条"),
+        Order(before="x", after="a"),
+        Repeat(text="x", count=1),
+        TableCell(cell="a", relations=(("up", "x"),)),
+    ]
+    score = score_structure(output, reference, tests)
+    if score.tables is not None and score.tables.teds is not None:
+        assert 0.0 <= score.tables.teds <= 1.0
+        assert score.tables.teds_structure is not None and 0.0 <= score.tables.teds_structure <= 1
+    if score.formulas is not None:
+        assert 0.0 <= score.formulas.distance <= 1.0
+    assert score.tests is not None and score.tests.overall.total == 4

@@ -7,6 +7,7 @@ import tomli_w
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ocrtui.compare.page_tests import Order, Present
 from ocrtui.compare.suite import load_suite
 from ocrtui.errors import ConfigError
 
@@ -54,6 +55,18 @@ path = "scan.png"
         ("[[documents]]\npath = 'a.pdf'\ncritical = 'x'", "documents[0].critical", "list"),
         ("[[documents]]\npath = 1", "documents[0].path", "string"),
         ("name = 'x'", "documents", "at least one"),
+        ("[[documents]]\npath = 'a.pdf'\ntests = 'x'", "documents[0].tests", "list"),
+        (
+            "[[documents]]\npath = 'a.pdf'\n[[documents.tests]]\nkind = 'present'",
+            "documents[0].tests[0].text",
+            "missing",
+        ),
+        (
+            "[[documents]]\npath = 'a.pdf'\n[[documents.tests]]\nkind = 'present'\ntext = 'ab'"
+            "\ntags = ['Chinese']",
+            "documents[0].tests[0].tags",
+            "unknown 'Chinese'",
+        ),
         ("docs = []", "docs", "unknown key"),
     ],
 )
@@ -76,13 +89,16 @@ def test_unreadable_suite_files(tmp_path: Path) -> None:
 
 
 _KEYS = st.sampled_from(
-    ["name", "documents", "path", "category", "pages", "reference", "critical", "x"]
-)
+    ["name", "documents", "path", "category", "pages", "reference", "critical", "tests", "kind",
+     "text", "max_diffs", "tags", "x"]
+)  # fmt: skip
 _SCALARS = (
     st.text(max_size=8)
     | st.integers()
     | st.booleans()
-    | st.sampled_from(["zh_contract", "1-3", "text-layer", "{page}.md", "a.pdf", "3-1"])
+    | st.sampled_from(
+        ["zh_contract", "1-3", "text-layer", "{page}.md", "a.pdf", "3-1", "present", "Hani"]
+    )
 )
 _VALUES = st.recursive(
     _SCALARS,
@@ -125,3 +141,27 @@ def test_suite_nested_too_deeply_is_one_error(tmp_path: Path) -> None:
     p = write(tmp_path, "name = " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_suite(p)
+
+
+def test_documents_carry_their_tests(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        """
+[[documents]]
+path = "lease.pdf"
+[[documents.tests]]
+kind = "order"
+before = "第一条"
+after = "第二条"
+tags = ["Hani", "zho"]
+[[documents.tests]]
+kind = "present"
+page = 2
+text = "110101199003071234"
+""",
+    )
+    (doc,) = load_suite(p).documents
+    assert doc.tests == (
+        Order(before="第一条", after="第二条", tags=frozenset({"Hani", "zho"})),
+        Present(page=2, text="110101199003071234"),
+    )

@@ -72,7 +72,6 @@ import argparse
 import asyncio
 import functools
 import glob
-import hashlib
 import json
 import os
 import re
@@ -84,8 +83,8 @@ import tarfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,8 +109,6 @@ SERVE_ENV = {
 }
 SPEC_FLAG = "--speculative-config"
 PUBLISHED_MTP = '{"method": "mtp", "num_speculative_tokens": 3}'
-# A fixed revision: the cache layout needs one, and the same one every run.
-REVISION = hashlib.sha1(b"ocrtui seed models, random weights").hexdigest()
 MAX_TOKENS = 256  # random weights rarely stop: every request generates about this many
 
 
@@ -186,6 +183,10 @@ class Options:
     concurrency: int = 5
     pdf: str | None = None
 
+    def glm_from_b(self) -> bool:
+        """Whether step b's no-MTP start can serve step c where step a's GLM-OCR failed."""
+        return {"b", "c"} <= set(self.steps) and "no-mtp" in self.variants
+
 
 # --- pure parts: configs, log reading, tables (tested on any machine) ----------------------
 
@@ -224,13 +225,15 @@ def model_entry(
     utilization: float,
     log: Path,
     hf_home: Path,
+    served_from: str | None = None,
     extra: tuple[str, ...] = (),
     env: tuple[tuple[str, str], ...] = (),
     own_site: bool = True,
     ready_timeout_s: float = 400.0,
 ) -> dict[str, Any]:
     """A [[models]] entry: the example's flags for ``seed``, served offline from the
-    Hugging Face cache ``hf_home``; ``own_site=False`` leaves LightOnOCR-2's site out."""
+    Hugging Face cache ``hf_home`` (or the folder ``served_from``); ``own_site=False``
+    leaves LightOnOCR-2's site out."""
     entry = dict(example)
     entry.pop("start_order", None)
     entry.pop("min_memory_gib", None)  # the preflight's own figure is what is measured
@@ -244,7 +247,7 @@ def model_entry(
     }
     entry.update(
         name=name,
-        model=seed.hub_id,
+        model=served_from or seed.hub_id,
         port=port,
         gpu_memory_utilization=utilization,
         log_file=str(log),
@@ -399,7 +402,7 @@ def _lines(title: str, keys: list[str], rows: list[dict[str, Any]]) -> list[str]
         return []
     out = [title]
     for r in rows:
-        out.append(f"{r.get('label')}:")
+        out.append(f"{r.get('label')} {r.get('name')}:")
         out += [f"    {k}: {_cell(r.get(k))}" for k in keys if r.get(k)]
     return [*out, ""]
 
@@ -432,6 +435,7 @@ def format_tables(records: list[dict[str, Any]]) -> str:
         [
             "step",
             "label",
+            "name",
             "utilization",
             "planned_mib",
             "ready",
@@ -451,6 +455,7 @@ def format_tables(records: list[dict[str, Any]]) -> str:
     out += _table(
         "pages (step c): prompt tokens reported vs predicted",
         [
+            "run",
             "model",
             "doc",
             "page",
@@ -462,7 +467,7 @@ def format_tables(records: list[dict[str, Any]]) -> str:
         ],
         by.get("page", []),
     )
-    out += _table("phases (step c)", ["model", "phase", "stats"], by.get("phase", []))
+    out += _table("phases (step c)", ["run", "model", "phase", "stats"], by.get("phase", []))
     out += _table("skipped", ["what", "why"], by.get("skipped", []))
     out += _table("errors", ["what", "error"], by.get("error", []))
     return "\n".join(out)
@@ -557,6 +562,13 @@ class Memory:
             self.held[who] = mib
             return True
 
+    def keep_only(self, who: str, mib: int) -> None:
+        """``who`` now holds ``mib`` (a model that failed to start freed its share)."""
+        with self.cond:
+            if who in self.held:
+                self.held[who] = mib
+            self.cond.notify_all()
+
     def give(self, who: str) -> None:
         with self.cond:
             self.held.pop(who, None)
@@ -570,14 +582,16 @@ class Run:
         self.logs = logs
         self.deadline = time.monotonic() + opts.budget_s - 45  # room to pack
         self.hf_home = WORK / "hf"
+        self.pod = WORK / "pod"  # the one pod workdir of every config (it must exist)
+        self.pod.mkdir(parents=True, exist_ok=True)
         self.vllm = gpu_cli.vllm_entry(WORK)
         self.example = example_models()
-        self.total_mib = cuda_total_mib()
+        self.total_mib = smi_total_mib()  # until the checkpoint writer says CUDA's
         self.memory = Memory(self.total_mib)
+        self.served_from: dict[str, str] = {}  # hub id -> snapshot folder, where ids fail
         self.ready: dict[str, tuple[dict[str, Any], Path]] = {}  # served name -> entry, config
         self.glm_for_compare = threading.Event()
         self.compare_done = threading.Event()
-        self.start_gate = threading.Lock()  # held by starts whose memory profile must be clean
         os.environ["HF_HOME"] = str(self.hf_home)
         os.environ.update(SERVE_ENV)
 
@@ -598,13 +612,21 @@ class Run:
     # checkpoints ---------------------------------------------------------------------------
 
     def checkpoints(self) -> None:
-        for seed in SEEDS:
-            repo = self.hf_home / "hub" / f"models--{seed.hub_id.replace('/', '--')}"
-            snap = repo / "snapshots" / REVISION
-            (repo / "refs").mkdir(parents=True, exist_ok=True)
-            (repo / "refs" / "main").write_text(REVISION)
-            info = seed_checkpoint.write_checkpoint(SEED / seed.folder, snap)
-            self.rec.record("checkpoint", model=seed.hub_id, **info)
+        # In a process of its own: the driver holds no CUDA context (nvidia-smi shows servers).
+        proc = subprocess.run(
+            [sys.executable, str(Path(seed_checkpoint.__file__)),
+             *(f"{s.hub_id}={SEED / s.folder}" for s in SEEDS)],
+            capture_output=True, text=True, timeout=300, env=dict(os.environ),
+        )  # fmt: skip
+        (self.logs / "checkpoints.txt").write_text(proc.stdout + proc.stderr)
+        for info in read_jsonl_text(proc.stdout):
+            self.rec.record("checkpoint", **info)
+            self.total_mib = int(info["cuda_total_mib"])
+            if not info.get("resolves"):
+                self.served_from[info["model"]] = info["snapshot"]
+        self.memory = Memory(self.total_mib)
+        if proc.returncode != 0:
+            raise RuntimeError(f"checkpoint writer exit {proc.returncode}: {proc.stderr[-300:]}")
 
     # one start through ocrtui ---------------------------------------------------------------
 
@@ -612,43 +634,41 @@ class Run:
         self,
         step: str,
         label: str,
-        seed: Seed,
         entries: list[dict[str, Any]],
         *,
         variant: str | None = None,
-        isolated: bool = False,
         keep: bool = False,
+        reserve: bool = True,
     ) -> list[dict[str, Any]]:
-        """``ocrtui up`` of ``entries`` (one config), recorded; stopped again unless ``keep``."""
+        """``ocrtui up`` of ``entries`` (one config), recorded; stopped again unless ``keep``.
+        The start waits until the GPU has room for the entries' planned MiB (``reserve``)."""
         folder = self.logs / label
         folder.mkdir(parents=True, exist_ok=True)
         config = folder / "ocrtui.toml"
-        config.write_text(config_toml(WORK / "pod", self.vllm, entries))
+        config.write_text(config_toml(self.pod, self.vllm, entries))
         planned = {e["name"]: int(e["gpu_memory_utilization"] * self.total_mib) for e in entries}
         timeout = max(30.0, min(self.left(), max(e["ready_timeout_s"] for e in entries) + 60))
-        if not self.memory.take(label, sum(planned.values()), self.deadline):
+        if not self.memory.take(label, sum(planned.values()) if reserve else 0, self.deadline):
             self.rec.record("skipped", what=label, why="no GPU memory free before the deadline")
             return []
-        gate = self.start_gate if isolated else None
         try:
-            with gated(gate):
-                t0 = time.monotonic()
-                try:
-                    up = gpu_cli.ocrtui(config, "up", timeout=timeout, say=self.rec.say, tail=0)
-                    out, code = up.stdout + up.stderr, up.returncode
-                except subprocess.TimeoutExpired as exc:
-                    out, code = f"{exc.stdout!s}\n{exc.stderr!s}\n(timed out)", None
-                up_s = round(time.monotonic() - t0, 1)
-                (folder / "up.txt").write_text(out)
-                # A failed model stops `up` on ocrtui versions that do not go on: start the
-                # ones it never launched.
-                for e in entries:
-                    if not Path(e["log_file"]).exists() and self.left() > 60:
-                        with suppress(subprocess.TimeoutExpired):
-                            r = gpu_cli.ocrtui(
-                                config, "restart", e["name"], timeout=timeout, say=self.rec.say
-                            )
-                            (folder / f"restart_{e['name']}.txt").write_text(r.stdout + r.stderr)
+            t0 = time.monotonic()
+            try:
+                up = gpu_cli.ocrtui(config, "up", timeout=timeout, say=self.rec.say, tail=0)
+                out, code = up.stdout + up.stderr, up.returncode
+            except subprocess.TimeoutExpired as exc:
+                out, code = f"{exc.stdout!s}\n{exc.stderr!s}\n(timed out)", None
+            up_s = round(time.monotonic() - t0, 1)
+            (folder / "up.txt").write_text(out)
+            # A failed model stops `up` on ocrtui versions that do not go on: start the
+            # ones it never launched.
+            for e in entries:
+                if not Path(e["log_file"]).exists() and self.left() > 60:
+                    with suppress(subprocess.TimeoutExpired):
+                        r = gpu_cli.ocrtui(
+                            config, "restart", e["name"], timeout=timeout, say=self.rec.say
+                        )
+                        (folder / f"restart_{e['name']}.txt").write_text(r.stdout + r.stderr)
             snap = gpu_cli.status(config)
             smi = gpu_cli.smi_apps()
             (folder / "status.json").write_text(json.dumps(snap, indent=1))
@@ -659,7 +679,6 @@ class Run:
                     self.measure(
                         step,
                         label,
-                        seed,
                         e,
                         variant,
                         snap,
@@ -670,6 +689,9 @@ class Run:
                         planned[e["name"]],
                     )
                 )
+            # A model that did not start has freed its memory for the next starts.
+            ready = sum(planned[r["name"]] for r in records if r["ready"])
+            self.memory.keep_only(label, ready)
             return records
         finally:
             if not keep:
@@ -684,7 +706,6 @@ class Run:
         self,
         step: str,
         label: str,
-        seed: Seed,
         entry: dict[str, Any],
         variant: str | None,
         snap: gpu_cli.Snapshot,
@@ -705,18 +726,18 @@ class Run:
         fields: dict[str, Any] = {
             "step": step,
             "label": label,
-            "model": seed.hub_id,
+            "model": entry["model"],
             "name": name,
             "variant": variant,
             "port": entry["port"],
             "utilization": entry["gpu_memory_utilization"],
-            "planned_mib": m.get("planned_mib", planned),
+            "planned_mib": m.get("planned_mib") or planned,
             "ready": ready,
             "state": m.get("state"),
             "up_exit": code,
             "up_s": up_s,
             "stages": stages(out, name),
-            "up_tail": [x for x in out.strip().splitlines() if not x.startswith(f"{name}: ")][-4:],
+            "up_tail": [x for x in out.splitlines() if x.startswith(("ocrtui:", "hint:"))][-4:],
             "hint": m.get("hint"),
             "cause": None if ready else cause(text),
             **log_figures(text),
@@ -746,6 +767,7 @@ class Run:
             utilization=util,
             log=log,
             hf_home=self.hf_home,
+            served_from=self.served_from.get(seed.hub_id),
             **kw,
         )
 
@@ -761,18 +783,18 @@ class Run:
                 own_site=False,
                 ready_timeout_s=240,
             )
-            self.start("a", "a-lighton-517", LIGHTON, [e])
+            self.start("a", "a-lighton-517", [e], reserve=False)
 
         side = threading.Thread(target=guarded(self.rec, "a-lighton-517", without_site))
         side.start()
         entries = [self.entry(s, s.profile, s.port, self.utilization(s), "a-both") for s in SEEDS]
-        self.start("a", "a-both", GLM, entries, isolated=True, keep=True)
+        self.start("a", "a-both", entries, keep=True)
         side.join()
 
     def step_b(self) -> None:
         kv = int(self.opts.variant_kv_gib * 2**30)
         names = list(self.opts.variants)
-        if "glm-ocr" not in self.ready and "no-mtp" in names and "c" in self.opts.steps:
+        if "glm-ocr" not in self.ready and self.opts.glm_from_b():
             names.remove("no-mtp")  # first: step c needs a GLM-OCR that starts
             names.insert(0, "no-mtp")
         threads = []
@@ -802,7 +824,7 @@ class Run:
         )
         e["extra_args"] = [*args, "--host", "127.0.0.1"]
         serves_compare = name == "no-mtp" and "glm-ocr" not in self.ready
-        recs = self.start("b", label, GLM, [e], variant=name, keep=True)
+        recs = self.start("b", label, [e], variant=name, keep=True)
         try:
             if recs and recs[0]["ready"]:
                 try:
@@ -818,7 +840,7 @@ class Run:
             self.down(self.logs / label / "ocrtui.toml", label)
 
     def step_c(self) -> None:
-        if "glm-ocr" not in self.ready:
+        if "glm-ocr" not in self.ready and self.opts.glm_from_b():
             self.glm_for_compare.wait(timeout=max(0.0, self.left() - ESTIMATE_S["c"]))
         glm = self.ready.get("glm-ocr") or self.ready.get("glm-ocr-no-mtp")
         lighton = self.ready.get("lighton-ocr")
@@ -836,7 +858,7 @@ class Run:
             "outage_budget_s": 60.0,
         }
         config = folder / "ocrtui.toml"
-        config.write_text(config_toml(WORK / "pod", self.vllm, [glm[0], lighton[0]], compare))
+        config.write_text(config_toml(self.pod, self.vllm, [glm[0], lighton[0]], compare))
         names = f"{glm[0]['name']},{lighton[0]['name']}"
         env_cache = {"OCRTUI_CACHE_DIR": str(SAMPLES_CACHE)} if SAMPLES_CACHE.is_dir() else {}
         os.environ.update(env_cache)
@@ -844,8 +866,8 @@ class Run:
         self.rec.record("note", what="c pdf", pdf=str(pdf), source=pdf_source)
         for what, docs in (("suite", []), ("pdf", [str(pdf), "--pages", "1-2"])):
             run_dir = folder / what
-            with suppress(subprocess.TimeoutExpired):
-                gpu_cli.ocrtui(
+            try:
+                proc = gpu_cli.ocrtui(
                     config,
                     "compare",
                     "--headless",
@@ -857,6 +879,10 @@ class Run:
                     timeout=max(30.0, self.left() / 2),
                     say=self.rec.say,
                 )
+                (folder / f"{what}.txt").write_text(proc.stdout + proc.stderr)
+                self.rec.record("note", what=f"c {what}", exit=proc.returncode)
+            except subprocess.TimeoutExpired:
+                self.rec.record("note", what=f"c {what}", exit=None, error="timed out")
             for line in read_jsonl(run_dir / "results.jsonl"):
                 predicted = line.get("predicted_prompt_tokens")
                 self.rec.record(
@@ -903,12 +929,12 @@ class Run:
                     return
                 label = f"d-{seed.key}-{how}"
                 e = self.entry(seed, f"{seed.profile}-{how}", 8300, u, label, ready_timeout_s=300)
-                self.start("d", label, seed, [e], isolated=True)
+                self.start("d", label, [e])
 
     def run(self) -> None:
         steps = self.opts.steps
-        self.rec.record("env", gpu=gpu_name(), cuda_total_mib=self.total_mib, versions=versions())
         guarded(self.rec, "checkpoints", self.checkpoints)()
+        self.rec.record("env", gpu=gpu_name(), cuda_total_mib=self.total_mib, versions=versions())
         if "a" in steps and self.fits("a", 120):
             guarded(self.rec, "a", self.step_a)()
         workers = []
@@ -928,15 +954,6 @@ class Run:
             w.join()
         if "d" in steps:
             guarded(self.rec, "d", self.step_d)()
-
-
-@contextmanager
-def gated(lock: threading.Lock | None) -> Iterator[None]:
-    if lock is None:
-        yield
-        return
-    with lock:
-        yield
 
 
 def guarded(rec: Recorder, what: str, fn: Callable[[], None]) -> Callable[[], None]:
@@ -980,11 +997,13 @@ def gpu_name() -> str:
     return out.strip().splitlines()[0] if out.strip() else "unknown"
 
 
-def cuda_total_mib() -> int:
-    """The total vLLM multiplies gpu_memory_utilization by (CUDA's, not nvidia-smi's)."""
-    import torch
-
-    return int(torch.cuda.mem_get_info()[1] // 2**20)
+def smi_total_mib() -> int:
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return int(out.split()[0]) if out.split() else 0
 
 
 def versions() -> dict[str, str]:
@@ -1015,10 +1034,12 @@ def http_json(url: str) -> Any:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
+    return read_jsonl_text(path.read_text()) if path.exists() else []
+
+
+def read_jsonl_text(text: str) -> list[dict[str, Any]]:
     out = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         with suppress(json.JSONDecodeError):
             obj = json.loads(line)
             if isinstance(obj, dict):

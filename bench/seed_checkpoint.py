@@ -29,14 +29,26 @@ untied head and the MTP layer.
 safetensors shards with ``model.safetensors.index.json``, next to copies of the folder's
 config, processor and tokenizer files, so that vLLM's real weight loader runs (not
 ``--load-format dummy``). It imports torch and safetensors, so it runs on the GPU machine;
-the table itself is plain Python and is tested on any machine.
+the table itself is plain Python and is tested on any machine. As a program (on the GPU
+machine, in a process of its own so that the caller holds no CUDA context)::
+
+    HF_HOME=DIR python3 bench/seed_checkpoint.py zai-org/GLM-OCR=.seed-models/GLM-OCR ...
+
+it writes each model into that Hugging Face cache (``hub/models--ORG--NAME/snapshots/REV``,
+``refs/main``), checks that ``huggingface_hub`` and ``transformers`` resolve the hub id there
+offline, and prints one JSON line per model: what ``write_checkpoint`` returns, plus
+``snapshot``, ``resolves`` (or ``resolve_error``) and ``cuda_total_mib``, the total vLLM
+multiplies ``gpu_memory_utilization`` by.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +59,8 @@ LIGHTON_OCR = "LightOnOCRForConditionalGeneration"
 SHARD_BYTES = 1_000_000_000
 BF16_BYTES = 2
 INDEX = "model.safetensors.index.json"
+# A fixed revision: the cache layout needs one, and the same one every run.
+REVISION = hashlib.sha1(b"ocrtui seed models, random weights").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -291,3 +305,40 @@ def write_checkpoint(
         "bytes": sum(t.numel for t in table) * BF16_BYTES,
         "seconds": round(time.monotonic() - started, 1),
     }
+
+
+def write_into_cache(hf_home: Path, hub_id: str, model_dir: Path) -> dict[str, Any]:
+    """``write_checkpoint`` into the Hugging Face cache at ``hf_home`` as ``hub_id``, and
+    whether the hub id resolves there offline."""
+    repo = hf_home / "hub" / f"models--{hub_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / REVISION
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(REVISION)
+    info = {"model": hub_id, **write_checkpoint(model_dir, snapshot), "snapshot": str(snapshot)}
+    try:
+        from huggingface_hub import snapshot_download
+        from transformers import AutoConfig
+
+        found = Path(snapshot_download(hub_id, local_files_only=True))
+        AutoConfig.from_pretrained(hub_id)
+        info["resolves"] = found.resolve() == snapshot.resolve()
+    except Exception as exc:  # reported: the caller then serves the snapshot's path
+        info["resolves"] = False
+        info["resolve_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    return info
+
+
+def main(argv: list[str]) -> int:
+    import torch
+
+    hf_home = Path(os.environ["HF_HOME"])
+    total_mib = int(torch.cuda.mem_get_info()[1] // 2**20)
+    for arg in argv:
+        hub_id, _, folder = arg.partition("=")
+        info = write_into_cache(hf_home, hub_id, Path(folder))
+        print(json.dumps({**info, "cuda_total_mib": total_mib}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -19,32 +19,45 @@ First, a random-weight bf16 checkpoint of each model in its published layout
 (bench/seed_checkpoint.py: names and shapes from the config, GLM-OCR's MTP layer under
 ``model.language_model.layers.16.*``) is written into a Hugging Face cache
 (``models--zai-org--GLM-OCR/snapshots/...``) so every config names the models by their hub
-ids and vLLM's real loader reads them offline. Every server gets ``HF_HUB_OFFLINE=1
+ids and vLLM's real loader reads them offline (where an id does not resolve there, the
+snapshot's folder is served instead, and the checkpoint record says why). It runs in a child
+process, so the driver itself never holds a CUDA context. Every server gets ``HF_HUB_OFFLINE=1
 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 VLLM_USE_FLASHINFER_SAMPLER=0``; LightOnOCR-2
 also ``PYTHONPATH=/tmp/lighton-site:/tmp/site`` (transformers 5.16.1, mistral_common).
 Utilizations are the handoff's (0.40 and 0.55 of a 46068 MiB A40) scaled to the GPU's CUDA
-total. Steps, each start bounded by a deadline, everything logged:
+total. Every request sends ``max_tokens`` 256: random weights rarely stop on their own.
+Steps, each start bounded by a deadline, everything logged:
 
 a. ``ocrtui up`` of LightOnOCR-2 without its site (the machine's transformers 5.17: the
-   preflight should refuse, else vLLM fails at inspection), beside the real start of both
+   preflight should refuse, else vLLM fails at inspection, before the GPU is touched, so it
+   runs beside the other start and reserves no memory), beside the real start of both
    models with ocrtui.example.toml's flags: time to ready, stages printed, ``status --json``
    with ``nvidia-smi`` beside it, each model's MiB against its planned MiB, the KV-cache
-   lines of each log, ``/v1/models`` and ``/metrics`` excerpts.
+   lines of each log, ``/v1/models`` and ``/metrics`` excerpts. A model that ``up`` never
+   launched (an ocrtui that stops at the first failed model) gets ``ocrtui restart``.
 b. GLM-OCR recipe variants (``--variants``), each its own start and port at the same
    utilization, with ``--kv-cache-memory-bytes`` fixed (``--variant-kv-gib``) so that starts
    may overlap without one start's allocations entering another's memory profile; as many at
-   a time as the GPU's memory allows. Started or not, time, the cause line, and for a ready
-   one the throughput of the same page sent ``--requests`` times at ``--concurrency``.
+   a time as the GPU's memory allows beside step a's and c's servers (a start waits for the
+   room its planned MiB need). MTP variants past the published one load ``--load-format
+   dummy``: the published layout stops them at the checkpoint names before the graph capture
+   they are about. Started or not, time, the cause line, and for a ready one the throughput
+   of the same sample page sent ``--requests`` times at ``--concurrency`` through ocrtui's
+   client (random weights: MTP accepts few drafts, so its speed here is a floor).
 c. ``ocrtui compare --headless`` on both ready models with the sample suite and one real PDF
    (``--pdf``; default: the first PDF under /usr/share/doc, else one made with fpdf2): per
    page the prompt tokens vLLM reported against ``predicted_prompt_tokens`` (% difference),
-   latency; the throughput phase.
-d. Memory truth, one start at a time with nothing else starting: each model at the minimum
+   latency; the throughput phase. It needs step a's LightOnOCR-2 and a GLM-OCR: step a's, or
+   where that one failed (the MTP recipe), step b's ``no-mtp`` start, kept up until c ends.
+   Step a's servers are stopped when c ends.
+d. Memory truth, after b and c, one start at a time with nothing else starting (another
+   start's allocations would enter its memory profile): each model at the minimum
    utilization ``ocrtui.vllm.memory.min_utilization`` predicts (scaled to this GPU) must
    start; at ``--below`` times it vLLM must refuse (its message recorded).
 
 Results (the folder ``--out`` names receives them at the end; they are written elsewhere
-first, as ``$OUT`` may be the folder the driver runs in):
+first, as ``$OUT`` may be the folder the driver runs in). ``--dry-run`` gives each step's
+rough time; what no longer fits ``--budget-s`` is skipped and says so:
 
     results.jsonl   one JSON object a line, ``"kind"`` first:
                     env         GPU, CUDA total MiB, versions
@@ -647,7 +660,8 @@ class Run:
         config = folder / "ocrtui.toml"
         config.write_text(config_toml(self.pod, self.vllm, entries))
         planned = {e["name"]: int(e["gpu_memory_utilization"] * self.total_mib) for e in entries}
-        timeout = max(30.0, min(self.left(), max(e["ready_timeout_s"] for e in entries) + 60))
+        # `up` starts the entries one after another.
+        timeout = max(30.0, min(self.left(), sum(e["ready_timeout_s"] for e in entries) + 60))
         if not self.memory.take(label, sum(planned.values()) if reserve else 0, self.deadline):
             self.rec.record("skipped", what=label, why="no GPU memory free before the deadline")
             return []

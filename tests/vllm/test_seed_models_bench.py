@@ -283,3 +283,21 @@ def test_an_unknown_variant_is_refused() -> None:
     )  # fmt: skip
     assert out.returncode == 1
     assert "unknown variant 'fast'" in out.stderr
+
+
+def test_starts_wait_for_memory_and_a_failed_start_frees_its_share() -> None:
+    memory = g.Memory(total_mib=81079, margin_mib=2048)
+    now = 0.0  # a deadline already past: a take that must wait returns at once
+    assert memory.take("a-both", 43764, deadline=now)
+    assert memory.take("b-no-mtp", 18427, deadline=now)
+    assert not memory.take("b-mtp", 18427, deadline=now)  # 80618 MiB > 79031
+    memory.keep_only("a-both", 25337)  # its GLM-OCR did not start
+    assert memory.take("b-mtp", 18427, deadline=now)
+    memory.give("a-both")
+    assert memory.held == {"b-no-mtp": 18427, "b-mtp": 18427}
+
+
+def test_compare_borrows_step_b_glm_only_when_b_starts_it() -> None:
+    assert g.Options().glm_from_b()
+    assert not g.Options(steps=("a", "c")).glm_from_b()
+    assert not g.Options(variants=("mtp",)).glm_from_b()

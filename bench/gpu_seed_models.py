@@ -13,7 +13,8 @@ Before: the staged site extracted to ``/tmp/site`` and ``/tmp/lighton-site``
 the GPU machine lacks) with ``python3 bench/gpu_seed_models.py --prepare``, which writes
 ``.seed-models/cache`` (carried with ``.seed-models``). ``--dry-run`` prints the plan (no GPU
 needed); ``--summarise DIR`` turns a returned results folder into
-``bench/results/gpu_seed_models_<gpu>.txt`` and ``.jsonl``.
+``bench/results/gpu_seed_models_<gpu>.txt`` and ``.jsonl``; ``--pack DIR`` copies what a run
+still going has written so far (``/tmp/gpu-seed-models``) into ``DIR``.
 
 First, a random-weight bf16 checkpoint of each model in its published layout
 (bench/seed_checkpoint.py: names and shapes from the config, GLM-OCR's MTP layer under
@@ -1128,14 +1129,17 @@ def throughput(entry: dict[str, Any], requests: int, concurrency: int) -> dict[s
     return asyncio.run(go())
 
 
-def pack(rec: Recorder, logs: Path, out: Path) -> None:
-    (rec.folder / "results.txt").write_text(format_tables(list(rec.records)))
-    with tarfile.open(rec.folder / "logs.tar.gz", "w:gz") as tar:
-        tar.add(logs, arcname="logs")
+def pack(out: Path, work: Path) -> None:
+    """The run's results (so far) into ``out``: four files."""
+    results = work / "results"
+    records = read_jsonl(results / "results.jsonl")
+    (results / "results.txt").write_text(format_tables(records))
+    with tarfile.open(results / "logs.tar.gz", "w:gz") as tar:
+        tar.add(work / "logs", arcname="logs")
     out.mkdir(parents=True, exist_ok=True)
     for name in ("results.jsonl", "results.txt", "logs.tar.gz", "driver.log"):
-        if (rec.folder / name).exists():
-            shutil.copy(rec.folder / name, out / name)
+        if (results / name).exists():
+            shutil.copy(results / name, out / name)
 
 
 def summarise(folder: Path, results: Path = RESULTS) -> list[Path]:
@@ -1193,6 +1197,9 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     mode.add_argument("--prepare", action="store_true", help="generate the sample suite here")
     mode.add_argument(
+        "--pack", type=Path, metavar="DIR", help="what a run (still going) wrote so far -> DIR"
+    )
+    mode.add_argument(
         "--summarise", type=Path, metavar="DIR", help="returned results -> bench/results"
     )
     args = ap.parse_args(argv)
@@ -1202,6 +1209,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.prepare:
         print(prepare())
+        return 0
+    if args.pack:
+        pack(args.pack, WORK)
         return 0
     if args.summarise:
         for path in summarise(args.summarise):
@@ -1220,7 +1230,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run.run()
     finally:
-        pack(rec, logs, args.out)
+        pack(args.out, WORK)
     return 0
 
 

@@ -258,6 +258,21 @@ def test_tables_and_summary_from_returned_results(tmp_path: Path) -> None:
     assert [p.name for p in written] == ["gpu_seed_models_h100.jsonl", "gpu_seed_models_h100.txt"]
     assert written[1].read_text() == text
     assert g.diff_pct(4693, 4700) == 0.15 and g.diff_pct(None, 10) is None
+    # a run still going: what it wrote so far, packed
+    work = tmp_path / "work"
+    (work / "logs" / "a-both").mkdir(parents=True)
+    (work / "logs" / "a-both" / "vllm_glm-ocr.log").write_text("INFO started\n")
+    (work / "results").mkdir()
+    (work / "results" / "results.jsonl").write_text(
+        (tmp_path / "run" / "results.jsonl").read_text()
+    )
+    g.pack(tmp_path / "out", work)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "logs.tar.gz",
+        "results.jsonl",
+        "results.txt",
+    ]
+    assert (tmp_path / "out" / "results.txt").read_text() == text
 
 
 def test_dry_run_prints_the_plan_without_a_gpu() -> None:

@@ -54,7 +54,8 @@ c. ``ocrtui compare --headless`` on both ready models with the sample suite and 
 d. Memory truth, after b and c, one start at a time with nothing else starting (another
    start's allocations would enter its memory profile): each model at the minimum
    utilization ``ocrtui.vllm.memory.min_utilization`` predicts (scaled to this GPU) must
-   start; at ``--below`` times it vLLM must refuse (its message recorded).
+   start; at ``--below`` times it (``up --force``, past the preflight) vLLM must refuse (its
+   message recorded).
 
 Results (the folder ``--out`` names receives them at the end; they are written elsewhere
 first, as ``$OUT`` may be the folder the driver runs in). ``--dry-run`` gives each step's
@@ -653,9 +654,11 @@ class Run:
         variant: str | None = None,
         keep: bool = False,
         reserve: bool = True,
+        force: bool = False,
     ) -> list[dict[str, Any]]:
         """``ocrtui up`` of ``entries`` (one config), recorded; stopped again unless ``keep``.
-        The start waits until the GPU has room for the entries' planned MiB (``reserve``)."""
+        The start waits until the GPU has room for the entries' planned MiB (``reserve``);
+        ``force`` starts past the preflight's refusals (they are still printed)."""
         folder = self.logs / label
         folder.mkdir(parents=True, exist_ok=True)
         config = folder / "ocrtui.toml"
@@ -668,8 +671,9 @@ class Run:
             return []
         try:
             t0 = time.monotonic()
+            up_args = ("up", "--force") if force else ("up",)
             try:
-                up = gpu_cli.ocrtui(config, "up", timeout=timeout, say=self.rec.say, tail=0)
+                up = gpu_cli.ocrtui(config, *up_args, timeout=timeout, say=self.rec.say, tail=0)
                 out, code = up.stdout + up.stderr, up.returncode
             except subprocess.TimeoutExpired as exc:
                 out, code = f"{exc.stdout!s}\n{exc.stderr!s}\n(timed out)", None
@@ -944,7 +948,8 @@ class Run:
                     return
                 label = f"d-{seed.key}-{how}"
                 e = self.entry(seed, f"{seed.profile}-{how}", 8300, u, label, ready_timeout_s=300)
-                self.start("d", label, [e])
+                # Below the minimum the preflight may refuse: vLLM's own answer is the point.
+                self.start("d", label, [e], force=how == "below")
 
     def run(self) -> None:
         steps = self.opts.steps

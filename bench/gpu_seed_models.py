@@ -40,7 +40,8 @@ b. GLM-OCR recipe variants (``--variants``), each its own start and port at the 
    utilization, with ``--kv-cache-memory-bytes`` fixed (``--variant-kv-gib``) so that starts
    may overlap without one start's allocations entering another's memory profile; as many at
    a time as the GPU's memory allows beside step a's and c's servers (a start waits for the
-   room its planned MiB need). MTP variants past the published one load ``--load-format
+   room its planned MiB need), each with ``up --force``: the preflight's verdict on a recipe
+   is printed, vLLM's is measured. MTP variants past the published one load ``--load-format
    dummy``: the published layout stops them at the checkpoint names before the graph capture
    they are about. Started or not, time, the cause line, and for a ready one the throughput
    of the same sample page sent ``--requests`` times at ``--concurrency`` through ocrtui's
@@ -671,9 +672,11 @@ class Run:
             return []
         try:
             t0 = time.monotonic()
-            up_args = ("up", "--force") if force else ("up",)
+            forced = ("--force",) if force else ()
             try:
-                up = gpu_cli.ocrtui(config, *up_args, timeout=timeout, say=self.rec.say, tail=0)
+                up = gpu_cli.ocrtui(
+                    config, "up", *forced, timeout=timeout, say=self.rec.say, tail=0
+                )
                 out, code = up.stdout + up.stderr, up.returncode
             except subprocess.TimeoutExpired as exc:
                 out, code = f"{exc.stdout!s}\n{exc.stderr!s}\n(timed out)", None
@@ -685,7 +688,7 @@ class Run:
                 if not Path(e["log_file"]).exists() and self.left() > 60:
                     with suppress(subprocess.TimeoutExpired):
                         r = gpu_cli.ocrtui(
-                            config, "restart", e["name"], timeout=timeout, say=self.rec.say
+                            config, "restart", e["name"], *forced, timeout=timeout, say=self.rec.say
                         )
                         (folder / f"restart_{e['name']}.txt").write_text(r.stdout + r.stderr)
             snap = gpu_cli.status(config)
@@ -843,7 +846,8 @@ class Run:
         )
         e["extra_args"] = [*args, "--host", "127.0.0.1"]
         serves_compare = name == "no-mtp" and "glm-ocr" not in self.ready
-        recs = self.start("b", label, [e], variant=name, keep=True)
+        # Past the preflight: whether vLLM starts the recipe is what is measured.
+        recs = self.start("b", label, [e], variant=name, keep=True, force=True)
         try:
             if recs and recs[0]["ready"]:
                 try:

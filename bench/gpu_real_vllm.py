@@ -30,6 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gpu_cli
+from gpu_cli import have_gpu, model, poll, rows, smi_apps, status, vllm_entry
+
 failures: list[str] = []
 log_lines: list[str] = []
 
@@ -43,13 +46,6 @@ def result(ok: bool, what: str) -> None:
     say(("PASS: " if ok else "FAIL: ") + what)
     if not ok:
         failures.append(what)
-
-
-def have_gpu() -> bool:
-    if shutil.which("nvidia-smi") is None:
-        return False
-    probe = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
-    return probe.returncode == 0 and "GPU" in probe.stdout
 
 
 def make_model(out: Path) -> None:
@@ -156,62 +152,7 @@ agent_interval_s = 1.0
 
 
 def ocrtui(config: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "ocrtui", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    took = time.monotonic() - started
-    say(f"$ ocrtui {' '.join(args)}  -> exit {proc.returncode} in {took:.1f} s")
-    for line in (proc.stdout + proc.stderr).strip().splitlines()[-10:]:
-        say(f"    {line}")
-    return proc
-
-
-def status(config: Path) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "ocrtui", "--config", str(config), "status", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    try:
-        return json.loads(proc.stdout) if proc.returncode == 0 else {}
-    except json.JSONDecodeError:
-        return {}
-
-
-def model(snap: dict[str, Any], name: str) -> dict[str, Any]:
-    return next((m for m in snap.get("models", []) if m["name"] == name), {})
-
-
-def rows(snap: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(snap.get("processes", []))
-
-
-def smi_apps() -> dict[int, int]:
-    out = subprocess.run(
-        ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-        capture_output=True,
-        text=True,
-    ).stdout
-    apps: dict[int, int] = {}
-    for line in out.strip().splitlines():
-        pid, mib = (x.strip() for x in line.split(","))
-        apps[int(pid)] = apps.get(int(pid), 0) + int(mib)
-    return apps
-
-
-def poll(config: Path, pred: Any, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    snap: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        snap = status(config)
-        if pred(snap):
-            return snap
-    return snap
+    return gpu_cli.ocrtui(config, *args, timeout=timeout, say=say)
 
 
 class Observer(threading.Thread):
@@ -278,14 +219,7 @@ def main() -> int:
     work = Path("/tmp/gpu-real-vllm")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    vllm = work / "vllm"
-    # vLLM spawns its EngineCore with multiprocessing "spawn", which re-imports __main__:
-    # the guard keeps that import from starting a second CLI.
-    vllm.write_text(
-        f"#!{sys.executable}\nfrom vllm.entrypoints.cli.main import main\n"
-        'if __name__ == "__main__":\n    main()\n'
-    )
-    vllm.chmod(0o755)
+    vllm = vllm_entry(work)
     make_model(work / "model")
     config = write_config(work, work / "model", vllm)
     observer = Observer(config, args.out / "observer.jsonl")

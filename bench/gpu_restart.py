@@ -22,9 +22,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+import gpu_cli
+from gpu_cli import poll
 
 NAME = "glm-ocr"
 failures: list[str] = []
@@ -36,28 +38,8 @@ def result(ok: bool, what: str) -> None:
         failures.append(what)
 
 
-def ocrtui(
-    config: Path, *args: str, timeout: float = 180, quiet: bool = False
-) -> subprocess.CompletedProcess[str]:
-    started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "ocrtui", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    took = time.monotonic() - started
-    if quiet:
-        return proc
-    print(f"$ ocrtui {' '.join(args)}  -> exit {proc.returncode} in {took:.1f} s", flush=True)
-    for line in (proc.stdout + proc.stderr).strip().splitlines()[-8:]:
-        print(f"    {line}")
-    return proc
-
-
-def status(config: Path) -> dict[str, Any]:
-    proc = ocrtui(config, "status", "--json", quiet=True)
-    return json.loads(proc.stdout) if proc.returncode == 0 else {}
+def ocrtui(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return gpu_cli.ocrtui(config, *args, timeout=180, tail=8)
 
 
 def rows(snap: dict[str, Any]) -> list[tuple[int, int, str | None, str]]:
@@ -65,17 +47,7 @@ def rows(snap: dict[str, Any]) -> list[tuple[int, int, str | None, str]]:
 
 
 def model(snap: dict[str, Any]) -> dict[str, Any]:
-    return next((m for m in snap.get("models", []) if m["name"] == NAME), {})
-
-
-def poll(config: Path, pred: Any, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    snap: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        snap = status(config)
-        if pred(snap):
-            return snap
-    return snap
+    return gpu_cli.model(snap, NAME)
 
 
 def main() -> int:

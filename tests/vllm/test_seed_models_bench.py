@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
-CONFIGS = Path(__file__).parent / "seed_models"
+CONFIGS = Path(__file__).parent / "fixtures/seed_models"
 sys.path.insert(0, str(BENCH))  # the bench's modules import each other as top-level modules
 
 import gpu_seed_models as g  # noqa: E402
@@ -70,7 +70,7 @@ def test_lighton_table_matches_the_published_file_size() -> None:
     assert table["model.vision_projection.patch_merger.merging_layer.weight"] == (1024, 4096)
     assert table["model.language_model.layers.27.self_attn.q_norm.weight"] == (128,)
     assert params(ck.tensors(c)) == 1_307_637_760  # as the config says (vision MLP 8192)
-    # The mirror's model.safetensors (tests/vllm/seed_models/SOURCES.md) is 2,011,367,489
+    # The mirror's model.safetensors (tests/vllm/fixtures/seed_models/SOURCES.md) is 2,011,367,489
     # bytes: to the byte, this table's names and shapes as one safetensors file (8-byte
     # length, JSON header sorted by name, bf16 data), with a vision MLP of 4096.
     c["vision_config"]["intermediate_size"] = 4096

@@ -52,6 +52,7 @@ from ocrtui.config import Config, ServiceConfig
 from ocrtui.errors import LifecycleError
 from ocrtui.pod.base import Pod
 from ocrtui.status import ServiceState, ServiceStatus
+from ocrtui.vllm.crashlog import ending_exception
 from ocrtui.vllm.hints import find_hint
 from ocrtui.vllm.logfile import append_marker, current_run, last_marker
 from ocrtui.vllm.stages import strip_ansi
@@ -144,32 +145,7 @@ def service_hint(lines: Sequence[str], port: int) -> str | None:
         return str(hint)
     # Only a traceback that ends the log explains the exit: one the service logged and
     # survived (a client that hung up mid-answer) is followed by more of its lines.
-    for line in reversed(clean):
-        if _is_exception_line(line):
-            return line
-        if not _in_traceback(line):
-            break
-    return clean[-1]
-
-
-_TRACEBACK_LINES = (
-    "Traceback (most recent call last)",
-    "During handling of the above exception",
-    "The above exception was the direct cause",
-)
-
-
-def _is_exception_line(line: str) -> bool:
-    head = line.split(":", 1)[0]
-    return (
-        ":" in line
-        and not line.startswith(" ")
-        and head.rsplit(".", 1)[-1].endswith(("Error", "Exception", "Exit", "Interrupt"))
-    )
-
-
-def _in_traceback(line: str) -> bool:
-    return line.startswith((" ", "\t")) or line.startswith(_TRACEBACK_LINES)
+    return ending_exception(clean) or clean[-1]
 
 
 class ServiceRunner:

@@ -116,3 +116,15 @@ def test_a_launch_marker_newer_than_the_process_data_is_starting_not_crashed() -
     later = ProcessFacts(None, False, False, sample_t=marked + 2)  # it exited at once
     assert decide(later, REFUSED, None, [marker], None).state == "crashed"
     assert decide(GONE, REFUSED, None, [marker], None).state == "crashed"  # no sample time
+
+
+def test_a_start_that_failed_within_a_second_is_crashed_for_a_second_observer() -> None:
+    """Issue 22 bug 1: the fatal line after the launch marker decides, not the clock."""
+    marker = "[ocrtui] launch glm 2026-12-01T19:30:05.250+00:00"
+    marked = 1796153405.25
+    just_after = ProcessFacts(None, False, False, sample_t=marked + 0.3)
+    fatal = "vllm: error: unrecognized arguments: --bogus-flag"
+    v = decide(just_after, REFUSED, None, [marker, fatal], None)
+    assert v.state == "crashed" and v.hint and "--bogus-flag" in v.hint
+    # Nothing fatal yet: still a launch just begun.
+    assert decide(just_after, REFUSED, None, [marker], None).state == "starting"

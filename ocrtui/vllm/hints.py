@@ -241,7 +241,8 @@ _VLLM_VERSION = re.compile(
     r"\bversion (?P<banner>\d+\.\d+\S*)\s*$|LLM engine \(v(?P<engine>\d+\.\d+[^)\s]*)\)"
     r"|vLLM API server version (?P<server>\d+\.\d+\S*)"
 )
-# A frame of a speculative-decoding draft model: glm_ocr_mtp.py, deepseek_mtp.py, ...
+# A frame of a speculative-decoding draft model (glm_ocr_mtp.py, deepseek_mtp.py, ...) or of
+# vLLM's speculative decoding itself.
 _MTP_FRAME = re.compile(r'File "[^"]*/(?P<file>\w+_mtp\.py)"|/spec_decode/')
 
 
@@ -259,9 +260,9 @@ def _graph_capture(m: re.Match[str], ctx: _Context) -> tuple[str, str]:
     frames = [f for line in ctx.above() if (f := _MTP_FRAME.search(line))]
     if frames:
         file = next((f.group("file") for f in reversed(frames) if f.group("file")), None)
-        where = f" ({file})" if file else ""
+        what = f"MTP's draft step ({file})" if file else "the speculative decoding draft step"
         return (
-            f"MTP's draft step{where} cannot be captured in a CUDA graph on {on}",
+            f"{what} cannot be captured in a CUDA graph on {on}",
             "serve without --speculative-config (no MTP), or keep MTP with --enforce-eager "
             "(about 7x slower than CUDA graphs)",
         )

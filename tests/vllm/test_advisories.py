@@ -18,6 +18,7 @@ from ocrtui.vllm.advisories import (
     Versions,
     advisories,
     parse_probe,
+    probe_argv,
     probe_pod,
 )
 from ocrtui.vllm.lifecycle import serve_argv
@@ -224,7 +225,9 @@ def fake_venv(root: Path, packages: dict[str, str]) -> Path:
     bin_dir = root / "bin"
     bin_dir.mkdir()
     python = bin_dir / "python"
-    python.write_text(f'#!/bin/sh\nPYTHONPATH="{site}" exec "{sys.executable}" "$@"\n')
+    # The venv's site comes after PYTHONPATH, as a real venv's site-packages does.
+    path = f'"${{PYTHONPATH:+$PYTHONPATH:}}{site}"'
+    python.write_text(f'#!/bin/sh\nPYTHONPATH={path} exec "{sys.executable}" "$@"\n')
     vllm = bin_dir / "vllm"
     vllm.write_text(f"#!{python}\nimport sys\nsys.exit('not run by the probe')\n")
     for exe in (python, vllm):
@@ -245,6 +248,35 @@ async def test_probe_reads_the_versions_the_vllm_command_runs_with(tmp_path: Pat
         vllm="0.27.1", transformers="5.17.0", interpreter=str(tmp_path / "bin/python")
     )
     assert found.server_argv == own_argv()
+
+
+async def test_probe_reads_what_the_models_pythonpath_puts_first(tmp_path: Path) -> None:
+    """The GPU run's setup: the venv has transformers 5.17.0, LightOnOCR-2's env puts 5.16.1
+    and mistral_common first on its PYTHONPATH. The launch imports those; so does the probe."""
+    vllm = fake_venv(tmp_path / "venv", {"vllm": "0.26.0", "transformers": "5.17.0"})
+    pins = tmp_path / "lighton-site"
+    for name, version in (("transformers", "5.16.1"), ("mistral_common", "1.8.5")):
+        info = pins / f"{name}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    pod_config = PodConfig(kind="local", python=sys.executable, vllm_command=(str(vllm),))
+    pinned = LIGHTON.model_copy(update={"env": {"PYTHONPATH": str(pins), "HF_TOKEN": "hf_x"}})
+    pod = LocalPod()
+    await pod.connect()
+    try:
+        bare = await probe_pod(pod, pod_config, LIGHTON)
+        found = await probe_pod(pod, pod_config, pinned)
+    finally:
+        await pod.close()
+    assert (bare.versions.transformers, bare.versions.mistral_common) == ("5.17.0", None)
+    assert [a.key for a in advisories(LIGHTON, bare.versions, None) if a.refuses] == [
+        "lighton-transformers-5.17",
+        "lighton-mistral-common",
+    ]
+    assert (found.versions.transformers, found.versions.mistral_common) == ("5.16.1", "1.8.5")
+    assert not [a for a in advisories(pinned, found.versions, None) if a.refuses]
+    # Only the PYTHON* variables travel on the probe's command line.
+    assert "hf_x" not in " ".join(probe_argv(pod_config, pinned))
 
 
 def own_argv() -> tuple[str, ...]:

@@ -422,8 +422,9 @@ class Config(_Section):
 
 def start_order(config: Config) -> list[list[str]]:
     """Names of models and services in waves: everything in a wave may start together once
-    every earlier wave is ready. Models keep their chain (each after the one before it in
-    ``ordered_models``); a service waits for its ``after``. Within a wave: models in start
+    every earlier wave is done. Models keep their chain (each after the one before it in
+    ``ordered_models``, which need not have started: ``services.in_waves``); a service
+    waits for its ``after``. Within a wave: models in start
     order, then services in file order. A cycle is a ValueError naming it."""
     deps: dict[str, tuple[str, ...]] = {}
     previous: tuple[str, ...] = ()

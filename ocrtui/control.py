@@ -8,7 +8,8 @@ default: ``[ui] refresh_s``), every round of the services' statuses (``services.
 same period, never faster) and every change of the link. Each GPU's owner breakdown is the
 attribution's, with the models' plans from ``vllm/plan.py``; the "other" rows of a ``gpu =
 true`` service's processes are shown as that service's (kind ``service``). ``up`` and
-``down`` go through models and services in the waves of ``config.start_order``; ``restart``
+``down`` go through models and services in the waves of ``config.start_order`` (``up`` goes
+on past a failed model, skipping only the services that wait for it); ``restart``
 takes a model's or a service's name. The TUI subscribes to snapshots and calls the
 operations; ``headless.py`` does the same for the CLI.
 
@@ -47,7 +48,7 @@ from dataclasses import replace
 
 from ocrtui.compare.docapi import arm_url
 from ocrtui.config import Config, start_order
-from ocrtui.errors import ConfigError
+from ocrtui.errors import ConfigError, LifecycleError
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
 from ocrtui.monitor.agent_samples import GpuSample
 from ocrtui.monitor.attribution import GpuUsage
@@ -189,7 +190,9 @@ class Controller:
 
     async def up(self, progress: Progress | None = None, *, force: bool = False) -> None:
         """Every model and service ready, wave after wave (``config.start_order``): models
-        each once the one before is ready, a service once its ``after`` are."""
+        each after the one before, a service once its ``after`` are ready. A model that
+        fails (and frees its memory) does not stop the models after it; only the services
+        that wait for it are skipped. The failures are raised together at the end."""
         lc = self._lc()
         # Decide on what the pod shows, not on "no poll yet": a healthy server found by the
         # first poll must not be restarted. Without agent data in time (no python3 on the
@@ -198,12 +201,21 @@ class Controller:
             await self.watcher.wait_informed(FIRST_POLL_WAIT_S)
 
         async def one(name: str) -> None:
-            if self.is_service(name):
-                await self._runner().start(name, progress)
-            else:
-                await lc.ensure_ready(name, progress, force=force)
+            try:
+                if self.is_service(name):
+                    await self._runner().start(name, progress)
+                else:
+                    await lc.ensure_ready(name, progress, force=force)
+            except LifecycleError as exc:
+                if progress is not None:
+                    progress(name, f"failed: {exc}")
+                raise
 
-        await in_waves(start_order(self.config), one)
+        def needs(name: str) -> tuple[str, ...]:
+            return self.config.service(name).after if self.is_service(name) else ()
+
+        outcome = await in_waves(start_order(self.config), one, needs)
+        outcome.raise_failures()
 
     async def down(self, progress: Progress | None = None) -> None:
         """Everything stopped, in the reverse waves (services before the models they need)."""
@@ -215,7 +227,7 @@ class Controller:
             else:
                 await lc.stop(name, progress)
 
-        await in_waves(list(reversed(start_order(self.config))), one)
+        (await in_waves(list(reversed(start_order(self.config))), one)).raise_failures()
 
     async def stop_model(self, name: str, progress: Progress | None = None) -> None:
         await self._lc().stop(name, progress)

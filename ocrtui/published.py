@@ -20,6 +20,9 @@ Sources, all checked 2026-12-01 (notes in shared research ``model_usage.md``):
 * The GLM-OCR model card (prompt list), vLLM's GLM-OCR recipe (MTP with 1 token).
 * The LightOnOCR-2-1B model card (sampling, image-only request, 1540 px, vLLM flags) and
   the lightonai/LightOnOCR README (version pins).
+* Known-bad versions of each recipe (:class:`KnownBad`, checked 2026-12-07): ocrtui's own
+  run of both models' real architectures on vLLM 0.26.0 (the logs are
+  ``tests/vllm/fixtures/real_v0_26_h100_*``), and the vLLM and GLM-OCR issue trackers.
 
 A value ocrtui chooses itself (no published one) has :data:`OCRTUI` as its source.
 """
@@ -77,6 +80,33 @@ VLLM_CACHE_DOC = Source(
     "https://docs.vllm.ai/en/stable/configuration/optimization/",
 )
 OCRTUI = Source("ocrtui's own choice (no published value)", "docs/compare.md#profiles")
+GPU_RUN = "2026-12-07"
+GPU_RUN_GLM = Source(
+    "ocrtui's run on vLLM 0.26.0, one H100: GLM-OCR with MTP crashed in CUDA-graph capture "
+    "(tests/vllm/fixtures/real_v0_26_h100_glm_ocr_mtp_graph_capture.log)",
+    "tests/vllm/fixtures/SOURCES.md",
+    GPU_RUN,
+)
+GPU_RUN_LIGHTON = Source(
+    "ocrtui's run on vLLM 0.26.0, one H100: LightOnOCR-2 with transformers 5.17.0 "
+    "(tests/vllm/fixtures/real_v0_26_h100_lighton_transformers_5_17.log); 5.5.3-5.16.1 "
+    "import, and vLLM 0.26.0's pixtral.py imports mistral_common",
+    "tests/vllm/fixtures/SOURCES.md",
+    GPU_RUN,
+)
+VLLM_MTP_WEIGHTS = Source(
+    "vllm-project/vllm #49856 / PR #49869 (0.26.0-0.27.1 leave the MTP layer, stored as "
+    "model.language_model.layers.16.*, uninitialised) and #57631 (the same on 0.29.0, and "
+    "'MTP forward is not CUDA-graph safe')",
+    "https://github.com/vllm-project/vllm/issues/49856",
+    GPU_RUN,
+)
+MTP_SPEED = Source(
+    "zai-org/GLM-OCR #218 and vllm-project/vllm #37551: MTP ran 0.56-0.70x the tokens/s of "
+    "no MTP with CUDA graphs, 1.53x in eager mode, which is itself ~7x slower",
+    "https://github.com/zai-org/GLM-OCR/issues/218",
+    GPU_RUN,
+)
 
 
 @dataclass(frozen=True)
@@ -222,6 +252,32 @@ class Flag:
     why: str
     json_keys: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     json_advice: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    # "info" where serving without it is a choice to measure, not a drift to fix.
+    missing: Literal["warning", "info"] = "warning"
+
+
+@dataclass(frozen=True)
+class KnownBad:
+    """A combination a recipe is known to fail with. It applies when every package matches
+    its PEP 440 specifier in ``when`` (``ABSENT``: the package is not installed where the
+    launch imports it) and the serve args carry ``with_option`` (holding ``with_json``'s
+    keys, for a JSON option) and not ``unless_option``. ``refuses``: the server cannot start
+    (the preflight refuses to launch it unless forced); else it starts and misbehaves.
+    ``import_error``: the name a failed start's ImportError names (``vllm/hints.py``)."""
+
+    key: str
+    when: Mapping[str, str]
+    text: str  # what fails, and why
+    fix: str
+    source: Source
+    refuses: bool = True
+    with_option: str | None = None
+    with_json: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    unless_option: str | None = None
+    import_error: str | None = None
+
+
+ABSENT = "absent"
 
 
 @dataclass(frozen=True)
@@ -233,6 +289,7 @@ class ServeRecipe:
     argv: Published[tuple[str, ...]]  # ready for ModelConfig.extra_args
     flags: tuple[Flag, ...]
     max_model_len_advice: Published[str] | None = None
+    known_bad: tuple[KnownBad, ...] = ()
 
 
 GLM_MTP_TOKENS = 3
@@ -255,14 +312,59 @@ SERVE_RECIPES: tuple[ServeRecipe, ...] = (
                 "--speculative-config",
                 None,
                 SDK_README,
-                "MTP speculative decoding, as the SDK and vLLM's recipe serve it: without it "
-                "latency and throughput are not the published configuration's",
+                "the makers serve MTP speculative decoding; whether it helps is measured, not "
+                "assumed (with CUDA graphs it ran slower than no MTP where it loaded: "
+                f"{MTP_SPEED.url}), and vLLM 0.26.0-0.29.x cannot start it with graphs",
                 MappingProxyType({"method": "mtp"}),
                 MappingProxyType({"num_speculative_tokens": GLM_MTP_TOKENS}),
+                missing="info",
             ),
         ),
         max_model_len_advice=Published(
             "set --max-model-len (the model's default is 131072)", SDK_README
+        ),
+        known_bad=(
+            KnownBad(
+                key="glm-ocr-mtp-graph-capture",
+                when={"vllm": ">=0.26.0,<0.30"},
+                with_option="--speculative-config",
+                with_json=MappingProxyType({"method": "mtp"}),
+                unless_option="--enforce-eager",
+                text="vLLM 0.26.0-0.29.x cannot start GLM-OCR with MTP: the draft step "
+                "(glm_ocr_mtp.py) cannot be captured in a CUDA graph (FULL cudagraph mode), "
+                "and 0.26.0-0.27.1 also refuse real checkpoints' MTP layer "
+                "(model.language_model.layers.16.*)",
+                fix="serve without --speculative-config (no MTP), or keep MTP with "
+                "--enforce-eager (about 7x slower than CUDA graphs)",
+                source=GPU_RUN_GLM,
+            ),
+            KnownBad(
+                key="glm-ocr-mtp-checkpoint-names",
+                when={"vllm": ">=0.26.0,<=0.27.1"},
+                with_option="--speculative-config",
+                with_json=MappingProxyType({"method": "mtp"}),
+                text="vLLM 0.26.0-0.27.1 leave GLM-OCR's MTP layer uninitialised with real "
+                "weights (stored as model.language_model.layers.16.*), eager mode included",
+                fix="serve without --speculative-config, or use vLLM 0.25.1",
+                source=VLLM_MTP_WEIGHTS,
+                refuses=False,
+            ),
+            KnownBad(
+                key="glm-ocr-transformers-5.3",
+                when={"transformers": "<5.3"},
+                text="GLM-OCR needs transformers >= 5.3 (older ones do not know its architecture)",
+                fix="install transformers >= 5.3 where the vllm_command runs",
+                source=SDK_README,
+                refuses=False,
+            ),
+            KnownBad(
+                key="glm-ocr-vllm-0.17",
+                when={"vllm": "<0.17"},
+                text="GLM-OCR needs vLLM >= 0.17",
+                fix="install vLLM >= 0.17",
+                source=SDK_README,
+                refuses=False,
+            ),
         ),
     ),
     ServeRecipe(
@@ -298,6 +400,38 @@ SERVE_RECIPES: tuple[ServeRecipe, ...] = (
                 None,
                 LIGHTON_CARD,
                 "no prefix caching: image-only prompts share no prefix",
+            ),
+        ),
+        known_bad=(
+            KnownBad(
+                key="lighton-transformers-5.17",
+                when={"transformers": "==5.17.*"},
+                text="transformers 5.17 renamed PixtralRotaryEmbedding, which vLLM's pixtral.py "
+                "(LightOnOCR's vision encoder) imports: the model fails to be inspected",
+                fix="install transformers 5.16.1 (5.5.3-5.16.1 work; the makers pin 5.16.1), "
+                "and for vLLM 0.26 mistral_common, e.g. in a folder first on the model's "
+                "PYTHONPATH through its env",
+                source=GPU_RUN_LIGHTON,
+                import_error="PixtralRotaryEmbedding",
+            ),
+            KnownBad(
+                key="lighton-mistral-common",
+                when={"vllm": "==0.26.*", "mistral_common": ABSENT},
+                text="vLLM 0.26's pixtral.py (LightOnOCR's vision encoder) imports "
+                "mistral_common, which is not installed",
+                fix="install mistral_common (with its dependencies) where the vllm_command "
+                "runs, or first on the model's PYTHONPATH",
+                source=GPU_RUN_LIGHTON,
+                import_error="mistral_common",
+            ),
+            KnownBad(
+                key="lighton-vllm-0.27.1-loops",
+                when={"vllm": "==0.27.1"},
+                text="vLLM 0.27.1 makes every LightOnOCR model loop; the makers pin vLLM 0.30.0 "
+                "with transformers 5.16.1",
+                fix="use vLLM 0.30.0",
+                source=LIGHTON_README,
+                refuses=False,
             ),
         ),
     ),

@@ -43,7 +43,7 @@ import asyncio
 import contextlib
 import shlex
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 
 import httpx
@@ -52,6 +52,7 @@ from ocrtui.config import Config, ServiceConfig
 from ocrtui.errors import LifecycleError
 from ocrtui.pod.base import Pod
 from ocrtui.status import ServiceState, ServiceStatus
+from ocrtui.vllm.crashlog import ending_exception
 from ocrtui.vllm.hints import find_hint
 from ocrtui.vllm.logfile import append_marker, current_run, last_marker
 from ocrtui.vllm.stages import strip_ansi
@@ -144,32 +145,7 @@ def service_hint(lines: Sequence[str], port: int) -> str | None:
         return str(hint)
     # Only a traceback that ends the log explains the exit: one the service logged and
     # survived (a client that hung up mid-answer) is followed by more of its lines.
-    for line in reversed(clean):
-        if _is_exception_line(line):
-            return line
-        if not _in_traceback(line):
-            break
-    return clean[-1]
-
-
-_TRACEBACK_LINES = (
-    "Traceback (most recent call last)",
-    "During handling of the above exception",
-    "The above exception was the direct cause",
-)
-
-
-def _is_exception_line(line: str) -> bool:
-    head = line.split(":", 1)[0]
-    return (
-        ":" in line
-        and not line.startswith(" ")
-        and head.rsplit(".", 1)[-1].endswith(("Error", "Exception", "Exit", "Interrupt"))
-    )
-
-
-def _in_traceback(line: str) -> bool:
-    return line.startswith((" ", "\t")) or line.startswith(_TRACEBACK_LINES)
+    return ending_exception(clean) or clean[-1]
 
 
 class ServiceRunner:
@@ -392,17 +368,59 @@ class ServiceRunner:
         return True
 
 
+@dataclass(frozen=True)
+class WaveOutcome:
+    """What :func:`in_waves` could not do: the names that failed (in order) and those it
+    skipped because something they need failed or was skipped."""
+
+    failed: tuple[tuple[str, LifecycleError], ...] = ()
+    skipped: tuple[str, ...] = ()
+
+    def raise_failures(self) -> None:
+        """One LifecycleError for all of it (a single failure's own, when nothing was
+        skipped); nothing when all went well."""
+        if not self.failed:
+            return
+        if len(self.failed) == 1 and not self.skipped:
+            raise self.failed[0][1]
+        names = ", ".join(name for name, _ in self.failed)
+        message = "; ".join(exc.message for _, exc in self.failed)
+        if self.skipped:
+            message += f"; not run, as they wait for {names}: {', '.join(self.skipped)}"
+        hints = [f"{name}: {exc.hint}" for name, exc in self.failed if exc.hint]
+        raise LifecycleError(message, " | ".join(hints) or None)
+
+
 async def in_waves(
-    waves: Sequence[Sequence[str]], action: Callable[[str], Awaitable[object]]
-) -> None:
+    waves: Sequence[Sequence[str]],
+    action: Callable[[str], Awaitable[object]],
+    needs: Callable[[str], Collection[str]] | None = None,
+) -> WaveOutcome:
     """``action`` on every name of a wave at once, wave after wave (``start_order(config)``
-    for up, reversed for down). A failure is raised once its wave has finished; later waves
-    never run."""
+    for up, reversed for down). A LifecycleError is recorded and the waves go on, skipping
+    each name whose ``needs`` failed or were skipped (``needs`` None: every name of the
+    earlier waves, so one failure skips all later waves). Any other error (the pod gone) is
+    raised once its wave has finished."""
+    done: list[str] = []
+    failed: list[tuple[str, LifecycleError]] = []
+    skipped: list[str] = []
     for wave in waves:
-        results = await asyncio.gather(*(action(n) for n in wave), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
+        lost = {name for name, _ in failed} | set(skipped)
+        runs = []
+        for name in wave:
+            wanted = needs(name) if needs is not None else done
+            if lost & set(wanted):
+                skipped.append(name)
+            else:
+                runs.append(name)
+        results = await asyncio.gather(*(action(n) for n in runs), return_exceptions=True)
+        for name, result in zip(runs, results, strict=True):
+            if isinstance(result, LifecycleError):
+                failed.append((name, result))
+            elif isinstance(result, BaseException):
                 raise result
+        done += wave
+    return WaveOutcome(tuple(failed), tuple(skipped))
 
 
 def _quiet(name: str, step: str) -> None:

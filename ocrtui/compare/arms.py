@@ -61,7 +61,10 @@ def arm_label(model: ModelConfig, argv: Sequence[str] | None, vllm: str | None) 
             if flag.option == "--speculative-config":
                 spec = json_option(options, flag.option) or {}
                 if spec.get("method") == "mtp":
-                    parts.append(f"MTP {spec.get('num_speculative_tokens', '?')}")
+                    mtp = f"MTP {spec.get('num_speculative_tokens', '?')}"
+                    # The way MTP starts on vLLM 0.26-0.29, and ~7x slower: not the same arm.
+                    eager = options.get("--enforce-eager") is True
+                    parts.append(f"{mtp}, eager" if eager else mtp)
                 else:
                     parts.append("no MTP")
             elif not _present(options, flag.option):

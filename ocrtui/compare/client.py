@@ -23,6 +23,7 @@ import httpx
 from ocrtui.compare.profiles import chat_body, headers
 from ocrtui.compare.render import RenderedPage
 from ocrtui.config import ModelConfig
+from ocrtui.vllm.hints import encoder_cache_hint
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 8.0
@@ -147,6 +148,9 @@ async def ocr_page(
         latency = time.monotonic() - start
         if resp.status_code >= 400:
             msg = _error_message(resp)
+            # A page too large for the server's encoder cache: say what size would fit.
+            if hint := encoder_cache_hint(msg, (page.width, page.height)):
+                msg = f"{msg} | {hint}"
             return Outcome(
                 False,
                 latency,

@@ -7,9 +7,11 @@ client.py     VllmClient(base_url, api_key=): health() -> Health, models() -> [M
 stages.py     startup_stage(lines) -> Stage | None; strip_ansi(line); STAGES
 hints.py      find_hint(lines, holders=None) -> Hint(key, cause, fix, line) | None (pass the
               whole current run; holders: [MemoryHolder] named by the free-memory hint);
-              is_fatal(lines)
+              is_fatal(lines); encoder_cache_hint(message, page size) for a request's
+              400; longest_side_that_fits(tokens, cache, longest, multiple)
 crashlog.py   crash_lines(run, tail=12) -> CrashLines(cause, tail, .lines): the known-failure
-              line and the last traceback's frame + message first, exit noise removed
+              line and the last traceback's frame + message first, exit noise removed;
+              the one traceback reader (is_exception_line, ending_exception)
 logfile.py    "[ocrtui] launch|stop NAME TIME" markers appended to the model's log
               (and "ready", no run boundary); current_run(lines) -> (lines after the
               last marker, its kind); last_marker(); marker_time; start_duration
@@ -39,10 +41,10 @@ lifecycle.py  Lifecycle(config, pod, monitor, watcher): launch, stop, kill_orpha
               preflight, start, restart, up, down; Progress
 flags.py      serve_options(argv) -> {--option: value}; recipe_for(model) (published.py);
               extra_reserved_mib(model) -> [Reservation(reason, mib, "host"|"gpu")]
-advisories.py probe_pod(pod, pod_config, server_pid) -> PodProbe(Versions, server_argv):
+advisories.py probe_pod(pod, pod_config, model, server_pid) -> PodProbe(Versions, server_argv):
               one command, agent/versions.py on stdin; advisories(model, versions,
-              server_argv, image_format=) -> [Advisory(key, severity, text, source)];
-              VERSION_RULES (data)
+              server_argv, image_format=) -> [Advisory(key, severity, text, source, fix,
+              refuses)]; the known-bad data is each recipe's known_bad (published.py)
 ```
 
 Rules the code relies on:

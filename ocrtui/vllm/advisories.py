@@ -4,13 +4,17 @@ request values that differ from what the models' makers publish.
 * :func:`probe_pod` runs one command over the pod connection: ``ocrtui/agent/versions.py``
   (stdlib, source on stdin) under the pod's ``python``; it finds the interpreter the
   ``vllm_command`` runs (its shebang, or the venv's ``bin/python``), reads the vLLM,
-  transformers and torch versions there with importlib.metadata, and, given the API
-  server's pid, its argv. Any failure leaves the versions unknown, with the reason.
+  transformers, torch and mistral_common versions there with importlib.metadata, with the
+  model's own ``PYTHON*`` variables (its ``PYTHONPATH``) set as the launch sets them, and,
+  given the API server's pid, its argv. Any failure leaves the versions unknown, with the
+  reason.
 * :func:`advisories` is pure: the model's config, the versions (plus the running server's
-  ``GET /version``) and the server's argv in, a list of :class:`Advisory` out.
-* :data:`VERSION_RULES` is the table of known-bad combinations: data, one line per fact,
-  each with its source. Versions are compared as PEP 440 versions (``packaging``), so
-  ``0.27.1+cu130`` matches ``==0.27.1``.
+  ``GET /version``) and the server's argv in, a list of :class:`Advisory` out. The same
+  call runs before a launch (the preflight, on the planned argv: an advisory that
+  ``refuses`` stops the start unless forced) and once a server runs (its card).
+* The known-bad combinations are the recipes' ``known_bad`` (``ocrtui/published.py``):
+  data, one entry per fact, each with its source. Versions are compared as PEP 440
+  versions (``packaging``), so ``0.27.1+cu130`` matches ``==0.27.1``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatch
 from pathlib import Path
 from typing import Literal
 
@@ -28,13 +31,12 @@ from packaging.version import InvalidVersion, Version
 from ocrtui.config import ModelConfig, PodConfig
 from ocrtui.pod.base import Pod, PodConnectionLost
 from ocrtui.published import (
-    LIGHTON_README,
+    ABSENT,
     PRESETS,
     PROFILES,
     SDK_PR_239,
-    SDK_README,
     Flag,
-    Profile,
+    KnownBad,
     Source,
 )
 from ocrtui.status import AdvisoryStatus
@@ -44,7 +46,7 @@ Severity = Literal["warning", "info"]
 PROBE_SOURCE = Path(__file__).resolve().parent.parent / "agent" / "versions.py"
 PROBE_TEXT = PROBE_SOURCE.read_text(encoding="utf-8")  # read once, never on the event loop
 PROBE_TIMEOUT_S = 90.0
-PACKAGES = ("vllm", "transformers", "torch")
+PACKAGES = ("vllm", "transformers", "torch", "mistral_common")
 
 
 @dataclass(frozen=True)
@@ -53,13 +55,20 @@ class Advisory:
     severity: Severity
     text: str
     source: Source | None = None
+    fix: str | None = None
+    refuses: bool = False  # a known-bad combination that cannot start: the preflight refuses
+
+    @property
+    def shown(self) -> str:
+        """The text with its fix, as a card, ``status`` and the preflight show it."""
+        return f"{self.text}. Fix: {self.fix}" if self.fix else self.text
 
 
 def to_status(advisory: Advisory) -> AdvisoryStatus:
     """The advisory as ``status --json`` and summary.json carry it."""
     src = advisory.source
     return AdvisoryStatus(
-        advisory.key, advisory.severity, advisory.text, f"{src.where}, {src.url}" if src else None
+        advisory.key, advisory.severity, advisory.shown, f"{src.where}, {src.url}" if src else None
     )
 
 
@@ -70,6 +79,7 @@ class Versions:
     vllm: str | None = None
     transformers: str | None = None
     torch: str | None = None
+    mistral_common: str | None = None
     server_vllm: str | None = None  # the running server's GET /version
     interpreter: str | None = None
     error: str | None = None  # why the versions are unknown
@@ -88,72 +98,23 @@ class PodProbe:
     server_argv: tuple[str, ...] | None  # /proc/PID/cmdline of the API server, when asked
 
 
-# -- the table -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VersionRule:
-    """Applies to a model whose id matches one of ``models`` (fnmatch, case-insensitive) or
-    whose profile is one of ``profiles``, when every package matches its specifier."""
-
-    key: str
-    models: tuple[str, ...]
-    profiles: tuple[Profile, ...]
-    when: Mapping[str, str]
-    severity: Severity
-    text: str
-    source: Source
-
-
-VERSION_RULES: tuple[VersionRule, ...] = (
-    VersionRule(
-        key="lighton-vllm-0.27.1-loops",
-        models=("*LightOnOCR*",),
-        profiles=("lighton-ocr",),
-        when={"vllm": "==0.27.1"},
-        severity="warning",
-        text="vLLM 0.27.1 makes every LightOnOCR model loop; the makers pin vLLM 0.30.0 "
-        "with transformers 5.16.1",
-        source=LIGHTON_README,
-    ),
-    VersionRule(
-        key="lighton-1b-transformers-5.17",
-        models=("*LightOnOCR*1B*",),
-        profiles=(),
-        when={"vllm": "==0.30.0", "transformers": "==5.17.*"},
-        severity="warning",
-        text="transformers 5.17 breaks the LightOnOCR 1B models on vLLM 0.30.0; the makers "
-        "pin transformers 5.16.1",
-        source=LIGHTON_README,
-    ),
-    VersionRule(
-        key="glm-ocr-transformers-5.3",
-        models=("*GLM-OCR*",),
-        profiles=("glm-ocr",),
-        when={"transformers": "<5.3"},
-        severity="warning",
-        text="GLM-OCR needs transformers >= 5.3 (older ones do not know its architecture)",
-        source=SDK_README,
-    ),
-    VersionRule(
-        key="glm-ocr-vllm-0.17",
-        models=("*GLM-OCR*",),
-        profiles=("glm-ocr",),
-        when={"vllm": "<0.17"},
-        severity="warning",
-        text="GLM-OCR needs vLLM >= 0.17",
-        source=SDK_README,
-    ),
-)
-
-
 # -- the probe -----------------------------------------------------------------------------
 
 
-def probe_argv(pod_config: PodConfig, server_pid: int | None = None) -> list[str]:
+def probe_env(model: ModelConfig) -> dict[str, str]:
+    """The model's variables that decide what its launch imports (``PYTHONPATH`` and the
+    other ``PYTHON*``): they travel on the probe's command line, so nothing else of the
+    model's env (a token) does."""
+    return {k: v for k, v in model.env.items() if k.startswith("PYTHON")}
+
+
+def probe_argv(
+    pod_config: PodConfig, model: ModelConfig, server_pid: int | None = None
+) -> list[str]:
     """The one command :func:`probe_pod` runs (the probe's source goes on stdin)."""
     argv = [pod_config.python, "-", json.dumps(list(pod_config.vllm_command))]
-    return [*argv, str(server_pid)] if server_pid is not None else argv
+    argv += ["--env", json.dumps(probe_env(model))]
+    return [*argv, "--pid", str(server_pid)] if server_pid is not None else argv
 
 
 def parse_probe(stdout: str) -> PodProbe:
@@ -176,6 +137,7 @@ def parse_probe(stdout: str) -> PodProbe:
             vllm=text("vllm"),
             transformers=text("transformers"),
             torch=text("torch"),
+            mistral_common=text("mistral_common"),
             interpreter=text("interpreter"),
             error=text("error"),
         ),
@@ -183,9 +145,12 @@ def parse_probe(stdout: str) -> PodProbe:
     )
 
 
-async def probe_pod(pod: Pod, pod_config: PodConfig, server_pid: int | None = None) -> PodProbe:
-    """Versions the model's vllm_command runs with (and the server's argv, given its pid)."""
-    argv = probe_argv(pod_config, server_pid)
+async def probe_pod(
+    pod: Pod, pod_config: PodConfig, model: ModelConfig, server_pid: int | None = None
+) -> PodProbe:
+    """Versions the model's vllm_command runs with, under the model's own ``PYTHON*``
+    variables (and the server's argv, given its pid)."""
+    argv = probe_argv(pod_config, model, server_pid)
     try:
         result = await pod.run(argv, input=PROBE_TEXT, timeout=PROBE_TIMEOUT_S)
     except TimeoutError:
@@ -217,15 +182,18 @@ def advisories(
     server and the command's environment, published serve flags missing from
     ``server_argv`` (the running server's argv, or ``lifecycle.serve_argv(...)`` for a
     planned launch; None skips the flag checks), and request values that differ from the
-    published profile (``image_format``: ``compare.image_format``)."""
-    out = _version_advisories(model, versions)
+    published profile (``image_format``: ``compare.image_format``). Known-bad combinations
+    that need a serve flag (GLM-OCR's MTP) are checked only with an argv."""
+    out = _version_advisories(model, versions, server_argv)
     if server_argv is not None:
         out += _flag_advisories(model, server_argv)
     out += _profile_advisories(model, image_format)
     return out
 
 
-def _version_advisories(model: ModelConfig, versions: Versions) -> list[Advisory]:
+def _version_advisories(
+    model: ModelConfig, versions: Versions, argv: Sequence[str] | None
+) -> list[Advisory]:
     out: list[Advisory] = []
     if versions.get("vllm") is None and versions.transformers is None:
         why = versions.error or "not found in the vllm_command's environment"
@@ -251,16 +219,33 @@ def _version_advisories(model: ModelConfig, versions: Versions) -> list[Advisory
                 "environment or before an upgrade; a restart changes the version",
             )
         )
-    model_id = model.model.lower()
-    for rule in VERSION_RULES:
-        matches = model.profile in rule.profiles or any(
-            fnmatch(model_id, p.lower()) for p in rule.models
-        )
-        if matches and all(_matches(versions.get(pkg), spec) for pkg, spec in rule.when.items()):
-            found = ", ".join(f"{pkg} {versions.get(pkg)}" for pkg in rule.when)
-            text = f"{model.name} ({found}): {rule.text}"
-            out.append(Advisory(rule.key, rule.severity, text, rule.source))
+    recipe = recipe_for(model)
+    for bad in recipe.known_bad if recipe is not None else ():
+        if _applies(bad, versions, argv):
+            found = ", ".join(f"{pkg} {versions.get(pkg) or 'not installed'}" for pkg in bad.when)
+            text = f"{model.name} ({found}): {bad.text}"
+            out.append(Advisory(bad.key, "warning", text, bad.source, bad.fix, bad.refuses))
     return out
+
+
+def _applies(bad: KnownBad, versions: Versions, argv: Sequence[str] | None) -> bool:
+    if versions.error is not None and versions.get("vllm") is None:
+        return False  # nothing known: "not installed" would be a guess
+    if not all(_matches(versions.get(pkg), spec) for pkg, spec in bad.when.items()):
+        return False
+    if bad.with_option is None and bad.unless_option is None:
+        return True
+    if argv is None:
+        return False
+    options = serve_options(argv)
+    if bad.unless_option is not None and options.get(bad.unless_option) is True:
+        return False
+    if bad.with_option is None:
+        return True
+    if not bad.with_json:
+        return bad.with_option in options
+    given = json_option(options, bad.with_option)
+    return given is not None and all(given.get(k) == v for k, v in bad.with_json.items())
 
 
 def _normal(version: str) -> str:
@@ -273,6 +258,8 @@ def _normal(version: str) -> str:
 
 
 def _matches(version: str | None, spec: str) -> bool:
+    if spec == ABSENT:
+        return version is None
     if version is None:
         return False
     try:
@@ -292,7 +279,7 @@ def _flag_advisories(model: ModelConfig, argv: Sequence[str]) -> list[Advisory]:
             out.append(
                 Advisory(
                     f"flag:{flag.option}",
-                    "warning",
+                    flag.missing,
                     f"{model.name} is served without {_shown(flag)}: {flag.why}",
                     flag.source,
                 )

@@ -9,6 +9,10 @@ lines earlier (tests/vllm/fixtures/real_v0_*). A plain "last 12 lines" shows onl
 :func:`crash_lines` reads a whole run (the lines after ocrtui's last marker) and returns the
 explaining lines first: the known-failure line (:mod:`ocrtui.vllm.hints`), then the last
 traceback's innermost frame and its exception message; and, separately, the tail less noise.
+
+It is also the one traceback reader of the package: :func:`is_exception_line` and
+:func:`ending_exception` (the exception of a traceback that ends a log, which is what a
+service's crash hint shows: ``ocrtui/services.py``).
 """
 
 from __future__ import annotations
@@ -34,8 +38,14 @@ _PREFIX = re.compile(
     r"\d\d-\d\d \d\d:\d\d:\d\d \[[^\]]*\] ?)?"
 )
 _FRAME = re.compile(r'^\s*File "[^"]+", line \d+')
-_EXCEPTION = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit)\b(?::|$)")
+_EXCEPTION = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit|Interrupt)\b(?::|$)")
 _CARETS = re.compile(r"^\s*[\^~]+\s*$")
+# The lines Python prints between a traceback's frames and chained exceptions.
+_TRACEBACK_HEADS = (
+    "Traceback (most recent call last)",
+    "During handling of the above exception",
+    "The above exception was the direct cause",
+)
 
 
 @dataclass(frozen=True)
@@ -66,10 +76,38 @@ def crash_lines(run: Sequence[str], tail: int = TAIL_LINES) -> CrashLines:
     return CrashLines(cause, tuple(clean[-tail:]))
 
 
+def body(line: str) -> str:
+    """The line without vLLM's ``(Proc pid=N) LEVEL date [file:line]`` prefixes."""
+    return _PREFIX.sub("", line)
+
+
+def is_exception_line(line: str) -> bool:
+    """``ValueError: ...``, ``torch.AcceleratorError: ...``, a bare ``KeyboardInterrupt``:
+    the message line that ends a traceback (after vLLM's prefixes)."""
+    return bool(_EXCEPTION.match(body(line)))
+
+
+def in_traceback(line: str) -> bool:
+    """A frame, a code line or a chaining line of a traceback (after vLLM's prefixes)."""
+    text = body(line)
+    return text.startswith((" ", "\t")) or text.startswith(_TRACEBACK_HEADS)
+
+
+def ending_exception(lines: Sequence[str]) -> str | None:
+    """The exception line of a traceback that ends ``lines`` (blank lines ignored), or None:
+    a traceback that was logged and survived is followed by more lines of the program."""
+    for line in reversed([line for line in lines if line.strip()]):
+        if is_exception_line(line):
+            return line
+        if not in_traceback(line):
+            return None
+    return None
+
+
 def _last_exception(lines: Sequence[str]) -> set[int]:
     """Indexes of the last exception message and the innermost frame (and its code line)
     above it; empty when the run has no traceback."""
-    bodies = [_PREFIX.sub("", line) for line in lines]
+    bodies = [body(line) for line in lines]
     for i in range(len(bodies) - 1, -1, -1):
         if not _EXCEPTION.match(bodies[i]):
             continue

@@ -7,16 +7,25 @@ than causes and only answer when nothing more specific is there. A failed start 
 root cause 60-90 lines above its last line: pass the whole current run, not a short tail.
 
 The free-memory hint names what holds the memory when the caller knows (``holders``); the
-functions stay pure.
+functions stay pure. A hint may read the lines around its own: the graph-capture hint names
+the vLLM version (its banner) and whether the MTP draft model was being captured; "failed to
+be inspected" names the ImportError above it and the recipe's version pin
+(``ocrtui/published.py``, ``KnownBad.import_error``).
+
+:func:`encoder_cache_hint` is the one hint read from a request's error rather than the log:
+the 400 a page gets when its image has more tokens than the server's encoder cache (vLLM
+#34040); :func:`longest_side_that_fits` is the pure size rule it states.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ocrtui.published import SERVE_RECIPES
 from ocrtui.vllm.stages import strip_ansi
 
 
@@ -52,10 +61,25 @@ class MemoryHolder:
         return f"{who} pid {self.pid} ({self.mib} MiB)"
 
 
-_Maker = Callable[[re.Match[str], Sequence[MemoryHolder] | None], tuple[str, str]]
+@dataclass(frozen=True)
+class _Context:
+    """Where a pattern matched: the whole run (colours stripped), the matching line's index,
+    and what holds GPU memory (None: not known)."""
+
+    lines: Sequence[str]
+    at: int
+    holders: Sequence[MemoryHolder] | None
+
+    def above(self) -> Sequence[str]:
+        return self.lines[: self.at]
 
 
-def _free_memory(m: re.Match[str], holders: Sequence[MemoryHolder] | None) -> tuple[str, str]:
+# (cause, fix), or None where the line is not the cause after all (the search goes on).
+_Maker = Callable[[re.Match[str], _Context], tuple[str, str] | None]
+
+
+def _free_memory(m: re.Match[str], ctx: _Context) -> tuple[str, str]:
+    holders = ctx.holders
     free, total, util, need = m.group("free", "total", "util", "need")
     cause = (
         f"only {free} of {total} GiB GPU memory free at startup, below "
@@ -81,7 +105,7 @@ def _free_memory(m: re.Match[str], holders: Sequence[MemoryHolder] | None) -> tu
     return cause, fix
 
 
-def _kv_too_small(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
+def _kv_too_small(m: re.Match[str], _c: _Context) -> tuple[str, str]:
     return (
         f"KV cache too small for max-model-len {m.group('len')} ({m.group('need')} GiB "
         f"needed, {m.group('avail')} GiB available)",
@@ -90,14 +114,14 @@ def _kv_too_small(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[
     )
 
 
-def _no_cache_blocks(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
+def _no_cache_blocks(m: re.Match[str], _c: _Context) -> tuple[str, str]:
     return (
         "no GPU memory left for KV cache blocks after loading the model",
         "raise gpu_memory_utilization (GLM-OCR needs about 18 GiB) or free GPU memory",
     )
 
 
-def _cuda_oom(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
+def _cuda_oom(m: re.Match[str], _c: _Context) -> tuple[str, str]:
     return (
         "CUDA out of memory",
         "free GPU memory held by other processes (orphans: `ocrtui restart NAME`), or lower "
@@ -105,14 +129,14 @@ def _cuda_oom(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str,
     )
 
 
-def _address_in_use(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
+def _address_in_use(m: re.Match[str], _c: _Context) -> tuple[str, str]:
     return (
         "the port is already in use by another process",
         "stop that server (`ocrtui down`, or see the processes panel) or change the model's port",
     )
 
 
-def _architecture(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
+def _architecture(m: re.Match[str], _c: _Context) -> tuple[str, str]:
     kind = m.group("type") or "this model"
     return (
         f"the installed transformers does not recognise model type {kind}",
@@ -121,7 +145,7 @@ def _architecture(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[
     )
 
 
-def _limit_mm(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
+def _limit_mm(m: re.Match[str], _c: _Context) -> tuple[str, str]:
     value = m.group("value")
     return (
         f"--limit-mm-per-prompt {value} is the old format; vLLM >= 0.10 takes JSON",
@@ -141,38 +165,167 @@ def _limit_mm_json(old: str) -> str:
     return json.dumps(limits)
 
 
-def _unrecognized_args(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
+def _unrecognized_args(m: re.Match[str], _c: _Context) -> tuple[str, str]:
     return (
         f"this vLLM does not know the argument(s) {m.group('args').strip()}",
         "remove them from extra_args or install a vLLM version that has them",
     )
 
 
-def _unsupported_architecture(
-    m: re.Match[str], _h: Sequence[MemoryHolder] | None
-) -> tuple[str, str]:
+def _unsupported_architecture(m: re.Match[str], _c: _Context) -> tuple[str, str]:
     return (
         f"this vLLM does not support the model architecture {m.group('arch')}",
         "upgrade vLLM to a version that lists the architecture",
     )
 
 
-def _engine_died(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
+def _engine_died(m: re.Match[str], _c: _Context) -> tuple[str, str]:
     return (
         "the EngineCore process died (killed, out of host memory, or a crash)",
         "read the lines above for the root cause, then restart the model",
     )
 
 
-def _missing_module(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
+def _missing_module(m: re.Match[str], _c: _Context) -> tuple[str, str]:
     module = m.group("module")
-    fix = f"install {module} in the environment vllm_command runs in"
+    fix = known_import_fix(module) or f"install {module} in the environment vllm_command runs in"
     if module.split(".")[0] == "flashinfer":
         fix += ", or set VLLM_USE_FLASHINFER_SAMPLER=0 in the model's env"
     return f"vLLM could not import {module}", fix
 
 
-def _engine_init_failed(m: re.Match[str], _h: Sequence[MemoryHolder] | None) -> tuple[str, str]:
+def known_import_fix(name: str) -> str | None:
+    """The recipes' fix for an import that fails with a known-bad version (a name or a
+    module an ImportError names), or None."""
+    top = name.split(".")[0]
+    for recipe in SERVE_RECIPES:
+        for bad in recipe.known_bad:
+            if bad.import_error in (name, top):
+                return bad.fix
+    return None
+
+
+# The ImportError inside vLLM's "Error in inspecting model architecture" traceback.
+_IMPORT_FAILURE = re.compile(
+    r"ImportError: cannot import name '(?P<name>[^']+)' from '(?P<module>[^']+)'"
+    r"|ModuleNotFoundError: No module named '(?P<missing>[^']+)'"
+)
+
+
+def _inspection_failed(m: re.Match[str], ctx: _Context) -> tuple[str, str] | None:
+    arch = m.group("arch")
+    found = None
+    for line in reversed(ctx.above()):
+        if found := _IMPORT_FAILURE.search(line):
+            break
+    if found is None:
+        return (
+            f"vLLM could not load the code of {arch}",
+            "the traceback above this line says why (often an ImportError: a transformers "
+            "version this vLLM does not know)",
+        )
+    if found.group("missing"):
+        return None  # the missing-module hint names it, on its own line above
+    name, module = found.group("name", "module")
+    fix = known_import_fix(name) or (
+        f"install a {module.split('.')[0]} version that has {name} where the vllm_command "
+        "runs, or first on the model's PYTHONPATH (its env)"
+    )
+    return (
+        f"vLLM could not import the code of {arch}: cannot import name {name!r} from {module}",
+        fix,
+    )
+
+
+_VLLM_VERSION = re.compile(
+    r"\bversion (?P<banner>\d+\.\d+\S*)\s*$|LLM engine \(v(?P<engine>\d+\.\d+[^)\s]*)\)"
+    r"|vLLM API server version (?P<server>\d+\.\d+\S*)"
+)
+# A frame of a speculative-decoding draft model (glm_ocr_mtp.py, deepseek_mtp.py, ...) or of
+# vLLM's speculative decoding itself.
+_MTP_FRAME = re.compile(r'File "[^"]*/(?P<file>\w+_mtp\.py)"|/spec_decode/')
+
+
+def vllm_version_in(lines: Sequence[str]) -> str | None:
+    """The vLLM version a run's own banner or engine line names, or None."""
+    for line in lines:
+        if m := _VLLM_VERSION.search(line):
+            return m.group("banner") or m.group("engine") or m.group("server")
+    return None
+
+
+def _graph_capture(m: re.Match[str], ctx: _Context) -> tuple[str, str]:
+    version = vllm_version_in(ctx.lines)
+    on = f"vLLM {version}" if version else "this vLLM"
+    frames = [f for line in ctx.above() if (f := _MTP_FRAME.search(line))]
+    if frames:
+        file = next((f.group("file") for f in reversed(frames) if f.group("file")), None)
+        what = f"MTP's draft step ({file})" if file else "the speculative decoding draft step"
+        return (
+            f"{what} cannot be captured in a CUDA graph on {on}",
+            "serve without --speculative-config (no MTP), or keep MTP with --enforce-eager "
+            "(about 7x slower than CUDA graphs)",
+        )
+    return (
+        f"a step of the model cannot be captured in a CUDA graph on {on}",
+        "serve with --enforce-eager (no CUDA graphs), or try another vLLM version",
+    )
+
+
+# GLM-OCR and LightOnOCR-2 both cut pages into 14 px patches merged 2 x 2 into one token.
+PATCH_MULTIPLE = 28
+
+
+def longest_side_that_fits(tokens: int, cache: int, longest: int, multiple: int) -> int:
+    """The longest side a page scaled by ``sqrt(cache / tokens)`` gets, rounded down to the
+    model's patch ``multiple``: image tokens grow with the area, so the page then needs at
+    most ``cache`` tokens. Pure, so a better token predictor can replace the estimate."""
+    scaled = longest * math.sqrt(cache / tokens)
+    return max(multiple, int(scaled // multiple) * multiple)
+
+
+def encoder_cache_hint(
+    message: str, page: tuple[int, int] | None, multiple: int = PATCH_MULTIPLE
+) -> Hint | None:
+    """The hint for a request refused because its image exceeds the server's encoder
+    cache (the error ``message``), with the longest side that fits when the page's
+    ``(width, height)`` is known; None for any other error."""
+    m = _ENCODER_CACHE.search(message)
+    if m is None:
+        return None
+    cause, fix = _encoder_cache_text(int(m.group("n")), int(m.group("m")), page, multiple)
+    return Hint("encoder_cache", cause, fix, m.group(0))
+
+
+def _encoder_cache_text(
+    tokens: int, cache: int, page: tuple[int, int] | None, multiple: int
+) -> tuple[str, str]:
+    cause = (
+        f"the page's image needs {tokens} tokens, more than the server's encoder cache "
+        f"({cache}; vLLM #34040)"
+    )
+    if page is None:
+        scale = math.sqrt(cache / tokens)
+        return cause, (
+            f"send the page smaller: its longest side x {scale:.4f}, rounded down to a "
+            f"multiple of {multiple} px"
+        )
+    longest = max(page)
+    fits = longest_side_that_fits(tokens, cache, longest, multiple)
+    return cause, f"send the page with its longest side at most {fits} px (now {longest})"
+
+
+def _encoder_cache(m: re.Match[str], _c: _Context) -> tuple[str, str]:
+    return _encoder_cache_text(int(m.group("n")), int(m.group("m")), None, PATCH_MULTIPLE)
+
+
+_ENCODER_CACHE = re.compile(
+    r"The decoder prompt contains a\(n\) \w+ item with length (?P<n>\d+), which exceeds "
+    r"the pre-allocated encoder cache size (?P<m>\d+)"
+)
+
+
+def _engine_init_failed(m: re.Match[str], _c: _Context) -> tuple[str, str]:
     return (
         "the EngineCore failed to start",
         "the root cause is the first traceback of this start in the log; read it there",
@@ -229,13 +382,28 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], _Maker], ...] = (
         _unrecognized_args,
     ),
     (
+        "architecture_inspection",
+        re.compile(r"Model architectures (?P<arch>\[[^\]]*\]) failed to be inspected"),
+        _inspection_failed,
+    ),
+    (
+        "cuda_graph_capture",
+        re.compile(
+            r"operation not permitted when stream is capturing"
+            r"|cudaErrorStreamCapture(?:Invalidated|Unsupported)"
+        ),
+        _graph_capture,
+    ),
+    ("encoder_cache", _ENCODER_CACHE, _encoder_cache),
+    (
         "missing_module",
         re.compile(r"ModuleNotFoundError: No module named '(?P<module>[^']+)'"),
         _missing_module,
     ),
     (
         "engine_init_failed",
-        re.compile(r"Engine core initialization failed"),
+        # The EngineCore's own line comes first: the API server unwinds for seconds after it.
+        re.compile(r"Engine core initialization failed|EngineCore failed to start"),
         _engine_init_failed,
     ),
     (
@@ -261,15 +429,17 @@ def find_hint(
     ``holders``: what holds GPU memory now (None: not known), named by the free-memory hint.
     """
     fallback: Hint | None = None
-    for raw in reversed(lines):
-        line = strip_ansi(raw)
+    clean = [strip_ansi(raw) for raw in lines]
+    for at in range(len(clean) - 1, -1, -1):
+        line = clean[at]
         if _REQUESTED_SHUTDOWN.search(line):
             fallback = None
         for key, pattern, make in _PATTERNS:
             m = pattern.search(line)
-            if m is None:
+            made = make(m, _Context(clean, at, holders)) if m is not None else None
+            if made is None:
                 continue
-            cause, fix = make(m, holders)
+            cause, fix = made
             hint = Hint(key, cause, fix, line.strip())
             if key not in _FALLBACKS:
                 return hint

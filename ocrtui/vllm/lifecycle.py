@@ -9,7 +9,8 @@
   (checked on the pod; a zombie counts as exited) and the model's GPU memory is released.
 * Preflight before any start checks what it can and warns about what it cannot: free VRAM
   as vLLM will measure it (else the holders are named), host RAM for a CPU build (no GPU
-  seen), the port; warnings for plans known to fail (research/vllm_and_models.md §2, §4).
+  seen), the port, and the vLLM/transformers the launch will import against the recipe's
+  known-bad combinations (``vllm/advisories.py``); warnings for plans known to fail.
   ``force`` turns the refusals into progress lines.
 * Restart = stop + preflight + launch + wait ready. ``ensure_ready`` is one model's step of
   ``up`` (the waves of models and services are the Controller's).
@@ -238,8 +239,9 @@ class Lifecycle:
     async def preflight(
         self, name: str, progress: Progress | None = None, *, force: bool = False
     ) -> int | None:
-        """Check what can be checked; warnings through ``progress``. A refusal (memory not
-        free, port taken) raises LifecycleError unless ``force``, which only tells it.
+        """Check what can be checked; warnings through ``progress``. A refusal (a known-bad
+        vLLM/transformers combination, memory not free, port taken) raises LifecycleError
+        unless ``force``, which only tells it.
         Returns the planned MiB (None without a GPU). The advisories on the pod's versions
         and the planned serve argv are warnings too."""
         progress = progress or _quiet
@@ -255,19 +257,27 @@ class Lifecycle:
         for who, text in plan_warnings(self.config, gpu.total_mib if gpu else None):
             if who in (name, "*"):
                 progress(name, f"warning: {text}")
-        probe = await probe_pod(self.pod, self.config.pod)
+        # The versions the launch will import: the vllm_command's interpreter with the
+        # model's own PYTHONPATH. A known-bad combination is refused here, before a start
+        # that would fail minutes later.
+        probe = await probe_pod(self.pod, self.config.pod, model)
         argv = serve_argv(self.config.pod.vllm_command, model)
         image_format = self.config.compare.image_format
+        refusals: list[tuple[str, str | None]] = []
         for a in advisories(model, probe.versions, argv, image_format=image_format):
-            progress(name, f"{a.severity}: {a.text}")
+            if a.refuses:
+                refusals.append((a.text, a.fix))
+            else:
+                progress(name, f"{a.severity}: {a.shown}")
         planned, checks = preflight_checks(model, view)
-        for check in sorted(checks, key=lambda c: c.level == "refuse"):
+        refusals += [(c.message, c.hint) for c in checks if c.level == "refuse"]
+        for check in checks:
             if check.level == "warn":
                 progress(name, f"warning: {check.message}")
-            elif force:
-                progress(name, f"--force: not refusing: {check.message}")
-            else:
-                raise LifecycleError(check.message, check.hint)
+        for message, hint in refusals:
+            if not force:
+                raise LifecycleError(message, hint)
+            progress(name, f"--force: not refusing: {message}")
         return planned
 
     async def launch(self, name: str, progress: Progress | None = None) -> int:

@@ -4,6 +4,12 @@ Called once per refresh (1 Hz by default) by the model watcher (watch.py) with t
 latest view of the model's processes. The log is read only where it can change the answer
 (while not ready), and while nothing runs at most every ``QUIET_TAIL_S`` seconds, so a pod
 with idle models costs one ``/health`` request per model per second.
+
+A start's stage never goes back to "no marker yet": once the log named a stage, a later
+tail that holds none and does not reach back to the launch marker (only the lines of a
+traceback, while the API server unwinds after its EngineCore died) keeps the last one, so
+the watcher never falls back to the process stages (``engine spawned``, ``API server
+importing``) of a start that is ending.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
 
@@ -26,6 +32,7 @@ from ocrtui.vllm.logfile import (
     last_start_duration,
 )
 from ocrtui.vllm.metrics import TokenRates, VllmMetrics, token_rates
+from ocrtui.vllm.stages import Stage
 from ocrtui.vllm.state import ProcessFacts, Verdict, decide
 
 TAIL_LINES = 200
@@ -76,6 +83,7 @@ class ModelProbe:
         # (launch marker time, the previous start's duration) of the start in progress
         self._timing: tuple[float, float | None] | None = None
         self._quiet_read: tuple[float, ProcessFacts | None, list[str], Mark | None] | None = None
+        self._stage: Stage | None = None  # the last stage the log named in this start
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -92,6 +100,7 @@ class ModelProbe:
         ``launching``: a new server is being started, so an earlier "ready" says nothing."""
         if launching:
             self._was_ready = False
+            self._stage = None
         health = await self.client.health()
         if health.status is None and self._was_ready:
             self._misses += 1
@@ -134,6 +143,11 @@ class ModelProbe:
             was_ready=self._was_ready,
             models_problem=self._models_problem,
         )
+        if verdict.state == "starting":
+            whole_run = tail is not None and current_run(tail)[1] == "launch"
+            verdict = self._forward_only(verdict, whole_run)
+        else:
+            self._stage = None
         if verdict.state == "ready":
             self._quiet_read = None
             self._was_ready = True
@@ -143,6 +157,19 @@ class ModelProbe:
         if verdict.state == "starting" and tail is not None:
             launched_at, last_start = await self._start_timing(tail)
         return ProbeResult(verdict, health, metrics, rates, mml, launched_at, last_start)
+
+    def _forward_only(self, verdict: Verdict, whole_run: bool) -> Verdict:
+        """``whole_run``: the tail reaches back to the launch marker, so its stage is the
+        start's own (a new start by another client begins at no stage)."""
+        if verdict.stage is None:
+            if whole_run:
+                self._stage = None
+            elif self._stage is not None:
+                return replace(verdict, stage=self._stage)
+            return verdict
+        if verdict.stage.name != "launched":
+            self._stage = verdict.stage
+        return verdict
 
     async def _start_timing(self, tail: list[str]) -> tuple[float | None, float | None]:
         """When the current start was launched, and how long the one before took (read

@@ -114,7 +114,7 @@ async def probe_server(
     pod: Pod, config: Config, model: ModelConfig, url: str | None, pid: int
 ) -> Served:
     """One probe of the model's running server ``pid`` (its GET /version at ``url``)."""
-    probe = await probe_pod(pod, config.pod, pid)
+    probe = await probe_pod(pod, config.pod, model, pid)
     versions = replace(probe.versions, server_vllm=await _server_version(model, url))
     found = advisories(model, versions, probe.server_argv, image_format=config.compare.image_format)
     return Served(pid, versions, probe.server_argv, tuple(to_status(a) for a in found))

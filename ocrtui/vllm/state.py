@@ -102,6 +102,9 @@ def decide(
             # It had finished starting and now refuses connections: dying, not starting.
             return Verdict("unhealthy", hint="the server stopped accepting connections")
         return Verdict("starting", stage=stage)
+    if run and is_fatal(run):
+        # A fatal line after the last launch marker ends that start, whatever the clocks say.
+        return _crashed(run, facts)
     if mark_in_tail == "launch" and _launched_after(tail or (), facts):
         # The marker is newer than the process data: the server may not have existed yet
         # when the agent looked (another observer reads the log of a launch just begun).
@@ -113,7 +116,8 @@ def decide(
 
 # A launch marker this close to the agent's sample may predate its process: the server is
 # spawned just after the marker is written, and the clocks of the launching machine and
-# the pod may differ slightly. A start that fails at once reads as crashed after this.
+# the pod may differ slightly. A start that fails at once reads as crashed after this, or at
+# once when its fatal line is already in the log.
 LAUNCH_GRACE_S = 1.0
 
 

@@ -22,6 +22,7 @@ def test_glm_label_says_model_only_and_names_mtp() -> None:
     assert arm_label(GLM, mtp, "0.30.0") == (
         "GLM-OCR · model only, full page, no layout · MTP 1 · vLLM 0.30.0"
     )
+    assert arm_label(GLM, [*mtp, "--enforce-eager"], None).endswith("· MTP 1, eager")
     assert arm_label(GLM, SERVE, None) == "GLM-OCR · model only, full page, no layout · no MTP"
     assert arm_label(GLM, None, None).endswith("· serve flags unknown")
 

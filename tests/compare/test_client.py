@@ -51,3 +51,25 @@ async def test_page_is_encoded_once_and_retries_post_the_same_bytes(
     assert len(bodies) == 1
     assert json.loads(bodies.pop()) == chat_payload(cfg, page)
     assert all(r.headers["content-type"] == "application/json" for r in posted)
+
+
+async def test_a_page_over_the_encoder_cache_says_which_size_fits() -> None:
+    """vLLM #34040 / GLM-OCR #157: a tall page's image tokens exceed the encoder cache."""
+    refusal = (
+        "The decoder prompt contains a(n) image item with length 6132, which exceeds the "
+        "pre-allocated encoder cache size 6084."
+    )
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"error": {"message": refusal, "code": 400}})
+
+    target = ModelTarget(model("glm-ocr", "glm-ocr"), "http://pod")
+    page = RenderedPage(data=b"\xff\xd8\xff", mime="image/jpeg", width=867, height=6771)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as c:
+        out = await ocr_page(c, target, page, retries=0, timeout_s=5)
+    assert not out.ok and out.error is not None
+    assert out.error.startswith("HTTP 400: The decoder prompt contains")
+    assert out.error.endswith(
+        "| the page's image needs 6132 tokens, more than the server's encoder cache (6084; "
+        "vLLM #34040). Fix: send the page with its longest side at most 6720 px (now 6771)"
+    )

@@ -25,9 +25,11 @@ async def test_a_server_on_vllm_0_27_1_shows_the_lighton_loop_advisory(
 ) -> None:
     probed: list[int | None] = []
 
-    async def counting_probe(pod: Any, pod_config: Any, server_pid: int | None = None) -> Any:
+    async def counting_probe(
+        pod: Any, pod_config: Any, model: Any, server_pid: int | None = None
+    ) -> Any:
         probed.append(server_pid)
-        return await probe_pod(pod, pod_config, server_pid)
+        return await probe_pod(pod, pod_config, model, server_pid)
 
     monkeypatch.setattr(served_module, "probe_pod", counting_probe)
     model = sim_pod.model(

@@ -105,8 +105,10 @@ async def test_a_failed_wave_stops_the_next(pod: Pod, tmp_path: Path) -> None:
     later = app_service(tmp_path, "later", after=["bad"])
     config = services_config([bad, later])
     async with running(config, pod, tmp_path) as runner:
+        outcome = await in_waves([["bad"], ["later"]], runner.start)
+        assert outcome.skipped == ("later",)
         with pytest.raises(LifecycleError, match="bad exited while starting"):
-            await in_waves([["bad"], ["later"]], runner.start)
+            outcome.raise_failures()
         assert (await runner.status("later")).state == "down"
 
 
@@ -261,3 +263,28 @@ async def test_status_json_shape(pod: Pod, tmp_path: Path) -> None:
         "pids": [],
     }
     json.dumps(entry)
+
+
+async def test_waves_go_on_past_a_failure_skipping_only_what_waits_for_it() -> None:
+    """``up``'s rule: a failed model does not stop the models after it; a service waiting
+    for it is skipped, and the failures are told together at the end."""
+    ran: list[str] = []
+
+    async def start(name: str) -> None:
+        ran.append(name)
+        if name == "glm":
+            raise LifecycleError("glm failed to start", "serve without MTP")
+
+    waves = [["glm"], ["lighton"], ["ocr-api", "pdf-api"]]
+    after = {"ocr-api": ("glm", "lighton"), "pdf-api": ("lighton",)}
+    outcome = await in_waves(waves, start, lambda n: after.get(n, ()))
+    assert ran == ["glm", "lighton", "pdf-api"]
+    assert [name for name, _ in outcome.failed] == ["glm"] and outcome.skipped == ("ocr-api",)
+    with pytest.raises(LifecycleError) as raised:
+        outcome.raise_failures()
+    assert raised.value.message == ("glm failed to start; not run, as they wait for glm: ocr-api")
+    assert raised.value.hint == "glm: serve without MTP"
+    # Without ``needs`` (down): a failure skips every later wave.
+    ran.clear()
+    assert (await in_waves(waves, start)).skipped == ("lighton", "ocr-api", "pdf-api")
+    assert ran == ["glm"]

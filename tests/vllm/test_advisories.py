@@ -18,6 +18,7 @@ from ocrtui.vllm.advisories import (
     Versions,
     advisories,
     parse_probe,
+    probe_argv,
     probe_pod,
 )
 from ocrtui.vllm.lifecycle import serve_argv
@@ -37,9 +38,10 @@ def planned(model: ModelConfig) -> list[str]:
     return serve_argv(CFG.pod.vllm_command, model)
 
 
-def test_example_config_on_the_pinned_versions_has_no_advisory() -> None:
+def test_example_config_on_the_pinned_versions_has_no_warning() -> None:
     for m in (GLM, LIGHTON):
-        assert advisories(m, GOOD, planned(m), image_format="jpeg") == []
+        found = advisories(m, GOOD, planned(m), image_format="jpeg")
+        assert [a.key for a in found if a.severity == "warning"] == []
 
 
 @pytest.mark.parametrize("vllm", ["0.27.1", "0.27.1+cu128"])
@@ -54,21 +56,65 @@ def test_vllm_0_27_1_makes_lighton_loop(vllm: str) -> None:
 @pytest.mark.parametrize(
     ("vllm", "transformers", "expected"),
     [
-        ("0.30.0", "5.17.0", ["lighton-1b-transformers-5.17"]),
-        ("0.30.0", "5.17.2", ["lighton-1b-transformers-5.17"]),
+        ("0.30.0", "5.17.0", ["lighton-transformers-5.17"]),
+        ("0.26.0", "5.17.2", ["lighton-transformers-5.17"]),
         ("0.30.0", "5.16.1", []),
-        ("0.31.0", "5.17.0", []),
+        ("0.26.0", "5.5.3", []),
     ],
 )
-def test_transformers_5_17_breaks_the_1b_models_on_vllm_0_30_0(
+def test_transformers_5_17_breaks_lighton_on_any_vllm(
     vllm: str, transformers: str, expected: list[str]
 ) -> None:
-    assert keys(LIGHTON, Versions(vllm=vllm, transformers=transformers)) == expected
+    versions = Versions(vllm=vllm, transformers=transformers, mistral_common="1.8.5")
+    found = advisories(LIGHTON, versions, None)
+    assert [a.key for a in found] == expected
+    if expected:
+        (a,) = found
+        assert a.refuses and a.fix and "5.16.1" in a.fix
+        assert "PixtralRotaryEmbedding" in a.text
 
 
-def test_the_1b_rule_needs_a_1b_model() -> None:
-    bigger = LIGHTON.model_copy(update={"model": "lightonai/LightOnOCR-2-3B"})
-    assert keys(bigger, Versions(vllm="0.30.0", transformers="5.17.0")) == []
+def test_lighton_on_vllm_0_26_needs_mistral_common() -> None:
+    without = Versions(vllm="0.26.0", transformers="5.16.1")
+    (a,) = advisories(LIGHTON, without, None)
+    assert (a.key, a.refuses) == ("lighton-mistral-common", True)
+    assert "mistral_common not installed" in a.text
+    assert (
+        keys(LIGHTON, Versions(vllm="0.26.0", transformers="5.16.1", mistral_common="1.8.5")) == []
+    )
+    assert keys(LIGHTON, Versions(vllm="0.30.0", transformers="5.16.1")) == []
+    # A probe that failed says nothing about what is installed.
+    assert keys(LIGHTON, Versions(error="timed out")) == ["versions-unknown"]
+
+
+MTP = ["--speculative-config", '{"method": "mtp", "num_speculative_tokens": 3}']
+
+
+@pytest.mark.parametrize(
+    ("vllm", "extra", "expected"),
+    [
+        ("0.26.0", MTP, ["glm-ocr-mtp-graph-capture", "glm-ocr-mtp-checkpoint-names"]),
+        ("0.29.1", MTP, ["glm-ocr-mtp-graph-capture"]),
+        ("0.26.0", [*MTP, "--enforce-eager"], ["glm-ocr-mtp-checkpoint-names"]),
+        ("0.29.1", [*MTP, "--enforce-eager"], []),
+        ("0.30.0", MTP, []),
+        ("0.26.0", [], []),
+    ],
+)
+def test_glm_ocr_mtp_on_vllm_0_26_to_0_29_is_refused_unless_eager(
+    vllm: str, extra: list[str], expected: list[str]
+) -> None:
+    model = GLM.model_copy(update={"extra_args": tuple(extra)})
+    found = advisories(model, Versions(vllm=vllm, transformers="5.16.1"), planned(model))
+    known_bad = [a for a in found if not a.key.startswith("flag:")]
+    assert [a.key for a in known_bad] == expected
+    refused = [a for a in known_bad if a.refuses]
+    assert [a.key for a in refused] == [k for k in expected if k.endswith("graph-capture")]
+    for a in refused:
+        # The two ways out.
+        assert a.fix and "without --speculative-config" in a.fix and "--enforce-eager" in a.fix
+    # Without an argv (a server whose argv is unknown) the flag-bound rules stay silent.
+    assert [a.key for a in advisories(model, Versions(vllm=vllm), None)] == []
 
 
 @pytest.mark.parametrize(
@@ -83,9 +129,10 @@ def test_glm_ocr_version_needs(vllm: str, transformers: str, expected: list[str]
     found = advisories(GLM, Versions(vllm=vllm, transformers=transformers), None)
     assert [a.key for a in found] == expected
     if expected:
-        assert found[0].text == (
+        assert found[0].shown == (
             f"glm-ocr (transformers {transformers}): GLM-OCR needs transformers >= 5.3 "
-            "(older ones do not know its architecture)"
+            "(older ones do not know its architecture). Fix: install transformers >= 5.3 "
+            "where the vllm_command runs"
         )
 
 
@@ -107,11 +154,12 @@ def test_unknown_versions_are_a_note_not_a_verdict() -> None:
     assert "(vllm: not found on the pod's PATH)" in a.text
 
 
-def test_missing_published_flags_are_warnings() -> None:
+def test_missing_published_flags_are_warnings_and_mtp_a_note() -> None:
     bare_glm = GLM.model_copy(update={"extra_args": ()})
     bare_lighton = LIGHTON.model_copy(update={"extra_args": ()})
     (a,) = advisories(bare_glm, GOOD, planned(bare_glm))
-    assert a.key == "flag:--speculative-config" and a.severity == "warning"
+    # MTP on or off is a measured choice, not a drift from the recipe.
+    assert a.key == "flag:--speculative-config" and a.severity == "info"
     assert a.text.startswith('glm-ocr is served without --speculative-config {"method": "mtp"}')
     assert keys(bare_lighton, GOOD, planned(bare_lighton)) == [
         "flag:--limit-mm-per-prompt",
@@ -177,7 +225,9 @@ def fake_venv(root: Path, packages: dict[str, str]) -> Path:
     bin_dir = root / "bin"
     bin_dir.mkdir()
     python = bin_dir / "python"
-    python.write_text(f'#!/bin/sh\nPYTHONPATH="{site}" exec "{sys.executable}" "$@"\n')
+    # The venv's site comes after PYTHONPATH, as a real venv's site-packages does.
+    path = f'"${{PYTHONPATH:+$PYTHONPATH:}}{site}"'
+    python.write_text(f'#!/bin/sh\nPYTHONPATH={path} exec "{sys.executable}" "$@"\n')
     vllm = bin_dir / "vllm"
     vllm.write_text(f"#!{python}\nimport sys\nsys.exit('not run by the probe')\n")
     for exe in (python, vllm):
@@ -191,13 +241,42 @@ async def test_probe_reads_the_versions_the_vllm_command_runs_with(tmp_path: Pat
     pod = LocalPod()
     await pod.connect()
     try:
-        found = await probe_pod(pod, pod_config, server_pid=os.getpid())
+        found = await probe_pod(pod, pod_config, GLM, server_pid=os.getpid())
     finally:
         await pod.close()
     assert found.versions == Versions(
         vllm="0.27.1", transformers="5.17.0", interpreter=str(tmp_path / "bin/python")
     )
     assert found.server_argv == own_argv()
+
+
+async def test_probe_reads_what_the_models_pythonpath_puts_first(tmp_path: Path) -> None:
+    """The GPU run's setup: the venv has transformers 5.17.0, LightOnOCR-2's env puts 5.16.1
+    and mistral_common first on its PYTHONPATH. The launch imports those; so does the probe."""
+    vllm = fake_venv(tmp_path / "venv", {"vllm": "0.26.0", "transformers": "5.17.0"})
+    pins = tmp_path / "lighton-site"
+    for name, version in (("transformers", "5.16.1"), ("mistral_common", "1.8.5")):
+        info = pins / f"{name}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    pod_config = PodConfig(kind="local", python=sys.executable, vllm_command=(str(vllm),))
+    pinned = LIGHTON.model_copy(update={"env": {"PYTHONPATH": str(pins), "HF_TOKEN": "hf_x"}})
+    pod = LocalPod()
+    await pod.connect()
+    try:
+        bare = await probe_pod(pod, pod_config, LIGHTON)
+        found = await probe_pod(pod, pod_config, pinned)
+    finally:
+        await pod.close()
+    assert (bare.versions.transformers, bare.versions.mistral_common) == ("5.17.0", None)
+    assert [a.key for a in advisories(LIGHTON, bare.versions, None) if a.refuses] == [
+        "lighton-transformers-5.17",
+        "lighton-mistral-common",
+    ]
+    assert (found.versions.transformers, found.versions.mistral_common) == ("5.16.1", "1.8.5")
+    assert not [a for a in advisories(pinned, found.versions, None) if a.refuses]
+    # Only the PYTHON* variables travel on the probe's command line.
+    assert "hf_x" not in " ".join(probe_argv(pod_config, pinned))
 
 
 def own_argv() -> tuple[str, ...]:
@@ -211,8 +290,8 @@ async def test_probe_failure_leaves_versions_unknown(tmp_path: Path) -> None:
     pod = LocalPod()
     await pod.connect()
     try:
-        not_found = await probe_pod(pod, missing)
-        no_python = await probe_pod(pod, broken)
+        not_found = await probe_pod(pod, missing, GLM)
+        no_python = await probe_pod(pod, broken, GLM)
     finally:
         await pod.close()
     assert not_found.versions == Versions(error="no-such-vllm-xyz: not found on the pod's PATH")

@@ -189,3 +189,45 @@ async def test_401_says_which_api_key_is_missing_or_refused(
 
 async def _alive() -> ProcessFacts:
     return ProcessFacts(server_pid=100, alive=True, listening=True)
+
+
+class _TailPod(_QuietPod):
+    """A log whose tail the test sets between polls."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    async def tail(self, path: str, lines: int = 50) -> list[str]:
+        return self.lines[-lines:]
+
+
+async def test_a_starting_stage_never_falls_back_to_no_marker() -> None:
+    """A tail of traceback lines only (an error no hint knows) holds no stage marker: the
+    start keeps the stage it had, and a tail that reaches its launch marker decides again."""
+    model = parse_config(
+        {"pod": {"kind": "local"},
+         "models": [{"name": "glm", "model": "zai-org/GLM-OCR", "port": 8000,
+                     "gpu_memory_utilization": 0.4}]},
+        "test",
+    ).models[0]  # fmt: skip
+    pod = _TailPod()
+    with socket.socket() as closed:  # a port nothing listens on: vLLM before it is ready
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    probe = ModelProbe(model, cast(Pod, pod), f"http://127.0.0.1:{port}", "log")
+    try:
+        pod.lines = ["INFO [kv_cache_utils.py:1] GPU KV cache size: 231,856 tokens"]
+        first = await probe.poll(_starting)
+        pod.lines = ['  File "x.py", line 1, in f', *["    frame()"] * 250]
+        later = await probe.poll(_starting)
+        pod.lines = ["[ocrtui] launch glm 2026-12-07T02:51:28.808+00:00"]
+        fresh = await probe.poll(_starting)
+    finally:
+        await probe.aclose()
+    assert str(first.verdict.stage) == "KV cache"
+    assert later.verdict.state == "starting" and str(later.verdict.stage) == "KV cache"
+    assert fresh.verdict.stage is None
+
+
+async def _starting() -> ProcessFacts:
+    return ProcessFacts(server_pid=100, alive=True, listening=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ocrtui.vllm.crashlog import crash_lines, is_noise
+from ocrtui.vllm.crashlog import crash_lines, ending_exception, is_noise
 from tests.plugins.vllm_logs import fixture_lines
 
 
@@ -38,3 +38,27 @@ def test_a_clean_sigterm_has_no_cause_and_a_tail_without_noise() -> None:
     assert got.cause == ()
     assert got.tail[-1] == "INFO:     Application shutdown complete."
     assert len(got.tail) == 12
+
+
+def test_one_traceback_reader_for_models_and_services() -> None:
+    """crash_lines and service_hint read tracebacks alike (they had drifted: services missed
+    prefixed frames, the crash reader missed a bare KeyboardInterrupt)."""
+    from ocrtui.services import service_hint
+
+    prefixed = [
+        "(APIServer pid=7) ERROR 12-07 02:53:48 [core.py:1330] Traceback (most recent call last):",
+        '(APIServer pid=7) ERROR 12-07 02:53:48 [core.py:1330]   File "x.py", line 3, in f',
+        "(APIServer pid=7) ERROR 12-07 02:53:48 [core.py:1330]     g()",
+        "(APIServer pid=7) ERROR 12-07 02:53:48 [core.py:1330] torch.AcceleratorError: boom",
+    ]
+    assert ending_exception(prefixed) == prefixed[-1]
+    assert service_hint(prefixed, 9000) == prefixed[-1]
+    assert crash_lines(prefixed).cause[-1] == prefixed[-1]
+    interrupted = [
+        "Traceback (most recent call last):",
+        '  File "x.py", line 1',
+        "KeyboardInterrupt",
+    ]
+    assert ending_exception(interrupted) == "KeyboardInterrupt"
+    assert crash_lines(interrupted).cause == ('  File "x.py", line 1', "KeyboardInterrupt")
+    assert ending_exception([*interrupted, "serving again"]) is None

@@ -19,17 +19,23 @@ def example_models() -> dict[str, ModelConfig]:
     return {m.name: m for m in cfg.models}
 
 
-def test_example_config_serves_both_models_the_published_way() -> None:
+def test_example_config_serves_lighton_the_published_way_and_glm_without_mtp() -> None:
     cfg = load_config(EXAMPLE)
     glm, lighton = (m for m in cfg.ordered_models())
     glm_argv = serve_argv(cfg.pod.vllm_command, glm)
     lighton_argv = serve_argv(cfg.pod.vllm_command, lighton)
-    for m, argv in ((glm, glm_argv), (lighton, lighton_argv)):
+    for m in (glm, lighton):
         recipe = recipe_for(m)
         assert recipe is not None and recipe.profile == m.profile
-        assert argv[-len(recipe.argv.value) :] == list(recipe.argv.value)
+    lighton_recipe = recipe_for(lighton)
+    assert lighton_recipe is not None
+    assert lighton_argv[-len(lighton_recipe.argv.value) :] == list(lighton_recipe.argv.value)
+    # The makers' MTP recipe stays in published.py; the example serves what starts on
+    # vLLM 0.26-0.29 (MTP on or off is measured, not assumed).
     glm_opts = serve_options(glm_argv)
-    assert glm_opts["--speculative-config"] == '{"method": "mtp", "num_speculative_tokens": 3}'
+    glm_recipe = recipe_for(glm)
+    assert "--speculative-config" not in glm_opts
+    assert glm_recipe is not None and "--speculative-config" in glm_recipe.argv.value
     assert glm_opts["--max-model-len"] == "24576"
     assert glm.effective_max_tokens() == 8192 < glm.max_model_len  # type: ignore[operator]
     lo = serve_options(lighton_argv)

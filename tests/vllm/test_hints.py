@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from ocrtui.vllm.hints import HINT_KEYS, MemoryHolder, find_hint, is_fatal
+from ocrtui.vllm.hints import (
+    HINT_KEYS,
+    MemoryHolder,
+    encoder_cache_hint,
+    find_hint,
+    is_fatal,
+    longest_side_that_fits,
+)
 from tests.plugins.vllm_logs import FIXTURES, fixture_lines
 
 # Real log -> the hint it must give (every hint with a real log is here).
@@ -23,6 +30,8 @@ REAL = {
     "real_v0_26_h200_C_free_memory.log": "free_memory",
     "real_v0_32_cpu_vl_no_torchvision.log": "missing_module",
     "real_v0_32_cpu_enginecore_kill9_tail.log": "engine_core_died",
+    "real_v0_26_h100_glm_ocr_mtp_graph_capture.log": "cuda_graph_capture",
+    "real_v0_26_h100_lighton_transformers_5_17.log": "architecture_inspection",
 }
 
 
@@ -107,6 +116,7 @@ def test_every_hint_key_is_tested() -> None:
         "cuda_oom",
         "unsupported_architecture",
         "engine_init_failed",
+        "encoder_cache",
     }
     assert tested == set(HINT_KEYS)
 
@@ -159,3 +169,86 @@ def test_free_memory_with_no_holder_left_or_unknown_holders() -> None:
     assert none_left is not None and "no process holds GPU memory now" in none_left.fix
     unknown = find_hint(fixture_lines(FREE_MEMORY))
     assert unknown is not None and "processes panel" in unknown.fix
+
+
+# -- the GPU run's failures (vLLM 0.26.0 on an H100, the models' real architectures) -------
+
+GLM_MTP = "real_v0_26_h100_glm_ocr_mtp_graph_capture.log"
+LIGHTON_517 = "real_v0_26_h100_lighton_transformers_5_17.log"
+
+
+def test_glm_ocr_mtp_graph_capture_names_mtp_the_version_and_both_ways_out() -> None:
+    hint = find_hint(fixture_lines(GLM_MTP))
+    assert hint is not None and hint.key == "cuda_graph_capture"
+    assert hint.cause == (
+        "MTP's draft step (glm_ocr_mtp.py) cannot be captured in a CUDA graph on vLLM 0.26.0"
+    )
+    assert "without --speculative-config" in hint.fix and "--enforce-eager" in hint.fix
+
+
+def test_a_graph_capture_failure_without_a_draft_model_advises_eager_only() -> None:
+    lines = [
+        "INFO 12-07 02:51:59 [api_utils.py:345]  version 0.27.0",
+        'ERROR 12-07 02:53:48 [core.py:1330]   File "/site/vllm/model_executor/models/x.py", '
+        "line 9, in forward",
+        "ERROR 12-07 02:53:48 [core.py:1330] torch.AcceleratorError: CUDA error: operation "
+        "not permitted when stream is capturing",
+    ]
+    hint = find_hint(lines)
+    assert hint is not None and hint.cause.endswith("CUDA graph on vLLM 0.27.0")
+    assert "MTP" not in str(hint) and "--enforce-eager" in hint.fix
+
+
+def test_failed_to_be_inspected_names_the_import_error_and_the_pin() -> None:
+    hint = find_hint(fixture_lines(LIGHTON_517))
+    assert hint is not None and hint.key == "architecture_inspection"
+    assert hint.cause == (
+        "vLLM could not import the code of ['LightOnOCRForConditionalGeneration']: cannot "
+        "import name 'PixtralRotaryEmbedding' from transformers.models.pixtral.modeling_pixtral"
+    )
+    assert "transformers 5.16.1" in hint.fix and "mistral_common" in hint.fix
+
+
+def test_failed_to_be_inspected_after_a_missing_module_names_the_module() -> None:
+    lines = [
+        "ERROR [registry.py:1019] ModuleNotFoundError: No module named 'mistral_common'",
+        "  Value error, Model architectures ['LightOnOCRForConditionalGeneration'] failed to "
+        "be inspected. Please check the logs for more details.",
+    ]
+    hint = find_hint(lines)
+    assert hint is not None and hint.key == "missing_module"
+    assert hint.cause == "vLLM could not import mistral_common"
+    assert hint.fix.startswith("install mistral_common")  # the recipe's own fix
+    bare = find_hint(lines[1:])
+    assert bare is not None and bare.key == "architecture_inspection"
+    assert "the traceback above this line says why" in bare.fix
+
+
+def test_the_encoder_cache_400_gives_the_tokens_and_the_side_that_fits() -> None:
+    # GLM-OCR #157: an 867 x 6771 page made 6132 tokens against a cache of 6084.
+    body = (
+        "HTTP 400: The decoder prompt contains a(n) image item with length 6132, which "
+        "exceeds the pre-allocated encoder cache size 6084."
+    )
+    hint = encoder_cache_hint(body, (867, 6771))
+    assert hint is not None
+    assert hint.cause == (
+        "the page's image needs 6132 tokens, more than the server's encoder cache (6084; "
+        "vLLM #34040)"
+    )
+    assert hint.fix == "send the page with its longest side at most 6720 px (now 6771)"
+    assert encoder_cache_hint("HTTP 400: max_tokens is too large", (867, 6771)) is None
+    # In a log (no page size): the scale.
+    logged = find_hint([body])
+    assert logged is not None and logged.key == "encoder_cache" and "x 0.9961" in logged.fix
+
+
+@pytest.mark.parametrize(
+    ("tokens", "cache", "longest", "fits"),
+    [(6132, 6084, 6771, 6720), (24336, 6084, 7000, 3500), (6084, 6084, 3500, 3500)],
+)
+def test_longest_side_that_fits(tokens: int, cache: int, longest: int, fits: int) -> None:
+    got = longest_side_that_fits(tokens, cache, longest, 28)
+    assert got == fits and got % 28 == 0
+    # Tokens grow with the area: the scaled page needs no more than the cache.
+    assert tokens * (got / longest) ** 2 <= cache

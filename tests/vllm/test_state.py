@@ -116,3 +116,37 @@ def test_a_launch_marker_newer_than_the_process_data_is_starting_not_crashed() -
     later = ProcessFacts(None, False, False, sample_t=marked + 2)  # it exited at once
     assert decide(later, REFUSED, None, [marker], None).state == "crashed"
     assert decide(GONE, REFUSED, None, [marker], None).state == "crashed"  # no sample time
+
+
+def test_a_start_that_failed_within_a_second_is_crashed_for_a_second_observer() -> None:
+    """Issue 22 bug 1: the fatal line after the launch marker decides, not the clock."""
+    marker = "[ocrtui] launch glm 2026-12-01T19:30:05.250+00:00"
+    marked = 1796153405.25
+    just_after = ProcessFacts(None, False, False, sample_t=marked + 0.3)
+    fatal = "vllm: error: unrecognized arguments: --bogus-flag"
+    v = decide(just_after, REFUSED, None, [marker, fatal], None)
+    assert v.state == "crashed" and v.hint and "--bogus-flag" in v.hint
+    # Nothing fatal yet: still a launch just begun.
+    assert decide(just_after, REFUSED, None, [marker], None).state == "starting"
+
+
+def test_the_glm_mtp_crash_reads_crashed_once_the_engine_core_fails_never_an_earlier_stage() -> (
+    None
+):
+    """The GPU run: stages up to graph capture, then the EngineCore's traceback while the API
+    server lives on for seconds. Followed as the probe reads it (a 200-line tail), the state
+    goes from the last stage straight to crashed with the graph-capture hint."""
+    *lines, stop = fixture_lines("real_v0_26_h100_glm_ocr_mtp_graph_capture.log")
+    assert stop.startswith("[ocrtui] stop")  # written by the failed start's clean-up
+    failed_at = next(i for i, line in enumerate(lines) if "EngineCore failed to start" in line)
+    seen: list[tuple[str, str | None]] = []
+    for n in range(1, len(lines) + 1):
+        v = decide(ALIVE, REFUSED, None, lines[max(0, n - 200) : n], None)
+        state = (v.state, str(v.stage) if v.stage else None)
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        if n > failed_at:
+            assert v.state == "crashed", (n, state)
+    assert seen[-2:] == [("starting", "graph capture"), ("crashed", None)]
+    final = decide(ALIVE, REFUSED, None, lines[-200:], None)
+    assert final.hint and final.hint.startswith("MTP's draft step (glm_ocr_mtp.py)")

@@ -263,8 +263,10 @@ async def _streamed(
                     continue  # blank separators, SSE comments (":ping"), other fields
                 data = line[5:].strip()
                 if data == "[DONE]":
+                    # Read on to the body's end (vLLM ends it here): a response closed
+                    # unread costs its connection, and every page a new one.
                     done = True
-                    break
+                    continue
                 chunk = json.loads(data)
                 if "error" in chunk:
                     err = chunk["error"]

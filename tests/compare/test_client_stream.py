@@ -13,6 +13,7 @@ from ocrtui.compare import client as client_mod
 from ocrtui.compare.client import ModelTarget, Outcome, ocr_page
 from ocrtui.compare.render import RenderedPage
 from tests.plugins.compare_inputs import model
+from tests.plugins.fake_chat_server import fake_vllm
 from tests.plugins.ocr_pages import page_png
 from tests.plugins.sim import SimServer, SimServers
 from tests.plugins.vllm_logs import fixture_text
@@ -207,3 +208,16 @@ async def test_a_stream_without_done_is_no_answer(answer: httpx.Response, transi
     out = await send(httpx.MockTransport(lambda _r: answer), True)
     assert not out.ok and out.transient is transient
     assert out.error is not None and "without data: [DONE]" in out.error
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_pages_reuse_one_connection(stream: bool) -> None:
+    # A streamed response closed before its body's end cannot go back to the pool: each
+    # page then paid a new TCP connection.
+    with fake_vllm() as fake:
+        async with httpx.AsyncClient(trust_env=False) as c:
+            for n in range(3):
+                out = await ocr_page(c, target(stream, fake.url), PAGE, retries=0, timeout_s=10)
+                assert out.ok and out.text == f"page text {n}", out.error
+    assert len(fake.client_ports) == 3
+    assert len(set(fake.client_ports)) == 1

@@ -55,6 +55,7 @@ class FakeVllm:
     delay_s: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    client_ports: list[int] = field(default_factory=list)  # one per request: reuse shows
     url: str = ""
 
     async def _chat(self, request: Request) -> Response:
@@ -62,6 +63,7 @@ class FakeVllm:
         n = len(self.requests)
         self.requests.append(payload)
         self.headers.append(dict(request.headers))
+        self.client_ports.append(request.client.port if request.client else 0)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         status, body = self.respond(payload, n)

@@ -15,9 +15,12 @@ down retried alone in a one-worker quarantine pool; workers end with the run thr
 multiprocessing's resource tracker with the real stderr, so a caller whose `sys.stderr`
 has no fd, like a Textual app, is safe), `profiles` (request
 payload, prompt, headers per `ModelConfig.profile`, from `published.py`; `fit_max_tokens`
-against the server's max_model_len), `client` (one chat request: retries
-connection errors with backoff; HTTP errors and timeouts recorded; each outcome says
-whether it is `transient` or `fatal` for the model), `gate` (`RunGate`: the link's and
+against the server's max_model_len), `client` (one chat request, streamed by default
+with `vllm bench serve`'s TTFT/ITL/E2EL as `Outcome.timings` and an `on_delta` hook for
+text as it arrives: retries connection errors with backoff; HTTP errors and timeouts
+recorded; each outcome says whether it is `transient` or `fatal` for the model),
+`stream_stats` (streamed timings summarised with `vllm bench serve`'s percentiles and
+names; not wired into the runner yet), `gate` (`RunGate`: the link's and
 each model's pauses, `SnapshotGate` over the Controller's snapshots, with `--auto-restart`
 through its `restart`), `scoring`
 (normalization, CER, critical strings, flags), `store` (run directory, append+fsync on one

@@ -12,8 +12,8 @@ backoff; HTTP errors and timeouts are recorded with their reason and not retried
 will not get better, and a timeout has already cost its full budget). ``timeout_s`` bounds
 the whole request, the stream included. A streamed request that loses its connection after
 its first token is a transient failure and is not retried: ``on_delta`` has already shown
-its text. An error event in the stream (vLLM's ``data: {"error": ...}`` once status 200 is
-sent) is an HTTP error with the event's code.
+its text. An error event in the stream (vLLM's ``data: {"error": ...}``, or the older flat
+``{"object": "error", ...}``, once status 200 is sent) is an HTTP error with its code.
 
 An outcome says what its failure means for the next request: ``transient`` (connection
 error, timeout, 5xx: the server or the link may be going away; the runner asks its gate)
@@ -268,8 +268,9 @@ async def _streamed(
                     done = True
                     continue
                 chunk = json.loads(data)
-                if "error" in chunk:
-                    err = chunk["error"]
+                # {"error": {...}} in current vLLM; older ones put its fields at the top
+                err = chunk.get("error", chunk)
+                if "error" in chunk or chunk.get("object") == "error":
                     raise _StreamError(int(err.get("code") or 500), str(err.get("message")))
                 now = time.monotonic()
                 if choices := chunk.get("choices"):

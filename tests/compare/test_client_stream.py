@@ -126,8 +126,10 @@ async def test_disconnect_before_the_first_token_is_retried(
 
 
 @pytest.mark.parametrize(("code", "transient"), [(500, True), (400, False)])
-async def test_error_event_in_the_stream(code: int, transient: bool) -> None:
-    event: dict[str, object] = {"error": {"message": "boom", "type": "ServerError", "code": code}}
+@pytest.mark.parametrize("flat", [False, True])  # older vLLM: the fields at the top
+async def test_error_event_in_the_stream(code: int, transient: bool, flat: bool) -> None:
+    err = {"message": "boom", "type": "ServerError", "param": None, "code": code}
+    event: dict[str, object] = {"object": "error", **err} if flat else {"error": err}
 
     def handle(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, headers=SSE, stream=_Body(sse(delta("a"), event, "[DONE]")))

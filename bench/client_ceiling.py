@@ -3,9 +3,9 @@
     .venv/bin/python bench/client_ceiling.py [--requests 400] [--concurrency 5 16]
 
 The server is a minimal starlette/uvicorn endpoint in its own process (reads the whole
-body, answers a fixed one-token completion at once): the simulator's API server does real
-work per image (decoding the data URL, engine IPC), so it would measure itself, not the
-client. The payload is a real page rendered for LightOnOCR (1540 px longest side, JPEG)
+body, answers a fixed one-token streamed completion at once): the simulator's API server
+does real work per image (decoding the data URL, engine IPC), so it would measure itself,
+not the client. The payload is a real page rendered for LightOnOCR (1540 px longest side, JPEG)
 through ocrtui's renderer. Figures, per concurrency:
 
 - client_ceiling_cN: requests/s of ``ocr_page`` (its body built per request from the page,
@@ -48,12 +48,14 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
-BODY = json.dumps({"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}],
-                   "usage": {"prompt_tokens": 1000, "completion_tokens": 1}}).encode()
+# The streamed answer (the request streams, the models' default): one token, the usage.
+CHUNKS = [{"choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": "stop"}]},
+          {"choices": [], "usage": {"prompt_tokens": 1000, "completion_tokens": 1}}]
+BODY = ("".join(f"data: {json.dumps(c)}\\n\\n" for c in CHUNKS) + "data: [DONE]\\n\\n").encode()
 
 async def chat(request):
     await request.body()
-    return Response(BODY, media_type="application/json")
+    return Response(BODY, media_type="text/event-stream")
 
 sock = socket.socket()
 sock.bind(("127.0.0.1", 0))

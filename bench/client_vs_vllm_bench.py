@@ -6,10 +6,11 @@ Three clients post the same request count at the same concurrency to one server,
 ABCABC order (``--rounds``) to cancel the shared box's drift:
 
 - ours: ``ocr_page`` driven as the runner's throughput phase drives it (a semaphore, one
-  task per request, one shared ``httpx.AsyncClient``);
+  task per request, one shared ``httpx.AsyncClient``), streamed (the models' default);
 - theirs: ``vllm bench serve --backend openai-chat`` (the real-vLLM venv's; aiohttp,
   streaming) on a ``custom_image`` dataset whose one line is the same content parts;
-- plain: an asyncio+httpx client, one worker per concurrency slot, a prebuilt body.
+- plain: an asyncio+httpx client, one worker per concurrency slot, the same streamed
+  request body prebuilt, each answer read whole.
 
 Servers: the simulator's synthetic engine with a fixed service time (``--sim-prefill-s``,
 one token a page), with a 1540-px JPEG page rendered for LightOnOCR (``"payload":
@@ -189,7 +190,8 @@ def real_half(venv: Path, model_dir: Path, concs: list[int], rounds: int, tmp: P
     dataset.write_text(json.dumps({"content": parts}) + "\n")
     # What vllm bench serve asks for, so all three make the server do the same work.
     text = {"model": SERVED, "messages": [{"role": "user", "content": parts}],
-            "max_tokens": TEXT_TOKENS, "ignore_eos": True}  # fmt: skip
+            "max_tokens": TEXT_TOKENS, "ignore_eos": True,
+            "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
     body = json.dumps(text).encode()
     img = RenderedPage(data=b"", mime="image/jpeg", width=0, height=0)  # unused: body swapped
     with real_server(venv, model_dir, SERVED) as url, \

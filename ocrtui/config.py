@@ -141,6 +141,9 @@ class ModelConfig(_Section):
     prompt: str | None = None
     # None: the profile's published value (ocrtui/published.py), see effective_max_tokens.
     max_tokens: int | None = Field(default=None, ge=1)
+    # Comparison requests stream (SSE) so TTFT/TPOT/ITL are measured and the panes show
+    # text as it arrives; False sends one non-streamed request per page (compare/client.py).
+    stream: bool = True
     # The key itself never lives in config: it is read from this environment variable.
     api_key_env: str | None = None
     min_memory_gib: float | None = Field(default=None, gt=0)

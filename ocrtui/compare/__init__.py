@@ -18,9 +18,12 @@ payload, prompt, headers per `ModelConfig.profile`, from `published.py`; `fit_ma
 against the server's max_model_len), `page_fit` (`fit_rendered`: each rendered page
 resized to fit its server or refused, before it is sent, from `vllm/image_tokens.py`;
 `check_prompt_tokens(results)`: predictions against the servers' counts), `client` (one
-chat request: retries
-connection errors with backoff; HTTP errors and timeouts recorded; each outcome says
-whether it is `transient` or `fatal` for the model), `gate` (`RunGate`: the link's and
+chat request, streamed by default
+with `vllm bench serve`'s TTFT/ITL/E2EL as `Outcome.timings` and an `on_delta` hook for
+text as it arrives: retries connection errors with backoff; HTTP errors and timeouts
+recorded; each outcome says whether it is `transient` or `fatal` for the model),
+`stream_stats` (streamed timings summarised with `vllm bench serve`'s percentiles and
+names; not wired into the runner yet), `gate` (`RunGate`: the link's and
 each model's pauses, `SnapshotGate` over the Controller's snapshots, with `--auto-restart`
 through its `restart`), `scoring`
 (normalization, CER, critical strings, flags; `score_structure` for what CER cannot see),

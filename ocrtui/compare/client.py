@@ -1,8 +1,19 @@
-"""One OCR request against vLLM's OpenAI-compatible chat endpoint.
+"""One OCR request against vLLM's OpenAI-compatible chat endpoint, streamed or not.
+
+A model's ``stream`` setting (config.py, default on) picks the request: streamed, the
+answer arrives as server-sent events (``data: {chunk}`` lines, then ``data: [DONE]``) and
+the outcome carries :class:`StreamTimings`, measured as ``vllm bench serve`` measures them
+(vLLM's ``benchmarks/lib/endpoint_request_func.py``: every chunk with a choice is a token
+arrival; the usage chunk is not); ``on_delta`` receives each piece of text as it arrives.
+Either way the outcome's text, token counts and finish reason are the same.
 
 Connection errors (refused, reset, closed mid-response) are retried with exponential
 backoff; HTTP errors and timeouts are recorded with their reason and not retried (a 400
-will not get better, and a timeout has already cost its full budget).
+will not get better, and a timeout has already cost its full budget). ``timeout_s`` bounds
+the whole request, the stream included. A streamed request that loses its connection after
+its first token is a transient failure and is not retried: ``on_delta`` has already shown
+its text. An error event in the stream (vLLM's ``data: {"error": ...}``, or the older flat
+``{"object": "error", ...}``, once status 200 is sent) is an HTTP error with its code.
 
 An outcome says what its failure means for the next request: ``transient`` (connection
 error, timeout, 5xx: the server or the link may be going away; the runner asks its gate)
@@ -14,8 +25,10 @@ model after the first).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -50,6 +63,28 @@ class ModelTarget:
 
 
 @dataclass(frozen=True)
+class StreamTimings:
+    """A streamed request's timings in seconds, named as ``vllm bench serve`` names them.
+
+    ``ttft``: request sent to the first chunk with a choice; ``itl``: the gaps between
+    successive such chunks (one per token, or per several when the server bundles them, as
+    with speculative decoding); ``e2el``: request sent to the last such chunk.
+    """
+
+    ttft: float
+    itl: tuple[float, ...]
+    e2el: float
+    output_tokens: int | None  # the usage chunk's completion_tokens
+
+    @property
+    def tpot(self) -> float | None:
+        """Time per output token after the first; None for fewer than two tokens."""
+        if self.output_tokens is None or self.output_tokens < 2:
+            return None
+        return (self.e2el - self.ttft) / (self.output_tokens - 1)
+
+
+@dataclass(frozen=True)
 class Outcome:
     ok: bool
     latency_s: float | None
@@ -60,6 +95,15 @@ class Outcome:
     finish_reason: str | None = None
     transient: bool = False  # may succeed once the server or the link is back
     fatal: str | None = None  # every request of this model will fail so: why, in one line
+    timings: StreamTimings | None = None  # a streamed request that got its first token
+
+
+class _StreamError(Exception):
+    """An error event inside a 200 stream: vLLM's status code and message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 # 400 messages of vLLM that depend on the server's settings or model, not on the page.
@@ -122,18 +166,33 @@ async def ocr_page(
     *,
     retries: int,
     timeout_s: float,
+    on_delta: Callable[[str], None] | None = None,
 ) -> Outcome:
+    """Send ``page`` to ``target``, streamed when its config says so (module docstring).
+
+    ``on_delta`` is called on the event loop with each non-empty piece of text of a
+    streamed answer, in order (their concatenation is the outcome's text); it must not
+    block. A non-streamed answer is one piece.
+    """
     body = chat_body(target.config, page)  # once: retries send the same bytes
     url = target.url.rstrip("/") + "/v1/chat/completions"
     hdrs = {**headers(target.config), "Content-Type": "application/json"}
+    send = _streamed if target.config.stream else _whole
     last_error = ""
     for attempt in range(retries + 1):
         if attempt:
             await asyncio.sleep(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
         start = time.monotonic()
         try:
-            resp = await client.post(url, content=body, headers=hdrs, timeout=timeout_s)
-        except httpx.TimeoutException:
+            async with asyncio.timeout(timeout_s):
+                outcome = await send(client, url, body, hdrs, target, start, on_delta)
+            # A page too large for the server's encoder cache: say what size would fit.
+            if outcome.error and (
+                hint := encoder_cache_hint(outcome.error, (page.width, page.height))
+            ):
+                outcome = replace(outcome, error=f"{outcome.error} | {hint}")
+            return outcome
+        except (TimeoutError, httpx.TimeoutException):
             return Outcome(
                 False,
                 time.monotonic() - start,
@@ -145,23 +204,129 @@ async def ocr_page(
             what = f"{type(exc).__name__}: {exc}".rstrip(": ")
             last_error = f"connection error to {target.url}: {what}"
             continue
-        latency = time.monotonic() - start
-        if resp.status_code >= 400:
-            msg = _error_message(resp)
-            # A page too large for the server's encoder cache: say what size would fit.
-            if hint := encoder_cache_hint(msg, (page.width, page.height)):
-                msg = f"{msg} | {hint}"
-            return Outcome(
-                False,
-                latency,
-                error=msg,
-                transient=resp.status_code >= 500,
-                fatal=fatal_reason(target.config, resp.status_code, msg),
-            )
-        try:
-            text, finish, pt, ct = _parse(resp.json())
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            return Outcome(False, latency, error="malformed response: " + resp.text[:200])
-        return Outcome(True, latency, text, None, pt, ct, finish)
     tries = f" (after {retries + 1} attempts)" if retries else ""
     return Outcome(False, None, error=last_error + tries, transient=True)
+
+
+# ocr_page's asyncio.timeout bounds the whole request, so httpx's per-read limits (the
+# client's default, 5 s, would cut a long prefill) are off.
+_NO_TIMEOUT = httpx.Timeout(None)
+
+
+def _http_error(target: ModelTarget, status: int, msg: str, latency: float) -> Outcome:
+    return Outcome(
+        False,
+        latency,
+        error=msg,
+        transient=status >= 500,
+        fatal=fatal_reason(target.config, status, msg),
+    )
+
+
+async def _whole(
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    hdrs: dict[str, str],
+    target: ModelTarget,
+    start: float,
+    on_delta: Callable[[str], None] | None,
+) -> Outcome:
+    resp = await client.post(url, content=body, headers=hdrs, timeout=_NO_TIMEOUT)
+    latency = time.monotonic() - start
+    if resp.status_code >= 400:
+        return _http_error(target, resp.status_code, _error_message(resp), latency)
+    try:
+        text, finish, pt, ct = _parse(resp.json())
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return Outcome(False, latency, error="malformed response: " + resp.text[:200])
+    if on_delta is not None and text:
+        on_delta(text)
+    return Outcome(True, latency, text, None, pt, ct, finish)
+
+
+async def _streamed(
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    hdrs: dict[str, str],
+    target: ModelTarget,
+    start: float,
+    on_delta: Callable[[str], None] | None,
+) -> Outcome:
+    pieces: list[str] = []
+    itl: list[float] = []
+    first: float | None = None  # monotonic time of the first chunk with a choice
+    last = start
+    finish: str | None = None
+    usage: dict[str, Any] = {}
+    done = False
+    async with client.stream("POST", url, content=body, headers=hdrs, timeout=_NO_TIMEOUT) as resp:
+        if resp.status_code >= 400:
+            await resp.aread()
+            msg = _error_message(resp)
+            return _http_error(target, resp.status_code, msg, time.monotonic() - start)
+        try:
+            async for line in resp.aiter_lines():
+                if not line.startswith("data:"):
+                    continue  # blank separators, SSE comments (":ping"), other fields
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    # Read on to the body's end (vLLM ends it here): a response closed
+                    # unread costs its connection, and every page a new one.
+                    done = True
+                    continue
+                chunk = json.loads(data)
+                # {"error": {...}} in current vLLM; older ones put its fields at the top
+                err = chunk.get("error", chunk)
+                if "error" in chunk or chunk.get("object") == "error":
+                    raise _StreamError(int(err.get("code") or 500), str(err.get("message")))
+                now = time.monotonic()
+                if choices := chunk.get("choices"):
+                    if first is None:
+                        first = now
+                    else:
+                        itl.append(now - last)
+                    last = now
+                    choice = choices[0]
+                    if content := choice["delta"].get("content"):
+                        pieces.append(content)
+                        if on_delta is not None:
+                            on_delta(content)
+                    finish = choice.get("finish_reason") or finish
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+        except _CONNECTION_ERRORS as exc:
+            if first is None:
+                raise  # nothing shown yet: retried like any connection error
+            what = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            return Outcome(
+                False,
+                time.monotonic() - start,
+                "".join(pieces),
+                error=f"stream cut after {len(itl) + 1} chunks from {target.url}: {what}",
+                transient=True,
+            )
+        except _StreamError as exc:
+            msg = f"HTTP {exc.status}: {exc}"
+            return _http_error(target, exc.status, msg, time.monotonic() - start)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            return Outcome(False, time.monotonic() - start, error="malformed stream: " + line[:200])
+    latency = time.monotonic() - start
+    if not done:
+        # vLLM always ends with [DONE]: a body without it is not a whole answer (a closed
+        # connection after some tokens, or a server that ignored "stream" and sent JSON).
+        what = f"after {len(itl) + 1} chunks" if first is not None else "before any data event"
+        return Outcome(
+            False,
+            latency,
+            "".join(pieces),
+            error=f"malformed stream: it ended {what} without data: [DONE]",
+            transient=first is not None,
+        )
+    ct = usage.get("completion_tokens")
+    timings = None
+    if first is not None:
+        timings = StreamTimings(first - start, tuple(itl), last - start, ct)
+    pt = usage.get("prompt_tokens")
+    return Outcome(True, latency, "".join(pieces), None, pt, ct, finish, timings=timings)

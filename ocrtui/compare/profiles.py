@@ -84,7 +84,12 @@ def _payload(model: ModelConfig, image_url: str) -> dict[str, Any]:
         "messages": [{"role": "user", "content": content}],
         "max_tokens": model.effective_max_tokens(),
         **PROFILES[model.profile].sampling.value,
+        **(_STREAM if model.stream else {}),
     }
+
+
+# What `vllm bench serve` sends: the last chunk then carries the usage (token counts).
+_STREAM = {"stream": True, "stream_options": {"include_usage": True}}
 
 
 def fit_max_tokens(

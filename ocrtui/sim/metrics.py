@@ -2,7 +2,8 @@
 
 Every family real vLLM 0.32 exports is here (the fidelity check compares them), including
 prometheus-fastapi-instrumentator's ``http_*``; those the simulator has nothing to count
-for (prefix and multimodal caches, preemptions, FLOPs estimates) stay at zero.
+for (prefix and multimodal caches, preemptions, FLOPs estimates) stay at zero, as do the
+speculative-decoding counters a server started with ``--speculative-config`` adds.
 """
 
 from __future__ import annotations
@@ -228,6 +229,7 @@ class SimMetrics:
             _LATENCY,
         )
         self._zero_families(names, values, tokens)
+        self._spec_decode_families(args, names, values)
         self.inference_time = hist(
             "vllm:request_inference_time_seconds",
             "Histogram of time spent in RUNNING phase for request.",
@@ -253,6 +255,31 @@ class SimMetrics:
         )
         info.labels(**config).set(1)
         self.http = HttpMetrics(r)
+
+    def _spec_decode_families(
+        self, args: ServeArgs, names: list[str], values: dict[str, str]
+    ) -> None:
+        """vLLM 0.32's speculative-decoding counters (vllm/v1/spec_decode/metrics.py), which
+        a server has only with ``--speculative-config``; the simulator drafts nothing, so
+        they stay at zero (one per-position series for each speculative token)."""
+        spec = args.speculative_config or {}
+        if not spec:
+            return
+        r = self.registry
+        for name, doc in (
+            ("vllm:spec_decode_num_drafts", "Number of spec decoding drafts."),
+            ("vllm:spec_decode_num_draft_tokens", "Number of draft tokens."),
+            ("vllm:spec_decode_num_accepted_tokens", "Number of accepted tokens."),
+        ):
+            Counter(name, doc, names, registry=r).labels(**values)
+        per_pos = Counter(
+            "vllm:spec_decode_num_accepted_tokens_per_pos",
+            "Accepted tokens per draft position.",
+            [*names, "position"],
+            registry=r,
+        )
+        for pos in range(int(spec.get("num_speculative_tokens") or 1)):
+            per_pos.labels(position=str(pos), **values)
 
     def _zero_families(
         self, names: list[str], values: dict[str, str], tokens: tuple[float, ...]

@@ -15,10 +15,21 @@ from ocrtui.compare.render import RenderedPage
 from tests.plugins.compare_inputs import model
 
 OK = {"choices": [{"message": {"content": "text"}, "finish_reason": "stop"}], "usage": {}}
+OK_STREAM = (
+    'data: {"choices":[{"index":0,"delta":{"content":"text"},"finish_reason":"stop"}]}\n\n'
+    "data: [DONE]\n\n"
+)
 
 
+def answer(request: httpx.Request) -> httpx.Response:
+    if json.loads(request.content).get("stream"):
+        return httpx.Response(200, text=OK_STREAM, headers={"content-type": "text/event-stream"})
+    return httpx.Response(200, json=OK)
+
+
+@pytest.mark.parametrize("stream", [True, False])
 async def test_page_is_encoded_once_and_retries_post_the_same_bytes(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, stream: bool
 ) -> None:
     monkeypatch.setattr(client_mod, "BACKOFF_BASE_S", 0.0)
     encodes = 0
@@ -36,9 +47,9 @@ async def test_page_is_encoded_once_and_retries_post_the_same_bytes(
         posted.append(request)
         if len(posted) % 3:  # two connection errors, then an answer
             raise httpx.ConnectError("refused", request=request)
-        return httpx.Response(200, json=OK)
+        return answer(request)
 
-    cfg = model("lighton-ocr", "lighton-ocr")
+    cfg = model("lighton-ocr", "lighton-ocr", stream=stream)
     target = ModelTarget(cfg, "http://pod")
     page = RenderedPage(data=b"\xff\xd8\xff" * 1000, mime="image/jpeg", width=10, height=20)
     async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as c:

@@ -57,14 +57,14 @@ def sdk_region_request(prompt: str) -> dict[str, object]:
     ],
 )
 def test_glm_ocr_body_is_the_sdks_region_request(prompt: str | None, sent: str) -> None:
-    body = chat_payload(model("glm-ocr", "glm-ocr", prompt=prompt), PAGE)
+    body = chat_payload(model("glm-ocr", "glm-ocr", prompt=prompt, stream=False), PAGE)
     assert body == sdk_region_request(sent)
     assert isinstance(body["top_k"], int) and isinstance(body["temperature"], float)
 
 
 def test_lighton_body_is_the_cards() -> None:
     # Card: one user message with the image alone; max_tokens 4096, temperature 0.2, top_p 0.9.
-    body = chat_payload(model("lighton-ocr", "lighton-ocr"), PAGE)
+    body = chat_payload(model("lighton-ocr", "lighton-ocr", stream=False), PAGE)
     assert body == {
         "model": "lighton-ocr",
         "messages": [{"role": "user", "content": [IMAGE_PART]}],
@@ -75,7 +75,7 @@ def test_lighton_body_is_the_cards() -> None:
 
 
 def test_generic_body_sends_the_prompt_and_no_sampling() -> None:
-    body = chat_payload(model("other", "generic", max_tokens=1000), PAGE)
+    body = chat_payload(model("other", "generic", max_tokens=1000, stream=False), PAGE)
     assert body == {
         "model": "other",
         "messages": [
@@ -86,6 +86,14 @@ def test_generic_body_sends_the_prompt_and_no_sampling() -> None:
         ],
         "max_tokens": 1000,
     }
+
+
+def test_streamed_body_adds_what_vllm_bench_serve_sends() -> None:
+    cfg = model("lighton-ocr", "lighton-ocr")
+    assert cfg.stream  # the default
+    streamed = chat_payload(cfg, PAGE)
+    whole = chat_payload(cfg.model_copy(update={"stream": False}), PAGE)
+    assert streamed == {**whole, "stream": True, "stream_options": {"include_usage": True}}
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,16 @@
 """A small loopback stand-in for vLLM's chat endpoint, run on its own thread.
 
 ``respond(payload, n)`` returns (status, body) for the n-th request (0-based); the default
-answers every request with a fixed text. Used until a test needs the real simulator.
+answers every request with a fixed text. A request with ``"stream": true`` gets a 200
+body as vLLM streams it (server-sent events: the text in one chunk with its finish reason,
+the usage chunk, ``[DONE]``); an error status is a JSON body either way, as with vLLM.
+Used until a test needs the real simulator.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,12 +39,23 @@ def completion(text: str, finish_reason: str = "stop") -> tuple[int, dict[str, A
     }  # fmt: skip
 
 
+def _sse(body: dict[str, Any]) -> str:
+    choices = [
+        {"index": 0, "delta": {"content": c["message"]["content"]},
+         "finish_reason": c.get("finish_reason")}
+        for c in body.get("choices", [])
+    ]  # fmt: skip
+    chunks = [{"choices": choices}, {"choices": [], "usage": body.get("usage")}]
+    return "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+
+
 @dataclass
 class FakeVllm:
     respond: Responder
     delay_s: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    client_ports: list[int] = field(default_factory=list)  # one per request: reuse shows
     url: str = ""
 
     async def _chat(self, request: Request) -> Response:
@@ -48,9 +63,12 @@ class FakeVllm:
         n = len(self.requests)
         self.requests.append(payload)
         self.headers.append(dict(request.headers))
+        self.client_ports.append(request.client.port if request.client else 0)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         status, body = self.respond(payload, n)
+        if payload.get("stream") and status == 200:
+            return Response(_sse(body), media_type="text/event-stream")
         return JSONResponse(body, status_code=status)
 
     async def _health(self, request: Request) -> Response:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from ocrtui.vllm.metrics import VllmMetrics, parse_metrics, token_rates
+from ocrtui.vllm.metrics import VllmMetrics, parse_metrics, phase_counters, token_rates
 from tests.plugins.vllm_logs import FIXTURES, fixture_text
 
 METRICS_FIXTURES = sorted(p.name for p in FIXTURES.glob("metrics_*.txt"))
@@ -76,3 +78,92 @@ def test_no_rate_without_history_or_after_a_counter_reset() -> None:
     r = token_rates(b, 1.0, reset, 2.0)
     assert r.prompt_per_s is None
     assert r.generation_per_s == 500.0
+
+
+# -- a phase's counters -------------------------------------------------------------------
+
+# What a server started with --speculative-config adds, by vLLM's names (0.32's
+# vllm/v1/spec_decode/metrics.py: one counter per engine, the per-position one with a
+# "position" label per speculative token); values of a 3-token MTP draft.
+SPEC = """\
+# TYPE vllm:spec_decode_num_drafts counter
+vllm:spec_decode_num_drafts_total{{engine="0",model_name="A"}} {drafts}
+# TYPE vllm:spec_decode_num_draft_tokens counter
+vllm:spec_decode_num_draft_tokens_total{{engine="0",model_name="A"}} {draft_tokens}
+# TYPE vllm:spec_decode_num_accepted_tokens counter
+vllm:spec_decode_num_accepted_tokens_total{{engine="0",model_name="A"}} {accepted}
+# TYPE vllm:spec_decode_num_accepted_tokens_per_pos counter
+vllm:spec_decode_num_accepted_tokens_per_pos_total{{engine="0",model_name="A",position="0"}} {p0}
+vllm:spec_decode_num_accepted_tokens_per_pos_total{{engine="0",model_name="A",position="1"}} {p1}
+vllm:spec_decode_num_accepted_tokens_per_pos_total{{engine="0",model_name="A",position="2"}} {p2}
+"""
+
+
+def test_phase_on_a_real_h200_server_under_load() -> None:
+    before = parse_metrics(fixture_text("phase_metrics_v0_26_h200_idle.txt"))
+    after = parse_metrics(fixture_text("phase_metrics_v0_26_h200_load.txt"))
+    c = phase_counters(before, [after], after)
+    assert not c.restarted
+    assert c.finished_by_reason == {
+        "stop": 0.0, "length": 16.0, "abort": 0.0, "error": 0.0, "repetition": 0.0
+    }  # fmt: skip
+    assert (c.prefix_cache_hits, c.prefix_cache_queries, c.prefix_cache_hit_rate) == (0, 470, 0)
+    assert (c.mm_cache_queries, c.mm_cache_hit_rate) == (0.0, None)
+    assert c.preemptions == 0.0
+    assert c.queue_time_requests == 16.0
+    assert c.queue_time_mean_s == pytest.approx(0.0010977949987136526 / 16)
+    assert c.kv_cache_usage_peak == pytest.approx(0.0005092436821955149)
+    # no --speculative-config: vLLM exposes no spec_decode series
+    assert c.spec_decode_drafts is None and c.spec_decode_acceptance is None
+    assert c.spec_decode_accepted_per_pos is None
+
+
+def test_phase_on_real_vllm_cpu_two_requests() -> None:
+    before = parse_metrics(fixture_text("phase_metrics_v0_32_cpu_before.txt"))
+    after = parse_metrics(fixture_text("phase_metrics_v0_32_cpu_after.txt"))
+    c = phase_counters(before, [], after)
+    assert c.finished_by_reason["length"] == 2.0 and c.finished_by_reason["repetition"] == 0.0
+    assert c.queue_time_requests == 2.0 and c.prefix_cache_queries == 36.0
+    assert c.kv_cache_usage_peak == 0.0
+
+
+def test_spec_decode_acceptance_overall_and_per_position() -> None:
+    idle = fixture_text("phase_metrics_v0_26_h200_idle.txt")
+    before = parse_metrics(
+        idle + SPEC.format(drafts=10, draft_tokens=30, accepted=12, p0=8, p1=3, p2=1)
+    )
+    after = parse_metrics(
+        idle + SPEC.format(drafts=110, draft_tokens=330, accepted=162, p0=88, p1=53, p2=21)
+    )
+    c = phase_counters(before, [], after)
+    assert (c.spec_decode_drafts, c.spec_decode_draft_tokens) == (100, 300)
+    assert c.spec_decode_accepted_tokens == 150
+    assert c.spec_decode_acceptance == 0.5
+    assert c.spec_decode_accepted_per_pos == (80, 50, 20)
+    assert c.spec_decode_acceptance_per_pos == (0.8, 0.5, 0.2)
+    assert c.spec_decode_mean_acceptance_length == 2.5
+    out = c.to_json()
+    assert out["spec_decode"] == {
+        "drafts": 100, "draft_tokens": 300, "accepted_tokens": 150,
+        "accepted_per_pos": [80, 50, 20], "acceptance": 0.5,
+        "acceptance_per_pos": [0.8, 0.5, 0.2], "mean_acceptance_length": 2.5,
+    }  # fmt: skip
+    json.dumps(out)  # summary.json takes it as it is
+
+
+def test_kv_peak_is_the_highest_scrape_of_the_phase() -> None:
+    def kv(usage: float) -> VllmMetrics:
+        return parse_metrics(f'vllm:kv_cache_usage_perc{{engine="0"}} {usage}\n')
+
+    c = phase_counters(kv(0.1), [kv(0.7), kv(0.4)], kv(0.2))
+    assert c.kv_cache_usage_peak == 0.7
+
+
+def test_a_restart_during_the_phase_gives_no_deltas() -> None:
+    before = parse_metrics(fixture_text("phase_metrics_v0_26_h200_load.txt"))
+    after = parse_metrics(fixture_text("phase_metrics_v0_26_h200_idle.txt"))
+    c = phase_counters(before, [], after)
+    assert c.restarted
+    assert c.preemptions is None and c.queue_time_requests is None
+    assert c.finished_by_reason == {}
+    assert c.to_json()["restarted"] is True

@@ -5,8 +5,13 @@
 (the vllm_command's vLLM/transformers/torch versions and ``/proc/PID/cmdline`` of the API
 server) plus the server's ``GET /version``, then ``advisories.advisories`` on them. A model
 that is no longer ready loses its record; a probe the link dropped under is tried again on
-the next round. :meth:`ServedWatch.inspect` probes on demand
-(a comparison's start: the arm records of compare/arms.py).
+the next round. :meth:`ServedWatch.inspect` probes on demand (a comparison's start: the arm
+records of compare/arms.py); asked before the watcher has decided a round (a Controller just
+started, as ``ocrtui compare --headless`` starts one), it waits for that first verdict, up to
+``FIRST_POLL_WAIT_S``, since until then every model reads ``down``.
+
+The vLLM version that names a server (``Versions.get("vllm")``) is its own ``GET /version``:
+``[pod] python`` often imports another vLLM, or none (vLLM in a venv or a container).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from ocrtui.pod.base import ConnState, Pod
 from ocrtui.status import AdvisoryStatus
 from ocrtui.vllm.advisories import Versions, advisories, probe_pod, to_status
 from ocrtui.vllm.client import VllmClient
-from ocrtui.vllm.watch import ModelWatcher
+from ocrtui.vllm.watch import FIRST_POLL_WAIT_S, ModelWatcher
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,11 @@ class ServedWatch:
         return served
 
     async def inspect(self, name: str) -> Served | None:
-        """The model's record, probing now unless its current server was probed already."""
+        """The model's record, probing now unless its current server was probed already;
+        None when it is not ready (after the watcher's first verdict, waited for, bounded)."""
+        if self.watcher.informed_polls == 0:
+            with contextlib.suppress(TimeoutError):
+                await self.watcher.wait_informed(FIRST_POLL_WAIT_S)
         status = self.watcher.status(name)
         if status.state != "ready" or status.pid is None:
             return None

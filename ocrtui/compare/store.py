@@ -11,9 +11,11 @@ Writes happen on one dedicated thread, in order, never on the event loop. On res
 files are compacted: a torn last line (kill -9 mid-write) and failed pages are dropped, so
 failed pages run again and the file keeps exactly one line per page per model.
 
-Memory stays bounded over long runs: only a compact :class:`PageResult` per page per model
-is kept (without its text); texts are read back from results.jsonl, streaming, when needed (the
-resume rewrite, resumed pages' events, the worst pages' diffs).
+:func:`read_result_lines` is the one reader of results.jsonl's lines (the resume, the
+read-back here, report.html). Memory stays bounded over long runs: only a compact
+:class:`PageResult` per page per model is kept (without its text); texts are read back from
+results.jsonl, streaming, when needed (the resume rewrite, resumed pages' events, the worst
+pages' diffs).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ocrtui.compare.results import Stats, stats_from_json
 from ocrtui.errors import InputError
 
 RESULTS = "results.jsonl"
@@ -92,9 +95,14 @@ RESULT_FIELDS = tuple(PageResult.__dataclass_fields__)
 
 @dataclass(frozen=True)
 class PhaseRecord:
+    """A phases.jsonl line: speed phases carry PhaseStats, documents DocumentStats."""
+
     model: str
     phase: str  # cold | warm | throughput@C (events.phase_key) | document:NAME
-    stats: dict[str, Any]
+    stats: Stats
+
+    def to_json(self) -> dict[str, object]:
+        return {"model": self.model, "phase": self.phase, "stats": self.stats.to_json()}
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:
@@ -116,21 +124,29 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [obj for line in raw.split(b"\n") if (obj := _parse(line)) is not None]
 
 
-def _stored_results(path: Path) -> Iterator[PageResult]:
-    """results.jsonl line by line (never whole), skipping lines that are not results."""
+def read_result_lines(path: Path, *, text: bool = True) -> Iterator[tuple[int, PageResult]]:
+    """(byte offset, result) of each line of results.jsonl, read line by line (never whole),
+    skipping lines that are not results; ``text=False`` drops each text as it is read."""
     try:
         f = path.open("rb")
     except FileNotFoundError:
         return
     with f:
+        offset = 0
         for line in f:
+            at, offset = offset, offset + len(line)
             d = _parse(line)
             if d is None:
                 continue
             try:
-                yield PageResult.from_json(d)
+                r = PageResult.from_json(d)
             except TypeError:
                 continue
+            yield at, r if text else r.without_text()
+
+
+def _stored_results(path: Path) -> Iterator[PageResult]:
+    return (r for _offset, r in read_result_lines(path))
 
 
 def _read_batch(
@@ -249,9 +265,10 @@ class RunStore:
         store.results = _compact_results(run_dir / RESULTS)
         for d in _read_jsonl(run_dir / PHASES):
             if isinstance(d.get("model"), str) and isinstance(d.get("stats"), dict):
-                rec = PhaseRecord(d["model"], str(d.get("phase")), d["stats"])
+                phase = str(d.get("phase"))
+                rec = PhaseRecord(d["model"], phase, stats_from_json(phase, d["stats"]))
                 store.phases[(rec.model, rec.phase)] = rec
-        _write_atomic(run_dir / PHASES, b"".join(_line(asdict(p)) for p in store.phases.values()))
+        _write_atomic(run_dir / PHASES, b"".join(_line(p.to_json()) for p in store.phases.values()))
         return store
 
     @staticmethod
@@ -296,7 +313,7 @@ class RunStore:
 
     async def add_phase(self, record: PhaseRecord) -> None:
         self.phases[(record.model, record.phase)] = record
-        await self._append(PHASES, _line(asdict(record)))
+        await self._append(PHASES, _line(record.to_json()))
 
     async def _append(self, name: str, line: bytes) -> None:
         loop = asyncio.get_running_loop()

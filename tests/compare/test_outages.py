@@ -228,9 +228,9 @@ async def test_a_refused_api_key_stops_that_model_after_one_request(
     assert "HTTP 401" in stopped[0].reason and "OCR_TEST_MISSING_KEY" in stopped[0].reason
     assert "api_key_env" in stopped[0].reason
     done = got[-1]
-    assert isinstance(done, RunDone) and done.exit_code == 3
-    assert done.summary["models"]["glm-ocr"]["error"] == stopped[0].reason
-    assert done.summary["models"]["lighton-ocr"]["pages_ok"] == 5
+    assert isinstance(done, RunDone) and done.exit_code == 3 and done.summary is not None
+    assert done.summary.models["glm-ocr"].error == stopped[0].reason
+    assert done.summary.models["lighton-ocr"].pages_ok == 5
 
 
 async def test_a_400_every_page_would_get_is_sent_once_and_reported(
@@ -242,10 +242,10 @@ async def test_a_400_every_page_would_get_is_sent_once_and_reported(
         got = await collect(start_run(plan, RunStore.create(tmp_path / "run", {})))
     assert len(fake.requests) == 1
     done = got[-1]
-    assert isinstance(done, RunDone) and done.exit_code == 1
-    s = done.summary["models"]["glm-ocr"]
-    assert s["throughput_c5_imgs_per_s"] is None and s["pages_per_s"] is None
-    assert msg in (s["error"] or "")
+    assert isinstance(done, RunDone) and done.exit_code == 1 and done.summary is not None
+    s = done.summary.models["glm-ocr"]
+    assert s.throughput_images_per_s is None and s.pages_per_s is None
+    assert msg in (s.error or "")
     report = (tmp_path / "run/report.md").read_text(encoding="utf-8")
     assert f"**glm-ocr error:** HTTP 400: {msg}" in report
     assert "0.00 img/s" not in report and "0.00 pages/s" not in report
@@ -257,13 +257,13 @@ async def test_nothing_measured_is_no_speed(make_pdf: MakePdf, tmp_path: Path) -
         plan = RunPlan(doc(make_pdf, 3), (ModelTarget(model("glm-ocr"), fake.url),), FAST)
         got = await collect(start_run(plan, RunStore.create(tmp_path / "run", {})))
     done = got[-1]
-    assert isinstance(done, RunDone) and done.exit_code == 1
-    s = done.summary["models"]["glm-ocr"]
-    assert s["pages_failed"] == 3 and s["pages_per_s"] is None
-    assert s["throughput_c5_imgs_per_s"] is None
-    assert "EngineCore died" in (s["error"] or "")
+    assert isinstance(done, RunDone) and done.exit_code == 1 and done.summary is not None
+    s = done.summary.models["glm-ocr"]
+    assert s.pages_failed == 3 and s.pages_per_s is None
+    assert s.throughput_images_per_s is None
+    assert "EngineCore died" in (s.error or "")
     assert [e.pages_per_s for e in got if isinstance(e, DocumentDone)] == [None]
-    assert done.summary["documents"]["doc"]["pages_per_s"] == {"glm-ocr": None}
+    assert done.summary.documents["doc"].pages_per_s == {"glm-ocr": None}
     report = (tmp_path / "run/report.md").read_text(encoding="utf-8")
     assert "0.00 img/s" not in report and "0.00 pages/s" not in report
     assert "EngineCore died" in report
@@ -278,14 +278,14 @@ async def test_a_document_finished_across_a_resume_keeps_its_speed(
         target = (ModelTarget(model("glm-ocr"), fake.url),)
         plan = RunPlan(doc(make_pdf, 4), target, FAST, speed_phases=False)
         first = await collect(start_run(plan, RunStore.create(tmp_path / "run", {})))
-    assert first[-1].summary["models"]["glm-ocr"]["pages_failed"] == 2  # type: ignore[union-attr]
+    assert first[-1].summary.models["glm-ocr"].pages_failed == 2  # type: ignore[union-attr]
     with fake_vllm() as fake:
         target = (ModelTarget(model("glm-ocr"), fake.url),)
         plan = RunPlan(doc(make_pdf, 4), target, FAST, speed_phases=False)
         got = await collect(start_run(plan, RunStore.resume(tmp_path / "run")))
     done = got[-1]
-    assert isinstance(done, RunDone) and done.exit_code == 0
+    assert isinstance(done, RunDone) and done.exit_code == 0 and done.summary is not None
     speeds = [e.pages_per_s for e in got if isinstance(e, DocumentDone)]
     assert len(speeds) == 1 and speeds[0] is not None and speeds[0] > 0
-    assert done.summary["documents"]["doc"]["pages_per_s"]["glm-ocr"] == speeds[0]
-    assert done.summary["models"]["glm-ocr"]["pages_per_s"] is not None
+    assert done.summary.documents["doc"].pages_per_s["glm-ocr"] == speeds[0]
+    assert done.summary.models["glm-ocr"].pages_per_s is not None

@@ -24,6 +24,7 @@ from ocrtui.compare.events import (
     RunDone,
     RunStarted,
 )
+from ocrtui.compare.results import Agreement
 from ocrtui.compare.runner import RunPlan, start_run
 from ocrtui.compare.store import RESULT_FIELDS, RunStore
 from ocrtui.config import CompareConfig
@@ -322,8 +323,9 @@ async def test_agreement_where_no_reference_exists(make_pdf: MakePdf, tmp_path: 
         plan = RunPlan(spec, targets(fake.url), SETTINGS, speed_phases=False)
         events = await run_to_end(plan, tmp_path / "run")
     summary = events[-1].summary  # type: ignore[union-attr]
-    assert summary["agreement"] == {"models": ["glm-ocr", "lighton-ocr"], "pages": 2, "cer": 0.0}
-    assert summary["models"]["glm-ocr"]["cer"] is None
+    assert summary is not None
+    assert summary.agreement == Agreement(("glm-ocr", "lighton-ocr"), 2, 0.0)
+    assert summary.models["glm-ocr"].cer is None
 
 
 async def test_a_broken_run_still_ends_with_run_done(

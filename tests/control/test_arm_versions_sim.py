@@ -36,7 +36,7 @@ async def test_a_fresh_controller_records_the_ready_servers_version_and_flags(
     assert served.versions.vllm is None  # the pod's python imports no vLLM here
     assert served.versions.get("vllm") == "0.27.1"  # the server's own /version
     record = arm_record(ctl.config.model("lighton"), ctl.config.compare, served)
-    assert "serve flags unknown" not in record["label"]
-    assert record["label"].endswith("vLLM 0.27.1")
-    assert record["versions"]["server_vllm"] == "0.27.1"
-    assert any(a["key"] == "lighton-vllm-0.27.1-loops" for a in record["advisories"])
+    assert "serve flags unknown" not in record.label
+    assert record.label.endswith("vLLM 0.27.1")
+    assert record.versions.server_vllm == "0.27.1"
+    assert any(a.key == "lighton-vllm-0.27.1-loops" for a in record.advisories)

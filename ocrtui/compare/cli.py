@@ -195,7 +195,7 @@ def _print_summary(done: RunDone, console: Console) -> None:
     table.add_column("Dimension")
     for label in report.arm_labels(summary):
         table.add_column(label)
-    table.add_column(base["label"], style="dim")
+    table.add_column(base.label, style="dim")
     for label, cells, b in report.comparison_rows(summary):
         table.add_row(label, *cells, b)
     console.print(table)

@@ -22,12 +22,12 @@ read no page, its first failure.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
-from typing import Any
 
 from ocrtui.compare import ranking
 from ocrtui.compare.arms import ArmRecord
@@ -65,10 +65,34 @@ DIMENSIONS = [
 ]
 
 
-def load_baseline() -> dict[str, Any]:
+@dataclass(frozen=True)
+class BaselineDocument:
+    label: str
+    pages_per_s: float
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The seed's hand-measured GLM-OCR figures (baseline.json): the reports' last column."""
+
+    label: str
+    source: str
+    latency_warm_s: float
+    throughput_c5_images_per_s: float
+    documents: tuple[BaselineDocument, ...]
+
+
+@functools.cache
+def load_baseline() -> Baseline:
     text = resources.files("ocrtui.compare").joinpath("baseline.json").read_text("utf-8")
-    data: dict[str, Any] = json.loads(text)
-    return data
+    d = json.loads(text)
+    return Baseline(
+        label=d["label"],
+        source=d["source"],
+        latency_warm_s=d["latency_warm_s"],
+        throughput_c5_images_per_s=d["throughput_c5_imgs_per_s"],
+        documents=tuple(BaselineDocument(x["label"], x["pages_per_s"]) for x in d["documents"]),
+    )
 
 
 def _r(x: float | None, nd: int = 4) -> float | None:
@@ -318,18 +342,18 @@ def comparison_rows(summary: Summary) -> list[tuple[str, list[str], str]]:
             cells.append(cell)
         rows.append((label, cells, "—"))
     conc = summary.run.concurrency
-    docs_base = " / ".join(f"{d['pages_per_s']:.2f} ({d['label']})" for d in base["documents"])
+    docs_base = " / ".join(f"{d.pages_per_s:.2f} ({d.label})" for d in base.documents)
     rows += [
         ("Cold latency (first request)", [_sec(m.latency_cold_s) for m in models], "—"),
         (
             "Warm latency p50 / p95",
             [f"{_sec(m.latency_warm_p50_s)} / {_sec(m.latency_warm_p95_s)}" for m in models],
-            _sec(base["latency_warm_s"]),
+            _sec(base.latency_warm_s),
         ),
         (
             f"Throughput at {conc} concurrent",
             [_num(m.throughput_images_per_s, "img/s") for m in models],
-            _num(base["throughput_c5_imgs_per_s"], "img/s") if conc == 5 else "—",
+            _num(base.throughput_c5_images_per_s, "img/s") if conc == 5 else "—",
         ),
         ("Document parse speed", [_num(m.pages_per_s, "pages/s") for m in models], docs_base),
         ("Critical strings", [_pct(m.critical_pass_rate) for m in models], "—"),
@@ -381,7 +405,7 @@ def render_markdown(summary: Summary) -> str:
     out.append("## Comparison")
     out.append("")
     rows = [[label, *cells, b] for label, cells, b in comparison_rows(summary)]
-    out += _table(["Dimension", *labels, base["label"]], rows)
+    out += _table(["Dimension", *labels, base.label], rows)
     out.append("")
     for n, m in models.items():
         if m.error:

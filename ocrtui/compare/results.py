@@ -34,17 +34,18 @@ JsonIn = Mapping[str, object]
 JsonOut = dict[str, object]
 
 
-def _float(d: JsonIn, key: str) -> float | None:
+def json_float(d: JsonIn, key: str) -> float | None:
+    """``d[key]`` when it is a number, else None (as for the helpers below)."""
     v = d.get(key)
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
-def _int(d: JsonIn, key: str, default: int | None = None) -> int | None:
+def json_int(d: JsonIn, key: str, default: int | None = None) -> int | None:
     v = d.get(key)
     return v if isinstance(v, int) and not isinstance(v, bool) else default
 
 
-def _str(d: JsonIn, key: str) -> str | None:
+def json_str(d: JsonIn, key: str) -> str | None:
     v = d.get(key)
     return v if isinstance(v, str) else None
 
@@ -104,16 +105,16 @@ class PhaseStats:
     @classmethod
     def from_json(cls, d: JsonIn) -> PhaseStats:
         return cls(
-            requests=_int(d, "requests", 0) or 0,
-            ok=_int(d, "ok", 0) or 0,
-            failed=_int(d, "failed", 0) or 0,
-            first_error=_str(d, "first_error"),
-            wall_s=_float(d, "wall_s"),
-            latency_p50_s=_float(d, "latency_p50_s"),
-            latency_p95_s=_float(d, "latency_p95_s"),
-            latency_mean_s=_float(d, "latency_mean_s"),
-            concurrency=_int(d, "concurrency"),
-            images_per_s=_float(d, "imgs_per_s"),
+            requests=json_int(d, "requests", 0) or 0,
+            ok=json_int(d, "ok", 0) or 0,
+            failed=json_int(d, "failed", 0) or 0,
+            first_error=json_str(d, "first_error"),
+            wall_s=json_float(d, "wall_s"),
+            latency_p50_s=json_float(d, "latency_p50_s"),
+            latency_p95_s=json_float(d, "latency_p95_s"),
+            latency_mean_s=json_float(d, "latency_mean_s"),
+            concurrency=json_int(d, "concurrency"),
+            images_per_s=json_float(d, "imgs_per_s"),
         )
 
 
@@ -134,13 +135,13 @@ class DocumentStats:
 
     @classmethod
     def from_json(cls, d: JsonIn) -> DocumentStats:
-        ok = _int(d, "pages_ok", 0) or 0
+        ok = json_int(d, "pages_ok", 0) or 0
         return cls(
-            pages=_int(d, "pages", ok) or 0,
+            pages=json_int(d, "pages", ok) or 0,
             pages_ok=ok,
-            pages_failed=_int(d, "pages_failed", 0) or 0,
-            elapsed_s=_float(d, "elapsed_s") or 0.0,
-            pages_per_s=_float(d, "pages_per_s"),
+            pages_failed=json_int(d, "pages_failed", 0) or 0,
+            elapsed_s=json_float(d, "elapsed_s") or 0.0,
+            pages_per_s=json_float(d, "pages_per_s"),
             partial=d.get("partial") is True,
         )
 
@@ -195,17 +196,17 @@ class SweepPoint:
 
     @classmethod
     def from_json(cls, d: JsonIn) -> SweepPoint | None:
-        conc = _int(d, "concurrency")
+        conc = json_int(d, "concurrency")
         if conc is None:
             return None
         return cls(
             conc,
-            _float(d, "images_per_s"),
-            _float(d, "p50"),
-            _float(d, "p95"),
-            _int(d, "completed"),
-            _int(d, "failed"),
-            _float(d, "duration"),
+            json_float(d, "images_per_s"),
+            json_float(d, "p50"),
+            json_float(d, "p95"),
+            json_int(d, "completed"),
+            json_int(d, "failed"),
+            json_float(d, "duration"),
         )
 
 
@@ -305,38 +306,38 @@ class ModelSummary:
         if missing:
             raise ValueError(f"a model without {', '.join(map(repr, missing))}")
         # Summaries from before the sweep named the run's throughput only by its c5 key.
-        rate = _float(d, "throughput_imgs_per_s")
+        rate = json_float(d, "throughput_imgs_per_s")
         if rate is None:
-            rate = _float(d, "throughput_c5_imgs_per_s")
+            rate = json_float(d, "throughput_c5_imgs_per_s")
         flags = _obj(d, "flags")
         return cls(
             kind="api" if d.get("kind") == "api" else "vllm",
-            profile=_str(d, "profile"),
-            pages_ok=_int(d, "pages_ok", 0) or 0,
-            pages_failed=_int(d, "pages_failed", 0) or 0,
-            latency_cold_s=_float(d, "latency_cold_s"),
-            latency_warm_p50_s=_float(d, "latency_warm_p50_s"),
-            latency_warm_p95_s=_float(d, "latency_warm_p95_s"),
+            profile=json_str(d, "profile"),
+            pages_ok=json_int(d, "pages_ok", 0) or 0,
+            pages_failed=json_int(d, "pages_failed", 0) or 0,
+            latency_cold_s=json_float(d, "latency_cold_s"),
+            latency_warm_p50_s=json_float(d, "latency_warm_p50_s"),
+            latency_warm_p95_s=json_float(d, "latency_warm_p95_s"),
             throughput_images_per_s=rate,
-            throughput_concurrency=_int(d, "throughput_concurrency"),
-            knee_concurrency=_int(d, "knee_concurrency"),
-            saturation_images_per_s=_float(d, "saturation_imgs_per_s"),
-            pages_per_s=_float(d, "pages_per_s"),
-            cer=_float(d, "cer"),
-            cer_lenient=_float(d, "cer_lenient"),
+            throughput_concurrency=json_int(d, "throughput_concurrency"),
+            knee_concurrency=json_int(d, "knee_concurrency"),
+            saturation_images_per_s=json_float(d, "saturation_imgs_per_s"),
+            pages_per_s=json_float(d, "pages_per_s"),
+            cer=json_float(d, "cer"),
+            cer_lenient=json_float(d, "cer_lenient"),
             by_category={
                 str(c): CategoryStats.from_json(v)
                 for c, v in _obj(d, "by_category").items()
                 if isinstance(v, Mapping)
             },
-            critical_pass_rate=_float(d, "critical_pass_rate"),
+            critical_pass_rate=json_float(d, "critical_pass_rate"),
             flags={str(k): v for k, v in flags.items() if isinstance(v, int)},
             speed={
                 str(p): PhaseStats.from_json(st)
                 for p, st in _obj(d, "speed").items()
                 if isinstance(st, Mapping)
             },
-            error=_str(d, "error"),
+            error=json_str(d, "error"),
             arm=_obj(d, "arm"),
             sweep=tuple(
                 pt
@@ -362,13 +363,14 @@ class DocumentSummary:
 
     @classmethod
     def from_json(cls, d: JsonIn) -> DocumentSummary:
+        speeds = _obj(d, "pages_per_s")
         return cls(
-            path=_str(d, "path") or "",
-            category=_str(d, "category") or "other",
+            path=json_str(d, "path") or "",
+            category=json_str(d, "category") or "other",
             pages=tuple(p for p in _list(d, "pages") if isinstance(p, int)),
             has_reference=d.get("has_reference") is True,
-            error=_str(d, "error"),
-            pages_per_s={str(m): _float(_obj(d, "pages_per_s"), m) for m in _obj(d, "pages_per_s")},
+            error=json_str(d, "error"),
+            pages_per_s={str(m): json_float(speeds, m) for m in speeds},
         )
 
 
@@ -388,7 +390,7 @@ class Agreement:
         models = [str(m) for m in _list(d, "models")]
         if len(models) != 2:
             return None
-        return cls((models[0], models[1]), _int(d, "pages", 0) or 0, _float(d, "cer"))
+        return cls((models[0], models[1]), json_int(d, "pages", 0) or 0, json_float(d, "cer"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,14 +419,14 @@ class WorstPage:
 
     @classmethod
     def from_json(cls, d: JsonIn) -> WorstPage | None:
-        doc, page, model = _str(d, "doc"), _int(d, "page"), _str(d, "model")
+        doc, page, model = json_str(d, "doc"), json_int(d, "page"), json_str(d, "model")
         if doc is None or page is None or model is None:
             return None
         return cls(
             doc,
             page,
             model,
-            _float(d, "cer"),
+            json_float(d, "cer"),
             tuple(str(f) for f in _list(d, "flags")),
             tuple(str(x) for x in _list(d, "diff")),
         )
@@ -451,17 +453,17 @@ class RunInfo:
     @classmethod
     def from_json(cls, d: JsonIn, models: tuple[str, ...]) -> RunInfo:
         return cls(
-            dir=_str(d, "dir") or "",
+            dir=json_str(d, "dir") or "",
             models=tuple(str(m) for m in _list(d, "models")) or models,
-            schedule=_str(d, "schedule"),
-            concurrency=_int(d, "concurrency"),
-            warm_runs=_int(d, "warm_runs"),
-            throughput_requests=_int(d, "throughput_requests"),
+            schedule=json_str(d, "schedule"),
+            concurrency=json_int(d, "concurrency"),
+            warm_runs=json_int(d, "warm_runs"),
+            throughput_requests=json_int(d, "throughput_requests"),
             throughput_concurrencies=tuple(
                 c for c in _list(d, "throughput_concurrencies") if isinstance(c, int)
             ),
-            knee_p95_s=_float(d, "knee_p95_s"),
-            image_format=_str(d, "image_format"),
+            knee_p95_s=json_float(d, "knee_p95_s"),
+            image_format=json_str(d, "image_format"),
         )
 
 

@@ -23,13 +23,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from ocrtui.compare.results import Stats, stats_from_json
+from ocrtui.compare.results import (
+    JsonIn,
+    JsonOut,
+    Stats,
+    json_float,
+    json_int,
+    json_str,
+    stats_from_json,
+)
 from ocrtui.errors import InputError
 
 RESULTS = "results.jsonl"
@@ -68,25 +76,27 @@ class PageResult:
         return self if self.text is None else replace(self, text=None)
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> PageResult:
-        """A stored line back as a result; TypeError when its key fields are not usable."""
-        doc, page, model, ok = d.get("doc"), d.get("page"), d.get("model"), d.get("ok")
+    def from_json(cls, d: JsonIn) -> PageResult:
+        """A stored line back as a result; TypeError when its key fields are not usable (a
+        field of the wrong type reads as None)."""
+        doc, page, model = d.get("doc"), d.get("page"), d.get("model")
         if not (isinstance(doc, str) and isinstance(page, int) and isinstance(model, str)):
             raise TypeError("result line without doc/page/model")
+        flags = d.get("flags")
         return cls(
             doc=doc,
             page=page,
             model=model,
-            ok=ok is True,
-            error=d.get("error"),
-            latency_s=d.get("latency_s"),
-            prompt_tokens=d.get("prompt_tokens"),
-            completion_tokens=d.get("completion_tokens"),
-            finish_reason=d.get("finish_reason"),
-            text=str(d.get("text") or ""),
-            cer=d.get("cer"),
-            category=str(d.get("category") or "other"),
-            flags=tuple(d.get("flags") or ()),
+            ok=d.get("ok") is True,
+            error=json_str(d, "error"),
+            latency_s=json_float(d, "latency_s"),
+            prompt_tokens=json_int(d, "prompt_tokens"),
+            completion_tokens=json_int(d, "completion_tokens"),
+            finish_reason=json_str(d, "finish_reason"),
+            text=json_str(d, "text") or "",
+            cer=json_float(d, "cer"),
+            category=json_str(d, "category") or "other",
+            flags=tuple(str(f) for f in flags) if isinstance(flags, list) else (),
         )
 
 
@@ -101,11 +111,11 @@ class PhaseRecord:
     phase: str  # cold | warm | throughput@C (events.phase_key) | document:NAME
     stats: Stats
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> JsonOut:
         return {"model": self.model, "phase": self.phase, "stats": self.stats.to_json()}
 
 
-def _parse(line: bytes) -> dict[str, Any] | None:
+def _parse(line: bytes) -> JsonIn | None:
     """One parsed line; None for an unparseable one (the torn tail of a killed writer)."""
     if not line.strip():
         return None
@@ -116,7 +126,7 @@ def _parse(line: bytes) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def _read_jsonl(path: Path) -> list[JsonIn]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -231,7 +241,7 @@ def _fsync_dir(path: Path) -> None:
 _UNENCODABLE = "backslashreplace"
 
 
-def _line(obj: dict[str, Any]) -> bytes:
+def _line(obj: Mapping[str, object]) -> bytes:
     return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8", _UNENCODABLE)
 
 
@@ -239,7 +249,7 @@ class RunStore:
     def __init__(self, run_dir: Path) -> None:
         self.dir = run_dir
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocrtui-store")
-        self._files: dict[str, Any] = {}
+        self._files: dict[str, BinaryIO] = {}
         self.results: dict[tuple[str, int, str], PageResult] = {}
         self.phases: dict[tuple[str, str], PhaseRecord] = {}
 
@@ -264,9 +274,10 @@ class RunStore:
         store = cls(run_dir)
         store.results = _compact_results(run_dir / RESULTS)
         for d in _read_jsonl(run_dir / PHASES):
-            if isinstance(d.get("model"), str) and isinstance(d.get("stats"), dict):
+            model, stats = d.get("model"), d.get("stats")
+            if isinstance(model, str) and isinstance(stats, Mapping):
                 phase = str(d.get("phase"))
-                rec = PhaseRecord(d["model"], phase, stats_from_json(phase, d["stats"]))
+                rec = PhaseRecord(model, phase, stats_from_json(phase, stats))
                 store.phases[(rec.model, rec.phase)] = rec
         _write_atomic(run_dir / PHASES, b"".join(_line(p.to_json()) for p in store.phases.values()))
         return store

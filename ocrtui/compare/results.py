@@ -212,8 +212,8 @@ class SweepPoint:
 
 @dataclass(frozen=True, slots=True)
 class CategoryStats:
-    """One category's accuracy for one arm: add a metric here (a field with a default) and
-    compute it in ``report.category_stats``; the JSON key is the field's name."""
+    """One category's accuracy for one arm: add a metric here (a float field, default None)
+    and compute it in ``report.category_stats``; the JSON key is the field's name."""
 
     pages: int = 0
     cer: float | None = None
@@ -225,8 +225,9 @@ class CategoryStats:
 
     @classmethod
     def from_json(cls, d: JsonIn) -> CategoryStats:
-        values = {f.name: d[f.name] for f in fields(cls) if f.name in d}
-        return cls(**values)  # type: ignore[arg-type]
+        # Every field but ``pages`` is a rate (a number or None), read by its own name.
+        rates = {f.name: json_float(d, f.name) for f in fields(cls) if f.name != "pages"}
+        return cls(json_int(d, "pages", 0) or 0, **rates)
 
 
 Format = Literal["pct", "count"]

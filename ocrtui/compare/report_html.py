@@ -54,7 +54,7 @@ from ocrtui.compare.render import (
 )
 from ocrtui.compare.results import CATEGORY_COLUMNS, Summary
 from ocrtui.compare.scoring import DiffKind, diff_segments
-from ocrtui.compare.store import RESULTS, RUN, SUMMARY, read_result_lines
+from ocrtui.compare.store import RESULTS, RUN, SUMMARY, read_result_lines, text_at
 from ocrtui.compare.suite import load_suite
 from ocrtui.compare.tally import agreement_count
 from ocrtui.errors import InputError, OcrtuiError
@@ -190,11 +190,6 @@ def load_run(run_dir: Path) -> RunFiles:
     return run
 
 
-def _text_at(f: IO[bytes], offset: int) -> str:
-    f.seek(offset)
-    return str(json.loads(f.readline()).get("text") or "")
-
-
 def _score_agreement(run: RunFiles) -> None:
     if len(run.models) < 2:
         return
@@ -204,7 +199,7 @@ def _score_agreement(run: RunFiles) -> None:
             ca, cb = e.cells.get(a), e.cells.get(b)
             if e.has_reference or not (ca and cb and ca.ok and cb.ok):
                 continue
-            count = agreement_count(_text_at(f, ca.offset), _text_at(f, cb.offset))
+            count = agreement_count(text_at(f, ca.offset), text_at(f, cb.offset))
             e.agreement = round(count.cer, 6)
 
 
@@ -340,7 +335,7 @@ def _page_views(
 ) -> Iterator[PageView]:
     ranked = sorted(run.pages, key=lambda e: e.worst_first(run.models))
     for rank, e in enumerate(ranked, start=1):
-        texts = {m: _text_at(f, c.offset) if c.ok else None for m, c in e.cells.items()}
+        texts = {m: text_at(f, c.offset) if c.ok else None for m, c in e.cells.items()}
         ref, ref_note = sources.reference(e.doc, e.page, scored=e.has_reference)
         first = run.models[0]
         columns = []

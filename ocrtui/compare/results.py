@@ -17,8 +17,8 @@ model) and the sweep's points are written with ``vllm bench serve``'s names too
 (``request_throughput``, ``median_e2el_ms``, ``p95_e2el_ms``, ``completed``, ``duration``).
 
 A per-category metric is one field of :class:`CategoryStats` (written and read by its
-field name) and its computation in ``report.category_stats``; ``CATEGORY_COLUMNS`` puts it in
-report.md's and report.html's category tables.
+field name, its heading in the field's metadata: ``CATEGORY_COLUMNS`` puts it in report.md's
+and report.html's category tables) and its computation in ``report.category_stats``.
 
 Stdlib only: report_html reads these from a run directory without the runner.
 """
@@ -210,15 +210,25 @@ class SweepPoint:
         )
 
 
+def _metric(heading: str, shown: Format = "pct") -> float | None:
+    """A CategoryStats field: None until computed; ``heading`` is its column in the
+    category tables of report.md and report.html."""
+    return field(default=None, metadata={"heading": heading, "shown": shown})
+
+
+Format = Literal["pct", "count"]
+
+
 @dataclass(frozen=True, slots=True)
 class CategoryStats:
-    """One category's accuracy for one arm: add a metric here (a float field, default None)
-    and compute it in ``report.category_stats``; the JSON key is the field's name."""
+    """One category's accuracy for one arm. A new metric is one field here,
+    ``name: float | None = _metric("Heading")`` (its JSON key is its name, its column in both
+    reports' category tables follows), and its computation in ``report.category_stats``."""
 
-    pages: int = 0
-    cer: float | None = None
-    cer_lenient: float | None = None
-    critical_pass_rate: float | None = None
+    pages: int = field(default=0, metadata={"heading": "Pages", "shown": "count"})
+    cer: float | None = _metric("CER")
+    cer_lenient: float | None = _metric("CER lenient")
+    critical_pass_rate: float | None = _metric("Critical")
 
     def to_json(self) -> JsonOut:
         return asdict(self)
@@ -230,14 +240,10 @@ class CategoryStats:
         return cls(json_int(d, "pages", 0) or 0, **rates)
 
 
-Format = Literal["pct", "count"]
 # The category tables' columns after Category and Model: (heading, CategoryStats field, how
-# it is shown).
-CATEGORY_COLUMNS: tuple[tuple[str, str, Format], ...] = (
-    ("Pages", "pages", "count"),
-    ("CER", "cer", "pct"),
-    ("CER lenient", "cer_lenient", "pct"),
-    ("Critical", "critical_pass_rate", "pct"),
+# it is shown), one per field.
+CATEGORY_COLUMNS: tuple[tuple[str, str, Format], ...] = tuple(
+    (f.metadata["heading"], f.name, f.metadata["shown"]) for f in fields(CategoryStats)
 )
 
 

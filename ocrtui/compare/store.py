@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from ocrtui.compare.results import (
     JsonIn,
@@ -153,6 +153,13 @@ def read_result_lines(path: Path, *, text: bool = True) -> Iterator[tuple[int, P
             except TypeError:
                 continue
             yield at, r if text else r.without_text()
+
+
+def text_at(f: IO[bytes], offset: int) -> str:
+    """The text of the results.jsonl line at ``offset`` (from :func:`read_result_lines`)."""
+    f.seek(offset)
+    d = _parse(f.readline())
+    return (json_str(d, "text") if d is not None else None) or ""
 
 
 def _stored_results(path: Path) -> Iterator[PageResult]:

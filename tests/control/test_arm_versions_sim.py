@@ -5,6 +5,7 @@ version is the running server's own /version when the pod's ``python`` has none.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,9 @@ import pytest
 
 from ocrtui.compare.arms import arm_record
 from ocrtui.control import Controller
+from ocrtui.pod.local import LocalPod
+from ocrtui.status import ModelStatus
+from ocrtui.vllm.served import ServedWatch
 from tests.plugins.sim_pod import SIM_FLAGS, SimPod
 
 pytestmark = pytest.mark.timeout(90)
@@ -40,3 +44,33 @@ async def test_a_fresh_controller_records_the_ready_servers_version_and_flags(
     assert record.label.endswith("vLLM 0.27.1")
     assert record.versions.server_vllm == "0.27.1"
     assert any(a.key == "lighton-vllm-0.27.1-loops" for a in record.advisories)
+
+
+class SilentWatcher:
+    """A watcher whose agent never reports: every model down, no informed round."""
+
+    informed_polls = 0
+
+    def __init__(self) -> None:
+        self.waits = 0
+
+    def status(self, name: str) -> ModelStatus:
+        return ModelStatus(name, 1, "down", None)
+
+    async def wait_informed(self, timeout: float) -> None:
+        self.waits += 1
+        raise TimeoutError
+
+
+async def test_a_pod_whose_agent_says_nothing_costs_one_wait_for_all_models(
+    sim_pod: SimPod,
+) -> None:
+    config = sim_pod.config(sim_pod.model("a"), sim_pod.model("b"))
+    watcher = SilentWatcher()
+    served = ServedWatch(config, LocalPod(), watcher, lambda: None)  # type: ignore[arg-type]
+    try:
+        assert await asyncio.gather(served.inspect("a"), served.inspect("b")) == [None, None]
+        assert await served.inspect("a") is None
+        assert watcher.waits == 1
+    finally:
+        await served.close()

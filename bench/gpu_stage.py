@@ -232,7 +232,9 @@ def install(wheels: Path, site: Path) -> None:
 
 def pack(stage: Path, folders: list[str], packed: Path) -> bytes:
     with packed.open("wb") as out:
-        tar = subprocess.Popen(["tar", "-cf", "-", "-C", str(stage), *folders], stdout=subprocess.PIPE)
+        tar = subprocess.Popen(
+            ["tar", "-cf", "-", "-C", str(stage), *folders], stdout=subprocess.PIPE
+        )
         subprocess.run(["xz", "-T0", "-9"], stdin=tar.stdout, stdout=out, check=True)
         if tar.wait() != 0:
             raise SystemExit("tar failed")

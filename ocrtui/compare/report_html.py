@@ -54,7 +54,14 @@ from ocrtui.compare.render import (
 )
 from ocrtui.compare.results import CATEGORY_COLUMNS, Summary
 from ocrtui.compare.scoring import DiffKind, diff_segments
-from ocrtui.compare.store import RESULTS, RUN, SUMMARY, read_result_lines, text_at
+from ocrtui.compare.store import (
+    RESULTS,
+    RUN,
+    SUMMARY,
+    RunRecord,
+    read_result_lines,
+    text_at,
+)
 from ocrtui.compare.suite import load_suite
 from ocrtui.compare.tally import agreement_count
 from ocrtui.errors import InputError, OcrtuiError
@@ -137,7 +144,7 @@ class RunFiles:
     """What the report reads of a run directory (texts stay on disk)."""
 
     dir: Path
-    info: dict[str, Any]  # run.json as written (its keys: launch.py's run_info)
+    info: RunRecord
     summary: Summary
     models: list[str]
     pages: list[PageEntry]
@@ -164,7 +171,7 @@ def load_run(run_dir: Path) -> RunFiles:
         raise InputError(
             f"{run_dir}: no {SUMMARY} (the run has not finished; continue it with --resume)"
         )
-    info = _read_json(run_dir / RUN)
+    info = RunRecord.from_json(_read_json(run_dir / RUN))
     try:
         summary = Summary.from_json(_read_json(run_dir / SUMMARY))
     except ValueError as exc:
@@ -220,14 +227,13 @@ class _Sources:
             self._specs = {}
             info = self.run.info
             with contextlib.suppress(OcrtuiError):
-                if info.get("suite"):
-                    self._specs.update({s.name: s for s in load_suite(info["suite"]).documents})
-                if info.get("docs"):
-                    pages = parse_page_spec(info["pages"]) if info.get("pages") else ALL_PAGES
-                    cwd = Path(info["cwd"]) if info.get("cwd") else None
-                    given = [str(d) for d in info["docs"]]
+                if info.suite:
+                    self._specs.update({s.name: s for s in load_suite(info.suite).documents})
+                if info.docs:
+                    pages = parse_page_spec(info.pages) if info.pages else ALL_PAGES
+                    cwd = Path(info.cwd) if info.cwd else None
                     specs = expand_inputs(
-                        given, pages=pages, reference=info.get("reference"), base=cwd
+                        list(info.docs), pages=pages, reference=info.reference, base=cwd
                     )
                     self._specs.update({s.name: s for s in specs})
         return self._specs.get(doc)

@@ -1,7 +1,7 @@
 """The run directory: results appended one line per page per model, flushed and fsynced as
 each arrives, so a killed run loses nothing it finished.
 
-    run.json        what was asked (inputs, models, schedule); read by --resume
+    run.json        what was asked (RunRecord: inputs, models, schedule); read by --resume
     results.jsonl   one line per page per model (contract fields, see RESULT_FIELDS)
     phases.jsonl    one line per finished speed phase per model (cold, warm, throughput)
     summary.json    written at the end
@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, BinaryIO
 
 from ocrtui.compare.results import (
     JsonIn,
@@ -101,6 +101,44 @@ class PageResult:
 
 
 RESULT_FIELDS = tuple(PageResult.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """run.json: what a run was asked (launch.resolve writes it; --resume and report.html
+    read it). Never the password. ``docs`` relative to ``cwd``."""
+
+    docs: tuple[str, ...] = ()
+    cwd: str | None = None
+    suite: str | None = None
+    pages: str | None = None  # the page spec as given
+    reference: str | None = None
+    models: tuple[str, ...] = ()
+    concurrency: int | None = None
+    schedule: str | None = None
+    sweep: bool = False
+    created: str | None = None
+
+    def to_json(self) -> JsonOut:
+        out = asdict(self)
+        out["docs"], out["models"] = list(self.docs), list(self.models)
+        return out
+
+    @classmethod
+    def from_json(cls, d: JsonIn) -> RunRecord:
+        docs, models = d.get("docs"), d.get("models")
+        return cls(
+            docs=tuple(str(x) for x in docs) if isinstance(docs, list) else (),
+            cwd=json_str(d, "cwd"),
+            suite=json_str(d, "suite"),
+            pages=json_str(d, "pages"),
+            reference=json_str(d, "reference"),
+            models=tuple(str(x) for x in models) if isinstance(models, list) else (),
+            concurrency=json_int(d, "concurrency"),
+            schedule=json_str(d, "schedule"),
+            sweep=d.get("sweep") is True,
+            created=json_str(d, "created"),
+        )
 
 
 @dataclass(frozen=True)
@@ -261,15 +299,16 @@ class RunStore:
         self.phases: dict[tuple[str, str], PhaseRecord] = {}
 
     @classmethod
-    def create(cls, run_dir: Path, run_info: dict[str, Any]) -> RunStore:
+    def create(cls, run_dir: Path, run_info: RunRecord) -> RunStore:
         if (run_dir / RESULTS).exists() or (run_dir / RUN).exists():
             raise InputError(f"{run_dir}: already holds a run; continue it with --resume {run_dir}")
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"{run_dir}: cannot create run directory: {exc.strerror}") from None
-        info = json.dumps(run_info, ensure_ascii=False, indent=2).encode("utf-8", _UNENCODABLE)
-        _write_atomic(run_dir / RUN, info)
+        info = json.dumps(run_info.to_json(), ensure_ascii=False, indent=2)
+        info_bytes = info.encode("utf-8", _UNENCODABLE)
+        _write_atomic(run_dir / RUN, info_bytes)
         return cls(run_dir)
 
     @classmethod
@@ -290,7 +329,7 @@ class RunStore:
         return store
 
     @staticmethod
-    def resume_info(run_dir: Path) -> dict[str, Any]:
+    def resume_info(run_dir: Path) -> RunRecord:
         """What the run being resumed was asked to do (its run.json)."""
         try:
             data = json.loads((run_dir / RUN).read_text(encoding="utf-8"))
@@ -300,7 +339,7 @@ class RunStore:
             raise InputError(f"{run_dir}/{RUN}: unreadable: {exc}") from None
         if not isinstance(data, dict):
             raise InputError(f"{run_dir}/{RUN}: not a JSON object")
-        return data
+        return RunRecord.from_json(data)
 
     def is_done(self, doc: str, page: int, model: str) -> bool:
         return (doc, page, model) in self.results

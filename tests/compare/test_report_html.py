@@ -18,7 +18,7 @@ from ocrtui.compare.render import RenderedPage
 from ocrtui.compare.report_html import write_html_report
 from ocrtui.compare.runner import RunPlan, start_run
 from ocrtui.compare.scoring import diff_segments
-from ocrtui.compare.store import RunStore
+from ocrtui.compare.store import RunRecord, RunStore
 from ocrtui.config import CompareConfig
 from tests.plugins.compare_inputs import MakePdf, model
 from tests.plugins.fake_chat_server import completion, fake_vllm
@@ -168,7 +168,7 @@ async def test_report_of_a_real_run(make_pdf: MakePdf, tmp_path: Path) -> None:
     """The summary and results the runner writes are what the report reads."""
     path = make_pdf("doc.pdf", ["page one", "page two"])
     spec = DocumentSpec(path=path, name=str(path), reference="text-layer")
-    info = {"docs": [str(path)], "cwd": str(tmp_path), "reference": "text-layer"}
+    info = RunRecord(docs=(str(path),), cwd=str(tmp_path), reference="text-layer")
     settings = CompareConfig(warm_runs=2, throughput_requests=2, concurrency=2, retries=0)
     with fake_vllm(lambda payload, n: completion("page one <script>x</script>")) as fake:
         targets = tuple(ModelTarget(model(n, n), fake.url) for n in ("glm-ocr", "lighton-ocr"))
@@ -222,7 +222,7 @@ async def test_report_md_and_report_html_rank_the_worst_pages_alike(
     said = {"glm-ocr": "page one", "lighton-ocr": "page two"}
     with fake_vllm(lambda payload, n: completion(said[payload["model"]])) as fake:
         targets = tuple(ModelTarget(model(n, n), fake.url) for n in said)
-        store = RunStore.create(tmp_path / "r", {})
+        store = RunStore.create(tmp_path / "r", RunRecord())
         plan = RunPlan((spec,), targets, settings, speed_phases=False)
         done = await start_run(plan, store).wait()
     assert done.summary is not None

@@ -26,7 +26,7 @@ from ocrtui.compare.events import (
 )
 from ocrtui.compare.results import Agreement
 from ocrtui.compare.runner import RunPlan, start_run
-from ocrtui.compare.store import RESULT_FIELDS, RunStore
+from ocrtui.compare.store import RESULT_FIELDS, RunRecord, RunStore
 from ocrtui.config import CompareConfig
 from tests.plugins.compare_inputs import MakePdf, model
 from tests.plugins.fake_chat_server import completion, fake_vllm
@@ -57,7 +57,7 @@ def lines(run_dir: Path) -> list[dict[str, Any]]:
 
 
 async def run_to_end(plan: RunPlan, run_dir: Path, resume: bool = False) -> list[Event]:
-    store = RunStore.resume(run_dir) if resume else RunStore.create(run_dir, {})
+    store = RunStore.resume(run_dir) if resume else RunStore.create(run_dir, RunRecord())
     run = start_run(plan, store)
     return [ev async for ev in run.subscribe()]
 
@@ -207,7 +207,7 @@ async def test_good_and_broken_documents(make_pdf: MakePdf, tmp_path: Path) -> N
 async def test_consumer_can_leave_and_rejoin(make_pdf: MakePdf, tmp_path: Path) -> None:
     with fake_vllm(delay_s=0.01) as fake:
         plan = RunPlan(tuple(docs(make_pdf)), targets(fake.url), SETTINGS)
-        run = start_run(plan, RunStore.create(tmp_path / "run", {}))
+        run = start_run(plan, RunStore.create(tmp_path / "run", RunRecord()))
         seen = []
         async for ev in run.subscribe():  # a screen that goes away early
             seen.append(ev)
@@ -225,7 +225,7 @@ async def test_cancel_then_resume_completes_without_duplicates(
     spec = docs(make_pdf, 6)
     with fake_vllm(delay_s=0.02) as fake:
         plan = RunPlan(tuple(spec), targets(fake.url), SETTINGS)
-        run = start_run(plan, RunStore.create(tmp_path / "run", {}))
+        run = start_run(plan, RunStore.create(tmp_path / "run", RunRecord()))
         async for ev in run.subscribe():
             if isinstance(ev, PageDone):
                 run.cancel()
@@ -274,7 +274,7 @@ async def test_cancel_before_the_first_step_still_ends_with_run_done(
     make_pdf: MakePdf, tmp_path: Path
 ) -> None:
     plan = RunPlan(tuple(docs(make_pdf, 1)), targets("http://127.0.0.1:9"), SETTINGS)
-    run = start_run(plan, RunStore.create(tmp_path / "run", {}))
+    run = start_run(plan, RunStore.create(tmp_path / "run", RunRecord()))
     run.cancel()
     done = await run.wait()
     assert done.cancelled and done.exit_code == 1
@@ -303,7 +303,7 @@ async def test_rendering_overlaps_requests_within_the_memory_bound(
     monkeypatch.setattr(RenderPool, "render", counting)
     with fake_vllm(delay_s=0.05) as fake:
         plan = RunPlan(plan_docs, targets(fake.url), settings, speed_phases=False)
-        run = start_run(plan, RunStore.create(tmp_path / "run", {}))
+        run = start_run(plan, RunStore.create(tmp_path / "run", RunRecord()))
         run_ref.append(run)
         live = [ev async for ev in run.subscribe()]  # every event, PageStarted included
         done = await run.wait()

@@ -30,7 +30,7 @@ import jsonl
 
 from ocrtui.compare.documents import Document, DocumentSpec
 from ocrtui.compare.scoring import edit_count
-from ocrtui.compare.store import PageResult, RunStore
+from ocrtui.compare.store import PageResult, RunRecord, RunStore
 from ocrtui.compare.tally import Tally
 
 MODELS = ("glm-ocr", "lighton-ocr")
@@ -55,7 +55,7 @@ def result(model: str, p: int, chars: int) -> PageResult:
 async def run(doc: Document, chars: int, schedule: str, keep_texts: bool) -> tuple[int, int]:
     """(peak bytes, bytes still held at the end) above the starting point."""
     with tempfile.TemporaryDirectory() as tmp:
-        store = RunStore.create(Path(tmp) / "run", {})
+        store = RunStore.create(Path(tmp) / "run", RunRecord())
         tally = Tally(MODELS)
         old: dict[tuple[str, int, str], PageResult] = {}
         tracemalloc.start()

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import jsonl
 
-from ocrtui.compare.store import PageResult, RunStore
+from ocrtui.compare.store import PageResult, RunRecord, RunStore
 
 TEXT = "第二条 租金：每月人民币肆仟伍佰元整（¥4,500.00），按季度支付。" * 20
 
 
 async def bench(lines: int) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
-        store = RunStore.create(Path(tmp) / "run", {})
+        store = RunStore.create(Path(tmp) / "run", RunRecord())
         times = []
         for i in range(lines):
             r = PageResult("doc", i, "glm-ocr", True, None, 1.0, 900, 400, "stop", TEXT, 0.01,

@@ -29,6 +29,7 @@ from ocrtui.compare import page_files, report
 from ocrtui.compare.profiles import TARGETS
 from ocrtui.compare.render import render_page_sync
 from ocrtui.compare.report_html import write_html_report
+from ocrtui.compare.results import Summary
 from ocrtui.compare.sample_suite import sample_suite_path
 from tests.plugins.run_dirs import SynthPage, write_run_dir
 
@@ -67,7 +68,7 @@ def line(bench: str, ours: float, baseline: float, goal: str, met: bool) -> None
 
 def measure(run_dir: Path, n: int) -> None:
     t0 = time.perf_counter()
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    summary = Summary.from_json(json.loads((run_dir / "summary.json").read_text(encoding="utf-8")))
     md = report.render_markdown(summary)
     md_s = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -5,7 +5,8 @@ returns a :class:`~ocrtui.compare.runner.CompareRun` whose typed events either c
 
 Modules: `docapi` (arms that are document APIs, `[[api_arms]]`:
 `ocr_document_pages(DocApiTarget(arm, url), client, document, pages) -> [PageText | PageError]`,
-`arm_url(arm, config, pod)`; not wired into the runner yet), `pages` (page specs), `documents`
+`arm_url(arm, config, pod)`; the runner's documents phase sends an API arm's documents through
+it), `pages` (page specs), `documents`
 (DocumentSpec → inspected Document; per-document
 `DocumentError`), `suite` (TOML suite files, `ConfigError` naming file/key/problem),
 `sample_suite` (the generated sample suite, cached per version), `render` (RenderPool: a
@@ -32,9 +33,15 @@ distance per display formula), `page_tests` (tests by tag and their pass rates),
 `bench_suites` (olmOCR-bench and Omni Parse Bench files as suites), `variants` (degraded
 page copies, `--variants` parsing), `store` (run directory, append+fsync on one
 thread, resume, compact in-memory records), `tally` (per-page scores and agreement as
-results arrive), `events` (the event types), `history` (EventHistory: what a late
-subscriber replays, bounded), `runner` (the protocol), `report` (summary.json, report.md,
-the comparison rows, from a `FinishedRun` value: it never imports the runner), `page_files`
+results arrive; `agreement_count`, the one agreement between two texts), `events` (the event
+types), `history` (EventHistory: what a late subscriber replays, bounded), `runner` (the
+protocol), `results` (the typed results: `PhaseStats`, `DocumentStats`, `SweepPoint` and the
+summary, `Summary` with `to_json()`/`from_json()`; one name per figure, the files' names
+written there only), `ranking` (worst first: the one page order of both reports), `report`
+(the `Summary` from a `FinishedRun` value, report.md, the comparison and category rows shared
+with the CLI and report.html: it never imports the runner), `report_files` (writes
+summary.json, report.md and report.html for the runner; Jinja2 and matplotlib are imported
+only when report.html is written), `page_files`
 (pages/: each rendered page's bytes once per render target, and the references),
 `report_html` (report.html from the run directory's files alone, streamed through the Jinja2
 template `templates/report.html.j2`; blocking) with `report_plots` (matplotlib's Figure API
@@ -105,14 +112,14 @@ Events (`ocrtui/compare/events.py`, frozen dataclasses), in order:
 | `DocumentReady` / `DocumentFailed` | doc, category, pages, has_reference / doc, error |
 | `PhaseStarted` | model, phase (`cold`, `warm`, `throughput`, `documents`), total |
 | `PhaseProgress` | model, phase, done, total (speed phases) |
-| `PhaseDone` | model, phase, stats, skipped (already done in the resumed run) |
+| `PhaseDone` | model, phase, stats (`PhaseStats`; documents: `DocumentStats`), skipped (resumed) |
 | `PageStarted` | model, doc, page |
 | `PageDone` | result (`PageResult`, ok), resumed; `.model`, `.doc`, `.page` |
 | `PageFailed` | result (`PageResult`, not ok); `.model`, `.doc`, `.page`, `.reason` |
 | `DocumentDone` | model, doc, pages_ok, pages_failed, elapsed_s, pages_per_s |
 | `RunPaused` / `RunResumed` | model (None: the link), reason / model, paused_s |
 | `ModelStopped` | model, reason (no more requests go to it) |
-| `RunDone` | summary (the summary.json dict), exit_code, cancelled, error |
+| `RunDone` | summary (`results.Summary`; None: not written), exit_code, cancelled, error |
 
 Speed phases run model after model (`schedule = "sequential"`) or together; the documents
 phase runs all models at once, pages of the two interleaving. Rendered pages held at once

@@ -4,21 +4,22 @@ An arm is one model as measured: its request profile with the values sent (promp
 sampling, max_tokens after :func:`~ocrtui.compare.profiles.fit_max_tokens`, rendering, image
 format), the serve flags read from the running server's argv, the vLLM/transformers
 versions, and the advisories on them (``vllm/served.py`` probes the server; without a probe
-the flags and versions are recorded as unknown). :func:`arm_record` is summary.json's
-``models.NAME.arm``; its ``label`` (:func:`arm_label`) names the arm in report.md,
+the flags and versions are recorded as unknown). :func:`arm_record` (a :class:`VllmArm`;
+:class:`ApiArm` for a document API) is summary.json's ``models.NAME.arm`` (``to_json()``);
+its ``label`` (:func:`arm_label`) names the arm in report.md,
 report.html and the comparison screen, e.g. ``GLM-OCR · model only, full page, no layout ·
 MTP 3 · vLLM 0.30.0``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 
 from ocrtui.compare.profiles import prompt_for
 from ocrtui.config import ApiArmConfig, CompareConfig, ModelConfig
 from ocrtui.published import PROFILES
+from ocrtui.status import AdvisoryStatus
 from ocrtui.vllm.advisories import Versions, advisories, to_status
 from ocrtui.vllm.flags import json_option, recipe_for, serve_options
 from ocrtui.vllm.served import Served
@@ -84,51 +85,107 @@ def _present(options: dict[str, object], option: str) -> bool:
     return option in options
 
 
-def arm_record(
-    model: ModelConfig, settings: CompareConfig, served: Served | None
-) -> dict[str, Any]:
-    """summary.json's ``arm`` for one model: the configuration it ran with."""
+@dataclass(frozen=True)
+class ArmProfile:
+    """The request values a model's arm sends (its profile, after fit_max_tokens)."""
+
+    name: str
+    prompt: str | None  # None: the profile sends the image alone
+    sampling: Mapping[str, object]
+    max_tokens: int
+    render: Mapping[str, object]  # the profile's render values that are set
+    image_format: str
+
+
+@dataclass(frozen=True)
+class VllmArm:
+    """What a vLLM model ran as; ``serve_argv`` None when unknown (redacted otherwise)."""
+
+    label: str
+    model: str
+    profile: ArmProfile
+    serve_argv: tuple[str, ...] | None
+    versions: Versions
+    advisories: tuple[AdvisoryStatus, ...]
+
+    def to_json(self) -> dict[str, object]:
+        v = self.versions
+        return {
+            "label": self.label,
+            "model": self.model,
+            "profile": {
+                "name": self.profile.name,
+                "prompt": self.profile.prompt,
+                "sampling": dict(self.profile.sampling),
+                "max_tokens": self.profile.max_tokens,
+                "render": dict(self.profile.render),
+                "image_format": self.profile.image_format,
+            },
+            "serve_argv": None if self.serve_argv is None else list(self.serve_argv),
+            "versions": {
+                "vllm": v.vllm,
+                "server_vllm": v.server_vllm,
+                "transformers": v.transformers,
+                "torch": v.torch,
+                "error": v.error,
+            },
+            "advisories": [asdict(a) for a in self.advisories],
+        }
+
+
+@dataclass(frozen=True)
+class ApiArm:
+    """A document-API arm: what it posts to, labelled "via API"."""
+
+    label: str
+    path: str
+    split: str
+    text_path: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "label": self.label,
+            "kind": "api",
+            "path": self.path,
+            "split": self.split,
+            "text_path": self.text_path,
+        }
+
+
+ArmRecord = VllmArm | ApiArm
+
+
+def arm_record(model: ModelConfig, settings: CompareConfig, served: Served | None) -> VllmArm:
+    """What one model runs with (summary.json's ``arm``: ``to_json()``)."""
     profile = PROFILES[model.profile]
     render = profile.render.value
     versions = served.versions if served is not None else Versions(error=NOT_PROBED)
     argv = served.server_argv if served is not None else None
     found = (
-        list(served.advisories)
+        served.advisories
         if served is not None
-        else [
+        else tuple(
             to_status(a)
             for a in advisories(model, versions, None, image_format=settings.image_format)
-        ]
+        )
     )
-    return {
-        "label": arm_label(model, argv, versions.get("vllm")),
-        "model": model.model,
-        "profile": {
-            "name": model.profile,
-            "prompt": prompt_for(model),
-            "sampling": dict(profile.sampling.value),
-            "max_tokens": model.effective_max_tokens(),
-            "render": {k: v for k, v in asdict(render).items() if v is not None},
-            "image_format": settings.image_format,
-        },
-        "serve_argv": redacted(argv) if argv is not None else None,
-        "versions": {
-            "vllm": versions.vllm,
-            "server_vllm": versions.server_vllm,
-            "transformers": versions.transformers,
-            "torch": versions.torch,
-            "error": versions.error,
-        },
-        "advisories": [asdict(a) for a in found],
-    }
+    return VllmArm(
+        label=arm_label(model, argv, versions.get("vllm")),
+        model=model.model,
+        profile=ArmProfile(
+            name=model.profile,
+            prompt=prompt_for(model),
+            sampling=dict(profile.sampling.value),
+            max_tokens=model.effective_max_tokens(),
+            render={k: v for k, v in asdict(render).items() if v is not None},
+            image_format=settings.image_format,
+        ),
+        serve_argv=tuple(redacted(argv)) if argv is not None else None,
+        versions=versions,
+        advisories=found,
+    )
 
 
-def api_arm_record(arm: ApiArmConfig) -> dict[str, Any]:
-    """summary.json's ``arm`` for a document-API arm: what it posts to, labelled "via API"."""
-    return {
-        "label": f"{arm.name} · via API · {arm.path}",
-        "kind": "api",
-        "path": arm.path,
-        "split": arm.split,
-        "text_path": arm.text_path,
-    }
+def api_arm_record(arm: ApiArmConfig) -> ApiArm:
+    """What a document-API arm posts to."""
+    return ApiArm(f"{arm.name} · via API · {arm.path}", arm.path, arm.split, arm.text_path)

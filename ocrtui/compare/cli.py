@@ -35,6 +35,7 @@ from ocrtui.compare.events import (
 )
 from ocrtui.compare.gate import RunGate
 from ocrtui.compare.launch import CompareRequest, ModelUrl, RunSetup, ServedOf
+from ocrtui.compare.results import DocumentStats
 from ocrtui.compare.runner import CompareRun
 from ocrtui.config import Config
 
@@ -170,23 +171,23 @@ def _phase_line(ev: PhaseDone) -> str:
     st = ev.stats
     pre = f"{ev.model}: {phase_key(ev.phase, ev.concurrency)}"
     pre += " (from the resumed run)" if ev.skipped else ""
-    if ev.phase == "documents":
-        return f"{pre}: {st.get('pages_ok')} pages ok, {st.get('pages_failed')} failed"
+    if isinstance(st, DocumentStats):
+        return f"{pre}: {st.pages_ok} pages ok, {st.pages_failed} failed"
     parts = []
-    if st.get("latency_p50_s") is not None:
-        parts.append(f"p50 {st['latency_p50_s']:.2f} s")
-    if ev.phase != "cold" and st.get("latency_p95_s") is not None:
-        parts.append(f"p95 {st['latency_p95_s']:.2f} s")
-    if st.get("imgs_per_s") is not None:
-        parts.append(f"{st['imgs_per_s']:.2f} img/s")
-    if st.get("failed"):
-        parts.append(f"{st['failed']} failed ({st.get('first_error')})")
+    if st.latency_p50_s is not None:
+        parts.append(f"p50 {st.latency_p50_s:.2f} s")
+    if ev.phase != "cold" and st.latency_p95_s is not None:
+        parts.append(f"p95 {st.latency_p95_s:.2f} s")
+    if st.images_per_s is not None:
+        parts.append(f"{st.images_per_s:.2f} img/s")
+    if st.failed:
+        parts.append(f"{st.failed} failed ({st.first_error})")
     return f"{pre}: " + (", ".join(parts) or "no successful request")
 
 
 def _print_summary(done: RunDone, console: Console) -> None:
     summary = done.summary
-    if not summary:
+    if summary is None:
         console.print(f"[red]the run stopped: {done.error}[/]")
         return
     base = report.load_baseline()
@@ -194,20 +195,20 @@ def _print_summary(done: RunDone, console: Console) -> None:
     table.add_column("Dimension")
     for label in report.arm_labels(summary):
         table.add_column(label)
-    table.add_column(base["label"], style="dim")
+    table.add_column(base.label, style="dim")
     for label, cells, b in report.comparison_rows(summary):
         table.add_row(label, *cells, b)
     console.print(table)
-    for name, d in summary["documents"].items():
-        if d["error"]:
-            console.print(f"[red]{_doc_error(name, d['error'])}[/]")
-    for name, m in summary["models"].items():
-        if m.get("error"):
-            console.print(f"[red]{name}: {m['error']}[/]")
+    for name, d in summary.documents.items():
+        if d.error:
+            console.print(f"[red]{_doc_error(name, d.error)}[/]")
+    for name, m in summary.models.items():
+        if m.error:
+            console.print(f"[red]{name}: {m.error}[/]")
     if done.error:
         console.print(f"[red]the run stopped: {done.error}[/]")
-    out = summary["run"]["dir"]
+    out = summary.run.dir
     console.print(f"results: {out}/results.jsonl, {out}/summary.json, {out}/report.md")
-    if done.cancelled or done.error or any(m.get("error") for m in summary["models"].values()):
+    if done.cancelled or done.error or any(m.error for m in summary.models.values()):
         note = "interrupted; " if done.cancelled else ""
         console.print(f"[yellow]{note}continue with: ocrtui compare --resume {out}[/]")

@@ -14,8 +14,9 @@ A subscriber that joins late replays a compact history (history.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
+from ocrtui.compare.results import Stats, Summary
 from ocrtui.compare.store import PageResult
 
 Phase = Literal["cold", "warm", "throughput", "documents"]
@@ -71,7 +72,7 @@ class PhaseProgress:
 class PhaseDone:
     model: str
     phase: Phase
-    stats: dict[str, Any]
+    stats: Stats  # PhaseStats for a speed phase, DocumentStats for the documents phase
     skipped: bool = False  # already done in the run being resumed
     concurrency: int | None = None
 
@@ -162,7 +163,7 @@ class ModelStopped:
 
 @dataclass(frozen=True, slots=True)
 class RunDone:
-    summary: dict[str, Any] = field(repr=False)
+    summary: Summary | None = field(repr=False)  # None: it could not be written
     exit_code: int
     cancelled: bool = False
     error: str | None = None  # set when the run itself broke (not a page or document)

@@ -43,7 +43,7 @@ from ocrtui.compare.pages import ALL_PAGES, parse_page_spec
 from ocrtui.compare.profiles import fit_max_tokens
 from ocrtui.compare.runner import CompareRun, RunPlan, start_run
 from ocrtui.compare.sample_suite import sample_suite_path
-from ocrtui.compare.store import RunStore
+from ocrtui.compare.store import RunRecord, RunStore
 from ocrtui.compare.suite import load_suite
 from ocrtui.config import ApiArmConfig, CompareConfig, Config, ModelConfig
 from ocrtui.errors import ConfigError, InputError, PodUnreachable
@@ -88,7 +88,7 @@ class RunSetup:
     models: tuple[Arm, ...]
     settings: CompareConfig
     run_dir: Path
-    info: dict[str, Any]  # written to run.json; never holds the password
+    info: RunRecord  # written to run.json; never holds the password
     label: str  # how a screen names the run: its documents, its suite, or "sample suite"
     concurrencies: tuple[int, ...] = ()  # throughput levels; empty: settings.concurrency
 
@@ -143,7 +143,7 @@ def _resume_dir(request: CompareRequest) -> Path | None:
 def resolve(config: Config, request: CompareRequest) -> RunSetup:
     """Resolve a request (and, with ``resume``, its run.json). Blocking: call off the loop."""
     validate_request(config, request)
-    saved: dict[str, Any] = {}
+    saved: RunRecord | None = None
     resume_dir = _resume_dir(request)
     if resume_dir is not None:
         run_dir = resume_dir
@@ -156,11 +156,12 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
     docs = list(request.documents)
     suite = request.suite
     cwd = Path.cwd()
-    if not docs and not suite and saved:
-        docs, suite = list(saved.get("docs") or []), saved.get("suite")
-        cwd = Path(saved.get("cwd") or cwd)
-    pages_text = request.pages if request.pages is not None else saved.get("pages")
-    reference = request.reference if request.reference is not None else saved.get("reference")
+    if not docs and not suite and saved is not None:
+        docs, suite = list(saved.docs), saved.suite
+        cwd = Path(saved.cwd or cwd)
+    was = saved or RunRecord()
+    pages_text = request.pages if request.pages is not None else was.pages
+    reference = request.reference if request.reference is not None else was.reference
     pages = parse_page_spec(pages_text) if pages_text else ALL_PAGES
     label = " ".join(docs) or (Path(suite).stem if suite else "")
     if not docs and not suite:
@@ -179,27 +180,27 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
     if not specs:
         raise InputError("nothing to compare: no documents")
 
-    names = request.models or tuple(n.strip() for n in saved.get("models") or [] if n.strip())
+    names = request.models or tuple(n.strip() for n in was.models if n.strip())
     models: list[Arm] = [arm(config, n) for n in names] or list(config.ordered_models())
     settings = _settings(
         config,
-        request.concurrency if request.concurrency is not None else saved.get("concurrency"),
-        request.schedule or saved.get("schedule"),
+        request.concurrency if request.concurrency is not None else was.concurrency,
+        request.schedule or was.schedule,
     )
-    sweep = request.sweep or bool(saved.get("sweep"))
+    sweep = request.sweep or was.sweep
     levels = tuple(sorted({settings.concurrency, *settings.sweep})) if sweep else ()
-    info = {
-        "docs": docs,
-        "cwd": str(cwd),  # relative DOC paths are read from here on --resume
-        "suite": str(Path(suite).expanduser().resolve()) if suite else None,
-        "pages": pages_text,
-        "reference": reference,
-        "models": [m.name for m in models],
-        "concurrency": settings.concurrency,
-        "schedule": settings.schedule,
-        "sweep": sweep,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    info = RunRecord(
+        docs=tuple(docs),
+        cwd=str(cwd),  # relative DOC paths are read from here on --resume
+        suite=str(Path(suite).expanduser().resolve()) if suite else None,
+        pages=pages_text,
+        reference=reference,
+        models=tuple(m.name for m in models),
+        concurrency=settings.concurrency,
+        schedule=settings.schedule,
+        sweep=sweep,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
     return RunSetup(request, tuple(specs), tuple(models), settings, run_dir, info, label, levels)
 
 

@@ -1,37 +1,52 @@
-"""summary.json and report.md from a run's results.
+"""summary.json, report.md and report.html from a run's results.
 
-summary.json: ``{"run": {...}, "models": {NAME: {...}}, "documents": {DOC: {...}},
-"agreement": {...}, "sweep": {NAME: [...]}}``; each model carries the contract fields
-(pages_ok, pages_failed, latency_cold_s, latency_warm_p50_s, latency_warm_p95_s,
-throughput_c5_imgs_per_s, pages_per_s, cer, cer_lenient, by_category, critical_pass_rate)
-plus flags, the raw speed-phase stats, its ``arm`` (compare/arms.py) and ``error``: why the
-model stopped (ModelStopped), else, when it read no page, its first failure (None
-otherwise); each document its
-category, pages, error (None when it ran) and pages/s per model.
+:func:`build_summary` makes the typed :class:`~ocrtui.compare.results.Summary` (results.py
+has its fields and the shape summary.json is written in) from a :class:`FinishedRun`,
+:func:`with_diffs` attaches the worst pages' diffs, :func:`render_markdown` is report.md.
+report_files.py writes the files (the runner never renders).
 
 Throughput is named by its concurrency: ``throughput_imgs_per_s`` at
 ``throughput_concurrency`` (the run's ``concurrency``); ``throughput_c5_imgs_per_s`` is that
 same figure only when the concurrency is 5, else None (issue #11: a figure at another
-concurrency is not the seed's c5). ``sweep`` (only when more than one level ran) lists per
-model ``{concurrency, images_per_s, p50, p95, request_throughput, median_e2el_ms,
-p95_e2el_ms, completed, failed, duration}`` ascending (p50/p95 in seconds; the last five
-named as in ``vllm bench serve``'s result JSON), and each model gets ``knee_concurrency``
-(the highest level whose p95 stays within ``run.knee_p95_s``, None when none does) and
-``saturation_imgs_per_s`` (the highest images/s of any level).
+concurrency is not the seed's c5). ``sweep`` (only when more than one level ran) lists each
+model's levels ascending; each model gets ``knee_concurrency`` (the highest level whose p95
+stays within ``run.knee_p95_s``, None when none does) and ``saturation_imgs_per_s`` (the
+highest images/s of any level). ``worst_pages``: the first WORST_PAGES pages in ranking.py's
+order that an arm got wrong (CER above 0), each with the arm that did worst on it.
+
+report.md, report.html and the CLI's table share :func:`comparison_rows` and
+:func:`category_rows`; a model's ``error`` is why it stopped (ModelStopped), else, when it
+read no page, its first failure.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
-from typing import Any
 
+from ocrtui.compare import ranking
+from ocrtui.compare.arms import ArmRecord
 from ocrtui.compare.documents import Document, DocumentSpec
 from ocrtui.compare.events import phase_key
+from ocrtui.compare.results import (
+    CATEGORY_COLUMNS,
+    Agreement,
+    CategoryStats,
+    DocumentStats,
+    DocumentSummary,
+    Format,
+    ModelSummary,
+    PhaseStats,
+    RunInfo,
+    Summary,
+    SweepPoint,
+    WorstPage,
+)
 from ocrtui.compare.scoring import EditCount, corpus_cer, critical_found
 from ocrtui.compare.store import PageResult, PhaseRecord
 from ocrtui.compare.tally import Tally
@@ -50,10 +65,34 @@ DIMENSIONS = [
 ]
 
 
-def load_baseline() -> dict[str, Any]:
+@dataclass(frozen=True)
+class BaselineDocument:
+    label: str
+    pages_per_s: float
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The seed's hand-measured GLM-OCR figures (baseline.json): the reports' last column."""
+
+    label: str
+    source: str
+    latency_warm_s: float
+    throughput_c5_images_per_s: float
+    documents: tuple[BaselineDocument, ...]
+
+
+@functools.cache
+def load_baseline() -> Baseline:
     text = resources.files("ocrtui.compare").joinpath("baseline.json").read_text("utf-8")
-    data: dict[str, Any] = json.loads(text)
-    return data
+    d = json.loads(text)
+    return Baseline(
+        label=d["label"],
+        source=d["source"],
+        latency_warm_s=d["latency_warm_s"],
+        throughput_c5_images_per_s=d["throughput_c5_imgs_per_s"],
+        documents=tuple(BaselineDocument(x["label"], x["pages_per_s"]) for x in d["documents"]),
+    )
 
 
 def _r(x: float | None, nd: int = 4) -> float | None:
@@ -76,7 +115,7 @@ class FinishedRun:
     tally: Tally
     stopped: Mapping[str, str] = field(default_factory=dict)  # model -> why it was stopped
     levels: tuple[int, ...] = ()  # throughput concurrencies; empty: settings.concurrency
-    arms: Mapping[str, Mapping[str, Any]] | None = None  # model -> arms.arm_record
+    arms: Mapping[str, ArmRecord] | None = None  # model -> what it ran as (arms.py)
 
     @property
     def throughput_levels(self) -> tuple[int, ...]:
@@ -92,22 +131,33 @@ def _model_error(run: FinishedRun, name: str, mine: list[PageResult]) -> str | N
     return next((r.error for r in mine if r.error), None)
 
 
-def build_summary(run: FinishedRun) -> dict[str, Any]:
+def category_stats(
+    strict: list[EditCount], lenient: list[EditCount], critical: tuple[int, int]
+) -> CategoryStats:
+    """One category's accuracy for one arm: its pages' edit counts against the references
+    and (passed, total) critical strings. A new per-category metric is computed here."""
+    passed, total = critical
+    return CategoryStats(
+        pages=len(strict),
+        cer=_r(corpus_cer(strict)),
+        cer_lenient=_r(corpus_cer(lenient)),
+        critical_pass_rate=_r(passed / total) if total else None,
+    )
+
+
+def build_summary(run: FinishedRun) -> Summary:
     """The summary from the run's compact records and scores (no page texts; the worst
-    pages' diffs are attached by :func:`add_diffs`)."""
+    pages' diffs are attached by :func:`with_diffs`)."""
     docs = {d.name: d for d in run.documents}
     results = list(run.results.values())
     scores = run.tally.scores
-    models: dict[str, Any] = {}
-    sweep: dict[str, list[dict[str, Any]]] = {}
+    models: dict[str, ModelSummary] = {}
     for m in run.models:
         mine = [r for r in results if r.model == m.name and r.doc in docs]
         ok = [r for r in mine if r.ok]
         strict: list[EditCount] = []
         lenient: list[EditCount] = []
-        by_cat: dict[str, dict[str, list[EditCount]]] = defaultdict(
-            lambda: {"strict": [], "lenient": []}
-        )
+        by_cat: dict[str, tuple[list[EditCount], list[EditCount]]] = defaultdict(lambda: ([], []))
         found: dict[str, set[int]] = defaultdict(set)
         for r in ok:
             sc = scores.get((r.doc, r.page, r.model))
@@ -118,8 +168,8 @@ def build_summary(run: FinishedRun) -> dict[str, Any]:
                 continue
             strict.append(sc.strict)
             lenient.append(sc.lenient)
-            by_cat[r.category]["strict"].append(sc.strict)
-            by_cat[r.category]["lenient"].append(sc.lenient)
+            by_cat[r.category][0].append(sc.strict)
+            by_cat[r.category][1].append(sc.lenient)
         crit_total: Counter[str] = Counter()
         crit_pass: Counter[str] = Counter()
         for d in docs.values():
@@ -130,117 +180,90 @@ def build_summary(run: FinishedRun) -> dict[str, Any]:
                 i in found[d.name] or critical_found("", c)  # an empty string is always found
                 for i, c in enumerate(d.spec.critical)
             )
-        phases = {p: rec.stats for (name, p), rec in run.phases.items() if name == m.name}
-        doc_recs = [st for p, st in phases.items() if p.startswith("document:")]
-        doc_pages = sum(int(st.get("pages_ok") or 0) for st in doc_recs)
-        doc_time = sum(float(st.get("elapsed_s") or 0) for st in doc_recs)
+        speed: dict[str, PhaseStats] = {}
+        doc_pages = 0
+        doc_time = 0.0
+        for (name, p), rec in run.phases.items():
+            if name != m.name:
+                continue
+            if isinstance(rec.stats, PhaseStats):
+                speed[p] = rec.stats
+            else:
+                doc_pages += rec.stats.pages_ok
+                doc_time += rec.stats.elapsed_s
         categories = sorted(set(by_cat) | set(crit_total))
         flags = Counter(f for r in ok for f in r.flags)
         conc = run.settings.concurrency
-        main = phases.get(phase_key("throughput", conc), {}).get("imgs_per_s")
-        points = _sweep_points(phases, run.throughput_levels)
-        if len(run.throughput_levels) > 1:
-            sweep[m.name] = points
-        knee = [p["concurrency"] for p in points
-                if p["p95"] is not None and p["p95"] <= run.settings.knee_p95_s]  # fmt: skip
-        rates = [p["images_per_s"] for p in points if p["images_per_s"] is not None]
-        models[m.name] = {
+        main = speed.get(phase_key("throughput", conc))
+        points = tuple(
+            SweepPoint.of(st, c)
+            for c in sorted(run.throughput_levels)
+            if (st := speed.get(phase_key("throughput", c))) is not None
+        )
+        knee = [p.concurrency for p in points
+                if p.p95_s is not None and p.p95_s <= run.settings.knee_p95_s]  # fmt: skip
+        rates = [p.images_per_s for p in points if p.images_per_s is not None]
+        cold, warm = speed.get("cold"), speed.get("warm")
+        models[m.name] = ModelSummary(
             # "api": a document API ([[api_arms]]): no speed phases, no tokens ("via API")
-            "kind": "api" if isinstance(m, ApiArmConfig) else "vllm",
-            "profile": m.profile if isinstance(m, ModelConfig) else None,
-            "pages_ok": len(ok),
-            "pages_failed": sum(1 for r in mine if not r.ok),
-            "latency_cold_s": phases.get("cold", {}).get("latency_p50_s"),
-            "latency_warm_p50_s": phases.get("warm", {}).get("latency_p50_s"),
-            "latency_warm_p95_s": phases.get("warm", {}).get("latency_p95_s"),
-            "throughput_c5_imgs_per_s": main if conc == 5 else None,
-            "throughput_imgs_per_s": main,
-            "throughput_concurrency": conc,
-            "knee_concurrency": max(knee) if knee else None,
-            "saturation_imgs_per_s": max(rates) if rates else None,
-            "pages_per_s": _r(doc_pages / doc_time) if doc_pages and doc_time > 0 else None,
-            "cer": _r(corpus_cer(strict)),
-            "cer_lenient": _r(corpus_cer(lenient)),
-            "by_category": {
-                c: {
-                    "pages": len(by_cat[c]["strict"]),
-                    "cer": _r(corpus_cer(by_cat[c]["strict"])),
-                    "cer_lenient": _r(corpus_cer(by_cat[c]["lenient"])),
-                    "critical_pass_rate": _r(crit_pass[c] / crit_total[c])
-                    if crit_total[c]
-                    else None,
-                }
-                for c in categories
+            kind="api" if isinstance(m, ApiArmConfig) else "vllm",
+            profile=m.profile if isinstance(m, ModelConfig) else None,
+            pages_ok=len(ok),
+            pages_failed=sum(1 for r in mine if not r.ok),
+            latency_cold_s=cold.latency_p50_s if cold else None,
+            latency_warm_p50_s=warm.latency_p50_s if warm else None,
+            latency_warm_p95_s=warm.latency_p95_s if warm else None,
+            throughput_images_per_s=main.images_per_s if main else None,
+            throughput_concurrency=conc,
+            knee_concurrency=max(knee) if knee else None,
+            saturation_images_per_s=max(rates) if rates else None,
+            pages_per_s=_r(doc_pages / doc_time) if doc_pages and doc_time > 0 else None,
+            cer=_r(corpus_cer(strict)),
+            cer_lenient=_r(corpus_cer(lenient)),
+            by_category={
+                c: category_stats(*by_cat[c], (crit_pass[c], crit_total[c])) for c in categories
             },
-            "critical_pass_rate": _r(sum(crit_pass.values()) / sum(crit_total.values()))
+            critical_pass_rate=_r(sum(crit_pass.values()) / sum(crit_total.values()))
             if crit_total
             else None,
-            "flags": dict(sorted(flags.items())),
-            "speed": {p: st for p, st in phases.items() if not p.startswith("document:")},
-            "error": _model_error(run, m.name, mine),
-            "arm": dict((run.arms or {}).get(m.name) or {}),
-        }
-    documents: dict[str, Any] = {}
+            flags=dict(sorted(flags.items())),
+            speed=speed,
+            error=_model_error(run, m.name, mine),
+            arm=arm.to_json() if (arm := (run.arms or {}).get(m.name)) is not None else {},
+            sweep=points,
+        )
+    documents: dict[str, DocumentSummary] = {}
     for spec in run.specs:
         opened = docs.get(spec.name)
-        per_model = {}
+        per_model: dict[str, float | None] = {}
         for m in run.models:
-            rec = run.phases.get((m.name, f"document:{spec.name}"))
-            per_model[m.name] = rec.stats.get("pages_per_s") if rec else None
-        documents[spec.name] = {
-            "path": str(spec.path),
-            "category": spec.category,
-            "pages": list(opened.pages) if opened else [],
-            "has_reference": bool(opened and opened.references),
-            "error": run.failed_documents.get(spec.name),
-            "pages_per_s": per_model,
-        }
-    summary = {
-        "run": {
-            "dir": run.run_dir,
-            "models": [m.name for m in run.models],
-            "schedule": run.settings.schedule,
-            "concurrency": run.settings.concurrency,
-            "warm_runs": run.settings.warm_runs,
-            "throughput_requests": run.settings.throughput_requests,
-            "throughput_concurrencies": list(run.throughput_levels),
-            "knee_p95_s": run.settings.knee_p95_s,
-            "image_format": run.settings.image_format,
-        },
-        "models": models,
-        "documents": documents,
-        "agreement": _agreement(run, docs),
-        "worst_pages": _worst(run, docs),
-    }
-    if sweep:
-        summary["sweep"] = sweep
-    return summary
+            doc_rec = run.phases.get((m.name, f"document:{spec.name}"))
+            stats = doc_rec.stats if doc_rec is not None else None
+            per_model[m.name] = stats.pages_per_s if isinstance(stats, DocumentStats) else None
+        documents[spec.name] = DocumentSummary(
+            path=str(spec.path),
+            category=spec.category,
+            pages=tuple(opened.pages) if opened else (),
+            has_reference=bool(opened and opened.references),
+            error=run.failed_documents.get(spec.name),
+            pages_per_s=per_model,
+        )
+    s = run.settings
+    info = RunInfo(
+        dir=run.run_dir,
+        models=tuple(m.name for m in run.models),
+        schedule=s.schedule,
+        concurrency=s.concurrency,
+        warm_runs=s.warm_runs,
+        throughput_requests=s.throughput_requests,
+        throughput_concurrencies=run.throughput_levels,
+        knee_p95_s=s.knee_p95_s,
+        image_format=s.image_format,
+    )
+    return Summary(info, models, documents, _agreement(run, docs), _worst(run, docs))
 
 
-def _sweep_points(phases: Mapping[str, Any], levels: tuple[int, ...]) -> list[dict[str, Any]]:
-    """One point per measured throughput level (the shape report_html's plot reads)."""
-    out = []
-    for c in sorted(levels):
-        st = phases.get(phase_key("throughput", c))
-        if st is None:
-            continue
-        p50, p95 = st.get("latency_p50_s"), st.get("latency_p95_s")
-        out.append({
-            "concurrency": c,
-            "images_per_s": st.get("imgs_per_s"),
-            "p50": p50,
-            "p95": p95,
-            "request_throughput": st.get("imgs_per_s"),
-            "median_e2el_ms": None if p50 is None else round(p50 * 1000, 2),
-            "p95_e2el_ms": None if p95 is None else round(p95 * 1000, 2),
-            "completed": st.get("ok"),
-            "failed": st.get("failed"),
-            "duration": st.get("wall_s"),
-        })  # fmt: skip
-    return out
-
-
-def _agreement(run: FinishedRun, docs: dict[str, Document]) -> dict[str, Any] | None:
+def _agreement(run: FinishedRun, docs: dict[str, Document]) -> Agreement | None:
     """CER between the first two models on pages that have no reference."""
     pair = run.tally.pair
     if pair is None:
@@ -252,28 +275,37 @@ def _agreement(run: FinishedRun, docs: dict[str, Document]) -> dict[str, Any] | 
         for p in d.pages
         if p not in d.references and (d.name, p) in agreed
     ]
-    return {"models": list(pair), "pages": len(counts), "cer": _r(corpus_cer(counts))}
+    return Agreement(pair, len(counts), _r(corpus_cer(counts)))
 
 
-def _worst(run: FinishedRun, docs: dict[str, Document]) -> list[dict[str, Any]]:
-    scored = [r for r in run.results.values() if r.ok and r.cer is not None and r.doc in docs]
-    scored.sort(key=lambda r: r.cer or 0.0, reverse=True)
-    return [
-        {"doc": r.doc, "page": r.page, "model": r.model, "cer": r.cer, "flags": list(r.flags)}
-        for r in scored[:WORST_PAGES]
-        if (r.cer or 0) > 0
-    ]
+def _worst(run: FinishedRun, docs: dict[str, Document]) -> tuple[WorstPage, ...]:
+    """The first WORST_PAGES pages, worst first (ranking.py), that an arm got wrong."""
+    order = {d: i for i, d in enumerate(docs)}
+    pages: dict[tuple[str, int], dict[str, PageResult]] = defaultdict(dict)
+    for r in run.results.values():
+        if r.doc in docs:
+            pages[(r.doc, r.page)][r.model] = r
+    names = [m.name for m in run.models]
+    agreed = run.tally.agreement
+
+    def key(item: tuple[tuple[str, int], dict[str, PageResult]]) -> ranking.RankKey:
+        (doc, page), cells = item
+        agreement = agreed[(doc, page)].cer if (doc, page) in agreed else None
+        return ranking.worst_first(cells, names, agreement, (order[doc], page))
+
+    out: list[WorstPage] = []
+    for _page, cells in sorted(pages.items(), key=key):
+        arm = ranking.worst_arm(cells)
+        if arm is not None:
+            r = cells[arm]
+            out.append(WorstPage(r.doc, r.page, arm, r.cer, r.flags))
+        if len(out) == WORST_PAGES:
+            break
+    return tuple(out)
 
 
-def exit_code(summary: dict[str, Any]) -> int:
-    """0 all done; 1 any failed page or document."""
-    failed_docs = any(d["error"] for d in summary["documents"].values())
-    failed_pages = any(m["pages_failed"] for m in summary["models"].values())
-    return 1 if failed_docs or failed_pages else 0
-
-
-def summary_json(summary: dict[str, Any]) -> str:
-    return json.dumps(summary, ensure_ascii=False, indent=2) + "\n"
+def summary_json(summary: Summary) -> str:
+    return json.dumps(summary.to_json(), ensure_ascii=False, indent=2) + "\n"
 
 
 # report.md ----------------------------------------------------------------------------------
@@ -291,62 +323,65 @@ def _num(x: float | None, unit: str) -> str:
     return "—" if x is None else f"{x:.2f} {unit}"
 
 
-def comparison_rows(summary: dict[str, Any]) -> list[tuple[str, list[str], str]]:
-    """The seed's table: (dimension, one cell per model, baseline cell). Shared with the CLI."""
+def comparison_rows(summary: Summary) -> list[tuple[str, list[str], str]]:
+    """The seed's table: (dimension, one cell per model, baseline cell). report.md's, the
+    CLI's and report.html's."""
     base = load_baseline()
-    models = summary["models"]
-    names = list(models)
+    models = list(summary.models.values())
     rows: list[tuple[str, list[str], str]] = []
-    present = {c for m in models.values() for c in m["by_category"]}
+    present = {c for m in models for c in m.by_category}
     for label, cat in DIMENSIONS:
         if cat not in present:
             continue
         cells = []
-        for n in names:
-            c = models[n]["by_category"].get(cat, {})
-            cell = f"CER {_pct(c.get('cer'))}"
-            if c.get("critical_pass_rate") is not None:
-                cell += f", critical {_pct(c['critical_pass_rate'])}"
+        for m in models:
+            c = m.by_category.get(cat, CategoryStats())
+            cell = f"CER {_pct(c.cer)}"
+            if c.critical_pass_rate is not None:
+                cell += f", critical {_pct(c.critical_pass_rate)}"
             cells.append(cell)
         rows.append((label, cells, "—"))
-    conc = summary["run"]["concurrency"]
-    docs_base = " / ".join(f"{d['pages_per_s']:.2f} ({d['label']})" for d in base["documents"])
+    conc = summary.run.concurrency
+    docs_base = " / ".join(f"{d.pages_per_s:.2f} ({d.label})" for d in base.documents)
     rows += [
-        ("Cold latency (first request)", [_sec(models[n]["latency_cold_s"]) for n in names], "—"),
+        ("Cold latency (first request)", [_sec(m.latency_cold_s) for m in models], "—"),
         (
             "Warm latency p50 / p95",
-            [
-                f"{_sec(models[n]['latency_warm_p50_s'])} / {_sec(models[n]['latency_warm_p95_s'])}"
-                for n in names
-            ],
-            _sec(base["latency_warm_s"]),
+            [f"{_sec(m.latency_warm_p50_s)} / {_sec(m.latency_warm_p95_s)}" for m in models],
+            _sec(base.latency_warm_s),
         ),
         (
             f"Throughput at {conc} concurrent",
-            [_num(throughput(models[n]), "img/s") for n in names],
-            _num(base["throughput_c5_imgs_per_s"], "img/s") if conc == 5 else "—",
+            [_num(m.throughput_images_per_s, "img/s") for m in models],
+            _num(base.throughput_c5_images_per_s, "img/s") if conc == 5 else "—",
         ),
-        ("Document parse speed", [_num(models[n]["pages_per_s"], "pages/s") for n in names],
-         docs_base),
-        ("Critical strings", [_pct(models[n]["critical_pass_rate"]) for n in names], "—"),
-        ("Pages ok / failed",
-         [f"{models[n]['pages_ok']} / {models[n]['pages_failed']}" for n in names], "—"),
-    ]  # fmt: skip
+        ("Document parse speed", [_num(m.pages_per_s, "pages/s") for m in models], docs_base),
+        ("Critical strings", [_pct(m.critical_pass_rate) for m in models], "—"),
+        ("Pages ok / failed", [f"{m.pages_ok} / {m.pages_failed}" for m in models], "—"),
+    ]
     return rows
 
 
-def throughput(model: Mapping[str, Any]) -> float | None:
-    """The run's throughput figure (summaries before the sweep had only the c5 name)."""
-    value = model.get("throughput_imgs_per_s", model.get("throughput_c5_imgs_per_s"))
-    return float(value) if isinstance(value, int | float) else None
-
-
-def arm_labels(summary: dict[str, Any]) -> list[str]:
-    """Each arm's name as a column heading: an API arm is marked "(via API)"."""
+def category_rows(summary: Summary) -> list[tuple[str, str, list[str]]]:
+    """(category, arm, one cell per CATEGORY_COLUMNS) for every category an arm has."""
+    cats = sorted({c for m in summary.models.values() for c in m.by_category})
     return [
-        f"{name} (via API)" if m.get("kind") == "api" else name
-        for name, m in summary["models"].items()
+        (c, n, [_cell(getattr(v, attr), fmt) for _head, attr, fmt in CATEGORY_COLUMNS])
+        for c in cats
+        for n, m in summary.models.items()
+        if (v := m.by_category.get(c)) is not None
     ]
+
+
+def _cell(value: object, fmt: Format) -> str:
+    if fmt == "pct":
+        return _pct(value if isinstance(value, int | float) else None)
+    return "—" if value is None else str(value)
+
+
+def arm_labels(summary: Summary) -> list[str]:
+    """Each arm's name as a column heading: an API arm is marked "(via API)"."""
+    return [f"{n} (via API)" if m.kind == "api" else n for n, m in summary.models.items()]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -358,117 +393,107 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def render_markdown(summary: dict[str, Any]) -> str:
+def render_markdown(summary: Summary) -> str:
     base = load_baseline()
-    models = summary["models"]
-    names = list(models)
+    models = summary.models
     out = ["# OCR comparison", ""]
     labels = arm_labels(summary)
-    out.append(f"Models: {', '.join(labels)}. Run directory: `{summary['run']['dir']}`.")
+    out.append(f"Models: {', '.join(labels)}. Run directory: `{summary.run.dir}`.")
     out.append("CER: Levenshtein edits / longer string after normalization (docs/compare.md); ")
     out.append("corpus figures are Σ edits / Σ lengths. Lower is better.")
     out.append("")
     out.append("## Comparison")
     out.append("")
     rows = [[label, *cells, b] for label, cells, b in comparison_rows(summary)]
-    out += _table(["Dimension", *labels, base["label"]], rows)
+    out += _table(["Dimension", *labels, base.label], rows)
     out.append("")
-    for n in names:
-        if models[n].get("error"):
-            out += [f"**{n} error:** {models[n]['error']}", ""]
+    for n, m in models.items():
+        if m.error:
+            out += [f"**{n} error:** {m.error}", ""]
     out += _arms_md(summary)
     out += _sweep_md(summary)
     out += _published_md(summary)
     out.append("## Accuracy by category")
     out.append("")
-    cats = sorted({c for m in models.values() for c in m["by_category"]})
-    crow = []
-    for c in cats:
-        for n in names:
-            v = models[n]["by_category"].get(c)
-            if v:
-                crow.append(
-                    [c, n, str(v["pages"]), _pct(v["cer"]), _pct(v["cer_lenient"]),
-                     _pct(v["critical_pass_rate"])]
-                )  # fmt: skip
-    out += _table(["Category", "Model", "Pages", "CER", "CER lenient", "Critical"], crow)
+    crow = [[c, n, *cells] for c, n, cells in category_rows(summary)]
+    out += _table(["Category", "Model", *(h for h, _a, _f in CATEGORY_COLUMNS)], crow)
     out += ["", "Overall: " + "; ".join(
-        f"{n} CER {_pct(models[n]['cer'])} (lenient {_pct(models[n]['cer_lenient'])})"
-        for n in names
+        f"{n} CER {_pct(m.cer)} (lenient {_pct(m.cer_lenient)})" for n, m in models.items()
     ), ""]  # fmt: skip
-    flags = [f"{n}: " + ", ".join(f"{k} {v}" for k, v in models[n]["flags"].items()) for n in names
-             if models[n]["flags"]]  # fmt: skip
+    flags = [f"{n}: " + ", ".join(f"{k} {v}" for k, v in m.flags.items())
+             for n, m in models.items() if m.flags]  # fmt: skip
     if flags:
         out += ["Flags: " + "; ".join(flags), ""]
-    agree = summary.get("agreement")
-    if agree and agree["pages"]:
+    agree = summary.agreement
+    if agree and agree.pages:
         out += [
-            f"Agreement on {agree['pages']} page(s) without reference: CER between "
-            f"{agree['models'][0]} and {agree['models'][1]} {_pct(agree['cer'])}.",
+            f"Agreement on {agree.pages} page(s) without reference: CER between "
+            f"{agree.models[0]} and {agree.models[1]} {_pct(agree.cer)}.",
             "",
         ]
     out += ["## Documents", ""]
     drows = []
-    for name, d in summary["documents"].items():
+    for name, d in summary.documents.items():
         speeds = ", ".join(
-            f"{m} {_num(v, 'pages/s')}" for m, v in d["pages_per_s"].items() if v is not None
+            f"{m} {_num(v, 'pages/s')}" for m, v in d.pages_per_s.items() if v is not None
         )
-        status = f"**error:** {d['error']}" if d["error"] else (speeds or "ok")
-        drows.append([name, d["category"], str(len(d["pages"])), status])
+        status = f"**error:** {d.error}" if d.error else (speeds or "ok")
+        drows.append([name, d.category, str(len(d.pages)), status])
     out += _table(["Document", "Category", "Pages", "Result"], drows)
     out.append("")
-    worst = summary.get("worst_pages") or []
-    if worst:
+    if summary.worst_pages:
         out += ["## Worst pages", ""]
-        for w in worst:
-            flags_txt = f" flags: {', '.join(w['flags'])}" if w["flags"] else ""
-            out += [f"### {w['doc']} p.{w['page']} — {w['model']}: CER {_pct(w['cer'])}"
-                    f"{flags_txt}", ""]  # fmt: skip
-            if w.get("diff"):
-                out += ["```diff", *w["diff"], "```", ""]
+        for w in summary.worst_pages:
+            flags_txt = f" flags: {', '.join(w.flags)}" if w.flags else ""
+            out += [f"### {w.doc} p.{w.page} — {w.model}: CER {_pct(w.cer)}{flags_txt}", ""]
+            if w.diff:
+                out += ["```diff", *w.diff, "```", ""]
     return "\n".join(out).rstrip() + "\n"
 
 
-def _arms_md(summary: dict[str, Any]) -> list[str]:
-    models = summary["models"]
+def _arms_md(summary: Summary) -> list[str]:
     out = ["## Arms", "", "What each model ran as (summary.json `models.NAME.arm`).", ""]
-    for n, m in models.items():
-        arm = m.get("arm") or {}
+    for n, m in summary.models.items():
+        arm = m.arm
         if not arm:
             continue
-        v = arm.get("versions") or {}
+        v = arm.get("versions")
+        v = v if isinstance(v, Mapping) else {}
         known = [f"{k} {v[k]}" for k in ("server_vllm", "vllm", "transformers") if v.get(k)]
         shown = ", ".join(known) or f"unknown ({v.get('error') or 'not probed'})"
         argv = arm.get("serve_argv")
         out += [f"- **{n}**: {arm.get('label')}", f"  - versions: {shown}"]
-        out.append(f"  - served as: `{' '.join(argv)}`" if argv else "  - served as: unknown")
-        for a in arm.get("advisories") or []:
+        out.append(
+            f"  - served as: `{' '.join(map(str, argv))}`"
+            if isinstance(argv, list) and argv
+            else "  - served as: unknown"
+        )
+        advisories = arm.get("advisories")
+        for a in advisories if isinstance(advisories, list) else []:
             src = f" ({a['source']})" if a.get("source") else ""
             out.append(f"  - {a['severity']}: {a['text']}{src}")
     return [*out, ""] if len(out) > 4 else []
 
 
-def _sweep_md(summary: dict[str, Any]) -> list[str]:
-    sweep = summary.get("sweep") or {}
-    if not sweep:
+def _sweep_md(summary: Summary) -> list[str]:
+    if not summary.swept:
         return []
-    bound = summary["run"].get("knee_p95_s")
+    bound = summary.run.knee_p95_s
     out = ["## Throughput sweep", "",
-           f"Images/s and latency at each concurrency ({summary['run']['throughput_requests']} "
+           f"Images/s and latency at each concurrency ({summary.run.throughput_requests} "
            f"requests per level); knee: the highest concurrency whose p95 stays within "
-           f"{bound:g} s; saturation: the highest images/s.", ""]  # fmt: skip
+           f"{bound or 0:g} s; saturation: the highest images/s.", ""]  # fmt: skip
     rows = []
-    for n, points in sweep.items():
-        for p in points:
-            rows.append([n, str(p["concurrency"]), _num(p["images_per_s"], "img/s"),
-                         _sec(p["p50"]), _sec(p["p95"]), str(p.get("failed") or 0)])  # fmt: skip
+    for n, m in summary.models.items():
+        for p in m.sweep:
+            rows.append([n, str(p.concurrency), _num(p.images_per_s, "img/s"),
+                         _sec(p.p50_s), _sec(p.p95_s), str(p.failed or 0)])  # fmt: skip
     out += _table(["Model", "Concurrency", "Throughput", "p50", "p95", "Failed"], rows)
     out.append("")
-    for n in sweep:
-        m = summary["models"][n]
-        knee = m.get("knee_concurrency")
+    for n, m in summary.models.items():
+        knee = m.knee_concurrency
         out.append(f"- {n}: knee {knee if knee is not None else 'none (every p95 is over)'}, "
-                   f"saturation {_num(m.get('saturation_imgs_per_s'), 'img/s')}")  # fmt: skip
+                   f"saturation {_num(m.saturation_images_per_s, 'img/s')}")  # fmt: skip
     return [*out, ""]
 
 
@@ -477,8 +502,8 @@ ANCHOR_HEADER = [
 ]  # fmt: skip
 
 
-def _published_md(summary: dict[str, Any]) -> list[str]:
-    profiles = {n: m.get("profile") for n, m in summary["models"].items()}
+def _published_md(summary: Summary) -> list[str]:
+    profiles = {n: m.profile for n, m in summary.models.items()}
     rows = []
     for a in ANCHORS:
         beside = ", ".join(n for n, p in profiles.items() if p == a.profile) or "—"
@@ -494,20 +519,22 @@ def _published_md(summary: dict[str, Any]) -> list[str]:
     ]
 
 
-def add_diffs(
-    summary: dict[str, Any], run: FinishedRun, texts: Mapping[tuple[str, int, str], str]
-) -> None:
-    """Attach a reference-vs-output line diff to each worst page; ``texts`` are theirs,
-    read back from results.jsonl (the run keeps no texts in memory)."""
+def with_diffs(
+    summary: Summary, run: FinishedRun, texts: Mapping[tuple[str, int, str], str]
+) -> Summary:
+    """The summary with a reference-vs-output line diff on each worst page; ``texts`` are
+    theirs, read back from results.jsonl (the run keeps no texts in memory)."""
     docs = {d.name: d for d in run.documents}
-    for w in summary.get("worst_pages") or []:
-        text = texts.get((w["doc"], w["page"], w["model"]))
-        ref = docs[w["doc"]].references.get(w["page"]) if w["doc"] in docs else None
-        if text is None or ref is None:
-            continue
-        diff = list(
-            difflib.unified_diff(
-                ref.splitlines(), text.splitlines(), "reference", w["model"], lineterm="", n=0
+    worst = []
+    for w in summary.worst_pages:
+        text = texts.get((w.doc, w.page, w.model))
+        ref = docs[w.doc].references.get(w.page) if w.doc in docs else None
+        if text is not None and ref is not None:
+            diff = list(
+                difflib.unified_diff(
+                    ref.splitlines(), text.splitlines(), "reference", w.model, lineterm="", n=0
+                )
             )
-        )
-        w["diff"] = diff[:DIFF_LINES] + (["…"] if len(diff) > DIFF_LINES else [])
+            w = replace(w, diff=(*diff[:DIFF_LINES], *(["…"] if len(diff) > DIFF_LINES else [])))
+        worst.append(w)
+    return replace(summary, worst_pages=tuple(worst))

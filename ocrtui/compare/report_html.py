@@ -10,8 +10,12 @@ pages, worst first, each as page image | one column per model | reference, every
 text diffed against the reference (scoring.diff_segments) or, without a reference, the
 other models' against the first one's.
 
-Worst first: pages a model failed, then by the highest CER any model got (without a
-reference: the CER between the first two models' outputs), then by flags.
+Worst first: ranking.py's order, the one report.md's worst pages follow (pages a model
+failed, then by the highest CER any model got, without a reference the agreement CER
+between the first two models' outputs, tally.agreement_count; then by flags).
+
+The summary is read as results.Summary (any version's summary.json) and the template reads
+that typed value; results.jsonl through store.read_result_lines.
 
 Bounded memory: results.jsonl is read once for the small fields and the offset of each
 line; a page's texts are read back by offset while its section is written, and the page is
@@ -39,7 +43,7 @@ from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, UndefinedError
 
-from ocrtui.compare import page_files, report, report_plots
+from ocrtui.compare import page_files, ranking, report, report_plots
 from ocrtui.compare.documents import DocumentError, DocumentSpec, expand_inputs, inspect_document
 from ocrtui.compare.pages import ALL_PAGES, parse_page_spec
 from ocrtui.compare.render import (
@@ -48,9 +52,18 @@ from ocrtui.compare.render import (
     close_cached_documents,
     render_page_sync,
 )
-from ocrtui.compare.scoring import DiffKind, cer, diff_segments
-from ocrtui.compare.store import RESULTS, RUN, SUMMARY
+from ocrtui.compare.results import CATEGORY_COLUMNS, Summary
+from ocrtui.compare.scoring import DiffKind, diff_segments
+from ocrtui.compare.store import (
+    RESULTS,
+    RUN,
+    SUMMARY,
+    RunRecord,
+    read_result_lines,
+    text_at,
+)
 from ocrtui.compare.suite import load_suite
+from ocrtui.compare.tally import agreement_count
 from ocrtui.errors import InputError, OcrtuiError
 from ocrtui.published import ANCHORS, ANCHORS_LABEL
 
@@ -88,12 +101,8 @@ class PageEntry:
     def has_reference(self) -> bool:
         return any(c.cer is not None for c in self.cells.values())
 
-    def worst_first(self, models: list[str]) -> tuple[bool, float, int, tuple[int, int]]:
-        failed = any(m not in self.cells or not self.cells[m].ok for m in models)
-        cers = [c.cer for c in self.cells.values() if c.cer is not None]
-        worst = max(cers) if cers else self.agreement
-        flags = sum(len(c.flags) for c in self.cells.values())
-        return (not failed, -(worst if worst is not None else -1.0), -flags, self.order)
+    def worst_first(self, models: list[str]) -> ranking.RankKey:
+        return ranking.worst_first(self.cells, models, self.agreement, self.order)
 
 
 @dataclass(frozen=True)
@@ -123,13 +132,20 @@ class PageView:
     reference_note: str
 
 
+@dataclass(frozen=True)
+class PlotView:
+    title: str
+    uri: str | None  # None: nothing to draw, ``empty`` says why
+    empty: str
+
+
 @dataclass
 class RunFiles:
     """What the report reads of a run directory (texts stay on disk)."""
 
     dir: Path
-    info: dict[str, Any]
-    summary: dict[str, Any]
+    info: RunRecord
+    summary: Summary
     models: list[str]
     pages: list[PageEntry]
 
@@ -155,57 +171,30 @@ def load_run(run_dir: Path) -> RunFiles:
         raise InputError(
             f"{run_dir}: no {SUMMARY} (the run has not finished; continue it with --resume)"
         )
-    info = _read_json(run_dir / RUN)
-    summary = _read_json(run_dir / SUMMARY)
-    if not isinstance(summary.get("models"), dict):
-        raise InputError(f"{run_dir / SUMMARY}: no 'models' object")
-    models = [str(m) for m in summary.get("run", {}).get("models") or summary["models"]]
-    order = {d: i for i, d in enumerate(summary.get("documents") or {})}
+    info = RunRecord.from_json(_read_json(run_dir / RUN))
+    try:
+        summary = Summary.from_json(_read_json(run_dir / SUMMARY))
+    except ValueError as exc:
+        raise InputError(f"{run_dir / SUMMARY}: not a summary this report reads ({exc})") from None
+    models = list(summary.run.models)
+    order = {d: i for i, d in enumerate(summary.documents)}
     entries: dict[tuple[str, int], PageEntry] = {}
-    for offset, d in _result_lines(run_dir / RESULTS):
-        doc, page, model = d.get("doc"), d.get("page"), d.get("model")
-        if not (isinstance(doc, str) and isinstance(page, int) and isinstance(model, str)):
-            continue
-        if model not in models:
-            models.append(model)
-        entry = entries.get((doc, page))
+    for offset, r in read_result_lines(run_dir / RESULTS, text=False):
+        if r.model not in models:
+            models.append(r.model)
+        entry = entries.get((r.doc, r.page))
         if entry is None:
-            rank = order.setdefault(doc, len(order))
-            entry = entries[(doc, page)] = PageEntry(
-                doc, page, str(d.get("category") or "other"), (rank, page)
+            rank = order.setdefault(r.doc, len(order))
+            entry = entries[(r.doc, r.page)] = PageEntry(r.doc, r.page, r.category, (rank, r.page))
+        old = entry.cells.get(r.model)
+        if old is None or r.ok or not old.ok:  # the last ok line wins, as on --resume
+            entry.cells[r.model] = Cell(
+                r.ok, r.error, r.cer, r.latency_s, r.finish_reason, r.flags, offset
             )
-        old = entry.cells.get(model)
-        ok = d.get("ok") is True
-        if old is None or ok or not old.ok:  # the last ok line wins, as on --resume
-            entry.cells[model] = Cell(
-                ok, d.get("error"), d.get("cer"), d.get("latency_s"), d.get("finish_reason"),
-                tuple(str(f) for f in d.get("flags") or ()), offset,
-            )  # fmt: skip
     pages = sorted(entries.values(), key=lambda e: e.order)
     run = RunFiles(run_dir, info, summary, models, pages)
     _score_agreement(run)
     return run
-
-
-def _result_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(byte offset, parsed line) of results.jsonl, one line in memory at a time."""
-    try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        return
-    with f:
-        offset = 0
-        for line in f:
-            with contextlib.suppress(ValueError):
-                d = json.loads(line)
-                if isinstance(d, dict):
-                    yield offset, d
-            offset += len(line)
-
-
-def _text_at(f: IO[bytes], offset: int) -> str:
-    f.seek(offset)
-    return str(json.loads(f.readline()).get("text") or "")
 
 
 def _score_agreement(run: RunFiles) -> None:
@@ -217,7 +206,8 @@ def _score_agreement(run: RunFiles) -> None:
             ca, cb = e.cells.get(a), e.cells.get(b)
             if e.has_reference or not (ca and cb and ca.ok and cb.ok):
                 continue
-            e.agreement = round(cer(_text_at(f, cb.offset), _text_at(f, ca.offset)), 6)
+            count = agreement_count(text_at(f, ca.offset), text_at(f, cb.offset))
+            e.agreement = round(count.cer, 6)
 
 
 # The documents, opened again only for what the run directory does not hold -----------------
@@ -237,14 +227,13 @@ class _Sources:
             self._specs = {}
             info = self.run.info
             with contextlib.suppress(OcrtuiError):
-                if info.get("suite"):
-                    self._specs.update({s.name: s for s in load_suite(info["suite"]).documents})
-                if info.get("docs"):
-                    pages = parse_page_spec(info["pages"]) if info.get("pages") else ALL_PAGES
-                    cwd = Path(info["cwd"]) if info.get("cwd") else None
-                    given = [str(d) for d in info["docs"]]
+                if info.suite:
+                    self._specs.update({s.name: s for s in load_suite(info.suite).documents})
+                if info.docs:
+                    pages = parse_page_spec(info.pages) if info.pages else ALL_PAGES
+                    cwd = Path(info.cwd) if info.cwd else None
                     specs = expand_inputs(
-                        given, pages=pages, reference=info.get("reference"), base=cwd
+                        list(info.docs), pages=pages, reference=info.reference, base=cwd
                     )
                     self._specs.update({s.name: s for s in specs})
         return self._specs.get(doc)
@@ -274,8 +263,8 @@ class _Sources:
 
     def render(self, doc: str, page: int) -> bytes:
         """The page rendered again from its document; RenderError when it cannot be."""
-        d = self.run.summary.get("documents", {}).get(doc) or {}
-        path = d.get("path")
+        d = self.run.summary.documents.get(doc)
+        path = d.path if d is not None else None
         if not path:
             raise RenderError(f"{doc}: its path is not in {SUMMARY}")
         kind = "pdf" if str(path).lower().endswith(".pdf") else "image"
@@ -352,7 +341,7 @@ def _page_views(
 ) -> Iterator[PageView]:
     ranked = sorted(run.pages, key=lambda e: e.worst_first(run.models))
     for rank, e in enumerate(ranked, start=1):
-        texts = {m: _text_at(f, c.offset) if c.ok else None for m, c in e.cells.items()}
+        texts = {m: text_at(f, c.offset) if c.ok else None for m, c in e.cells.items()}
         ref, ref_note = sources.reference(e.doc, e.page, scored=e.has_reference)
         first = run.models[0]
         columns = []
@@ -376,48 +365,36 @@ def _page_views(
 # Summary tables and plots --------------------------------------------------------------------
 
 
-def _sweep(summary: dict[str, Any], model: str) -> list[dict[str, Any]]:
-    """The optional concurrency sweep: ``summary["sweep"][MODEL]`` or the model's own
-    ``"sweep"``, a list of {concurrency, images_per_s, p50, p95}."""
-    found = (summary.get("sweep") or {}).get(model) or summary["models"][model].get("sweep")
-    return [p for p in found or () if isinstance(p, dict)]
-
-
-def _plots(run: RunFiles) -> list[dict[str, Any]]:
-    models = run.summary["models"]
-    warm = {m: (models[m].get("speed") or {}).get("warm") or {} for m in run.models if m in models}
-    warm_runs = {m: w["latencies_s"] for m, w in warm.items() if w.get("latencies_s")}
-    if warm_runs:
-        lat, lat_title = warm_runs, "Warm latency (warm-phase requests, one at a time)"
-    else:
-        lat = {
-            m: [c.latency_s for e in run.pages if (c := e.cells.get(m)) and c.ok and c.latency_s]
-            for m in run.models
-        }
-        conc = run.summary.get("run", {}).get("concurrency")
-        lat_title = f"Page latency (documents phase, up to {conc} in flight per model)"
+def _plots(run: RunFiles) -> list[PlotView]:
+    models = run.summary.models
+    warm = {m: ms.speed.get("warm") for m, ms in models.items()}
+    lat = {
+        m: [c.latency_s for e in run.pages if (c := e.cells.get(m)) and c.ok and c.latency_s]
+        for m in run.models
+    }
+    conc = run.summary.run.concurrency
+    lat_title = f"Page latency (documents phase, up to {conc} in flight per model)"
     marks = {
-        m: [v for k in ("latency_p50_s", "latency_p95_s") if (v := w.get(k)) is not None]
+        m: [v for v in (w.latency_p50_s, w.latency_p95_s) if v is not None]
         for m, w in warm.items()
+        if w is not None
     }
     points: dict[str, list[tuple[int, float]]] = {}
     swept = False
     for m in run.models:
-        sweep = _sweep(run.summary, m) if m in models else []
-        if sweep:
+        ms = models.get(m)
+        if ms is None:
+            continue
+        if run.summary.swept and ms.sweep:
             swept = True
-            points[m] = [
-                (int(p["concurrency"]), float(p["images_per_s"]))
-                for p in sweep
-                if p.get("concurrency") is not None and p.get("images_per_s") is not None
-            ]
-        elif m in models and (rate := report.throughput(models[m])) is not None:
-            conc = run.summary.get("run", {}).get("concurrency") or 0
-            points[m] = [(int(conc), rate)]
+            points[m] = [(p.concurrency, p.images_per_s) for p in ms.sweep
+                         if p.images_per_s is not None]  # fmt: skip
+        elif ms.throughput_images_per_s is not None:
+            points[m] = [(conc or 0, ms.throughput_images_per_s)]
     by_cat = {
-        m: {c: v["cer"] for c, v in models[m]["by_category"].items() if v.get("cer") is not None}
-        for m in run.models
-        if m in models and models[m].get("by_category")
+        m: {c: v.cer for c, v in ms.by_category.items() if v.cer is not None}
+        for m, ms in models.items()
+        if ms.by_category
     }
     plots = [
         (lat_title + "; red diamonds: warm p50 and p95", report_plots.latency_plot(lat, marks),
@@ -428,25 +405,8 @@ def _plots(run: RunFiles) -> list[dict[str, Any]]:
         ("CER by category (strict)", report_plots.cer_plot(by_cat), "no page with a reference"),
     ]  # fmt: skip
     return [
-        {
-            "title": title,
-            "uri": None
-            if svg is None
-            else "data:image/svg+xml;base64," + base64.b64encode(svg).decode(),
-            "empty": empty,
-        }
+        PlotView(title, None if svg is None else "data:image/svg+xml;base64," + _b64(svg), empty)
         for title, svg, empty in plots
-    ]
-
-
-def _category_rows(run: RunFiles) -> list[dict[str, Any]]:
-    models = run.summary["models"]
-    cats = sorted({c for m in models.values() for c in m.get("by_category") or {}})
-    return [
-        {"category": c, "model": m, **models[m]["by_category"][c]}
-        for c in cats
-        for m in run.models
-        if c in (models.get(m, {}).get("by_category") or {})
     ]
 
 
@@ -470,25 +430,18 @@ def write_html_report(run_dir: Path, out: Path | None = None) -> Path:
     sources = _Sources(run)
     images = _Images(run, sources, out.parent)
     baseline = report.load_baseline()
-    profiles = {
-        m: v.get("profile") for m, v in run.summary["models"].items() if isinstance(v, dict)
-    }
-    try:
-        comparison = report.comparison_rows(run.summary)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(
-            f"{run_dir / SUMMARY}: not a summary this report reads ({exc!r})"
-        ) from None
+    profiles = {m: v.profile for m, v in run.summary.models.items()}
     context = {
         "run": run,
         "info": run.info,
         "summary": run.summary,
         "models": run.models,
-        "comparison": comparison,
+        "comparison": report.comparison_rows(run.summary),
         "baseline": baseline,
         "published": {"label": ANCHORS_LABEL, "anchors": ANCHORS},
         "profiles": profiles,
-        "categories": _category_rows(run),
+        "categories": report.category_rows(run.summary),
+        "category_headings": [h for h, _attr, _fmt in CATEGORY_COLUMNS],
         "plots": _plots(run),
         "index": sorted(run.pages, key=lambda e: e.worst_first(run.models)),
         "images": images,

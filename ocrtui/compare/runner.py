@@ -30,13 +30,12 @@ import asyncio
 import contextlib
 import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
-from ocrtui.compare import arms, page_files, report, report_html
+from ocrtui.compare import arms, page_files, report, report_files
 from ocrtui.compare.client import ModelTarget, Outcome, ocr_page
 from ocrtui.compare.docapi import DocApiTarget, PageText, ocr_document_pages
 from ocrtui.compare.documents import Document, DocumentError, DocumentSpec
@@ -64,6 +63,7 @@ from ocrtui.compare.history import EventHistory
 from ocrtui.compare.page_fit import FittedPage, fit_rendered
 from ocrtui.compare.profiles import render_target
 from ocrtui.compare.render import RenderedPage, RenderError, RenderPool
+from ocrtui.compare.results import DocumentStats, PhaseStats, Summary
 from ocrtui.compare.scoring import flags_for
 from ocrtui.compare.store import PageResult, PhaseRecord, RunStore
 from ocrtui.compare.tally import Tally, score_page
@@ -96,7 +96,7 @@ class RunPlan:
     gate: RunGate | None = None  # the link's and the models' state; None: never pause
     # Throughput levels, ascending; empty: the one level settings.concurrency.
     concurrencies: tuple[int, ...] = ()
-    arms: tuple[Mapping[str, Any], ...] = ()  # per model, what it runs as (compare/arms.py)
+    arms: tuple[arms.ArmRecord, ...] = ()  # per model, what it runs as (compare/arms.py)
 
     @property
     def levels(self) -> tuple[int, ...]:
@@ -219,28 +219,22 @@ class CompareRun:
                 await gate.close()
             pool.close()
             await client.aclose()
-        summary: dict[str, Any] = {}
+        summary: Summary | None = None
         code = 1
         try:
-            finished = self.finished()
-            summary = report.build_summary(finished)
-            worst = {(w["doc"], w["page"], w["model"]) for w in summary["worst_pages"]}
-            texts = {r.key: r.text or "" async for r in self.store.read_results(worst)}
-            report.add_diffs(summary, finished, texts)
+            summary = await report_files.write_summary(self.finished(), self.store)
             code = max(
-                report.exit_code(summary),
+                summary.exit_code,
                 1 if (cancelled or error) else 0,
                 stop_code,
                 *self._stop_codes.values(),
             )
-            await self.store.write_text("summary.json", report.summary_json(summary))
-            await self.store.write_text("report.md", report.render_markdown(summary))
         except Exception as exc:  # results.jsonl is intact; the consumer must still hear
             error = error or f"writing the summary failed: {type(exc).__name__}: {exc}"
             code = 1
         else:
             try:
-                await asyncio.to_thread(report_html.write_html_report, self.store.dir)
+                await report_files.write_html(self.store.dir)
             except Exception as exc:  # report.md and summary.json are written; say what is not
                 error = error or f"writing report.html failed: {type(exc).__name__}: {exc}"
         finally:
@@ -255,7 +249,7 @@ class CompareRun:
                 str(self.store.dir),
                 tuple(m.name for m in plan.models),
                 tuple(d.name for d in plan.documents),
-                tuple(str(a.get("label", "")) for a in self.arms),
+                tuple(a.label for a in self.arms),
             )
         )
         for spec in plan.documents:
@@ -443,7 +437,7 @@ class CompareRun:
         phase: Phase,
         n: int,
         level: int | None,
-    ) -> dict[str, Any]:
+    ) -> PhaseStats:
         """One speed phase: ``n`` requests, ``level`` at a time (None: one at a time)."""
         latencies: list[float] = []
         errors: list[str] = []
@@ -466,23 +460,20 @@ class CompareRun:
             for i in range(n):
                 tg.create_task(one(i))
         wall = time.monotonic() - start
-        stats: dict[str, Any] = {
-            "requests": n,
-            "ok": len(latencies),
-            "failed": len(errors),
-            "first_error": errors[0] if errors else None,
-            "wall_s": round(wall, 4),
-        }
-        if latencies:
-            stats["latency_p50_s"] = round(statistics.median(latencies), 4)
-            stats["latency_p95_s"] = round(_percentile(latencies, 95), 4)
-            stats["latency_mean_s"] = round(statistics.fmean(latencies), 4)
-        if level is not None:
-            stats["concurrency"] = level
-            # No request answered: nothing was measured (not 0 images/s).
-            measured = latencies and wall > 0
-            stats["imgs_per_s"] = round(len(latencies) / wall, 4) if measured else None
-        return stats
+        # No request answered: nothing was measured (not 0 images/s).
+        measured = bool(latencies) and wall > 0
+        return PhaseStats(
+            requests=n,
+            ok=len(latencies),
+            failed=len(errors),
+            first_error=errors[0] if errors else None,
+            wall_s=round(wall, 4),
+            latency_p50_s=round(statistics.median(latencies), 4) if latencies else None,
+            latency_p95_s=round(_percentile(latencies, 95), 4) if latencies else None,
+            latency_mean_s=round(statistics.fmean(latencies), 4) if latencies else None,
+            concurrency=level,
+            images_per_s=round(len(latencies) / wall, 4) if measured and level else None,
+        )
 
     # Documents phase -------------------------------------------------------------------------
 
@@ -505,7 +496,7 @@ class CompareRun:
             pass  # ModelStopped said why; the pages not sent are left for --resume
         ok, failed = counted
         elapsed = time.monotonic() - start
-        stats = {"pages_ok": ok, "pages_failed": failed, "elapsed_s": round(elapsed, 4)}
+        stats = DocumentStats(ok + failed, ok, failed, round(elapsed, 4))
         self._emit(PhaseDone(model.name, "documents", stats))
 
     async def _document(
@@ -604,10 +595,11 @@ class CompareRun:
             PhaseRecord(
                 arm,
                 f"document:{doc.name}",
-                {"pages": len(todo), "pages_ok": counts["ok"], "elapsed_s": round(elapsed, 4),
-                 "pages_per_s": pps, "partial": partial},
+                DocumentStats(
+                    len(todo), counts["ok"], counts["failed"], round(elapsed, 4), pps, partial
+                ),
             )
-        )  # fmt: skip
+        )
         return counts["ok"], counts["failed"]
 
     async def _record(

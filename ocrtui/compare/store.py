@@ -1,7 +1,7 @@
 """The run directory: results appended one line per page per model, flushed and fsynced as
 each arrives, so a killed run loses nothing it finished.
 
-    run.json        what was asked (inputs, models, schedule); read by --resume
+    run.json        what was asked (RunRecord: inputs, models, schedule); read by --resume
     results.jsonl   one line per page per model (contract fields, see RESULT_FIELDS)
     phases.jsonl    one line per finished speed phase per model (cold, warm, throughput)
     summary.json    written at the end
@@ -11,9 +11,11 @@ Writes happen on one dedicated thread, in order, never on the event loop. On res
 files are compacted: a torn last line (kill -9 mid-write) and failed pages are dropped, so
 failed pages run again and the file keeps exactly one line per page per model.
 
-Memory stays bounded over long runs: only a compact :class:`PageResult` per page per model
-is kept (without its text); texts are read back from results.jsonl, streaming, when needed (the
-resume rewrite, resumed pages' events, the worst pages' diffs).
+:func:`read_result_lines` is the one reader of results.jsonl's lines (the resume, the
+read-back here, report.html). Memory stays bounded over long runs: only a compact
+:class:`PageResult` per page per model is kept (without its text); texts are read back from
+results.jsonl, streaming, when needed (the resume rewrite, resumed pages' events, the worst
+pages' diffs).
 """
 
 from __future__ import annotations
@@ -21,12 +23,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, BinaryIO
 
+from ocrtui.compare.results import (
+    JsonIn,
+    JsonOut,
+    Stats,
+    json_float,
+    json_int,
+    json_str,
+    stats_from_json,
+)
 from ocrtui.errors import InputError
 
 RESULTS = "results.jsonl"
@@ -69,27 +80,29 @@ class PageResult:
         return self if self.text is None else replace(self, text=None)
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> PageResult:
-        """A stored line back as a result; TypeError when its key fields are not usable."""
-        doc, page, model, ok = d.get("doc"), d.get("page"), d.get("model"), d.get("ok")
+    def from_json(cls, d: JsonIn) -> PageResult:
+        """A stored line back as a result; TypeError when its key fields are not usable (a
+        field of the wrong type reads as None)."""
+        doc, page, model = d.get("doc"), d.get("page"), d.get("model")
         if not (isinstance(doc, str) and isinstance(page, int) and isinstance(model, str)):
             raise TypeError("result line without doc/page/model")
+        flags = d.get("flags")
         return cls(
             doc=doc,
             page=page,
             model=model,
-            ok=ok is True,
-            error=d.get("error"),
-            latency_s=d.get("latency_s"),
-            prompt_tokens=d.get("prompt_tokens"),
-            completion_tokens=d.get("completion_tokens"),
-            finish_reason=d.get("finish_reason"),
-            text=str(d.get("text") or ""),
-            cer=d.get("cer"),
-            category=str(d.get("category") or "other"),
-            flags=tuple(d.get("flags") or ()),
-            predicted_prompt_tokens=d.get("predicted_prompt_tokens"),
-            resized=d.get("resized"),
+            ok=d.get("ok") is True,
+            error=json_str(d, "error"),
+            latency_s=json_float(d, "latency_s"),
+            prompt_tokens=json_int(d, "prompt_tokens"),
+            completion_tokens=json_int(d, "completion_tokens"),
+            finish_reason=json_str(d, "finish_reason"),
+            text=json_str(d, "text") or "",
+            cer=json_float(d, "cer"),
+            category=json_str(d, "category") or "other",
+            flags=tuple(str(f) for f in flags) if isinstance(flags, list) else (),
+            predicted_prompt_tokens=json_int(d, "predicted_prompt_tokens"),
+            resized=json_str(d, "resized"),
         )
 
 
@@ -97,13 +110,56 @@ RESULT_FIELDS = tuple(PageResult.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
+class RunRecord:
+    """run.json: what a run was asked (launch.resolve writes it; --resume and report.html
+    read it). Never the password. ``docs`` relative to ``cwd``."""
+
+    docs: tuple[str, ...] = ()
+    cwd: str | None = None
+    suite: str | None = None
+    pages: str | None = None  # the page spec as given
+    reference: str | None = None
+    models: tuple[str, ...] = ()
+    concurrency: int | None = None
+    schedule: str | None = None
+    sweep: bool = False
+    created: str | None = None
+
+    def to_json(self) -> JsonOut:
+        out = asdict(self)
+        out["docs"], out["models"] = list(self.docs), list(self.models)
+        return out
+
+    @classmethod
+    def from_json(cls, d: JsonIn) -> RunRecord:
+        docs, models = d.get("docs"), d.get("models")
+        return cls(
+            docs=tuple(str(x) for x in docs) if isinstance(docs, list) else (),
+            cwd=json_str(d, "cwd"),
+            suite=json_str(d, "suite"),
+            pages=json_str(d, "pages"),
+            reference=json_str(d, "reference"),
+            models=tuple(str(x) for x in models) if isinstance(models, list) else (),
+            concurrency=json_int(d, "concurrency"),
+            schedule=json_str(d, "schedule"),
+            sweep=d.get("sweep") is True,
+            created=json_str(d, "created"),
+        )
+
+
+@dataclass(frozen=True)
 class PhaseRecord:
+    """A phases.jsonl line: speed phases carry PhaseStats, documents DocumentStats."""
+
     model: str
     phase: str  # cold | warm | throughput@C (events.phase_key) | document:NAME
-    stats: dict[str, Any]
+    stats: Stats
+
+    def to_json(self) -> JsonOut:
+        return {"model": self.model, "phase": self.phase, "stats": self.stats.to_json()}
 
 
-def _parse(line: bytes) -> dict[str, Any] | None:
+def _parse(line: bytes) -> JsonIn | None:
     """One parsed line; None for an unparseable one (the torn tail of a killed writer)."""
     if not line.strip():
         return None
@@ -114,7 +170,7 @@ def _parse(line: bytes) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def _read_jsonl(path: Path) -> list[JsonIn]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -122,21 +178,36 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [obj for line in raw.split(b"\n") if (obj := _parse(line)) is not None]
 
 
-def _stored_results(path: Path) -> Iterator[PageResult]:
-    """results.jsonl line by line (never whole), skipping lines that are not results."""
+def read_result_lines(path: Path, *, text: bool = True) -> Iterator[tuple[int, PageResult]]:
+    """(byte offset, result) of each line of results.jsonl, read line by line (never whole),
+    skipping lines that are not results; ``text=False`` drops each text as it is read."""
     try:
         f = path.open("rb")
     except FileNotFoundError:
         return
     with f:
+        offset = 0
         for line in f:
+            at, offset = offset, offset + len(line)
             d = _parse(line)
             if d is None:
                 continue
             try:
-                yield PageResult.from_json(d)
+                r = PageResult.from_json(d)
             except TypeError:
                 continue
+            yield at, r if text else r.without_text()
+
+
+def text_at(f: IO[bytes], offset: int) -> str:
+    """The text of the results.jsonl line at ``offset`` (from :func:`read_result_lines`)."""
+    f.seek(offset)
+    d = _parse(f.readline())
+    return (json_str(d, "text") if d is not None else None) or ""
+
+
+def _stored_results(path: Path) -> Iterator[PageResult]:
+    return (r for _offset, r in read_result_lines(path))
 
 
 def _read_batch(
@@ -221,7 +292,7 @@ def _fsync_dir(path: Path) -> None:
 _UNENCODABLE = "backslashreplace"
 
 
-def _line(obj: dict[str, Any]) -> bytes:
+def _line(obj: Mapping[str, object]) -> bytes:
     return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8", _UNENCODABLE)
 
 
@@ -229,20 +300,21 @@ class RunStore:
     def __init__(self, run_dir: Path) -> None:
         self.dir = run_dir
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocrtui-store")
-        self._files: dict[str, Any] = {}
+        self._files: dict[str, BinaryIO] = {}
         self.results: dict[tuple[str, int, str], PageResult] = {}
         self.phases: dict[tuple[str, str], PhaseRecord] = {}
 
     @classmethod
-    def create(cls, run_dir: Path, run_info: dict[str, Any]) -> RunStore:
+    def create(cls, run_dir: Path, run_info: RunRecord) -> RunStore:
         if (run_dir / RESULTS).exists() or (run_dir / RUN).exists():
             raise InputError(f"{run_dir}: already holds a run; continue it with --resume {run_dir}")
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"{run_dir}: cannot create run directory: {exc.strerror}") from None
-        info = json.dumps(run_info, ensure_ascii=False, indent=2).encode("utf-8", _UNENCODABLE)
-        _write_atomic(run_dir / RUN, info)
+        info = json.dumps(run_info.to_json(), ensure_ascii=False, indent=2)
+        info_bytes = info.encode("utf-8", _UNENCODABLE)
+        _write_atomic(run_dir / RUN, info_bytes)
         return cls(run_dir)
 
     @classmethod
@@ -254,14 +326,16 @@ class RunStore:
         store = cls(run_dir)
         store.results = _compact_results(run_dir / RESULTS)
         for d in _read_jsonl(run_dir / PHASES):
-            if isinstance(d.get("model"), str) and isinstance(d.get("stats"), dict):
-                rec = PhaseRecord(d["model"], str(d.get("phase")), d["stats"])
+            model, stats = d.get("model"), d.get("stats")
+            if isinstance(model, str) and isinstance(stats, Mapping):
+                phase = str(d.get("phase"))
+                rec = PhaseRecord(model, phase, stats_from_json(phase, stats))
                 store.phases[(rec.model, rec.phase)] = rec
-        _write_atomic(run_dir / PHASES, b"".join(_line(asdict(p)) for p in store.phases.values()))
+        _write_atomic(run_dir / PHASES, b"".join(_line(p.to_json()) for p in store.phases.values()))
         return store
 
     @staticmethod
-    def resume_info(run_dir: Path) -> dict[str, Any]:
+    def resume_info(run_dir: Path) -> RunRecord:
         """What the run being resumed was asked to do (its run.json)."""
         try:
             data = json.loads((run_dir / RUN).read_text(encoding="utf-8"))
@@ -271,7 +345,7 @@ class RunStore:
             raise InputError(f"{run_dir}/{RUN}: unreadable: {exc}") from None
         if not isinstance(data, dict):
             raise InputError(f"{run_dir}/{RUN}: not a JSON object")
-        return data
+        return RunRecord.from_json(data)
 
     def is_done(self, doc: str, page: int, model: str) -> bool:
         return (doc, page, model) in self.results
@@ -302,7 +376,7 @@ class RunStore:
 
     async def add_phase(self, record: PhaseRecord) -> None:
         self.phases[(record.model, record.phase)] = record
-        await self._append(PHASES, _line(asdict(record)))
+        await self._append(PHASES, _line(record.to_json()))
 
     async def _append(self, name: str, line: bytes) -> None:
         loop = asyncio.get_running_loop()

@@ -3,7 +3,8 @@
 Each result is scored when it arrives (edit counts against the page's reference, which of
 the document's critical strings its text holds). Agreement between the first two models on
 pages without a reference needs both texts: the first one is held only until its pair
-arrives or either model fails the page.
+arrives or either model fails the page. :func:`agreement_count` is that comparison, also
+used by report.html on texts read back from results.jsonl.
 
 A critical string counts as found when one page's text holds it (after NFKC and whitespace
 removal), so a string split across two pages is not found.
@@ -33,6 +34,11 @@ def score_page(doc: Document, page: int, text: str) -> PageScore:
     if ref is None:
         return PageScore(None, None, found)
     return PageScore(edit_count(text, ref), edit_count(text, ref, lenient=True), found)
+
+
+def agreement_count(first: str, second: str) -> EditCount:
+    """The edit count between the first two arms' texts of one page (no reference)."""
+    return edit_count(first, second)
 
 
 class Tally:
@@ -66,6 +72,6 @@ class Tally:
             self._pending[pk] = (result.model, text)
         elif first[0] != result.model:
             texts = {first[0]: first[1], result.model: text}
-            self.agreement[pk] = edit_count(texts[self.pair[0]], texts[self.pair[1]])
+            self.agreement[pk] = agreement_count(texts[self.pair[0]], texts[self.pair[1]])
         else:  # the same model again (a result stored twice): keep the newer text
             self._pending[pk] = (result.model, text)

@@ -30,6 +30,7 @@ from ocrtui.compare.events import (
     phase_key,
 )
 from ocrtui.compare.launch import RunSetup
+from ocrtui.compare.results import PhaseStats
 from ocrtui.compare.runner import CompareRun
 from ocrtui.tui.run_view import RunView
 from ocrtui.vllm.client import VllmClient
@@ -98,7 +99,7 @@ def apply_event(run: CompareRun, view: RunView, ev: Event) -> None:
         view.set_phase(f"{ev.model} {phase_key(ev.phase, ev.concurrency)}")
     elif isinstance(ev, PhaseProgress):
         view.set_phase(f"{ev.model} {phase_key(ev.phase, ev.concurrency)} {ev.done}/{ev.total}")
-    elif isinstance(ev, PhaseDone) and ev.phase != "documents":
+    elif isinstance(ev, PhaseDone) and isinstance(ev.stats, PhaseStats):  # a speed phase
         # The run's own concurrency is the view's "throughput"; sweep levels keep their name.
         main = ev.concurrency in (None, run.plan.settings.concurrency)
         view.speed[(ev.model, ev.phase if main else phase_key(ev.phase, ev.concurrency))] = ev.stats

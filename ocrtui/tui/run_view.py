@@ -13,9 +13,9 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from ocrtui.compare.history import REPLAY_TEXTS
+from ocrtui.compare.results import PhaseStats
 from ocrtui.compare.store import PageResult
 from ocrtui.tui.widgets.run_header import RunFacts
 
@@ -59,7 +59,7 @@ class RunView:
         self.failed: dict[str, int] = dict.fromkeys(models, 0)
         self.expected_pages: int | None = None  # per model, when the runner knows it
         self.phase = "starting"  # what the run is doing now, e.g. "glm-ocr warm 3/10"
-        self.speed: dict[tuple[str, str], dict[str, Any]] = {}  # (model, phase) -> stats
+        self.speed: dict[tuple[str, str], PhaseStats] = {}  # (model, phase) -> stats
         self.arms: dict[str, str] = {}  # model -> arm label (what it runs as: compare/arms.py)
         self.notes: list[str] = []  # per-document errors, stopped models
         self.pauses: dict[str | None, str] = {}  # None: the link; a model: its server
@@ -155,8 +155,8 @@ class RunView:
 
     def images_per_s(self, model: str) -> float | None:
         """Throughput-phase images/s, once that phase has run."""
-        value = self.speed.get((model, "throughput"), {}).get("imgs_per_s")
-        return float(value) if isinstance(value, int | float) else None
+        stats = self.speed.get((model, "throughput"))
+        return stats.images_per_s if stats is not None else None
 
     def summary(self) -> dict[str, float | int | None]:
         elapsed = max(1e-6, (self.ended or time.monotonic()) - self.started)

@@ -5,8 +5,14 @@
 (the vllm_command's vLLM/transformers/torch versions and ``/proc/PID/cmdline`` of the API
 server) plus the server's ``GET /version``, then ``advisories.advisories`` on them. A model
 that is no longer ready loses its record; a probe the link dropped under is tried again on
-the next round. :meth:`ServedWatch.inspect` probes on demand
-(a comparison's start: the arm records of compare/arms.py).
+the next round. :meth:`ServedWatch.inspect` probes on demand (a comparison's start: the arm
+records of compare/arms.py); asked before the watcher has decided a round with the agent's
+data (a Controller just started, as ``ocrtui compare --headless`` starts one), it waits for
+that first verdict, up to ``FIRST_POLL_WAIT_S`` once for all callers, since until then every
+model reads ``down``.
+
+The vLLM version that names a server (``Versions.get("vllm")``) is its own ``GET /version``:
+``[pod] python`` often imports another vLLM, or none (vLLM in a venv or a container).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from ocrtui.pod.base import ConnState, Pod
 from ocrtui.status import AdvisoryStatus
 from ocrtui.vllm.advisories import Versions, advisories, probe_pod, to_status
 from ocrtui.vllm.client import VllmClient
-from ocrtui.vllm.watch import ModelWatcher
+from ocrtui.vllm.watch import FIRST_POLL_WAIT_S, ModelWatcher
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class ServedWatch:
         self._served: dict[str, Served] = {}
         self._tasks: dict[str, asyncio.Task[Served]] = {}
         self._unsubscribe: Callable[[], None] | None = None
+        self._first: asyncio.Task[None] | None = None  # the wait for the first verdict
 
     def start(self, urls: dict[str, str]) -> None:
         self._urls = urls
@@ -57,7 +64,9 @@ class ServedWatch:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        tasks = list(self._tasks.values())
+        tasks: list[asyncio.Task[Served] | asyncio.Task[None]] = list(self._tasks.values())
+        if self._first is not None:
+            tasks.append(self._first)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -74,13 +83,29 @@ class ServedWatch:
         return served
 
     async def inspect(self, name: str) -> Served | None:
-        """The model's record, probing now unless its current server was probed already."""
+        """The model's record, probing now unless its current server was probed already;
+        None when it is not ready (after the watcher's first verdict, waited for, bounded)."""
+        await self._first_verdict()
         status = self.watcher.status(name)
         if status.state != "ready" or status.pid is None:
             return None
         if (known := self.served(name)) is not None:
             return known
         return await self._probe_task(self.config.model(name), status.pid)
+
+    async def _first_verdict(self) -> None:
+        """Until the watcher's first round with the agent's data (the first that can say
+        ready, with a pid); one bounded wait shared by every caller, so a pod whose agent
+        says nothing costs one FIRST_POLL_WAIT_S, not one per model."""
+        if self.watcher.informed_polls:
+            return
+        if self._first is None:
+            self._first = asyncio.create_task(self._wait_first(), name="served-first-verdict")
+        await asyncio.shield(self._first)
+
+    async def _wait_first(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await self.watcher.wait_informed(FIRST_POLL_WAIT_S)
 
     def _on_round(self) -> None:
         changed = False

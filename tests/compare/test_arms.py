@@ -48,7 +48,8 @@ def test_an_api_key_in_the_servers_argv_never_reaches_the_record() -> None:
 
 def test_without_a_probe_the_record_says_what_is_unknown() -> None:
     record = arm_record(GLM, CompareConfig(image_format="png"), None)
-    assert record["serve_argv"] is None and record["versions"]["error"].startswith("not probed")
-    assert record["profile"]["max_tokens"] == 8192 and record["profile"]["image_format"] == "png"
-    keys = [a["key"] for a in record["advisories"]]
+    assert record.serve_argv is None and (record.versions.error or "").startswith("not probed")
+    assert record.profile.max_tokens == 8192 and record.profile.image_format == "png"
+    assert record.to_json()["serve_argv"] is None
+    keys = [a.key for a in record.advisories]
     assert keys == ["versions-unknown", "image-format"]

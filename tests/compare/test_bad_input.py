@@ -15,7 +15,7 @@ from ocrtui.compare.client import ModelTarget
 from ocrtui.compare.documents import DocumentError, expand_inputs, inspect_document
 from ocrtui.compare.events import DocumentFailed, DocumentReady, RunDone
 from ocrtui.compare.runner import RunPlan, start_run
-from ocrtui.compare.store import RunStore
+from ocrtui.compare.store import RunRecord, RunStore
 from ocrtui.config import CompareConfig
 from ocrtui.userfiles import FileLimits
 from tests.plugins.compare_inputs import model
@@ -103,7 +103,7 @@ async def test_a_folder_of_bad_files_fails_them_one_by_one(tmp_path: Path) -> No
     run_dir = tmp_path / "run"
     with fake_vllm() as fake:
         plan = RunPlan(tuple(specs), (ModelTarget(model("m"), fake.url),), SETTINGS)
-        run = start_run(plan, RunStore.create(run_dir, {"docs": [str(folder / NOT_UTF8)]}))
+        run = start_run(plan, RunStore.create(run_dir, RunRecord(docs=(str(folder / NOT_UTF8),))))
         events = [ev async for ev in run.subscribe()]
     failed = {e.doc for e in events if isinstance(e, DocumentFailed)}
     ready = {e.doc for e in events if isinstance(e, DocumentReady)}
@@ -115,5 +115,5 @@ async def test_a_folder_of_bad_files_fails_them_one_by_one(tmp_path: Path) -> No
     assert {Path(d).name for d in docs} == {"caf\ufffd.png", "e-good.png"}
     assert json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     # run.json keeps the exact path, so --resume finds the file again.
-    saved = RunStore.resume_info(run_dir)["docs"]
-    assert saved == [str(folder / NOT_UTF8)]
+    saved = RunStore.resume_info(run_dir).docs
+    assert saved == (str(folder / NOT_UTF8),)

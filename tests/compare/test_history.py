@@ -13,6 +13,7 @@ from ocrtui.compare.events import (
     RunStarted,
 )
 from ocrtui.compare.history import REPLAY_TEXTS, EventHistory
+from ocrtui.compare.results import DocumentStats
 from ocrtui.compare.store import PageResult
 
 MODELS = ("glm-ocr", "lighton-ocr")
@@ -60,8 +61,8 @@ async def test_late_subscriber_replays_numbers_for_every_page_and_the_last_texts
     history.append(PhaseStarted("glm-ocr", "documents", 500))
     feed(history, 1, 500)
     history.append(PageStarted("glm-ocr", "doc", 501))  # still in flight
-    history.append(PhaseDone("lighton-ocr", "documents", {"pages_ok": 500}))
-    done = RunDone({}, 0)
+    history.append(PhaseDone("lighton-ocr", "documents", DocumentStats(500, 500, 0, 1.0)))
+    done = RunDone(None, 0)
     history.append(done)
 
     events = [ev async for ev in history.subscribe()]
@@ -87,6 +88,6 @@ async def test_live_subscriber_gets_every_event_in_full() -> None:
         for ev in (PageStarted("glm-ocr", "doc", page), page_done("glm-ocr", page)):
             history.append(ev)
             assert await anext(stream) is ev
-    history.append(RunDone({}, 0))
+    history.append(RunDone(None, 0))
     assert [type(e) async for e in stream] == [RunDone]
     assert sum(isinstance(e, PageDone) and e.result.text is not None for e in history.events) == 2

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ocrtui.compare.documents import Document, DocumentSpec
 from ocrtui.compare.scoring import edit_count
-from ocrtui.compare.store import RESULTS, PageResult, RunStore
+from ocrtui.compare.store import RESULTS, PageResult, RunRecord, RunStore
 from ocrtui.compare.tally import Tally
 
 PAGES = 300
@@ -37,7 +37,7 @@ def document(tmp_path: Path) -> Document:
 
 async def test_memory_holds_no_texts_beyond_pending_pairs(tmp_path: Path) -> None:
     doc = document(tmp_path)
-    store = RunStore.create(tmp_path / "run", {})
+    store = RunStore.create(tmp_path / "run", RunRecord())
     tally = Tally(MODELS)
     try:
         for p in doc.pages:
@@ -74,7 +74,7 @@ async def test_memory_holds_no_texts_beyond_pending_pairs(tmp_path: Path) -> Non
 
 async def test_resume_keeps_no_texts_and_reads_them_back(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    store = RunStore.create(run_dir, {})
+    store = RunStore.create(run_dir, RunRecord())
     try:
         for p in range(1, 51):
             await store.add_result(result(MODELS[0], p, ok=p != 3))

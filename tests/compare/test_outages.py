@@ -28,7 +28,7 @@ from ocrtui.compare.events import (
 )
 from ocrtui.compare.gate import LINK_DOWN, SnapshotGate
 from ocrtui.compare.runner import RunPlan, start_run
-from ocrtui.compare.store import RunStore
+from ocrtui.compare.store import RunRecord, RunStore
 from ocrtui.config import CompareConfig
 from ocrtui.status import ModelState, ModelStatus, PodStatus, Snapshot
 from tests.plugins.compare_inputs import MakePdf, model
@@ -126,7 +126,7 @@ async def test_a_link_outage_pauses_and_costs_no_page(make_pdf: MakePdf, tmp_pat
         gate = SnapshotGate(ctl, MODELS, refresh_s=0.25)
         targets = tuple(ModelTarget(model(n, n), fake.url) for n in MODELS)
         plan = RunPlan(doc(make_pdf, 10), targets, FAST, gate=gate)
-        run = start_run(plan, RunStore.create(tmp_path / "run", {}))
+        run = start_run(plan, RunStore.create(tmp_path / "run", RunRecord()))
         events = asyncio.ensure_future(collect(run))
         await wait_thread_event(outage.hit)
         ctl.publish(link="lost")
@@ -162,7 +162,7 @@ async def test_a_crashed_model_waits_for_the_auto_restart(
         plan = RunPlan(
             doc(make_pdf, 6), (ModelTarget(model("glm-ocr"), fake.url),), FAST, gate=gate
         )
-        run = start_run(plan, RunStore.create(tmp_path / "run", {}))
+        run = start_run(plan, RunStore.create(tmp_path / "run", RunRecord()))
         events = asyncio.ensure_future(collect(run))
         await wait_thread_event(outage.hit)
         ctl.publish(glm_ocr="crashed")
@@ -190,7 +190,7 @@ async def test_past_the_outage_budget_the_run_stops_and_resume_finishes(
         plan = RunPlan(
             doc(make_pdf, 8), target, settings, gate=SnapshotGate(ctl, ("glm-ocr",), refresh_s=0.25)
         )
-        run = start_run(plan, RunStore.create(tmp_path / "run", {}))
+        run = start_run(plan, RunStore.create(tmp_path / "run", RunRecord()))
         events = asyncio.ensure_future(collect(run))
         await wait_thread_event(outage.hit)
         ctl.publish(link="lost")
@@ -221,16 +221,16 @@ async def test_a_refused_api_key_stops_that_model_after_one_request(
     with fake_vllm(refuse) as locked, fake_vllm() as open_:
         targets = (ModelTarget(glm, locked.url), ModelTarget(model("lighton-ocr"), open_.url))
         plan = RunPlan(doc(make_pdf, 5), targets, FAST)
-        got = await collect(start_run(plan, RunStore.create(tmp_path / "run", {})))
+        got = await collect(start_run(plan, RunStore.create(tmp_path / "run", RunRecord())))
     assert len(locked.requests) == 1
     stopped = [e for e in got if isinstance(e, ModelStopped)]
     assert len(stopped) == 1 and stopped[0].model == "glm-ocr"
     assert "HTTP 401" in stopped[0].reason and "OCR_TEST_MISSING_KEY" in stopped[0].reason
     assert "api_key_env" in stopped[0].reason
     done = got[-1]
-    assert isinstance(done, RunDone) and done.exit_code == 3
-    assert done.summary["models"]["glm-ocr"]["error"] == stopped[0].reason
-    assert done.summary["models"]["lighton-ocr"]["pages_ok"] == 5
+    assert isinstance(done, RunDone) and done.exit_code == 3 and done.summary is not None
+    assert done.summary.models["glm-ocr"].error == stopped[0].reason
+    assert done.summary.models["lighton-ocr"].pages_ok == 5
 
 
 async def test_a_400_every_page_would_get_is_sent_once_and_reported(
@@ -239,13 +239,13 @@ async def test_a_400_every_page_would_get_is_sent_once_and_reported(
     msg = "max_tokens=4096 cannot be greater than max_model_len=512"
     with fake_vllm(lambda p, n: (400, {"error": {"message": msg}})) as fake:
         plan = RunPlan(doc(make_pdf, 6), (ModelTarget(model("glm-ocr"), fake.url),), FAST)
-        got = await collect(start_run(plan, RunStore.create(tmp_path / "run", {})))
+        got = await collect(start_run(plan, RunStore.create(tmp_path / "run", RunRecord())))
     assert len(fake.requests) == 1
     done = got[-1]
-    assert isinstance(done, RunDone) and done.exit_code == 1
-    s = done.summary["models"]["glm-ocr"]
-    assert s["throughput_c5_imgs_per_s"] is None and s["pages_per_s"] is None
-    assert msg in (s["error"] or "")
+    assert isinstance(done, RunDone) and done.exit_code == 1 and done.summary is not None
+    s = done.summary.models["glm-ocr"]
+    assert s.throughput_images_per_s is None and s.pages_per_s is None
+    assert msg in (s.error or "")
     report = (tmp_path / "run/report.md").read_text(encoding="utf-8")
     assert f"**glm-ocr error:** HTTP 400: {msg}" in report
     assert "0.00 img/s" not in report and "0.00 pages/s" not in report
@@ -255,15 +255,15 @@ async def test_nothing_measured_is_no_speed(make_pdf: MakePdf, tmp_path: Path) -
     """Every request fails (a 500 with no gate to ask): no figure reads 0.00 as if measured."""
     with fake_vllm(lambda p, n: (500, {"error": {"message": "EngineCore died"}})) as fake:
         plan = RunPlan(doc(make_pdf, 3), (ModelTarget(model("glm-ocr"), fake.url),), FAST)
-        got = await collect(start_run(plan, RunStore.create(tmp_path / "run", {})))
+        got = await collect(start_run(plan, RunStore.create(tmp_path / "run", RunRecord())))
     done = got[-1]
-    assert isinstance(done, RunDone) and done.exit_code == 1
-    s = done.summary["models"]["glm-ocr"]
-    assert s["pages_failed"] == 3 and s["pages_per_s"] is None
-    assert s["throughput_c5_imgs_per_s"] is None
-    assert "EngineCore died" in (s["error"] or "")
+    assert isinstance(done, RunDone) and done.exit_code == 1 and done.summary is not None
+    s = done.summary.models["glm-ocr"]
+    assert s.pages_failed == 3 and s.pages_per_s is None
+    assert s.throughput_images_per_s is None
+    assert "EngineCore died" in (s.error or "")
     assert [e.pages_per_s for e in got if isinstance(e, DocumentDone)] == [None]
-    assert done.summary["documents"]["doc"]["pages_per_s"] == {"glm-ocr": None}
+    assert done.summary.documents["doc"].pages_per_s == {"glm-ocr": None}
     report = (tmp_path / "run/report.md").read_text(encoding="utf-8")
     assert "0.00 img/s" not in report and "0.00 pages/s" not in report
     assert "EngineCore died" in report
@@ -277,15 +277,15 @@ async def test_a_document_finished_across_a_resume_keeps_its_speed(
     with fake_vllm(fail_late) as fake:
         target = (ModelTarget(model("glm-ocr"), fake.url),)
         plan = RunPlan(doc(make_pdf, 4), target, FAST, speed_phases=False)
-        first = await collect(start_run(plan, RunStore.create(tmp_path / "run", {})))
-    assert first[-1].summary["models"]["glm-ocr"]["pages_failed"] == 2  # type: ignore[union-attr]
+        first = await collect(start_run(plan, RunStore.create(tmp_path / "run", RunRecord())))
+    assert first[-1].summary.models["glm-ocr"].pages_failed == 2  # type: ignore[union-attr]
     with fake_vllm() as fake:
         target = (ModelTarget(model("glm-ocr"), fake.url),)
         plan = RunPlan(doc(make_pdf, 4), target, FAST, speed_phases=False)
         got = await collect(start_run(plan, RunStore.resume(tmp_path / "run")))
     done = got[-1]
-    assert isinstance(done, RunDone) and done.exit_code == 0
+    assert isinstance(done, RunDone) and done.exit_code == 0 and done.summary is not None
     speeds = [e.pages_per_s for e in got if isinstance(e, DocumentDone)]
     assert len(speeds) == 1 and speeds[0] is not None and speeds[0] > 0
-    assert done.summary["documents"]["doc"]["pages_per_s"]["glm-ocr"] == speeds[0]
-    assert done.summary["models"]["glm-ocr"]["pages_per_s"] is not None
+    assert done.summary.documents["doc"].pages_per_s["glm-ocr"] == speeds[0]
+    assert done.summary.models["glm-ocr"].pages_per_s is not None

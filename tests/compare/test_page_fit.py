@@ -16,7 +16,7 @@ from ocrtui.compare.documents import DocumentSpec
 from ocrtui.compare.events import Event, PageFailed
 from ocrtui.compare.page_fit import TokenCheck, check_prompt_tokens
 from ocrtui.compare.runner import RunPlan, start_run
-from ocrtui.compare.store import PageResult, RunStore
+from ocrtui.compare.store import PageResult, RunRecord, RunStore
 from ocrtui.config import CompareConfig
 from ocrtui.vllm.image_tokens import image_tokens, processor_for
 from tests.plugins.compare_inputs import MakePdf, model
@@ -46,7 +46,7 @@ def _counted(payload: dict[str, Any], n: int) -> tuple[int, dict[str, Any]]:
 
 
 async def _run(plan: RunPlan, run_dir: Path) -> tuple[list[Event], list[dict[str, Any]]]:
-    run = start_run(plan, RunStore.create(run_dir, {}))
+    run = start_run(plan, RunStore.create(run_dir, RunRecord()))
     events = [ev async for ev in run.subscribe()]
     text = (run_dir / "results.jsonl").read_text(encoding="utf-8")
     return events, [json.loads(line) for line in text.splitlines()]

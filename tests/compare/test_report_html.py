@@ -18,7 +18,7 @@ from ocrtui.compare.render import RenderedPage
 from ocrtui.compare.report_html import write_html_report
 from ocrtui.compare.runner import RunPlan, start_run
 from ocrtui.compare.scoring import diff_segments
-from ocrtui.compare.store import RunStore
+from ocrtui.compare.store import RunRecord, RunStore
 from ocrtui.config import CompareConfig
 from tests.plugins.compare_inputs import MakePdf, model
 from tests.plugins.fake_chat_server import completion, fake_vllm
@@ -168,7 +168,7 @@ async def test_report_of_a_real_run(make_pdf: MakePdf, tmp_path: Path) -> None:
     """The summary and results the runner writes are what the report reads."""
     path = make_pdf("doc.pdf", ["page one", "page two"])
     spec = DocumentSpec(path=path, name=str(path), reference="text-layer")
-    info = {"docs": [str(path)], "cwd": str(tmp_path), "reference": "text-layer"}
+    info = RunRecord(docs=(str(path),), cwd=str(tmp_path), reference="text-layer")
     settings = CompareConfig(warm_runs=2, throughput_requests=2, concurrency=2, retries=0)
     with fake_vllm(lambda payload, n: completion("page one <script>x</script>")) as fake:
         targets = tuple(ModelTarget(model(n, n), fake.url) for n in ("glm-ocr", "lighton-ocr"))
@@ -209,3 +209,26 @@ def test_diff_segments_rebuild_both_texts(hyp: str, ref: str) -> None:
     segs = diff_segments(hyp, ref)
     assert "".join(t for k, t in segs if k != "extra") == ref
     assert "".join(t for k, t in segs if k != "missing") == hyp
+
+
+async def test_report_md_and_report_html_rank_the_worst_pages_alike(
+    make_pdf: MakePdf, tmp_path: Path
+) -> None:
+    """One ranking (ranking.py): summary.json's worst pages, one per page with the arm that
+    did worst on it, come in report.html's order."""
+    path = make_pdf("doc.pdf", ["page one", "page two", "three"])
+    spec = DocumentSpec(path=path, name="doc", reference="text-layer")
+    settings = CompareConfig(concurrency=1, retries=0)
+    said = {"glm-ocr": "page one", "lighton-ocr": "page two"}
+    with fake_vllm(lambda payload, n: completion(said[payload["model"]])) as fake:
+        targets = tuple(ModelTarget(model(n, n), fake.url) for n in said)
+        store = RunStore.create(tmp_path / "r", RunRecord())
+        plan = RunPlan((spec,), targets, settings, speed_phases=False)
+        done = await start_run(plan, store).wait()
+    assert done.summary is not None
+    worst = [(w.doc, w.page) for w in done.summary.worst_pages]
+    html = write_html_report(tmp_path / "r").read_text(encoding="utf-8")
+    heads = [h.strip().split(" ", 1)[1] for h in sections(html)]
+    assert [f"{d} p.{p}" for d, p in worst] == heads
+    assert worst[0] == ("doc", 3) and len(set(worst)) == len(worst) == 3
+    assert done.summary.worst_pages[0].model == "lighton-ocr"  # "page two" is further from "three"

@@ -24,8 +24,9 @@ from ocrtui.compare.events import (
     RunDone,
     RunStarted,
 )
+from ocrtui.compare.results import Agreement
 from ocrtui.compare.runner import RunPlan, start_run
-from ocrtui.compare.store import RESULT_FIELDS, RunStore
+from ocrtui.compare.store import RESULT_FIELDS, RunRecord, RunStore
 from ocrtui.config import CompareConfig
 from tests.plugins.compare_inputs import MakePdf, model
 from tests.plugins.fake_chat_server import completion, fake_vllm
@@ -56,7 +57,7 @@ def lines(run_dir: Path) -> list[dict[str, Any]]:
 
 
 async def run_to_end(plan: RunPlan, run_dir: Path, resume: bool = False) -> list[Event]:
-    store = RunStore.resume(run_dir) if resume else RunStore.create(run_dir, {})
+    store = RunStore.resume(run_dir) if resume else RunStore.create(run_dir, RunRecord())
     run = start_run(plan, store)
     return [ev async for ev in run.subscribe()]
 
@@ -206,7 +207,7 @@ async def test_good_and_broken_documents(make_pdf: MakePdf, tmp_path: Path) -> N
 async def test_consumer_can_leave_and_rejoin(make_pdf: MakePdf, tmp_path: Path) -> None:
     with fake_vllm(delay_s=0.01) as fake:
         plan = RunPlan(tuple(docs(make_pdf)), targets(fake.url), SETTINGS)
-        run = start_run(plan, RunStore.create(tmp_path / "run", {}))
+        run = start_run(plan, RunStore.create(tmp_path / "run", RunRecord()))
         seen = []
         async for ev in run.subscribe():  # a screen that goes away early
             seen.append(ev)
@@ -224,7 +225,7 @@ async def test_cancel_then_resume_completes_without_duplicates(
     spec = docs(make_pdf, 6)
     with fake_vllm(delay_s=0.02) as fake:
         plan = RunPlan(tuple(spec), targets(fake.url), SETTINGS)
-        run = start_run(plan, RunStore.create(tmp_path / "run", {}))
+        run = start_run(plan, RunStore.create(tmp_path / "run", RunRecord()))
         async for ev in run.subscribe():
             if isinstance(ev, PageDone):
                 run.cancel()
@@ -273,7 +274,7 @@ async def test_cancel_before_the_first_step_still_ends_with_run_done(
     make_pdf: MakePdf, tmp_path: Path
 ) -> None:
     plan = RunPlan(tuple(docs(make_pdf, 1)), targets("http://127.0.0.1:9"), SETTINGS)
-    run = start_run(plan, RunStore.create(tmp_path / "run", {}))
+    run = start_run(plan, RunStore.create(tmp_path / "run", RunRecord()))
     run.cancel()
     done = await run.wait()
     assert done.cancelled and done.exit_code == 1
@@ -302,7 +303,7 @@ async def test_rendering_overlaps_requests_within_the_memory_bound(
     monkeypatch.setattr(RenderPool, "render", counting)
     with fake_vllm(delay_s=0.05) as fake:
         plan = RunPlan(plan_docs, targets(fake.url), settings, speed_phases=False)
-        run = start_run(plan, RunStore.create(tmp_path / "run", {}))
+        run = start_run(plan, RunStore.create(tmp_path / "run", RunRecord()))
         run_ref.append(run)
         live = [ev async for ev in run.subscribe()]  # every event, PageStarted included
         done = await run.wait()
@@ -322,8 +323,9 @@ async def test_agreement_where_no_reference_exists(make_pdf: MakePdf, tmp_path: 
         plan = RunPlan(spec, targets(fake.url), SETTINGS, speed_phases=False)
         events = await run_to_end(plan, tmp_path / "run")
     summary = events[-1].summary  # type: ignore[union-attr]
-    assert summary["agreement"] == {"models": ["glm-ocr", "lighton-ocr"], "pages": 2, "cer": 0.0}
-    assert summary["models"]["glm-ocr"]["cer"] is None
+    assert summary is not None
+    assert summary.agreement == Agreement(("glm-ocr", "lighton-ocr"), 2, 0.0)
+    assert summary.models["glm-ocr"].cer is None
 
 
 async def test_a_broken_run_still_ends_with_run_done(

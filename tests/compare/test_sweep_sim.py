@@ -13,6 +13,7 @@ import pytest
 from ocrtui.compare.client import ModelTarget
 from ocrtui.compare.events import Event, PhaseDone, PhaseProgress, PhaseStarted, RunStarted
 from ocrtui.compare.launch import CompareRequest, fit_targets, resolve, start_comparison
+from ocrtui.compare.results import PhaseStats
 from ocrtui.compare.runner import RunPlan, start_run
 from ocrtui.compare.store import RunStore
 from ocrtui.config import Config, parse_config
@@ -112,8 +113,9 @@ async def test_sweep_events_summary_arms_and_report(
     for e in events:
         if isinstance(e, PhaseProgress) and e.phase == "throughput":
             assert e.concurrency in (1, 2, 4) and e.total == 4
-    levels = [e.stats["concurrency"] for e in events if isinstance(e, PhaseDone)
-              and e.phase == "throughput" and e.model == "glm-ocr"]  # fmt: skip
+    levels = [e.stats.concurrency for e in events if isinstance(e, PhaseDone)
+              and isinstance(e.stats, PhaseStats) and e.phase == "throughput"
+              and e.model == "glm-ocr"]  # fmt: skip
     assert levels == [1, 2, 4]
 
     summary = summary_of(tmp_path / "run")

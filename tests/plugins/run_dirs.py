@@ -22,7 +22,7 @@ from ocrtui.compare import page_files
 from ocrtui.compare.profiles import TARGETS
 from ocrtui.compare.render import RenderedPage
 from ocrtui.compare.scoring import EditCount, corpus_cer, edit_count, flags_for
-from ocrtui.compare.store import RESULTS, SUMMARY, PageResult, RunStore
+from ocrtui.compare.store import RESULTS, SUMMARY, PageResult, RunRecord, RunStore
 from ocrtui.published import Profile
 
 MODELS: dict[str, Profile] = {"glm-ocr": "glm-ocr", "lighton-ocr": "lighton-ocr"}  # name -> profile
@@ -67,8 +67,9 @@ def write_run_dir(
     """A finished run of ``pages``; with ``image`` every page keeps it for each model's
     render target."""
     names = list(models)
-    RunStore.create(run_dir, {"docs": [], "models": names, "concurrency": concurrency,
-                              "created": "2026-12-01T12:00:00+0000", **(info or {})})  # fmt: skip
+    record = {"docs": [], "models": names, "concurrency": concurrency,
+              "created": "2026-12-01T12:00:00+0000", **(info or {})}  # fmt: skip
+    RunStore.create(run_dir, RunRecord.from_json(record))
     strict: dict[str, list[EditCount]] = defaultdict(list)
     lenient: dict[str, list[EditCount]] = defaultdict(list)
     by_cat: dict[str, dict[str, list[EditCount]]] = defaultdict(lambda: defaultdict(list))

@@ -15,6 +15,7 @@ from textual_image.widget import Image as AutoImage
 
 from ocrtui.compare import page_files
 from ocrtui.compare.render import RenderTarget
+from ocrtui.compare.results import PhaseStats
 from ocrtui.compare.store import PageResult
 from ocrtui.config import ModelConfig
 from ocrtui.tui.comparing import probe_versions
@@ -63,8 +64,8 @@ def kept_run(root: Path, pages: int = 2) -> RunView:
         for i, m in enumerate(MODELS):
             run.add(result("contract", page, m, 1.0 + page / 10 + i / 3))
     run.out_dir = RUN_DIR
-    run.speed[("glm-ocr", "throughput")] = {"concurrency": 5, "imgs_per_s": 2.4}
-    run.speed[("lighton-ocr", "throughput")] = {"concurrency": 5, "imgs_per_s": 3.1}
+    run.speed[("glm-ocr", "throughput")] = PhaseStats(8, 8, 0, concurrency=5, images_per_s=2.4)
+    run.speed[("lighton-ocr", "throughput")] = PhaseStats(8, 8, 0, concurrency=5, images_per_s=3.1)
     run.finish()
     return run
 
@@ -251,10 +252,10 @@ def test_serve_flags_hide_secret_values() -> None:
 
 
 def test_throughput_points_from_phase_stats() -> None:
-    speed: dict[tuple[str, str], dict[str, Any]] = {
-        ("a", "warm"): {"latency_p50_s": 1.0},
-        ("a", "throughput"): {"concurrency": 4, "imgs_per_s": 2.5},
-        ("b", "throughput"): {"concurrency": 4, "imgs_per_s": None},
+    speed = {
+        ("a", "warm"): PhaseStats(3, 3, 0, latency_p50_s=1.0),
+        ("a", "throughput"): PhaseStats(8, 8, 0, concurrency=4, images_per_s=2.5),
+        ("b", "throughput"): PhaseStats(8, 0, 8, concurrency=4, images_per_s=None),
     }
     assert throughput_points(speed) == {"a": [(4.0, 2.5)]}
 

@@ -11,7 +11,6 @@ screen asks at most once a second. textual-plotext supplies the theme (the app's
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -21,6 +20,7 @@ from textual.message import Message
 from textual_plotext import PlotextPlot
 from textual_plotext.plot import Plot
 
+from ocrtui.compare.results import PhaseStats
 from ocrtui.tui.widgets.gpu_panel import model_styles
 
 LATENCY_POINTS = 300  # the last pages per model; older ones are in results.jsonl
@@ -28,13 +28,13 @@ LATENCY_POINTS = 300  # the last pages per model; older ones are in results.json
 Series = dict[str, list[tuple[float, float]]]
 
 
-def throughput_points(speed: Mapping[tuple[str, str], Mapping[str, Any]]) -> Series:
+def throughput_points(speed: Mapping[tuple[str, str], PhaseStats]) -> Series:
     """(concurrency, images/s) per model from the throughput phases' PhaseDone stats."""
     out: Series = {}
     for (model, phase), stats in speed.items():
-        conc, ips = stats.get("concurrency"), stats.get("imgs_per_s")
-        if phase == "throughput" and isinstance(conc, int) and isinstance(ips, int | float):
-            out.setdefault(model, []).append((float(conc), float(ips)))
+        conc, ips = stats.concurrency, stats.images_per_s
+        if phase == "throughput" and conc is not None and ips is not None:
+            out.setdefault(model, []).append((float(conc), ips))
     return {m: sorted(p) for m, p in out.items()}
 
 

@@ -3,15 +3,17 @@
 * Launch: the exact ``vllm serve`` command from config, detached in its own session and
   process group (``Pod.start_detached``), output appended to the model's log file, in the
   pod's workdir. The API key travels as ``VLLM_API_KEY`` in the environment, never as a flag.
-* Stop: SIGTERM to the server's process group, SIGKILL to its orphans, wait, then SIGKILL
-  the group and every vLLM process of that model the agent knows (orphaned EngineCores,
-  Workers and resource trackers included). Stopped means every pid of the tree has exited
+* Stop: ``Pod.terminate`` (SIGTERM, then SIGCONT for a stopped server) to the server's
+  process group, SIGKILL to its orphans, wait, then SIGKILL the group and every vLLM
+  process of that model the agent knows (orphaned EngineCores, Workers and resource
+  trackers included). Stopped means every pid of the tree has exited
   (checked on the pod; a zombie counts as exited) and the model's GPU memory is released.
 * Preflight before any start checks what it can and warns about what it cannot: free VRAM
   as vLLM will measure it (else the holders are named), host RAM for a CPU build (no GPU
   seen), the port; warnings for plans known to fail (research/vllm_and_models.md §2, §4).
   ``force`` turns the refusals into progress lines.
-* Restart = stop + preflight + launch + wait ready. ``ensure_ready`` is one model's step of
+* Restart = stop + preflight + launch + wait ready, under the model's lock throughout (the
+  stop policy of services too, ``services.py``). ``ensure_ready`` is one model's step of
   ``up`` (the waves of models and services are the Controller's).
 
 Process knowledge comes from the agent monitor (port owners, trees, orphans, memory per
@@ -189,7 +191,7 @@ class Lifecycle:
         self, name: str, groups: set[int], pids: set[int], view: MonitorView, progress: Progress
     ) -> None:
         progress(name, "stopping (SIGTERM)")
-        await self._signal_all(groups, set(), "TERM")
+        await asyncio.gather(*(self.pod.terminate(g) for g in sorted(groups)))
         usage = view.model(name)
         orphans = set(usage.orphan_pids) if usage else set()
         if orphans:
@@ -347,15 +349,17 @@ class Lifecycle:
     ) -> None:
         """Preflight, launch, wait until ready. Leftovers of a failed start are cleaned up."""
         async with self._lock(name):
-            progress = progress or _quiet
-            progress(name, "preflight")
-            await self.preflight(name, progress, force=force)
-            await self.launch(name, progress)
-            try:
-                await self.wait_ready(name, progress)
-            except LifecycleError:
-                await self._kill_leftovers(name)
-                raise
+            await self._start(name, progress or _quiet, force=force)
+
+    async def _start(self, name: str, progress: Progress, *, force: bool) -> None:
+        progress(name, "preflight")
+        await self.preflight(name, progress, force=force)
+        await self.launch(name, progress)
+        try:
+            await self.wait_ready(name, progress)
+        except LifecycleError:
+            await self._kill_leftovers(name)
+            raise
 
     async def _kill_leftovers(self, name: str) -> None:
         """After a failed start: no process of it may keep holding memory (state stays
@@ -375,9 +379,11 @@ class Lifecycle:
         before = self.watcher.status(name)
         if before.state == "crashed" and before.hint:
             progress(name, f"last run failed: {before.hint}")
+        # As for services: one lock from the stop until ready, so no other operation on the
+        # model runs between them.
         async with self._lock(name):
             await self._stop(name, progress)
-        await self.start(name, progress, force=force)
+            await self._start(name, progress, force=force)
 
     async def ensure_ready(
         self, name: str, progress: Progress | None = None, *, force: bool = False

@@ -66,7 +66,6 @@ from ocrtui.status import (
     ServiceStatus,
     Snapshot,
 )
-from ocrtui.vllm.launches import Launches
 from ocrtui.vllm.lifecycle import Lifecycle, Progress
 from ocrtui.vllm.plan import gpu_for, planned_mib
 from ocrtui.vllm.served import Served, ServedWatch
@@ -84,7 +83,7 @@ class Controller:
         self.monitor = AgentMonitor(
             self.pod, config.pod, config.models, service_ports=[s.port for s in config.services]
         )
-        self.watcher = ModelWatcher(config, self.pod, self.monitor, Launches())
+        self.watcher = ModelWatcher(config, self.pod, self.monitor)
         self.servers = ServedWatch(config, self.pod, self.watcher, self._publish)
         self.lifecycle: Lifecycle | None = None
         self.services: ServiceRunner | None = None

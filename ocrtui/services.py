@@ -21,12 +21,14 @@ hint). A port that answers with no process of ours, and no launch of ours that d
 ``ready`` with ``managed = False`` (started by hand, as the handoff note's servers were):
 it is never signalled.
 
-Stop: stop marker, SIGTERM (then SIGCONT) to the process group, wait until no process of
-the session is left (``stop_timeout_s``), then SIGKILL the group and every pid of the
-session, and wait again; a process that survives that is a :class:`LifecycleError`.
+Stop: stop marker, ``Pod.terminate`` (SIGTERM then SIGCONT) to the process group, wait until
+no process of the session is left (``stop_timeout_s``), then SIGKILL the group and every
+pid of the session, and wait again; a process that survives that is a
+:class:`LifecycleError`. The stop policy is the model servers' (``vllm/lifecycle.py``): the
+same polite signal, and a restart holds the name's lock from the stop until ready.
 
 `ServiceRunner(config, pod, workdir=)`: `status(name) -> ServiceStatus`, `statuses()`,
-`launch`, `wait_ready`, `start` (left alone when ready), `stop` (SIGTERM+SIGCONT group,
+`launch`, `wait_ready`, `start` (left alone when ready), `stop` (`Pod.terminate` of the group,
 deadline, SIGKILL group and session, until none left), `restart`, `log_tail`, `url`,
 `aclose()`. Launches through `Pod.start_detached` with the `vllm/logfile.py` markers;
 `<log>.pid` holds `PID START_EPOCH` for later sessions. Facts per status: one pod command
@@ -336,12 +338,7 @@ class ServiceRunner:
             progress(name, "not running")
             return
         progress(name, "stopping (SIGTERM)")
-        # As systemd does: a stopped (SIGSTOP, ^Z) process acts on SIGTERM only once
-        # continued; in either order, the TERM takes effect.
-        await asyncio.gather(
-            self.pod.signal(facts.pid, "TERM", group=True),
-            self.pod.signal(facts.pid, "CONT", group=True),
-        )
+        await self.pod.terminate(facts.pid)
         if await self._wait_gone(service, self.stop_timeout_s):
             progress(name, "stopped")
             return

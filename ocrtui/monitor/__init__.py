@@ -4,6 +4,10 @@ Importing this package (and ``agent_samples`` / ``attribution``) pulls in the st
 only, so the GPU benchmark can use them on a bare machine. The monitor that drives the agent
 over a Pod lives in ``ocrtui.monitor.agent_monitor``.
 
+"Which processes are model M's" is decided here, once per sample, and nowhere else:
+`ModelProcesses` (below) is what the model watcher, the lifecycle, the status types and the
+GPU panel read; `attribution.serves` is the one server rule.
+
 **Monitor** (`ocrtui/monitor/`; `agent_samples` and `attribution` are stdlib-only):
 
 - `agent_samples.parse_line(str) -> AgentSample` (typed: `GpuSample`, `GpuProc`, `VllmProc`,
@@ -14,35 +18,39 @@ over a Pod lives in ``ocrtui.monitor.agent_monitor``.
   served name, `"orphan:<name>"`, `"orphan:?"`, or None; `kind` model/orphan/other/
   unattributed; `Row.owner` (the model without the prefix); `Row.status_fields()` ==
   `status.ProcessStatus`
-  fields), `.models[name]:
-  ModelUsage(server_pid, port_state, tree_pids, orphan_pids, used_mib, orphan_mib, held_mib)`,
+  fields), `.models[name]: ModelProcesses(server_pid, port_owner, port_state, tree_pids,
+  groups, pids, orphans, used_mib, orphan_mib, rss_mib; .listening, .orphan_pids, .held_mib)`
+  (`groups`/`pids`: what a stop signals and waits for),
   `.gpus: [GpuUsage(index, used_mib, rows_mib, other_mib, unattributed_mib, model_mib,
   orphan_mib, other_rows_mib)]` (rows_mib + other_mib == used_mib; other_mib is memory no
   row holds; `owner_other_mib` = other_rows_mib + other_mib), `.orphans: [Orphan(pid, model,
   used_mib|None, title, rss_mib)]`, `.known`
   (pid memory to feed back). Rules are in the module docstring.
+- `launches.Launches`: this session's launches and stops, the one record (owned by the
+  monitor as `monitor.launches`, written by the lifecycle, read by attribution and the
+  model watcher): `begin(name)`, `started(name, pid)`, `end(name)`, `stopping(name)` (a
+  context), `stopped(name)`; `pid(name)`, `launching(name)`, `is_stopping(name)`,
+  `unlisted(name, sample)`, `records`.
 - `agent_monitor.AgentMonitor(pod, pod_config, models, *, clock=, backoff_s=)` (imports
   `ocrtui.pod`, hence pydantic; `ocrtui.monitor` itself does not import it):
 
 ```python
 await start(); await close()
 view -> MonitorView(sample, attribution, error, data_age_s, stale, running, restarts,
-                    simulated; .orphans, .model(name) -> ModelUsage | None)
+                    simulated; .orphans, .model(name) -> ModelProcesses | None)
 subscribe(cb(MonitorView)) -> unsubscribe          # after every sample / state change
 await wait_for(pred(MonitorView), timeout) -> MonitorView   # TimeoutError
 await next_samples(n=1, timeout=10) -> MonitorView  # fresh data after an action
-begin_launch(model); end_launch(model, server_pid=None)     # bracket every start
-model_pids(model) -> ModelPids(tree, orphans)        # for stop / kill (pids of this pod)
-held_mib(model) -> int                               # wait for release: == 0
-orphans(model=None) -> [Orphan]                      # None: all, incl. model "?"
+launches: Launches                                  # every change is attributed at once
 ```
 
 Mapping to the status types (`control.py`, `vllm/watch.with_usage`): `PodStatus.data_age_s
 = view.data_age_s`, `simulated_gpu = view.simulated`, `agent_error = view.error`;
 `GpuStatus(**g.status_fields(), models=, orphan_mib=, other_mib=owner_other_mib,
 unattributed_mib=, planned_mib=)` for `view.sample.gpus` and `view.attribution.gpus`;
-`ProcessStatus(**r.status_fields())` for `view.attribution.rows`; `ModelStatus.used_mib =
-view.model(name).used_mib`.
+`ProcessStatus(**r.status_fields())` for `view.attribution.rows`; `ModelStatus.used_mib`,
+`rss_mib` and `pid` = `view.model(name).used_mib`, `.rss_mib` and `.server_pid` (or a
+launch the agent does not list yet, `Launches.unlisted`).
 Errors shown in `view.error`: "no NVIDIA driver (...)", "no python3 on the pod: ...",
 "agent protocol version X, monitor expects 1: ...", "the GPU agent exited",
 "connection to POD lost; agent will restart", "waiting for the connection to POD".
@@ -64,8 +72,8 @@ from ocrtui.monitor.attribution import (
     Attribution,
     GpuUsage,
     LaunchRecord,
+    ModelProcesses,
     ModelRef,
-    ModelUsage,
     Orphan,
     Row,
     attribute,
@@ -80,8 +88,8 @@ __all__ = [
     "GpuSample",
     "GpuUsage",
     "LaunchRecord",
+    "ModelProcesses",
     "ModelRef",
-    "ModelUsage",
     "Orphan",
     "ProtocolMismatch",
     "Row",

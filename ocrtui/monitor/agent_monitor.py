@@ -27,12 +27,12 @@ from ocrtui.monitor.agent_samples import (
 )
 from ocrtui.monitor.attribution import (
     Attribution,
-    LaunchRecord,
+    ModelProcesses,
     ModelRef,
-    ModelUsage,
     Orphan,
     attribute,
 )
+from ocrtui.monitor.launches import Launches
 from ocrtui.pod.base import ConnState, Pod, PodConnectionLost
 
 if TYPE_CHECKING:
@@ -57,12 +57,6 @@ _PY_VERSION = "import sys; print('%d.%d' % sys.version_info[:2])"
 
 
 @dataclass(frozen=True)
-class ModelPids:
-    tree: tuple[int, ...]  # the port owner and its known descendants / group members
-    orphans: tuple[int, ...]  # leaked processes of the model (signal them one by one)
-
-
-@dataclass(frozen=True)
 class MonitorView:
     """The monitor's state at one moment; what the Controller turns into a Snapshot."""
 
@@ -79,7 +73,8 @@ class MonitorView:
     def orphans(self) -> tuple[Orphan, ...]:
         return self.attribution.orphans if self.attribution else ()
 
-    def model(self, name: str) -> ModelUsage | None:
+    def model(self, name: str) -> ModelProcesses | None:
+        """The model's processes in this sample (None before any sample)."""
         return self.attribution.models.get(name) if self.attribution else None
 
 
@@ -123,7 +118,9 @@ class AgentMonitor:
         self._running = False
         self._restarts = 0
         self._count = 0
-        self._launches: dict[str, LaunchRecord] = {}
+        # The one record of this session's launches and stops (the lifecycle writes it);
+        # every change is attributed at once.
+        self.launches = Launches(self._nvml_pids, self._reattribute, clock)
         self._known: dict[tuple[int, float], str] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -183,37 +180,6 @@ class AgentMonitor:
         target = self._count + n
         return await self.wait_for(lambda _: self._count >= target, timeout)
 
-    # -- for the lifecycle layer ---------------------------------------------------------
-
-    def begin_launch(self, model: str) -> None:
-        """The tool is about to start ``model``: remember NVML's pid set now."""
-        self._launches[model] = LaunchRecord(model, self._nvml_pids())
-        self._reattribute()
-
-    def end_launch(self, model: str, server_pid: int | None = None) -> None:
-        """The start of ``model`` finished (ready or failed); new NVML pids are its own."""
-        now = self._nvml_pids()
-        begun = self._launches.get(model)
-        # Without begin_launch there is no "before": claim no pids rather than all of them.
-        base = begun.before if begun is not None and begun.after is None else now
-        self._launches[model] = LaunchRecord(model, base, now, server_pid)
-        self._reattribute()
-
-    def model_pids(self, model: str) -> ModelPids:
-        usage = self.view.model(model)
-        if usage is None:
-            return ModelPids((), ())
-        return ModelPids(usage.tree_pids, usage.orphan_pids)
-
-    def held_mib(self, model: str) -> int:
-        """VRAM still held by the model's processes, live or leaked (0 when unknown)."""
-        usage = self.view.model(model)
-        return usage.held_mib if usage else 0
-
-    def orphans(self, model: str | None = None) -> list[Orphan]:
-        """Leaked processes; ``model=None``: all, including those whose model is unknown."""
-        return [o for o in self.view.orphans if model is None or o.model == model]
-
     # -- internals -------------------------------------------------------------------------
 
     def _nvml_pids(self) -> frozenset[int]:
@@ -229,9 +195,7 @@ class AgentMonitor:
     def _reattribute(self) -> None:
         if self._sample is None:
             return
-        self._attribution = attribute(
-            self._sample, self.refs, tuple(self._launches.values()), self._known
-        )
+        self._attribution = attribute(self._sample, self.refs, self.launches.records, self._known)
         self._known = self._attribution.known
         self._publish()
 

@@ -24,6 +24,11 @@ run them on a bare machine). The rules, in order:
 * Per GPU, the rows plus "driver/other" add up to the device's used memory; the owner
   breakdown (:class:`GpuUsage`: per model, orphans, other, unattributed) is what the
   dashboard draws and ``status --json`` reports, unchanged.
+* Per model, :class:`ModelProcesses` is the one answer to "which processes are M's": its
+  server (the port owner unless that is another model's API server, else the pid this
+  session launched, else any live API server of it; :func:`serves` is the server rule),
+  whether it listens, the process groups and pids a stop signals (never a stranger on the
+  port, never a zombie), its orphans and their memory.
 """
 
 from __future__ import annotations
@@ -63,16 +68,25 @@ class ModelRef:
 
 @dataclass(frozen=True)
 class LaunchRecord:
-    """One model start the tool performed, with NVML's pid set before and after it."""
+    """One model start the tool performed, with NVML's pid set before and after it
+    (``monitor/launches.py`` keeps them)."""
 
     model: str
     before: frozenset[int]
     after: frozenset[int] | None = None  # None while the launch is in progress
     server_pid: int | None = None  # the pid the tool started (leads its process group)
+    # Stopped since: ``server_pid`` still names the model of its leftovers, but is no
+    # server of ours any more (a new process may reuse the pid).
+    stopped: bool = False
 
     @property
     def new_pids(self) -> frozenset[int]:
         return frozenset() if self.after is None else self.after - self.before
+
+    @property
+    def launched_pid(self) -> int | None:
+        """The server this session started, while it is ours to signal."""
+        return None if self.stopped else self.server_pid
 
 
 @dataclass(frozen=True)
@@ -119,14 +133,38 @@ class Orphan:
 
 
 @dataclass(frozen=True)
-class ModelUsage:
+class ModelProcesses:
+    """One model's processes in one sample: the one answer to "which processes are M's",
+    read by the model watcher (its state), the lifecycle (what a stop signals and waits
+    for), the status types and the GPU panel."""
+
     name: str
-    server_pid: int | None  # owner of the model's port
+    # Its API server: the port owner unless that is another model's API server, else the
+    # pid this session launched while it is a live API server of the model, else the first
+    # live API server of the model (:func:`serves`).
+    server_pid: int | None
+    port_owner: int | None  # whoever owns the port: maybe a stranger, never signalled
     port_state: str | None  # "listen", "bound" or None
+    owns_port: bool  # the port owner is an API server of the model or the pid launched
     tree_pids: tuple[int, ...]  # the port owner and its known descendants / group members
-    orphan_pids: tuple[int, ...]
+    # What a stop signals: the process groups of its API servers and of the server this
+    # session launched (SIGTERM, SIGKILL at the deadline), and every live pid of the model
+    # (its servers, their groups and descendants, the port owner's tree when the owner is
+    # ours, the orphans): all of them must have exited before it is stopped.
+    groups: tuple[int, ...]
+    pids: tuple[int, ...]
+    orphans: tuple[Orphan, ...]  # its leaked processes, with their memory
     used_mib: int  # rows labelled with the model
     orphan_mib: int  # rows labelled orphan:<model>
+    rss_mib: int | None  # resident memory of the server and its tree (None: none listed)
+
+    @property
+    def listening(self) -> bool:
+        return self.port_state == "listen"
+
+    @property
+    def orphan_pids(self) -> tuple[int, ...]:
+        return tuple(o.pid for o in self.orphans)
 
     @property
     def held_mib(self) -> int:
@@ -154,7 +192,7 @@ class GpuUsage:
 @dataclass(frozen=True)
 class Attribution:
     rows: tuple[Row, ...]
-    models: dict[str, ModelUsage]
+    models: dict[str, ModelProcesses]
     gpus: tuple[GpuUsage, ...]
     orphans: tuple[Orphan, ...]
     # (pid, start) -> model for every vLLM process seen inside its model's tree; feed it back
@@ -185,9 +223,11 @@ def _locals(sample: AgentSample) -> dict[int, _Local]:
     return out
 
 
-def _serves(v: VllmProc, m: ModelRef) -> bool:
-    """A live API server of ``m``: its served name and its port both match (a zombie is no
-    server)."""
+def serves(v: VllmProc, m: ModelRef) -> bool:
+    """The one server rule: ``v`` is a live API server of ``m`` when its served name and its
+    port both match, so a same-named server elsewhere (another pod user, another config) is
+    never taken for ours. A zombie (killed, not yet reaped: common in containers whose PID 1
+    reaps nothing) is no server."""
     return v.kind == "api" and v.served == m.name and v.port == m.port and v.state != "Z"
 
 
@@ -226,7 +266,7 @@ class _Resolver:
             # port state: vLLM binds late on some kernels' view and listens last, and its
             # EngineCore is never an orphan while its server lives.
             roots: dict[int, int | None] = {
-                v.pid: v.pgid for v in self.apis.values() if _serves(v, m)
+                v.pid: v.pgid for v in self.apis.values() if serves(v, m)
             }
             if pid is not None:
                 lpgid = owner.pgid if owner and owner.pgid is not None else None
@@ -363,20 +403,10 @@ def attribute(
             )
 
     orphans = _orphans(sample, res, rows)
-    models_out: dict[str, ModelUsage] = {}
-    for m in models:
-        owner_pid, owner_state = res.owners[m.name]
-        tree = set(res.trees[m.name])
-        tree |= {r.pid for r in rows if r.visible and r.model == m.name}
-        models_out[m.name] = ModelUsage(
-            name=m.name,
-            server_pid=owner_pid,
-            port_state=owner_state,
-            tree_pids=tuple(sorted(tree)),
-            orphan_pids=tuple(sorted(o.pid for o in orphans if o.model == m.name)),
-            used_mib=sum(r.used_mib for r in rows if r.model == m.name),
-            orphan_mib=sum(r.used_mib for r in rows if r.model == ORPHAN_PREFIX + m.name),
-        )
+    ours = {r.model: r.launched_pid for r in launches}  # the latest launch of each
+    models_out = {
+        m.name: _processes(sample, res, rows, orphans, m, ours.get(m.name)) for m in models
+    }
 
     gpus = []
     for g in sample.gpus:
@@ -404,6 +434,58 @@ def attribute(
         if remembered:
             new_known[(v.pid, v.start)] = remembered
     return Attribution(tuple(rows), models_out, tuple(gpus), orphans, new_known)
+
+
+def _processes(
+    sample: AgentSample,
+    res: _Resolver,
+    rows: Sequence[Row],
+    orphans: Sequence[Orphan],
+    m: ModelRef,
+    launched: int | None,
+) -> ModelProcesses:
+    owner, owner_state = res.owners[m.name]
+    tree = set(res.trees[m.name])
+    tree |= {r.pid for r in rows if r.visible and r.model == m.name}
+    listed = {v.pid: v for v in sample.vllm}
+    apis = [v for v in sample.vllm if serves(v, m)]
+    api_pids = {v.pid for v in apis}
+    foreign = owner in listed and listed[owner].kind == "api" and owner not in api_pids
+    server: int | None = None
+    if owner is not None and not foreign:
+        server = owner
+    elif launched is not None and launched in api_pids:
+        server = launched
+    elif apis:
+        server = apis[0].pid
+    mine = [o for o in orphans if o.model == m.name]
+    # A stranger on the port (owner neither a server of the model nor launched by us) is
+    # named by preflight, never signalled: its tree counts only when the owner is ours.
+    groups = {v.pgid for v in apis if v.pgid > 1}
+    if launched is not None:
+        groups.add(launched)  # start_detached: the server leads its own process group
+    pids = set(api_pids)
+    pids |= {v.pid for v in sample.vllm if v.pgid in groups or api_pids & set(v.ancestors)}
+    owns_port = owner is not None and (owner in api_pids or owner == launched)
+    if owns_port:
+        pids |= tree
+    pids |= {o.pid for o in mine}
+    pids -= {v.pid for v in sample.vllm if v.state == "Z"}
+    held = [v.rss_mib for v in sample.vllm if v.pid in tree | {server} and v.rss_mib is not None]
+    return ModelProcesses(
+        name=m.name,
+        server_pid=server,
+        port_owner=owner,
+        port_state=owner_state,
+        owns_port=owns_port,
+        tree_pids=tuple(sorted(tree)),
+        groups=tuple(sorted(groups)),
+        pids=tuple(sorted(pids)),
+        orphans=tuple(mine),
+        used_mib=sum(r.used_mib for r in rows if r.model == m.name),
+        orphan_mib=sum(r.used_mib for r in rows if r.model == ORPHAN_PREFIX + m.name),
+        rss_mib=sum(held) if held else None,
+    )
 
 
 def _container_label(model: str, unmatched_labels: set[str | None]) -> tuple[str, RowKind]:

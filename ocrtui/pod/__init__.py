@@ -8,7 +8,8 @@
 
 Built once for both: `start_detached(argv, log_file=, env=, cwd=) -> pid` (new
 session and process group, pid printed after `setsid`, so `pgid == pid`), `signal(pid, sig,
-group=)` (through `kill` on the pod: sshd ignores SSH signal requests from root), `tail(path,
+group=)` (through `kill` on the pod: sshd ignores SSH signal requests from root),
+`terminate(pgid)` (SIGTERM then SIGCONT to a group: the stop of models and services), `tail(path,
 n)`, `expand_dir(path)`, and `follow(argv, input=)`: `stream()` restarted after every
 reconnect (ends when the command exits, raises `PodConnectionLost` once the pod is closed).
 The shell snippets are constants; values travel as positional arguments, and SSHPod quotes

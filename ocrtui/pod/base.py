@@ -58,6 +58,8 @@ _DETACH_SH = (
 )
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SIGNAL_SH = 'kill -s "$1" -- "$2" 2>/dev/null'
+# TERM first, so a stopped process finds it pending when CONT wakes it.
+_TERMINATE_SH = 'kill -s TERM -- "-$1" 2>/dev/null && kill -s CONT -- "-$1" 2>/dev/null'
 _TAIL_SH = 'tail -n "$1" -- "$2" 2>/dev/null'
 _EXPAND_SH = 'cd "$1" 2>/dev/null && pwd'
 
@@ -211,6 +213,16 @@ class Pod(ABC):
         name = "0" if sig in (0, "0") else _signal_name(sig)
         target = f"-{pid}" if group else str(pid)
         result = await self.run(["sh", "-c", _SIGNAL_SH, "sh", name, target])
+        return result.ok
+
+    async def terminate(self, pgid: int) -> bool:
+        """Ask process group ``pgid`` to exit: SIGTERM, then SIGCONT (False when no such group).
+
+        The one polite stop of model servers and services. As systemd does: a stopped
+        process (SIGSTOP, ^Z, a debugger) acts on a handled SIGTERM only once continued, so
+        without the SIGCONT it would wait for the caller's SIGKILL.
+        """
+        result = await self.run(["sh", "-c", _TERMINATE_SH, "sh", str(pgid)])
         return result.ok
 
     async def tail(self, path: str, lines: int = 50) -> list[str]:

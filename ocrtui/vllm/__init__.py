@@ -31,12 +31,10 @@ plan.py       the pure half of a start: serve_argv/serve_env, plan_warnings (the
               preflight_checks(model, view) -> (planned MiB | None, [Check(level
               "refuse"|"warn", message, hint)]): free VRAM as vLLM measures it, host RAM
               without a GPU, the port's owner; describe_holders
-launches.py   Launches: pids this session launched, launches and stops in progress
-              (written by the lifecycle, read by the watcher); unlisted()
-watch.py      ModelWatcher(config, pod, monitor, launches): one poll round per refresh_s
-              (all models concurrently), is_server_of (which pid is a model's server),
-              status(name) -> ModelStatus, subscribe(cb) (after every round),
-              wait_model(name, done, timeout, on_change), wait_informed(timeout)
+watch.py      ModelWatcher(config, pod, monitor): one poll round per refresh_s (all models
+              concurrently) from the monitor's ModelProcesses, status(name) -> ModelStatus,
+              subscribe(cb) (after every round), wait_model(name, done, timeout,
+              on_change), wait_informed(timeout)
 lifecycle.py  Lifecycle(config, pod, monitor, watcher): launch, stop, kill_orphans,
               preflight, start, restart, up, down; Progress
 flags.py      serve_options(argv) -> {--option: value}; recipe_for(model) (published.py);
@@ -50,22 +48,28 @@ advisories.py probe_pod(pod, pod_config, model, server_pid) -> PodProbe(Versions
 Rules the code relies on:
 * Down vs crashed comes from the log markers (last marker `launch` and no process:
   crashed), so a fresh `ocrtui status` agrees with the dashboard.
+* Which processes are a model's (its server, the groups and pids a stop signals, its
+  orphans and their memory) is decided once per agent sample, in `monitor/attribution.py`
+  (`ModelProcesses`, `serves`); nothing in `vllm/` decides it again. This session's
+  launches and stops are one record, the monitor's `Launches` (`monitor/launches.py`).
 * While a launch is in progress and the agent does not list the new server yet, it counts
   as alive before its pid is back, and then as long as `kill -0 PID` on the pod succeeds
   (at most 20 s; `Launches.unlisted`). A launch registers itself before writing its
   log marker, and a poll reads the facts again after the log, so a marker is never taken
   for a crash. Zombies never count as running servers.
 * Stop signals only process groups of API servers whose `--served-model-name` is the model,
-  the pid this session launched, and the model's tree/orphans as attributed by the monitor;
-  it waits on `AgentMonitor.wait_for` until the model holds no pid and no MiB, then checks
-  on the pod (`/proc/PID/stat`, zombies excluded) that every pid of the tree captured at
-  the start of the stop has exited.
+  the pid this session launched, and the model's tree/orphans as attributed by the monitor
+  (`ModelProcesses.groups`/`.pids`): SIGTERM then SIGCONT (`Pod.terminate`, as for
+  services), SIGKILL at the deadline; it waits on `AgentMonitor.wait_for` until the model
+  holds no pid and no MiB, then checks on the pod (`/proc/PID/stat`, zombies excluded) that
+  every pid of the tree captured at the start of the stop has exited.
 * Preflight refusals (memory, port) raise `LifecycleError` unless `force`; what cannot be
   checked (no GPU, no agent data) is a warning. A launch marker newer than the agent's
   sample (`ProcessFacts.sample_t`) reads as starting.
-* `begin_launch`/`end_launch` bracket every start; `end_launch` waits (bounded) for the
-  agent to see the ready server own its port, so its EngineCore is attributed by tree.
-* Imports point down: `lifecycle` -> `watch` -> `launches`, `plan`, `probe`; nothing in
+* `Launches.begin`/`end` bracket every start; the start waits (bounded) for the agent to
+  see the ready server own its port before `end`, so its EngineCore is attributed by tree.
+  A restart holds the model's lock from the stop until ready (as a service's does).
+* Imports point down: `lifecycle` -> `watch` -> `plan`, `probe`; nothing in
   `vllm/` imports `control`. The lifecycle waits on model states through the watcher
   (`wait_model`), never through snapshots.
 """

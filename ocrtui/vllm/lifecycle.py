@@ -3,22 +3,26 @@
 * Launch: the exact ``vllm serve`` command from config, detached in its own session and
   process group (``Pod.start_detached``), output appended to the model's log file, in the
   pod's workdir. The API key travels as ``VLLM_API_KEY`` in the environment, never as a flag.
-* Stop: SIGTERM to the server's process group, SIGKILL to its orphans, wait, then SIGKILL
-  the group and every vLLM process of that model the agent knows (orphaned EngineCores,
-  Workers and resource trackers included). Stopped means every pid of the tree has exited
+* Stop: ``Pod.terminate`` (SIGTERM, then SIGCONT for a stopped server) to the server's
+  process group, SIGKILL to its orphans, wait, then SIGKILL the group and every vLLM
+  process of that model the agent knows (orphaned EngineCores, Workers and resource
+  trackers included). Stopped means every pid of the tree has exited
   (checked on the pod; a zombie counts as exited) and the model's GPU memory is released.
 * Preflight before any start checks what it can and warns about what it cannot: free VRAM
   as vLLM will measure it (else the holders are named), host RAM for a CPU build (no GPU
   seen), the port, and the vLLM/transformers the launch will import against the recipe's
   known-bad combinations (``vllm/advisories.py``); warnings for plans known to fail.
   ``force`` turns the refusals into progress lines.
-* Restart = stop + preflight + launch + wait ready. ``ensure_ready`` is one model's step of
+* Restart = stop + preflight + launch + wait ready, under the model's lock throughout (the
+  stop policy of services too, ``services.py``). ``ensure_ready`` is one model's step of
   ``up`` (the waves of models and services are the Controller's).
 
-Process knowledge comes from the agent monitor (port owners, trees, orphans, memory per
-row); the model state from the :class:`ModelWatcher` below it. What is launched and how
-much memory it needs is decided in ``plan.py``; the launch bookkeeping the watcher reads
-(pids launched, launches and stops in progress) is kept in :class:`Launches`.
+Which processes are the model's (server, process groups and pids to signal, orphans,
+memory) is the agent monitor's ``ModelProcesses`` (``monitor/attribution.py``); the model
+state comes from the :class:`ModelWatcher` below it. What is launched and how much memory it
+needs is decided in ``plan.py``; this session's launches and stops are recorded in the
+monitor's ``Launches`` (``monitor/launches.py``), the one record attribution and the watcher
+read.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from ocrtui.status import ModelStatus
 from ocrtui.vllm.advisories import advisories, probe_pod
 from ocrtui.vllm.logfile import READY, append_marker
 from ocrtui.vllm.plan import gpu_for, plan_warnings, preflight_checks, serve_argv, serve_env
-from ocrtui.vllm.watch import FIRST_POLL_WAIT_S, ModelWatcher, is_server_of
+from ocrtui.vllm.watch import FIRST_POLL_WAIT_S, ModelWatcher
 
 # Progress of a lifecycle operation: (model name, human-readable step), e.g.
 # ("glm-ocr", "stopping"), ("glm-ocr", "waiting for VRAM"), ("glm-ocr", "starting: KV cache").
@@ -71,7 +75,7 @@ class Lifecycle:
         self.pod = pod
         self.monitor = monitor
         self.watcher = watcher
-        self.launches = watcher.launches
+        self.launches = monitor.launches
         self.workdir = workdir
         self.stop_timeout_s = stop_timeout_s
         self.release_timeout_s = release_timeout_s
@@ -97,40 +101,18 @@ class Lifecycle:
 
     # -- stop ---------------------------------------------------------------------------
 
-    def _model_pids(self, name: str, view: MonitorView) -> tuple[set[int], set[int]]:
-        """(process groups to signal, every known live pid) of the model, orphans included.
-
-        The port owner's tree counts only when the owner is this model's API server (or the
-        pid we launched): a stranger on the port is named by preflight, never killed here.
-        The vLLM processes in the API servers' groups or below them (EngineCore, Workers,
-        the resource tracker) count too.
-        """
-        model = self.config.model(name)
-        usage = view.model(name)
-        sample = view.sample
-        launched = self.launches.pids.get(name)
-        vllm = sample.vllm if sample else ()
-        apis = {v.pid: v for v in vllm if is_server_of(v, model)}
-        pids: set[int] = set(apis)
-        groups = {v.pgid for v in apis.values() if v.pgid > 1}
-        zombies = {v.pid for v in vllm if v.state == "Z"}
-        if launched is not None:
-            groups.add(launched)  # start_detached: the server leads its own process group
-        pids |= {v.pid for v in vllm if v.pgid in groups or any(a in apis for a in v.ancestors)}
-        if usage is not None:
-            if usage.server_pid is not None and (
-                usage.server_pid in apis or usage.server_pid == launched
-            ):
-                pids |= set(usage.tree_pids)
-            pids |= set(usage.orphan_pids)
-        return groups, pids - zombies
+    @staticmethod
+    def _targets(name: str, view: MonitorView) -> tuple[set[int], set[int]]:
+        """(process groups to signal, every live pid to see exit) of the model, as the
+        monitor's ``ModelProcesses`` has them."""
+        procs = view.model(name)
+        return (set(procs.groups), set(procs.pids)) if procs is not None else (set(), set())
 
     def _gone(self, name: str, view: MonitorView, captured: frozenset[int] = frozenset()) -> bool:
         """No process of the model (nor any of ``captured``) alive, and its memory released."""
-        _, pids = self._model_pids(name, view)
-        usage = view.model(name)
+        procs = view.model(name)
         listed = {v.pid for v in view.sample.vllm if v.state != "Z"} if view.sample else set()
-        return not pids and not captured & listed and (usage is None or usage.held_mib == 0)
+        return (procs is None or (not procs.pids and procs.held_mib == 0)) and not captured & listed
 
     async def _alive_on_pod(self, pids: set[int]) -> set[int]:
         """Which of ``pids`` still run on the pod (a zombie does not: it holds nothing and
@@ -172,34 +154,31 @@ class Lifecycle:
     async def _stop(self, name: str, progress: Progress) -> None:
         model = self.config.model(name)
         view = await self._fresh_view()
-        groups, pids = self._model_pids(name, view)
+        groups, pids = self._targets(name, view)
         await append_marker(self.pod, self.log_path(model), "stop", name)
         if not groups and not pids and self._gone(name, view):
             progress(name, "not running")
-            self.launches.pids.pop(name, None)
+            self.launches.stopped(name)
             return
-        self.launches.stopping.add(name)
-        try:
+        with self.launches.stopping(name):
             await self._terminate(name, groups, pids, view, progress)
-        finally:
-            self.launches.stopping.discard(name)
-        self.launches.pids.pop(name, None)
+        self.launches.stopped(name)
         progress(name, "stopped")
 
     async def _terminate(
         self, name: str, groups: set[int], pids: set[int], view: MonitorView, progress: Progress
     ) -> None:
         progress(name, "stopping (SIGTERM)")
-        await self._signal_all(groups, set(), "TERM")
-        usage = view.model(name)
-        orphans = set(usage.orphan_pids) if usage else set()
+        await asyncio.gather(*(self.pod.terminate(g) for g in sorted(groups)))
+        procs = view.model(name)
+        orphans = set(procs.orphan_pids) if procs else set()
         if orphans:
             # A leaked EngineCore has no API server left to shut it down cleanly.
             progress(name, f"killing orphans {', '.join(map(str, sorted(orphans)))}")
             await self._signal_all(set(), orphans, "KILL")
         if not await self._wait_gone(name, pids, self.stop_timeout_s):
             view = self.monitor.view
-            groups2, pids2 = self._model_pids(name, view)
+            groups2, pids2 = self._targets(name, view)
             progress(name, f"still running after {self.stop_timeout_s:g} s: SIGKILL")
             await self._signal_all(groups | groups2, pids | pids2, "KILL")
         # Without a GPU (a CPU build) there is no VRAM to wait for, only the processes.
@@ -288,7 +267,6 @@ class Lifecycle:
         # Registered before the marker goes into the log, so no poll in between takes the
         # marker without a process for a crash.
         self.launches.begin(name)
-        self.monitor.begin_launch(name)
         await append_marker(self.pod, log, "launch", name)
         argv = serve_argv(self.config.pod.vllm_command, model)
         progress(name, f"launching: {shlex.join(argv)}")
@@ -297,7 +275,7 @@ class Lifecycle:
                 argv, log_file=log, env=serve_env(model, self.config.pod.sim_gpu), cwd=self.workdir
             )
         except (OSError, RuntimeError) as exc:
-            self._end_launch(name)
+            self.launches.end(name)
             raise LifecycleError(f"could not launch {name}: {exc}") from None
         self.launches.started(name, pid)
         progress(name, f"started pid {pid}, log {log}")
@@ -335,20 +313,16 @@ class Lifecycle:
                 f"read the log ({self.log_path(model)}) or raise ready_timeout_s",
             ) from None
         finally:
-            self._end_launch(name)
+            self.launches.end(name)
         if status.state == "crashed":
             raise LifecycleError(f"{name} failed to start", status.hint)
-
-    def _end_launch(self, name: str) -> None:
-        if self.launches.end(name):
-            self.monitor.end_launch(name, self.launches.pids.get(name))
 
     async def _await_port_owner(self, name: str) -> None:
         """Let the agent see the ready server own its port before the launch window closes,
         so its EngineCore is attributed by tree rather than briefly taken for an orphan."""
         with contextlib.suppress(TimeoutError):
             await self.monitor.wait_for(
-                lambda v: (u := v.model(name)) is not None and u.server_pid is not None,
+                lambda v: (p := v.model(name)) is not None and p.port_owner is not None,
                 SAMPLE_TIMEOUT_S,
             )
 
@@ -357,21 +331,22 @@ class Lifecycle:
     ) -> None:
         """Preflight, launch, wait until ready. Leftovers of a failed start are cleaned up."""
         async with self._lock(name):
-            progress = progress or _quiet
-            progress(name, "preflight")
-            await self.preflight(name, progress, force=force)
-            await self.launch(name, progress)
-            try:
-                await self.wait_ready(name, progress)
-            except LifecycleError:
-                await self._kill_leftovers(name)
-                raise
+            await self._start(name, progress or _quiet, force=force)
+
+    async def _start(self, name: str, progress: Progress, *, force: bool) -> None:
+        progress(name, "preflight")
+        await self.preflight(name, progress, force=force)
+        await self.launch(name, progress)
+        try:
+            await self.wait_ready(name, progress)
+        except LifecycleError:
+            await self._kill_leftovers(name)
+            raise
 
     async def _kill_leftovers(self, name: str) -> None:
         """After a failed start: no process of it may keep holding memory (state stays
         crashed: the log's last marker is still the launch)."""
-        view = self.monitor.view
-        groups, pids = self._model_pids(name, view)
+        groups, pids = self._targets(name, self.monitor.view)
         with contextlib.suppress(Exception):
             await self._signal_all(groups, pids, "KILL")
 
@@ -385,9 +360,11 @@ class Lifecycle:
         before = self.watcher.status(name)
         if before.state == "crashed" and before.hint:
             progress(name, f"last run failed: {before.hint}")
+        # As for services: one lock from the stop until ready, so no other operation on the
+        # model runs between them.
         async with self._lock(name):
             await self._stop(name, progress)
-        await self.start(name, progress, force=force)
+            await self._start(name, progress, force=force)
 
     async def ensure_ready(
         self, name: str, progress: Progress | None = None, *, force: bool = False
@@ -400,7 +377,7 @@ class Lifecycle:
         state = self.watcher.status(name).state
         if state == "ready":
             progress(name, "already ready")
-        elif state == "starting" and name not in self.launches.pids:
+        elif state == "starting" and self.launches.pid(name) is None:
             progress(name, "already starting; waiting")
             await self.wait_ready(name, progress)
         else:

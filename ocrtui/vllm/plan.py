@@ -179,15 +179,15 @@ def preflight_checks(model: ModelConfig, view: MonitorView) -> tuple[int | None,
             checks.append(check)
     if sample is not None:
         checks += _host_reservations(model, sample)
-        owner = sample.ports.get(model.port)
+        procs = view.model(model.name)
+        owner = procs.port_owner if procs is not None else None
         # The model's own server on its port is not preflight's business (up keeps it).
-        own = {v.pid for v in sample.vllm if v.kind == "api" and v.served == model.name}
-        if owner is not None and owner.pid is not None and owner.pid not in own:
-            title = next((v.title for v in sample.vllm if v.pid == owner.pid), "")
+        if procs is not None and owner is not None and not procs.owns_port:
+            title = next((v.title for v in sample.vllm if v.pid == owner), "")
             checks.append(
                 Check(
                     "refuse",
-                    f"port {model.port} is taken by pid {owner.pid}"
+                    f"port {model.port} is taken by pid {owner}"
                     + (f" ({title})" if title else "")
                     + f": {model.name} would exit with 'Address already in use'",
                     "stop that process or change the model's port",

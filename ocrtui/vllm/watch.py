@@ -1,10 +1,10 @@
-"""Which process is each model's server, and what state it is in.
+"""What state each model's server is in.
 
 One poll round every ``[ui] refresh_s``: every model's :class:`ModelProbe` concurrently,
-each given the agent monitor's facts about its processes (server pid, alive, listening,
-orphans). The server is the port owner unless that is another model's API server, else the
-pid this session launched, else any live API server of the model (:func:`is_server_of`); a
-launch the agent does not list yet counts as alive as :class:`Launches` says.
+each given the facts about its processes (server pid, alive, listening, orphans) read from
+the agent monitor's :class:`~ocrtui.monitor.attribution.ModelProcesses` (which pid is the
+server is decided there, once per sample); a launch the agent does not list yet counts as
+alive as the monitor's :class:`~ocrtui.monitor.launches.Launches` says.
 
 Subscribers are called after every round; :meth:`ModelWatcher.wait_model` waits on rounds
 that began after the call (the lifecycle waits for ready/crashed through it).
@@ -20,24 +20,14 @@ from dataclasses import replace
 
 from ocrtui.config import Config, ModelConfig
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
-from ocrtui.monitor.agent_samples import VllmProc
 from ocrtui.pod.base import ConnState, Pod, PodConnectionLost
 from ocrtui.status import ModelStatus
-from ocrtui.vllm.launches import Launches
 from ocrtui.vllm.plan import gpu_for, planned_mib
 from ocrtui.vllm.probe import ModelProbe, ProbeResult
 from ocrtui.vllm.state import ProcessFacts
 
 # How long a first look (status, up) waits for a poll that had the agent's data.
 FIRST_POLL_WAIT_S = 15.0
-
-
-def is_server_of(v: VllmProc, model: ModelConfig) -> bool:
-    """A live API server of this model: its served name and its port both match, so a
-    same-named server elsewhere (another pod user, another config) is never taken for ours.
-    A zombie (killed, not yet reaped: common in containers whose PID 1 reaps nothing) is no
-    server."""
-    return v.kind == "api" and v.served == model.name and v.port == model.port and v.state != "Z"
 
 
 # The stages process_stage can name (before the log has any): beside stages.STAGES.
@@ -62,26 +52,22 @@ def process_stage(view: MonitorView, facts: ProcessFacts | None) -> str | None:
 def with_usage(status: ModelStatus, model: ModelConfig, view: MonitorView) -> ModelStatus:
     """``status`` with the memory figures of ``view``: attributed MiB, planned MiB and the
     resident memory of the server's tree."""
-    usage = view.model(model.name)
-    used = usage.used_mib if usage else 0
+    procs = view.model(model.name)
+    used = procs.used_mib if procs else 0
     gpu = gpu_for(model, view.sample.gpus) if view.sample else None
     planned = planned_mib(model, gpu) if gpu else None
-    rss = None
-    if usage is not None and view.sample is not None and status.pid is not None:
-        tree = {status.pid, *usage.tree_pids}
-        held = [v.rss_mib for v in view.sample.vllm if v.pid in tree and v.rss_mib is not None]
-        rss = sum(held) if held else None
+    rss = procs.rss_mib if procs is not None and status.pid is not None else None
     if (used, planned, rss) == (status.used_mib, status.planned_mib, status.rss_mib):
         return status
     return replace(status, used_mib=used, planned_mib=planned, rss_mib=rss)
 
 
 class ModelWatcher:
-    def __init__(self, config: Config, pod: Pod, monitor: AgentMonitor, launches: Launches) -> None:
+    def __init__(self, config: Config, pod: Pod, monitor: AgentMonitor) -> None:
         self.config = config
         self.pod = pod
         self.monitor = monitor
-        self.launches = launches
+        self.launches = monitor.launches
         self._probes: dict[str, ModelProbe] = {}
         self._status: dict[str, ModelStatus] = {
             m.name: ModelStatus(m.name, m.port, "down", None) for m in config.models
@@ -212,23 +198,10 @@ class ModelWatcher:
 
     async def _facts(self, model: ModelConfig, view: MonitorView) -> ProcessFacts | None:
         sample = view.sample
-        if sample is None:
+        procs = view.model(model.name)
+        if sample is None or procs is None:
             return None
-        launched = self.launches.pids.get(model.name)
-        apis = [v for v in sample.vllm if is_server_of(v, model)]
-        api_pids = {v.pid for v in apis}
-        rows = {v.pid: v for v in sample.vllm}
-        usage = view.model(model.name)
-        owner = usage.server_pid if usage is not None else None
-        # The port owner is the server unless it is a server of some other model.
-        foreign = owner in rows and rows[owner].kind == "api" and owner not in api_pids
-        server: int | None = None
-        if owner is not None and not foreign:
-            server = owner
-        elif launched is not None and launched in api_pids:
-            server = launched
-        elif apis:
-            server = apis[0].pid
+        server = procs.server_pid
         alive = server is not None
         if not alive:
             unlisted, pid = self.launches.unlisted(model.name, sample)
@@ -236,11 +209,8 @@ class ModelWatcher:
                 alive = True  # launching: the pid is not back yet
             elif unlisted and pid is not None and await self.pod.signal(pid, 0):
                 server, alive = pid, True
-        orphans = tuple(
-            (o.pid, o.used_mib or 0, o.rss_mib) for o in view.orphans if o.model == model.name
-        )
-        listening = usage is not None and usage.port_state == "listen"
-        return ProcessFacts(server, alive, listening, orphans, sample.t)
+        orphans = tuple((o.pid, o.used_mib or 0, o.rss_mib) for o in procs.orphans)
+        return ProcessFacts(server, alive, procs.listening, orphans, sample.t)
 
     def _model_status(
         self,
@@ -254,7 +224,7 @@ class ModelWatcher:
         if state == "starting" and (stage is None or stage == "launched"):
             stage = process_stage(view, facts) or stage
         hint = v.hint
-        if model.name in self.launches.stopping:
+        if self.launches.is_stopping(model.name):
             # The stop under way is the answer to whatever the last verdict advised.
             state, stage, hint = "down", "stopping", None
         started_s = None

@@ -282,3 +282,21 @@ async def test_a_restart_shows_the_elapsed_time_against_the_last_start(sim_pod: 
     assert any(started is not None for _, started, _ in seen)
     lasts = {last for _, _, last in seen if last is not None}
     assert lasts and all(last >= 1.0 for last in lasts)  # markers have whole seconds
+
+
+@pytest.mark.parametrize("transport", ["local"])
+async def test_a_stopped_server_is_stopped_without_waiting_for_sigkill(
+    make_controller: MakeController, sim_pod: SimPod
+) -> None:
+    # A server stopped with SIGSTOP (^Z, a debugger) acts on SIGTERM only once continued:
+    # the stop sends SIGCONT with it, as it does for services, instead of waiting the whole
+    # stop timeout for SIGKILL.
+    ctl: Controller = await make_controller(sim_pod.model("glm"))
+    await ctl.up()
+    api_pid = ctl.snapshot.model("glm").pid  # type: ignore[union-attr]
+    assert api_pid is not None
+    os.killpg(api_pid, signal.SIGSTOP)
+    steps, progress = progress_log()
+    await ctl.stop_model("glm", progress)
+    assert not any("SIGKILL" in step for _, step in steps), steps
+    assert steps[-1] == ("glm", "stopped") and not pid_alive(api_pid)

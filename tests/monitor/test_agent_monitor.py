@@ -162,12 +162,13 @@ async def test_launch_bracketing_attributes_invisible_rows_in_a_container() -> N
 
     try:
         await feed(1, [1913])
-        mon.begin_launch("glm-ocr")
+        mon.launches.begin("glm-ocr")
+        mon.launches.started("glm-ocr", 37)
         await feed(2, [1913, 2281934])
-        mon.end_launch("glm-ocr", server_pid=37)
-        mon.begin_launch("lighton-ocr")
+        assert mon.launches.end("glm-ocr")
+        mon.launches.begin("lighton-ocr")
         await feed(3, [1913, 2281934, 2282120])
-        mon.end_launch("lighton-ocr")
+        assert mon.launches.end("lighton-ocr")
         await feed(4, [1913, 2281934, 2282120])
         v = mon.view
         assert v.attribution is not None
@@ -176,9 +177,11 @@ async def test_launch_bracketing_attributes_invisible_rows_in_a_container() -> N
             2281934: "glm-ocr",
             2282120: "lighton-ocr",
         }
-        assert mon.held_mib("glm-ocr") == 18386 and mon.held_mib("lighton-ocr") == 25310
-        assert mon.model_pids("glm-ocr").tree == (37, 112)
-        assert mon.orphans() == []
+        glm, lighton = v.model("glm-ocr"), v.model("lighton-ocr")
+        assert glm is not None and lighton is not None
+        assert glm.held_mib == 18386 and lighton.held_mib == 25310
+        assert glm.tree_pids == (37, 112) and glm.groups == (37,)
+        assert v.orphans == ()
     finally:
         pod.feed.put_nowait(None)
         await mon.close()
@@ -187,8 +190,7 @@ async def test_launch_bracketing_attributes_invisible_rows_in_a_container() -> N
 @pytest.mark.parametrize("model", ["glm-ocr", "nonexistent"])
 async def test_model_queries_before_any_sample_are_empty(model: str) -> None:
     mon = AgentMonitor(ScriptedPod([]), CONFIG, MODELS)
-    assert mon.held_mib(model) == 0
-    assert mon.model_pids(model).tree == () and mon.orphans(model) == []
+    assert mon.view.model(model) is None and mon.view.orphans == ()
     assert mon.view.data_age_s is None and mon.view.stale
 
 
@@ -215,7 +217,7 @@ async def test_agent_that_prints_nothing_is_diagnosed(python: str, error: str) -
         await mon.close()
 
 
-async def test_end_launch_without_begin_claims_no_rows() -> None:
+async def test_a_launch_end_without_its_begin_claims_no_rows() -> None:
     pod = ScriptedPod([])
     await pod.connect()
     mon = AgentMonitor(pod, CONFIG, MODELS)
@@ -223,7 +225,7 @@ async def test_end_launch_without_begin_claims_no_rows() -> None:
     try:
         pod.feed.put_nowait(line("container_invisible.json"))
         await mon.wait_for(lambda v: v.sample is not None, 5)
-        mon.end_launch("glm-ocr", server_pid=37)
+        assert not mon.launches.end("glm-ocr")
         v = mon.view
         assert v.attribution is not None
         assert {r.model for r in v.attribution.rows} == {None}

@@ -423,3 +423,47 @@ def test_a_cpu_server_s_status_carries_its_tree_s_resident_memory() -> None:
     status = with_usage(ModelStatus("tiny", 30418, "ready", 6801), model, view)
     # API server 711 + tracker 13 + EngineCore 674 + Worker (the KV cache) 1805 MiB
     assert status.rss_mib == 3203 and status.planned_mib is None and status.used_mib == 0
+
+
+# -- a model's processes: the one server rule, what a stop signals ----------------------------
+
+
+def test_a_model_s_processes_name_its_server_and_what_a_stop_signals() -> None:
+    glm = attribute(load("nvml_normal.json"), MODELS).models["glm-ocr"]
+    assert (glm.server_pid, glm.port_owner, glm.owns_port) == (4100, 4100, True)
+    assert glm.listening
+    assert glm.groups == (4100,) and glm.pids == (4100, 4188) and glm.orphans == ()
+
+
+def test_a_stranger_on_the_port_is_the_server_seen_but_never_signalled() -> None:
+    data = raw("nvml_normal.json")
+    data["ports"]["8000"] = {"pid": 6104, "state": "listen", "pgid": 6020}
+    glm = attribute(parse_sample(data), MODELS).models["glm-ocr"]
+    assert (glm.server_pid, glm.port_owner, glm.owns_port) == (6104, 6104, False)
+    assert glm.groups == (4100,) and glm.pids == (4100, 4188)
+
+
+def test_another_model_s_server_on_the_port_is_not_this_model_s_server() -> None:
+    data = raw("nvml_normal.json")
+    data["ports"]["8000"] = {"pid": 5200, "state": "listen", "pgid": 5200}
+    glm = attribute(parse_sample(data), MODELS).models["glm-ocr"]
+    assert (glm.server_pid, glm.port_owner, glm.owns_port) == (4100, 5200, False)
+    assert glm.groups == (4100,) and glm.pids == (4100, 4188)
+
+
+def test_the_launched_server_is_signalled_until_it_is_stopped() -> None:
+    s = load("nvml_normal.json")
+    launch = LaunchRecord("glm-ocr", frozenset(), None, server_pid=3999)
+    assert attribute(s, MODELS, [launch]).models["glm-ocr"].groups == (3999, 4100)
+    stopped = dataclasses.replace(launch, stopped=True)
+    assert attribute(s, MODELS, [stopped]).models["glm-ocr"].groups == (4100,)
+
+
+def test_a_zombie_is_neither_a_server_nor_a_pid_to_wait_for() -> None:
+    data = raw("nvml_normal.json")
+    data["ports"]["8000"] = {"pid": None, "state": None}
+    for v in data["vllm"]:
+        if v["pid"] in (4100, 4188):
+            v["state"] = "Z"
+    glm = attribute(parse_sample(data), MODELS).models["glm-ocr"]
+    assert glm.server_pid is None and glm.pids == () and not glm.listening

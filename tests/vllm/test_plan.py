@@ -184,7 +184,8 @@ def _no_gpu_view(mem_available_mib: int | None, ports: dict[str, Any]) -> Monito
                    "ppid": 1, "pgid": 99, "start": 1.0, "served": "other", "port": 8000}],
          "mem_available_mib": mem_available_mib}
     )  # fmt: skip
-    return MonitorView(sample, attribute(sample, []), sample.error, 0.1, False, True, 0, False)
+    refs = [ModelRef(m.name, m.port) for m in seed_config().models]
+    return MonitorView(sample, attribute(sample, refs), sample.error, 0.1, False, True, 0, False)
 
 
 def test_without_a_gpu_the_preflight_warns_and_checks_host_ram() -> None:
@@ -203,6 +204,19 @@ def test_a_taken_port_is_refused_naming_its_owner() -> None:
     taken = {"8000": {"pid": 99, "state": "listen", "pgid": 99}}
     (refusal,) = _refusals(preflight_checks(seed_config().models[0], _no_gpu_view(None, taken))[1])
     assert "port 8000 is taken by pid 99 (vllm serve other --port 8000)" in refusal.message
+
+
+def test_the_model_s_own_server_on_its_port_is_not_refused() -> None:
+    view = _no_gpu_view(None, {"8000": {"pid": 99, "state": "listen", "pgid": 99}})
+    assert view.sample is not None
+    own = view.sample.vllm[0]
+    assert (own.served, own.port) == ("other", 8000)
+    model = seed_config().models[0].model_copy(update={"name": "other"})
+    view = MonitorView(
+        view.sample, attribute(view.sample, [ModelRef("other", 8000)]), None, 0.1, False, True,
+        0, False,
+    )  # fmt: skip
+    assert _refusals(preflight_checks(model, view)[1]) == []
 
 
 def test_a_processor_cache_larger_than_the_free_host_ram_is_a_warning() -> None:

@@ -931,9 +931,8 @@ class Run:
                 )
 
     def step_d(self) -> None:
-        from ocrtui.vllm.memory import min_utilization  # seed-tokens' prediction
-
         from ocrtui.config import parse_config
+        from ocrtui.vllm.memory import min_utilization  # seed-tokens' prediction
 
         for seed in SEEDS:
             entry = self.entry(seed, "probe", 8300, 0.5, "d-probe")

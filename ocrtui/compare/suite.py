@@ -1,5 +1,9 @@
-"""Suite files (TOML): a named list of documents with categories, pages, references and
-critical strings. Every problem is a ConfigError naming the file, the key and the problem.
+"""Suite files: a named list of documents with categories, pages, references, critical
+strings and tests. Every problem is a ConfigError naming the file, the key and the problem.
+
+:func:`load_suite` reads the three kinds ``--suite`` takes: an olmOCR-bench JSONL file
+(``*.jsonl``) or an Omni Parse Bench dataset folder, through bench_suites.py, and otherwise
+ocrtui's own TOML:
 
     name = "contracts"
     [[documents]]
@@ -19,7 +23,8 @@ critical strings. Every problem is a ConfigError naming the file, the key and th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,10 +42,19 @@ class Suite:
     name: str
     path: Path
     documents: tuple[DocumentSpec, ...]
+    # Tests the file has that ocrtui has no kind for (bench_suites.py), by reason -> count.
+    skipped: Mapping[str, int] = field(default_factory=dict)
 
 
 def load_suite(path: str | Path, *, password: str | None = None) -> Suite:
+    """A suite from its file: a benchmark's (module docstring) or ocrtui's TOML."""
     p = Path(path).expanduser()
+    if p.is_dir() or p.suffix.lower() == ".jsonl":
+        # Imported here: bench_suites builds its suites from this module's Suite.
+        from ocrtui.compare.bench_suites import load_olmocr_bench, load_omni_parse_bench
+
+        load = load_omni_parse_bench if p.is_dir() else load_olmocr_bench
+        return load(p, password=password)
     try:
         data = load_toml(p, what="suite file")
     except UserFileError as exc:

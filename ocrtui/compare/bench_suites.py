@@ -1,6 +1,6 @@
 """Suites from the two benchmarks that write accuracy as tests: olmOCR-bench and Omni Parse
 Bench, their page files beside their test files (``ocrtui compare --suite`` takes either,
-through suite.load_suite). Tests they write that page_tests.py has no kind for are left out
+through suite.py's load_suite). Tests they write that page_tests.py has no kind for are left out
 and counted in the suite's ``skipped`` (by the reason), never guessed at.
 
 olmOCR-bench (allenai/olmocr ``olmocr/bench``): a JSONL file of tests, one object a line,
@@ -30,10 +30,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ocrtui.compare.documents import Category, DocumentSpec
+from ocrtui.compare.documents import Category, DocumentSpec, Suite
 from ocrtui.compare.page_tests import PageTest, PageTestError, check_tag, parse_test
 from ocrtui.compare.pages import parse_page_spec
-from ocrtui.compare.suite import Suite
 from ocrtui.errors import ConfigError
 from ocrtui.userfiles import UserFileError, display_path, read_text
 

@@ -23,12 +23,18 @@ ocrtui's own TOML:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from ocrtui.compare.documents import CATEGORIES, TEXT_LAYER, Category, DocumentSpec, unique_names
+from ocrtui.compare.bench_suites import load_olmocr_bench, load_omni_parse_bench
+from ocrtui.compare.documents import (
+    CATEGORIES,
+    TEXT_LAYER,
+    Category,
+    DocumentSpec,
+    Suite,
+    unique_names,
+)
 from ocrtui.compare.page_tests import PageTest, PageTestError, parse_test
 from ocrtui.compare.pages import ALL_PAGES, parse_page_spec
 from ocrtui.errors import ConfigError, InputError
@@ -37,22 +43,10 @@ from ocrtui.userfiles import UserFileError, display_path, load_toml
 _DOC_KEYS = {"path", "name", "category", "pages", "reference", "critical", "tests"}
 
 
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    path: Path
-    documents: tuple[DocumentSpec, ...]
-    # Tests the file has that ocrtui has no kind for (bench_suites.py), by reason -> count.
-    skipped: Mapping[str, int] = field(default_factory=dict)
-
-
 def load_suite(path: str | Path, *, password: str | None = None) -> Suite:
     """A suite from its file: a benchmark's (module docstring) or ocrtui's TOML."""
     p = Path(path).expanduser()
     if p.is_dir() or p.suffix.lower() == ".jsonl":
-        # Imported here: bench_suites builds its suites from this module's Suite.
-        from ocrtui.compare.bench_suites import load_olmocr_bench, load_omni_parse_bench
-
         load = load_omni_parse_bench if p.is_dir() else load_olmocr_bench
         return load(p, password=password)
     try:

@@ -276,7 +276,9 @@ def _table(out: Path) -> None:
     pdf.cell(0, 14, TABLE_TITLE, align="C", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(6)
     pdf.set_font("wqy", size=12)
-    with pdf.table(line_height=8, text_align="CENTER") as table:
+    # Spanning and two-line cells start at the top, on their first row's line: an engine that
+    # reads line by line then meets the cells in the reference's order.
+    with pdf.table(line_height=8, text_align="CENTER", v_align="TOP") as table:
         for row in TABLE_ROWS:
             r = table.row()
             for cell in row:

@@ -58,7 +58,12 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="compare the models on documents")
     c.add_argument("docs", nargs="*", metavar="DOC", help="PDFs, images or folders")
-    c.add_argument("--suite", metavar="FILE", help="suite file (TOML); default: the sample suite")
+    c.add_argument(
+        "--suite",
+        metavar="PATH",
+        help="suite file (TOML), olmOCR-bench JSONL file or Omni Parse Bench folder; "
+        "default: the sample suite",
+    )
     c.add_argument("--pages", metavar="SPEC", help="page spec, e.g. 1-3,7,10-")
     c.add_argument("--reference", choices=["text-layer"], help="take references from the PDF")
     c.add_argument("--password", help="password for encrypted PDFs")

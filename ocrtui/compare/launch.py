@@ -66,7 +66,9 @@ class CompareRequest:
     recorded run's)."""
 
     documents: tuple[str, ...] = ()  # PDFs, images, folders; with no suite: the config's
-    suite: str | None = None  # suite file; neither documents nor suite: the sample suite
+    # A suite file, olmOCR-bench JSONL or Omni Parse Bench folder (suite.load_suite);
+    # neither documents nor suite: the sample suite.
+    suite: str | None = None
     pages: str | None = None  # page spec of the documents, e.g. "1-3,7,10-"
     reference: str | None = None  # "text-layer" or None (sidecar files)
     password: str | None = None  # for encrypted PDFs; never written anywhere

@@ -123,3 +123,26 @@ def test_against_what_is_not_a_run_is_one_error(
     assert not (run / "against.md").exists()
     assert main(["report", "--against", str(run), "--out", "x.html", str(run)]) == 2
     assert "drop --out" in capsys.readouterr().err
+
+
+def test_runs_written_as_the_run_directory_contract_says(tmp_path: Path) -> None:
+    from ocrtui.compare.against_report import load_against
+    from tests.plugins.run_dirs import SynthPage, write_run_dir
+
+    ref = "第一条 租赁期限：自2026年3月1日起至2027年2月28日止。"
+    good = {"glm-ocr": ref, "lighton-ocr": ref}
+    bad = {"glm-ocr": ref.replace("2026", "2028"), "lighton-ocr": None}
+    pages = [SynthPage("lease.pdf", 1, good, ref, "zh_contract"),
+             SynthPage("lease.pdf", 2, good, ref, "zh_contract")]  # fmt: skip
+    before = write_run_dir(tmp_path / "before", pages)
+    after = write_run_dir(tmp_path / "after", [pages[0], SynthPage("lease.pdf", 2, bad, ref,
+                                                                   "zh_contract")])  # fmt: skip
+    diff = diff_runs(load_against(before), load_against(after))
+    assert diff.models == ("glm-ocr", "lighton-ocr") and diff.same_pages
+    assert diff.pages_compared == 4
+    assert [(c.model, c.newly_failed) for c in diff.changes] == [
+        ("lighton-ocr", True), ("glm-ocr", False)
+    ]  # fmt: skip
+    cer = {(s.model, s.category): s.metrics[0] for s in diff.scopes}
+    assert cer[("glm-ocr", None)].verdict == "worse"
+    assert cer[("glm-ocr", "zh_contract")].verdict == "worse"

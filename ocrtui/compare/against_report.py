@@ -2,15 +2,17 @@
 RUN_DIR's run side by side with OTHER_RUN_DIR's (against.py computes the diff).
 
 Each run directory is read from its files alone: summary.json (the models' figures) and
-results.jsonl (per page: category, ok, CER, TEDS where recorded) through the run store's
-reader. Both files are rendered here, from the one diff: the Markdown by hand (pipes and
-line breaks in names escaped), the HTML from templates/against.html.j2 with report_html's
-Jinja environment (autoescaping on). Blocking: call it off the event loop.
+results.jsonl (per page: category, ok, CER, TEDS where recorded) streamed through the run
+store's line parser (memory grows with the pages, never with their texts). Both files are
+rendered here, from the one diff: the Markdown by hand (pipes and line breaks in names
+escaped), the HTML from templates/against.html.j2 with report_html's Jinja environment
+(autoescaping on). Blocking: call it off the event loop.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from ocrtui.compare.against import (
     diff_runs,
 )
 from ocrtui.compare.report_html import _env, _read_json
-from ocrtui.compare.store import RESULTS, RUN, SUMMARY, PageResult, _read_jsonl
+from ocrtui.compare.store import RESULTS, RUN, SUMMARY, PageResult, _parse
 from ocrtui.errors import InputError
 
 AGAINST_MD = "against.md"
@@ -78,7 +80,7 @@ def load_against(run_dir: Path) -> LoadedRun:
             },
         )
     pages: dict[PageKey, PageFigures] = {}
-    for line in _read_jsonl(run_dir / RESULTS):
+    for line in _result_lines(run_dir / RESULTS):
         try:
             r = PageResult.from_json(line)
         except TypeError:
@@ -87,6 +89,19 @@ def load_against(run_dir: Path) -> LoadedRun:
             continue  # the last ok line wins, as on --resume
         pages[r.key] = PageFigures(r.category, r.ok, _number(r.cer), _number(line.get("teds")))
     return LoadedRun(run_dir.name, models, pages)
+
+
+def _result_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """results.jsonl one line at a time (its texts are never all held), parsed by the
+    store's line parser; PageResult has no ``teds`` field to read it through yet."""
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:  # every document failed
+        return
+    with f:
+        for raw in f:
+            if (line := _parse(raw)) is not None:
+                yield line
 
 
 def _fmt(metric: str, value: float | None, *, signed: bool = False) -> str:

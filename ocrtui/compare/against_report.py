@@ -108,8 +108,8 @@ def _fmt(metric: str, value: float | None, *, signed: bool = False) -> str:
     if value is None:
         return "—"
     sign = "+" if signed and value > 0 else ""
-    if metric in ("cer", "critical_pass_rate"):
-        return f"{sign}{value * 100:.1f} %"
+    if metric in ("cer", "critical_pass_rate"):  # a rate's delta is in percentage points
+        return f"{sign}{value * 100:.1f} {'pp' if signed else '%'}"
     if metric == "teds":
         return f"{sign}{value:.3f}"
     if metric == "latency_warm_p50_s":

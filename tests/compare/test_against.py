@@ -103,6 +103,7 @@ def test_cli_writes_against_md_and_html_side_by_side(
     md = (run / "against.md").read_text(encoding="utf-8")
     assert md.startswith("# vllm-0.12 against vllm-0.11\n")
     assert "| TEDS | 0.980 | 0.700 | -0.280 | worse |" in md
+    assert "| critical strings | 100.0 % | 100.0 % | 0.0 pp | same |" in md
     assert "| warm latency p50 | 1.25 s | 1.25 s | +0.00 s | same |" not in md  # 0 is unsigned
     assert "| warm latency p50 | 1.25 s | 1.25 s | 0.00 s | same |" in md
     assert "\\|.pdf p.1 | glm-ocr | table | CER 1.0 %, TEDS 0.980 | CER 1.0 %, TEDS 0.700 |" in md

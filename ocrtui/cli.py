@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from ocrtui import __version__
 from ocrtui.config import Config, find_config, load_config
-from ocrtui.errors import ConfigError, OcrtuiError
+from ocrtui.errors import ConfigError, InputError, OcrtuiError
 
 USAGE_ERROR = 2
 
@@ -58,7 +58,12 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="compare the models on documents")
     c.add_argument("docs", nargs="*", metavar="DOC", help="PDFs, images or folders")
-    c.add_argument("--suite", metavar="FILE", help="suite file (TOML); default: the sample suite")
+    c.add_argument(
+        "--suite",
+        metavar="PATH",
+        help="suite file (TOML), olmOCR-bench JSONL file or Omni Parse Bench folder; "
+        "default: the sample suite",
+    )
     c.add_argument("--pages", metavar="SPEC", help="page spec, e.g. 1-3,7,10-")
     c.add_argument("--reference", choices=["text-layer"], help="take references from the PDF")
     c.add_argument("--password", help="password for encrypted PDFs")
@@ -85,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir", metavar="RUN_DIR", help="a comparison's run directory")
     rep.add_argument(
         "--out", metavar="FILE", help="where to write it (default RUN_DIR/report.html)"
+    )
+    rep.add_argument(
+        "--against",
+        metavar="OTHER_RUN_DIR",
+        help="instead, RUN_DIR beside OTHER_RUN_DIR: RUN_DIR/against.md and against.html",
     )
 
     sim = sub.add_parser(
@@ -131,6 +141,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "report":  # reads the run directory only: no config, no pod
         from pathlib import Path
 
+        if args.against:
+            from ocrtui.compare.against_report import write_against
+
+            if args.out:
+                raise InputError("--against writes RUN_DIR/against.md and .html: drop --out")
+            for path in write_against(Path(args.run_dir), Path(args.against)):
+                print(path)
+            return 0
         from ocrtui.compare.report_html import write_html_report
 
         out = write_html_report(Path(args.run_dir), Path(args.out) if args.out else None)

@@ -8,7 +8,8 @@ Modules: `docapi` (arms that are document APIs, `[[api_arms]]`:
 `arm_url(arm, config, pod)`; the runner's documents phase sends an API arm's documents through
 it), `pages` (page specs), `documents`
 (DocumentSpec → inspected Document; per-document
-`DocumentError`), `suite` (TOML suite files, `ConfigError` naming file/key/problem),
+`DocumentError`), `suite` (suite files: TOML, or a benchmark's through `bench_suites`;
+`ConfigError` naming file/key/problem),
 `sample_suite` (the generated sample suite, cached per version), `render` (RenderPool: a
 forkserver process pool for PDFium/Pillow, replaced when a worker dies, the calls it took
 down retried alone in a one-worker quarantine pool; workers end with the run through
@@ -45,7 +46,9 @@ only when report.html is written), `page_files`
 (pages/: each rendered page's bytes once per render target, and the references),
 `report_html` (report.html from the run directory's files alone, streamed through the Jinja2
 template `templates/report.html.j2`; blocking) with `report_plots` (matplotlib's Figure API
-to SVG, no pyplot), `launch` (what a user asked, its validation and resolution, the one start
+to SVG, no pyplot), `against` (run against run: two loaded runs in, a frozen diff out; pure)
+with `against_report` (loads two run directories, writes against.md and against.html),
+`launch` (what a user asked, its validation and resolution, the one start
 function), `cli` (`compare_command`: arguments → `CompareRequest` → `resolve` →
 `start_comparison` and the progress on the terminal; on a terminal without `--headless` it
 hands the `RunSetup` to `ocrtui.tui.app.run_comparison_dashboard`, imported lazily).

@@ -1,6 +1,7 @@
 """Suites from the two benchmarks that write accuracy as tests: olmOCR-bench and Omni Parse
-Bench, their page files beside their test files. Tests they write that page_tests.py has no
-kind for are left out and counted in ``skipped`` (by the reason), never guessed at.
+Bench, their page files beside their test files (``ocrtui compare --suite`` takes either,
+through suite.py's load_suite). Tests they write that page_tests.py has no kind for are left out
+and counted in the suite's ``skipped`` (by the reason), never guessed at.
 
 olmOCR-bench (allenai/olmocr ``olmocr/bench``): a JSONL file of tests, one object a line,
 ``{"pdf": "arxiv_math/x.pdf", "page": 1, "id": "...", "type": "present", "text": "...",
@@ -26,14 +27,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ocrtui.compare.documents import Category, DocumentSpec
+from ocrtui.compare.documents import Category, DocumentSpec, Suite
 from ocrtui.compare.page_tests import PageTest, PageTestError, check_tag, parse_test
 from ocrtui.compare.pages import parse_page_spec
-from ocrtui.compare.suite import Suite
 from ocrtui.errors import ConfigError
 from ocrtui.userfiles import UserFileError, display_path, read_text
 
@@ -52,12 +51,6 @@ _OLMOCR_CATEGORIES: dict[str, Category] = {"table_tests": "table", "arxiv_math":
 _PAGE_SUFFIXES = (".pdf", ".png", ".jpg", ".jpeg")
 
 
-@dataclass(frozen=True)
-class BenchSuite:
-    suite: Suite
-    skipped: Mapping[str, int] = field(default_factory=dict)  # reason -> tests left out
-
-
 def _fail(path: Path, where: str, problem: str) -> ConfigError:
     return ConfigError(f"{display_path(path)}: {where}: {problem}")
 
@@ -69,7 +62,7 @@ def _read(path: Path) -> str:
         raise ConfigError(str(exc)) from None
 
 
-def load_olmocr_bench(path: str | Path) -> BenchSuite:
+def load_olmocr_bench(path: str | Path, *, password: str | None = None) -> Suite:
     """An olmOCR-bench JSONL file as a suite, one document per PDF."""
     p = Path(path).expanduser()
     stem = p.stem
@@ -123,11 +116,12 @@ def load_olmocr_bench(path: str | Path) -> BenchSuite:
                 category=_OLMOCR_CATEGORIES.get(stem, "other"),
                 pages=parse_page_spec(pages),
                 tests=tuple(tests),
+                password=password,
             )
         )
     if not specs:
         raise _fail(p, "tests", "no test ocrtui can run")
-    return BenchSuite(Suite(stem, p, tuple(specs)), dict(sorted(skipped.items())))
+    return Suite(stem, p, tuple(specs), dict(sorted(skipped.items())))
 
 
 def _olmocr_skip(raw: Mapping[str, Any]) -> str | None:
@@ -143,12 +137,12 @@ def _olmocr_skip(raw: Mapping[str, Any]) -> str | None:
     return None
 
 
-def load_omni_parse_bench(folder: str | Path) -> BenchSuite:
+def load_omni_parse_bench(folder: str | Path, *, password: str | None = None) -> Suite:
     """An Omni Parse Bench dataset folder as a suite, one document per page."""
     root = Path(folder).expanduser()
     golds = sorted((root / "gold").glob("*.json"))
     if not golds:
-        raise _fail(root, "gold", "no gold/<page_id>.json files")
+        raise _fail(root, "gold", "no gold/<page_id>.json files (not an Omni Parse Bench folder)")
     skipped: Counter[str] = Counter()
     specs = []
     for gold in golds:
@@ -180,10 +174,10 @@ def load_omni_parse_bench(folder: str | Path) -> BenchSuite:
              if (root / "pages" / f"{page_id}{s}").exists()),
             root / "pages" / f"{page_id}.pdf",
         )  # fmt: skip
-        specs.append(DocumentSpec(path=page, name=page_id, tests=tuple(tests)))
+        specs.append(DocumentSpec(path=page, name=page_id, tests=tuple(tests), password=password))
     if not specs:
         raise _fail(root, "gold", "no test ocrtui can run")
-    return BenchSuite(Suite(root.name, root, tuple(specs)), dict(sorted(skipped.items())))
+    return Suite(root.name, root, tuple(specs), dict(sorted(skipped.items())))
 
 
 def _text_arg(arg: Any) -> tuple[str, int] | None:

@@ -61,6 +61,11 @@ def request_from_args(args: argparse.Namespace) -> CompareRequest:
 
 def compare_command(config: Config, args: argparse.Namespace, demo: bool) -> int:
     setup = launch.resolve(config, request_from_args(args))
+    if setup.skipped_tests:
+        reasons = ", ".join(f"{why}: {n}" for why, n in setup.skipped_tests.items())
+        print(
+            f"ocrtui: {setup.label}: tests ocrtui cannot run left out ({reasons})", file=sys.stderr
+        )
     if not args.headless:
         if sys.stdout.isatty():
             # Imported here: only the dashboard imports Textual, and only when it opens.

@@ -9,6 +9,7 @@ so it runs in the render process pool (see render.py), never on the event loop.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
@@ -56,6 +57,17 @@ class DocumentSpec:
     tests: tuple[PageTest, ...] = ()
     # Never written to any run file.
     password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named list of documents: a suite file (suite.py) or a benchmark's (bench_suites.py)."""
+
+    name: str
+    path: Path
+    documents: tuple[DocumentSpec, ...]
+    # Tests the file has that ocrtui has no kind for (bench_suites.py), by reason -> count.
+    skipped: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -66,7 +66,9 @@ class CompareRequest:
     recorded run's)."""
 
     documents: tuple[str, ...] = ()  # PDFs, images, folders; with no suite: the config's
-    suite: str | None = None  # suite file; neither documents nor suite: the sample suite
+    # A suite file, olmOCR-bench JSONL or Omni Parse Bench folder (suite.load_suite);
+    # neither documents nor suite: the sample suite.
+    suite: str | None = None
     pages: str | None = None  # page spec of the documents, e.g. "1-3,7,10-"
     reference: str | None = None  # "text-layer" or None (sidecar files)
     password: str | None = None  # for encrypted PDFs; never written anywhere
@@ -91,6 +93,8 @@ class RunSetup:
     info: RunRecord  # written to run.json; never holds the password
     label: str  # how a screen names the run: its documents, its suite, or "sample suite"
     concurrencies: tuple[int, ...] = ()  # throughput levels; empty: settings.concurrency
+    # A benchmark suite's tests ocrtui cannot run (suite.Suite.skipped): reason -> count.
+    skipped_tests: Mapping[str, int] = field(default_factory=dict)
 
 
 def validate_request(config: Config, request: CompareRequest) -> CompareConfig:
@@ -169,8 +173,11 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
         label = Path(suite).stem if suite else "sample suite"
         suite = suite or str(sample_suite_path())
     specs: list[DocumentSpec] = []
+    skipped: dict[str, int] = {}
     if suite:
-        specs += load_suite(suite, password=request.password).documents
+        loaded = load_suite(suite, password=request.password)
+        specs += loaded.documents
+        skipped = dict(loaded.skipped)
     if docs:
         specs += expand_inputs(
             docs, pages=pages, reference=reference, password=request.password, base=cwd
@@ -199,9 +206,12 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
         concurrency=settings.concurrency,
         schedule=settings.schedule,
         sweep=sweep,
+        suite_skipped=dict(skipped),
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
-    return RunSetup(request, tuple(specs), tuple(models), settings, run_dir, info, label, levels)
+    return RunSetup(
+        request, tuple(specs), tuple(models), settings, run_dir, info, label, levels, skipped
+    )
 
 
 async def check_reachable(targets: list[ModelTarget]) -> None:

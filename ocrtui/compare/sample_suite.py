@@ -3,22 +3,35 @@
 Five pages covering the seed's dimensions: a Chinese rental contract (2 pages: clauses,
 names, addresses, amounts, dates), an English paper page with formulas, a delivery
 confirmation table (房屋交付确认书) and an ID-card-like image. Generated once per
-:data:`SAMPLES_VERSION` into the user cache dir and reused.
+:data:`SAMPLES_VERSION` into the user cache dir and reused (the version names the cache
+folder, so a new version regenerates).
+
+The references carry what CER cannot see (scoring.score_structure): the table's reference
+is an HTML table with a merged cell (``rowspan``, ``colspan``) and a multi-line cell
+(``<br>``), drawn the same way in the PDF; the paper's formulas are LaTeX display math
+(``$$…$$``, for formulas.py). Each document has yes/no tests (page_tests.py): ``order``
+tests for the contract's clauses, ``present`` tests for every digit string of the ID card,
+``table_cell`` tests on the table; Chinese pages' tests are tagged ``Hani``/``zho``, the
+English page's ``Latn``/``eng``.
 """
 
 from __future__ import annotations
 
+import html
+import itertools
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import platformdirs
+import tomli_w
 
 from ocrtui.errors import InputError
 
-SAMPLES_VERSION = "v1"
+SAMPLES_VERSION = "v2"
 CJK_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
 CACHE_ENV = "OCRTUI_CACHE_DIR"
 
@@ -54,45 +67,76 @@ CONTRACT_CRITICAL = [
     "1单元1802室",
 ]
 
-PAPER_LINES = [
-    ("title", "Sparse Attention for Long Document Recognition"),
-    ("body", "A. Chen, M. Rossi and K. Tanaka"),
-    ("head", "3 Method"),
+# (kind, text as drawn, its LaTeX in the reference: formulas only)
+PAPER_LINES: list[tuple[str, str, str]] = [
+    ("title", "Sparse Attention for Long Document Recognition", ""),
+    ("body", "A. Chen, M. Rossi and K. Tanaka", ""),
+    ("head", "3 Method", ""),
     (
         "body",
         "We encode each page with a vision transformer and decode the text autoregressively. "
         "Given queries Q, keys K and values V of width d, attention is computed as",
+        "",
     ),
-    ("math", "Attention(Q, K, V) = softmax(Q·K / √d) · V        (1)"),
+    (
+        "math",
+        "Attention(Q, K, V) = softmax(Q·K / √d) · V        (1)",
+        r"\mathrm{Attention}(Q, K, V) = \mathrm{softmax}(Q \cdot K / \sqrt{d}) \cdot V \tag{1}",
+    ),
     (
         "body",
         "The model is trained by minimizing the negative log-likelihood of the reference "
         "tokens with a weight decay term:",
+        "",
     ),
-    ("math", "L(θ) = −∑ log p(y | x; θ) + λ‖θ‖²        (2)"),
+    (
+        "math",
+        "L(θ) = −∑ log p(y | x; θ) + λ‖θ‖²        (2)",
+        r"L(\theta) = -\sum \log p(y \mid x; \theta) + \lambda \|\theta\|^{2} \tag{2}",
+    ),
     (
         "body",
         "Gates use the logistic function, which maps any real input into the unit interval:",
+        "",
     ),
-    ("math", "σ(x) = 1 / (1 + exp(−x)),   0 ≤ σ(x) ≤ 1        (3)"),
+    (
+        "math",
+        "σ(x) = 1 / (1 + exp(−x)),   0 ≤ σ(x) ≤ 1        (3)",
+        r"\sigma(x) = 1 / (1 + \exp(-x)), \quad 0 \leq \sigma(x) \leq 1 \tag{3}",
+    ),
     (
         "body",
         "With α = 0.9 and β = 0.999 the optimizer converges after 12,000 steps; on 1,540 px "
         "pages this takes 3.5 hours on one GPU.",
+        "",
     ),
 ]
-PAPER_CRITICAL = ["12,000", "0.999", "λ‖θ‖²"]
+# Prose only: a model writing the formulas in LaTeX cannot print λ‖θ‖² verbatim.
+PAPER_CRITICAL = ["12,000", "0.999", "1,540 px"]
 
 TABLE_TITLE = "房屋交付确认书"
-TABLE_ROWS = [
-    ["项目", "数量", "状况", "备注"],
-    ["入户门钥匙", "3把", "完好", "含防盗门钥匙"],
-    ["水表读数", "1", "0356.2", "立方米"],
-    ["电表读数", "1", "12873.5", "千瓦时"],
-    ["燃气表读数", "1", "0421.8", "立方米"],
-    ["空调", "2台", "正常", "客厅、主卧"],
-    ["热水器", "1台", "正常", "燃气型"],
-]
+
+
+@dataclass(frozen=True)
+class SampleCell:
+    """One cell of the sample table as drawn and as its HTML reference writes it."""
+
+    text: str  # a "\n" is a line break inside the cell (``<br>`` in the reference)
+    rowspan: int = 1
+    colspan: int = 1
+
+
+_C = SampleCell
+TABLE_ROWS: tuple[tuple[SampleCell, ...], ...] = (
+    (_C("类别"), _C("项目"), _C("数量或读数"), _C("备注")),
+    (_C("钥匙"), _C("入户门钥匙"), _C("3把"), _C("含防盗门钥匙\n及信箱钥匙各1把")),
+    (_C("表具读数", rowspan=3), _C("水表"), _C("0356.2"), _C("立方米")),
+    (_C("电表"), _C("12873.5"), _C("千瓦时")),
+    (_C("燃气表"), _C("0421.8"), _C("立方米")),
+    (_C("家电", rowspan=2), _C("空调"), _C("2台"), _C("客厅、主卧")),
+    (_C("热水器"), _C("1台"), _C("燃气型")),
+    (_C("查验结论"), _C("以上设施均已查验，交付时状况良好", colspan=3)),
+)
 TABLE_FOOTER = [
     "房屋地址：北京市朝阳区望京街道阜通东大街6号院3号楼1单元1802室",
     "交付日期：2026年3月1日",
@@ -109,6 +153,11 @@ ID_LINES = [
     ("有效期限", "2020.05.01-2040.05.01"),
 ]
 ID_CRITICAL = ["31011519900307123X", "12D", "2020.05.01-2040.05.01"]
+# Every string of the card with a digit in it, each a ``present`` test.
+ID_DIGITS = ["1990年3月7日", "100号A座12D室", "31011519900307123X", "2020.05.01-2040.05.01"]
+
+ZH_TAGS = ["Hani", "zho"]
+EN_TAGS = ["Latn", "eng"]
 
 
 def _cache_root() -> Path:
@@ -182,10 +231,17 @@ def _contract(out: Path) -> None:
     pdf.output(str(out / "zh_contract.pdf"))
 
 
+def paper_reference() -> str:
+    """The paper page's reference: its lines, each formula as LaTeX display math."""
+    return "\n".join(
+        f"$$ {latex} $$" if kind == "math" else text for kind, text, latex in PAPER_LINES
+    )
+
+
 def _paper(out: Path) -> None:
     pdf = _pdf()
     pdf.add_page()
-    for kind, text in PAPER_LINES:
+    for kind, text, _ in PAPER_LINES:
         size, align, gap = {"title": (17, "C", 6), "head": (13, "L", 3), "math": (12, "C", 4)}.get(
             kind, (11, "J", 3)
         )
@@ -193,8 +249,24 @@ def _paper(out: Path) -> None:
         pdf.multi_cell(0, size * 0.55, text, align=align, new_x="LMARGIN", new_y="NEXT")
         pdf.ln(gap)
     _check_fits(pdf, "paper")
-    _write(out / "refs" / "en_latex.p1.txt", "\n".join(t for _, t in PAPER_LINES))
+    _write(out / "refs" / "en_latex.p1.md", paper_reference())
     pdf.output(str(out / "en_latex.pdf"))
+
+
+def _cell_html(cell: SampleCell) -> str:
+    spans = "".join(
+        f' {name}="{n}"'
+        for name, n in (("rowspan", cell.rowspan), ("colspan", cell.colspan))
+        if n > 1
+    )
+    return f"<td{spans}>" + "<br>".join(html.escape(t) for t in cell.text.split("\n")) + "</td>"
+
+
+def table_reference() -> str:
+    """The table page's reference: its title, the table in HTML (spans and line breaks as
+    drawn) and the lines under it."""
+    rows = "\n".join("<tr>" + "".join(map(_cell_html, row)) + "</tr>" for row in TABLE_ROWS)
+    return "\n\n".join([f"# {TABLE_TITLE}", f"<table>\n{rows}\n</table>", "\n".join(TABLE_FOOTER)])
 
 
 def _table(out: Path) -> None:
@@ -204,19 +276,19 @@ def _table(out: Path) -> None:
     pdf.cell(0, 14, TABLE_TITLE, align="C", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(6)
     pdf.set_font("wqy", size=12)
-    with pdf.table(line_height=10, text_align="CENTER") as table:
+    # Spanning and two-line cells start at the top, on their first row's line: an engine that
+    # reads line by line then meets the cells in the reference's order.
+    with pdf.table(line_height=8, text_align="CENTER", v_align="TOP") as table:
         for row in TABLE_ROWS:
             r = table.row()
             for cell in row:
-                r.cell(cell)
+                r.cell(cell.text, rowspan=cell.rowspan, colspan=cell.colspan)
     pdf.ln(8)
     for line in TABLE_FOOTER:
         pdf.multi_cell(0, 8, line, new_x="LMARGIN", new_y="NEXT")
         pdf.ln(2)
     _check_fits(pdf, "table")
-    md = [f"| {' | '.join(TABLE_ROWS[0])} |", "|" + "---|" * len(TABLE_ROWS[0])]
-    md += [f"| {' | '.join(r)} |" for r in TABLE_ROWS[1:]]
-    _write(out / "refs" / "table.p1.md", "\n".join([f"# {TABLE_TITLE}", *md, *TABLE_FOOTER]))
+    _write(out / "refs" / "table.p1.md", table_reference())
     pdf.output(str(out / "table.pdf"))
 
 
@@ -238,10 +310,56 @@ def _id_card(out: Path) -> None:
     _write(out / "refs" / "id_card.txt", "\n".join(f"{k} {v}" for k, v in ID_LINES))
 
 
-def _toml_list(items: list[str]) -> str:
-    import json
+# The suite's [[documents.tests]] tables (suite.py's format), per document.
 
-    return "[" + ", ".join(json.dumps(i, ensure_ascii=False) for i in items) + "]"
+
+def _contract_tests() -> list[dict[str, Any]]:
+    """Each clause before the next one, per page."""
+    tests: list[dict[str, Any]] = []
+    for page, lines in enumerate(CONTRACT_PAGES, 1):
+        clauses = [line.split(" ", 1)[0] for line in lines if line.startswith("第")]
+        tests += [
+            {"kind": "order", "page": page, "before": a, "after": b, "tags": ZH_TAGS}
+            for a, b in itertools.pairwise(clauses)
+        ]
+    return tests
+
+
+def _paper_tests() -> list[dict[str, Any]]:
+    title, head = PAPER_LINES[0][1], PAPER_LINES[2][1]
+    return [
+        {"kind": "present", "text": title, "tags": [*EN_TAGS, "heading"]},
+        {
+            "kind": "order",
+            "before": head,
+            "after": "Gates use the logistic function",
+            "tags": EN_TAGS,
+        },
+    ]
+
+
+def _table_tests() -> list[dict[str, Any]]:
+    tags = [*ZH_TAGS, "table"]
+    return [
+        {
+            "kind": "table_cell",
+            "cell": "12873.5",
+            "left": "电表",
+            "top_heading": "数量或读数",
+            "tags": tags,
+        },
+        {"kind": "table_cell", "cell": "水表", "left": "表具读数", "down": "电表", "tags": tags},
+        {
+            "kind": "table_cell",
+            "cell": "查验结论",
+            "right": "以上设施均已查验，交付时状况良好",
+            "tags": tags,
+        },
+    ]
+
+
+def _id_tests() -> list[dict[str, Any]]:
+    return [{"kind": "present", "text": t, "tags": ZH_TAGS} for t in ID_DIGITS]
 
 
 def _generate(out: Path) -> None:
@@ -250,31 +368,20 @@ def _generate(out: Path) -> None:
     _paper(out)
     _table(out)
     _id_card(out)
-    suite = f"""# The ocrtui sample suite ({SAMPLES_VERSION}), generated with exact references.
-name = "sample"
-
-[[documents]]
-path = "zh_contract.pdf"
-category = "zh_contract"
-reference = "refs/zh_contract.p{{page}}.txt"
-critical = {_toml_list(CONTRACT_CRITICAL)}
-
-[[documents]]
-path = "en_latex.pdf"
-category = "en_latex"
-reference = "refs/en_latex.p{{page}}.txt"
-critical = {_toml_list(PAPER_CRITICAL)}
-
-[[documents]]
-path = "table.pdf"
-category = "table"
-reference = "refs/table.p{{page}}.md"
-critical = {_toml_list(TABLE_CRITICAL)}
-
-[[documents]]
-path = "id_card.png"
-category = "id_card"
-reference = "refs/id_card.txt"
-critical = {_toml_list(ID_CRITICAL)}
-"""
-    (out / "suite.toml").write_text(suite, encoding="utf-8")
+    suite = {
+        "name": "sample",
+        "documents": [
+            {"path": "zh_contract.pdf", "category": "zh_contract",
+             "reference": "refs/zh_contract.p{page}.txt", "critical": CONTRACT_CRITICAL,
+             "tests": _contract_tests()},
+            {"path": "en_latex.pdf", "category": "en_latex",
+             "reference": "refs/en_latex.p{page}.md", "critical": PAPER_CRITICAL,
+             "tests": _paper_tests()},
+            {"path": "table.pdf", "category": "table", "reference": "refs/table.p{page}.md",
+             "critical": TABLE_CRITICAL, "tests": _table_tests()},
+            {"path": "id_card.png", "category": "id_card", "reference": "refs/id_card.txt",
+             "critical": ID_CRITICAL, "tests": _id_tests()},
+        ],
+    }  # fmt: skip
+    header = f"# The ocrtui sample suite ({SAMPLES_VERSION}), generated with exact references.\n"
+    (out / "suite.toml").write_text(header + tomli_w.dumps(suite), encoding="utf-8")

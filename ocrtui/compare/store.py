@@ -25,7 +25,7 @@ import json
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -123,11 +123,14 @@ class RunRecord:
     concurrency: int | None = None
     schedule: str | None = None
     sweep: bool = False
+    # A benchmark suite's tests ocrtui cannot run (documents.Suite.skipped): reason -> count.
+    suite_skipped: Mapping[str, int] = field(default_factory=dict)
     created: str | None = None
 
     def to_json(self) -> JsonOut:
         out = asdict(self)
         out["docs"], out["models"] = list(self.docs), list(self.models)
+        out["suite_skipped"] = dict(self.suite_skipped)
         return out
 
     @classmethod
@@ -143,6 +146,9 @@ class RunRecord:
             concurrency=json_int(d, "concurrency"),
             schedule=json_str(d, "schedule"),
             sweep=d.get("sweep") is True,
+            suite_skipped={str(k): v for k, v in skipped.items() if isinstance(v, int)}
+            if isinstance(skipped := d.get("suite_skipped"), dict)
+            else {},
             created=json_str(d, "created"),
         )
 
@@ -159,7 +165,7 @@ class PhaseRecord:
         return {"model": self.model, "phase": self.phase, "stats": self.stats.to_json()}
 
 
-def _parse(line: bytes) -> JsonIn | None:
+def parse_line(line: bytes) -> JsonIn | None:
     """One parsed line; None for an unparseable one (the torn tail of a killed writer)."""
     if not line.strip():
         return None
@@ -175,7 +181,7 @@ def _read_jsonl(path: Path) -> list[JsonIn]:
         raw = path.read_bytes()
     except FileNotFoundError:
         return []
-    return [obj for line in raw.split(b"\n") if (obj := _parse(line)) is not None]
+    return [obj for line in raw.split(b"\n") if (obj := parse_line(line)) is not None]
 
 
 def read_result_lines(path: Path, *, text: bool = True) -> Iterator[tuple[int, PageResult]]:
@@ -189,7 +195,7 @@ def read_result_lines(path: Path, *, text: bool = True) -> Iterator[tuple[int, P
         offset = 0
         for line in f:
             at, offset = offset, offset + len(line)
-            d = _parse(line)
+            d = parse_line(line)
             if d is None:
                 continue
             try:
@@ -202,7 +208,7 @@ def read_result_lines(path: Path, *, text: bool = True) -> Iterator[tuple[int, P
 def text_at(f: IO[bytes], offset: int) -> str:
     """The text of the results.jsonl line at ``offset`` (from :func:`read_result_lines`)."""
     f.seek(offset)
-    d = _parse(f.readline())
+    d = parse_line(f.readline())
     return (json_str(d, "text") if d is not None else None) or ""
 
 
@@ -225,7 +231,7 @@ def _read_batch(
             line = f.readline()
             if not line.endswith(b"\n"):  # end of file, or a line still being written
                 break
-            d = _parse(line)
+            d = parse_line(line)
             if d is None or (d.get("doc"), d.get("page"), d.get("model")) not in keys:
                 continue
             try:

@@ -1,5 +1,9 @@
-"""Suite files (TOML): a named list of documents with categories, pages, references and
-critical strings. Every problem is a ConfigError naming the file, the key and the problem.
+"""Suite files: a named list of documents with categories, pages, references, critical
+strings and tests. Every problem is a ConfigError naming the file, the key and the problem.
+
+:func:`load_suite` reads the three kinds ``--suite`` takes: an olmOCR-bench JSONL file
+(``*.jsonl``) or an Omni Parse Bench dataset folder, through bench_suites.py, and otherwise
+ocrtui's own TOML:
 
     name = "contracts"
     [[documents]]
@@ -19,11 +23,18 @@ critical strings. Every problem is a ConfigError naming the file, the key and th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from ocrtui.compare.documents import CATEGORIES, TEXT_LAYER, Category, DocumentSpec, unique_names
+from ocrtui.compare.bench_suites import load_olmocr_bench, load_omni_parse_bench
+from ocrtui.compare.documents import (
+    CATEGORIES,
+    TEXT_LAYER,
+    Category,
+    DocumentSpec,
+    Suite,
+    unique_names,
+)
 from ocrtui.compare.page_tests import PageTest, PageTestError, parse_test
 from ocrtui.compare.pages import ALL_PAGES, parse_page_spec
 from ocrtui.errors import ConfigError, InputError
@@ -32,15 +43,12 @@ from ocrtui.userfiles import UserFileError, display_path, load_toml
 _DOC_KEYS = {"path", "name", "category", "pages", "reference", "critical", "tests"}
 
 
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    path: Path
-    documents: tuple[DocumentSpec, ...]
-
-
 def load_suite(path: str | Path, *, password: str | None = None) -> Suite:
+    """A suite from its file: a benchmark's (module docstring) or ocrtui's TOML."""
     p = Path(path).expanduser()
+    if p.is_dir() or p.suffix.lower() == ".jsonl":
+        load = load_omni_parse_bench if p.is_dir() else load_olmocr_bench
+        return load(p, password=password)
     try:
         data = load_toml(p, what="suite file")
     except UserFileError as exc:

@@ -39,7 +39,7 @@ def test_olmocr_bench_jsonl_loads_as_a_suite(tmp_path: Path) -> None:
     (tmp_path / "pdfs" / "hf").mkdir(parents=True)
     (tmp_path / "pdfs" / "hf" / "a.pdf").write_bytes(b"%PDF")
     bench = load_olmocr_bench(jsonl)
-    a, b = bench.suite.documents
+    a, b = bench.documents
     assert a.path == tmp_path / "pdfs" / "hf" / "a.pdf" and a.name == "hf/a.pdf"
     assert a.pages.select(5) == [1, 2]
     tags = frozenset({"Latn", "eng", "header_footer"})
@@ -103,7 +103,7 @@ def test_omni_parse_bench_folder_loads_as_a_suite(tmp_path: Path) -> None:
     (tmp_path / "gold" / "p1.json").write_text(json.dumps(gold), encoding="utf-8")
     (tmp_path / "gold" / "p2.json").write_text(json.dumps(_gold(gold["tests"][:1])), "utf-8")
     bench = load_omni_parse_bench(tmp_path)
-    p1, p2 = bench.suite.documents
+    p1, p2 = bench.documents
     assert p1.name == "p1" and p1.path == tmp_path / "pages" / "p1.pdf"
     assert p2.path == tmp_path / "pages" / "p2.png"
     assert p1.tests == (

@@ -287,3 +287,60 @@ def test_sweep_flag_adds_the_configured_levels_to_the_runs_concurrency(
     assert levels() == ()  # the seed's one level, compare.concurrency
     assert levels("--sweep") == (1, 5, 16, 32, 64)
     assert levels("--sweep", "--concurrency", "8") == (1, 5, 8, 16, 32, 64)
+
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize(
+    ("suite", "label", "names", "skipped"),
+    [
+        (DATA / "olmocr_bench" / "table_tests.jsonl", "table_tests", ["tables/q3.pdf"],
+         {"type math": 1}),
+        (DATA / "omni_parse_bench", "omni_parse_bench", ["inv1"], {"test_type layout_kind": 1}),
+    ],
+)  # fmt: skip
+def test_suite_takes_the_benchmark_formats(
+    config_file: Path, tmp_path: Path, suite: Path, label: str, names: list[str], skipped: dict
+) -> None:
+    from ocrtui.compare.documents import inspect_document
+    from ocrtui.compare.launch import CompareRequest, resolve
+    from ocrtui.config import load_config
+
+    request = CompareRequest(suite=str(suite), out=str(tmp_path / "run"))
+    setup = resolve(load_config(config_file), request)
+    assert setup.label == label
+    assert [d.name for d in setup.documents] == names
+    assert dict(setup.skipped_tests) == skipped and setup.info.suite_skipped == skipped
+    for spec in setup.documents:
+        doc = inspect_document(spec)  # the page files beside the tests open
+        assert doc.pages == (1,) and spec.tests
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("bench.jsonl", '{"pdf": "a.pdf", "type": "present", "text": "x"}\n{oops\n',
+         "bench.jsonl: line 2: not JSON"),
+        ("bench.jsonl", '{"pdf": "a.pdf", "type": "math", "math": "x"}\n',
+         "bench.jsonl: tests: no test ocrtui can run"),
+        ("folder", None, "folder: gold: no gold/<page_id>.json files (not an Omni Parse Bench"),
+    ],
+)  # fmt: skip
+def test_a_bad_benchmark_suite_is_one_error_naming_the_file(
+    config_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    content: str | None,
+    message: str,
+) -> None:
+    path = tmp_path / name
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_text(content, encoding="utf-8")
+    argv = ["--config", str(config_file), "compare", "--headless", "--suite", str(path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and str(tmp_path) in err, err

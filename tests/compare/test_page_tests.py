@@ -160,7 +160,7 @@ def test_verdicts_agree_with_omni_parse_bench(tmp_path: Path) -> None:
     bench = load_omni_parse_bench(tmp_path)
     assert bench.skipped == {}
     pages = {p["id"]: p for p in OMNI["pages"]}
-    for doc in bench.suite.documents:
+    for doc in bench.documents:
         page = pages[doc.name]
         ours = {t.id: run_test(t, page["html"]).passed for t in doc.tests}
         assert ours == page["verdicts"], doc.name

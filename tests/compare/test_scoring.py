@@ -118,22 +118,13 @@ def test_normalize_is_idempotent_and_never_raises(text: str, lenient: bool) -> N
     assert normalize(once, lenient=lenient) == once
 
 
-def _sample_table_reference() -> str:
-    from ocrtui.compare.sample_suite import TABLE_ROWS, TABLE_TITLE
-
-    md = [f"| {' | '.join(TABLE_ROWS[0])} |", "|" + "---|" * len(TABLE_ROWS[0])]
-    md += [f"| {' | '.join(r)} |" for r in TABLE_ROWS[1:]]
-    return "\n".join([f"# {TABLE_TITLE}", *md])
-
-
 def test_broken_table_structure_shows_in_teds_not_in_cer() -> None:
-    from ocrtui.compare.sample_suite import TABLE_ROWS, TABLE_TITLE
+    from ocrtui.compare.sample_suite import table_reference
 
-    reference = _sample_table_reference()
-    rows = [list(r) for r in TABLE_ROWS]
-    rows[1] += rows.pop(2)  # a row break lost: 水表读数's cells run on after the keys
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    output = f"# {TABLE_TITLE}\n\n<table>{body}</table>"
+    reference = table_reference()
+    # A row break lost: 电表's cells run on after 水表's.
+    output = reference.replace("</td></tr>\n<tr><td>电表", "</td><td>电表")
+    assert output != reference
     assert cer(output, reference) == 0.0
     score = score_structure(output, reference)
     tables = score.tables

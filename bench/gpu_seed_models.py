@@ -955,28 +955,25 @@ class Run:
                 self.start("d", label, [e], force=how == "below")
 
     def run(self) -> None:
+        """a, then c on a's servers, then d alone, then b: each measurement with no other
+        start beside it (b's recipe variants only ask which start, so they come last and
+        are the first thing a short budget drops)."""
         steps = self.opts.steps
         guarded(self.rec, "checkpoints", self.checkpoints)()
         self.rec.record("env", gpu=gpu_name(), cuda_total_mib=self.total_mib, versions=versions())
         if "a" in steps and self.fits("a", 120):
             guarded(self.rec, "a", self.step_a)()
-        workers = []
+        self.glm_for_compare.set()  # c takes step a's GLM-OCR or none: b comes after it
         if "c" in steps:
-            workers.append(threading.Thread(target=guarded(self.rec, "c", self.step_c)))
-        if "b" in steps:
-            workers.append(threading.Thread(target=guarded(self.rec, "b", self.step_b)))
-        for w in workers:
-            w.start()
-        if "c" in steps:
-            workers[0].join()
+            guarded(self.rec, "c", self.step_c)()
         self.compare_done.set()
         a_config = self.logs / "a-both" / "ocrtui.toml"
         if a_config.exists():
             self.down(a_config, "a-both")
-        for w in workers:
-            w.join()
         if "d" in steps:
             guarded(self.rec, "d", self.step_d)()
+        if "b" in steps:
+            guarded(self.rec, "b", self.step_b)()
 
 
 def guarded(rec: Recorder, what: str, fn: Callable[[], None]) -> Callable[[], None]:

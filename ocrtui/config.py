@@ -7,10 +7,12 @@ what is wrong, so the CLI can exit 2 without a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -327,6 +329,66 @@ class ApiArmConfig(_Section):
         return self
 
 
+@dataclass(frozen=True)
+class ListenAddress:
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+
+def parse_listen(text: str, *, allow_remote: bool) -> ListenAddress:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6; port 0 picks a free one); ConfigError for a
+    malformed one, and for a non-loopback host unless ``allow_remote``."""
+    host, sep, port_text = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(f"listen address {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9464")
+    if not allow_remote and not _is_loopback(host):
+        raise ConfigError(
+            f"listen address {text!r} is not a loopback address: the metrics name the pod's "
+            "processes; allow it explicitly (--allow-remote, [export] allow_remote = true)"
+        )
+    return ListenAddress(host, int(port_text))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+class ExportConfig(_Section):
+    """The dashboard's metrics endpoint (ocrtui/export.py): ``listen = "127.0.0.1:9464"``
+    serves OpenMetrics at ``http://127.0.0.1:9464/metrics`` while the dashboard runs. A
+    non-loopback address needs ``allow_remote = true``: the series name the pod's
+    processes."""
+
+    listen: str | None = None
+    allow_remote: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> ExportConfig:
+        if self.listen is not None:
+            try:
+                parse_listen(self.listen, allow_remote=self.allow_remote)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    @property
+    def address(self) -> ListenAddress | None:
+        if self.listen is None:
+            return None
+        return parse_listen(self.listen, allow_remote=self.allow_remote)
+
+
 class UIConfig(_Section):
     theme: str = "ocrtui-dark"
     theme_dir: str | None = None
@@ -344,6 +406,7 @@ class Config(_Section):
     api_arms: tuple[ApiArmConfig, ...] = ()
     compare: CompareConfig = CompareConfig()
     ui: UIConfig = UIConfig()
+    export: ExportConfig = ExportConfig()
 
     @model_validator(mode="after")
     def _unique(self) -> Config:

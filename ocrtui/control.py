@@ -9,8 +9,9 @@ same period, never faster) and every change of the link. Each GPU's owner breakd
 attribution's, with the models' plans from ``vllm/plan.py``; the "other" rows of a ``gpu =
 true`` service's processes are shown as that service's (kind ``service``). ``up`` and
 ``down`` go through models and services in the waves of ``config.start_order``; ``restart``
-takes a model's or a service's name. The TUI subscribes to snapshots and calls the
-operations; ``headless.py`` does the same for the CLI.
+takes a model's or a service's name; model restarts and killed orphans are counted for the
+snapshot (``ModelStatus.restarts``, ``Snapshot.orphans_killed``). The TUI subscribes to
+snapshots and calls the operations; ``headless.py`` does the same for the CLI.
 
 The `Controller` assembles pod, `AgentMonitor`, `ModelWatcher` and `Lifecycle` and publishes
 snapshots (after every agent sample, every watcher poll round, every link change):
@@ -92,6 +93,8 @@ class Controller:
         self._workdir = config.pod.workdir
         self._urls: dict[str, str] = {}
         self._subscribers: list[Callable[[Snapshot], None]] = []
+        self._restarts: dict[str, int] = {}  # by model, for the snapshot (the exporter's)
+        self._orphans_killed = 0
         self._changed = asyncio.Event()
         self._unsubscribe: list[Callable[[], None]] = []
         self._snapshot = self._build()
@@ -227,10 +230,15 @@ class Controller:
         if self.is_service(name):
             await self._runner().restart(name, progress)
         else:
+            self._restarts[name] = self._restarts.get(name, 0) + 1
+            self._publish()
             await self._lc().restart(name, progress, force=force)
 
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]:
-        return await self._lc().kill_orphans(name)
+        killed = await self._lc().kill_orphans(name)
+        self._orphans_killed += len(killed)
+        self._publish()
+        return killed
 
     async def model_url(self, name: str) -> str:
         """A comparison arm's base URL: a model's forward, or an API arm's (its ``url``, or
@@ -302,10 +310,11 @@ class Controller:
             models,
             orphans=orphans,
             services=self.service_watch.statuses,
+            orphans_killed=self._orphans_killed,
         )
 
     def _model_status(self, name: str) -> ModelStatus:
-        status = self.watcher.status(name)
+        status = replace(self.watcher.status(name), restarts=self._restarts.get(name, 0))
         served = self.servers.served(name)
         return replace(status, advisories=served.advisories) if served else status
 

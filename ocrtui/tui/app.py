@@ -25,6 +25,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerFailed, WorkerState
 
 from ocrtui.config import ApiArmConfig, Config
+from ocrtui.export import MetricsExporter
 from ocrtui.tui.messages import LogTail, OperationProgress
 from ocrtui.tui.run_view import RunView
 from ocrtui.tui.screens.compare import CompareScreen
@@ -377,9 +378,13 @@ def run_dashboard(config: Config, *, readonly: bool, demo: bool) -> int:
     async def main() -> int:
         source = _controller(config, demo)
         app = OcrtuiApp(config, source, readonly=readonly, start_servers=demo)
+        exporter = MetricsExporter(lambda: source.snapshot)
         try:
+            if config.export.address is not None:
+                exporter.serve(config.export.address)
             await app.run_async()
         finally:
+            await exporter.close()
             await source.close()
         return app.return_code or 0
 

@@ -1,0 +1,83 @@
+"""The metrics endpoint's address rules and its OpenMetrics answer (ocrtui/export.py); the
+series read back by a real Prometheus: tests/control/test_export_prometheus.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ocrtui.cli import main
+from ocrtui.config import ListenAddress, parse_listen
+from ocrtui.errors import ConfigError
+from ocrtui.export import MetricsExporter
+from ocrtui.status import ModelStatus, PodStatus, Snapshot
+
+pytestmark = pytest.mark.timeout(30)
+MODEL = '[[models]]\nname = "m"\nmodel = "x"\nport = 8000\ngpu_memory_utilization = 0.5\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [("127.0.0.1:9464", "127.0.0.1", 9464), ("[::1]:0", "::1", 0), ("localhost:1", "localhost", 1)],
+)
+def test_loopback_addresses_are_accepted(text: str, host: str, port: int) -> None:
+    assert parse_listen(text, allow_remote=False) == ListenAddress(host, port)
+
+
+@pytest.mark.parametrize("text", ["0.0.0.0:9464", "10.1.2.3:9464", "[::]:9464", "pod.example:9"])
+def test_a_non_loopback_address_needs_allow_remote(text: str) -> None:
+    with pytest.raises(ConfigError, match="not a loopback address"):
+        parse_listen(text, allow_remote=False)
+    assert parse_listen(text, allow_remote=True).port > 0
+
+
+@pytest.mark.parametrize("text", ["9464", ":9464", "127.0.0.1:", "127.0.0.1:x", "h:70000"])
+def test_a_malformed_address_is_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match="expected HOST:PORT"):
+        parse_listen(text, allow_remote=True)
+
+
+def test_export_command_refuses_a_public_address_before_connecting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "ocrtui.toml"
+    config.write_text('[pod]\nhost = "unreachable.invalid"\n' + MODEL)
+    assert main(["--config", str(config), "export", "--listen", "0.0.0.0:9464"]) == 2
+    assert "not a loopback address" in capsys.readouterr().err
+
+
+def test_the_dashboard_setting_is_checked_at_load(tmp_path: Path) -> None:
+    from ocrtui.config import load_config
+
+    config = tmp_path / "ocrtui.toml"
+    base = '[pod]\nkind = "local"\n' + MODEL
+    config.write_text(base + '[export]\nlisten = "0.0.0.0:9464"\n')
+    with pytest.raises(ConfigError, match=r"export.*not a loopback address"):
+        load_config(config)
+    config.write_text(base + '[export]\nlisten = "0.0.0.0:9464"\nallow_remote = true\n')
+    assert load_config(config).export.address == ListenAddress("0.0.0.0", 9464)
+
+
+async def test_openmetrics_to_a_scraper_that_asks_for_it() -> None:
+    snap = Snapshot(
+        PodStatus("p", "connected", 1.0, 0.5, simulated_gpu=True, demo=False),
+        gpus=(),
+        processes=(),
+        models=(ModelStatus("glm", 8000, "starting", None, restarts=2),),
+    )
+    exp = MetricsExporter(lambda: snap)
+    bound = exp.serve(ListenAddress("127.0.0.1", 0))
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            r = await client.get(
+                bound.url, headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+            )
+    finally:
+        await exp.close()
+    assert r.headers["content-type"].startswith("application/openmetrics-text")
+    assert r.text.endswith("# EOF\n")
+    assert 'ocrtui_model_state{model="glm",ocrtui_model_state="starting"} 1.0' in r.text
+    assert 'ocrtui_model_state{model="glm",ocrtui_model_state="ready"} 0.0' in r.text
+    assert 'ocrtui_model_restarts_total{model="glm"} 2.0' in r.text

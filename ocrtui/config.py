@@ -56,13 +56,50 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+# Ready-made [pod.provider] settings for the rentals' own CLIs; ``{id}`` is ``pod_id``.
+# runpodctl v2 prints JSON by default: `pod get` merges the REST pod (desiredStatus,
+# costPerHr) with an `ssh` block (ip, port; an `error` instead while the pod is not ready).
+# vastai prints the instance's API record with --raw (actual_status, ssh_host, ssh_port,
+# dph_total). Recorded outputs and their sources: tests/pod/provider_outputs/.
+PROVIDER_PRESETS: dict[str, dict[str, Any]] = {
+    "runpodctl": {
+        "status_command": ("runpodctl", "pod", "get", "{id}"),
+        "start_command": ("runpodctl", "pod", "start", "{id}"),
+        "state_json": "desiredStatus",
+        "running_values": ("RUNNING",),
+        "stopped_values": ("EXITED", "TERMINATED"),
+        "ssh_host_json": "ssh.ip",
+        "ssh_port_json": "ssh.port",
+        "price_json": "costPerHr",
+    },
+    "vastai": {
+        "status_command": ("vastai", "show", "instance", "{id}", "--raw"),
+        "start_command": ("vastai", "start", "instance", "{id}"),
+        "state_json": "actual_status",
+        "running_values": ("running",),
+        "stopped_values": ("exited", "stopped", "offline"),
+        "ssh_host_json": "ssh_host",
+        "ssh_port_json": "ssh_port",
+        "price_json": "dph_total",
+    },
+}
+
+
 class ProviderConfig(_Section):
     """The pod's power state, asked on THIS machine (the operator's), never over SSH: the
     rental's own tool, e.g. ``python3 scripts/runpod_manager.py --action status``. Its output
     is read with ``state_json`` (a path in JSON output, ocrtui/jsonpath.py) or else
     ``state_regex`` (the group named ``state``, else the whole match); the value is compared
-    case-insensitively with ``running_values`` / ``stopped_values``."""
+    case-insensitively with ``running_values`` / ``stopped_values``. With JSON output,
+    ``ssh_host_json`` / ``ssh_port_json`` say where SSH answers after a start and
+    ``price_json`` the price per hour.
 
+    ``preset = "runpodctl" | "vastai"`` with ``pod_id`` fills every key it does not set
+    (``PROVIDER_PRESETS``). ``idle_notice_min``: after this many minutes with no request
+    to any model, the status says the pod is idle (and what it costs)."""
+
+    preset: Literal["runpodctl", "vastai"] | None = None
+    pod_id: str | None = Field(default=None, min_length=1)
     status_command: tuple[str, ...] = Field(min_length=1)
     start_command: tuple[str, ...] | None = None
     timeout_s: float = Field(default=60.0, gt=0)
@@ -70,16 +107,43 @@ class ProviderConfig(_Section):
     state_regex: str = r"(?i)\b(?P<state>running|stopped|exited)\b"
     running_values: tuple[str, ...] = ("running",)
     stopped_values: tuple[str, ...] = ("stopped", "exited")
+    ssh_host_json: str | None = None
+    ssh_port_json: str | None = None
+    price_json: str | None = None
+    idle_notice_min: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or data.get("preset") is None:
+            return data
+        preset = PROVIDER_PRESETS.get(data["preset"])
+        if preset is None:
+            return data  # the Literal names the choices
+        pod_id = data.get("pod_id")
+        if not isinstance(pod_id, str) or not pod_id:
+            raise ValueError(f"preset {data['preset']!r} needs 'pod_id' (the pod or instance id)")
+        filled = dict(data)
+        for key, value in preset.items():
+            if key not in filled:
+                argv = isinstance(value, tuple) and key.endswith("_command")
+                filled[key] = tuple(a.format(id=pod_id) for a in value) if argv else value
+        return filled
 
     @model_validator(mode="after")
     def _check(self) -> ProviderConfig:
         if self.start_command is not None and not self.start_command:
             raise ValueError("'start_command' must not be empty")
-        if self.state_json is not None:
+        for key in ("state_json", "ssh_host_json", "ssh_port_json", "price_json"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if key != "state_json" and self.state_json is None:
+                raise ValueError(f"'{key}' reads JSON output: it needs 'state_json' too")
             try:
-                compile_path(self.state_json)
+                compile_path(value)
             except ValueError as exc:
-                raise ValueError(f"state_json {exc}") from None
+                raise ValueError(f"{key} {exc}") from None
         try:
             re.compile(self.state_regex)
         except re.error as exc:

@@ -43,8 +43,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from ocrtui.compare.docapi import arm_url
 from ocrtui.config import Config, start_order
@@ -95,6 +97,7 @@ class Controller:
         self._subscribers: list[Callable[[Snapshot], None]] = []
         self._restarts: dict[str, int] = {}  # by model, for the snapshot (the exporter's)
         self._orphans_killed = 0
+        self._active_at = time.monotonic()  # a model last had a request (the idle notice)
         self._changed = asyncio.Event()
         self._unsubscribe: list[Callable[[], None]] = []
         self._snapshot = self._build()
@@ -279,10 +282,16 @@ class Controller:
         return await self.power.now()
 
     async def start_pod(self) -> ProviderState:
-        return await self.power.start()
+        """Start the pod through the provider; the SSH host and port it gives are where the
+        next connect goes."""
+        state = await self.power.start()
+        if state.state == "running":
+            self.pod.move_to(state.ssh_host, state.ssh_port)
+        return state
 
     def _build(self) -> Snapshot:
         view = self.monitor.view
+        models = tuple(self._model_status(m.name) for m in self.config.models)
         pod = PodStatus(
             label=self.pod.label,
             connection=self.pod.state.value,
@@ -293,13 +302,14 @@ class Controller:
             agent_error=view.error,
             power=self.power.state.state if self.power.state else None,
             power_detail=self.power.state.detail if self.power.state else None,
+            price_per_hr=self.power.state.price_per_hr if self.power.state else None,
+            **self._idle(models),
         )
         rows = view.attribution.rows if view.attribution else ()
         processes = _with_services(
             tuple(ProcessStatus(**r.status_fields()) for r in rows),  # type: ignore[arg-type]
             self.service_watch.statuses,
         )
-        models = tuple(self._model_status(m.name) for m in self.config.models)
         orphans = tuple(
             OrphanStatus(o.pid, o.model, o.used_mib, o.rss_mib, o.title) for o in view.orphans
         )
@@ -312,6 +322,23 @@ class Controller:
             services=self.service_watch.statuses,
             orphans_killed=self._orphans_killed,
         )
+
+    def _idle(self, models: tuple[ModelStatus, ...]) -> dict[str, Any]:
+        """``idle_s`` since a model last had a request running or waiting (a comparison's
+        included), and the notice once ``[pod.provider] idle_notice_min`` has passed."""
+        now = time.monotonic()
+        if any((m.running or 0) + (m.waiting or 0) > 0 for m in models):
+            self._active_at = now
+        idle_s = round(now - self._active_at, 1)
+        provider = self.config.pod.provider
+        notice = None
+        limit = provider.idle_notice_min if provider is not None else None
+        if limit is not None and idle_s >= limit * 60:
+            price = self.power.state.price_per_hr if self.power.state else None
+            notice = f"idle {idle_s / 60:.0f} min" + (
+                f" at ${price:.2f}/h" if price is not None else ""
+            )
+        return {"idle_s": idle_s, "idle_notice": notice}
 
     def _model_status(self, name: str) -> ModelStatus:
         status = replace(self.watcher.status(name), restarts=self._restarts.get(name, 0))

@@ -52,6 +52,10 @@ class PodStatus:
     # the first answer): "running" | "stopped" | "unknown", and the line it was read from.
     power: str | None = None
     power_detail: str | None = None
+    price_per_hr: float | None = None  # the provider's price (price_json), when it gives one
+    idle_s: float | None = None  # since a model last had a request running or waiting
+    # [pod.provider] idle_notice_min passed: "idle 42 min at $0.79/h: ..." (else None)
+    idle_notice: str | None = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,10 @@ series read back by a real Prometheus: tests/control/test_export_prometheus.py."
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
 from pathlib import Path
 
 import httpx
@@ -81,3 +85,33 @@ async def test_openmetrics_to_a_scraper_that_asks_for_it() -> None:
     assert 'ocrtui_model_state{model="glm",ocrtui_model_state="starting"} 1.0' in r.text
     assert 'ocrtui_model_state{model="glm",ocrtui_model_state="ready"} 0.0' in r.text
     assert 'ocrtui_model_restarts_total{model="glm"} 2.0' in r.text
+
+
+async def test_export_command_serves_until_sigterm(tmp_path: Path) -> None:
+    """`ocrtui --demo export` as the operator runs it: the bound URL first, the demo pod's
+    models in the series, a clean exit 0 on SIGTERM."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ocrtui",
+        "--demo",
+        "export",
+        "--listen",
+        "127.0.0.1:0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")},
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        assert line.startswith("serving metrics at http://127.0.0.1:"), line
+        async with httpx.AsyncClient(timeout=5) as client:
+            r = await client.get(line.split(" at ")[1].strip())
+        assert 'ocrtui_model_state{model="demo-rapidocr",ocrtui_model_state="down"} 1.0' in r.text
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

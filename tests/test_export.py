@@ -13,10 +13,11 @@ import httpx
 import pytest
 
 from ocrtui.cli import main
-from ocrtui.config import ListenAddress, parse_listen
+from ocrtui.config import ExportConfig, ListenAddress, parse_listen
 from ocrtui.errors import ConfigError
 from ocrtui.export import MetricsExporter
 from ocrtui.status import ModelStatus, PodStatus, Snapshot
+from tests.plugins.sim import free_port
 
 pytestmark = pytest.mark.timeout(30)
 MODEL = '[[models]]\nname = "m"\nmodel = "x"\nport = 8000\ngpu_memory_utilization = 0.5\n'
@@ -115,3 +116,26 @@ async def test_export_command_serves_until_sigterm(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def test_the_dashboard_serves_the_endpoint_while_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``[export] listen``: served from before the dashboard's first frame until it quits."""
+    from ocrtui.sim.demo import demo_config
+    from ocrtui.tui import app as tui_app
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    port = free_port()
+    config = demo_config().model_copy(update={"export": ExportConfig(listen=f"127.0.0.1:{port}")})
+    seen: list[str] = []
+
+    async def run_async(self: object) -> None:
+        async with httpx.AsyncClient(timeout=5) as client:
+            seen.append((await client.get(f"http://127.0.0.1:{port}/metrics")).text)
+
+    monkeypatch.setattr(tui_app.OcrtuiApp, "run_async", run_async)
+    assert tui_app.run_dashboard(config, readonly=True, demo=True) == 0
+    assert 'ocrtui_model_state{model="demo-rapidocr",ocrtui_model_state="down"} 1.0' in seen[0]
+    with pytest.raises(httpx.ConnectError):  # closed with the dashboard
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)

@@ -9,6 +9,8 @@ text format otherwise.
 
 Series (memory in bytes, as Prometheus names units):
 
+- ``ocrtui_pod_connected``; ``ocrtui_pod_idle_seconds``; ``ocrtui_pod_price_per_hour`` (when
+  the provider gives one)
 - ``ocrtui_gpu_memory_total_bytes{gpu}``, ``ocrtui_gpu_memory_used_bytes{gpu}``
 - ``ocrtui_gpu_owner_memory_bytes{gpu, model}``: each model's share of a GPU; ``model`` is
   ``orphan`` for leaked vLLM processes and ``other`` for everything else
@@ -75,9 +77,28 @@ class _SnapshotCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
+        yield from _pod_metrics(snap)
         yield from _gpu_metrics(snap)
         yield from _model_metrics(snap)
         yield from _arm_metrics(tuple(self._arms().values()))
+
+
+def _pod_metrics(snap: Snapshot) -> Iterator[Metric]:
+    connected = GaugeMetricFamily("ocrtui_pod_connected", "1 while the link to the pod is up")
+    connected.add_metric([], 1 if snap.pod.connection == "connected" else 0)
+    yield connected
+    if snap.pod.idle_s is not None:
+        idle = GaugeMetricFamily(
+            "ocrtui_pod_idle_seconds", "Since a model last had a request running or waiting"
+        )
+        idle.add_metric([], snap.pod.idle_s)
+        yield idle
+    if snap.pod.price_per_hr is not None:
+        price = GaugeMetricFamily(
+            "ocrtui_pod_price_per_hour", "The rental's price per hour ([pod.provider])"
+        )
+        price.add_metric([], snap.pod.price_per_hr)
+        yield price
 
 
 def _gpu_metrics(snap: Snapshot) -> Iterator[Metric]:

@@ -82,6 +82,8 @@ def format_status(snap: Snapshot) -> str:
         f"pod {pod.label}: {pod.connection}"
         + (" (DEMO)" if pod.demo else "")
         + (f"; agent: {pod.agent_error}" if pod.agent_error else "")
+        + (f"; ${pod.price_per_hr:.2f}/h" if pod.price_per_hr is not None else "")
+        + (f"; {pod.idle_notice}" if pod.idle_notice else "")
     ]
     for g in snap.gpus:
         sim = " (simulated GPU)" if g.simulated and "simulated" not in g.name else ""

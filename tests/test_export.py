@@ -67,7 +67,7 @@ def test_the_dashboard_setting_is_checked_at_load(tmp_path: Path) -> None:
 
 async def test_openmetrics_to_a_scraper_that_asks_for_it() -> None:
     snap = Snapshot(
-        PodStatus("p", "connected", 1.0, 0.5, simulated_gpu=True, demo=False),
+        PodStatus("p", "connected", 1.0, 0.5, simulated_gpu=True, demo=False, price_per_hr=0.44),
         gpus=(),
         processes=(),
         models=(ModelStatus("glm", 8000, "starting", None, restarts=2),),
@@ -86,6 +86,8 @@ async def test_openmetrics_to_a_scraper_that_asks_for_it() -> None:
     assert 'ocrtui_model_state{model="glm",ocrtui_model_state="starting"} 1.0' in r.text
     assert 'ocrtui_model_state{model="glm",ocrtui_model_state="ready"} 0.0' in r.text
     assert 'ocrtui_model_restarts_total{model="glm"} 2.0' in r.text
+    assert "ocrtui_pod_connected 1.0" in r.text and "ocrtui_pod_price_per_hour 0.44" in r.text
+    assert "ocrtui_pod_idle_seconds" not in r.text  # not known: not made up
 
 
 async def test_export_command_serves_until_sigterm(tmp_path: Path) -> None:

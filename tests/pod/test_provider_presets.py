@@ -16,6 +16,7 @@ from ocrtui.cli import main
 from ocrtui.config import Config, ModelConfig, ProviderConfig, parse_config
 from ocrtui.control import Controller
 from ocrtui.errors import ConfigError
+from ocrtui.headless import format_status
 from ocrtui.pod.provider import (
     NO_FREE_GPU_HINT,
     ProviderCommandError,
@@ -23,6 +24,7 @@ from ocrtui.pod.provider import (
     provider_start,
     provider_state,
 )
+from ocrtui.status import PodStatus, Snapshot
 from tests.plugins.sim_pod import SimPod
 from tests.plugins.sshd import Sshd
 
@@ -224,3 +226,18 @@ async def test_an_idle_pod_says_so_with_its_price(fake_cli: FakeCli, sim_pod: Si
         assert pod_json["price_per_hr"] == 0.44 and pod_json["idle_notice"] == snap.pod.idle_notice
     finally:
         await ctl.close()
+
+
+def test_status_text_gives_the_price_and_the_idle_notice() -> None:
+    pod = PodStatus(
+        "glm-ocr-a40",
+        "connected",
+        1.0,
+        0.5,
+        simulated_gpu=False,
+        demo=False,
+        price_per_hr=0.44,
+        idle_notice="idle 31 min at $0.44/h",
+    )
+    first = format_status(Snapshot(pod, (), (), ())).splitlines()[0]
+    assert first == "pod glm-ocr-a40: connected; $0.44/h; idle 31 min at $0.44/h"

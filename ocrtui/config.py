@@ -78,6 +78,9 @@ PROVIDER_PRESETS: dict[str, dict[str, Any]] = {
         "state_json": "actual_status",
         "running_values": ("running",),
         "stopped_values": ("exited", "stopped", "offline"),
+        # docs.vast.ai, `vastai start instance`: stuck in "scheduling" means the machine's
+        # resources are unavailable.
+        "no_gpu_values": ("scheduling",),
         "ssh_host_json": "ssh_host",
         "ssh_port_json": "ssh_port",
         "price_json": "dph_total",
@@ -92,7 +95,8 @@ class ProviderConfig(_Section):
     ``state_regex`` (the group named ``state``, else the whole match); the value is compared
     case-insensitively with ``running_values`` / ``stopped_values``. With JSON output,
     ``ssh_host_json`` / ``ssh_port_json`` say where SSH answers after a start and
-    ``price_json`` the price per hour.
+    ``price_json`` the price per hour; a value in ``no_gpu_values`` is stopped, waiting for a
+    GPU on the pod's host.
 
     ``preset = "runpodctl" | "vastai"`` with ``pod_id`` fills every key it does not set
     (``PROVIDER_PRESETS``). ``idle_notice_min``: after this many minutes with no request
@@ -107,6 +111,8 @@ class ProviderConfig(_Section):
     state_regex: str = r"(?i)\b(?P<state>running|stopped|exited)\b"
     running_values: tuple[str, ...] = ("running",)
     stopped_values: tuple[str, ...] = ("stopped", "exited")
+    # States meaning a start waits for a GPU on the pod's host: stopped, with that hint.
+    no_gpu_values: tuple[str, ...] = ()
     ssh_host_json: str | None = None
     ssh_port_json: str | None = None
     price_json: str | None = None

@@ -15,7 +15,8 @@ With JSON output, ``ssh_host_json`` / ``ssh_port_json`` / ``price_json`` read wh
 answers and the price per hour into the state (absent or unreadable: None); after a start
 the Controller moves the SSH target there (a restarted pod may come back on another port).
 A failed command whose output says the host has no free GPU (RunPod: "There are not enough
-free GPUs on the host machine to start this pod.") carries ``NO_FREE_GPU_HINT``.
+free GPUs on the host machine to start this pod.") carries ``NO_FREE_GPU_HINT``, and so does
+a state in ``no_gpu_values`` (vast.ai's "scheduling": stopped, waiting for the host's GPU).
 
 ``ocrtui pod status|start`` (:func:`provider_command`) prints one state line; exit 0 when the
 state is known, 1 when a command failed, timed out or said nothing readable, 2 config error.
@@ -76,6 +77,7 @@ class ProviderState:
     ssh_host: str | None = None  # where SSH answers, when the provider says (ssh_host_json)
     ssh_port: int | None = None
     price_per_hr: float | None = None  # price_json
+    hint: str | None = None  # what the state means when it needs saying (no free GPU)
 
 
 def _short(text: str) -> str:
@@ -149,6 +151,8 @@ def parse_state(cfg: ProviderConfig, stdout: str, stderr: str = "") -> ProviderS
         return ProviderState("running", where, **facts)
     if lowered in (v.lower() for v in cfg.stopped_values):
         return ProviderState("stopped", where, **facts)
+    if lowered in (v.lower() for v in cfg.no_gpu_values):
+        return ProviderState("stopped", where, hint=NO_FREE_GPU_HINT, **facts)
     return ProviderState("unknown", f"{found!r} is neither running nor stopped ({where})", **facts)
 
 
@@ -213,6 +217,8 @@ def provider_command(config: Config, action: Literal["status", "start"]) -> int:
         print(line, file=sys.stderr)
         return 1
     print(line)
+    if state.hint:
+        print(f"hint: {state.hint}", file=sys.stderr)
     return 0
 
 

@@ -212,7 +212,8 @@ class OcrtuiApp(App[int]):
     @work(group="power", exclusive=True, exit_on_error=False, description="start pod")
     async def start_pod(self) -> None:
         state = await self.source.start_pod()
-        self.notify(f"{state.state} ({state.detail})", title=f"Pod {self.config.pod.label}")
+        hint = f"\n{state.hint}" if state.hint else ""
+        self.notify(f"{state.state} ({state.detail}){hint}", title=f"Pod {self.config.pod.label}")
         if self.source_error is not None and state.state == "running":
             self.source_error = None
             self._connecting = self._connect()  # the first connect had failed: try again

@@ -241,3 +241,13 @@ def test_status_text_gives_the_price_and_the_idle_notice() -> None:
     )
     first = format_status(Snapshot(pod, (), (), ())).splitlines()[0]
     assert first == "pod glm-ocr-a40: connected; $0.44/h; idle 31 min at $0.44/h"
+
+
+async def test_vastai_scheduling_after_a_start_means_no_free_gpu(fake_cli: FakeCli) -> None:
+    # vastai's start exits 0 whatever happens; the instance then waits in "scheduling".
+    shutil.copy(
+        OUTPUTS / "vastai_show_instance_scheduling.json", fake_cli.dir / "vastai_running.json"
+    )
+    state = await provider_start(preset("vastai", "12345678"))
+    assert (state.state, state.hint) == ("stopped", NO_FREE_GPU_HINT)
+    assert state.detail == "actual_status = scheduling"

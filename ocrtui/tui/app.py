@@ -375,14 +375,20 @@ def _controller(config: Config, demo: bool) -> PodSource:
     return Controller(config, demo=demo)
 
 
+def _serve_metrics(config: Config, source: PodSource) -> MetricsExporter:
+    """The ``[export] listen`` endpoint over the source's snapshots, while the app runs."""
+    exporter = MetricsExporter(lambda: source.snapshot)
+    if config.export.address is not None:
+        exporter.serve(config.export.address)
+    return exporter
+
+
 def run_dashboard(config: Config, *, readonly: bool, demo: bool) -> int:
     async def main() -> int:
         source = _controller(config, demo)
         app = OcrtuiApp(config, source, readonly=readonly, start_servers=demo)
-        exporter = MetricsExporter(lambda: source.snapshot)
+        exporter = _serve_metrics(config, source)
         try:
-            if config.export.address is not None:
-                exporter.serve(config.export.address)
             await app.run_async()
         finally:
             await exporter.close()
@@ -402,10 +408,12 @@ def run_comparison_dashboard(config: Config, setup: RunSetup, *, demo: bool) -> 
 
     async def main() -> int:
         app = comparison_app(config, setup, demo=demo)
+        exporter = _serve_metrics(config, app.source)
         try:
             await app.run_async()
             return await comparison_exit_code(app)
         finally:
+            await exporter.close()
             await app.source.close()
 
     return asyncio.run(main())

@@ -53,6 +53,18 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("name", help="served model name")
     r.add_argument("--force", action="store_true", help=force_help)
 
+    ex = sub.add_parser(
+        "export", help="serve the pod's metrics (OpenMetrics) until stopped, no dashboard"
+    )
+    ex.add_argument(
+        "--listen", metavar="HOST:PORT", required=True, help="e.g. 127.0.0.1:9464 (loopback)"
+    )
+    ex.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="listen on a non-loopback address too (the metrics name the pod's processes)",
+    )
+
     pw = sub.add_parser("pod", help="the pod's power state, from the provider ([pod.provider])")
     pw.add_argument("action", choices=["status", "start"], help="ask the state / start the pod")
 
@@ -178,6 +190,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return headless.up_command(config, demo=demo, force=args.force)
     if command == "down":
         return headless.down_command(config, demo=demo)
+    if command == "export":
+        from ocrtui.config import parse_listen
+
+        address = parse_listen(args.listen, allow_remote=args.allow_remote)
+        return headless.export_command(config, address, demo=demo)
     if command == "restart":
         return headless.restart_command(config, args.name, demo=demo, force=args.force)
     raise AssertionError(command)

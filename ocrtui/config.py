@@ -7,10 +7,12 @@ what is wrong, so the CLI can exit 2 without a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -54,13 +56,54 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+# Ready-made [pod.provider] settings for the rentals' own CLIs; ``{id}`` is ``pod_id``.
+# runpodctl v2 prints JSON by default: `pod get` merges the REST pod (desiredStatus,
+# costPerHr) with an `ssh` block (ip, port; an `error` instead while the pod is not ready).
+# vastai prints the instance's API record with --raw (actual_status, ssh_host, ssh_port,
+# dph_total). Recorded outputs and their sources: tests/pod/provider_outputs/.
+PROVIDER_PRESETS: dict[str, dict[str, Any]] = {
+    "runpodctl": {
+        "status_command": ("runpodctl", "pod", "get", "{id}"),
+        "start_command": ("runpodctl", "pod", "start", "{id}"),
+        "state_json": "desiredStatus",
+        "running_values": ("RUNNING",),
+        "stopped_values": ("EXITED", "TERMINATED"),
+        "ssh_host_json": "ssh.ip",
+        "ssh_port_json": "ssh.port",
+        "price_json": "costPerHr",
+    },
+    "vastai": {
+        "status_command": ("vastai", "show", "instance", "{id}", "--raw"),
+        "start_command": ("vastai", "start", "instance", "{id}"),
+        "state_json": "actual_status",
+        "running_values": ("running",),
+        "stopped_values": ("exited", "stopped", "offline"),
+        # docs.vast.ai, `vastai start instance`: stuck in "scheduling" means the machine's
+        # resources are unavailable.
+        "no_gpu_values": ("scheduling",),
+        "ssh_host_json": "ssh_host",
+        "ssh_port_json": "ssh_port",
+        "price_json": "dph_total",
+    },
+}
+
+
 class ProviderConfig(_Section):
     """The pod's power state, asked on THIS machine (the operator's), never over SSH: the
     rental's own tool, e.g. ``python3 scripts/runpod_manager.py --action status``. Its output
     is read with ``state_json`` (a path in JSON output, ocrtui/jsonpath.py) or else
     ``state_regex`` (the group named ``state``, else the whole match); the value is compared
-    case-insensitively with ``running_values`` / ``stopped_values``."""
+    case-insensitively with ``running_values`` / ``stopped_values``. With JSON output,
+    ``ssh_host_json`` / ``ssh_port_json`` say where SSH answers after a start and
+    ``price_json`` the price per hour; a value in ``no_gpu_values`` is stopped, waiting for a
+    GPU on the pod's host.
 
+    ``preset = "runpodctl" | "vastai"`` with ``pod_id`` fills every key it does not set
+    (``PROVIDER_PRESETS``). ``idle_notice_min``: after this many minutes with no request
+    to any model, the status says the pod is idle (and what it costs)."""
+
+    preset: Literal["runpodctl", "vastai"] | None = None
+    pod_id: str | None = Field(default=None, min_length=1)
     status_command: tuple[str, ...] = Field(min_length=1)
     start_command: tuple[str, ...] | None = None
     timeout_s: float = Field(default=60.0, gt=0)
@@ -68,16 +111,45 @@ class ProviderConfig(_Section):
     state_regex: str = r"(?i)\b(?P<state>running|stopped|exited)\b"
     running_values: tuple[str, ...] = ("running",)
     stopped_values: tuple[str, ...] = ("stopped", "exited")
+    # States meaning a start waits for a GPU on the pod's host: stopped, with that hint.
+    no_gpu_values: tuple[str, ...] = ()
+    ssh_host_json: str | None = None
+    ssh_port_json: str | None = None
+    price_json: str | None = None
+    idle_notice_min: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or data.get("preset") is None:
+            return data
+        preset = PROVIDER_PRESETS.get(data["preset"])
+        if preset is None:
+            return data  # the Literal names the choices
+        pod_id = data.get("pod_id")
+        if not isinstance(pod_id, str) or not pod_id:
+            raise ValueError(f"preset {data['preset']!r} needs 'pod_id' (the pod or instance id)")
+        filled = dict(data)
+        for key, value in preset.items():
+            if key not in filled:
+                argv = isinstance(value, tuple) and key.endswith("_command")
+                filled[key] = tuple(a.format(id=pod_id) for a in value) if argv else value
+        return filled
 
     @model_validator(mode="after")
     def _check(self) -> ProviderConfig:
         if self.start_command is not None and not self.start_command:
             raise ValueError("'start_command' must not be empty")
-        if self.state_json is not None:
+        for key in ("state_json", "ssh_host_json", "ssh_port_json", "price_json"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if key != "state_json" and self.state_json is None:
+                raise ValueError(f"'{key}' reads JSON output: it needs 'state_json' too")
             try:
-                compile_path(self.state_json)
+                compile_path(value)
             except ValueError as exc:
-                raise ValueError(f"state_json {exc}") from None
+                raise ValueError(f"{key} {exc}") from None
         try:
             re.compile(self.state_regex)
         except re.error as exc:
@@ -330,6 +402,66 @@ class ApiArmConfig(_Section):
         return self
 
 
+@dataclass(frozen=True)
+class ListenAddress:
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+
+def parse_listen(text: str, *, allow_remote: bool) -> ListenAddress:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6; port 0 picks a free one); ConfigError for a
+    malformed one, and for a non-loopback host unless ``allow_remote``."""
+    host, sep, port_text = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(f"listen address {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9464")
+    if not allow_remote and not _is_loopback(host):
+        raise ConfigError(
+            f"listen address {text!r} is not a loopback address: the metrics name the pod's "
+            "processes; allow it explicitly (--allow-remote, [export] allow_remote = true)"
+        )
+    return ListenAddress(host, int(port_text))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+class ExportConfig(_Section):
+    """The dashboard's metrics endpoint (ocrtui/export.py): ``listen = "127.0.0.1:9464"``
+    serves OpenMetrics at ``http://127.0.0.1:9464/metrics`` while the dashboard runs. A
+    non-loopback address needs ``allow_remote = true``: the series name the pod's
+    processes."""
+
+    listen: str | None = None
+    allow_remote: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> ExportConfig:
+        if self.listen is not None:
+            try:
+                parse_listen(self.listen, allow_remote=self.allow_remote)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    @property
+    def address(self) -> ListenAddress | None:
+        if self.listen is None:
+            return None
+        return parse_listen(self.listen, allow_remote=self.allow_remote)
+
+
 class UIConfig(_Section):
     theme: str = "ocrtui-dark"
     theme_dir: str | None = None
@@ -347,6 +479,7 @@ class Config(_Section):
     api_arms: tuple[ApiArmConfig, ...] = ()
     compare: CompareConfig = CompareConfig()
     ui: UIConfig = UIConfig()
+    export: ExportConfig = ExportConfig()
 
     @model_validator(mode="after")
     def _unique(self) -> Config:

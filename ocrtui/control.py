@@ -10,8 +10,9 @@ attribution's, with the models' plans from ``vllm/plan.py``; the "other" rows of
 true`` service's processes are shown as that service's (kind ``service``). ``up`` and
 ``down`` go through models and services in the waves of ``config.start_order`` (``up`` goes
 on past a failed model, skipping only the services that wait for it); ``restart``
-takes a model's or a service's name. The TUI subscribes to snapshots and calls the
-operations; ``headless.py`` does the same for the CLI.
+takes a model's or a service's name; model restarts and killed orphans are counted for the
+snapshot (``ModelStatus.restarts``, ``Snapshot.orphans_killed``). The TUI subscribes to
+snapshots and calls the operations; ``headless.py`` does the same for the CLI.
 
 The `Controller` assembles pod, `AgentMonitor`, `ModelWatcher` and `Lifecycle` and publishes
 snapshots (after every agent sample, every watcher poll round, every link change):
@@ -43,8 +44,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from ocrtui.compare.docapi import arm_url
 from ocrtui.config import Config, start_order
@@ -92,6 +95,9 @@ class Controller:
         self._workdir = config.pod.workdir
         self._urls: dict[str, str] = {}
         self._subscribers: list[Callable[[Snapshot], None]] = []
+        self._restarts: dict[str, int] = {}  # by model, for the snapshot (the exporter's)
+        self._orphans_killed = 0
+        self._active_at = time.monotonic()  # a model last had a request (the idle notice)
         self._changed = asyncio.Event()
         self._unsubscribe: list[Callable[[], None]] = []
         self._snapshot = self._build()
@@ -238,10 +244,15 @@ class Controller:
         if self.is_service(name):
             await self._runner().restart(name, progress)
         else:
+            self._restarts[name] = self._restarts.get(name, 0) + 1
+            self._publish()
             await self._lc().restart(name, progress, force=force)
 
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]:
-        return await self._lc().kill_orphans(name)
+        killed = await self._lc().kill_orphans(name)
+        self._orphans_killed += len(killed)
+        self._publish()
+        return killed
 
     async def model_url(self, name: str) -> str:
         """A comparison arm's base URL: a model's forward, or an API arm's (its ``url``, or
@@ -282,10 +293,16 @@ class Controller:
         return await self.power.now()
 
     async def start_pod(self) -> ProviderState:
-        return await self.power.start()
+        """Start the pod through the provider; the SSH host and port it gives are where the
+        next connect goes."""
+        state = await self.power.start()
+        if state.state == "running":
+            self.pod.move_to(state.ssh_host, state.ssh_port)
+        return state
 
     def _build(self) -> Snapshot:
         view = self.monitor.view
+        models = tuple(self._model_status(m.name) for m in self.config.models)
         pod = PodStatus(
             label=self.pod.label,
             connection=self.pod.state.value,
@@ -296,13 +313,14 @@ class Controller:
             agent_error=view.error,
             power=self.power.state.state if self.power.state else None,
             power_detail=self.power.state.detail if self.power.state else None,
+            price_per_hr=self.power.state.price_per_hr if self.power.state else None,
+            **self._idle(models),
         )
         rows = view.attribution.rows if view.attribution else ()
         processes = _with_services(
             tuple(ProcessStatus(**r.status_fields()) for r in rows),  # type: ignore[arg-type]
             self.service_watch.statuses,
         )
-        models = tuple(self._model_status(m.name) for m in self.config.models)
         orphans = tuple(
             OrphanStatus(o.pid, o.model, o.used_mib, o.rss_mib, o.title) for o in view.orphans
         )
@@ -313,10 +331,28 @@ class Controller:
             models,
             orphans=orphans,
             services=self.service_watch.statuses,
+            orphans_killed=self._orphans_killed,
         )
 
+    def _idle(self, models: tuple[ModelStatus, ...]) -> dict[str, Any]:
+        """``idle_s`` since a model last had a request running or waiting (a comparison's
+        included), and the notice once ``[pod.provider] idle_notice_min`` has passed."""
+        now = time.monotonic()
+        if any((m.running or 0) + (m.waiting or 0) > 0 for m in models):
+            self._active_at = now
+        idle_s = round(now - self._active_at, 1)
+        provider = self.config.pod.provider
+        notice = None
+        limit = provider.idle_notice_min if provider is not None else None
+        if limit is not None and idle_s >= limit * 60:
+            price = self.power.state.price_per_hr if self.power.state else None
+            notice = f"idle {idle_s / 60:.0f} min" + (
+                f" at ${price:.2f}/h" if price is not None else ""
+            )
+        return {"idle_s": idle_s, "idle_notice": notice}
+
     def _model_status(self, name: str) -> ModelStatus:
-        status = self.watcher.status(name)
+        status = replace(self.watcher.status(name), restarts=self._restarts.get(name, 0))
         served = self.servers.served(name)
         return replace(status, advisories=served.advisories) if served else status
 

@@ -1,4 +1,5 @@
-"""The headless commands: ``ocrtui status``, ``up``, ``down``, ``restart`` (called by cli.py).
+"""The headless commands: ``ocrtui status``, ``up``, ``down``, ``restart``, ``export``
+(called by cli.py).
 
 ``restart NAME`` takes a model's or a service's name; ``up`` / ``down`` cover both.
 
@@ -12,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 
-from ocrtui.config import Config
+from ocrtui.config import Config, ListenAddress
 from ocrtui.control import Controller
 from ocrtui.errors import LifecycleError
+from ocrtui.export import MetricsExporter
 from ocrtui.status import Snapshot
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S
 
@@ -79,6 +82,8 @@ def format_status(snap: Snapshot) -> str:
         f"pod {pod.label}: {pod.connection}"
         + (" (DEMO)" if pod.demo else "")
         + (f"; agent: {pod.agent_error}" if pod.agent_error else "")
+        + (f"; ${pod.price_per_hr:.2f}/h" if pod.price_per_hr is not None else "")
+        + (f"; {pod.idle_notice}" if pod.idle_notice else "")
     ]
     for g in snap.gpus:
         sim = " (simulated GPU)" if g.simulated and "simulated" not in g.name else ""
@@ -116,3 +121,25 @@ def restart_command(config: Config, name: str, *, demo: bool = False, force: boo
     if not any(s.name == name for s in config.services):
         config.model(name)  # an unknown name is a usage error (exit 2) before connecting
     return _run_operation(config, demo, lambda ctl: ctl.restart(name, _print_progress, force=force))
+
+
+def export_command(config: Config, address: ListenAddress, *, demo: bool = False) -> int:
+    """Serve the metrics endpoint until SIGINT or SIGTERM (exit 0); the bound URL first."""
+
+    async def run(ctl: Controller) -> int:
+        exporter = MetricsExporter(lambda: ctl.snapshot)
+        bound = exporter.serve(address)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            print(f"serving metrics at {bound.url}", flush=True)
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await exporter.close()
+        return 0
+
+    return asyncio.run(_with_controller(config, demo, run))

@@ -12,10 +12,11 @@ the `ocrtui status --json` contract (keys are only added). `ModelStatus` beyond 
 fields: `stage` (startup stage while `starting`; `"stopping"` while `down` with a stop in
 progress), `hint`, metrics, `planned_mib`, `used_mib`, `last_lines` (log tail when
 `crashed`), `max_model_len`, `started_s` / `last_start_s` (while starting: since the launch;
-launch → ready of the previous start). `Snapshot.orphans` lists every leaked vLLM process
-(`OrphanStatus(pid, model, used_mib | None, rss_mib, title)`), those holding no VRAM
-included (a CPU build); the dashboard's `k` offers these. Each `GpuStatus` carries its owners as
-attributed: `models`
+launch → ready of the previous start), `restarts` (those this process asked for).
+`Snapshot.orphans` lists every leaked vLLM process (`OrphanStatus(pid, model, used_mib |
+None, rss_mib, title)`), those holding no VRAM included (a CPU build); the dashboard's `k`
+offers these; `Snapshot.orphans_killed` counts those this process killed. Each `GpuStatus`
+carries its owners as attributed: `models`
 (`ModelShare(name, used_mib, planned_mib)` for every model planned on it or holding memory on
 it), `orphan_mib`, `other_mib` (processes of no model + memory no row holds),
 `unattributed_mib`, `planned_mib`; each `ProcessStatus` its `kind` (model, orphan, other,
@@ -51,6 +52,10 @@ class PodStatus:
     # the first answer): "running" | "stopped" | "unknown", and the line it was read from.
     power: str | None = None
     power_detail: str | None = None
+    price_per_hr: float | None = None  # the provider's price (price_json), when it gives one
+    idle_s: float | None = None  # since a model last had a request running or waiting
+    # [pod.provider] idle_notice_min passed: "idle 42 min at $0.79/h: ..." (else None)
+    idle_notice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,7 @@ class ModelStatus:
     last_start_s: float | None = None  # while starting: launch to ready of the previous start
     # On the running server's versions and argv, probed once when it became ready.
     advisories: tuple[AdvisoryStatus, ...] = ()
+    restarts: int = 0  # restarts this ocrtui process asked for (Controller.restart)
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,7 @@ class Snapshot:
     models: tuple[ModelStatus, ...]
     orphans: tuple[OrphanStatus, ...] = ()
     services: tuple[ServiceStatus, ...] = ()
+    orphans_killed: int = 0  # orphans this ocrtui process killed (Controller.kill_orphans)
 
     def to_json(self) -> dict[str, Any]:
         """The `ocrtui status --json` contract."""
@@ -184,6 +191,7 @@ class Snapshot:
             "models": [asdict(m) for m in self.models],
             "orphans": [asdict(o) for o in self.orphans],
             "services": [s.to_json() for s in self.services],
+            "orphans_killed": self.orphans_killed,
         }
 
     def model(self, name: str) -> ModelStatus | None:

@@ -35,7 +35,9 @@ Test fixtures: `tests/plugins/sshd.py` (`sshd`, `ssh_pod`; `sshd.pod_config()`,
 Power state (`provider.py`, `[pod.provider]`): `provider_state(cfg) -> ProviderState(state
 "running"|"stopped"|"unknown", detail, failed)`, `provider_start(cfg)`; the commands run on
 the operator's machine as local subprocesses (own process group, killed on `timeout_s`),
-never over SSH. `provider_command(config, "status"|"start")` is `ocrtui pod`.
+never over SSH. `provider_command(config, "status"|"start")` is `ocrtui pod`. Presets for
+runpodctl and vastai: `config.PROVIDER_PRESETS`; with JSON output the state also carries the
+SSH host and port (`Pod.move_to` after a start) and the price per hour.
 """
 
 from ocrtui.pod.base import CommandResult, ConnState, Pod, PodConnectionLost

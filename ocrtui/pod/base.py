@@ -132,6 +132,12 @@ class Pod(ABC):
     async def close(self) -> None:
         """Close the connection; detached processes on the pod keep running."""
 
+    def move_to(self, host: str | None, port: int | None) -> None:
+        """Where the next connect goes, as the provider says after a start (a restarted
+        rented pod may come back on another port); None keeps the current value. A local
+        pod has no address."""
+        return None
+
     @abstractmethod
     async def run(
         self,

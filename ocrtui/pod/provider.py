@@ -11,6 +11,13 @@ JSON output, ocrtui/jsonpath.py) or else ``state_regex`` (the group ``state``, e
 whole match); the value is compared case-insensitively with ``running_values`` /
 ``stopped_values``. Anything else is ``unknown``, with the reason in ``detail``.
 
+With JSON output, ``ssh_host_json`` / ``ssh_port_json`` / ``price_json`` read where SSH
+answers and the price per hour into the state (absent or unreadable: None); after a start
+the Controller moves the SSH target there (a restarted pod may come back on another port).
+A failed command whose output says the host has no free GPU (RunPod: "There are not enough
+free GPUs on the host machine to start this pod.") carries ``NO_FREE_GPU_HINT``, and so does
+a state in ``no_gpu_values`` (vast.ai's "scheduling": stopped, waiting for the host's GPU).
+
 ``ocrtui pod status|start`` (:func:`provider_command`) prints one state line; exit 0 when the
 state is known, 1 when a command failed, timed out or said nothing readable, 2 config error.
 """
@@ -26,7 +33,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from ocrtui.config import Config, ProviderConfig
 from ocrtui.errors import ConfigError, OcrtuiError
@@ -36,10 +43,30 @@ PowerState = Literal["running", "stopped", "unknown"]
 DETAIL_CHARS = 200
 
 
+# The reply of RunPod's API to starting a stopped pod whose machine has no GPU left
+# (runpod/runpod-python issue 168), and the like from other rentals.
+NO_FREE_GPU = re.compile(
+    r"(?i)not enough free GPUs?|no (free|available) GPUs?|GPUs? (are )?(not|no longer) available"
+)
+NO_FREE_GPU_HINT = (
+    "the pod's host has no free GPU now: wait and start it again later, or move its volume "
+    "to a new pod on another host"
+)
+
+
 class ProviderCommandError(OcrtuiError):
-    """A provider command could not be run, failed or timed out."""
+    """A provider command could not be run, failed or timed out; ``hint`` what it means
+    when the output says so."""
 
     exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} (hint: {self.hint})" if self.hint else self.message
 
 
 @dataclass(frozen=True)
@@ -47,6 +74,10 @@ class ProviderState:
     state: PowerState
     detail: str  # the line (or JSON value) the state was read from, or why it is unknown
     failed: bool = False  # the status command itself failed (not run, exit != 0, timeout)
+    ssh_host: str | None = None  # where SSH answers, when the provider says (ssh_host_json)
+    ssh_port: int | None = None
+    price_per_hr: float | None = None  # price_json
+    hint: str | None = None  # what the state means when it needs saying (no free GPU)
 
 
 def _short(text: str) -> str:
@@ -81,7 +112,8 @@ async def run_provider_command(argv: Sequence[str], timeout_s: float) -> tuple[s
         last = (stderr.strip() or stdout.strip()).splitlines()[-1:] or [""]
         raise ProviderCommandError(
             f"{what!r} exited with status {proc.returncode}"
-            + (f": {_short(last[0])}" if last[0] else "")
+            + (f": {_short(last[0])}" if last[0] else ""),
+            NO_FREE_GPU_HINT if NO_FREE_GPU.search(stdout + stderr) else None,
         )
     return stdout, stderr
 
@@ -90,6 +122,7 @@ def parse_state(cfg: ProviderConfig, stdout: str, stderr: str = "") -> ProviderS
     """The power state in a status command's output (pure): JSON from stdout; the regex
     over stdout, then stderr."""
     output = stdout + ("\n" + stderr if stderr else "")
+    facts: dict[str, Any]
     if cfg.state_json is not None:
         try:
             body = json.loads(stdout)
@@ -101,6 +134,7 @@ def parse_state(cfg: ProviderConfig, stdout: str, stderr: str = "") -> ProviderS
             return ProviderState("unknown", f"state_json {cfg.state_json}: {_short(str(exc))}")
         value = values[0] if len(values) == 1 else values
         found, where = str(value), f"{cfg.state_json} = {value}"
+        facts = _facts(cfg, body)
     else:
         m = re.search(cfg.state_regex, output)
         if m is None:
@@ -111,12 +145,37 @@ def parse_state(cfg: ProviderConfig, stdout: str, stderr: str = "") -> ProviderS
         start = output.rfind("\n", 0, m.start()) + 1
         end = output.find("\n", m.end())
         where = _short(output[start : end if end >= 0 else None])
+        facts = {}
     lowered = found.strip().lower()
     if lowered in (v.lower() for v in cfg.running_values):
-        return ProviderState("running", where)
+        return ProviderState("running", where, **facts)
     if lowered in (v.lower() for v in cfg.stopped_values):
-        return ProviderState("stopped", where)
-    return ProviderState("unknown", f"{found!r} is neither running nor stopped ({where})")
+        return ProviderState("stopped", where, **facts)
+    if lowered in (v.lower() for v in cfg.no_gpu_values):
+        return ProviderState("stopped", where, hint=NO_FREE_GPU_HINT, **facts)
+    return ProviderState("unknown", f"{found!r} is neither running nor stopped ({where})", **facts)
+
+
+def _facts(cfg: ProviderConfig, body: object) -> dict[str, Any]:
+    """SSH host, port and price from JSON output; each None where absent or malformed."""
+
+    def one(path: str | None) -> object:
+        if path is None:
+            return None
+        try:
+            values = compile_path(path).extract(body)
+        except PathMissing:
+            return None
+        return values[0] if len(values) == 1 else None
+
+    host, port, price = one(cfg.ssh_host_json), one(cfg.ssh_port_json), one(cfg.price_json)
+    return {
+        "ssh_host": host if isinstance(host, str) and host else None,
+        "ssh_port": port if isinstance(port, int) and 0 < port < 65536 else None,
+        "price_per_hr": float(price)
+        if isinstance(price, int | float) and not isinstance(price, bool)
+        else None,
+    }
 
 
 async def provider_state(cfg: ProviderConfig) -> ProviderState:
@@ -147,14 +206,30 @@ def provider_command(config: Config, action: Literal["status", "start"]) -> int:
     try:
         state = asyncio.run(provider_state(cfg) if action == "status" else provider_start(cfg))
     except ProviderCommandError as exc:
-        print(f"ocrtui: pod {config.pod.label}: start failed: {exc}", file=sys.stderr)
+        print(f"ocrtui: pod {config.pod.label}: start failed: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
         return exc.exit_code
-    line = f"pod {config.pod.label}: {state.state} ({state.detail})"
+    line = f"pod {config.pod.label}: {state.state} ({state.detail})" + "".join(
+        f"; {fact}" for fact in describe(state)
+    )
     if state.state == "unknown":
         print(line, file=sys.stderr)
         return 1
     print(line)
+    if state.hint:
+        print(f"hint: {state.hint}", file=sys.stderr)
     return 0
+
+
+def describe(state: ProviderState) -> list[str]:
+    """The SSH address and price the provider gave, as the status line shows them."""
+    facts = []
+    if state.ssh_host is not None or state.ssh_port is not None:
+        facts.append(f"ssh {state.ssh_host or '?'}:{state.ssh_port or '?'}")
+    if state.price_per_hr is not None:
+        facts.append(f"${state.price_per_hr:.3f}/h")
+    return facts
 
 
 POWER_RECHECK_S = 30.0  # while the link keeps failing, ask the provider at most this often

@@ -190,6 +190,14 @@ class SSHPod(Pod):
 
     # -- connecting -----------------------------------------------------------------------
 
+    def move_to(self, host: str | None, port: int | None) -> None:
+        update: dict[str, Any] = {}
+        if host is not None:
+            update["host"] = host
+        if port is not None:
+            update["port"] = port
+        self.config = self.config.model_copy(update=update)
+
     def _connect_options(self) -> dict[str, Any]:
         cfg = self.config
         opts: dict[str, Any] = {

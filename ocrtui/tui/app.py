@@ -25,6 +25,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerFailed, WorkerState
 
 from ocrtui.config import ApiArmConfig, Config
+from ocrtui.export import MetricsExporter
 from ocrtui.tui.messages import LogTail, OperationProgress
 from ocrtui.tui.run_view import RunView
 from ocrtui.tui.screens.compare import CompareScreen
@@ -211,7 +212,8 @@ class OcrtuiApp(App[int]):
     @work(group="power", exclusive=True, exit_on_error=False, description="start pod")
     async def start_pod(self) -> None:
         state = await self.source.start_pod()
-        self.notify(f"{state.state} ({state.detail})", title=f"Pod {self.config.pod.label}")
+        hint = f"\n{state.hint}" if state.hint else ""
+        self.notify(f"{state.state} ({state.detail}){hint}", title=f"Pod {self.config.pod.label}")
         if self.source_error is not None and state.state == "running":
             self.source_error = None
             self._connecting = self._connect()  # the first connect had failed: try again
@@ -373,13 +375,23 @@ def _controller(config: Config, demo: bool) -> PodSource:
     return Controller(config, demo=demo)
 
 
+def _serve_metrics(config: Config, source: PodSource) -> MetricsExporter:
+    """The ``[export] listen`` endpoint over the source's snapshots, while the app runs."""
+    exporter = MetricsExporter(lambda: source.snapshot)
+    if config.export.address is not None:
+        exporter.serve(config.export.address)
+    return exporter
+
+
 def run_dashboard(config: Config, *, readonly: bool, demo: bool) -> int:
     async def main() -> int:
         source = _controller(config, demo)
         app = OcrtuiApp(config, source, readonly=readonly, start_servers=demo)
+        exporter = _serve_metrics(config, source)
         try:
             await app.run_async()
         finally:
+            await exporter.close()
             await source.close()
         return app.return_code or 0
 
@@ -396,10 +408,12 @@ def run_comparison_dashboard(config: Config, setup: RunSetup, *, demo: bool) -> 
 
     async def main() -> int:
         app = comparison_app(config, setup, demo=demo)
+        exporter = _serve_metrics(config, app.source)
         try:
             await app.run_async()
             return await comparison_exit_code(app)
         finally:
+            await exporter.close()
             await app.source.close()
 
     return asyncio.run(main())

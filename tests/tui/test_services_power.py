@@ -99,6 +99,16 @@ async def test_header_shows_the_providers_power_state(tmp_path: Path) -> None:
         assert "power: running" in text(app.dashboard.query_one(PodHeader))
 
 
+async def test_header_shows_the_price_and_the_idle_notice(tmp_path: Path) -> None:
+    pod = replace(recorded.POD, power="running", price_per_hr=0.44, idle_notice="idle 31 min")
+    source = ReplaySource([replace(recorded.READY, pod=pod)])
+    app = OcrtuiApp(config(tmp_path), source, state_path=tmp_path / "state.toml")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(app, pilot)
+        shown = text(app.dashboard.query_one(PodHeader))
+        assert "$0.44/h" in shown and "idle 31 min" in shown
+
+
 async def test_replayed_lost_link_on_a_stopped_pod_offers_the_start(tmp_path: Path) -> None:
     pod = replace(recorded.LOST.pod, power="stopped")
     source = ReplaySource(

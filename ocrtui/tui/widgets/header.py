@@ -1,5 +1,5 @@
 """The top line: which pod, whether we are connected, how old the data is, the provider's word
-on the pod's power ([pod.provider]), and what is simulated."""
+on the pod's power and price ([pod.provider]), the idle notice, and what is simulated."""
 
 from __future__ import annotations
 
@@ -43,6 +43,10 @@ def header_content(pod: PodStatus, refresh_s: float) -> Content:
         parts.append((f"data {age(pod.data_age_s)} old", "$error bold" if stale else "$text-muted"))
     if pod.power is not None:
         parts += ["  ", (f"power: {pod.power}", _POWER_STYLE.get(pod.power, ""))]
+    if pod.price_per_hr is not None:
+        parts += ["  ", (f"${pod.price_per_hr:.2f}/h", "$text-muted")]
+    if pod.idle_notice:
+        parts += ["  ", (pod.idle_notice, "$warning bold")]
     if pod.agent_error:
         parts += ["  ", (f"agent: {pod.agent_error}", "$error")]
     if pod.demo:

@@ -1,0 +1,204 @@
+"""The metrics endpoint: ``ocrtui export --listen 127.0.0.1:PORT`` and ``[export] listen``.
+
+A custom ``prometheus_client`` Collector reads the latest :class:`~ocrtui.status.Snapshot`
+(immutable, so the library's own HTTP server thread reads it without a lock while the event
+loop publishes the next one) and, when a comparison runs in the same process, the arms'
+latest :class:`ArmProgress` (given through :meth:`MetricsExporter.arm_progress`). The
+server answers OpenMetrics to a scraper that asks for it (Prometheus does), the classic
+text format otherwise.
+
+Series (memory in bytes, as Prometheus names units):
+
+- ``ocrtui_pod_connected``; ``ocrtui_pod_idle_seconds``; ``ocrtui_pod_price_per_hour`` (when
+  the provider gives one)
+- ``ocrtui_gpu_memory_total_bytes{gpu}``, ``ocrtui_gpu_memory_used_bytes{gpu}``
+- ``ocrtui_gpu_owner_memory_bytes{gpu, model}``: each model's share of a GPU; ``model`` is
+  ``orphan`` for leaked vLLM processes and ``other`` for everything else
+- ``ocrtui_process_memory_bytes{gpu, pid, kind, model}``: each GPU process row; ``model`` is
+  the model (or service) it belongs to, ``orphan`` for a leaked process, ``""`` for none
+- ``ocrtui_model_state{model, ocrtui_model_state}``: a state set (down, starting, ready,
+  unhealthy, crashed)
+- ``ocrtui_model_restarts_total{model}``: restarts this process asked for
+- ``ocrtui_orphans{model}``: leaked vLLM processes found now, by the model they belonged to
+- ``ocrtui_orphans_killed_total``: orphans this process killed
+- ``ocrtui_compare_pages_done_total{arm}``, ``ocrtui_compare_pages_failed_total{arm}``,
+  ``ocrtui_compare_cer{arm}`` (the mean so far), ``ocrtui_compare_images_per_second{arm}``
+
+The address must be a loopback one unless ``allow_remote`` is set: the series name the
+pod's processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import get_args
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    StateSetMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+from ocrtui.config import ListenAddress
+from ocrtui.errors import ConfigError
+from ocrtui.status import ModelState, Snapshot
+
+MIB = 1024 * 1024
+MODEL_STATES: tuple[str, ...] = get_args(ModelState)
+
+
+@dataclass(frozen=True)
+class ArmProgress:
+    """One comparison arm so far, as the runner's event consumer tallies it."""
+
+    arm: str
+    pages_done: int
+    pages_failed: int
+    cer: float | None  # mean character error rate of the pages scored so far
+    images_per_s: float | None
+
+
+class _SnapshotCollector(Collector):
+    def __init__(
+        self,
+        snapshot: Callable[[], Snapshot],
+        arms: Callable[[], MappingProxyType[str, ArmProgress]],
+    ) -> None:
+        self._snapshot = snapshot
+        self._arms = arms
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        yield from _pod_metrics(snap)
+        yield from _gpu_metrics(snap)
+        yield from _model_metrics(snap)
+        yield from _arm_metrics(tuple(self._arms().values()))
+
+
+def _pod_metrics(snap: Snapshot) -> Iterator[Metric]:
+    connected = GaugeMetricFamily("ocrtui_pod_connected", "1 while the link to the pod is up")
+    connected.add_metric([], 1 if snap.pod.connection == "connected" else 0)
+    yield connected
+    if snap.pod.idle_s is not None:
+        idle = GaugeMetricFamily(
+            "ocrtui_pod_idle_seconds", "Since a model last had a request running or waiting"
+        )
+        idle.add_metric([], snap.pod.idle_s)
+        yield idle
+    if snap.pod.price_per_hr is not None:
+        price = GaugeMetricFamily(
+            "ocrtui_pod_price_per_hour", "The rental's price per hour ([pod.provider])"
+        )
+        price.add_metric([], snap.pod.price_per_hr)
+        yield price
+
+
+def _gpu_metrics(snap: Snapshot) -> Iterator[Metric]:
+    total = GaugeMetricFamily("ocrtui_gpu_memory_total_bytes", "GPU memory", labels=["gpu"])
+    used = GaugeMetricFamily("ocrtui_gpu_memory_used_bytes", "GPU memory in use", labels=["gpu"])
+    owner = GaugeMetricFamily(
+        "ocrtui_gpu_owner_memory_bytes",
+        "GPU memory by owner: a model, orphan (leaked vLLM processes) or other",
+        labels=["gpu", "model"],
+    )
+    for g in snap.gpus:
+        gpu = str(g.index)
+        total.add_metric([gpu], g.total_mib * MIB)
+        used.add_metric([gpu], g.used_mib * MIB)
+        for share in g.models:
+            owner.add_metric([gpu, share.name], share.used_mib * MIB)
+        owner.add_metric([gpu, "orphan"], g.orphan_mib * MIB)
+        owner.add_metric([gpu, "other"], (g.other_mib + g.unattributed_mib) * MIB)
+    process = GaugeMetricFamily(
+        "ocrtui_process_memory_bytes",
+        "GPU memory of one process, with the model it belongs to (orphan: leaked)",
+        labels=["gpu", "pid", "kind", "model"],
+    )
+    for p in snap.processes:
+        model = "orphan" if p.kind == "orphan" else (p.owner or "")
+        process.add_metric([str(p.gpu), str(p.pid), p.kind, model], p.used_mib * MIB)
+    yield from (total, used, owner, process)
+
+
+def _model_metrics(snap: Snapshot) -> Iterator[Metric]:
+    state = StateSetMetricFamily("ocrtui_model_state", "Model state", labels=["model"])
+    restarts = CounterMetricFamily(
+        "ocrtui_model_restarts", "Restarts this ocrtui asked for", labels=["model"]
+    )
+    for m in snap.models:
+        state.add_metric([m.name], {s: s == m.state for s in MODEL_STATES})
+        restarts.add_metric([m.name], m.restarts)
+    orphans = GaugeMetricFamily(
+        "ocrtui_orphans", "Leaked vLLM processes found now", labels=["model"]
+    )
+    found: dict[str, int] = {}
+    for o in snap.orphans:
+        found[o.model] = found.get(o.model, 0) + 1
+    for model, count in sorted(found.items()):
+        orphans.add_metric([model], count)
+    killed = CounterMetricFamily("ocrtui_orphans_killed", "Orphans this ocrtui killed")
+    killed.add_metric([], snap.orphans_killed)
+    yield from (state, restarts, orphans, killed)
+
+
+def _arm_metrics(arms: tuple[ArmProgress, ...]) -> Iterator[Metric]:
+    done = CounterMetricFamily("ocrtui_compare_pages_done", "Pages read by an arm", labels=["arm"])
+    failed = CounterMetricFamily(
+        "ocrtui_compare_pages_failed", "Pages an arm failed", labels=["arm"]
+    )
+    cer = GaugeMetricFamily("ocrtui_compare_cer", "Mean CER so far", labels=["arm"])
+    speed = GaugeMetricFamily(
+        "ocrtui_compare_images_per_second", "Pages per second", labels=["arm"]
+    )
+    for a in arms:
+        done.add_metric([a.arm], a.pages_done)
+        failed.add_metric([a.arm], a.pages_failed)
+        if a.cer is not None:
+            cer.add_metric([a.arm], a.cer)
+        if a.images_per_s is not None:
+            speed.add_metric([a.arm], a.images_per_s)
+    yield from (done, failed, cer, speed)
+
+
+class MetricsExporter:
+    """The endpoint over a snapshot source (``Controller.snapshot``); :meth:`serve` binds it,
+    :meth:`close` stops it."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        # Replaced whole on each update, never mutated: the server thread reads it unlocked.
+        self._arms: MappingProxyType[str, ArmProgress] = MappingProxyType({})
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_SnapshotCollector(snapshot, lambda: self._arms))
+        self._server: tuple[WSGIServer, threading.Thread] | None = None
+
+    def arm_progress(self, progress: ArmProgress) -> None:
+        """A comparison arm's latest numbers (the hook for the runner's event consumer)."""
+        self._arms = MappingProxyType({**self._arms, progress.arm: progress})
+
+    def serve(self, address: ListenAddress) -> ListenAddress:
+        """Listen (in prometheus_client's own thread); the bound address. ConfigError when
+        the address cannot be bound."""
+        try:
+            server, thread = start_http_server(address.port, address.host, self.registry)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {address.url}: {exc.strerror or exc}") from None
+        self._server = (server, thread)
+        return ListenAddress(address.host, server.server_port)
+
+    async def close(self) -> None:
+        if self._server is None:
+            return
+        server, thread = self._server
+        self._server = None
+        # shutdown() waits for the serving loop's next poll (up to 0.5 s): off the event loop.
+        await asyncio.to_thread(server.shutdown)
+        server.server_close()
+        await asyncio.to_thread(thread.join)

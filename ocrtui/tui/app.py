@@ -40,6 +40,7 @@ from ocrtui.tui.themes import (
     theme_to_use,
     user_theme_dir,
 )
+from ocrtui.tui.widgets.format import visible
 from ocrtui.tui.widgets.page_pane import PagePane
 from ocrtui.tui.widgets.run_header import RunFacts
 from ocrtui.tui.widgets.run_plots import RunPlot
@@ -195,10 +196,15 @@ class OcrtuiApp(App[int]):
         label = self.config.pod.label
         if self.readonly or self.config.pod.provider.start_command is None:
             why = "read-only" if self.readonly else "no start_command in [pod.provider]"
-            self.notify(f"{state.detail} ({why})", title=f"Pod {label} is stopped", timeout=30)
+            self.notify(
+                f"{visible(state.detail)} ({why})",
+                title=f"Pod {label} is stopped",
+                timeout=30,
+                markup=False,
+            )
             return
         body = (
-            f"The provider says the pod is stopped ({state.detail}), so SSH cannot reach "
+            f"The provider says the pod is stopped ({visible(state.detail)}), so SSH cannot reach "
             "it.\n\nStart it with [pod.provider] start_command?"
         )
 
@@ -211,7 +217,11 @@ class OcrtuiApp(App[int]):
     @work(group="power", exclusive=True, exit_on_error=False, description="start pod")
     async def start_pod(self) -> None:
         state = await self.source.start_pod()
-        self.notify(f"{state.state} ({state.detail})", title=f"Pod {self.config.pod.label}")
+        self.notify(
+            f"{state.state} ({visible(state.detail)})",
+            title=f"Pod {self.config.pod.label}",
+            markup=False,
+        )
         if self.source_error is not None and state.state == "running":
             self.source_error = None
             self._connecting = self._connect()  # the first connect had failed: try again
@@ -232,8 +242,10 @@ class OcrtuiApp(App[int]):
         hint = getattr(error, "hint", None)
         if hint:
             message = f"{message}\nhint: {hint}"
+        # An error's text may hold a server's body or the provider's output: plain, visible.
         self.notify(
-            message,
+            visible(message),
+            markup=False,
             title=f"{worker.name or worker.description} failed",
             severity="error",
             timeout=30,

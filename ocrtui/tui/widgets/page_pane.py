@@ -41,6 +41,7 @@ from textual_image.renderable.halfcell import Image as HalfcellRenderable
 from textual_image.widget import HalfcellImage, Image, SixelImage, TGPImage
 
 from ocrtui.compare.page_files import kept_images
+from ocrtui.tui.widgets.format import visible
 
 Graphics = Literal["auto", "kitty", "sixel", "halfblock"]
 GRAPHICS: tuple[Graphics, ...] = ("auto", "kitty", "sixel", "halfblock")
@@ -153,7 +154,10 @@ class PagePane(Widget):
 
     def compose(self) -> ComposeResult:
         yield Static("No page yet.", id="page-note")
-        yield Center(id="page-frame")
+        # Hidden while empty: an empty container renders its own name ("Center#page-frame").
+        frame = Center(id="page-frame")
+        frame.display = False
+        yield frame
 
     def show_page(
         self, run_dir: Path, doc: str, page: int, neighbours: Sequence[tuple[str, int]] = ()
@@ -229,7 +233,7 @@ class PagePane(Widget):
         self.shown = message.key
         self._image = message.image
         self._drawn = message.drawn
-        self.query_one("#page-note", Static).update(message.note)
+        self.query_one("#page-note", Static).update(visible(message.note))
         await self._mount_image()
 
     async def _mount_image(self) -> None:
@@ -241,6 +245,7 @@ class PagePane(Widget):
             await frame.mount(drawn)
         elif self._image is not None:
             await frame.mount(_IMAGE_WIDGET[self.graphics](self._image, id="page-image"))
+        frame.display = bool(frame.children)
 
     def cycle_graphics(self) -> Graphics:
         self.graphics = GRAPHICS[(GRAPHICS.index(self.graphics) + 1) % len(GRAPHICS)]

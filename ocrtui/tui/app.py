@@ -12,6 +12,7 @@ import asyncio
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -86,6 +87,7 @@ class OcrtuiApp(App[int]):
         self.source_error: BaseException | None = None  # connecting failed
         self._power_offered = False  # the start of a stopped pod was offered in this outage
         self._theme_ready = False
+        self._state_lock = threading.Lock()
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -117,11 +119,19 @@ class OcrtuiApp(App[int]):
         if not self._theme_ready:
             return
         self.dashboard.restyle()
+        self._remember_theme()
+
+    @work(thread=True, group="ui-state", exit_on_error=False, description="theme")
+    def _remember_theme(self) -> None:
         try:
             # Remembered in a state file of our own: the user's config is never rewritten.
-            remember_theme(self.state_path, self.theme, self.config.ui.theme)
+            # One writer at a time, each writing the theme current then: the last one wins.
+            with self._state_lock:
+                remember_theme(self.state_path, self.theme, self.config.ui.theme)
         except OSError as exc:
-            self.notify(f"cannot remember the theme: {exc}", severity="warning")
+            self.call_from_thread(
+                self.notify, f"cannot remember the theme: {exc}", severity="warning"
+            )
 
     @work(group="source", exclusive=True, exit_on_error=False, description="connecting")
     async def _connect(self) -> None:
@@ -349,19 +359,25 @@ class OcrtuiApp(App[int]):
     # -- screenshots, palette, quit --------------------------------------------------------
 
     def action_save_screenshot(self) -> None:
+        # Rendered here (it reads the screen), written by a thread (off the loop).
+        self._write_screenshot(self.export_screenshot(), datetime.now())
+
+    @work(thread=True, group="screenshot", exit_on_error=False, description="screenshot")
+    def _write_screenshot(self, svg: str, when: datetime) -> None:
         folder = Path(self.config.ui.screenshot_dir).expanduser()
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
+            stamp = when.strftime("%Y%m%d-%H%M%S-%f")[:-3]
             name, n = f"ocrtui-{stamp}.svg", 1
             while (folder / name).exists():  # two in the same millisecond
                 n += 1
                 name = f"ocrtui-{stamp}-{n}.svg"
-            path = self.save_screenshot(name, str(folder))
+            path = folder / name
+            path.write_text(svg, encoding="utf-8")
         except OSError as exc:
-            self.notify(f"screenshot not saved: {exc}", severity="error")
+            self.call_from_thread(self.notify, f"screenshot not saved: {exc}", severity="error")
             return
-        self.notify(str(Path(path).resolve()), title="Screenshot saved")
+        self.call_from_thread(self.notify, str(path.resolve()), title="Screenshot saved")
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         for command in super().get_system_commands(screen):

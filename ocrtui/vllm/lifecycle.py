@@ -9,7 +9,7 @@
   (checked on the pod; a zombie counts as exited) and the model's GPU memory is released.
 * Preflight before any start checks what it can and warns about what it cannot: free VRAM
   as vLLM will measure it (else the holders are named), host RAM for a CPU build (no GPU
-  seen), the port; warnings for plans known to fail (research/vllm_and_models.md §2, §4).
+  seen), the port; warnings for plans known to fail (vllm/plan.py's KNOWN_MODELS, sources there).
   ``force`` turns the refusals into progress lines.
 * Restart = stop + preflight + launch + wait ready. ``ensure_ready`` is one model's step of
   ``up`` (the waves of models and services are the Controller's).

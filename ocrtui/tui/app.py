@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.content import Content
 from textual.screen import Screen
 from textual.worker import Worker, WorkerFailed, WorkerState
 
@@ -222,7 +223,8 @@ class OcrtuiApp(App[int]):
             if confirmed:
                 self.start_pod()
 
-        self.push_screen(ConfirmDialog(f"Pod {label} is stopped", body, "Start pod"), done)
+        # Plain text, not markup: the detail is the provider's.
+        self.push_screen(ConfirmDialog(f"Pod {label} is stopped", Content(body), "Start pod"), done)
 
     @work(group="power", exclusive=True, exit_on_error=False, description="start pod")
     async def start_pod(self) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from PIL import Image
 from textual.app import App
+from textual.widgets import DataTable
 
 from ocrtui.compare.launch import CompareRequest, resolve
 from ocrtui.tui.app import OcrtuiApp
@@ -24,7 +25,7 @@ from ocrtui.tui.source import ReplaySource
 from ocrtui.tui.widgets.format import visible, visible_log_line
 from tests.plugins import recorded
 from tests.plugins.fake_chat_server import completion, fake_vllm
-from tests.plugins.recorded_run import MODELS
+from tests.plugins.recorded_run import MODELS, result
 from tests.plugins.tui_app import AppFactory, until
 
 TITLE = "\x1b]0;PWNED-TITLE\x07"
@@ -89,3 +90,22 @@ async def test_an_empty_page_pane_says_no_page_and_nothing_else(make_app: AppFac
         text, _ = terminal_output(app)
     assert "No page yet." in text
     assert "page-frame" not in text and "Center" not in text
+
+
+async def test_an_error_body_in_the_pages_table_is_plain_text(make_app: AppFactory) -> None:
+    """A failed page's error (a server's body) in a DataTable cell, which reads a str as
+    markup: shown as typed, controls visible, no markup error."""
+    app, _ = make_app(recorded.READY)
+    async with app.run_test(size=WIDE) as pilot:
+        run = RunView(MODELS, "errors")
+        run.add(result("doc[/x]", 1, "glm-ocr"))
+        run.add(result("doc[/x]", 1, "lighton-ocr", ok=False, error="[/b]\x1b[2J", text=""))
+        app.run_view = run
+        app.show_comparison()
+        await until(pilot, lambda: bool(app.screen.query("#pages")), 10, "the pages table")
+        table = app.screen.query_one("#pages", DataTable)
+        await until(pilot, lambda: table.row_count == 1, 10, "the row")
+        await pilot.pause()
+        text, written = terminal_output(app)
+    assert "doc[/x] p.1" in text and "[/b]␛[2J" in text
+    assert "\x1b[2J" not in written

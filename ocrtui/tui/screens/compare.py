@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, cast
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -161,7 +162,7 @@ class CompareScreen(Screen[None]):
         self._page_updates: list[PageUpdate] = []
         self._flush_scheduled = False
         self._unsubscribe: object = None
-        self._cells: dict[str, list[str]] = {}
+        self._cells: dict[str, list[str | Text]] = {}
         self._diff_key: str | None = None
         self.diff_between_models = False
 
@@ -258,7 +259,7 @@ class CompareScreen(Screen[None]):
         for i, name in enumerate(self.run.models):  # the arm labels arrive with RunStarted
             arm = self.run.arms.get(name)
             pane = self.query_one(f"#pane-{i}", ComparePane)
-            pane.border_subtitle = None if arm is None else visible(arm)
+            pane.border_subtitle = None if arm is None else Content(visible(arm))
         if self.run.facts is not None:
             self.query_one(RunHeader).show(
                 self.run.facts, self.ocr_app.source.snapshot, self.run.models
@@ -274,14 +275,15 @@ class CompareScreen(Screen[None]):
             throughput, models, "after the throughput phase"
         )
 
-    def _row_cells(self, row: PageRow) -> list[str]:
-        cells = [visible(f"{row.doc} p.{row.page}")]
+    def _row_cells(self, row: PageRow) -> list[str | Text]:
+        # Outside text as Text: DataTable reads a str cell as markup.
+        cells: list[str | Text] = [Text(visible(f"{row.doc} p.{row.page}"))]
         for m in self.run.models:
             r = row.outcomes.get(m)
             if r is None:
                 cells += ["…", "", ""]
             elif not r.ok:
-                cells += ["FAIL", "", visible((r.error or "")[:ERROR_CELL])]
+                cells += ["FAIL", "", Text(visible((r.error or "")[:ERROR_CELL]))]
             else:
                 lat = "-" if r.latency_s is None else f"{r.latency_s:.2f}"
                 cer = "-" if r.cer is None else f"{r.cer:.1%}"
@@ -314,20 +316,21 @@ class CompareScreen(Screen[None]):
             self._show_diff(self._diff_key)
 
     def _show_diff(self, key: str) -> None:
+        # Titles are read as markup unless given as Content; the key holds a document's name.
         self._diff_key = key
         self._show_page(key)
         box = self.query_one("#diff-box")
         texts = [self.run.text(key, m) for m in self.run.models]
         reference = self.run.references.get(key)
         if any(t is None for t in texts):
-            box.border_title = f"diff {key}"
+            box.border_title = Content(visible(f"diff {key}"))
             row = self.run.rows.get(key)
             arrived = row is not None and all(m in row.outcomes for m in self.run.models)
             note = TEXT_GONE if arrived else WAITING_FOR_TEXT
             self.query_one("#diff", Static).update(Content.styled(note, "$text-muted"))
             return
         if reference is not None and not self.diff_between_models:
-            box.border_title = f"diff vs reference · {key}"
+            box.border_title = Content(visible(f"diff vs reference · {key}"))
             body = _stack(
                 [
                     (m, diff_content(t.text or "", reference))
@@ -337,7 +340,7 @@ class CompareScreen(Screen[None]):
             )
         else:
             a, b = self.run.models[0], self.run.models[-1]
-            box.border_title = f"diff {a} → {b} · {key}"
+            box.border_title = Content(visible(f"diff {a} → {b} · {key}"))
             ta, tb = texts[0], texts[-1]
             assert ta is not None and tb is not None
             body = _stack(

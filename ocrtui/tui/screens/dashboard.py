@@ -295,7 +295,9 @@ class DashboardScreen(Screen[None]):
             if confirmed:
                 self.ocr_app.kill_orphans()
 
-        self.app.push_screen(ConfirmDialog("Kill orphaned processes?", body, "Kill"), done)
+        # Plain text, not markup: the titles are the pod's.
+        dialog = ConfirmDialog("Kill orphaned processes?", Content(body), "Kill")
+        self.app.push_screen(dialog, done)
 
     # -- views ---------------------------------------------------------------------------
 

@@ -5,8 +5,9 @@ lines, error bodies, the provider's output, hints built from them): every widget
 text through it before it reaches the screen. A model's output is untrusted (the pages come
 from anyone), and a terminal obeys the escape sequences in what it is sent: an OSC 0 sets the
 window title, an OSC 52 writes the clipboard (tmux hands it on to the outer terminal), and a
-stray cursor move breaks the panes' borders. Rich markup needs no gate: the widgets pass
-outside text as plain text, never as markup.
+stray cursor move breaks the panes' borders. Markup is the widgets' part: they pass outside
+text as plain text (Content, Text, Log lines, ``markup=False``), never where a str is read as
+markup (a DataTable cell, a Static's string, a notification).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from rich.segment import Segments
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Center
+from textual.content import Content
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Static
@@ -170,7 +171,7 @@ class PagePane(Widget):
         self.key = key
         self._where = (run_dir, doc, page)
         self._neighbours = tuple(neighbours)[: CACHED_PAGES - 1]
-        self.border_title = f"page · {doc} p.{page}"
+        self.border_title = Content(visible(f"page · {doc} p.{page}"))  # not markup
         self.reload()
 
     def reload(self) -> None:
@@ -233,7 +234,8 @@ class PagePane(Widget):
         self.shown = message.key
         self._image = message.image
         self._drawn = message.drawn
-        self.query_one("#page-note", Static).update(visible(message.note))
+        # Plain text (Content, not markup): file names and errors come from outside.
+        self.query_one("#page-note", Static).update(Content(visible(message.note)))
         await self._mount_image()
 
     async def _mount_image(self) -> None:

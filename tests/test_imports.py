@@ -56,9 +56,14 @@ def test_headless_status_and_down_load_no_textual_and_no_report_libraries(
     assert not loaded & {*UI, *REPORT}, loaded & {*UI, *REPORT}
 
 
-def test_the_comparison_runner_loads_no_textual() -> None:
-    loaded = loaded_after("import ocrtui.compare.runner")
-    assert not loaded & set(UI)
+@pytest.fixture(scope="module")
+def runner_loads() -> set[str]:
+    """One interpreter for both runner tests (each start costs seconds on a loaded box)."""
+    return loaded_after("import ocrtui.compare.runner")
+
+
+def test_the_comparison_runner_loads_no_textual(runner_loads: set[str]) -> None:
+    assert "ocrtui" in runner_loads and not runner_loads & set(UI)
 
 
 @pytest.mark.xfail(
@@ -66,6 +71,5 @@ def test_the_comparison_runner_loads_no_textual() -> None:
     reason="compare/runner.py still writes report.html itself (Jinja, matplotlib); "
     "core-results is moving report writing out of the runner (issue 22)",
 )
-def test_the_comparison_runner_loads_no_report_libraries() -> None:
-    loaded = loaded_after("import ocrtui.compare.runner")
-    assert not loaded & set(REPORT), loaded & set(REPORT)
+def test_the_comparison_runner_loads_no_report_libraries(runner_loads: set[str]) -> None:
+    assert not runner_loads & set(REPORT), runner_loads & set(REPORT)

@@ -24,7 +24,7 @@ from pathlib import Path
 from ocrtui.sim import fidelity
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "sim" / "fixtures" / "real-0.32"
-# What the CPU build needs to start on a small box (research/real_vllm_cpu.md).
+# What the CPU build needs to start on a small box (tests/plugins/real_vllm.py's SERVE_ENV).
 REAL_ENV = {
     "VLLM_CPU_KVCACHE_SPACE": "1",
     "VLLM_CPU_OMP_THREADS_BIND": "nobind",

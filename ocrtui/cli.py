@@ -45,12 +45,22 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="machine-readable JSON")
 
     force_help = "start even where the preflight refuses (free memory, port); says what it skipped"
-    up = sub.add_parser("up", help="start all models in order, each once the one before is ready")
+    up = sub.add_parser(
+        "up",
+        help="start all models and [[services]] in start order, each wave once the one before "
+        "is ready",
+    )
     up.add_argument("--force", action="store_true", help=force_help)
-    sub.add_parser("down", help="stop all models (whole process trees)")
+    sub.add_parser(
+        "down", help="stop all models and [[services]] in reverse order (whole process trees)"
+    )
 
-    r = sub.add_parser("restart", help="stop, clear orphans, wait for VRAM, preflight, start")
-    r.add_argument("name", help="served model name")
+    r = sub.add_parser(
+        "restart",
+        help="a model: stop, clear orphans, wait for VRAM, preflight, start; a service: stop, "
+        "start",
+    )
+    r.add_argument("name", help="a served model name or a [[services]] name")
     r.add_argument("--force", action="store_true", help=force_help)
 
     ex = sub.add_parser(

@@ -2,7 +2,8 @@
 
 ``rapidocr``: PP-OCR ONNX models shipped inside the rapidocr wheel (offline).
 ``tesseract``: the tesseract binary with ``chi_sim+eng``; OMP_THREAD_LIMIT=1, without which
-one page takes 10x longer (research/env_probe.md).
+one A4 page took 21-32 s instead of 2 s on the project's 2-core box (OpenMP threads fighting
+over the cores; tesseract's FAQ advises OMP_THREAD_LIMIT=1 when running several at once).
 ``synthetic``: deterministic text derived from the image bytes; its timing is modelled by
 the EngineCore scheduler (prefill + per-token decode), not here.
 """

@@ -38,7 +38,9 @@ SERVE_FLAGS: tuple[str, ...] = ("--served-model-name", SERVED, "--max-model-len"
 SERVE_FLAGS += ("--max-num-seqs", "4", "--dtype", "bfloat16", "--host", "127.0.0.1")
 SIM_FLAGS = ("--engine", "synthetic", "--sim-startup-s", "0")
 DEATH_MARK = "engine core exited unexpectedly"
-USAGE_EXIT = 2  # real vLLM's exit code for both usage errors (research/real_vllm_cpu.md)
+# Real vLLM 0.32 exits 2 on both usage errors (argparse's usage-error status; their logs are
+# tests/sim/fixtures/real-0.32/logs/unknown_flag.log and old_limit_mm.log).
+USAGE_EXIT = 2
 
 # -- normalisation --------------------------------------------------------------------------
 
@@ -481,7 +483,7 @@ def recorded(root: Path) -> Observation:
         (0, "VLLM::EngineCore"),
         (1, "VLLM::Worker"),
         (0, "python -B -c from multiprocessing.resource_tracker import main;main(N)"),
-    ]  # research/real_vllm_cpu.md, "kill -9 of the API server"
+    ]  # seen 2 s after kill -9 of the API server (tests/monitor/data/cpu_vllm_killed.json)
     log = (root / "logs/serve1.log").read_text()
     obs.startup = startup_stages(log)
     obs.sigterm = stop_lines(_after(log, "[shutdown] API server: shutdown triggered"))

@@ -1,6 +1,20 @@
 """The Textual dashboard: the only package that imports Textual.
 
-It calls the Controller (``ocrtui.control``) and the comparison runner; it does no I/O itself.
+It calls the Controller (``ocrtui.control``) and the comparison runner for everything that
+touches the pod. Its own I/O, none of it on the UI path once the first frame is drawn (the
+event loop then never waits on a file, a process or a request):
+
+- files it reads: the theme files and ``ui-state.toml``, once at start before the first frame
+  (themes.py); the run's kept page images, decoded in a thread worker (widgets/page_pane.py);
+- files it writes: ``ui-state.toml`` when the palette's theme changes, and screenshots, each
+  in a thread worker (app.py ``_remember_theme``, ``_write_screenshot``);
+- a process: ``xdg-open report.html``, started detached from a thread worker (app.py);
+- the launcher's documents and suite, resolved in a thread (``compare.launch.resolve``);
+- a request: each model server's ``GET /version`` for the comparison header, async on the
+  loop with a 3 s timeout (comparing.py ``probe_versions``).
+
+Text from outside (model output, log lines, error bodies, provider output) reaches the screen
+only through ``widgets/format.py``'s ``visible`` (control characters shown, never sent).
 
 ```
 app.py          OcrtuiApp; run_dashboard(), run_comparison_dashboard() (`ocrtui compare` on a
@@ -10,7 +24,8 @@ source.py       PodSource: the Controller's interface as a Protocol; ReplaySourc
                 Snapshots, for snapshot tests and benchmarks)
 screens/        dashboard.py, compare.py, dialogs.py (confirm, launcher, help)
 widgets/        header, gpu_panel (bars + keyed process table), model_card, log_pane
-                (FollowingLog: follows the tail until scrolled up), format (pure helpers)
+                (FollowingLog: follows the tail until scrolled up), format (pure helpers, and
+                ``visible``: the one gate for outside text)
 run_view.py     RunView: the bounded view of a comparison (rows, last page texts, p50)
 comparing.py    RunSetup -> compare.launch.start_comparison; runner events -> RunView
                 (PageDone/PageFailed's PageResult as is)

@@ -12,6 +12,7 @@ import asyncio
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.content import Content
 from textual.screen import Screen
 from textual.worker import Worker, WorkerFailed, WorkerState
 
@@ -41,6 +43,7 @@ from ocrtui.tui.themes import (
     theme_to_use,
     user_theme_dir,
 )
+from ocrtui.tui.widgets.format import visible
 from ocrtui.tui.widgets.page_pane import PagePane
 from ocrtui.tui.widgets.run_header import RunFacts
 from ocrtui.tui.widgets.run_plots import RunPlot
@@ -86,6 +89,7 @@ class OcrtuiApp(App[int]):
         self.source_error: BaseException | None = None  # connecting failed
         self._power_offered = False  # the start of a stopped pod was offered in this outage
         self._theme_ready = False
+        self._state_lock = threading.Lock()
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -117,11 +121,19 @@ class OcrtuiApp(App[int]):
         if not self._theme_ready:
             return
         self.dashboard.restyle()
+        self._remember_theme()
+
+    @work(thread=True, group="ui-state", exit_on_error=False, description="theme")
+    def _remember_theme(self) -> None:
         try:
             # Remembered in a state file of our own: the user's config is never rewritten.
-            remember_theme(self.state_path, self.theme, self.config.ui.theme)
+            # One writer at a time, each writing the theme current then: the last one wins.
+            with self._state_lock:
+                remember_theme(self.state_path, self.theme, self.config.ui.theme)
         except OSError as exc:
-            self.notify(f"cannot remember the theme: {exc}", severity="warning")
+            self.call_from_thread(
+                self.notify, f"cannot remember the theme: {exc}", severity="warning"
+            )
 
     @work(group="source", exclusive=True, exit_on_error=False, description="connecting")
     async def _connect(self) -> None:
@@ -196,10 +208,15 @@ class OcrtuiApp(App[int]):
         label = self.config.pod.label
         if self.readonly or self.config.pod.provider.start_command is None:
             why = "read-only" if self.readonly else "no start_command in [pod.provider]"
-            self.notify(f"{state.detail} ({why})", title=f"Pod {label} is stopped", timeout=30)
+            self.notify(
+                f"{visible(state.detail)} ({why})",
+                title=f"Pod {label} is stopped",
+                timeout=30,
+                markup=False,
+            )
             return
         body = (
-            f"The provider says the pod is stopped ({state.detail}), so SSH cannot reach "
+            f"The provider says the pod is stopped ({visible(state.detail)}), so SSH cannot reach "
             "it.\n\nStart it with [pod.provider] start_command?"
         )
 
@@ -207,13 +224,18 @@ class OcrtuiApp(App[int]):
             if confirmed:
                 self.start_pod()
 
-        self.push_screen(ConfirmDialog(f"Pod {label} is stopped", body, "Start pod"), done)
+        # Plain text, not markup: the detail is the provider's.
+        self.push_screen(ConfirmDialog(f"Pod {label} is stopped", Content(body), "Start pod"), done)
 
     @work(group="power", exclusive=True, exit_on_error=False, description="start pod")
     async def start_pod(self) -> None:
         state = await self.source.start_pod()
-        hint = f"\n{state.hint}" if state.hint else ""
-        self.notify(f"{state.state} ({state.detail}){hint}", title=f"Pod {self.config.pod.label}")
+        hint = f"\n{visible(state.hint)}" if state.hint else ""
+        self.notify(
+            f"{state.state} ({visible(state.detail)}){hint}",
+            title=f"Pod {self.config.pod.label}",
+            markup=False,
+        )
         if self.source_error is not None and state.state == "running":
             self.source_error = None
             self._connecting = self._connect()  # the first connect had failed: try again
@@ -234,8 +256,10 @@ class OcrtuiApp(App[int]):
         hint = getattr(error, "hint", None)
         if hint:
             message = f"{message}\nhint: {hint}"
+        # An error's text may hold a server's body or the provider's output: plain, visible.
         self.notify(
-            message,
+            visible(message),
+            markup=False,
             title=f"{worker.name or worker.description} failed",
             severity="error",
             timeout=30,
@@ -339,19 +363,25 @@ class OcrtuiApp(App[int]):
     # -- screenshots, palette, quit --------------------------------------------------------
 
     def action_save_screenshot(self) -> None:
+        # Rendered here (it reads the screen), written by a thread (off the loop).
+        self._write_screenshot(self.export_screenshot(), datetime.now())
+
+    @work(thread=True, group="screenshot", exit_on_error=False, description="screenshot")
+    def _write_screenshot(self, svg: str, when: datetime) -> None:
         folder = Path(self.config.ui.screenshot_dir).expanduser()
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
+            stamp = when.strftime("%Y%m%d-%H%M%S-%f")[:-3]
             name, n = f"ocrtui-{stamp}.svg", 1
             while (folder / name).exists():  # two in the same millisecond
                 n += 1
                 name = f"ocrtui-{stamp}-{n}.svg"
-            path = self.save_screenshot(name, str(folder))
+            path = folder / name
+            path.write_text(svg, encoding="utf-8")
         except OSError as exc:
-            self.notify(f"screenshot not saved: {exc}", severity="error")
+            self.call_from_thread(self.notify, f"screenshot not saved: {exc}", severity="error")
             return
-        self.notify(str(Path(path).resolve()), title="Screenshot saved")
+        self.call_from_thread(self.notify, str(path.resolve()), title="Screenshot saved")
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         for command in super().get_system_commands(screen):

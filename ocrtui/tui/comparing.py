@@ -33,6 +33,7 @@ from ocrtui.compare.launch import RunSetup
 from ocrtui.compare.results import PhaseStats
 from ocrtui.compare.runner import CompareRun
 from ocrtui.tui.run_view import RunView
+from ocrtui.tui.widgets.format import visible
 from ocrtui.vllm.client import VllmClient
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ async def launch(app: OcrtuiApp, setup: RunSetup, view: RunView) -> CompareRun:
         app.source.model_url,
         gate,
         served=app.source.served,
-        note=lambda line: app.notify(line, severity="warning", timeout=15),
+        note=lambda line: app.notify(visible(line), severity="warning", timeout=15, markup=False),
     )
     view.out_dir = str(setup.run_dir)
     return run

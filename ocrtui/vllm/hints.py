@@ -1,6 +1,6 @@
 """Known vLLM failures, recognised in a log tail: the cause and the fix in one line.
 
-Patterns are vLLM's own strings (research/vllm_and_models.md; real logs in fixtures/vllm/).
+Patterns are vLLM's own strings (its source; real logs in tests/vllm/fixtures/).
 The log file is appended to across restarts, so the failure printed last is the one that
 matters; "engine core died" and "engine core initialization failed" are consequences more
 than causes and only answer when nothing more specific is there. A failed start prints its

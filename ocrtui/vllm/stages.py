@@ -1,10 +1,10 @@
 """Where a starting vLLM server is, read from the tail of its log.
 
-vLLM prints a fixed sequence of lines while it starts (research/vllm_and_models.md §2,
-real logs in tests/vllm/fixtures/: real_v0_26_h200_* and real_v0_32_cpu_* are our own
-runs). Each marker names the step that is running *after* it was printed; the latest marker
-in the tail wins. Before the first marker (None) the API server is importing vLLM. Colour
-codes and carriage-return progress bars are stripped first.
+vLLM prints a fixed sequence of lines while it starts (its ``v1/worker`` and
+``v1/core/kv_cache_utils.py`` log them; real logs in tests/vllm/fixtures/: real_v0_26_h200_*
+and real_v0_32_cpu_* are our own runs). Each marker names the step that is running *after*
+it was printed; the latest marker in the tail wins. Before the first marker (None) the API
+server is importing vLLM. Colour codes and carriage-return progress bars are stripped first.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+pytestmark = pytest.mark.bench
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench" / "agent_vs_tools.py"
 FAKE = Path(__file__).parent / "fake_gpu"

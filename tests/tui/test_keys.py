@@ -189,7 +189,9 @@ async def test_screenshot_key_saves_svg_into_configured_dir(
         notes = record_notes(app, monkeypatch)
         await started(app, pilot)
         await pilot.press("f8")
-        await pilot.pause()
+
+        # Written by a thread, which then notifies.
+        await until(pilot, lambda: any(m.endswith(".svg") for _, m in notes), 10, "the screenshot")
         shots = list((tmp_path / "shots").glob("ocrtui-*.svg"))
         assert len(shots) == 1 and "<svg" in shots[0].read_text()
         assert any(str(shots[0]) in m for _, m in notes)
@@ -197,7 +199,7 @@ async def test_screenshot_key_saves_svg_into_configured_dir(
         commands = {c.title: c for c in app.get_system_commands(app.screen)}
         assert "Screenshot" not in commands
         commands["Save screenshot (SVG)"].callback()
-        assert len(list((tmp_path / "shots").glob("ocrtui-*.svg"))) == 2
+        await until(pilot, lambda: len(list((tmp_path / "shots").glob("ocrtui-*.svg"))) == 2)
 
 
 async def test_keymap_remaps_binding_ids(tmp_path: Path) -> None:
@@ -246,11 +248,9 @@ async def test_themes_load_warn_and_are_remembered(
         assert {"ocrtui-dark", "ocrtui-light", "mine"} <= set(app.available_themes)
         assert "broken" not in app.available_themes
         app.theme = "ocrtui-light"
-        await pilot.pause()
-    assert read_state(tmp_path / "state.toml") == {
-        "theme": "ocrtui-light",
-        "config_theme": "ocrtui-dark",
-    }
+        remembered = {"theme": "ocrtui-light", "config_theme": "ocrtui-dark"}
+        # Written by a thread, off the loop.
+        await until(pilot, lambda: read_state(tmp_path / "state.toml") == remembered)
     # The warning was raised at mount, before the recorder; a fresh app shows it again.
     app2, _ = make_app(recorded.READY, theme_dir=themes)
     warnings: list[str] = []
@@ -275,7 +275,7 @@ async def test_a_changed_ui_theme_wins_over_the_remembered_choice(tmp_path: Path
     async with app.run_test(size=SIZE) as pilot:
         await started(app, pilot)
         app.theme = "ocrtui-light"  # the palette's choice
-        await pilot.pause()
+        await until(pilot, lambda: read_state(state).get("theme") == "ocrtui-light")
     app = app_with("ocrtui-dark")
     async with app.run_test(size=SIZE) as pilot:
         await started(app, pilot)

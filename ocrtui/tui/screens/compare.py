@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, cast
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -34,6 +35,7 @@ from ocrtui.compare.scoring import (
 from ocrtui.compare.store import PageResult
 from ocrtui.tui.run_view import PageRow, PageUpdate, RunView
 from ocrtui.tui.screens.dialogs import HelpScreen
+from ocrtui.tui.widgets.format import visible
 from ocrtui.tui.widgets.gpu_panel import model_styles
 from ocrtui.tui.widgets.log_pane import FollowingLog
 from ocrtui.tui.widgets.page_pane import PagePane
@@ -62,7 +64,7 @@ def summary_content(run: RunView) -> Content:
     expected = f"/{run.expected_pages}" if run.expected_pages else ""
     parts: list[str | tuple[str, str]] = [
         (f" {badge} ", f"reverse bold {style}"),
-        f" {run.label} · {run.phase} · pages {s['pages']}{expected} · ",
+        f" {visible(run.label)} · {run.phase} · pages {s['pages']}{expected} · ",
         *([(f"{run.pause_text()} · ", "bold $warning")] if run.pauses else []),
         f"{s['pages_per_s']:.2f} pages/s",
     ]
@@ -80,7 +82,7 @@ def summary_content(run: RunView) -> Content:
             "- images/s" if ips is None else f"{ips:.2f} images/s",
         ]
     if run.notes:
-        parts += ["\n", ("; ".join(run.notes[-2:]), "$error")]
+        parts += ["\n", (visible("; ".join(run.notes[-2:])), "$error")]
     if run.out_dir:
         parts += [("\n" + f"results: {run.out_dir}", "$text-muted")]
     return Content.assemble(*parts)
@@ -107,7 +109,13 @@ def page_header(r: PageResult) -> str:
         bits.append(",".join(r.flags))
     if not r.ok:
         bits.append(f"FAILED: {r.error}")
-    return "── " + " · ".join(bits) + " ──"
+    return visible("── " + " · ".join(bits) + " ──")
+
+
+def pane_lines(r: PageResult) -> list[str]:
+    """A page's block in its model's pane: the header, then the model's text (shown, never
+    obeyed: see :func:`~ocrtui.tui.widgets.format.visible`)."""
+    return [page_header(r), *visible(r.text or "").splitlines()]
 
 
 def diff_content(hypothesis: str, reference: str) -> Content:
@@ -115,7 +123,7 @@ def diff_content(hypothesis: str, reference: str) -> Content:
     styles = {"same": "", "missing": "$error strike", "extra": "$success underline"}
     return Content.assemble(
         *(
-            (text, styles[kind])
+            (visible(text), styles[kind])
             for kind, text in diff_segments(hypothesis[:DIFF_CHARS], reference[:DIFF_CHARS])
         )
     )
@@ -154,7 +162,7 @@ class CompareScreen(Screen[None]):
         self._page_updates: list[PageUpdate] = []
         self._flush_scheduled = False
         self._unsubscribe: object = None
-        self._cells: dict[str, list[str]] = {}
+        self._cells: dict[str, list[str | Text]] = {}
         self._diff_key: str | None = None
         self.diff_between_models = False
 
@@ -200,7 +208,7 @@ class CompareScreen(Screen[None]):
                 for key in self.run.rows:
                     held = self.run.text(key, m)
                     if held is not None:
-                        pane.append([page_header(held), *(held.text or "").splitlines()])
+                        pane.append(pane_lines(held))
         self._unsubscribe = self.run.subscribe(self._run_changed)
         self._show_summary()
         self._show_plots()
@@ -235,7 +243,7 @@ class CompareScreen(Screen[None]):
             by_model: dict[str, list[str]] = {}
             for u in pending:
                 lines = by_model.setdefault(u.outcome.model, [])
-                lines += [page_header(u.outcome), *(u.outcome.text or "").splitlines()]
+                lines += pane_lines(u.outcome)
                 self._upsert(u.row)
             for i, m in enumerate(self.run.models):
                 if by_model.get(m):
@@ -249,7 +257,9 @@ class CompareScreen(Screen[None]):
     def _show_summary(self) -> None:
         self.query_one("#summary", Static).update(summary_content(self.run))
         for i, name in enumerate(self.run.models):  # the arm labels arrive with RunStarted
-            self.query_one(f"#pane-{i}", ComparePane).border_subtitle = self.run.arms.get(name)
+            arm = self.run.arms.get(name)
+            pane = self.query_one(f"#pane-{i}", ComparePane)
+            pane.border_subtitle = None if arm is None else Content(visible(arm))
         if self.run.facts is not None:
             self.query_one(RunHeader).show(
                 self.run.facts, self.ocr_app.source.snapshot, self.run.models
@@ -265,14 +275,15 @@ class CompareScreen(Screen[None]):
             throughput, models, "after the throughput phase"
         )
 
-    def _row_cells(self, row: PageRow) -> list[str]:
-        cells = [f"{row.doc} p.{row.page}"]
+    def _row_cells(self, row: PageRow) -> list[str | Text]:
+        # Outside text as Text: DataTable reads a str cell as markup.
+        cells: list[str | Text] = [Text(visible(f"{row.doc} p.{row.page}"))]
         for m in self.run.models:
             r = row.outcomes.get(m)
             if r is None:
                 cells += ["…", "", ""]
             elif not r.ok:
-                cells += ["FAIL", "", (r.error or "")[:ERROR_CELL]]
+                cells += ["FAIL", "", Text(visible((r.error or "")[:ERROR_CELL]))]
             else:
                 lat = "-" if r.latency_s is None else f"{r.latency_s:.2f}"
                 cer = "-" if r.cer is None else f"{r.cer:.1%}"
@@ -305,20 +316,21 @@ class CompareScreen(Screen[None]):
             self._show_diff(self._diff_key)
 
     def _show_diff(self, key: str) -> None:
+        # Titles are read as markup unless given as Content; the key holds a document's name.
         self._diff_key = key
         self._show_page(key)
         box = self.query_one("#diff-box")
         texts = [self.run.text(key, m) for m in self.run.models]
         reference = self.run.references.get(key)
         if any(t is None for t in texts):
-            box.border_title = f"diff {key}"
+            box.border_title = Content(visible(f"diff {key}"))
             row = self.run.rows.get(key)
             arrived = row is not None and all(m in row.outcomes for m in self.run.models)
             note = TEXT_GONE if arrived else WAITING_FOR_TEXT
             self.query_one("#diff", Static).update(Content.styled(note, "$text-muted"))
             return
         if reference is not None and not self.diff_between_models:
-            box.border_title = f"diff vs reference · {key}"
+            box.border_title = Content(visible(f"diff vs reference · {key}"))
             body = _stack(
                 [
                     (m, diff_content(t.text or "", reference))
@@ -328,7 +340,7 @@ class CompareScreen(Screen[None]):
             )
         else:
             a, b = self.run.models[0], self.run.models[-1]
-            box.border_title = f"diff {a} → {b} · {key}"
+            box.border_title = Content(visible(f"diff {a} → {b} · {key}"))
             ta, tb = texts[0], texts[-1]
             assert ta is not None and tb is not None
             body = _stack(

@@ -26,7 +26,7 @@ from textual.widgets import Footer
 from ocrtui.status import ModelStatus, OrphanStatus, ServiceStatus, Snapshot
 from ocrtui.tui.messages import LogTail, OperationProgress
 from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen, LauncherDialog
-from ocrtui.tui.widgets.format import gib
+from ocrtui.tui.widgets.format import gib, visible
 from ocrtui.tui.widgets.gpu_panel import GpuPanel, model_styles
 from ocrtui.tui.widgets.header import PodHeader
 from ocrtui.tui.widgets.log_pane import LogPane
@@ -282,7 +282,7 @@ class DashboardScreen(Screen[None]):
         orphans = self._orphans()
         lines = "\n".join(
             f"  pid {o.pid:>8}  {o.model:<14} {gib(o.used_mib or 0):>6} GiB VRAM"
-            f"  {gib(o.rss_mib or 0):>6} GiB RAM  {o.title[:40]}"
+            f"  {gib(o.rss_mib or 0):>6} GiB RAM  {visible(o.title[:40])}"
             for o in orphans
         )
         total = gib(sum(o.used_mib or 0 for o in orphans))
@@ -295,7 +295,9 @@ class DashboardScreen(Screen[None]):
             if confirmed:
                 self.ocr_app.kill_orphans()
 
-        self.app.push_screen(ConfirmDialog("Kill orphaned processes?", body, "Kill"), done)
+        # Plain text, not markup: the titles are the pod's.
+        dialog = ConfirmDialog("Kill orphaned processes?", Content(body), "Kill")
+        self.app.push_screen(dialog, done)
 
     # -- views ---------------------------------------------------------------------------
 

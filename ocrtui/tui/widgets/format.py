@@ -1,10 +1,50 @@
-"""Pure formatting helpers shared by the widgets (no Textual state)."""
+"""Pure formatting helpers shared by the widgets (no Textual state).
+
+:func:`visible` is the one gate for text that comes from outside (model output, server log
+lines, error bodies, the provider's output, hints built from them): every widget passes such
+text through it before it reaches the screen. A model's output is untrusted (the pages come
+from anyone), and a terminal obeys the escape sequences in what it is sent: an OSC 0 sets the
+window title, an OSC 52 writes the clipboard (tmux hands it on to the outer terminal), and a
+stray cursor move breaks the panes' borders. Markup is the widgets' part: they pass outside
+text as plain text (Content, Text, Log lines, ``markup=False``), never where a str is read as
+markup (a DataTable cell, a Static's string, a notification).
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 SPARK = "▁▂▃▄▅▆▇█"
+
+# C0 controls but newline and tab, DEL, and the C1 controls (0x9b is a one-byte CSI to some
+# terminals).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# vLLM's own log lines are coloured with SGR sequences (ESC [ ... m) on a terminal.
+_SGR = re.compile("\x1b\\[[0-9;:]*m")
+CONTROL_PICTURE_BASE = 0x2400  # Unicode's Control Pictures: U+241B "␛" is ESC's
+DEL_PICTURE = "\u2421"  # "␡"
+
+
+def _picture(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x20:
+        return chr(CONTROL_PICTURE_BASE + code)
+    if code == 0x7F:
+        return DEL_PICTURE
+    return f"<{code:#04x}>"  # C1 controls have no pictures
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character but newline and tab shown as a visible sign
+    (ESC as ``␛``, BEL as ``␇``, C1 controls as ``<0x9b>``), so none reaches the terminal."""
+    return _CONTROL.sub(_picture, text)
+
+
+def visible_log_line(line: str) -> str:
+    """A server log line for the screen: its SGR colour sequences dropped (the log pane is
+    plain text), every other control character shown by :func:`visible`."""
+    return visible(_SGR.sub("", line))
 
 
 def gib(mib: float) -> str:

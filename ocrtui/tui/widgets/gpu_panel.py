@@ -17,7 +17,7 @@ from textual.content import Content
 from textual.widgets import DataTable, Static
 
 from ocrtui.status import GpuStatus, ProcessStatus
-from ocrtui.tui.widgets.format import gib, segments, sparkline
+from ocrtui.tui.widgets.format import gib, segments, sparkline, visible
 
 HISTORY = 24  # samples of VRAM per process kept for the sparkline
 BAR_WIDTH = 60
@@ -141,7 +141,7 @@ class GpuPanel(Vertical):
             if fresh or not hist:
                 hist.append(p.used_mib)
             label, style = owner_label(p)
-            title = p.title if p.visible else "(pid not visible here: host pid)"
+            title = visible(p.title) if p.visible else "(pid not visible here: host pid)"
             cells: dict[str, object] = {
                 "pid": str(p.pid),
                 "title": Text(title[:40], style="italic" if not p.visible else ""),

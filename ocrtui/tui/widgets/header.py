@@ -7,7 +7,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from ocrtui.status import PodStatus
-from ocrtui.tui.widgets.format import age
+from ocrtui.tui.widgets.format import age, visible
 
 _CONN_STYLE = {
     "connected": "$success",
@@ -48,7 +48,7 @@ def header_content(pod: PodStatus, refresh_s: float) -> Content:
     if pod.idle_notice:
         parts += ["  ", (pod.idle_notice, "$warning bold")]
     if pod.agent_error:
-        parts += ["  ", (f"agent: {pod.agent_error}", "$error")]
+        parts += ["  ", (f"agent: {visible(pod.agent_error)}", "$error")]
     if pod.demo:
         parts += ["  ", (" DEMO ", "bold reverse $accent")]
     if pod.simulated_gpu:

@@ -7,6 +7,8 @@ from typing import Any
 
 from textual.widgets import Log
 
+from ocrtui.tui.widgets.format import visible_log_line
+
 MAX_LINES = 2000
 
 
@@ -80,10 +82,12 @@ class LogPane(FollowingLog):
         self.border_title = f"log: {name}"
 
     def feed(self, name: str, tail: Sequence[str]) -> None:
-        """Append what a fresh tail adds; Log keeps following only while scrolled to the end."""
+        """Append what a fresh tail adds (each line through ``visible_log_line``: the log is
+        the server's, not ours); Log keeps following only while scrolled to the end."""
         if name != self.model:
             return
         lines, continues = new_lines(self._tail, tail)
+        lines = [visible_log_line(line) for line in lines]
         self._tail = list(tail)
         if not continues:
             lines = ["── log replaced or lines skipped ──", *lines]

@@ -8,7 +8,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from ocrtui.status import ModelStatus
-from ocrtui.tui.widgets.format import gib
+from ocrtui.tui.widgets.format import gib, visible
 
 STATE_STYLE = {
     "ready": "$success bold",
@@ -85,11 +85,11 @@ def card_content(m: ModelStatus, operation: str | None, colour: str) -> Content:
     if operation:
         parts += ["\n", ("» ", "$accent"), (operation, "$accent bold")]
     if m.hint:
-        parts += ["\n", ("hint: ", "$error bold"), (m.hint, "$error")]
+        parts += ["\n", ("hint: ", "$error bold"), (visible(m.hint), "$error")]
     warnings = [a for a in m.advisories if a.severity == "warning"]
     if warnings:
         more = f" (+{len(warnings) - 1} more: ocrtui status)" if len(warnings) > 1 else ""
-        parts += ["\n", ("⚠ ", "$warning bold"), (warnings[0].text + more, "$warning")]
+        parts += ["\n", ("⚠ ", "$warning bold"), (visible(warnings[0].text) + more, "$warning")]
     return Content.assemble(*parts)
 
 

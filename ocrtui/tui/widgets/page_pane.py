@@ -33,6 +33,7 @@ from rich.segment import Segments
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Center
+from textual.content import Content
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Static
@@ -41,6 +42,7 @@ from textual_image.renderable.halfcell import Image as HalfcellRenderable
 from textual_image.widget import HalfcellImage, Image, SixelImage, TGPImage
 
 from ocrtui.compare.page_files import kept_images
+from ocrtui.tui.widgets.format import visible
 
 Graphics = Literal["auto", "kitty", "sixel", "halfblock"]
 GRAPHICS: tuple[Graphics, ...] = ("auto", "kitty", "sixel", "halfblock")
@@ -153,7 +155,10 @@ class PagePane(Widget):
 
     def compose(self) -> ComposeResult:
         yield Static("No page yet.", id="page-note")
-        yield Center(id="page-frame")
+        # Hidden while empty: an empty container renders its own name ("Center#page-frame").
+        frame = Center(id="page-frame")
+        frame.display = False
+        yield frame
 
     def show_page(
         self, run_dir: Path, doc: str, page: int, neighbours: Sequence[tuple[str, int]] = ()
@@ -166,7 +171,7 @@ class PagePane(Widget):
         self.key = key
         self._where = (run_dir, doc, page)
         self._neighbours = tuple(neighbours)[: CACHED_PAGES - 1]
-        self.border_title = f"page · {doc} p.{page}"
+        self.border_title = Content(visible(f"page · {doc} p.{page}"))  # not markup
         self.reload()
 
     def reload(self) -> None:
@@ -229,7 +234,8 @@ class PagePane(Widget):
         self.shown = message.key
         self._image = message.image
         self._drawn = message.drawn
-        self.query_one("#page-note", Static).update(message.note)
+        # Plain text (Content, not markup): file names and errors come from outside.
+        self.query_one("#page-note", Static).update(Content(visible(message.note)))
         await self._mount_image()
 
     async def _mount_image(self) -> None:
@@ -241,6 +247,7 @@ class PagePane(Widget):
             await frame.mount(drawn)
         elif self._image is not None:
             await frame.mount(_IMAGE_WIDGET[self.graphics](self._image, id="page-image"))
+        frame.display = bool(frame.children)
 
     def cycle_graphics(self) -> Graphics:
         self.graphics = GRAPHICS[(GRAPHICS.index(self.graphics) + 1) % len(GRAPHICS)]

@@ -24,6 +24,7 @@ from textual.widgets import Static
 
 from ocrtui.config import ApiArmConfig, ModelConfig
 from ocrtui.status import Snapshot
+from ocrtui.tui.widgets.format import visible
 from ocrtui.tui.widgets.gpu_panel import model_styles
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ def run_header_content(facts: RunFacts, snapshot: Snapshot, models: Sequence[str
             ("■ ", styles.get(arm.name, "")),
             arm.name,
             f"  {arm.model} · profile {arm.profile} · {arm.serve} · ",
-            (f"vLLM {version}", "") if version else ("vLLM ?", "$text-muted"),
+            (f"vLLM {visible(version)}", "") if version else ("vLLM ?", "$text-muted"),
         ]
     parts += [
         "\n",

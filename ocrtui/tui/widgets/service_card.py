@@ -7,7 +7,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from ocrtui.status import ServiceStatus
-from ocrtui.tui.widgets.format import age
+from ocrtui.tui.widgets.format import age, visible, visible_log_line
 from ocrtui.tui.widgets.model_card import STATE_STYLE
 
 CRASH_LINES = 3  # of ServiceStatus.last_lines: the card stays compact; `l` shows the log
@@ -27,10 +27,10 @@ def service_content(s: ServiceStatus, operation: str | None) -> Content:
     if operation:
         parts += ["\n", ("» ", "$accent"), (operation, "$accent bold")]
     if s.hint:
-        parts += ["\n", ("hint: ", "$error bold"), (s.hint, "$error")]
+        parts += ["\n", ("hint: ", "$error bold"), (visible(s.hint), "$error")]
     if s.state == "crashed":
         for line in s.last_lines[-CRASH_LINES:]:
-            parts += ["\n", (line, "$text-muted")]
+            parts += ["\n", (visible_log_line(line), "$text-muted")]
     return Content.assemble(*parts)
 
 

@@ -14,6 +14,11 @@ stays within ``run.knee_p95_s``, None when none does) and ``saturation_imgs_per_
 highest images/s of any level). ``worst_pages``: the first WORST_PAGES pages in ranking.py's
 order that an arm got wrong (CER above 0), each with the arm that did worst on it.
 
+Beside CER, each category gets the structure metrics (TEDS, TEDS-S, formula edit distance,
+test pass rate: means over the pages that have them, from the tally's
+scoring.StructureScore) and each model its tests per kind and per tag (``tests``), a
+document's critical strings counted as ``present`` tests.
+
 report.md, report.html and the CLI's table share :func:`comparison_rows` and
 :func:`category_rows`; a model's ``error`` is why it stopped (ModelStopped), else, when it
 read no page, its first failure.
@@ -41,13 +46,15 @@ from ocrtui.compare.results import (
     DocumentSummary,
     Format,
     ModelSummary,
+    PassCount,
+    PassRates,
     PhaseStats,
     RunInfo,
     Summary,
     SweepPoint,
     WorstPage,
 )
-from ocrtui.compare.scoring import EditCount, corpus_cer, critical_found
+from ocrtui.compare.scoring import EditCount, StructureScore, corpus_cer, critical_found
 from ocrtui.compare.store import PageResult, PhaseRecord
 from ocrtui.compare.tally import Tally
 from ocrtui.config import ApiArmConfig, CompareConfig, ModelConfig
@@ -131,18 +138,64 @@ def _model_error(run: FinishedRun, name: str, mine: list[PageResult]) -> str | N
     return next((r.error for r in mine if r.error), None)
 
 
-def category_stats(
-    strict: list[EditCount], lenient: list[EditCount], critical: tuple[int, int]
-) -> CategoryStats:
-    """One category's accuracy for one arm: its pages' edit counts against the references
-    and (passed, total) critical strings. A new per-category metric is computed here."""
+@dataclass
+class _CategoryScores:
+    """One category's page scores for one arm, gathered for :func:`category_stats`."""
+
+    strict: list[EditCount] = field(default_factory=list)
+    lenient: list[EditCount] = field(default_factory=list)
+    teds: list[float] = field(default_factory=list)
+    teds_s: list[float] = field(default_factory=list)
+    formula_ed: list[float] = field(default_factory=list)
+    tests: PassRates = field(default_factory=PassRates)
+
+    @property
+    def scored(self) -> bool:
+        """Whether any figure of the category has a value (else it gets no row)."""
+        return bool(self.strict or self.teds or self.formula_ed or self.tests.overall.total)
+
+    def add_structure(self, st: StructureScore) -> None:
+        if st.tables is not None and st.tables.teds is not None:
+            self.teds.append(st.tables.teds)
+        if st.tables is not None and st.tables.teds_structure is not None:
+            self.teds_s.append(st.tables.teds_structure)
+        if st.formulas is not None:
+            self.formula_ed.append(st.formulas.distance)
+        if st.tests is not None:
+            self.tests += st.tests
+
+
+def _mean(xs: list[float]) -> float | None:
+    return _r(sum(xs) / len(xs)) if xs else None
+
+
+def category_stats(sc: _CategoryScores, critical: tuple[int, int]) -> CategoryStats:
+    """One category's accuracy for one arm: its pages' scores and (passed, total) critical
+    strings. A new per-category metric is computed here."""
     passed, total = critical
     return CategoryStats(
-        pages=len(strict),
-        cer=_r(corpus_cer(strict)),
-        cer_lenient=_r(corpus_cer(lenient)),
+        pages=len(sc.strict),
+        cer=_r(corpus_cer(sc.strict)),
+        cer_lenient=_r(corpus_cer(sc.lenient)),
         critical_pass_rate=_r(passed / total) if total else None,
+        teds=_mean(sc.teds),
+        teds_s=_mean(sc.teds_s),
+        formula_ed=_mean(sc.formula_ed),
+        test_pass_rate=_r(sc.tests.overall.rate),
     )
+
+
+def _critical_rates(doc: Document, found: set[int]) -> PassRates:
+    """A document's critical strings as ``present`` tests (page_tests.critical_tests), each
+    passed when one of its pages holds it (as the critical pass rate counts them)."""
+    # Imported here: page_tests loads the table parsers, which the report needs only now.
+    from ocrtui.compare.page_tests import critical_tests
+
+    out = PassRates()
+    for i, t in enumerate(critical_tests(doc.spec.critical)):
+        one = PassCount(int(i in found or critical_found("", t.text)), 1)
+        out += PassRates(one, {t.kind: one}, dict.fromkeys(sorted(t.tags), one))
+    return out
 
 
 def build_summary(run: FinishedRun) -> Summary:
@@ -157,24 +210,26 @@ def build_summary(run: FinishedRun) -> Summary:
         ok = [r for r in mine if r.ok]
         strict: list[EditCount] = []
         lenient: list[EditCount] = []
-        by_cat: dict[str, tuple[list[EditCount], list[EditCount]]] = defaultdict(lambda: ([], []))
+        by_cat: dict[str, _CategoryScores] = defaultdict(_CategoryScores)
         found: dict[str, set[int]] = defaultdict(set)
         for r in ok:
             sc = scores.get((r.doc, r.page, r.model))
             if sc is None:
                 continue
             found[r.doc] |= sc.critical
+            by_cat[r.category].add_structure(sc.structure)
             if sc.strict is None or sc.lenient is None:
                 continue
             strict.append(sc.strict)
             lenient.append(sc.lenient)
-            by_cat[r.category][0].append(sc.strict)
-            by_cat[r.category][1].append(sc.lenient)
+            by_cat[r.category].strict.append(sc.strict)
+            by_cat[r.category].lenient.append(sc.lenient)
         crit_total: Counter[str] = Counter()
         crit_pass: Counter[str] = Counter()
         for d in docs.values():
             if not d.spec.critical:
                 continue
+            by_cat[d.spec.category].tests += _critical_rates(d, found[d.name])
             crit_total[d.spec.category] += len(d.spec.critical)
             crit_pass[d.spec.category] += sum(
                 i in found[d.name] or critical_found("", c)  # an empty string is always found
@@ -191,7 +246,8 @@ def build_summary(run: FinishedRun) -> Summary:
             else:
                 doc_pages += rec.stats.pages_ok
                 doc_time += rec.stats.elapsed_s
-        categories = sorted(set(by_cat) | set(crit_total))
+        categories = sorted(c for c, sc in by_cat.items() if sc.scored)
+        tests = sum((by_cat[c].tests for c in categories), PassRates())
         flags = Counter(f for r in ok for f in r.flags)
         conc = run.settings.concurrency
         main = speed.get(phase_key("throughput", conc))
@@ -221,7 +277,7 @@ def build_summary(run: FinishedRun) -> Summary:
             cer=_r(corpus_cer(strict)),
             cer_lenient=_r(corpus_cer(lenient)),
             by_category={
-                c: category_stats(*by_cat[c], (crit_pass[c], crit_total[c])) for c in categories
+                c: category_stats(by_cat[c], (crit_pass[c], crit_total[c])) for c in categories
             },
             critical_pass_rate=_r(sum(crit_pass.values()) / sum(crit_total.values()))
             if crit_total
@@ -231,6 +287,7 @@ def build_summary(run: FinishedRun) -> Summary:
             error=_model_error(run, m.name, mine),
             arm=arm.to_json() if (arm := (run.arms or {}).get(m.name)) is not None else {},
             sweep=points,
+            tests=tests if tests.overall.total else None,
         )
     documents: dict[str, DocumentSummary] = {}
     for spec in run.specs:
@@ -420,6 +477,8 @@ def render_markdown(summary: Summary) -> str:
     out += ["", "Overall: " + "; ".join(
         f"{n} CER {_pct(m.cer)} (lenient {_pct(m.cer_lenient)})" for n, m in models.items()
     ), ""]  # fmt: skip
+    out += [STRUCTURE_NOTE, ""]
+    out += _tests_md(summary)
     flags = [f"{n}: " + ", ".join(f"{k} {v}" for k, v in m.flags.items())
              for n, m in models.items() if m.flags]  # fmt: skip
     if flags:
@@ -449,6 +508,41 @@ def render_markdown(summary: Summary) -> str:
             if w.diff:
                 out += ["```diff", *w.diff, "```", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+STRUCTURE_NOTE = (
+    "TEDS / TEDS-S: tree edit distance similarity of the page's tables to the reference's "
+    "(PubTabNet, OmniDocBench), higher is better; Formula ED: OmniDocBench's normalised "
+    "LaTeX edit distance of the display formulas, lower is better (CDM is not computed); "
+    "Tests: olmOCR-bench style yes/no tests passed, critical strings included."
+)
+
+
+def test_rows(summary: Summary) -> list[tuple[str, list[str]]]:
+    """(``kind present`` / ``tag Hani``, one "passed/total (rate)" cell per arm) for every
+    test kind and tag any arm ran."""
+    rates = {n: m.tests for n, m in summary.models.items()}
+    kinds = sorted({k for r in rates.values() if r for k in r.by_kind})
+    tags = sorted({t for r in rates.values() if r for t in r.by_tag})
+
+    def cell(r: PassRates | None, get: str, key: str) -> str:
+        c = None if r is None else (r.by_kind if get == "kind" else r.by_tag).get(key)
+        return "—" if c is None else f"{c.passed}/{c.total} ({_pct(c.rate)})"
+
+    return [
+        (f"{get} {key}", [cell(r, get, key) for r in rates.values()])
+        for get, keys in (("kind", kinds), ("tag", tags))
+        for key in keys
+    ]
+
+
+def _tests_md(summary: Summary) -> list[str]:
+    rows = test_rows(summary)
+    if not rows:
+        return []
+    out = ["### Tests by kind and tag", ""]
+    out += _table(["Tests", *arm_labels(summary)], [[k, *cells] for k, cells in rows])
+    return [*out, ""]
 
 
 def _arms_md(summary: Summary) -> list[str]:

@@ -614,8 +614,11 @@ class CompareRun:
         """Score, store and announce one page's outcome (``fit``: its tokens predicted
         before sending)."""
         ref = doc.references.get(page)
-        score = score_page(doc, page, out.text) if out.ok else None
+        # In a thread: TEDS on a large table takes seconds (scoring.score_structure).
+        score = await asyncio.to_thread(score_page, doc, page, out.text) if out.ok else None
         page_cer = score.strict.cer if score and score.strict else None
+        st = score.structure if score else None
+        tables = st.tables if st else None
         flags = flags_for(out.text, out.finish_reason, ref) if out.ok else []
         result = PageResult(
             doc=doc.name,
@@ -633,6 +636,10 @@ class CompareRun:
             flags=tuple(flags),
             predicted_prompt_tokens=fit.prompt_tokens if fit else None,
             resized=fit.resized if fit else None,
+            teds=_round(tables.teds if tables else None),
+            teds_s=_round(tables.teds_structure if tables else None),
+            formula_ed=_round(st.formulas.distance if st and st.formulas else None),
+            tests=st.tests if st else None,
         )
         await self.store.add_result(result)
         self.tally.add(doc, result, score)
@@ -672,7 +679,12 @@ class CompareRun:
         summary counts them even if this run never reaches their document."""
         keys = {k for k in self.store.results if k[0] == doc.name}
         async for r in self.store.read_results(keys):
-            self.tally.add(doc, r)
+            score = await asyncio.to_thread(score_page, doc, r.page, r.text or "") if r.ok else None
+            self.tally.add(doc, r, score)
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)
 
 
 def _percentile(values: list[float], pct: float) -> float:

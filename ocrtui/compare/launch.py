@@ -45,6 +45,7 @@ from ocrtui.compare.runner import CompareRun, RunPlan, start_run
 from ocrtui.compare.sample_suite import sample_suite_path
 from ocrtui.compare.store import RunRecord, RunStore
 from ocrtui.compare.suite import load_suite
+from ocrtui.compare.variants import Variant, parse_variants
 from ocrtui.config import ApiArmConfig, CompareConfig, Config, ModelConfig
 from ocrtui.errors import ConfigError, InputError, PodUnreachable
 from ocrtui.vllm.client import VllmClient
@@ -77,6 +78,9 @@ class CompareRequest:
     resume: str | None = None  # continue the run in this directory
     auto_restart: bool = False  # restart a model whose server crashes mid-run
     sweep: bool = False  # throughput at compare.sweep's levels too (with resume: as recorded)
+    # Degraded copies every page is also sent as (variants.py); () clean only (resume: as
+    # recorded).
+    variants: tuple[Variant, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class RunSetup:
     info: RunRecord  # written to run.json; never holds the password
     label: str  # how a screen names the run: its documents, its suite, or "sample suite"
     concurrencies: tuple[int, ...] = ()  # throughput levels; empty: settings.concurrency
+    variants: tuple[Variant, ...] = ()  # the degraded copies of every page (variants.py)
 
 
 def validate_request(config: Config, request: CompareRequest) -> CompareConfig:
@@ -188,6 +193,7 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
         request.schedule or was.schedule,
     )
     sweep = request.sweep or was.sweep
+    variants = request.variants or (parse_variants(",".join(was.variants)) if was.variants else ())
     levels = tuple(sorted({settings.concurrency, *settings.sweep})) if sweep else ()
     info = RunRecord(
         docs=tuple(docs),
@@ -199,9 +205,12 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
         concurrency=settings.concurrency,
         schedule=settings.schedule,
         sweep=sweep,
+        variants=variants,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
-    return RunSetup(request, tuple(specs), tuple(models), settings, run_dir, info, label, levels)
+    return RunSetup(
+        request, tuple(specs), tuple(models), settings, run_dir, info, label, levels, variants
+    )
 
 
 async def check_reachable(targets: list[ModelTarget]) -> None:
@@ -303,5 +312,6 @@ async def start_comparison(
         gate=gate,
         concurrencies=setup.concurrencies,
         arms=tuple(arms),
+        variants=setup.variants,
     )
     return start_run(plan, store)

@@ -17,7 +17,9 @@ order that an arm got wrong (CER above 0), each with the arm that did worst on i
 Beside CER, each category gets the structure metrics (TEDS, TEDS-S, formula edit distance,
 test pass rate: means over the pages that have them, from the tally's
 scoring.StructureScore) and each model its tests per kind and per tag (``tests``), a
-document's critical strings counted as ``present`` tests.
+document's critical strings counted as ``present`` tests. With degraded variants every
+figure is the clean pages' but ``by_variant`` (each variant's by category), and
+:func:`ranking_flips` says where the arms' order differs between clean and a variant.
 
 report.md, report.html and the CLI's table share :func:`comparison_rows` and
 :func:`category_rows`; a model's ``error`` is why it stopped (ModelStopped), else, when it
@@ -185,6 +187,53 @@ def category_stats(sc: _CategoryScores, critical: tuple[int, int]) -> CategorySt
     )
 
 
+@dataclass
+class _Accuracy:
+    """One arm's scores over a set of documents, by category."""
+
+    strict: list[EditCount]
+    lenient: list[EditCount]
+    by_category: dict[str, _CategoryScores]
+    critical_passed: Counter[str]
+    critical_total: Counter[str]
+
+    def stats(self) -> dict[str, CategoryStats]:
+        return {
+            c: category_stats(sc, (self.critical_passed[c], self.critical_total[c]))
+            for c, sc in sorted(self.by_category.items())
+            if sc.scored
+        }
+
+
+def _accuracy(run: FinishedRun, docs: Mapping[str, Document], ok: list[PageResult]) -> _Accuracy:
+    """The scores of one arm's successful pages ``ok`` of ``docs``."""
+    acc = _Accuracy([], [], defaultdict(_CategoryScores), Counter(), Counter())
+    found: dict[str, set[int]] = defaultdict(set)
+    for r in ok:
+        sc = run.tally.scores.get((r.doc, r.page, r.model))
+        if sc is None:
+            continue
+        found[r.doc] |= sc.critical
+        cat = acc.by_category[r.category]
+        cat.add_structure(sc.structure)
+        if sc.strict is None or sc.lenient is None:
+            continue
+        acc.strict.append(sc.strict)
+        acc.lenient.append(sc.lenient)
+        cat.strict.append(sc.strict)
+        cat.lenient.append(sc.lenient)
+    for d in docs.values():
+        if not d.spec.critical:
+            continue
+        acc.by_category[d.spec.category].tests += _critical_rates(d, found[d.name])
+        acc.critical_total[d.spec.category] += len(d.spec.critical)
+        acc.critical_passed[d.spec.category] += sum(
+            i in found[d.name] or critical_found("", c)  # an empty string is always found
+            for i, c in enumerate(d.spec.critical)
+        )
+    return acc
+
+
 def _critical_rates(doc: Document, found: set[int]) -> PassRates:
     """A document's critical strings as ``present`` tests (page_tests.critical_tests), each
     passed when one of its pages holds it (as the critical pass rate counts them)."""
@@ -201,40 +250,22 @@ def _critical_rates(doc: Document, found: set[int]) -> PassRates:
 def build_summary(run: FinishedRun) -> Summary:
     """The summary from the run's compact records and scores (no page texts; the worst
     pages' diffs are attached by :func:`with_diffs`)."""
-    docs = {d.name: d for d in run.documents}
+    # Every figure but by_variant is the clean pages' (degraded copies: variants.py).
+    docs = {d.name: d for d in run.documents if d.variant == "clean"}
+    variants = sorted({d.variant for d in run.documents} - {"clean"})
     results = list(run.results.values())
-    scores = run.tally.scores
     models: dict[str, ModelSummary] = {}
     for m in run.models:
         mine = [r for r in results if r.model == m.name and r.doc in docs]
         ok = [r for r in mine if r.ok]
-        strict: list[EditCount] = []
-        lenient: list[EditCount] = []
-        by_cat: dict[str, _CategoryScores] = defaultdict(_CategoryScores)
-        found: dict[str, set[int]] = defaultdict(set)
-        for r in ok:
-            sc = scores.get((r.doc, r.page, r.model))
-            if sc is None:
-                continue
-            found[r.doc] |= sc.critical
-            by_cat[r.category].add_structure(sc.structure)
-            if sc.strict is None or sc.lenient is None:
-                continue
-            strict.append(sc.strict)
-            lenient.append(sc.lenient)
-            by_cat[r.category].strict.append(sc.strict)
-            by_cat[r.category].lenient.append(sc.lenient)
-        crit_total: Counter[str] = Counter()
-        crit_pass: Counter[str] = Counter()
-        for d in docs.values():
-            if not d.spec.critical:
-                continue
-            by_cat[d.spec.category].tests += _critical_rates(d, found[d.name])
-            crit_total[d.spec.category] += len(d.spec.critical)
-            crit_pass[d.spec.category] += sum(
-                i in found[d.name] or critical_found("", c)  # an empty string is always found
-                for i, c in enumerate(d.spec.critical)
-            )
+        acc = _accuracy(run, docs, ok)
+        strict, lenient, by_cat = acc.strict, acc.lenient, acc.by_category
+        crit_pass, crit_total = acc.critical_passed, acc.critical_total
+        by_variant: dict[str, dict[str, CategoryStats]] = {}
+        for v in ["clean", *variants] if variants else []:
+            vdocs = {d.name: d for d in run.documents if d.variant == v}
+            vok = [r for r in results if r.model == m.name and r.ok and r.doc in vdocs]
+            by_variant[v] = _accuracy(run, vdocs, vok).stats()
         speed: dict[str, PhaseStats] = {}
         doc_pages = 0
         doc_time = 0.0
@@ -243,7 +274,7 @@ def build_summary(run: FinishedRun) -> Summary:
                 continue
             if isinstance(rec.stats, PhaseStats):
                 speed[p] = rec.stats
-            else:
+            elif p.removeprefix("document:") in docs:
                 doc_pages += rec.stats.pages_ok
                 doc_time += rec.stats.elapsed_s
         categories = sorted(c for c, sc in by_cat.items() if sc.scored)
@@ -288,6 +319,7 @@ def build_summary(run: FinishedRun) -> Summary:
             arm=arm.to_json() if (arm := (run.arms or {}).get(m.name)) is not None else {},
             sweep=points,
             tests=tests if tests.overall.total else None,
+            by_variant=by_variant,
         )
     documents: dict[str, DocumentSummary] = {}
     for spec in run.specs:
@@ -479,6 +511,7 @@ def render_markdown(summary: Summary) -> str:
     ), ""]  # fmt: skip
     out += [STRUCTURE_NOTE, ""]
     out += _tests_md(summary)
+    out += _variants_md(summary)
     flags = [f"{n}: " + ", ".join(f"{k} {v}" for k, v in m.flags.items())
              for n, m in models.items() if m.flags]  # fmt: skip
     if flags:
@@ -534,6 +567,66 @@ def test_rows(summary: Summary) -> list[tuple[str, list[str]]]:
         for get, keys in (("kind", kinds), ("tag", tags))
         for key in keys
     ]
+
+
+def variant_rows(summary: Summary) -> list[tuple[str, str, str, list[str]]]:
+    """(variant, category, arm, one cell per CATEGORY_COLUMNS) for every variant's figures."""
+    variants = list(dict.fromkeys(v for m in summary.models.values() for v in m.by_variant))
+    return [
+        (v, c, n, [_cell(getattr(s, attr), fmt) for _head, attr, fmt in CATEGORY_COLUMNS])
+        for v in variants
+        for c in sorted({c for m in summary.models.values() for c in m.by_variant.get(v, {})})
+        for n, m in summary.models.items()
+        if (s := m.by_variant.get(v, {}).get(c)) is not None
+    ]
+
+
+# The figures whose ranking of the arms is compared between clean pages and each variant:
+# (heading, CategoryStats field, whether higher is better).
+FLIP_METRICS: tuple[tuple[str, str, bool], ...] = (("CER", "cer", False), ("TEDS", "teds", True))
+
+
+def ranking_flips(summary: Summary) -> list[str]:
+    """One sentence per (variant, category, metric) where the arms' order on the degraded
+    copies differs from their order on the clean pages."""
+    out: list[str] = []
+    variants = list(dict.fromkeys(v for m in summary.models.values() for v in m.by_variant))
+    for v in (v for v in variants if v != "clean"):
+        cats = sorted({c for m in summary.models.values() for c in m.by_variant.get(v, {})})
+        for c in cats:
+            for head, attr, higher in FLIP_METRICS:
+                ranked = []
+                for variant in ("clean", v):
+                    vals = {
+                        n: x
+                        for n, m in summary.models.items()
+                        if (x := getattr(m.by_variant.get(variant, {}).get(c), attr, None))
+                        is not None
+                    }
+                    ranked.append(sorted(vals.items(), key=lambda kv: -kv[1] if higher else kv[1]))
+                clean, worse = ranked
+                if len(clean) < 2 or {n for n, _ in clean} != {n for n, _ in worse}:
+                    continue
+                if [n for n, _ in clean] != [n for n, _ in worse]:
+                    say = lambda r: " > ".join(f"{n} {_pct(x)}" for n, x in r)  # noqa: E731
+                    out.append(f"{c}, {head}: clean {say(clean)}; {v} {say(worse)}")
+    return out
+
+
+def _variants_md(summary: Summary) -> list[str]:
+    rows = variant_rows(summary)
+    if not rows:
+        return []
+    out = ["## Degraded variants", "",
+           "The same pages rendered degraded (variants.py), each sent to each model; the "
+           "figures above and the speed phases are the clean pages'.", ""]  # fmt: skip
+    heads = ["Variant", "Category", "Model", *(h for h, _a, _f in CATEGORY_COLUMNS)]
+    out += _table(heads, [[v, c, n, *cells] for v, c, n, cells in rows])
+    flips = ranking_flips(summary)
+    out += ["", "Ranking flips (best first):" if flips else "No ranking flips between clean "
+            "and degraded pages."]  # fmt: skip
+    out += [f"- {f}" for f in flips]
+    return [*out, ""]
 
 
 def _tests_md(summary: Summary) -> list[str]:

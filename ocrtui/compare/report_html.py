@@ -491,6 +491,8 @@ def write_html_report(run_dir: Path, out: Path | None = None) -> Path:
         "category_headings": [h for h, _attr, _fmt in CATEGORY_COLUMNS],
         "structure_note": report.STRUCTURE_NOTE,
         "tests": report.test_rows(run.summary),
+        "variants": report.variant_rows(run.summary),
+        "flips": report.ranking_flips(run.summary),
         "plots": _plots(run),
         "index": sorted(run.pages, key=lambda e: e.worst_first(run.models)),
         "images": images,

@@ -346,6 +346,10 @@ class ModelSummary:
     # Tests per kind and per tag over every page, critical strings as ``present`` tests;
     # None when no page had a test (written only then).
     tests: PassRates | None = None
+    # With --variants: every variant's (clean included) figures by category, from the
+    # degraded copies of the same pages (variants.py); written only then. Every other
+    # figure is the clean pages'.
+    by_variant: Mapping[str, Mapping[str, CategoryStats]] = field(default_factory=dict)
 
     def to_json(self) -> JsonOut:
         c5 = self.throughput_images_per_s if self.throughput_concurrency == 5 else None
@@ -372,6 +376,16 @@ class ModelSummary:
             "error": self.error,
             "arm": dict(self.arm),
             **({} if self.tests is None else {"tests": self.tests.to_json()}),
+            **self._variants_json(),
+        }
+
+    def _variants_json(self) -> JsonOut:
+        if not self.by_variant:
+            return {}
+        return {
+            "by_variant": {
+                v: {c: s.to_json() for c, s in cats.items()} for v, cats in self.by_variant.items()
+            }
         }
 
     @classmethod
@@ -420,6 +434,15 @@ class ModelSummary:
                 if isinstance(p, Mapping) and (pt := SweepPoint.from_json(p)) is not None
             ),
             tests=PassRates.from_json(t) if (t := _obj(d, "tests")) else None,
+            by_variant={
+                str(v): {
+                    str(c): CategoryStats.from_json(s)
+                    for c, s in cats.items()
+                    if isinstance(s, Mapping)
+                }
+                for v, cats in _obj(d, "by_variant").items()
+                if isinstance(cats, Mapping)
+            },
         )
 
 

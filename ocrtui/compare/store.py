@@ -135,11 +135,13 @@ class RunRecord:
     concurrency: int | None = None
     schedule: str | None = None
     sweep: bool = False
+    variants: tuple[str, ...] = ()  # --variants as given (variants.py); () clean only
     created: str | None = None
 
     def to_json(self) -> JsonOut:
         out = asdict(self)
         out["docs"], out["models"] = list(self.docs), list(self.models)
+        out["variants"] = list(self.variants)
         return out
 
     @classmethod
@@ -155,6 +157,7 @@ class RunRecord:
             concurrency=json_int(d, "concurrency"),
             schedule=json_str(d, "schedule"),
             sweep=d.get("sweep") is True,
+            variants=tuple(str(x) for x in v) if isinstance(v := d.get("variants"), list) else (),
             created=json_str(d, "created"),
         )
 

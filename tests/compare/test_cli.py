@@ -287,3 +287,23 @@ def test_sweep_flag_adds_the_configured_levels_to_the_runs_concurrency(
     assert levels() == ()  # the seed's one level, compare.concurrency
     assert levels("--sweep") == (1, 5, 16, 32, 64)
     assert levels("--sweep", "--concurrency", "8") == (1, 5, 8, 16, 32, 64)
+
+
+def test_variants_flag_is_parsed_and_recorded(config_file: Path, tmp_path: Path) -> None:
+    from ocrtui.cli import _parser
+    from ocrtui.compare.cli import request_from_args
+    from ocrtui.compare.launch import resolve
+    from ocrtui.config import load_config
+    from ocrtui.errors import InputError
+
+    config = load_config(config_file)
+
+    def setup(*argv: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        args = _parser().parse_args(["compare", "--out", str(tmp_path / "run"), *argv, "a.pdf"])
+        s = resolve(config, request_from_args(args))
+        return s.variants, s.info.variants
+
+    assert setup() == ((), ())
+    assert setup("--variants", "clean, Blur,jpeg,blur") == (("clean", "blur", "jpeg"),) * 2
+    with pytest.raises(InputError, match="unknown 'smudge'"):
+        setup("--variants", "clean,smudge")

@@ -112,3 +112,69 @@ async def test_broken_table_structure_scores_below_one_with_cer_near_zero(
     assert len(intact_cells) == 9 and "differs" not in intact_cells
     assert len(broken_cells) == 9 and broken_cells.count("differs") == 6
     assert "TEDS" in cols["broken"].find_class("meta")[0].text_content()
+
+
+def _image(payload: dict[str, Any]) -> str:
+    """The data URL of a chat request's page image."""
+    return next(
+        part["image_url"]["url"]
+        for msg in payload["messages"]
+        if isinstance(msg["content"], list)
+        for part in msg["content"]
+        if part.get("type") == "image_url"
+    )
+
+
+async def test_variants_score_apart_and_the_report_names_the_flip(
+    make_pdf: MakePdf, tmp_path: Path
+) -> None:
+    # Each model reads its documents one at a time, clean first: its first request is the
+    # clean page, its second the blurred copy. "a" gets the table right on the clean page
+    # and wrong on the blurred one; "b" misreads one cell of the clean page only.
+    slightly_off = REFERENCE.replace("已核对", "己核对")
+    answers = {"a": [REFERENCE, BROKEN], "b": [slightly_off, REFERENCE]}
+    seen: dict[str, list[str]] = {"a": [], "b": []}
+
+    def respond(payload: dict[str, Any], n: int) -> tuple[int, dict[str, Any]]:
+        mine = seen[payload["model"]]
+        mine.append(_image(payload))
+        return completion(answers[payload["model"]][len(mine) - 1])
+
+    run_dir = tmp_path / "run"
+    with fake_vllm(respond) as fake:
+        arms = (
+            ModelTarget(model("a", "glm-ocr"), fake.url),
+            ModelTarget(model("b", "glm-ocr"), fake.url),
+        )
+        plan = RunPlan(
+            (table_doc(make_pdf, tmp_path),), arms, SETTINGS, speed_phases=False,
+            variants=("clean", "blur"),
+        )  # fmt: skip
+        events = await run_to_end(plan, run_dir)
+    done = events[-1]
+    assert isinstance(done, RunDone) and done.exit_code == 0
+    # The blurred copy is another image, the same one for both models (seeded per page).
+    assert seen["a"][0] != seen["a"][1] and seen["a"][1] == seen["b"][1]
+    assert seen["a"][0] == seen["b"][0]
+
+    rows = {(r["doc"], r["model"]): r for r in lines(run_dir)}
+    assert rows[("table@blur", "a")]["teds"] < 0.8 and rows[("table", "a")]["teds"] == 1.0
+
+    summary = Summary.from_json(json.loads((run_dir / "summary.json").read_text()))
+    a, b = summary.models["a"], summary.models["b"]
+    assert set(a.by_variant) == {"clean", "blur"}
+    assert a.by_category["table"] == a.by_variant["clean"]["table"]  # the rest is clean's
+    assert a.pages_ok == 1
+    blur_a, blur_b = a.by_variant["blur"]["table"], b.by_variant["blur"]["table"]
+    assert blur_a.teds is not None and blur_b.teds == 1.0 and blur_a.teds < 0.8
+    clean_b = b.by_variant["clean"]["table"]
+    assert clean_b.teds is not None and 0.8 < clean_b.teds < 1.0
+
+    report = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "## Degraded variants" in report
+    flips = [ln for ln in report.splitlines() if ln.startswith("- table, TEDS:")]
+    assert flips == [
+        f"- table, TEDS: clean a 100.0 % > b {clean_b.teds * 100:.1f} %; "
+        f"blur b 100.0 % > a {blur_a.teds * 100:.1f} %"
+    ]
+    assert "blur b 100.0 % &gt; a" in (run_dir / "report.html").read_text(encoding="utf-8")

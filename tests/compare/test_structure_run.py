@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from ocrtui.compare.client import ModelTarget
-from ocrtui.compare.documents import DocumentSpec
+from ocrtui.compare.documents import Document, DocumentSpec
 from ocrtui.compare.events import RunDone
 from ocrtui.compare.page_tests import Order, Present
 from ocrtui.compare.results import PassCount, Summary
 from ocrtui.compare.runner import RunPlan
+from ocrtui.compare.tally import score_page
 from ocrtui.config import CompareConfig
 from tests.compare.test_runner import lines, run_to_end
 from tests.plugins.compare_inputs import MakePdf, model
@@ -178,3 +179,21 @@ async def test_variants_score_apart_and_the_report_names_the_flip(
         f"blur b 100.0 % > a {blur_a.teds * 100:.1f} %"
     ]
     assert "blur b 100.0 % &gt; a" in (run_dir / "report.html").read_text(encoding="utf-8")
+
+
+def test_score_page_scores_formulas_and_only_the_pages_own_tests(tmp_path: Path) -> None:
+    spec = DocumentSpec(
+        path=tmp_path / "paper.pdf",
+        name="paper",
+        category="en_latex",
+        tests=(Present(page=2, text="Theorem", tags=frozenset({"Latn"})),),
+    )
+    doc = Document(spec, "pdf", 2, (1, 2), {1: "Energy $$E = m c^{2}$$", 2: "Theorem 1"})
+    first = score_page(doc, 1, "Energy $$E = m c^{3}$$")
+    assert first.structure.formulas is not None
+    assert 0 < first.structure.formulas.distance < 0.5
+    assert first.structure.tests is None  # the test is page 2's
+    second = score_page(doc, 2, "Theorem 1")
+    assert second.structure.formulas is None  # no formula in page 2's reference
+    assert second.structure.tests is not None
+    assert second.structure.tests.by_tag["Latn"] == PassCount(1, 1)

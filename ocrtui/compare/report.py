@@ -349,7 +349,9 @@ def build_summary(run: FinishedRun) -> Summary:
         knee_p95_s=s.knee_p95_s,
         image_format=s.image_format,
     )
-    return Summary(info, models, documents, _agreement(run, docs), _worst(run, docs))
+    # Worst pages over every copy, as report.html ranks the pages of results.jsonl.
+    every = {d.name: d for d in run.documents}
+    return Summary(info, models, documents, _agreement(run, docs), _worst(run, every))
 
 
 def _agreement(run: FinishedRun, docs: dict[str, Document]) -> Agreement | None:

@@ -252,11 +252,13 @@ def build_summary(run: FinishedRun) -> Summary:
     pages' diffs are attached by :func:`with_diffs`)."""
     # Every figure but by_variant is the clean pages' (degraded copies: variants.py).
     docs = {d.name: d for d in run.documents if d.variant == "clean"}
+    every = {d.name: d for d in run.documents}
     variants = sorted({d.variant for d in run.documents} - {"clean"})
     results = list(run.results.values())
     models: dict[str, ModelSummary] = {}
     for m in run.models:
         mine = [r for r in results if r.model == m.name and r.doc in docs]
+        sent = [r for r in results if r.model == m.name and r.doc in every]
         ok = [r for r in mine if r.ok]
         acc = _accuracy(run, docs, ok)
         strict, lenient, by_cat = acc.strict, acc.lenient, acc.by_category
@@ -295,8 +297,9 @@ def build_summary(run: FinishedRun) -> Summary:
             # "api": a document API ([[api_arms]]): no speed phases, no tokens ("via API")
             kind="api" if isinstance(m, ApiArmConfig) else "vllm",
             profile=m.profile if isinstance(m, ModelConfig) else None,
-            pages_ok=len(ok),
-            pages_failed=sum(1 for r in mine if not r.ok),
+            # Every copy sent counts (a failed variant page fails the run's exit code too).
+            pages_ok=sum(1 for r in sent if r.ok),
+            pages_failed=sum(1 for r in sent if not r.ok),
             latency_cold_s=cold.latency_p50_s if cold else None,
             latency_warm_p50_s=warm.latency_p50_s if warm else None,
             latency_warm_p95_s=warm.latency_p95_s if warm else None,
@@ -350,7 +353,6 @@ def build_summary(run: FinishedRun) -> Summary:
         image_format=s.image_format,
     )
     # Worst pages over every copy, as report.html ranks the pages of results.jsonl.
-    every = {d.name: d for d in run.documents}
     return Summary(info, models, documents, _agreement(run, docs), _worst(run, every))
 
 

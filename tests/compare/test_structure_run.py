@@ -165,7 +165,7 @@ async def test_variants_score_apart_and_the_report_names_the_flip(
     a, b = summary.models["a"], summary.models["b"]
     assert set(a.by_variant) == {"clean", "blur"}
     assert a.by_category["table"] == a.by_variant["clean"]["table"]  # the rest is clean's
-    assert a.pages_ok == 1
+    assert (a.pages_ok, a.pages_failed) == (2, 0)  # pages sent: each copy counts
     blur_a, blur_b = a.by_variant["blur"]["table"], b.by_variant["blur"]["table"]
     assert blur_a.teds is not None and blur_b.teds == 1.0 and blur_a.teds < 0.8
     clean_b = b.by_variant["clean"]["table"]

@@ -197,3 +197,23 @@ def test_score_page_scores_formulas_and_only_the_pages_own_tests(tmp_path: Path)
     assert second.structure.formulas is None  # no formula in page 2's reference
     assert second.structure.tests is not None
     assert second.structure.tests.by_tag["Latn"] == PassCount(1, 1)
+
+
+async def test_a_resumed_variant_run_sends_nothing_again_and_keeps_its_figures(
+    make_pdf: MakePdf, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    with fake_vllm(lambda p, n: completion(BROKEN)) as fake:
+        arms = (ModelTarget(model("a", "glm-ocr"), fake.url),)
+        plan = RunPlan(
+            (table_doc(make_pdf, tmp_path),), arms, SETTINGS, speed_phases=False,
+            variants=("clean", "jpeg"),
+        )  # fmt: skip
+        await run_to_end(plan, run_dir)
+        first = json.loads((run_dir / "summary.json").read_text())
+        sent = len(fake.requests)
+        await run_to_end(plan, run_dir, resume=True)
+        assert len(fake.requests) == sent == 2
+    again = json.loads((run_dir / "summary.json").read_text())
+    assert again["models"]["a"]["by_variant"] == first["models"]["a"]["by_variant"]
+    assert again["models"]["a"]["by_variant"]["jpeg"]["table"]["teds"] < 0.8

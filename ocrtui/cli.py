@@ -99,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
         help="throughput also at compare.sweep's concurrencies (default 1, 5, 16, 32, 64)",
     )
     c.add_argument(
+        "--variants",
+        metavar="LIST",
+        help="also send each page degraded: clean,scan,skew,blur,jpeg,lowres (documents only)",
+    )
+    c.add_argument(
         "--models", metavar="NAMES", help="comma-separated models and [[api_arms]] to compare"
     )
     c.add_argument("--headless", action="store_true", help="progress and summary on stdout")

@@ -82,13 +82,13 @@ def load_against(run_dir: Path) -> LoadedRun:
             continue
         if r.key in pages and pages[r.key].ok and not r.ok:
             continue  # the last ok line wins, as on --resume
-        pages[r.key] = PageFigures(r.category, r.ok, _number(r.cer), _number(line.get("teds")))
+        pages[r.key] = PageFigures(r.category, r.ok, r.cer, r.teds)
     return LoadedRun(run_dir.name, models, pages)
 
 
 def _result_lines(path: Path) -> Iterator[JsonIn]:
     """results.jsonl one line at a time (its texts are never all held), parsed by the
-    store's line parser; PageResult has no ``teds`` field to read it through yet."""
+    store's line parser."""
     try:
         f = path.open("rb")
     except FileNotFoundError:  # every document failed

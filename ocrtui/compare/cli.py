@@ -37,6 +37,7 @@ from ocrtui.compare.gate import RunGate
 from ocrtui.compare.launch import CompareRequest, ModelUrl, RunSetup, ServedOf
 from ocrtui.compare.results import DocumentStats
 from ocrtui.compare.runner import CompareRun
+from ocrtui.compare.variants import parse_variants
 from ocrtui.config import Config
 
 
@@ -56,6 +57,7 @@ def request_from_args(args: argparse.Namespace) -> CompareRequest:
         resume=args.resume,
         auto_restart=args.auto_restart,
         sweep=bool(getattr(args, "sweep", False)),
+        variants=parse_variants(v) if (v := getattr(args, "variants", None)) else (),
     )
 
 

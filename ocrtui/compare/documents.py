@@ -28,6 +28,7 @@ from ocrtui.userfiles import (
 
 if TYPE_CHECKING:
     from ocrtui.compare.page_tests import PageTest
+    from ocrtui.compare.variants import Variant
 
 Category = Literal["zh_contract", "en_latex", "table", "id_card", "handwriting", "other"]
 CATEGORIES: tuple[str, ...] = get_args(Category)
@@ -79,10 +80,13 @@ class Document:
     page_count: int
     pages: tuple[int, ...]
     references: dict[int, str]
+    # A degraded copy (variants.py): its pages are rendered, then degraded; its name is
+    # NAME@VARIANT, so its results are apart from the clean document's.
+    variant: Variant = "clean"
 
     @property
     def name(self) -> str:
-        return self.spec.name
+        return self.spec.name if self.variant == "clean" else f"{self.spec.name}@{self.variant}"
 
 
 def expand_inputs(

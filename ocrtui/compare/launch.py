@@ -45,6 +45,7 @@ from ocrtui.compare.runner import CompareRun, RunPlan, start_run
 from ocrtui.compare.sample_suite import sample_suite_path
 from ocrtui.compare.store import RunRecord, RunStore
 from ocrtui.compare.suite import load_suite
+from ocrtui.compare.variants import Variant, parse_variants
 from ocrtui.config import ApiArmConfig, CompareConfig, Config, ModelConfig
 from ocrtui.errors import ConfigError, InputError, PodUnreachable
 from ocrtui.vllm.client import VllmClient
@@ -79,6 +80,9 @@ class CompareRequest:
     resume: str | None = None  # continue the run in this directory
     auto_restart: bool = False  # restart a model whose server crashes mid-run
     sweep: bool = False  # throughput at compare.sweep's levels too (with resume: as recorded)
+    # Degraded copies every page is also sent as (variants.py); () clean only (resume: as
+    # recorded).
+    variants: tuple[Variant, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class RunSetup:
     concurrencies: tuple[int, ...] = ()  # throughput levels; empty: settings.concurrency
     # A benchmark suite's tests ocrtui cannot run (suite.Suite.skipped): reason -> count.
     skipped_tests: Mapping[str, int] = field(default_factory=dict)
+    variants: tuple[Variant, ...] = ()  # the degraded copies of every page (variants.py)
 
 
 def validate_request(config: Config, request: CompareRequest) -> CompareConfig:
@@ -195,6 +200,7 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
         request.schedule or was.schedule,
     )
     sweep = request.sweep or was.sweep
+    variants = request.variants or (parse_variants(",".join(was.variants)) if was.variants else ())
     levels = tuple(sorted({settings.concurrency, *settings.sweep})) if sweep else ()
     info = RunRecord(
         docs=tuple(docs),
@@ -207,10 +213,20 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
         schedule=settings.schedule,
         sweep=sweep,
         suite_skipped=dict(skipped),
+        variants=variants,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     return RunSetup(
-        request, tuple(specs), tuple(models), settings, run_dir, info, label, levels, skipped
+        request,
+        tuple(specs),
+        tuple(models),
+        settings,
+        run_dir,
+        info,
+        label,
+        levels,
+        skipped_tests=skipped,
+        variants=variants,
     )
 
 
@@ -313,5 +329,6 @@ async def start_comparison(
         gate=gate,
         concurrencies=setup.concurrencies,
         arms=tuple(arms),
+        variants=setup.variants,
     )
     return start_run(plan, store)

@@ -35,12 +35,13 @@ import html
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Literal, get_args
 
 from fuzzysearch import find_near_matches
 from rapidfuzz.distance import Levenshtein
 
+from ocrtui.compare.results import PassCount, PassRates
 from ocrtui.compare.tables import Table, parse_tables
 
 TestKind = Literal["present", "absent", "order", "table_cell", "repeat"]
@@ -257,38 +258,6 @@ def _table_cell(test: TableCell, tables: Sequence[Table]) -> Verdict:
 
 
 # Pass rates --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PassCount:
-    passed: int = 0
-    total: int = 0
-
-    @property
-    def rate(self) -> float | None:
-        return self.passed / self.total if self.total else None
-
-    def __add__(self, other: PassCount) -> PassCount:
-        return PassCount(self.passed + other.passed, self.total + other.total)
-
-
-@dataclass(frozen=True)
-class PassRates:
-    """Passed/total overall, per test kind and per tag; ``+`` sums pages or documents."""
-
-    overall: PassCount = PassCount()
-    by_kind: Mapping[str, PassCount] = field(default_factory=dict)
-    by_tag: Mapping[str, PassCount] = field(default_factory=dict)
-
-    def __add__(self, other: PassRates) -> PassRates:
-        def merge(a: Mapping[str, PassCount], b: Mapping[str, PassCount]) -> dict[str, PassCount]:
-            return {k: a.get(k, PassCount()) + b.get(k, PassCount()) for k in sorted({*a, *b})}
-
-        return PassRates(
-            self.overall + other.overall,
-            merge(self.by_kind, other.by_kind),
-            merge(self.by_tag, other.by_tag),
-        )
 
 
 def pass_rates(text: str, tests: Iterable[PageTest]) -> PassRates:

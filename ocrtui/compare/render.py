@@ -15,6 +15,7 @@ import io
 import multiprocessing
 import os
 import sys
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -26,6 +27,7 @@ from typing import Any, Literal, TypeVar
 
 from ocrtui.compare.documents import Document, DocumentError, DocumentSpec, inspect_document
 from ocrtui.compare.lifeline import die_with
+from ocrtui.compare.variants import Variant, degrade
 from ocrtui.userfiles import DEFAULT_LIMITS, FileLimits, apply_pixel_limit, display_path
 
 ImageFormat = Literal["jpeg", "png"]
@@ -120,8 +122,11 @@ def render_page_sync(
     page: int,
     target: RenderTarget,
     fmt: ImageFormat,
+    variant: Variant = "clean",
+    seed: int = 0,
 ) -> RenderedPage:
-    """Rasterize one 1-based page. Runs in a pool worker."""
+    """Rasterize one 1-based page, degraded as ``variant`` (variants.py, deterministic per
+    ``seed``). Runs in a pool worker."""
     try:
         if kind == "pdf":
             pdf_page = _pdf(path, password)[page - 1]
@@ -144,6 +149,8 @@ def render_page_sync(
             if scale < 1.0:
                 size = (max(1, round(frame.width * scale)), max(1, round(frame.height * scale)))
                 image = frame.resize(size, Image.Resampling.LANCZOS)
+        if variant != "clean":
+            image = degrade(image, variant, seed)
         data, mime = _encode(image, fmt)
         return RenderedPage(data, mime, image.width, image.height)
     except Exception as exc:  # the message travels back to one page's failure
@@ -275,6 +282,9 @@ class RenderPool:
                 page,
                 target,
                 fmt,
+                doc.variant,
+                # One seed per document page: every model gets the same degraded pixels.
+                zlib.crc32(f"{doc.spec.name}#{page}".encode()),
             )
         except BrokenProcessPool:
             raise RenderError(f"page {page}: the render worker crashed (twice)") from None

@@ -14,6 +14,13 @@ stays within ``run.knee_p95_s``, None when none does) and ``saturation_imgs_per_
 highest images/s of any level). ``worst_pages``: the first WORST_PAGES pages in ranking.py's
 order that an arm got wrong (CER above 0), each with the arm that did worst on it.
 
+Beside CER, each category gets the structure metrics (TEDS, TEDS-S, formula edit distance,
+test pass rate: means over the pages that have them, from the tally's
+scoring.StructureScore) and each model its tests per kind and per tag (``tests``), a
+document's critical strings counted as ``present`` tests. With degraded variants every
+figure is the clean pages' but ``by_variant`` (each variant's by category), and
+:func:`ranking_flips` says where the arms' order differs between clean and a variant.
+
 report.md, report.html and the CLI's table share :func:`comparison_rows` and
 :func:`category_rows`; a model's ``error`` is why it stopped (ModelStopped), else, when it
 read no page, its first failure.
@@ -41,13 +48,15 @@ from ocrtui.compare.results import (
     DocumentSummary,
     Format,
     ModelSummary,
+    PassCount,
+    PassRates,
     PhaseStats,
     RunInfo,
     Summary,
     SweepPoint,
     WorstPage,
 )
-from ocrtui.compare.scoring import EditCount, corpus_cer, critical_found
+from ocrtui.compare.scoring import EditCount, StructureScore, corpus_cer, critical_found
 from ocrtui.compare.store import PageResult, PhaseRecord
 from ocrtui.compare.tally import Tally
 from ocrtui.config import ApiArmConfig, CompareConfig, ModelConfig
@@ -131,55 +140,134 @@ def _model_error(run: FinishedRun, name: str, mine: list[PageResult]) -> str | N
     return next((r.error for r in mine if r.error), None)
 
 
-def category_stats(
-    strict: list[EditCount], lenient: list[EditCount], critical: tuple[int, int]
-) -> CategoryStats:
-    """One category's accuracy for one arm: its pages' edit counts against the references
-    and (passed, total) critical strings. A new per-category metric is computed here."""
+@dataclass
+class _CategoryScores:
+    """One category's page scores for one arm, gathered for :func:`category_stats`."""
+
+    strict: list[EditCount] = field(default_factory=list)
+    lenient: list[EditCount] = field(default_factory=list)
+    teds: list[float] = field(default_factory=list)
+    teds_s: list[float] = field(default_factory=list)
+    formula_ed: list[float] = field(default_factory=list)
+    tests: PassRates = field(default_factory=PassRates)
+
+    @property
+    def scored(self) -> bool:
+        """Whether any figure of the category has a value (else it gets no row)."""
+        return bool(self.strict or self.teds or self.formula_ed or self.tests.overall.total)
+
+    def add_structure(self, st: StructureScore) -> None:
+        if st.tables is not None and st.tables.teds is not None:
+            self.teds.append(st.tables.teds)
+        if st.tables is not None and st.tables.teds_structure is not None:
+            self.teds_s.append(st.tables.teds_structure)
+        if st.formulas is not None:
+            self.formula_ed.append(st.formulas.distance)
+        if st.tests is not None:
+            self.tests += st.tests
+
+
+def _mean(xs: list[float]) -> float | None:
+    return _r(sum(xs) / len(xs)) if xs else None
+
+
+def category_stats(sc: _CategoryScores, critical: tuple[int, int]) -> CategoryStats:
+    """One category's accuracy for one arm: its pages' scores and (passed, total) critical
+    strings. A new per-category metric is computed here."""
     passed, total = critical
     return CategoryStats(
-        pages=len(strict),
-        cer=_r(corpus_cer(strict)),
-        cer_lenient=_r(corpus_cer(lenient)),
+        pages=len(sc.strict),
+        cer=_r(corpus_cer(sc.strict)),
+        cer_lenient=_r(corpus_cer(sc.lenient)),
         critical_pass_rate=_r(passed / total) if total else None,
+        teds=_mean(sc.teds),
+        teds_s=_mean(sc.teds_s),
+        formula_ed=_mean(sc.formula_ed),
+        test_pass_rate=_r(sc.tests.overall.rate),
     )
+
+
+@dataclass
+class _Accuracy:
+    """One arm's scores over a set of documents, by category."""
+
+    strict: list[EditCount]
+    lenient: list[EditCount]
+    by_category: dict[str, _CategoryScores]
+    critical_passed: Counter[str]
+    critical_total: Counter[str]
+
+    def stats(self) -> dict[str, CategoryStats]:
+        return {
+            c: category_stats(sc, (self.critical_passed[c], self.critical_total[c]))
+            for c, sc in sorted(self.by_category.items())
+            if sc.scored
+        }
+
+
+def _accuracy(run: FinishedRun, docs: Mapping[str, Document], ok: list[PageResult]) -> _Accuracy:
+    """The scores of one arm's successful pages ``ok`` of ``docs``."""
+    acc = _Accuracy([], [], defaultdict(_CategoryScores), Counter(), Counter())
+    found: dict[str, set[int]] = defaultdict(set)
+    for r in ok:
+        sc = run.tally.scores.get((r.doc, r.page, r.model))
+        if sc is None:
+            continue
+        found[r.doc] |= sc.critical
+        cat = acc.by_category[r.category]
+        cat.add_structure(sc.structure)
+        if sc.strict is None or sc.lenient is None:
+            continue
+        acc.strict.append(sc.strict)
+        acc.lenient.append(sc.lenient)
+        cat.strict.append(sc.strict)
+        cat.lenient.append(sc.lenient)
+    for d in docs.values():
+        if not d.spec.critical:
+            continue
+        acc.by_category[d.spec.category].tests += _critical_rates(d, found[d.name])
+        acc.critical_total[d.spec.category] += len(d.spec.critical)
+        acc.critical_passed[d.spec.category] += sum(
+            i in found[d.name] or critical_found("", c)  # an empty string is always found
+            for i, c in enumerate(d.spec.critical)
+        )
+    return acc
+
+
+def _critical_rates(doc: Document, found: set[int]) -> PassRates:
+    """A document's critical strings as ``present`` tests (page_tests.critical_tests), each
+    passed when one of its pages holds it (as the critical pass rate counts them)."""
+    # Imported here: page_tests loads the table parsers, which the report needs only now.
+    from ocrtui.compare.page_tests import critical_tests
+
+    out = PassRates()
+    for i, t in enumerate(critical_tests(doc.spec.critical)):
+        one = PassCount(int(i in found or critical_found("", t.text)), 1)
+        out += PassRates(one, {t.kind: one}, dict.fromkeys(sorted(t.tags), one))
+    return out
 
 
 def build_summary(run: FinishedRun) -> Summary:
     """The summary from the run's compact records and scores (no page texts; the worst
     pages' diffs are attached by :func:`with_diffs`)."""
-    docs = {d.name: d for d in run.documents}
+    # Every figure but by_variant is the clean pages' (degraded copies: variants.py).
+    docs = {d.name: d for d in run.documents if d.variant == "clean"}
+    every = {d.name: d for d in run.documents}
+    variants = sorted({d.variant for d in run.documents} - {"clean"})
     results = list(run.results.values())
-    scores = run.tally.scores
     models: dict[str, ModelSummary] = {}
     for m in run.models:
         mine = [r for r in results if r.model == m.name and r.doc in docs]
+        sent = [r for r in results if r.model == m.name and r.doc in every]
         ok = [r for r in mine if r.ok]
-        strict: list[EditCount] = []
-        lenient: list[EditCount] = []
-        by_cat: dict[str, tuple[list[EditCount], list[EditCount]]] = defaultdict(lambda: ([], []))
-        found: dict[str, set[int]] = defaultdict(set)
-        for r in ok:
-            sc = scores.get((r.doc, r.page, r.model))
-            if sc is None:
-                continue
-            found[r.doc] |= sc.critical
-            if sc.strict is None or sc.lenient is None:
-                continue
-            strict.append(sc.strict)
-            lenient.append(sc.lenient)
-            by_cat[r.category][0].append(sc.strict)
-            by_cat[r.category][1].append(sc.lenient)
-        crit_total: Counter[str] = Counter()
-        crit_pass: Counter[str] = Counter()
-        for d in docs.values():
-            if not d.spec.critical:
-                continue
-            crit_total[d.spec.category] += len(d.spec.critical)
-            crit_pass[d.spec.category] += sum(
-                i in found[d.name] or critical_found("", c)  # an empty string is always found
-                for i, c in enumerate(d.spec.critical)
-            )
+        acc = _accuracy(run, docs, ok)
+        strict, lenient, by_cat = acc.strict, acc.lenient, acc.by_category
+        crit_pass, crit_total = acc.critical_passed, acc.critical_total
+        by_variant: dict[str, dict[str, CategoryStats]] = {}
+        for v in ["clean", *variants] if variants else []:
+            vdocs = {d.name: d for d in run.documents if d.variant == v}
+            vok = [r for r in results if r.model == m.name and r.ok and r.doc in vdocs]
+            by_variant[v] = _accuracy(run, vdocs, vok).stats()
         speed: dict[str, PhaseStats] = {}
         doc_pages = 0
         doc_time = 0.0
@@ -188,10 +276,11 @@ def build_summary(run: FinishedRun) -> Summary:
                 continue
             if isinstance(rec.stats, PhaseStats):
                 speed[p] = rec.stats
-            else:
+            elif p.removeprefix("document:") in docs:
                 doc_pages += rec.stats.pages_ok
                 doc_time += rec.stats.elapsed_s
-        categories = sorted(set(by_cat) | set(crit_total))
+        categories = sorted(c for c, sc in by_cat.items() if sc.scored)
+        tests = sum((by_cat[c].tests for c in categories), PassRates())
         flags = Counter(f for r in ok for f in r.flags)
         conc = run.settings.concurrency
         main = speed.get(phase_key("throughput", conc))
@@ -208,8 +297,9 @@ def build_summary(run: FinishedRun) -> Summary:
             # "api": a document API ([[api_arms]]): no speed phases, no tokens ("via API")
             kind="api" if isinstance(m, ApiArmConfig) else "vllm",
             profile=m.profile if isinstance(m, ModelConfig) else None,
-            pages_ok=len(ok),
-            pages_failed=sum(1 for r in mine if not r.ok),
+            # Every copy sent counts (a failed variant page fails the run's exit code too).
+            pages_ok=sum(1 for r in sent if r.ok),
+            pages_failed=sum(1 for r in sent if not r.ok),
             latency_cold_s=cold.latency_p50_s if cold else None,
             latency_warm_p50_s=warm.latency_p50_s if warm else None,
             latency_warm_p95_s=warm.latency_p95_s if warm else None,
@@ -221,7 +311,7 @@ def build_summary(run: FinishedRun) -> Summary:
             cer=_r(corpus_cer(strict)),
             cer_lenient=_r(corpus_cer(lenient)),
             by_category={
-                c: category_stats(*by_cat[c], (crit_pass[c], crit_total[c])) for c in categories
+                c: category_stats(by_cat[c], (crit_pass[c], crit_total[c])) for c in categories
             },
             critical_pass_rate=_r(sum(crit_pass.values()) / sum(crit_total.values()))
             if crit_total
@@ -231,6 +321,8 @@ def build_summary(run: FinishedRun) -> Summary:
             error=_model_error(run, m.name, mine),
             arm=arm.to_json() if (arm := (run.arms or {}).get(m.name)) is not None else {},
             sweep=points,
+            tests=tests if tests.overall.total else None,
+            by_variant=by_variant,
         )
     documents: dict[str, DocumentSummary] = {}
     for spec in run.specs:
@@ -260,7 +352,8 @@ def build_summary(run: FinishedRun) -> Summary:
         knee_p95_s=s.knee_p95_s,
         image_format=s.image_format,
     )
-    return Summary(info, models, documents, _agreement(run, docs), _worst(run, docs))
+    # Worst pages over every copy, as report.html ranks the pages of results.jsonl.
+    return Summary(info, models, documents, _agreement(run, docs), _worst(run, every))
 
 
 def _agreement(run: FinishedRun, docs: dict[str, Document]) -> Agreement | None:
@@ -420,6 +513,9 @@ def render_markdown(summary: Summary) -> str:
     out += ["", "Overall: " + "; ".join(
         f"{n} CER {_pct(m.cer)} (lenient {_pct(m.cer_lenient)})" for n, m in models.items()
     ), ""]  # fmt: skip
+    out += [STRUCTURE_NOTE, ""]
+    out += _tests_md(summary)
+    out += _variants_md(summary)
     flags = [f"{n}: " + ", ".join(f"{k} {v}" for k, v in m.flags.items())
              for n, m in models.items() if m.flags]  # fmt: skip
     if flags:
@@ -449,6 +545,101 @@ def render_markdown(summary: Summary) -> str:
             if w.diff:
                 out += ["```diff", *w.diff, "```", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+STRUCTURE_NOTE = (
+    "TEDS / TEDS-S: tree edit distance similarity of the page's tables to the reference's "
+    "(PubTabNet, OmniDocBench), higher is better; Formula ED: OmniDocBench's normalised "
+    "LaTeX edit distance of the display formulas, lower is better (CDM is not computed); "
+    "Tests: olmOCR-bench style yes/no tests passed, critical strings included."
+)
+
+
+def test_rows(summary: Summary) -> list[tuple[str, list[str]]]:
+    """(``kind present`` / ``tag Hani``, one "passed/total (rate)" cell per arm) for every
+    test kind and tag any arm ran."""
+    rates = {n: m.tests for n, m in summary.models.items()}
+    kinds = sorted({k for r in rates.values() if r for k in r.by_kind})
+    tags = sorted({t for r in rates.values() if r for t in r.by_tag})
+
+    def cell(r: PassRates | None, get: str, key: str) -> str:
+        c = None if r is None else (r.by_kind if get == "kind" else r.by_tag).get(key)
+        return "—" if c is None else f"{c.passed}/{c.total} ({_pct(c.rate)})"
+
+    return [
+        (f"{get} {key}", [cell(r, get, key) for r in rates.values()])
+        for get, keys in (("kind", kinds), ("tag", tags))
+        for key in keys
+    ]
+
+
+def variant_rows(summary: Summary) -> list[tuple[str, str, str, list[str]]]:
+    """(variant, category, arm, one cell per CATEGORY_COLUMNS) for every variant's figures."""
+    variants = list(dict.fromkeys(v for m in summary.models.values() for v in m.by_variant))
+    return [
+        (v, c, n, [_cell(getattr(s, attr), fmt) for _head, attr, fmt in CATEGORY_COLUMNS])
+        for v in variants
+        for c in sorted({c for m in summary.models.values() for c in m.by_variant.get(v, {})})
+        for n, m in summary.models.items()
+        if (s := m.by_variant.get(v, {}).get(c)) is not None
+    ]
+
+
+# The figures whose ranking of the arms is compared between clean pages and each variant:
+# (heading, CategoryStats field, whether higher is better).
+FLIP_METRICS: tuple[tuple[str, str, bool], ...] = (("CER", "cer", False), ("TEDS", "teds", True))
+
+
+def ranking_flips(summary: Summary) -> list[str]:
+    """One sentence per (variant, category, metric) where the arms' order on the degraded
+    copies differs from their order on the clean pages."""
+    out: list[str] = []
+    variants = list(dict.fromkeys(v for m in summary.models.values() for v in m.by_variant))
+    for v in (v for v in variants if v != "clean"):
+        cats = sorted({c for m in summary.models.values() for c in m.by_variant.get(v, {})})
+        for c in cats:
+            for head, attr, higher in FLIP_METRICS:
+                ranked = []
+                for variant in ("clean", v):
+                    vals = {
+                        n: x
+                        for n, m in summary.models.items()
+                        if (x := getattr(m.by_variant.get(variant, {}).get(c), attr, None))
+                        is not None
+                    }
+                    ranked.append(sorted(vals.items(), key=lambda kv: -kv[1] if higher else kv[1]))
+                clean, worse = ranked
+                if len(clean) < 2 or {n for n, _ in clean} != {n for n, _ in worse}:
+                    continue
+                if [n for n, _ in clean] != [n for n, _ in worse]:
+                    say = lambda r: " > ".join(f"{n} {_pct(x)}" for n, x in r)  # noqa: E731
+                    out.append(f"{c}, {head}: clean {say(clean)}; {v} {say(worse)}")
+    return out
+
+
+def _variants_md(summary: Summary) -> list[str]:
+    rows = variant_rows(summary)
+    if not rows:
+        return []
+    out = ["## Degraded variants", "",
+           "The same pages rendered degraded (variants.py), each sent to each model; the "
+           "figures above and the speed phases are the clean pages'.", ""]  # fmt: skip
+    heads = ["Variant", "Category", "Model", *(h for h, _a, _f in CATEGORY_COLUMNS)]
+    out += _table(heads, [[v, c, n, *cells] for v, c, n, cells in rows])
+    flips = ranking_flips(summary)
+    out += ["", "Ranking flips (best first):" if flips else "No ranking flips between clean "
+            "and degraded pages."]  # fmt: skip
+    out += [f"- {f}" for f in flips]
+    return [*out, ""]
+
+
+def _tests_md(summary: Summary) -> list[str]:
+    rows = test_rows(summary)
+    if not rows:
+        return []
+    out = ["### Tests by kind and tag", ""]
+    out += _table(["Tests", *arm_labels(summary)], [[k, *cells] for k, cells in rows])
+    return [*out, ""]
 
 
 def _arms_md(summary: Summary) -> list[str]:

@@ -43,7 +43,7 @@ from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, UndefinedError
 
-from ocrtui.compare import page_files, ranking, report, report_plots
+from ocrtui.compare import page_files, ranking, report, report_plots, tables
 from ocrtui.compare.documents import DocumentError, DocumentSpec, expand_inputs, inspect_document
 from ocrtui.compare.pages import ALL_PAGES, parse_page_spec
 from ocrtui.compare.render import (
@@ -86,6 +86,8 @@ class Cell:
     finish_reason: str | None
     flags: tuple[str, ...]
     offset: int
+    teds: float | None = None  # the page's tables against the reference's (tables.py)
+    teds_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -106,12 +108,27 @@ class PageEntry:
 
 
 @dataclass(frozen=True)
+class CellView:
+    """One table cell as the report draws it; ``differs``: the other side's cell in the same
+    slot (row, cell of the row) has other text or spans, or there is none."""
+
+    text: str
+    colspan: int
+    rowspan: int
+    differs: bool
+
+
+TableView = list[list[CellView]]
+
+
+@dataclass(frozen=True)
 class TextColumn:
     title: str
     cell: Cell | None
     segments: list[tuple[DiffKind, str]]
     tail: str  # past DIFF_CHARS, not highlighted
     note: str | None
+    tables: list[TableView] = field(default_factory=list)  # beside the reference's
 
 
 @dataclass(frozen=True)
@@ -130,6 +147,7 @@ class PageView:
     columns: list[TextColumn]
     reference: str | None
     reference_note: str
+    reference_tables: list[TableView] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -189,8 +207,9 @@ def load_run(run_dir: Path) -> RunFiles:
         old = entry.cells.get(r.model)
         if old is None or r.ok or not old.ok:  # the last ok line wins, as on --resume
             entry.cells[r.model] = Cell(
-                r.ok, r.error, r.cer, r.latency_s, r.finish_reason, r.flags, offset
-            )
+                r.ok, r.error, r.cer, r.latency_s, r.finish_reason, r.flags, offset,
+                r.teds, r.teds_s,
+            )  # fmt: skip
     pages = sorted(entries.values(), key=lambda e: e.order)
     run = RunFiles(run_dir, info, summary, models, pages)
     _score_agreement(run)
@@ -333,7 +352,31 @@ def _column(title: str, cell: Cell | None, text: str | None, base: str | None) -
         diff_segments(head, base[:DIFF_CHARS]) if base is not None else [("same", head)]
     )
     note = f"highlighted: the first {DIFF_CHARS} characters" if tail else None
-    return TextColumn(title, cell, segments, tail, note)
+    drawn = table_views(text, base) if cell.teds is not None and base is not None else []
+    return TextColumn(title, cell, segments, tail, note, drawn)
+
+
+def table_views(text: str, other: str) -> list[TableView]:
+    """``text``'s tables to draw, each cell marked where ``other``'s table of the same rank
+    holds something else in its slot (the i-th table against the i-th, as TEDS pairs them)."""
+    mine, theirs = tables.parse_tables(text), tables.parse_tables(other)
+    out: list[TableView] = []
+    for i, table in enumerate(mine):
+        rows = theirs[i].rows if i < len(theirs) else ()
+        out.append([
+            [CellView(c.text, c.colspan, c.rowspan,
+                      _slot(rows, r, j) != (c.text, c.colspan, c.rowspan))
+             for j, c in enumerate(row)]
+            for r, row in enumerate(table.rows)
+        ])  # fmt: skip
+    return out
+
+
+def _slot(rows: tuple[tuple[tables.Cell, ...], ...], r: int, j: int) -> tuple[str, int, int] | None:
+    if r >= len(rows) or j >= len(rows[r]):
+        return None
+    c = rows[r][j]
+    return (c.text, c.colspan, c.rowspan)
 
 
 def _page_views(
@@ -357,9 +400,13 @@ def _page_views(
                 )  # fmt: skip
         if ref is None and not ref_note:
             ref_note = "no reference: agreement between the models is shown"
+        # The reference's tables, marked against the first output that has a table score.
+        scored = next((m for m in run.models if (c := e.cells.get(m)) and c.teds is not None), None)
+        ref_tables = table_views(ref, texts.get(scored) or "") if ref is not None and scored else []
         yield PageView(
-            f"p{rank}", rank, e, images.view(e.doc, e.page), columns, ref, ref_note or "reference"
-        )
+            f"p{rank}", rank, e, images.view(e.doc, e.page), columns, ref,
+            ref_note or "reference", ref_tables,
+        )  # fmt: skip
 
 
 # Summary tables and plots --------------------------------------------------------------------
@@ -442,6 +489,10 @@ def write_html_report(run_dir: Path, out: Path | None = None) -> Path:
         "profiles": profiles,
         "categories": report.category_rows(run.summary),
         "category_headings": [h for h, _attr, _fmt in CATEGORY_COLUMNS],
+        "structure_note": report.STRUCTURE_NOTE,
+        "tests": report.test_rows(run.summary),
+        "variants": report.variant_rows(run.summary),
+        "flips": report.ranking_flips(run.summary),
         "plots": _plots(run),
         "index": sorted(run.pages, key=lambda e: e.worst_first(run.models)),
         "images": images,

@@ -7,6 +7,8 @@
 - :class:`Summary` (``run``: :class:`RunInfo`, ``models``: :class:`ModelSummary` with
   ``by_category``: :class:`CategoryStats`, ``documents``: :class:`DocumentSummary`,
   ``agreement``: :class:`Agreement`, ``worst_pages``: :class:`WorstPage`): summary.json.
+- :class:`PassRates` (of :class:`PassCount`): tests passed per kind and per tag
+  (page_tests.py), a page's in results.jsonl and a model's in summary.json.
 
 Each has ``to_json()`` (the file's shape, like ``status.Snapshot.to_json``) and, where a file
 is read back, ``from_json()`` that takes what older runs wrote (a missing key reads as
@@ -210,6 +212,61 @@ class SweepPoint:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PassCount:
+    """Tests passed out of tests run (page_tests.py), summable over pages."""
+
+    passed: int = 0
+    total: int = 0
+
+    @property
+    def rate(self) -> float | None:
+        return self.passed / self.total if self.total else None
+
+    def __add__(self, other: PassCount) -> PassCount:
+        return PassCount(self.passed + other.passed, self.total + other.total)
+
+    @classmethod
+    def from_json(cls, d: JsonIn) -> PassCount:
+        return cls(json_int(d, "passed", 0) or 0, json_int(d, "total", 0) or 0)
+
+
+def _counts(d: JsonIn, key: str) -> dict[str, PassCount]:
+    return {str(k): PassCount.from_json(v) for k, v in _obj(d, key).items()
+            if isinstance(v, Mapping)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PassRates:
+    """Passed/total overall, per test kind and per tag; ``+`` sums pages or documents.
+    results.jsonl's ``tests`` of a page and summary.json's ``tests`` of a model."""
+
+    overall: PassCount = PassCount()
+    by_kind: Mapping[str, PassCount] = field(default_factory=dict)
+    by_tag: Mapping[str, PassCount] = field(default_factory=dict)
+
+    def __add__(self, other: PassRates) -> PassRates:
+        def merge(a: Mapping[str, PassCount], b: Mapping[str, PassCount]) -> dict[str, PassCount]:
+            return {k: a.get(k, PassCount()) + b.get(k, PassCount()) for k in sorted({*a, *b})}
+
+        return PassRates(
+            self.overall + other.overall,
+            merge(self.by_kind, other.by_kind),
+            merge(self.by_tag, other.by_tag),
+        )
+
+    def to_json(self) -> JsonOut:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: JsonIn) -> PassRates:
+        return cls(
+            PassCount.from_json(_obj(d, "overall")),
+            _counts(d, "by_kind"),
+            _counts(d, "by_tag"),
+        )
+
+
 def _metric(heading: str, shown: Format = "pct") -> float | None:
     """A CategoryStats field: None until computed; ``heading`` is its column in the
     category tables of report.md and report.html."""
@@ -229,6 +286,13 @@ class CategoryStats:
     cer: float | None = _metric("CER")
     cer_lenient: float | None = _metric("CER lenient")
     critical_pass_rate: float | None = _metric("Critical")
+    # Means over the category's pages that have a table / a display formula in their
+    # reference (scoring.score_structure); None where none has.
+    teds: float | None = _metric("TEDS")
+    teds_s: float | None = _metric("TEDS-S")
+    formula_ed: float | None = _metric("Formula ED")
+    # Tests passed / run on the category's pages, critical strings included (page_tests.py).
+    test_pass_rate: float | None = _metric("Tests")
 
     def to_json(self) -> JsonOut:
         return asdict(self)
@@ -279,6 +343,13 @@ class ModelSummary:
     # compare/arms.py's record, as written (the arm's own JSON contract)
     arm: JsonIn = field(default_factory=dict)
     sweep: tuple[SweepPoint, ...] = ()  # every throughput level, ascending
+    # Tests per kind and per tag over every page, critical strings as ``present`` tests;
+    # None when no page had a test (written only then).
+    tests: PassRates | None = None
+    # With --variants: every variant's (clean included) figures by category, from the
+    # degraded copies of the same pages (variants.py); written only then. Every other
+    # figure is the clean pages'.
+    by_variant: Mapping[str, Mapping[str, CategoryStats]] = field(default_factory=dict)
 
     def to_json(self) -> JsonOut:
         c5 = self.throughput_images_per_s if self.throughput_concurrency == 5 else None
@@ -304,6 +375,17 @@ class ModelSummary:
             "speed": {p: st.to_json() for p, st in self.speed.items()},
             "error": self.error,
             "arm": dict(self.arm),
+            **({} if self.tests is None else {"tests": self.tests.to_json()}),
+            **self._variants_json(),
+        }
+
+    def _variants_json(self) -> JsonOut:
+        if not self.by_variant:
+            return {}
+        return {
+            "by_variant": {
+                v: {c: s.to_json() for c, s in cats.items()} for v, cats in self.by_variant.items()
+            }
         }
 
     @classmethod
@@ -351,6 +433,16 @@ class ModelSummary:
                 for p in sweep
                 if isinstance(p, Mapping) and (pt := SweepPoint.from_json(p)) is not None
             ),
+            tests=PassRates.from_json(t) if (t := _obj(d, "tests")) else None,
+            by_variant={
+                str(v): {
+                    str(c): CategoryStats.from_json(s)
+                    for c, s in cats.items()
+                    if isinstance(s, Mapping)
+                }
+                for v, cats in _obj(d, "by_variant").items()
+                if isinstance(cats, Mapping)
+            },
         )
 
 

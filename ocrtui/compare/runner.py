@@ -3,7 +3,9 @@
 Per model: cold latency (first request), warm latency (N sequential requests; p50/p95),
 throughput at each concurrency level of ``RunPlan.concurrencies`` (images/s and latency
 p50/p95 per level, ascending; the seed's one level, ``concurrency``, unless a sweep was
-asked), then the documents phase (pages/s per document and accuracy). An API arm
+asked), then the documents phase (pages/s per document and accuracy; with
+``RunPlan.variants`` each document also as its degraded copies, ``NAME@VARIANT``, the speed
+phases staying on clean pages). An API arm
 (``[[api_arms]]``, a :class:`DocApiTarget`) runs the documents phase only: one document at a
 time, its pages sent as the arm's ``split`` says (``docapi.py``), each text scored like a
 model's (no tokens, no finish reason). Speed phases run one model at a time unless
@@ -31,7 +33,7 @@ import contextlib
 import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 
@@ -67,6 +69,7 @@ from ocrtui.compare.results import DocumentStats, PhaseStats, Summary
 from ocrtui.compare.scoring import flags_for
 from ocrtui.compare.store import PageResult, PhaseRecord, RunStore
 from ocrtui.compare.tally import Tally, score_page
+from ocrtui.compare.variants import Variant
 from ocrtui.config import CompareConfig
 from ocrtui.vllm.image_tokens import PageFit
 
@@ -97,6 +100,9 @@ class RunPlan:
     # Throughput levels, ascending; empty: the one level settings.concurrency.
     concurrencies: tuple[int, ...] = ()
     arms: tuple[arms.ArmRecord, ...] = ()  # per model, what it runs as (compare/arms.py)
+    # Degraded copies of every page sent in the documents phase too (variants.py): a
+    # document's copy is the Document NAME@VARIANT; "clean" is the document itself.
+    variants: tuple[Variant, ...] = ()
 
     @property
     def levels(self) -> tuple[int, ...]:
@@ -259,12 +265,15 @@ class CompareRun:
                 self.failed_documents[spec.name] = str(exc)
                 self._emit(DocumentFailed(spec.name, str(exc)))
                 continue
-            self.documents.append(doc)
-            await asyncio.to_thread(
-                page_files.save_references, self.store.dir, doc.name, doc.references
-            )
-            await self._score_resumed(doc)
-            self._emit(DocumentReady(doc.name, spec.category, doc.pages, bool(doc.references)))
+            for copy in [doc, *(replace(doc, variant=v) for v in plan.variants if v != "clean")]:
+                self.documents.append(copy)
+                await asyncio.to_thread(
+                    page_files.save_references, self.store.dir, copy.name, copy.references
+                )
+                await self._score_resumed(copy)
+                self._emit(
+                    DocumentReady(copy.name, spec.category, copy.pages, bool(copy.references))
+                )
         if not self.documents:
             return
         if plan.speed_phases:
@@ -409,8 +418,10 @@ class CompareRun:
         want = min(SPEED_IMAGES_MAX, self.plan.render_budget)
         out: list[RenderedPage] = []
         # Photos and scans first: "single-image latency" is about an image, and a whole
-        # 200 DPI page costs a CPU engine several times more.
-        ordered = sorted(self.documents, key=lambda d: d.kind != "image")
+        # 200 DPI page costs a CPU engine several times more. Clean pages only: the speed
+        # phases measure the server, not the page's condition.
+        clean = [d for d in self.documents if d.variant == "clean"]
+        ordered = sorted(clean, key=lambda d: d.kind != "image")
         for doc in ordered:
             for p in doc.pages:
                 if len(out) >= want:
@@ -487,6 +498,8 @@ class CompareRun:
         try:
             for doc in self.documents:
                 if isinstance(model, DocApiTarget):
+                    if doc.variant != "clean":
+                        continue  # an API arm is sent the file itself, never a rendering
                     o, f = await self._api_document(model, doc, client)
                 else:
                     o, f = await self._document(model, doc, pool, client)
@@ -614,8 +627,11 @@ class CompareRun:
         """Score, store and announce one page's outcome (``fit``: its tokens predicted
         before sending)."""
         ref = doc.references.get(page)
-        score = score_page(doc, page, out.text) if out.ok else None
+        # In a thread: TEDS on a large table takes seconds (scoring.score_structure).
+        score = await asyncio.to_thread(score_page, doc, page, out.text) if out.ok else None
         page_cer = score.strict.cer if score and score.strict else None
+        st = score.structure if score else None
+        tables = st.tables if st else None
         flags = flags_for(out.text, out.finish_reason, ref) if out.ok else []
         result = PageResult(
             doc=doc.name,
@@ -633,6 +649,10 @@ class CompareRun:
             flags=tuple(flags),
             predicted_prompt_tokens=fit.prompt_tokens if fit else None,
             resized=fit.resized if fit else None,
+            teds=_round(tables.teds if tables else None),
+            teds_s=_round(tables.teds_structure if tables else None),
+            formula_ed=_round(st.formulas.distance if st and st.formulas else None),
+            tests=st.tests if st else None,
         )
         await self.store.add_result(result)
         self.tally.add(doc, result, score)
@@ -672,7 +692,12 @@ class CompareRun:
         summary counts them even if this run never reaches their document."""
         keys = {k for k in self.store.results if k[0] == doc.name}
         async for r in self.store.read_results(keys):
-            self.tally.add(doc, r)
+            score = await asyncio.to_thread(score_page, doc, r.page, r.text or "") if r.ok else None
+            self.tally.add(doc, r, score)
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)
 
 
 def _percentile(values: list[float], pct: float) -> float:

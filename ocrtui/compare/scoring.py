@@ -36,7 +36,8 @@ from rapidfuzz.distance import Levenshtein
 
 if TYPE_CHECKING:
     from ocrtui.compare.formulas import FormulaScore
-    from ocrtui.compare.page_tests import PageTest, PassRates
+    from ocrtui.compare.page_tests import PageTest
+    from ocrtui.compare.results import PassRates
     from ocrtui.compare.tables import TableScore
 
 _FENCE = re.compile(r"^\s*(```|~~~).*$", re.M)

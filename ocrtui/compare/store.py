@@ -32,6 +32,7 @@ from typing import IO, BinaryIO
 from ocrtui.compare.results import (
     JsonIn,
     JsonOut,
+    PassRates,
     Stats,
     json_float,
     json_int,
@@ -70,6 +71,13 @@ class PageResult:
     # processor, beside the server's prompt_tokens; "WxH -> WxH" when resized to fit.
     predicted_prompt_tokens: int | None = None
     resized: str | None = None
+    # What CER cannot see (scoring.score_structure): TEDS and TEDS-S of the page's tables,
+    # the normalised edit distance of its display formulas (None where the reference has
+    # none) and its tests' pass counts per kind and per tag (None: the page has none).
+    teds: float | None = None
+    teds_s: float | None = None
+    formula_ed: float | None = None
+    tests: PassRates | None = None
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -103,6 +111,10 @@ class PageResult:
             flags=tuple(str(f) for f in flags) if isinstance(flags, list) else (),
             predicted_prompt_tokens=json_int(d, "predicted_prompt_tokens"),
             resized=json_str(d, "resized"),
+            teds=json_float(d, "teds"),
+            teds_s=json_float(d, "teds_s"),
+            formula_ed=json_float(d, "formula_ed"),
+            tests=PassRates.from_json(t) if isinstance(t := d.get("tests"), Mapping) else None,
         )
 
 
@@ -125,12 +137,14 @@ class RunRecord:
     sweep: bool = False
     # A benchmark suite's tests ocrtui cannot run (documents.Suite.skipped): reason -> count.
     suite_skipped: Mapping[str, int] = field(default_factory=dict)
+    variants: tuple[str, ...] = ()  # --variants as given (variants.py); () clean only
     created: str | None = None
 
     def to_json(self) -> JsonOut:
         out = asdict(self)
         out["docs"], out["models"] = list(self.docs), list(self.models)
         out["suite_skipped"] = dict(self.suite_skipped)
+        out["variants"] = list(self.variants)
         return out
 
     @classmethod
@@ -149,6 +163,7 @@ class RunRecord:
             suite_skipped={str(k): v for k, v in skipped.items() if isinstance(v, int)}
             if isinstance(skipped := d.get("suite_skipped"), dict)
             else {},
+            variants=tuple(str(x) for x in v) if isinstance(v := d.get("variants"), list) else (),
             created=json_str(d, "created"),
         )
 

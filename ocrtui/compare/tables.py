@@ -58,6 +58,14 @@ class Cell:
     rowspan: int
     content: tuple[str, ...]  # characters and inner tags (``<br>``), in order
 
+    @property
+    def text(self) -> str:
+        """The cell's text to show: a ``<br>`` is a line break, other inner tags go."""
+        return "".join(
+            "\n" if t == "<br>" else "" if t.startswith("<") and len(t) > 1 else t
+            for t in self.content
+        )
+
 
 @dataclass(frozen=True)
 class TableScore:

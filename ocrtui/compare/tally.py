@@ -1,10 +1,14 @@
 """Per-page scores kept while a run goes on, so the summary needs no page texts.
 
 Each result is scored when it arrives (edit counts against the page's reference, which of
-the document's critical strings its text holds). Agreement between the first two models on
-pages without a reference needs both texts: the first one is held only until its pair
-arrives or either model fails the page. :func:`agreement_count` is that comparison, also
-used by report.html on texts read back from results.jsonl.
+the document's critical strings its text holds, and what CER cannot see:
+scoring.score_structure's tables, formulas and the page's tests). :func:`score_page` is
+blocking (TEDS on a large table takes seconds): the runner calls it in a thread.
+
+Agreement between the first two models on pages without a reference needs both texts: the
+first one is held only until its pair arrives or either model fails the page.
+:func:`agreement_count` is that comparison, also used by report.html on texts read back
+from results.jsonl.
 
 A critical string counts as found when one page's text holds it (after NFKC and whitespace
 removal), so a string split across two pages is not found.
@@ -16,7 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ocrtui.compare.documents import Document
-from ocrtui.compare.scoring import EditCount, critical_found, edit_count
+from ocrtui.compare.scoring import (
+    EditCount,
+    StructureScore,
+    critical_found,
+    edit_count,
+    score_structure,
+)
 from ocrtui.compare.store import PageResult
 
 
@@ -25,15 +35,17 @@ class PageScore:
     strict: EditCount | None  # None: the page has no reference
     lenient: EditCount | None
     critical: frozenset[int]  # indices into the document's critical strings found here
+    structure: StructureScore
 
 
 def score_page(doc: Document, page: int, text: str) -> PageScore:
-    """The scores of one successful page's text."""
+    """The scores of one successful page's text (blocking: see the module docstring)."""
     ref = doc.references.get(page)
     found = frozenset(i for i, c in enumerate(doc.spec.critical) if critical_found(text, c))
+    structure = score_structure(text, ref, [t for t in doc.spec.tests if t.page == page])
     if ref is None:
-        return PageScore(None, None, found)
-    return PageScore(edit_count(text, ref), edit_count(text, ref, lenient=True), found)
+        return PageScore(None, None, found, structure)
+    return PageScore(edit_count(text, ref), edit_count(text, ref, lenient=True), found, structure)
 
 
 def agreement_count(first: str, second: str) -> EditCount:

@@ -23,12 +23,12 @@ from __future__ import annotations
 import io
 import random
 import zlib
-from typing import Literal, get_args
-
-import numpy as np
-from PIL import Image, ImageEnhance, ImageFilter
+from typing import TYPE_CHECKING, Literal, get_args
 
 from ocrtui.errors import InputError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 Variant = Literal["clean", "scan", "skew", "blur", "jpeg", "lowres"]
 VARIANTS: tuple[Variant, ...] = get_args(Variant)
@@ -55,6 +55,10 @@ def _rng(variant: Variant, seed: int) -> random.Random:
 
 def degrade(image: Image.Image, variant: Variant, seed: int = 0) -> Image.Image:
     """The page as ``variant`` (see the module docstring); RGB in, RGB out, same size."""
+    # Imported here: the CLI parses --variants through this module, the render workers
+    # alone degrade pages.
+    from PIL import Image, ImageFilter
+
     page = image.convert("RGB")
     if variant == "clean":
         return page
@@ -81,6 +85,9 @@ def degrade(image: Image.Image, variant: Variant, seed: int = 0) -> Image.Image:
 
 
 def _scan(page: Image.Image, rng: random.Random) -> Image.Image:
+    import numpy as np
+    from PIL import Image, ImageEnhance, ImageFilter
+
     grey = page.convert("L")
     grey = ImageEnhance.Contrast(grey).enhance(rng.uniform(1.2, 1.5))
     grey = ImageEnhance.Brightness(grey).enhance(rng.uniform(0.9, 1.05))

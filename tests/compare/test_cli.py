@@ -344,3 +344,23 @@ def test_a_bad_benchmark_suite_is_one_error_naming_the_file(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and str(tmp_path) in err, err
+
+
+def test_variants_flag_is_parsed_and_recorded(config_file: Path, tmp_path: Path) -> None:
+    from ocrtui.cli import _parser
+    from ocrtui.compare.cli import request_from_args
+    from ocrtui.compare.launch import resolve
+    from ocrtui.config import load_config
+    from ocrtui.errors import InputError
+
+    config = load_config(config_file)
+
+    def setup(*argv: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        args = _parser().parse_args(["compare", "--out", str(tmp_path / "run"), *argv, "a.pdf"])
+        s = resolve(config, request_from_args(args))
+        return s.variants, s.info.variants
+
+    assert setup() == ((), ())
+    assert setup("--variants", "clean, Blur,jpeg,blur") == (("clean", "blur", "jpeg"),) * 2
+    with pytest.raises(InputError, match="unknown 'smudge'"):
+        setup("--variants", "clean,smudge")

@@ -9,7 +9,6 @@ from ocrtui.compare.page_tests import (
     Order,
     PageTest,
     PageTestError,
-    PassCount,
     Present,
     Repeat,
     TableCell,
@@ -19,6 +18,7 @@ from ocrtui.compare.page_tests import (
     pass_rates,
     run_test,
 )
+from ocrtui.compare.results import PassCount
 from ocrtui.compare.scoring import critical_found
 
 PAGE = """# 房屋租赁合同

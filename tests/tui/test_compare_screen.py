@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from textual.widgets import DataTable
 
+from ocrtui.compare.results import PassCount, PassRates
 from ocrtui.tui.run_view import TEXT_PAGES, RunView
-from ocrtui.tui.screens.compare import ComparePane, CompareScreen, diff_content
+from ocrtui.tui.screens.compare import ComparePane, CompareScreen, diff_content, page_header
 from tests.plugins import recorded
 from tests.plugins.recorded_run import MODELS, result
 from tests.plugins.tui_app import SIZE, AppFactory, until
@@ -20,6 +21,12 @@ def test_run_keeps_texts_bounded_but_every_row() -> None:
     held = run.text(f"big#{TEXT_PAGES + 50}", "glm-ocr")
     assert held is not None and held.text == "x" * 1000
     assert all(r.outcomes["glm-ocr"].text is None for r in run.rows.values())
+
+
+def test_page_header_shows_what_cer_cannot_see() -> None:
+    r = result("t", 1, "glm-ocr", teds=0.625, teds_s=0.5, tests=PassRates(PassCount(2, 3)))
+    assert "CER 0.0% · TEDS 62.5% (structure 50.0%) · tests 2/3" in page_header(r)
+    assert "TEDS" not in page_header(result("t", 1, "glm-ocr"))
 
 
 def test_diff_marks_both_sides() -> None:

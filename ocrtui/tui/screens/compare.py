@@ -105,6 +105,12 @@ def page_header(r: PageResult) -> str:
         bits.append(f"{r.latency_s:.2f} s")
     if r.cer is not None:
         bits.append(f"CER {r.cer:.1%}")
+    if r.teds is not None and r.teds_s is not None:
+        bits.append(f"TEDS {r.teds:.1%} (structure {r.teds_s:.1%})")
+    if r.formula_ed is not None:
+        bits.append(f"formula ED {r.formula_ed:.1%}")
+    if r.tests is not None:
+        bits.append(f"tests {r.tests.overall.passed}/{r.tests.overall.total}")
     if r.flags:
         bits.append(",".join(r.flags))
     if not r.ok:

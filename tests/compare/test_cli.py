@@ -164,9 +164,9 @@ def test_sigint_exits_130_and_says_how_to_resume(
     spawned: list[subprocess.Popen[bytes]],
     sim_servers: SimServers,
 ) -> None:
-    pdf = make_pdf("long.pdf", [f"page {i}" for i in range(1, 21)])
+    pdf = make_pdf("long.pdf", [f"page {i}" for i in range(1, 101)])
     run_dir, log = tmp_path / "run", tmp_path / "log.txt"
-    slow = ["--sim-prefill-s", "0.1", "--sim-per-token-s", "0.0001", "--sim-tokens-per-page", "20"]
+    slow = ["--sim-prefill-s", "0.5", "--sim-per-token-s", "0.0001", "--sim-tokens-per-page", "20"]
     cfg = _two_models(tmp_path, *start_pair(sim_servers, ("synthetic", "synthetic"), *slow))
     args = ["--config", str(cfg), "compare", "--headless", "--out", str(run_dir), str(pdf)]
     spawned.append(_spawn(args, log))

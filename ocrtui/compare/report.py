@@ -14,6 +14,9 @@ stays within ``run.knee_p95_s``, None when none does) and ``saturation_imgs_per_
 highest images/s of any level). ``worst_pages``: the first WORST_PAGES pages in ranking.py's
 order that an arm got wrong (CER above 0), each with the arm that did worst on it.
 
+``streaming`` and ``server`` (per vLLM arm, per phase: results.PhaseMeasures) are the runner's
+measures; report.md and report.html show them through :func:`streaming_rows`.
+
 report.md, report.html and the CLI's table share :func:`comparison_rows` and
 :func:`category_rows`; a model's ``error`` is why it stopped (ModelStopped), else, when it
 read no page, its first failure.
@@ -41,6 +44,7 @@ from ocrtui.compare.results import (
     DocumentSummary,
     Format,
     ModelSummary,
+    PhaseMeasures,
     PhaseStats,
     RunInfo,
     Summary,
@@ -116,6 +120,8 @@ class FinishedRun:
     stopped: Mapping[str, str] = field(default_factory=dict)  # model -> why it was stopped
     levels: tuple[int, ...] = ()  # throughput concurrencies; empty: settings.concurrency
     arms: Mapping[str, ArmRecord] | None = None  # model -> what it ran as (arms.py)
+    # (model, phase_key or "documents") -> its streamed timings and server counters
+    measures: Mapping[tuple[str, str], PhaseMeasures] = field(default_factory=dict)
 
     @property
     def throughput_levels(self) -> tuple[int, ...]:
@@ -231,6 +237,7 @@ def build_summary(run: FinishedRun) -> Summary:
             error=_model_error(run, m.name, mine),
             arm=arm.to_json() if (arm := (run.arms or {}).get(m.name)) is not None else {},
             sweep=points,
+            measures={p: v for (n, p), v in run.measures.items() if n == m.name},
         )
     documents: dict[str, DocumentSummary] = {}
     for spec in run.specs:
@@ -323,6 +330,47 @@ def _num(x: float | None, unit: str) -> str:
     return "—" if x is None else f"{x:.2f} {unit}"
 
 
+STREAM_STATS = ("median", "p90", "p99")
+STREAMING_HEADER = [
+    "Model", "Phase",
+    *(f"{metric.upper()} {stat}" for metric in ("ttft", "tpot", "itl") for stat in STREAM_STATS),
+    "Spec-decode acceptance",
+]  # fmt: skip
+
+
+def _ms(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1f} ms"
+
+
+def streaming_rows(summary: Summary) -> list[list[str]]:
+    """Per vLLM arm and measured phase: TTFT, TPOT and ITL at STREAM_STATS, and the
+    server's spec-decode acceptance (STREAMING_HEADER's columns). report.md's and
+    report.html's."""
+    rows = []
+    for n, m in summary.models.items():
+        for phase, v in m.measures.items():
+            cells = [_ms(v.stream_ms(metric, stat))
+                     for metric in ("ttft", "tpot", "itl") for stat in STREAM_STATS]  # fmt: skip
+            rows.append([n, phase, *cells, _pct(v.spec_decode_acceptance)])
+    return rows
+
+
+def _streaming_md(summary: Summary) -> list[str]:
+    rows = streaming_rows(summary)
+    if not rows:
+        return []
+    return [
+        "## Streamed timings and server counters",
+        "",
+        "Per phase, as `vllm bench serve` measures them (summary.json `models.NAME.streaming`"
+        " has the means and end-to-end latency; `models.NAME.server` the server's counters: "
+        "preemptions, queue time, KV-cache peak, cache hits, finish reasons).",
+        "",
+        *_table(STREAMING_HEADER, rows),
+        "",
+    ]
+
+
 def comparison_rows(summary: Summary) -> list[tuple[str, list[str], str]]:
     """The seed's table: (dimension, one cell per model, baseline cell). report.md's, the
     CLI's and report.html's."""
@@ -412,6 +460,7 @@ def render_markdown(summary: Summary) -> str:
             out += [f"**{n} error:** {m.error}", ""]
     out += _arms_md(summary)
     out += _sweep_md(summary)
+    out += _streaming_md(summary)
     out += _published_md(summary)
     out.append("## Accuracy by category")
     out.append("")

@@ -4,6 +4,8 @@
   phases.jsonl's ``stats`` and :class:`~ocrtui.compare.events.PhaseDone`'s.
 - :class:`DocumentStats`: one document (``document:NAME``) or the whole documents phase.
 - :class:`SweepPoint`: one throughput level in the sweep.
+- :class:`PhaseMeasures`: one phase's streamed timings and its server's counters
+  (summary.json ``models.NAME.streaming`` / ``models.NAME.server``, per phase).
 - :class:`Summary` (``run``: :class:`RunInfo`, ``models``: :class:`ModelSummary` with
   ``by_category``: :class:`CategoryStats`, ``documents``: :class:`DocumentSummary`,
   ``agreement``: :class:`Agreement`, ``worst_pages``: :class:`WorstPage`): summary.json.
@@ -210,6 +212,34 @@ class SweepPoint:
         )
 
 
+STREAM_METRICS = ("ttft", "tpot", "itl", "e2el")  # stream_stats.StreamSummary's, in order
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseMeasures:
+    """One phase of one vLLM arm as its streamed pages and its server measured it.
+
+    ``streaming`` is ``stream_stats.StreamSummary.to_json`` (``vllm bench serve``'s keys, in
+    ms: ``median_ttft_ms``, ``p99_itl_ms`` ...); ``server`` is
+    ``vllm.metrics.PhaseCounters.to_json``. Both are kept in the JSON form their own
+    modules define (like ``ModelSummary.arm``): this module is stdlib only. Empty: not
+    measured (a non-streamed arm, a server whose ``/metrics`` did not answer, a phase a
+    resumed run skipped).
+    """
+
+    streaming: Mapping[str, float] = field(default_factory=dict)
+    server: JsonIn = field(default_factory=dict)
+
+    def stream_ms(self, metric: str, stat: str) -> float | None:
+        """``stat`` (``median``, ``p90``, ``p99``, ``mean``) of ``metric`` (STREAM_METRICS)."""
+        return self.streaming.get(f"{stat}_{metric}_ms")
+
+    @property
+    def spec_decode_acceptance(self) -> float | None:
+        spec = self.server.get("spec_decode")
+        return json_float(spec, "acceptance") if isinstance(spec, Mapping) else None
+
+
 def _metric(heading: str, shown: Format = "pct") -> float | None:
     """A CategoryStats field: None until computed; ``heading`` is its column in the
     category tables of report.md and report.html."""
@@ -279,6 +309,8 @@ class ModelSummary:
     # compare/arms.py's record, as written (the arm's own JSON contract)
     arm: JsonIn = field(default_factory=dict)
     sweep: tuple[SweepPoint, ...] = ()  # every throughput level, ascending
+    # phase_key (cold, warm, throughput@C) or "documents" -> what it measured
+    measures: Mapping[str, PhaseMeasures] = field(default_factory=dict)
 
     def to_json(self) -> JsonOut:
         c5 = self.throughput_images_per_s if self.throughput_concurrency == 5 else None
@@ -304,6 +336,8 @@ class ModelSummary:
             "speed": {p: st.to_json() for p, st in self.speed.items()},
             "error": self.error,
             "arm": dict(self.arm),
+            "streaming": {p: dict(v.streaming) for p, v in self.measures.items() if v.streaming},
+            "server": {p: dict(v.server) for p, v in self.measures.items() if v.server},
         }
 
     @classmethod
@@ -317,6 +351,15 @@ class ModelSummary:
         if rate is None:
             rate = json_float(d, "throughput_c5_imgs_per_s")
         flags = _obj(d, "flags")
+        streaming, server = _obj(d, "streaming"), _obj(d, "server")
+        measures = {
+            str(p): PhaseMeasures(
+                {str(k): float(v) for k, v in _obj(streaming, p).items()
+                 if isinstance(v, int | float) and not isinstance(v, bool)},
+                _obj(server, p),
+            )
+            for p in dict.fromkeys([*streaming, *server])
+        }  # fmt: skip
         return cls(
             kind="api" if d.get("kind") == "api" else "vllm",
             profile=json_str(d, "profile"),
@@ -351,6 +394,7 @@ class ModelSummary:
                 for p in sweep
                 if isinstance(p, Mapping) and (pt := SweepPoint.from_json(p)) is not None
             ),
+            measures=measures,
         )
 
 

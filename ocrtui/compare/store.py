@@ -70,6 +70,17 @@ class PageResult:
     # processor, beside the server's prompt_tokens; "WxH -> WxH" when resized to fit.
     predicted_prompt_tokens: int | None = None
     resized: str | None = None
+    # A streamed request's timings (client.StreamTimings, named as ``vllm bench serve``
+    # names them): time to first token, per output token after it, end to end, the usage's
+    # output tokens, and this page's inter-token gaps at p50/p90/p99 (stream_stats.percentile;
+    # the gaps themselves are summarised per phase in summary.json). None: not streamed.
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+    e2el_s: float | None = None
+    output_tokens: int | None = None
+    itl_p50_s: float | None = None
+    itl_p90_s: float | None = None
+    itl_p99_s: float | None = None
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -103,6 +114,13 @@ class PageResult:
             flags=tuple(str(f) for f in flags) if isinstance(flags, list) else (),
             predicted_prompt_tokens=json_int(d, "predicted_prompt_tokens"),
             resized=json_str(d, "resized"),
+            ttft_s=json_float(d, "ttft_s"),
+            tpot_s=json_float(d, "tpot_s"),
+            e2el_s=json_float(d, "e2el_s"),
+            output_tokens=json_int(d, "output_tokens"),
+            itl_p50_s=json_float(d, "itl_p50_s"),
+            itl_p90_s=json_float(d, "itl_p90_s"),
+            itl_p99_s=json_float(d, "itl_p99_s"),
         )
 
 

@@ -1,0 +1,54 @@
+"""A comparison's streamed timings and server counters, end to end against the simulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from ocrtui.cli import _parser
+from ocrtui.compare.cli import request_from_args, run_headless
+from ocrtui.compare.launch import resolve
+from tests.compare.test_e2e_sim import FAST, config, urls_of
+from tests.plugins.compare_inputs import MakePdf
+from tests.plugins.sim import SimServers, start_pair
+
+SPEC = ["--speculative-config", '{"method": "mtp", "num_speculative_tokens": 1}']
+
+
+async def test_summary_has_streamed_timings_and_server_counters_per_arm_and_phase(
+    sim_servers: SimServers, make_pdf: MakePdf, tmp_path: Path
+) -> None:
+    urls = start_pair(sim_servers, ("synthetic", "synthetic"), *FAST, *SPEC)
+    pdf = make_pdf("paper.pdf", ["Born digital page one.", "Page two of the paper."])
+    cfg = config([("glm-ocr", "glm-ocr"), ("lighton-ocr", "lighton-ocr")],
+                 warm_runs=2, throughput_requests=3)  # fmt: skip
+    args = _parser().parse_args(["compare", "--headless", "--out", str(tmp_path / "run"), str(pdf)])
+    setup = resolve(cfg, request_from_args(args))
+    model_url = urls_of([m.name for m in setup.models], urls)
+    assert await run_headless(setup, model_url, Console(width=250)) == 0
+
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    phases = {"cold": 1, "warm": 2, "throughput@5": 3, "documents": 2}  # requests each
+    for m in ("glm-ocr", "lighton-ocr"):
+        s = summary["models"][m]
+        assert set(s["streaming"]) == set(phases) == set(s["server"])
+        for phase, n in phases.items():
+            st = s["streaming"][phase]
+            assert st["pages"] == n and st["output_tokens"] > 0
+            for metric in ("ttft", "tpot", "itl", "e2el"):
+                assert 0 < st[f"median_{metric}_ms"] <= st[f"p99_{metric}_ms"]
+            server = s["server"][phase]
+            assert not server["restarted"]
+            # Every request of the phase finished at the server, and no other.
+            assert sum(server["finished_by_reason"].values()) == n
+            assert server["spec_decode"]["drafts"] is not None  # --speculative-config
+            assert server["kv_cache_usage_peak"] is not None
+    rows = [json.loads(x) for x in (tmp_path / "run/results.jsonl").read_text().splitlines()]
+    for r in rows:
+        assert 0 < r["ttft_s"] <= r["e2el_s"] and r["output_tokens"] > 0
+        assert r["itl_p50_s"] <= r["itl_p90_s"] <= r["itl_p99_s"]
+    report = (tmp_path / "run/report.md").read_text()
+    assert "## Streamed timings and server counters" in report
+    assert "TTFT median" in report and "| glm-ocr | throughput@5 |" in report

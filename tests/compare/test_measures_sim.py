@@ -17,7 +17,7 @@ from tests.plugins.sim import SimServers, start_pair
 SPEC = ["--speculative-config", '{"method": "mtp", "num_speculative_tokens": 1}']
 
 
-async def test_summary_has_streamed_timings_and_server_counters_per_arm_and_phase(
+async def test_summary_and_reports_have_streamed_timings_and_server_counters(
     sim_servers: SimServers, make_pdf: MakePdf, tmp_path: Path
 ) -> None:
     urls = start_pair(sim_servers, ("synthetic", "synthetic"), *FAST, *SPEC)
@@ -52,3 +52,36 @@ async def test_summary_has_streamed_timings_and_server_counters_per_arm_and_phas
     report = (tmp_path / "run/report.md").read_text()
     assert "## Streamed timings and server counters" in report
     assert "TTFT median" in report and "| glm-ocr | throughput@5 |" in report
+    html = (tmp_path / "run/report.html").read_text()
+    assert 'id="streaming"' in html and "ITL p99" in html
+
+
+async def test_a_run_reads_the_same_text_streamed_and_not(
+    sim_servers: SimServers, make_pdf: MakePdf, tmp_path: Path
+) -> None:
+    urls = start_pair(sim_servers, ("synthetic", "synthetic"), *FAST)
+    pdf = make_pdf("paper.pdf", ["Born digital page one.", "Page two of the paper."])
+    runs = {}
+    for stream in (True, False):
+        cfg = config([("glm-ocr", "glm-ocr"), ("lighton-ocr", "lighton-ocr")],
+                     warm_runs=1, throughput_requests=1)  # fmt: skip
+        models = tuple(m.model_copy(update={"stream": stream}) for m in cfg.models)
+        cfg = cfg.model_copy(update={"models": models})
+        out = tmp_path / f"run-{stream}"
+        args = _parser().parse_args(["compare", "--headless", "--out", str(out), str(pdf)])
+        setup = resolve(cfg, request_from_args(args))
+        model_url = urls_of([m.name for m in setup.models], urls)
+        assert await run_headless(setup, model_url, Console(width=250)) == 0
+        lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+        runs[stream] = {(r["doc"], r["page"], r["model"]): r for r in lines}
+        summary = json.loads((out / "summary.json").read_text())
+        for s in summary["models"].values():
+            assert bool(s["streaming"]) is stream  # timings only where it streamed
+            assert set(s["server"]) == {"cold", "warm", "throughput@5", "documents"}
+    assert runs[True].keys() == runs[False].keys() and len(runs[True]) == 4
+    for key, streamed in runs[True].items():
+        plain = runs[False][key]
+        assert streamed["text"] == plain["text"] and streamed["text"]
+        assert streamed["cer"] == plain["cer"] and streamed["flags"] == plain["flags"]
+        assert streamed["finish_reason"] == plain["finish_reason"]
+        assert streamed["ttft_s"] is not None and plain["ttft_s"] is None

@@ -63,8 +63,9 @@ class RunView:
         self.phase = "starting"  # what the run is doing now, e.g. "glm-ocr warm 3/10"
         self.speed: dict[tuple[str, str], PhaseStats] = {}  # (model, phase) -> stats
         self.measures: dict[tuple[str, str], PhaseMeasures] = {}  # (model, phase_key) -> ...
-        # model -> doc#page -> the text streamed so far, for its pages in flight
-        self.streaming: dict[str, OrderedDict[str, str]] = {m: OrderedDict() for m in models}
+        # model -> doc#page -> the pieces streamed so far, for its pages in flight (joined
+        # when shown: appending to one string would copy the page at every token)
+        self.streaming: dict[str, OrderedDict[str, list[str]]] = {m: OrderedDict() for m in models}
         self.arms: dict[str, str] = {}  # model -> arm label (what it runs as: compare/arms.py)
         self.notes: list[str] = []  # per-document errors, stopped models
         self.pauses: dict[str | None, str] = {}  # None: the link; a model: its server
@@ -94,8 +95,12 @@ class RunView:
         per its flush interval however fast these come)."""
         pages = self.streaming.setdefault(model, OrderedDict())
         key = f"{doc}#{page}"
-        pages[key] = pages.get(key, "") + text
+        pages.setdefault(key, []).append(text)
         self._notify(None)
+
+    def streamed(self, model: str) -> list[tuple[str, str]]:
+        """The model's pages in flight, oldest first: (doc#page, its text so far)."""
+        return [(k, "".join(v)) for k, v in self.streaming.get(model, {}).items()]
 
     def add(self, outcome: PageResult) -> None:
         key = f"{outcome.doc}#{outcome.page}"

@@ -291,7 +291,7 @@ class CompareScreen(Screen[None]):
             self._show_diff(self._diff_key)  # e.g. the second model's text for it arrived
 
     def _show_stream(self, i: int, model: str) -> None:
-        in_flight = list(self.run.streaming.get(model, {}).items())
+        in_flight = self.run.streamed(model)
         box = self.query_one(f"#stream-{i}", Static)
         box.set_class(bool(in_flight), "-live")
         if in_flight:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from ocrtui.cli import _parser
@@ -18,7 +19,7 @@ SPEC = ["--speculative-config", '{"method": "mtp", "num_speculative_tokens": 1}'
 
 
 async def test_summary_and_reports_have_streamed_timings_and_server_counters(
-    sim_servers: SimServers, make_pdf: MakePdf, tmp_path: Path
+    sim_servers: SimServers, make_pdf: MakePdf, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     urls = start_pair(sim_servers, ("synthetic", "synthetic"), *FAST, *SPEC)
     pdf = make_pdf("paper.pdf", ["Born digital page one.", "Page two of the paper."])
@@ -28,6 +29,7 @@ async def test_summary_and_reports_have_streamed_timings_and_server_counters(
     setup = resolve(cfg, request_from_args(args))
     model_url = urls_of([m.name for m in setup.models], urls)
     assert await run_headless(setup, model_url, Console(width=250)) == 0
+    assert "glm-ocr: warm: p50" in (out := capsys.readouterr().out) and "TTFT p50" in out
 
     summary = json.loads((tmp_path / "run/summary.json").read_text())
     phases = {"cold": 1, "warm": 2, "throughput@5": 3, "documents": 2}  # requests each

@@ -239,6 +239,15 @@ class PhaseMeasures:
         spec = self.server.get("spec_decode")
         return json_float(spec, "acceptance") if isinstance(spec, Mapping) else None
 
+    def to_json(self) -> JsonOut:
+        return {"streaming": dict(self.streaming), "server": dict(self.server)}
+
+    @classmethod
+    def from_json(cls, d: JsonIn) -> PhaseMeasures:
+        numbers = {str(k): float(v) for k, v in _obj(d, "streaming").items()
+                   if isinstance(v, int | float) and not isinstance(v, bool)}  # fmt: skip
+        return cls(numbers, _obj(d, "server"))
+
 
 def _metric(heading: str, shown: Format = "pct") -> float | None:
     """A CategoryStats field: None until computed; ``heading`` is its column in the
@@ -353,13 +362,11 @@ class ModelSummary:
         flags = _obj(d, "flags")
         streaming, server = _obj(d, "streaming"), _obj(d, "server")
         measures = {
-            str(p): PhaseMeasures(
-                {str(k): float(v) for k, v in _obj(streaming, p).items()
-                 if isinstance(v, int | float) and not isinstance(v, bool)},
-                _obj(server, p),
+            str(p): PhaseMeasures.from_json(
+                {"streaming": _obj(streaming, p), "server": _obj(server, p)}
             )
             for p in dict.fromkeys([*streaming, *server])
-        }  # fmt: skip
+        }
         return cls(
             kind="api" if d.get("kind") == "api" else "vllm",
             profile=json_str(d, "profile"),

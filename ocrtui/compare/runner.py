@@ -423,7 +423,13 @@ class CompareRun:
             if rec is None:
                 todo.append((p, n, c))
             else:  # a resumed run: finished phases and levels are not measured again
-                self._emit(PhaseDone(model.name, p, rec.stats, skipped=True, concurrency=c))
+                if rec.measures is not None:
+                    self.measures[(model.name, rec.phase)] = rec.measures
+                self._emit(
+                    PhaseDone(
+                        model.name, p, rec.stats, skipped=True, concurrency=c, measures=rec.measures
+                    )
+                )
         if not todo:
             return
         images = await self._speed_images(model, pool)
@@ -434,8 +440,8 @@ class CompareRun:
             key = phase_key(phase, level)
             async with _ServerWatch(self, model, client, key):
                 stats = await self._timed_requests(model, client, images, phase, n, level)
-            await self.store.add_phase(PhaseRecord(model.name, key, stats))
             measures = self.measures.get((model.name, key))
+            await self.store.add_phase(PhaseRecord(model.name, key, stats, measures))
             self._emit(PhaseDone(model.name, phase, stats, concurrency=level, measures=measures))
 
     async def _speed_images(self, model: ModelTarget, pool: RenderPool) -> list[RenderedPage]:

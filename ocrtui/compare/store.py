@@ -3,7 +3,8 @@ each arrives, so a killed run loses nothing it finished.
 
     run.json        what was asked (RunRecord: inputs, models, schedule); read by --resume
     results.jsonl   one line per page per model (contract fields, see RESULT_FIELDS)
-    phases.jsonl    one line per finished speed phase per model (cold, warm, throughput)
+    phases.jsonl    one line per finished speed phase per model (cold, warm, throughput),
+                    with its measures (streamed timings, server counters)
     summary.json    written at the end
     report.md       written at the end
 
@@ -32,6 +33,7 @@ from typing import IO, BinaryIO
 from ocrtui.compare.results import (
     JsonIn,
     JsonOut,
+    PhaseMeasures,
     Stats,
     json_float,
     json_int,
@@ -167,14 +169,20 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class PhaseRecord:
-    """A phases.jsonl line: speed phases carry PhaseStats, documents DocumentStats."""
+    """A phases.jsonl line: speed phases carry PhaseStats, documents DocumentStats; a
+    measured speed phase also its streamed timings and server counters (``measures``, kept
+    so that a resumed run reports the phases it skips)."""
 
     model: str
     phase: str  # cold | warm | throughput@C (events.phase_key) | document:NAME
     stats: Stats
+    measures: PhaseMeasures | None = None
 
     def to_json(self) -> JsonOut:
-        return {"model": self.model, "phase": self.phase, "stats": self.stats.to_json()}
+        out: JsonOut = {"model": self.model, "phase": self.phase, "stats": self.stats.to_json()}
+        if self.measures is not None:
+            out["measures"] = self.measures.to_json()
+        return out
 
 
 def _parse(line: bytes) -> JsonIn | None:
@@ -347,7 +355,9 @@ class RunStore:
             model, stats = d.get("model"), d.get("stats")
             if isinstance(model, str) and isinstance(stats, Mapping):
                 phase = str(d.get("phase"))
-                rec = PhaseRecord(model, phase, stats_from_json(phase, stats))
+                m = d.get("measures")
+                measures = PhaseMeasures.from_json(m) if isinstance(m, Mapping) else None
+                rec = PhaseRecord(model, phase, stats_from_json(phase, stats), measures)
                 store.phases[(rec.model, rec.phase)] = rec
         _write_atomic(run_dir / PHASES, b"".join(_line(p.to_json()) for p in store.phases.values()))
         return store

@@ -57,6 +57,18 @@ async def test_summary_and_reports_have_streamed_timings_and_server_counters(
     html = (tmp_path / "run/report.html").read_text()
     assert 'id="streaming"' in html and "ITL p99" in html
 
+    # Resumed with every page done: the speed phases are skipped, their measures kept.
+    args = _parser().parse_args(["compare", "--headless", "--resume", str(tmp_path / "run")])
+    setup = resolve(cfg, request_from_args(args))
+    assert await run_headless(setup, model_url, Console(width=250)) == 0
+    again = json.loads((tmp_path / "run/summary.json").read_text())
+    for m in ("glm-ocr", "lighton-ocr"):
+        for phase in ("cold", "warm", "throughput@5"):
+            assert (
+                again["models"][m]["streaming"][phase] == summary["models"][m]["streaming"][phase]
+            )
+            assert again["models"][m]["server"][phase] == summary["models"][m]["server"][phase]
+
 
 async def test_a_run_reads_the_same_text_streamed_and_not(
     sim_servers: SimServers, make_pdf: MakePdf, tmp_path: Path

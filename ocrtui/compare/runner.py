@@ -45,7 +45,7 @@ from types import TracebackType
 import httpx
 
 from ocrtui.compare import arms, page_files, report, report_files
-from ocrtui.compare.client import ModelTarget, Outcome, StreamTimings, ocr_page
+from ocrtui.compare.client import ModelTarget, Outcome, ocr_page
 from ocrtui.compare.docapi import DocApiTarget, PageText, ocr_document_pages
 from ocrtui.compare.documents import Document, DocumentError, DocumentSpec
 from ocrtui.compare.events import (
@@ -76,7 +76,7 @@ from ocrtui.compare.render import RenderedPage, RenderError, RenderPool
 from ocrtui.compare.results import DocumentStats, PhaseMeasures, PhaseStats, Summary
 from ocrtui.compare.scoring import flags_for
 from ocrtui.compare.store import PageResult, PhaseRecord, RunStore
-from ocrtui.compare.stream_stats import percentile, stream_summary
+from ocrtui.compare.stream_stats import StreamTally, percentile
 from ocrtui.compare.tally import Tally, score_page
 from ocrtui.config import CompareConfig
 from ocrtui.vllm.image_tokens import PageFit
@@ -148,8 +148,8 @@ class CompareRun:
         self._paused_since: dict[str | None, float] = {}  # gate key -> start of its pause
         # (model, phase_key or "documents") -> what the phase measured (_ServerWatch)
         self.measures: dict[tuple[str, str], PhaseMeasures] = {}
-        # model -> the streamed timings of its phase being measured (_request appends)
-        self._timings: dict[str, list[StreamTimings]] = {}
+        # model -> the streamed timings of its phase being measured (_request adds)
+        self._timings: dict[str, StreamTally] = {}
 
     # Consumers ------------------------------------------------------------------------------
 
@@ -324,7 +324,7 @@ class CompareRun:
                 on_delta=on_delta,
             )
             if out.ok and out.timings is not None and model.name in self._timings:
-                self._timings[model.name].append(out.timings)
+                self._timings[model.name].add(out.timings)
             if out.fatal is not None:
                 self._check_stopped(model.name)  # only the first such failure is a result
                 self._stop_model(model.name, out.fatal)
@@ -762,7 +762,7 @@ class _ServerWatch:
         self.sampler: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> None:
-        self.run._timings[self.model.name] = []
+        self.run._timings[self.model.name] = StreamTally()
         self.before = await _scrape(self.client, self.model)
         if self.before is not None:
             self.sampler = asyncio.create_task(self._sample())
@@ -784,7 +784,7 @@ class _ServerWatch:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        timings = self.run._timings.pop(self.model.name, [])
+        timings = self.run._timings.pop(self.model.name, StreamTally())
         if self.sampler is not None:
             self.sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -796,7 +796,7 @@ class _ServerWatch:
         if self.before is not None and after is not None:
             during = [self.peak] if self.peak is not None else []
             counters = phase_counters(self.before, during, after)
-        streamed = stream_summary(timings).to_json() if timings else {}
+        streamed = timings.summary().to_json() if timings.pages else {}
         if streamed or counters is not None:
             self.run.measures[(self.model.name, self.key)] = PhaseMeasures(
                 streamed, {} if counters is None else counters.to_json()

@@ -343,32 +343,67 @@ def _ms(x: float | None) -> str:
 
 
 def streaming_rows(summary: Summary) -> list[list[str]]:
-    """Per vLLM arm and measured phase: TTFT, TPOT and ITL at STREAM_STATS, and the
+    """Per vLLM arm and streamed phase: TTFT, TPOT and ITL at STREAM_STATS, and the
     server's spec-decode acceptance (STREAMING_HEADER's columns). report.md's and
     report.html's."""
     rows = []
     for n, m in summary.models.items():
         for phase, v in m.measures.items():
+            if not v.streaming:
+                continue
             cells = [_ms(v.stream_ms(metric, stat))
                      for metric in ("ttft", "tpot", "itl") for stat in STREAM_STATS]  # fmt: skip
             rows.append([n, phase, *cells, _pct(v.spec_decode_acceptance)])
     return rows
 
 
+SERVER_HEADER = [
+    "Model", "Phase", "Preemptions", "Queue time mean", "KV cache peak", "Prefix cache hits",
+    "MM cache hits", "Mean acceptance length", "Finished by reason",
+]  # fmt: skip
+
+
+def server_rows(summary: Summary) -> list[list[str]]:
+    """Per vLLM arm and phase whose server answered: its counters (SERVER_HEADER's
+    columns). report.md's and report.html's."""
+    rows = []
+    for n, m in summary.models.items():
+        for phase, v in m.measures.items():
+            if not v.server:
+                continue
+            preempted = v.server_number("preemptions")
+            queued = v.server_number("queue_time", "mean_s")
+            reasons = ", ".join(f"{k} {c:g}" for k, c in sorted(v.finished_by_reason.items()) if c)
+            mean_len = v.server_number("spec_decode", "mean_acceptance_length")
+            rows.append([
+                n, phase, "—" if preempted is None else f"{preempted:g}",
+                "—" if queued is None else _ms(queued * 1000),
+                _pct(v.server_number("kv_cache_usage_peak")),
+                _pct(v.server_number("prefix_cache", "hit_rate")),
+                _pct(v.server_number("mm_cache", "hit_rate")),
+                "—" if mean_len is None else f"{mean_len:.2f}",
+                reasons or "—",
+            ])  # fmt: skip
+    return rows
+
+
 def _streaming_md(summary: Summary) -> list[str]:
-    rows = streaming_rows(summary)
-    if not rows:
+    rows, counters = streaming_rows(summary), server_rows(summary)
+    if not rows and not counters:
         return []
-    return [
+    out = [
         "## Streamed timings and server counters",
         "",
         "Per phase, as `vllm bench serve` measures them (summary.json `models.NAME.streaming`"
-        " has the means and end-to-end latency; `models.NAME.server` the server's counters: "
-        "preemptions, queue time, KV-cache peak, cache hits, finish reasons).",
-        "",
-        *_table(STREAMING_HEADER, rows),
+        " has the means and end-to-end latency), and what each server counted over the phase "
+        "(`models.NAME.server`, with the counts behind each rate).",
         "",
     ]
+    if rows:
+        out += [*_table(STREAMING_HEADER, rows), ""]
+    if counters:
+        out += [*_table(SERVER_HEADER, counters), ""]
+    return out
 
 
 def comparison_rows(summary: Summary) -> list[tuple[str, list[str], str]]:

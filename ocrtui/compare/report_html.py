@@ -444,6 +444,8 @@ def write_html_report(run_dir: Path, out: Path | None = None) -> Path:
         "categories": report.category_rows(run.summary),
         "streaming": report.streaming_rows(run.summary),
         "streaming_header": report.STREAMING_HEADER,
+        "server_rows": report.server_rows(run.summary),
+        "server_header": report.SERVER_HEADER,
         "category_headings": [h for h, _attr, _fmt in CATEGORY_COLUMNS],
         "plots": _plots(run),
         "index": sorted(run.pages, key=lambda e: e.worst_first(run.models)),

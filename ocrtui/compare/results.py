@@ -234,10 +234,20 @@ class PhaseMeasures:
         """``stat`` (``median``, ``p90``, ``p99``, ``mean``) of ``metric`` (STREAM_METRICS)."""
         return self.streaming.get(f"{stat}_{metric}_ms")
 
+    def server_number(self, key: str, inner: str | None = None) -> float | None:
+        """A number of ``server``: ``server[key]``, or ``server[key][inner]``."""
+        if inner is None:
+            return json_float(self.server, key)
+        return json_float(_obj(self.server, key), inner)
+
     @property
     def spec_decode_acceptance(self) -> float | None:
-        spec = self.server.get("spec_decode")
-        return json_float(spec, "acceptance") if isinstance(spec, Mapping) else None
+        return self.server_number("spec_decode", "acceptance")
+
+    @property
+    def finished_by_reason(self) -> dict[str, float]:
+        reasons = _obj(self.server, "finished_by_reason")
+        return {str(k): v for k, v in reasons.items() if isinstance(v, int | float)}
 
     def to_json(self) -> JsonOut:
         return {"streaming": dict(self.streaming), "server": dict(self.server)}

@@ -54,8 +54,14 @@ async def test_summary_and_reports_have_streamed_timings_and_server_counters(
     report = (tmp_path / "run/report.md").read_text()
     assert "## Streamed timings and server counters" in report
     assert "TTFT median" in report and "| glm-ocr | throughput@5 |" in report
+    # The counters' row of the warm phase: its third cell is preemptions, not a time.
+    warm_counters = next(
+        line for line in report.splitlines()
+        if line.startswith("| glm-ocr | warm |") and "ms" not in line.split("|")[3]
+    )  # fmt: skip
+    assert "Finished by reason" in report and warm_counters.rstrip(" |").endswith("stop 2")
     html = (tmp_path / "run/report.html").read_text()
-    assert 'id="streaming"' in html and "ITL p99" in html
+    assert 'id="streaming"' in html and "ITL p99" in html and "Finished by reason" in html
 
     # Resumed with every page done: the speed phases are skipped, their measures kept.
     args = _parser().parse_args(["compare", "--headless", "--resume", str(tmp_path / "run")])

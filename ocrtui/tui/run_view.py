@@ -150,6 +150,8 @@ class RunView:
     def finish(self, error: str | None = None) -> None:
         self.finished = True
         self.pauses.clear()
+        for in_flight in self.streaming.values():  # a cancelled run's pages never finish
+            in_flight.clear()
         self.error = error
         self.ended = time.monotonic()
         self.phase = error or "done"

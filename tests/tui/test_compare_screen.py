@@ -150,3 +150,5 @@ async def test_pages_in_flight_stream_into_both_panes_before_they_are_done(
         run.add(result("paper", 1, "glm-ocr", text="the finished answer"))
         await until(pilot, lambda: "the finished answer" in _pane_text(screen, 0))
         assert not streamed(0) and "page one" in streamed(1)  # the other is still in flight
+        run.finish("cancelled")  # a page cut off by the end of the run streams no more
+        await until(pilot, lambda: not streamed(1))

@@ -136,6 +136,7 @@ class ModelStatus:
     kv_cache_usage: float | None = None  # 0..1
     prompt_tokens_per_s: float | None = None
     generation_tokens_per_s: float | None = None
+    spec_decode_acceptance: float | None = None  # 0..1 over the last poll; None: no drafts
     success_by_reason: dict[str, float] = field(default_factory=dict)
     planned_mib: int | None = None  # gpu_memory_utilization x the total of the GPU it uses
     used_mib: int = 0  # VRAM attributed to this model now

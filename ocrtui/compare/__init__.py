@@ -25,9 +25,9 @@ with `vllm bench serve`'s TTFT/ITL/E2EL as `Outcome.timings` and an `on_delta` h
 text as it arrives: retries connection errors with backoff; HTTP errors and timeouts
 recorded; each outcome says whether it is `transient` or `fatal` for the model),
 `stream_stats` (streamed timings summarised with `vllm bench serve`'s percentiles and
-names; not wired into the runner yet), `gate` (`RunGate`: the link's and
-each model's pauses, `SnapshotGate` over the Controller's snapshots, with `--auto-restart`
-through its `restart`), `scoring`
+names, per phase in bounded memory: `StreamTally`; the one percentile), `gate`
+(`RunGate`: the link's and each model's pauses, `SnapshotGate` over the Controller's
+snapshots, with `--auto-restart` through its `restart`), `scoring`
 (normalization, CER, critical strings, flags; `score_structure` for what CER cannot see),
 `tables` (TEDS/TEDS-S of HTML or Markdown tables), `formulas` (normalised LaTeX edit
 distance per display formula), `page_tests` (tests by tag and their pass rates),
@@ -35,8 +35,9 @@ distance per display formula), `page_tests` (tests by tag and their pass rates),
 page copies, `--variants` parsing), `store` (run directory, append+fsync on one
 thread, resume, compact in-memory records), `tally` (per-page scores and agreement as
 results arrive; `agreement_count`, the one agreement between two texts), `events` (the event
-types), `history` (EventHistory: what a late subscriber replays, bounded), `runner` (the
-protocol), `results` (the typed results: `PhaseStats`, `DocumentStats`, `SweepPoint` and the
+types), `history` (EventHistory: what a late subscriber replays, bounded; PageDelta live only),
+`runner` (the protocol, each phase's streamed timings and server counters), `results` (the
+typed results: `PhaseStats`, `DocumentStats`, `SweepPoint`, `PhaseMeasures` and the
 summary, `Summary` with `to_json()`/`from_json()`; one name per figure, the files' names
 written there only), `ranking` (worst first: the one page order of both reports), `report`
 (the `Summary` from a `FinishedRun` value, report.md, the comparison and category rows shared

@@ -178,8 +178,9 @@ def _phase_line(ev: PhaseDone) -> str:
     st = ev.stats
     pre = f"{ev.model}: {phase_key(ev.phase, ev.concurrency)}"
     pre += " (from the resumed run)" if ev.skipped else ""
+    streamed = _measures_text(ev)
     if isinstance(st, DocumentStats):
-        return f"{pre}: {st.pages_ok} pages ok, {st.pages_failed} failed"
+        return f"{pre}: {st.pages_ok} pages ok, {st.pages_failed} failed{streamed}"
     parts = []
     if st.latency_p50_s is not None:
         parts.append(f"p50 {st.latency_p50_s:.2f} s")
@@ -189,7 +190,20 @@ def _phase_line(ev: PhaseDone) -> str:
         parts.append(f"{st.images_per_s:.2f} img/s")
     if st.failed:
         parts.append(f"{st.failed} failed ({st.first_error})")
-    return f"{pre}: " + (", ".join(parts) or "no successful request")
+    return f"{pre}: " + (", ".join(parts) or "no successful request") + streamed
+
+
+def _measures_text(ev: PhaseDone) -> str:
+    """`` · TTFT p50 120 ms, TPOT p50 8 ms, accepted 72%``: what the phase's stream and
+    server measured (summary.json has the rest)."""
+    m = ev.measures
+    if m is None:
+        return ""
+    bits = [f"{name.upper()} p50 {v:.0f} ms" for name in ("ttft", "tpot")
+            if (v := m.stream_ms(name, "median")) is not None]  # fmt: skip
+    if (acc := m.spec_decode_acceptance) is not None:
+        bits.append(f"accepted {acc:.0%}")
+    return " · " + ", ".join(bits) if bits else ""
 
 
 def _print_summary(done: RunDone, console: Console) -> None:

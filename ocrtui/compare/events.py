@@ -3,8 +3,10 @@
 Per run: RunStarted, then DocumentReady/DocumentFailed for each document, then per model
 the speed phases (PhaseStarted, PhaseProgress…, PhaseDone for cold, warm, and throughput
 once per concurrency level, ascending: ``concurrency`` says which), then the documents
-phase (PhaseStarted, PageStarted/PageDone/PageFailed per page, DocumentDone per document,
-PhaseDone), and last RunDone. Pages of the two models interleave.
+phase (PhaseStarted, PageStarted, PageDelta… as a streamed page's text arrives,
+PageDone/PageFailed per page, DocumentDone per document, PhaseDone), and last RunDone. Pages
+of the two models interleave. PageDelta is live only: a subscriber hears those sent while it
+listens, and no history keeps them (history.py).
 At any point: RunPaused/RunResumed (the link or a model's server went away and came back;
 requests wait meanwhile) and ModelStopped (a model's every request would fail: no more are
 sent to it).
@@ -16,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ocrtui.compare.results import Stats, Summary
+from ocrtui.compare.results import PhaseMeasures, Stats, Summary
 from ocrtui.compare.store import PageResult
 
 Phase = Literal["cold", "warm", "throughput", "documents"]
@@ -75,6 +77,7 @@ class PhaseDone:
     stats: Stats  # PhaseStats for a speed phase, DocumentStats for the documents phase
     skipped: bool = False  # already done in the run being resumed
     concurrency: int | None = None
+    measures: PhaseMeasures | None = None  # a vLLM arm's streamed timings and server counters
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,17 @@ class PageStarted:
     model: str
     doc: str
     page: int
+
+
+@dataclass(frozen=True, slots=True)
+class PageDelta:
+    """A piece of a page's text as the model streams it (live only, never replayed); the
+    page's text is PageDone's, not these pieces joined."""
+
+    model: str
+    doc: str
+    page: int
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +191,7 @@ Event = (
     | PhaseProgress
     | PhaseDone
     | PageStarted
+    | PageDelta
     | PageDone
     | PageFailed
     | DocumentDone

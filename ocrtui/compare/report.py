@@ -21,6 +21,9 @@ document's critical strings counted as ``present`` tests. With degraded variants
 figure is the clean pages' but ``by_variant`` (each variant's by category), and
 :func:`ranking_flips` says where the arms' order differs between clean and a variant.
 
+``streaming`` and ``server`` (per vLLM arm, per phase: results.PhaseMeasures) are the runner's
+measures; report.md and report.html show them through :func:`streaming_rows`.
+
 report.md, report.html and the CLI's table share :func:`comparison_rows` and
 :func:`category_rows`; a model's ``error`` is why it stopped (ModelStopped), else, when it
 read no page, its first failure.
@@ -50,6 +53,7 @@ from ocrtui.compare.results import (
     ModelSummary,
     PassCount,
     PassRates,
+    PhaseMeasures,
     PhaseStats,
     RunInfo,
     Summary,
@@ -125,6 +129,8 @@ class FinishedRun:
     stopped: Mapping[str, str] = field(default_factory=dict)  # model -> why it was stopped
     levels: tuple[int, ...] = ()  # throughput concurrencies; empty: settings.concurrency
     arms: Mapping[str, ArmRecord] | None = None  # model -> what it ran as (arms.py)
+    # (model, phase_key or "documents") -> its streamed timings and server counters
+    measures: Mapping[tuple[str, str], PhaseMeasures] = field(default_factory=dict)
 
     @property
     def throughput_levels(self) -> tuple[int, ...]:
@@ -323,6 +329,7 @@ def build_summary(run: FinishedRun) -> Summary:
             sweep=points,
             tests=tests if tests.overall.total else None,
             by_variant=by_variant,
+            measures={p: v for (n, p), v in run.measures.items() if n == m.name},
         )
     documents: dict[str, DocumentSummary] = {}
     for spec in run.specs:
@@ -416,6 +423,82 @@ def _num(x: float | None, unit: str) -> str:
     return "—" if x is None else f"{x:.2f} {unit}"
 
 
+STREAM_STATS = ("median", "p90", "p99")
+STREAMING_HEADER = [
+    "Model", "Phase",
+    *(f"{metric.upper()} {stat}" for metric in ("ttft", "tpot", "itl") for stat in STREAM_STATS),
+    "Spec-decode acceptance",
+]  # fmt: skip
+
+
+def _ms(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1f} ms"
+
+
+def streaming_rows(summary: Summary) -> list[list[str]]:
+    """Per vLLM arm and streamed phase: TTFT, TPOT and ITL at STREAM_STATS, and the
+    server's spec-decode acceptance (STREAMING_HEADER's columns). report.md's and
+    report.html's."""
+    rows = []
+    for n, m in summary.models.items():
+        for phase, v in m.measures.items():
+            if not v.streaming:
+                continue
+            cells = [_ms(v.stream_ms(metric, stat))
+                     for metric in ("ttft", "tpot", "itl") for stat in STREAM_STATS]  # fmt: skip
+            rows.append([n, phase, *cells, _pct(v.spec_decode_acceptance)])
+    return rows
+
+
+SERVER_HEADER = [
+    "Model", "Phase", "Preemptions", "Queue time mean", "KV cache peak", "Prefix cache hits",
+    "MM cache hits", "Mean acceptance length", "Finished by reason",
+]  # fmt: skip
+
+
+def server_rows(summary: Summary) -> list[list[str]]:
+    """Per vLLM arm and phase whose server answered: its counters (SERVER_HEADER's
+    columns). report.md's and report.html's."""
+    rows = []
+    for n, m in summary.models.items():
+        for phase, v in m.measures.items():
+            if not v.server:
+                continue
+            preempted = v.server_number("preemptions")
+            queued = v.server_number("queue_time", "mean_s")
+            reasons = ", ".join(f"{k} {c:g}" for k, c in sorted(v.finished_by_reason.items()) if c)
+            mean_len = v.server_number("spec_decode", "mean_acceptance_length")
+            rows.append([
+                n, phase, "—" if preempted is None else f"{preempted:g}",
+                "—" if queued is None else _ms(queued * 1000),
+                _pct(v.server_number("kv_cache_usage_peak")),
+                _pct(v.server_number("prefix_cache", "hit_rate")),
+                _pct(v.server_number("mm_cache", "hit_rate")),
+                "—" if mean_len is None else f"{mean_len:.2f}",
+                reasons or "—",
+            ])  # fmt: skip
+    return rows
+
+
+def _streaming_md(summary: Summary) -> list[str]:
+    rows, counters = streaming_rows(summary), server_rows(summary)
+    if not rows and not counters:
+        return []
+    out = [
+        "## Streamed timings and server counters",
+        "",
+        "Per phase, as `vllm bench serve` measures them (summary.json `models.NAME.streaming`"
+        " has the means and end-to-end latency), and what each server counted over the phase "
+        "(`models.NAME.server`, with the counts behind each rate).",
+        "",
+    ]
+    if rows:
+        out += [*_table(STREAMING_HEADER, rows), ""]
+    if counters:
+        out += [*_table(SERVER_HEADER, counters), ""]
+    return out
+
+
 def comparison_rows(summary: Summary) -> list[tuple[str, list[str], str]]:
     """The seed's table: (dimension, one cell per model, baseline cell). report.md's, the
     CLI's and report.html's."""
@@ -505,6 +588,7 @@ def render_markdown(summary: Summary) -> str:
             out += [f"**{n} error:** {m.error}", ""]
     out += _arms_md(summary)
     out += _sweep_md(summary)
+    out += _streaming_md(summary)
     out += _published_md(summary)
     out.append("## Accuracy by category")
     out.append("")

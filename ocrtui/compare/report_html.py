@@ -3,8 +3,9 @@ needed) built from a run directory's files alone (docs/compare.md): run.json, su
 results.jsonl and pages/ (page_files.py). ``ocrtui report RUN_DIR`` writes it again for any
 run directory.
 
-Sections: the comparison table (report.comparison_rows, with the seed's baseline column)
-and the published figures, each labelled with the configuration it came from; accuracy by
+Sections: the comparison table (report.comparison_rows, with the seed's baseline column),
+the streamed timings and server counters per arm and phase (report.streaming_rows) and the
+published figures, each labelled with the configuration it came from; accuracy by
 category; documents; plots (latency, throughput against concurrency, CER by category); the
 pages, worst first, each as page image | one column per model | reference, every model's
 text diffed against the reference (scoring.diff_segments) or, without a reference, the
@@ -488,6 +489,10 @@ def write_html_report(run_dir: Path, out: Path | None = None) -> Path:
         "published": {"label": ANCHORS_LABEL, "anchors": ANCHORS},
         "profiles": profiles,
         "categories": report.category_rows(run.summary),
+        "streaming": report.streaming_rows(run.summary),
+        "streaming_header": report.STREAMING_HEADER,
+        "server_rows": report.server_rows(run.summary),
+        "server_header": report.SERVER_HEADER,
         "category_headings": [h for h, _attr, _fmt in CATEGORY_COLUMNS],
         "structure_note": report.STRUCTURE_NOTE,
         "tests": report.test_rows(run.summary),

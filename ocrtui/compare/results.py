@@ -4,6 +4,8 @@
   phases.jsonl's ``stats`` and :class:`~ocrtui.compare.events.PhaseDone`'s.
 - :class:`DocumentStats`: one document (``document:NAME``) or the whole documents phase.
 - :class:`SweepPoint`: one throughput level in the sweep.
+- :class:`PhaseMeasures`: one phase's streamed timings and its server's counters
+  (summary.json ``models.NAME.streaming`` / ``models.NAME.server``, per phase).
 - :class:`Summary` (``run``: :class:`RunInfo`, ``models``: :class:`ModelSummary` with
   ``by_category``: :class:`CategoryStats`, ``documents``: :class:`DocumentSummary`,
   ``agreement``: :class:`Agreement`, ``worst_pages``: :class:`WorstPage`): summary.json.
@@ -267,6 +269,53 @@ class PassRates:
         )
 
 
+STREAM_METRICS = ("ttft", "tpot", "itl", "e2el")  # stream_stats.StreamSummary's, in order
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseMeasures:
+    """One phase of one vLLM arm as its streamed pages and its server measured it.
+
+    ``streaming`` is ``stream_stats.StreamSummary.to_json`` (``vllm bench serve``'s keys, in
+    ms: ``median_ttft_ms``, ``p99_itl_ms`` ...); ``server`` is
+    ``vllm.metrics.PhaseCounters.to_json``. Both are kept in the JSON form their own
+    modules define (like ``ModelSummary.arm``): this module is stdlib only. Empty: not
+    measured (a non-streamed arm, a server whose ``/metrics`` did not answer, a phase a
+    resumed run skipped).
+    """
+
+    streaming: Mapping[str, float] = field(default_factory=dict)
+    server: JsonIn = field(default_factory=dict)
+
+    def stream_ms(self, metric: str, stat: str) -> float | None:
+        """``stat`` (``median``, ``p90``, ``p99``, ``mean``) of ``metric`` (STREAM_METRICS)."""
+        return self.streaming.get(f"{stat}_{metric}_ms")
+
+    def server_number(self, key: str, inner: str | None = None) -> float | None:
+        """A number of ``server``: ``server[key]``, or ``server[key][inner]``."""
+        if inner is None:
+            return json_float(self.server, key)
+        return json_float(_obj(self.server, key), inner)
+
+    @property
+    def spec_decode_acceptance(self) -> float | None:
+        return self.server_number("spec_decode", "acceptance")
+
+    @property
+    def finished_by_reason(self) -> dict[str, float]:
+        reasons = _obj(self.server, "finished_by_reason")
+        return {str(k): v for k, v in reasons.items() if isinstance(v, int | float)}
+
+    def to_json(self) -> JsonOut:
+        return {"streaming": dict(self.streaming), "server": dict(self.server)}
+
+    @classmethod
+    def from_json(cls, d: JsonIn) -> PhaseMeasures:
+        numbers = {str(k): float(v) for k, v in _obj(d, "streaming").items()
+                   if isinstance(v, int | float) and not isinstance(v, bool)}  # fmt: skip
+        return cls(numbers, _obj(d, "server"))
+
+
 def _metric(heading: str, shown: Format = "pct") -> float | None:
     """A CategoryStats field: None until computed; ``heading`` is its column in the
     category tables of report.md and report.html."""
@@ -350,6 +399,8 @@ class ModelSummary:
     # degraded copies of the same pages (variants.py); written only then. Every other
     # figure is the clean pages'.
     by_variant: Mapping[str, Mapping[str, CategoryStats]] = field(default_factory=dict)
+    # phase_key (cold, warm, throughput@C) or "documents" -> what it measured
+    measures: Mapping[str, PhaseMeasures] = field(default_factory=dict)
 
     def to_json(self) -> JsonOut:
         c5 = self.throughput_images_per_s if self.throughput_concurrency == 5 else None
@@ -375,6 +426,8 @@ class ModelSummary:
             "speed": {p: st.to_json() for p, st in self.speed.items()},
             "error": self.error,
             "arm": dict(self.arm),
+            "streaming": {p: dict(v.streaming) for p, v in self.measures.items() if v.streaming},
+            "server": {p: dict(v.server) for p, v in self.measures.items() if v.server},
             **({} if self.tests is None else {"tests": self.tests.to_json()}),
             **self._variants_json(),
         }
@@ -399,6 +452,13 @@ class ModelSummary:
         if rate is None:
             rate = json_float(d, "throughput_c5_imgs_per_s")
         flags = _obj(d, "flags")
+        streaming, server = _obj(d, "streaming"), _obj(d, "server")
+        measures = {
+            str(p): PhaseMeasures.from_json(
+                {"streaming": _obj(streaming, p), "server": _obj(server, p)}
+            )
+            for p in dict.fromkeys([*streaming, *server])
+        }
         return cls(
             kind="api" if d.get("kind") == "api" else "vllm",
             profile=json_str(d, "profile"),
@@ -443,6 +503,7 @@ class ModelSummary:
                 for v, cats in _obj(d, "by_variant").items()
                 if isinstance(cats, Mapping)
             },
+            measures=measures,
         )
 
 

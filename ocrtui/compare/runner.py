@@ -14,6 +14,14 @@ rendered in a process pool ahead of the requests, at most ``max_rendered_pages``
 between the arms) in memory at once, and fitted to their server before they are sent
 (page_fit.py: resized, or refused without a request).
 
+Measured like ``vllm bench serve``: a streamed page's text goes out piece by piece as
+PageDelta (live only, see history.py), its timings into its results.jsonl line, and each
+phase of a vLLM arm (each speed phase, the documents phase) gets :class:`PhaseMeasures`:
+its pages' timings summarised (stream_stats.py) and what its server counted, from
+``/metrics`` scraped before and after the phase and every ``METRICS_SAMPLE_S`` during it
+(vllm/metrics.py: the peak KV-cache use comes from those samples). Arms that share one
+server count each other's requests there.
+
 Outages: with a gate (gate.py: the link's and each model's state, from the launcher) a
 model's requests wait while the link is down or its server is crashed/unhealthy/restarting
 (RunPaused/RunResumed), and a request that failed transiently while such an outage began is
@@ -32,8 +40,9 @@ import asyncio
 import contextlib
 import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
+from types import TracebackType
 
 import httpx
 
@@ -47,6 +56,7 @@ from ocrtui.compare.events import (
     DocumentReady,
     Event,
     ModelStopped,
+    PageDelta,
     PageDone,
     PageFailed,
     PageStarted,
@@ -65,17 +75,21 @@ from ocrtui.compare.history import EventHistory
 from ocrtui.compare.page_fit import FittedPage, fit_rendered
 from ocrtui.compare.profiles import render_target
 from ocrtui.compare.render import RenderedPage, RenderError, RenderPool
-from ocrtui.compare.results import DocumentStats, PhaseStats, Summary
+from ocrtui.compare.results import DocumentStats, PhaseMeasures, PhaseStats, Summary
 from ocrtui.compare.scoring import flags_for
 from ocrtui.compare.store import PageResult, PhaseRecord, RunStore
+from ocrtui.compare.stream_stats import StreamTally, percentile
 from ocrtui.compare.tally import Tally, score_page
 from ocrtui.compare.variants import Variant
 from ocrtui.config import CompareConfig
 from ocrtui.vllm.image_tokens import PageFit
+from ocrtui.vllm.metrics import VllmMetrics, parse_metrics, phase_counters
 
 SPEED_IMAGES_MAX = 4  # distinct pages cycled through by the speed phases
 OUTAGE_RESENDS_MAX = 20  # times one request is sent again after outages (each one bounded)
 EXIT_UNREACHABLE = 3  # errors.py's code for a pod or model server out of reach
+METRICS_SAMPLE_S = 1.0  # /metrics scraped this often during a phase (the KV cache's peak)
+METRICS_TIMEOUT_S = 5.0  # one scrape; a server that does not answer has no counters
 
 
 class RunStopped(Exception):
@@ -138,6 +152,10 @@ class CompareRun:
         self.stopped: dict[str, str] = {}  # model -> why no more requests go to it
         self._stop_codes: dict[str, int] = {}
         self._paused_since: dict[str | None, float] = {}  # gate key -> start of its pause
+        # (model, phase_key or "documents") -> what the phase measured (_ServerWatch)
+        self.measures: dict[tuple[str, str], PhaseMeasures] = {}
+        # model -> the streamed timings of its phase being measured (_request adds)
+        self._timings: dict[str, StreamTally] = {}
 
     # Consumers ------------------------------------------------------------------------------
 
@@ -183,6 +201,7 @@ class CompareRun:
             tally=self.tally,
             levels=self.plan.levels,
             arms={m.name: a for m, a in zip(self.plan.models, self.arms, strict=True)},
+            measures=dict(self.measures),
         )
 
     def _emit(self, ev: Event) -> None:
@@ -292,7 +311,11 @@ class CompareRun:
     # The request path: pauses, outages, stopped models -----------------------------------
 
     async def _request(
-        self, client: httpx.AsyncClient, model: ModelTarget, page: RenderedPage
+        self,
+        client: httpx.AsyncClient,
+        model: ModelTarget,
+        page: RenderedPage,
+        on_delta: Callable[[str], None] | None = None,
     ) -> Outcome:
         """One page's request, held while the gate pauses the model and sent again when it
         failed transiently as an outage began; raises ModelHalted for a stopped model."""
@@ -302,8 +325,15 @@ class CompareRun:
             await self._hold(model.name)
             sent = time.monotonic()
             out = await ocr_page(
-                client, model, page, retries=s.retries, timeout_s=s.request_timeout_s
+                client,
+                model,
+                page,
+                retries=s.retries,
+                timeout_s=s.request_timeout_s,
+                on_delta=on_delta,
             )
+            if out.ok and out.timings is not None and model.name in self._timings:
+                self._timings[model.name].add(out.timings)
             if out.fatal is not None:
                 self._check_stopped(model.name)  # only the first such failure is a result
                 self._stop_model(model.name, out.fatal)
@@ -402,7 +432,13 @@ class CompareRun:
             if rec is None:
                 todo.append((p, n, c))
             else:  # a resumed run: finished phases and levels are not measured again
-                self._emit(PhaseDone(model.name, p, rec.stats, skipped=True, concurrency=c))
+                if rec.measures is not None:
+                    self.measures[(model.name, rec.phase)] = rec.measures
+                self._emit(
+                    PhaseDone(
+                        model.name, p, rec.stats, skipped=True, concurrency=c, measures=rec.measures
+                    )
+                )
         if not todo:
             return
         images = await self._speed_images(model, pool)
@@ -410,9 +446,12 @@ class CompareRun:
             return
         for phase, n, level in todo:
             self._emit(PhaseStarted(model.name, phase, n, level))
-            stats = await self._timed_requests(model, client, images, phase, n, level)
-            await self.store.add_phase(PhaseRecord(model.name, phase_key(phase, level), stats))
-            self._emit(PhaseDone(model.name, phase, stats, concurrency=level))
+            key = phase_key(phase, level)
+            async with _ServerWatch(self, model, client, key):
+                stats = await self._timed_requests(model, client, images, phase, n, level)
+            measures = self.measures.get((model.name, key))
+            await self.store.add_phase(PhaseRecord(model.name, key, stats, measures))
+            self._emit(PhaseDone(model.name, phase, stats, concurrency=level, measures=measures))
 
     async def _speed_images(self, model: ModelTarget, pool: RenderPool) -> list[RenderedPage]:
         want = min(SPEED_IMAGES_MAX, self.plan.render_budget)
@@ -480,7 +519,7 @@ class CompareRun:
             first_error=errors[0] if errors else None,
             wall_s=round(wall, 4),
             latency_p50_s=round(statistics.median(latencies), 4) if latencies else None,
-            latency_p95_s=round(_percentile(latencies, 95), 4) if latencies else None,
+            latency_p95_s=round(percentile(sorted(latencies), 95), 4) if latencies else None,
             latency_mean_s=round(statistics.fmean(latencies), 4) if latencies else None,
             concurrency=level,
             images_per_s=round(len(latencies) / wall, 4) if measured and level else None,
@@ -495,22 +534,27 @@ class CompareRun:
         self._emit(PhaseStarted(model.name, "documents", total))
         start = time.monotonic()
         counted = [0, 0]
-        try:
-            for doc in self.documents:
-                if isinstance(model, DocApiTarget):
-                    if doc.variant != "clean":
-                        continue  # an API arm is sent the file itself, never a rendering
-                    o, f = await self._api_document(model, doc, client)
-                else:
-                    o, f = await self._document(model, doc, pool, client)
-                counted[0] += o
-                counted[1] += f
-        except* ModelHalted:
-            pass  # ModelStopped said why; the pages not sent are left for --resume
+        watch = _ServerWatch(self, model, client, "documents") if isinstance(
+            model, ModelTarget
+        ) else contextlib.nullcontext()  # fmt: skip
+        async with watch:
+            try:
+                for doc in self.documents:
+                    if isinstance(model, DocApiTarget):
+                        if doc.variant != "clean":
+                            continue  # an API arm is sent the file itself, never a rendering
+                        o, f = await self._api_document(model, doc, client)
+                    else:
+                        o, f = await self._document(model, doc, pool, client)
+                    counted[0] += o
+                    counted[1] += f
+            except* ModelHalted:
+                pass  # ModelStopped said why; the pages not sent are left for --resume
         ok, failed = counted
         elapsed = time.monotonic() - start
         stats = DocumentStats(ok + failed, ok, failed, round(elapsed, 4))
-        self._emit(PhaseDone(model.name, "documents", stats))
+        measures = self.measures.get((model.name, "documents"))
+        self._emit(PhaseDone(model.name, "documents", stats, measures=measures))
 
     async def _document(
         self, model: ModelTarget, doc: Document, pool: RenderPool, client: httpx.AsyncClient
@@ -589,7 +633,12 @@ class CompareRun:
                     render_target(model.config),
                     fitted.image,
                 )
-                out = await self._request(client, model, fitted.image)
+                out = await self._request(
+                    client,
+                    model,
+                    fitted.image,
+                    lambda text: self.history.publish(PageDelta(model.name, doc.name, page, text)),
+                )
             del fitted
         await self._record(model.name, doc, page, out, counts, fit)
 
@@ -633,6 +682,8 @@ class CompareRun:
         st = score.structure if score else None
         tables = st.tables if st else None
         flags = flags_for(out.text, out.finish_reason, ref) if out.ok else []
+        t = out.timings
+        itl = sorted(t.itl) if t is not None else []
         result = PageResult(
             doc=doc.name,
             page=page,
@@ -653,6 +704,13 @@ class CompareRun:
             teds_s=_round(tables.teds_structure if tables else None),
             formula_ed=_round(st.formulas.distance if st and st.formulas else None),
             tests=st.tests if st else None,
+            ttft_s=None if t is None else round(t.ttft, 6),
+            tpot_s=None if t is None or t.tpot is None else round(t.tpot, 6),
+            e2el_s=None if t is None else round(t.e2el, 6),
+            output_tokens=None if t is None else t.output_tokens,
+            itl_p50_s=round(percentile(itl, 50), 6) if itl else None,
+            itl_p90_s=round(percentile(itl, 90), 6) if itl else None,
+            itl_p99_s=round(percentile(itl, 99), 6) if itl else None,
         )
         await self.store.add_result(result)
         self.tally.add(doc, result, score)
@@ -700,11 +758,74 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 6)
 
 
-def _percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile (no interpolation: with 10 runs p95 is the slowest)."""
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, -(-len(ordered) * pct // 100) - 1))
-    return ordered[int(k)]
+async def _scrape(client: httpx.AsyncClient, model: ModelTarget) -> VllmMetrics | None:
+    """The model's server's ``/metrics``; None when it does not answer with Prometheus text
+    (a server without it, a link down: the phase then has no counters, not a failure)."""
+    try:
+        r = await client.get(model.url.rstrip("/") + "/metrics", timeout=METRICS_TIMEOUT_S)
+        r.raise_for_status()
+        # Parsing takes ~15 ms of CPU for the simulator's 52 KiB: off the loop, where it
+        # would delay the chunk arrivals the phase is timing.
+        return await asyncio.to_thread(parse_metrics, r.text)
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+class _ServerWatch:
+    """Measures one phase of one vLLM arm (``async with``): collects its streamed timings
+    (``CompareRun._timings``) and scrapes its server before, every ``METRICS_SAMPLE_S``
+    during and after it; on a normal exit records :class:`PhaseMeasures` in
+    ``run.measures``. Only the sample with the fullest KV cache is kept, so a long phase
+    holds one scrape, not one a second."""
+
+    def __init__(
+        self, run: CompareRun, model: ModelTarget, client: httpx.AsyncClient, key: str
+    ) -> None:
+        self.run, self.model, self.client, self.key = run, model, client, key
+        self.before: VllmMetrics | None = None
+        self.peak: VllmMetrics | None = None
+        self.sampler: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> None:
+        self.run._timings[self.model.name] = StreamTally()
+        self.before = await _scrape(self.client, self.model)
+        if self.before is not None:
+            self.sampler = asyncio.create_task(self._sample())
+
+    async def _sample(self) -> None:
+        while True:
+            await asyncio.sleep(METRICS_SAMPLE_S)
+            m = await _scrape(self.client, self.model)
+            if (
+                m is not None
+                and m.kv_cache_usage is not None
+                and (self.peak is None or m.kv_cache_usage > (self.peak.kv_cache_usage or 0.0))
+            ):
+                self.peak = m
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        timings = self.run._timings.pop(self.model.name, StreamTally())
+        if self.sampler is not None:
+            self.sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.sampler
+        if exc_type is not None:
+            return
+        after = await _scrape(self.client, self.model) if self.before is not None else None
+        counters = None
+        if self.before is not None and after is not None:
+            during = [self.peak] if self.peak is not None else []
+            counters = phase_counters(self.before, during, after)
+        streamed = timings.summary().to_json() if timings.pages else {}
+        if streamed or counters is not None:
+            self.run.measures[(self.model.name, self.key)] = PhaseMeasures(
+                streamed, {} if counters is None else counters.to_json()
+            )
 
 
 def start_run(plan: RunPlan, store: RunStore) -> CompareRun:

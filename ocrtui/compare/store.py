@@ -3,7 +3,8 @@ each arrives, so a killed run loses nothing it finished.
 
     run.json        what was asked (RunRecord: inputs, models, schedule); read by --resume
     results.jsonl   one line per page per model (contract fields, see RESULT_FIELDS)
-    phases.jsonl    one line per finished speed phase per model (cold, warm, throughput)
+    phases.jsonl    one line per finished speed phase per model (cold, warm, throughput),
+                    with its measures (streamed timings, server counters)
     summary.json    written at the end
     report.md       written at the end
 
@@ -33,6 +34,7 @@ from ocrtui.compare.results import (
     JsonIn,
     JsonOut,
     PassRates,
+    PhaseMeasures,
     Stats,
     json_float,
     json_int,
@@ -78,6 +80,17 @@ class PageResult:
     teds_s: float | None = None
     formula_ed: float | None = None
     tests: PassRates | None = None
+    # A streamed request's timings (client.StreamTimings, named as ``vllm bench serve``
+    # names them): time to first token, per output token after it, end to end, the usage's
+    # output tokens, and this page's inter-token gaps at p50/p90/p99 (stream_stats.percentile;
+    # the gaps themselves are summarised per phase in summary.json). None: not streamed.
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+    e2el_s: float | None = None
+    output_tokens: int | None = None
+    itl_p50_s: float | None = None
+    itl_p90_s: float | None = None
+    itl_p99_s: float | None = None
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -115,6 +128,13 @@ class PageResult:
             teds_s=json_float(d, "teds_s"),
             formula_ed=json_float(d, "formula_ed"),
             tests=PassRates.from_json(t) if isinstance(t := d.get("tests"), Mapping) else None,
+            ttft_s=json_float(d, "ttft_s"),
+            tpot_s=json_float(d, "tpot_s"),
+            e2el_s=json_float(d, "e2el_s"),
+            output_tokens=json_int(d, "output_tokens"),
+            itl_p50_s=json_float(d, "itl_p50_s"),
+            itl_p90_s=json_float(d, "itl_p90_s"),
+            itl_p99_s=json_float(d, "itl_p99_s"),
         )
 
 
@@ -170,14 +190,20 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class PhaseRecord:
-    """A phases.jsonl line: speed phases carry PhaseStats, documents DocumentStats."""
+    """A phases.jsonl line: speed phases carry PhaseStats, documents DocumentStats; a
+    measured speed phase also its streamed timings and server counters (``measures``, kept
+    so that a resumed run reports the phases it skips)."""
 
     model: str
     phase: str  # cold | warm | throughput@C (events.phase_key) | document:NAME
     stats: Stats
+    measures: PhaseMeasures | None = None
 
     def to_json(self) -> JsonOut:
-        return {"model": self.model, "phase": self.phase, "stats": self.stats.to_json()}
+        out: JsonOut = {"model": self.model, "phase": self.phase, "stats": self.stats.to_json()}
+        if self.measures is not None:
+            out["measures"] = self.measures.to_json()
+        return out
 
 
 def parse_line(line: bytes) -> JsonIn | None:
@@ -350,7 +376,9 @@ class RunStore:
             model, stats = d.get("model"), d.get("stats")
             if isinstance(model, str) and isinstance(stats, Mapping):
                 phase = str(d.get("phase"))
-                rec = PhaseRecord(model, phase, stats_from_json(phase, stats))
+                m = d.get("measures")
+                measures = PhaseMeasures.from_json(m) if isinstance(m, Mapping) else None
+                rec = PhaseRecord(model, phase, stats_from_json(phase, stats), measures)
                 store.phases[(rec.model, rec.phase)] = rec
         _write_atomic(run_dir / PHASES, b"".join(_line(p.to_json()) for p in store.phases.values()))
         return store

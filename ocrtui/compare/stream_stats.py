@@ -6,17 +6,26 @@ ocrtui's and its figures for the same requests agree. :func:`stream_summary` poo
 it does: TTFT, TPOT (pages of two tokens or more) and end-to-end latency one value a page,
 ITL every gap of every page; :meth:`StreamSummary.to_json` names them as its result file
 does (``mean_ttft_ms``, ``median_ttft_ms``, ``p99_itl_ms`` ...).
+
+:class:`StreamTally` takes a phase's pages as they finish in bounded memory (the runner's
+documents phase may read thousands of pages of thousands of tokens): three numbers a page,
+and the inter-token gaps up to ``ITL_KEPT`` (8 bytes each); past that a uniform sample of
+``ITL_KEPT`` of them (reservoir sampling, seeded), so ITL's percentiles are exact up to
+``ITL_KEPT`` gaps and estimates beyond, its count and mean always exact.
 """
 
 from __future__ import annotations
 
 import math
+import random
+from array import array
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ocrtui.compare.client import StreamTimings
 
 PERCENTILES = (50, 90, 99)
+ITL_KEPT = 1_000_000  # inter-token gaps a StreamTally keeps (8 MB); a sample of them beyond
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -84,14 +93,53 @@ class StreamSummary:
         return out
 
 
+class StreamTally:
+    """A phase's streamed pages, added as they finish; :meth:`summary` at any time."""
+
+    def __init__(self, itl_kept: int = ITL_KEPT) -> None:
+        self.pages = 0
+        self.output_tokens = 0
+        self._ttft = array("d")
+        self._tpot = array("d")
+        self._e2el = array("d")
+        self._itl = array("d")  # every gap, or a uniform sample of itl_kept of them
+        self._itl_kept = itl_kept
+        self._itl_seen = 0
+        self._itl_sum = 0.0
+        self._rng = random.Random(0)
+
+    def add(self, t: StreamTimings) -> None:
+        self.pages += 1
+        self.output_tokens += t.output_tokens or 0
+        self._ttft.append(t.ttft)
+        self._e2el.append(t.e2el)
+        if t.tpot is not None:
+            self._tpot.append(t.tpot)
+        for gap in t.itl:
+            self._itl_seen += 1
+            self._itl_sum += gap
+            if len(self._itl) < self._itl_kept:
+                self._itl.append(gap)
+            elif (slot := self._rng.randrange(self._itl_seen)) < self._itl_kept:
+                self._itl[slot] = gap  # Algorithm R: each gap kept with equal chance
+
+    def summary(self) -> StreamSummary:
+        itl = Distribution.of(self._itl)
+        if itl is not None and self._itl_seen > len(self._itl):
+            itl = replace(itl, count=self._itl_seen, mean=self._itl_sum / self._itl_seen)
+        return StreamSummary(
+            pages=self.pages,
+            output_tokens=self.output_tokens,
+            ttft=Distribution.of(self._ttft),
+            tpot=Distribution.of(self._tpot),
+            itl=itl,
+            e2el=Distribution.of(self._e2el),
+        )
+
+
 def stream_summary(timings: Iterable[StreamTimings]) -> StreamSummary:
     """Summarise the timings of an arm's streamed pages (the outcomes' ``timings``)."""
-    pages = list(timings)
-    return StreamSummary(
-        pages=len(pages),
-        output_tokens=sum(t.output_tokens or 0 for t in pages),
-        ttft=Distribution.of(t.ttft for t in pages),
-        tpot=Distribution.of(t.tpot for t in pages if t.tpot is not None),
-        itl=Distribution.of(gap for t in pages for gap in t.itl),
-        e2el=Distribution.of(t.e2el for t in pages),
-    )
+    tally = StreamTally()
+    for t in timings:
+        tally.add(t)
+    return tally.summary()

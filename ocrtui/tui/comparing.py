@@ -18,6 +18,7 @@ from ocrtui.compare.events import (
     DocumentReady,
     Event,
     ModelStopped,
+    PageDelta,
     PageDone,
     PageFailed,
     PhaseDone,
@@ -104,6 +105,12 @@ def apply_event(run: CompareRun, view: RunView, ev: Event) -> None:
         # The run's own concurrency is the view's "throughput"; sweep levels keep their name.
         main = ev.concurrency in (None, run.plan.settings.concurrency)
         view.speed[(ev.model, ev.phase if main else phase_key(ev.phase, ev.concurrency))] = ev.stats
+        if ev.measures is not None:
+            view.measures[(ev.model, phase_key(ev.phase, ev.concurrency))] = ev.measures
+    elif isinstance(ev, PhaseDone) and ev.measures is not None:  # the documents phase
+        view.measures[(ev.model, ev.phase)] = ev.measures
+    elif isinstance(ev, PageDelta):
+        view.add_delta(ev.model, ev.doc, ev.page, ev.text)
     elif isinstance(ev, PageDone | PageFailed):
         view.add(ev.result)
     elif isinstance(ev, RunPaused):

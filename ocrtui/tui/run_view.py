@@ -2,7 +2,9 @@
 running while the operator looks at the dashboard and can be rejoined.
 
 It keeps bounded state: the page table rows, each model's last page texts (for the panes
-and the diff), and the latencies for the live summary. The comparison screen subscribes to
+and the diff), the text of its pages in flight as they stream (dropped when the page is
+done: its result has the text), each phase's streamed timings and server counters, and the
+latencies for the live summary. The comparison screen subscribes to
 :class:`PageUpdate`s; a screen mounted later replays the held state first.
 """
 
@@ -15,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ocrtui.compare.history import REPLAY_TEXTS
-from ocrtui.compare.results import PhaseStats
+from ocrtui.compare.results import PhaseMeasures, PhaseStats
 from ocrtui.compare.store import PageResult
 from ocrtui.tui.widgets.run_header import RunFacts
 
@@ -60,6 +62,10 @@ class RunView:
         self.expected_pages: int | None = None  # per model, when the runner knows it
         self.phase = "starting"  # what the run is doing now, e.g. "glm-ocr warm 3/10"
         self.speed: dict[tuple[str, str], PhaseStats] = {}  # (model, phase) -> stats
+        self.measures: dict[tuple[str, str], PhaseMeasures] = {}  # (model, phase_key) -> ...
+        # model -> doc#page -> the pieces streamed so far, for its pages in flight (joined
+        # when shown: appending to one string would copy the page at every token)
+        self.streaming: dict[str, OrderedDict[str, list[str]]] = {m: OrderedDict() for m in models}
         self.arms: dict[str, str] = {}  # model -> arm label (what it runs as: compare/arms.py)
         self.notes: list[str] = []  # per-document errors, stopped models
         self.pauses: dict[str | None, str] = {}  # None: the link; a model: its server
@@ -84,8 +90,22 @@ class RunView:
         for listener in list(self._listeners):
             listener(update)
 
+    def add_delta(self, model: str, doc: str, page: int, text: str) -> None:
+        """A piece of a page's text as the model streams it (a screen repaints at most once
+        per its flush interval however fast these come)."""
+        pages = self.streaming.setdefault(model, OrderedDict())
+        key = f"{doc}#{page}"
+        pages.setdefault(key, []).append(text)
+        self._notify(None)
+
+    def streamed(self, model: str) -> list[tuple[str, str]]:
+        """The model's pages in flight, oldest first: (doc#page, its text so far)."""
+        return [(k, "".join(v)) for k, v in self.streaming.get(model, {}).items()]
+
     def add(self, outcome: PageResult) -> None:
         key = f"{outcome.doc}#{outcome.page}"
+        if (in_flight := self.streaming.get(outcome.model)) is not None:
+            in_flight.pop(key, None)
         row = self.rows.get(key)
         if row is None:
             row = self.rows[key] = PageRow(outcome.doc, outcome.page)
@@ -130,6 +150,8 @@ class RunView:
     def finish(self, error: str | None = None) -> None:
         self.finished = True
         self.pauses.clear()
+        for in_flight in self.streaming.values():  # a cancelled run's pages never finish
+            in_flight.clear()
         self.error = error
         self.ended = time.monotonic()
         self.phase = error or "done"

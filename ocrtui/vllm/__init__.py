@@ -1,7 +1,8 @@
 """vLLM servers: HTTP client, metrics, startup stages, failure hints, lifecycle.
 
 ```
-metrics.py    parse_metrics(text) -> VllmMetrics; token_rates(prev, t0, cur, t1)
+metrics.py    parse_metrics(text) -> VllmMetrics; token_rates(prev, t0, cur, t1) (tokens/s and
+              spec-decode acceptance); phase_counters(before, during, after): a phase's counters
 client.py     VllmClient(base_url, api_key=): health() -> Health, models() -> [ModelCard],
               metrics(); parse_models(body). One httpx.AsyncClient per server.
 stages.py     startup_stage(lines) -> Stage | None; strip_ansi(line); STAGES

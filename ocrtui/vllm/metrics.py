@@ -100,6 +100,9 @@ def parse_metrics(text: str) -> VllmMetrics:
 class TokenRates:
     prompt_per_s: float | None
     generation_per_s: float | None
+    # Accepted / proposed draft tokens between the two scrapes; None without speculative
+    # decoding or without drafts in between.
+    spec_decode_acceptance: float | None = None
 
 
 def token_rates(
@@ -118,9 +121,17 @@ def token_rates(
             return None
         return (b - a) / dt
 
+    def delta(name: str) -> float | None:
+        a, b = previous.counters.get(name), current.counters.get(name)
+        return None if a is None or b is None or b < a else b - a
+
     return TokenRates(
         rate(previous.prompt_tokens, current.prompt_tokens),
         rate(previous.generation_tokens, current.generation_tokens),
+        _ratio(
+            delta("vllm:spec_decode_num_accepted_tokens_total"),
+            delta("vllm:spec_decode_num_draft_tokens_total"),
+        ),
     )
 
 

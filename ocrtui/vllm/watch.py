@@ -244,6 +244,7 @@ class ModelWatcher:
             kv_cache_usage=m.kv_cache_usage if m else None,
             prompt_tokens_per_s=result.rates.prompt_per_s,
             generation_tokens_per_s=result.rates.generation_per_s,
+            spec_decode_acceptance=result.rates.spec_decode_acceptance,
             success_by_reason=dict(m.success_by_reason) if m else {},
             last_lines=v.last_lines,
             max_model_len=result.max_model_len,

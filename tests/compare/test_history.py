@@ -4,6 +4,8 @@ every event and late ones replay a compact, correctly ordered history."""
 from __future__ import annotations
 
 from ocrtui.compare.events import (
+    Event,
+    PageDelta,
     PageDone,
     PageStarted,
     PhaseDone,
@@ -91,3 +93,23 @@ async def test_live_subscriber_gets_every_event_in_full() -> None:
     history.append(RunDone(None, 0))
     assert [type(e) async for e in stream] == [RunDone]
     assert sum(isinstance(e, PageDone) and e.result.text is not None for e in history.events) == 2
+
+
+async def test_deltas_reach_listening_subscribers_in_order_and_are_never_kept() -> None:
+    history = EventHistory()
+    history.append(RunStarted("runs/x", MODELS, ("doc",)))
+    history.publish(PageDelta("glm-ocr", "doc", 1, "nobody listens"))
+    live = history.subscribe()
+    assert isinstance(await anext(live), RunStarted)  # now listening
+    history.append(PageStarted("glm-ocr", "doc", 1))
+    history.publish(PageDelta("glm-ocr", "doc", 1, "Born "))
+    history.publish(PageDelta("glm-ocr", "doc", 1, "digital"))
+    history.append(page_done("glm-ocr", 1))
+    history.append(RunDone(None, 0))
+    got: list[Event] = [ev async for ev in live]
+    # PageStarted is gone (its page finished before the subscriber read on); the deltas
+    # come where they were sent, before the page's PageDone.
+    assert [type(ev).__name__ for ev in got] == ["PageDelta", "PageDelta", "PageDone", "RunDone"]
+    assert [ev.text for ev in got if isinstance(ev, PageDelta)] == ["Born ", "digital"]
+    late = [ev async for ev in history.subscribe()]
+    assert not any(isinstance(ev, PageDelta) for ev in late) and len(late) == 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ocrtui.compare.client import StreamTimings
-from ocrtui.compare.stream_stats import percentile, stream_summary
+from ocrtui.compare.stream_stats import StreamTally, percentile, stream_summary
 
 
 @pytest.mark.parametrize(
@@ -49,3 +49,22 @@ def test_summary_pools_like_vllm_bench_serve() -> None:
 
 def test_summary_of_no_streamed_page_has_no_metrics() -> None:
     assert stream_summary([]).to_json() == {"pages": 0, "output_tokens": 0}
+
+
+def test_a_tally_past_its_itl_bound_keeps_a_sample_with_the_exact_count_and_mean() -> None:
+    # 200 pages of 100 gaps each: 1 ms, ..., 100 ms; only 500 of the 20,000 gaps are kept.
+    page = StreamTimings(ttft=0.5, itl=tuple(i / 1000 for i in range(1, 101)), e2el=5.55,
+                         output_tokens=101)  # fmt: skip
+    tally = StreamTally(itl_kept=500)
+    for _ in range(200):
+        tally.add(page)
+    assert len(tally._itl) == 500  # bounded
+    s = tally.summary()
+    assert s.itl is not None and s.itl.count == 20_000
+    assert s.itl.mean == pytest.approx(0.0505)
+    assert s.itl.median == pytest.approx(0.0505, abs=0.01)  # an estimate from the sample
+    assert s.pages == 200 and s.ttft is not None and s.ttft.count == 200
+    # Within the bound, the tally is exact: the same summary as the pages at once.
+    small = StreamTally(itl_kept=500)
+    small.add(page)
+    assert small.summary() == stream_summary([page])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 
 from ocrtui.compare.results import PassCount, PassRates
 from ocrtui.tui.run_view import TEXT_PAGES, RunView
@@ -128,3 +128,34 @@ async def test_panes_are_subtitled_with_each_models_arm(make_app: AppFactory) ->
             return [str(screen.query_one(f"#pane-{i}").border_subtitle) for i in range(2)]
 
         await until(pilot, lambda: subtitles() == list(arms), what=lambda: str(subtitles()))
+
+
+async def test_pages_in_flight_stream_into_both_panes_before_they_are_done(
+    make_app: AppFactory,
+) -> None:
+    app, _ = make_app(recorded.READY)
+    async with app.run_test(size=SIZE) as pilot:
+        run = RunView(MODELS, "live")
+        app.run_view = run
+        app.show_comparison()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+
+        def streamed(i: int) -> str:
+            box = screen.query_one(f"#stream-{i}", Static)
+            return str(box.render()) if box.display else ""
+
+        for word in ("Born ", "digital\n", "page one"):  # a token at a time, both models
+            for m in MODELS:
+                run.add_delta(m, "paper", 1, f"{m}: {word}" if word == "Born " else word)
+        await until(pilot, lambda: all("page one" in streamed(i) for i in range(2)))
+        assert "glm-ocr: Born digital" in streamed(0) and "paper p.1" in streamed(0)
+        assert "lighton-ocr: Born digital" in streamed(1)
+        assert not _pane_text(screen, 0)  # nothing finished yet
+
+        run.add(result("paper", 1, "glm-ocr", text="the finished answer"))
+        await until(pilot, lambda: "the finished answer" in _pane_text(screen, 0))
+        assert not streamed(0) and "page one" in streamed(1)  # the other is still in flight
+        run.finish("cancelled")  # a page cut off by the end of the run streams no more
+        await until(pilot, lambda: not streamed(1))

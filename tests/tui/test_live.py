@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 
 from ocrtui.control import Controller
 from ocrtui.status import Snapshot
@@ -211,6 +211,19 @@ async def test_comparison_streams_into_both_panes_and_is_rejoined(
         def pane(s: CompareScreen, i: int) -> str:
             return "\n".join(s.query_one(f"#pane-{i}", ComparePane).lines)
 
+        def partial(i: int) -> bool:
+            """The pane's stream box shows text of a page the model has not finished."""
+            view, box = app.run_view, screen.query_one(f"#stream-{i}", Static)
+            assert view is not None
+            in_flight = view.streamed(view.models[i])
+            lines = str(box.render()).splitlines() if box.display else []
+            if not in_flight or len(lines) < 2:
+                return False
+            key, so_far = in_flight[-1]
+            row = view.rows.get(key)
+            return (row is None or view.models[i] not in row.outcomes) and lines[1] in so_far
+
+        await t.until(lambda: partial(0) or partial(1), 90, "a page streaming into a pane")
         await t.until(lambda: bool(pane(screen, 0) and pane(screen, 1)), 90, "text in both panes")
         await pilot.press("escape")  # leave while it runs
         await pilot.pause()

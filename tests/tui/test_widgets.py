@@ -154,6 +154,16 @@ def test_model_card_pairs_line_up_in_columns() -> None:
         assert health.index("ms") + 2 == kv.index("%") + 1, lines
 
 
+def test_model_card_shows_spec_decode_acceptance_beside_tokens_per_s() -> None:
+    glm = recorded.READY.models[0]
+    kv = next(x for x in card_content(glm, None, "red").plain.splitlines() if x.startswith("KV"))
+    assert "acc" not in kv  # no speculative decoding: nothing to show
+    drafting = replace(glm, spec_decode_acceptance=0.724)
+    lines = card_content(drafting, None, "red").plain.splitlines()
+    kv = next(x for x in lines if x.startswith("KV"))
+    assert kv.index("out") < kv.index("acc") and kv.rstrip().endswith("acc  72%")
+
+
 async def test_pages_table_shows_every_column_at_130_columns(make_app: AppFactory) -> None:
     """A failed page's error and the flags get short forms; the table gets the room."""
     app, _ = make_app(recorded.READY)

@@ -71,6 +71,16 @@ def test_rates_from_successive_samples() -> None:
     assert (r.prompt_per_s, r.generation_per_s) == (100.0, 250.0)
 
 
+def test_acceptance_between_successive_samples() -> None:
+    drafted = "vllm:spec_decode_num_draft_tokens_total"
+    accepted = "vllm:spec_decode_num_accepted_tokens_total"
+    a = VllmMetrics(counters={drafted: 100.0, accepted: 60.0})
+    b = VllmMetrics(counters={drafted: 300.0, accepted: 210.0})
+    assert token_rates(a, 0.0, b, 1.0).spec_decode_acceptance == 0.75
+    assert token_rates(b, 1.0, b, 2.0).spec_decode_acceptance is None  # no drafts between
+    assert token_rates(VllmMetrics(), 0.0, VllmMetrics(), 1.0).spec_decode_acceptance is None
+
+
 def test_no_rate_without_history_or_after_a_counter_reset() -> None:
     b = VllmMetrics(prompt_tokens=300.0, generation_tokens=1500.0)
     assert token_rates(None, 0.0, b, 1.0).prompt_per_s is None

@@ -1,6 +1,11 @@
 """The comparison: a header naming pod, GPU, models and settings; each model's text
 streaming into its own pane beside the page they were sent; a per-page table, the selected
-page's character diff, and a live summary with latency and throughput plots.
+page's character diff, and a live summary with latency and throughput plots and, per model,
+its last measured phase's TTFT, TPOT and ITL (median/p90/p99) and spec-decode acceptance.
+
+A page in flight streams into the bottom of its model's pane (``#stream-N``: the newest
+page's last ``STREAM_LINES`` lines) as its tokens arrive; once done, its result's text goes
+into the pane's log like every page's.
 
 The screen only views the app's :class:`RunView`: on mount it replays what the run holds,
 then follows its updates, coalesced into one repaint per ``FLUSH_S`` so a fast stream of
@@ -19,11 +24,12 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from ocrtui.compare.report import STREAM_STATS
 from ocrtui.compare.report_html import REPORT_HTML
 from ocrtui.compare.scoring import (
     FLAG_BOILERPLATE,
@@ -51,6 +57,36 @@ DIFF_CHARS = 4000  # longer texts are cut for the on-screen diff (the report has
 WAITING_FOR_TEXT = "Waiting for both models' text for this page."
 TEXT_GONE = "This page's text is no longer in memory; it is in results.jsonl."
 PAGE_PANE_MIN_COLUMNS = 160  # narrower: two text panes and a page are too cramped to read
+STREAM_LINES = 6  # lines of a page in flight shown under its model's pane
+
+
+def stream_content(pages: Sequence[tuple[str, str]]) -> str:
+    """A model's pages in flight ((doc#page, text so far), oldest first): the newest one's
+    last STREAM_LINES lines under a header."""
+    if not pages:
+        return ""
+    key, text = pages[-1]
+    doc, _, page = key.rpartition("#")
+    more = f" · +{len(pages) - 1} more in flight" if len(pages) > 1 else ""
+    lines = text.splitlines()[-STREAM_LINES:]
+    return "\n".join([f"── {doc} p.{page} · streaming{more} ──", *lines])
+
+
+def _stream_line(run: RunView, model: str) -> str | None:
+    """The model's last measured phase: TTFT, TPOT and ITL at STREAM_STATS, acceptance."""
+    measured = [(p, v) for (m, p), v in run.measures.items() if m == model]
+    if not measured:
+        return None
+    phase, v = measured[-1]
+    bits = []
+    for metric in ("ttft", "tpot", "itl"):
+        values = [x for stat in STREAM_STATS if (x := v.stream_ms(metric, stat)) is not None]
+        if len(values) == len(STREAM_STATS):
+            bits.append(f"{metric.upper()} " + "/".join(f"{x:.0f}" for x in values))
+    acc = v.spec_decode_acceptance
+    if acc is not None:
+        bits.append(f"accept {acc:.0%}")
+    return f"  {phase}: " + " · ".join(bits) + " ms p50/p90/p99" if bits else None
 
 
 def summary_content(run: RunView) -> Content:
@@ -81,6 +117,8 @@ def summary_content(run: RunView) -> Content:
             " · ",
             "- images/s" if ips is None else f"{ips:.2f} images/s",
         ]
+        if (line := _stream_line(run, m)) is not None:
+            parts += ["\n", (line, "$text-muted")]
     if run.notes:
         parts += ["\n", (visible("; ".join(run.notes[-2:])), "$error")]
     if run.out_dir:
@@ -149,6 +187,9 @@ class CompareScreen(Screen[None]):
     #latency-plot { width: 2fr; }
     #throughput-plot { width: 1fr; }
     #panes { height: 3fr; }
+    .model-column { width: 1fr; height: 1fr; }
+    .stream { height: auto; max-height: 8; border: round $accent; display: none; }
+    .stream.-live { display: block; }
     #bottom { height: 2fr; }
     #pages { width: 3fr; height: 1fr; border: round $panel-lighten-2; }
     #diff-box { width: 2fr; border: round $panel-lighten-2; }
@@ -184,9 +225,11 @@ class CompareScreen(Screen[None]):
             yield RunPlot("images/s", "concurrency", id="throughput-plot")
         with Horizontal(id="panes"):
             for i, name in enumerate(self.run.models):
-                pane = ComparePane(max_lines=PANE_LINES, id=f"pane-{i}")
-                pane.border_title = self.run.title(name)
-                yield pane
+                with Vertical(classes="model-column"):
+                    pane = ComparePane(max_lines=PANE_LINES, id=f"pane-{i}")
+                    pane.border_title = self.run.title(name)
+                    yield pane
+                    yield Static(id=f"stream-{i}", classes="stream", markup=False)
             page = PagePane(self.ocr_app.config.ui.page_graphics, id="page-pane")
             page.display = self.app.size.width >= PAGE_PANE_MIN_COLUMNS
             yield page
@@ -254,11 +297,19 @@ class CompareScreen(Screen[None]):
             for i, m in enumerate(self.run.models):
                 if by_model.get(m):
                     self.query_one(f"#pane-{i}", ComparePane).append(by_model[m])
+                self._show_stream(i, m)
             self._show_summary()
         if self._diff_key is None and self.run.rows:
             self._show_diff(next(iter(self.run.rows)))
         elif self._diff_key is not None and any(u.row.key == self._diff_key for u in pending):
             self._show_diff(self._diff_key)  # e.g. the second model's text for it arrived
+
+    def _show_stream(self, i: int, model: str) -> None:
+        in_flight = self.run.streamed(model)
+        box = self.query_one(f"#stream-{i}", Static)
+        box.set_class(bool(in_flight), "-live")
+        if in_flight:
+            box.update(stream_content(in_flight))
 
     def _show_summary(self) -> None:
         self.query_one("#summary", Static).update(summary_content(self.run))

@@ -1,4 +1,5 @@
-"""One model: state and startup stage, health, load, KV cache, tokens/s, the last hint, the
+"""One model: state and startup stage, health, load, KV cache, tokens/s (with the
+speculative decoding's acceptance beside it where the server drafts), the last hint, the
 first warning advisory (versions, serve flags), and the progress of an operation the dashboard
 started on it."""
 
@@ -24,7 +25,7 @@ def _num(v: float | int | None, fmt: str = "{:.0f}") -> str:
 
 
 # Narrowest value column each, so the columns keep their place while the numbers change.
-VALUE_WIDTHS = (8, 5, 5)
+VALUE_WIDTHS = (8, 5, 5, 4)
 GAP = "   "
 
 Pair = tuple[str, str]
@@ -74,6 +75,11 @@ def card_content(m: ModelStatus, operation: str | None, colour: str) -> Content:
             ("KV", _num(kv, "{:.0f}%")),
             ("tok/s in", _num(m.prompt_tokens_per_s)),
             ("out", _num(m.generation_tokens_per_s)),
+            *(
+                [("acc", f"{m.spec_decode_acceptance:.0%}")]
+                if m.spec_decode_acceptance is not None
+                else []
+            ),
         ],
         # No GPU to plan on (a CPU build): what the tree holds is host memory.
         [("RAM", f"{gib(m.rss_mib)} GiB (no GPU)")]

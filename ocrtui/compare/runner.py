@@ -812,8 +812,9 @@ class _ServerWatch:
         timings = self.run._timings.pop(self.model.name, StreamTally())
         if self.sampler is not None:
             self.sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.sampler
+            # wait() neither raises the sampler's CancelledError nor swallows one aimed at
+            # this task (a suppress() here would, and the run would not stop on Ctrl-C).
+            await asyncio.wait([self.sampler])
         if exc_type is not None:
             return
         after = await _scrape(self.client, self.model) if self.before is not None else None

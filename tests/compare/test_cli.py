@@ -72,6 +72,9 @@ def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own group: the render workers die with it
+            # A suite started as a background job (`./dev test &`) inherits SIGINT ignored,
+            # and a Python started so never raises KeyboardInterrupt: give it Ctrl-C back.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
 

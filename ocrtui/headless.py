@@ -1,5 +1,5 @@
-"""The headless commands: ``ocrtui status``, ``up``, ``down``, ``restart``, ``export``
-(called by cli.py).
+"""The headless commands: ``ocrtui status``, ``up``, ``down``, ``restart``, ``export``,
+``watch`` (called by cli.py).
 
 ``restart NAME`` takes a model's or a service's name; ``up`` / ``down`` cover both.
 
@@ -23,6 +23,7 @@ from ocrtui.errors import LifecycleError
 from ocrtui.export import MetricsExporter
 from ocrtui.status import Snapshot
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S
+from ocrtui.watchdog import Watchdog, WatchdogEvent
 
 
 def _print_progress(name: str, step: str) -> None:
@@ -129,17 +130,45 @@ def export_command(config: Config, address: ListenAddress, *, demo: bool = False
     async def run(ctl: Controller) -> int:
         exporter = MetricsExporter(lambda: ctl.snapshot)
         bound = exporter.serve(address)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         try:
             print(f"serving metrics at {bound.url}", flush=True)
-            await stop.wait()
+            await _until_signalled()
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
             await exporter.close()
         return 0
 
     return asyncio.run(_with_controller(config, demo, run))
+
+
+def watch_command(config: Config, *, demo: bool = False) -> int:
+    """Run the watchdog until SIGINT or SIGTERM (exit 0); each event's JSON line on stdout
+    as it is appended to the events file."""
+
+    def show(event: WatchdogEvent) -> None:
+        print(event.line(), flush=True)
+
+    async def run(ctl: Controller) -> int:
+        with contextlib.suppress(TimeoutError):
+            await ctl.watcher.wait_informed(FIRST_POLL_WAIT_S)
+        dog = Watchdog(ctl, config.watchdog, on_event=show)
+        dog.start()
+        try:
+            print(f"watching; events in {config.watchdog.events_path}", flush=True)
+            await _until_signalled()
+        finally:
+            await dog.close()
+        return 0
+
+    return asyncio.run(_with_controller(config, demo, run))
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -23,7 +23,7 @@ from ocrtui.errors import LifecycleError
 from ocrtui.export import MetricsExporter
 from ocrtui.status import Snapshot
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S
-from ocrtui.watchdog import Watchdog, WatchdogEvent
+from ocrtui.watchdog import Watchdog, WatchdogEvent, gave_up_from_events
 
 
 def _print_progress(name: str, step: str) -> None:
@@ -59,7 +59,8 @@ def _run_operation(
 
 def status_command(config: Config, as_json: bool, *, demo: bool = False) -> int:
     """One snapshot, after one complete health poll that had the agent's data (bounded),
-    and the ready servers' probes (their advisories)."""
+    and the ready servers' probes (their advisories); a watchdog's ``gave up`` from its
+    events file for each model or service not ready now."""
 
     async def run(ctl: Controller) -> int:
         with contextlib.suppress(TimeoutError):
@@ -67,6 +68,12 @@ def status_command(config: Config, as_json: bool, *, demo: bool = False) -> int:
         await asyncio.gather(*(ctl.served(m.name) for m in config.models))
         with contextlib.suppress(TimeoutError):
             await ctl.wait_services(FIRST_POLL_WAIT_S)
+        gave_up = await asyncio.to_thread(gave_up_from_events, config.watchdog.events_path)
+        now = ctl.snapshot
+        for name, verdict in gave_up.items():
+            unit = now.model(name) or now.service(name)
+            if unit is not None and unit.state != "ready":
+                ctl.set_watchdog(name, verdict)
         snap = ctl.snapshot
         if as_json:
             print(json.dumps(snap.to_json(), indent=2))

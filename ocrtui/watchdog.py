@@ -6,11 +6,12 @@ Driven by the Controller's snapshots (no polling of its own): a model or service
 time per name. The crash-loop guard: once ``max_restarts`` restarts of one name fall within
 ``window_min`` minutes, it stops trying that one and says so (``WatchdogStatus`` state
 ``gave up`` with the last crash's hint, on the card and in ``status --json``) until it is
-seen ``ready`` again (a person restarted it). Every attempt's log is kept: a model's log
-file is appended across restarts, each run after its ``[ocrtui] launch`` marker
-(``vllm/logfile.py``). Every action is a :class:`WatchdogEvent`, appended as a JSON line to
-``[watchdog] events`` and handed to ``on_event`` (the dashboard's log pane, the command's
-stdout).
+seen ``ready`` again (a person restarted it). Another process's ``ocrtui status`` reads the
+guard's verdicts back from the events file (:func:`gave_up_from_events`). Every attempt's
+log is kept: a model's log file is appended across restarts, each run after its
+``[ocrtui] launch`` marker (``vllm/logfile.py``). Every action is a
+:class:`WatchdogEvent`, appended as a JSON line to ``[watchdog] events`` and handed to
+``on_event`` (a notification on the dashboard, a line on ``ocrtui watch``'s stdout).
 """
 
 from __future__ import annotations
@@ -23,11 +24,27 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from ocrtui.config import WatchdogConfig
-from ocrtui.control import Controller
 from ocrtui.errors import OcrtuiError
 from ocrtui.status import Snapshot, WatchdogState, WatchdogStatus
+
+
+class Watched(Protocol):
+    """What the watchdog needs of :class:`ocrtui.control.Controller` (the dashboard's
+    ``PodSource`` has the same)."""
+
+    @property
+    def snapshot(self) -> Snapshot: ...
+
+    def subscribe(self, cb: Callable[[Snapshot], None]) -> Callable[[], None]: ...
+    async def restart(self, name: str) -> None: ...
+    def set_watchdog(self, name: str, status: WatchdogStatus) -> None: ...
+
+
+GAVE_UP: WatchdogState = "gave up"
+EVENTS_TAIL_BYTES = 256 * 1024  # what `status` reads of the events file: the latest verdicts
 
 
 @dataclass(frozen=True)
@@ -38,15 +55,43 @@ class WatchdogEvent:
     model: str  # a model's or a service's name
     why: str
     outcome: str
+    restarts: int  # the watchdog's restarts of this one within the guard's window
+    hint: str | None  # the crash's known-failure hint, if any
 
     def line(self) -> str:
         return json.dumps(asdict(self))
 
 
+def gave_up_from_events(path: Path) -> dict[str, WatchdogStatus]:
+    """The names whose last event in the events file is the guard's ``gave up`` (for an
+    ``ocrtui status`` beside a running ``ocrtui watch``); {} without the file."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - EVENTS_TAIL_BYTES))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except FileNotFoundError:
+        return {}
+    last: dict[str, dict[str, object]] = {}
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if isinstance(event, dict) and isinstance(event.get("model"), str):
+                last[event["model"]] = event
+    return {
+        name: WatchdogStatus(GAVE_UP, int(str(e.get("restarts", 0))), _str(e.get("hint")))
+        for name, e in last.items()
+        if str(e.get("outcome", "")).startswith(GAVE_UP)
+    }
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 class Watchdog:
     def __init__(
         self,
-        ctl: Controller,
+        ctl: Watched,
         config: WatchdogConfig,
         *,
         on_event: Callable[[WatchdogEvent], None] | None = None,
@@ -88,8 +133,8 @@ class Watchdog:
                 await task
 
     def _names(self) -> list[str]:
-        config = self._ctl.config
-        return [m.name for m in config.models] + [s.name for s in config.services]
+        snap = self._ctl.snapshot
+        return [m.name for m in snap.models] + [s.name for s in snap.services]
 
     def _set(self, name: str, state: WatchdogState) -> None:
         restarts = len(self._attempts.get(name, ()))
@@ -127,7 +172,7 @@ class Watchdog:
             self._attempts[name] = recent
             if len(recent) >= self._config.max_restarts:
                 self._gave_up.add(name)
-                self._set(name, "gave up")
+                self._set(name, GAVE_UP)
                 outcome = f"gave up: {len(recent)} restarts within {self._config.window_min:g} min"
                 await self._record(name, why, outcome)
                 return
@@ -146,7 +191,8 @@ class Watchdog:
 
     async def _record(self, name: str, why: str, outcome: str) -> None:
         stamp = datetime.now().astimezone().isoformat(timespec="seconds")
-        event = WatchdogEvent(stamp, name, why, outcome)
+        restarts = len(self._attempts.get(name, ()))
+        event = WatchdogEvent(stamp, name, why, outcome, restarts, self._hints.get(name))
         await asyncio.to_thread(_append, self._config.events_path, event.line())
         if self._on_event is not None:
             self._on_event(event)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ocrtui.pod.provider import ProviderState
-from ocrtui.status import Snapshot
+from ocrtui.status import Snapshot, WatchdogStatus
 from ocrtui.vllm.lifecycle import Progress
 from ocrtui.vllm.served import Served
 
@@ -28,6 +28,7 @@ class PodSource(Protocol):
     async def stop_model(self, name: str, progress: Progress | None = None) -> None: ...
     async def restart(self, name: str, progress: Progress | None = None) -> None: ...
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]: ...
+    def set_watchdog(self, name: str, status: WatchdogStatus) -> None: ...
     async def log_tail(self, name: str, lines: int = 200) -> list[str]: ...
     async def model_url(self, name: str) -> str: ...
     async def served(self, name: str) -> Served | None: ...
@@ -88,6 +89,9 @@ class ReplaySource:
 
     async def restart(self, name: str, progress: Progress | None = None) -> None:
         self.calls.append(("restart", name))
+
+    def set_watchdog(self, name: str, status: WatchdogStatus) -> None:
+        self.calls.append(("set_watchdog", f"{name}: {status.state}"))
 
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]:
         self.calls.append(("kill_orphans", name))

@@ -1,6 +1,7 @@
 """The watchdog (ocrtui/watchdog.py) against the simulator: a model whose API server is
 SIGKILLed again and again is restarted each time, then the crash-loop guard stops trying and
-says so in the snapshot and the events file."""
+says so in the snapshot and the events file (from which another process's ``ocrtui status``
+reads it back)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import pytest
 
 from ocrtui.config import WatchdogConfig
 from ocrtui.control import Controller
-from ocrtui.status import Snapshot
-from ocrtui.watchdog import Watchdog, WatchdogEvent
+from ocrtui.status import Snapshot, WatchdogStatus
+from ocrtui.watchdog import Watchdog, WatchdogEvent, gave_up_from_events
 from tests.plugins.sim_pod import SimPod, start_controller
 
 pytestmark = pytest.mark.timeout(90)
@@ -85,6 +86,8 @@ async def test_a_model_killed_repeatedly_is_restarted_then_the_guard_gives_up(
         ("glm", "crashed", "restarted"),
         ("glm", "crashed", "gave up"),
     ]
-    assert all(e["time"] for e in lines)
+    assert all(e["time"] for e in lines) and [e["restarts"] for e in lines] == [1, 2, 2]
+    # What `ocrtui status` in another process reads back: the guard's verdict.
+    assert gave_up_from_events(events_path) == {"glm": WatchdogStatus("gave up", 2, glm["hint"])}
     # Every attempt's log is kept: one file, a launch marker before each run.
     assert _launches(ctl.config.model("glm").log_path(str(sim_pod.workdir))) == 3

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ocrtui.tui.app import OcrtuiApp
 
 DEBOUNCE_S = 0.3  # destructive keys: a second press inside this window is a bounce
-POD_ACTIONS = {"restart", "stop", "kill_orphans"}
+POD_ACTIONS = {"restart", "stop", "kill_orphans", "toggle_watchdog"}
 
 
 class DashboardScreen(Screen[None]):
@@ -60,6 +60,7 @@ class DashboardScreen(Screen[None]):
         Binding("r", "restart", "Restart", id="dashboard.restart"),
         Binding("s", "stop", "Stop", id="dashboard.stop"),
         Binding("k", "kill_orphans", "Kill orphans", id="dashboard.kill_orphans"),
+        Binding("w", "toggle_watchdog", "Watchdog", id="dashboard.watchdog"),
         Binding("l", "toggle_log", "Log", id="dashboard.log"),
         Binding("c", "compare", "Compare", id="dashboard.compare"),
         Binding("v", "view_run", "View run", id="dashboard.view_run"),
@@ -300,6 +301,10 @@ class DashboardScreen(Screen[None]):
         self.app.push_screen(dialog, done)
 
     # -- views ---------------------------------------------------------------------------
+
+    def action_toggle_watchdog(self) -> None:
+        if self._applies("toggle_watchdog"):
+            self.ocr_app.toggle_watchdog()
 
     def action_toggle_log(self) -> None:
         log = self.query_one(LogPane)

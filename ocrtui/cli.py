@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
         "with a crash-loop guard ([watchdog])",
     )
 
+    sub.add_parser(
+        "adopt",
+        help="list the vLLM servers on the pod that no [[models]] names, each with a "
+        "[[models]] block to paste",
+    )
+
     pw = sub.add_parser("pod", help="the pod's power state, from the provider ([pod.provider])")
     pw.add_argument("action", choices=["status", "start"], help="ask the state / start the pod")
 
@@ -216,6 +222,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         address = parse_listen(args.listen, allow_remote=args.allow_remote)
         return headless.export_command(config, address, demo=demo)
+    if command == "adopt":
+        return headless.adopt_command(config, demo=demo)
     if command == "watch":
         return headless.watch_command(config, demo=demo)
     if command == "restart":

@@ -1,5 +1,5 @@
 """The headless commands: ``ocrtui status``, ``up``, ``down``, ``restart``, ``export``,
-``watch`` (called by cli.py).
+``watch``, ``adopt`` (called by cli.py).
 
 ``restart NAME`` takes a model's or a service's name; ``up`` / ``down`` cover both.
 
@@ -22,6 +22,7 @@ from ocrtui.control import Controller
 from ocrtui.errors import LifecycleError
 from ocrtui.export import MetricsExporter
 from ocrtui.status import Snapshot
+from ocrtui.vllm.adopt import strangers
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S
 from ocrtui.watchdog import Watchdog, WatchdogEvent, gave_up_from_events
 
@@ -164,6 +165,26 @@ def watch_command(config: Config, *, demo: bool = False) -> int:
             await _until_signalled()
         finally:
             await dog.close()
+        return 0
+
+    return asyncio.run(_with_controller(config, demo, run))
+
+
+def adopt_command(config: Config, *, demo: bool = False) -> int:
+    """The vLLM servers on the pod that no ``[[models]]`` names, each with its block to
+    paste (``vllm/adopt.py``); exit 0, also when there are none."""
+
+    async def run(ctl: Controller) -> int:
+        with contextlib.suppress(TimeoutError):
+            await ctl.watcher.wait_informed(FIRST_POLL_WAIT_S)
+        sample = ctl.monitor.view.sample
+        if sample is None:
+            print("ocrtui: no agent sample from the pod: cannot list its servers", file=sys.stderr)
+            return 1
+        found = strangers(sample, config)
+        if not found:
+            print("# no vLLM server on the pod that the config does not name")
+        print("\n".join(s.block() for s in found), end="")
         return 0
 
     return asyncio.run(_with_controller(config, demo, run))

@@ -1,7 +1,7 @@
 """``ocrtui adopt`` against a simulator started by hand, outside the config: it is listed with
 its port, served name and GPU memory, and its ``[[models]]`` block round-trips through config
 loading and ``plan.serve_argv`` back to the argv it ran with (order aside, the API key moved
-to the environment)."""
+to the environment); pasted, ocrtui restarts it."""
 
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ WAIT_S = 40.0
 
 
 async def test_a_server_started_by_hand_is_listed_and_its_block_round_trips(
-    sim_pod: SimPod, sim_servers: SimServers, request: pytest.FixtureRequest
+    sim_pod: SimPod,
+    sim_servers: SimServers,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     stray = sim_servers.start(
         "zai-org/GLM-OCR",
@@ -63,3 +66,14 @@ async def test_a_server_started_by_hand_is_listed_and_its_block_round_trips(
     without_key = [a for a in stray.argv if a not in ("--api-key", SECRET)]
     assert Counter(serve_argv(prefix, model)) == Counter(without_key)
     assert model.api_key_env == "VLLM_API_KEY"
+
+    # Adopted: ocrtui stops the server it did not start and starts it again, on its argv.
+    monkeypatch.setenv("VLLM_API_KEY", SECRET)
+    adopted: Controller = await start_controller(sim_pod, (fields,), "local", request)
+    try:
+        await adopted.restart("stray")
+        snap = adopted.snapshot.model("stray")
+        assert snap is not None and snap.state == "ready" and snap.pid != stray.pid
+    finally:
+        await adopted.close()
+    assert stray.proc.poll() is not None

@@ -34,6 +34,7 @@ class Controller:
     async def restart(name, progress=None, *, force=False) -> None   # LifecycleError(message, hint)
     async def kill_orphans(name: str | None = None) -> list[tuple[int, int]]   # (pid, MiB)
     def set_watchdog(name, status: WatchdogStatus) -> None   # watchdog.py's verdict
+    def strangers() -> list[Stranger]       # servers no [[models]] names (vllm/adopt.py)
     async def model_url(name) -> str        # base URL through the pod's forward
     async def log_tail(name, lines=200) -> list[str]
     watcher: ModelWatcher                   # polls, informed_polls, wait_informed(timeout)
@@ -73,6 +74,7 @@ from ocrtui.status import (
     Snapshot,
     WatchdogStatus,
 )
+from ocrtui.vllm.adopt import Stranger, strangers
 from ocrtui.vllm.lifecycle import Lifecycle, Progress
 from ocrtui.vllm.plan import gpu_for, planned_mib
 from ocrtui.vllm.served import Served, ServedWatch
@@ -257,6 +259,11 @@ class Controller:
         """The watchdog's verdict on a model or service, shown with it in the snapshot."""
         self._watchdog[name] = status
         self._publish()
+
+    def strangers(self) -> list[Stranger]:
+        """The vLLM servers in the latest agent sample that no ``[[models]]`` names."""
+        sample = self.monitor.view.sample
+        return strangers(sample, self.config) if sample is not None else []
 
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]:
         killed = await self._lc().kill_orphans(name)

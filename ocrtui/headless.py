@@ -22,7 +22,6 @@ from ocrtui.control import Controller
 from ocrtui.errors import LifecycleError
 from ocrtui.export import MetricsExporter
 from ocrtui.status import Snapshot
-from ocrtui.vllm.adopt import strangers
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S
 from ocrtui.watchdog import Watchdog, WatchdogEvent, gave_up_from_events
 
@@ -177,11 +176,10 @@ def adopt_command(config: Config, *, demo: bool = False) -> int:
     async def run(ctl: Controller) -> int:
         with contextlib.suppress(TimeoutError):
             await ctl.watcher.wait_informed(FIRST_POLL_WAIT_S)
-        sample = ctl.monitor.view.sample
-        if sample is None:
+        if ctl.monitor.view.sample is None:
             print("ocrtui: no agent sample from the pod: cannot list its servers", file=sys.stderr)
             return 1
-        found = strangers(sample, config)
+        found = ctl.strangers()
         if not found:
             print("# no vLLM server on the pod that the config does not name")
         print("\n".join(s.block() for s in found), end="")

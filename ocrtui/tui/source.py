@@ -13,6 +13,7 @@ from typing import Protocol
 
 from ocrtui.pod.provider import ProviderState
 from ocrtui.status import Snapshot, WatchdogStatus
+from ocrtui.vllm.adopt import Stranger
 from ocrtui.vllm.lifecycle import Progress
 from ocrtui.vllm.served import Served
 
@@ -29,6 +30,7 @@ class PodSource(Protocol):
     async def restart(self, name: str, progress: Progress | None = None) -> None: ...
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]: ...
     def set_watchdog(self, name: str, status: WatchdogStatus) -> None: ...
+    def strangers(self) -> list[Stranger]: ...
     async def log_tail(self, name: str, lines: int = 200) -> list[str]: ...
     async def model_url(self, name: str) -> str: ...
     async def served(self, name: str) -> Served | None: ...
@@ -54,6 +56,7 @@ class ReplaySource:
         self.urls = dict(urls or {})
         self.power = power  # what power_state() answers
         self.calls: list[tuple[str, str | None]] = []
+        self.stranger_list: list[Stranger] = []  # what strangers() answers (the `a` dialog)
         self._subscribers: list[Callable[[Snapshot], None]] = []
 
     @property
@@ -92,6 +95,9 @@ class ReplaySource:
 
     def set_watchdog(self, name: str, status: WatchdogStatus) -> None:
         self.calls.append(("set_watchdog", f"{name}: {status.state}"))
+
+    def strangers(self) -> list[Stranger]:
+        return list(self.stranger_list)
 
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]:
         self.calls.append(("kill_orphans", name))

@@ -8,14 +8,15 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from ocrtui.config import WatchdogConfig
 from ocrtui.tui.app import OcrtuiApp
-from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen, LauncherDialog
+from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen, LauncherDialog, TextDialog
 from ocrtui.tui.source import ReplaySource
 from ocrtui.tui.themes import read_state
 from ocrtui.tui.widgets.model_card import ModelCard
+from ocrtui.vllm.adopt import Stranger
 from ocrtui.vllm.lifecycle import Progress
 from tests.plugins import recorded
 from tests.plugins.tui_app import SIZE, AppFactory, until
@@ -134,6 +135,21 @@ async def test_the_watchdog_key_restarts_a_crashed_model_until_the_guard_gives_u
         await pilot.press("w")
         await until(pilot, lambda: not app.watchdog.running)
     assert len(events.read_text().splitlines()) == 3
+
+
+async def test_adopt_shows_each_stranger_s_block_without_its_key(make_app: AppFactory) -> None:
+    app, source = make_app(recorded.READY)
+    argv = ("vllm", "serve", "org/m", "--port", "9010", "--api-key", "k-secret", "--x=\x1b[2J")
+    source.stranger_list = [Stranger(4242, 9010, "org/m", argv, 2048)]
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, TextDialog))
+        text = str(app.screen.query_one("#text", Static).render())
+        assert "[[models]]" in text and 'name = "org/m"' in text and "port = 9010" in text
+        assert "k-secret" not in text and "\x1b" not in text and "␛[2J" in text
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.dashboard)
 
 
 async def test_kill_orphans_lists_pids_and_memory(

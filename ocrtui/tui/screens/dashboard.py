@@ -25,7 +25,7 @@ from textual.widgets import Footer
 
 from ocrtui.status import ModelStatus, OrphanStatus, ServiceStatus, Snapshot
 from ocrtui.tui.messages import LogTail, OperationProgress
-from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen, LauncherDialog
+from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen, LauncherDialog, TextDialog
 from ocrtui.tui.widgets.format import gib, visible
 from ocrtui.tui.widgets.gpu_panel import GpuPanel, model_styles
 from ocrtui.tui.widgets.header import PodHeader
@@ -61,6 +61,7 @@ class DashboardScreen(Screen[None]):
         Binding("s", "stop", "Stop", id="dashboard.stop"),
         Binding("k", "kill_orphans", "Kill orphans", id="dashboard.kill_orphans"),
         Binding("w", "toggle_watchdog", "Watchdog", id="dashboard.watchdog"),
+        Binding("a", "adopt", "Adopt", show=False, id="dashboard.adopt"),
         Binding("l", "toggle_log", "Log", id="dashboard.log"),
         Binding("c", "compare", "Compare", id="dashboard.compare"),
         Binding("v", "view_run", "View run", id="dashboard.view_run"),
@@ -305,6 +306,14 @@ class DashboardScreen(Screen[None]):
     def action_toggle_watchdog(self) -> None:
         if self._applies("toggle_watchdog"):
             self.ocr_app.toggle_watchdog()
+
+    def action_adopt(self) -> None:
+        found = self.ocr_app.source.strangers()
+        text = "\n".join(s.block() for s in found) or (
+            "No vLLM server on the pod that the config does not name."
+        )
+        title = "Servers no [[models]] names: paste a block into the config to adopt it"
+        self.app.push_screen(TextDialog(title, text))
 
     def action_toggle_log(self) -> None:
         log = self.query_one(LogPane)

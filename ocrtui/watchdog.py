@@ -150,7 +150,8 @@ class Watchdog:
             if state == "ready" and name in self._gave_up:
                 self._gave_up.discard(name)  # restarted by hand: watch it again
                 self._attempts.pop(name, None)
-                self._set(name, "watching")
+                # Not from inside this publish: its other subscribers get this snapshot first.
+                asyncio.get_running_loop().call_soon(self._set, name, "watching")
             if name in self._tasks or name in self._gave_up:
                 continue
             why = None

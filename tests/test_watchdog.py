@@ -20,6 +20,7 @@ class FakeController:
         self.snapshot = snap
         self.restarted: list[str] = []
         self.verdicts: dict[str, WatchdogStatus] = {}
+        self.changed = asyncio.Event()  # set by every verdict
         self._subscribers: list[Callable[[Snapshot], None]] = []
 
     def subscribe(self, cb: Callable[[Snapshot], None]) -> Callable[[], None]:
@@ -36,6 +37,7 @@ class FakeController:
 
     def set_watchdog(self, name: str, status: WatchdogStatus) -> None:
         self.verdicts[name] = status
+        self.changed.set()
 
 
 def _glm_unhealthy() -> Snapshot:
@@ -71,5 +73,40 @@ async def test_an_unhealthy_model_is_restarted_only_once_unhealthy_for_the_set_t
         now[0] += 100
         ctl.publish(_glm_unhealthy())
         assert ctl.restarted == ["glm-ocr"]
+    finally:
+        await dog.close()
+
+
+def _glm_crashed() -> Snapshot:
+    snap = recorded.READY
+    return replace(snap, models=(replace(snap.models[0], state="crashed"), *snap.models[1:]))
+
+
+async def _verdict(ctl: FakeController, name: str, want: WatchdogStatus) -> None:
+    async def wait() -> None:
+        while ctl.verdicts.get(name) != want:
+            ctl.changed.clear()
+            await ctl.changed.wait()
+
+    await asyncio.wait_for(wait(), WAIT_S)
+
+
+async def test_after_giving_up_a_model_seen_ready_again_is_watched_again(tmp_path: Path) -> None:
+    ctl = FakeController(_glm_crashed())
+    events: asyncio.Queue[WatchdogEvent] = asyncio.Queue()
+    config = WatchdogConfig(max_restarts=1, events=str(tmp_path / "events.jsonl"))
+    dog = Watchdog(ctl, config, on_event=events.put_nowait)
+    dog.start()
+    try:
+        assert (await asyncio.wait_for(events.get(), WAIT_S)).outcome == "restarted"
+        ctl.publish(_glm_crashed())  # the restart did not hold
+        assert (await asyncio.wait_for(events.get(), WAIT_S)).outcome.startswith("gave up")
+        ctl.publish(_glm_crashed())
+        assert ctl.restarted == ["glm-ocr"] and ctl.verdicts["glm-ocr"].state == "gave up"
+        ctl.publish(recorded.READY)  # someone restarted it by hand
+        await _verdict(ctl, "glm-ocr", WatchdogStatus("watching", 0, None))
+        ctl.publish(_glm_crashed())
+        assert (await asyncio.wait_for(events.get(), WAIT_S)).outcome == "restarted"
+        assert ctl.restarted == ["glm-ocr", "glm-ocr"]
     finally:
         await dog.close()

@@ -11,7 +11,7 @@ guard's verdicts back from the events file (:func:`gave_up_from_events`). Every 
 log is kept: a model's log file is appended across restarts, each run after its
 ``[ocrtui] launch`` marker (``vllm/logfile.py``). Every action is a
 :class:`WatchdogEvent`, appended as a JSON line to ``[watchdog] events`` and handed to
-``on_event`` (a notification on the dashboard, a line on ``ocrtui watch``'s stdout).
+``on_event`` (the dashboard's notification and panel, ``ocrtui watch``'s stdout).
 """
 
 from __future__ import annotations

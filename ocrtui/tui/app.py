@@ -164,8 +164,10 @@ class OcrtuiApp(App[int]):
 
     def _watchdog_event(self, event: WatchdogEvent) -> None:
         gave_up = event.outcome.startswith("gave up")
+        line = f"{event.time} {event.model} {event.why}: {event.outcome}"
+        self.dashboard.show_watchdog_event(line)
         self.notify(
-            f"{event.time} {event.model} {event.why}: {event.outcome}",
+            line,
             title="Watchdog",
             severity="error" if gave_up else "information",
             timeout=30 if gave_up else 10,

@@ -131,6 +131,8 @@ async def test_the_watchdog_key_restarts_a_crashed_model_until_the_guard_gives_u
             source.publish()  # the next poll: still crashed
         await until(pilot, lambda: any("gave up: 2 restarts" in m for _, m in notes))
         assert ("set_watchdog", "glm-ocr: gave up") in source.calls
+        panel = str(app.dashboard.query_one("#watchdog-events", Static).render())
+        assert panel.count("glm-ocr crashed: restarted") == 2 and "gave up: 2 restarts" in panel
         assert source.calls.count(("restart", "glm-ocr")) == 2
         await pilot.press("w")
         await until(pilot, lambda: not app.watchdog.running)

@@ -21,7 +21,7 @@ from ocrtui.config import Config, ListenAddress
 from ocrtui.control import Controller
 from ocrtui.errors import LifecycleError
 from ocrtui.export import MetricsExporter
-from ocrtui.status import Snapshot
+from ocrtui.status import Snapshot, WatchdogStatus
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S
 from ocrtui.watchdog import Watchdog, WatchdogEvent, gave_up_from_events
 
@@ -107,13 +107,22 @@ def format_status(snap: Snapshot) -> str:
             lines.append(f"  hint: {m.hint}")
         for a in m.advisories:
             lines.append(f"  {a.severity}: {a.text}")
+        lines += _watchdog_lines(m.watchdog)
     for s in snap.services:
         up = f" up {s.uptime_s:.0f}s" if s.uptime_s is not None else ""
         by_hand = " (not started by ocrtui)" if not s.managed else ""
         lines.append(f"service {s.name} :{s.port} {s.state} pid={s.pid or '-'}{up}{by_hand}")
         if s.hint:
             lines.append(f"  hint: {s.hint}")
+        lines += _watchdog_lines(s.watchdog)
     return "\n".join(lines)
+
+
+def _watchdog_lines(w: WatchdogStatus | None) -> list[str]:
+    if w is None or w.state != "gave up":
+        return []
+    last = f"; last crash: {w.last_hint}" if w.last_hint else ""
+    return [f"  watchdog: gave up after {w.restarts} restarts{last}"]
 
 
 def up_command(config: Config, demo: bool = False, *, force: bool = False) -> int:

@@ -78,3 +78,5 @@ async def test_watch_restarts_then_gives_up_and_status_says_so(
     glm = await asyncio.to_thread(glm_status, cfg)
     assert glm["state"] == "crashed"
     assert glm["watchdog"] == {"state": "gave up", "restarts": 1, "last_hint": glm["hint"]}
+    text = (await asyncio.to_thread(ocrtui, cfg, "status")).stdout
+    assert "  watchdog: gave up after 1 restarts" in text

@@ -75,6 +75,18 @@ def _parser() -> argparse.ArgumentParser:
         help="listen on a non-loopback address too (the metrics name the pod's processes)",
     )
 
+    sub.add_parser(
+        "watch",
+        help="the watchdog until stopped: restart a crashed or long-unhealthy model or service, "
+        "with a crash-loop guard ([watchdog])",
+    )
+
+    sub.add_parser(
+        "adopt",
+        help="list the vLLM servers on the pod that no [[models]] names, each with a "
+        "[[models]] block to paste",
+    )
+
     pw = sub.add_parser("pod", help="the pod's power state, from the provider ([pod.provider])")
     pw.add_argument("action", choices=["status", "start"], help="ask the state / start the pod")
 
@@ -210,6 +222,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         address = parse_listen(args.listen, allow_remote=args.allow_remote)
         return headless.export_command(config, address, demo=demo)
+    if command == "adopt":
+        return headless.adopt_command(config, demo=demo)
+    if command == "watch":
+        return headless.watch_command(config, demo=demo)
     if command == "restart":
         return headless.restart_command(config, args.name, demo=demo, force=args.force)
     raise AssertionError(command)

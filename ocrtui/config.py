@@ -462,6 +462,25 @@ class ExportConfig(_Section):
         return parse_listen(self.listen, allow_remote=self.allow_remote)
 
 
+class WatchdogConfig(_Section):
+    """The watchdog (ocrtui/watchdog.py, ``ocrtui watch``): it restarts a model or service
+    that is crashed, or unhealthy for ``unhealthy_after_s``; after ``max_restarts`` restarts
+    of one within ``window_min`` minutes it stops trying that one (the crash-loop guard).
+    Each action is appended to ``events`` as a JSON line (default: ``watchdog-events.jsonl``
+    in the user state dir)."""
+
+    unhealthy_after_s: float = Field(default=60.0, gt=0)
+    max_restarts: int = Field(default=3, ge=1)
+    window_min: float = Field(default=10.0, gt=0)
+    events: str | None = None
+
+    @property
+    def events_path(self) -> Path:
+        if self.events is not None:
+            return Path(self.events).expanduser()
+        return Path(platformdirs.user_state_dir("ocrtui")) / "watchdog-events.jsonl"
+
+
 class UIConfig(_Section):
     theme: str = "ocrtui-dark"
     theme_dir: str | None = None
@@ -480,6 +499,7 @@ class Config(_Section):
     compare: CompareConfig = CompareConfig()
     ui: UIConfig = UIConfig()
     export: ExportConfig = ExportConfig()
+    watchdog: WatchdogConfig = WatchdogConfig()
 
     @model_validator(mode="after")
     def _unique(self) -> Config:

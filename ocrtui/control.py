@@ -11,8 +11,10 @@ true`` service's processes are shown as that service's (kind ``service``). ``up`
 ``down`` go through models and services in the waves of ``config.start_order`` (``up`` goes
 on past a failed model, skipping only the services that wait for it); ``restart``
 takes a model's or a service's name; model restarts and killed orphans are counted for the
-snapshot (``ModelStatus.restarts``, ``Snapshot.orphans_killed``). The TUI subscribes to
-snapshots and calls the operations; ``headless.py`` does the same for the CLI.
+snapshot (``ModelStatus.restarts``, ``Snapshot.orphans_killed``), and the watchdog's
+verdicts (``set_watchdog``, from ``watchdog.py``) are shown with their model or service.
+The TUI subscribes to snapshots and calls the operations; ``headless.py`` does the same for
+the CLI.
 
 The `Controller` assembles pod, `AgentMonitor`, `ModelWatcher` and `Lifecycle` and publishes
 snapshots (after every agent sample, every watcher poll round, every link change):
@@ -31,6 +33,8 @@ class Controller:
     async def stop_model(name, progress=None) -> None
     async def restart(name, progress=None, *, force=False) -> None   # LifecycleError(message, hint)
     async def kill_orphans(name: str | None = None) -> list[tuple[int, int]]   # (pid, MiB)
+    def set_watchdog(name, status: WatchdogStatus) -> None   # watchdog.py's verdict
+    def strangers() -> list[Stranger]       # servers no [[models]] names (vllm/adopt.py)
     async def model_url(name) -> str        # base URL through the pod's forward
     async def log_tail(name, lines=200) -> list[str]
     watcher: ModelWatcher                   # polls, informed_polls, wait_informed(timeout)
@@ -68,7 +72,9 @@ from ocrtui.status import (
     ProcessStatus,
     ServiceStatus,
     Snapshot,
+    WatchdogStatus,
 )
+from ocrtui.vllm.adopt import Stranger, strangers
 from ocrtui.vllm.lifecycle import Lifecycle, Progress
 from ocrtui.vllm.plan import gpu_for, planned_mib
 from ocrtui.vllm.served import Served, ServedWatch
@@ -97,6 +103,7 @@ class Controller:
         self._subscribers: list[Callable[[Snapshot], None]] = []
         self._restarts: dict[str, int] = {}  # by model, for the snapshot (the exporter's)
         self._orphans_killed = 0
+        self._watchdog: dict[str, WatchdogStatus] = {}  # by model or service (watchdog.py)
         self._active_at = time.monotonic()  # a model last had a request (the idle notice)
         self._changed = asyncio.Event()
         self._unsubscribe: list[Callable[[], None]] = []
@@ -248,6 +255,16 @@ class Controller:
             self._publish()
             await self._lc().restart(name, progress, force=force)
 
+    def set_watchdog(self, name: str, status: WatchdogStatus) -> None:
+        """The watchdog's verdict on a model or service, shown with it in the snapshot."""
+        self._watchdog[name] = status
+        self._publish()
+
+    def strangers(self) -> list[Stranger]:
+        """The vLLM servers in the latest agent sample that no ``[[models]]`` names."""
+        sample = self.monitor.view.sample
+        return strangers(sample, self.config) if sample is not None else []
+
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]:
         killed = await self._lc().kill_orphans(name)
         self._orphans_killed += len(killed)
@@ -330,7 +347,9 @@ class Controller:
             processes,
             models,
             orphans=orphans,
-            services=self.service_watch.statuses,
+            services=tuple(
+                replace(s, watchdog=self._watchdog.get(s.name)) for s in self.service_watch.statuses
+            ),
             orphans_killed=self._orphans_killed,
         )
 
@@ -352,7 +371,11 @@ class Controller:
         return {"idle_s": idle_s, "idle_notice": notice}
 
     def _model_status(self, name: str) -> ModelStatus:
-        status = replace(self.watcher.status(name), restarts=self._restarts.get(name, 0))
+        status = replace(
+            self.watcher.status(name),
+            restarts=self._restarts.get(name, 0),
+            watchdog=self._watchdog.get(name),
+        )
         served = self.servers.served(name)
         return replace(status, advisories=served.advisories) if served else status
 

@@ -1,5 +1,5 @@
-"""The headless commands: ``ocrtui status``, ``up``, ``down``, ``restart``, ``export``
-(called by cli.py).
+"""The headless commands: ``ocrtui status``, ``up``, ``down``, ``restart``, ``export``,
+``watch``, ``adopt`` (called by cli.py).
 
 ``restart NAME`` takes a model's or a service's name; ``up`` / ``down`` cover both.
 
@@ -21,8 +21,9 @@ from ocrtui.config import Config, ListenAddress
 from ocrtui.control import Controller
 from ocrtui.errors import LifecycleError
 from ocrtui.export import MetricsExporter
-from ocrtui.status import Snapshot
+from ocrtui.status import Snapshot, WatchdogStatus
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S
+from ocrtui.watchdog import Watchdog, WatchdogEvent, gave_up_from_events
 
 
 def _print_progress(name: str, step: str) -> None:
@@ -58,7 +59,8 @@ def _run_operation(
 
 def status_command(config: Config, as_json: bool, *, demo: bool = False) -> int:
     """One snapshot, after one complete health poll that had the agent's data (bounded),
-    and the ready servers' probes (their advisories)."""
+    and the ready servers' probes (their advisories); a watchdog's ``gave up`` from its
+    events file for each model or service not ready now."""
 
     async def run(ctl: Controller) -> int:
         with contextlib.suppress(TimeoutError):
@@ -66,6 +68,12 @@ def status_command(config: Config, as_json: bool, *, demo: bool = False) -> int:
         await asyncio.gather(*(ctl.served(m.name) for m in config.models))
         with contextlib.suppress(TimeoutError):
             await ctl.wait_services(FIRST_POLL_WAIT_S)
+        gave_up = await asyncio.to_thread(gave_up_from_events, config.watchdog.events_path)
+        now = ctl.snapshot
+        for name, verdict in gave_up.items():
+            unit = now.model(name) or now.service(name)
+            if unit is not None and unit.state != "ready":
+                ctl.set_watchdog(name, verdict)
         snap = ctl.snapshot
         if as_json:
             print(json.dumps(snap.to_json(), indent=2))
@@ -99,13 +107,22 @@ def format_status(snap: Snapshot) -> str:
             lines.append(f"  hint: {m.hint}")
         for a in m.advisories:
             lines.append(f"  {a.severity}: {a.text}")
+        lines += _watchdog_lines(m.watchdog)
     for s in snap.services:
         up = f" up {s.uptime_s:.0f}s" if s.uptime_s is not None else ""
         by_hand = " (not started by ocrtui)" if not s.managed else ""
         lines.append(f"service {s.name} :{s.port} {s.state} pid={s.pid or '-'}{up}{by_hand}")
         if s.hint:
             lines.append(f"  hint: {s.hint}")
+        lines += _watchdog_lines(s.watchdog)
     return "\n".join(lines)
+
+
+def _watchdog_lines(w: WatchdogStatus | None) -> list[str]:
+    if w is None or w.state != "gave up":
+        return []
+    last = f"; last crash: {w.last_hint}" if w.last_hint else ""
+    return [f"  watchdog: gave up after {w.restarts} restarts{last}"]
 
 
 def up_command(config: Config, demo: bool = False, *, force: bool = False) -> int:
@@ -129,17 +146,64 @@ def export_command(config: Config, address: ListenAddress, *, demo: bool = False
     async def run(ctl: Controller) -> int:
         exporter = MetricsExporter(lambda: ctl.snapshot)
         bound = exporter.serve(address)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         try:
             print(f"serving metrics at {bound.url}", flush=True)
-            await stop.wait()
+            await _until_signalled()
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
             await exporter.close()
         return 0
 
     return asyncio.run(_with_controller(config, demo, run))
+
+
+def watch_command(config: Config, *, demo: bool = False) -> int:
+    """Run the watchdog until SIGINT or SIGTERM (exit 0); each event's JSON line on stdout
+    as it is appended to the events file."""
+
+    def show(event: WatchdogEvent) -> None:
+        print(event.line(), flush=True)
+
+    async def run(ctl: Controller) -> int:
+        with contextlib.suppress(TimeoutError):
+            await ctl.watcher.wait_informed(FIRST_POLL_WAIT_S)
+        dog = Watchdog(ctl, config.watchdog, on_event=show)
+        dog.start()
+        try:
+            print(f"watching; events in {config.watchdog.events_path}", flush=True)
+            await _until_signalled()
+        finally:
+            await dog.close()
+        return 0
+
+    return asyncio.run(_with_controller(config, demo, run))
+
+
+def adopt_command(config: Config, *, demo: bool = False) -> int:
+    """The vLLM servers on the pod that no ``[[models]]`` names, each with its block to
+    paste (``vllm/adopt.py``); exit 0, also when there are none."""
+
+    async def run(ctl: Controller) -> int:
+        with contextlib.suppress(TimeoutError):
+            await ctl.watcher.wait_informed(FIRST_POLL_WAIT_S)
+        if ctl.monitor.view.sample is None:
+            print("ocrtui: no agent sample from the pod: cannot list its servers", file=sys.stderr)
+            return 1
+        found = ctl.strangers()
+        if not found:
+            print("# no vLLM server on the pod that the config does not name")
+        print("\n".join(s.block() for s in found), end="")
+        return 0
+
+    return asyncio.run(_with_controller(config, demo, run))
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

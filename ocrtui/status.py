@@ -148,6 +148,20 @@ class ModelStatus:
     # On the running server's versions and argv, probed once when it became ready.
     advisories: tuple[AdvisoryStatus, ...] = ()
     restarts: int = 0  # restarts this ocrtui process asked for (Controller.restart)
+    watchdog: WatchdogStatus | None = None  # None: no watchdog runs in this process
+
+
+WatchdogState = Literal["watching", "restarting", "gave up"]
+
+
+@dataclass(frozen=True)
+class WatchdogStatus:
+    """The watchdog's view of one model or service (``ocrtui/watchdog.py``): ``gave up``
+    once the crash-loop guard tripped, with the hint of the last crash."""
+
+    state: WatchdogState
+    restarts: int  # the watchdog's restarts within the guard's window
+    last_hint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +179,7 @@ class ServiceStatus:
     hint: str | None = None  # when crashed: from its log (a traceback's last line, ...)
     last_lines: tuple[str, ...] = ()  # the log's last lines when crashed
     pids: tuple[int, ...] = ()  # every live process of its session
+    watchdog: WatchdogStatus | None = None  # None: no watchdog runs in this process
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

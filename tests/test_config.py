@@ -152,6 +152,20 @@ def test_served_name_with_a_newline_is_refused(tmp_path: Path) -> None:
         load_config(write(tmp_path, GOOD.replace('name = "a"', 'name = "a\\nb"', 1)))
 
 
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("max_restarts = 0", r"watchdog\.max_restarts"),
+        ("window_min = -1", r"watchdog\.window_min"),
+        ("unhealthy_after_s = 0", r"watchdog\.unhealthy_after_s"),
+        ("restart_every = 1", r"watchdog\.restart_every"),
+    ],
+)
+def test_a_wrong_watchdog_setting_names_its_key(tmp_path: Path, line: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        load_config(write(tmp_path, f"{GOOD}\n[watchdog]\n{line}\n"))
+
+
 def test_config_that_is_a_fifo_is_refused(tmp_path: Path) -> None:
     fifo = tmp_path / "ocrtui.toml"
     os.mkfifo(fifo)

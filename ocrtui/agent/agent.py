@@ -1133,6 +1133,8 @@ class Sampler:
                 "nvidia": pid in holder_set,
                 "rss_mib": rss_mib(pid),
             }
+            if kind == "api":  # what `ocrtui adopt` parses back into a [[models]] block
+                row["argv"] = p.argv or []
             row.update(details)
             vrows.append(row)
 

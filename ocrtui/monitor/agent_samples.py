@@ -108,6 +108,7 @@ class VllmProc:
     model: str | None = None
     state: str = ""
     rss_mib: int | None = None  # resident memory (what a CPU vLLM holds)
+    argv: tuple[str, ...] = ()  # API servers: the command line (vllm/adopt.py)
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,7 @@ def parse_sample(data: dict[str, Any]) -> AgentSample:
                 model=v.get("model"),
                 state=str(v.get("state", "")),
                 rss_mib=_opt_int(v.get("rss_mib")),
+                argv=tuple(str(a) for a in v.get("argv", [])),
             )
             for v in data.get("vllm", [])
         )

@@ -47,6 +47,7 @@ from ocrtui.tui.widgets.format import visible
 from ocrtui.tui.widgets.page_pane import PagePane
 from ocrtui.tui.widgets.run_header import RunFacts
 from ocrtui.tui.widgets.run_plots import RunPlot
+from ocrtui.watchdog import Watchdog, WatchdogEvent
 
 if TYPE_CHECKING:
     from ocrtui.compare.launch import CompareRequest, RunSetup
@@ -90,6 +91,8 @@ class OcrtuiApp(App[int]):
         self._power_offered = False  # the start of a stopped pod was offered in this outage
         self._theme_ready = False
         self._state_lock = threading.Lock()
+        # Off until `w` (dashboard.watchdog); `ocrtui watch` is the headless one.
+        self.watchdog = Watchdog(source, config.watchdog, on_event=self._watchdog_event)
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -149,6 +152,26 @@ class OcrtuiApp(App[int]):
 
     def _progress(self, model: str, step: str) -> None:
         self.dashboard.post_message(OperationProgress(model, step))
+
+    @work(group="watchdog", exclusive=True, exit_on_error=False, description="watchdog")
+    async def toggle_watchdog(self) -> None:
+        if self.watchdog.running:
+            await self.watchdog.close()
+            self.notify("off", title="Watchdog")
+        else:
+            self.watchdog.start()
+            self.notify(f"on; events in {self.config.watchdog.events_path}", title="Watchdog")
+
+    def _watchdog_event(self, event: WatchdogEvent) -> None:
+        gave_up = event.outcome.startswith("gave up")
+        line = f"{event.time} {event.model} {event.why}: {event.outcome}"
+        self.dashboard.show_watchdog_event(line)
+        self.notify(
+            line,
+            title="Watchdog",
+            severity="error" if gave_up else "information",
+            timeout=30 if gave_up else 10,
+        )
 
     def restart_model(self, name: str) -> None:
         self._operation(name, "restart", lambda: self.source.restart(name, self._progress))
@@ -421,6 +444,7 @@ def run_dashboard(config: Config, *, readonly: bool, demo: bool) -> int:
         try:
             await app.run_async()
         finally:
+            await app.watchdog.close()
             await exporter.close()
             await source.close()
         return app.return_code or 0

@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ocrtui.pod.provider import ProviderState
-from ocrtui.status import Snapshot
+from ocrtui.status import Snapshot, WatchdogStatus
+from ocrtui.vllm.adopt import Stranger
 from ocrtui.vllm.lifecycle import Progress
 from ocrtui.vllm.served import Served
 
@@ -28,6 +29,8 @@ class PodSource(Protocol):
     async def stop_model(self, name: str, progress: Progress | None = None) -> None: ...
     async def restart(self, name: str, progress: Progress | None = None) -> None: ...
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]: ...
+    def set_watchdog(self, name: str, status: WatchdogStatus) -> None: ...
+    def strangers(self) -> list[Stranger]: ...
     async def log_tail(self, name: str, lines: int = 200) -> list[str]: ...
     async def model_url(self, name: str) -> str: ...
     async def served(self, name: str) -> Served | None: ...
@@ -53,6 +56,7 @@ class ReplaySource:
         self.urls = dict(urls or {})
         self.power = power  # what power_state() answers
         self.calls: list[tuple[str, str | None]] = []
+        self.stranger_list: list[Stranger] = []  # what strangers() answers (the `a` dialog)
         self._subscribers: list[Callable[[Snapshot], None]] = []
 
     @property
@@ -88,6 +92,12 @@ class ReplaySource:
 
     async def restart(self, name: str, progress: Progress | None = None) -> None:
         self.calls.append(("restart", name))
+
+    def set_watchdog(self, name: str, status: WatchdogStatus) -> None:
+        self.calls.append(("set_watchdog", f"{name}: {status.state}"))
+
+    def strangers(self) -> list[Stranger]:
+        return list(self.stranger_list)
 
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]:
         self.calls.append(("kill_orphans", name))

@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
+from ocrtui.config import WatchdogConfig
 from ocrtui.tui.app import OcrtuiApp
-from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen, LauncherDialog
+from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen, LauncherDialog, TextDialog
+from ocrtui.tui.source import ReplaySource
 from ocrtui.tui.themes import read_state
 from ocrtui.tui.widgets.model_card import ModelCard
+from ocrtui.vllm.adopt import Stranger
 from ocrtui.vllm.lifecycle import Progress
 from tests.plugins import recorded
 from tests.plugins.tui_app import SIZE, AppFactory, until
@@ -43,9 +46,9 @@ async def test_readonly_hides_every_pod_action(make_app: AppFactory) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await started(app, pilot)
         shown = {b.binding.action for b in app.screen.active_bindings.values() if b.enabled}
-        assert not {"restart", "stop", "kill_orphans"} & shown
+        assert not {"restart", "stop", "kill_orphans", "toggle_watchdog"} & shown
         assert {"compare", "toggle_log", "help"} <= shown
-        for key in ("r", "s", "k"):
+        for key in ("r", "s", "k", "w"):
             await pilot.press(key)
             await pilot.pause()
             assert app.screen is app.dashboard
@@ -102,6 +105,53 @@ async def test_stop_asks_then_stops(make_app: AppFactory) -> None:
         assert isinstance(app.screen, ConfirmDialog)
         await pilot.click("#confirm")
         await until(pilot, lambda: ("stop", "lighton-ocr") in source.calls)
+
+
+async def test_the_watchdog_key_restarts_a_crashed_model_until_the_guard_gives_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The recorded model stays crashed (a replay's restart changes nothing), so the guard
+    # trips after max_restarts.
+    source = ReplaySource([recorded.CRASHED])
+    events = tmp_path / "events.jsonl"
+    config = recorded.config(theme_dir=str(tmp_path / "themes")).model_copy(
+        update={"watchdog": WatchdogConfig(max_restarts=2, events=str(events))}
+    )
+    app = OcrtuiApp(config, source, state_path=tmp_path / "state.toml")
+    async with app.run_test(size=SIZE) as pilot:
+        notes = record_notes(app, monkeypatch)
+        await started(app, pilot)
+        await pilot.press("w")
+
+        def restarted() -> int:
+            return sum("restarted" in m for _, m in notes)
+
+        for n in (1, 2):
+            await until(pilot, lambda: restarted() == n)  # noqa: B023 (awaited at once)
+            source.publish()  # the next poll: still crashed
+        await until(pilot, lambda: any("gave up: 2 restarts" in m for _, m in notes))
+        assert ("set_watchdog", "glm-ocr: gave up") in source.calls
+        panel = str(app.dashboard.query_one("#watchdog-events", Static).render())
+        assert panel.count("glm-ocr crashed: restarted") == 2 and "gave up: 2 restarts" in panel
+        assert source.calls.count(("restart", "glm-ocr")) == 2
+        await pilot.press("w")
+        await until(pilot, lambda: not app.watchdog.running)
+    assert len(events.read_text().splitlines()) == 3
+
+
+async def test_adopt_shows_each_stranger_s_block_without_its_key(make_app: AppFactory) -> None:
+    app, source = make_app(recorded.READY)
+    argv = ("vllm", "serve", "org/m", "--port", "9010", "--api-key", "k-secret", "--x=\x1b[2J")
+    source.stranger_list = [Stranger(4242, 9010, "org/m", argv, 2048)]
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, TextDialog))
+        text = str(app.screen.query_one("#text", Static).render())
+        assert "[[models]]" in text and 'name = "org/m"' in text and "port = 9010" in text
+        assert "k-secret" not in text and "\x1b" not in text and "␛[2J" in text
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.dashboard)
 
 
 async def test_kill_orphans_lists_pids_and_memory(

@@ -10,6 +10,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import DataTable
 
 from ocrtui.compare.scoring import FLAG_REPETITION, FLAG_TRUNCATED
+from ocrtui.status import WatchdogStatus
 from ocrtui.tui.themes import load_themes, parse_theme
 from ocrtui.tui.widgets.format import segments, sparkline
 from ocrtui.tui.widgets.gpu_panel import GpuPanel
@@ -223,3 +224,11 @@ def test_a_cpu_build_s_card_shows_host_memory_not_vram() -> None:
     assert "RAM    3.1 GiB (no GPU)" in text and "VRAM" not in text
     gpu = replace(recorded.READY.models[0], rss_mib=3203)
     assert "VRAM" in card_content(gpu, None, "red").plain
+
+
+def test_a_card_says_the_watchdog_gave_up_with_the_last_crash_hint() -> None:
+    glm = recorded.CRASHED.models[0]
+    assert "watchdog" not in card_content(glm, None, "red").plain
+    gave_up = WatchdogStatus("gave up", 3, "CUDA out of memory: lower gpu_memory_utilization")
+    text = card_content(replace(glm, watchdog=gave_up), None, "red").plain
+    assert "watchdog gave up after 3 restarts; last crash: CUDA out of memory" in text

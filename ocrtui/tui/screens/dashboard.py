@@ -1,7 +1,7 @@
 """The dashboard: pod header, one panel per GPU, one card per model and per ``[[services]]``
-entry (below the models'), the selected one's log. Selection (tab, 1-9) runs over models
-then services; ``r`` restarts the selected one either way, ``s`` and the GPU figures are the
-models'.
+entry (below the models'), the watchdog's latest actions (once it acted), the selected
+one's log. Selection (tab, 1-9) runs over models then services; ``r`` restarts the selected
+one either way, ``s`` and the GPU figures are the models'.
 
 A timer applies the source's latest snapshot at ``[ui] refresh_s``; it skips the tick while
 another screen or a dialog is on top (Dolphie's rule: never repaint under a modal), and it
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import on
@@ -21,11 +22,11 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Footer, Static
 
 from ocrtui.status import ModelStatus, OrphanStatus, ServiceStatus, Snapshot
 from ocrtui.tui.messages import LogTail, OperationProgress
-from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen, LauncherDialog
+from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen, LauncherDialog, TextDialog
 from ocrtui.tui.widgets.format import gib, visible
 from ocrtui.tui.widgets.gpu_panel import GpuPanel, model_styles
 from ocrtui.tui.widgets.header import PodHeader
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
     from ocrtui.tui.app import OcrtuiApp
 
 DEBOUNCE_S = 0.3  # destructive keys: a second press inside this window is a bounce
-POD_ACTIONS = {"restart", "stop", "kill_orphans"}
+WATCHDOG_EVENTS_SHOWN = 3  # the panel above the log: the watchdog's latest actions
+POD_ACTIONS = {"restart", "stop", "kill_orphans", "toggle_watchdog"}
 
 
 class DashboardScreen(Screen[None]):
@@ -47,6 +49,7 @@ class DashboardScreen(Screen[None]):
     #gpus { height: auto; }
     #cards { height: auto; }
     #services { height: auto; }
+    #watchdog-events { height: auto; max-height: 4; padding: 0 1; display: none; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("tab,right", "select_next", "Next model", id="dashboard.next_model"),
@@ -60,6 +63,8 @@ class DashboardScreen(Screen[None]):
         Binding("r", "restart", "Restart", id="dashboard.restart"),
         Binding("s", "stop", "Stop", id="dashboard.stop"),
         Binding("k", "kill_orphans", "Kill orphans", id="dashboard.kill_orphans"),
+        Binding("w", "toggle_watchdog", "Watchdog", id="dashboard.watchdog"),
+        Binding("a", "adopt", "Adopt", show=False, id="dashboard.adopt"),
         Binding("l", "toggle_log", "Log", id="dashboard.log"),
         Binding("c", "compare", "Compare", id="dashboard.compare"),
         Binding("v", "view_run", "View run", id="dashboard.view_run"),
@@ -77,6 +82,7 @@ class DashboardScreen(Screen[None]):
         self.debounce_s = DEBOUNCE_S
         self._applicable: frozenset[str] = frozenset()
         self._tick_lock = asyncio.Lock()  # a tick awaits mounts; ticks must not interleave
+        self._watchdog_events: deque[str] = deque(maxlen=WATCHDOG_EVENTS_SHOWN)
 
     @property
     def ocr_app(self) -> OcrtuiApp:
@@ -116,6 +122,7 @@ class DashboardScreen(Screen[None]):
             with Horizontal(id="services"):
                 for j, name in enumerate(self.service_names):
                     yield ServiceCard(name, id=f"svc-{j}")
+        yield Static(id="watchdog-events")
         yield LogPane(id="log")
         yield Footer()
 
@@ -300,6 +307,25 @@ class DashboardScreen(Screen[None]):
         self.app.push_screen(dialog, done)
 
     # -- views ---------------------------------------------------------------------------
+
+    def show_watchdog_event(self, line: str) -> None:
+        """One more line in the watchdog panel (shown from its first event on)."""
+        self._watchdog_events.append(line)
+        panel = self.query_one("#watchdog-events", Static)
+        panel.update(Content(visible("\n".join(self._watchdog_events))))
+        panel.display = True
+
+    def action_toggle_watchdog(self) -> None:
+        if self._applies("toggle_watchdog"):
+            self.ocr_app.toggle_watchdog()
+
+    def action_adopt(self) -> None:
+        found = self.ocr_app.source.strangers()
+        text = "\n".join(s.block() for s in found) or (
+            "No vLLM server on the pod that the config does not name."
+        )
+        title = "Servers no [[models]] names: paste a block into the config to adopt it"
+        self.app.push_screen(TextDialog(title, text))
 
     def action_toggle_log(self) -> None:
         log = self.query_one(LogPane)

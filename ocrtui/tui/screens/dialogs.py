@@ -15,6 +15,7 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 from ocrtui.compare.launch import CompareRequest, validate_request
 from ocrtui.config import CompareConfig, Config, int_limits
 from ocrtui.errors import OcrtuiError
+from ocrtui.tui.widgets.format import visible
 
 DIALOG_CSS = """
 .dialog { align: center middle; background: $background 60%; }
@@ -142,6 +143,31 @@ class HelpScreen(ModalScreen[None]):
             yield Label("Keys", classes="title")
             with VerticalScroll():
                 yield Static(text, id="keys")
+            with Horizontal(classes="buttons"):
+                yield Button("Close", variant="primary", id="close")
+
+    @on(Button.Pressed)
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class TextDialog(ModalScreen[None]):
+    """A title over plain text from the pod (control characters shown, never markup)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "close", "Close", id="dialog.close")
+    ]
+
+    def __init__(self, title: str, text: str) -> None:
+        super().__init__(classes="dialog")
+        self._title = title
+        self._text = text
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self._title, classes="title")
+            with VerticalScroll():
+                yield Static(Content(visible(self._text)), id="text")
             with Horizontal(classes="buttons"):
                 yield Button("Close", variant="primary", id="close")
 

@@ -1,14 +1,14 @@
 """One model: state and startup stage, health, load, KV cache, tokens/s (with the
 speculative decoding's acceptance beside it where the server drafts), the last hint, the
-first warning advisory (versions, serve flags), and the progress of an operation the dashboard
-started on it."""
+first warning advisory (versions, serve flags), the watchdog's "gave up" with the last
+crash's hint, and the progress of an operation the dashboard started on it."""
 
 from __future__ import annotations
 
 from textual.content import Content
 from textual.widgets import Static
 
-from ocrtui.status import ModelStatus
+from ocrtui.status import ModelStatus, WatchdogStatus
 from ocrtui.tui.widgets.format import gib, visible
 
 STATE_STYLE = {
@@ -92,6 +92,8 @@ def card_content(m: ModelStatus, operation: str | None, colour: str) -> Content:
         parts += ["\n", ("» ", "$accent"), (operation, "$accent bold")]
     if m.hint:
         parts += ["\n", ("hint: ", "$error bold"), (visible(m.hint), "$error")]
+    if m.watchdog is not None and m.watchdog.state == "gave up":
+        parts += ["\n", watchdog_gave_up(m.watchdog)]
     warnings = [a for a in m.advisories if a.severity == "warning"]
     if warnings:
         more = f" (+{len(warnings) - 1} more: ocrtui status)" if len(warnings) > 1 else ""
@@ -99,8 +101,17 @@ def card_content(m: ModelStatus, operation: str | None, colour: str) -> Content:
     return Content.assemble(*parts)
 
 
+def watchdog_gave_up(w: WatchdogStatus) -> tuple[str, str]:
+    """The crash-loop guard's line on a model's or service's card."""
+    text = f"watchdog gave up after {w.restarts} restarts"
+    if w.last_hint:
+        text += f"; last crash: {visible(w.last_hint)}"
+    return (text, "$error bold")
+
+
 def _shape(m: ModelStatus, operation: str | None) -> tuple[object, ...]:
-    return (m.state == "starting", operation is not None, m.hint, m.advisories)
+    gave_up = m.watchdog is not None and m.watchdog.state == "gave up"
+    return (m.state == "starting", operation is not None, m.hint, m.advisories, gave_up)
 
 
 class ModelCard(Static):

@@ -8,7 +8,7 @@ from textual.widgets import Static
 
 from ocrtui.status import ServiceStatus
 from ocrtui.tui.widgets.format import age, visible, visible_log_line
-from ocrtui.tui.widgets.model_card import STATE_STYLE
+from ocrtui.tui.widgets.model_card import STATE_STYLE, watchdog_gave_up
 
 CRASH_LINES = 3  # of ServiceStatus.last_lines: the card stays compact; `l` shows the log
 
@@ -28,6 +28,8 @@ def service_content(s: ServiceStatus, operation: str | None) -> Content:
         parts += ["\n", ("» ", "$accent"), (operation, "$accent bold")]
     if s.hint:
         parts += ["\n", ("hint: ", "$error bold"), (visible(s.hint), "$error")]
+    if s.watchdog is not None and s.watchdog.state == "gave up":
+        parts += ["\n", watchdog_gave_up(s.watchdog)]
     if s.state == "crashed":
         for line in s.last_lines[-CRASH_LINES:]:
             parts += ["\n", (visible_log_line(line), "$text-muted")]

@@ -25,9 +25,9 @@ class HostKeyError(PodUnreachable):
     """The pod's host key is unknown or changed; never accepted silently."""
 
 
-class LifecycleError(OcrtuiError):
-    """A model server operation (preflight, start, stop) failed: ``message`` says what,
-    ``hint`` what to do."""
+class HintedError(OcrtuiError):
+    """A failure that says what went wrong (``message``) and, where known, what to do
+    (``hint``); exit code 1."""
 
     exit_code = 1
 
@@ -38,3 +38,7 @@ class LifecycleError(OcrtuiError):
 
     def __str__(self) -> str:
         return f"{self.message} (hint: {self.hint})" if self.hint else self.message
+
+
+class LifecycleError(HintedError):
+    """A model server operation (preflight, start, stop) failed."""

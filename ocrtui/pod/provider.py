@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ocrtui.config import Config, ProviderConfig
-from ocrtui.errors import ConfigError, OcrtuiError
+from ocrtui.errors import ConfigError, HintedError
 from ocrtui.jsonpath import PathMissing, compile_path
 
 PowerState = Literal["running", "stopped", "unknown"]
@@ -54,19 +54,9 @@ NO_FREE_GPU_HINT = (
 )
 
 
-class ProviderCommandError(OcrtuiError):
+class ProviderCommandError(HintedError):
     """A provider command could not be run, failed or timed out; ``hint`` what it means
     when the output says so."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return f"{self.message} (hint: {self.hint})" if self.hint else self.message
 
 
 @dataclass(frozen=True)

@@ -261,6 +261,7 @@ async def test_status_json_shape(pod: Pod, tmp_path: Path) -> None:
         "hint": None,
         "last_lines": [],
         "pids": [],
+        "watchdog": None,
     }
     json.dumps(entry)
 

@@ -36,11 +36,10 @@ a. ``ocrtui up`` of LightOnOCR-2 without its site (the machine's transformers 5.
    with ``nvidia-smi`` beside it, each model's MiB against its planned MiB, the KV-cache
    lines of each log, ``/v1/models`` and ``/metrics`` excerpts. A model that ``up`` never
    launched (an ocrtui that stops at the first failed model) gets ``ocrtui restart``.
-b. GLM-OCR recipe variants (``--variants``), each its own start and port at the same
+b. Last, once a's servers are down: GLM-OCR recipe variants (``--variants``), each its own start and port at the same
    utilization, with ``--kv-cache-memory-bytes`` fixed (``--variant-kv-gib``) so that starts
    may overlap without one start's allocations entering another's memory profile; as many at
-   a time as the GPU's memory allows beside step a's and c's servers (a start waits for the
-   room its planned MiB need), each with ``up --force``: the preflight's verdict on a recipe
+   a time as the GPU's memory allows (a start waits for the room its planned MiB need), each with ``up --force``: the preflight's verdict on a recipe
    is printed, vLLM's is measured. MTP variants past the published one load ``--load-format
    dummy``: the published layout stops them at the checkpoint names before the graph capture
    they are about. Started or not, time, the cause line, and for a ready one the throughput
@@ -49,11 +48,10 @@ b. GLM-OCR recipe variants (``--variants``), each its own start and port at the 
 c. ``ocrtui compare --headless`` on both ready models with the sample suite and one real PDF
    (``--pdf``; default: the first PDF under /usr/share/doc, else one made with fpdf2): per
    page the prompt tokens vLLM reported against ``predicted_prompt_tokens`` (% difference),
-   latency; the throughput phase. It needs step a's LightOnOCR-2 and a GLM-OCR: step a's, or
-   where that one failed (the MTP recipe), step b's ``no-mtp`` start, kept up until c ends.
-   Step a's servers are stopped when c ends.
-d. Memory truth, after b and c, one start at a time with nothing else starting (another
-   start's allocations would enter its memory profile): each model at the minimum
+   latency; the throughput phase, on step a's two servers (skipped, and said so, where one
+   did not start); they are stopped when c ends.
+d. Memory truth, beside c, one start at a time (a's servers are already sized, so no other
+   start's allocations enter its memory profile): each model at the minimum
    utilization ``ocrtui.vllm.memory.min_utilization`` predicts (scaled to this GPU) must
    start; at ``--below`` times it (``up --force``, past the preflight) vLLM must refuse (its
    message recorded).
@@ -198,10 +196,6 @@ class Options:
     requests: int = 10
     concurrency: int = 5
     pdf: str | None = None
-
-    def glm_from_b(self) -> bool:
-        """Whether step b's no-MTP start can serve step c where step a's GLM-OCR failed."""
-        return {"b", "c"} <= set(self.steps) and "no-mtp" in self.variants
 
 
 # --- pure parts: configs, log reading, tables (tested on any machine) ----------------------
@@ -606,8 +600,6 @@ class Run:
         self.memory = Memory(self.total_mib)
         self.served_from: dict[str, str] = {}  # hub id -> snapshot folder, where ids fail
         self.ready: dict[str, tuple[dict[str, Any], Path]] = {}  # served name -> entry, config
-        self.glm_for_compare = threading.Event()
-        self.compare_done = threading.Event()
         os.environ["HF_HOME"] = str(self.hf_home)
         os.environ.update(SERVE_ENV)
 
@@ -815,12 +807,8 @@ class Run:
 
     def step_b(self) -> None:
         kv = int(self.opts.variant_kv_gib * 2**30)
-        names = list(self.opts.variants)
-        if "glm-ocr" not in self.ready and self.opts.glm_from_b():
-            names.remove("no-mtp")  # first: step c needs a GLM-OCR that starts
-            names.insert(0, "no-mtp")
         threads = []
-        for i, name in enumerate(names):
+        for i, name in enumerate(self.opts.variants):
             if not self.fits(f"b {name}", ESTIMATE_S["b"]):
                 break
             start = functools.partial(self.variant, name, 8200 + i, kv)
@@ -845,7 +833,6 @@ class Run:
             ready_timeout_s=300,
         )
         e["extra_args"] = [*args, "--host", "127.0.0.1"]
-        serves_compare = name == "no-mtp" and "glm-ocr" not in self.ready
         # Past the preflight: whether vLLM starts the recipe is what is measured.
         recs = self.start("b", label, [e], variant=name, keep=True, force=True)
         try:
@@ -855,17 +842,11 @@ class Run:
                 except Exception as exc:  # the start is still a result
                     tp = {"error": f"{type(exc).__name__}: {exc}"[:300]}
                 self.rec.record("throughput", label=label, **tp)
-            if serves_compare:
-                self.glm_for_compare.set()  # ready or not: step c stops waiting
-                if recs and recs[0]["ready"]:
-                    self.compare_done.wait(timeout=max(0.0, self.left()))
         finally:
             self.down(self.logs / label / "ocrtui.toml", label)
 
     def step_c(self) -> None:
-        if "glm-ocr" not in self.ready and self.opts.glm_from_b():
-            self.glm_for_compare.wait(timeout=max(0.0, self.left() - ESTIMATE_S["c"]))
-        glm = self.ready.get("glm-ocr") or self.ready.get("glm-ocr-no-mtp")
+        glm = self.ready.get("glm-ocr")
         lighton = self.ready.get("lighton-ocr")
         if glm is None or lighton is None or not self.fits("c", 60):
             self.rec.record("skipped", what="c", why=f"ready: {sorted(self.ready)}")
@@ -964,7 +945,6 @@ class Run:
         self.rec.record("env", gpu=gpu_name(), cuda_total_mib=self.total_mib, versions=versions())
         if "a" in steps and self.fits("a", 120):
             guarded(self.rec, "a", self.step_a)()
-        self.glm_for_compare.set()  # c takes step a's GLM-OCR or none: b comes after it
         compare = threading.Thread(target=guarded(self.rec, "c", self.step_c))
         if "c" in steps:
             compare.start()
@@ -976,7 +956,6 @@ class Run:
             guarded(self.rec, "d", self.step_d)()
         if "c" in steps:
             compare.join()
-        self.compare_done.set()
         a_config = self.logs / "a-both" / "ocrtui.toml"
         if a_config.exists():
             self.down(a_config, "a-both")

@@ -310,9 +310,3 @@ def test_starts_wait_for_memory_and_a_failed_start_frees_its_share() -> None:
     assert memory.take("b-mtp", 18427, deadline=now)
     memory.give("a-both")
     assert memory.held == {"b-no-mtp": 18427, "b-mtp": 18427}
-
-
-def test_compare_borrows_step_b_glm_only_when_b_starts_it() -> None:
-    assert g.Options().glm_from_b()
-    assert not g.Options(steps=("a", "c")).glm_from_b()
-    assert not g.Options(variants=("mtp",)).glm_from_b()

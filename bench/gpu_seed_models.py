@@ -36,15 +36,17 @@ a. ``ocrtui up`` of LightOnOCR-2 without its site (the machine's transformers 5.
    with ``nvidia-smi`` beside it, each model's MiB against its planned MiB, the KV-cache
    lines of each log, ``/v1/models`` and ``/metrics`` excerpts. A model that ``up`` never
    launched (an ocrtui that stops at the first failed model) gets ``ocrtui restart``.
-b. Last, once a's servers are down: GLM-OCR recipe variants (``--variants``), each its own start and port at the same
-   utilization, with ``--kv-cache-memory-bytes`` fixed (``--variant-kv-gib``) so that starts
-   may overlap without one start's allocations entering another's memory profile; as many at
-   a time as the GPU's memory allows (a start waits for the room its planned MiB need), each with ``up --force``: the preflight's verdict on a recipe
-   is printed, vLLM's is measured. MTP variants past the published one load ``--load-format
-   dummy``: the published layout stops them at the checkpoint names before the graph capture
-   they are about. Started or not, time, the cause line, and for a ready one the throughput
-   of the same sample page sent ``--requests`` times at ``--concurrency`` through ocrtui's
-   client (random weights: MTP accepts few drafts, so its speed here is a floor).
+b. Last, once a's servers are down: GLM-OCR recipe variants (``--variants``), each its own
+   start and port at the same utilization, with ``--kv-cache-memory-bytes`` fixed
+   (``--variant-kv-gib``) so that starts may overlap without one start's allocations
+   entering another's memory profile; as many at a time as the GPU's memory allows (a start
+   waits for the room its planned MiB need), each with ``up --force``: the preflight's
+   verdict on a recipe is printed, vLLM's is measured. MTP variants past the published one
+   load ``--load-format dummy``: the published layout stops them at the checkpoint names
+   before the graph capture they are about. Started or not, time, the cause line, and for a
+   ready one the throughput of the same sample page sent ``--requests`` times at
+   ``--concurrency`` through ocrtui's client (random weights: MTP accepts few drafts, so its
+   speed here is a floor).
 c. ``ocrtui compare --headless`` on both ready models with the sample suite and one real PDF
    (``--pdf``; default: the first PDF under /usr/share/doc, else one made with fpdf2): per
    page the prompt tokens vLLM reported against ``predicted_prompt_tokens`` (% difference),

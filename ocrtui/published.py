@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from types import MappingProxyType
 from typing import Generic, Literal, TypeVar
 
@@ -569,6 +570,11 @@ class TextTower:
     max_position_embeddings: int  # vLLM's max_model_len when none is given
     mtp_layers: int = 0  # num_nextn_predict_layers: loaded only with --speculative-config mtp
 
+    def kv_bytes_per_token(self, mtp: bool) -> int:
+        """KV cache per token in bf16: K and V of every layer (+ the MTP layers with ``mtp``)."""
+        layers = self.layers + (self.mtp_layers if mtp else 0)
+        return 2 * layers * self.kv_heads * self.head_dim * 2
+
 
 @dataclass(frozen=True)
 class VisionTower:
@@ -677,3 +683,12 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         source=LIGHTON_CONFIG,
     ),
 )
+
+
+def architecture_for(model_id: str) -> Architecture | None:
+    """The published architecture of a vLLM model id, or None when ocrtui knows none."""
+    low = model_id.lower()
+    for arch in ARCHITECTURES:
+        if any(fnmatch(low, pattern.lower()) for pattern in arch.models):
+            return arch
+    return None

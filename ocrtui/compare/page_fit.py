@@ -21,8 +21,8 @@ from ocrtui.compare.client import ModelTarget
 from ocrtui.compare.profiles import prompt_for
 from ocrtui.compare.render import ImageFormat, RenderedPage, RenderPool
 from ocrtui.compare.store import PageResult
+from ocrtui.published import architecture_for
 from ocrtui.vllm.image_tokens import Limits, PageFit, encoder_cache_tokens, fit_page, processor_for
-from ocrtui.vllm.memory import architecture_for
 
 PROMPT_TOKENS_GOAL = 0.02  # the largest relative error of a prediction the bench accepts
 

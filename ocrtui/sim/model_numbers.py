@@ -1,17 +1,22 @@
 """What the simulator pretends each model is: memory numbers, context length, image tokens.
 
-The memory numbers are chosen so the seed's facts reproduce on a 46068 MiB A40, not measured:
+For the two seed models the KV cache per token and the default context are the published
+architecture's (``ocrtui.published.ARCHITECTURES``, the facts ``ocrtui.vllm.memory``
+predicts from) and GLM-OCR's weights are vLLM 0.26.0's own ``Model loading took`` line from
+a start of its real architecture; activations and CUDA graphs are chosen, not measured:
 
 | model | weights | activation peak | CUDA graphs | KV per token | default max_model_len |
 |---|---|---|---|---|---|
-| GLM-OCR (0.9B) | 2.2 GiB (vLLM's own log, fixtures) | 0.8 GiB | 0.3 GiB | 112 KiB | 131072 |
-| LightOnOCR-2 (1B) | 2.0 GiB | 1.0 GiB | 0.3 GiB | 112 KiB | 16384 |
+| GLM-OCR (0.9B) | 2.28 GiB (measured) | 0.55 GiB | 0.1 GiB | 64 KiB | 131072 |
+| LightOnOCR-2 (1B) | 2.44 GiB | 0.55 GiB | 0.1 GiB | 112 KiB | 16384 |
 | anything else | 1.0 GiB | 0.5 GiB | 0.2 GiB | 64 KiB | 8192 |
 
-112 KiB per token is 28 layers x 8 KV heads x 128 head dim x (K, V) x 2 bytes. With the
-default context GLM-OCR needs 2.2 + 0.8 + 0.3 + 14.0 = 17.3 GiB, so utilization 0.39 of an
-A40 (17.5 GiB) works, 0.40 (the seed's value) works with room, 0.38 and below fail with
-vLLM's KV-cache error, and 0.35 reports an estimated maximum model length of about 116k.
+64 KiB per token is GLM-OCR's 16 layers x 8 KV heads x 128 head dim x (K, V) x 2 bytes
+(the MTP layer's KV, one more layer with ``--speculative-config mtp``, is not simulated).
+With its default context GLM-OCR needs 2.28 + 0.55 + 0.1 + 8.0 = 10.9 GiB, so on the A40
+(44.99 GiB) utilization 0.25 starts and 0.24 and below fail with vLLM's KV-cache error (the
+seed's "too little memory failed KV-cache allocation"); with the example config's
+``max_model_len`` 24576 it needs 4.4 GiB (0.10).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+
+from ocrtui.published import TextTower, architecture_for
 
 GIB = 1024**3
 MIB = 1024**2
@@ -46,17 +53,33 @@ class ModelNumbers:
         return rows * (cols + 1 if self.image_row_break else cols)
 
 
+def _published(model_id: str) -> TextTower:
+    arch = architecture_for(model_id)
+    assert arch is not None, model_id
+    return arch.text
+
+
+_GLM_TEXT = _published("zai-org/GLM-OCR")
+_LIGHTON_TEXT = _published("lightonai/LightOnOCR-2-1B")
 GLM_OCR = ModelNumbers(
-    "glm-ocr", "GlmOcrForConditionalGeneration", 2.2, 0.8, 0.3, 112 * 1024, 131072, None, False
+    "glm-ocr",
+    "GlmOcrForConditionalGeneration",
+    2.28,
+    0.55,
+    0.1,
+    _GLM_TEXT.kv_bytes_per_token(mtp=False),
+    _GLM_TEXT.max_position_embeddings,
+    None,
+    False,
 )
 LIGHTON_OCR = ModelNumbers(
     "lighton-ocr",
     "LightOnOCRForConditionalGeneration",
-    2.0,
-    1.0,
-    0.3,
-    112 * 1024,
-    16384,
+    2.44,
+    0.55,
+    0.1,
+    _LIGHTON_TEXT.kv_bytes_per_token(mtp=False),
+    _LIGHTON_TEXT.max_position_embeddings,
     1540,
     True,
 )

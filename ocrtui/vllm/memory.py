@@ -36,10 +36,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from fnmatch import fnmatch
 
 from ocrtui.config import ModelConfig
-from ocrtui.published import ARCHITECTURES, Architecture, ImageProcessor
+from ocrtui.published import Architecture, ImageProcessor, architecture_for
 from ocrtui.vllm.flags import json_option, serve_options
 from ocrtui.vllm.image_tokens import max_image_tokens, processor_for
 
@@ -120,15 +119,6 @@ class MemoryNeed:
         )
 
 
-def architecture_for(model_id: str) -> Architecture | None:
-    """The published architecture of a vLLM model id, or None when ocrtui knows none."""
-    low = model_id.lower()
-    for arch in ARCHITECTURES:
-        if any(fnmatch(low, pattern.lower()) for pattern in arch.models):
-            return arch
-    return None
-
-
 def uses_mtp(extra_args: tuple[str, ...]) -> bool:
     spec = json_option(serve_options(extra_args), "--speculative-config")
     return spec is not None and spec.get("method") == "mtp"
@@ -155,11 +145,6 @@ def parameters(arch: Architecture, mtp: bool) -> int:
         # Pixtral's patch merger, then two linear layers to the text width.
         projector = merged * v.hidden + v.hidden * t.hidden + t.hidden * t.hidden
     return text + vision + projector
-
-
-def kv_bytes_per_token(arch: Architecture, mtp: bool) -> int:
-    layers = arch.text.layers + (arch.text.mtp_layers if mtp else 0)
-    return 2 * layers * arch.text.kv_heads * arch.text.head_dim * BF16_BYTES
 
 
 def batched_tokens(model: ModelConfig, total_mib: int) -> int:
@@ -219,7 +204,7 @@ def min_memory(model: ModelConfig, total_mib: int) -> MemoryNeed | None:
         weights_mib=parameters(arch, mtp) * BF16_BYTES / MIB,
         activation_mib=activation_bytes(arch, proc, batched, model.max_num_seqs) / MIB,
         overhead_mib=_overhead_mib() + MARGIN_MIB,
-        kv_cache_mib=blocks * KV_BLOCK_TOKENS * kv_bytes_per_token(arch, mtp) / MIB,
+        kv_cache_mib=blocks * KV_BLOCK_TOKENS * arch.text.kv_bytes_per_token(mtp) / MIB,
         max_model_len=max_len,
     )
 

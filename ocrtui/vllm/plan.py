@@ -17,9 +17,10 @@ from ocrtui.config import Config, ModelConfig
 from ocrtui.monitor.agent_monitor import MonitorView
 from ocrtui.monitor.agent_samples import AgentSample, GpuSample
 from ocrtui.monitor.attribution import Row
+from ocrtui.published import architecture_for
 from ocrtui.sim.gpu import SIM_GPU_ENV
 from ocrtui.vllm.flags import extra_reserved_mib
-from ocrtui.vllm.memory import architecture_for, min_memory, min_utilization
+from ocrtui.vllm.memory import min_memory, min_utilization
 
 UTILIZATION_SUM_WARN = 0.95
 HUGE_CONTEXT = 65536

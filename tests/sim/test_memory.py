@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ocrtui.config import ModelConfig
+from ocrtui.published import Profile
 from ocrtui.sim.gpu import SimGpu
 from ocrtui.sim.memory import A40_TOTAL_BYTES, KvPlan, check_free_memory, plan_kv_cache
 from ocrtui.sim.model_numbers import (
@@ -20,6 +22,7 @@ from ocrtui.sim.model_numbers import (
     numbers_for,
     tokenize,
 )
+from ocrtui.vllm.memory import min_utilization
 
 
 def _plan(profile: ModelNumbers, utilization: float, max_model_len: int) -> KvPlan:
@@ -38,20 +41,47 @@ def test_free_memory_error_text() -> None:
     )
 
 
-def test_glm_ocr_default_context_needs_about_040() -> None:
+def test_glm_ocr_default_context_needs_about_025() -> None:
     plan = _plan(GLM_OCR, 0.40, 131072)
     assert plan.num_tokens >= 131072
-    _plan(GLM_OCR, 0.39, 131072)
+    _plan(GLM_OCR, 0.25, 131072)
     with pytest.raises(ValueError) as exc:
-        _plan(GLM_OCR, 0.35, 131072)
+        _plan(GLM_OCR, 0.24, 131072)
     assert re.fullmatch(
-        r"To serve at least one request with the models's max seq len \(131072\), \(14\.0 GiB KV "
+        r"To serve at least one request with the models's max seq len \(131072\), \(8\.0 GiB KV "
         r"cache is needed, which is larger than the available KV cache memory \([\d.]+ GiB\)\. "
         r"Based on the available memory, the estimated maximum model length is \d+\. Try "
         r"increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing "
         r"the engine\. See https://docs\.vllm\.ai/\S+ for more details\.",
         str(exc.value),
     ), str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("model", "profile", "max_model_len"),
+    [("zai-org/GLM-OCR", "glm-ocr", 24576), ("lightonai/LightOnOCR-2-1B", "lighton-ocr", None)],
+)
+def test_starts_at_the_predicted_minimum_and_is_refused_below(
+    model: str, profile: Profile, max_model_len: int | None
+) -> None:
+    """The simulator agrees with ocrtui.vllm.memory's prediction the way the GPU run checks
+    vLLM against it (bench/gpu_seed_models.py step d): a start at the predicted minimum
+    utilization succeeds, one at 0.75 of it is refused."""
+    config = ModelConfig(
+        name="m",
+        model=model,
+        port=8000,
+        gpu_memory_utilization=0.4,
+        profile=profile,
+        max_model_len=max_model_len,
+    )
+    least = min_utilization(config, A40_TOTAL_BYTES // MIB)
+    assert least is not None
+    numbers = numbers_for(model)
+    context = max_model_len or numbers.default_max_model_len
+    _plan(numbers, least, context)
+    with pytest.raises(ValueError, match="KV cache is needed"):
+        _plan(numbers, 0.75 * least, context)
 
 
 def test_smaller_context_fits_in_less_memory() -> None:

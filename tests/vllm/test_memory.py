@@ -7,13 +7,12 @@ import math
 from pathlib import Path
 
 from ocrtui.config import ModelConfig
+from ocrtui.published import architecture_for
 from ocrtui.vllm.memory import (
     MARGIN_MIB,
     MEASURED,
     MIB,
     MTP_ARGS,
-    architecture_for,
-    kv_bytes_per_token,
     min_memory,
     min_utilization,
     parameters,
@@ -41,8 +40,8 @@ def test_glm_ocr_kv_cache_per_token_is_the_measured_one() -> None:
     arch = architecture_for("zai-org/GLM-OCR")
     assert arch is not None
     # 17 attention layers with MTP x 8 KV heads x 128 x 2 (K, V) x 2 bytes.
-    assert kv_bytes_per_token(arch, mtp=True) == 17 * 4096 == 69632
-    assert kv_bytes_per_token(arch, mtp=False) == 16 * 4096
+    assert arch.text.kv_bytes_per_token(mtp=True) == 17 * 4096 == 69632
+    assert arch.text.kv_bytes_per_token(mtp=False) == 16 * 4096
     (h100,) = [m for m in MEASURED if m.model == "zai-org/GLM-OCR"]
     measured = h100.kv_cache_gib * GIB / h100.kv_cache_tokens  # 69,650 B
     assert abs(measured / 69632 - 1) < 0.001

@@ -175,7 +175,9 @@ def diff_content(hypothesis: str, reference: str) -> Content:
 
 class ComparePane(FollowingLog):
     DEFAULT_CSS = """
-    ComparePane { border: round $panel-lighten-2; width: 1fr; height: 1fr; }
+    /* Log scrolls both ways always: its empty scrollbar tracks read as a dark block in
+       every screenshot; scrollbars only once the text overflows. */
+    ComparePane { border: round $panel-lighten-2; width: 1fr; height: 1fr; overflow: auto; }
     ComparePane:focus { border: round $primary; }
     """
 

@@ -10,6 +10,7 @@ screen asks at most once a second. textual-plotext supplies the theme (the app's
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from rich.text import Text
@@ -101,6 +102,14 @@ class RunPlot(PlotextPlot):
                 plt.scatter(xs, ys, label=m, color=colors[m], marker="●")
             else:
                 plt.plot(xs, ys, label=m, color=colors[m], marker="braille")
+        xs_all = [x for m in models for x, _ in series.get(m, ())]
+        if xs_all and all(float(x).is_integer() for x in xs_all):
+            # Page numbers and concurrencies: plotext would tick 1.50, 2.50 between them.
+            ticks = sorted({int(x) for x in xs_all})
+            if len(ticks) > 6:
+                step = math.ceil((ticks[-1] - ticks[0] + 1) / 6)
+                ticks = list(range(ticks[0], ticks[-1] + 1, step))
+            plt.xticks(ticks, [str(t) for t in ticks])
         plt.plotsize(*size)
         plt._set_size(*size)  # as textual-plotext's render does (its issue #5)
         plt.theme(theme)

@@ -109,7 +109,7 @@ class RunPlot(PlotextPlot):
             if len(ticks) > 6:
                 step = math.ceil((ticks[-1] - ticks[0] + 1) / 6)
                 ticks = list(range(ticks[0], ticks[-1] + 1, step))
-            plt.xticks(ticks, [str(t) for t in ticks])
+            plt.xticks([float(t) for t in ticks], [str(t) for t in ticks])
         plt.plotsize(*size)
         plt._set_size(*size)  # as textual-plotext's render does (its issue #5)
         plt.theme(theme)

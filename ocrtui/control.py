@@ -76,7 +76,7 @@ from ocrtui.status import (
 )
 from ocrtui.vllm.adopt import Stranger, strangers
 from ocrtui.vllm.lifecycle import Lifecycle, Progress
-from ocrtui.vllm.plan import gpu_for, planned_mib
+from ocrtui.vllm.plan import gpus_for, planned_mib
 from ocrtui.vllm.served import Served, ServedWatch
 from ocrtui.vllm.state import without_probes
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S, ModelWatcher
@@ -385,8 +385,7 @@ class Controller:
         usages = {u.index: u for u in view.attribution.gpus} if view.attribution else {}
         plans: dict[int, dict[str, int]] = {}
         for m in self.config.models:
-            gpu = gpu_for(m, samples)
-            if gpu is not None:
+            for gpu in gpus_for(m, samples):
                 plans.setdefault(gpu.index, {})[m.name] = planned_mib(m, gpu)
         return tuple(
             _gpu_status(g, usages.get(g.index), plans.get(g.index, {}), self.config)

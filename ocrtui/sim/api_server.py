@@ -434,8 +434,8 @@ def parse_chat(body: Any, client: EngineClient) -> ChatRequest:
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     model = body.get("model")
-    if model is not None and model != args.name:
-        message = f"The model `{model}` does not exist. Valid aliases: {args.name}."
+    if model is not None and model not in args.names:
+        message = f"The model `{model}` does not exist. Valid aliases: {', '.join(args.names)}."
         vlog.error(
             "serving.py:274",
             f"Error with model error=ErrorInfo(message={message!r}, type='NotFoundError', "
@@ -622,8 +622,11 @@ def build_app(client: EngineClient) -> ASGIApp:
         return JSONResponse({"server_load": len(client.requests)})
 
     async def models(request: Request) -> Response:
-        card = {
-            "id": args.name,
+        return JSONResponse({"object": "list", "data": [card(name) for name in args.names]})
+
+    def card(name: str) -> dict[str, Any]:
+        return {
+            "id": name,
             "object": "model",
             "created": created,
             "owned_by": "vllm",
@@ -647,7 +650,6 @@ def build_app(client: EngineClient) -> ASGIApp:
                 }
             ],
         }
-        return JSONResponse({"object": "list", "data": [card]})
 
     async def metrics(request: Request) -> Response:
         assert client.metrics is not None

@@ -38,6 +38,7 @@ class ServeArgs:
     host: str = "0.0.0.0"  # vLLM listens on all interfaces unless told otherwise
     port: int = 8000
     served_model_name: str = ""
+    served_aliases: tuple[str, ...] = ()  # --served-model-name's further names
     gpu_memory_utilization: float = 0.92  # vLLM 0.32's default
     max_num_seqs: int = 256
     max_model_len: int | None = None
@@ -63,6 +64,11 @@ class ServeArgs:
     @property
     def name(self) -> str:
         return self.served_model_name or self.model
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name requests may use: the served name first, then its aliases."""
+        return (self.name, *self.served_aliases)
 
     @property
     def api_servers(self) -> int:
@@ -257,6 +263,7 @@ def parse_serve_args(argv: Sequence[str]) -> ServeArgs:
         host=ns.host or "0.0.0.0",
         port=ns.port,
         served_model_name=(ns.served_model_name or [model])[0],
+        served_aliases=tuple((ns.served_model_name or [model])[1:]),
         gpu_memory_utilization=ns.gpu_memory_utilization,
         max_num_seqs=ns.max_num_seqs,
         max_model_len=ns.max_model_len,

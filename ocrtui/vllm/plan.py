@@ -39,6 +39,7 @@ def serve_argv(vllm_command: Sequence[str], model: ModelConfig) -> list[str]:
         str(model.port),
         "--served-model-name",
         model.name,
+        *model.served_aliases,
         "--gpu-memory-utilization",
         str(model.gpu_memory_utilization),
         "--max-num-seqs",

@@ -302,3 +302,15 @@ def test_utilization_adds_up_per_gpu_not_across_gpus() -> None:
     )
     (warning,) = [w for who, w in plan_warnings(both, A40_MIB) if who == "*"]
     assert warning.startswith("planned gpu_memory_utilization sums to 1.15 on GPU 0")
+
+
+def test_a_replica_is_served_under_its_model_s_name_too() -> None:
+    replica = seed_config(served_aliases=["glm"]).model("glm-ocr")
+    argv = serve_argv(("vllm",), replica)
+    at = argv.index("--served-model-name")
+    assert argv[at : at + 4] == [
+        "--served-model-name",
+        "glm-ocr",
+        "glm",
+        "--gpu-memory-utilization",
+    ]

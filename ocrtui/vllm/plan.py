@@ -217,13 +217,18 @@ def preflight_checks(model: ModelConfig, view: MonitorView) -> tuple[int | None,
         # The model's own server on its port is not preflight's business (up keeps it).
         if procs is not None and owner is not None and not procs.owns_port:
             title = next((v.title for v in sample.vllm if v.pid == owner), "")
+            # A data-parallel server's VLLM::APIServer_<i> outlives its kill -9 on the port.
+            leaked = owner in procs.orphan_pids
             checks.append(
                 Check(
                     "refuse",
                     f"port {model.port} is taken by pid {owner}"
                     + (f" ({title})" if title else "")
+                    + (f", an orphan of {model.name}" if leaked else "")
                     + f": {model.name} would exit with 'Address already in use'",
-                    "stop that process or change the model's port",
+                    f"`ocrtui restart {model.name}` kills this model's orphans first"
+                    if leaked
+                    else "stop that process or change the model's port",
                 )
             )
     return planned, checks

@@ -314,3 +314,17 @@ def test_a_replica_is_served_under_its_model_s_name_too() -> None:
         "glm",
         "--gpu-memory-utilization",
     ]
+
+
+def test_a_port_held_by_a_leaked_api_server_process_points_at_restart() -> None:
+    killed = Path(__file__).parent.parent / "monitor" / "data" / "sim_dp2_killed.json"
+    sample = parse_sample(json.loads(killed.read_text()))
+    att = attribute(sample, [ModelRef("glm-ocr", 8000, "vllm_glm-ocr.log")])
+    view = MonitorView(sample, att, None, 0.1, False, True, 0, True)
+    _, checks = preflight_checks(_dp("2"), view)
+    port = next(c for c in _refusals(checks) if c.message.startswith("port 8000"))
+    assert port.message == (
+        "port 8000 is taken by pid 22410 (VLLM::APIServer_0), an orphan of glm-ocr: "
+        "glm-ocr would exit with 'Address already in use'"
+    )
+    assert port.hint == "`ocrtui restart glm-ocr` kills this model's orphans first"

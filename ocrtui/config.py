@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ocrtui.errors import ConfigError
 from ocrtui.jsonpath import compile_path
@@ -196,8 +204,22 @@ class PodConfig(_Section):
         return "local" if self.kind == "local" else self.host
 
 
+class ReplicaConfig(_Section):
+    """One replica of a model served behind a router: its own vLLM server on ``port``, with
+    ``env`` (its ``CUDA_VISIBLE_DEVICES``, say) over the model's."""
+
+    port: int = Field(ge=1, le=65535)
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("env")
+    @classmethod
+    def _env_entries(cls, v: dict[str, str]) -> dict[str, str]:
+        return check_env(v)
+
+
 class ModelConfig(_Section):
-    """One vLLM server on the pod."""
+    """One vLLM server on the pod; or, with ``replicas``, a router on ``port`` in front of one
+    server per replica (:meth:`Config.routed`)."""
 
     name: str = Field(min_length=1, description="--served-model-name")
     model: str = Field(min_length=1, description="the vLLM model id")
@@ -220,6 +242,17 @@ class ModelConfig(_Section):
     api_key_env: str | None = None
     min_memory_gib: float | None = Field(default=None, gt=0)
     ready_timeout_s: float = Field(default=900.0, gt=0)
+    # Further names the server answers to (vLLM's --served-model-name takes several): a
+    # replica answers to its model's name, which the router passes on.
+    served_aliases: tuple[str, ...] = ()
+    replicas: tuple[ReplicaConfig, ...] = ()
+    # The router started in front of the replicas, given --port and --worker-urls...; or
+    # router_service, a [[services]] entry whose command gets the --worker-urls appended.
+    router_command: tuple[str, ...] = Field(default=("vllm-router",), min_length=1)
+    router_service: str | None = None
+    # vllm-router serves Prometheus metrics on 29000 unless told: two routers on one pod need
+    # their own ports (the second fails "Address already in use").
+    router_metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     @field_validator("name", "model", "log_file")
     @classmethod
@@ -500,6 +533,80 @@ class Config(_Section):
     ui: UIConfig = UIConfig()
     export: ExportConfig = ExportConfig()
     watchdog: WatchdogConfig = WatchdogConfig()
+    _routed: tuple[ModelConfig, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _expand_replicas(self) -> Config:
+        """A model with ``replicas`` becomes one model per replica (``<name>-r<i>``, on the
+        replica's port and env, answering to ``<name>`` too) and a router service in front
+        of them on the model's port; the model itself stays a comparison arm
+        (:meth:`routed`) that is never launched. Runs before the checks below, which see
+        the replicas and the router as any other model and service."""
+        routed = [m for m in self.models if m.replicas]
+        if not routed:
+            return self
+        models: list[ModelConfig] = []
+        services = list(self.services)
+        for i, m in enumerate(self.models):
+            if not m.replicas:
+                models.append(m)
+                continue
+            replicas = [
+                m.model_copy(
+                    update={
+                        "name": f"{m.name}-r{j}",
+                        "port": r.port,
+                        "env": {**m.env, **r.env},
+                        "served_aliases": (*m.served_aliases, m.name),
+                        "replicas": (),
+                        "log_file": None,
+                    }
+                )
+                for j, r in enumerate(m.replicas)
+            ]
+            models += replicas
+            workers = ("--worker-urls", *(f"http://127.0.0.1:{r.port}" for r in m.replicas))
+            after = tuple(r.name for r in replicas)
+            if m.router_service is None:
+                services.append(
+                    ServiceConfig(
+                        name=f"{m.name}-router",
+                        command=(*m.router_command, *_listen(m), *workers),
+                        port=m.port,
+                        after=after,
+                        ready_path="/health",
+                    )
+                )
+                continue
+            named = [k for k, s in enumerate(services) if s.name == m.router_service]
+            if not named:
+                raise ValueError(
+                    f"models[{i}].router_service: no service named {m.router_service!r}"
+                )
+            router = services[named[0]]
+            if router.port != m.port:
+                raise ValueError(
+                    f"models[{i}].router_service {router.name!r} listens on {router.port}, "
+                    f"not on the model's port {m.port}"
+                )
+            services[named[0]] = router.model_copy(
+                update={"command": router.command + workers, "after": router.after + after}
+            )
+        expanded = self.model_copy(update={"models": tuple(models), "services": tuple(services)})
+        expanded._routed = tuple(routed)
+        return expanded
+
+    @property
+    def routed(self) -> tuple[ModelConfig, ...]:
+        """The models served through a router (configured with ``replicas``): comparison arms
+        on the router's port, never launched themselves."""
+        return self._routed
+
+    def replicas_of(self, name: str) -> tuple[ModelConfig, ...]:
+        """The replica models of a routed model, in order; () for any other name."""
+        if not any(m.name == name for m in self._routed):
+            return ()
+        return tuple(m for m in self.models if name in m.served_aliases and m.name != name)
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
@@ -574,6 +681,13 @@ class Config(_Section):
                 return m
         known = ", ".join(m.name for m in self.models)
         raise ConfigError(f"no model named {name!r} (configured: {known})")
+
+
+def _listen(m: ModelConfig) -> tuple[str, ...]:
+    """Where a generated router listens: the pod's loopback (reached through the forward)
+    on the model's port, and its metrics port when one is set."""
+    metrics = ("--prometheus-port", str(m.router_metrics_port)) if m.router_metrics_port else ()
+    return ("--host", "127.0.0.1", "--port", str(m.port), *metrics)
 
 
 def start_order(config: Config) -> list[list[str]]:

@@ -76,7 +76,7 @@ from ocrtui.status import (
 )
 from ocrtui.vllm.adopt import Stranger, strangers
 from ocrtui.vllm.lifecycle import Lifecycle, Progress
-from ocrtui.vllm.plan import gpu_for, planned_mib
+from ocrtui.vllm.plan import gpus_for, planned_mib
 from ocrtui.vllm.served import Served, ServedWatch
 from ocrtui.vllm.state import without_probes
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S, ModelWatcher
@@ -120,7 +120,7 @@ class Controller:
             self._workdir = await self.pod.expand_dir(self.config.pod.workdir)
         except FileNotFoundError as exc:
             raise ConfigError(f"pod.workdir: {exc}: create it or fix the config") from None
-        for m in self.config.models:
+        for m in (*self.config.models, *self.config.routed):
             self._urls[m.name] = await self.pod.forward(m.port)
         self.lifecycle = Lifecycle(
             self.config, self.pod, self.monitor, self.watcher, workdir=self._workdir
@@ -272,18 +272,24 @@ class Controller:
         return killed
 
     async def model_url(self, name: str) -> str:
-        """A comparison arm's base URL: a model's forward, or an API arm's (its ``url``, or
-        its service's or port's forward: ``docapi.arm_url``)."""
+        """A comparison arm's base URL: a model's forward (a routed model's: its router's),
+        or an API arm's (its ``url``, or its service's or port's forward:
+        ``docapi.arm_url``)."""
         api = next((a for a in self.config.api_arms if a.name == name), None)
         if api is not None:
             return await arm_url(api, self.config, self.pod)
-        self.config.model(name)
+        if not self.config.replicas_of(name):
+            self.config.model(name)
         if name not in self._urls:
             raise RuntimeError("Controller.start() was not called")
         return self._urls[name]
 
     async def served(self, name: str) -> Served | None:
-        """The running server's versions, argv and advisories (probed now if not yet)."""
+        """The running server's versions, argv and advisories (probed now if not yet); for a
+        routed model, its first replica's."""
+        replicas = self.config.replicas_of(name)
+        if replicas:
+            name = replicas[0].name
         self.config.model(name)
         return await self.servers.inspect(name)
 
@@ -385,8 +391,7 @@ class Controller:
         usages = {u.index: u for u in view.attribution.gpus} if view.attribution else {}
         plans: dict[int, dict[str, int]] = {}
         for m in self.config.models:
-            gpu = gpu_for(m, samples)
-            if gpu is not None:
+            for gpu in gpus_for(m, samples):
                 plans.setdefault(gpu.index, {})[m.name] = planned_mib(m, gpu)
         return tuple(
             _gpu_status(g, usages.get(g.index), plans.get(g.index, {}), self.config)

@@ -22,8 +22,9 @@ it), `orphan_mib`, `other_mib` (processes of no model + memory no row holds),
 `unattributed_mib`, `planned_mib`; each `ProcessStatus` its `kind` (model, orphan, other,
 unattributed) and `owner` (the model of a model or orphan row). The GPU panel draws these
 numbers and adds nothing up. Planned MiB = `gpu_memory_utilization` x the CUDA total of the
-GPU the model uses (NVML's less `reserved_mib`; `vllm/plan.py`: `gpu_for`, `cuda_total_mib`,
-`planned_mib`), the same figure in the card, the panel and the preflight.
+GPU the model uses (NVML's less `reserved_mib`; `vllm/plan.py`: `gpus_for`, `cuda_total_mib`,
+`planned_mib`), the same figure in the card, the panel and the preflight; a data-parallel
+model plans that on each of its ranks' GPUs, and its card shows the sum.
 """
 
 from __future__ import annotations

@@ -238,3 +238,57 @@ def test_log_file_must_name_a_file(tmp_path: Path, log_file: str) -> None:
     text = GOOD.replace("port = 8000\n", f'port = 8000\nlog_file = "{log_file}"\n', 1)
     with pytest.raises(ConfigError, match=r"models\[0\]\.log_file: must name a file"):
         load_config(write(tmp_path, text))
+
+
+ROUTED = """
+[pod]
+kind = "local"
+
+[[models]]
+name = "glm"
+model = "zai-org/GLM-OCR"
+port = 8000
+gpu_memory_utilization = 0.4
+env = { A = "1" }
+replicas = [
+  { port = 8010, env = { CUDA_VISIBLE_DEVICES = "0" } },
+  { port = 8011, env = { CUDA_VISIBLE_DEVICES = "1" } },
+]
+"""
+
+
+def test_replicas_become_models_behind_a_generated_router_service(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, ROUTED))
+    assert [(m.name, m.port, m.env, m.served_aliases) for m in cfg.models] == [
+        ("glm-r0", 8010, {"A": "1", "CUDA_VISIBLE_DEVICES": "0"}, ("glm",)),
+        ("glm-r1", 8011, {"A": "1", "CUDA_VISIBLE_DEVICES": "1"}, ("glm",)),
+    ]
+    (router,) = cfg.services
+    assert (router.name, router.port, router.after, router.ready_path) == (
+        "glm-router",
+        8000,
+        ("glm-r0", "glm-r1"),
+        "/health",
+    )
+    assert router.command == (
+        "vllm-router", "--host", "127.0.0.1", "--port", "8000",
+        "--worker-urls", "http://127.0.0.1:8010", "http://127.0.0.1:8011",
+    )  # fmt: skip
+    # The model itself is the comparison arm on the router's port, never launched.
+    assert [(m.name, m.port) for m in cfg.routed] == [("glm", 8000)]
+    assert [m.name for m in cfg.replicas_of("glm")] == ["glm-r0", "glm-r1"]
+    assert cfg.replicas_of("glm-r0") == ()
+
+
+def test_a_named_router_service_gets_the_workers_appended(tmp_path: Path) -> None:
+    text = ROUTED.replace("port = 8000\n", 'port = 8000\nrouter_service = "lb"\n', 1)
+    text += '\n[[services]]\nname = "lb"\ncommand = ["my-router", "--port", "8000"]\nport = 8000\n'
+    (lb,) = load_config(write(tmp_path, text)).services
+    assert lb.command == (
+        "my-router", "--port", "8000",
+        "--worker-urls", "http://127.0.0.1:8010", "http://127.0.0.1:8011",
+    )  # fmt: skip
+    assert lb.after == ("glm-r0", "glm-r1")
+    wrong = text.replace('router_service = "lb"', 'router_service = "nope"')
+    with pytest.raises(ConfigError, match="router_service: no service named 'nope'"):
+        load_config(write(tmp_path, wrong))

@@ -20,8 +20,8 @@ mem_available_mib: MemAvailable of /proc/meminfo (host RAM for a CPU vLLM)
 ports: {"8000": {pid, state "listen"|"bound"|null, pgid}}   # bound: vLLM before it listens
                                         # (sock_diag asks for TCP_BOUND_INACTIVE too)
 nvidia_holders: [{pid, title, ppid, pgid, start, ancestors}]
-vllm:  [{pid, kind "api"|"engine"|"worker"|"tracker"|"spawned", title, ppid, pgid, sid,
-         start, state, ancestors, stdout (fd 1 target: the log file), nvidia, rss_mib,
+vllm:  [{pid, kind "api"|"engine"|"worker"|"coordinator"|"tracker"|"spawned", title, ppid,
+         pgid, sid, start, state, ancestors, stdout (fd 1 target: the log file), nvidia, rss_mib,
          and for api: served, port, model}]   # tracker/spawned: multiprocessing children
                                               # in a vLLM process group
 ```

@@ -50,7 +50,7 @@ ARG_MAX_CHARS = 512
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-_VLLM_TITLE = re.compile(r"^\S*::(EngineCor|Worker|APIServer)")
+_VLLM_TITLE = re.compile(r"^\S*::(EngineCor|Worker|APIServer|DPCoordinator)")
 _PYTHONISH = re.compile(r"^(python[0-9.]*|pt_main_thread|vllm|ocrtui|ray::.*)$")
 # CUDA keeps these open for the life of a process; /dev/dxg is the GPU under WSL2.
 _GPU_DEVICES = ("/dev/nvidia", "/dev/dxg")
@@ -568,11 +568,18 @@ def _serve_args(argv: list[str]) -> list[str] | None:
 
 
 def vllm_role(comm: str, argv: list[str]) -> tuple[str, dict] | None:
-    """("api"|"engine"|"worker", details) for a vLLM-looking process, else None."""
+    """("api"|"engine"|"worker"|"coordinator", details) for a vLLM-looking process, else None.
+    Data parallel's titles (``EngineCore_DP<i>``, ``Worker_DP<i>``, ``APIServer_<i>``,
+    ``DPCoordinator``) are vLLM 0.32's; a titled ``APIServer_<i>`` has no details."""
     title = argv[0] if argv else comm
     m = _VLLM_TITLE.match(title) or _VLLM_TITLE.match(comm)
     if m:
-        kind = {"EngineCor": "engine", "Worker": "worker", "APIServer": "api"}[m.group(1)]
+        kind = {
+            "EngineCor": "engine",
+            "Worker": "worker",
+            "APIServer": "api",
+            "DPCoordinator": "coordinator",
+        }[m.group(1)]
         return kind, {}
     rest = _serve_args(argv)
     if rest is None:
@@ -662,7 +669,8 @@ class NoGpu:
 
 
 class SimGpu:
-    """The simulated GPU directory: device.json plus holders/<pid>.json (alive pids only)."""
+    """The simulated GPU directory: device.json (``count`` devices alike) plus
+    holders/<pid>.json (alive pids only, each on the device its ``gpu`` names)."""
 
     name = "sim"
     simulated = True
@@ -702,21 +710,27 @@ class SimGpu:
                     }
                 )
         total = int(dev["total_mib"])
-        used = sum(p["used_mib"] for p in procs)
-        gpu = {
-            "index": int(dev.get("index", 0)),
-            "uuid": str(dev.get("uuid", "")),
-            "name": str(dev.get("name", "simulated GPU")),
-            "total_mib": total,
-            "used_mib": used,
-            "free_mib": total - used,
-            "reserved_mib": None,
-            "util_pct": None,
-            "temp_c": None,
-            "power_w": None,
-            "simulated": True,
-        }
-        return [gpu], procs, None
+        first = int(dev.get("index", 0))
+        uuid = str(dev.get("uuid", ""))
+        gpus = []
+        for index in range(first, first + int(dev.get("count", 1))):
+            used = sum(p["used_mib"] for p in procs if p["gpu"] == index)
+            gpus.append(
+                {
+                    "index": index,
+                    "uuid": uuid[: -len(str(index))] + str(index) if index else uuid,
+                    "name": str(dev.get("name", "simulated GPU")),
+                    "total_mib": total,
+                    "used_mib": used,
+                    "free_mib": total - used,
+                    "reserved_mib": None,
+                    "util_pct": None,
+                    "temp_c": None,
+                    "power_w": None,
+                    "simulated": True,
+                }
+            )
+        return gpus, procs, None
 
 
 def _alive(pid: int) -> bool:

@@ -116,8 +116,9 @@ def validate_request(config: Config, request: CompareRequest) -> CompareConfig:
 
 
 def arm(config: Config, name: str) -> Arm:
-    """A model or an API arm by name (names are unique across both: config.py)."""
-    for m in config.models:
+    """A model (a routed one: measured through its router) or an API arm by name (names
+    are unique across both: config.py)."""
+    for m in (*config.models, *config.routed):
         if m.name == name:
             return m
     for a in config.api_arms:

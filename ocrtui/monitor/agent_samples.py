@@ -93,8 +93,9 @@ class VllmProc:
     """A vLLM-looking process on the pod, whether or not NVML lists it."""
 
     pid: int
-    # "api", "engine", "worker"; "tracker" (multiprocessing's resource tracker) and
-    # "spawned" (a spawned child not retitled yet) in a vLLM process group
+    # "api", "engine", "worker", "coordinator" (data parallel's DPCoordinator); "tracker"
+    # (multiprocessing's resource tracker) and "spawned" (a spawned child not retitled yet)
+    # in a vLLM process group
     kind: str
     title: str
     ppid: int

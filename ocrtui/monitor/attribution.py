@@ -8,8 +8,10 @@ run them on a bare machine). The rules, in order:
   some kernels a bound socket is only seen when asked for it) and the process that owns
   M's port, their descendants and their process groups. So a starting EngineCore (or the
   Worker that holds the VRAM) is M's for every observer, with or without a launch record.
-* A vLLM process (API server, ``VLLM::EngineCore``, ``VLLM::Worker*``, the resource tracker
-  or a spawned child in a vLLM group) or a child of one that is in no model's tree and
+* A vLLM process (API server, ``VLLM::EngineCore``, ``VLLM::Worker*``, under data parallel
+  each rank's ``VLLM::EngineCore_DP<i>`` and ``VLLM::Worker_DP<i>``, the ``VLLM::APIServer_<i>``
+  processes and the ``VLLM::DPCoordinator``, the resource tracker or a spawned child in a
+  vLLM group) or a child of one that is in no model's tree and
   under no live API server is an orphan of the model it belongs to: ``kill -9`` of an API
   server leaves its EngineCore reparented to init, still holding its memory (VRAM, or RAM
   on a CPU build), while the port is free or already served by a new tree. Its model is
@@ -26,7 +28,9 @@ run them on a bare machine). The rules, in order:
   dashboard draws and ``status --json`` reports, unchanged.
 * Per model, :class:`ModelProcesses` is the one answer to "which processes are M's": its
   server (the port owner unless that is another model's API server, else the pid this
-  session launched, else any live API server of it; :func:`serves` is the server rule),
+  session launched, else any live API server of it; :func:`serves` is the server rule; a
+  data-parallel server's ``VLLM::APIServer_<i>`` on the port stands for the server that
+  spawned it),
   whether it listens, the process groups and pids a stop signals (never a stranger on the
   port, never a zombie), its orphans and their memory.
 """
@@ -223,6 +227,13 @@ def _locals(sample: AgentSample) -> dict[int, _Local]:
     return out
 
 
+def _launcher(v: VllmProc) -> bool:
+    """``v`` is a launching API server (its ``vllm serve`` argv read), not one of the
+    ``VLLM::APIServer_<i>`` processes a data-parallel server spawns, which carry only a
+    title: they answer for the server that spawned them and leak with it."""
+    return v.kind == "api" and (v.served is not None or v.port is not None)
+
+
 def serves(v: VllmProc, m: ModelRef) -> bool:
     """The one server rule: ``v`` is a live API server of ``m`` when its served name and its
     port both match, so a same-named server elsewhere (another pod user, another config) is
@@ -268,6 +279,11 @@ class _Resolver:
             roots: dict[int, int | None] = {
                 v.pid: v.pgid for v in self.apis.values() if serves(v, m)
             }
+            spawned = self.apis.get(pid) if pid is not None else None
+            if spawned is not None and not _launcher(spawned):
+                # A VLLM::APIServer_<i> on the port is in its live server's tree already;
+                # without one it is a leak (kill -9 of the server), and so is its group.
+                pid = None
             if pid is not None:
                 lpgid = owner.pgid if owner and owner.pgid is not None else None
                 if lpgid is None and pid in self.local:
@@ -322,7 +338,7 @@ class _Resolver:
         return None
 
     def has_live_api(self, v: VllmProc) -> bool:
-        live = {pid for pid, api in self.apis.items() if api.state != "Z"}
+        live = {pid for pid, api in self.apis.items() if api.state != "Z" and _launcher(api)}
         return v.pid in live or v.pgid in live or any(a in live for a in v.ancestors)
 
     def label_local(self, pid: int) -> tuple[str | None, RowKind, str]:
@@ -450,10 +466,18 @@ def _processes(
     listed = {v.pid: v for v in sample.vllm}
     apis = [v for v in sample.vllm if serves(v, m)]
     api_pids = {v.pid for v in apis}
-    foreign = owner in listed and listed[owner].kind == "api" and owner not in api_pids
+    # Who answers on the port: its owner, or for a VLLM::APIServer_<i> (a data-parallel
+    # server's, holding the port with it) the server that spawned it; without a live one such
+    # a process is an orphan, never the model's server.
+    holder = owner
+    owner_proc = listed.get(owner) if owner is not None else None
+    if owner_proc is not None and owner_proc.kind == "api" and not _launcher(owner_proc):
+        spawner = [a for a in (*owner_proc.ancestors, owner_proc.pgid) if a in api_pids]
+        holder = spawner[0] if spawner else owner
+    foreign = holder in listed and listed[holder].kind == "api" and holder not in api_pids
     server: int | None = None
-    if owner is not None and not foreign:
-        server = owner
+    if holder is not None and not foreign:
+        server = holder
     elif launched is not None and launched in api_pids:
         server = launched
     elif apis:
@@ -466,7 +490,7 @@ def _processes(
         groups.add(launched)  # start_detached: the server leads its own process group
     pids = set(api_pids)
     pids |= {v.pid for v in sample.vllm if v.pgid in groups or api_pids & set(v.ancestors)}
-    owns_port = owner is not None and (owner in api_pids or owner == launched)
+    owns_port = holder is not None and (holder in api_pids or holder == launched)
     if owns_port:
         pids |= tree
     pids |= {o.pid for o in mine}

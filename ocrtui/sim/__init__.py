@@ -7,15 +7,19 @@ stands in for `vllm serve` (user docs: docs/sim.md). Modules:
     args.py         `parse_serve_args(argv) -> ServeArgs`: vLLM's flags and error texts, simulator
                     flags
     api_server.py   the launching process: binds the port, starts multiprocessing's resource
-                    tracker, spawns the EngineCore, waits for it, then serves starlette through
-                    uvicorn; `EngineClient` tracks requests and feeds `metrics.py`; SIGTERM stops
-                    the engine first, then HTTP
+                    tracker, spawns the EngineCore (one per data-parallel rank), waits for it,
+                    then serves starlette through uvicorn; `EngineClient` tracks requests (to
+                    the least-loaded rank) and feeds `metrics.py`; SIGTERM stops the engines
+                    first, then HTTP
     engine_core.py  the child (`python -m ocrtui.sim.engine_core --fd N --tracker-fd T`, title
-                    `VLLM::EngineCore`, same process group): its Worker, startup stages, memory,
-                    scheduler (at most `--max-num-seqs` running, FIFO waiting), OCR in worker
-                    threads; outlives a SIGKILLed parent holding memory
+                    `VLLM::EngineCore`, or one `VLLM::EngineCore_DP<i>` per data-parallel rank
+                    on its own simulated device; same process group): its Worker, startup
+                    stages, memory, scheduler (at most `--max-num-seqs` running, FIFO
+                    waiting), OCR in worker threads; outlives a SIGKILLed parent holding memory
     worker.py       the EngineCore's child titled `VLLM::Worker`: lives while its EngineCore does
                     (pipe EOF ends it), holds nothing
+    helper.py       a data-parallel server's title-only processes (`VLLM::APIServer_<i>` holding
+                    the socket, `VLLM::DPCoordinator`); they outlive a SIGKILLed API server
     fidelity.py     the probe set, real vLLM 0.32's recorded reference, `compare()` and `KNOWN`
                     deliberate differences (tests/sim/test_fidelity.py, bench/sim_fidelity.py)
     ipc.py          length-prefixed pickle frames over a socketpair (the protocol is in its
@@ -28,8 +32,8 @@ stands in for `vllm serve` (user docs: docs/sim.md). Modules:
     metrics.py      `/metrics`: all of vLLM 0.32's families (names, labels, buckets), `http_*`
                     included
     vlog.py         `(Role pid=N) LEVEL MM-DD HH:MM:SS [file.py:N] msg` lines, whole-line writes
-    gpu.py          the simulated GPU directory (format in its docstring); `hold()` prunes files of
-                    dead holders
+    gpu.py          the simulated GPU directory (format in its docstring: one or `count` devices
+                    alike); `hold()` prunes files of dead holders
     demo.py         `demo_config() -> Config`: local pod, simulated A40 in the user state dir,
                     `demo-rapidocr` (18000) and `demo-tesseract` (18001)
 

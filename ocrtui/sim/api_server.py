@@ -86,15 +86,33 @@ class _Tracked:
     generated: int = 0
 
 
+@dataclass
+class _Rank:
+    """One data-parallel rank's EngineCore, as the API server sees it."""
+
+    index: int | None  # None without data parallel
+    proc: asyncio.subprocess.Process
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    info: dict[str, Any] = field(default_factory=dict)
+    load: int = 0  # requests sent to it and not finished
+
+    @property
+    def name(self) -> str:
+        return "EngineCore" if self.index is None else f"EngineCore_DP{self.index}"
+
+
 class EngineClient:
-    """The API server's side of the EngineCore: spawn, handshake, requests, death."""
+    """The API server's side of the EngineCores (one per data-parallel rank): spawn,
+    handshake, requests (each to the rank with the fewest unfinished, as vLLM's internal load
+    balancer does), death (one dead rank takes the server down, as in vLLM)."""
 
     def __init__(self, args: ServeArgs) -> None:
         self.args = args
         self.profile: ModelNumbers = numbers_for(args.model)
-        self.proc: asyncio.subprocess.Process | None = None
-        self.writer: asyncio.StreamWriter | None = None
-        self.reader: asyncio.StreamReader | None = None
+        self.ranks: list[_Rank] = []
+        # Every EngineCore spawned, by its vLLM name, ready or not: what a stop signals.
+        self.procs: dict[str, asyncio.subprocess.Process] = {}
         self.info: dict[str, Any] = {}
         self.metrics: SimMetrics | None = None
         self.requests: dict[str, _Tracked] = {}
@@ -105,36 +123,23 @@ class EngineClient:
         self.kv_usage = 0.0
 
     async def start(self) -> None:
-        parent, child = socket.socketpair()
-        # vLLM's children inherit the tracker's pipe, so it outlives a SIGKILLed API server
-        # for as long as they live, and goes when the last of them does.
-        tracker_fd = resource_tracker.getfd()
-        assert tracker_fd is not None
-        with child:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "ocrtui.sim.engine_core",
-                "--fd",
-                str(child.fileno()),
-                "--tracker-fd",
-                str(tracker_fd),
-                pass_fds=(child.fileno(), tracker_fd),
-                stdin=asyncio.subprocess.DEVNULL,
-            )
-        self.reader, self.writer = await asyncio.open_unix_connection(sock=parent)
-        # The engine never needs the API key; it never leaves this process.
-        await ipc.send(self.writer, ("config", replace(self.args, api_key=None)))
-        try:
-            frame = await ipc.recv(self.reader)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            frame = ("failed", "EngineCore exited during startup")
-        if frame[0] != "ready":
-            await self.proc.wait()
-            raise RuntimeError(
-                "Engine core initialization failed. See root cause above. Failed core proc(s): {}"
-            )
-        self.info = frame[1]
+        dp = self.args.data_parallel_size
+        indices: list[int | None] = [None] if dp == 1 else list(range(dp))
+        spawned = await asyncio.gather(*(self._spawn(i) for i in indices), return_exceptions=True)
+        self.ranks = [r for r in spawned if isinstance(r, _Rank)]
+        failed = [r for r in spawned if isinstance(r, BaseException)]
+        if failed:
+            # The ranks that started go down with the one that failed, as in vLLM.
+            for rank in self.ranks:
+                with contextlib.suppress(ProcessLookupError):
+                    rank.proc.send_signal(signal.SIGTERM)
+                await _wait_stopped(rank.proc)
+            raise failed[0]
+        first = self.ranks[0].info
+        self.info = {
+            "max_model_len": first["max_model_len"],
+            "num_gpu_blocks": sum(int(r.info["num_gpu_blocks"]) for r in self.ranks),
+        }
         self.metrics = SimMetrics(
             self.args,
             int(self.info["num_gpu_blocks"]),
@@ -142,15 +147,48 @@ class EngineClient:
             BLOCK_SIZE,
         )
 
+    async def _spawn(self, index: int | None) -> _Rank:
+        parent, child = socket.socketpair()
+        # vLLM's children inherit the tracker's pipe, so it outlives a SIGKILLed API server
+        # for as long as they live, and goes when the last of them does.
+        tracker_fd = resource_tracker.getfd()
+        assert tracker_fd is not None
+        with child:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "ocrtui.sim.engine_core",
+                "--fd",
+                str(child.fileno()),
+                "--tracker-fd",
+                str(tracker_fd),
+                *(() if index is None else ("--dp-rank", str(index))),
+                pass_fds=(child.fileno(), tracker_fd),
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        self.procs["EngineCore" if index is None else f"EngineCore_DP{index}"] = proc
+        reader, writer = await asyncio.open_unix_connection(sock=parent)
+        # The engine never needs the API key; it never leaves this process.
+        await ipc.send(writer, ("config", replace(self.args, api_key=None)))
+        try:
+            frame = await ipc.recv(reader)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            frame = ("failed", "EngineCore exited during startup")
+        if frame[0] != "ready":
+            await proc.wait()
+            raise RuntimeError(
+                "Engine core initialization failed. See root cause above. Failed core proc(s): {}"
+            )
+        return _Rank(index, proc, reader, writer, dict(frame[1]))
+
     async def run(self) -> None:
-        """Dispatch engine frames until the engine goes away."""
-        assert self.reader is not None
-        while True:
-            try:
-                frame = await ipc.recv(self.reader)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                break
-            self._on_frame(frame)
+        """Dispatch engine frames until an engine goes away."""
+        readers = [asyncio.create_task(self._read(rank)) for rank in self.ranks]
+        try:
+            await asyncio.wait(readers, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in readers:
+                task.cancel()
         if not self.stopping:
             # vLLM's process monitor sees the death first and "stops" the dead process.
             vlog.info(
@@ -166,6 +204,14 @@ class EngineClient:
         self.dead.set()
         for tracked in self.requests.values():
             tracked.queue.put_nowait(("error", tracked.rid, ENGINE_DEAD_MESSAGE))
+
+    async def _read(self, rank: _Rank) -> None:
+        while True:
+            try:
+                frame = await ipc.recv(rank.reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            self._on_frame(frame)
 
     def _on_frame(self, frame: ipc.Frame) -> None:
         tracked = self.requests.get(frame[1])
@@ -212,15 +258,17 @@ class EngineClient:
         self, prompt_tokens: int, images: list[bytes], max_tokens: int
     ) -> AsyncGenerator[ipc.Frame, None]:
         """Frames for one request (admitted, deltas, then done or error); aborts on exit."""
-        if self.dead.is_set() or self.writer is None:
+        if self.dead.is_set() or not self.ranks:
             raise BadRequest(ENGINE_DEAD_MESSAGE, 500, "InternalServerError")
+        rank = min(self.ranks, key=lambda r: r.load)
         rid = uuid.uuid4().hex
         tracked = _Tracked(rid, prompt_tokens, time.monotonic())
         self.requests[rid] = tracked
+        rank.load += 1
         self.update_gauges()
         finished = None
         try:
-            await ipc.send(self.writer, ("add", rid, images, max_tokens))
+            await ipc.send(rank.writer, ("add", rid, images, max_tokens))
             while True:
                 frame = await tracked.queue.get()
                 if frame[0] in ("done", "error"):
@@ -229,12 +277,13 @@ class EngineClient:
                 if finished:
                     return
         finally:
+            rank.load -= 1
             self.requests.pop(rid, None)
             if finished is None:
                 finished = "abort"
-                if not self.dead.is_set() and self.writer is not None:
+                if not self.dead.is_set():
                     with contextlib.suppress(ConnectionError):
-                        await ipc.send(self.writer, ("abort", rid))
+                        await ipc.send(rank.writer, ("abort", rid))
             self._finish(tracked, finished)
             self.update_gauges()
 
@@ -259,32 +308,33 @@ class EngineClient:
         its simulated memory and stop its Worker, so nothing is left holding memory.
         """
         self.stopping = True
-        if self.proc is None or self.proc.returncode is not None:
+        live = {name: p for name, p in self.procs.items() if p.returncode is None}
+        if not live:
             return
         vlog.info("core_client.py:770", "[shutdown] MPClient: start timeout=0s")
         vlog.info("core_client.py:772", "[shutdown] MPClient: stopping engine manager")
-        vlog.info("utils.py:628", "[shutdown] Process manager: send sigterm to process EngineCore")
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGTERM)
-        vlog.warning(
-            "utils.py:648", "[shutdown] Process manager: force killing remaining processes count=1"
-        )
-        vlog.warning(
-            "utils.py:653",
-            f"[shutdown] Process manager: force killing remaining process EngineCore "
-            f"pid {self.proc.pid}",
-        )
-        try:
-            await asyncio.wait_for(self.proc.wait(), ENGINE_STOP_TIMEOUT_S)
-        except TimeoutError:
+        for name, proc in live.items():
+            vlog.info("utils.py:628", f"[shutdown] Process manager: send sigterm to process {name}")
             with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-            await self.proc.wait()
-        if worker := self.info.get("worker_pid"):
+                proc.send_signal(signal.SIGTERM)
+        vlog.warning(
+            "utils.py:648",
+            f"[shutdown] Process manager: force killing remaining processes count={len(live)}",
+        )
+        for name, proc in live.items():
             vlog.warning(
-                "system_utils.py:225",
-                f"[shutdown] force killing sub process VLLM::Worker pid {worker}",
+                "utils.py:653",
+                f"[shutdown] Process manager: force killing remaining process {name} "
+                f"pid {proc.pid}",
             )
+        await asyncio.gather(*(_wait_stopped(proc) for proc in live.values()))
+        for rank in self.ranks:
+            if worker := rank.info.get("worker_pid"):
+                title = "VLLM::Worker" + ("" if rank.index is None else f"_DP{rank.index}")
+                vlog.warning(
+                    "system_utils.py:225",
+                    f"[shutdown] force killing sub process {title} pid {worker}",
+                )
         self._log_client_stopped()
 
     @staticmethod
@@ -312,6 +362,44 @@ class EngineClient:
                 f"{self.kv_usage * 100:.1f}%, Prefix cache hit rate: 0.0%",
             )
             self.interval_prompt = self.interval_generation = 0
+
+
+async def _wait_stopped(proc: asyncio.subprocess.Process) -> None:
+    try:
+        await asyncio.wait_for(proc.wait(), ENGINE_STOP_TIMEOUT_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+class Helpers:
+    """The title-only processes of a data-parallel server (ocrtui/sim/helper.py): the
+    ``VLLM::DPCoordinator`` with the engines, one ``VLLM::APIServer_<i>`` per API server once
+    they are ready (``--api-server-count``, by default one per rank)."""
+
+    def __init__(self) -> None:
+        self.procs: list[asyncio.subprocess.Process] = []
+
+    async def spawn(self, title: str, keep_fd: int | None = None) -> None:
+        self.procs.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "ocrtui.sim.helper",
+                "--title",
+                title,
+                *(() if keep_fd is None else ("--keep-fd", str(keep_fd))),
+                pass_fds=() if keep_fd is None else (keep_fd,),
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        )
+
+    async def stop(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        await asyncio.gather(*(_wait_stopped(proc) for proc in self.procs))
 
 
 # -- request parsing ----------------------------------------------------------------------
@@ -346,8 +434,8 @@ def parse_chat(body: Any, client: EngineClient) -> ChatRequest:
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     model = body.get("model")
-    if model is not None and model != args.name:
-        message = f"The model `{model}` does not exist. Valid aliases: {args.name}."
+    if model is not None and model not in args.names:
+        message = f"The model `{model}` does not exist. Valid aliases: {', '.join(args.names)}."
         vlog.error(
             "serving.py:274",
             f"Error with model error=ErrorInfo(message={message!r}, type='NotFoundError', "
@@ -534,8 +622,11 @@ def build_app(client: EngineClient) -> ASGIApp:
         return JSONResponse({"server_load": len(client.requests)})
 
     async def models(request: Request) -> Response:
-        card = {
-            "id": args.name,
+        return JSONResponse({"object": "list", "data": [card(name) for name in args.names]})
+
+    def card(name: str) -> dict[str, Any]:
+        return {
+            "id": name,
             "object": "model",
             "created": created,
             "owned_by": "vllm",
@@ -559,7 +650,6 @@ def build_app(client: EngineClient) -> ASGIApp:
                 }
             ],
         }
-        return JSONResponse({"object": "list", "data": [card]})
 
     async def metrics(request: Request) -> Response:
         assert client.metrics is not None
@@ -800,6 +890,22 @@ async def serve(args: ServeArgs, sock: socket.socket) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    helpers = Helpers()
+    try:
+        return await _serve(args, sock, client, stop, helpers)
+    finally:
+        await helpers.stop()
+
+
+async def _serve(
+    args: ServeArgs,
+    sock: socket.socket,
+    client: EngineClient,
+    stop: asyncio.Event,
+    helpers: Helpers,
+) -> int:
+    if args.data_parallel_size > 1:
+        await helpers.spawn("VLLM::DPCoordinator")
     starting = asyncio.create_task(client.start())
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -815,6 +921,9 @@ async def serve(args: ServeArgs, sock: socket.socket) -> int:
     except RuntimeError:  # vLLM's "Engine core initialization failed", printed as such
         traceback.print_exc()
         return 1
+    if args.api_servers > 1:
+        for i in range(args.api_servers):
+            await helpers.spawn(f"VLLM::APIServer_{i}", sock.fileno())
 
     vlog.info("entry.py:136", "Supported tasks: ['generate']")
     vlog.info("entry.py:140", f"Starting vLLM server on http://{args.host}:{args.port}")
@@ -861,8 +970,13 @@ async def serve(args: ServeArgs, sock: socket.socket) -> int:
     stats.cancel()
     for task in tasks.values():
         task.cancel()
-    if client.proc is not None and client.proc.returncode is None and client.dead.is_set():
-        await client.proc.wait()
+    if client.dead.is_set():
+        # One dead rank takes the server down: vLLM stops the other ranks with it.
+        for rank in client.ranks:
+            if len(client.ranks) > 1:
+                with contextlib.suppress(ProcessLookupError):
+                    rank.proc.send_signal(signal.SIGTERM)
+            await rank.proc.wait()
     return code
 
 

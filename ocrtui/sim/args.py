@@ -38,6 +38,7 @@ class ServeArgs:
     host: str = "0.0.0.0"  # vLLM listens on all interfaces unless told otherwise
     port: int = 8000
     served_model_name: str = ""
+    served_aliases: tuple[str, ...] = ()  # --served-model-name's further names
     gpu_memory_utilization: float = 0.92  # vLLM 0.32's default
     max_num_seqs: int = 256
     max_model_len: int | None = None
@@ -47,6 +48,8 @@ class ServeArgs:
     enable_prefix_caching: bool = True
     speculative_config: dict[str, Any] | None = None
     trust_remote_code: bool = False
+    data_parallel_size: int = 1  # one EngineCore per rank, rank i on visible device i
+    api_server_count: int | None = None  # None: vLLM's default, one per rank
     # Simulator-only.
     engine: str = "rapidocr"
     sim_gpu: str | None = None
@@ -61,6 +64,16 @@ class ServeArgs:
     @property
     def name(self) -> str:
         return self.served_model_name or self.model
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name requests may use: the served name first, then its aliases."""
+        return (self.name, *self.served_aliases)
+
+    @property
+    def api_servers(self) -> int:
+        """API server processes: vLLM's default is one per data-parallel rank."""
+        return self.api_server_count or self.data_parallel_size
 
     @property
     def image_limit(self) -> int:
@@ -135,6 +148,8 @@ def _parser() -> argparse.ArgumentParser:
     for flag in ("--max-num-batched-tokens", "--seed", "--block-size"):
         p.add_argument(flag, type=int)
     p.add_argument("--tensor-parallel-size", "-tp", type=int, default=1)
+    p.add_argument("--data-parallel-size", "-dp", type=int, default=1)
+    p.add_argument("--api-server-count", "-asc", type=int)
     p.add_argument("--mm-processor-kwargs", type=_json_arg)
     for flag in (
         "--enforce-eager",
@@ -203,6 +218,8 @@ _SHOWN = (
     "enable_prefix_caching",
     "speculative_config",
     "trust_remote_code",
+    "data_parallel_size",
+    "api_server_count",
 )
 
 
@@ -223,6 +240,8 @@ def parse_serve_args(argv: Sequence[str]) -> ServeArgs:
         p.error("argument --gpu-memory-utilization: must be in (0, 1]")
     for flag, value in (
         ("--max-num-seqs", ns.max_num_seqs),
+        ("--data-parallel-size", ns.data_parallel_size),
+        ("--api-server-count", ns.api_server_count),
         ("--max-model-len", ns.max_model_len),
         ("--sim-ocr-workers", ns.sim_ocr_workers),
         ("--sim-tokens-per-page", ns.sim_tokens_per_page),
@@ -244,6 +263,7 @@ def parse_serve_args(argv: Sequence[str]) -> ServeArgs:
         host=ns.host or "0.0.0.0",
         port=ns.port,
         served_model_name=(ns.served_model_name or [model])[0],
+        served_aliases=tuple((ns.served_model_name or [model])[1:]),
         gpu_memory_utilization=ns.gpu_memory_utilization,
         max_num_seqs=ns.max_num_seqs,
         max_model_len=ns.max_model_len,
@@ -253,6 +273,8 @@ def parse_serve_args(argv: Sequence[str]) -> ServeArgs:
         enable_prefix_caching=ns.enable_prefix_caching,
         speculative_config=ns.speculative_config,
         trust_remote_code=ns.trust_remote_code,
+        data_parallel_size=ns.data_parallel_size,
+        api_server_count=ns.api_server_count,
         engine=ns.engine,
         sim_gpu=ns.sim_gpu,
         startup_s=max(0.0, ns.sim_startup_s),

@@ -1,11 +1,15 @@
 """The EngineCore process: titled ``VLLM::EngineCore``, holds the GPU memory, runs OCR.
 
-Started by the API server as ``python -m ocrtui.sim.engine_core --fd N --tracker-fd T`` in
-the same process group, like vLLM's; it starts its ``VLLM::Worker`` child (ocrtui/sim/
-worker.py). It deliberately does not die with its parent (no PR_SET_PDEATHSIG): when the API
-server is SIGKILLed it lives on holding its memory, with its Worker, which is the real vLLM
-behaviour the dashboard must detect and clean up. Real vLLM 0.32 keeps the memory in the
-Worker; here the EngineCore keeps it (docs/sim.md, "Deliberate differences").
+Started by the API server as ``python -m ocrtui.sim.engine_core --fd N --tracker-fd T
+[--dp-rank I]`` in the same process group, like vLLM's; it starts its ``VLLM::Worker`` child
+(ocrtui/sim/worker.py). With ``--data-parallel-size`` above 1 there is one per rank, titled
+``VLLM::EngineCore_DP<i>`` with its ``VLLM::Worker_DP<i>`` as vLLM 0.32 titles them
+(vllm/v1/engine/core.py, multiproc_executor.py), on device ``CUDA_VISIBLE_DEVICES[i]`` (else
+device i) of the simulated GPU. It deliberately does not die with its parent (no
+PR_SET_PDEATHSIG): when the API server is SIGKILLed it lives on holding its memory, with its
+Worker, which is the real vLLM behaviour the dashboard must detect and clean up. Real vLLM
+0.32 keeps the memory in the Worker; here the EngineCore keeps it (docs/sim.md, "Deliberate
+differences").
 """
 
 from __future__ import annotations
@@ -39,6 +43,23 @@ from ocrtui.sim.model_numbers import GIB, MIB, ModelNumbers, numbers_for, tokeni
 from ocrtui.sim.version import VLLM_VERSION
 
 TITLE = "VLLM::EngineCore"
+VISIBLE_DEVICES_ENV = "CUDA_VISIBLE_DEVICES"
+
+
+def title(dp_rank: int | None) -> str:
+    """vLLM 0.32's title: ``VLLM::EngineCore``, or ``VLLM::EngineCore_DP<i>`` under DP."""
+    return TITLE if dp_rank is None else f"{TITLE}_DP{dp_rank}"
+
+
+def device_of(dp_rank: int | None, visible: str | None) -> int:
+    """The device a rank takes: the rank-th of ``CUDA_VISIBLE_DEVICES``, else the rank-th."""
+    rank = dp_rank or 0
+    listed = [d.strip() for d in (visible or "").split(",") if d.strip()]
+    if rank < len(listed) and listed[rank].isdigit():
+        return int(listed[rank])
+    return rank
+
+
 CONTEXT_BYTES = 512 * MIB  # what a CUDA context costs before any weights
 WORKER_STOP_TIMEOUT_S = 5.0
 
@@ -52,9 +73,16 @@ class _Request:
 
 
 class EngineCore:
-    def __init__(self, args: ServeArgs, writer: asyncio.StreamWriter, tracker_fd: int) -> None:
+    def __init__(
+        self,
+        args: ServeArgs,
+        writer: asyncio.StreamWriter,
+        tracker_fd: int,
+        dp_rank: int | None = None,
+    ) -> None:
         self.args = args
         self.tracker_fd = tracker_fd
+        self.dp_rank = dp_rank
         self.worker: asyncio.subprocess.Process | None = None
         self.worker_pipe: int | None = None
         self.profile: ModelNumbers = numbers_for(args.model)
@@ -81,7 +109,9 @@ class EngineCore:
             f"served_model_name={a.name}, enable_prefix_caching={a.enable_prefix_caching}",
         )
         await self._start_worker()
-        self.gpu = select_backend(a.sim_gpu, os.getpid())
+        self.gpu = select_backend(
+            a.sim_gpu, os.getpid(), device_of(self.dp_rank, os.environ.get(VISIBLE_DEVICES_ENV))
+        )
         vlog.warning("sim.py:2", f"GPU memory: {self.gpu.label}")
         requested = check_free_memory(
             self.gpu.free_bytes(), self.gpu.total_bytes(), a.gpu_memory_utilization
@@ -155,6 +185,7 @@ class EngineCore:
                 str(read_end),
                 "--tracker-fd",
                 str(self.tracker_fd),
+                *(() if self.dp_rank is None else ("--dp-rank", str(self.dp_rank))),
                 pass_fds=(read_end, self.tracker_fd),
                 stdin=asyncio.subprocess.DEVNULL,
             )
@@ -281,12 +312,12 @@ class EngineCore:
             self.gpu.release()
 
 
-async def _serve(fd: int, tracker_fd: int) -> int:
+async def _serve(fd: int, tracker_fd: int, dp_rank: int | None) -> int:
     sock = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     kind, args = await ipc.recv(reader)
     assert kind == "config" and isinstance(args, ServeArgs)
-    core = EngineCore(args, writer, tracker_fd)
+    core = EngineCore(args, writer, tracker_fd, dp_rank)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, core.on_signal, sig)
@@ -349,12 +380,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ocrtui.sim.engine_core")
     p.add_argument("--fd", type=int, required=True)
     p.add_argument("--tracker-fd", type=int, required=True)
+    p.add_argument("--dp-rank", type=int, help="its data-parallel rank (only when DP > 1)")
     ns = p.parse_args(argv)
     from setproctitle import setproctitle
 
-    setproctitle(TITLE)
-    vlog.install_prefix("EngineCore")
-    return asyncio.run(_serve(ns.fd, ns.tracker_fd))
+    name = title(ns.dp_rank)
+    setproctitle(name)
+    vlog.install_prefix(name.removeprefix("VLLM::"))
+    return asyncio.run(_serve(ns.fd, ns.tracker_fd, ns.dp_rank))
 
 
 if __name__ == "__main__":

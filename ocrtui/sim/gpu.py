@@ -3,12 +3,16 @@
 Layout (read by the pod agent too, which imports nothing from this package, so this file
 format is a contract):
 
-    <dir>/device.json        {"index": 0, "uuid": str, "name": str, "total_mib": int}
-    <dir>/holders/<pid>.json {"pid": int, "used_mib": int, "gpu": 0}
+    <dir>/device.json        {"index": 0, "uuid": str, "name": str, "total_mib": int,
+                              "count": int}
+    <dir>/holders/<pid>.json {"pid": int, "used_mib": int, "gpu": int}
 
-A holder counts only while its pid is alive, so memory vanishes with the process that held
-it, exactly as on a real GPU, and an EngineCore that outlives its killed API server keeps
-its memory. Every name carries "(simulated)" so a simulated device never passes for a real one.
+``count`` (1 when absent) devices of the same name and size, indexed 0..count-1 (the uuid's
+last digits are the index); each holder holds memory on the one device its ``gpu`` names, as
+a data-parallel rank does. A holder counts only while its pid is alive, so memory vanishes
+with the process that held it, exactly as on a real GPU, and an EngineCore that outlives its
+killed API server keeps its memory. Every name carries "(simulated)" so a simulated device
+never passes for a real one.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ SIM_GPU_ENV = "OCRTUI_SIM_GPU"
 class Holder:
     pid: int
     used_mib: int
+    gpu: int = 0
 
 
 def _alive(pid: int) -> bool:
@@ -54,6 +59,7 @@ class SimGpu:
         *,
         name: str = "NVIDIA A40 (simulated)",
         total_mib: int = A40_TOTAL_MIB,
+        count: int = 1,
     ) -> SimGpu:
         gpu = cls(path)
         (gpu.path / "holders").mkdir(parents=True, exist_ok=True)
@@ -62,6 +68,7 @@ class SimGpu:
             "uuid": "GPU-00000000-sim0-0000-0000-000000000000",
             "name": name,
             "total_mib": total_mib,
+            "count": count,
         }
         _write_atomic(gpu.path / "device.json", device)
         return gpu
@@ -73,6 +80,10 @@ class SimGpu:
     def total_mib(self) -> int:
         return int(self.device()["total_mib"])  # type: ignore[call-overload]
 
+    @property
+    def count(self) -> int:
+        return int(self.device().get("count", 1))  # type: ignore[call-overload]
+
     def holders(self) -> list[Holder]:
         out = []
         for f in sorted((self.path / "holders").glob("*.json")):
@@ -81,19 +92,20 @@ class SimGpu:
             except (OSError, ValueError):
                 continue  # being replaced right now, or removed
             if _alive(int(data["pid"])):
-                out.append(Holder(int(data["pid"]), int(data["used_mib"])))
+                out.append(Holder(int(data["pid"]), int(data["used_mib"]), int(data.get("gpu", 0))))
         return out
 
-    def used_mib(self) -> int:
-        return sum(h.used_mib for h in self.holders())
+    def used_mib(self, gpu: int | None = None) -> int:
+        """Held on device ``gpu``, or on all of them."""
+        return sum(h.used_mib for h in self.holders() if gpu is None or h.gpu == gpu)
 
-    def free_mib(self) -> int:
-        return self.total_mib - self.used_mib()
+    def free_mib(self, gpu: int = 0) -> int:
+        return self.total_mib - self.used_mib(gpu)
 
-    def hold(self, pid: int, used_mib: int) -> None:
+    def hold(self, pid: int, used_mib: int, gpu: int = 0) -> None:
         self.prune()
         _write_atomic(
-            self.path / "holders" / f"{pid}.json", {"pid": pid, "used_mib": used_mib, "gpu": 0}
+            self.path / "holders" / f"{pid}.json", {"pid": pid, "used_mib": used_mib, "gpu": gpu}
         )
 
     def release(self, pid: int) -> None:

@@ -32,19 +32,20 @@ class GpuBackend(Protocol):
 
 
 class SimGpuBackend:
-    def __init__(self, gpu: SimGpu, pid: int) -> None:
+    def __init__(self, gpu: SimGpu, pid: int, device: int = 0) -> None:
         self.gpu = gpu
         self.pid = pid
-        self.label = f"simulated GPU {gpu.path} ({gpu.device()['name']})"
+        self.device = device
+        self.label = f"simulated GPU {device} of {gpu.path} ({gpu.device()['name']})"
 
     def total_bytes(self) -> int:
         return self.gpu.total_mib * MIB
 
     def free_bytes(self) -> int:
-        return self.gpu.free_mib() * MIB
+        return self.gpu.free_mib(self.device) * MIB
 
     def hold(self, nbytes: int) -> None:
-        self.gpu.hold(self.pid, nbytes // MIB)
+        self.gpu.hold(self.pid, nbytes // MIB, self.device)
 
     def release(self) -> None:
         self.gpu.release(self.pid)
@@ -98,14 +99,19 @@ class VirtualBackend:
         self.held = 0
 
 
-def select_backend(sim_gpu: str | None, pid: int) -> GpuBackend:
-    """``--sim-gpu`` / $OCRTUI_SIM_GPU first, then CUDA through torch, else a virtual device."""
+def select_backend(sim_gpu: str | None, pid: int, device: int = 0) -> GpuBackend:
+    """``--sim-gpu`` / $OCRTUI_SIM_GPU first, then CUDA through torch, else a virtual device.
+
+    ``device`` is the simulated device this process takes (a data-parallel rank's); one the
+    simulated GPU does not have fails as CUDA does."""
     path = sim_gpu or os.environ.get(SIM_GPU_ENV)
     if path:
         gpu = SimGpu(path)
         if not (gpu.path / "device.json").is_file():
             gpu = SimGpu.create(path)
-        return SimGpuBackend(gpu, pid)
+        if not 0 <= device < gpu.count:
+            raise RuntimeError("CUDA error: invalid device ordinal")
+        return SimGpuBackend(gpu, pid, device)
     try:
         import torch  # type: ignore[import-not-found,unused-ignore]
     except ImportError:

@@ -28,7 +28,9 @@ memory.py     min_memory(model, total_mib) -> MemoryNeed (weights, activations, 
               MEASURED: the starts the prediction is calibrated on (data)
 plan.py       the pure half of a start: serve_argv/serve_env, plan_warnings (the
               minimum from memory.py),
-              gpu_for (CUDA_VISIBLE_DEVICES, else GPU 0), cuda_total_mib, planned_mib,
+              devices_for / gpus_for (one GPU per data-parallel rank: CUDA_VISIBLE_DEVICES,
+              else GPU 0..N-1), gpu_for (the first), cuda_total_mib, planned_mib (per
+              rank), planned_total_mib,
               preflight_checks(model, view) -> (planned MiB | None, [Check(level
               "refuse"|"warn", message, hint)]): free VRAM as vLLM measures it, host RAM
               without a GPU, the port's owner; describe_holders

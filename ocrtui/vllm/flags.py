@@ -27,6 +27,19 @@ from ocrtui.config import ModelConfig
 from ocrtui.published import MM_PROCESSOR_CACHE_DEFAULT_GIB, SERVE_RECIPES, ServeRecipe
 
 MIB_PER_GIB = 1024
+# vLLM 0.32's short spellings (engine/arg_utils.py, entrypoints/launchers/cli_args.py).
+_SHORT = {
+    "-dp": "--data-parallel-size",
+    "-asc": "--api-server-count",
+    "-tp": "--tensor-parallel-size",
+}
+
+
+def data_parallel_size(model: ModelConfig) -> int:
+    """How many engines (``VLLM::EngineCore_DP<i>``, one GPU each) the model's server runs:
+    its ``--data-parallel-size``, 1 without one. ``max_num_seqs`` and
+    ``gpu_memory_utilization`` apply to each of them."""
+    return _int(serve_options(model.extra_args).get("--data-parallel-size"), 1)
 
 
 def serve_options(argv: Sequence[str]) -> dict[str, object]:
@@ -37,12 +50,13 @@ def serve_options(argv: Sequence[str]) -> dict[str, object]:
     False}``); a JSON value stays a string; dotted keys (``--speculative-config.method mtp``)
     are gathered into a dict. The last occurrence wins, as in argparse. Without vLLM's
     parser a switch followed by a positional argument reads it as its value; ``serve_argv``
-    puts the model first, so only ``extra_args`` could do that.
+    puts the model first, so only ``extra_args`` could do that. vLLM's short forms of the
+    parallelism options (``-dp``, ``-asc``, ``-tp``) read as their long names.
     """
     out: dict[str, object] = {}
     i = 0
     while i < len(argv):
-        arg = argv[i]
+        arg = _SHORT.get(argv[i], argv[i])
         i += 1
         if not arg.startswith("--") or arg == "--":
             continue
@@ -135,7 +149,7 @@ def extra_reserved_mib(model: ModelConfig) -> list[Reservation]:
     gib = _float(options.get("--mm-processor-cache-gb"), MM_PROCESSOR_CACHE_DEFAULT_GIB.value)
     if gib <= 0:
         return []
-    engines = _int(options.get("--data-parallel-size"), 1)
+    engines = data_parallel_size(model)
     # vLLM starts one API server per engine unless told otherwise.
     api_servers = _int(options.get("--api-server-count"), engines)
     if api_servers == engines or options.get("--mm-processor-cache-type") == "shm":

@@ -2,9 +2,11 @@
 GPU, asking for how much memory, and which plans are known to fail.
 
 No I/O: the lifecycle's preflight calls these with the agent monitor's view, and the
-Controller calls :func:`gpu_for` / :func:`planned_mib` for the planned MiB the dashboard
+Controller calls :func:`gpus_for` / :func:`planned_mib` for the planned MiB the dashboard
 shows, so both agree on a pod whose models are pinned (``CUDA_VISIBLE_DEVICES``) to GPUs of
-different sizes.
+different sizes. A data-parallel model (``--data-parallel-size N`` in its ``extra_args``)
+takes N GPUs, one per rank (:func:`devices_for`), and asks each for its
+``gpu_memory_utilization``: the preflight checks every one of them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ocrtui.monitor.agent_samples import AgentSample, GpuSample
 from ocrtui.monitor.attribution import Row
 from ocrtui.published import architecture_for
 from ocrtui.sim.gpu import SIM_GPU_ENV
-from ocrtui.vllm.flags import extra_reserved_mib
+from ocrtui.vllm.flags import data_parallel_size, extra_reserved_mib
 from ocrtui.vllm.memory import min_memory, min_utilization
 
 UTILIZATION_SUM_WARN = 0.95
@@ -38,6 +40,7 @@ def serve_argv(vllm_command: Sequence[str], model: ModelConfig) -> list[str]:
         str(model.port),
         "--served-model-name",
         model.name,
+        *model.served_aliases,
         "--gpu-memory-utilization",
         str(model.gpu_memory_utilization),
         "--max-num-seqs",
@@ -68,16 +71,23 @@ def plan_warnings(config: Config, total_mib: int | None) -> list[tuple[str, str]
     architecture at its max_model_len (``memory.min_memory``; none for a model ocrtui has
     no architecture for)."""
     out: list[tuple[str, str]] = []
-    total = round(sum(m.gpu_memory_utilization for m in config.models), 6)
-    if len(config.models) > 1 and total > UTILIZATION_SUM_WARN:
-        names = " + ".join(f"{m.name} {m.gpu_memory_utilization:g}" for m in config.models)
-        out.append(
-            (
-                "*",
-                f"planned gpu_memory_utilization sums to {total:.2f} ({names}), above "
-                f"{UTILIZATION_SUM_WARN}: the last server to start will fail its free-memory check",
+    sharing: dict[int, list[ModelConfig]] = {}
+    for m in config.models:
+        for device in devices_for(m):
+            sharing.setdefault(device, []).append(m)
+    for device, models in sorted(sharing.items()):
+        total = round(sum(m.gpu_memory_utilization for m in models), 6)
+        if len(models) > 1 and total > UTILIZATION_SUM_WARN:
+            names = " + ".join(f"{m.name} {m.gpu_memory_utilization:g}" for m in models)
+            on = f" on GPU {device}" if len(sharing) > 1 else ""
+            out.append(
+                (
+                    "*",
+                    f"planned gpu_memory_utilization sums to {total:.2f}{on} ({names}), above "
+                    f"{UTILIZATION_SUM_WARN}: the last server to start will fail its "
+                    "free-memory check",
+                )
             )
-        )
     for m in config.models:
         if total_mib:
             planned_gib = m.gpu_memory_utilization * total_mib / 1024
@@ -116,14 +126,32 @@ def plan_warnings(config: Config, total_mib: int | None) -> list[tuple[str, str]
     return out
 
 
+def devices_for(model: ModelConfig) -> tuple[int, ...]:
+    """The device indices the model's engines take, one per data-parallel rank (vLLM gives
+    rank i the i-th visible device): the first entries of CUDA_VISIBLE_DEVICES in its env,
+    else 0..N-1."""
+    n = data_parallel_size(model)
+    visible = [d.strip() for d in model.env.get("CUDA_VISIBLE_DEVICES", "").split(",")]
+    if visible and all(d.isdigit() for d in visible):
+        return tuple(int(d) for d in visible[:n])
+    return tuple(range(n))
+
+
+def gpus_for(model: ModelConfig, gpus: Sequence[GpuSample]) -> tuple[GpuSample, ...]:
+    """The sampled devices of :func:`devices_for`, a device the sample lacks left out; one
+    rank whose device is not sampled plans on the first GPU."""
+    by_index = {g.index: g for g in gpus}
+    taken = tuple(by_index[d] for d in devices_for(model) if d in by_index)
+    if not taken and gpus and data_parallel_size(model) == 1:
+        return (gpus[0],)
+    return taken
+
+
 def gpu_for(model: ModelConfig, gpus: Sequence[GpuSample]) -> GpuSample | None:
-    """The device the model will use: CUDA_VISIBLE_DEVICES in its env, else the first."""
-    visible = model.env.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
-    if visible.isdigit():
-        for g in gpus:
-            if g.index == int(visible):
-                return g
-    return gpus[0] if gpus else None
+    """The device the model (its first rank) will use: CUDA_VISIBLE_DEVICES in its env, else
+    the first."""
+    taken = gpus_for(model, gpus)
+    return taken[0] if taken else None
 
 
 def cuda_total_mib(gpu: GpuSample) -> int:
@@ -136,6 +164,12 @@ def planned_mib(model: ModelConfig, gpu: GpuSample) -> int:
     """What vLLM asks for on the GPU the model uses: gpu_memory_utilization x its CUDA total.
     The preflight, the model card and the GPU panel all show this figure."""
     return int(model.gpu_memory_utilization * cuda_total_mib(gpu))
+
+
+def planned_total_mib(model: ModelConfig, gpus: Sequence[GpuSample]) -> int | None:
+    """:func:`planned_mib` summed over the GPUs its ranks take (None: no GPU sampled)."""
+    taken = gpus_for(model, gpus)
+    return sum(planned_mib(model, g) for g in taken) if taken else None
 
 
 def describe_holders(rows: Sequence[Row], gpu: int, unlisted_mib: int = 0) -> str:
@@ -175,9 +209,8 @@ def preflight_checks(model: ModelConfig, view: MonitorView) -> tuple[int | None,
         if sample is not None:
             checks += _host_ram(model, sample)
     else:
-        planned, check = _free_memory(model, view)
-        if check is not None:
-            checks.append(check)
+        planned, found = _free_memory(model, view)
+        checks += found
     if sample is not None:
         checks += _host_reservations(model, sample)
         procs = view.model(model.name)
@@ -185,13 +218,18 @@ def preflight_checks(model: ModelConfig, view: MonitorView) -> tuple[int | None,
         # The model's own server on its port is not preflight's business (up keeps it).
         if procs is not None and owner is not None and not procs.owns_port:
             title = next((v.title for v in sample.vllm if v.pid == owner), "")
+            # A data-parallel server's VLLM::APIServer_<i> outlives its kill -9 on the port.
+            leaked = owner in procs.orphan_pids
             checks.append(
                 Check(
                     "refuse",
                     f"port {model.port} is taken by pid {owner}"
                     + (f" ({title})" if title else "")
+                    + (f", an orphan of {model.name}" if leaked else "")
                     + f": {model.name} would exit with 'Address already in use'",
-                    "stop that process or change the model's port",
+                    f"`ocrtui restart {model.name}` kills this model's orphans first"
+                    if leaked
+                    else "stop that process or change the model's port",
                 )
             )
     return planned, checks
@@ -242,16 +280,35 @@ def _host_reservations(model: ModelConfig, sample: AgentSample) -> list[Check]:
 CUDA_CONTEXT_MIB = 525
 
 
-def _free_memory(model: ModelConfig, view: MonitorView) -> tuple[int, Check | None]:
+def _free_memory(model: ModelConfig, view: MonitorView) -> tuple[int, list[Check]]:
+    """(planned MiB on all its GPUs, refusals): each data-parallel rank asks for
+    gpu_memory_utilization x the total of its own GPU, and must find it free there."""
     sample = view.sample
     assert sample is not None
-    gpu = gpu_for(model, sample.gpus)
-    assert gpu is not None
+    ranks = data_parallel_size(model)
+    gpus = gpus_for(model, sample.gpus)
+    planned = sum(planned_mib(model, g) for g in gpus)
+    if len(gpus) < ranks:
+        seen = ", ".join(str(g.index) for g in sample.gpus)
+        wanted = ", ".join(map(str, devices_for(model)))
+        return planned, [
+            Check(
+                "refuse",
+                f"{model.name} runs {ranks} data-parallel ranks, one GPU each, on GPUs "
+                f"{wanted}; the pod has GPUs {seen}",
+                "lower --data-parallel-size, or list as many GPUs in CUDA_VISIBLE_DEVICES",
+            )
+        ]
+    checks = [c for g in gpus if (c := _free_on(model, g, view, ranks))]
+    return planned, checks
+
+
+def _free_on(model: ModelConfig, gpu: GpuSample, view: MonitorView, ranks: int) -> Check | None:
     need = planned_mib(model, gpu)
     # A simulated GPU has no CUDA context to set up.
     context = 0 if gpu.simulated else CUDA_CONTEXT_MIB
     if gpu.free_mib - context >= need:
-        return need, None
+        return None
     rows = view.attribution.rows if view.attribution else ()
     usage = (
         next((u for u in view.attribution.gpus if u.index == gpu.index), None)
@@ -268,9 +325,10 @@ def _free_memory(model: ModelConfig, view: MonitorView) -> tuple[int, Check | No
     total = cuda_total_mib(gpu)
     of_total = f"{total} MiB" + (" CUDA total" if total != gpu.total_mib else "")
     less = f", less ~{context} MiB for its CUDA context" if context else ""
-    return need, Check(
+    rank = f" (one of its {ranks} data-parallel ranks)" if ranks > 1 else ""
+    return Check(
         "refuse",
-        f"not enough free GPU memory for {model.name}: needs {need} MiB "
+        f"not enough free GPU memory for {model.name}{rank}: needs {need} MiB "
         f"({model.gpu_memory_utilization:g} x {of_total}), {gpu.free_mib} MiB free "
         f"on GPU {gpu.index}{less}; held by "
         f"{describe_holders(rows, gpu.index, usage.other_mib if usage else 0)}",

@@ -22,7 +22,7 @@ from ocrtui.config import Config, ModelConfig
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
 from ocrtui.pod.base import ConnState, Pod, PodConnectionLost
 from ocrtui.status import ModelStatus
-from ocrtui.vllm.plan import gpu_for, planned_mib
+from ocrtui.vllm.plan import planned_total_mib
 from ocrtui.vllm.probe import ModelProbe, ProbeResult
 from ocrtui.vllm.state import ProcessFacts
 
@@ -50,12 +50,11 @@ def process_stage(view: MonitorView, facts: ProcessFacts | None) -> str | None:
 
 
 def with_usage(status: ModelStatus, model: ModelConfig, view: MonitorView) -> ModelStatus:
-    """``status`` with the memory figures of ``view``: attributed MiB, planned MiB and the
-    resident memory of the server's tree."""
+    """``status`` with the memory figures of ``view``: attributed MiB, planned MiB (on all
+    its data-parallel ranks' GPUs) and the resident memory of the server's tree."""
     procs = view.model(model.name)
     used = procs.used_mib if procs else 0
-    gpu = gpu_for(model, view.sample.gpus) if view.sample else None
-    planned = planned_mib(model, gpu) if gpu else None
+    planned = planned_total_mib(model, view.sample.gpus) if view.sample else None
     rss = procs.rss_mib if procs is not None and status.pid is not None else None
     if (used, planned, rss) == (status.used_mib, status.planned_mib, status.rss_mib):
         return status

@@ -467,3 +467,44 @@ def test_a_zombie_is_neither_a_server_nor_a_pid_to_wait_for() -> None:
             v["state"] = "Z"
     glm = attribute(parse_sample(data), MODELS).models["glm-ocr"]
     assert glm.server_pid is None and glm.pids == () and not glm.listening
+
+
+# -- data parallel (sim_dp2_*.json: the simulator's DP=2 server, see data/SOURCES.md) ------
+
+DP2_SERVER = 22202
+DP2_LEAKED = (22333, 22335, 22336, 22341, 22351, 22354, 22410, 22413)
+
+
+def test_data_parallel_ranks_are_the_model_s_each_on_its_own_gpu() -> None:
+    att = attribute(load("sim_dp2_serving.json"), MODELS)
+    assert [(r.pid, r.gpu, r.model, r.title) for r in att.rows] == [
+        (22336, 0, "glm-ocr", "VLLM::EngineCore_DP0"),
+        (22341, 1, "glm-ocr", "VLLM::EngineCore_DP1"),
+    ]
+    glm = att.models["glm-ocr"]
+    assert (glm.server_pid, glm.owns_port, glm.orphans) == (DP2_SERVER, True, ())
+    # A stop waits for every rank, its Worker, the API servers and the coordinator.
+    assert glm.pids == (DP2_SERVER, *DP2_LEAKED)
+    assert [g.model_mib["glm-ocr"] for g in att.gpus] == [13820, 13820]
+
+
+def test_a_data_parallel_api_server_on_the_port_stands_for_the_server_that_spawned_it() -> None:
+    data = raw("sim_dp2_serving.json")
+    data["ports"]["8000"]["pid"] = 22410  # VLLM::APIServer_0 holds the same socket
+    glm = attribute(parse_sample(data), MODELS).models["glm-ocr"]
+    assert (glm.server_pid, glm.port_owner, glm.owns_port) == (DP2_SERVER, 22410, True)
+    assert glm.orphans == ()
+
+
+def test_kill_9_of_a_data_parallel_server_leaves_each_rank_an_orphan() -> None:
+    # The VLLM::APIServer_<i> processes outlive it holding the port: a leak, not a server.
+    att = attribute(load("sim_dp2_killed.json"), MODELS)
+    assert [(r.pid, r.gpu, r.model) for r in att.rows] == [
+        (22336, 0, "orphan:glm-ocr"),
+        (22341, 1, "orphan:glm-ocr"),
+    ]
+    glm = att.models["glm-ocr"]
+    assert (glm.server_pid, glm.port_owner, glm.owns_port) == (None, 22410, False)
+    assert glm.orphan_pids == DP2_LEAKED
+    assert {o.model for o in att.orphans} == {"glm-ocr"}
+    assert glm.orphan_mib == 2 * 13820

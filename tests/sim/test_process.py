@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -165,3 +166,39 @@ def test_sigterm_during_startup(sim_servers: SimServers, sim_gpu: SimGpu) -> Non
     assert server.wait_exit(10) == 0
     assert not pid_alive(engine)
     assert sim_gpu.holders() == []
+
+
+def _titled(server_pids: list[int]) -> dict[str, int]:
+    out = {}
+    for pid in server_pids:
+        with contextlib.suppress(OSError):
+            out[_title(pid)] = pid
+    return out
+
+
+def test_data_parallel_ranks_each_hold_their_own_gpu_and_one_dead_rank_ends_the_server(
+    sim_servers: SimServers, tmp_path: Path
+) -> None:
+    gpu = SimGpu.create(tmp_path / "gpu2", count=2)
+    server = sim_servers.start(
+        GLM, "--gpu-memory-utilization", "0.40", "--sim-gpu", str(gpu.path), "-dp", "2"
+    )
+    wanted = {
+        "VLLM::EngineCore_DP0", "VLLM::EngineCore_DP1", "VLLM::Worker_DP0", "VLLM::Worker_DP1",
+        "VLLM::APIServer_0", "VLLM::APIServer_1", "VLLM::DPCoordinator",
+    }  # fmt: skip
+    deadline = time.monotonic() + 15  # children retitle themselves once their imports ran
+    while not wanted <= set(titles := _titled(server.group_pids())):
+        assert time.monotonic() < deadline, sorted(titles)
+        time.sleep(0.05)
+    ranks = [titles["VLLM::EngineCore_DP0"], titles["VLLM::EngineCore_DP1"]]
+    assert sorted((h.gpu, h.pid, h.used_mib) for h in gpu.holders()) == [
+        (0, ranks[0], A40_040_MIB),
+        (1, ranks[1], A40_040_MIB),
+    ]
+
+    os.kill(ranks[1], signal.SIGKILL)
+    # vLLM: one dead rank takes the whole server down, the other rank with it.
+    assert server.wait_exit(20) == 1
+    assert not pid_alive(ranks[0])
+    assert gpu.holders() == []

@@ -251,6 +251,18 @@ def test_serve_flags_hide_secret_values() -> None:
     assert flags.endswith("--api-key *** --hf-token=***")
 
 
+def test_serve_flags_count_max_num_seqs_per_data_parallel_rank() -> None:
+    m = ModelConfig(
+        name="m",
+        model="org/m",
+        port=8000,
+        gpu_memory_utilization=0.5,
+        max_num_seqs=16,
+        extra_args=("-dp", "2"),
+    )
+    assert serve_flags(m).startswith("gmu 0.50 seqs 16x2 ")
+
+
 def test_throughput_points_from_phase_stats() -> None:
     speed = {
         ("a", "warm"): PhaseStats(3, 3, 0, latency_p50_s=1.0),

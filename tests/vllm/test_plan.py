@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,8 @@ from ocrtui.monitor.agent_samples import parse_sample
 from ocrtui.monitor.attribution import ModelRef, attribute
 from ocrtui.vllm.plan import (
     Check,
+    devices_for,
+    gpus_for,
     plan_warnings,
     preflight_checks,
     serve_argv,
@@ -233,3 +237,94 @@ def test_a_processor_cache_larger_than_the_free_host_ram_is_a_warning() -> None:
     assert not [c for c in checks if "processor cache" in c.message]
     _, checks = preflight_checks(default, _no_gpu_view(17210, free_port))
     assert not [c for c in checks if "processor cache" in c.message]
+
+
+# -- data parallel -------------------------------------------------------------------------
+
+DP2_SERVING = Path(__file__).parent.parent / "monitor" / "data" / "sim_dp2_serving.json"
+
+
+def _dp2_view(used: tuple[int, int]) -> MonitorView:
+    """The recorded two-GPU simulated pod, each GPU with ``used`` MiB held by no listed row."""
+    data = json.loads(DP2_SERVING.read_text())
+    data.update(procs=[], vllm=[], nvidia_holders=[], ports={})
+    for gpu, mib in zip(data["gpus"], used, strict=True):
+        gpu.update(used_mib=mib, free_mib=gpu["total_mib"] - mib)
+    sample = parse_sample(data)
+    return MonitorView(sample, attribute(sample, []), None, 0.1, False, True, 0, True)
+
+
+def _dp(size: str, **glm: Any) -> ModelConfig:
+    return seed_config(extra_args=["--data-parallel-size", size], **glm).model("glm-ocr")
+
+
+def test_a_data_parallel_model_takes_one_gpu_per_rank_honouring_cuda_visible_devices() -> None:
+    gpus = _dp2_view((0, 0)).sample.gpus  # type: ignore[union-attr]
+    assert [g.index for g in gpus_for(_dp("2"), gpus)] == [0, 1]
+    pinned = _dp("2", env={"CUDA_VISIBLE_DEVICES": "1,0"})
+    assert devices_for(pinned) == (1, 0)
+    assert devices_for(seed_config(extra_args=["-dp", "2"]).model("glm-ocr")) == (0, 1)
+    assert devices_for(seed_config().model("glm-ocr")) == (0,)
+
+
+def test_preflight_checks_the_utilization_on_every_gpu_a_rank_takes() -> None:
+    per_rank = int(0.4 * A40_MIB)
+    assert preflight_checks(_dp("2"), _dp2_view((0, 0))) == (2 * per_rank, [])
+    # GPU 0 has room; GPU 1 does not: the rank that would fail there is named.
+    planned, checks = preflight_checks(_dp("2"), _dp2_view((0, 40000)))
+    (refusal,) = _refusals(checks)
+    assert planned == 2 * per_rank
+    assert refusal.message.startswith(
+        "not enough free GPU memory for glm-ocr (one of its 2 data-parallel ranks): "
+        f"needs {per_rank} MiB"
+    )
+    assert "6068 MiB free on GPU 1" in refusal.message
+
+
+def test_preflight_refuses_more_ranks_than_the_pod_has_gpus() -> None:
+    _, checks = preflight_checks(_dp("4"), _dp2_view((0, 0)))
+    (refusal,) = _refusals(checks)
+    assert refusal.message == (
+        "glm-ocr runs 4 data-parallel ranks, one GPU each, on GPUs 0, 1, 2, 3; "
+        "the pod has GPUs 0, 1"
+    )
+
+
+def test_utilization_adds_up_per_gpu_not_across_gpus() -> None:
+    # GLM-OCR 0.6 pinned to GPU 1, LightOnOCR-2 0.55 on GPU 0: no GPU is oversubscribed.
+    apart = seed_config(gpu_memory_utilization=0.6, env={"CUDA_VISIBLE_DEVICES": "1"})
+    assert not [w for who, w in plan_warnings(apart, A40_MIB) if who == "*"]
+    # Two ranks, the second on GPU 1 beside it: GPU 1 sums 0.6 + 0.55.
+    both = seed_config(
+        gpu_memory_utilization=0.6,
+        env={"CUDA_VISIBLE_DEVICES": "1,0"},
+        extra_args=["--data-parallel-size", "2"],
+    )
+    (warning,) = [w for who, w in plan_warnings(both, A40_MIB) if who == "*"]
+    assert warning.startswith("planned gpu_memory_utilization sums to 1.15 on GPU 0")
+
+
+def test_a_replica_is_served_under_its_model_s_name_too() -> None:
+    replica = seed_config(served_aliases=["glm"]).model("glm-ocr")
+    argv = serve_argv(("vllm",), replica)
+    at = argv.index("--served-model-name")
+    assert argv[at : at + 4] == [
+        "--served-model-name",
+        "glm-ocr",
+        "glm",
+        "--gpu-memory-utilization",
+    ]
+
+
+def test_a_port_held_by_a_leaked_api_server_process_points_at_restart() -> None:
+    killed = Path(__file__).parent.parent / "monitor" / "data" / "sim_dp2_killed.json"
+    sample = parse_sample(json.loads(killed.read_text()))
+    att = attribute(sample, [ModelRef("glm-ocr", 8000, "vllm_glm-ocr.log")])
+    view = MonitorView(sample, att, None, 0.1, False, True, 0, True)
+    _, checks = preflight_checks(_dp("2"), view)
+    port = next(c for c in _refusals(checks) if c.message.startswith("port 8000"))
+    assert port.message == (
+        "port 8000 is taken by pid 22410 (VLLM::APIServer_0), an orphan of glm-ocr: "
+        "glm-ocr would exit with 'Address already in use'"
+    )
+    assert port.hint == "`ocrtui restart glm-ocr` kills this model's orphans first"

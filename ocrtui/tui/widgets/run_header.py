@@ -26,6 +26,7 @@ from ocrtui.config import ApiArmConfig, ModelConfig
 from ocrtui.status import Snapshot
 from ocrtui.tui.widgets.format import visible
 from ocrtui.tui.widgets.gpu_panel import model_styles
+from ocrtui.vllm.flags import data_parallel_size
 
 if TYPE_CHECKING:
     from ocrtui.compare.launch import RunSetup
@@ -78,7 +79,10 @@ def references(setup: RunSetup) -> str:
 
 
 def serve_flags(m: ModelConfig) -> str:
-    bits = [f"gmu {m.gpu_memory_utilization:.2f}", f"seqs {m.max_num_seqs}"]
+    ranks = data_parallel_size(m)
+    # max_num_seqs is per data-parallel rank: "seqs 16x2" runs 32 requests at once.
+    seqs = f"seqs {m.max_num_seqs}" + (f"x{ranks}" if ranks > 1 else "")
+    bits = [f"gmu {m.gpu_memory_utilization:.2f}", seqs]
     if m.max_model_len is not None:
         bits.append(f"len {m.max_model_len}")
     args = list(m.extra_args)

@@ -34,11 +34,11 @@ from ocrtui.compare.events import (
     phase_key,
 )
 from ocrtui.compare.gate import RunGate
-from ocrtui.compare.launch import CompareRequest, ModelUrl, RunSetup, ServedOf
+from ocrtui.compare.launch import CompareRequest, ModelUrl, Restart, RunSetup, ServedOf
 from ocrtui.compare.results import DocumentStats
 from ocrtui.compare.runner import CompareRun
 from ocrtui.compare.variants import parse_variants
-from ocrtui.config import Config
+from ocrtui.config import Config, ModelConfig
 
 
 def request_from_args(args: argparse.Namespace) -> CompareRequest:
@@ -58,6 +58,7 @@ def request_from_args(args: argparse.Namespace) -> CompareRequest:
         auto_restart=args.auto_restart,
         sweep=bool(getattr(args, "sweep", False)),
         variants=parse_variants(v) if (v := getattr(args, "variants", None)) else (),
+        serve_sweep=getattr(args, "serve_sweep", None),
     )
 
 
@@ -68,7 +69,10 @@ def compare_command(config: Config, args: argparse.Namespace, demo: bool) -> int
         print(
             f"ocrtui: {setup.label}: tests ocrtui cannot run left out ({reasons})", file=sys.stderr
         )
-    if not args.headless:
+    if setup.serve_sweep is not None and not args.headless:
+        # The dashboard's comparison screen shows arms side by side; a sweep runs them in turn.
+        print("ocrtui: --serve-sweep runs headless", file=sys.stderr)
+    elif not args.headless:
         if sys.stdout.isatty():
             # Imported here: only the dashboard imports Textual, and only when it opens.
             from ocrtui.tui.app import run_comparison_dashboard
@@ -88,7 +92,11 @@ async def _with_controller(config: Config, setup: RunSetup, demo: bool) -> int:
         if demo:
             await ctl.up(lambda name, step: console.print(f"{name}: {step}"))
         gate = launch.gate_for(setup, ctl, config.ui.refresh_s)  # the run closes it
-        return await run_headless(setup, ctl.model_url, console, gate, ctl.served)
+
+        async def restart(name: str, serve: ModelConfig | None) -> None:
+            await ctl.restart(name, lambda n, step: console.print(f"{n}: {step}"), serve=serve)
+
+        return await run_headless(setup, ctl.model_url, console, gate, ctl.served, restart)
     finally:
         await ctl.close()
 
@@ -102,10 +110,16 @@ async def run_headless(
     console: Console | None = None,
     gate: RunGate | None = None,
     served: ServedOf | None = None,
+    restart: Restart | None = None,
 ) -> int:
     out = console or Console()
     run = await launch.start_comparison(
-        setup, model_url, gate, served=served, note=lambda line: out.print(f"[yellow]{line}[/]")
+        setup,
+        model_url,
+        gate,
+        served=served,
+        note=lambda line: out.print(f"[yellow]{line}[/]"),
+        restart=restart,
     )
     try:
         await _show(run, out)

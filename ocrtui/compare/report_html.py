@@ -451,11 +451,29 @@ def _plots(run: RunFiles) -> list[PlotView]:
          "point, the throughput phase)"), report_plots.throughput_plot(points),
          "no throughput phase in this run"),
         ("CER by category (strict)", report_plots.cer_plot(by_cat), "no page with a reference"),
+        *_serve_sweep_plot(run.summary),
     ]  # fmt: skip
     return [
         PlotView(title, None if svg is None else "data:image/svg+xml;base64," + _b64(svg), empty)
         for title, svg, empty in plots
     ]
+
+
+def _serve_sweep_plot(summary: Summary) -> list[tuple[str, bytes | None, str]]:
+    """A serve sweep's latency against throughput per flag set, the front marked."""
+    if summary.serve_sweep is None:
+        return []
+    fps = report.flag_set_points(summary)
+    points: dict[str, list[tuple[float, float, int]]] = {}
+    for fp in fps:
+        p = fp.point
+        points.setdefault(fp.arm, []).append((p.images_per_s or 0.0, p.p50_s or 0.0, p.concurrency))
+    front = [(fp.point.images_per_s or 0.0, fp.point.p50_s or 0.0) for fp in fps if fp.pareto]
+    return [
+        (f"Serve sweep of {summary.serve_sweep.model}: median latency against throughput per "
+         "flag set, the Pareto front ringed", report_plots.pareto_plot(points, front),
+         "no flag set finished a throughput phase"),
+    ]  # fmt: skip
 
 
 def _env() -> Environment:
@@ -493,6 +511,8 @@ def write_html_report(run_dir: Path, out: Path | None = None) -> Path:
         "streaming_header": report.STREAMING_HEADER,
         "server_rows": report.server_rows(run.summary),
         "server_header": report.SERVER_HEADER,
+        "flag_sets": report.flag_set_rows(run.summary),
+        "flag_set_header": report.FLAG_SET_HEADER,
         "category_headings": [h for h, _attr, _fmt in CATEGORY_COLUMNS],
         "structure_note": report.STRUCTURE_NOTE,
         "tests": report.test_rows(run.summary),

@@ -1,0 +1,173 @@
+"""A serve sweep end to end against the simulator: the model restarted through the lifecycle
+once per flag set, one run with an arm per flag set, the flags' effect on speed in the
+right order, the Pareto front in both reports, and the model back on its configured flags
+at the end, also after a flag set that cannot start and a cancellation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from ocrtui.compare import launch
+from ocrtui.compare.events import ModelStopped, PhaseStarted, RunDone
+from ocrtui.compare.launch import CompareRequest, resolve, start_comparison
+from ocrtui.compare.runner import CompareRun
+from ocrtui.config import CompareConfig, Config, ModelConfig
+from ocrtui.control import Controller
+from ocrtui.vllm.flags import json_option, serve_options
+from tests.plugins.sim_pod import SIM_FLAGS, SimPod
+
+pytestmark = pytest.mark.timeout(240)
+
+# Decode dominates a page (40 tokens x 20 ms), so MTP's accepted drafts show in latency.
+SPEED = ("--sim-prefill-s", "0.05", "--sim-per-token-s", "0.02", "--sim-tokens-per-page", "40")
+COMPARE = CompareConfig(warm_runs=2, throughput_requests=4, concurrency=4, retries=0)
+
+
+@pytest.fixture
+def transport() -> str:
+    return "local"  # the lifecycle over SSH is tests/control's; this is the sweep
+
+
+def page(tmp_path: Path) -> str:
+    p = tmp_path / "page.png"
+    Image.new("RGB", (600, 400), "white").save(p)
+    return str(p)
+
+
+def sweep_file(tmp_path: Path, flags: str) -> str:
+    p = tmp_path / "sweep.toml"
+    p.write_text(f'model = "glm"\nconcurrencies = [4]\n{flags}', encoding="utf-8")
+    return str(p)
+
+
+async def controller(sim_pod: SimPod) -> tuple[Controller, Config]:
+    model = sim_pod.model(
+        "glm", profile="glm-ocr", max_num_seqs=16, extra_args=[*SIM_FLAGS, *SPEED]
+    )
+    cfg = sim_pod.config(model).model_copy(update={"compare": COMPARE})
+    ctl = Controller(cfg)
+    await ctl.start()
+    await ctl.up()
+    return ctl, cfg
+
+
+async def start(ctl: Controller, cfg: Config, request: CompareRequest) -> CompareRun:
+    setup = resolve(cfg, request)
+
+    async def restart(name: str, serve: ModelConfig | None) -> None:
+        await ctl.restart(name, serve=serve)
+
+    gate = launch.gate_for(setup, ctl, cfg.ui.refresh_s)
+    return await start_comparison(setup, ctl.model_url, gate, served=ctl.served, restart=restart)
+
+
+async def serving_options(ctl: Controller) -> dict[str, object]:
+    served = await ctl.served("glm")
+    assert served is not None and served.server_argv is not None
+    return serve_options(served.server_argv)
+
+
+async def test_a_sweep_runs_one_arm_per_flag_set_and_restores_the_model(
+    sim_pod: SimPod, tmp_path: Path
+) -> None:
+    ctl, cfg = await controller(sim_pod)
+    try:
+        path = sweep_file(
+            tmp_path,
+            "[[flags]]\nmax_num_seqs = 1\n"
+            "[[flags]]\nmax_num_seqs = 4\n"
+            "[[flags]]\nmax_num_seqs = 4\nspeculative_tokens = 3\n",
+        )
+        out = tmp_path / "run"
+        run = await start(
+            ctl, cfg, CompareRequest(documents=(page(tmp_path),), out=str(out), serve_sweep=path)
+        )
+        done = await run.wait()
+        assert done.exit_code == 0, done.error
+
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        arms = ["glm[max_num_seqs=1]", "glm[max_num_seqs=4]", "glm[mtp=3 max_num_seqs=4]"]
+        assert list(summary["models"]) == arms
+        assert [a["name"] for a in summary["serve_sweep"]["arms"]] == arms
+        m = {name: summary["models"][name] for name in arms}
+        # Each arm ran on a server started with its flags (read back from its argv).
+        argv = {name: serve_options(m[name]["arm"]["serve_argv"]) for name in arms}
+        assert [argv[n]["--max-num-seqs"] for n in arms] == ["1", "4", "4"]
+        assert "--speculative-config" not in argv[arms[0]]
+        assert json_option(argv[arms[2]], "--speculative-config") == {
+            "method": "mtp",
+            "num_speculative_tokens": 3,
+        }
+        assert "MTP 3" in m[arms[2]]["arm"]["label"]
+        for name in arms:
+            assert m[name]["pages_ok"] == 1 and m[name]["pages_failed"] == 0
+        # The flags change speed the way they do in vLLM: 4 sequences at once serve 4
+        # concurrent requests ~4x faster than 1; MTP's accepted drafts cut decode time.
+        rate = {n: m[n]["throughput_imgs_per_s"] for n in arms}
+        assert rate[arms[1]] > 2 * rate[arms[0]]
+        p50 = {n: m[n]["speed"]["throughput@4"]["latency_p50_s"] for n in arms}
+        assert p50[arms[2]] < 0.8 * p50[arms[1]]
+        accepted = m[arms[2]]["server"]["throughput@4"]["spec_decode"]["acceptance"]
+        assert accepted == pytest.approx((0.7 + 0.49 + 0.343) / 3, abs=0.01)
+
+        md = (out / "report.md").read_text(encoding="utf-8")
+        section = md.split("## Serve sweep", 1)[1].split("\n## ", 1)[0]
+        rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| glm[")]
+        assert [r[0].removeprefix("| ") for r in rows] == arms
+        # max_num_seqs=1 is beaten on both axes; MTP 3 is the fastest at every point.
+        assert [r[6].strip() for r in rows] == ["", "", "yes"]
+        html = (out / "report.html").read_text(encoding="utf-8")
+        assert 'id="serve-sweep"' in html and "Pareto front ringed" in html
+
+        # Back on the configured flags.
+        now = await serving_options(ctl)
+        assert now["--max-num-seqs"] == "16" and "--speculative-config" not in now
+    finally:
+        await ctl.close()
+
+
+async def test_a_flag_set_that_cannot_start_and_a_cancel_still_restore_the_model(
+    sim_pod: SimPod, tmp_path: Path
+) -> None:
+    ctl, cfg = await controller(sim_pod)
+    try:
+        path = sweep_file(
+            tmp_path,
+            '[[flags]]\nname = "huge"\nmax_model_len = 100000000\n'
+            "[[flags]]\nspeculative_tokens = 1\n",
+        )
+        out = tmp_path / "run"
+        run = await start(
+            ctl, cfg, CompareRequest(documents=(page(tmp_path),), out=str(out), serve_sweep=path)
+        )
+        stopped: list[ModelStopped] = []
+        async for ev in run.subscribe():
+            if isinstance(ev, ModelStopped):
+                stopped.append(ev)
+            if isinstance(ev, PhaseStarted) and ev.model == "glm[mtp=1]":
+                served = await serving_options(ctl)  # the second flag set is being measured
+                assert json_option(served, "--speculative-config") == {
+                    "method": "mtp",
+                    "num_speculative_tokens": 1,
+                }
+                run.cancel()
+            if isinstance(ev, RunDone):
+                break
+        done = await run.wait()
+        assert done.cancelled
+        assert [e.model for e in stopped] == ["glm[huge]"]
+        assert stopped[0].reason.startswith("could not serve its flags: glm failed to start")
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        assert summary["models"]["glm[huge]"]["error"] == stopped[0].reason
+
+        snap = ctl.snapshot.model("glm")
+        assert snap is not None and snap.state == "ready"
+        now = await serving_options(ctl)
+        assert now["--max-num-seqs"] == "16" and "--speculative-config" not in now
+        assert now["--max-model-len"] == "8192"
+    finally:
+        await ctl.close()

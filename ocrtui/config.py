@@ -213,6 +213,9 @@ class ModelConfig(_Section):
     prompt: str | None = None
     # None: the profile's published value (ocrtui/published.py), see effective_max_tokens.
     max_tokens: int | None = Field(default=None, ge=1)
+    # Pages rendered to this longest side (px) instead of the profile's published rendering
+    # (compare/profiles.py render_target), e.g. to measure what a smaller page costs.
+    render_longest_side: int | None = Field(default=None, ge=64, le=20000)
     # Comparison requests stream (SSE) so TTFT/TPOT/ITL are measured and the panes show
     # text as it arrives; False sends one non-streamed request per page (compare/client.py).
     stream: bool = True
@@ -590,6 +593,7 @@ class FlagSetConfig(_Section):
     max_num_seqs: int | None = Field(default=None, ge=1)
     max_model_len: int | None = Field(default=None, ge=1)
     gpu_memory_utilization: float | None = None
+    render_longest_side: int | None = Field(default=None, ge=64, le=20000)  # no restart needed
     extra_args: tuple[str, ...] = ()  # appended to the model's extra_args
 
     @field_validator("name")

@@ -108,6 +108,8 @@ def _arm(model: ModelConfig, flags: FlagSetConfig, where: str) -> SweepArm:
 def _shown(key: str, value: object) -> str:
     if key == "speculative_tokens":
         return "no-mtp" if value == 0 else f"mtp={value}"
+    if key == "render_longest_side":
+        return f"side={value}"
     if isinstance(value, tuple):
         return " ".join(value)
     return f"{key}={value}"
@@ -117,7 +119,7 @@ def serve_config(model: ModelConfig, flags: FlagSetConfig) -> ModelConfig:
     """``model`` with the flag set's settings (validated as a [[models]] entry is)."""
     update: dict[str, object] = {
         k: getattr(flags, k)
-        for k in ("max_num_seqs", "max_model_len", "gpu_memory_utilization")
+        for k in ("max_num_seqs", "max_model_len", "gpu_memory_utilization", "render_longest_side")
         if getattr(flags, k) is not None
     }
     extra = list(model.extra_args)

@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 
 from ocrtui.cli import main
+from ocrtui.compare.arms import arm_record
+from ocrtui.compare.profiles import render_target
+from ocrtui.compare.render import RenderTarget
 from ocrtui.compare.report import flag_set_points, flag_set_rows, pareto_front
 from ocrtui.compare.results import ModelSummary, RunInfo, ServeSweepRecord, Summary, SweepPoint
 from ocrtui.compare.serve_sweep import load_serve_sweep, without_option
-from ocrtui.config import Config, parse_config
+from ocrtui.config import CompareConfig, Config, parse_config
 from ocrtui.errors import ConfigError
 
 MTP3 = '{"method": "mtp", "num_speculative_tokens": 3}'
@@ -222,3 +225,17 @@ def test_flag_set_rows_mark_the_front_and_carry_each_arm_s_accuracy() -> None:
     again = Summary.from_json(json.loads(json.dumps(summary.to_json())))
     assert again.serve_sweep == summary.serve_sweep
     assert flag_set_rows(again) == rows
+
+
+def test_a_flag_set_can_render_the_pages_smaller(tmp_path: Path) -> None:
+    path = sweep_file(
+        tmp_path,
+        'model = "glm-ocr"\n[[flags]]\n[[flags]]\nrender_longest_side = 1024\n',
+    )
+    configured, smaller = load_serve_sweep(path, config()).arms
+    assert (configured.name, smaller.name) == ("glm-ocr[as configured]", "glm-ocr[side=1024]")
+    assert render_target(configured.config) == RenderTarget(dpi=200, max_side=3500)
+    assert render_target(smaller.config) == RenderTarget(longest_side=1024)
+    arm = arm_record(smaller.config, CompareConfig(), None)
+    assert "longest side 1024 px" in arm.label
+    assert arm.profile.render == {"longest_side": 1024}

@@ -9,7 +9,11 @@ phases staying on clean pages). An API arm
 (``[[api_arms]]``, a :class:`DocApiTarget`) runs the documents phase only: one document at a
 time, its pages sent as the arm's ``split`` says (``docapi.py``), each text scored like a
 model's (no tokens, no finish reason). Speed phases run one model at a time unless
-``schedule == "parallel"``; the documents phase runs all arms side by side. Pages are
+``schedule == "parallel"``; the documents phase runs all arms side by side. A serve sweep
+(``RunPlan.server``: the arms are one model's flag sets) runs the arms one after another
+instead, each served first (``ArmServer.serve``: a restart; an arm that cannot be served is
+stopped with the reason) and every phase of one before the next; the model is served as
+configured again (``ArmServer.restore``) however the run ends. Pages are
 rendered in a process pool ahead of the requests, at most ``max_rendered_pages`` (split
 between the arms) in memory at once, and fitted to their server before they are sent
 (page_fit.py: resized, or refused without a request).

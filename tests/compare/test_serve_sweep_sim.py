@@ -6,6 +6,12 @@ at the end, also after a flag set that cannot start and a cancellation."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,9 +24,12 @@ from ocrtui.compare.runner import CompareRun
 from ocrtui.config import CompareConfig, Config, ModelConfig
 from ocrtui.control import Controller
 from ocrtui.vllm.flags import json_option, serve_options
+from tests.plugins.sim import free_port
 from tests.plugins.sim_pod import SIM_FLAGS, SimPod
 
 pytestmark = pytest.mark.timeout(240)
+
+REPO = Path(__file__).resolve().parents[2]
 
 # Decode dominates a page (40 tokens x 20 ms), so MTP's accepted drafts show in latency.
 SPEED = ("--sim-prefill-s", "0.05", "--sim-per-token-s", "0.02", "--sim-tokens-per-page", "40")
@@ -171,3 +180,79 @@ async def test_a_flag_set_that_cannot_start_and_a_cancel_still_restore_the_model
         assert now["--max-model-len"] == "8192"
     finally:
         await ctl.close()
+
+
+def test_ctrl_c_during_a_sweep_of_the_command_serves_the_configured_flags_again(
+    sim_pod: SimPod, tmp_path: Path
+) -> None:
+    fields = sim_pod.pod_fields()
+    cfg = tmp_path / "ocrtui.toml"
+    cfg.write_text(
+        f"""
+[pod]
+kind = "local"
+workdir = "{fields["workdir"]}"
+vllm_command = ["{fields["vllm_command"][0]}"]
+sim_gpu = "{fields["sim_gpu"]}"
+agent_interval_s = 0.25
+[ui]
+refresh_s = 0.25
+[[models]]
+name = "glm"
+model = "zai-org/GLM-OCR"
+port = {free_port()}
+gpu_memory_utilization = 0.4
+max_model_len = 8192
+profile = "glm-ocr"
+ready_timeout_s = 60.0
+extra_args = {json.dumps([*SIM_FLAGS, *SPEED])}
+[compare]
+warm_runs = 3
+throughput_requests = 4
+concurrency = 2
+""",
+        encoding="utf-8",
+    )
+    # The second flag set decodes slowly (its pages take seconds): Ctrl-C lands inside it.
+    path = sweep_file(
+        tmp_path,
+        "[[flags]]\nmax_num_seqs = 2\n"
+        '[[flags]]\nname = "slow-mtp1"\nspeculative_tokens = 1\n'
+        'extra_args = ["--sim-per-token-s", "0.2"]\n',
+    )
+    log = tmp_path / "log.txt"
+    argv = ["--config", str(cfg), "compare", "--serve-sweep", path, page(tmp_path)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ocrtui", *argv, "--out", str(tmp_path / "run")],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            # A suite started as a background job inherits SIGINT ignored: give it back.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+    try:
+        # The model was down: the sweep starts it for each flag set. Ctrl-C once the second
+        # flag set's server answered its first page.
+        deadline = time.monotonic() + 120
+        while "glm[slow-mtp1]: cold:" not in log.read_text(errors="replace"):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=120) == 130, log.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    text = log.read_text(errors="replace")
+    assert "--serve-sweep runs headless" in text
+    # The last server started is the configured one, and it is still serving.
+    pid = int(re.findall(r"glm: started pid (\d+)", text)[-1])
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert b"--speculative-config" not in cmdline
+    assert cmdline[cmdline.index(b"--max-num-seqs") + 1] == b"16"
+    words = " ".join(text.split())  # Rich wraps long lines at 80 columns off a terminal
+    assert "glm: restarting with its configured flags" in words
+    assert "interrupted; continue with: ocrtui compare --resume" in words

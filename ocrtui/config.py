@@ -616,8 +616,8 @@ class ServeSweepConfig(_Section):
     through the same pages at the same concurrencies (``compare/serve_sweep.py``)."""
 
     model: str = Field(min_length=1)  # a [[models]] name
-    # Throughput levels every flag set is measured at; empty: [compare] concurrency (with
-    # --sweep, [compare] sweep's levels too).
+    # Throughput levels every flag set is measured at, [compare] concurrency among them;
+    # empty: [compare] concurrency alone (with --sweep, [compare] sweep's levels too).
     concurrencies: tuple[Annotated[int, Field(ge=1, le=256)], ...] = ()
     flags: tuple[FlagSetConfig, ...] = Field(min_length=1)
 

@@ -225,7 +225,8 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
     variants = request.variants or (parse_variants(",".join(was.variants)) if was.variants else ())
     levels = tuple(sorted({settings.concurrency, *settings.sweep})) if sweep else ()
     if serve_sweep is not None and serve_sweep.concurrencies:
-        levels = tuple(sorted(set(serve_sweep.concurrencies)))
+        # With the run's own level, as --sweep: the comparison table's throughput row.
+        levels = tuple(sorted({settings.concurrency, *serve_sweep.concurrencies}))
     info = RunRecord(
         docs=tuple(docs),
         cwd=str(cwd),  # relative DOC paths are read from here on --resume

@@ -8,9 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from ocrtui.cli import main
 from ocrtui.compare.arms import arm_record
+from ocrtui.compare.launch import CompareRequest, resolve
 from ocrtui.compare.profiles import render_target
 from ocrtui.compare.render import RenderTarget
 from ocrtui.compare.report import flag_set_points, flag_set_rows, pareto_front
@@ -239,3 +241,15 @@ def test_a_flag_set_can_render_the_pages_smaller(tmp_path: Path) -> None:
     arm = arm_record(smaller.config, CompareConfig(), None)
     assert "longest side 1024 px" in arm.label
     assert arm.profile.render == {"longest_side": 1024}
+
+
+def test_a_sweep_run_measures_its_levels_and_the_run_s_concurrency(tmp_path: Path) -> None:
+    image = tmp_path / "page.png"
+    Image.new("RGB", (100, 80), "white").save(image)
+    path = sweep_file(
+        tmp_path, 'model = "glm-ocr"\nconcurrencies = [8, 1]\n[[flags]]\nmax_num_seqs = 8\n'
+    )
+    setup = resolve(config(), CompareRequest(documents=(str(image),), serve_sweep=path))
+    assert setup.concurrencies == (1, 5, 8)  # as with --sweep: the table's c5 row is measured
+    assert [m.name for m in setup.models] == ["glm-ocr"]  # the one model restarted
+    assert setup.info.models == ("glm-ocr[max_num_seqs=8]",)  # run.json names the arms

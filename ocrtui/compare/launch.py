@@ -94,7 +94,8 @@ class CompareRequest:
     # Degraded copies every page is also sent as (variants.py); () clean only (resume: as
     # recorded).
     variants: tuple[Variant, ...] = ()
-    serve_sweep: str | None = None  # a serve sweep file: one arm per flag set of one model
+    # A serve sweep file: one arm per flag set of one model (resume: as recorded).
+    serve_sweep: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,8 @@ def validate_request(config: Config, request: CompareRequest) -> CompareConfig:
         arm(config, name)  # ConfigError naming the known ones
     if request.serve_sweep:
         # Each of these would pick other arms or serve other flags than the sweep's.
-        for given, flag in ((request.resume, "--resume"), (request.models, "--models"),
+        for given, flag in ((request.resume, "--resume (it reads the sweep from run.json)"),
+                            (request.models, "--models"),
                             (request.auto_restart, "--auto-restart")):  # fmt: skip
             if given:
                 raise InputError(f"--serve-sweep runs its own arms: give it without {flag}")
@@ -211,11 +213,14 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
     if not specs:
         raise InputError("nothing to compare: no documents")
 
-    serve_sweep = load_serve_sweep(request.serve_sweep, config) if request.serve_sweep else None
+    sweep_file = request.serve_sweep or was.serve_sweep
+    serve_sweep = load_serve_sweep(sweep_file, config) if sweep_file else None
     names = request.models or tuple(n.strip() for n in was.models if n.strip())
-    models: list[Arm] = [arm(config, n) for n in names] or list(config.ordered_models())
-    if serve_sweep is not None:
-        models = [serve_sweep.model]
+    models: list[Arm] = (
+        [serve_sweep.model]
+        if serve_sweep is not None
+        else [arm(config, n) for n in names] or list(config.ordered_models())
+    )
     settings = _settings(
         config,
         request.concurrency if request.concurrency is not None else was.concurrency,
@@ -242,6 +247,7 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
         suite_skipped=dict(skipped),
         variants=variants,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        serve_sweep=str(Path(sweep_file).expanduser().resolve()) if sweep_file else None,
     )
     return RunSetup(
         request,

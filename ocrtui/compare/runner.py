@@ -377,7 +377,9 @@ class CompareRun:
         client: httpx.AsyncClient,
     ) -> None:
         """One arm of a serve sweep: its server restarted with its settings, then its phases;
-        an arm whose server cannot start is stopped with the reason (the next one goes on)."""
+        an arm whose server cannot start is stopped with the reason (the next one goes on).
+        Resumed, every arm is served again (its record is read from its server), and only
+        what the store lacks is measured."""
         try:
             served = await server.serve(model)
         except LifecycleError as exc:

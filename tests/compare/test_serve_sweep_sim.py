@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from ocrtui.compare import launch
-from ocrtui.compare.events import ModelStopped, PhaseStarted, RunDone
+from ocrtui.compare.events import ModelStopped, PhaseDone, RunDone
 from ocrtui.compare.launch import CompareRequest, resolve, start_comparison
 from ocrtui.compare.runner import CompareRun
 from ocrtui.config import CompareConfig, Config, ModelConfig
@@ -139,7 +139,7 @@ async def test_a_sweep_runs_one_arm_per_flag_set_and_restores_the_model(
         await ctl.close()
 
 
-async def test_a_flag_set_that_cannot_start_and_a_cancel_still_restore_the_model(
+async def test_a_flag_set_that_cannot_start_a_cancel_and_a_resume_restore_the_model(
     sim_pod: SimPod, tmp_path: Path
 ) -> None:
     ctl, cfg = await controller(sim_pod)
@@ -157,7 +157,7 @@ async def test_a_flag_set_that_cannot_start_and_a_cancel_still_restore_the_model
         async for ev in run.subscribe():
             if isinstance(ev, ModelStopped):
                 stopped.append(ev)
-            if isinstance(ev, PhaseStarted) and ev.model == "glm[mtp=1]":
+            if isinstance(ev, PhaseDone) and (ev.model, ev.phase) == ("glm[mtp=1]", "warm"):
                 served = await serving_options(ctl)  # the second flag set is being measured
                 assert json_option(served, "--speculative-config") == {
                     "method": "mtp",
@@ -178,6 +178,26 @@ async def test_a_flag_set_that_cannot_start_and_a_cancel_still_restore_the_model
         now = await serving_options(ctl)
         assert now["--max-num-seqs"] == "16" and "--speculative-config" not in now
         assert now["--max-model-len"] == "8192"
+
+        # --resume takes the sweep from run.json: each flag set is served again and measures
+        # only what the run lacks.
+        again = await start(ctl, cfg, CompareRequest(resume=str(out)))
+        events = [ev async for ev in again.subscribe()]
+        await again.wait()
+        done_phases = [(e.phase, e.skipped) for e in events
+                       if isinstance(e, PhaseDone) and e.model == "glm[mtp=1]"]  # fmt: skip
+        assert done_phases == [
+            ("cold", True),
+            ("warm", True),
+            ("throughput", False),
+            ("documents", False),
+        ]
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        resumed = summary["models"]["glm[mtp=1]"]
+        assert resumed["pages_ok"] == 1 and "MTP 1" in resumed["arm"]["label"]
+        assert summary["models"]["glm[huge]"]["error"].startswith("could not serve its flags")
+        now = await serving_options(ctl)
+        assert now["--max-num-seqs"] == "16" and "--speculative-config" not in now
     finally:
         await ctl.close()
 

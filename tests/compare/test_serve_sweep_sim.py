@@ -119,7 +119,10 @@ async def test_a_sweep_runs_one_arm_per_flag_set_and_restores_the_model(
         rate = {n: m[n]["throughput_imgs_per_s"] for n in arms}
         assert rate[arms[1]] > 2 * rate[arms[0]]
         p50 = {n: m[n]["speed"]["throughput@4"]["latency_p50_s"] for n in arms}
-        assert p50[arms[2]] < 0.8 * p50[arms[1]]
+        assert p50[arms[2]] < p50[arms[1]]
+        # Time per output token, prefill and HTTP aside: 1.3 / 2.53 of a plain step's.
+        tpot = {n: m[n]["streaming"]["throughput@4"]["median_tpot_ms"] for n in arms}
+        assert tpot[arms[2]] < 0.75 * tpot[arms[1]]
         accepted = m[arms[2]]["server"]["throughput@4"]["spec_decode"]["acceptance"]
         assert accepted == pytest.approx((0.7 + 0.49 + 0.343) / 3, abs=0.01)
 

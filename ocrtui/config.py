@@ -590,10 +590,11 @@ class FlagSetConfig(_Section):
     # MTP speculative decoding: 0 serves without --speculative-config, N with
     # {"method": "mtp", "num_speculative_tokens": N} (replacing one in extra_args).
     speculative_tokens: int | None = Field(default=None, ge=0, le=16)
+    # As in [[models]]:
     max_num_seqs: int | None = Field(default=None, ge=1)
     max_model_len: int | None = Field(default=None, ge=1)
     gpu_memory_utilization: float | None = None
-    render_longest_side: int | None = Field(default=None, ge=64, le=20000)  # no restart needed
+    render_longest_side: int | None = Field(default=None, ge=64, le=20000)
     extra_args: tuple[str, ...] = ()  # appended to the model's extra_args
 
     @field_validator("name")

@@ -205,6 +205,9 @@ async def test_a_flag_set_that_cannot_start_a_cancel_and_a_resume_restore_the_mo
         await ctl.close()
 
 
+# The command's wiring (its restart, the terminal's lines, SIGINT) on top of the cancel test
+# above: ./dev test runs it, the fast lane does not (40 s of simulator starts).
+@pytest.mark.slow
 def test_ctrl_c_during_a_sweep_of_the_command_serves_the_configured_flags_again(
     sim_pod: SimPod, tmp_path: Path
 ) -> None:

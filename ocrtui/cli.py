@@ -118,6 +118,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--models", metavar="NAMES", help="comma-separated models and [[api_arms]] to compare"
     )
+    c.add_argument(
+        "--serve-sweep",
+        metavar="FILE",
+        help="restart one model once per flag set of FILE (TOML), one arm each (headless)",
+    )
     c.add_argument("--headless", action="store_true", help="progress and summary on stdout")
     c.add_argument(
         "--auto-restart",

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import platformdirs
 from pydantic import (
@@ -235,6 +235,9 @@ class ModelConfig(_Section):
     prompt: str | None = None
     # None: the profile's published value (ocrtui/published.py), see effective_max_tokens.
     max_tokens: int | None = Field(default=None, ge=1)
+    # Pages rendered to this longest side (px) instead of the profile's published rendering
+    # (compare/profiles.py render_target), e.g. to measure what a smaller page costs.
+    render_longest_side: int | None = Field(default=None, ge=64, le=20000)
     # Comparison requests stream (SSE) so TTFT/TPOT/ITL are measured and the panes show
     # text as it arrives; False sends one non-streamed request per page (compare/client.py).
     stream: bool = True
@@ -690,6 +693,53 @@ def _listen(m: ModelConfig) -> tuple[str, ...]:
     return ("--host", "127.0.0.1", "--port", str(m.port), *metrics)
 
 
+class FlagSetConfig(_Section):
+    """One flag set of a serve sweep (``[[flags]]`` of an ``ocrtui compare --serve-sweep``
+    file): the model's [[models]] settings it changes; a setting left out stays as
+    configured."""
+
+    # The arm's name after the model's, e.g. "glm-ocr[fast]"; default: the settings it
+    # changes, e.g. "glm-ocr[mtp=3 max_num_seqs=32]".
+    name: str | None = Field(default=None, min_length=1, max_length=60)
+    # MTP speculative decoding: 0 serves without --speculative-config, N with
+    # {"method": "mtp", "num_speculative_tokens": N} (replacing one in extra_args).
+    speculative_tokens: int | None = Field(default=None, ge=0, le=16)
+    # As in [[models]]:
+    max_num_seqs: int | None = Field(default=None, ge=1)
+    max_model_len: int | None = Field(default=None, ge=1)
+    gpu_memory_utilization: float | None = None
+    render_longest_side: int | None = Field(default=None, ge=64, le=20000)
+    extra_args: tuple[str, ...] = ()  # appended to the model's extra_args
+
+    @field_validator("name")
+    @classmethod
+    def _name_chars(cls, v: str | None) -> str | None:
+        if v is not None and not _ARM_NAME.fullmatch(v):
+            raise ValueError(f"letters, digits and . _ = - only, got {v!r}")
+        return v
+
+    @field_validator("gpu_memory_utilization")
+    @classmethod
+    def _utilization_range(cls, v: float | None) -> float | None:
+        if v is not None and not 0 < v <= 1:
+            raise ValueError(f"must be in (0, 1], got {v}")
+        return v
+
+
+class ServeSweepConfig(_Section):
+    """A serve sweep file: one model restarted once per flag set, every flag set run
+    through the same pages at the same concurrencies (``compare/serve_sweep.py``)."""
+
+    model: str = Field(min_length=1)  # a [[models]] name
+    # Throughput levels every flag set is measured at, [compare] concurrency among them;
+    # empty: [compare] concurrency alone (with --sweep, [compare] sweep's levels too).
+    concurrencies: tuple[Annotated[int, Field(ge=1, le=256)], ...] = ()
+    flags: tuple[FlagSetConfig, ...] = Field(min_length=1)
+
+
+_ARM_NAME = re.compile(r"[A-Za-z0-9._=-]+")
+
+
 def start_order(config: Config) -> list[list[str]]:
     """Names of models and services in waves: everything in a wave may start together once
     every earlier wave is done. Models keep their chain (each after the one before it in
@@ -728,6 +778,9 @@ def _describe_cycle(deps: Mapping[str, Sequence[str]]) -> str:
     )
 
 
+_S = TypeVar("_S", bound=BaseModel)
+
+
 def _format_loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
@@ -740,10 +793,16 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
 
 def parse_config(data: Mapping[str, Any], source: str) -> Config:
     """Validate already-parsed TOML. ``source`` names the file in error messages."""
+    return validate_toml(Config, data, source)
+
+
+def validate_toml(schema: type[_S], data: Mapping[str, Any], source: str) -> _S:
+    """``data`` (parsed TOML) as ``schema``; one ConfigError line naming ``source``, the
+    key and the problem."""
     # TOML arrays arrive as lists; the schema is frozen (tuples), so convert before strict checks.
     data = _tuples(data)
     try:
-        return Config.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as exc:
         # A misspelt key also makes its intended key "missing": report the misspelling.
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")

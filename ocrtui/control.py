@@ -31,7 +31,8 @@ class Controller:
                                           # first poll with agent data; ready models stay
     async def down(progress: Progress | None = None) -> None
     async def stop_model(name, progress=None) -> None
-    async def restart(name, progress=None, *, force=False) -> None   # LifecycleError(message, hint)
+    async def restart(name, progress=None, *, force=False, serve=None) -> None   # LifecycleError
+                                          # (message, hint); serve: a ModelConfig to start with
     async def kill_orphans(name: str | None = None) -> list[tuple[int, int]]   # (pid, MiB)
     def set_watchdog(name, status: WatchdogStatus) -> None   # watchdog.py's verdict
     def strangers() -> list[Stranger]       # servers no [[models]] names (vllm/adopt.py)
@@ -54,7 +55,7 @@ from dataclasses import replace
 from typing import Any
 
 from ocrtui.compare.docapi import arm_url
-from ocrtui.config import Config, start_order
+from ocrtui.config import Config, ModelConfig, start_order
 from ocrtui.errors import ConfigError, LifecycleError
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
 from ocrtui.monitor.agent_samples import GpuSample
@@ -245,15 +246,22 @@ class Controller:
         await self._lc().stop(name, progress)
 
     async def restart(
-        self, name: str, progress: Progress | None = None, *, force: bool = False
+        self,
+        name: str,
+        progress: Progress | None = None,
+        *,
+        force: bool = False,
+        serve: ModelConfig | None = None,
     ) -> None:
-        """Restart a model (raises LifecycleError(message, hint)) or a service by name."""
+        """Restart a model (raises LifecycleError(message, hint)) or a service by name;
+        ``serve``: a model's settings for this start instead of the configured ones
+        (``Lifecycle.restart``, a serve sweep's flag set)."""
         if self.is_service(name):
             await self._runner().restart(name, progress)
         else:
             self._restarts[name] = self._restarts.get(name, 0) + 1
             self._publish()
-            await self._lc().restart(name, progress, force=force)
+            await self._lc().restart(name, progress, force=force, serve=serve)
 
     def set_watchdog(self, name: str, status: WatchdogStatus) -> None:
         """The watchdog's verdict on a model or service, shown with it in the snapshot."""

@@ -50,7 +50,9 @@ template `templates/report.html.j2`; blocking) with `report_plots` (matplotlib's
 to SVG, no pyplot), `against` (run against run: two loaded runs in, a frozen diff out; pure)
 with `against_report` (loads two run directories, writes against.md and against.html),
 `launch` (what a user asked, its validation and resolution, the one start
-function), `cli` (`compare_command`: arguments → `CompareRequest` → `resolve` →
+function; `SweepServer`: a serve sweep's arms served in turn through the lifecycle's
+restart), `serve_sweep` (serve sweep files: one model, one arm per flag set, each arm's
+ModelConfig), `cli` (`compare_command`: arguments → `CompareRequest` → `resolve` →
 `start_comparison` and the progress on the terminal; on a terminal without `--headless` it
 hands the `RunSetup` to `ocrtui.tui.app.run_comparison_dashboard`, imported lazily).
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from ocrtui.compare.profiles import prompt_for
+from ocrtui.compare.profiles import prompt_for, render_target
 from ocrtui.config import ApiArmConfig, CompareConfig, ModelConfig
 from ocrtui.published import PROFILES
 from ocrtui.status import AdvisoryStatus
@@ -52,6 +52,8 @@ def arm_label(model: ModelConfig, argv: Sequence[str] | None, vllm: str | None) 
         parts.append(f"prompt {model.prompt}")
     if model.effective_max_tokens() != profile.max_tokens.value:
         parts.append(f"max_tokens {model.effective_max_tokens()}")
+    if model.render_longest_side is not None:
+        parts.append(f"longest side {model.render_longest_side} px")
     recipe = recipe_for(model)
     if argv is None:
         parts.append("serve flags unknown")
@@ -93,7 +95,7 @@ class ArmProfile:
     prompt: str | None  # None: the profile sends the image alone
     sampling: Mapping[str, object]
     max_tokens: int
-    render: Mapping[str, object]  # the profile's render values that are set
+    render: Mapping[str, object]  # the render values that are set (profiles.render_target)
     image_format: str
 
 
@@ -158,7 +160,7 @@ ArmRecord = VllmArm | ApiArm
 def arm_record(model: ModelConfig, settings: CompareConfig, served: Served | None) -> VllmArm:
     """What one model runs with (summary.json's ``arm``: ``to_json()``)."""
     profile = PROFILES[model.profile]
-    render = profile.render.value
+    render = render_target(model)
     versions = served.versions if served is not None else Versions(error=NOT_PROBED)
     argv = served.server_argv if served is not None else None
     found = (

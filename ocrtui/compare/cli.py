@@ -17,6 +17,7 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from ocrtui.compare import launch, report
 from ocrtui.compare.events import (
@@ -34,11 +35,11 @@ from ocrtui.compare.events import (
     phase_key,
 )
 from ocrtui.compare.gate import RunGate
-from ocrtui.compare.launch import CompareRequest, ModelUrl, RunSetup, ServedOf
+from ocrtui.compare.launch import CompareRequest, ModelUrl, Restart, RunSetup, ServedOf
 from ocrtui.compare.results import DocumentStats
 from ocrtui.compare.runner import CompareRun
 from ocrtui.compare.variants import parse_variants
-from ocrtui.config import Config
+from ocrtui.config import Config, ModelConfig
 
 
 def request_from_args(args: argparse.Namespace) -> CompareRequest:
@@ -58,6 +59,7 @@ def request_from_args(args: argparse.Namespace) -> CompareRequest:
         auto_restart=args.auto_restart,
         sweep=bool(getattr(args, "sweep", False)),
         variants=parse_variants(v) if (v := getattr(args, "variants", None)) else (),
+        serve_sweep=getattr(args, "serve_sweep", None),
     )
 
 
@@ -68,7 +70,10 @@ def compare_command(config: Config, args: argparse.Namespace, demo: bool) -> int
         print(
             f"ocrtui: {setup.label}: tests ocrtui cannot run left out ({reasons})", file=sys.stderr
         )
-    if not args.headless:
+    if setup.serve_sweep is not None and not args.headless:
+        # The dashboard's comparison screen shows arms side by side; a sweep runs them in turn.
+        print("ocrtui: --serve-sweep runs headless", file=sys.stderr)
+    elif not args.headless:
         if sys.stdout.isatty():
             # Imported here: only the dashboard imports Textual, and only when it opens.
             from ocrtui.tui.app import run_comparison_dashboard
@@ -86,9 +91,13 @@ async def _with_controller(config: Config, setup: RunSetup, demo: bool) -> int:
     try:
         await ctl.start()
         if demo:
-            await ctl.up(lambda name, step: console.print(f"{name}: {step}"))
+            await ctl.up(lambda name, step: say(console, f"{name}: {step}"))
         gate = launch.gate_for(setup, ctl, config.ui.refresh_s)  # the run closes it
-        return await run_headless(setup, ctl.model_url, console, gate, ctl.served)
+
+        async def restart(name: str, serve: ModelConfig | None) -> None:
+            await ctl.restart(name, lambda n, step: say(console, f"{n}: {step}"), serve=serve)
+
+        return await run_headless(setup, ctl.model_url, console, gate, ctl.served, restart)
     finally:
         await ctl.close()
 
@@ -102,10 +111,16 @@ async def run_headless(
     console: Console | None = None,
     gate: RunGate | None = None,
     served: ServedOf | None = None,
+    restart: Restart | None = None,
 ) -> int:
     out = console or Console()
     run = await launch.start_comparison(
-        setup, model_url, gate, served=served, note=lambda line: out.print(f"[yellow]{line}[/]")
+        setup,
+        model_url,
+        gate,
+        served=served,
+        note=lambda line: say(out, line, "yellow"),
+        restart=restart,
     )
     try:
         await _show(run, out)
@@ -122,7 +137,7 @@ async def run_headless(
 
 async def _show(run: CompareRun, console: Console) -> None:
     progress = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         console=console,
@@ -145,28 +160,37 @@ async def _show(run: CompareRun, console: Console) -> None:
             elif isinstance(ev, PageDone | PageFailed):
                 progress.advance(tasks[ev.model])
                 if isinstance(ev, PageFailed):
-                    progress.console.print(
-                        f"[red]{ev.model}: {ev.doc} p.{ev.page} failed: {ev.reason}[/]"
+                    say(
+                        progress.console,
+                        f"{ev.model}: {ev.doc} p.{ev.page} failed: {ev.reason}",
+                        "red",
                     )
             elif isinstance(ev, RunPaused):
                 who = ev.model or "all models"
-                progress.console.print(f"[yellow]{who}: paused: {ev.reason}[/]")
+                say(progress.console, f"{who}: paused: {ev.reason}", "yellow")
             elif isinstance(ev, RunResumed):
                 who = ev.model or "all models"
-                progress.console.print(f"{who}: resumed after {ev.paused_s:.1f} s")
+                say(progress.console, f"{who}: resumed after {ev.paused_s:.1f} s")
             elif isinstance(ev, ModelStopped):
-                progress.console.print(f"[red]{ev.model}: stopped: {ev.reason}[/]")
+                say(progress.console, f"{ev.model}: stopped: {ev.reason}", "red")
             elif isinstance(ev, DocumentFailed):
-                progress.console.print(f"[red]{_doc_error(ev.doc, ev.error)}[/]")
+                say(progress.console, _doc_error(ev.doc, ev.error), "red")
             elif isinstance(ev, PhaseDone):
-                progress.console.print(_phase_line(ev))
+                say(progress.console, _phase_line(ev))
             elif isinstance(ev, DocumentDone):
                 speed = "" if ev.pages_per_s is None else f", {ev.pages_per_s:.2f} pages/s"
-                progress.console.print(
-                    f"{ev.model}: {ev.doc}: {ev.pages_ok} ok, {ev.pages_failed} failed{speed}"
+                say(
+                    progress.console,
+                    f"{ev.model}: {ev.doc}: {ev.pages_ok} ok, {ev.pages_failed} failed{speed}",
                 )
             elif isinstance(ev, RunDone):
                 break
+
+
+def say(console: Console, line: str, style: str | None = None) -> None:
+    """One line as it is: names, errors and argv are never read as Rich markup (an arm
+    named ``glm[mtp=3]`` would lose its flags, a reason with ``[/]`` would raise)."""
+    console.print(line, style=style, markup=False, highlight=False)
 
 
 def _doc_error(name: str, error: str) -> str:
@@ -209,27 +233,27 @@ def _measures_text(ev: PhaseDone) -> str:
 def _print_summary(done: RunDone, console: Console) -> None:
     summary = done.summary
     if summary is None:
-        console.print(f"[red]the run stopped: {done.error}[/]")
+        say(console, f"the run stopped: {done.error}", "red")
         return
     base = report.load_baseline()
     table = Table(title="OCR comparison (CER: lower is better)")
     table.add_column("Dimension")
     for label in report.arm_labels(summary):
-        table.add_column(label)
+        table.add_column(Text(label))
     table.add_column(base.label, style="dim")
     for label, cells, b in report.comparison_rows(summary):
-        table.add_row(label, *cells, b)
+        table.add_row(*(Text(c) for c in (label, *cells, b)))
     console.print(table)
     for name, d in summary.documents.items():
         if d.error:
-            console.print(f"[red]{_doc_error(name, d.error)}[/]")
+            say(console, _doc_error(name, d.error), "red")
     for name, m in summary.models.items():
         if m.error:
-            console.print(f"[red]{name}: {m.error}[/]")
+            say(console, f"{name}: {m.error}", "red")
     if done.error:
-        console.print(f"[red]the run stopped: {done.error}[/]")
+        say(console, f"the run stopped: {done.error}", "red")
     out = summary.run.dir
-    console.print(f"results: {out}/results.jsonl, {out}/summary.json, {out}/report.md")
+    say(console, f"results: {out}/results.jsonl, {out}/summary.json, {out}/report.md")
     if done.cancelled or done.error or any(m.error for m in summary.models.values()):
         note = "interrupted; " if done.cancelled else ""
-        console.print(f"[yellow]{note}continue with: ocrtui compare --resume {out}[/]")
+        say(console, f"{note}continue with: ocrtui compare --resume {out}", "yellow")

@@ -51,15 +51,19 @@ _CONNECTION_ERRORS = (
 @dataclass(frozen=True)
 class ModelTarget:
     """A model and the base URL it answers on (through the pod's port forward), with its
-    server's max_model_len as /v1/models reports it (None: not asked, or not answered)."""
+    server's max_model_len as /v1/models reports it (None: not asked, or not answered).
+    ``arm``: the arm's name when it is not the served model's (a serve sweep's flag set,
+    compare/serve_sweep.py); requests always name the served model (``config.name``)."""
 
     config: ModelConfig
     url: str
     max_model_len: int | None = None
+    arm: str | None = None
 
     @property
     def name(self) -> str:
-        return self.config.name
+        """The arm's name: results, events and phases are keyed by it."""
+        return self.arm or self.config.name
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,12 @@
     gate_for         the SnapshotGate over a Controller-like source (with its restart
                      when the request asked for --auto-restart)
 
+A serve sweep (``serve_sweep``: a file, compare/serve_sweep.py) makes one arm per flag set of
+one model; ``start_comparison`` then needs the lifecycle's ``restart`` (the Controller's,
+the one `ocrtui restart` uses): a :class:`SweepServer` restarts the model with each arm's
+flags before the arm's phases (fitting max_tokens and probing the new server as at a run's
+start) and with its configured flags once the run ends, however it ends.
+
 Every problem is one line naming the input: InputError/ConfigError (exit 2).
 """
 
@@ -27,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,8 +47,10 @@ from ocrtui.compare.documents import TEXT_LAYER, DocumentSpec, expand_inputs
 from ocrtui.compare.gate import RunGate, SnapshotGate, SnapshotSource
 from ocrtui.compare.pages import ALL_PAGES, parse_page_spec
 from ocrtui.compare.profiles import fit_max_tokens
-from ocrtui.compare.runner import CompareRun, RunPlan, start_run
+from ocrtui.compare.results import ServeSweepRecord
+from ocrtui.compare.runner import CompareRun, RunPlan, ServedArm, start_run
 from ocrtui.compare.sample_suite import sample_suite_path
+from ocrtui.compare.serve_sweep import ServeSweep, load_serve_sweep
 from ocrtui.compare.store import RunRecord, RunStore
 from ocrtui.compare.suite import load_suite
 from ocrtui.compare.variants import Variant, parse_variants
@@ -59,6 +67,9 @@ Arm = ModelConfig | ApiArmConfig  # what a comparison compares: vLLM models and 
 # served name -> the probe of its running server (Controller.served), None when unknown
 ServedOf = Callable[[str], Awaitable[Served | None]]
 Note = Callable[[str], None]  # a warning line for the user (the terminal, a notification)
+# Restart a model through the lifecycle (Controller.restart), with these settings instead of
+# the configured ones (None: the configured ones).
+Restart = Callable[[str, ModelConfig | None], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,8 @@ class CompareRequest:
     # Degraded copies every page is also sent as (variants.py); () clean only (resume: as
     # recorded).
     variants: tuple[Variant, ...] = ()
+    # A serve sweep file: one arm per flag set of one model (resume: as recorded).
+    serve_sweep: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +113,7 @@ class RunSetup:
     # A benchmark suite's tests ocrtui cannot run (suite.Suite.skipped): reason -> count.
     skipped_tests: Mapping[str, int] = field(default_factory=dict)
     variants: tuple[Variant, ...] = ()  # the degraded copies of every page (variants.py)
+    serve_sweep: ServeSweep | None = None  # models is then the swept model alone
 
 
 def validate_request(config: Config, request: CompareRequest) -> CompareConfig:
@@ -112,6 +126,13 @@ def validate_request(config: Config, request: CompareRequest) -> CompareConfig:
         raise InputError(f"reference {request.reference!r}: the only choice is {TEXT_LAYER}")
     for name in request.models:
         arm(config, name)  # ConfigError naming the known ones
+    if request.serve_sweep:
+        # Each of these would pick other arms or serve other flags than the sweep's.
+        for given, flag in ((request.resume, "--resume (it reads the sweep from run.json)"),
+                            (request.models, "--models"),
+                            (request.auto_restart, "--auto-restart")):  # fmt: skip
+            if given:
+                raise InputError(f"--serve-sweep runs its own arms: give it without {flag}")
     return _settings(config, request.concurrency, request.schedule)
 
 
@@ -193,8 +214,14 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
     if not specs:
         raise InputError("nothing to compare: no documents")
 
+    sweep_file = request.serve_sweep or was.serve_sweep
+    serve_sweep = load_serve_sweep(sweep_file, config) if sweep_file else None
     names = request.models or tuple(n.strip() for n in was.models if n.strip())
-    models: list[Arm] = [arm(config, n) for n in names] or list(config.ordered_models())
+    models: list[Arm] = (
+        [serve_sweep.model]
+        if serve_sweep is not None
+        else [arm(config, n) for n in names] or list(config.ordered_models())
+    )
     settings = _settings(
         config,
         request.concurrency if request.concurrency is not None else was.concurrency,
@@ -203,19 +230,25 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
     sweep = request.sweep or was.sweep
     variants = request.variants or (parse_variants(",".join(was.variants)) if was.variants else ())
     levels = tuple(sorted({settings.concurrency, *settings.sweep})) if sweep else ()
+    if serve_sweep is not None and serve_sweep.concurrencies:
+        # With the run's own level, as --sweep: the comparison table's throughput row.
+        levels = tuple(sorted({settings.concurrency, *serve_sweep.concurrencies}))
     info = RunRecord(
         docs=tuple(docs),
         cwd=str(cwd),  # relative DOC paths are read from here on --resume
         suite=str(Path(suite).expanduser().resolve()) if suite else None,
         pages=pages_text,
         reference=reference,
-        models=tuple(m.name for m in models),
+        models=tuple(a.name for a in serve_sweep.arms)
+        if serve_sweep
+        else tuple(m.name for m in models),
         concurrency=settings.concurrency,
         schedule=settings.schedule,
         sweep=sweep,
         suite_skipped=dict(skipped),
         variants=variants,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        serve_sweep=str(Path(sweep_file).expanduser().resolve()) if sweep_file else None,
     )
     return RunSetup(
         request,
@@ -228,6 +261,7 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
         levels,
         skipped_tests=skipped,
         variants=variants,
+        serve_sweep=serve_sweep,
     )
 
 
@@ -286,8 +320,30 @@ async def fit_targets(targets: list[ModelTarget], note: Note) -> list[ModelTarge
         config, warning = fit_max_tokens(t.config, served_len)
         if warning:
             note(f"warning: {warning}")
-        out.append(ModelTarget(config, t.url, served_len))
+        out.append(replace(t, config=config, max_model_len=served_len))
     return out
+
+
+@dataclass(frozen=True)
+class SweepServer:
+    """A serve sweep's arms served in turn (runner.ArmServer), through the lifecycle."""
+
+    sweep: ServeSweepRecord
+    restart: Restart
+    served: ServedOf
+    settings: CompareConfig
+    note: Note
+
+    async def serve(self, target: ModelTarget) -> ServedArm:
+        name = self.sweep.model
+        self.note(f"{target.name}: restarting {name} with this flag set")
+        await self.restart(name, target.config)
+        fitted = (await fit_targets([target], self.note))[0]
+        return ServedArm(fitted, arm_record(fitted.config, self.settings, await self.served(name)))
+
+    async def restore(self) -> None:
+        self.note(f"{self.sweep.model}: restarting with its configured flags")
+        await self.restart(self.sweep.model, None)
 
 
 async def start_comparison(
@@ -297,9 +353,13 @@ async def start_comparison(
     *,
     served: ServedOf | None = None,
     note: Note | None = None,
+    restart: Restart | None = None,
 ) -> CompareRun:
     """Start the run on the running loop; the caller subscribes to its events. The run
-    closes the gate when it ends (and this, when no run starts)."""
+    closes the gate when it ends (and this, when no run starts). A serve sweep needs
+    ``restart`` and ``served``."""
+    if setup.serve_sweep is not None:
+        return await _start_serve_sweep(setup, model_url, gate, served, note, restart)
     try:
         targets: list[ModelTarget | DocApiTarget] = [
             ModelTarget(m, await model_url(m.name))
@@ -331,5 +391,43 @@ async def start_comparison(
         concurrencies=setup.concurrencies,
         arms=tuple(arms),
         variants=setup.variants,
+    )
+    return start_run(plan, store)
+
+
+async def _start_serve_sweep(
+    setup: RunSetup,
+    model_url: ModelUrl,
+    gate: RunGate | None,
+    served: ServedOf | None,
+    note: Note | None,
+    restart: Restart | None,
+) -> CompareRun:
+    """A serve sweep's run: its arms' servers are started by the run (SweepServer), so no
+    /health check here; the arms' records are made as each server comes up."""
+    sweep = setup.serve_sweep
+    assert sweep is not None
+    try:
+        if restart is None or served is None:
+            raise InputError("--serve-sweep restarts the model: it needs the pod (ocrtui compare)")
+        url = await model_url(sweep.model.name)
+        targets = tuple(ModelTarget(a.config, url, arm=a.name) for a in sweep.arms)
+        store = await asyncio.to_thread(open_store, setup)
+    except BaseException:
+        if gate is not None:
+            await gate.close()
+        raise
+    server = SweepServer(
+        sweep.record(), restart, served, setup.settings, note or (lambda _line: None)
+    )
+    plan = RunPlan(
+        setup.documents,
+        targets,
+        setup.settings,
+        gate=gate,
+        concurrencies=setup.concurrencies,
+        arms=tuple(arm_record(t.config, setup.settings, None) for t in targets),
+        variants=setup.variants,
+        server=server,
     )
     return start_run(plan, store)

@@ -41,6 +41,9 @@ TARGETS = {
 
 
 def render_target(model: ModelConfig) -> RenderTarget:
+    """How the model's pages are rendered: its profile's, unless render_longest_side."""
+    if model.render_longest_side is not None:
+        return RenderTarget(longest_side=model.render_longest_side)
     return TARGETS[model.profile]
 
 

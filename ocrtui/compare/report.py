@@ -56,6 +56,7 @@ from ocrtui.compare.results import (
     PhaseMeasures,
     PhaseStats,
     RunInfo,
+    ServeSweepRecord,
     Summary,
     SweepPoint,
     WorstPage,
@@ -131,6 +132,7 @@ class FinishedRun:
     arms: Mapping[str, ArmRecord] | None = None  # model -> what it ran as (arms.py)
     # (model, phase_key or "documents") -> its streamed timings and server counters
     measures: Mapping[tuple[str, str], PhaseMeasures] = field(default_factory=dict)
+    serve_sweep: ServeSweepRecord | None = None  # the arms are a serve sweep's flag sets
 
     @property
     def throughput_levels(self) -> tuple[int, ...]:
@@ -360,7 +362,9 @@ def build_summary(run: FinishedRun) -> Summary:
         image_format=s.image_format,
     )
     # Worst pages over every copy, as report.html ranks the pages of results.jsonl.
-    return Summary(info, models, documents, _agreement(run, docs), _worst(run, every))
+    return Summary(
+        info, models, documents, _agreement(run, docs), _worst(run, every), run.serve_sweep
+    )
 
 
 def _agreement(run: FinishedRun, docs: dict[str, Document]) -> Agreement | None:
@@ -588,6 +592,7 @@ def render_markdown(summary: Summary) -> str:
             out += [f"**{n} error:** {m.error}", ""]
     out += _arms_md(summary)
     out += _sweep_md(summary)
+    out += _serve_sweep_md(summary)
     out += _streaming_md(summary)
     out += _published_md(summary)
     out.append("## Accuracy by category")
@@ -770,6 +775,121 @@ def _sweep_md(summary: Summary) -> list[str]:
         out.append(f"- {n}: knee {knee if knee is not None else 'none (every p95 is over)'}, "
                    f"saturation {_num(m.saturation_images_per_s, 'img/s')}")  # fmt: skip
     return [*out, ""]
+
+
+@dataclass(frozen=True)
+class FlagSetPoint:
+    """One throughput level of one serve-sweep arm, and whether it is on the Pareto front
+    of all the sweep's points (no other point has as much throughput at as little latency,
+    and more of one)."""
+
+    arm: str
+    point: SweepPoint
+    pareto: bool
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
+    """Per (throughput, latency) point: whether no other point dominates it (at least as
+    much throughput and at most as much latency, better in one)."""
+    return [
+        not any(t2 >= t and l2 <= lat and (t2 > t or l2 < lat) for t2, l2 in points)
+        for t, lat in points
+    ]
+
+
+def flag_set_points(summary: Summary) -> list[FlagSetPoint]:
+    """Every measured throughput level of every serve-sweep arm, in file and level order,
+    marked on the front by images/s and median latency."""
+    sweep = summary.serve_sweep
+    if sweep is None:
+        return []
+    pts: list[tuple[str, SweepPoint]] = []
+    for name, _changes in sweep.arms:
+        m = summary.models.get(name)
+        if m is None:
+            continue
+        levels = m.sweep or tuple(
+            SweepPoint.of(st, st.concurrency)
+            for key, st in sorted(m.speed.items(), key=lambda kv: kv[1].concurrency or 0)
+            if st.concurrency is not None and key == phase_key("throughput", st.concurrency)
+        )
+        pts += [(name, p) for p in levels if p.images_per_s is not None and p.p50_s is not None]
+    front = pareto_front([(p.images_per_s or 0.0, p.p50_s or 0.0) for _n, p in pts])
+    return [FlagSetPoint(n, p, on) for (n, p), on in zip(pts, front, strict=True)]
+
+
+FLAG_SET_HEADER = [
+    "Flag set", "Changes", "Concurrency", "Images/s", "p50", "p95", "Pareto", "CER",
+    "CER lenient", "Critical", "TEDS", "Tests",
+]  # fmt: skip
+
+
+def flag_set_rows(summary: Summary) -> list[list[str]]:
+    """Per serve-sweep arm and level: speed, whether on the front, and the arm's accuracy
+    beside it (FLAG_SET_HEADER's columns; the accuracy figures on the arm's first row).
+    report.md's and report.html's."""
+    sweep = summary.serve_sweep
+    if sweep is None:
+        return []
+    changes = dict(sweep.arms)
+    rows = []
+    seen: set[str] = set()
+    points = flag_set_points(summary)
+    for name, _c in sweep.arms:
+        mine: list[FlagSetPoint | None] = [fp for fp in points if fp.arm == name] or [None]
+        m = summary.models.get(name)
+        for fp in mine:
+            first = name not in seen
+            seen.add(name)
+            p = fp.point if fp is not None else None
+            accuracy = (
+                [_pct(m.cer), _pct(m.cer_lenient), _pct(m.critical_pass_rate),
+                 _pct(_weighted(m, "teds")), _pct(_weighted(m, "test_pass_rate"))]
+                if first and m is not None else [""] * 5
+            )  # fmt: skip
+            rows.append([
+                name if first else "",
+                _changes_text(changes[name]) if first else "",
+                str(p.concurrency) if p else "—",
+                _num(p.images_per_s if p else None, "img/s"),
+                _sec(p.p50_s if p else None),
+                _sec(p.p95_s if p else None),
+                "yes" if fp is not None and fp.pareto else "",
+                *accuracy,
+            ])  # fmt: skip
+    return rows
+
+
+def _changes_text(changes: Mapping[str, object]) -> str:
+    parts = []
+    for k, v in changes.items():
+        shown = " ".join(map(str, v)) if isinstance(v, list | tuple) else str(v)
+        parts.append(f"{k} {shown}")
+    return ", ".join(parts) or "as configured"
+
+
+def _weighted(m: ModelSummary, attr: str) -> float | None:
+    """A category figure over the arm's categories that have it, weighted by their pages."""
+    have = [(c.pages, v) for c in m.by_category.values() if (v := getattr(c, attr)) is not None]
+    pages = sum(n for n, _v in have)
+    return sum(n * v for n, v in have) / pages if pages else None
+
+
+def _serve_sweep_md(summary: Summary) -> list[str]:
+    sweep = summary.serve_sweep
+    if sweep is None:
+        return []
+    return [
+        "## Serve sweep",
+        "",
+        f"{sweep.model} restarted once per flag set of `{sweep.file}`; the same pages at the "
+        "same concurrencies for each. Pareto: no other flag set's point has as much "
+        "throughput at as little median latency. Accuracy: the arm's pages "
+        "(TEDS and Tests: over its categories that have them, weighted by pages).",
+        "",
+        *_table(FLAG_SET_HEADER, flag_set_rows(summary)),
+        "",
+    ]
 
 
 ANCHOR_HEADER = [

@@ -6,7 +6,9 @@ run directory.
 Sections: the comparison table (report.comparison_rows, with the seed's baseline column),
 the streamed timings and server counters per arm and phase (report.streaming_rows) and the
 published figures, each labelled with the configuration it came from; accuracy by
-category; documents; plots (latency, throughput against concurrency, CER by category); the
+category; a serve sweep's flag sets (report.flag_set_rows) beside their latency against
+throughput with the Pareto front; documents; plots (latency, throughput against
+concurrency, CER by category); the
 pages, worst first, each as page image | one column per model | reference, every model's
 text diffed against the reference (scoring.diff_segments) or, without a reference, the
 other models' against the first one's.
@@ -452,10 +454,30 @@ def _plots(run: RunFiles) -> list[PlotView]:
          "no throughput phase in this run"),
         ("CER by category (strict)", report_plots.cer_plot(by_cat), "no page with a reference"),
     ]  # fmt: skip
-    return [
-        PlotView(title, None if svg is None else "data:image/svg+xml;base64," + _b64(svg), empty)
-        for title, svg, empty in plots
-    ]
+    return [_plot_view(title, svg, empty) for title, svg, empty in plots]
+
+
+def _plot_view(title: str, svg: bytes | None, empty: str) -> PlotView:
+    return PlotView(title, None if svg is None else "data:image/svg+xml;base64," + _b64(svg), empty)
+
+
+def _serve_sweep_plot(summary: Summary) -> PlotView | None:
+    """A serve sweep's latency against throughput per flag set, the front marked (shown
+    beside the sweep's table)."""
+    if summary.serve_sweep is None:
+        return None
+    fps = report.flag_set_points(summary)
+    points: dict[str, list[tuple[float, float, int]]] = {}
+    for fp in fps:
+        p = fp.point
+        points.setdefault(fp.arm, []).append((p.images_per_s or 0.0, p.p50_s or 0.0, p.concurrency))
+    front = [(fp.point.images_per_s or 0.0, fp.point.p50_s or 0.0) for fp in fps if fp.pareto]
+    return _plot_view(
+        f"{summary.serve_sweep.model}: median latency against throughput per flag set, the "
+        "Pareto front ringed",
+        report_plots.pareto_plot(points, front),
+        "no flag set finished a throughput phase",
+    )
 
 
 def _env() -> Environment:
@@ -493,6 +515,9 @@ def write_html_report(run_dir: Path, out: Path | None = None) -> Path:
         "streaming_header": report.STREAMING_HEADER,
         "server_rows": report.server_rows(run.summary),
         "server_header": report.SERVER_HEADER,
+        "flag_sets": report.flag_set_rows(run.summary),
+        "flag_set_plot": _serve_sweep_plot(run.summary),
+        "flag_set_header": report.FLAG_SET_HEADER,
         "category_headings": [h for h, _attr, _fmt in CATEGORY_COLUMNS],
         "structure_note": report.STRUCTURE_NOTE,
         "tests": report.test_rows(run.summary),

@@ -85,3 +85,34 @@ def cer_plot(cer: Mapping[str, Mapping[str, float]]) -> bytes | None:
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     return _svg(fig)
+
+
+def pareto_plot(
+    points: Mapping[str, Sequence[tuple[float, float, int]]], front: Sequence[tuple[float, float]]
+) -> bytes | None:
+    """Median latency against images/s, one line per flag set through its concurrency
+    levels (``points[arm]``: images/s, seconds, concurrency), the Pareto front (``front``)
+    ringed and joined."""
+    names = [n for n, v in points.items() if v]
+    if not names:
+        return None
+    fig = Figure(figsize=SIZE_IN)
+    ax = fig.subplots()
+    for n in names:
+        pts = sorted(points[n], key=lambda p: p[2])
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=n, markersize=4)
+        for x, y, c in pts:
+            ax.annotate(f"c{c}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if front:
+        edge = sorted(front)
+        ax.plot([p[0] for p in edge], [p[1] for p in edge], "--", color="black", linewidth=1,
+                 label="Pareto front")  # fmt: skip
+        ax.plot([p[0] for p in edge], [p[1] for p in edge], "o", markersize=11,
+                markerfacecolor="none", markeredgecolor="black")  # fmt: skip
+    ax.set_xlabel("images / s  (higher is better)")
+    ax.set_ylabel("median latency, s  (lower is better)")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _svg(fig)

@@ -9,6 +9,7 @@
 - :class:`Summary` (``run``: :class:`RunInfo`, ``models``: :class:`ModelSummary` with
   ``by_category``: :class:`CategoryStats`, ``documents``: :class:`DocumentSummary`,
   ``agreement``: :class:`Agreement`, ``worst_pages``: :class:`WorstPage`): summary.json.
+- :class:`ServeSweepRecord`: which arms a serve sweep made (summary.json ``serve_sweep``).
 - :class:`PassRates` (of :class:`PassCount`): tests passed per kind and per tag
   (page_tests.py), a page's in results.jsonl and a model's in summary.json.
 
@@ -628,6 +629,39 @@ class RunInfo:
 
 
 @dataclass(frozen=True)
+class ServeSweepRecord:
+    """A serve sweep's arms (compare/serve_sweep.py): the model, the sweep file, and per arm
+    (file order) the settings its flag set changed; summary.json's ``serve_sweep``."""
+
+    model: str
+    file: str
+    arms: tuple[tuple[str, Mapping[str, object]], ...]
+
+    def to_json(self) -> JsonOut:
+        return {
+            "model": self.model,
+            "file": self.file,
+            "arms": [{"name": n, "changes": _plain(dict(c))} for n, c in self.arms],
+        }
+
+    @classmethod
+    def from_json(cls, d: JsonIn) -> ServeSweepRecord | None:
+        model = json_str(d, "model")
+        if model is None:
+            return None
+        arms = tuple(
+            (name, dict(_obj(a, "changes")))
+            for a in _list(d, "arms")
+            if isinstance(a, Mapping) and (name := json_str(a, "name")) is not None
+        )
+        return cls(model, json_str(d, "file") or "", arms)
+
+
+def _plain(d: Mapping[str, object]) -> JsonOut:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+@dataclass(frozen=True)
 class Summary:
     """summary.json: the run, each arm, each document, the agreement, the worst pages."""
 
@@ -636,6 +670,7 @@ class Summary:
     documents: Mapping[str, DocumentSummary]
     agreement: Agreement | None
     worst_pages: tuple[WorstPage, ...]
+    serve_sweep: ServeSweepRecord | None = None  # the arms are a serve sweep's flag sets
 
     @property
     def swept(self) -> bool:
@@ -654,6 +689,8 @@ class Summary:
         }
         if self.swept:
             out["sweep"] = {n: [p.to_json() for p in m.sweep] for n, m in self.models.items()}
+        if self.serve_sweep is not None:
+            out["serve_sweep"] = self.serve_sweep.to_json()
         return out
 
     @classmethod
@@ -673,6 +710,7 @@ class Summary:
             if isinstance(m, Mapping)
         }
         agreement = _obj(d, "agreement")
+        serve_sweep = _obj(d, "serve_sweep")
         return cls(
             run=RunInfo.from_json(_obj(d, "run"), tuple(models)),
             models=models,
@@ -687,6 +725,7 @@ class Summary:
                 for x in _list(d, "worst_pages")
                 if isinstance(x, Mapping) and (w := WorstPage.from_json(x)) is not None
             ),
+            serve_sweep=ServeSweepRecord.from_json(serve_sweep) if serve_sweep else None,
         )
 
     @property

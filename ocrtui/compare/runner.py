@@ -9,7 +9,11 @@ phases staying on clean pages). An API arm
 (``[[api_arms]]``, a :class:`DocApiTarget`) runs the documents phase only: one document at a
 time, its pages sent as the arm's ``split`` says (``docapi.py``), each text scored like a
 model's (no tokens, no finish reason). Speed phases run one model at a time unless
-``schedule == "parallel"``; the documents phase runs all arms side by side. Pages are
+``schedule == "parallel"``; the documents phase runs all arms side by side. A serve sweep
+(``RunPlan.server``: the arms are one model's flag sets) runs the arms one after another
+instead, each served first (``ArmServer.serve``: a restart; an arm that cannot be served is
+stopped with the reason) and every phase of one before the next; the model is served as
+configured again (``ArmServer.restore``) however the run ends. Pages are
 rendered in a process pool ahead of the requests, at most ``max_rendered_pages`` (split
 between the arms) in memory at once, and fitted to their server before they are sent
 (page_fit.py: resized, or refused without a request).
@@ -43,6 +47,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from types import TracebackType
+from typing import Protocol
 
 import httpx
 
@@ -75,13 +80,20 @@ from ocrtui.compare.history import EventHistory
 from ocrtui.compare.page_fit import FittedPage, fit_rendered
 from ocrtui.compare.profiles import render_target
 from ocrtui.compare.render import RenderedPage, RenderError, RenderPool
-from ocrtui.compare.results import DocumentStats, PhaseMeasures, PhaseStats, Summary
+from ocrtui.compare.results import (
+    DocumentStats,
+    PhaseMeasures,
+    PhaseStats,
+    ServeSweepRecord,
+    Summary,
+)
 from ocrtui.compare.scoring import flags_for
 from ocrtui.compare.store import PageResult, PhaseRecord, RunStore
 from ocrtui.compare.stream_stats import StreamTally, percentile
 from ocrtui.compare.tally import Tally, score_page
 from ocrtui.compare.variants import Variant
 from ocrtui.config import CompareConfig
+from ocrtui.errors import LifecycleError
 from ocrtui.vllm.image_tokens import PageFit
 from ocrtui.vllm.metrics import VllmMetrics, parse_metrics, phase_counters
 
@@ -105,6 +117,32 @@ class ModelHalted(Exception):
 
 
 @dataclass(frozen=True)
+class ServedArm:
+    """An arm whose server was (re)started for it: the target fitted to that server
+    (max_tokens, max_model_len) and what it runs as."""
+
+    target: ModelTarget
+    arm: arms.VllmArm
+
+
+class ArmServer(Protocol):
+    """Serves each vLLM arm's settings before its phases (a serve sweep: launch.SweepServer)."""
+
+    @property
+    def sweep(self) -> ServeSweepRecord:
+        """Which arms the sweep made (summary.json's serve_sweep)."""
+        ...
+
+    async def serve(self, target: ModelTarget) -> ServedArm:
+        """Restart the arm's model with its settings; LifecycleError when it cannot."""
+        ...
+
+    async def restore(self) -> None:
+        """Serve the model as configured again (the run's last step, whatever ended it)."""
+        ...
+
+
+@dataclass(frozen=True)
 class RunPlan:
     documents: tuple[DocumentSpec, ...]
     models: tuple[ModelTarget | DocApiTarget, ...]
@@ -117,6 +155,9 @@ class RunPlan:
     # Degraded copies of every page sent in the documents phase too (variants.py): a
     # document's copy is the Document NAME@VARIANT; "clean" is the document itself.
     variants: tuple[Variant, ...] = ()
+    # A serve sweep: each vLLM arm served (restarted) before its phases, the arms one after
+    # another with every phase of one before the next, the model restored at the end.
+    server: ArmServer | None = None
 
     @property
     def levels(self) -> tuple[int, ...]:
@@ -139,7 +180,8 @@ class CompareRun:
         self.failed_documents: dict[str, str] = {}
         self.tally = Tally([m.name for m in plan.models])
         # What each model runs as; without a probe of the pod (RunPlan.arms), config alone.
-        self.arms = plan.arms or tuple(
+        # A serve sweep replaces an arm's once its server is up (ArmServer.serve).
+        self.arms = list(plan.arms) or list(
             arms.arm_record(m.config, plan.settings, None)
             if isinstance(m, ModelTarget)
             else arms.api_arm_record(m.config)
@@ -190,7 +232,13 @@ class CompareRun:
         """What the report needs of this run (its results so far)."""
         return report.FinishedRun(
             run_dir=str(self.store.dir),
-            models=tuple(m.config for m in self.plan.models),
+            # A sweep's arms share one served model: the report knows each by its arm name.
+            models=tuple(
+                m.config.model_copy(update={"name": m.name})
+                if m.name != m.config.name
+                else m.config
+                for m in self.plan.models
+            ),
             settings=self.plan.settings,
             specs=self.plan.documents,
             documents=tuple(self.documents),
@@ -202,6 +250,7 @@ class CompareRun:
             levels=self.plan.levels,
             arms={m.name: a for m, a in zip(self.plan.models, self.arms, strict=True)},
             measures=dict(self.measures),
+            serve_sweep=self.plan.server.sweep if self.plan.server is not None else None,
         )
 
     def _emit(self, ev: Event) -> None:
@@ -235,6 +284,12 @@ class CompareRun:
                     error, stop_code = str(exc), exc.exit_code
                 else:
                     error = f"{type(exc).__name__}: {exc}"
+            if self.plan.server is not None:
+                # Also after a cancellation (caught above) or a failure midway.
+                try:
+                    await self.plan.server.restore()
+                except Exception as exc:  # the summary is still written, with the reason
+                    error = error or f"restoring the configured flags failed: {exc}"
         finally:
             if follow is not None:
                 follow.cancel()
@@ -295,6 +350,11 @@ class CompareRun:
                 )
         if not self.documents:
             return
+        if plan.server is not None:
+            for i, m in enumerate(plan.models):
+                if isinstance(m, ModelTarget):
+                    await self._serve_arm(i, m, plan.server, pool, client)
+            return
         if plan.speed_phases:
             vllm = [m for m in plan.models if isinstance(m, ModelTarget)]
             if plan.settings.schedule == "parallel":
@@ -307,6 +367,28 @@ class CompareRun:
         async with asyncio.TaskGroup() as tg:
             for m in plan.models:
                 tg.create_task(self._documents_phase(m, pool, client))
+
+    async def _serve_arm(
+        self,
+        index: int,
+        model: ModelTarget,
+        server: ArmServer,
+        pool: RenderPool,
+        client: httpx.AsyncClient,
+    ) -> None:
+        """One arm of a serve sweep: its server restarted with its settings, then its phases;
+        an arm whose server cannot start is stopped with the reason (the next one goes on).
+        Resumed, every arm is served again (its record is read from its server), and only
+        what the store lacks is measured."""
+        try:
+            served = await server.serve(model)
+        except LifecycleError as exc:
+            self._stop_model(model.name, f"could not serve its flags: {exc}")
+            return
+        self.arms[index] = served.arm
+        if self.plan.speed_phases:
+            await self._speed(served.target, pool, client)
+        await self._documents_phase(served.target, pool, client)
 
     # The request path: pauses, outages, stopped models -----------------------------------
 
@@ -322,7 +404,7 @@ class CompareRun:
         s = self.plan.settings
         for _ in range(OUTAGE_RESENDS_MAX):
             self._check_stopped(model.name)
-            await self._hold(model.name)
+            await self._hold(model.config.name)  # the gate knows servers, not arms
             sent = time.monotonic()
             out = await ocr_page(
                 client,
@@ -338,7 +420,7 @@ class CompareRun:
                 self._check_stopped(model.name)  # only the first such failure is a result
                 self._stop_model(model.name, out.fatal)
                 return out
-            if not out.transient or not await self._outage_since(model.name, sent):
+            if not out.transient or not await self._outage_since(model.config.name, sent):
                 return out
         return out
 

@@ -159,6 +159,7 @@ class RunRecord:
     suite_skipped: Mapping[str, int] = field(default_factory=dict)
     variants: tuple[str, ...] = ()  # --variants as given (variants.py); () clean only
     created: str | None = None
+    serve_sweep: str | None = None  # the serve sweep file (absolute); --resume reads it again
 
     def to_json(self) -> JsonOut:
         out = asdict(self)
@@ -185,6 +186,7 @@ class RunRecord:
             else {},
             variants=tuple(str(x) for x in v) if isinstance(v := d.get("variants"), list) else (),
             created=json_str(d, "created"),
+            serve_sweep=json_str(d, "serve_sweep"),
         )
 
 

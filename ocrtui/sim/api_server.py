@@ -231,13 +231,14 @@ class EngineClient:
                 m.prompt_tokens.inc(tracked.prompt_tokens)
                 m.prompt_tokens_computed.inc(tracked.prompt_tokens)
                 self.interval_prompt += tracked.prompt_tokens
+                m.generation_tokens.inc(n)
             else:
                 gap = now - (tracked.last_token or now)
                 for _ in range(n):
                     m.itl.observe(gap / n)
+                m.decoded(n)
             tracked.last_token = now
             tracked.generated += n
-            m.generation_tokens.inc(n)
             self.interval_generation += n
         tracked.queue.put_nowait(frame)
         self.update_gauges()

@@ -30,6 +30,9 @@ TOP_USAGE = (
     "            ..."
 )
 API_KEY_ENV = "VLLM_API_KEY"
+# What one draft position adds to a decode step, as a fraction of the step: MTP's draft
+# layer is one transformer layer beside the model's (GLM-OCR: 1 beside 16).
+SPEC_DRAFT_COST = 0.1
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class ServeArgs:
     prefill_s: float = 0.36
     per_token_s: float = 0.002
     tokens_per_page: int = 400
+    # Speculative decoding: draft position i (0-based) is accepted with this ** (i + 1).
+    spec_acceptance: float = 0.7
     ocr_workers: int = 1
     vllm_version: str = VLLM_VERSION  # what GET /version reports
     non_default: dict[str, Any] = field(default_factory=dict)
@@ -74,6 +79,24 @@ class ServeArgs:
     def api_servers(self) -> int:
         """API server processes: vLLM's default is one per data-parallel rank."""
         return self.api_server_count or self.data_parallel_size
+
+    @property
+    def speculative_tokens(self) -> int:
+        """Draft tokens a step proposes (``--speculative-config``); 0 without it."""
+        spec = self.speculative_config or {}
+        return int(spec.get("num_speculative_tokens") or 1) if spec else 0
+
+    @property
+    def tokens_per_step(self) -> float:
+        """Tokens one decode step yields on average: its own and the accepted drafts."""
+        return sum(self.spec_acceptance**i for i in range(self.speculative_tokens + 1))
+
+    @property
+    def decode_s_per_token(self) -> float:
+        """The synthetic engine's decode time per token: a step costs ``per_token_s`` and
+        SPEC_DRAFT_COST more per draft position, and yields ``tokens_per_step`` tokens."""
+        step = self.per_token_s * (1 + SPEC_DRAFT_COST * self.speculative_tokens)
+        return step / self.tokens_per_step
 
     @property
     def image_limit(self) -> int:
@@ -191,6 +214,13 @@ def _parser() -> argparse.ArgumentParser:
         help="synthetic engine: tokens of text per image (default 400)",
     )
     sim.add_argument(
+        "--sim-spec-acceptance",
+        type=float,
+        default=0.7,
+        metavar="A",
+        help="with --speculative-config: draft position i accepted with A**(i+1) (default 0.7)",
+    )
+    sim.add_argument(
         "--sim-ocr-workers",
         type=int,
         default=1,
@@ -248,6 +278,8 @@ def parse_serve_args(argv: Sequence[str]) -> ServeArgs:
     ):
         if value is not None and value < 1:
             p.error(f"argument {flag}: must be at least 1")
+    if not 0 <= ns.sim_spec_acceptance <= 1:
+        p.error("argument --sim-spec-acceptance: must be in [0, 1]")
     if not isinstance(ns.limit_mm_per_prompt, dict):
         p.error(f"argument --limit-mm-per-prompt: Value {ns.limit_mm_per_prompt} is not a dict")
     defaults = vars(p.parse_args([model]))
@@ -281,6 +313,7 @@ def parse_serve_args(argv: Sequence[str]) -> ServeArgs:
         prefill_s=max(0.0, ns.sim_prefill_s),
         per_token_s=max(0.0, ns.sim_per_token_s),
         tokens_per_page=ns.sim_tokens_per_page,
+        spec_acceptance=ns.sim_spec_acceptance,
         ocr_workers=ns.sim_ocr_workers,
         vllm_version=ns.sim_vllm_version,
         non_default=non_default,

@@ -266,7 +266,7 @@ class EngineCore:
         finish = "stop"
         if len(pieces) > req.max_tokens:
             pieces, finish = pieces[: req.max_tokens], "length"
-        per_token = self.args.per_token_s if isinstance(engine, SyntheticEngine) else 0.0
+        per_token = self.args.decode_s_per_token if isinstance(engine, SyntheticEngine) else 0.0
         await self._emit(req.rid, pieces, per_token)
         await self.send(("done", req.rid, finish))
 

@@ -216,15 +216,21 @@ class Lifecycle:
     # -- start --------------------------------------------------------------------------
 
     async def preflight(
-        self, name: str, progress: Progress | None = None, *, force: bool = False
+        self,
+        name: str,
+        progress: Progress | None = None,
+        *,
+        force: bool = False,
+        serve: ModelConfig | None = None,
     ) -> int | None:
         """Check what can be checked; warnings through ``progress``. A refusal (a known-bad
         vLLM/transformers combination, memory not free, port taken) raises LifecycleError
         unless ``force``, which only tells it.
         Returns the planned MiB (None without a GPU). The advisories on the pod's versions
-        and the planned serve argv are warnings too."""
+        and the planned serve argv are warnings too. ``serve``: the settings the start will
+        use, when not the configured ones (see ``restart``)."""
         progress = progress or _quiet
-        model = self.config.model(name)
+        model = serve or self.config.model(name)
         view = self.monitor.view
         if view.sample is None:
             try:
@@ -259,10 +265,13 @@ class Lifecycle:
             progress(name, f"--force: not refusing: {message}")
         return planned
 
-    async def launch(self, name: str, progress: Progress | None = None) -> int:
-        """Start the server detached; returns its pid (it leads its own process group)."""
+    async def launch(
+        self, name: str, progress: Progress | None = None, *, serve: ModelConfig | None = None
+    ) -> int:
+        """Start the server detached (``serve``: with these settings instead of the
+        configured ones); returns its pid (it leads its own process group)."""
         progress = progress or _quiet
-        model = self.config.model(name)
+        model = serve or self.config.model(name)
         log = self.log_path(model)
         # Registered before the marker goes into the log, so no poll in between takes the
         # marker without a process for a crash.
@@ -281,9 +290,11 @@ class Lifecycle:
         progress(name, f"started pid {pid}, log {log}")
         return pid
 
-    async def wait_ready(self, name: str, progress: Progress | None = None) -> None:
+    async def wait_ready(
+        self, name: str, progress: Progress | None = None, *, serve: ModelConfig | None = None
+    ) -> None:
         progress = progress or _quiet
-        model = self.config.model(name)
+        model = serve or self.config.model(name)
         last: list[str | None] = [None]
 
         def on_change(status: ModelStatus) -> None:
@@ -333,12 +344,14 @@ class Lifecycle:
         async with self._lock(name):
             await self._start(name, progress or _quiet, force=force)
 
-    async def _start(self, name: str, progress: Progress, *, force: bool) -> None:
+    async def _start(
+        self, name: str, progress: Progress, *, force: bool, serve: ModelConfig | None = None
+    ) -> None:
         progress(name, "preflight")
-        await self.preflight(name, progress, force=force)
-        await self.launch(name, progress)
+        await self.preflight(name, progress, force=force, serve=serve)
+        await self.launch(name, progress, serve=serve)
         try:
-            await self.wait_ready(name, progress)
+            await self.wait_ready(name, progress, serve=serve)
         except LifecycleError:
             await self._kill_leftovers(name)
             raise
@@ -351,8 +364,17 @@ class Lifecycle:
             await self._signal_all(groups, pids, "KILL")
 
     async def restart(
-        self, name: str, progress: Progress | None = None, *, force: bool = False
+        self,
+        name: str,
+        progress: Progress | None = None,
+        *,
+        force: bool = False,
+        serve: ModelConfig | None = None,
     ) -> None:
+        """Stop, clear orphans, wait for the memory, preflight, launch, wait ready.
+        ``serve``: start with these settings (a serve sweep's flag set: same name and port,
+        other flags) instead of the configured ones; the next restart without it goes back
+        to the configured ones."""
         progress = progress or _quiet
         self.config.model(name)
         with contextlib.suppress(TimeoutError):  # a fresh `ocrtui restart` has not polled yet
@@ -364,7 +386,7 @@ class Lifecycle:
         # model runs between them.
         async with self._lock(name):
             await self._stop(name, progress)
-            await self._start(name, progress, force=force)
+            await self._start(name, progress, force=force, serve=serve)
 
     async def ensure_ready(
         self, name: str, progress: Progress | None = None, *, force: bool = False

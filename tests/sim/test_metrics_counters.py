@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ocrtui.sim.args import parse_serve_args
 from ocrtui.sim.metrics import SimMetrics
 from ocrtui.vllm.metrics import parse_metrics, phase_counters
@@ -35,3 +37,32 @@ def test_speculative_config_adds_vllm_s_spec_decode_counters() -> None:
     c = phase_counters(m, [], m)
     assert c.spec_decode_drafts == 0.0 and c.spec_decode_accepted_per_pos == (0.0, 0.0, 0.0)
     assert c.spec_decode_acceptance is None  # nothing drafted: no rate
+
+
+def test_speculative_decoding_moves_the_counters_at_the_simulated_acceptance() -> None:
+    spec = json.dumps({"method": "mtp", "num_speculative_tokens": 3})
+    args = parse_serve_args(
+        ["zai-org/GLM-OCR", "--speculative-config", spec, "--sim-spec-acceptance", "0.5"]
+    )
+    sim = SimMetrics(args, 1000, 8192, 16)
+    before = parse_metrics(sim.render().decode())
+    sim.decoded(150)  # 1 + 0.5 + 0.25 + 0.125 = 1.875 tokens a step: 80 steps
+    c = phase_counters(before, [], parse_metrics(sim.render().decode()))
+    assert c.spec_decode_drafts == pytest.approx(80)
+    assert c.spec_decode_accepted_per_pos == pytest.approx((40, 20, 10))
+    assert c.spec_decode_acceptance == pytest.approx(70 / 240)  # accepted / drafted tokens
+
+
+def test_more_speculative_tokens_decode_faster_at_this_acceptance() -> None:
+    def per_token(*flags: str) -> float:
+        args = parse_serve_args(["zai-org/GLM-OCR", "--sim-per-token-s", "0.01", *flags])
+        return args.decode_s_per_token
+
+    def mtp(k: int) -> tuple[str, str]:
+        return "--speculative-config", json.dumps({"method": "mtp", "num_speculative_tokens": k})
+
+    assert per_token() == 0.01
+    assert per_token(*mtp(1)) == pytest.approx(0.01 * 1.1 / 1.7)
+    assert per_token(*mtp(3)) < per_token(*mtp(1)) < per_token()
+    # Drafts that are never accepted only cost: MTP is then slower than no MTP.
+    assert per_token(*mtp(3), "--sim-spec-acceptance", "0") > per_token()

@@ -3,7 +3,9 @@
 A custom ``prometheus_client`` Collector reads the latest :class:`~ocrtui.status.Snapshot`
 (immutable, so the library's own HTTP server thread reads it without a lock while the event
 loop publishes the next one) and, when a comparison runs in the same process, the arms'
-latest :class:`ArmProgress` (given through :meth:`MetricsExporter.arm_progress`). The
+latest :class:`~ocrtui.compare.progress.ArmProgress` (given through
+:meth:`MetricsExporter.arm_progress` by the comparison's event consumers, the dashboard's and
+``ocrtui compare --headless``'s, each through an ``ArmTally``). The
 server answers OpenMetrics to a scraper that asks for it (Prometheus does), the classic
 text format otherwise.
 
@@ -33,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import get_args
 from wsgiref.simple_server import WSGIServer
@@ -47,23 +48,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from ocrtui.compare.progress import ArmProgress
 from ocrtui.config import ListenAddress
 from ocrtui.errors import ConfigError
 from ocrtui.status import ModelState, Snapshot
 
 MIB = 1024 * 1024
 MODEL_STATES: tuple[str, ...] = get_args(ModelState)
-
-
-@dataclass(frozen=True)
-class ArmProgress:
-    """One comparison arm so far, as the runner's event consumer tallies it."""
-
-    arm: str
-    pages_done: int
-    pages_failed: int
-    cer: float | None  # mean character error rate of the pages scored so far
-    images_per_s: float | None
 
 
 class _SnapshotCollector(Collector):
@@ -180,7 +171,7 @@ class MetricsExporter:
         self._server: tuple[WSGIServer, threading.Thread] | None = None
 
     def arm_progress(self, progress: ArmProgress) -> None:
-        """A comparison arm's latest numbers (the hook for the runner's event consumer)."""
+        """A comparison arm's latest numbers (from an ArmTally over the run's events)."""
         self._arms = MappingProxyType({**self._arms, progress.arm: progress})
 
     def serve(self, address: ListenAddress) -> ListenAddress:

@@ -9,11 +9,13 @@ stands in for `vllm serve` (user docs: docs/sim.md). Modules:
     api_server.py   the launching process: binds the port, starts multiprocessing's resource
                     tracker, spawns the EngineCore, waits for it, then serves starlette through
                     uvicorn; `EngineClient` tracks requests and feeds `metrics.py`; SIGTERM stops
-                    the engine first, then HTTP
+                    the engine first, then HTTP; with VLLM_SERVER_DEV_MODE=1 also /sleep,
+                    /wake_up and /is_sleeping
     engine_core.py  the child (`python -m ocrtui.sim.engine_core --fd N --tracker-fd T`, title
                     `VLLM::EngineCore`, same process group): its Worker, startup stages, memory,
                     scheduler (at most `--max-num-seqs` running, FIFO waiting), OCR in worker
-                    threads; outlives a SIGKILLed parent holding memory
+                    threads, sleep mode (pause; with `--enable-sleep-mode` the memory given
+                    back and taken again); outlives a SIGKILLed parent holding memory
     worker.py       the EngineCore's child titled `VLLM::Worker`: lives while its EngineCore does
                     (pipe EOF ends it), holds nothing
     fidelity.py     the probe set, real vLLM 0.32's recorded reference, `compare()` and `KNOWN`

@@ -47,6 +47,7 @@ class ServeArgs:
     enable_prefix_caching: bool = True
     speculative_config: dict[str, Any] | None = None
     trust_remote_code: bool = False
+    enable_sleep_mode: bool = False  # level 1/2 sleep gives the memory back (else pause only)
     # Simulator-only.
     engine: str = "rapidocr"
     sim_gpu: str | None = None
@@ -121,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--speculative-config", type=_json_arg)
     p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--enable-sleep-mode", action="store_true")
     # Accepted because the project's configs or vLLM's docs use them; no effect here.
     for flag in (
         "--dtype",
@@ -203,6 +205,7 @@ _SHOWN = (
     "enable_prefix_caching",
     "speculative_config",
     "trust_remote_code",
+    "enable_sleep_mode",
 )
 
 
@@ -253,6 +256,7 @@ def parse_serve_args(argv: Sequence[str]) -> ServeArgs:
         enable_prefix_caching=ns.enable_prefix_caching,
         speculative_config=ns.speculative_config,
         trust_remote_code=ns.trust_remote_code,
+        enable_sleep_mode=ns.enable_sleep_mode,
         engine=ns.engine,
         sim_gpu=ns.sim_gpu,
         startup_s=max(0.0, ns.sim_startup_s),

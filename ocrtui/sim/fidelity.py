@@ -263,6 +263,7 @@ PROBES: dict[str, tuple[str, str, Any]] = {
     "err_prompt_too_long": ("POST", "/v1/chat/completions", _chat("word " * 700)),
     "err_404_route": ("GET", "/v1/nothing", None),
     "err_405": ("GET", "/v1/chat/completions", None),
+    "sleep_no_dev_mode": ("POST", "/sleep?level=1", None),  # without VLLM_SERVER_DEV_MODE
 }
 # Sent to a server started with --limit-mm-per-prompt '{"image": 1}' (a vision model's).
 VL_PROBES: dict[str, tuple[str, str, Any]] = {

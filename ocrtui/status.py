@@ -12,7 +12,9 @@ the `ocrtui status --json` contract (keys are only added). `ModelStatus` beyond 
 fields: `stage` (startup stage while `starting`; `"stopping"` while `down` with a stop in
 progress), `hint`, metrics, `planned_mib`, `used_mib`, `last_lines` (log tail when
 `crashed`), `max_model_len`, `started_s` / `last_start_s` (while starting: since the launch;
-launch → ready of the previous start), `restarts` (those this process asked for).
+launch → ready of the previous start), `restarts` (those this process asked for),
+`sleep_level` / `given_back_mib` (vLLM's sleep mode: the level it sleeps at, the GPU memory
+its wake-up takes back).
 `Snapshot.orphans` lists every leaked vLLM process (`OrphanStatus(pid, model, used_mib |
 None, rss_mib, title)`), those holding no VRAM included (a CPU build); the dashboard's `k`
 offers these; `Snapshot.orphans_killed` counts those this process killed. Each `GpuStatus`
@@ -65,6 +67,7 @@ class ModelShare:
     name: str
     used_mib: int
     planned_mib: int | None  # None: the model holds memory here but plans on another GPU
+    sleeping: bool = False  # vLLM's sleep mode: planned less used is what it gave back
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,24 @@ class ModelStatus:
     advisories: tuple[AdvisoryStatus, ...] = ()
     restarts: int = 0  # restarts this ocrtui process asked for (Controller.restart)
     watchdog: WatchdogStatus | None = None  # None: no watchdog runs in this process
+    # vLLM's sleep mode (vllm:engine_sleep_state): None awake, else the level it sleeps at
+    # (0 paused, 1 weights offloaded to host memory, 2 discarded); while asleep,
+    # ``given_back_mib`` is the GPU memory it gave back: what its wake-up takes again
+    # (planned less used now).
+    sleep_level: int | None = None
+    given_back_mib: int | None = None
+
+    @property
+    def sleeping(self) -> bool:
+        return self.sleep_level is not None
+
+    @property
+    def sleep_text(self) -> str | None:
+        """``sleeping (level 1), gave back 17.6 GiB`` (the card, status, the CLI); None awake."""
+        if self.sleep_level is None:
+            return None
+        back = f", gave back {self.given_back_mib / 1024:.1f} GiB" if self.given_back_mib else ""
+        return f"sleeping (level {self.sleep_level}){back}"
 
 
 WatchdogState = Literal["watching", "restarting", "gave up"]

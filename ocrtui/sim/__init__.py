@@ -10,7 +10,7 @@ stands in for `vllm serve` (user docs: docs/sim.md). Modules:
                     tracker, spawns the EngineCore, waits for it, then serves starlette through
                     uvicorn; `EngineClient` tracks requests and feeds `metrics.py`; SIGTERM stops
                     the engine first, then HTTP; with VLLM_SERVER_DEV_MODE=1 also /sleep,
-                    /wake_up and /is_sleeping
+                    /wake_up, /is_sleeping and /collective_rpc (reload_weights only)
     engine_core.py  the child (`python -m ocrtui.sim.engine_core --fd N --tracker-fd T`, title
                     `VLLM::EngineCore`, same process group): its Worker, startup stages, memory,
                     scheduler (at most `--max-num-seqs` running, FIFO waiting), OCR in worker

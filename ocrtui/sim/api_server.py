@@ -174,7 +174,7 @@ class EngineClient:
             tracked.queue.put_nowait(("error", tracked.rid, ENGINE_DEAD_MESSAGE))
 
     def _on_frame(self, frame: ipc.Frame) -> None:
-        if frame[0] in ("slept", "awake"):
+        if frame[0] in ("slept", "awake", "reloaded"):
             if self._control is not None and not self._control.done():
                 self._control.set_result(frame)
             return
@@ -230,6 +230,9 @@ class EngineClient:
         self.sleep_level = None
         if self.metrics is not None:
             self.metrics.record_sleep_state(None)
+
+    async def reload_weights(self) -> None:
+        await self._engine_call(("reload_weights",))
 
     def update_gauges(self) -> None:
         if self.metrics is None:
@@ -709,6 +712,22 @@ def build_app(client: EngineClient) -> ASGIApp:
     async def is_sleeping(request: Request) -> Response:
         return JSONResponse({"is_sleeping": client.sleep_level is not None})
 
+    async def collective_rpc(request: Request) -> Response:
+        # Only the method ocrtui calls (after a level-2 sleeper's wake-up) is simulated.
+        try:
+            method = json.loads(await request.body()).get("method")
+        except (ValueError, AttributeError):
+            method = None
+        if method != "reload_weights":
+            return error_response(
+                f"the simulator runs only reload_weights, not {method!r}", 400, "BadRequestError"
+            )
+        try:
+            await client.reload_weights()
+        except BadRequest as exc:
+            return error_response(str(exc), exc.status, exc.kind)
+        return JSONResponse({"results": [None]})
+
     routes = [
         Route("/load", load, methods=["GET"]),
         Route("/version", version, methods=["GET"]),
@@ -723,6 +742,7 @@ def build_app(client: EngineClient) -> ASGIApp:
             Route("/sleep", sleep, methods=["POST"]),
             Route("/wake_up", wake_up, methods=["POST"]),
             Route("/is_sleeping", is_sleeping, methods=["GET"]),
+            Route("/collective_rpc", collective_rpc, methods=["POST"]),
         ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
     return HttpCounter(ApiKeyGuard(app, args.api_key), client)
@@ -877,7 +897,12 @@ ROUTES = (
     ("/ping", "POST"),
     ("/v1/chat/completions", "POST"),
 )
-DEV_ROUTES = (("/sleep", "POST"), ("/wake_up", "POST"), ("/is_sleeping", "GET"))
+DEV_ROUTES = (
+    ("/sleep", "POST"),
+    ("/wake_up", "POST"),
+    ("/is_sleeping", "GET"),
+    ("/collective_rpc", "POST"),
+)
 
 
 def _log_engine_dead() -> None:

@@ -327,6 +327,16 @@ class EngineCore:
         self._schedule()
         await self.send(("awake", None))
 
+    async def reload_weights(self) -> None:
+        """``collective_rpc("reload_weights")``: the weights read again (what a level-2
+        sleeper needs after its wake-up), taking the start-up's loading time."""
+        t0 = time.monotonic()
+        await asyncio.sleep(self.args.startup_s / 3)
+        vlog.info(
+            "default_loader.py:384", f"Loading weights took {time.monotonic() - t0:.2f} seconds"
+        )
+        await self.send(("reloaded", None))
+
     # -- shutdown -----------------------------------------------------------------------
 
     def on_signal(self, sig: signal.Signals) -> None:
@@ -417,6 +427,8 @@ async def _read_requests(core: EngineCore, reader: asyncio.StreamReader) -> None
             await core.sleep(frame[1])
         elif frame[0] == "wake":
             await core.wake()
+        elif frame[0] == "reload_weights":
+            await core.reload_weights()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -181,6 +181,12 @@ class OcrtuiApp(App[int]):
     def stop_model(self, name: str) -> None:
         self._operation(name, "stop", lambda: self.source.stop_model(name, self._progress))
 
+    def sleep_model(self, name: str) -> None:
+        self._operation(name, "sleep", lambda: self.source.sleep(name, 1, self._progress))
+
+    def wake_model(self, name: str) -> None:
+        self._operation(name, "wake", lambda: self.source.wake(name))
+
     def _operation(self, name: str, verb: str, call: Callable[[], Any]) -> None:
         async def run() -> None:
             self._progress(name, f"{verb}: begun")

@@ -1,4 +1,5 @@
-"""One GPU: a memory bar with each model's share, the planned budgets, util/temp/power, and
+"""One GPU: a memory bar with each model's share (a sleeping one's marked: its plan less its
+share is what it gave back), the planned budgets, util/temp/power, and
 a process table updated row by row (keyed; cells touched only when their value changes).
 
 The numbers are the snapshot's as attributed (``GpuStatus.models``, ``orphan_mib``,
@@ -68,6 +69,7 @@ def memory_content(gpu: GpuStatus, styles: dict[str, str], width: int = BAR_WIDT
         lines += [
             ("■ ", styles.get(m.name, "")),
             (f"{m.name} {gib(m.used_mib)}/{plan}", "$warning bold" if over else ""),
+            *([(" sleeping", "$accent bold")] if m.sleeping else []),
             "  ",
         ]
     if gpu.orphan_mib:

@@ -21,6 +21,8 @@ Series (memory in bytes, as Prometheus names units):
 - ``ocrtui_model_state{model, ocrtui_model_state}``: a state set (down, starting, ready,
   unhealthy, crashed)
 - ``ocrtui_model_restarts_total{model}``: restarts this process asked for
+- ``ocrtui_model_sleep_level{model}``: vLLM's sleep mode, -1 awake, else the level;
+  ``ocrtui_model_given_back_bytes{model}``: while asleep, the memory its wake-up takes back
 - ``ocrtui_orphans{model}``: leaked vLLM processes found now, by the model they belonged to
 - ``ocrtui_orphans_killed_total``: orphans this process killed
 - ``ocrtui_compare_pages_done_total{arm}``, ``ocrtui_compare_pages_failed_total{arm}``,
@@ -124,9 +126,23 @@ def _model_metrics(snap: Snapshot) -> Iterator[Metric]:
     restarts = CounterMetricFamily(
         "ocrtui_model_restarts", "Restarts this ocrtui asked for", labels=["model"]
     )
+    sleep = GaugeMetricFamily(
+        "ocrtui_model_sleep_level",
+        "vLLM's sleep mode: the level a model sleeps at (0 paused, 1 weights offloaded, 2 "
+        "discarded); -1 awake",
+        labels=["model"],
+    )
+    given_back = GaugeMetricFamily(
+        "ocrtui_model_given_back_bytes",
+        "GPU memory a sleeping model gave back: what its wake-up takes again",
+        labels=["model"],
+    )
     for m in snap.models:
         state.add_metric([m.name], {s: s == m.state for s in MODEL_STATES})
         restarts.add_metric([m.name], m.restarts)
+        sleep.add_metric([m.name], -1 if m.sleep_level is None else m.sleep_level)
+        if m.given_back_mib is not None:
+            given_back.add_metric([m.name], m.given_back_mib * MIB)
     orphans = GaugeMetricFamily(
         "ocrtui_orphans", "Leaked vLLM processes found now", labels=["model"]
     )
@@ -137,7 +153,7 @@ def _model_metrics(snap: Snapshot) -> Iterator[Metric]:
         orphans.add_metric([model], count)
     killed = CounterMetricFamily("ocrtui_orphans_killed", "Orphans this ocrtui killed")
     killed.add_metric([], snap.orphans_killed)
-    yield from (state, restarts, orphans, killed)
+    yield from (state, restarts, sleep, given_back, orphans, killed)
 
 
 def _arm_metrics(arms: tuple[ArmProgress, ...]) -> Iterator[Metric]:

@@ -217,7 +217,9 @@ class EngineClient:
 
     async def sleep(self, level: int) -> None:
         """vLLM's ``AsyncLLM.sleep``: the engine sleeps, then the gauge says which level."""
-        await self._engine_call(("sleep", level))
+        frame = await self._engine_call(("sleep", level))
+        if frame[0] != "slept":  # the engine died meanwhile
+            raise BadRequest(ENGINE_DEAD_MESSAGE, 500, "InternalServerError")
         self.sleep_level = level
         if self.metrics is not None:
             self.metrics.record_sleep_state(level)
@@ -232,7 +234,8 @@ class EngineClient:
             self.metrics.record_sleep_state(None)
 
     async def reload_weights(self) -> None:
-        await self._engine_call(("reload_weights",))
+        if (await self._engine_call(("reload_weights",)))[0] != "reloaded":
+            raise BadRequest(ENGINE_DEAD_MESSAGE, 500, "InternalServerError")
 
     def update_gauges(self) -> None:
         if self.metrics is None:

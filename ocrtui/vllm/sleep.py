@@ -9,16 +9,21 @@ endpoints only with ``VLLM_SERVER_DEV_MODE=1`` in the server's environment, whic
 answers 404, turned into a LifecycleError saying so. ``wake`` is ``POST /wake_up`` and,
 after a level-2 sleep, ``collective_rpc("reload_weights")`` (the wake-up alone leaves the
 discarded weights unset). Each waits until the watcher's next polls read
-``vllm:engine_sleep_state`` at the new level: the status (``ModelStatus.sleep_level``,
-``given_back_mib``) is the one that the card, the GPU panel and ``status --json`` show.
+``vllm:engine_sleep_state`` at the new level and, where memory moves, the agent's sample
+shows the model's processes holding less (sleep) or more (wake) than before: the status
+(``ModelStatus.sleep_level``, ``given_back_mib``) is then the one that the card, the GPU
+panel and ``status --json`` show.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import httpx
 
 from ocrtui.config import ModelConfig
 from ocrtui.errors import LifecycleError
+from ocrtui.status import ModelStatus
 from ocrtui.vllm.client import VllmClient
 from ocrtui.vllm.plan import DEV_MODE_ENV, SLEEP_MODE_FLAG, sleep_mode_enabled
 from ocrtui.vllm.watch import ModelWatcher
@@ -73,7 +78,15 @@ async def sleep(
         await client.sleep(level)
     except httpx.HTTPError as exc:
         raise _refused(name, "sleep", exc) from None
-    await _until_seen(watcher, name, level)
+    # The agent's sample of the GPU may come a moment after the gauge: with memory to give
+    # back, done once the model's processes hold less than before.
+    before = status.used_mib
+    gives_back = sleep_mode_enabled(model) and status.planned_mib is not None and before > 0
+
+    def done(s: ModelStatus) -> bool:
+        return s.sleep_level == level and (not gives_back or s.used_mib < before)
+
+    await _until_seen(watcher, name, done, f"asleep at level {level}")
     return warnings
 
 
@@ -99,15 +112,24 @@ async def wake(client: VllmClient, model: ModelConfig, watcher: ModelWatcher) ->
             await client.reload_weights()
         except httpx.HTTPError as exc:
             raise _refused(name, "collective_rpc", exc) from None
-    await _until_seen(watcher, name, None)
+    before, takes_back = status.used_mib, bool(status.given_back_mib)
+
+    def done(s: ModelStatus) -> bool:
+        return s.sleep_level is None and (not takes_back or s.used_mib > before)
+
+    await _until_seen(watcher, name, done, "awake")
 
 
-async def _until_seen(watcher: ModelWatcher, name: str, level: int | None) -> None:
+async def _until_seen(
+    watcher: ModelWatcher, name: str, done: Callable[[ModelStatus], bool], what: str
+) -> None:
     try:
-        await watcher.wait_model(name, lambda s: s.sleep_level == level, SEEN_TIMEOUT_S)
+        await watcher.wait_model(name, done, SEEN_TIMEOUT_S)
     except TimeoutError:
-        now = watcher.status(name).sleep_level
+        now = watcher.status(name)
+        gauge = "awake" if now.sleep_level is None else f"level {now.sleep_level}"
         raise LifecycleError(
-            f"{name}: the server answered, but its vllm:engine_sleep_state still says "
-            f"{'awake' if now is None else f'level {now}'} after {SEEN_TIMEOUT_S:.0f} s"
+            f"{name}: the server answered, but after {SEEN_TIMEOUT_S:.0f} s it is not seen "
+            f"{what}: vllm:engine_sleep_state says {gauge}, its processes hold "
+            f"{now.used_mib} MiB"
         ) from None

@@ -20,13 +20,17 @@ GLM = ("zai-org/GLM-OCR", "--served-model-name", "glm", "--gpu-memory-utilizatio
 SLOW = ("--sim-prefill-s", "0.01", "--sim-per-token-s", "0.05", "--sim-tokens-per-page", "400")
 
 
-def page_request() -> dict[str, object]:
-    """A chat request with one page: the synthetic engine reads it for 400 tokens."""
+def page_request(max_tokens: int) -> dict[str, object]:
+    """A chat request with one page (the synthetic engine reads 400 tokens off it)."""
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), "white").save(buf, format="PNG")
     url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
     content = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "read"}]
-    return {"model": "glm", "messages": [{"role": "user", "content": content}], "max_tokens": 400}
+    return {
+        "model": "glm",
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+    }
 
 
 def sleep_state(server: SimServer) -> dict[str, float]:
@@ -113,7 +117,7 @@ async def test_requests_in_flight_are_aborted_and_new_ones_wait_for_the_wake(
     sim_servers: SimServers,
 ) -> None:
     server = sim_servers.start(*GLM, *SLOW, "--enable-sleep-mode", env=DEV)
-    body = page_request()
+    body = page_request(400)  # 20 s of decoding at SLOW's pace: asleep long before its end
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         running = asyncio.create_task(http.post("/v1/chat/completions", json=body))
         deadline = asyncio.get_running_loop().time() + 10
@@ -123,7 +127,8 @@ async def test_requests_in_flight_are_aborted_and_new_ones_wait_for_the_wake(
         assert (await http.post("/sleep", params={"level": 1})).status_code == 200
         aborted = await running
         assert aborted.json()["choices"][0]["finish_reason"] == "abort"
-        waiting = asyncio.create_task(http.post("/v1/chat/completions", json=body))
+        short = page_request(10)
+        waiting = asyncio.create_task(http.post("/v1/chat/completions", json=short))
         deadline = asyncio.get_running_loop().time() + 10
         while (await http.get("/load")).json()["server_load"] == 0:
             assert asyncio.get_running_loop().time() < deadline, "the request never arrived"
@@ -131,4 +136,4 @@ async def test_requests_in_flight_are_aborted_and_new_ones_wait_for_the_wake(
         assert not waiting.done()  # paused: it waits
         assert (await http.post("/wake_up")).status_code == 200
         done = await asyncio.wait_for(waiting, 20)
-        assert done.json()["choices"][0]["finish_reason"] in ("stop", "length")
+        assert done.json()["choices"][0]["finish_reason"] == "length"  # its 10 tokens

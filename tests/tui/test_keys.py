@@ -127,7 +127,7 @@ async def test_z_sleeps_a_ready_model_after_asking_and_wakes_a_sleeping_one(
         card = app.dashboard.query_one("#card-0", ModelCard)
         assert "sleeping (level 1), gave back 17.4 GiB" in str(card.render())
         bars = app.dashboard.query_one(GpuPanel).query_one(".bars", Static)
-        assert "glm-ocr 0.6/18.0 sleeping" in str(bars.render())
+        assert "glm-ocr 0.6/18.0 sleeping, 17.4 back" in str(bars.render())
         await pilot.press("z")
         await until(pilot, lambda: ("wake", "glm-ocr") in source.calls)
         assert app.screen is app.dashboard  # no confirmation to wake

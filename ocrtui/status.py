@@ -19,8 +19,8 @@ its wake-up takes back).
 None, rss_mib, title)`), those holding no VRAM included (a CPU build); the dashboard's `k`
 offers these; `Snapshot.orphans_killed` counts those this process killed. Each `GpuStatus`
 carries its owners as attributed: `models`
-(`ModelShare(name, used_mib, planned_mib)` for every model planned on it or holding memory on
-it), `orphan_mib`, `other_mib` (processes of no model + memory no row holds),
+(`ModelShare(name, used_mib, planned_mib, sleeping)` for every model planned on it or
+holding memory on it), `orphan_mib`, `other_mib` (processes of no model + memory no row holds),
 `unattributed_mib`, `planned_mib`; each `ProcessStatus` its `kind` (model, orphan, other,
 unattributed) and `owner` (the model of a model or orphan row). The GPU panel draws these
 numbers and adds nothing up. Planned MiB = `gpu_memory_utilization` x the CUDA total of the

@@ -63,6 +63,22 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("name", help="a served model name or a [[services]] name")
     r.add_argument("--force", action="store_true", help=force_help)
 
+    sl = sub.add_parser(
+        "sleep",
+        help="put a model to sleep (vLLM's sleep mode): its GPU memory given back, its "
+        "requests in flight aborted",
+    )
+    sl.add_argument("name", help="a served model name")
+    sl.add_argument(
+        "--level",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="1: weights offloaded to host memory (default); 2: discarded, reloaded on wake",
+    )
+    wk = sub.add_parser("wake", help="wake a sleeping model (its memory taken back)")
+    wk.add_argument("name", help="a served model name")
+
     ex = sub.add_parser(
         "export", help="serve the pod's metrics (OpenMetrics) until stopped, no dashboard"
     )
@@ -233,4 +249,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return headless.watch_command(config, demo=demo)
     if command == "restart":
         return headless.restart_command(config, args.name, demo=demo, force=args.force)
+    if command == "sleep":
+        return headless.sleep_command(config, args.name, args.level, demo=demo)
+    if command == "wake":
+        return headless.wake_command(config, args.name, demo=demo)
     raise AssertionError(command)

@@ -474,8 +474,9 @@ def _is_loopback(host: str) -> bool:
 
 
 class ExportConfig(_Section):
-    """The dashboard's metrics endpoint (ocrtui/export.py): ``listen = "127.0.0.1:9464"``
-    serves OpenMetrics at ``http://127.0.0.1:9464/metrics`` while the dashboard runs. A
+    """The metrics endpoint (ocrtui/export.py): ``listen = "127.0.0.1:9464"`` serves
+    OpenMetrics at ``http://127.0.0.1:9464/metrics`` while the dashboard or ``ocrtui
+    compare`` (headless too) runs. A
     non-loopback address needs ``allow_remote = true``: the series name the pod's
     processes."""
 

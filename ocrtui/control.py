@@ -34,6 +34,8 @@ class Controller:
     async def restart(name, progress=None, *, force=False, serve=None) -> None   # LifecycleError
                                           # (message, hint); serve: a ModelConfig to start with
     async def kill_orphans(name: str | None = None) -> list[tuple[int, int]]   # (pid, MiB)
+    async def sleep(name, level=1, progress=None) -> None   # vLLM's sleep mode (vllm/sleep.py)
+    async def wake(name) -> None                             # LifecycleError(message, hint)
     def set_watchdog(name, status: WatchdogStatus) -> None   # watchdog.py's verdict
     def strangers() -> list[Stranger]       # servers no [[models]] names (vllm/adopt.py)
     async def model_url(name) -> str        # base URL through the pod's forward
@@ -75,7 +77,9 @@ from ocrtui.status import (
     Snapshot,
     WatchdogStatus,
 )
+from ocrtui.vllm import sleep as sleep_mode
 from ocrtui.vllm.adopt import Stranger, strangers
+from ocrtui.vllm.client import VllmClient
 from ocrtui.vllm.lifecycle import Lifecycle, Progress
 from ocrtui.vllm.plan import gpus_for, planned_mib
 from ocrtui.vllm.served import Served, ServedWatch
@@ -273,6 +277,34 @@ class Controller:
         sample = self.monitor.view.sample
         return strangers(sample, self.config) if sample is not None else []
 
+    async def sleep(self, name: str, level: int = 1, progress: Progress | None = None) -> None:
+        """vLLM's sleep mode (vllm/sleep.py): raises LifecycleError(message, hint)."""
+        model = self.config.model(name)
+        await self.watcher.wait_informed(FIRST_POLL_WAIT_S)  # its state known before asking
+        client = VllmClient(
+            await self.model_url(name), api_key=model.api_key(), timeout=sleep_mode.HTTP_TIMEOUT_S
+        )
+        try:
+            for warning in await sleep_mode.sleep(client, model, self.watcher, level):
+                if progress is not None:
+                    progress(name, f"warning: {warning}")
+        finally:
+            await client.aclose()
+        self._publish()
+
+    async def wake(self, name: str) -> None:
+        """Wake a sleeping model (vllm/sleep.py): raises LifecycleError(message, hint)."""
+        model = self.config.model(name)
+        await self.watcher.wait_informed(FIRST_POLL_WAIT_S)
+        client = VllmClient(
+            await self.model_url(name), api_key=model.api_key(), timeout=sleep_mode.HTTP_TIMEOUT_S
+        )
+        try:
+            await sleep_mode.wake(client, model, self.watcher)
+        finally:
+            await client.aclose()
+        self._publish()
+
     async def kill_orphans(self, name: str | None = None) -> list[tuple[int, int]]:
         killed = await self._lc().kill_orphans(name)
         self._orphans_killed += len(killed)
@@ -401,8 +433,11 @@ class Controller:
         for m in self.config.models:
             for gpu in gpus_for(m, samples):
                 plans.setdefault(gpu.index, {})[m.name] = planned_mib(m, gpu)
+        asleep = frozenset(
+            m.name for m in self.config.models if self.watcher.status(m.name).sleeping
+        )
         return tuple(
-            _gpu_status(g, usages.get(g.index), plans.get(g.index, {}), self.config)
+            _gpu_status(g, usages.get(g.index), plans.get(g.index, {}), self.config, asleep)
             for g in samples
         )
 
@@ -430,11 +465,15 @@ def _with_services(
 
 
 def _gpu_status(
-    g: GpuSample, usage: GpuUsage | None, plans: dict[str, int], config: Config
+    g: GpuSample,
+    usage: GpuUsage | None,
+    plans: dict[str, int],
+    config: Config,
+    asleep: frozenset[str],
 ) -> GpuStatus:
     used = usage.model_mib if usage else {}
     shares = tuple(
-        ModelShare(m.name, used.get(m.name, 0), plans.get(m.name))
+        ModelShare(m.name, used.get(m.name, 0), plans.get(m.name), sleeping=m.name in asleep)
         for m in config.models
         if m.name in plans or used.get(m.name, 0) > 0
     )

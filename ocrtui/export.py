@@ -3,7 +3,9 @@
 A custom ``prometheus_client`` Collector reads the latest :class:`~ocrtui.status.Snapshot`
 (immutable, so the library's own HTTP server thread reads it without a lock while the event
 loop publishes the next one) and, when a comparison runs in the same process, the arms'
-latest :class:`ArmProgress` (given through :meth:`MetricsExporter.arm_progress`). The
+latest :class:`~ocrtui.compare.progress.ArmProgress` (given through
+:meth:`MetricsExporter.arm_progress` by the comparison's event consumers, the dashboard's and
+``ocrtui compare --headless``'s, each through an ``ArmTally``). The
 server answers OpenMetrics to a scraper that asks for it (Prometheus does), the classic
 text format otherwise.
 
@@ -19,6 +21,8 @@ Series (memory in bytes, as Prometheus names units):
 - ``ocrtui_model_state{model, ocrtui_model_state}``: a state set (down, starting, ready,
   unhealthy, crashed)
 - ``ocrtui_model_restarts_total{model}``: restarts this process asked for
+- ``ocrtui_model_sleep_level{model}``: vLLM's sleep mode, -1 awake, else the level;
+  ``ocrtui_model_given_back_bytes{model}``: while asleep, the memory its wake-up takes back
 - ``ocrtui_orphans{model}``: leaked vLLM processes found now, by the model they belonged to
 - ``ocrtui_orphans_killed_total``: orphans this process killed
 - ``ocrtui_compare_pages_done_total{arm}``, ``ocrtui_compare_pages_failed_total{arm}``,
@@ -33,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import get_args
 from wsgiref.simple_server import WSGIServer
@@ -47,23 +50,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from ocrtui.compare.progress import ArmProgress
 from ocrtui.config import ListenAddress
 from ocrtui.errors import ConfigError
 from ocrtui.status import ModelState, Snapshot
 
 MIB = 1024 * 1024
 MODEL_STATES: tuple[str, ...] = get_args(ModelState)
-
-
-@dataclass(frozen=True)
-class ArmProgress:
-    """One comparison arm so far, as the runner's event consumer tallies it."""
-
-    arm: str
-    pages_done: int
-    pages_failed: int
-    cer: float | None  # mean character error rate of the pages scored so far
-    images_per_s: float | None
 
 
 class _SnapshotCollector(Collector):
@@ -133,9 +126,23 @@ def _model_metrics(snap: Snapshot) -> Iterator[Metric]:
     restarts = CounterMetricFamily(
         "ocrtui_model_restarts", "Restarts this ocrtui asked for", labels=["model"]
     )
+    sleep = GaugeMetricFamily(
+        "ocrtui_model_sleep_level",
+        "vLLM's sleep mode: the level a model sleeps at (0 paused, 1 weights offloaded, 2 "
+        "discarded); -1 awake",
+        labels=["model"],
+    )
+    given_back = GaugeMetricFamily(
+        "ocrtui_model_given_back_bytes",
+        "GPU memory a sleeping model gave back: what its wake-up takes again",
+        labels=["model"],
+    )
     for m in snap.models:
         state.add_metric([m.name], {s: s == m.state for s in MODEL_STATES})
         restarts.add_metric([m.name], m.restarts)
+        sleep.add_metric([m.name], -1 if m.sleep_level is None else m.sleep_level)
+        if m.given_back_mib is not None:
+            given_back.add_metric([m.name], m.given_back_mib * MIB)
     orphans = GaugeMetricFamily(
         "ocrtui_orphans", "Leaked vLLM processes found now", labels=["model"]
     )
@@ -146,7 +153,7 @@ def _model_metrics(snap: Snapshot) -> Iterator[Metric]:
         orphans.add_metric([model], count)
     killed = CounterMetricFamily("ocrtui_orphans_killed", "Orphans this ocrtui killed")
     killed.add_metric([], snap.orphans_killed)
-    yield from (state, restarts, orphans, killed)
+    yield from (state, restarts, sleep, given_back, orphans, killed)
 
 
 def _arm_metrics(arms: tuple[ArmProgress, ...]) -> Iterator[Metric]:
@@ -180,7 +187,7 @@ class MetricsExporter:
         self._server: tuple[WSGIServer, threading.Thread] | None = None
 
     def arm_progress(self, progress: ArmProgress) -> None:
-        """A comparison arm's latest numbers (the hook for the runner's event consumer)."""
+        """A comparison arm's latest numbers (from an ArmTally over the run's events)."""
         self._arms = MappingProxyType({**self._arms, progress.arm: progress})
 
     def serve(self, address: ListenAddress) -> ListenAddress:

@@ -1,5 +1,5 @@
-"""The headless commands: ``ocrtui status``, ``up``, ``down``, ``restart``, ``export``,
-``watch``, ``adopt`` (called by cli.py).
+"""The headless commands: ``ocrtui status``, ``up``, ``down``, ``restart``, ``sleep``,
+``wake``, ``export``, ``watch``, ``adopt`` (called by cli.py).
 
 ``restart NAME`` takes a model's or a service's name; ``up`` / ``down`` cover both.
 
@@ -103,6 +103,8 @@ def format_status(snap: Snapshot) -> str:
     for m in snap.models:
         extra = f" ({m.stage})" if m.stage else ""
         lines.append(f"model {m.name} :{m.port} {m.state}{extra} pid={m.pid or '-'}")
+        if m.sleep_text:
+            lines.append(f"  {m.sleep_text}")
         if m.hint:
             lines.append(f"  hint: {m.hint}")
         for a in m.advisories:
@@ -138,6 +140,33 @@ def restart_command(config: Config, name: str, *, demo: bool = False, force: boo
     if not any(s.name == name for s in config.services):
         config.model(name)  # an unknown name is a usage error (exit 2) before connecting
     return _run_operation(config, demo, lambda ctl: ctl.restart(name, _print_progress, force=force))
+
+
+def sleep_command(config: Config, name: str, level: int, *, demo: bool = False) -> int:
+    """``ocrtui sleep NAME``: vLLM's sleep mode (ocrtui/vllm/sleep.py); the state it reached."""
+    config.model(name)  # an unknown name is a usage error (exit 2) before connecting
+
+    async def body(ctl: Controller) -> None:
+        await ctl.sleep(name, level, _print_progress)
+        _print_progress(name, _sleep_line(ctl.snapshot, name))
+
+    return _run_operation(config, demo, body)
+
+
+def wake_command(config: Config, name: str, *, demo: bool = False) -> int:
+    config.model(name)
+
+    async def body(ctl: Controller) -> None:
+        await ctl.wake(name)
+        _print_progress(name, _sleep_line(ctl.snapshot, name))
+
+    return _run_operation(config, demo, body)
+
+
+def _sleep_line(snap: Snapshot, name: str) -> str:
+    m = snap.model(name)
+    assert m is not None
+    return m.sleep_text or f"awake ({m.state}), {m.used_mib} MiB on the GPU"
 
 
 def export_command(config: Config, address: ListenAddress, *, demo: bool = False) -> int:

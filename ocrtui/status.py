@@ -12,13 +12,15 @@ the `ocrtui status --json` contract (keys are only added). `ModelStatus` beyond 
 fields: `stage` (startup stage while `starting`; `"stopping"` while `down` with a stop in
 progress), `hint`, metrics, `planned_mib`, `used_mib`, `last_lines` (log tail when
 `crashed`), `max_model_len`, `started_s` / `last_start_s` (while starting: since the launch;
-launch → ready of the previous start), `restarts` (those this process asked for).
+launch → ready of the previous start), `restarts` (those this process asked for),
+`sleep_level` / `given_back_mib` (vLLM's sleep mode: the level it sleeps at, the GPU memory
+its wake-up takes back).
 `Snapshot.orphans` lists every leaked vLLM process (`OrphanStatus(pid, model, used_mib |
 None, rss_mib, title)`), those holding no VRAM included (a CPU build); the dashboard's `k`
 offers these; `Snapshot.orphans_killed` counts those this process killed. Each `GpuStatus`
 carries its owners as attributed: `models`
-(`ModelShare(name, used_mib, planned_mib)` for every model planned on it or holding memory on
-it), `orphan_mib`, `other_mib` (processes of no model + memory no row holds),
+(`ModelShare(name, used_mib, planned_mib, sleeping)` for every model planned on it or
+holding memory on it), `orphan_mib`, `other_mib` (processes of no model + memory no row holds),
 `unattributed_mib`, `planned_mib`; each `ProcessStatus` its `kind` (model, orphan, other,
 unattributed) and `owner` (the model of a model or orphan row). The GPU panel draws these
 numbers and adds nothing up. Planned MiB = `gpu_memory_utilization` x the CUDA total of the
@@ -66,6 +68,7 @@ class ModelShare:
     name: str
     used_mib: int
     planned_mib: int | None  # None: the model holds memory here but plans on another GPU
+    sleeping: bool = False  # vLLM's sleep mode: planned less used is what it gave back
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,24 @@ class ModelStatus:
     advisories: tuple[AdvisoryStatus, ...] = ()
     restarts: int = 0  # restarts this ocrtui process asked for (Controller.restart)
     watchdog: WatchdogStatus | None = None  # None: no watchdog runs in this process
+    # vLLM's sleep mode (vllm:engine_sleep_state): None awake, else the level it sleeps at
+    # (0 paused, 1 weights offloaded to host memory, 2 discarded); while asleep,
+    # ``given_back_mib`` is the GPU memory it gave back: what its wake-up takes again
+    # (planned less used now).
+    sleep_level: int | None = None
+    given_back_mib: int | None = None
+
+    @property
+    def sleeping(self) -> bool:
+        return self.sleep_level is not None
+
+    @property
+    def sleep_text(self) -> str | None:
+        """``sleeping (level 1), gave back 17.6 GiB`` (the card, status, the CLI); None awake."""
+        if self.sleep_level is None:
+            return None
+        back = f", gave back {self.given_back_mib / 1024:.1f} GiB" if self.given_back_mib else ""
+        return f"sleeping (level {self.sleep_level}){back}"
 
 
 WatchdogState = Literal["watching", "restarting", "gave up"]

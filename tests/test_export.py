@@ -70,7 +70,10 @@ async def test_openmetrics_to_a_scraper_that_asks_for_it() -> None:
         PodStatus("p", "connected", 1.0, 0.5, simulated_gpu=True, demo=False, price_per_hr=0.44),
         gpus=(),
         processes=(),
-        models=(ModelStatus("glm", 8000, "starting", None, restarts=2),),
+        models=(
+            ModelStatus("glm", 8000, "starting", None, restarts=2),
+            ModelStatus("lit", 8001, "ready", 7, sleep_level=1, given_back_mib=1024),
+        ),
     )
     exp = MetricsExporter(lambda: snap)
     bound = exp.serve(ListenAddress("127.0.0.1", 0))
@@ -86,6 +89,10 @@ async def test_openmetrics_to_a_scraper_that_asks_for_it() -> None:
     assert 'ocrtui_model_state{model="glm",ocrtui_model_state="starting"} 1.0' in r.text
     assert 'ocrtui_model_state{model="glm",ocrtui_model_state="ready"} 0.0' in r.text
     assert 'ocrtui_model_restarts_total{model="glm"} 2.0' in r.text
+    assert 'ocrtui_model_sleep_level{model="glm"} -1.0' in r.text
+    assert 'ocrtui_model_sleep_level{model="lit"} 1.0' in r.text
+    assert 'ocrtui_model_given_back_bytes{model="lit"} 1.073741824e+09' in r.text  # 1 GiB
+    assert 'ocrtui_model_given_back_bytes{model="glm"}' not in r.text
     assert "ocrtui_pod_connected 1.0" in r.text and "ocrtui_pod_price_per_hour 0.44" in r.text
     assert "ocrtui_pod_idle_seconds" not in r.text  # not known: not made up
 

@@ -34,8 +34,10 @@ distance per display formula), `page_tests` (tests by tag and their pass rates),
 `bench_suites` (olmOCR-bench and Omni Parse Bench files as suites), `variants` (degraded
 page copies, `--variants` parsing), `store` (run directory, append+fsync on one
 thread, resume, compact in-memory records), `tally` (per-page scores and agreement as
-results arrive; `agreement_count`, the one agreement between two texts), `events` (the event
-types), `history` (EventHistory: what a late subscriber replays, bounded; PageDelta live only),
+results arrive; `agreement_count`, the one agreement between two texts), `progress` (each
+arm's pages done and failed, CER so far and images/s from the events, for the metrics
+endpoint: `ArmTally`), `events` (the event types), `history` (EventHistory: what a late
+subscriber replays, bounded; PageDelta live only),
 `runner` (the protocol, each phase's streamed timings and server counters), `results` (the
 typed results: `PhaseStats`, `DocumentStats`, `SweepPoint`, `PhaseMeasures` and the
 summary, `Summary` with `to_json()`/`from_json()`; one name per figure, the files' names

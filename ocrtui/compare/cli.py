@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
@@ -36,10 +37,13 @@ from ocrtui.compare.events import (
 )
 from ocrtui.compare.gate import RunGate
 from ocrtui.compare.launch import CompareRequest, ModelUrl, Restart, RunSetup, ServedOf
+from ocrtui.compare.progress import ArmProgress, ArmTally
 from ocrtui.compare.results import DocumentStats
 from ocrtui.compare.runner import CompareRun
 from ocrtui.compare.variants import parse_variants
 from ocrtui.config import Config, ModelConfig
+
+OnProgress = Callable[[ArmProgress], None]
 
 
 def request_from_args(args: argparse.Namespace) -> CompareRequest:
@@ -85,9 +89,14 @@ def compare_command(config: Config, args: argparse.Namespace, demo: bool) -> int
 
 async def _with_controller(config: Config, setup: RunSetup, demo: bool) -> int:
     from ocrtui.control import Controller
+    from ocrtui.export import MetricsExporter
 
     ctl = Controller(config, demo=demo)
     console = Console()
+    # [export] listen: the pod's series and this run's arms, while the run goes on.
+    exporter = MetricsExporter(lambda: ctl.snapshot)
+    if config.export.address is not None:
+        exporter.serve(config.export.address)
     try:
         await ctl.start()
         if demo:
@@ -97,8 +106,17 @@ async def _with_controller(config: Config, setup: RunSetup, demo: bool) -> int:
         async def restart(name: str, serve: ModelConfig | None) -> None:
             await ctl.restart(name, lambda n, step: say(console, f"{n}: {step}"), serve=serve)
 
-        return await run_headless(setup, ctl.model_url, console, gate, ctl.served, restart)
+        return await run_headless(
+            setup,
+            ctl.model_url,
+            console,
+            gate,
+            ctl.served,
+            restart,
+            on_progress=exporter.arm_progress,
+        )
     finally:
+        await exporter.close()
         await ctl.close()
 
 
@@ -112,7 +130,11 @@ async def run_headless(
     gate: RunGate | None = None,
     served: ServedOf | None = None,
     restart: Restart | None = None,
+    *,
+    on_progress: OnProgress | None = None,
 ) -> int:
+    """Run the comparison, its progress on the console; ``on_progress`` gets each arm's
+    progress as it changes (the metrics endpoint's ``MetricsExporter.arm_progress``)."""
     out = console or Console()
     run = await launch.start_comparison(
         setup,
@@ -123,7 +145,7 @@ async def run_headless(
         restart=restart,
     )
     try:
-        await _show(run, out)
+        await _show(run, out, on_progress)
     except asyncio.CancelledError:
         # Ctrl-C (asyncio.run cancels this task): the run writes its summary, we say how to
         # go on, and return instead of re-raising so the exit status is ours.
@@ -135,7 +157,7 @@ async def run_headless(
     return done.exit_code
 
 
-async def _show(run: CompareRun, console: Console) -> None:
+async def _show(run: CompareRun, console: Console, on_progress: OnProgress | None) -> None:
     progress = Progress(
         TextColumn("{task.description}", markup=False),
         BarColumn(),
@@ -144,10 +166,13 @@ async def _show(run: CompareRun, console: Console) -> None:
         transient=False,
     )
     tasks: dict[str, TaskID] = {}
+    tally = ArmTally()
     with progress:
         for name in (m.name for m in run.plan.models):
             tasks[name] = progress.add_task(f"{name}: waiting", total=None)
         async for ev in run.subscribe():
+            if on_progress is not None and (arm := tally.apply(ev)) is not None:
+                on_progress(arm)
             if isinstance(ev, PhaseStarted):
                 progress.update(
                     tasks[ev.model],

@@ -5,7 +5,8 @@ and retries a request that failed while an outage began (see runner.py).
 ``RunGate`` is the interface the runner sees; :class:`SnapshotGate` implements it over the
 Controller's snapshots (``status.Snapshot``, the same ones ``ocrtui status`` prints), so the
 runner never touches the pod, and the launcher (the headless CLI, the dashboard) builds it;
-the run closes it when it ends.
+the run closes it when it ends. A model asleep (vLLM's sleep mode) is ``ready`` but paused
+too, until it wakes.
 With ``restart`` given (``ocrtui compare --auto-restart``), a model seen ``crashed`` is
 restarted through it, at most ``MAX_RESTARTS`` times per run.
 """
@@ -126,6 +127,9 @@ class SnapshotGate:
             if status.state == "ready":
                 self._seen_ready.add(name)
                 self._restart_error.pop(name, None)
+                if status.sleeping:
+                    # vLLM holds requests while asleep: the run says why it waits.
+                    pauses[name] = f"asleep (ocrtui wake {name})"
                 continue
             if status.state in PAUSING_STATES or name in self._seen_ready:
                 pauses[name] = self._reason(name, status.state)

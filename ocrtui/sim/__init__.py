@@ -10,12 +10,15 @@ stands in for `vllm serve` (user docs: docs/sim.md). Modules:
                     tracker, spawns the EngineCore (one per data-parallel rank), waits for it,
                     then serves starlette through uvicorn; `EngineClient` tracks requests (to
                     the least-loaded rank) and feeds `metrics.py`; SIGTERM stops the engines
-                    first, then HTTP
+                    first, then HTTP; with VLLM_SERVER_DEV_MODE=1 also /sleep, /wake_up,
+                    /is_sleeping and /collective_rpc (reload_weights only)
     engine_core.py  the child (`python -m ocrtui.sim.engine_core --fd N --tracker-fd T`, title
                     `VLLM::EngineCore`, or one `VLLM::EngineCore_DP<i>` per data-parallel rank
                     on its own simulated device; same process group): its Worker, startup
                     stages, memory, scheduler (at most `--max-num-seqs` running, FIFO
-                    waiting), OCR in worker threads; outlives a SIGKILLed parent holding memory
+                    waiting), OCR in worker threads, sleep mode (pause; with
+                    `--enable-sleep-mode` the memory given back and taken again); outlives a
+                    SIGKILLed parent holding memory
     worker.py       the EngineCore's child titled `VLLM::Worker`: lives while its EngineCore does
                     (pipe EOF ends it), holds nothing
     helper.py       a data-parallel server's title-only processes (`VLLM::APIServer_<i>` holding

@@ -17,6 +17,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import secrets
 import signal
 import socket
@@ -121,6 +122,9 @@ class EngineClient:
         self.interval_prompt = 0
         self.interval_generation = 0
         self.kv_usage = 0.0
+        self.sleep_level: int | None = None  # None: awake (vllm:engine_sleep_state)
+        self._control: asyncio.Future[ipc.Frame] | None = None  # a sleep or wake in flight
+        self._control_lock = asyncio.Lock()
 
     async def start(self) -> None:
         dp = self.args.data_parallel_size
@@ -202,6 +206,8 @@ class EngineClient:
             vlog.info("core_client.py:772", "[shutdown] MPClient: stopping engine manager")
             self._log_client_stopped()
         self.dead.set()
+        if self._control is not None and not self._control.done():
+            self._control.set_result(("awake", ENGINE_DEAD_MESSAGE))
         for tracked in self.requests.values():
             tracked.queue.put_nowait(("error", tracked.rid, ENGINE_DEAD_MESSAGE))
 
@@ -214,6 +220,10 @@ class EngineClient:
             self._on_frame(frame)
 
     def _on_frame(self, frame: ipc.Frame) -> None:
+        if frame[0] in ("slept", "awake", "reloaded"):
+            if self._control is not None and not self._control.done():
+                self._control.set_result(frame)
+            return
         tracked = self.requests.get(frame[1])
         if tracked is None or self.metrics is None:
             return
@@ -242,6 +252,44 @@ class EngineClient:
             self.interval_generation += n
         tracked.queue.put_nowait(frame)
         self.update_gauges()
+
+    async def _engine_call(self, frame: ipc.Frame) -> ipc.Frame:
+        """Send a sleep or wake frame to each rank's EngineCore in turn and wait for its
+        answer (one call at a time); the first failed answer is returned, else the last."""
+        if self.dead.is_set() or not self.ranks:
+            raise BadRequest(ENGINE_DEAD_MESSAGE, 500, "InternalServerError")
+        async with self._control_lock:
+            answer = frame
+            for rank in self.ranks:
+                self._control = asyncio.get_running_loop().create_future()
+                await ipc.send(rank.writer, frame)
+                answer = await self._control
+                failed = answer[0] == "awake" and answer[1]
+                if failed or answer[0] not in ("slept", "awake", "reloaded"):
+                    break
+            return answer
+
+    async def sleep(self, level: int) -> None:
+        """vLLM's ``AsyncLLM.sleep``: the engine sleeps, then the gauge says which level."""
+        frame = await self._engine_call(("sleep", level))
+        if frame[0] != "slept":  # the engine died meanwhile
+            raise BadRequest(ENGINE_DEAD_MESSAGE, 500, "InternalServerError")
+        self.sleep_level = level
+        if self.metrics is not None:
+            self.metrics.record_sleep_state(level)
+
+    async def wake_up(self) -> None:
+        """vLLM's ``AsyncLLM.wake_up``; raises BadRequest (500) when the memory is gone."""
+        _, error = await self._engine_call(("wake",))
+        if error:
+            raise BadRequest(error, 500, "InternalServerError")
+        self.sleep_level = None
+        if self.metrics is not None:
+            self.metrics.record_sleep_state(None)
+
+    async def reload_weights(self) -> None:
+        if (await self._engine_call(("reload_weights",)))[0] != "reloaded":
+            raise BadRequest(ENGINE_DEAD_MESSAGE, 500, "InternalServerError")
 
     def update_gauges(self) -> None:
         if self.metrics is None:
@@ -609,6 +657,17 @@ class ApiKeyGuard:
         await self.app(scope, receive, send)
 
 
+DEV_MODE_ENV = "VLLM_SERVER_DEV_MODE"  # vLLM serves /sleep, /wake_up, ... only with it set
+
+
+def dev_mode() -> bool:
+    """vLLM's ``envs.VLLM_SERVER_DEV_MODE``: ``bool(int(...))`` of the variable."""
+    try:
+        return bool(int(os.environ.get(DEV_MODE_ENV, "0")))
+    except ValueError:
+        return False
+
+
 def build_app(client: EngineClient) -> ASGIApp:
     args = client.args
     created = int(time.time())
@@ -731,6 +790,45 @@ def build_app(client: EngineClient) -> ASGIApp:
         assert isinstance(exc, HTTPException)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
+    # Sleep mode's development endpoints (VLLM_SERVER_DEV_MODE=1), answering as vLLM's do.
+    async def sleep(request: Request) -> Response:
+        raw = request.query_params.get("level", "1")
+        level = int(raw) if raw.lstrip("-").isdigit() else None
+        if level is None or not 0 <= level <= 2:
+            return _level_error(raw, level)
+        try:
+            await client.sleep(level)
+        except BadRequest as exc:
+            return error_response(str(exc), exc.status, exc.kind)
+        return JSONResponse({"status": "sleeping", "level": level})
+
+    async def wake_up(request: Request) -> Response:
+        vlog.info("api_router.py:50", "wake up the engine with tags: None")
+        try:
+            await client.wake_up()
+        except BadRequest as exc:
+            return error_response(str(exc), exc.status, exc.kind)
+        return JSONResponse({"status": "awake", "tags": None})
+
+    async def is_sleeping(request: Request) -> Response:
+        return JSONResponse({"is_sleeping": client.sleep_level is not None})
+
+    async def collective_rpc(request: Request) -> Response:
+        # Only the method ocrtui calls (after a level-2 sleeper's wake-up) is simulated.
+        try:
+            method = json.loads(await request.body()).get("method")
+        except (ValueError, AttributeError):
+            method = None
+        if method != "reload_weights":
+            return error_response(
+                f"the simulator runs only reload_weights, not {method!r}", 400, "BadRequestError"
+            )
+        try:
+            await client.reload_weights()
+        except BadRequest as exc:
+            return error_response(str(exc), exc.status, exc.kind)
+        return JSONResponse({"results": [None]})
+
     routes = [
         Route("/load", load, methods=["GET"]),
         Route("/version", version, methods=["GET"]),
@@ -740,8 +838,37 @@ def build_app(client: EngineClient) -> ASGIApp:
         Route("/ping", health, methods=["GET", "POST"]),
         Route("/v1/chat/completions", chat, methods=["POST"]),
     ]
+    if dev_mode():
+        routes += [
+            Route("/sleep", sleep, methods=["POST"]),
+            Route("/wake_up", wake_up, methods=["POST"]),
+            Route("/is_sleeping", is_sleeping, methods=["GET"]),
+            Route("/collective_rpc", collective_rpc, methods=["POST"]),
+        ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
     return HttpCounter(ApiKeyGuard(app, args.api_key), client)
+
+
+def _level_error(raw: str, level: int | None) -> JSONResponse:
+    """vLLM's answer to a ``level`` outside ``Query(ge=0, le=2)``: FastAPI's validation
+    error in vLLM's error body, 400 (tests/sim/fixtures/real-0.32/http/sleep_bad_level)."""
+    if level is None:
+        detail = (
+            f"{{'type': 'int_parsing', 'loc': 'query.level', 'msg': 'Input should be a valid "
+            f"integer, unable to parse string as an integer', 'input': {raw!r}}}"
+        )
+    else:
+        kind, word, key, bound = (
+            ("greater_than_equal", "greater", "ge", 0)
+            if level < 0
+            else ("less_than_equal", "less", "le", 2)
+        )
+        detail = (
+            f"{{'type': '{kind}', 'loc': 'query.level', 'msg': 'Input should be {word} than or "
+            f"equal to {bound}', 'input': {raw!r}, 'ctx': {{'{key}': {bound}}}}}"
+        )
+    message = f"1 validation error:\n  {detail}"
+    return error_response(message, 400, "Bad Request", "query.level")
 
 
 async def _sse(
@@ -871,6 +998,12 @@ ROUTES = (
     ("/ping", "POST"),
     ("/v1/chat/completions", "POST"),
 )
+DEV_ROUTES = (
+    ("/sleep", "POST"),
+    ("/wake_up", "POST"),
+    ("/is_sleeping", "GET"),
+    ("/collective_rpc", "POST"),
+)
 
 
 def _log_engine_dead() -> None:
@@ -930,7 +1063,13 @@ async def _serve(
     vlog.info("entry.py:140", f"Starting vLLM server on http://{args.host}:{args.port}")
     vlog.info("launcher.py:186", "Available routes are:")
     app = build_app(client)
-    for path, methods in ROUTES:
+    if dev_mode():
+        vlog.warning(
+            "__init__.py:44",
+            "SECURITY WARNING: Development endpoints are enabled! This should NOT be used in "
+            "production!",
+        )
+    for path, methods in ROUTES + (DEV_ROUTES if dev_mode() else ()):
         vlog.info("launcher.py:195", f"Route: {path}, Methods: {methods}")
     config = uvicorn.Config(
         app,

@@ -53,6 +53,7 @@ class ServeArgs:
     trust_remote_code: bool = False
     data_parallel_size: int = 1  # one EngineCore per rank, rank i on visible device i
     api_server_count: int | None = None  # None: vLLM's default, one per rank
+    enable_sleep_mode: bool = False  # level 1/2 sleep gives the memory back (else pause only)
     # Simulator-only.
     engine: str = "rapidocr"
     sim_gpu: str | None = None
@@ -157,6 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--speculative-config", type=_json_arg)
     p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--enable-sleep-mode", action="store_true")
     # Accepted because the project's configs or vLLM's docs use them; no effect here.
     for flag in (
         "--dtype",
@@ -250,6 +252,7 @@ _SHOWN = (
     "trust_remote_code",
     "data_parallel_size",
     "api_server_count",
+    "enable_sleep_mode",
 )
 
 
@@ -307,6 +310,7 @@ def parse_serve_args(argv: Sequence[str]) -> ServeArgs:
         trust_remote_code=ns.trust_remote_code,
         data_parallel_size=ns.data_parallel_size,
         api_server_count=ns.api_server_count,
+        enable_sleep_mode=ns.enable_sleep_mode,
         engine=ns.engine,
         sim_gpu=ns.sim_gpu,
         startup_s=max(0.0, ns.sim_startup_s),

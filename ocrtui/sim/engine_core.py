@@ -94,6 +94,8 @@ class EngineCore:
         self.waiting: deque[_Request] = deque()
         self.running: dict[str, _Request] = {}
         self.stopping = asyncio.Event()
+        self.requested = 0  # bytes held awake (gpu_memory_utilization x total)
+        self.asleep_bytes: int | None = None  # held while asleep; None: awake
 
     # -- startup ------------------------------------------------------------------------
 
@@ -160,6 +162,7 @@ class EngineCore:
             f"tokens per request: {plan.max_concurrency:.2f}x",
         )
         self.gpu.hold(requested)
+        self.requested = requested
 
         print("Capturing CUDA graphs (decode, FULL):   0%|          | 0/35 [00:00<?, ?it/s]")
         await asyncio.sleep(stage)
@@ -229,6 +232,9 @@ class EngineCore:
 
     def _schedule(self) -> None:
         # At most --max-num-seqs requests in the batch; the rest wait, as in vLLM's scheduler.
+        # Asleep, the scheduler is paused: requests wait until the wake-up.
+        if self.asleep_bytes is not None:
+            return
         while self.waiting and len(self.running) < self.args.max_num_seqs:
             req = self.waiting.popleft()
             self.running[req.rid] = req
@@ -287,6 +293,80 @@ class EngineCore:
                 due = start + (i + len(chunk) - 1) * per_token
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
             await self.send(("delta", rid, "".join(chunk), len(chunk)))
+
+    # -- sleep mode ---------------------------------------------------------------------
+
+    async def sleep(self, level: int) -> None:
+        """vLLM's sleep (pause mode ``abort``): every request in flight finishes ``abort``,
+        the scheduler pauses; at level 1 and 2 with ``--enable-sleep-mode`` the weights
+        (level 1: offloaded to host memory; level 2: discarded) and the KV cache leave the
+        GPU, which keeps the CUDA context and graphs. Without the flag nothing is freed (no
+        memory was allocated in sleep mode's pools), as on real vLLM."""
+        for req in [*self.running.values(), *self.waiting]:
+            if req.task:
+                req.task.cancel()
+            await self.send(("done", req.rid, "abort"))
+        self.waiting.clear()
+        if self.asleep_bytes is not None:
+            vlog.warning("abstract.py:384", "Executor is already sleeping.")
+            await self.send(("slept", level))
+            return
+        t0 = time.perf_counter()
+        self.asleep_bytes = self.requested
+        if level >= 1 and self.args.enable_sleep_mode and self.gpu is not None:
+            kept = min(self.requested, CONTEXT_BYTES + int(self.profile.cuda_graph_gib * GIB))
+            self.gpu.hold_exactly(kept)
+            self.asleep_bytes = kept
+            vlog.info(
+                "gpu_worker.py:326",
+                f"Sleep mode freed {(self.requested - kept) / GIB:.2f} GiB memory, "
+                f"{kept / GIB:.2f} GiB memory is still in use.",
+            )
+        if level >= 1:
+            took = time.perf_counter() - t0
+            vlog.info("abstract.py:390", f"It took {took:.6f} seconds to fall asleep.")
+        await self.send(("slept", level))
+
+    async def wake(self) -> None:
+        """Take the memory back (vLLM's CUDA out-of-memory error when another process took
+        it meanwhile) and resume scheduling."""
+        if self.asleep_bytes is None:
+            vlog.warning("abstract.py:396", "Executor is not sleeping.")
+            await self.send(("awake", None))
+            return
+        t0 = time.perf_counter()
+        if self.gpu is not None and self.asleep_bytes < self.requested:
+            need = self.requested - self.asleep_bytes
+            free = self.gpu.free_bytes()
+            if free < need:
+                await self.send(
+                    (
+                        "awake",
+                        f"CUDA out of memory. Tried to allocate {need / GIB:.2f} GiB. GPU 0 "
+                        f"has a total capacity of {self.gpu.total_bytes() / GIB:.2f} GiB of "
+                        f"which {free / GIB:.2f} GiB is free.",
+                    )
+                )
+                return
+            self.gpu.hold_exactly(self.requested)
+        self.asleep_bytes = None
+        took = time.perf_counter() - t0
+        vlog.info(
+            "abstract.py:408",
+            f"It took {took:.6f} seconds to wake up tags {{'weights', 'kv_cache'}}.",
+        )
+        self._schedule()
+        await self.send(("awake", None))
+
+    async def reload_weights(self) -> None:
+        """``collective_rpc("reload_weights")``: the weights read again (what a level-2
+        sleeper needs after its wake-up), taking the start-up's loading time."""
+        t0 = time.monotonic()
+        await asyncio.sleep(self.args.startup_s / 3)
+        vlog.info(
+            "default_loader.py:384", f"Loading weights took {time.monotonic() - t0:.2f} seconds"
+        )
+        await self.send(("reloaded", None))
 
     # -- shutdown -----------------------------------------------------------------------
 
@@ -374,6 +454,12 @@ async def _read_requests(core: EngineCore, reader: asyncio.StreamReader) -> None
             core.add(frame[1], frame[2], frame[3])
         elif frame[0] == "abort":
             core.abort(frame[1])
+        elif frame[0] == "sleep":
+            await core.sleep(frame[1])
+        elif frame[0] == "wake":
+            await core.wake()
+        elif frame[0] == "reload_weights":
+            await core.reload_weights()
 
 
 def main(argv: list[str] | None = None) -> int:

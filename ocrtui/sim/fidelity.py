@@ -5,7 +5,9 @@ set and records what it showed: process titles and tree shape, start-up stage li
 process printed each, in order), the SIGTERM lines, the engine-death lines (``kill -9`` of
 the EngineCore), ``/metrics`` families with their types, label names, enumerated label
 values and buckets, ``/v1/models``, ``/version``, ``/load``, the chat body's fields, error
-bodies and codes, and the exit code and text of two usage errors. ``recorded(dir)`` builds
+bodies and codes, the exit code and text of two usage errors, and sleep mode's development
+endpoints (``SLEEP_PROBES``, on a server with ``VLLM_SERVER_DEV_MODE=1``) with
+``vllm:engine_sleep_state`` after each step. ``recorded(dir)`` builds
 the same from real vLLM 0.32's recorded output (tests/sim/fixtures/real-0.32/, copied from
 the CPU measurement). ``compare(real, sim)`` lists every difference; ``KNOWN`` holds the
 deliberate ones with their reasons (docs/sim.md shows them as a table). A difference not in
@@ -184,6 +186,8 @@ class Observation:
     metrics: dict[str, Any] = field(default_factory=dict)
     http: dict[str, Any] = field(default_factory=dict)  # probe -> (code, body)
     usage: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # SLEEP_PROBES' metrics reads -> vllm:engine_sleep_state's values by sleep_state
+    sleep_state: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _title(argv: str) -> str:
@@ -259,6 +263,7 @@ PROBES: dict[str, tuple[str, str, Any]] = {
     "err_prompt_too_long": ("POST", "/v1/chat/completions", _chat("word " * 700)),
     "err_404_route": ("GET", "/v1/nothing", None),
     "err_405": ("GET", "/v1/chat/completions", None),
+    "sleep_no_dev_mode": ("POST", "/sleep?level=1", None),  # without VLLM_SERVER_DEV_MODE
 }
 # Sent to a server started with --limit-mm-per-prompt '{"image": 1}' (a vision model's).
 VL_PROBES: dict[str, tuple[str, str, Any]] = {
@@ -269,6 +274,34 @@ VL_PROBES: dict[str, tuple[str, str, Any]] = {
         _chat(_image_parts(1, "data:image/png;base64,AAAA")),
     ),
 }
+
+
+# Sleep mode, in this order, to a server started with VLLM_SERVER_DEV_MODE=1 (no
+# --enable-sleep-mode: the CPU build refuses it, "Sleep mode is not supported on current
+# platform."; without it, vLLM pauses and sleeps but frees nothing, on any build).
+SLEEP_PROBES: dict[str, tuple[str, str, Any]] = {
+    "sleep_is_sleeping_before": ("GET", "/is_sleeping", None),
+    "sleep_level1": ("POST", "/sleep?level=1", None),
+    "sleep_is_sleeping_asleep": ("GET", "/is_sleeping", None),
+    "sleep_again": ("POST", "/sleep?level=2", None),
+    "sleep_wake_up": ("POST", "/wake_up", None),
+    "sleep_is_sleeping_woken": ("GET", "/is_sleeping", None),
+    "sleep_bad_level": ("POST", "/sleep?level=3", None),
+}
+# After these probes, /metrics' vllm:engine_sleep_state is read (the fixtures' names).
+SLEEP_METRICS_AFTER = {
+    "sleep_is_sleeping_before": "sleep_metrics_before",
+    "sleep_is_sleeping_asleep": "sleep_metrics_asleep",
+    "sleep_again": "sleep_metrics_again",
+    "sleep_is_sleeping_woken": "sleep_metrics_woken",
+}
+DEV_MODE = {"VLLM_SERVER_DEV_MODE": "1"}
+_SLEEP_STATE = re.compile(r'^vllm:engine_sleep_state\{[^}]*sleep_state="(\w+)"[^}]*\} (\S+)$', re.M)
+
+
+def sleep_state(metrics_text: str) -> dict[str, float]:
+    """``vllm:engine_sleep_state``'s value per ``sleep_state`` label."""
+    return {m.group(1): float(m.group(2)) for m in _SLEEP_STATE.finditer(metrics_text)}
 
 
 def _send(client: httpx.Client, probe: tuple[str, str, Any]) -> tuple[int, Any]:
@@ -430,8 +463,14 @@ def observe(
         obs.after_api_kill += [(0, _title(a)) for p, pp, a in rows if pp != engine and p != engine]
     finally:
         _kill_group(server)
-    server = _start(command, model, flags, workdir, env, timeout)
+    # The third one in development mode: the sleep probes first.
+    server = _start(command, model, flags, workdir, {**env, **DEV_MODE}, timeout)
     try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            for name, probe in SLEEP_PROBES.items():
+                obs.http[name] = _http_shape(name, *_send(client, probe))
+                if name in SLEEP_METRICS_AFTER:
+                    obs.sleep_state[name] = sleep_state(client.get("/metrics").text)
         size = len(server.log())
         os.kill(_engine_pid(_proc_rows(server.proc.pid)), signal.SIGKILL)
         server.proc.wait(timeout)
@@ -492,7 +531,7 @@ def recorded(root: Path) -> Observation:
     )
     obs.metrics = metric_shape((root / "http/metrics_after.body").read_text())
     http = root / "http"
-    for name in [*PROBES, *VL_PROBES]:
+    for name in [*PROBES, *VL_PROBES, *SLEEP_PROBES]:
         text = (http / f"{name}.body").read_text()
         if (http / f"{name}.code").exists():
             code = int((http / f"{name}.code").read_text())
@@ -503,6 +542,8 @@ def recorded(root: Path) -> Observation:
         obs.http[name] = _http_shape(name, code, json.loads(text))
     for name in ("unknown_flag", "old_limit_mm"):
         obs.usage[name] = (USAGE_EXIT, _usage_text((root / f"logs/{name}.log").read_text()))
+    for name, body in SLEEP_METRICS_AFTER.items():
+        obs.sleep_state[name] = sleep_state((http / f"{body}.body").read_text())
     return obs
 
 
@@ -546,6 +587,8 @@ def compare(real: Observation, sim: Observation) -> dict[str, str]:
             differ(f"http:{name}", a, b)
     for name in dict.fromkeys([*real.usage, *sim.usage]):
         differ(f"usage:{name}", real.usage.get(name), sim.usage.get(name))
+    for name in dict.fromkeys([*real.sleep_state, *sim.sleep_state]):
+        differ(f"sleep_state:{name}", real.sleep_state.get(name), sim.sleep_state.get(name))
     return out
 
 

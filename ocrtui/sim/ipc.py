@@ -3,9 +3,10 @@
 Both ends are this package in a parent and its own child, so pickle is safe here.
 
 API server -> EngineCore: ("config", ServeArgs), ("add", rid, [image bytes], max_tokens),
-("abort", rid).
+("abort", rid), ("sleep", level), ("wake",), ("reload_weights",).
 EngineCore -> API server: ("ready", info), ("failed", message), ("admitted", rid),
-("delta", rid, text, n_tokens), ("done", rid, finish_reason), ("error", rid, message).
+("delta", rid, text, n_tokens), ("done", rid, finish_reason), ("error", rid, message),
+("slept", level), ("awake", None or the error that kept it asleep), ("reloaded", None).
 """
 
 from __future__ import annotations

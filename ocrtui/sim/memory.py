@@ -28,6 +28,10 @@ class GpuBackend(Protocol):
         """Make this process hold ``nbytes`` in all (grows only)."""
         ...
 
+    def hold_exactly(self, nbytes: int) -> None:
+        """Make this process hold ``nbytes`` in all, less than now too (sleep mode)."""
+        ...
+
     def release(self) -> None: ...
 
 
@@ -46,6 +50,9 @@ class SimGpuBackend:
 
     def hold(self, nbytes: int) -> None:
         self.gpu.hold(self.pid, nbytes // MIB, self.device)
+
+    def hold_exactly(self, nbytes: int) -> None:
+        self.gpu.hold(self.pid, nbytes // MIB)  # the holder file says the whole amount
 
     def release(self) -> None:
         self.gpu.release(self.pid)
@@ -72,6 +79,11 @@ class CudaBackend:
             self.blocks.append(self.torch.empty(extra, dtype=self.torch.uint8, device="cuda:0"))
             self.held = nbytes
 
+    def hold_exactly(self, nbytes: int) -> None:
+        if nbytes < self.held:
+            self.release()
+        self.hold(nbytes)
+
     def release(self) -> None:
         self.blocks.clear()
         self.torch.cuda.empty_cache()
@@ -94,6 +106,9 @@ class VirtualBackend:
 
     def hold(self, nbytes: int) -> None:
         self.held = max(self.held, nbytes)
+
+    def hold_exactly(self, nbytes: int) -> None:
+        self.held = nbytes
 
     def release(self) -> None:
         self.held = 0

@@ -363,8 +363,11 @@ class SimMetrics:
             [*names, "sleep_state"],
             registry=r,
         )
-        for state in ("awake", "weights_offloaded", "discard_all"):
-            sleep.labels(sleep_state=state, **values).set(1 if state == "awake" else 0)
+        self.sleep_state = {
+            state: sleep.labels(sleep_state=state, **values)
+            for state in ("awake", "weights_offloaded", "discard_all")
+        }
+        self.record_sleep_state(None)
         by_source = Counter(
             "vllm:prompt_tokens_by_source",
             "Number of prompt tokens by source.",
@@ -427,6 +430,13 @@ class SimMetrics:
             ),
         ):
             Histogram(name, doc, names, buckets=buckets, registry=r).labels(**values)
+
+    def record_sleep_state(self, level: int | None) -> None:
+        """``vllm:engine_sleep_state`` as vLLM's logger sets it: awake 1 (``None``), or awake 0
+        with weights_offloaded 1 for level 1, discard_all 1 for level 2 (level 0: neither)."""
+        self.sleep_state["awake"].set(1 if level is None else 0)
+        self.sleep_state["weights_offloaded"].set(1 if level == 1 else 0)
+        self.sleep_state["discard_all"].set(1 if level == 2 else 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -28,7 +28,8 @@ widgets/        header, gpu_panel (bars + keyed process table), model_card, log_
                 ``visible``: the one gate for outside text)
 run_view.py     RunView: the bounded view of a comparison (rows, last page texts, p50)
 comparing.py    RunSetup -> compare.launch.start_comparison; runner events -> RunView
-                (PageDone/PageFailed's PageResult as is)
+                (PageDone/PageFailed's PageResult as is), and each arm's progress to the
+                [export] endpoint (compare/progress.py)
 themes.py       theme files (TOML, pydantic-validated) and the ui-state.toml file
 messages.py     OperationProgress, LogTail (workers -> screens)
 ```

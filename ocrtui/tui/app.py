@@ -74,8 +74,10 @@ class OcrtuiApp(App[int]):
         start_servers: bool = False,
         state_path: Path | None = None,
         compare: RunSetup | None = None,
+        metrics: MetricsExporter | None = None,
     ) -> None:
         super().__init__()
+        self.metrics = metrics  # [export]: its comparison series are fed from the run's events
         self.config = config
         self.source = source
         self.readonly = readonly
@@ -178,6 +180,12 @@ class OcrtuiApp(App[int]):
 
     def stop_model(self, name: str) -> None:
         self._operation(name, "stop", lambda: self.source.stop_model(name, self._progress))
+
+    def sleep_model(self, name: str) -> None:
+        self._operation(name, "sleep", lambda: self.source.sleep(name, 1, self._progress))
+
+    def wake_model(self, name: str) -> None:
+        self._operation(name, "wake", lambda: self.source.wake(name))
 
     def _operation(self, name: str, verb: str, call: Callable[[], Any]) -> None:
         async def run() -> None:
@@ -329,7 +337,7 @@ class OcrtuiApp(App[int]):
                 except WorkerFailed as exc:
                     raise exc.error from None
             run = self.compare_run = await launch(self, setup, view)
-            await follow(run, view)
+            await follow(run, view, self.metrics)
         except asyncio.CancelledError:
             if run is not None:
                 run.cancel()  # the app is closing: results so far are on disk (--resume)
@@ -439,8 +447,8 @@ def _serve_metrics(config: Config, source: PodSource) -> MetricsExporter:
 def run_dashboard(config: Config, *, readonly: bool, demo: bool) -> int:
     async def main() -> int:
         source = _controller(config, demo)
-        app = OcrtuiApp(config, source, readonly=readonly, start_servers=demo)
         exporter = _serve_metrics(config, source)
+        app = OcrtuiApp(config, source, readonly=readonly, start_servers=demo, metrics=exporter)
         try:
             await app.run_async()
         finally:
@@ -461,8 +469,9 @@ def run_comparison_dashboard(config: Config, setup: RunSetup, *, demo: bool) -> 
     """
 
     async def main() -> int:
-        app = comparison_app(config, setup, demo=demo)
-        exporter = _serve_metrics(config, app.source)
+        source = _controller(config, demo)
+        exporter = _serve_metrics(config, source)
+        app = OcrtuiApp(config, source, start_servers=demo, compare=setup, metrics=exporter)
         try:
             await app.run_async()
             return await comparison_exit_code(app)
@@ -473,8 +482,12 @@ def run_comparison_dashboard(config: Config, setup: RunSetup, *, demo: bool) -> 
     return asyncio.run(main())
 
 
-def comparison_app(config: Config, setup: RunSetup, *, demo: bool) -> OcrtuiApp:
-    return OcrtuiApp(config, _controller(config, demo), start_servers=demo, compare=setup)
+def comparison_app(
+    config: Config, setup: RunSetup, *, demo: bool, metrics: MetricsExporter | None = None
+) -> OcrtuiApp:
+    return OcrtuiApp(
+        config, _controller(config, demo), start_servers=demo, compare=setup, metrics=metrics
+    )
 
 
 async def comparison_exit_code(app: OcrtuiApp) -> int:

@@ -31,8 +31,10 @@ from ocrtui.compare.events import (
     phase_key,
 )
 from ocrtui.compare.launch import RunSetup
+from ocrtui.compare.progress import ArmTally
 from ocrtui.compare.results import PhaseStats
 from ocrtui.compare.runner import CompareRun
+from ocrtui.export import MetricsExporter
 from ocrtui.tui.run_view import RunView
 from ocrtui.tui.widgets.format import visible
 from ocrtui.vllm.client import VllmClient
@@ -77,10 +79,14 @@ async def probe_versions(app: OcrtuiApp, view: RunView) -> None:
             view.set_phase(view.phase)  # repaint the screen
 
 
-async def follow(run: CompareRun, view: RunView) -> None:
-    """Apply the run's events to the view until RunDone (history first when rejoining)."""
+async def follow(run: CompareRun, view: RunView, metrics: MetricsExporter | None = None) -> None:
+    """Apply the run's events to the view until RunDone (history first when rejoining), and
+    each arm's progress to the metrics endpoint's comparison series."""
+    tally = ArmTally()
     async for ev in run.subscribe():
         apply_event(run, view, ev)
+        if metrics is not None and (arm := tally.apply(ev)) is not None:
+            metrics.arm_progress(arm)
 
 
 def apply_event(run: CompareRun, view: RunView, ev: Event) -> None:

@@ -4,7 +4,8 @@
 metrics.py    parse_metrics(text) -> VllmMetrics; token_rates(prev, t0, cur, t1) (tokens/s and
               spec-decode acceptance); phase_counters(before, during, after): a phase's counters
 client.py     VllmClient(base_url, api_key=): health() -> Health, models() -> [ModelCard],
-              metrics(); parse_models(body). One httpx.AsyncClient per server.
+              metrics(), sleep(level), wake_up(), reload_weights(); parse_models(body).
+              One httpx.AsyncClient per server.
 stages.py     startup_stage(lines) -> Stage | None; strip_ansi(line); STAGES
 hints.py      find_hint(lines, holders=None) -> Hint(key, cause, fix, line) | None (pass the
               whole current run; holders: [MemoryHolder] named by the free-memory hint);
@@ -31,8 +32,9 @@ plan.py       the pure half of a start: serve_argv/serve_env, plan_warnings (the
               devices_for / gpus_for (one GPU per data-parallel rank: CUDA_VISIBLE_DEVICES,
               else GPU 0..N-1), gpu_for (the first), cuda_total_mib, planned_mib (per
               rank), planned_total_mib,
-              preflight_checks(model, view) -> (planned MiB | None, [Check(level
-              "refuse"|"warn", message, hint)]): free VRAM as vLLM measures it, host RAM
+              preflight_checks(model, view, wake_needs) -> (planned MiB | None,
+              [Check(level "refuse"|"warn", message, hint)]): free VRAM as vLLM measures it
+              less the sleepers' wake-up needs (WakeNeed), host RAM
               without a GPU, the port's owner; describe_holders
 watch.py      ModelWatcher(config, pod, monitor): one poll round per refresh_s (all models
               concurrently) from the monitor's ModelProcesses, status(name) -> ModelStatus,
@@ -40,6 +42,9 @@ watch.py      ModelWatcher(config, pod, monitor): one poll round per refresh_s (
               on_change), wait_informed(timeout)
 lifecycle.py  Lifecycle(config, pod, monitor, watcher): launch, stop, kill_orphans,
               preflight, start, restart, up, down; Progress
+sleep.py      sleep(client, model, watcher, level) / wake(client, model, watcher): vLLM's
+              sleep mode over the client's /sleep, /wake_up, reload_weights; the watcher's
+              vllm:engine_sleep_state confirms each
 flags.py      serve_options(argv) -> {--option: value}; recipe_for(model) (published.py);
               extra_reserved_mib(model) -> [Reservation(reason, mib, "host"|"gpu")]
 advisories.py probe_pod(pod, pod_config, model, server_pid) -> PodProbe(Versions, server_argv):

@@ -1,4 +1,6 @@
-"""HTTP probes of one vLLM server: ``/health``, ``/v1/models`` and ``/metrics``.
+"""HTTP probes of one vLLM server: ``/health``, ``/v1/models`` and ``/metrics``; and sleep
+mode's development endpoints (``/sleep``, ``/wake_up``, ``/collective_rpc`` reload_weights),
+served only with ``VLLM_SERVER_DEV_MODE=1``.
 
 One :class:`httpx.AsyncClient` per server, kept for the server's lifetime: building one
 costs about 57 ms (SSL context), more than a probe itself. The API key travels only as a
@@ -115,3 +117,21 @@ class VllmClient:
         r = await self._http.get("/metrics")
         r.raise_for_status()
         return parse_metrics(r.text)
+
+    # Sleep mode: each raises httpx.HTTPError (HTTPStatusError 404 without dev mode).
+
+    async def sleep(self, level: int) -> None:
+        """POST /sleep?level=N: requests in flight are aborted, the scheduler pauses."""
+        r = await self._http.post("/sleep", params={"level": level}, headers=self._auth)
+        r.raise_for_status()
+
+    async def wake_up(self) -> None:
+        r = await self._http.post("/wake_up", headers=self._auth)
+        r.raise_for_status()
+
+    async def reload_weights(self) -> None:
+        """The weights a level-2 sleep discarded, loaded again (``collective_rpc``)."""
+        r = await self._http.post(
+            "/collective_rpc", json={"method": "reload_weights"}, headers=self._auth
+        )
+        r.raise_for_status()

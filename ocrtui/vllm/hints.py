@@ -172,6 +172,14 @@ def _unrecognized_args(m: re.Match[str], _c: _Context) -> tuple[str, str]:
     )
 
 
+def _sleep_mode_unsupported(m: re.Match[str], _c: _Context) -> tuple[str, str]:
+    return (
+        "this vLLM build has no sleep mode (it needs CUDA's cumem allocator: CUDA, ROCm or "
+        "XPU; the CPU build refuses --enable-sleep-mode)",
+        "remove --enable-sleep-mode from extra_args on this pod",
+    )
+
+
 def _unsupported_architecture(m: re.Match[str], _c: _Context) -> tuple[str, str]:
     return (
         f"this vLLM does not support the model architecture {m.group('arch')}",
@@ -375,6 +383,11 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], _Maker], ...] = (
         "limit_mm_per_prompt",
         re.compile(r"argument --limit-mm-per-prompt: Value (?P<value>.+?) cannot be converted"),
         _limit_mm,
+    ),
+    (
+        "sleep_mode_unsupported",
+        re.compile(r"Sleep mode is not supported on current platform"),
+        _sleep_mode_unsupported,
     ),
     (
         "unrecognized_arguments",

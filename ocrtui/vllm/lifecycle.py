@@ -9,7 +9,8 @@
   trackers included). Stopped means every pid of the tree has exited
   (checked on the pod; a zombie counts as exited) and the model's GPU memory is released.
 * Preflight before any start checks what it can and warns about what it cannot: free VRAM
-  as vLLM will measure it (else the holders are named), host RAM for a CPU build (no GPU
+  as vLLM will measure it, less what the models asleep on that GPU take back when they wake
+  up (else the holders, and the sleepers, are named), host RAM for a CPU build (no GPU
   seen), the port, and the vLLM/transformers the launch will import against the recipe's
   known-bad combinations (``vllm/advisories.py``); warnings for plans known to fail.
   ``force`` turns the refusals into progress lines.
@@ -39,7 +40,14 @@ from ocrtui.pod.base import Pod
 from ocrtui.status import ModelStatus
 from ocrtui.vllm.advisories import advisories, probe_pod
 from ocrtui.vllm.logfile import READY, append_marker
-from ocrtui.vllm.plan import gpu_for, plan_warnings, preflight_checks, serve_argv, serve_env
+from ocrtui.vllm.plan import (
+    WakeNeed,
+    gpu_for,
+    plan_warnings,
+    preflight_checks,
+    serve_argv,
+    serve_env,
+)
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S, ModelWatcher
 
 # Progress of a lifecycle operation: (model name, human-readable step), e.g.
@@ -254,7 +262,7 @@ class Lifecycle:
                 refusals.append((a.text, a.fix))
             else:
                 progress(name, f"{a.severity}: {a.shown}")
-        planned, checks = preflight_checks(model, view)
+        planned, checks = preflight_checks(model, view, self._wake_needs(view))
         refusals += [(c.message, c.hint) for c in checks if c.level == "refuse"]
         for check in checks:
             if check.level == "warn":
@@ -264,6 +272,17 @@ class Lifecycle:
                 raise LifecycleError(message, hint)
             progress(name, f"--force: not refusing: {message}")
         return planned
+
+    def _wake_needs(self, view: MonitorView) -> list[WakeNeed]:
+        """The models asleep now, each with the GPU memory its wake-up takes back."""
+        gpus = view.sample.gpus if view.sample else ()
+        needs = []
+        for m in self.config.models:
+            status = self.watcher.status(m.name)
+            gpu = gpu_for(m, gpus)
+            if status.sleeping and status.given_back_mib and gpu is not None:
+                needs.append(WakeNeed(m.name, gpu.index, status.given_back_mib))
+        return needs
 
     async def launch(
         self, name: str, progress: Progress | None = None, *, serve: ModelConfig | None = None

@@ -2,7 +2,8 @@
 
 Parsed with prometheus_client's reference text parser. Both the current
 ``vllm:kv_cache_usage_perc`` and the old ``vllm:gpu_cache_usage_perc`` (deprecated 0.9.2,
-hidden in 0.11, gone later) are read, so old and new servers look the same. Counters become
+hidden in 0.11, gone later) are read, so old and new servers look the same;
+``vllm:engine_sleep_state`` says whether (and at which level) a server sleeps. Counters become
 rates only across two samples of the same server (a restart resets them).
 
 :func:`phase_counters` turns the scrapes before, during and after a phase of a comparison
@@ -41,6 +42,7 @@ _COUNTERS = (
 )
 K = TypeVar("K")
 _ACCEPTED_PER_POS = "vllm:spec_decode_num_accepted_tokens_per_pos_total"
+_SLEEP_STATE = "vllm:engine_sleep_state"  # labels sleep_state: awake, weights_offloaded, ...
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class VllmMetrics:
     success_by_reason: dict[str, float] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)  # _COUNTERS present, by name
     accepted_per_pos: dict[int, float] = field(default_factory=dict)  # draft position: count
+    # vllm:engine_sleep_state: None awake (or no such gauge), else the level it sleeps at
+    # (0 paused only, 1 weights offloaded, 2 all discarded); any engine asleep counts.
+    sleep_level: int | None = None
 
 
 def parse_metrics(text: str) -> VllmMetrics:
@@ -65,6 +70,7 @@ def parse_metrics(text: str) -> VllmMetrics:
     success: dict[str, float] = {}
     counters: dict[str, float] = {}
     per_pos: dict[int, float] = {}
+    sleep: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             name = sample.name
@@ -84,6 +90,11 @@ def parse_metrics(text: str) -> VllmMetrics:
             elif name == _ACCEPTED_PER_POS:
                 pos = int(sample.labels.get("position", "0"))
                 per_pos[pos] = per_pos.get(pos, 0.0) + sample.value
+            elif name == _SLEEP_STATE:
+                state = sample.labels.get("sleep_state", "")
+                # awake: the least over engines; the levels: the most.
+                pick = min if state == "awake" else max
+                sleep[state] = pick(sleep.get(state, sample.value), sample.value)
     return VllmMetrics(
         running=sums.get(_RUNNING),
         waiting=sums.get(_WAITING),
@@ -93,7 +104,16 @@ def parse_metrics(text: str) -> VllmMetrics:
         success_by_reason=success,
         counters=counters,
         accepted_per_pos=per_pos,
+        sleep_level=_sleep_level(sleep),
     )
+
+
+def _sleep_level(state: Mapping[str, float]) -> int | None:
+    if state.get("awake", 1.0) >= 1.0:
+        return None
+    if state.get("discard_all", 0.0) >= 1.0:
+        return 2
+    return 1 if state.get("weights_offloaded", 0.0) >= 1.0 else 0
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,24 @@ def serve_argv(vllm_command: Sequence[str], model: ModelConfig) -> list[str]:
     return [*argv, *model.extra_args]
 
 
+# vLLM's sleep mode (vllm/sleep.py): the flag that makes a sleep give memory back, and the
+# variable without which vLLM does not serve /sleep and /wake_up at all.
+SLEEP_MODE_FLAG = "--enable-sleep-mode"
+DEV_MODE_ENV = "VLLM_SERVER_DEV_MODE"
+
+
+def sleep_mode_enabled(model: ModelConfig) -> bool:
+    """Started with ``--enable-sleep-mode`` (so a sleep gives its memory back)."""
+    return SLEEP_MODE_FLAG in model.extra_args
+
+
 def serve_env(model: ModelConfig, sim_gpu: str | None) -> dict[str, str]:
     env = dict(model.env)
+    if sleep_mode_enabled(model):
+        # vLLM serves /sleep and /wake_up only in development mode (which also opens
+        # /collective_rpc and other endpoints; the model's port is reached through the
+        # loopback forward). A value the config sets wins.
+        env.setdefault(DEV_MODE_ENV, "1")
     if sim_gpu:
         env[SIM_GPU_ENV] = sim_gpu
     key = model.api_key()
@@ -89,6 +105,15 @@ def plan_warnings(config: Config, total_mib: int | None) -> list[tuple[str, str]
                 )
             )
     for m in config.models:
+        dev = m.env.get(DEV_MODE_ENV, "1").strip()
+        if sleep_mode_enabled(m) and dev in ("", "0"):
+            out.append(
+                (
+                    m.name,
+                    f"{DEV_MODE_ENV}={dev!r} in its env: vLLM will not serve /sleep and "
+                    f"/wake_up, so `ocrtui sleep {m.name}` cannot work",
+                )
+            )
         if total_mib:
             planned_gib = m.gpu_memory_utilization * total_mib / 1024
             if m.min_memory_gib is not None:
@@ -197,9 +222,21 @@ class Check:
     hint: str | None = None
 
 
-def preflight_checks(model: ModelConfig, view: MonitorView) -> tuple[int | None, list[Check]]:
+@dataclass(frozen=True)
+class WakeNeed:
+    """A sleeping model's claim on the memory it gave back: its wake-up takes it again."""
+
+    model: str
+    gpu: int
+    mib: int
+
+
+def preflight_checks(
+    model: ModelConfig, view: MonitorView, wake_needs: Sequence[WakeNeed] = ()
+) -> tuple[int | None, list[Check]]:
     """(planned MiB or None without a GPU, findings) for starting ``model`` now: free GPU
-    memory where a GPU is seen, else host RAM where it can tell; who holds the port."""
+    memory where a GPU is seen (less what the models asleep on that GPU need to wake up),
+    else host RAM where it can tell; who holds the port."""
     sample = view.sample
     checks: list[Check] = []
     planned: int | None = None
@@ -209,7 +246,7 @@ def preflight_checks(model: ModelConfig, view: MonitorView) -> tuple[int | None,
         if sample is not None:
             checks += _host_ram(model, sample)
     else:
-        planned, found = _free_memory(model, view)
+        planned, found = _free_memory(model, view, wake_needs)
         checks += found
     if sample is not None:
         checks += _host_reservations(model, sample)
@@ -280,9 +317,12 @@ def _host_reservations(model: ModelConfig, sample: AgentSample) -> list[Check]:
 CUDA_CONTEXT_MIB = 525
 
 
-def _free_memory(model: ModelConfig, view: MonitorView) -> tuple[int, list[Check]]:
+def _free_memory(
+    model: ModelConfig, view: MonitorView, wake_needs: Sequence[WakeNeed]
+) -> tuple[int, list[Check]]:
     """(planned MiB on all its GPUs, refusals): each data-parallel rank asks for
-    gpu_memory_utilization x the total of its own GPU, and must find it free there."""
+    gpu_memory_utilization x the total of its own GPU, and must find it free there, less
+    what the models asleep on that GPU take back when they wake up."""
     sample = view.sample
     assert sample is not None
     ranks = data_parallel_size(model)
@@ -299,16 +339,34 @@ def _free_memory(model: ModelConfig, view: MonitorView) -> tuple[int, list[Check
                 "lower --data-parallel-size, or list as many GPUs in CUDA_VISIBLE_DEVICES",
             )
         ]
-    checks = [c for g in gpus if (c := _free_on(model, g, view, ranks))]
+    checks = [c for g in gpus if (c := _free_on(model, g, view, ranks, wake_needs))]
     return planned, checks
 
 
-def _free_on(model: ModelConfig, gpu: GpuSample, view: MonitorView, ranks: int) -> Check | None:
+def _free_on(
+    model: ModelConfig,
+    gpu: GpuSample,
+    view: MonitorView,
+    ranks: int,
+    wake_needs: Sequence[WakeNeed],
+) -> Check | None:
     need = planned_mib(model, gpu)
     # A simulated GPU has no CUDA context to set up.
     context = 0 if gpu.simulated else CUDA_CONTEXT_MIB
-    if gpu.free_mib - context >= need:
+    sleepers = [w for w in wake_needs if w.gpu == gpu.index and w.model != model.name]
+    reserved = sum(w.mib for w in sleepers)
+    if gpu.free_mib - context - reserved >= need:
         return None
+    names = ", ".join(f"{w.model} ({w.mib} MiB)" for w in sleepers)
+    if gpu.free_mib - context >= need:
+        return Check(
+            "refuse",
+            f"{model.name} needs {need} MiB on GPU {gpu.index} and {gpu.free_mib} MiB are free, "
+            f"but {reserved} MiB of it belong to the models asleep there, which take it back "
+            f"when they wake up: {names}",
+            f"wake them (ocrtui wake NAME) or stop them first; --force starts it anyway, "
+            f"and then they cannot wake while {model.name} runs",
+        )
     rows = view.attribution.rows if view.attribution else ()
     usage = (
         next((u for u in view.attribution.gpus if u.index == gpu.index), None)
@@ -331,6 +389,7 @@ def _free_on(model: ModelConfig, gpu: GpuSample, view: MonitorView, ranks: int) 
         f"not enough free GPU memory for {model.name}{rank}: needs {need} MiB "
         f"({model.gpu_memory_utilization:g} x {of_total}), {gpu.free_mib} MiB free "
         f"on GPU {gpu.index}{less}; held by "
-        f"{describe_holders(rows, gpu.index, usage.other_mib if usage else 0)}",
+        f"{describe_holders(rows, gpu.index, usage.other_mib if usage else 0)}"
+        + (f"; asleep there, taking their memory back when they wake up: {names}" if names else ""),
         hint,
     )

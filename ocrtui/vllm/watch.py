@@ -51,14 +51,17 @@ def process_stage(view: MonitorView, facts: ProcessFacts | None) -> str | None:
 
 def with_usage(status: ModelStatus, model: ModelConfig, view: MonitorView) -> ModelStatus:
     """``status`` with the memory figures of ``view``: attributed MiB, planned MiB (on all
-    its data-parallel ranks' GPUs) and the resident memory of the server's tree."""
+    its data-parallel ranks' GPUs), the resident memory of the server's tree and, while it
+    sleeps, the memory it gave back."""
     procs = view.model(model.name)
     used = procs.used_mib if procs else 0
     planned = planned_total_mib(model, view.sample.gpus) if view.sample else None
     rss = procs.rss_mib if procs is not None and status.pid is not None else None
-    if (used, planned, rss) == (status.used_mib, status.planned_mib, status.rss_mib):
+    back = max(0, planned - used) if status.sleeping and planned is not None else None
+    now = (status.used_mib, status.planned_mib, status.rss_mib, status.given_back_mib)
+    if (used, planned, rss, back) == now:
         return status
-    return replace(status, used_mib=used, planned_mib=planned, rss_mib=rss)
+    return replace(status, used_mib=used, planned_mib=planned, rss_mib=rss, given_back_mib=back)
 
 
 class ModelWatcher:
@@ -249,5 +252,6 @@ class ModelWatcher:
             max_model_len=result.max_model_len,
             started_s=started_s,
             last_start_s=result.last_start_s if started_s is not None else None,
+            sleep_level=m.sleep_level if m is not None and state == "ready" else None,
         )
         return with_usage(status, model, view)

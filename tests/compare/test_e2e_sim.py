@@ -11,8 +11,11 @@ from rich.console import Console
 from ocrtui.cli import _parser
 from ocrtui.compare.cli import request_from_args, run_headless
 from ocrtui.compare.launch import ModelUrl, resolve
-from ocrtui.config import Config, parse_config
+from ocrtui.config import Config, ListenAddress, parse_config
+from ocrtui.export import MetricsExporter
+from ocrtui.status import PodStatus, Snapshot
 from tests.plugins.compare_inputs import MakePdf
+from tests.plugins.scrape import arm_series, scrape
 from tests.plugins.sim import SimServers, start_pair
 
 FAST = ["--sim-prefill-s", "0.01", "--sim-per-token-s", "0.0001", "--sim-tokens-per-page", "40"]
@@ -96,3 +99,43 @@ async def test_real_cpu_ocr_on_the_sample_suite(
         assert s["critical_pass_rate"] >= 0.6
     report = (tmp_path / "run/report.md").read_text()
     assert "中文 / zh accuracy" in report and "ID card" in report
+
+
+async def test_the_metrics_endpoint_serves_each_arms_progress(
+    sim_servers: SimServers, make_pdf: MakePdf, tmp_path: Path
+) -> None:
+    """``ocrtui compare --headless`` feeds the [export] endpoint: scraped, each arm's pages
+    done and failed and CER so far are what results.jsonl holds, with a pages/s figure."""
+    urls = start_pair(sim_servers, ("synthetic", "synthetic"), *FAST)
+    pdf = make_pdf("paper.pdf", ["Born digital page one.", "Page two of the paper."])
+    cfg = config([("glm-ocr", "glm-ocr"), ("lighton-ocr", "lighton-ocr")],
+                 warm_runs=1, throughput_requests=2)  # fmt: skip
+    args = _parser().parse_args(
+        ["compare", "--headless", "--out", str(tmp_path / "run"), "--reference", "text-layer",
+         str(pdf)]
+    )  # fmt: skip
+    setup = resolve(cfg, request_from_args(args))
+    model_url = urls_of([m.name for m in setup.models], urls)
+    pod = PodStatus("test", "connected", 0.0, None, simulated_gpu=True, demo=False)
+    exporter = MetricsExporter(lambda: Snapshot(pod, (), (), ()))
+    bound = exporter.serve(ListenAddress("127.0.0.1", 0))
+    try:
+        assert arm_series(await scrape(bound), "glm-ocr") == {}
+        code = await run_headless(
+            setup, model_url, Console(width=250), on_progress=exporter.arm_progress
+        )
+        assert code == 0
+        samples = await scrape(bound)
+    finally:
+        await exporter.close()
+    rows = [json.loads(x) for x in (tmp_path / "run/results.jsonl").read_text().splitlines()]
+    for arm in ("glm-ocr", "lighton-ocr"):
+        mine = [r for r in rows if r["model"] == arm]
+        cers = [r["cer"] for r in mine if r["cer"] is not None]
+        series = arm_series(samples, arm)
+        assert series.pop("ocrtui_compare_images_per_second") > 0
+        assert series == {
+            "ocrtui_compare_pages_done_total": sum(r["ok"] for r in mine),
+            "ocrtui_compare_pages_failed_total": sum(not r["ok"] for r in mine),
+            "ocrtui_compare_cer": pytest.approx(sum(cers) / len(cers)),
+        }

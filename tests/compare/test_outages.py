@@ -46,13 +46,15 @@ class FakeController:
         self.link = "connected"
         self.states: dict[str, ModelState] = dict.fromkeys(models, "ready")
         self.restarts: list[str] = []
+        self.asleep: set[str] = set()  # at sleep level 1
         self._subscribers: list[Callable[[Snapshot], None]] = []
 
     @property
     def snapshot(self) -> Snapshot:
         pod = PodStatus("fake", self.link, 0.0, 0.0, simulated_gpu=True, demo=False)
         models = tuple(
-            ModelStatus(n, 8000 + i, s, None) for i, (n, s) in enumerate(self.states.items())
+            ModelStatus(n, 8000 + i, s, None, sleep_level=1 if n in self.asleep else None)
+            for i, (n, s) in enumerate(self.states.items())
         )
         return Snapshot(pod, (), (), models)
 
@@ -142,6 +144,21 @@ async def test_a_link_outage_pauses_and_costs_no_page(make_pdf: MakePdf, tmp_pat
     assert any(isinstance(e, RunResumed) and e.model is None for e in got)
     keys = [(r["page"], r["model"]) for r in results(tmp_path / "run")]
     assert len(keys) == len(set(keys)) == 20 and all(r["ok"] for r in results(tmp_path / "run"))
+
+
+async def test_a_sleeping_model_pauses_its_requests_until_it_wakes() -> None:
+    ctl = FakeController()
+    gate = SnapshotGate(ctl, MODELS, refresh_s=0.25)
+    try:
+        assert gate.pauses() == {}
+        ctl.asleep.add("glm-ocr")
+        ctl.publish()
+        assert gate.pauses() == {"glm-ocr": "asleep (ocrtui wake glm-ocr)"}
+        ctl.asleep.clear()
+        ctl.publish()
+        assert gate.pauses() == {}
+    finally:
+        await gate.close()
 
 
 async def test_a_crashed_model_waits_for_the_auto_restart(

@@ -20,9 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
+from ocrtui.compare.progress import ArmProgress
 from ocrtui.config import ListenAddress
 from ocrtui.control import Controller
-from ocrtui.export import MIB, ArmProgress, MetricsExporter
+from ocrtui.export import MIB, MetricsExporter
 from tests.plugins.sim import free_port
 from tests.plugins.sim_pod import SimPod
 

@@ -226,3 +226,39 @@ def test_force_starts_past_a_refusal_and_says_what_it_skipped(
         forced = ocrtui("--config", str(cfg), "restart", "glm", "--force")
     assert f"glm: --force: not refusing: port {model['port']} is taken" in forced.stdout
     assert "glm: launching" in forced.stdout
+
+
+def test_sleep_and_wake_as_commands(sim_pod: SimPod, tmp_path: Path) -> None:
+    """`ocrtui sleep NAME` gives the memory back (status --json and the plain status say
+    so), `ocrtui wake NAME` takes it again; a model without sleep mode exits 1 with the
+    hint; an unknown name is a usage error."""
+    sleepy = sim_pod.model("glm")
+    sleepy["extra_args"] = [*sleepy["extra_args"], "--enable-sleep-mode"]
+    plain = sim_pod.model("plain", gpu_memory_utilization=0.2)
+    cfg = str(_write_config(tmp_path / "ocrtui.toml", sim_pod, sleepy, plain))
+    up = ocrtui("--config", cfg, "up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    planned = model_row(status_json("--config", cfg), "glm")["planned_mib"]
+
+    asleep = ocrtui("--config", cfg, "sleep", "glm")
+    assert asleep.returncode == 0, asleep.stdout + asleep.stderr
+    assert asleep.stdout.startswith("glm: sleeping (level 1), gave back ")
+    row = model_row(status_json("--config", cfg), "glm")
+    assert row["state"] == "ready" and row["sleep_level"] == 1
+    assert row["given_back_mib"] == planned - row["used_mib"] > planned * 0.9
+    plain_status = ocrtui("--config", cfg, "status")
+    assert "  sleeping (level 1), gave back " in plain_status.stdout
+
+    woken = ocrtui("--config", cfg, "wake", "glm")
+    assert woken.returncode == 0, woken.stdout + woken.stderr
+    assert woken.stdout == f"glm: awake (ready), {planned} MiB on the GPU\n"
+    row = model_row(status_json("--config", cfg), "glm")
+    assert row["sleep_level"] is None and row["used_mib"] == planned
+
+    refused = ocrtui("--config", cfg, "sleep", "plain")
+    assert refused.returncode == 1
+    assert "VLLM_SERVER_DEV_MODE=1" in refused.stderr and "hint: add --enable-sleep-mode" in (
+        refused.stderr
+    )
+    assert ocrtui("--config", cfg, "wake", "nope").returncode == 2
+    assert ocrtui("--config", cfg, "down").returncode == 0

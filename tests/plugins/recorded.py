@@ -109,6 +109,21 @@ PROCS = (
 
 READY = Snapshot(pod=POD, gpus=(GPU,), processes=PROCS, models=(GLM, LIGHTON))
 
+# GLM-OCR asleep (vLLM's sleep mode, level 1): 600 MiB kept of its 18427 planned.
+SLEEPING = replace(
+    READY,
+    gpus=(
+        replace(
+            GPU,
+            used_mib=GPU.used_mib - 18050 + 600,
+            free_mib=GPU.free_mib + 18050 - 600,
+            models=(ModelShare("glm-ocr", 600, 18427, sleeping=True), GPU.models[1]),
+        ),
+    ),
+    processes=(replace(PROCS[0], used_mib=100), replace(PROCS[1], used_mib=500), *PROCS[2:]),
+    models=(replace(GLM, used_mib=600, sleep_level=1, given_back_mib=18427 - 600), LIGHTON),
+)
+
 HINT = (
     "free VRAM 3.1 GiB < 18.0 GiB wanted: a leftover VLLM::EngineCore holds memory; "
     "press k to kill orphans, then r"

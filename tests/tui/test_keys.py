@@ -15,6 +15,7 @@ from ocrtui.tui.app import OcrtuiApp
 from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen, LauncherDialog, TextDialog
 from ocrtui.tui.source import ReplaySource
 from ocrtui.tui.themes import read_state
+from ocrtui.tui.widgets.gpu_panel import GpuPanel
 from ocrtui.tui.widgets.model_card import ModelCard
 from ocrtui.vllm.adopt import Stranger
 from ocrtui.vllm.lifecycle import Progress
@@ -46,9 +47,9 @@ async def test_readonly_hides_every_pod_action(make_app: AppFactory) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await started(app, pilot)
         shown = {b.binding.action for b in app.screen.active_bindings.values() if b.enabled}
-        assert not {"restart", "stop", "kill_orphans", "toggle_watchdog"} & shown
+        assert not {"restart", "stop", "sleep_wake", "kill_orphans", "toggle_watchdog"} & shown
         assert {"compare", "toggle_log", "help"} <= shown
-        for key in ("r", "s", "k", "w"):
+        for key in ("r", "s", "z", "k", "w"):
             await pilot.press(key)
             await pilot.pause()
             assert app.screen is app.dashboard
@@ -105,6 +106,31 @@ async def test_stop_asks_then_stops(make_app: AppFactory) -> None:
         assert isinstance(app.screen, ConfirmDialog)
         await pilot.click("#confirm")
         await until(pilot, lambda: ("stop", "lighton-ocr") in source.calls)
+
+
+async def test_z_sleeps_a_ready_model_after_asking_and_wakes_a_sleeping_one(
+    make_app: AppFactory,
+) -> None:
+    app, source = make_app(recorded.READY)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("z")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.click("#confirm")
+        await until(pilot, lambda: ("sleep", "glm-ocr: level 1") in source.calls)
+
+        # The next snapshot has it asleep: the card and the GPU panel say so, `z` wakes it.
+        source.publish(recorded.SLEEPING)
+        await app.dashboard.tick()
+        await pilot.pause()
+        card = app.dashboard.query_one("#card-0", ModelCard)
+        assert "sleeping (level 1), gave back 17.4 GiB" in str(card.render())
+        bars = app.dashboard.query_one(GpuPanel).query_one(".bars", Static)
+        assert "glm-ocr 0.6/18.0 sleeping, 17.4 back" in str(bars.render())
+        await pilot.press("z")
+        await until(pilot, lambda: ("wake", "glm-ocr") in source.calls)
+        assert app.screen is app.dashboard  # no confirmation to wake
 
 
 async def test_the_watchdog_key_restarts_a_crashed_model_until_the_guard_gives_up(

@@ -13,7 +13,9 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
+from ocrtui.config import ListenAddress
 from ocrtui.control import Controller
+from ocrtui.export import MetricsExporter
 from ocrtui.status import Snapshot
 from ocrtui.tui.app import (
     OcrtuiApp,
@@ -25,6 +27,7 @@ from ocrtui.tui.messages import OperationProgress
 from ocrtui.tui.screens.compare import ComparePane, CompareScreen
 from ocrtui.tui.screens.dialogs import ConfirmDialog, LauncherDialog
 from tests.plugins.livepod import two_model_config
+from tests.plugins.scrape import arm_series, scrape
 from tests.plugins.sim_pod import SimPod
 from tests.plugins.tui_app import until
 
@@ -258,7 +261,8 @@ async def test_compare_command_opens_on_its_run_and_exits_with_its_status(
     sim_pod: SimPod, tmp_path: Path
 ) -> None:
     """`ocrtui compare DOC` on a terminal: the comparison screen from the start, streaming
-    into both panes (the servers come up first), and the run's exit status after quitting."""
+    into both panes (the servers come up first), and the run's exit status after quitting;
+    the [export] endpoint serves each arm's pages done, failed and images/s."""
     from PIL import Image, ImageDraw
 
     from ocrtui.cli import _parser
@@ -271,7 +275,10 @@ async def test_compare_command_opens_on_its_run_and_exits_with_its_status(
     ImageDraw.Draw(image).text((20, 80), "Invoice 2026-11-26 total 8,500", fill="black")
     image.save(doc)
     args = _parser().parse_args(["compare", str(doc), "--out", str(tmp_path / "run")])
-    app = comparison_app(config, resolve(config, request_from_args(args)), demo=True)
+    exporter = MetricsExporter(lambda: app.source.snapshot)
+    bound = exporter.serve(ListenAddress("127.0.0.1", 0))
+    setup = resolve(config, request_from_args(args))
+    app = comparison_app(config, setup, demo=True, metrics=exporter)
     try:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
@@ -289,8 +296,17 @@ async def test_compare_command_opens_on_its_run_and_exits_with_its_status(
             assert view.error is None, view.error
             assert "note.png p.1" in pane(0) and "note.png p.1" in pane(1)
             assert app.screen is screen
+            samples = await scrape(bound)
+            for m in config.models:
+                series = arm_series(samples, m.name)
+                assert series["ocrtui_compare_pages_done_total"] == 1, series
+                assert series["ocrtui_compare_pages_failed_total"] == 0
+                # The image has no reference: no CER to serve.
+                assert "ocrtui_compare_cer" not in series
+                assert series["ocrtui_compare_images_per_second"] > 0
             await pilot.press("q")
         assert await comparison_exit_code(app) == 0
         assert (tmp_path / "run" / "summary.json").is_file()
     finally:
+        await exporter.close()
         await app.source.close()

@@ -32,6 +32,7 @@ REAL = {
     "real_v0_32_cpu_enginecore_kill9_tail.log": "engine_core_died",
     "real_v0_26_h100_glm_ocr_mtp_graph_capture.log": "cuda_graph_capture",
     "real_v0_26_h100_lighton_transformers_5_17.log": "architecture_inspection",
+    "real_v0_32_cpu_enable_sleep_mode.log": "sleep_mode_unsupported",
 }
 
 

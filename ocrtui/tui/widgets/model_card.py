@@ -1,7 +1,8 @@
 """One model: state and startup stage, health, load, KV cache, tokens/s (with the
 speculative decoding's acceptance beside it where the server drafts), the last hint, the
 first warning advisory (versions, serve flags), the watchdog's "gave up" with the last
-crash's hint, and the progress of an operation the dashboard started on it."""
+crash's hint, "sleeping" with the memory it gave back (vLLM's sleep mode), and the progress
+of an operation the dashboard started on it."""
 
 from __future__ import annotations
 
@@ -88,6 +89,8 @@ def card_content(m: ModelStatus, operation: str | None, colour: str) -> Content:
     ]
     parts += _aligned(rows)
     parts[-1] = str(parts[-1]).removesuffix("\n")
+    if m.sleep_text:
+        parts += ["\n", ("☾ ", "$accent"), (m.sleep_text, "$accent bold")]
     if operation:
         parts += ["\n", ("» ", "$accent"), (operation, "$accent bold")]
     if m.hint:
@@ -111,7 +114,8 @@ def watchdog_gave_up(w: WatchdogStatus) -> tuple[str, str]:
 
 def _shape(m: ModelStatus, operation: str | None) -> tuple[object, ...]:
     gave_up = m.watchdog is not None and m.watchdog.state == "gave up"
-    return (m.state == "starting", operation is not None, m.hint, m.advisories, gave_up)
+    shown = (m.hint, m.advisories, gave_up, m.sleeping)
+    return (m.state == "starting", operation is not None, *shown)
 
 
 class ModelCard(Static):

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ocrtui.compare.client import ModelTarget, ocr_page
+from ocrtui.compare.client import ModelTarget, ocr_page, open_session
 from ocrtui.compare.profiles import headers
 from ocrtui.compare.render import RenderedPage
 from ocrtui.vllm.stages import STAGES
@@ -51,7 +51,7 @@ async def test_compare_client_on_a_text_model_gets_vllm_s_reason(real_vllm: Real
     # ocr_page always sends the page as an image; the tiny model is text-only (no CPU
     # torchvision on PyPI for a vision model), so this is the real refusal, parsed.
     page = RenderedPage(data=b"\x89PNG\r\n\x1a\n", mime="image/png", width=1, height=1)
-    async with httpx.AsyncClient(trust_env=False) as http:
+    async with open_session() as http:
         out = await ocr_page(
             http, ModelTarget(real_vllm.model, real_vllm.url), page, retries=0, timeout_s=60
         )

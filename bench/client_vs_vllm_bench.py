@@ -143,6 +143,9 @@ def measure(
     # images/s over all rounds (total requests / total time), p50 as the rounds' median
     rate = {k: len(v) / sum(1 / r for r, _ in v) for k, v in got.items()}
     p50 = {k: statistics.median(p for _, p in v) for k, v in got.items()}
+    # Each round's ratio too: a server whose own speed swings between rounds (real vLLM on
+    # the shared cores) moves the totals, while a round's three runs are seconds apart.
+    per_round = [o / t for (o, _), (t, _) in zip(got["ours"], got["theirs"], strict=True)]
     extra: dict[str, Any] = {
         "server": kind,
         "payload": payload,
@@ -152,6 +155,8 @@ def measure(
         "plain_images_per_s": round(rate["plain"], 3),
         "p50_ms": {k: round(v * 1000, 2) for k, v in p50.items()},
         "added_vs_plain_ms": round((p50["ours"] - p50["plain"]) * 1000, 2),
+        "theirs_ratio_per_round": [round(r, 3) for r in per_round],
+        "theirs_ratio_median_of_rounds": round(statistics.median(per_round), 3),
         "load_avg": round(os.getloadavg()[0], 2),
     }
     jsonl.emit(f"client_vs_vllm_bench_{kind}_c{conc}", rate["ours"], rate["theirs"], 0.98,

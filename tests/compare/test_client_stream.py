@@ -99,6 +99,21 @@ async def test_disconnect_before_the_first_token_is_retried(
     assert out.ok and out.text == "ok" and out.finish_reason == "stop"
 
 
+async def test_an_answer_that_is_not_http_is_retried_like_a_cut_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(client_mod, "BACKOFF_BASE_S", 0.0)
+
+    def handle(sent: Sent, n: int) -> Answer:
+        return Answer(raw=b"SSH-2.0-OpenSSH_9.2\r\n\r\n") if n == 0 else Answer.sse(sse("[DONE]"))
+
+    out, seen = await send(handle, True, retries=1)
+    assert len(seen) == 2 and out.ok, out.error
+    out, _ = await send(lambda _s, _n: Answer(raw=b"garbage\r\n\r\n"), True, retries=0)
+    assert not out.ok and out.transient
+    assert out.error is not None and out.error.startswith("connection error to ")
+
+
 @pytest.mark.parametrize(("code", "transient"), [(500, True), (400, False)])
 @pytest.mark.parametrize("flat", [False, True])  # older vLLM: the fields at the top
 async def test_error_event_in_the_stream(code: int, transient: bool, flat: bool) -> None:

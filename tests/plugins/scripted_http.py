@@ -45,6 +45,7 @@ class Answer:
     pieces: tuple[bytes, ...] = ()
     end: End = "done"
     drop: bool = False  # close without a status line
+    raw: bytes | None = None  # sent as is instead of an HTTP answer, then closed
 
     @classmethod
     def json(cls, status: int, payload: object) -> Answer:
@@ -102,6 +103,10 @@ class ScriptedHttp:
 
     async def _write(self, writer: asyncio.StreamWriter, a: Answer) -> bool:
         """Send ``a``; whether the connection stays open for the next request."""
+        if a.raw is not None:
+            writer.write(a.raw)
+            await writer.drain()
+            return False
         lines = [f"HTTP/1.1 {a.status} X", *(f"{k}: {v}" for k, v in a.headers)]
         if a.body is not None:
             lines.append(f"Content-Length: {len(a.body)}")

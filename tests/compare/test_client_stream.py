@@ -142,6 +142,24 @@ async def test_timeout_bounds_the_whole_stream() -> None:
     assert not out.ok and out.transient and out.error == "timeout after 0.2 s"
 
 
+async def test_cancelling_a_page_mid_stream_cancels_it() -> None:
+    """A cancelled comparison (Ctrl-C, the dashboard's stop) must not be turned into a
+    failed page: the cancellation goes through, whatever the transport raises inside."""
+    stalls = Answer.sse(sse(delta("a")), end="stall")
+    async with scripted_http(lambda _s, _n: stalls) as server, open_session() as c:
+        first_token = asyncio.Event()  # the stream is open
+        task = asyncio.create_task(
+            ocr_page(c, target(True, server.url), PAGE, retries=3, timeout_s=30,
+                     on_delta=lambda _text: first_token.set())
+        )  # fmt: skip
+        async with asyncio.timeout(10):
+            await first_token.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert len(server.requests) == 1
+
+
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServer]:
     with SimServers(tmp_path_factory.mktemp("sim")) as servers:

@@ -160,6 +160,23 @@ async def test_cancelling_a_page_mid_stream_cancels_it() -> None:
     assert len(server.requests) == 1
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [Answer(raw=b"garbage\r\n\r\n"), Answer.dropped(), Answer.sse(sse(delta("a")), end="cut")],
+)
+async def test_the_api_key_is_in_no_failure(
+    monkeypatch: pytest.MonkeyPatch, answer: Answer
+) -> None:
+    key = "sk-secret-0123456789"
+    monkeypatch.setenv("OCR_KEY", key)
+    cfg = model("lighton-ocr", "lighton-ocr", api_key_env="OCR_KEY")
+    async with scripted_http(lambda _s, _n: answer) as server, open_session() as c:
+        out = await ocr_page(c, ModelTarget(cfg, server.url), PAGE, retries=0, timeout_s=5)
+    assert server.requests[0].headers["authorization"] == f"Bearer {key}"
+    assert not out.ok and out.error is not None
+    assert key not in out.error and key not in repr(out)
+
+
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServer]:
     with SimServers(tmp_path_factory.mktemp("sim")) as servers:

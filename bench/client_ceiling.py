@@ -1,6 +1,6 @@
 """Requests/s the comparison's client sustains against a zero-time engine, vs a plain client.
 
-    .venv/bin/python bench/client_ceiling.py [--requests 400] [--concurrency 5 16]
+    .venv/bin/python bench/client_ceiling.py [--requests 400] [--concurrency 5 16 32]
 
 The server is a minimal starlette/uvicorn endpoint in its own process (reads the whole
 body, answers a fixed one-token streamed completion at once): the simulator's API server
@@ -10,10 +10,11 @@ through ocrtui's renderer. Figures, per concurrency:
 
 - client_ceiling_cN: requests/s of ``ocr_page`` (its body built per request from the page,
   whose base64 is encoded once, as the runner does) driven like the runner's throughput
-  phase (a semaphore of N, one task per request, one shared ``httpx.AsyncClient``)
-  [ours >= 100/s]; baseline a plain asyncio+httpx client posting a prebuilt payload (httpx
-  JSON-encodes it per request), same server, same run, in ABAB order. When the goal is
-  missed, the line carries the top entries of a cProfile of our client (``profile``);
+  phase (a semaphore of N, one task per request, one shared ``open_session()``)
+  [ours >= 100/s]; baseline a plain asyncio+aiohttp client (N workers, each posting the
+  same prebuilt body and reading each answer whole: the transport's own floor), same
+  server, same run, in ABAB order. When the goal is missed, the line carries the top
+  entries of a cProfile of our client (``profile``);
 - client_cpu_per_request_cN: the client process's CPU ms per request, ours vs the plain
   client [ours <= 10 ms, i.e. 100/s on one core whatever the server costs].
 """
@@ -30,14 +31,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import aiohttp
 import httpx
 import jsonl
 from compare_render import make_pdf
 
-from ocrtui.compare.client import ModelTarget, ocr_page
-from ocrtui.compare.profiles import TARGETS, chat_payload
+from ocrtui.compare.client import ModelTarget, ocr_page, open_session
+from ocrtui.compare.profiles import TARGETS, chat_body
 from ocrtui.compare.render import RenderedPage, render_page_sync
 from ocrtui.config import parse_config
 
@@ -48,10 +52,13 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
-# The streamed answer (the request streams, the models' default): one token, the usage.
+# The streamed answer (the request streams, the models' default): one token, the usage;
+# or the file named by argv[1] (bench/client_stream_cost.py's long answer).
 CHUNKS = [{"choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": "stop"}]},
           {"choices": [], "usage": {"prompt_tokens": 1000, "completion_tokens": 1}}]
 BODY = ("".join(f"data: {json.dumps(c)}\\n\\n" for c in CHUNKS) + "data: [DONE]\\n\\n").encode()
+if len(sys.argv) > 1:
+    BODY = open(sys.argv[1], "rb").read()
 
 async def chat(request):
     await request.body()
@@ -63,6 +70,28 @@ print(sock.getsockname()[1], flush=True)
 app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[sock])
 """
+
+
+@contextmanager
+def zero_time_server(body: Path | None = None) -> Iterator[str]:
+    """The zero-time endpoint in its own process (answering ``body``'s bytes when given);
+    its base URL."""
+    argv = [sys.executable, "-c", SERVER, *([str(body)] if body else [])]
+    server = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = f"http://127.0.0.1:{int(server.stdout.readline())}"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                httpx.post(url + "/v1/chat/completions", content=b"{}")
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.kill()
+        server.wait()
 
 
 def page() -> RenderedPage:
@@ -84,17 +113,10 @@ def target(url: str) -> ModelTarget:
     return ModelTarget(cfg.models[0], url)
 
 
-def client(concurrency: int) -> httpx.AsyncClient:
-    # as the runner builds it
-    return httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=max(16, concurrency * 2)), timeout=None
-    )
-
-
 async def ours(url: str, img: RenderedPage, n: int, concurrency: int) -> float:
     tgt = target(url)
     sem = asyncio.Semaphore(concurrency)
-    async with client(concurrency) as c:
+    async with open_session() as c:
 
         async def one() -> None:
             async with sem:
@@ -109,14 +131,16 @@ async def ours(url: str, img: RenderedPage, n: int, concurrency: int) -> float:
 
 
 async def plain(url: str, img: RenderedPage, n: int, concurrency: int) -> float:
-    payload = chat_payload(target(url).config, img)
+    body = chat_body(target(url).config, img)
     endpoint = url + "/v1/chat/completions"
-    async with httpx.AsyncClient(timeout=60) as c:
+    hdrs = {"Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as c:
 
         async def worker(count: int) -> None:
             for _ in range(count):
-                r = await c.post(endpoint, json=payload)
-                r.raise_for_status()
+                async with c.post(endpoint, data=body, headers=hdrs) as r:
+                    r.raise_for_status()
+                    await r.read()
 
         start = time.perf_counter()
         share = [n // concurrency + (i < n % concurrency) for i in range(concurrency)]
@@ -140,20 +164,10 @@ def profile_top(url: str, img: RenderedPage, n: int, concurrency: int) -> list[s
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=400)
-    ap.add_argument("--concurrency", type=int, nargs="+", default=[5, 16])
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[5, 16, 32])
     args = ap.parse_args()
     img = page()
-    server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        url = f"http://127.0.0.1:{int(server.stdout.readline())}"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                httpx.post(url + "/v1/chat/completions", content=b"{}")
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with zero_time_server() as url:
         for conc in args.concurrency:
             asyncio.run(ours(url, img, 20, conc))  # warm-up: connections, imports
             # ABAB, half the requests each, so drift on the shared box hits both alike
@@ -181,10 +195,7 @@ def main() -> int:
             # alone would sustain on one core (10 ms = 100/s).
             jsonl.emit(f"client_cpu_per_request_c{conc}", cpu_ours, cpu_base, 10.0, "ms CPU",
                        False, goal_on="ours", concurrency=conc)  # fmt: skip
-        return 0
-    finally:
-        server.kill()
-        server.wait()
+    return 0
 
 
 if __name__ == "__main__":

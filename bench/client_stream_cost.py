@@ -3,9 +3,10 @@
     .venv/bin/python bench/client_stream_cost.py [--tokens 4096] [--repeats 5]
 
 One page's answer as vLLM 0.32 streams it (one chunk per token, each chunk vLLM's own JSON
-shape, then the usage chunk and ``[DONE]``) is served in memory (``httpx.MockTransport``,
-no socket), so only the client's reading is timed, with an ``on_delta`` that appends each
-piece as the panes do. Figures:
+shape, then the usage chunk and ``[DONE]``) is served by client_ceiling.py's zero-time
+endpoint in its own process, so the CPU timed (this process's) is the client's reading
+through its real transport, with an ``on_delta`` that appends each piece as the panes do.
+Figures:
 
 - client_stream_us_per_token: µs of CPU per token, ours vs a baseline loop that only
   splits the same body into lines and ``json.loads`` each (the irreducible parse)
@@ -23,14 +24,15 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 import tracemalloc
+from pathlib import Path
 
-import httpx
 import jsonl
-from client_ceiling import target
+from client_ceiling import target, zero_time_server
 
-from ocrtui.compare.client import Outcome, ocr_page
+from ocrtui.compare.client import Outcome, ocr_page, open_session
 from ocrtui.compare.render import RenderedPage
 
 PAGE = RenderedPage(data=b"\xff\xd8\xff", mime="image/jpeg", width=1, height=1)
@@ -54,13 +56,10 @@ def stream_body(tokens: int) -> bytes:
     return "".join(parts).encode()
 
 
-async def read_page(body: bytes) -> Outcome:
-    def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
-
+async def read_page(url: str) -> Outcome:
     shown: list[str] = []
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as c:
-        out = await ocr_page(c, target("http://x"), PAGE, retries=0, timeout_s=60,
+    async with open_session() as c:
+        out = await ocr_page(c, target(url), PAGE, retries=0, timeout_s=60,
                              on_delta=shown.append)  # fmt: skip
     assert out.ok and out.timings is not None and "".join(shown) == out.text, out.error
     return out
@@ -90,16 +89,20 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     body = stream_body(args.tokens)
-    asyncio.run(read_page(body))  # warm-up: imports, the first client
-    ours = cpu_us(lambda: asyncio.run(read_page(body)), args.tokens, args.repeats)
-    base = cpu_us(lambda: parse_only(body), args.tokens, args.repeats)
-    jsonl.emit("client_stream_us_per_token", ours, base, 2.0, "µs CPU/token", False,
-               tokens=args.tokens, load_avg=round(os.getloadavg()[0], 2))  # fmt: skip
-    tracemalloc.start()
-    before, _ = tracemalloc.get_traced_memory()
-    out = asyncio.run(read_page(body))
-    kept, _ = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    with tempfile.TemporaryDirectory() as tmp:
+        answer = Path(tmp) / "answer.sse"
+        answer.write_bytes(body)
+        with zero_time_server(answer) as url:
+            asyncio.run(read_page(url))  # warm-up: imports, the first client
+            ours = cpu_us(lambda: asyncio.run(read_page(url)), args.tokens, args.repeats)
+            base = cpu_us(lambda: parse_only(body), args.tokens, args.repeats)
+            jsonl.emit("client_stream_us_per_token", ours, base, 2.0, "µs CPU/token", False,
+                       tokens=args.tokens, load_avg=round(os.getloadavg()[0], 2))  # fmt: skip
+            tracemalloc.start()
+            before, _ = tracemalloc.get_traced_memory()
+            out = asyncio.run(read_page(url))
+            kept, _ = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
     jsonl.emit("client_stream_kept_bytes_per_token", (kept - before) / args.tokens,
                sys.getsizeof(out.text) / args.tokens, 64.0, "bytes/token kept", False,
                goal_on="ours", tokens=args.tokens)  # fmt: skip

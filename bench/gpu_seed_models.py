@@ -1078,9 +1078,7 @@ def real_pdf(given: str | None, folder: Path) -> tuple[Path, str]:
 def throughput(entry: dict[str, Any], requests: int, concurrency: int) -> dict[str, Any]:
     """The same rendered sample page sent ``requests`` times, ``concurrency`` in flight,
     through ocrtui's own client."""
-    from client_ceiling import client
-
-    from ocrtui.compare.client import ModelTarget, ocr_page
+    from ocrtui.compare.client import ModelTarget, ocr_page, open_session
     from ocrtui.compare.profiles import TARGETS
     from ocrtui.compare.render import render_page_sync
     from ocrtui.compare.sample_suite import sample_suite_path
@@ -1096,7 +1094,7 @@ def throughput(entry: dict[str, Any], requests: int, concurrency: int) -> dict[s
     async def go() -> dict[str, Any]:
         sem = asyncio.Semaphore(concurrency)
         outs = []
-        async with client(concurrency) as c:
+        async with open_session() as c:
 
             async def one() -> None:
                 async with sem:

@@ -20,7 +20,9 @@ payload, prompt, headers per `ModelConfig.profile`, from `published.py`; `fit_ma
 against the server's max_model_len), `page_fit` (`fit_rendered`: each rendered page
 resized to fit its server or refused, before it is sent, from `vllm/image_tokens.py`;
 `check_prompt_tokens(results)`: predictions against the servers' counts), `client` (one
-chat request, streamed by default
+chat request over aiohttp, `vllm bench serve`'s client, through the run's one
+`open_session()` that also carries the API arms' uploads and the `/metrics` scrapes;
+streamed by default
 with `vllm bench serve`'s TTFT/ITL/E2EL as `Outcome.timings` and an `on_delta` hook for
 text as it arrives: retries connection errors with backoff; HTTP errors and timeouts
 recorded; each outcome says whether it is `transient` or `fatal` for the model),

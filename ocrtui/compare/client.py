@@ -1,5 +1,11 @@
 """One OCR request against vLLM's OpenAI-compatible chat endpoint, streamed or not.
 
+The transport is aiohttp, the client ``vllm bench serve`` itself uses: one
+:func:`open_session` per comparison carries every request of its arms (pages, document-API
+uploads, ``/metrics`` scrapes). httpx's connection pool walked every pooled connection on
+each request's start and end and took about half the client's CPU at 32 concurrent pages,
+competing with a CPU-bound server for the same cores (README, Performance).
+
 A model's ``stream`` setting (config.py, default on) picks the request: streamed, the
 answer arrives as server-sent events (``data: {chunk}`` lines, then ``data: [DONE]``) and
 the outcome carries :class:`StreamTimings`, measured as ``vllm bench serve`` measures them
@@ -27,11 +33,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import httpx
+import aiohttp
 
 from ocrtui.compare.profiles import chat_body, headers
 from ocrtui.compare.render import RenderedPage
@@ -40,12 +46,29 @@ from ocrtui.vllm.hints import encoder_cache_hint
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 8.0
+# Refused, reset or closed connections, a body cut before its end, an answer that is not
+# HTTP (aiohttp raises ClientResponseError for it; raise_for_status is never used here).
 _CONNECTION_ERRORS = (
-    httpx.ConnectError,
-    httpx.ReadError,
-    httpx.WriteError,
-    httpx.RemoteProtocolError,
+    aiohttp.ClientConnectionError,
+    aiohttp.ClientPayloadError,
+    aiohttp.ClientResponseError,
 )
+
+
+def open_session() -> aiohttp.ClientSession:
+    """The HTTP session of one comparison (on the running loop; the caller closes it).
+
+    No limit on connections: the runner bounds the requests in flight, and a pool limit
+    would queue requests inside the client, timed as the server's latency. No aiohttp
+    timeout: ``ocr_page`` bounds each whole request, and each caller its own. No proxy or
+    netrc from the environment, as for the project's other HTTP clients (vllm/client.py):
+    the URLs are the pod's loopback forwards, and aiohttp would look both up in a thread
+    on every request (a tenth of the client's CPU at 32 in flight).
+    """
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+        timeout=aiohttp.ClientTimeout(total=None),
+    )
 
 
 @dataclass(frozen=True)
@@ -134,9 +157,10 @@ def fatal_reason(config: ModelConfig, status: int, message: str) -> str | None:
     return None
 
 
-def _error_message(resp: httpx.Response) -> str:
+async def _error_message(resp: aiohttp.ClientResponse) -> str:
+    raw = (await resp.read()).decode("utf-8", "replace")
     try:
-        body = resp.json()
+        body = json.loads(raw)
     except ValueError:
         body = None
     msg = ""
@@ -147,8 +171,8 @@ def _error_message(resp: httpx.Response) -> str:
         elif err is not None:
             msg = str(err)
     if not msg:
-        msg = resp.text.strip()[:300]
-    return f"HTTP {resp.status_code}" + (f": {msg}" if msg else "")
+        msg = raw.strip()[:300]
+    return f"HTTP {resp.status}" + (f": {msg}" if msg else "")
 
 
 def _parse(body: Any) -> tuple[str, str | None, int | None, int | None]:
@@ -164,7 +188,7 @@ def _parse(body: Any) -> tuple[str, str | None, int | None, int | None]:
 
 
 async def ocr_page(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     target: ModelTarget,
     page: RenderedPage,
     *,
@@ -196,7 +220,7 @@ async def ocr_page(
             ):
                 outcome = replace(outcome, error=f"{outcome.error} | {hint}")
             return outcome
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:
             return Outcome(
                 False,
                 time.monotonic() - start,
@@ -212,11 +236,6 @@ async def ocr_page(
     return Outcome(False, None, error=last_error + tries, transient=True)
 
 
-# ocr_page's asyncio.timeout bounds the whole request, so httpx's per-read limits (the
-# client's default, 5 s, would cut a long prefill) are off.
-_NO_TIMEOUT = httpx.Timeout(None)
-
-
 def _http_error(target: ModelTarget, status: int, msg: str, latency: float) -> Outcome:
     return Outcome(
         False,
@@ -228,7 +247,7 @@ def _http_error(target: ModelTarget, status: int, msg: str, latency: float) -> O
 
 
 async def _whole(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     url: str,
     body: bytes,
     hdrs: dict[str, str],
@@ -236,21 +255,38 @@ async def _whole(
     start: float,
     on_delta: Callable[[str], None] | None,
 ) -> Outcome:
-    resp = await client.post(url, content=body, headers=hdrs, timeout=_NO_TIMEOUT)
+    async with client.post(url, data=body, headers=hdrs) as resp:
+        if resp.status >= 400:
+            msg = await _error_message(resp)
+            return _http_error(target, resp.status, msg, time.monotonic() - start)
+        raw = await resp.read()
     latency = time.monotonic() - start
-    if resp.status_code >= 400:
-        return _http_error(target, resp.status_code, _error_message(resp), latency)
     try:
-        text, finish, pt, ct = _parse(resp.json())
+        text, finish, pt, ct = _parse(json.loads(raw))
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        return Outcome(False, latency, error="malformed response: " + resp.text[:200])
+        shown = raw[:200].decode("utf-8", "replace")
+        return Outcome(False, latency, error="malformed response: " + shown)
     if on_delta is not None and text:
         on_delta(text)
     return Outcome(True, latency, text, None, pt, ct, finish)
 
 
+async def _lines(body: aiohttp.StreamReader) -> AsyncIterator[str]:
+    """The body's lines as its bytes arrive, split at each line feed (a carriage return
+    before it is left on: data lines are stripped). Split here rather than by aiohttp's
+    readline, which waits once per line: 5.6 against 8.8 µs of CPU a token
+    (bench/client_stream_cost.py)."""
+    rest = b""
+    async for piece in body.iter_any():
+        *lines, rest = (rest + piece).split(b"\n")
+        for line in lines:
+            yield line.decode()
+    if rest:
+        yield rest.decode()
+
+
 async def _streamed(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     url: str,
     body: bytes,
     hdrs: dict[str, str],
@@ -265,19 +301,19 @@ async def _streamed(
     finish: str | None = None
     usage: dict[str, Any] = {}
     done = False
-    async with client.stream("POST", url, content=body, headers=hdrs, timeout=_NO_TIMEOUT) as resp:
-        if resp.status_code >= 400:
-            await resp.aread()
-            msg = _error_message(resp)
-            return _http_error(target, resp.status_code, msg, time.monotonic() - start)
+    line = ""
+    async with client.post(url, data=body, headers=hdrs) as resp:
+        if resp.status >= 400:
+            msg = await _error_message(resp)
+            return _http_error(target, resp.status, msg, time.monotonic() - start)
         try:
-            async for line in resp.aiter_lines():
+            async for line in _lines(resp.content):
                 if not line.startswith("data:"):
                     continue  # blank separators, SSE comments (":ping"), other fields
                 data = line[5:].strip()
                 if data == "[DONE]":
-                    # Read on to the body's end (vLLM ends it here): a response closed
-                    # unread costs its connection, and every page a new one.
+                    # Read on to the body's end (vLLM ends it here): a response released
+                    # unread is closed, and every page would pay a new connection.
                     done = True
                     continue
                 chunk = json.loads(data)

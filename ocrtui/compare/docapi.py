@@ -28,6 +28,7 @@ whole).
 from __future__ import annotations
 
 import asyncio
+import json
 import mimetypes
 import time
 from collections.abc import Sequence
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 
 from ocrtui.config import ApiArmConfig, Config
 from ocrtui.jsonpath import PathMissing, compile_path
@@ -143,14 +144,14 @@ def map_response(
     return out
 
 
-def _snippet(resp: httpx.Response) -> str:
-    text = " ".join(resp.text.split())
+def _snippet(raw: bytes) -> str:
+    text = " ".join(raw.decode("utf-8", "replace").split())
     return text[:BODY_SNIPPET] + ("..." if len(text) > BODY_SNIPPET else "")
 
 
 async def _request(
     target: DocApiTarget,
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     data: bytes,
     filename: str,
     pages: Sequence[int],
@@ -161,36 +162,36 @@ async def _request(
         form[arm.pages_field] = page_spec_text(pages)
     content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     url = target.url.rstrip("/") + arm.path
+    # 8-bit file names as they are (a contract named in Chinese), not percent-encoded
+    body = aiohttp.FormData(form, quote_fields=False)
+    body.add_field(arm.file_field, data, filename=filename, content_type=content_type)
     t0 = time.monotonic()
     try:
-        resp = await client.post(
-            url,
-            data=form,
-            files={arm.file_field: (filename, data, content_type)},
-            timeout=arm.timeout_s,
-        )
-    except httpx.TimeoutException:
+        async with asyncio.timeout(arm.timeout_s):
+            async with client.post(url, data=body) as resp:
+                status, raw = resp.status, await resp.read()
+    except TimeoutError:
         reason = f"timed out after {arm.timeout_s:g} s"
         return [PageError(p, reason, time.monotonic() - t0) for p in pages]
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         reason = f"cannot reach {url}: {type(exc).__name__} {exc}".rstrip()
         return [PageError(p, reason) for p in pages]
     request_s = time.monotonic() - t0
     share = request_s / len(pages)
-    if not resp.is_success:
-        reason = f"HTTP {resp.status_code}: {_snippet(resp)}"
+    if not 200 <= status < 300:
+        reason = f"HTTP {status}: {_snippet(raw)}"
         return [PageError(p, reason, share) for p in pages]
     try:
-        body = resp.json()
+        answer = json.loads(raw)
     except ValueError:
-        reason = f"response is not JSON: {_snippet(resp)!r}"
+        reason = f"response is not JSON: {_snippet(raw)!r}"
         return [PageError(p, reason, share) for p in pages]
-    return map_response(arm, body, pages, request_s)
+    return map_response(arm, answer, pages, request_s)
 
 
 async def ocr_document_pages(
     target: DocApiTarget,
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     document: Path | bytes,
     pages: Sequence[int],
     *,

@@ -49,10 +49,10 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Protocol
 
-import httpx
+import aiohttp
 
 from ocrtui.compare import arms, page_files, report, report_files
-from ocrtui.compare.client import ModelTarget, Outcome, ocr_page
+from ocrtui.compare.client import ModelTarget, Outcome, ocr_page, open_session
 from ocrtui.compare.docapi import DocApiTarget, PageText, ocr_document_pages
 from ocrtui.compare.documents import Document, DocumentError, DocumentSpec
 from ocrtui.compare.events import (
@@ -262,9 +262,7 @@ class CompareRun:
         self._started = True
         s = self.plan.settings
         pool = RenderPool(s.render_workers, s.file_limits())
-        client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=max(16, s.concurrency * 2)), timeout=None
-        )
+        client = open_session()
         cancelled = False
         error: str | None = None
         stop_code = 0
@@ -298,7 +296,7 @@ class CompareRun:
             if gate is not None:
                 await gate.close()
             pool.close()
-            await client.aclose()
+            await client.close()
         summary: Summary | None = None
         code = 1
         try:
@@ -322,7 +320,7 @@ class CompareRun:
         self.result = RunDone(summary, code, cancelled=cancelled, error=error)
         self._emit(self.result)
 
-    async def _protocol(self, pool: RenderPool, client: httpx.AsyncClient) -> None:
+    async def _protocol(self, pool: RenderPool, client: aiohttp.ClientSession) -> None:
         plan = self.plan
         self._emit(
             RunStarted(
@@ -394,7 +392,7 @@ class CompareRun:
 
     async def _request(
         self,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         model: ModelTarget,
         page: RenderedPage,
         on_delta: Callable[[str], None] | None = None,
@@ -493,14 +491,16 @@ class CompareRun:
 
     # Speed phases ----------------------------------------------------------------------------
 
-    async def _speed(self, model: ModelTarget, pool: RenderPool, client: httpx.AsyncClient) -> None:
+    async def _speed(
+        self, model: ModelTarget, pool: RenderPool, client: aiohttp.ClientSession
+    ) -> None:
         try:
             await self._speed_phases(model, pool, client)
         except* ModelHalted:
             pass  # ModelStopped said why
 
     async def _speed_phases(
-        self, model: ModelTarget, pool: RenderPool, client: httpx.AsyncClient
+        self, model: ModelTarget, pool: RenderPool, client: aiohttp.ClientSession
     ) -> None:
         s = self.plan.settings
         phases: list[tuple[Phase, int, int | None]] = [
@@ -564,7 +564,7 @@ class CompareRun:
     async def _timed_requests(
         self,
         model: ModelTarget,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         images: list[RenderedPage],
         phase: Phase,
         n: int,
@@ -610,7 +610,7 @@ class CompareRun:
     # Documents phase -------------------------------------------------------------------------
 
     async def _documents_phase(
-        self, model: ModelTarget | DocApiTarget, pool: RenderPool, client: httpx.AsyncClient
+        self, model: ModelTarget | DocApiTarget, pool: RenderPool, client: aiohttp.ClientSession
     ) -> None:
         total = sum(len(d.pages) for d in self.documents)
         self._emit(PhaseStarted(model.name, "documents", total))
@@ -639,7 +639,7 @@ class CompareRun:
         self._emit(PhaseDone(model.name, "documents", stats, measures=measures))
 
     async def _document(
-        self, model: ModelTarget, doc: Document, pool: RenderPool, client: httpx.AsyncClient
+        self, model: ModelTarget, doc: Document, pool: RenderPool, client: aiohttp.ClientSession
     ) -> tuple[int, int]:
         s = self.plan.settings
         keys = {(doc.name, p, model.name) for p in doc.pages}
@@ -689,7 +689,7 @@ class CompareRun:
         doc: Document,
         page: int,
         render: Awaitable[FittedPage],
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         counts: dict[str, int],
     ) -> None:
         if model.name in self.stopped:
@@ -804,7 +804,7 @@ class CompareRun:
             self._emit(PageFailed(result))
 
     async def _api_document(
-        self, arm: DocApiTarget, doc: Document, client: httpx.AsyncClient
+        self, arm: DocApiTarget, doc: Document, client: aiohttp.ClientSession
     ) -> tuple[int, int]:
         """One document through an API arm: the file as it is, the pages not done yet."""
         keys = {(doc.name, p, arm.name) for p in doc.pages}
@@ -840,16 +840,17 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 6)
 
 
-async def _scrape(client: httpx.AsyncClient, model: ModelTarget) -> VllmMetrics | None:
+async def _scrape(client: aiohttp.ClientSession, model: ModelTarget) -> VllmMetrics | None:
     """The model's server's ``/metrics``; None when it does not answer with Prometheus text
     (a server without it, a link down: the phase then has no counters, not a failure)."""
     try:
-        r = await client.get(model.url.rstrip("/") + "/metrics", timeout=METRICS_TIMEOUT_S)
-        r.raise_for_status()
+        async with asyncio.timeout(METRICS_TIMEOUT_S):
+            async with client.get(model.url.rstrip("/") + "/metrics", raise_for_status=True) as r:
+                text = await r.text()
         # Parsing takes ~15 ms of CPU for the simulator's 52 KiB: off the loop, where it
         # would delay the chunk arrivals the phase is timing.
-        return await asyncio.to_thread(parse_metrics, r.text)
-    except (httpx.HTTPError, ValueError):
+        return await asyncio.to_thread(parse_metrics, text)
+    except (aiohttp.ClientError, TimeoutError, ValueError):
         return None
 
 
@@ -861,7 +862,7 @@ class _ServerWatch:
     holds one scrape, not one a second."""
 
     def __init__(
-        self, run: CompareRun, model: ModelTarget, client: httpx.AsyncClient, key: str
+        self, run: CompareRun, model: ModelTarget, client: aiohttp.ClientSession, key: str
     ) -> None:
         self.run, self.model, self.client, self.key = run, model, client, key
         self.before: VllmMetrics | None = None

@@ -5,26 +5,26 @@ from __future__ import annotations
 import base64
 import json
 
-import httpx
 import pytest
 
 from ocrtui.compare import client as client_mod
-from ocrtui.compare.client import ModelTarget, ocr_page
+from ocrtui.compare.client import ModelTarget, ocr_page, open_session
 from ocrtui.compare.profiles import chat_payload
 from ocrtui.compare.render import RenderedPage
 from tests.plugins.compare_inputs import model
+from tests.plugins.scripted_http import Answer, Sent, scripted_http
 
 OK = {"choices": [{"message": {"content": "text"}, "finish_reason": "stop"}], "usage": {}}
-OK_STREAM = (
-    'data: {"choices":[{"index":0,"delta":{"content":"text"},"finish_reason":"stop"}]}\n\n'
-    "data: [DONE]\n\n"
-)
+OK_STREAM = [
+    b'data: {"choices":[{"index":0,"delta":{"content":"text"},"finish_reason":"stop"}]}\n\n',
+    b"data: [DONE]\n\n",
+]
 
 
-def answer(request: httpx.Request) -> httpx.Response:
-    if json.loads(request.content).get("stream"):
-        return httpx.Response(200, text=OK_STREAM, headers={"content-type": "text/event-stream"})
-    return httpx.Response(200, json=OK)
+def answer(sent: Sent) -> Answer:
+    if json.loads(sent.body).get("stream"):
+        return Answer.sse(OK_STREAM)
+    return Answer.json(200, OK)
 
 
 @pytest.mark.parametrize("stream", [True, False])
@@ -41,27 +41,27 @@ async def test_page_is_encoded_once_and_retries_post_the_same_bytes(
         return real_b64(data)
 
     monkeypatch.setattr(base64, "b64encode", counting_b64)
-    posted: list[httpx.Request] = []
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        posted.append(request)
-        if len(posted) % 3:  # two connection errors, then an answer
-            raise httpx.ConnectError("refused", request=request)
-        return answer(request)
+    def handle(sent: Sent, n: int) -> Answer:
+        if (n + 1) % 3:  # two connections closed unanswered, then an answer
+            return Answer.dropped()
+        return answer(sent)
 
     cfg = model("lighton-ocr", "lighton-ocr", stream=stream)
-    target = ModelTarget(cfg, "http://pod")
     page = RenderedPage(data=b"\xff\xd8\xff" * 1000, mime="image/jpeg", width=10, height=20)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as c:
+    async with scripted_http(handle) as server, open_session() as c:
+        target = ModelTarget(cfg, server.url)
         for _ in range(2):
             out = await ocr_page(c, target, page, retries=2, timeout_s=5)
-            assert out.ok and out.text == "text"
+            assert out.ok and out.text == "text", out.error
+    posted = server.requests
     assert len(posted) == 6
     assert encodes == 1
-    bodies = {r.content for r in posted}
+    bodies = {r.body for r in posted}
     assert len(bodies) == 1
     assert json.loads(bodies.pop()) == chat_payload(cfg, page)
     assert all(r.headers["content-type"] == "application/json" for r in posted)
+    assert {(r.method, r.path) for r in posted} == {("POST", "/v1/chat/completions")}
 
 
 async def test_a_page_over_the_encoder_cache_says_which_size_fits() -> None:
@@ -71,12 +71,12 @@ async def test_a_page_over_the_encoder_cache_says_which_size_fits() -> None:
         "pre-allocated encoder cache size 6084."
     )
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(400, json={"error": {"message": refusal, "code": 400}})
+    def handle(sent: Sent, n: int) -> Answer:
+        return Answer.json(400, {"error": {"message": refusal, "code": 400}})
 
-    target = ModelTarget(model("glm-ocr", "glm-ocr"), "http://pod")
     page = RenderedPage(data=b"\xff\xd8\xff", mime="image/jpeg", width=867, height=6771)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as c:
+    async with scripted_http(handle) as server, open_session() as c:
+        target = ModelTarget(model("glm-ocr", "glm-ocr"), server.url)
         out = await ocr_page(c, target, page, retries=0, timeout_s=5)
     assert not out.ok and out.error is not None
     assert out.error.startswith("HTTP 400: The decoder prompt contains")

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -16,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from ocrtui.compare.client import open_session
 from ocrtui.compare.docapi import (
     DocApiTarget,
     PageError,
@@ -140,7 +140,7 @@ def arm(**keys: Any) -> ApiArmConfig:
 
 
 async def run(base: str, document: Path | bytes = DOC, pages: list[int] = [1, 2, 3], **keys: Any):  # noqa: B006
-    async with httpx.AsyncClient(trust_env=False) as client:
+    async with open_session() as client:
         return await ocr_document_pages(DocApiTarget(arm(**keys), base), client, document, pages)
 
 
@@ -241,7 +241,7 @@ async def test_unreachable_api() -> None:
     results = await run(f"http://127.0.0.1:{port}", DOC, [1])
     assert isinstance(results[0], PageError)
     assert results[0].reason.startswith(
-        f"cannot reach http://127.0.0.1:{port}/api/ocr/document: ConnectError"
+        f"cannot reach http://127.0.0.1:{port}/api/ocr/document: ClientConnectorError"
     )
 
 

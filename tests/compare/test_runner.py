@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from ocrtui.compare.store import RESULT_FIELDS, RunRecord, RunStore
 from ocrtui.config import CompareConfig
 from tests.plugins.compare_inputs import MakePdf, model
 from tests.plugins.fake_chat_server import completion, fake_vllm
+from tests.plugins.scripted_http import Answer, Sent, scripted_http
 
 SUMMARY_MODEL_KEYS = {
     "pages_ok", "pages_failed", "latency_cold_s", "latency_warm_p50_s", "latency_warm_p95_s",
@@ -178,7 +181,7 @@ async def test_connection_errors_are_retried(
     plan = RunPlan(tuple(docs(make_pdf, 1)), targets(dead_url)[:1], settings, speed_phases=False)
     events = await run_to_end(plan, tmp_path / "run")
     (fail,) = [e for e in events if isinstance(e, PageFailed)]
-    assert fail.reason.startswith(f"connection error to {dead_url}: ConnectError")
+    assert fail.reason.startswith(f"connection error to {dead_url}: ClientConnectorError")
     assert fail.reason.endswith("(after 3 attempts)")
 
 
@@ -341,3 +344,40 @@ async def test_a_broken_run_still_ends_with_run_done(
     done = events[-1]
     assert isinstance(done, RunDone) and done.exit_code == 1
     assert done.error == "OSError: [Errno 28] No space left on device"
+
+
+async def test_a_throughput_level_is_that_many_requests_at_the_server_at_once(
+    make_pdf: MakePdf, tmp_path: Path
+) -> None:
+    """A sweep's level above 2 x concurrency was capped by the client's connection pool
+    (httpx, max(16, 2 x concurrency) connections): its images/s measured 16 in flight."""
+    level = 40
+    settings = SETTINGS.model_copy(update={"warm_runs": 1, "throughput_requests": level})
+    chats = in_flight = most = 0
+    everyone = asyncio.Event()
+    sse = [b'data: {"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"stop"}]}\n\n',
+           b"data: [DONE]\n\n"]  # fmt: skip
+
+    async def respond(sent: Sent, n: int) -> Answer:
+        nonlocal chats, in_flight, most
+        if sent.path != "/v1/chat/completions":
+            return Answer.json(404, {})  # /metrics: no counters
+        chats += 1
+        if chats > 2:  # past the cold and the warm request: the throughput phase
+            in_flight += 1
+            most = max(most, in_flight)
+            if in_flight == level:
+                everyone.set()
+            # Held until all are here (a capped client never gets there: the deadline)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await everyone.wait()
+            in_flight -= 1
+        return Answer.sse(sse)
+
+    async with scripted_http(respond) as server:
+        target = ModelTarget(model("lighton-ocr", "lighton-ocr"), server.url)
+        plan = RunPlan(tuple(docs(make_pdf, 1)), (target,), settings, concurrencies=(level,))
+        events = await run_to_end(plan, tmp_path / "run")
+    assert isinstance(events[-1], RunDone) and events[-1].error is None
+    assert most == level

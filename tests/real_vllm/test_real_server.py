@@ -6,12 +6,14 @@ One server for the whole group (tests/plugins/real_vllm.py), started by Controll
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 import pytest
 
-from ocrtui.compare.client import ModelTarget, ocr_page
+from ocrtui.compare import client as client_mod
+from ocrtui.compare.client import ModelTarget, ocr_page, open_session
 from ocrtui.compare.profiles import headers
 from ocrtui.compare.render import RenderedPage
 from ocrtui.vllm.stages import STAGES
@@ -51,12 +53,45 @@ async def test_compare_client_on_a_text_model_gets_vllm_s_reason(real_vllm: Real
     # ocr_page always sends the page as an image; the tiny model is text-only (no CPU
     # torchvision on PyPI for a vision model), so this is the real refusal, parsed.
     page = RenderedPage(data=b"\x89PNG\r\n\x1a\n", mime="image/png", width=1, height=1)
-    async with httpx.AsyncClient(trust_env=False) as http:
+    async with open_session() as http:
         out = await ocr_page(
             http, ModelTarget(real_vllm.model, real_vllm.url), page, retries=0, timeout_s=60
         )
     assert not out.ok
     assert out.error == f"HTTP 400: {SERVED} is not a multimodal model"
+
+
+async def test_compare_client_reads_the_same_answer_streamed_and_not(
+    real_vllm: RealVllm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The tiny model reads text only: each page's body is a greedy text request instead,
+    # with the stream fields exactly when the model's stream setting asks for them.
+    def text_body(config: Any, _page: RenderedPage) -> bytes:
+        text = [{"role": "user", "content": "Text Recognition:"}]
+        body: dict[str, Any] = {"model": SERVED, "messages": text, "max_tokens": 12,
+                                "temperature": 0}  # fmt: skip
+        if config.stream:
+            body |= {"stream": True, "stream_options": {"include_usage": True}}
+        return json.dumps(body).encode()
+
+    monkeypatch.setattr(client_mod, "chat_body", text_body)
+    page = RenderedPage(data=b"", mime="image/png", width=1, height=1)
+    outs = {}
+    async with open_session() as http:
+        for stream in (True, False):
+            cfg = real_vllm.model.model_copy(update={"stream": stream})
+            target = ModelTarget(cfg, real_vllm.url)
+            outs[stream] = await ocr_page(http, target, page, retries=0, timeout_s=60)
+    streamed, whole = outs[True], outs[False]
+    assert streamed.ok and whole.ok, (streamed.error, whole.error)
+    assert streamed.text == whole.text != ""
+    assert (streamed.prompt_tokens, streamed.completion_tokens, streamed.finish_reason) == (
+        whole.prompt_tokens, whole.completion_tokens, whole.finish_reason,
+    )  # fmt: skip
+    assert whole.timings is None
+    t = streamed.timings
+    assert t is not None and t.output_tokens == streamed.completion_tokens
+    assert 0 < t.ttft <= t.e2el
 
 
 def test_startup_stages_from_the_live_log(real_vllm: RealVllm) -> None:

@@ -372,7 +372,7 @@ class CompareRun:
         model: ModelTarget,
         server: ArmServer,
         pool: RenderPool,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
     ) -> None:
         """One arm of a serve sweep: its server restarted with its settings, then its phases;
         an arm whose server cannot start is stopped with the reason (the next one goes on).

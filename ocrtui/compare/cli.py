@@ -34,11 +34,11 @@ from ocrtui.compare.events import (
     phase_key,
 )
 from ocrtui.compare.gate import RunGate
-from ocrtui.compare.launch import CompareRequest, ModelUrl, RunSetup, ServedOf
+from ocrtui.compare.launch import CompareRequest, ModelUrl, PlacementOf, RunSetup, ServedOf
 from ocrtui.compare.results import DocumentStats
 from ocrtui.compare.runner import CompareRun
 from ocrtui.compare.variants import parse_variants
-from ocrtui.config import Config
+from ocrtui.config import Fleet
 
 
 def request_from_args(args: argparse.Namespace) -> CompareRequest:
@@ -61,8 +61,10 @@ def request_from_args(args: argparse.Namespace) -> CompareRequest:
     )
 
 
-def compare_command(config: Config, args: argparse.Namespace, demo: bool) -> int:
-    setup = launch.resolve(config, request_from_args(args))
+def compare_command(fleet: Fleet, args: argparse.Namespace, demo: bool) -> int:
+    """The arms may be on different pods (``[[pods]]``): each pod of an arm is connected,
+    and one pod's outage pauses only its arms (``launch.gate_for``)."""
+    setup = launch.resolve(fleet.arms_config(), request_from_args(args))
     if setup.skipped_tests:
         reasons = ", ".join(f"{why}: {n}" for why, n in setup.skipped_tests.items())
         print(
@@ -73,22 +75,30 @@ def compare_command(config: Config, args: argparse.Namespace, demo: bool) -> int
             # Imported here: only the dashboard imports Textual, and only when it opens.
             from ocrtui.tui.app import run_comparison_dashboard
 
-            return run_comparison_dashboard(config, setup, demo=demo)
+            return run_comparison_dashboard(fleet, setup, demo=demo)
         print("ocrtui: stdout is not a terminal; comparing headless", file=sys.stderr)
-    return asyncio.run(_with_controller(config, setup, demo))
+    return asyncio.run(_with_controller(fleet.of(m.name for m in setup.models), setup, demo))
 
 
-async def _with_controller(config: Config, setup: RunSetup, demo: bool) -> int:
-    from ocrtui.control import Controller
+async def _with_controller(fleet: Fleet, setup: RunSetup, demo: bool) -> int:
+    """The run over the pods of its arms (``fleet``), each pod its own Controller."""
+    from ocrtui.control import FleetController
 
-    ctl = Controller(config, demo=demo)
+    ctl = FleetController(fleet, demo=demo)
     console = Console()
     try:
-        await ctl.start()
+        failed = await ctl.start()
+        if failed:
+            raise next(iter(failed.values()))  # every arm's pod is needed
+        pods = list(ctl.controllers.values())
         if demo:
-            await ctl.up(lambda name, step: console.print(f"{name}: {step}"))
-        gate = launch.gate_for(setup, ctl, config.ui.refresh_s)  # the run closes it
-        return await run_headless(setup, ctl.model_url, console, gate, ctl.served)
+            await asyncio.gather(
+                *(c.up(lambda n, step: console.print(f"{n}: {step}")) for c in pods)
+            )
+        gate = launch.gate_for(setup, pods, fleet.pods[0].ui.refresh_s)  # the run closes it
+        return await run_headless(
+            setup, ctl.model_url, console, gate, ctl.served, placement=ctl.placement
+        )
     finally:
         await ctl.close()
 
@@ -102,10 +112,17 @@ async def run_headless(
     console: Console | None = None,
     gate: RunGate | None = None,
     served: ServedOf | None = None,
+    *,
+    placement: PlacementOf | None = None,
 ) -> int:
     out = console or Console()
     run = await launch.start_comparison(
-        setup, model_url, gate, served=served, note=lambda line: out.print(f"[yellow]{line}[/]")
+        setup,
+        model_url,
+        gate,
+        served=served,
+        note=lambda line: out.print(f"[yellow]{line}[/]"),
+        placement=placement,
     )
     try:
         await _show(run, out)

@@ -13,11 +13,13 @@
                      fitted to /v1/models' max_model_len (profiles.fit_max_tokens: a
                      capped default is a note, a configured value over it a ConfigError);
                      each arm is recorded (compare/arms.py, from the Controller's probe
-                     of the running server when given); the run directory is created or
+                     of the running server when given, with its pod and GPU from
+                     ``placement``); the run directory is created or
                      resumed, the run starts with the gate (the link's and the models'
                      state, gate.py); the headless CLI and the dashboard call it
-    gate_for         the SnapshotGate over a Controller-like source (with its restart
-                     when the request asked for --auto-restart)
+    gate_for         the run's gate over the Controller-like sources of the pods its arms
+                     are on (with their restart when the request asked for
+                     --auto-restart): one pod's SnapshotGate, or a PodsGate of one per pod
 
 Every problem is one line naming the input: InputError/ConfigError (exit 2).
 """
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,11 +36,11 @@ from typing import Any, Protocol
 import httpx
 from pydantic import ValidationError
 
-from ocrtui.compare.arms import api_arm_record, arm_record
+from ocrtui.compare.arms import Placement, api_arm_record, arm_record
 from ocrtui.compare.client import ModelTarget
 from ocrtui.compare.docapi import DocApiTarget
 from ocrtui.compare.documents import TEXT_LAYER, DocumentSpec, expand_inputs
-from ocrtui.compare.gate import RunGate, SnapshotGate, SnapshotSource
+from ocrtui.compare.gate import PodsGate, RunGate, SnapshotGate, SnapshotSource
 from ocrtui.compare.pages import ALL_PAGES, parse_page_spec
 from ocrtui.compare.profiles import fit_max_tokens
 from ocrtui.compare.runner import CompareRun, RunPlan, start_run
@@ -59,6 +61,8 @@ Arm = ModelConfig | ApiArmConfig  # what a comparison compares: vLLM models and 
 # served name -> the probe of its running server (Controller.served), None when unknown
 ServedOf = Callable[[str], Awaitable[Served | None]]
 Note = Callable[[str], None]  # a warning line for the user (the terminal, a notification)
+# served name -> the pod and GPU it runs on (Controller.placement), None when unknown
+PlacementOf = Callable[[str], Placement | None]
 
 
 @dataclass(frozen=True)
@@ -257,14 +261,26 @@ class RestartingSource(SnapshotSource, Protocol):
     async def restart(self, name: str) -> None: ...
 
 
-def gate_for(setup: RunSetup, source: RestartingSource, refresh_s: float) -> SnapshotGate:
-    """The run's gate over the Controller's (or the dashboard source's) snapshots."""
-    return SnapshotGate(
-        source,
-        tuple(m.name for m in setup.models if isinstance(m, ModelConfig)),
-        refresh_s=refresh_s,
-        restart=source.restart if setup.request.auto_restart else None,
-    )
+def gate_for(setup: RunSetup, sources: Sequence[RestartingSource], refresh_s: float) -> RunGate:
+    """The run's gate over the Controllers' (or the dashboard sources') snapshots: each
+    source gates the models its snapshot lists; one source, its SnapshotGate alone."""
+    names = [m.name for m in setup.models if isinstance(m, ModelConfig)]
+    gates = []
+    for source in sources:
+        here = {m.name for m in source.snapshot.models}
+        models = tuple(n for n in names if n in here)
+        if not models and len(sources) > 1:
+            continue
+        gate = SnapshotGate(
+            source,
+            models,
+            refresh_s=refresh_s,
+            restart=source.restart if setup.request.auto_restart else None,
+        )
+        gates.append((source.snapshot.pod.label, gate, models))
+    if len(gates) == 1:
+        return gates[0][1]
+    return PodsGate(gates)
 
 
 async def fit_targets(targets: list[ModelTarget], note: Note) -> list[ModelTarget]:
@@ -296,6 +312,7 @@ async def start_comparison(
     *,
     served: ServedOf | None = None,
     note: Note | None = None,
+    placement: PlacementOf | None = None,
 ) -> CompareRun:
     """Start the run on the running loop; the caller subscribes to its events. The run
     closes the gate when it ends (and this, when no run starts)."""
@@ -312,7 +329,12 @@ async def start_comparison(
         fitted = iter(await fit_targets(models, note or (lambda _line: None)))
         targets = [next(fitted) if isinstance(t, ModelTarget) else t for t in targets]
         arms = [
-            arm_record(t.config, setup.settings, await served(t.name) if served else None)
+            arm_record(
+                t.config,
+                setup.settings,
+                await served(t.name) if served else None,
+                placement(t.name) if placement else None,
+            )
             if isinstance(t, ModelTarget)
             else api_arm_record(t.config)
             for t in targets

@@ -2,15 +2,19 @@
 
 The dashboard reads ``snapshot`` on its own timer (so a fast publisher cannot flood it)
 and calls the operations. Anything shaped like :class:`ocrtui.control.Controller` will
-do; tests and benchmarks pass a :class:`ReplaySource`, which plays recorded snapshots
+do; with several pods, each is a :class:`PodSlot`. Tests and benchmarks pass a
+:class:`ReplaySource`, which plays recorded snapshots
 through the same widgets so that screenshots of every state are deterministic.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
+from ocrtui.compare.arms import Placement
+from ocrtui.config import Config
 from ocrtui.pod.provider import ProviderState
 from ocrtui.status import Snapshot, WatchdogStatus
 from ocrtui.vllm.adopt import Stranger
@@ -34,8 +38,21 @@ class PodSource(Protocol):
     async def log_tail(self, name: str, lines: int = 200) -> list[str]: ...
     async def model_url(self, name: str) -> str: ...
     async def served(self, name: str) -> Served | None: ...
+    def placement(self, name: str) -> Placement: ...
     async def power_state(self) -> ProviderState | None: ...
     async def start_pod(self) -> ProviderState: ...
+
+
+@dataclass(frozen=True)
+class PodSlot:
+    """One pod as the dashboard has it: its config (one pod's) and its source."""
+
+    config: Config
+    source: PodSource
+
+    @property
+    def name(self) -> str:
+        return self.config.pod.label
 
 
 class ReplaySource:
@@ -112,6 +129,12 @@ class ReplaySource:
 
     async def served(self, name: str) -> Served | None:
         return None  # recorded snapshots carry their advisories; no server to probe
+
+    def placement(self, name: str) -> Placement:
+        """The recorded snapshot's pod and the first GPU the model has a share of."""
+        snap = self.snapshot
+        gpu = next((g for g in snap.gpus for m in g.models if m.name == name), None)
+        return Placement(snap.pod.label, f"GPU {gpu.index} {gpu.name}" if gpu else None)
 
     async def power_state(self) -> ProviderState | None:
         return self.power

@@ -13,6 +13,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
+from ocrtui.config import Fleet
 from ocrtui.control import Controller
 from ocrtui.status import Snapshot
 from ocrtui.tui.app import (
@@ -247,7 +248,7 @@ def test_headless_screenshot_through_a_comparison(sim_pod: SimPod, tmp_path: Pat
     """`ocrtui demo --screenshot F --compare`, on this test's pod instead of the demo's."""
     config = two_model_config(sim_pod)
     out = tmp_path / "shot.svg"
-    assert save_screenshot_headless(config, str(out), compare=True) == 0
+    assert save_screenshot_headless(Fleet((config,)), str(out), compare=True) == 0
     svg = out.read_text()
     for m in config.models:
         assert m.name in svg
@@ -271,7 +272,7 @@ async def test_compare_command_opens_on_its_run_and_exits_with_its_status(
     ImageDraw.Draw(image).text((20, 80), "Invoice 2026-11-26 total 8,500", fill="black")
     image.save(doc)
     args = _parser().parse_args(["compare", str(doc), "--out", str(tmp_path / "run")])
-    app = comparison_app(config, resolve(config, request_from_args(args)), demo=True)
+    app = comparison_app(Fleet((config,)), resolve(config, request_from_args(args)), demo=True)
     try:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()

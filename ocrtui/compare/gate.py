@@ -104,7 +104,11 @@ class SnapshotGate:
         return key in self._pauses or self._last_paused.get(key, float("-inf")) >= t
 
     async def changed(self) -> None:
-        await self._changed.wait()
+        await self.next_change().wait()
+
+    def next_change(self) -> asyncio.Event:
+        """The event the next update sets (taken now: an update after this call sets it)."""
+        return self._changed
 
     def restarts(self, model: str) -> int:
         return self._restarts.get(model, 0)
@@ -199,7 +203,9 @@ class PodsGate:
         return False  # no pod's link pauses every model: a link outage is a model's pause
 
     async def changed(self) -> None:
-        waits = [asyncio.ensure_future(g.changed()) for _, g, _ in self._gates]
+        # Each gate's event is taken now, not when a task first runs: an update in between
+        # must not be missed.
+        waits = [asyncio.ensure_future(g.next_change().wait()) for _, g, _ in self._gates]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -72,8 +72,9 @@ setup = await asyncio.to_thread(resolve, config, request)   # RunSetup: document
 gate = gate_for(setup, [ctl], config.ui.refresh_s)  # SnapshotGate (several pods' Controllers:
 #   PodsGate); the run closes it
 run = await start_comparison(setup, model_url, gate)   # model_url: async name -> base URL
-#   (Controller.model_url; FleetController.model_url across pods); /health of each model (PodUnreachable, exit 3), then the run
-#   directory is created (or resumed, off the loop) and the run started
+#   (Controller.model_url; FleetController.model_url across pods); /health of each model
+#   (PodUnreachable, exit 3), then the run directory is created (or resumed, off the loop)
+#   and the run started
 async for ev in run.subscribe():   # compact history first, then live events; ends after RunDone
     ...
 run.cancel()                       # RunDone(cancelled=True) follows; summary/report still written

@@ -1,0 +1,147 @@
+"""Two pods (issue #25): each its own sshd on a loopback port, simulated GPU and servers;
+one pod's link dropping leaves the other's link, agent and server untouched; ``status
+--json`` lists every pod and ``--pod NAME`` narrows to one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import tomli_w
+
+from ocrtui.config import parse_fleet
+from ocrtui.control import FleetController
+from ocrtui.status import Snapshot
+from tests.plugins.reaper import kill_writing_under
+from tests.plugins.sim_pod import SimPod
+from tests.plugins.sshd import Sshd, SshdKeys
+
+DEADLINE_S = 60.0
+LINK_DOWN = ("lost", "reconnecting", "connecting")
+
+
+@pytest.fixture
+def two_sshd(tmp_path_factory: pytest.TempPathFactory, sshd_keys: SshdKeys) -> Iterator[list[Sshd]]:
+    servers = [Sshd(tmp_path_factory.mktemp(f"sshd-{n}"), sshd_keys) for n in ("a", "b")]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def two_sim_pods(tmp_path: Path) -> Iterator[list[SimPod]]:
+    pods = []
+    for name in ("a40", "h100"):
+        (tmp_path / name).mkdir()
+        pods.append(SimPod(tmp_path / name))
+    try:
+        yield pods
+    finally:
+        for pod in pods:
+            kill_writing_under(pod.workdir)
+
+
+def pod_entry(sim: SimPod, name: str, model: str, **pod: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        **pod,
+        **sim.pod_fields(),
+        "models": [sim.model(model)],
+    }
+
+
+async def test_one_pods_link_drop_leaves_the_other_untouched(
+    two_sshd: list[Sshd], two_sim_pods: list[SimPod]
+) -> None:
+    entries = []
+    for (sshd, sim), (name, model) in zip(
+        zip(two_sshd, two_sim_pods, strict=True),
+        [("a40", "glm-ocr"), ("h100", "lighton-ocr")],
+        strict=True,
+    ):
+        fields = sshd.pod_config().model_dump(exclude_none=True, exclude={"name"})
+        entries.append(pod_entry(sim, name, model, **fields))
+    fleet = parse_fleet({"pods": entries, "ui": {"refresh_s": 0.25}}, "test")
+    ctl = FleetController(fleet)
+    a40, h100 = ctl.controllers["a40"], ctl.controllers["h100"]
+    try:
+        assert await ctl.start() == {}
+        await asyncio.wait_for(asyncio.gather(a40.up(), h100.up()), DEADLINE_S)
+        a40_seen: list[Snapshot] = []
+        unsubscribe = a40.subscribe(a40_seen.append)
+        sample = a40.monitor.view.sample
+        two_sshd[1].stop()  # h100's sshd dies, with its open connections
+        await h100.wait_until(lambda s: s.pod.connection in LINK_DOWN, DEADLINE_S)
+        # a40 gets fresh agent samples while h100 is down, and its server answers.
+        await a40.wait_until(lambda s: a40.monitor.view.sample is not sample, DEADLINE_S)
+        async with httpx.AsyncClient(timeout=10) as client:
+            health = await client.get(await ctl.model_url("glm-ocr") + "/health")
+        assert health.status_code == 200
+        assert h100.snapshot.pod.connection in LINK_DOWN
+        unsubscribe()
+        assert a40_seen and {s.pod.connection for s in a40_seen} == {"connected"}
+        assert {s.model("glm-ocr").state for s in a40_seen} == {"ready"}  # type: ignore[union-attr]
+        assert a40.placement("glm-ocr").pod == "a40"
+        two_sshd[1].start()  # back on the same port: h100 reconnects alone
+        back = await h100.wait_until(
+            lambda s: (
+                s.pod.connection == "connected"
+                and (m := s.model("lighton-ocr")) is not None
+                and m.state == "ready"
+            ),
+            DEADLINE_S,
+        )
+        assert back.pod.label == "h100"
+    finally:
+        await ctl.close()
+
+
+def ocrtui(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ocrtui", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "XDG_STATE_HOME": str(config.parent / "state")},
+    )
+
+
+def test_status_json_lists_every_pod_and_pod_narrows(
+    tmp_path: Path, two_sim_pods: list[SimPod]
+) -> None:
+    a40, h100 = two_sim_pods
+    data = {
+        "pods": [
+            pod_entry(a40, "a40", "glm-ocr", kind="local"),
+            pod_entry(h100, "h100", "lighton-ocr", kind="local"),
+        ]
+    }
+    config = tmp_path / "ocrtui.toml"
+    config.write_text(tomli_w.dumps(data))
+    every = ocrtui(config, "status", "--json")
+    assert every.returncode == 0, every.stderr
+    pods = json.loads(every.stdout)["pods"]
+    assert [(p["name"], p["error"], p["pod"]["label"]) for p in pods] == [
+        ("a40", None, "a40"),
+        ("h100", None, "h100"),
+    ]
+    assert [m["name"] for m in pods[1]["models"]] == ["lighton-ocr"]
+    assert pods[0]["gpus"] and pods[1]["gpus"]  # each pod's own agent and simulated GPU
+    one = ocrtui(config, "status", "--json", "--pod", "h100")
+    assert one.returncode == 0, one.stderr
+    assert [p["name"] for p in json.loads(one.stdout)["pods"]] == ["h100"]
+    unknown = ocrtui(config, "status", "--pod", "nope")
+    assert unknown.returncode == 2
+    assert "no pod named 'nope' (configured: a40, h100)" in unknown.stderr

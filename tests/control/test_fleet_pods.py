@@ -20,6 +20,7 @@ import tomli_w
 from ocrtui.config import parse_fleet
 from ocrtui.control import FleetController
 from ocrtui.status import Snapshot
+from tests.plugins.compare_inputs import MakePdf
 from tests.plugins.reaper import kill_writing_under
 from tests.plugins.sim_pod import SimPod
 from tests.plugins.sshd import Sshd, SshdKeys
@@ -145,3 +146,32 @@ def test_status_json_lists_every_pod_and_pod_narrows(
     unknown = ocrtui(config, "status", "--pod", "nope")
     assert unknown.returncode == 2
     assert "no pod named 'nope' (configured: a40, h100)" in unknown.stderr
+
+
+FAST_SIM = ("--sim-prefill-s", "0.01", "--sim-per-token-s", "0.0001", "--sim-tokens-per-page", "40")
+
+
+def test_a_comparison_with_one_arm_per_pod_names_each_arms_pod_and_gpu(
+    tmp_path: Path, two_sim_pods: list[SimPod], make_pdf: MakePdf
+) -> None:
+    a40, h100 = two_sim_pods
+    entries = [
+        pod_entry(a40, "a40", "glm-ocr", kind="local"),
+        pod_entry(h100, "h100", "lighton-ocr", kind="local"),
+    ]
+    for entry in entries:
+        entry["models"][0]["extra_args"] = [*entry["models"][0]["extra_args"], *FAST_SIM]
+    data = {"pods": entries, "compare": {"warm_runs": 1, "throughput_requests": 2}}
+    config = tmp_path / "ocrtui.toml"
+    config.write_text(tomli_w.dumps(data))
+    up = ocrtui(config, "up")
+    assert up.returncode == 0, up.stderr
+    pdf = make_pdf("doc.pdf", ["Page one.", "Page two."])
+    run = tmp_path / "run"
+    done = ocrtui(config, "compare", "--headless", "--out", str(run), str(pdf))
+    assert done.returncode == 0, done.stderr + done.stdout
+    arms = json.loads((run / "summary.json").read_text())["models"]
+    assert (arms["glm-ocr"]["arm"]["pod"], arms["lighton-ocr"]["arm"]["pod"]) == ("a40", "h100")
+    assert arms["glm-ocr"]["arm"]["gpu"].startswith("GPU 0 ")
+    report = (run / "report.md").read_text()
+    assert "  - on: pod a40, GPU 0 " in report and "  - on: pod h100, GPU 0 " in report

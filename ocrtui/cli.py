@@ -46,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
         "--compare", action="store_true", help="with --screenshot: run a sample comparison first"
     )
     demo.add_argument("--readonly", action="store_true", default=argparse.SUPPRESS)
+    demo.add_argument(
+        "--pods",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="2: the demo's servers on two pods of this machine, one each (the fleet screen)",
+    )
 
     st = sub.add_parser("status", help="one snapshot of GPU, processes and models")
     st.add_argument("--json", action="store_true", help="machine-readable JSON")
@@ -159,9 +166,10 @@ def _parser() -> argparse.ArgumentParser:
 def _fleet(args: argparse.Namespace) -> Fleet:
     """The config's pods, narrowed to ``--pod NAME`` when given."""
     if args.demo or args.command == "demo":
-        from ocrtui.sim.demo import demo_config
+        from ocrtui.sim.demo import demo_pods
 
-        return Fleet((demo_config(),)).only(args.pod)
+        pods = demo_pods(getattr(args, "pods", 1))
+        return Fleet(pods, listed=len(pods) > 1).only(args.pod)
     path = find_config(args.config)
     if path is None:
         raise ConfigError(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from ocrtui.config import load_config, load_fleet
+from ocrtui.config import Fleet, load_config, load_fleet
 from ocrtui.errors import ConfigError
+from ocrtui.sim.demo import demo_pods
 
 TWO_PODS = """
 [compare]
@@ -101,3 +103,16 @@ def test_pod_beside_pods_is_refused(tmp_path: Path) -> None:
 def test_load_config_asks_which_pod(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"lists 2 pods \(a40, h100\): name one"):
         load_config(write(tmp_path, TWO_PODS))
+
+
+def test_the_two_pod_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    one, two = demo_pods(2)
+    assert (one.pod.label, two.pod.label) == ("demo", "demo-2")
+    assert len(one.models) == len(two.models) == 1
+    assert one.pod.sim_gpu != two.pod.sim_gpu and one.pod.workdir != two.pod.workdir
+    gpu = json.loads((Path(str(two.pod.sim_gpu)) / "device.json").read_text())
+    assert "H100" in gpu["name"]
+    fleet = Fleet((one, two), listed=True)
+    assert fleet.owner(two.models[0].name) is two
+    assert demo_pods(1)[0].models == (*one.models, *two.models)

@@ -199,9 +199,10 @@ def down_command(fleet: Fleet, *, demo: bool = False) -> int:
 
 def restart_command(fleet: Fleet, name: str, *, demo: bool = False, force: bool = False) -> int:
     """On the pod whose model or service ``name`` is, alone."""
-    config = fleet.owner(name)  # an unknown name is a usage error (exit 2) before connecting
-    if not any(s.name == name for s in config.services):
-        config.model(name)
+    # An unknown name (an API arm's too) is a usage error (exit 2) before connecting.
+    if not any(s.name == name for c in fleet.pods for s in c.services):
+        fleet.arms_config().model(name)
+    config = fleet.owner(name)
     return _run_operation(
         fleet.only(config.pod.label),
         demo,

@@ -300,14 +300,8 @@ class Controller:
         return self._urls[name]
 
     def placement(self, name: str) -> Placement:
-        """The pod and GPU a model runs on, as the latest snapshot has them: the GPU its
-        plan is on, else one it holds memory on (None before the agent's first sample)."""
-        gpus = self._snapshot.gpus
-        shares = [(g, s) for g in gpus for s in g.models if s.name == name]
-        planned = [g for g, s in shares if s.planned_mib is not None]
-        holding = [g for g, s in shares if s.used_mib > 0]
-        gpu = next(iter(planned or holding), None)
-        return Placement(self.pod.label, f"GPU {gpu.index} {gpu.name}" if gpu else None)
+        """The pod and GPU a model runs on, as the latest snapshot has them."""
+        return Placement.of(self._snapshot, name)
 
     async def served(self, name: str) -> Served | None:
         """The running server's versions, argv and advisories (probed now if not yet)."""

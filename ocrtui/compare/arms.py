@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from ocrtui.compare.profiles import prompt_for
 from ocrtui.config import ApiArmConfig, CompareConfig, ModelConfig
 from ocrtui.published import PROFILES
-from ocrtui.status import AdvisoryStatus
+from ocrtui.status import AdvisoryStatus, Snapshot
 from ocrtui.vllm.advisories import Versions, advisories, to_status
 from ocrtui.vllm.flags import json_option, recipe_for, serve_options
 from ocrtui.vllm.served import Served
@@ -106,6 +106,16 @@ class Placement:
 
     pod: str
     gpu: str | None
+
+    @classmethod
+    def of(cls, snapshot: Snapshot, name: str) -> Placement:
+        """Model ``name`` in its pod's snapshot: the GPU its plan is on, else one it holds
+        memory on."""
+        shares = [(g, s) for g in snapshot.gpus for s in g.models if s.name == name]
+        planned = [g for g, s in shares if s.planned_mib is not None]
+        holding = [g for g, s in shares if s.used_mib > 0]
+        gpu = next(iter(planned or holding), None)
+        return cls(snapshot.pod.label, f"GPU {gpu.index} {gpu.name}" if gpu else None)
 
     def text(self) -> str:
         return f"pod {self.pod}, {self.gpu or 'GPU ?'}"

@@ -131,10 +131,7 @@ class ReplaySource:
         return None  # recorded snapshots carry their advisories; no server to probe
 
     def placement(self, name: str) -> Placement:
-        """The recorded snapshot's pod and the first GPU the model has a share of."""
-        snap = self.snapshot
-        gpu = next((g for g in snap.gpus for m in g.models if m.name == name), None)
-        return Placement(snap.pod.label, f"GPU {gpu.index} {gpu.name}" if gpu else None)
+        return Placement.of(self.snapshot, name)
 
     async def power_state(self) -> ProviderState | None:
         return self.power

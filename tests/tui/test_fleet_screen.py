@@ -8,6 +8,7 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
+from ocrtui.compare.arms import Placement
 from ocrtui.config import Config, parse_config
 from ocrtui.status import ModelShare, OrphanStatus
 from ocrtui.tui.app import OcrtuiApp
@@ -15,8 +16,11 @@ from ocrtui.tui.run_view import RunView
 from ocrtui.tui.screens.dashboard import DashboardScreen
 from ocrtui.tui.screens.fleet import FleetScreen, PodPanel, comparison_here
 from ocrtui.tui.source import PodSlot, ReplaySource
+from ocrtui.tui.widgets.run_header import run_header_content
 from tests.plugins import recorded
 from tests.plugins.tui_app import SIZE, until
+
+MODELS = ["glm-ocr", "lighton-ocr"]
 
 _GPU = recorded.CRASHED.gpus[0]
 H100 = replace(
@@ -119,3 +123,18 @@ def test_the_comparison_running_on_a_pod() -> None:
     assert comparison_here(run, {"other"}) is None
     run.finish()
     assert comparison_here(run, {"olm-ocr"}) is None
+
+
+def test_the_run_header_names_each_arms_pod_and_gpu() -> None:
+    facts = recorded.run_facts()
+    one = run_header_content(facts, recorded.READY, MODELS).plain
+    assert "· pod " not in one  # one pod: its name leads the header, as ever
+    placements = {
+        "glm-ocr": Placement.of(recorded.READY, "glm-ocr"),
+        "lighton-ocr": Placement("h100-pod", "GPU 0 NVIDIA H100 80GB HBM3"),
+    }
+    text = run_header_content(facts, recorded.READY, MODELS, placements, [H100]).plain
+    first, glm, lighton = text.splitlines()[:3]
+    assert "demo-pod" in first and "h100-pod" in first
+    assert glm.endswith("· pod demo-pod, GPU 0 NVIDIA A40 (simulated)")
+    assert lighton.endswith("· pod h100-pod, GPU 0 NVIDIA H100 80GB HBM3")

@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ import httpx
 import pytest
 import tomli_w
 
+from ocrtui.compare.events import Event, PageDone, PageFailed, RunPaused
+from ocrtui.compare.launch import CompareRequest, gate_for, resolve, start_comparison
 from ocrtui.config import parse_fleet
 from ocrtui.control import FleetController
 from ocrtui.status import Snapshot
@@ -175,3 +177,76 @@ def test_a_comparison_with_one_arm_per_pod_names_each_arms_pod_and_gpu(
     assert arms["glm-ocr"]["arm"]["gpu"].startswith("GPU 0 ")
     report = (run / "report.md").read_text()
     assert "  - on: pod a40, GPU 0 " in report and "  - on: pod h100, GPU 0 " in report
+
+
+SLOW_SIM = ("--sim-prefill-s", "0.05", "--sim-per-token-s", "0.005", "--sim-tokens-per-page", "40")
+PAGES = 6
+
+
+async def test_a_comparison_across_two_pods_survives_one_pods_link_loss(
+    two_sshd: list[Sshd], two_sim_pods: list[SimPod], make_pdf: MakePdf, tmp_path: Path
+) -> None:
+    """Done when (#25): one arm per pod, through each pod's SSH forward; the h100 pod's sshd
+    dies mid-run: its arm pauses, the a40 arm finishes every page meanwhile, and once h100
+    is back the run ends with every page of both and nothing failed."""
+    entries = []
+    for (sshd, sim), (name, model) in zip(
+        zip(two_sshd, two_sim_pods, strict=True),
+        [("a40", "glm-ocr"), ("h100", "lighton-ocr")],
+        strict=True,
+    ):
+        fields = sshd.pod_config().model_dump(exclude_none=True, exclude={"name"})
+        entry = pod_entry(sim, name, model, **fields)
+        entry["models"][0]["extra_args"] = [*entry["models"][0]["extra_args"], *SLOW_SIM]
+        entries.append(entry)
+    compare = {"warm_runs": 1, "throughput_requests": 2, "schedule": "parallel"}
+    fleet = parse_fleet({"pods": entries, "ui": {"refresh_s": 0.25}, "compare": compare}, "t")
+    pdf = make_pdf("doc.pdf", [f"Page {i}." for i in range(1, PAGES + 1)])
+    request = CompareRequest(documents=(str(pdf),), out=str(tmp_path / "run"))
+    setup = await asyncio.to_thread(resolve, fleet.arms_config(), request)
+    ctl = FleetController(fleet)
+    pods = list(ctl.controllers.values())
+    try:
+        assert await ctl.start() == {}
+        await asyncio.wait_for(asyncio.gather(*(c.up() for c in pods)), DEADLINE_S)
+        gate = gate_for(setup, pods, 0.25)
+        run = await start_comparison(
+            setup, ctl.model_url, gate, served=ctl.served, placement=ctl.placement
+        )
+        seen: list[Event] = []
+        arrived = asyncio.Condition()
+
+        async def collect() -> None:
+            async for ev in run.subscribe():
+                async with arrived:
+                    seen.append(ev)
+                    arrived.notify_all()
+
+        def pages(model: str) -> int:
+            return sum(1 for e in seen if isinstance(e, PageDone) and e.result.model == model)
+
+        async def until(cond: Callable[[], bool]) -> None:
+            async with asyncio.timeout(DEADLINE_S), arrived:
+                await arrived.wait_for(cond)
+
+        collecting = asyncio.ensure_future(collect())
+        await until(lambda: pages("lighton-ocr") >= 1)
+        two_sshd[1].stop()
+        # glm-ocr, on the other pod, reads every page while h100's link is down.
+        await until(lambda: pages("glm-ocr") == PAGES)
+        assert ctl.controllers["h100"].snapshot.pod.connection in LINK_DOWN
+        assert pages("lighton-ocr") < PAGES
+        two_sshd[1].start()
+        done = await asyncio.wait_for(run.wait(), DEADLINE_S)
+        await asyncio.wait_for(collecting, DEADLINE_S)
+    finally:
+        await ctl.close()
+    assert done.exit_code == 0, done
+    assert not [e for e in seen if isinstance(e, PageFailed)]
+    paused = {(e.model, e.reason) for e in seen if isinstance(e, RunPaused)}
+    # Only h100's arm paused (its server's probes may fail before the link is seen down).
+    assert ("lighton-ocr", "link down (pod h100)") in paused
+    assert {model for model, _ in paused} == {"lighton-ocr"}, paused
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    for name in ("glm-ocr", "lighton-ocr"):
+        assert summary["models"][name]["pages_ok"] == PAGES

@@ -47,7 +47,7 @@ nothing of another's; it finds the pod of a model, service or API arm by name:
 
 ```python
 class FleetController:
-    def __init__(self, fleet: Fleet, *, demo=False, pods: Mapping[str, Pod] | None = None)
+    def __init__(self, fleet: Fleet, *, demo=False)
     controllers: dict[str, Controller]      # by pod name, in config order
     async def start(self) -> dict[str, OcrtuiError]   # every pod at once; who failed, why
     async def close(self) -> None
@@ -65,7 +65,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -459,14 +459,9 @@ def _gpu_status(
 class FleetController:
     """One :class:`Controller` per pod of a :class:`~ocrtui.config.Fleet`."""
 
-    def __init__(
-        self, fleet: Fleet, *, demo: bool = False, pods: Mapping[str, Pod] | None = None
-    ) -> None:
+    def __init__(self, fleet: Fleet, *, demo: bool = False) -> None:
         self.fleet = fleet
-        self.controllers = {
-            config.pod.label: Controller(config, pod=(pods or {}).get(config.pod.label), demo=demo)
-            for config in fleet.pods
-        }
+        self.controllers = {c.pod.label: Controller(c, demo=demo) for c in fleet.pods}
 
     async def start(self) -> dict[str, OcrtuiError]:
         """Start every pod's Controller at once; those that could not start (unreachable,

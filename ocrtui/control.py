@@ -465,8 +465,8 @@ class FleetController:
 
     async def start(self) -> dict[str, OcrtuiError]:
         """Start every pod's Controller at once; those that could not start (unreachable,
-        a missing workdir), by pod name. The others run: a pod that failed is retried by
-        nothing here, its Controller stays closed."""
+        a missing workdir), by pod name. The others run; a pod that failed is not retried
+        here (``close()`` closes every Controller either way)."""
         names = list(self.controllers)
         outcomes = await asyncio.gather(
             *(self.controllers[n].start() for n in names), return_exceptions=True

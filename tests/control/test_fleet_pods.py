@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -250,3 +251,25 @@ async def test_a_comparison_across_two_pods_survives_one_pods_link_loss(
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     for name in ("glm-ocr", "lighton-ocr"):
         assert summary["models"][name]["pages_ok"] == PAGES
+
+
+def test_an_unreachable_pod_is_listed_with_its_error_and_the_others_answer(
+    tmp_path: Path, two_sim_pods: list[SimPod]
+) -> None:
+    a40, _ = two_sim_pods
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    gone = {"name": "gone", "host": "127.0.0.1", "port": closed, "connect_timeout_s": 2.0,
+            "ssh_config": str(tmp_path / "empty_ssh_config"),
+            "models": [a40.model("lighton-ocr")]}  # fmt: skip
+    (tmp_path / "empty_ssh_config").write_text("")
+    data = {"pods": [pod_entry(a40, "a40", "glm-ocr", kind="local"), gone]}
+    config = tmp_path / "ocrtui.toml"
+    config.write_text(tomli_w.dumps(data))
+    status = ocrtui(config, "status", "--json")
+    assert status.returncode == 3, status.stderr
+    pods = {p["name"]: p for p in json.loads(status.stdout)["pods"]}
+    assert pods["a40"]["error"] is None and pods["a40"]["pod"]["connection"] == "connected"
+    assert pods["gone"]["error"] and pods["gone"]["pod"]["connection"] != "connected"
+    assert "ocrtui: pod gone: " in status.stderr

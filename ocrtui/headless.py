@@ -17,13 +17,12 @@ import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from ocrtui.config import Fleet, ListenAddress
 from ocrtui.control import Controller, FleetController
 from ocrtui.errors import ConfigError, LifecycleError
 from ocrtui.export import MetricsExporter
-from ocrtui.status import Snapshot, WatchdogStatus
+from ocrtui.status import Snapshot, WatchdogStatus, fleet_json
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S
 from ocrtui.watchdog import Watchdog, WatchdogEvent, gave_up_from_events
 
@@ -135,15 +134,6 @@ def status_command(fleet: Fleet, as_json: bool, *, demo: bool = False) -> int:
         return max([0, *(exc.exit_code for exc in failed.values())])
 
     return asyncio.run(run())
-
-
-def fleet_json(snaps: list[tuple[str, Snapshot]], errors: dict[str, str]) -> dict[str, Any]:
-    """``status --json`` of a ``[[pods]]`` file: every pod, in config order."""
-    return {
-        "pods": [
-            {"name": name, "error": errors.get(name), **snap.to_json()} for name, snap in snaps
-        ]
-    }
 
 
 def format_status(snap: Snapshot) -> str:

@@ -178,6 +178,8 @@ def test_a_comparison_with_one_arm_per_pod_names_each_arms_pod_and_gpu(
     assert arms["glm-ocr"]["arm"]["gpu"].startswith("GPU 0 ")
     report = (run / "report.md").read_text()
     assert "  - on: pod a40, GPU 0 " in report and "  - on: pod h100, GPU 0 " in report
+    html = (run / "report.html").read_text()
+    assert "on pod a40, GPU 0 " in html and "on pod h100, GPU 0 " in html
 
 
 SLOW_SIM = ("--sim-prefill-s", "0.05", "--sim-per-token-s", "0.005", "--sim-tokens-per-page", "40")

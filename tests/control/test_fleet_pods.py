@@ -202,8 +202,8 @@ async def test_a_comparison_across_two_pods_survives_one_pods_link_loss(
     ):
         fields = sshd.pod_config().model_dump(exclude_none=True, exclude={"name"})
         entry = pod_entry(sim, name, model, **fields)
-        speed = ("--sim-prefill-s", "0.05", "--sim-tokens-per-page", "40")
-        speed += ("--sim-per-token-s", SIM_SPEED[name])
+        speed = ["--sim-prefill-s", "0.05", "--sim-tokens-per-page", "40"]
+        speed += ["--sim-per-token-s", SIM_SPEED[name]]
         entry["models"][0]["extra_args"] = [*entry["models"][0]["extra_args"], *speed]
         entries.append(entry)
     compare = {"warm_runs": 1, "throughput_requests": 2, "schedule": "parallel"}

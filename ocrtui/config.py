@@ -729,7 +729,8 @@ def parse_fleet(data: Mapping[str, Any], source: str) -> Fleet:
         )
     shared = {k: v for k, v in data.items() if k != "pods"}
     pods: list[Config] = []
-    seen: dict[str, str] = {}  # pod, model, service and arm names -> where first
+    pod_names: dict[str, str] = {}  # -> where first
+    seen: dict[str, str] = {}  # model, service and API arm names -> where first
     for i, entry in enumerate(entries):
         if not isinstance(entry, Mapping):
             raise ConfigError(f"{source}: pods[{i}]: expected a table")
@@ -737,9 +738,9 @@ def parse_fleet(data: Mapping[str, Any], source: str) -> Fleet:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"{source}: pods[{i}].name: every [[pods]] entry needs a name")
         where = f"pods[{i}] ({name})"
-        if f"pod {name}" in seen:
-            raise ConfigError(f"{source}: {where}.name duplicates {seen[f'pod {name}']}")
-        seen[f"pod {name}"] = f"pods[{i}]"
+        if name in pod_names:
+            raise ConfigError(f"{source}: {where}.name duplicates {pod_names[name]}")
+        pod_names[name] = f"pods[{i}]"
         own = {k: entry[k] for k in POD_TABLES if k in entry}
         pod = {k: v for k, v in entry.items() if k not in POD_TABLES}
         config = parse_config({**shared, **own, "pod": pod}, f"{source}: {where}")

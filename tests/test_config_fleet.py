@@ -116,3 +116,13 @@ def test_the_two_pod_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     fleet = Fleet((one, two), listed=True)
     assert fleet.owner(two.models[0].name) is two
     assert demo_pods(1)[0].models == (*one.models, *two.models)
+
+
+def test_each_pod_has_its_own_provider(tmp_path: Path) -> None:
+    text = TWO_PODS.replace(
+        'host = "h100.example.invalid"\n',
+        'host = "h100.example.invalid"\n\n[pods.provider]\npreset = "vastai"\npod_id = "42"\n',
+    )
+    a40, h100 = load_fleet(write(tmp_path, text)).pods
+    assert a40.pod.provider is None
+    assert h100.pod.provider is not None and h100.pod.provider.pod_id == "42"

@@ -122,6 +122,7 @@ def ocrtui(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.timeout(240)  # a few CLI runs, each bounded at 120 s
 def test_status_json_lists_every_pod_and_pod_narrows(
     tmp_path: Path, two_sim_pods: list[SimPod]
 ) -> None:
@@ -154,6 +155,7 @@ def test_status_json_lists_every_pod_and_pod_narrows(
 FAST_SIM = ("--sim-prefill-s", "0.01", "--sim-per-token-s", "0.0001", "--sim-tokens-per-page", "40")
 
 
+@pytest.mark.timeout(240)  # a few CLI runs, each bounded at 120 s
 def test_a_comparison_with_one_arm_per_pod_names_each_arms_pod_and_gpu(
     tmp_path: Path, two_sim_pods: list[SimPod], make_pdf: MakePdf
 ) -> None:

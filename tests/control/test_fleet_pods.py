@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -282,3 +283,44 @@ def test_an_unreachable_pod_is_listed_with_its_error_and_the_others_answer(
     assert pods["a40"]["error"] is None and pods["a40"]["pod"]["connection"] == "connected"
     assert pods["gone"]["error"] and pods["gone"]["pod"]["connection"] != "connected"
     assert "ocrtui: pod gone: " in status.stderr
+
+
+@pytest.mark.timeout(240)  # up, status and watch as CLI runs
+async def test_watch_runs_a_watchdog_on_every_pod(
+    tmp_path: Path, two_sim_pods: list[SimPod]
+) -> None:
+    a40, h100 = two_sim_pods
+    events = tmp_path / "events.jsonl"
+    data = {
+        "pods": [
+            pod_entry(a40, "a40", "glm-ocr", kind="local"),
+            pod_entry(h100, "h100", "lighton-ocr", kind="local"),
+        ],
+        "watchdog": {"events": str(events)},
+    }
+    config = tmp_path / "ocrtui.toml"
+    config.write_text(tomli_w.dumps(data))
+    assert (await asyncio.to_thread(ocrtui, config, "up")).returncode == 0
+    status = await asyncio.to_thread(ocrtui, config, "status", "--json")
+    pids = {p["name"]: p["models"][0]["pid"] for p in json.loads(status.stdout)["pods"]}
+    watch = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ocrtui", "--config", str(config), "watch",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert watch.stdout is not None
+    try:
+        line = await asyncio.wait_for(watch.stdout.readline(), DEADLINE_S)
+        assert line.startswith(b"watching; events in ")
+        os.kill(pids["h100"], signal.SIGKILL)  # h100's server crashes
+        event = json.loads(await asyncio.wait_for(watch.stdout.readline(), DEADLINE_S))
+        assert (event["model"], event["outcome"]) == ("lighton-ocr", "restarted")
+        watch.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(watch.wait(), DEADLINE_S) == 0
+    finally:
+        if watch.returncode is None:
+            watch.kill()
+            await watch.wait()
+    after = await asyncio.to_thread(ocrtui, config, "status", "--json")
+    pods = {p["name"]: p["models"][0] for p in json.loads(after.stdout)["pods"]}
+    assert pods["a40"]["pid"] == pids["a40"] and pods["a40"]["state"] == "ready"
+    assert pods["h100"]["state"] == "ready" and pods["h100"]["pid"] != pids["h100"]

@@ -170,7 +170,8 @@ class OcrtuiApp(App[int]):
     def _theme_changed(self, _theme: object) -> None:
         if not self._theme_ready:
             return
-        self.dashboard.restyle()
+        for dashboard in self.dashboards.values():
+            dashboard.restyle()
         self._remember_theme()
 
     @work(thread=True, group="ui-state", exit_on_error=False, description="theme")
@@ -387,7 +388,7 @@ class OcrtuiApp(App[int]):
             self.run_view.facts = RunFacts.of(setup)
             self._compare(setup, self.run_view)
             self._probe_versions(self.run_view)
-            self.dashboard.refresh_bindings()
+            self._run_changed()
         self.show_comparison()
 
     @work(group="compare", exclusive=True, exit_on_error=False, description="comparison")
@@ -409,7 +410,12 @@ class OcrtuiApp(App[int]):
             view.finish(str(exc) or type(exc).__name__)
             raise
         finally:
-            self.dashboard.refresh_bindings()
+            self._run_changed()
+
+    def _run_changed(self) -> None:
+        """A run began or ended: each pod's dashboard's `c` and `v` say so."""
+        for dashboard in self.dashboards.values():
+            dashboard.refresh_bindings()
 
     @work(group="compare-versions", exclusive=True, exit_on_error=False, description="versions")
     async def _probe_versions(self, view: RunView) -> None:

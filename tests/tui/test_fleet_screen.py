@@ -138,3 +138,18 @@ def test_the_run_header_names_each_arms_pod_and_gpu() -> None:
     assert "demo-pod" in first and "h100-pod" in first
     assert glm.endswith("· pod demo-pod, GPU 0 NVIDIA A40 (simulated)")
     assert lighton.endswith("· pod h100-pod, GPU 0 NVIDIA H100 80GB HBM3")
+
+
+async def test_a_theme_change_repaints_every_pods_dashboard(tmp_path: Path) -> None:
+    app, _, _ = two_pods(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, FleetScreen), what="the fleet screen")
+        app.show_pod("h100-pod")
+        h100 = app.dashboards["h100-pod"]
+        await until(pilot, lambda: h100._applied is not None, what="h100's dashboard drawn")
+        await pilot.press("p")
+        await until(pilot, lambda: app.screen is app.dashboards["demo-pod"], what="next pod")
+        assert h100._applied is not None
+        app.theme = "ocrtui-light"
+        await pilot.pause()
+        assert h100._applied is None  # repainted with the new theme when shown again

@@ -93,7 +93,7 @@ class OcrtuiApp(App[int]):
         self._initial_compare = compare  # `ocrtui compare` on a terminal: opened on its run
         self._connecting: dict[str, Worker[None]] = {}
         self.source_error: BaseException | None = None  # connecting failed (a pod's first)
-        self._power_offered = False  # the start of a stopped pod was offered in this outage
+        self._power_offered: set[str] = set()  # pods whose start was offered in this outage
         self._theme_ready = False
         self._state_lock = threading.Lock()
         # Off until `w` (dashboard.watchdog), one per pod; `ocrtui watch` is the headless one.
@@ -283,30 +283,39 @@ class OcrtuiApp(App[int]):
 
     # -- the pod's power ([pod.provider]) ----------------------------------------------------
 
-    def note_link(self, connection: str, power: str | None) -> None:
-        """From each applied snapshot: a link that keeps failing on a pod the provider calls
-        stopped gets the start offered (once per outage)."""
+    def note_link(self, pod: str, connection: str, power: str | None) -> None:
+        """From each applied snapshot of ``pod``: a link that keeps failing on a pod the
+        provider calls stopped gets the start offered (once per outage)."""
         if connection == "connected":
-            self._power_offered = False
+            self._power_offered.discard(pod)
         elif connection in ("lost", "reconnecting") and power == "stopped":
-            self.offer_pod_start()
+            self.offer_pod_start(pod)
 
-    @work(group="power", exclusive=True, exit_on_error=False, description="pod power")
-    async def offer_pod_start(self) -> None:
+    def offer_pod_start(self, pod: str) -> None:
+        self.run_worker(
+            self._offer_pod_start(pod),
+            name=f"pod power {pod}",
+            group=f"power:{pod}",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    async def _offer_pod_start(self, pod: str) -> None:
         """The SSH link failed: ask the provider; when it says stopped, say so and offer the
         start (a confirmation, Cancel default) instead of retrying silently."""
-        if self._power_offered or self.config.pod.provider is None:
+        slot = self.pods[pod]
+        provider = slot.config.pod.provider
+        if pod in self._power_offered or provider is None:
             return
-        state = await self.source.power_state()
-        if state is None or state.state != "stopped" or self._power_offered:
+        state = await slot.source.power_state()
+        if state is None or state.state != "stopped" or pod in self._power_offered:
             return
-        self._power_offered = True
-        label = self.config.pod.label
-        if self.readonly or self.config.pod.provider.start_command is None:
+        self._power_offered.add(pod)
+        if self.readonly or provider.start_command is None:
             why = "read-only" if self.readonly else "no start_command in [pod.provider]"
             self.notify(
                 f"{visible(state.detail)} ({why})",
-                title=f"Pod {label} is stopped",
+                title=f"Pod {pod} is stopped",
                 timeout=30,
                 markup=False,
             )
@@ -318,24 +327,30 @@ class OcrtuiApp(App[int]):
 
         def done(confirmed: bool | None) -> None:
             if confirmed:
-                self.start_pod()
+                self.start_pod(pod)
 
         # Plain text, not markup: the detail is the provider's.
-        self.push_screen(ConfirmDialog(f"Pod {label} is stopped", Content(body), "Start pod"), done)
+        self.push_screen(ConfirmDialog(f"Pod {pod} is stopped", Content(body), "Start pod"), done)
 
-    @work(group="power", exclusive=True, exit_on_error=False, description="start pod")
-    async def start_pod(self) -> None:
-        state = await self.source.start_pod()
+    def start_pod(self, pod: str) -> None:
+        self.run_worker(
+            self._start_pod(pod),
+            name=f"start pod {pod}",
+            group=f"power:{pod}",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    async def _start_pod(self, pod: str) -> None:
+        state = await self.pods[pod].source.start_pod()
         hint = f"\n{visible(state.hint)}" if state.hint else ""
         self.notify(
-            f"{state.state} ({visible(state.detail)}){hint}",
-            title=f"Pod {self.config.pod.label}",
-            markup=False,
+            f"{state.state} ({visible(state.detail)}){hint}", title=f"Pod {pod}", markup=False
         )
-        if self.source_error is not None and state.state == "running":
+        failed = self._connecting[pod].state is WorkerState.ERROR
+        if failed and state.state == "running":
             self.source_error = None
-            # The first connect had failed: try again.
-            self._connecting[self.current] = self._connect(self.current)
+            self._connecting[pod] = self._connect(pod)  # the first connect had failed: again
 
     # -- the one place worker errors reach the operator ------------------------------------
 
@@ -343,9 +358,10 @@ class OcrtuiApp(App[int]):
         if event.state is not WorkerState.ERROR:
             return
         worker = event.worker
-        if (worker.group or "").startswith("source:"):
+        group = worker.group or ""
+        if group.startswith("source:"):
             self.source_error = self.source_error or worker.error
-            self.offer_pod_start()
+            self.offer_pod_start(group.removeprefix("source:"))
         if worker.group == "log":
             return  # a failed tail repeats every tick; the header already shows the link state
         error = worker.error

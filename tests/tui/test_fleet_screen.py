@@ -5,15 +5,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from textual.pilot import Pilot
+from textual.widgets import Button
 
 from ocrtui.compare.arms import Placement
 from ocrtui.config import Config, parse_config
+from ocrtui.errors import PodUnreachable
+from ocrtui.pod.provider import ProviderState
 from ocrtui.status import ModelShare, OrphanStatus
 from ocrtui.tui.app import OcrtuiApp
 from ocrtui.tui.run_view import RunView
 from ocrtui.tui.screens.dashboard import DashboardScreen
+from ocrtui.tui.screens.dialogs import ConfirmDialog
 from ocrtui.tui.screens.fleet import FleetScreen, PodPanel, comparison_here
 from ocrtui.tui.source import PodSlot, ReplaySource
 from ocrtui.tui.widgets.run_header import run_header_content
@@ -34,10 +39,10 @@ H100 = replace(
 )
 
 
-def h100_config(tmp_path: Path) -> Config:
+def h100_config(tmp_path: Path, **pod: Any) -> Config:
     return parse_config(
         {
-            "pod": {"kind": "local", "name": "h100-pod"},
+            "pod": {"kind": "local", "name": "h100-pod", **pod},
             "models": [
                 {
                     "name": "olm-ocr",
@@ -153,3 +158,34 @@ async def test_a_theme_change_repaints_every_pods_dashboard(tmp_path: Path) -> N
         app.theme = "ocrtui-light"
         await pilot.pause()
         assert h100._applied is None  # repainted with the new theme when shown again
+
+
+class Unreachable(ReplaySource):
+    async def start(self) -> None:
+        raise PodUnreachable("h100-pod: connection refused")
+
+
+async def test_a_pod_that_cannot_connect_gets_its_own_start_offered(tmp_path: Path) -> None:
+    """The fleet screen shows the first pod's name as current; the start offered when
+    another pod's first connect fails is that pod's, through its provider and source."""
+    a40 = ReplaySource([recorded.READY], power=ProviderState("running", "a40 RUNNING"))
+    h100 = Unreachable([H100], power=ProviderState("stopped", "h100 EXITED"))
+    provider = {"status_command": ["x"], "start_command": ["y"]}
+    h100_cfg = h100_config(tmp_path, provider=provider)
+    config = recorded.config(str(tmp_path / "shots"), theme_dir=str(tmp_path / "themes"))
+    app = OcrtuiApp(
+        config, a40, state_path=tmp_path / "s.toml", more_pods=[PodSlot(h100_cfg, h100)]
+    )
+    async with app.run_test(size=SIZE) as pilot:
+
+        def offered() -> bool:
+            focused = app.focused  # mounted, Cancel (the default) focused
+            return isinstance(app.screen, ConfirmDialog) and getattr(focused, "id", "") == "cancel"
+
+        await until(pilot, offered, what="the offer")
+        assert app.current == "demo-pod"
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmDialog) and dialog._title == "Pod h100-pod is stopped"
+        dialog.query_one("#confirm", Button).press()
+        await until(pilot, lambda: ("start_pod", None) in h100.calls, what="h100's start")
+        assert a40.calls == []

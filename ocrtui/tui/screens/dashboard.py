@@ -171,7 +171,7 @@ class DashboardScreen(Screen[None]):
             for j, name in enumerate(self.service_names):
                 if (svc := services.get(name)) is not None:
                     self.query_one(f"#svc-{j}", ServiceCard).show(svc, self.operations.get(name))
-        self.ocr_app.note_link(snap.pod.connection, snap.pod.power)
+        self.ocr_app.note_link(self.pod.name, snap.pod.connection, snap.pod.power)
         applicable = frozenset(a for a in POD_ACTIONS if self._applies(a))
         if applicable != self._applicable:
             self._applicable = applicable

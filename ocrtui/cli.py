@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from ocrtui import __version__
-from ocrtui.config import Config, find_config, load_config
+from ocrtui.config import Config, Fleet, find_config, load_fleet
 from ocrtui.errors import ConfigError, InputError, OcrtuiError
 
 USAGE_ERROR = 2
@@ -16,7 +16,7 @@ USAGE_ERROR = 2
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ocrtui",
-        description="Terminal dashboard for comparing OCR models served by vLLM on one GPU pod.",
+        description="Terminal dashboard for comparing OCR models served by vLLM on GPU pods.",
     )
     p.add_argument("--version", action="version", version=f"ocrtui {__version__}")
     src = p.add_mutually_exclusive_group()
@@ -27,9 +27,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--readonly", action="store_true", help="dashboard: no action that changes the pod"
     )
+    pod_help = "one pod of a [[pods]] config (default: every pod; the dashboard: the fleet)"
+    p.add_argument("--pod", metavar="NAME", help=pod_help)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
+    def pod_option(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--pod", metavar="NAME", default=argparse.SUPPRESS, help=pod_help)
+
     d = sub.add_parser("dashboard", help="the dashboard (the default command)")
+    pod_option(d)
     d.add_argument("--readonly", action="store_true", default=argparse.SUPPRESS)
 
     demo = sub.add_parser(
@@ -40,9 +46,17 @@ def _parser() -> argparse.ArgumentParser:
         "--compare", action="store_true", help="with --screenshot: run a sample comparison first"
     )
     demo.add_argument("--readonly", action="store_true", default=argparse.SUPPRESS)
+    demo.add_argument(
+        "--pods",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="2: the demo's servers on two pods of this machine, one each (the fleet screen)",
+    )
 
     st = sub.add_parser("status", help="one snapshot of GPU, processes and models")
     st.add_argument("--json", action="store_true", help="machine-readable JSON")
+    pod_option(st)
 
     force_help = "start even where the preflight refuses (free memory, port); says what it skipped"
     up = sub.add_parser(
@@ -51,9 +65,11 @@ def _parser() -> argparse.ArgumentParser:
         "is ready",
     )
     up.add_argument("--force", action="store_true", help=force_help)
-    sub.add_parser(
+    pod_option(up)
+    down = sub.add_parser(
         "down", help="stop all models and [[services]] in reverse order (whole process trees)"
     )
+    pod_option(down)
 
     r = sub.add_parser(
         "restart",
@@ -85,26 +101,30 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument(
         "--listen", metavar="HOST:PORT", required=True, help="e.g. 127.0.0.1:9464 (loopback)"
     )
+    pod_option(ex)
     ex.add_argument(
         "--allow-remote",
         action="store_true",
         help="listen on a non-loopback address too (the metrics name the pod's processes)",
     )
 
-    sub.add_parser(
+    watch = sub.add_parser(
         "watch",
         help="the watchdog until stopped: restart a crashed or long-unhealthy model or service, "
         "with a crash-loop guard ([watchdog])",
     )
+    pod_option(watch)
 
-    sub.add_parser(
+    adopt = sub.add_parser(
         "adopt",
         help="list the vLLM servers on the pod that no [[models]] names, each with a "
         "[[models]] block to paste",
     )
+    pod_option(adopt)
 
     pw = sub.add_parser("pod", help="the pod's power state, from the provider ([pod.provider])")
     pw.add_argument("action", choices=["status", "start"], help="ask the state / start the pod")
+    pod_option(pw)
 
     c = sub.add_parser("compare", help="compare the models on documents")
     c.add_argument("docs", nargs="*", metavar="DOC", help="PDFs, images or folders")
@@ -164,18 +184,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _config(args: argparse.Namespace) -> Config:
+def _fleet(args: argparse.Namespace) -> Fleet:
+    """The config's pods, narrowed to ``--pod NAME`` when given."""
     if args.demo or args.command == "demo":
-        from ocrtui.sim.demo import demo_config
+        from ocrtui.sim.demo import demo_pods
 
-        return demo_config()
+        pods = demo_pods(getattr(args, "pods", 1))
+        return Fleet(pods, listed=len(pods) > 1).only(args.pod)
     path = find_config(args.config)
     if path is None:
         raise ConfigError(
             "no config found (--config FILE, $OCRTUI_CONFIG, ./ocrtui.toml or the user config "
             "dir); try `ocrtui demo` or copy ocrtui.example.toml"
         )
-    return load_config(path)
+    return load_fleet(path).only(args.pod)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -214,43 +236,49 @@ def _dispatch(args: argparse.Namespace) -> int:
         out = write_html_report(Path(args.run_dir), Path(args.out) if args.out else None)
         print(out)
         return 0
-    config = _config(args)
+    fleet = _fleet(args)
     demo = bool(args.demo or command == "demo")
     if command in ("dashboard", "demo"):
         from ocrtui.tui.app import run_dashboard, save_screenshot_headless
 
         if command == "demo" and args.screenshot:
-            return save_screenshot_headless(config, args.screenshot, compare=args.compare)
-        return run_dashboard(config, readonly=args.readonly, demo=demo)
+            return save_screenshot_headless(fleet, args.screenshot, compare=args.compare)
+        return run_dashboard(fleet, readonly=args.readonly, demo=demo)
     if command == "compare":
         from ocrtui.compare.cli import compare_command
 
-        return compare_command(config, args, demo=demo)
+        return compare_command(fleet, args, demo=demo)
     if command == "pod":
         from ocrtui.pod.provider import provider_command
 
-        return provider_command(config, args.action)
+        return provider_command(_one_pod(fleet), args.action)
     from ocrtui import headless
 
     if command == "status":
-        return headless.status_command(config, as_json=args.json, demo=demo)
+        return headless.status_command(fleet, as_json=args.json, demo=demo)
     if command == "up":
-        return headless.up_command(config, demo=demo, force=args.force)
+        return headless.up_command(fleet, demo=demo, force=args.force)
     if command == "down":
-        return headless.down_command(config, demo=demo)
+        return headless.down_command(fleet, demo=demo)
     if command == "export":
         from ocrtui.config import parse_listen
 
         address = parse_listen(args.listen, allow_remote=args.allow_remote)
-        return headless.export_command(config, address, demo=demo)
+        return headless.export_command(fleet, address, demo=demo)
     if command == "adopt":
-        return headless.adopt_command(config, demo=demo)
+        return headless.adopt_command(fleet, demo=demo)
     if command == "watch":
-        return headless.watch_command(config, demo=demo)
+        return headless.watch_command(fleet, demo=demo)
     if command == "restart":
-        return headless.restart_command(config, args.name, demo=demo, force=args.force)
+        return headless.restart_command(fleet, args.name, demo=demo, force=args.force)
     if command == "sleep":
-        return headless.sleep_command(config, args.name, args.level, demo=demo)
+        return headless.sleep_command(fleet, args.name, args.level, demo=demo)
     if command == "wake":
-        return headless.wake_command(config, args.name, demo=demo)
+        return headless.wake_command(fleet, args.name, demo=demo)
     raise AssertionError(command)
+
+
+def _one_pod(fleet: Fleet) -> Config:
+    if fleet.several:
+        raise ConfigError(f"name the pod: --pod NAME ({', '.join(fleet.names)})")
+    return fleet.pods[0]

@@ -3,6 +3,14 @@
 Lookup order: ``--config FILE``, ``$OCRTUI_CONFIG``, ``./ocrtui.toml``, the user config dir.
 Every validation problem becomes one :class:`ConfigError` line naming the file, the key and
 what is wrong, so the CLI can exit 2 without a traceback.
+
+A file describes one pod (``[pod]`` with top-level ``[[models]]``, ``[[services]]``,
+``[[api_arms]]``) or several (``[[pods]]``, each entry a ``[pod]`` table with a required
+``name`` and its own ``[[pods.models]]``, ``[[pods.services]]``, ``[[pods.api_arms]]``).
+:func:`load_fleet` reads either into a :class:`Fleet`: one single-pod :class:`Config` per
+pod, each validated as a ``[pod]`` file would be (its errors prefixed ``pods[i] (name)``),
+sharing ``[compare]``, ``[ui]``, ``[export]`` and ``[watchdog]``. Names of models, services
+and API arms are unique across the fleet, so a name alone says which pod it is on.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ import ipaddress
 import os
 import posixpath
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -816,6 +824,114 @@ def validate_toml(schema: type[_S], data: Mapping[str, Any], source: str) -> _S:
         raise ConfigError(f"{source}: {key}: {msg}{more}") from None
 
 
+POD_TABLES = ("models", "services", "api_arms")  # what each [[pods]] entry holds of its own
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Every pod of a config file, each as a one-pod :class:`Config`, in file order.
+    ``several`` is False for a ``[pod]`` file (and a one-entry ``[[pods]]``)."""
+
+    pods: tuple[Config, ...]
+    listed: bool = False  # the file has [[pods]] (status --json lists them: headless.py)
+
+    @property
+    def several(self) -> bool:
+        return len(self.pods) > 1
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.pod.label for c in self.pods)
+
+    def pod(self, name: str) -> Config:
+        for c in self.pods:
+            if c.pod.label == name:
+                return c
+        raise ConfigError(f"no pod named {name!r} (configured: {', '.join(self.names)})")
+
+    def only(self, name: str | None) -> Fleet:
+        """The pod ``name`` alone (``--pod NAME``), or every pod for None."""
+        return self if name is None else Fleet((self.pod(name),), self.listed)
+
+    def of(self, names: Iterable[str]) -> Fleet:
+        """The pods of these models, services or API arms (a run's arms), in file order."""
+        wanted = {self.owner(n).pod.label for n in names}
+        return Fleet(tuple(c for c in self.pods if c.pod.label in wanted), self.listed)
+
+    def owner(self, name: str) -> Config:
+        """The pod whose model, service or API arm ``name`` is (unique across the fleet)."""
+        for c in self.pods:
+            if name in _unit_names(c):
+                return c
+        known = ", ".join(n for c in self.pods for n in _unit_names(c))
+        raise ConfigError(f"no model, service or API arm named {name!r} (configured: {known})")
+
+    def arms_config(self) -> Config:
+        """The comparison's view of the fleet: every pod's models and API arms in one
+        Config with the shared sections. Each part was validated with its pod; the whole is
+        not re-validated, since ports repeat across pods. Its ``pod`` is the first pod's:
+        the compare layer reads only models, API arms and [compare] from it."""
+        if not self.several:
+            return self.pods[0]
+        first = self.pods[0]
+        return Config.model_construct(
+            **{
+                **dict(first),
+                "models": tuple(m for c in self.pods for m in c.models),
+                "services": tuple(s for c in self.pods for s in c.services),
+                "api_arms": tuple(a for c in self.pods for a in c.api_arms),
+            }
+        )
+
+
+def _unit_names(config: Config) -> list[str]:
+    """Every name a pod answers for: models (a routed model's replicas and the model itself,
+    the arm its router serves), services and API arms."""
+    parts = (config.models, config.routed, config.services, config.api_arms)
+    return [u.name for part in parts for u in part]
+
+
+def parse_fleet(data: Mapping[str, Any], source: str) -> Fleet:
+    """Validate a ``[pod]`` or a ``[[pods]]`` file (see the module docstring)."""
+    if "pods" not in data:
+        return Fleet((parse_config(data, source),))
+    entries = data["pods"]
+    if not isinstance(entries, list | tuple) or not entries:
+        raise ConfigError(f"{source}: pods: expected [[pods]] tables, one per pod (one pod: [pod])")
+    clash = [k for k in ("pod", *POD_TABLES) if k in data]
+    if clash:
+        raise ConfigError(
+            f"{source}: {clash[0]}: with [[pods]], each pod's settings, models, services and "
+            f"API arms go in its own entry ([[pods.{clash[0]}]] or the entry's keys)"
+        )
+    shared = {k: v for k, v in data.items() if k != "pods"}
+    pods: list[Config] = []
+    pod_names: dict[str, str] = {}  # -> where first
+    seen: dict[str, str] = {}  # model, service and API arm names -> where first
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{source}: pods[{i}]: expected a table")
+        name = entry.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{source}: pods[{i}].name: every [[pods]] entry needs a name")
+        where = f"pods[{i}] ({name})"
+        if name in pod_names:
+            raise ConfigError(f"{source}: {where}.name duplicates {pod_names[name]}")
+        pod_names[name] = f"pods[{i}]"
+        own = {k: entry[k] for k in POD_TABLES if k in entry}
+        pod = {k: v for k, v in entry.items() if k not in POD_TABLES}
+        config = parse_config({**shared, **own, "pod": pod}, f"{source}: {where}")
+        for unit in _unit_names(config):
+            if unit in seen:
+                raise ConfigError(
+                    f"{source}: {where}: {unit!r} is also on {seen[unit]}: names of models, "
+                    "services and API arms are unique across the pods"
+                )
+            seen[unit] = where
+        pods.append(config)
+    return Fleet(tuple(pods), listed=True)
+
+
 def _tuples(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: _tuples(v) for k, v in value.items()}
@@ -825,12 +941,24 @@ def _tuples(value: Any) -> Any:
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
+    """A file of one pod (a ``[pod]`` file, or ``[[pods]]`` with one entry)."""
+    fleet = load_fleet(path)
+    if fleet.several:
+        raise ConfigError(
+            f"{display_path(Path(path).expanduser())}: [[pods]] lists {len(fleet.pods)} pods "
+            f"({', '.join(fleet.names)}): name one (--pod NAME)"
+        )
+    return fleet.pods[0]
+
+
+def load_fleet(path: str | os.PathLike[str]) -> Fleet:
+    """A ``[pod]`` or ``[[pods]]`` file (what the CLI reads)."""
     p = Path(path).expanduser()
     try:
         data = load_toml(p, what="config file")
     except UserFileError as exc:
         raise ConfigError(str(exc)) from None
-    return parse_config(data, display_path(p))
+    return parse_fleet(data, display_path(p))
 
 
 def user_config_path() -> Path:

@@ -39,8 +39,24 @@ class Controller:
     def set_watchdog(name, status: WatchdogStatus) -> None   # watchdog.py's verdict
     def strangers() -> list[Stranger]       # servers no [[models]] names (vllm/adopt.py)
     async def model_url(name) -> str        # base URL through the pod's forward
+    def placement(name) -> Placement        # the pod and GPU it runs on (a run's arms)
     async def log_tail(name, lines=200) -> list[str]
     watcher: ModelWatcher                   # polls, informed_polls, wait_informed(timeout)
+```
+
+With ``[[pods]]`` (``config.Fleet``), a :class:`FleetController` holds one Controller per
+pod, each with its own connection, agent and reconnect, so one pod's link failing touches
+nothing of another's; it finds the pod of a model, service or API arm by name:
+
+```python
+class FleetController:
+    def __init__(self, fleet: Fleet, *, demo=False)
+    controllers: dict[str, Controller]      # by pod name, in config order
+    async def start(self) -> dict[str, OcrtuiError]   # every pod at once; who failed, why
+    async def close(self) -> None
+    def owner(name) -> Controller           # of a model, service or API arm
+    async def model_url(name) / served(name) / restart(name, progress, force=, serve=)
+    def placement(name) -> Placement       # its pod and GPU (compare/arms.py)
 ```
 
 `Progress` (`vllm/lifecycle.py`) is `(model name, step) -> None`. Lifecycle operations take a
@@ -56,9 +72,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from ocrtui.compare.arms import Placement
 from ocrtui.compare.docapi import arm_url
-from ocrtui.config import Config, ModelConfig, start_order
-from ocrtui.errors import ConfigError, LifecycleError
+from ocrtui.config import Config, Fleet, ModelConfig, start_order
+from ocrtui.errors import ConfigError, LifecycleError, OcrtuiError
 from ocrtui.monitor.agent_monitor import AgentMonitor, MonitorView
 from ocrtui.monitor.agent_samples import GpuSample
 from ocrtui.monitor.attribution import GpuUsage
@@ -324,6 +341,10 @@ class Controller:
             raise RuntimeError("Controller.start() was not called")
         return self._urls[name]
 
+    def placement(self, name: str) -> Placement:
+        """The pod and GPU a model runs on, as the latest snapshot has them."""
+        return Placement.of(self._snapshot, name)
+
     async def served(self, name: str) -> Served | None:
         """The running server's versions, argv and advisories (probed now if not yet); for a
         routed model, its first replica's."""
@@ -485,3 +506,53 @@ def _gpu_status(
         unattributed_mib=usage.unattributed_mib if usage else 0,
         planned_mib=sum(plans.values()),
     )
+
+
+class FleetController:
+    """One :class:`Controller` per pod of a :class:`~ocrtui.config.Fleet`."""
+
+    def __init__(self, fleet: Fleet, *, demo: bool = False) -> None:
+        self.fleet = fleet
+        self.controllers = {c.pod.label: Controller(c, demo=demo) for c in fleet.pods}
+
+    async def start(self) -> dict[str, OcrtuiError]:
+        """Start every pod's Controller at once; those that could not start (unreachable,
+        a missing workdir), by pod name. The others run; a pod that failed is not retried
+        here (``close()`` closes every Controller either way)."""
+        names = list(self.controllers)
+        outcomes = await asyncio.gather(
+            *(self.controllers[n].start() for n in names), return_exceptions=True
+        )
+        failed: dict[str, OcrtuiError] = {}
+        for name, outcome in zip(names, outcomes, strict=True):
+            if isinstance(outcome, OcrtuiError):
+                failed[name] = outcome
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        return failed
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.close() for c in self.controllers.values()))
+
+    def owner(self, name: str) -> Controller:
+        """The Controller of the pod whose model, service or API arm ``name`` is."""
+        return self.controllers[self.fleet.owner(name).pod.label]
+
+    async def model_url(self, name: str) -> str:
+        return await self.owner(name).model_url(name)
+
+    async def served(self, name: str) -> Served | None:
+        return await self.owner(name).served(name)
+
+    def placement(self, name: str) -> Placement:
+        return self.owner(name).placement(name)
+
+    async def restart(
+        self,
+        name: str,
+        progress: Progress | None = None,
+        *,
+        force: bool = False,
+        serve: ModelConfig | None = None,
+    ) -> None:
+        await self.owner(name).restart(name, progress, force=force, serve=serve)

@@ -3,7 +3,8 @@
 
 ``restart NAME`` takes a model's or a service's name; ``up`` / ``down`` cover both.
 
-Each runs one :class:`Controller` for its duration and returns the exit code; progress
+Each runs one :class:`Controller` per pod (a :class:`FleetController`; cli.py's ``--pod
+NAME`` narrows the fleet to one) for its duration and returns the exit code; progress
 lines ``NAME: step`` go to stdout, errors plus ``hint:`` to stderr. The model servers keep
 running after the command (they are detached on the pod).
 """
@@ -17,11 +18,11 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
-from ocrtui.config import Config, ListenAddress
-from ocrtui.control import Controller
-from ocrtui.errors import LifecycleError
+from ocrtui.config import Fleet, ListenAddress
+from ocrtui.control import Controller, FleetController
+from ocrtui.errors import ConfigError, LifecycleError
 from ocrtui.export import MetricsExporter
-from ocrtui.status import Snapshot, WatchdogStatus
+from ocrtui.status import Snapshot, WatchdogStatus, fleet_json
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S
 from ocrtui.watchdog import Watchdog, WatchdogEvent, gave_up_from_events
 
@@ -30,39 +31,65 @@ def _print_progress(name: str, step: str) -> None:
     print(f"{name}: {step}", flush=True)
 
 
-async def _with_controller(
-    config: Config, demo: bool, body: Callable[[Controller], Awaitable[int]]
-) -> int:
-    ctl = Controller(config, demo=demo)
+PodBody = Callable[[list[Controller]], Awaitable[int]]
+
+
+async def _with_fleet(fleet: Fleet, demo: bool, body: PodBody) -> int:
+    """Start every pod's Controller, run ``body`` over those that started, close them.
+
+    One pod: its failure to start is raised, as ever (exit 3 unreachable, 2 config). Several:
+    each failure is one ``ocrtui: pod NAME: ...`` line on stderr and the others go on; the
+    exit status is the worst of the failures' and the body's."""
+    ctl = FleetController(fleet, demo=demo)
     try:
-        await ctl.start()
-        return await body(ctl)
+        failed = await ctl.start()
+        if failed and not fleet.several:
+            raise next(iter(failed.values()))
+        for name, exc in failed.items():
+            print(f"ocrtui: pod {name}: {exc}", file=sys.stderr)
+        started = [c for n, c in ctl.controllers.items() if n not in failed]
+        code = await body(started) if started else 0
+        return max([code, *(exc.exit_code for exc in failed.values())])
     finally:
         await ctl.close()
 
 
-def _run_operation(
-    config: Config, demo: bool, body: Callable[[Controller], Awaitable[None]]
-) -> int:
-    async def run(ctl: Controller) -> int:
+def _each(fleet: Fleet, demo: bool, one: Callable[[Controller], Awaitable[int]]) -> int:
+    """``one`` on every pod at once (each pod its own link); the worst exit status."""
+
+    async def body(controllers: list[Controller]) -> int:
+        return max(await asyncio.gather(*(one(c) for c in controllers)))
+
+    return asyncio.run(_with_fleet(fleet, demo, body))
+
+
+def _run_operation(fleet: Fleet, demo: bool, op: Callable[[Controller], Awaitable[None]]) -> int:
+    async def one(ctl: Controller) -> int:
         try:
-            await body(ctl)
+            await op(ctl)
         except LifecycleError as exc:
-            print(f"ocrtui: {exc.message}", file=sys.stderr)
+            where = f"pod {ctl.config.pod.label}: " if fleet.several else ""
+            print(f"ocrtui: {where}{exc.message}", file=sys.stderr)
             if exc.hint:
                 print(f"hint: {exc.hint}", file=sys.stderr)
             return exc.exit_code
         return 0
 
-    return asyncio.run(_with_controller(config, demo, run))
+    return _each(fleet, demo, one)
 
 
-def status_command(config: Config, as_json: bool, *, demo: bool = False) -> int:
-    """One snapshot, after one complete health poll that had the agent's data (bounded),
-    and the ready servers' probes (their advisories); a watchdog's ``gave up`` from its
-    events file for each model or service not ready now."""
+def status_command(fleet: Fleet, as_json: bool, *, demo: bool = False) -> int:
+    """One snapshot per pod, after one complete health poll that had the agent's data
+    (bounded), and the ready servers' probes (their advisories); a watchdog's ``gave up``
+    from its events file for each model or service not ready now.
 
-    async def run(ctl: Controller) -> int:
+    A ``[pod]`` file prints its snapshot (``Snapshot.to_json()``, the contract); a
+    ``[[pods]]`` file prints ``{"pods": [...]}``, each entry the pod's snapshot with its
+    ``name`` and ``error`` (why it could not be reached; null when it answered), or the
+    pod's text block under a ``== pod NAME`` line."""
+
+    async def settle(ctl: Controller) -> Snapshot:
+        config = ctl.config
         with contextlib.suppress(TimeoutError):
             await ctl.watcher.wait_informed(FIRST_POLL_WAIT_S)
         await asyncio.gather(*(ctl.served(m.name) for m in config.models))
@@ -74,14 +101,39 @@ def status_command(config: Config, as_json: bool, *, demo: bool = False) -> int:
             unit = now.model(name) or now.service(name)
             if unit is not None and unit.state != "ready":
                 ctl.set_watchdog(name, verdict)
-        snap = ctl.snapshot
-        if as_json:
-            print(json.dumps(snap.to_json(), indent=2))
-        else:
-            print(format_status(snap))
-        return 0
+        return ctl.snapshot
 
-    return asyncio.run(_with_controller(config, demo, run))
+    async def run() -> int:
+        fleet_ctl = FleetController(fleet, demo=demo)
+        try:
+            failed = await fleet_ctl.start()
+            if failed and not fleet.listed:
+                raise next(iter(failed.values()))
+            names = [n for n in fleet_ctl.controllers if n not in failed]
+            snaps = dict(
+                zip(
+                    names,
+                    await asyncio.gather(*(settle(fleet_ctl.controllers[n]) for n in names)),
+                    strict=True,
+                )
+            )
+            for name, exc in failed.items():
+                snaps[name] = fleet_ctl.controllers[name].snapshot
+                print(f"ocrtui: pod {name}: {exc}", file=sys.stderr)
+        finally:
+            await fleet_ctl.close()
+        errors = {n: str(exc) for n, exc in failed.items()}
+        ordered = [(n, snaps[n]) for n in fleet_ctl.controllers]
+        if as_json:
+            out = fleet_json(ordered, errors) if fleet.listed else ordered[0][1].to_json()
+            print(json.dumps(out, indent=2))
+        elif fleet.listed:
+            print("\n".join(f"== pod {n}\n{format_status(s)}" for n, s in ordered))
+        else:
+            print(format_status(ordered[0][1]))
+        return max([0, *(exc.exit_code for exc in failed.values())])
+
+    return asyncio.run(run())
 
 
 def format_status(snap: Snapshot) -> str:
@@ -127,40 +179,49 @@ def _watchdog_lines(w: WatchdogStatus | None) -> list[str]:
     return [f"  watchdog: gave up after {w.restarts} restarts{last}"]
 
 
-def up_command(config: Config, demo: bool = False, *, force: bool = False) -> int:
-    """``force``: start even where the preflight would refuse (each skip is printed)."""
-    return _run_operation(config, demo, lambda ctl: ctl.up(_print_progress, force=force))
+def up_command(fleet: Fleet, demo: bool = False, *, force: bool = False) -> int:
+    """``force``: start even where the preflight would refuse (each skip is printed).
+    Every pod at once, each in its own start order."""
+    return _run_operation(fleet, demo, lambda ctl: ctl.up(_print_progress, force=force))
 
 
-def down_command(config: Config, *, demo: bool = False) -> int:
-    return _run_operation(config, demo, lambda ctl: ctl.down(_print_progress))
+def down_command(fleet: Fleet, *, demo: bool = False) -> int:
+    return _run_operation(fleet, demo, lambda ctl: ctl.down(_print_progress))
 
 
-def restart_command(config: Config, name: str, *, demo: bool = False, force: bool = False) -> int:
-    if not any(s.name == name for s in config.services):
-        config.model(name)  # an unknown name is a usage error (exit 2) before connecting
-    return _run_operation(config, demo, lambda ctl: ctl.restart(name, _print_progress, force=force))
+def restart_command(fleet: Fleet, name: str, *, demo: bool = False, force: bool = False) -> int:
+    """On the pod whose model or service ``name`` is, alone."""
+    # An unknown name (an API arm's too) is a usage error (exit 2) before connecting.
+    if not any(s.name == name for c in fleet.pods for s in c.services):
+        fleet.arms_config().model(name)
+    config = fleet.owner(name)
+    return _run_operation(
+        fleet.only(config.pod.label),
+        demo,
+        lambda ctl: ctl.restart(name, _print_progress, force=force),
+    )
 
 
-def sleep_command(config: Config, name: str, level: int, *, demo: bool = False) -> int:
-    """``ocrtui sleep NAME``: vLLM's sleep mode (ocrtui/vllm/sleep.py); the state it reached."""
-    config.model(name)  # an unknown name is a usage error (exit 2) before connecting
+def sleep_command(fleet: Fleet, name: str, level: int, *, demo: bool = False) -> int:
+    """``ocrtui sleep NAME``: vLLM's sleep mode (ocrtui/vllm/sleep.py) on the pod whose model
+    ``name`` is; the state it reached."""
+    fleet.arms_config().model(name)  # an unknown name is a usage error (exit 2) before connecting
 
     async def body(ctl: Controller) -> None:
         await ctl.sleep(name, level, _print_progress)
         _print_progress(name, _sleep_line(ctl.snapshot, name))
 
-    return _run_operation(config, demo, body)
+    return _run_operation(fleet.only(fleet.owner(name).pod.label), demo, body)
 
 
-def wake_command(config: Config, name: str, *, demo: bool = False) -> int:
-    config.model(name)
+def wake_command(fleet: Fleet, name: str, *, demo: bool = False) -> int:
+    fleet.arms_config().model(name)
 
     async def body(ctl: Controller) -> None:
         await ctl.wake(name)
         _print_progress(name, _sleep_line(ctl.snapshot, name))
 
-    return _run_operation(config, demo, body)
+    return _run_operation(fleet.only(fleet.owner(name).pod.label), demo, body)
 
 
 def _sleep_line(snap: Snapshot, name: str) -> str:
@@ -169,10 +230,16 @@ def _sleep_line(snap: Snapshot, name: str) -> str:
     return m.sleep_text or f"awake ({m.state}), {m.used_mib} MiB on the GPU"
 
 
-def export_command(config: Config, address: ListenAddress, *, demo: bool = False) -> int:
-    """Serve the metrics endpoint until SIGINT or SIGTERM (exit 0); the bound URL first."""
+def export_command(fleet: Fleet, address: ListenAddress, *, demo: bool = False) -> int:
+    """Serve the metrics endpoint until SIGINT or SIGTERM (exit 0); the bound URL first.
+    One pod's metrics: with several, ``--pod NAME`` says which."""
+    if fleet.several:
+        raise ConfigError(
+            f"export serves one pod's metrics: name one with --pod ({', '.join(fleet.names)})"
+        )
 
-    async def run(ctl: Controller) -> int:
+    async def run(controllers: list[Controller]) -> int:
+        (ctl,) = controllers
         exporter = MetricsExporter(lambda: ctl.snapshot)
         bound = exporter.serve(address)
         try:
@@ -182,48 +249,71 @@ def export_command(config: Config, address: ListenAddress, *, demo: bool = False
             await exporter.close()
         return 0
 
-    return asyncio.run(_with_controller(config, demo, run))
+    return asyncio.run(_with_fleet(fleet, demo, run))
 
 
-def watch_command(config: Config, *, demo: bool = False) -> int:
-    """Run the watchdog until SIGINT or SIGTERM (exit 0); each event's JSON line on stdout
-    as it is appended to the events file."""
+def watch_command(fleet: Fleet, *, demo: bool = False) -> int:
+    """Run a watchdog on every pod until SIGINT or SIGTERM (exit 0); each event's JSON line
+    on stdout as it is appended to the events file (model and service names say the pod)."""
 
     def show(event: WatchdogEvent) -> None:
         print(event.line(), flush=True)
 
-    async def run(ctl: Controller) -> int:
-        with contextlib.suppress(TimeoutError):
-            await ctl.watcher.wait_informed(FIRST_POLL_WAIT_S)
-        dog = Watchdog(ctl, config.watchdog, on_event=show)
-        dog.start()
+    async def run(controllers: list[Controller]) -> int:
+        await asyncio.gather(
+            *(_informed(ctl) for ctl in controllers),
+        )
+        settings = fleet.pods[0].watchdog
+        dogs = [Watchdog(ctl, settings, on_event=show) for ctl in controllers]
+        for dog in dogs:
+            dog.start()
         try:
-            print(f"watching; events in {config.watchdog.events_path}", flush=True)
+            print(f"watching; events in {settings.events_path}", flush=True)
             await _until_signalled()
         finally:
-            await dog.close()
+            await asyncio.gather(*(dog.close() for dog in dogs))
         return 0
 
-    return asyncio.run(_with_controller(config, demo, run))
+    return asyncio.run(_with_fleet(fleet, demo, run))
 
 
-def adopt_command(config: Config, *, demo: bool = False) -> int:
-    """The vLLM servers on the pod that no ``[[models]]`` names, each with its block to
-    paste (``vllm/adopt.py``); exit 0, also when there are none."""
+async def _informed(ctl: Controller) -> None:
+    with contextlib.suppress(TimeoutError):
+        await ctl.watcher.wait_informed(FIRST_POLL_WAIT_S)
 
-    async def run(ctl: Controller) -> int:
-        with contextlib.suppress(TimeoutError):
-            await ctl.watcher.wait_informed(FIRST_POLL_WAIT_S)
+
+def adopt_command(fleet: Fleet, *, demo: bool = False) -> int:
+    """The vLLM servers on each pod that no ``[[models]]`` names, each with its block to
+    paste (``vllm/adopt.py``; several pods: under a ``# pod NAME`` line); exit 0, also when
+    there are none."""
+
+    async def one(ctl: Controller) -> str | None:
+        await _informed(ctl)
         if ctl.monitor.view.sample is None:
-            print("ocrtui: no agent sample from the pod: cannot list its servers", file=sys.stderr)
-            return 1
+            return None
         found = ctl.strangers()
         if not found:
-            print("# no vLLM server on the pod that the config does not name")
-        print("\n".join(s.block() for s in found), end="")
-        return 0
+            return "# no vLLM server on the pod that the config does not name\n"
+        return "".join(s.block() for s in found)
 
-    return asyncio.run(_with_controller(config, demo, run))
+    async def run(controllers: list[Controller]) -> int:
+        blocks = await asyncio.gather(*(one(c) for c in controllers))
+        code = 0
+        for ctl, block in zip(controllers, blocks, strict=True):
+            where = f"pod {ctl.config.pod.label}" if fleet.several else "the pod"
+            if block is None:
+                print(
+                    f"ocrtui: no agent sample from {where}: cannot list its servers",
+                    file=sys.stderr,
+                )
+                code = 1
+                continue
+            if fleet.several:
+                print(f"# pod {ctl.config.pod.label}")
+            print(block, end="")
+        return code
+
+    return asyncio.run(_with_fleet(fleet, demo, run))
 
 
 async def _until_signalled() -> None:

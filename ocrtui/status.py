@@ -8,7 +8,8 @@ only ever added.
 Status types (`ocrtui/status.py`: `Snapshot`, `PodStatus`, `GpuStatus`, `ModelShare`,
 `ProcessStatus`, `OrphanStatus`, `ModelStatus`, `ModelState`) are frozen dataclasses;
 `Snapshot.to_json()` is
-the `ocrtui status --json` contract (keys are only added). `ModelStatus` beyond the contract
+the `ocrtui status --json` contract (keys are only added); `fleet_json` is that of a
+`[[pods]]` config, a list of them. `ModelStatus` beyond the contract
 fields: `stage` (startup stage while `starting`; `"stopping"` while `down` with a stop in
 progress), `hint`, metrics, `planned_mib`, `used_mib`, `last_lines` (log tail when
 `crashed`), `max_model_len`, `started_s` / `last_start_s` (while starting: since the launch;
@@ -243,3 +244,14 @@ class Snapshot:
             if s.name == name:
                 return s
         return None
+
+
+def fleet_json(snaps: list[tuple[str, Snapshot]], errors: dict[str, str]) -> dict[str, Any]:
+    """``status --json`` of a ``[[pods]]`` config: ``{"pods": [...]}``, every pod in config
+    order, each its snapshot's ``to_json()`` with its ``name`` and ``error`` (why it could
+    not be reached; None when it answered)."""
+    return {
+        "pods": [
+            {"name": name, "error": errors.get(name), **snap.to_json()} for name, snap in snaps
+        ]
+    }

@@ -82,7 +82,7 @@ def test_start_order_then_file_order(tmp_path: Path) -> None:
         (('name = "b"', 'name = "a"'), "models[1].name 'a' duplicates models[0].name"),
         (('kind = "local"', 'kind = "ssh"'), "pod: Value error, kind = 'ssh' needs 'host'"),
         (('kind = "local"', 'kind = "ftp"'), "pod.kind: Input should be 'ssh' or 'local'"),
-        (("[pod]", "[pods]"), "pods: unknown key (and 1 more)"),
+        (("[pod]", "[pods]"), "pods: expected [[pods]] tables, one per pod (one pod: [pod])"),
     ],
 )
 def test_invalid_config_names_file_and_key(

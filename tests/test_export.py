@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from ocrtui.cli import main
-from ocrtui.config import ExportConfig, ListenAddress, parse_listen
+from ocrtui.config import ExportConfig, Fleet, ListenAddress, parse_listen
 from ocrtui.errors import ConfigError
 from ocrtui.export import MetricsExporter
 from ocrtui.status import ModelStatus, PodStatus, Snapshot
@@ -144,7 +144,7 @@ def test_the_dashboard_serves_the_endpoint_while_it_runs(
             seen.append((await client.get(f"http://127.0.0.1:{port}/metrics")).text)
 
     monkeypatch.setattr(tui_app.OcrtuiApp, "run_async", run_async)
-    assert tui_app.run_dashboard(config, readonly=True, demo=True) == 0
+    assert tui_app.run_dashboard(Fleet((config,)), readonly=True, demo=True) == 0
     assert 'ocrtui_model_state{model="demo-rapidocr",ocrtui_model_state="down"} 1.0' in seen[0]
     with pytest.raises(httpx.ConnectError):  # closed with the dashboard
         httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)

@@ -29,7 +29,8 @@ recorded; each outcome says whether it is `transient` or `fatal` for the model),
 `stream_stats` (streamed timings summarised with `vllm bench serve`'s percentiles and
 names, per phase in bounded memory: `StreamTally`; the one percentile), `gate`
 (`RunGate`: the link's and each model's pauses, `SnapshotGate` over the Controller's
-snapshots, with `--auto-restart` through its `restart`), `scoring`
+snapshots, with `--auto-restart` through its `restart`; `PodsGate` over one per pod when the
+arms are on several pods, a pod's link pausing only its arms), `scoring`
 (normalization, CER, critical strings, flags; `score_structure` for what CER cannot see),
 `tables` (TEDS/TEDS-S of HTML or Markdown tables), `formulas` (normalised LaTeX edit
 distance per display formula), `page_tests` (tests by tag and their pass rates),
@@ -74,10 +75,12 @@ validate_request(config, request)   # -> CompareConfig; InputError/ConfigError (
 setup = await asyncio.to_thread(resolve, config, request)   # RunSetup: documents (specs),
 #   models (ModelConfigs), settings, run_dir, info (run.json), label; blocking (run.json,
 #   suite, folders, the sample suite the first time); validates first
-gate = gate_for(setup, ctl, config.ui.refresh_s)  # SnapshotGate; the run closes it
+gate = gate_for(setup, [ctl], config.ui.refresh_s)  # SnapshotGate (several pods' Controllers:
+#   PodsGate); the run closes it
 run = await start_comparison(setup, model_url, gate)   # model_url: async name -> base URL
-#   (Controller.model_url); /health of each model (PodUnreachable, exit 3), then the run
-#   directory is created (or resumed, off the loop) and the run started
+#   (Controller.model_url; FleetController.model_url across pods); /health of each model
+#   (PodUnreachable, exit 3), then the run directory is created (or resumed, off the loop)
+#   and the run started
 async for ev in run.subscribe():   # compact history first, then live events; ends after RunDone
     ...
 run.cancel()                       # RunDone(cancelled=True) follows; summary/report still written

@@ -6,7 +6,9 @@ format), the serve flags read from the running server's argv, the vLLM/transform
 versions, and the advisories on them (``vllm/served.py`` probes the server; without a probe
 the flags and versions are recorded as unknown). :func:`arm_record` (a :class:`VllmArm`;
 :class:`ApiArm` for a document API) is summary.json's ``models.NAME.arm`` (``to_json()``);
-its ``label`` (:func:`arm_label`) names the arm in report.md,
+``placement`` says which pod and GPU served it (``to_json()``'s ``pod`` and ``gpu``, shown in
+report.md's Arms section and the comparison screen's header); its ``label``
+(:func:`arm_label`) names the arm in report.md,
 report.html and the comparison screen, e.g. ``GLM-OCR · model only, full page, no layout ·
 MTP 3 · vLLM 0.30.0``.
 """
@@ -19,7 +21,7 @@ from dataclasses import asdict, dataclass
 from ocrtui.compare.profiles import prompt_for, render_target
 from ocrtui.config import ApiArmConfig, CompareConfig, ModelConfig
 from ocrtui.published import PROFILES
-from ocrtui.status import AdvisoryStatus
+from ocrtui.status import AdvisoryStatus, Snapshot
 from ocrtui.vllm.advisories import Versions, advisories, to_status
 from ocrtui.vllm.flags import json_option, recipe_for, serve_options
 from ocrtui.vllm.served import Served
@@ -100,6 +102,28 @@ class ArmProfile:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where an arm's server ran: the pod's name and its GPU as the pod's snapshot names
+    it (e.g. ``GPU 0 NVIDIA A40``; None before the agent's first sample)."""
+
+    pod: str
+    gpu: str | None
+
+    @classmethod
+    def of(cls, snapshot: Snapshot, name: str) -> Placement:
+        """Model ``name`` in its pod's snapshot: the GPU its plan is on, else one it holds
+        memory on."""
+        shares = [(g, s) for g in snapshot.gpus for s in g.models if s.name == name]
+        planned = [g for g, s in shares if s.planned_mib is not None]
+        holding = [g for g, s in shares if s.used_mib > 0]
+        gpu = next(iter(planned or holding), None)
+        return cls(snapshot.pod.label, f"GPU {gpu.index} {gpu.name}" if gpu else None)
+
+    def text(self) -> str:
+        return f"pod {self.pod}, {self.gpu or 'GPU ?'}"
+
+
+@dataclass(frozen=True)
 class VllmArm:
     """What a vLLM model ran as; ``serve_argv`` None when unknown (redacted otherwise)."""
 
@@ -109,6 +133,7 @@ class VllmArm:
     serve_argv: tuple[str, ...] | None
     versions: Versions
     advisories: tuple[AdvisoryStatus, ...]
+    placement: Placement | None = None  # None: the run had no view of the pod
 
     def to_json(self) -> dict[str, object]:
         v = self.versions
@@ -132,6 +157,8 @@ class VllmArm:
                 "error": v.error,
             },
             "advisories": [asdict(a) for a in self.advisories],
+            "pod": self.placement.pod if self.placement else None,
+            "gpu": self.placement.gpu if self.placement else None,
         }
 
 
@@ -157,7 +184,12 @@ class ApiArm:
 ArmRecord = VllmArm | ApiArm
 
 
-def arm_record(model: ModelConfig, settings: CompareConfig, served: Served | None) -> VllmArm:
+def arm_record(
+    model: ModelConfig,
+    settings: CompareConfig,
+    served: Served | None,
+    placement: Placement | None = None,
+) -> VllmArm:
     """What one model runs with (summary.json's ``arm``: ``to_json()``)."""
     profile = PROFILES[model.profile]
     render = render_target(model)
@@ -185,6 +217,7 @@ def arm_record(model: ModelConfig, settings: CompareConfig, served: Served | Non
         serve_argv=tuple(redacted(argv)) if argv is not None else None,
         versions=versions,
         advisories=found,
+        placement=placement,
     )
 
 

@@ -36,12 +36,19 @@ from ocrtui.compare.events import (
     phase_key,
 )
 from ocrtui.compare.gate import RunGate
-from ocrtui.compare.launch import CompareRequest, ModelUrl, Restart, RunSetup, ServedOf
+from ocrtui.compare.launch import (
+    CompareRequest,
+    ModelUrl,
+    PlacementOf,
+    Restart,
+    RunSetup,
+    ServedOf,
+)
 from ocrtui.compare.progress import ArmProgress, ArmTally
 from ocrtui.compare.results import DocumentStats
 from ocrtui.compare.runner import CompareRun
 from ocrtui.compare.variants import parse_variants
-from ocrtui.config import Config, ModelConfig
+from ocrtui.config import Fleet, ModelConfig
 
 OnProgress = Callable[[ArmProgress], None]
 
@@ -67,8 +74,10 @@ def request_from_args(args: argparse.Namespace) -> CompareRequest:
     )
 
 
-def compare_command(config: Config, args: argparse.Namespace, demo: bool) -> int:
-    setup = launch.resolve(config, request_from_args(args))
+def compare_command(fleet: Fleet, args: argparse.Namespace, demo: bool) -> int:
+    """The arms may be on different pods (``[[pods]]``): each pod of an arm is connected,
+    and one pod's outage pauses only its arms (``launch.gate_for``)."""
+    setup = launch.resolve(fleet.arms_config(), request_from_args(args))
     if setup.skipped_tests:
         reasons = ", ".join(f"{why}: {n}" for why, n in setup.skipped_tests.items())
         print(
@@ -82,26 +91,34 @@ def compare_command(config: Config, args: argparse.Namespace, demo: bool) -> int
             # Imported here: only the dashboard imports Textual, and only when it opens.
             from ocrtui.tui.app import run_comparison_dashboard
 
-            return run_comparison_dashboard(config, setup, demo=demo)
+            return run_comparison_dashboard(fleet, setup, demo=demo)
         print("ocrtui: stdout is not a terminal; comparing headless", file=sys.stderr)
-    return asyncio.run(_with_controller(config, setup, demo))
+    return asyncio.run(_with_controller(fleet.of(m.name for m in setup.models), setup, demo))
 
 
-async def _with_controller(config: Config, setup: RunSetup, demo: bool) -> int:
-    from ocrtui.control import Controller
+async def _with_controller(fleet: Fleet, setup: RunSetup, demo: bool) -> int:
+    """The run over the pods of its arms (``fleet``), each pod its own Controller."""
+    from ocrtui.control import FleetController
     from ocrtui.export import MetricsExporter
 
-    ctl = Controller(config, demo=demo)
+    ctl = FleetController(fleet, demo=demo)
     console = Console()
-    # [export] listen: the pod's series and this run's arms, while the run goes on.
-    exporter = MetricsExporter(lambda: ctl.snapshot)
-    if config.export.address is not None:
-        exporter.serve(config.export.address)
+    # [export] listen: the first pod's series (as in the dashboard) and this run's arms,
+    # while the run goes on.
+    first = next(iter(ctl.controllers.values()))
+    exporter = MetricsExporter(lambda: first.snapshot)
+    if fleet.pods[0].export.address is not None:
+        exporter.serve(fleet.pods[0].export.address)
     try:
-        await ctl.start()
+        failed = await ctl.start()
+        if failed:
+            raise next(iter(failed.values()))  # every arm's pod is needed
+        pods = list(ctl.controllers.values())
         if demo:
-            await ctl.up(lambda name, step: say(console, f"{name}: {step}"))
-        gate = launch.gate_for(setup, ctl, config.ui.refresh_s)  # the run closes it
+            await asyncio.gather(
+                *(c.up(lambda n, step: say(console, f"{n}: {step}")) for c in pods)
+            )
+        gate = launch.gate_for(setup, pods, fleet.pods[0].ui.refresh_s)  # the run closes it
 
         async def restart(name: str, serve: ModelConfig | None) -> None:
             await ctl.restart(name, lambda n, step: say(console, f"{n}: {step}"), serve=serve)
@@ -114,6 +131,7 @@ async def _with_controller(config: Config, setup: RunSetup, demo: bool) -> int:
             ctl.served,
             restart,
             on_progress=exporter.arm_progress,
+            placement=ctl.placement,
         )
     finally:
         await exporter.close()
@@ -132,6 +150,7 @@ async def run_headless(
     restart: Restart | None = None,
     *,
     on_progress: OnProgress | None = None,
+    placement: PlacementOf | None = None,
 ) -> int:
     """Run the comparison, its progress on the console; ``on_progress`` gets each arm's
     progress as it changes (the metrics endpoint's ``MetricsExporter.arm_progress``)."""
@@ -143,6 +162,7 @@ async def run_headless(
         served=served,
         note=lambda line: say(out, line, "yellow"),
         restart=restart,
+        placement=placement,
     )
     try:
         await _show(run, out, on_progress)

@@ -9,6 +9,10 @@ the run closes it when it ends. A model asleep (vLLM's sleep mode) is ``ready`` 
 too, until it wakes.
 With ``restart`` given (``ocrtui compare --auto-restart``), a model seen ``crashed`` is
 restarted through it, at most ``MAX_RESTARTS`` times per run.
+
+Arms on different pods (``[[pods]]``): :class:`PodsGate` holds one SnapshotGate per pod and
+turns a pod's link pause into a pause of that pod's models (``link down (pod NAME)``), so
+one pod's outage holds only its own arms' requests.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 from ocrtui.status import Snapshot
@@ -101,7 +105,11 @@ class SnapshotGate:
         return key in self._pauses or self._last_paused.get(key, float("-inf")) >= t
 
     async def changed(self) -> None:
-        await self._changed.wait()
+        await self.next_change().wait()
+
+    def next_change(self) -> asyncio.Event:
+        """The event the next update sets (taken now: an update after this call sets it)."""
+        return self._changed
 
     def restarts(self, model: str) -> int:
         return self._restarts.get(model, 0)
@@ -167,3 +175,46 @@ class SnapshotGate:
             self._restart_error[name] = str(exc) or type(exc).__name__
         finally:
             self._restarting.pop(name, None)
+
+
+class PodsGate:
+    """A RunGate over several pods' gates, each with the models served there."""
+
+    def __init__(self, gates: Sequence[tuple[str, SnapshotGate, tuple[str, ...]]]) -> None:
+        """``gates``: (pod name, its gate, its models)."""
+        self._gates = tuple(gates)
+
+    @property
+    def grace_s(self) -> float:
+        return max(g.grace_s for _, g, _ in self._gates)
+
+    def pauses(self) -> Mapping[str | None, str]:
+        out: dict[str | None, str] = {}
+        for pod, gate, models in self._gates:
+            pauses = gate.pauses()
+            for key, reason in pauses.items():
+                if key is not LINK:
+                    out[key] = reason
+            if LINK in pauses:
+                for model in models:
+                    out[model] = f"{pauses[LINK]} (pod {pod})"
+        return out
+
+    def paused_since(self, key: str | None, t: float) -> bool:
+        for _, gate, models in self._gates:
+            if key in models:
+                return gate.paused_since(key, t) or gate.paused_since(LINK, t)
+        return False  # no pod's link pauses every model: a link outage is a model's pause
+
+    async def changed(self) -> None:
+        # Each gate's event is taken now, not when a task first runs: an update in between
+        # must not be missed.
+        waits = [asyncio.ensure_future(g.next_change().wait()) for _, g, _ in self._gates]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(g.close() for _, g, _ in self._gates))

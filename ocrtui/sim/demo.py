@@ -5,6 +5,10 @@ The servers are started by the lifecycle layer through the same code as real vLL
 OCR engine that really answers (``demo-rapidocr``, ``demo-tesseract``), while the model ids
 and request profiles are the seed's, so memory, prompts and context lengths behave like
 GLM-OCR and LightOnOCR-2. Ports 18000/18001 never clash with a real vLLM on 8000/8001.
+
+``demo_pods(2)`` (``ocrtui demo --pods 2``) is the same two servers on two pods of this
+machine, one each, the second with a simulated H100 of its own: the fleet screen and a
+comparison with its arms on different pods, without a second machine.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from ocrtui.config import CompareConfig, Config, ModelConfig, PodConfig
 from ocrtui.sim.gpu import SimGpu
 
 STARTUP_S = "3"
+H100_MIB = 81559  # what nvidia-smi reports for an H100 80GB HBM3
 _ENV = {"PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK": "True"}
 
 
@@ -81,3 +86,22 @@ def demo_config() -> Config:
     # CPU OCR is slow: fewer warm runs and throughput requests than on a GPU.
     compare = CompareConfig(warm_runs=3, throughput_requests=5)
     return Config(pod=pod, models=(glm, lighton), compare=compare)
+
+
+def demo_pods(count: int) -> tuple[Config, ...]:
+    """The demo as one pod (both servers) or two (one server each)."""
+    one = demo_config()
+    if count == 1:
+        return (one,)
+    first, second = one.models
+    workdir = demo_dir() / "pod-2"
+    gpu_dir = workdir / "gpu"
+    if not (gpu_dir / "device.json").is_file():
+        SimGpu.create(gpu_dir, name="NVIDIA H100 80GB HBM3 (simulated)", total_mib=H100_MIB)
+    pod = one.pod.model_copy(
+        update={"name": "demo-2", "workdir": str(workdir), "sim_gpu": str(gpu_dir)}
+    )
+    return (
+        one.model_copy(update={"models": (first,)}),
+        Config(pod=pod, models=(second,), compare=one.compare),
+    )

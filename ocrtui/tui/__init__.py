@@ -22,7 +22,8 @@ app.py          OcrtuiApp; run_dashboard(), run_comparison_dashboard() (`ocrtui 
                 save_screenshot_headless() (the CLI entry points)
 source.py       PodSource: the Controller's interface as a Protocol; ReplaySource (recorded
                 Snapshots, for snapshot tests and benchmarks)
-screens/        dashboard.py, compare.py, dialogs.py (confirm, launcher, help)
+screens/        dashboard.py (one pod's), fleet.py (every pod of a [[pods]] config, shown
+                first with several), compare.py, dialogs.py (confirm, launcher, help)
 widgets/        header, gpu_panel (bars + keyed process table), model_card, log_pane
                 (FollowingLog: follows the tail until scrolled up), format (pure helpers, and
                 ``visible``: the one gate for outside text)
@@ -34,6 +35,11 @@ themes.py       theme files (TOML, pydantic-validated) and the ui-state.toml fil
 messages.py     OperationProgress, LogTail (workers -> screens)
 ```
 
+- Several pods (``more_pods``): one ``PodSlot`` (config, source), dashboard and watchdog per
+  pod; ``app.config`` / ``source`` / ``dashboard`` are the current pod's, ``pod_of(name)``
+  finds the pod of a model, service or API arm, and operations, progress and log tails go
+  to that pod's. The launcher and the comparison see every pod's arms
+  (``Fleet.arms_config``).
 - The app owns the source and every worker: connecting (+ `up` for the demo),
   lifecycle operations (one worker group per model, so a second press can't cancel the
   first), log tails, the comparison. `App.on_worker_state_changed` is the one place a

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -26,14 +26,15 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.worker import Worker, WorkerFailed, WorkerState
 
-from ocrtui.config import ApiArmConfig, Config
+from ocrtui.config import ApiArmConfig, Config, Fleet
 from ocrtui.export import MetricsExporter
 from ocrtui.tui.messages import LogTail, OperationProgress
 from ocrtui.tui.run_view import RunView
 from ocrtui.tui.screens.compare import CompareScreen
 from ocrtui.tui.screens.dashboard import DashboardScreen
 from ocrtui.tui.screens.dialogs import DIALOG_CSS, ConfirmDialog
-from ocrtui.tui.source import PodSource
+from ocrtui.tui.screens.fleet import FleetScreen
+from ocrtui.tui.source import PodSlot, PodSource
 from ocrtui.tui.themes import (
     BUILTIN_THEME_DIR,
     default_state_path,
@@ -74,27 +75,68 @@ class OcrtuiApp(App[int]):
         start_servers: bool = False,
         state_path: Path | None = None,
         compare: RunSetup | None = None,
+        more_pods: Sequence[PodSlot] = (),
         metrics: MetricsExporter | None = None,
     ) -> None:
+        """``config`` and ``source``: the (first) pod; ``more_pods``: the others of a
+        ``[[pods]]`` config, which opens on the fleet screen; ``metrics``: the ``[export]``
+        endpoint a comparison's progress is fed to."""
         super().__init__()
         self.metrics = metrics  # [export]: its comparison series are fed from the run's events
-        self.config = config
-        self.source = source
+        self.pods = {p.name: p for p in (PodSlot(config, source), *more_pods)}
+        self.fleet = Fleet(tuple(p.config for p in self.pods.values()))
+        self.current = next(iter(self.pods))  # the pod whose dashboard is, or was last, shown
         self.readonly = readonly
         self.start_servers = start_servers
         self.state_path = state_path or default_state_path()
-        self.dashboard = DashboardScreen()
+        self.dashboards = {name: DashboardScreen(pod) for name, pod in self.pods.items()}
         self.run_view: RunView | None = None
         self.compare_run: CompareRun | None = None
         self.compare_error: BaseException | None = None  # the comparison could not start
         self._initial_compare = compare  # `ocrtui compare` on a terminal: opened on its run
-        self._connecting: Worker[None] | None = None
-        self.source_error: BaseException | None = None  # connecting failed
-        self._power_offered = False  # the start of a stopped pod was offered in this outage
+        self._connecting: dict[str, Worker[None]] = {}
+        self.source_error: BaseException | None = None  # connecting failed (a pod's first)
+        self._power_offered: set[str] = set()  # pods whose start was offered in this outage
         self._theme_ready = False
         self._state_lock = threading.Lock()
-        # Off until `w` (dashboard.watchdog); `ocrtui watch` is the headless one.
-        self.watchdog = Watchdog(source, config.watchdog, on_event=self._watchdog_event)
+        # Off until `w` (dashboard.watchdog), one per pod; `ocrtui watch` is the headless one.
+        self.watchdogs = {
+            name: Watchdog(pod.source, config.watchdog, on_event=self._watchdog_event)
+            for name, pod in self.pods.items()
+        }
+
+    @property
+    def config(self) -> Config:
+        """The current pod's config (its [ui], [compare] ... are every pod's)."""
+        return self.pods[self.current].config
+
+    @property
+    def source(self) -> PodSource:
+        return self.pods[self.current].source
+
+    @property
+    def dashboard(self) -> DashboardScreen:
+        return self.dashboards[self.current]
+
+    @property
+    def watchdog(self) -> Watchdog:
+        return self.watchdogs[self.current]
+
+    def pod_of(self, name: str) -> PodSlot:
+        """The pod of a model, service or API arm (names are unique across the fleet)."""
+        return self.pods[self.fleet.owner(name).pod.label]
+
+    def show_pod(self, name: str) -> None:
+        """That pod's dashboard, in place of the dashboard shown (or above the fleet)."""
+        self.current = name
+        if isinstance(self.screen, DashboardScreen):
+            self.switch_screen(f"pod:{name}")
+        else:
+            self.push_screen(f"pod:{name}")
+
+    def show_fleet(self) -> None:
+        while not isinstance(self.screen, FleetScreen) and len(self.screen_stack) > 2:
+            self.pop_screen()
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -102,8 +144,14 @@ class OcrtuiApp(App[int]):
         self._load_themes()
         if self.config.ui.keymap:
             self.set_keymap(dict(self.config.ui.keymap))
-        self.push_screen(self.dashboard)
-        self._connecting = self._connect()
+        for name, dashboard in self.dashboards.items():
+            self.install_screen(dashboard, f"pod:{name}")
+        if self.fleet.several:
+            self.push_screen(FleetScreen())
+        else:
+            self.push_screen(self.dashboard)
+        for name in self.pods:
+            self._connecting[name] = self._connect(name)
         if self._initial_compare is not None:
             self.start_comparison(self._initial_compare)
 
@@ -125,7 +173,8 @@ class OcrtuiApp(App[int]):
     def _theme_changed(self, _theme: object) -> None:
         if not self._theme_ready:
             return
-        self.dashboard.restyle()
+        for dashboard in self.dashboards.values():
+            dashboard.restyle()
         self._remember_theme()
 
     @work(thread=True, group="ui-state", exit_on_error=False, description="theme")
@@ -140,20 +189,40 @@ class OcrtuiApp(App[int]):
                 self.notify, f"cannot remember the theme: {exc}", severity="warning"
             )
 
-    @work(group="source", exclusive=True, exit_on_error=False, description="connecting")
-    async def _connect(self) -> None:
-        await self.source.start()
-        if self.start_servers and not self.readonly:
+    def _connect(self, pod: str) -> Worker[None]:
+        slot = self.pods[pod]
+
+        async def connect() -> None:
+            await slot.source.start()
+            if self.start_servers and not self.readonly:
+                try:
+                    await slot.source.up(self._progress)
+                finally:
+                    for name in [m.name for m in slot.config.models + slot.config.services]:
+                        self.dashboards[pod].post_message(OperationProgress(name, None))
+
+        return self.run_worker(
+            connect(),
+            name=f"connecting to {pod}",
+            group=f"source:{pod}",
+            exclusive=True,
+            exit_on_error=False,
+            description="connecting",
+        )
+
+    async def _connected(self, names: Iterable[str]) -> None:
+        """Until the pods of these models or API arms are connected (their URLs; the demo's
+        servers); a failure to connect is raised."""
+        for pod in {self.pod_of(n).name for n in names}:
             try:
-                await self.source.up(self._progress)
-            finally:
-                for name in [m.name for m in self.config.models + self.config.services]:
-                    self.dashboard.post_message(OperationProgress(name, None))
+                await self._connecting[pod].wait()
+            except WorkerFailed as exc:
+                raise exc.error from None
 
     # -- lifecycle operations (each in its own worker, one per model at a time) ---------
 
     def _progress(self, model: str, step: str) -> None:
-        self.dashboard.post_message(OperationProgress(model, step))
+        self.dashboards[self.pod_of(model).name].post_message(OperationProgress(model, step))
 
     @work(group="watchdog", exclusive=True, exit_on_error=False, description="watchdog")
     async def toggle_watchdog(self) -> None:
@@ -167,7 +236,7 @@ class OcrtuiApp(App[int]):
     def _watchdog_event(self, event: WatchdogEvent) -> None:
         gave_up = event.outcome.startswith("gave up")
         line = f"{event.time} {event.model} {event.why}: {event.outcome}"
-        self.dashboard.show_watchdog_event(line)
+        self.dashboards[self.pod_of(event.model).name].show_watchdog_event(line)
         self.notify(
             line,
             title="Watchdog",
@@ -176,10 +245,12 @@ class OcrtuiApp(App[int]):
         )
 
     def restart_model(self, name: str) -> None:
-        self._operation(name, "restart", lambda: self.source.restart(name, self._progress))
+        source = self.pod_of(name).source
+        self._operation(name, "restart", lambda: source.restart(name, self._progress))
 
     def stop_model(self, name: str) -> None:
-        self._operation(name, "stop", lambda: self.source.stop_model(name, self._progress))
+        source = self.pod_of(name).source
+        self._operation(name, "stop", lambda: source.stop_model(name, self._progress))
 
     def sleep_model(self, name: str) -> None:
         self._operation(name, "sleep", lambda: self.source.sleep(name, 1, self._progress))
@@ -193,7 +264,7 @@ class OcrtuiApp(App[int]):
             try:
                 await call()
             finally:
-                self.dashboard.post_message(OperationProgress(name, None))
+                self._progress_done(name)
             self.notify(f"{name}: {verb} done", title=verb.capitalize())
 
         self.run_worker(
@@ -204,6 +275,9 @@ class OcrtuiApp(App[int]):
             exit_on_error=False,
         )
 
+    def _progress_done(self, name: str) -> None:
+        self.dashboards[self.pod_of(name).name].post_message(OperationProgress(name, None))
+
     @work(group="orphans", exclusive=True, exit_on_error=False, description="kill orphans")
     async def kill_orphans(self) -> None:
         killed = await self.source.kill_orphans()
@@ -213,35 +287,44 @@ class OcrtuiApp(App[int]):
 
     @work(group="log", exclusive=True, exit_on_error=False, description="log tail")
     async def fetch_log(self, name: str) -> None:
-        lines = await self.source.log_tail(name, LOG_LINES)
-        self.dashboard.post_message(LogTail(name, lines))
+        lines = await self.pod_of(name).source.log_tail(name, LOG_LINES)
+        self.dashboards[self.pod_of(name).name].post_message(LogTail(name, lines))
 
     # -- the pod's power ([pod.provider]) ----------------------------------------------------
 
-    def note_link(self, connection: str, power: str | None) -> None:
-        """From each applied snapshot: a link that keeps failing on a pod the provider calls
-        stopped gets the start offered (once per outage)."""
+    def note_link(self, pod: str, connection: str, power: str | None) -> None:
+        """From each applied snapshot of ``pod``: a link that keeps failing on a pod the
+        provider calls stopped gets the start offered (once per outage)."""
         if connection == "connected":
-            self._power_offered = False
+            self._power_offered.discard(pod)
         elif connection in ("lost", "reconnecting") and power == "stopped":
-            self.offer_pod_start()
+            self.offer_pod_start(pod)
 
-    @work(group="power", exclusive=True, exit_on_error=False, description="pod power")
-    async def offer_pod_start(self) -> None:
+    def offer_pod_start(self, pod: str) -> None:
+        self.run_worker(
+            self._offer_pod_start(pod),
+            name=f"pod power {pod}",
+            group=f"power:{pod}",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    async def _offer_pod_start(self, pod: str) -> None:
         """The SSH link failed: ask the provider; when it says stopped, say so and offer the
         start (a confirmation, Cancel default) instead of retrying silently."""
-        if self._power_offered or self.config.pod.provider is None:
+        slot = self.pods[pod]
+        provider = slot.config.pod.provider
+        if pod in self._power_offered or provider is None:
             return
-        state = await self.source.power_state()
-        if state is None or state.state != "stopped" or self._power_offered:
+        state = await slot.source.power_state()
+        if state is None or state.state != "stopped" or pod in self._power_offered:
             return
-        self._power_offered = True
-        label = self.config.pod.label
-        if self.readonly or self.config.pod.provider.start_command is None:
+        self._power_offered.add(pod)
+        if self.readonly or provider.start_command is None:
             why = "read-only" if self.readonly else "no start_command in [pod.provider]"
             self.notify(
                 f"{visible(state.detail)} ({why})",
-                title=f"Pod {label} is stopped",
+                title=f"Pod {pod} is stopped",
                 timeout=30,
                 markup=False,
             )
@@ -253,23 +336,30 @@ class OcrtuiApp(App[int]):
 
         def done(confirmed: bool | None) -> None:
             if confirmed:
-                self.start_pod()
+                self.start_pod(pod)
 
         # Plain text, not markup: the detail is the provider's.
-        self.push_screen(ConfirmDialog(f"Pod {label} is stopped", Content(body), "Start pod"), done)
+        self.push_screen(ConfirmDialog(f"Pod {pod} is stopped", Content(body), "Start pod"), done)
 
-    @work(group="power", exclusive=True, exit_on_error=False, description="start pod")
-    async def start_pod(self) -> None:
-        state = await self.source.start_pod()
+    def start_pod(self, pod: str) -> None:
+        self.run_worker(
+            self._start_pod(pod),
+            name=f"start pod {pod}",
+            group=f"power:{pod}",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    async def _start_pod(self, pod: str) -> None:
+        state = await self.pods[pod].source.start_pod()
         hint = f"\n{visible(state.hint)}" if state.hint else ""
         self.notify(
-            f"{state.state} ({visible(state.detail)}){hint}",
-            title=f"Pod {self.config.pod.label}",
-            markup=False,
+            f"{state.state} ({visible(state.detail)}){hint}", title=f"Pod {pod}", markup=False
         )
-        if self.source_error is not None and state.state == "running":
+        failed = self._connecting[pod].state is WorkerState.ERROR
+        if failed and state.state == "running":
             self.source_error = None
-            self._connecting = self._connect()  # the first connect had failed: try again
+            self._connecting[pod] = self._connect(pod)  # the first connect had failed: again
 
     # -- the one place worker errors reach the operator ------------------------------------
 
@@ -277,9 +367,10 @@ class OcrtuiApp(App[int]):
         if event.state is not WorkerState.ERROR:
             return
         worker = event.worker
-        if worker.group == "source":
-            self.source_error = worker.error
-            self.offer_pod_start()
+        group = worker.group or ""
+        if group.startswith("source:"):
+            self.source_error = self.source_error or worker.error
+            self.offer_pod_start(group.removeprefix("source:"))
         if worker.group == "log":
             return  # a failed tail repeats every tick; the header already shows the link state
         error = worker.error
@@ -311,7 +402,7 @@ class OcrtuiApp(App[int]):
     async def _resolve_comparison(self, request: CompareRequest) -> None:
         from ocrtui.compare.launch import resolve
 
-        setup = await asyncio.to_thread(resolve, self.config, request)
+        setup = await asyncio.to_thread(resolve, self.fleet.arms_config(), request)
         self.start_comparison(setup)
 
     def start_comparison(self, setup: RunSetup) -> None:
@@ -322,7 +413,7 @@ class OcrtuiApp(App[int]):
             self.run_view.facts = RunFacts.of(setup)
             self._compare(setup, self.run_view)
             self._probe_versions(self.run_view)
-            self.dashboard.refresh_bindings()
+            self._run_changed()
         self.show_comparison()
 
     @work(group="compare", exclusive=True, exit_on_error=False, description="comparison")
@@ -331,11 +422,8 @@ class OcrtuiApp(App[int]):
 
         run = None
         try:
-            if self._connecting is not None:
-                try:  # the model URLs (and, for the demo, the servers) come from connecting
-                    await self._connecting.wait()
-                except WorkerFailed as exc:
-                    raise exc.error from None
+            # The model URLs (and, for the demo, the servers) come from connecting.
+            await self._connected(m.name for m in setup.models)
             run = self.compare_run = await launch(self, setup, view)
             await follow(run, view, self.metrics)
         except asyncio.CancelledError:
@@ -347,18 +435,22 @@ class OcrtuiApp(App[int]):
             view.finish(str(exc) or type(exc).__name__)
             raise
         finally:
-            self.dashboard.refresh_bindings()
+            self._run_changed()
+
+    def _run_changed(self) -> None:
+        """A run began or ended: each pod's dashboard's `c` and `v` say so."""
+        for dashboard in self.dashboards.values():
+            dashboard.refresh_bindings()
 
     @work(group="compare-versions", exclusive=True, exit_on_error=False, description="versions")
     async def _probe_versions(self, view: RunView) -> None:
         """Each server's /version for the comparison header ("vLLM ?" until it answers)."""
         from ocrtui.tui.comparing import probe_versions
 
-        if self._connecting is not None:
-            try:  # the model URLs come from connecting
-                await self._connecting.wait()
-            except WorkerFailed:
-                return  # connecting's own notification says why; the header says "vLLM ?"
+        try:  # the model URLs come from connecting
+            await self._connected(view.models)
+        except Exception:
+            return  # connecting's own notification says why; the header says "vLLM ?"
         await probe_versions(self, view)
 
     def open_report(self, path: Path) -> None:
@@ -436,31 +528,43 @@ def _controller(config: Config, demo: bool) -> PodSource:
     return Controller(config, demo=demo)
 
 
+def fleet_app(fleet: Fleet, *, demo: bool, **kw: Any) -> OcrtuiApp:
+    """The app over one Controller per pod (each its own link, agent and reconnect)."""
+    first, *others = fleet.pods
+    more = [PodSlot(c, _controller(c, demo)) for c in others]
+    return OcrtuiApp(first, _controller(first, demo), more_pods=more, **kw)
+
+
+async def _close(app: OcrtuiApp) -> None:
+    await asyncio.gather(*(dog.close() for dog in app.watchdogs.values()))
+    await asyncio.gather(*(pod.source.close() for pod in app.pods.values()))
+
+
 def _serve_metrics(config: Config, source: PodSource) -> MetricsExporter:
-    """The ``[export] listen`` endpoint over the source's snapshots, while the app runs."""
+    """The ``[export] listen`` endpoint over the source's snapshots, while the app runs
+    (with several pods, the first pod's)."""
     exporter = MetricsExporter(lambda: source.snapshot)
     if config.export.address is not None:
         exporter.serve(config.export.address)
     return exporter
 
 
-def run_dashboard(config: Config, *, readonly: bool, demo: bool) -> int:
+def run_dashboard(fleet: Fleet, *, readonly: bool, demo: bool) -> int:
     async def main() -> int:
-        source = _controller(config, demo)
-        exporter = _serve_metrics(config, source)
-        app = OcrtuiApp(config, source, readonly=readonly, start_servers=demo, metrics=exporter)
+        app = fleet_app(fleet, demo=demo, readonly=readonly, start_servers=demo)
+        first = next(iter(app.pods.values()))
+        exporter = app.metrics = _serve_metrics(first.config, first.source)
         try:
             await app.run_async()
         finally:
-            await app.watchdog.close()
             await exporter.close()
-            await source.close()
+            await _close(app)
         return app.return_code or 0
 
     return asyncio.run(main())
 
 
-def run_comparison_dashboard(config: Config, setup: RunSetup, *, demo: bool) -> int:
+def run_comparison_dashboard(fleet: Fleet, setup: RunSetup, *, demo: bool) -> int:
     """`ocrtui compare` on a terminal: the dashboard, opened on this run's comparison screen.
 
     After the operator quits, the exit status is the one the headless run would give:
@@ -469,25 +573,23 @@ def run_comparison_dashboard(config: Config, setup: RunSetup, *, demo: bool) -> 
     """
 
     async def main() -> int:
-        source = _controller(config, demo)
-        exporter = _serve_metrics(config, source)
-        app = OcrtuiApp(config, source, start_servers=demo, compare=setup, metrics=exporter)
+        app = comparison_app(fleet, setup, demo=demo)
+        first = next(iter(app.pods.values()))
+        exporter = app.metrics = _serve_metrics(first.config, first.source)
         try:
             await app.run_async()
             return await comparison_exit_code(app)
         finally:
             await exporter.close()
-            await app.source.close()
+            await _close(app)
 
     return asyncio.run(main())
 
 
 def comparison_app(
-    config: Config, setup: RunSetup, *, demo: bool, metrics: MetricsExporter | None = None
+    fleet: Fleet, setup: RunSetup, *, demo: bool, metrics: MetricsExporter | None = None
 ) -> OcrtuiApp:
-    return OcrtuiApp(
-        config, _controller(config, demo), start_servers=demo, compare=setup, metrics=metrics
-    )
+    return fleet_app(fleet, demo=demo, start_servers=demo, compare=setup, metrics=metrics)
 
 
 async def comparison_exit_code(app: OcrtuiApp) -> int:
@@ -505,7 +607,7 @@ READY_TIMEOUT_S = 240.0
 COMPARE_PAGES = 2  # pages each model has streamed before the comparison screenshot
 
 
-def save_screenshot_headless(config: Config, path: str, *, compare: bool) -> int:
+def save_screenshot_headless(fleet: Fleet, path: str, *, compare: bool) -> int:
     """`ocrtui demo --screenshot FILE.svg [--compare]`: the real dashboard, headless.
 
     Waits (bounded) until every model is ready and, with ``compare``, until each model has
@@ -513,24 +615,23 @@ def save_screenshot_headless(config: Config, path: str, *, compare: bool) -> int
     and the exit status says whether it shows what was asked for.
     """
 
-    if config.ui.page_graphics == "auto":
+    if fleet.pods[0].ui.page_graphics == "auto":
         # An SVG has no Kitty or Sixel images, and headless is no terminal: half-blocks.
-        ui = config.ui.model_copy(update={"page_graphics": "halfblock"})
-        config = config.model_copy(update={"ui": ui})
+        ui = fleet.pods[0].ui.model_copy(update={"page_graphics": "halfblock"})
+        fleet = Fleet(tuple(c.model_copy(update={"ui": ui}) for c in fleet.pods), fleet.listed)
 
     async def main() -> int:
-        source = _controller(config, demo=True)
-        app = OcrtuiApp(config, source, start_servers=True)
+        app = fleet_app(fleet, demo=True, start_servers=True)
         size = COMPARE_SCREENSHOT_SIZE if compare else SCREENSHOT_SIZE
         try:
             async with app.run_test(size=size) as pilot:
                 problem = await _prepare_screenshot(app, pilot, compare)
-                if not compare:
-                    await app.dashboard.tick()
+                if not compare and isinstance(app.screen, DashboardScreen | FleetScreen):
+                    await app.screen.tick()
                 await pilot.pause()
                 svg = app.export_screenshot()
         finally:
-            await source.close()
+            await _close(app)
         await asyncio.to_thread(_write_text, path, svg)
         print(path)
         if problem is None:
@@ -543,10 +644,10 @@ def save_screenshot_headless(config: Config, path: str, *, compare: bool) -> int
 
 async def _prepare_screenshot(app: OcrtuiApp, pilot: Any, compare: bool) -> str | None:
     """Bring the app to the state to capture; a description of what fell short, or None."""
-    names = {m.name for m in app.config.models}
+    names = {m.name for pod in app.pods.values() for m in pod.config.models}
 
     def ready() -> bool:
-        models = app.source.snapshot.models
+        models = [m for pod in app.pods.values() for m in pod.source.snapshot.models]
         return {m.name for m in models if m.state == "ready"} >= names
 
     if not await _poll(pilot, READY_TIMEOUT_S, lambda: ready() or app.source_error is not None):
@@ -557,7 +658,8 @@ async def _prepare_screenshot(app: OcrtuiApp, pilot: Any, compare: bool) -> str 
         return None
     from ocrtui.compare.launch import CompareRequest, resolve
 
-    app.start_comparison(await asyncio.to_thread(resolve, app.config, CompareRequest()))
+    request = CompareRequest()
+    app.start_comparison(await asyncio.to_thread(resolve, app.fleet.arms_config(), request))
     run = app.run_view
     assert run is not None
 

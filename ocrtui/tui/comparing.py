@@ -38,6 +38,7 @@ from ocrtui.export import MetricsExporter
 from ocrtui.tui.run_view import RunView
 from ocrtui.tui.widgets.format import visible
 from ocrtui.vllm.client import VllmClient
+from ocrtui.vllm.served import Served
 
 if TYPE_CHECKING:
     from ocrtui.tui.app import OcrtuiApp
@@ -47,13 +48,24 @@ VERSION_TIMEOUT_S = 3.0
 
 
 async def launch(app: OcrtuiApp, setup: RunSetup, view: RunView) -> CompareRun:
-    gate = compare_launch.gate_for(setup, app.source, app.config.ui.refresh_s)
+    """The run over the pods of its arms: each arm's URL, probe, pod and GPU from its pod's
+    source, and a pod's outage pausing only that pod's arms (``gate_for``)."""
+    pods = {app.pod_of(m.name).name: app.pod_of(m.name).source for m in setup.models}
+    gate = compare_launch.gate_for(setup, list(pods.values()), app.config.ui.refresh_s)
+
+    async def model_url(name: str) -> str:
+        return await app.pod_of(name).source.model_url(name)
+
+    async def served(name: str) -> Served | None:
+        return await app.pod_of(name).source.served(name)
+
     run = await compare_launch.start_comparison(
         setup,
-        app.source.model_url,
+        model_url,
         gate,
-        served=app.source.served,
+        served=served,
         note=lambda line: app.notify(visible(line), severity="warning", timeout=15, markup=False),
+        placement=lambda name: app.pod_of(name).source.placement(name),
     )
     view.out_dir = str(setup.run_dir)
     return run
@@ -65,7 +77,8 @@ async def probe_versions(app: OcrtuiApp, view: RunView) -> None:
         return
     for name in view.models:
         try:
-            client = VllmClient(await app.source.model_url(name), timeout=VERSION_TIMEOUT_S)
+            url = await app.pod_of(name).source.model_url(name)
+            client = VllmClient(url, timeout=VERSION_TIMEOUT_S)
         except Exception:  # no URL for it (any reason): the header says "vLLM ?"
             continue
         try:

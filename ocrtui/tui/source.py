@@ -2,15 +2,19 @@
 
 The dashboard reads ``snapshot`` on its own timer (so a fast publisher cannot flood it)
 and calls the operations. Anything shaped like :class:`ocrtui.control.Controller` will
-do; tests and benchmarks pass a :class:`ReplaySource`, which plays recorded snapshots
+do; with several pods, each is a :class:`PodSlot`. Tests and benchmarks pass a
+:class:`ReplaySource`, which plays recorded snapshots
 through the same widgets so that screenshots of every state are deterministic.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
+from ocrtui.compare.arms import Placement
+from ocrtui.config import Config
 from ocrtui.pod.provider import ProviderState
 from ocrtui.status import Snapshot, WatchdogStatus
 from ocrtui.vllm.adopt import Stranger
@@ -36,8 +40,21 @@ class PodSource(Protocol):
     async def log_tail(self, name: str, lines: int = 200) -> list[str]: ...
     async def model_url(self, name: str) -> str: ...
     async def served(self, name: str) -> Served | None: ...
+    def placement(self, name: str) -> Placement: ...
     async def power_state(self) -> ProviderState | None: ...
     async def start_pod(self) -> ProviderState: ...
+
+
+@dataclass(frozen=True)
+class PodSlot:
+    """One pod as the dashboard has it: its config (one pod's) and its source."""
+
+    config: Config
+    source: PodSource
+
+    @property
+    def name(self) -> str:
+        return self.config.pod.label
 
 
 class ReplaySource:
@@ -120,6 +137,9 @@ class ReplaySource:
 
     async def served(self, name: str) -> Served | None:
         return None  # recorded snapshots carry their advisories; no server to probe
+
+    def placement(self, name: str) -> Placement:
+        return Placement.of(self.snapshot, name)
 
     async def power_state(self) -> ProviderState | None:
         return self.power

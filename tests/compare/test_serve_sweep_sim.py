@@ -70,7 +70,7 @@ async def start(ctl: Controller, cfg: Config, request: CompareRequest) -> Compar
     async def restart(name: str, serve: ModelConfig | None) -> None:
         await ctl.restart(name, serve=serve)
 
-    gate = launch.gate_for(setup, ctl, cfg.ui.refresh_s)
+    gate = launch.gate_for(setup, [ctl], cfg.ui.refresh_s)
     return await start_comparison(setup, ctl.model_url, gate, served=ctl.served, restart=restart)
 
 

@@ -80,7 +80,7 @@ async def test_replicas_behind_the_router_serve_a_comparison(
              "--reference", "text-layer", str(pdf)]
         )  # fmt: skip
         setup = resolve(config, request_from_args(args))
-        gate = gate_for(setup, ctl, config.ui.refresh_s)
+        gate = gate_for(setup, [ctl], config.ui.refresh_s)
         assert await run_headless(setup, ctl.model_url, Console(width=200), gate, ctl.served) == 0
     finally:
         await ctl.close()

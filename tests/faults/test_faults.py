@@ -151,7 +151,7 @@ def check_every_page_once(run_dir: Path, pages: int) -> None:
 
 
 def start(setup: launch.RunSetup, ctl: Controller, out: io.StringIO) -> asyncio.Task[int]:
-    gate = launch.gate_for(setup, ctl, REFRESH_S)
+    gate = launch.gate_for(setup, [ctl], REFRESH_S)
     console = Console(file=out, width=200)
     return asyncio.ensure_future(run_headless(setup, ctl.model_url, console, gate))
 

@@ -326,7 +326,8 @@ async def test_header_asks_each_server_for_its_vllm_version() -> None:
     run.facts.vllm.clear()
     changes: list[object] = []
     run.subscribe(changes.append)
-    app = SimpleNamespace(source=SimpleNamespace(model_url=model_url))
+    pod = SimpleNamespace(source=SimpleNamespace(model_url=model_url))
+    app = SimpleNamespace(pod_of=lambda _name: pod)
     async with server:
         await asyncio.wait_for(probe_versions(app, run), 10)  # type: ignore[arg-type]
     assert run.facts.vllm == {"glm-ocr": "0.11.2"}

@@ -13,7 +13,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
-from ocrtui.config import ListenAddress
+from ocrtui.config import Fleet, ListenAddress
 from ocrtui.control import Controller
 from ocrtui.export import MetricsExporter
 from ocrtui.status import Snapshot
@@ -250,7 +250,7 @@ def test_headless_screenshot_through_a_comparison(sim_pod: SimPod, tmp_path: Pat
     """`ocrtui demo --screenshot F --compare`, on this test's pod instead of the demo's."""
     config = two_model_config(sim_pod)
     out = tmp_path / "shot.svg"
-    assert save_screenshot_headless(config, str(out), compare=True) == 0
+    assert save_screenshot_headless(Fleet((config,)), str(out), compare=True) == 0
     svg = out.read_text()
     for m in config.models:
         assert m.name in svg
@@ -278,7 +278,7 @@ async def test_compare_command_opens_on_its_run_and_exits_with_its_status(
     exporter = MetricsExporter(lambda: app.source.snapshot)
     bound = exporter.serve(ListenAddress("127.0.0.1", 0))
     setup = resolve(config, request_from_args(args))
-    app = comparison_app(config, setup, demo=True, metrics=exporter)
+    app = comparison_app(Fleet((config,)), setup, demo=True, metrics=exporter)
     try:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()

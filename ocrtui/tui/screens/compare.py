@@ -320,8 +320,12 @@ class CompareScreen(Screen[None]):
             pane = self.query_one(f"#pane-{i}", ComparePane)
             pane.border_subtitle = None if arm is None else Content(visible(arm))
         if self.run.facts is not None:
+            app = self.ocr_app
+            pods = {app.pod_of(m).name: app.pod_of(m).source for m in self.run.models}
+            first, *others = [source.snapshot for source in pods.values()]
+            placements = {m: app.pod_of(m).source.placement(m) for m in self.run.models}
             self.query_one(RunHeader).show(
-                self.run.facts, self.ocr_app.source.snapshot, self.run.models
+                self.run.facts, first, self.run.models, placements, others
             )
 
     def _show_plots(self) -> None:

@@ -1,4 +1,5 @@
-"""The dashboard: pod header, one panel per GPU, one card per model and per ``[[services]]``
+"""The dashboard of one pod (``PodSlot``: its config and source): pod header, one panel
+per GPU, one card per model and per ``[[services]]``
 entry (below the models'), the watchdog's latest actions (once it acted), the selected
 one's log. Selection (tab, 1-9) runs over models then services; ``r`` restarts the selected
 one either way, ``s`` and the GPU figures are the models'.
@@ -6,7 +7,8 @@ one either way, ``s`` and the GPU figures are the models'.
 A timer applies the source's latest snapshot at ``[ui] refresh_s``; it skips the tick while
 another screen or a dialog is on top (Dolphie's rule: never repaint under a modal), and it
 touches only widgets whose data changed. Keys call the app's operations, which run in
-workers; their progress comes back as :class:`OperationProgress` messages.
+workers; their progress comes back as :class:`OperationProgress` messages. With several
+pods, ``p`` shows the next pod's dashboard and ``f`` the fleet screen (screens/fleet.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from textual.widgets import Footer, Static
 from ocrtui.status import ModelStatus, OrphanStatus, ServiceStatus, Snapshot
 from ocrtui.tui.messages import LogTail, OperationProgress
 from ocrtui.tui.screens.dialogs import ConfirmDialog, HelpScreen, LauncherDialog, TextDialog
+from ocrtui.tui.source import PodSlot
 from ocrtui.tui.widgets.format import gib, visible
 from ocrtui.tui.widgets.gpu_panel import GpuPanel, model_styles
 from ocrtui.tui.widgets.header import PodHeader
@@ -69,11 +72,14 @@ class DashboardScreen(Screen[None]):
         Binding("l", "toggle_log", "Log", id="dashboard.log"),
         Binding("c", "compare", "Compare", id="dashboard.compare"),
         Binding("v", "view_run", "View run", id="dashboard.view_run"),
+        Binding("p", "next_pod", "Next pod", id="dashboard.next_pod"),
+        Binding("f", "fleet", "Fleet", id="dashboard.fleet"),
         Binding("question_mark", "help", "Help", id="dashboard.help"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, pod: PodSlot) -> None:
         super().__init__()
+        self.pod = pod
         self.selected = 0
         self.operations: dict[str, str] = {}
         self._applied: Snapshot | None = None
@@ -91,11 +97,11 @@ class DashboardScreen(Screen[None]):
 
     @property
     def model_names(self) -> list[str]:
-        return [m.name for m in self.ocr_app.config.models]
+        return [m.name for m in self.pod.config.models]
 
     @property
     def service_names(self) -> list[str]:
-        return [s.name for s in self.ocr_app.config.services]
+        return [s.name for s in self.pod.config.services]
 
     @property
     def target_names(self) -> list[str]:
@@ -129,7 +135,7 @@ class DashboardScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._select(0)
-        self.set_interval(self.ocr_app.config.ui.refresh_s, self.tick)
+        self.set_interval(self.pod.config.ui.refresh_s, self.tick)
         self.call_after_refresh(self.tick)
 
     # -- refresh -------------------------------------------------------------------------
@@ -138,7 +144,7 @@ class DashboardScreen(Screen[None]):
         if self.app.screen is not self or self._tick_lock.locked():
             return  # paused under a dialog or another screen, or the last tick still runs
         async with self._tick_lock:
-            snap = self.ocr_app.source.snapshot
+            snap = self.pod.source.snapshot
             if snap is not self._applied:
                 await self.apply(snap)
         if self.query_one(LogPane).display:
@@ -155,7 +161,7 @@ class DashboardScreen(Screen[None]):
         styles = model_styles(self.model_names)
         by_name = {m.name: m for m in snap.models}
         with self.app.batch_update():
-            self.query_one(PodHeader).show(snap.pod, self.ocr_app.config.pod.agent_interval_s)
+            self.query_one(PodHeader).show(snap.pod, self.pod.config.pod.agent_interval_s)
             for gpu in snap.gpus:
                 self._panels[gpu.index].show(gpu, snap.processes, styles, fresh=fresh)
             for i, name in enumerate(self.model_names):
@@ -166,7 +172,7 @@ class DashboardScreen(Screen[None]):
             for j, name in enumerate(self.service_names):
                 if (svc := services.get(name)) is not None:
                     self.query_one(f"#svc-{j}", ServiceCard).show(svc, self.operations.get(name))
-        self.ocr_app.note_link(snap.pod.connection, snap.pod.power)
+        self.ocr_app.note_link(self.pod.name, snap.pod.connection, snap.pod.power)
         applicable = frozenset(a for a in POD_ACTIONS if self._applies(a))
         if applicable != self._applicable:
             self._applicable = applicable
@@ -202,13 +208,13 @@ class DashboardScreen(Screen[None]):
 
     def _model(self) -> ModelStatus | None:
         """The selected model's status (None when a service is selected)."""
-        return self.ocr_app.source.snapshot.model(self.selected_name)
+        return self.pod.source.snapshot.model(self.selected_name)
 
     def _service(self) -> ServiceStatus | None:
-        return self.ocr_app.source.snapshot.service(self.selected_name)
+        return self.pod.source.snapshot.service(self.selected_name)
 
     def _orphans(self) -> list[OrphanStatus]:
-        return list(self.ocr_app.source.snapshot.orphans)
+        return list(self.pod.source.snapshot.orphans)
 
     def _applies(self, action: str) -> bool:
         if action in POD_ACTIONS and self.ocr_app.readonly:
@@ -240,6 +246,8 @@ class DashboardScreen(Screen[None]):
             return not self.ocr_app.comparison_running
         if action == "view_run":
             return self.ocr_app.run_view is not None
+        if action in ("next_pod", "fleet"):
+            return self.ocr_app.fleet.several
         return True
 
     def _bounced(self, action: str) -> bool:
@@ -350,7 +358,7 @@ class DashboardScreen(Screen[None]):
             self.ocr_app.toggle_watchdog()
 
     def action_adopt(self) -> None:
-        found = self.ocr_app.source.strangers()
+        found = self.pod.source.strangers()
         text = "\n".join(s.block() for s in found) or (
             "No vLLM server on the pod that the config does not name."
         )
@@ -369,10 +377,17 @@ class DashboardScreen(Screen[None]):
             if request is not None:
                 self.ocr_app.launch_comparison(request)
 
-        self.app.push_screen(LauncherDialog(self.ocr_app.config), done)
+        self.app.push_screen(LauncherDialog(self.ocr_app.fleet.arms_config()), done)
 
     def action_view_run(self) -> None:
         self.ocr_app.show_comparison()
+
+    def action_next_pod(self) -> None:
+        names = self.ocr_app.fleet.names
+        self.ocr_app.show_pod(names[(names.index(self.pod.name) + 1) % len(names)])
+
+    def action_fleet(self) -> None:
+        self.ocr_app.show_fleet()
 
     def action_help(self) -> None:
         rows = [(self.app.get_key_display(b), b.description) for b in self.active_bindings_rows()]

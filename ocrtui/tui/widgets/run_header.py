@@ -8,20 +8,22 @@ a screenshot of the screen stands on its own.
 
 :class:`RunFacts` is fixed when the run starts (the models' configs and the run's
 settings), except each server's vLLM version, which arrives from its ``/version`` once
-asked ("vLLM ?" until then, or when the server does not say). Values of serve flags that
+asked ("vLLM ?" until then, or when the server does not say). Arms on several pods: each
+pod on the first line, and each arm's line ends with its pod and GPU. Values of serve flags that
 look secret are never shown.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from textual.content import Content
 from textual.widgets import Static
 
+from ocrtui.compare.arms import Placement
 from ocrtui.config import ApiArmConfig, ModelConfig
 from ocrtui.status import Snapshot
 from ocrtui.tui.widgets.format import visible
@@ -96,17 +98,29 @@ def serve_flags(m: ModelConfig) -> str:
     return text if len(text) <= SERVE_CHARS else text[: SERVE_CHARS - 1] + "…"
 
 
-def run_header_content(facts: RunFacts, snapshot: Snapshot, models: Sequence[str]) -> Content:
+def run_header_content(
+    facts: RunFacts,
+    snapshot: Snapshot,
+    models: Sequence[str],
+    placements: Mapping[str, Placement] | None = None,
+    others: Sequence[Snapshot] = (),
+) -> Content:
+    """The run's header: the pod (``others``: the other pods its arms are on) and its GPUs,
+    each arm with its serve flags and vLLM version, and, with arms on several pods, the pod
+    and GPU each runs on (``placements``)."""
+    parts: list[str | tuple[str, str]] = []
+    for i, snap in enumerate((snapshot, *others)):
+        pod = snap.pod
+        parts += ["   " if i else "", (f" {pod.label} ", "bold reverse $primary")]
+        for g in snap.gpus:
+            parts += [f"  GPU {g.index} {g.name} {g.total_mib / 1024:.1f} GiB"]
+        if not snap.gpus:
+            parts.append(("  GPU ?", "$text-muted"))
+        if pod.demo:
+            parts += ["  ", (" DEMO ", "bold reverse $accent")]
+        if pod.simulated_gpu or any(g.simulated for g in snap.gpus):
+            parts += ["  ", (" simulated GPU ", "bold reverse $warning")]
     pod = snapshot.pod
-    parts: list[str | tuple[str, str]] = [(f" {pod.label} ", "bold reverse $primary")]
-    for g in snapshot.gpus:
-        parts += [f"  GPU {g.index} {g.name} {g.total_mib / 1024:.1f} GiB"]
-    if not snapshot.gpus:
-        parts.append(("  GPU ?", "$text-muted"))
-    if pod.demo:
-        parts += ["  ", (" DEMO ", "bold reverse $accent")]
-    if pod.simulated_gpu or any(g.simulated for g in snapshot.gpus):
-        parts += ["  ", (" simulated GPU ", "bold reverse $warning")]
     styles = model_styles(models)
     for arm in facts.arms:
         version = facts.vllm.get(arm.name)
@@ -119,6 +133,9 @@ def run_header_content(facts: RunFacts, snapshot: Snapshot, models: Sequence[str
             f"  {arm.model} · profile {arm.profile} · {arm.serve} · ",
             (f"vLLM {visible(version)}", "") if version else ("vLLM ?", "$text-muted"),
         ]
+        where = (placements or {}).get(arm.name) if others else None
+        if where is not None:
+            parts.append(f" · {where.text()}")
     parts += [
         "\n",
         f"run  {facts.label} · concurrency {facts.concurrency} · schedule {facts.schedule}"
@@ -133,5 +150,12 @@ class RunHeader(Static):
                 text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
-    def show(self, facts: RunFacts, snapshot: Snapshot, models: Sequence[str]) -> None:
-        self.update(run_header_content(facts, snapshot, models))
+    def show(
+        self,
+        facts: RunFacts,
+        snapshot: Snapshot,
+        models: Sequence[str],
+        placements: Mapping[str, Placement] | None = None,
+        others: Sequence[Snapshot] = (),
+    ) -> None:
+        self.update(run_header_content(facts, snapshot, models, placements, others))

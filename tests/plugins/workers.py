@@ -8,8 +8,8 @@ that share an expensive one are sent to the same worker (an ``xdist_group``):
 - every ``real_vllm`` test in one group: the session's real vLLM server (3.3 GB of RAM,
   30 s to 4 min to start) starts once, and the behaviour suite's own real servers never
   run beside another worker's (tests/plugins/real_vllm.py: never more than two at once);
-- the tests of a module that use one of its module-scoped fixtures (a shared simulated
-  server, a subprocess's imports) in one group per module.
+- the tests of a module that defines a module-scoped fixture (a shared simulated server,
+  a subprocess's imports) in one group per module.
 
 Other session fixtures are made once per worker (the sshd keys: cheap), or once per run
 in a folder all workers share, :func:`run_wide_dir` (the sample suite's PDFs: seconds of
@@ -59,9 +59,7 @@ def _modules_with_module_fixtures(session: pytest.Session) -> set[str]:
 
 # First: xdist names a worker's items after their groups in its own hook.
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(
-    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
-) -> None:
+def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> None:
     shared = _modules_with_module_fixtures(session)
     for item in items:
         module = item.nodeid.split("::", 1)[0]

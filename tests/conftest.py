@@ -12,4 +12,5 @@ pytest_plugins = [
     "tests.plugins.sim_pod",
     "tests.plugins.tui_app",
     "tests.plugins.real_vllm",
+    "tests.plugins.workers",
 ]

@@ -365,8 +365,17 @@ class SSHPod(Pod):
             self._set_state(ConnState.RECONNECTING)
             delay = BACKOFF_START_S
             while True:
+                # close() cancels this task, but a cancel can be lost: Python 3.11's
+                # asyncio.wait_for (in asyncssh.connect) returns the attempt's outcome when
+                # the attempt ends as the cancel arrives. The flag ends the loop regardless.
+                if self._closing:
+                    return
                 try:
-                    self._conn = await self._open()
+                    conn = await self._open()
+                    if self._closing:
+                        conn.close()
+                        return
+                    self._conn = conn
                     break
                 except (_AuthRefused, HostKeyError, ConfigError) as exc:
                     self.last_error = str(exc)

@@ -194,7 +194,9 @@ def _title(argv: str) -> str:
     if re.search(r"\bserve\b", argv):
         return "vllm serve ..."  # the API server keeps its argv
     if "multiprocessing.resource_tracker" in argv:
-        return _norm(re.sub(r"^\S*python[\d.]*", "python", argv).strip())
+        # The interpreter's flags are the environment's, not vLLM's: -B is there exactly
+        # when PYTHONDONTWRITEBYTECODE was set where the server ran.
+        return _norm(re.sub(r"^\S*python[\d.]*(\s+-[A-Za-z]+)*\s+-c", "python -c", argv).strip())
     return argv.strip()
 
 
@@ -521,7 +523,7 @@ def recorded(root: Path) -> Observation:
     obs.after_api_kill = [
         (0, "VLLM::EngineCore"),
         (1, "VLLM::Worker"),
-        (0, "python -B -c from multiprocessing.resource_tracker import main;main(N)"),
+        (0, "python -c from multiprocessing.resource_tracker import main;main(N)"),
     ]  # seen 2 s after kill -9 of the API server (tests/monitor/data/cpu_vllm_killed.json)
     log = (root / "logs/serve1.log").read_text()
     obs.startup = startup_stages(log)

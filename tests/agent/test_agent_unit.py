@@ -396,18 +396,24 @@ def test_an_argv_read_mid_exec_is_read_again(monkeypatch: pytest.MonkeyPatch) ->
     """A child read between fork and exec shows an empty cmdline; its comm may not change
     after exec (python forking python), so an empty argv must not stick."""
     real = agent._read_argv
-    me = os.getpid()
+    # A child Python, not this process: under pytest-xdist a worker's title (and comm) is
+    # "[pytest-xdist ...]", which the agent rightly does not take for Python.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     mid_exec = [True]
 
     def read_argv(pid: int) -> list[str]:
-        if pid == me and mid_exec:
+        if pid == child.pid and mid_exec:
             mid_exec.clear()
             return []
         return real(pid)
 
     monkeypatch.setattr(agent, "_read_argv", read_argv)
-    table = agent.ProcTable()
-    table.refresh({os.getpid()}, 0.0)
-    assert table.procs[os.getpid()].argv == []
-    table.refresh({os.getpid()}, 1.0)
-    assert table.procs[os.getpid()].argv == real(os.getpid())
+    try:
+        table = agent.ProcTable()
+        table.refresh({child.pid}, 0.0)
+        assert table.procs[child.pid].argv == []
+        table.refresh({child.pid}, 1.0)
+        assert table.procs[child.pid].argv == real(child.pid)
+    finally:
+        child.kill()
+        child.wait()

@@ -276,7 +276,10 @@ concurrency = 2
     assert "--serve-sweep runs headless" in text
     # The last server started is the configured one, and it is still serving.
     pid = int(re.findall(r"glm: started pid (\d+)", text)[-1])
-    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    finally:
+        os.killpg(pid, signal.SIGKILL)  # the server leads its group; the test leaves none
     assert b"--speculative-config" not in cmdline
     assert cmdline[cmdline.index(b"--max-num-seqs") + 1] == b"16"
     words = " ".join(text.split())  # Rich wraps long lines at 80 columns off a terminal

@@ -9,13 +9,15 @@ import pytest
 
 from ocrtui.compare.sample_suite import sample_suite_path
 from ocrtui.config import ModelConfig
+from tests.plugins.workers import run_wide_dir
 
 MakePdf = Callable[..., Path]
 
 
 @pytest.fixture(scope="session")
 def sample_suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return sample_suite_path(tmp_path_factory.mktemp("cache"))
+    with run_wide_dir(tmp_path_factory, "sample-suite-cache") as cache:
+        return sample_suite_path(cache)
 
 
 def model(name: str, profile: str = "generic", **kw: object) -> ModelConfig:

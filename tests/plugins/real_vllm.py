@@ -6,7 +6,8 @@ Without that venv a ``real_vllm`` test FAILS (so CI cannot pass without real vLL
 locally with ``--no-real-vllm`` or ``OCRTUI_NO_REAL_VLLM=1``, which skips them (and makes
 ``./dev setup`` skip the install).
 
-Fixture (session scope, so the whole group pays for one start):
+Fixture (session scope, so the whole group pays for one start; under pytest-xdist every
+``real_vllm`` test runs on one worker, tests/plugins/workers.py):
 
 ``real_vllm`` -> ``RealVllm``
     One ``vllm serve`` of a tiny Qwen2 (2 layers, byte-level BPE trained here on docs/*.md,

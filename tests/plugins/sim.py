@@ -6,9 +6,10 @@ Fixtures (function scope):
     A fresh simulated GPU (NVIDIA A40 (simulated), 46068 MiB) in ``tmp_path/gpu``; pass
     ``--sim-gpu str(sim_gpu.path)`` (or set ``OCRTUI_SIM_GPU``) to a server to use it.
 ``vllm_shim`` -> ``Path``
-    Writes an executable ``vllm`` (``exec <this python> -m ocrtui sim-vllm "$@"``) into
-    ``tmp_path/bin`` and puts that first on ``PATH``, so the exact ``vllm serve ...`` command
-    the lifecycle layer builds for real vLLM runs the simulator.
+    Writes an executable ``vllm`` (``exec <this python> -m ocrtui sim-vllm "$@"``, with this
+    checkout first on ``PYTHONPATH``, also over SSH) into ``tmp_path/bin`` and puts that
+    first on ``PATH``, so the exact ``vllm serve ...`` command the lifecycle layer builds for
+    real vLLM runs the simulator of the code under test.
 ``sim_servers`` -> ``SimServers``
     ``sim_servers.start(model, *flags, command=..., env=..., port=..., wait=True)`` starts a
     server detached (own session: ``pgid == pid``), by default with
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -47,6 +49,7 @@ from types import TracebackType
 import httpx
 import pytest
 
+import ocrtui
 from ocrtui.sim.gpu import SimGpu
 
 ENGINE_TITLE = "VLLM::EngineCore"
@@ -58,10 +61,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The checkout whose ocrtui the tests imported. A command started through the sshd gets
+# none of this process's environment (PYTHONPATH): without it, `python -m ocrtui` there
+# imports whatever tree the venv's editable install points at, another clone's with a
+# shared venv (seen: a simulated server over SSH dying of another checkout's merge).
+TREE = Path(ocrtui.__file__).resolve().parents[1]
+
+
 def write_vllm_shim(bin_dir: Path) -> Path:
     bin_dir.mkdir(parents=True, exist_ok=True)
     shim = bin_dir / "vllm"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m ocrtui sim-vllm "$@"\n')
+    python, tree = shlex.quote(sys.executable), shlex.quote(str(TREE))
+    pythonpath = f"PYTHONPATH={tree}${{PYTHONPATH:+:$PYTHONPATH}}"
+    shim.write_text(f'#!/bin/sh\n{pythonpath} exec {python} -m ocrtui sim-vllm "$@"\n')
     shim.chmod(0o755)
     return shim
 

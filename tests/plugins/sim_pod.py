@@ -139,6 +139,11 @@ async def make_controller(
     transport: str, request: pytest.FixtureRequest, pod_under_test: PodUnderTest
 ) -> AsyncIterator[Callable[..., Any]]:
     """``await make_controller(*models)``: a started Controller over the chosen transport."""
+    if transport == "ssh":
+        # Set up before the Controllers, so torn down after them: a Controller closes with
+        # its pod's sshd still there, as an operator's does (asked for lazily, the sshd
+        # died first and every close ran into a reconnect loop).
+        request.getfixturevalue("sshd")
     started: list[Controller] = []
 
     async def make(*models: dict[str, Any]) -> Controller:

@@ -390,3 +390,37 @@ async def test_known_hosts_that_is_a_fifo_is_refused(sshd: Sshd, tmp_path: Path)
     pod = sshd.make_pod(known_hosts=str(fifo))
     with pytest.raises(HostKeyError, match="known_hosts: is a FIFO"):
         await pod.connect()
+
+
+async def test_close_during_a_reconnect_ends_even_if_the_attempt_eats_the_cancel(
+    sshd: Sshd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.11's asyncio.wait_for (inside asyncssh.connect) returns the attempt's own
+    outcome, not CancelledError, when the attempt ends as the cancel arrives: the
+    reconnect loop must not take that for one more failed attempt and go on (a Controller
+    closed over SSH after its sshd died hung until the test's timeout this way)."""
+    pod = sshd.make_pod()
+    await pod.connect()
+    attempting = asyncio.Event()
+    eaten: list[bool] = []
+
+    async def refused_as_the_cancel_came(**_kwargs: object) -> asyncssh.SSHClientConnection:
+        attempting.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            if eaten:
+                raise
+            eaten.append(True)  # the first cancel is lost, as in the race above
+        raise ConnectionRefusedError("refused")
+
+    monkeypatch.setattr(asyncssh, "connect", refused_as_the_cancel_came)
+    sshd.stop()
+    await pod.wait_for_state(ConnState.RECONNECTING, timeout=5)
+    await asyncio.wait_for(attempting.wait(), 5)
+    closing = asyncio.create_task(pod.close())
+    done, _ = await asyncio.wait({closing}, timeout=10)
+    if not done:
+        closing.cancel()  # the loop's teardown cancels the reconnect loop left behind
+    assert done, "close() still waits for the reconnect loop after 10 s"
+    assert eaten and pod.state is ConnState.CLOSED

@@ -36,7 +36,7 @@ def test_recorded_reference_reads_the_real_shapes() -> None:
         "vllm serve ...",
         "VLLM::EngineCore",
         "VLLM::Worker",
-        "python -B -c from multiprocessing.resource_tracker import main;main(N)",
+        "python -c from multiprocessing.resource_tracker import main;main(N)",
     ]
     assert len(real.metrics) == 92
     assert real.http["err_unknown_model"]["code"] == 404

@@ -56,6 +56,7 @@ async def test_headless_and_dashboard_start_runs_through_one_function(
         *,
         served: launch.ServedOf | None = None,
         note: launch.Note | None = None,
+        restart: launch.Restart | None = None,
         placement: launch.PlacementOf | None = None,
     ) -> Any:
         reached.append(setup)

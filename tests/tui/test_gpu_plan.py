@@ -110,5 +110,7 @@ async def test_model_pinned_to_gpu_1_has_one_planned_mib_in_card_panel_and_prefl
     assert "lighton-ocr" not in memory_content(a40, styles).plain
     # status --json carries the same breakdown (keys added, none changed).
     gpu1 = json.loads(json.dumps(snap.to_json()))["gpus"][1]
-    assert gpu1["models"] == [{"name": "lighton-ocr", "used_mib": 25310, "planned_mib": planned}]
+    assert gpu1["models"] == [
+        {"name": "lighton-ocr", "used_mib": 25310, "planned_mib": planned, "sleeping": False}
+    ]
     assert gpu1["total_mib"] == A100_MIB and gpu1["other_mib"] == 420

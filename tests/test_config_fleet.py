@@ -132,8 +132,8 @@ def test_a_routed_model_belongs_to_its_pod(tmp_path: Path) -> None:
     """The comparison reaches a model behind its router through the pod that owns it (the
     headless compare goes through FleetController.owner), one pod or several."""
     routed = TWO_PODS.replace(
-        'gpu_memory_utilization = 0.5\n',
-        'gpu_memory_utilization = 0.5\nreplicas = [{ port = 8010 }, { port = 8011 }]\n',
+        "gpu_memory_utilization = 0.5\n",
+        "gpu_memory_utilization = 0.5\nreplicas = [{ port = 8010 }, { port = 8011 }]\n",
     )
     fleet = load_fleet(write(tmp_path, routed))
     h100 = fleet.pods[1]

@@ -582,7 +582,7 @@ class Config(_Section):
             if m.router_service is None:
                 services.append(
                     ServiceConfig(
-                        name=f"{m.name}-router",
+                        name=router_name(m),
                         command=(*m.router_command, *_listen(m), *workers),
                         port=m.port,
                         after=after,
@@ -613,6 +613,13 @@ class Config(_Section):
         """The models served through a router (configured with ``replicas``): comparison arms
         on the router's port, never launched themselves."""
         return self._routed
+
+    def routing(self) -> tuple[Routing, ...]:
+        """Each routed model with the names of its replicas and of its router service."""
+        return tuple(
+            Routing(m.name, tuple(r.name for r in self.replicas_of(m.name)), router_name(m))
+            for m in self._routed
+        )
 
     def replicas_of(self, name: str) -> tuple[ModelConfig, ...]:
         """The replica models of a routed model, in order; () for any other name."""
@@ -693,6 +700,22 @@ class Config(_Section):
                 return m
         known = ", ".join(m.name for m in self.models)
         raise ConfigError(f"no model named {name!r} (configured: {known})")
+
+
+@dataclass(frozen=True)
+class Routing:
+    """A routed model (:meth:`Config.routed`) by name: its replica models, in order, and the
+    service that routes to them."""
+
+    model: str
+    replicas: tuple[str, ...]
+    router: str
+
+
+def router_name(m: ModelConfig) -> str:
+    """The service in front of a routed model's replicas: ``router_service``, else the
+    generated ``<name>-router``."""
+    return m.router_service or f"{m.name}-router"
 
 
 def _listen(m: ModelConfig) -> tuple[str, ...]:

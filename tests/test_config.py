@@ -14,7 +14,7 @@ import tomli_w
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ocrtui.config import Config, find_config, load_config
+from ocrtui.config import Config, Routing, find_config, load_config
 from ocrtui.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -278,6 +278,7 @@ def test_replicas_become_models_behind_a_generated_router_service(tmp_path: Path
     assert [(m.name, m.port) for m in cfg.routed] == [("glm", 8000)]
     assert [m.name for m in cfg.replicas_of("glm")] == ["glm-r0", "glm-r1"]
     assert cfg.replicas_of("glm-r0") == ()
+    assert cfg.routing() == (Routing("glm", ("glm-r0", "glm-r1"), "glm-router"),)
 
 
 def test_a_named_router_service_gets_the_workers_appended(tmp_path: Path) -> None:
@@ -289,6 +290,7 @@ def test_a_named_router_service_gets_the_workers_appended(tmp_path: Path) -> Non
         "--worker-urls", "http://127.0.0.1:8010", "http://127.0.0.1:8011",
     )  # fmt: skip
     assert lb.after == ("glm-r0", "glm-r1")
+    assert load_config(write(tmp_path, text)).routing()[0].router == "lb"
     wrong = text.replace('router_service = "lb"', 'router_service = "nope"')
     with pytest.raises(ConfigError, match="router_service: no service named 'nope'"):
         load_config(write(tmp_path, wrong))

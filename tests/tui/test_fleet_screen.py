@@ -14,12 +14,12 @@ from ocrtui.compare.arms import Placement
 from ocrtui.config import Config, parse_config
 from ocrtui.errors import PodUnreachable
 from ocrtui.pod.provider import ProviderState
-from ocrtui.status import ModelShare, OrphanStatus
+from ocrtui.status import ModelShare, OrphanStatus, ServiceStatus
 from ocrtui.tui.app import OcrtuiApp
 from ocrtui.tui.run_view import RunView
 from ocrtui.tui.screens.dashboard import DashboardScreen
 from ocrtui.tui.screens.dialogs import ConfirmDialog
-from ocrtui.tui.screens.fleet import FleetScreen, PodPanel, comparison_here
+from ocrtui.tui.screens.fleet import FleetScreen, PodPanel, comparison_here, pod_panel_content
 from ocrtui.tui.source import PodSlot, ReplaySource
 from ocrtui.tui.widgets.run_header import run_header_content
 from tests.plugins import recorded
@@ -189,3 +189,82 @@ async def test_a_pod_that_cannot_connect_gets_its_own_start_offered(tmp_path: Pa
         dialog.query_one("#confirm", Button).press()
         await until(pilot, lambda: ("start_pod", None) in h100.calls, what="h100's start")
         assert a40.calls == []
+
+
+def routed_config(tmp_path: Path) -> Config:
+    replicas = [{"port": 8010 + i, "env": {"CUDA_VISIBLE_DEVICES": str(i)}} for i in range(2)]
+    return parse_config(
+        {
+            "pod": {"kind": "local", "name": "h100-pod"},
+            "models": [
+                {
+                    "name": "olm-ocr",
+                    "model": "allenai/olmOCR-2-7B-1025",
+                    "port": 8000,
+                    "gpu_memory_utilization": 0.5,
+                    "replicas": replicas,
+                }
+            ],
+            "ui": {"theme_dir": str(tmp_path / "themes")},
+        },
+        "test",
+    )
+
+
+_REPLICA = replace(recorded.READY.models[0], port=8010, running=3, waiting=1)
+ROUTED = replace(
+    H100,
+    gpus=(
+        replace(
+            _GPU,
+            models=(ModelShare("olm-ocr-r0", 20000, 23000), ModelShare("olm-ocr-r1", 3000, 23000)),
+            orphan_mib=0,
+            other_mib=_GPU.used_mib - 23000,
+        ),
+    ),
+    orphans=(),
+    models=(
+        replace(_REPLICA, name="olm-ocr-r0"),
+        replace(
+            _REPLICA,
+            name="olm-ocr-r1",
+            port=8011,
+            state="starting",
+            stage="loading weights",
+            running=None,
+            waiting=None,
+        ),
+    ),
+    services=(ServiceStatus("olm-ocr-router", 8000, "ready", 4321),),
+)
+
+
+def test_a_routed_models_replicas_and_router_are_grouped_under_it(tmp_path: Path) -> None:
+    routing = routed_config(tmp_path).routing()
+    text = pod_panel_content(ROUTED, 1.0, None, routing).plain.splitlines()
+    # The GPU line, then the group: no replica or router among the pod's other units.
+    assert text[1].startswith("GPU 0 ")
+    assert text[2:] == [
+        "olm-ocr  router olm-ocr-router ready · 1/2 replicas ready",
+        "├ olm-ocr-r0 ready  run 3 · wait 1",
+        "└ olm-ocr-r1 starting (loading weights)  run - · wait -",
+    ]
+    # Before the first status round names them, the replicas and the router read "down".
+    early = pod_panel_content(replace(ROUTED, models=(), services=()), 1.0, None, routing)
+    assert early.plain.splitlines()[-3:] == [
+        "olm-ocr  router olm-ocr-router down · 0/2 replicas ready",
+        "├ olm-ocr-r0 down  run - · wait -",
+        "└ olm-ocr-r1 down  run - · wait -",
+    ]
+
+
+def test_fleet_screen_with_replicas(snap_compare, tmp_path: Path) -> None:
+    a40 = ReplaySource([recorded.READY], logs={"glm-ocr": recorded.GLM_LOG})
+    config = recorded.config(str(tmp_path / "shots"), theme_dir=str(tmp_path / "themes"))
+    app = OcrtuiApp(
+        config,
+        a40,
+        state_path=tmp_path / "state.toml",
+        more_pods=[PodSlot(routed_config(tmp_path), ReplaySource([ROUTED]))],
+    )
+    assert snap_compare(app, terminal_size=SIZE, run_before=_fleet_drawn)

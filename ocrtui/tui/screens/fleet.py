@@ -1,8 +1,11 @@
 """The fleet screen: every pod of a ``[[pods]]`` config, one panel each, opened first when
 there are several. A panel shows the pod's link and power, each GPU with its memory by owner
 (models, orphans, other), each model's and service's state, the orphans, and the comparison
-running on that pod (its arms there, the run's phase). ``enter`` (or the pod's number)
-opens that pod's dashboard; ``p`` there goes on to the next pod, ``f`` back here.
+running on that pod (its arms there, the run's phase). A routed model's replicas and router
+are grouped on a line of their own: the router's state, how many replicas are ready, and
+each replica's state and load (running and waiting requests, as its card has them).
+``enter`` (or the pod's number) opens that pod's dashboard; ``p`` there goes on to the next
+pod, ``f`` back here.
 
 Like the dashboard, a timer applies each pod's latest snapshot at ``[ui] refresh_s``, only
 while this screen is on top, and a panel is redrawn only when its pod's snapshot changed.
@@ -19,7 +22,8 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from ocrtui.status import Snapshot
+from ocrtui.config import Routing
+from ocrtui.status import ModelStatus, Snapshot
 from ocrtui.tui.run_view import RunView
 from ocrtui.tui.widgets.format import gib, visible
 from ocrtui.tui.widgets.header import header_content
@@ -36,9 +40,12 @@ _STATE_STYLE = {
 }
 
 
-def pod_panel_content(snap: Snapshot, refresh_s: float, comparison: str | None) -> Content:
-    """One pod: its header line, a line per GPU (memory by owner), its models and services,
-    its orphans, and the comparison running there (``comparison``; None: none)."""
+def pod_panel_content(
+    snap: Snapshot, refresh_s: float, comparison: str | None, routing: tuple[Routing, ...]
+) -> Content:
+    """One pod: its header line, a line per GPU (memory by owner), its models and services
+    (those of each routed model in ``routing`` grouped under it), its orphans, and the
+    comparison running there (``comparison``; None: none)."""
     parts: list[str | tuple[str, str] | Content] = [header_content(snap.pod, refresh_s)]
     for g in snap.gpus:
         owners = [f"{visible(m.name)} {gib(m.used_mib)}" for m in g.models if m.used_mib]
@@ -55,20 +62,54 @@ def pod_panel_content(snap: Snapshot, refresh_s: float, comparison: str | None) 
         ]
     if not snap.gpus:
         parts += ["\n", ("GPU: no agent sample yet", "$text-muted")]
+    grouped = {n for r in routing for n in (*r.replicas, r.router)}
     units: list[str | tuple[str, str]] = []
-    states = [(m.name, m.state, m.stage) for m in snap.models]
-    for name, state, stage in [*states, *((s.name, s.state, None) for s in snap.services)]:
+    states = [(m.name, m.state, m.stage) for m in snap.models if m.name not in grouped]
+    services = [(s.name, s.state, None) for s in snap.services if s.name not in grouped]
+    for name, state, stage in [*states, *services]:
         if units:
             units.append("  ")
-        shown = f"{state} ({visible(stage)})" if stage else state
-        units += [f"{visible(name)} ", (shown, _STATE_STYLE[state])]
-    parts += ["\n", *units]
+        units += [f"{visible(name)} ", _state(state, stage)]
+    if units:
+        parts += ["\n", *units]
+    for r in routing:
+        parts += ["\n", *_routed_lines(r, snap)]
     if snap.orphans:
         held = sum(o.used_mib or 0 for o in snap.orphans)
         parts += ["\n", (f"orphans: {len(snap.orphans)} ({gib(held)} GiB)", "$error bold")]
     if comparison is not None:
         parts += ["\n", ("comparison: ", "bold"), visible(comparison)]
     return Content.assemble(*parts)
+
+
+def _state(state: str, stage: str | None) -> tuple[str, str]:
+    return (f"{state} ({visible(stage)})" if stage else state, _STATE_STYLE[state])
+
+
+def _routed_lines(r: Routing, snap: Snapshot) -> list[str | tuple[str, str]]:
+    """``glm-ocr  router glm-ocr-router ready · 1/2 replicas ready``, then a line per
+    replica with its state and load; a name the snapshot lacks yet is shown ``down``. Each
+    span starts with a visible character (the padding trails the span before), which SVG
+    viewers need to place text."""
+    models = {m.name: m for m in snap.models}
+    router = next((s for s in snap.services if s.name == r.router), None)
+    replicas = [models.get(n) or ModelStatus(n, 0, "down", None) for n in r.replicas]
+    ready = sum(m.state == "ready" for m in replicas)
+    state, style = _state("down" if router is None else router.state, None)
+    lines: list[str | tuple[str, str]] = [
+        (f"{visible(r.model)}  ", "bold"),
+        f"router {visible(r.router)} ",
+        (f"{state} ", style),
+        (f"· {ready}/{len(replicas)} replicas ready", "" if ready else "$error"),
+    ]
+    for i, m in enumerate(replicas):
+        state, style = _state(m.state, m.stage)
+        run = "-" if m.running is None else str(m.running)
+        wait = "-" if m.waiting is None else str(m.waiting)
+        branch = "└" if i == len(replicas) - 1 else "├"
+        lines += ["\n", f"{branch} {visible(m.name)} ", (f"{state}  ", style)]
+        lines.append((f"run {run} · wait {wait}", "$text-muted"))
+    return lines
 
 
 def comparison_here(run: RunView | None, models: set[str]) -> str | None:
@@ -139,7 +180,8 @@ class FleetScreen(Screen[None]):
                 if last is not None and last[0] is snap and last[1] == comparison:
                     continue
                 self._applied[name] = (snap, comparison)
-                content = pod_panel_content(snap, pod.config.pod.agent_interval_s, comparison)
+                refresh_s = pod.config.pod.agent_interval_s
+                content = pod_panel_content(snap, refresh_s, comparison, pod.config.routing())
                 self.query_one(f"#pod-{i}", PodPanel).update(content)
 
     def action_select(self, step: int) -> None:

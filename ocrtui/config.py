@@ -219,6 +219,21 @@ class ReplicaConfig(_Section):
     port: int = Field(ge=1, le=65535)
     env: dict[str, str] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _on_its_models_pod(cls, data: object) -> object:
+        """A replica on another pod is refused with the reason, not as an unknown key: the
+        router reaches its workers on its own pod's loopback, and another pod's port is
+        reachable only where its provider publishes it, unauthenticated
+        (docs/lifecycle.md#replicas-across-pods)."""
+        if isinstance(data, Mapping) and "pod" in data:
+            raise ValueError(
+                "replicas across pods are not supported: the router reaches its replicas on "
+                "its own pod's 127.0.0.1; serve the model on each pod as its own arm "
+                "(docs/lifecycle.md#replicas-across-pods)"
+            )
+        return data
+
     @field_validator("env")
     @classmethod
     def _env_entries(cls, v: dict[str, str]) -> dict[str, str]:

@@ -140,3 +140,20 @@ def test_a_routed_model_belongs_to_its_pod(tmp_path: Path) -> None:
     assert [m.name for m in h100.routed] == ["lighton-ocr"]
     assert fleet.owner("lighton-ocr") is h100
     assert fleet.owner("lighton-ocr-r1") is h100 and fleet.owner("lighton-ocr-router") is h100
+
+
+def test_a_replica_on_another_pod_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """The router reaches its replicas on its own pod's loopback: a replica naming another
+    pod is one line saying so (docs/lifecycle.md#replicas-across-pods), not "unknown key"."""
+    across = TWO_PODS.replace(
+        "gpu_memory_utilization = 0.5\n",
+        'gpu_memory_utilization = 0.5\nreplicas = [{ port = 8010 }, { port = 8011, pod = "a40" }]'
+        "\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_fleet(write(tmp_path, across))
+    assert str(caught.value) == (
+        f"{tmp_path / 'ocrtui.toml'}: pods[1] (h100): models[0].replicas[1]: replicas across "
+        "pods are not supported: the router reaches its replicas on its own pod's 127.0.0.1; "
+        "serve the model on each pod as its own arm (docs/lifecycle.md#replicas-across-pods)"
+    )

@@ -22,6 +22,7 @@ from ocrtui.tui.screens.dialogs import ConfirmDialog
 from ocrtui.tui.screens.fleet import FleetScreen, PodPanel, comparison_here, pod_panel_content
 from ocrtui.tui.source import PodSlot, ReplaySource
 from ocrtui.tui.widgets.run_header import run_header_content
+from ocrtui.tui.widgets.service_card import ServiceCard
 from tests.plugins import recorded
 from tests.plugins.tui_app import SIZE, until
 
@@ -268,3 +269,13 @@ def test_fleet_screen_with_replicas(snap_compare, tmp_path: Path) -> None:
         more_pods=[PodSlot(routed_config(tmp_path), ReplaySource([ROUTED]))],
     )
     assert snap_compare(app, terminal_size=SIZE, run_before=_fleet_drawn)
+
+
+async def test_the_routers_card_says_how_many_replicas_are_ready(tmp_path: Path) -> None:
+    app = OcrtuiApp(routed_config(tmp_path), ReplaySource([ROUTED]), state_path=tmp_path / "s")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        router = app.screen.query_one("#svc-0", ServiceCard)
+        assert router.service_name == "olm-ocr-router"
+        await until(pilot, lambda: router._rendered is not None, what="the router's card")
+        assert "routes olm-ocr: 1/2 replicas ready" in str(router.render())

@@ -35,7 +35,7 @@ from ocrtui.tui.widgets.gpu_panel import GpuPanel, model_styles
 from ocrtui.tui.widgets.header import PodHeader
 from ocrtui.tui.widgets.log_pane import LogPane
 from ocrtui.tui.widgets.model_card import ModelCard
-from ocrtui.tui.widgets.service_card import ServiceCard
+from ocrtui.tui.widgets.service_card import ServiceCard, replicas_ready
 
 if TYPE_CHECKING:
     from ocrtui.compare.launch import CompareRequest
@@ -169,9 +169,13 @@ class DashboardScreen(Screen[None]):
                 if m is not None:
                     self.query_one(f"#card-{i}", ModelCard).show(m, self.operations.get(name))
             services = {s.name: s for s in snap.services}
+            routers = {r.router: r for r in self.pod.config.routing()}
             for j, name in enumerate(self.service_names):
                 if (svc := services.get(name)) is not None:
-                    self.query_one(f"#svc-{j}", ServiceCard).show(svc, self.operations.get(name))
+                    r = routers.get(name)
+                    routes = None if r is None else (r.model, replicas_ready(r, snap.models))
+                    card = self.query_one(f"#svc-{j}", ServiceCard)
+                    card.show(svc, self.operations.get(name), routes)
         self.ocr_app.note_link(self.pod.name, snap.pod.connection, snap.pod.power)
         applicable = frozenset(a for a in POD_ACTIONS if self._applies(a))
         if applicable != self._applicable:

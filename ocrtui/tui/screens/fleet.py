@@ -27,6 +27,7 @@ from ocrtui.status import ModelStatus, Snapshot
 from ocrtui.tui.run_view import RunView
 from ocrtui.tui.widgets.format import gib, visible
 from ocrtui.tui.widgets.header import header_content
+from ocrtui.tui.widgets.service_card import replicas_ready
 
 if TYPE_CHECKING:
     from ocrtui.tui.app import OcrtuiApp
@@ -94,13 +95,13 @@ def _routed_lines(r: Routing, snap: Snapshot) -> list[str | tuple[str, str]]:
     models = {m.name: m for m in snap.models}
     router = next((s for s in snap.services if s.name == r.router), None)
     replicas = [models.get(n) or ModelStatus(n, 0, "down", None) for n in r.replicas]
-    ready = sum(m.state == "ready" for m in replicas)
     state, style = _state("down" if router is None else router.state, None)
+    ready, ready_style = replicas_ready(r, snap.models)
     lines: list[str | tuple[str, str]] = [
         (f"{visible(r.model)}  ", "bold"),
         f"router {visible(r.router)} ",
         (f"{state} ", style),
-        (f"· {ready}/{len(replicas)} replicas ready", "" if ready else "$error"),
+        (f"· {ready}", ready_style),
     ]
     for i, m in enumerate(replicas):
         state, style = _state(m.state, m.stage)

@@ -73,12 +73,14 @@ class _SnapshotCollector(Collector):
         self,
         sources: Sequence[SnapshotSource],
         arms: Callable[[], MappingProxyType[str, ArmProgress]],
+        by_pod: bool,
     ) -> None:
         self._sources = tuple(sources)
         self._arms = arms
+        self._by_pod = by_pod
 
     def collect(self) -> Iterator[Metric]:
-        pods = _Pods(tuple(s.snapshot for s in self._sources), by_pod=len(self._sources) > 1)
+        pods = _Pods(tuple(s.snapshot for s in self._sources), by_pod=self._by_pod)
         yield from _pod_metrics(pods)
         yield from _gpu_metrics(pods)
         yield from _model_metrics(pods)
@@ -222,13 +224,19 @@ def _arm_metrics(arms: tuple[ArmProgress, ...]) -> Iterator[Metric]:
 
 class MetricsExporter:
     """The endpoint over the pods' snapshot sources (in config order); :meth:`serve` binds
-    it, :meth:`close` stops it."""
+    it, :meth:`close` stops it. ``by_pod``: label every pod series with its pod (default:
+    when there are several sources; ``ocrtui export`` says whether the fleet has several, so
+    that a fleet's series keep their label when only one of its pods could be reached)."""
 
-    def __init__(self, sources: Sequence[SnapshotSource]) -> None:
+    def __init__(self, sources: Sequence[SnapshotSource], *, by_pod: bool | None = None) -> None:
         # Replaced whole on each update, never mutated: the server thread reads it unlocked.
         self._arms: MappingProxyType[str, ArmProgress] = MappingProxyType({})
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_SnapshotCollector(sources, lambda: self._arms))
+        self.registry.register(
+            _SnapshotCollector(
+                sources, lambda: self._arms, len(sources) > 1 if by_pod is None else by_pod
+            )
+        )
         self._server: tuple[WSGIServer, threading.Thread] | None = None
 
     def arm_progress(self, progress: ArmProgress) -> None:

@@ -236,7 +236,7 @@ def export_command(fleet: Fleet, address: ListenAddress, *, demo: bool = False) 
     pod when there are several."""
 
     async def run(controllers: list[Controller]) -> int:
-        exporter = MetricsExporter(controllers)
+        exporter = MetricsExporter(controllers, by_pod=fleet.several)
         bound = exporter.serve(address)
         try:
             print(f"serving metrics at {bound.url}", flush=True)

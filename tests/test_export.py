@@ -171,18 +171,18 @@ async def test_export_command_serves_until_sigterm(tmp_path: Path) -> None:
 async def test_export_command_serves_every_pod_or_the_one_named(tmp_path: Path) -> None:
     """`ocrtui export` over a [[pods]] config: both pods' series, labelled with their pod;
     with ``--pod NAME`` that pod's alone, as one pod's series always were."""
-    pods = ""
+    pods: dict[str, str] = {}
     for k, name in enumerate(("a40", "h100")):
         gpu = SimGpu.create(tmp_path / f"gpu-{name}")
         work = tmp_path / f"work-{name}"
         work.mkdir()
-        pods += (f'[[pods]]\nname = "{name}"\nkind = "local"\nworkdir = "{work}"\n'
+        pods[name] = (f'[[pods]]\nname = "{name}"\nkind = "local"\nworkdir = "{work}"\n'
                  f'sim_gpu = "{gpu.path}"\n[[pods.models]]\nname = "m-{name}"\nmodel = "x"\n'
                  f"port = {free_port()}\ngpu_memory_utilization = 0.{k + 4}\n")  # fmt: skip
     config = tmp_path / "ocrtui.toml"
-    config.write_text(pods)
+    config.write_text("".join(pods.values()))
 
-    async def served(*pod: str) -> str:
+    async def served(*pod: str, code: int = 0) -> str:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ocrtui", "--config", str(config), *pod, "export",
             "--listen", "127.0.0.1:0", stdout=asyncio.subprocess.PIPE,
@@ -195,7 +195,7 @@ async def test_export_command_serves_every_pod_or_the_one_named(tmp_path: Path) 
             async with httpx.AsyncClient(timeout=5) as client:
                 text = (await client.get(line.split(" at ")[1].strip())).text
             proc.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(proc.wait(), 20) == 0
+            assert await asyncio.wait_for(proc.wait(), 20) == code
             return text
         finally:
             if proc.returncode is None:
@@ -208,6 +208,16 @@ async def test_export_command_serves_every_pod_or_the_one_named(tmp_path: Path) 
     one = await served("--pod", "h100")
     assert 'ocrtui_model_state{model="m-h100",ocrtui_model_state="down"} 1.0' in one
     assert "m-a40" not in one and 'pod="' not in one
+    # A pod that cannot be reached is left out (exit 3 at the end, as every headless command
+    # gives); the one left keeps its pod label, as its series are a fleet's.
+    gone = '[[pods]]\nname = "gone"\nhost = "unreachable.invalid"\n[[pods.models]]\n'
+    config.write_text(
+        pods["h100"]
+        + gone
+        + 'name = "m-gone"\nmodel = "x"\nport = 1\ngpu_memory_utilization = 0.4\n'
+    )
+    rest = await served(code=3)
+    assert down % ("h100", "h100") in rest and 'pod="gone"' not in rest
 
 
 def test_the_dashboard_serves_the_endpoint_while_it_runs(

@@ -1,6 +1,8 @@
-"""What several pods cost on the operator's machine, for 1, 2 and 4 pods (issue #25).
+"""What several pods, or several GPUs on one pod, cost on the operator's machine (issue #25).
 
-    .venv/bin/python bench/fleet_cost.py [--seconds 15]
+    .venv/bin/python bench/fleet_cost.py [--seconds 15] [--part pods|gpus|all]
+
+Pods (``--part pods``): 1, 2 and 4 pods.
 
 Controllers: N pods of a ``[[pods]]`` config, each a LocalPod with its own simulated GPU
 (three holders), its agent at 1 Hz and its model watcher (one model, down), all started by
@@ -15,6 +17,15 @@ pod's dashboard shown. Figures (baseline: one pod, measured in the same run):
   one-pod dashboard [ratio <= 1.2 x N];
 - fleet_dashboard_cpu_{2,4}_pods: % of a core with one pod's dashboard shown among N,
   baseline the one-pod dashboard [ratio <= 1.2: hidden pods' screens do not refresh].
+
+GPUs (``--part gpus``): one pod whose simulated GPU directory holds 1, 2 and 8 devices (the
+agent reports a row per device), each device with the three holders and one model pinned to
+it (``CUDA_VISIBLE_DEVICES``); the dashboard over a replayed pod with as many GPU rows, each
+with the moving numbers' processes. Figures (baseline: 1 GPU, measured in the same run):
+
+- gpus_controller_cpu_{2,8}_gpus: % of a core of the controller and its agent [ratio <= 1.2 x
+  N: a device costs what the first one costs];
+- gpus_dashboard_cpu_{2,8}_gpus: % of a core of the dashboard [ratio <= 1.2 x N].
 """
 
 from __future__ import annotations
@@ -28,21 +39,25 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import jsonl
-from tui_common import SIZE, cpu_s, publish_next, snapshot
+from tui_common import SIZE, config, cpu_s, publish_next, snapshot
 
 from ocrtui.config import Config, parse_config, parse_fleet
 from ocrtui.control import FleetController
 from ocrtui.sim.gpu import SimGpu
+from ocrtui.status import Snapshot
 from ocrtui.tui.app import OcrtuiApp
 from ocrtui.tui.screens.dashboard import DashboardScreen
 from ocrtui.tui.screens.fleet import FleetScreen
 from ocrtui.tui.source import PodSlot, ReplaySource
 
 PODS = (1, 2, 4)
+GPUS = (1, 2, 8)
 HOLDER = "import signal; print('ready', flush=True); signal.pause()"
 
 
@@ -51,12 +66,12 @@ def _children_cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _holders(gpu: SimGpu, procs: list[subprocess.Popen[str]]) -> None:
+def _holders(gpu: SimGpu, procs: list[subprocess.Popen[str]], device: int = 0) -> None:
     for mib in (18000, 25000, 700):
         p = subprocess.Popen([sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, text=True)
         assert p.stdout is not None and p.stdout.readline().strip() == "ready"
         procs.append(p)
-        gpu.hold(p.pid, mib)
+        gpu.hold(p.pid, mib, gpu=device)
 
 
 def pods_config(tmp: Path, n: int, procs: list[subprocess.Popen[str]]) -> dict[str, Any]:
@@ -85,18 +100,42 @@ def pods_config(tmp: Path, n: int, procs: list[subprocess.Popen[str]]) -> dict[s
     return {"pods": pods}
 
 
-async def controllers_cpu(n: int, seconds: float) -> float:
-    """% of a core: this process and the agents, N pods for ``seconds``."""
+def gpus_config(tmp: Path, n: int, procs: list[subprocess.Popen[str]]) -> dict[str, Any]:
+    """One pod whose simulated GPU holds ``n`` devices, three holders and a model on each."""
+    gpu = SimGpu.create(tmp / "gpu", count=n)
+    for k in range(n):
+        _holders(gpu, procs, k)
+    work = tmp / "work"
+    work.mkdir()
+    models = [
+        {"name": f"model-{k}", "model": "org/model", "port": 39000 + k,
+         "gpu_memory_utilization": 0.4, "env": {"CUDA_VISIBLE_DEVICES": str(k)}}
+        for k in range(n)
+    ]  # fmt: skip
+    pod = {"name": "pod-0", "kind": "local", "workdir": str(work), "sim_gpu": str(gpu.path)}
+    return {"pods": [{**pod, "models": models}]}
+
+
+async def controllers_cpu(
+    n: int,
+    seconds: float,
+    config: Callable[[Path, int, list[subprocess.Popen[str]]], dict[str, Any]] = pods_config,
+    gpus_per_pod: int = 1,
+) -> float:
+    """% of a core: this process and the agents, the ``config`` of N pods (or GPUs) for
+    ``seconds``; each pod's agent must have reported ``gpus_per_pod`` devices."""
     tmp = Path(tempfile.mkdtemp(prefix="ocrtui-fleet-bench-"))
     procs: list[subprocess.Popen[str]] = []
     try:
-        fleet = parse_fleet(pods_config(tmp, n, procs), "bench")
+        fleet = parse_fleet(config(tmp, n, procs), "bench")
         start_self, start_children, t0 = cpu_s(), _children_cpu_s(), time.monotonic()
         ctl = FleetController(fleet)
         try:
             failed = await ctl.start()
             assert not failed, failed
             await asyncio.sleep(seconds)
+            seen = [len(c.snapshot.gpus) for c in ctl.controllers.values()]
+            assert seen == [gpus_per_pod] * len(seen), seen
         finally:
             await ctl.close()
         used = cpu_s() - start_self + _children_cpu_s() - start_children
@@ -145,21 +184,69 @@ async def dashboard_cpu(n: int, seconds: float, *, fleet_shown: bool) -> float:
     return used / int(seconds) * 100
 
 
+def gpus_snapshot(tick: int, n: int) -> Snapshot:
+    """tui_common's moving pod with ``n`` GPU rows, each with its own processes."""
+    one = snapshot(tick)
+    (gpu,) = one.gpus
+    gpus = tuple(replace(gpu, index=k, uuid=f"GPU-{k}") for k in range(n))
+    procs = tuple(replace(p, gpu=k, pid=p.pid + 100 * k) for k in range(n) for p in one.processes)
+    return replace(one, gpus=gpus, processes=procs)
+
+
+async def gpus_dashboard_cpu(n: int, seconds: float) -> float:
+    """% of a core of the dashboard over one replayed pod with N GPUs, publishing once a
+    second."""
+    tmp = Path(tempfile.mkdtemp(prefix="ocrtui-fleet-bench-"))
+    source = ReplaySource([gpus_snapshot(0, n)], logs={"glm-ocr": ["INFO started"] * 50})
+    app = OcrtuiApp(config(tmp), source, state_path=tmp / "s.toml")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            while not isinstance(app.screen, DashboardScreen):
+                await pilot.pause(0.05)
+            await asyncio.sleep(1.0)  # start-up work done before measuring
+            start = cpu_s()
+            for tick in range(int(seconds)):
+                source.publish(gpus_snapshot(tick + 1, n))
+                await asyncio.sleep(1.0)
+            used = cpu_s() - start
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return used / int(seconds) * 100
+
+
+def pods_part(seconds: float) -> None:
+    ctl = {n: asyncio.run(controllers_cpu(n, seconds)) for n in PODS}
+    single = asyncio.run(dashboard_cpu(1, seconds, fleet_shown=False))
+    for n in PODS[1:]:
+        jsonl.emit(f"fleet_controllers_cpu_{n}_pods", ctl[n], ctl[1], 1.2 * n, "% of a core",
+                   False, pods=n, seconds=seconds, baseline_is="1 pod")  # fmt: skip
+        fleet = asyncio.run(dashboard_cpu(n, seconds, fleet_shown=True))
+        jsonl.emit(f"fleet_screen_cpu_{n}_pods", fleet, single, 1.2 * n, "% of a core", False,
+                   pods=n, seconds=seconds, baseline_is="the one-pod dashboard")  # fmt: skip
+        one = asyncio.run(dashboard_cpu(n, seconds, fleet_shown=False))
+        jsonl.emit(f"fleet_dashboard_cpu_{n}_pods", one, single, 1.2, "% of a core", False,
+                   pods=n, seconds=seconds, baseline_is="the one-pod dashboard")  # fmt: skip
+
+
+def gpus_part(seconds: float) -> None:
+    ctl = {n: asyncio.run(controllers_cpu(n, seconds, gpus_config, n)) for n in GPUS}
+    dash = {n: asyncio.run(gpus_dashboard_cpu(n, seconds)) for n in GPUS}
+    for n in GPUS[1:]:
+        jsonl.emit(f"gpus_controller_cpu_{n}_gpus", ctl[n], ctl[1], 1.2 * n, "% of a core",
+                   False, gpus=n, seconds=seconds, baseline_is="1 GPU")  # fmt: skip
+        jsonl.emit(f"gpus_dashboard_cpu_{n}_gpus", dash[n], dash[1], 1.2 * n, "% of a core",
+                   False, gpus=n, seconds=seconds, baseline_is="1 GPU")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--part", choices=("pods", "gpus", "all"), default="all")
     args = ap.parse_args()
-    ctl = {n: asyncio.run(controllers_cpu(n, args.seconds)) for n in PODS}
-    single = asyncio.run(dashboard_cpu(1, args.seconds, fleet_shown=False))
-    for n in PODS[1:]:
-        jsonl.emit(f"fleet_controllers_cpu_{n}_pods", ctl[n], ctl[1], 1.2 * n, "% of a core",
-                   False, pods=n, seconds=args.seconds, baseline_is="1 pod")  # fmt: skip
-        fleet = asyncio.run(dashboard_cpu(n, args.seconds, fleet_shown=True))
-        jsonl.emit(f"fleet_screen_cpu_{n}_pods", fleet, single, 1.2 * n, "% of a core", False,
-                   pods=n, seconds=args.seconds, baseline_is="the one-pod dashboard")  # fmt: skip
-        one = asyncio.run(dashboard_cpu(n, args.seconds, fleet_shown=False))
-        jsonl.emit(f"fleet_dashboard_cpu_{n}_pods", one, single, 1.2, "% of a core", False,
-                   pods=n, seconds=args.seconds, baseline_is="the one-pod dashboard")  # fmt: skip
+    if args.part in ("pods", "all"):
+        pods_part(args.seconds)
+    if args.part in ("gpus", "all"):
+        gpus_part(args.seconds)
 
 
 if __name__ == "__main__":

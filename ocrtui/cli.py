@@ -96,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     wk.add_argument("name", help="a served model name")
 
     ex = sub.add_parser(
-        "export", help="serve the pod's metrics (OpenMetrics) until stopped, no dashboard"
+        "export", help="serve the pods' metrics (OpenMetrics) until stopped, no dashboard"
     )
     ex.add_argument(
         "--listen", metavar="HOST:PORT", required=True, help="e.g. 127.0.0.1:9464 (loopback)"

@@ -1,15 +1,16 @@
 """The metrics endpoint: ``ocrtui export --listen 127.0.0.1:PORT`` and ``[export] listen``.
 
-A custom ``prometheus_client`` Collector reads the latest :class:`~ocrtui.status.Snapshot`
-(immutable, so the library's own HTTP server thread reads it without a lock while the event
-loop publishes the next one) and, when a comparison runs in the same process, the arms'
-latest :class:`~ocrtui.compare.progress.ArmProgress` (given through
-:meth:`MetricsExporter.arm_progress` by the comparison's event consumers, the dashboard's and
-``ocrtui compare --headless``'s, each through an ``ArmTally``). The
-server answers OpenMetrics to a scraper that asks for it (Prometheus does), the classic
+A custom ``prometheus_client`` Collector reads each pod's latest
+:class:`~ocrtui.status.Snapshot` (immutable, so the library's own HTTP server thread reads
+it without a lock while the event loop publishes the next one) and, when a comparison runs
+in the same process, the arms' latest :class:`~ocrtui.compare.progress.ArmProgress` (given
+through :meth:`MetricsExporter.arm_progress` by the comparison's event consumers, the
+dashboard's and ``ocrtui compare --headless``'s, each through an ``ArmTally``). The server
+answers OpenMetrics to a scraper that asks for it (Prometheus does), the classic
 text format otherwise.
 
-Series (memory in bytes, as Prometheus names units):
+Series (memory in bytes, as Prometheus names units; over several pods every series but the
+comparison's carries a ``pod`` label first, the pod's name, and one pod's series carry none):
 
 - ``ocrtui_pod_connected``; ``ocrtui_pod_idle_seconds``; ``ocrtui_pod_price_per_hour`` (when
   the provider gives one)
@@ -36,9 +37,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import get_args
+from typing import Protocol, get_args
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -59,100 +61,145 @@ MIB = 1024 * 1024
 MODEL_STATES: tuple[str, ...] = get_args(ModelState)
 
 
+class SnapshotSource(Protocol):
+    """What the endpoint reads a pod from: a ``Controller``, or the dashboard's pod source."""
+
+    @property
+    def snapshot(self) -> Snapshot: ...
+
+
 class _SnapshotCollector(Collector):
     def __init__(
         self,
-        snapshot: Callable[[], Snapshot],
+        sources: Sequence[SnapshotSource],
         arms: Callable[[], MappingProxyType[str, ArmProgress]],
+        by_pod: bool,
     ) -> None:
-        self._snapshot = snapshot
+        self._sources = tuple(sources)
         self._arms = arms
+        self._by_pod = by_pod
 
     def collect(self) -> Iterator[Metric]:
-        snap = self._snapshot()
-        yield from _pod_metrics(snap)
-        yield from _gpu_metrics(snap)
-        yield from _model_metrics(snap)
+        pods = _Pods(tuple(s.snapshot for s in self._sources), by_pod=self._by_pod)
+        yield from _pod_metrics(pods)
+        yield from _gpu_metrics(pods)
+        yield from _model_metrics(pods)
         yield from _arm_metrics(tuple(self._arms().values()))
 
 
-def _pod_metrics(snap: Snapshot) -> Iterator[Metric]:
-    connected = GaugeMetricFamily("ocrtui_pod_connected", "1 while the link to the pod is up")
-    connected.add_metric([], 1 if snap.pod.connection == "connected" else 0)
+@dataclass(frozen=True)
+class _Pods:
+    """The pods' latest snapshots in one scrape; ``by_pod``: every pod series carries a
+    ``pod`` label first (several pods), else none (one pod: the series as they always were).
+    Each family is built once over all pods: a name may appear only once in an exposition."""
+
+    snaps: tuple[Snapshot, ...]
+    by_pod: bool
+
+    def labels(self, *names: str) -> list[str]:
+        return ["pod", *names] if self.by_pod else list(names)
+
+    def values(self, snap: Snapshot, *values: str) -> list[str]:
+        return [snap.pod.label, *values] if self.by_pod else list(values)
+
+
+def _pod_metrics(pods: _Pods) -> Iterator[Metric]:
+    connected = GaugeMetricFamily(
+        "ocrtui_pod_connected", "1 while the link to the pod is up", labels=pods.labels()
+    )
+    idle = GaugeMetricFamily(
+        "ocrtui_pod_idle_seconds",
+        "Since a model last had a request running or waiting",
+        labels=pods.labels(),
+    )
+    price = GaugeMetricFamily(
+        "ocrtui_pod_price_per_hour",
+        "The rental's price per hour ([pod.provider])",
+        labels=pods.labels(),
+    )
+    for snap in pods.snaps:
+        connected.add_metric(pods.values(snap), 1 if snap.pod.connection == "connected" else 0)
+        if snap.pod.idle_s is not None:
+            idle.add_metric(pods.values(snap), snap.pod.idle_s)
+        if snap.pod.price_per_hr is not None:
+            price.add_metric(pods.values(snap), snap.pod.price_per_hr)
     yield connected
-    if snap.pod.idle_s is not None:
-        idle = GaugeMetricFamily(
-            "ocrtui_pod_idle_seconds", "Since a model last had a request running or waiting"
-        )
-        idle.add_metric([], snap.pod.idle_s)
-        yield idle
-    if snap.pod.price_per_hr is not None:
-        price = GaugeMetricFamily(
-            "ocrtui_pod_price_per_hour", "The rental's price per hour ([pod.provider])"
-        )
-        price.add_metric([], snap.pod.price_per_hr)
-        yield price
+    # Not known: not made up (a family without samples is left out).
+    yield from (family for family in (idle, price) if family.samples)
 
 
-def _gpu_metrics(snap: Snapshot) -> Iterator[Metric]:
-    total = GaugeMetricFamily("ocrtui_gpu_memory_total_bytes", "GPU memory", labels=["gpu"])
-    used = GaugeMetricFamily("ocrtui_gpu_memory_used_bytes", "GPU memory in use", labels=["gpu"])
+def _gpu_metrics(pods: _Pods) -> Iterator[Metric]:
+    total = GaugeMetricFamily(
+        "ocrtui_gpu_memory_total_bytes", "GPU memory", labels=pods.labels("gpu")
+    )
+    used = GaugeMetricFamily(
+        "ocrtui_gpu_memory_used_bytes", "GPU memory in use", labels=pods.labels("gpu")
+    )
     owner = GaugeMetricFamily(
         "ocrtui_gpu_owner_memory_bytes",
         "GPU memory by owner: a model, orphan (leaked vLLM processes) or other",
-        labels=["gpu", "model"],
+        labels=pods.labels("gpu", "model"),
     )
-    for g in snap.gpus:
-        gpu = str(g.index)
-        total.add_metric([gpu], g.total_mib * MIB)
-        used.add_metric([gpu], g.used_mib * MIB)
-        for share in g.models:
-            owner.add_metric([gpu, share.name], share.used_mib * MIB)
-        owner.add_metric([gpu, "orphan"], g.orphan_mib * MIB)
-        owner.add_metric([gpu, "other"], (g.other_mib + g.unattributed_mib) * MIB)
     process = GaugeMetricFamily(
         "ocrtui_process_memory_bytes",
         "GPU memory of one process, with the model it belongs to (orphan: leaked)",
-        labels=["gpu", "pid", "kind", "model"],
+        labels=pods.labels("gpu", "pid", "kind", "model"),
     )
-    for p in snap.processes:
-        model = "orphan" if p.kind == "orphan" else (p.owner or "")
-        process.add_metric([str(p.gpu), str(p.pid), p.kind, model], p.used_mib * MIB)
+    for snap in pods.snaps:
+        for g in snap.gpus:
+            gpu = str(g.index)
+            total.add_metric(pods.values(snap, gpu), g.total_mib * MIB)
+            used.add_metric(pods.values(snap, gpu), g.used_mib * MIB)
+            for share in g.models:
+                owner.add_metric(pods.values(snap, gpu, share.name), share.used_mib * MIB)
+            owner.add_metric(pods.values(snap, gpu, "orphan"), g.orphan_mib * MIB)
+            owner.add_metric(
+                pods.values(snap, gpu, "other"), (g.other_mib + g.unattributed_mib) * MIB
+            )
+        for p in snap.processes:
+            model = "orphan" if p.kind == "orphan" else (p.owner or "")
+            process.add_metric(
+                pods.values(snap, str(p.gpu), str(p.pid), p.kind, model), p.used_mib * MIB
+            )
     yield from (total, used, owner, process)
 
 
-def _model_metrics(snap: Snapshot) -> Iterator[Metric]:
-    state = StateSetMetricFamily("ocrtui_model_state", "Model state", labels=["model"])
+def _model_metrics(pods: _Pods) -> Iterator[Metric]:
+    state = StateSetMetricFamily("ocrtui_model_state", "Model state", labels=pods.labels("model"))
     restarts = CounterMetricFamily(
-        "ocrtui_model_restarts", "Restarts this ocrtui asked for", labels=["model"]
+        "ocrtui_model_restarts", "Restarts this ocrtui asked for", labels=pods.labels("model")
     )
     sleep = GaugeMetricFamily(
         "ocrtui_model_sleep_level",
         "vLLM's sleep mode: the level a model sleeps at (0 paused, 1 weights offloaded, 2 "
         "discarded); -1 awake",
-        labels=["model"],
+        labels=pods.labels("model"),
     )
     given_back = GaugeMetricFamily(
         "ocrtui_model_given_back_bytes",
         "GPU memory a sleeping model gave back: what its wake-up takes again",
-        labels=["model"],
+        labels=pods.labels("model"),
     )
-    for m in snap.models:
-        state.add_metric([m.name], {s: s == m.state for s in MODEL_STATES})
-        restarts.add_metric([m.name], m.restarts)
-        sleep.add_metric([m.name], -1 if m.sleep_level is None else m.sleep_level)
-        if m.given_back_mib is not None:
-            given_back.add_metric([m.name], m.given_back_mib * MIB)
     orphans = GaugeMetricFamily(
-        "ocrtui_orphans", "Leaked vLLM processes found now", labels=["model"]
+        "ocrtui_orphans", "Leaked vLLM processes found now", labels=pods.labels("model")
     )
-    found: dict[str, int] = {}
-    for o in snap.orphans:
-        found[o.model] = found.get(o.model, 0) + 1
-    for model, count in sorted(found.items()):
-        orphans.add_metric([model], count)
-    killed = CounterMetricFamily("ocrtui_orphans_killed", "Orphans this ocrtui killed")
-    killed.add_metric([], snap.orphans_killed)
+    killed = CounterMetricFamily(
+        "ocrtui_orphans_killed", "Orphans this ocrtui killed", labels=pods.labels()
+    )
+    for snap in pods.snaps:
+        for m in snap.models:
+            at = pods.values(snap, m.name)
+            state.add_metric(at, {s: s == m.state for s in MODEL_STATES})
+            restarts.add_metric(at, m.restarts)
+            sleep.add_metric(at, -1 if m.sleep_level is None else m.sleep_level)
+            if m.given_back_mib is not None:
+                given_back.add_metric(at, m.given_back_mib * MIB)
+        found: dict[str, int] = {}
+        for o in snap.orphans:
+            found[o.model] = found.get(o.model, 0) + 1
+        for model, count in sorted(found.items()):
+            orphans.add_metric(pods.values(snap, model), count)
+        killed.add_metric(pods.values(snap), snap.orphans_killed)
     yield from (state, restarts, sleep, given_back, orphans, killed)
 
 
@@ -176,14 +223,20 @@ def _arm_metrics(arms: tuple[ArmProgress, ...]) -> Iterator[Metric]:
 
 
 class MetricsExporter:
-    """The endpoint over a snapshot source (``Controller.snapshot``); :meth:`serve` binds it,
-    :meth:`close` stops it."""
+    """The endpoint over the pods' snapshot sources (in config order); :meth:`serve` binds
+    it, :meth:`close` stops it. ``by_pod``: label every pod series with its pod (default:
+    when there are several sources; ``ocrtui export`` says whether the fleet has several, so
+    that a fleet's series keep their label when only one of its pods could be reached)."""
 
-    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+    def __init__(self, sources: Sequence[SnapshotSource], *, by_pod: bool | None = None) -> None:
         # Replaced whole on each update, never mutated: the server thread reads it unlocked.
         self._arms: MappingProxyType[str, ArmProgress] = MappingProxyType({})
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_SnapshotCollector(snapshot, lambda: self._arms))
+        self.registry.register(
+            _SnapshotCollector(
+                sources, lambda: self._arms, len(sources) > 1 if by_pod is None else by_pod
+            )
+        )
         self._server: tuple[WSGIServer, threading.Thread] | None = None
 
     def arm_progress(self, progress: ArmProgress) -> None:

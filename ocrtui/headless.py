@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from ocrtui.config import Fleet, ListenAddress
 from ocrtui.control import Controller, FleetController
-from ocrtui.errors import ConfigError, LifecycleError
+from ocrtui.errors import LifecycleError
 from ocrtui.export import MetricsExporter
 from ocrtui.status import Snapshot, WatchdogStatus, fleet_json
 from ocrtui.vllm.watch import FIRST_POLL_WAIT_S
@@ -232,15 +232,11 @@ def _sleep_line(snap: Snapshot, name: str) -> str:
 
 def export_command(fleet: Fleet, address: ListenAddress, *, demo: bool = False) -> int:
     """Serve the metrics endpoint until SIGINT or SIGTERM (exit 0); the bound URL first.
-    One pod's metrics: with several, ``--pod NAME`` says which."""
-    if fleet.several:
-        raise ConfigError(
-            f"export serves one pod's metrics: name one with --pod ({', '.join(fleet.names)})"
-        )
+    Every pod of ``fleet`` (``--pod NAME`` narrows it to one), each series labelled with its
+    pod when there are several."""
 
     async def run(controllers: list[Controller]) -> int:
-        (ctl,) = controllers
-        exporter = MetricsExporter(lambda: ctl.snapshot)
+        exporter = MetricsExporter(controllers, by_pod=fleet.several)
         bound = exporter.serve(address)
         try:
             print(f"serving metrics at {bound.url}", flush=True)

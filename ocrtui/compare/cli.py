@@ -103,10 +103,9 @@ async def _with_controller(fleet: Fleet, setup: RunSetup, demo: bool) -> int:
 
     ctl = FleetController(fleet, demo=demo)
     console = Console()
-    # [export] listen: the first pod's series (as in the dashboard) and this run's arms,
+    # [export] listen (a section every pod shares): every pod's series and this run's arms,
     # while the run goes on.
-    first = next(iter(ctl.controllers.values()))
-    exporter = MetricsExporter(lambda: first.snapshot)
+    exporter = MetricsExporter(list(ctl.controllers.values()))
     if fleet.pods[0].export.address is not None:
         exporter.serve(fleet.pods[0].export.address)
     try:

@@ -76,13 +76,12 @@ class OcrtuiApp(App[int]):
         state_path: Path | None = None,
         compare: RunSetup | None = None,
         more_pods: Sequence[PodSlot] = (),
-        metrics: MetricsExporter | None = None,
     ) -> None:
         """``config`` and ``source``: the (first) pod; ``more_pods``: the others of a
-        ``[[pods]]`` config, which opens on the fleet screen; ``metrics``: the ``[export]``
-        endpoint a comparison's progress is fed to."""
+        ``[[pods]]`` config, which opens on the fleet screen. ``metrics``, set before the app
+        runs: the ``[export]`` endpoint over every pod, a comparison's progress fed to it."""
         super().__init__()
-        self.metrics = metrics  # [export]: its comparison series are fed from the run's events
+        self.metrics: MetricsExporter | None = None
         self.pods = {p.name: p for p in (PodSlot(config, source), *more_pods)}
         self.fleet = Fleet(tuple(p.config for p in self.pods.values()))
         self.current = next(iter(self.pods))  # the pod whose dashboard is, or was last, shown
@@ -540,20 +539,20 @@ async def _close(app: OcrtuiApp) -> None:
     await asyncio.gather(*(pod.source.close() for pod in app.pods.values()))
 
 
-def _serve_metrics(config: Config, source: PodSource) -> MetricsExporter:
-    """The ``[export] listen`` endpoint over the source's snapshots, while the app runs
-    (with several pods, the first pod's)."""
-    exporter = MetricsExporter(lambda: source.snapshot)
-    if config.export.address is not None:
-        exporter.serve(config.export.address)
+def _serve_metrics(app: OcrtuiApp) -> MetricsExporter:
+    """The ``[export] listen`` endpoint (a section every pod shares) over every pod's
+    snapshots, while the app runs."""
+    slots = list(app.pods.values())
+    exporter = MetricsExporter([slot.source for slot in slots])
+    if slots[0].config.export.address is not None:
+        exporter.serve(slots[0].config.export.address)
     return exporter
 
 
 def run_dashboard(fleet: Fleet, *, readonly: bool, demo: bool) -> int:
     async def main() -> int:
         app = fleet_app(fleet, demo=demo, readonly=readonly, start_servers=demo)
-        first = next(iter(app.pods.values()))
-        exporter = app.metrics = _serve_metrics(first.config, first.source)
+        exporter = app.metrics = _serve_metrics(app)
         try:
             await app.run_async()
         finally:
@@ -574,8 +573,7 @@ def run_comparison_dashboard(fleet: Fleet, setup: RunSetup, *, demo: bool) -> in
 
     async def main() -> int:
         app = comparison_app(fleet, setup, demo=demo)
-        first = next(iter(app.pods.values()))
-        exporter = app.metrics = _serve_metrics(first.config, first.source)
+        exporter = app.metrics = _serve_metrics(app)
         try:
             await app.run_async()
             return await comparison_exit_code(app)
@@ -586,10 +584,8 @@ def run_comparison_dashboard(fleet: Fleet, setup: RunSetup, *, demo: bool) -> in
     return asyncio.run(main())
 
 
-def comparison_app(
-    fleet: Fleet, setup: RunSetup, *, demo: bool, metrics: MetricsExporter | None = None
-) -> OcrtuiApp:
-    return fleet_app(fleet, demo=demo, start_servers=demo, compare=setup, metrics=metrics)
+def comparison_app(fleet: Fleet, setup: RunSetup, *, demo: bool) -> OcrtuiApp:
+    return fleet_app(fleet, demo=demo, start_servers=demo, compare=setup)
 
 
 async def comparison_exit_code(app: OcrtuiApp) -> int:

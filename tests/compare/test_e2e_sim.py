@@ -15,7 +15,7 @@ from ocrtui.config import Config, ListenAddress, parse_config
 from ocrtui.export import MetricsExporter
 from ocrtui.status import PodStatus, Snapshot
 from tests.plugins.compare_inputs import MakePdf
-from tests.plugins.scrape import arm_series, scrape
+from tests.plugins.scrape import FixedSource, arm_series, scrape
 from tests.plugins.sim import SimServers, start_pair
 
 FAST = ["--sim-prefill-s", "0.01", "--sim-per-token-s", "0.0001", "--sim-tokens-per-page", "40"]
@@ -117,7 +117,7 @@ async def test_the_metrics_endpoint_serves_each_arms_progress(
     setup = resolve(cfg, request_from_args(args))
     model_url = urls_of([m.name for m in setup.models], urls)
     pod = PodStatus("test", "connected", 0.0, None, simulated_gpu=True, demo=False)
-    exporter = MetricsExporter(lambda: Snapshot(pod, (), (), ()))
+    exporter = MetricsExporter([FixedSource(Snapshot(pod, (), (), ()))])
     bound = exporter.serve(ListenAddress("127.0.0.1", 0))
     try:
         assert arm_series(await scrape(bound), "glm-ocr") == {}

@@ -72,7 +72,7 @@ async def exporter(
     make_controller: MakeController, sim_pod: SimPod
 ) -> AsyncIterator[tuple[Controller, MetricsExporter, ListenAddress]]:
     ctl: Controller = await make_controller(sim_pod.model("glm"))
-    exp = MetricsExporter(lambda: ctl.snapshot)
+    exp = MetricsExporter([ctl])
     bound = exp.serve(ListenAddress("127.0.0.1", 0))
     try:
         yield ctl, exp, bound

@@ -1,6 +1,7 @@
 """Two pods (issue #25): each its own sshd on a loopback port, simulated GPU and servers;
 one pod's link dropping leaves the other's link, agent and server untouched; ``status
---json`` lists every pod and ``--pod NAME`` narrows to one."""
+--json`` lists every pod and ``--pod NAME`` narrows to one; a headless comparison's metrics
+endpoint serves both pods."""
 
 from __future__ import annotations
 
@@ -21,11 +22,13 @@ import tomli_w
 
 from ocrtui.compare.events import Event, PageDone, PageFailed, RunPaused
 from ocrtui.compare.launch import CompareRequest, gate_for, resolve, start_comparison
-from ocrtui.config import parse_fleet
+from ocrtui.config import ListenAddress, parse_fleet
 from ocrtui.control import FleetController
 from ocrtui.status import Snapshot
 from tests.plugins.compare_inputs import MakePdf
 from tests.plugins.reaper import kill_writing_under
+from tests.plugins.scrape import scrape
+from tests.plugins.sim import free_port
 from tests.plugins.sim_pod import SimPod
 from tests.plugins.sshd import Sshd, SshdKeys
 
@@ -324,3 +327,36 @@ async def test_watch_runs_a_watchdog_on_every_pod(
     pods = {p["name"]: p["models"][0] for p in json.loads(after.stdout)["pods"]}
     assert pods["a40"]["pid"] == pids["a40"] and pods["a40"]["state"] == "ready"
     assert pods["h100"]["state"] == "ready" and pods["h100"]["pid"] != pids["h100"]
+
+
+async def test_a_headless_comparison_serves_every_pods_series(
+    tmp_path: Path,
+    two_sim_pods: list[SimPod],
+    make_pdf: MakePdf,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``[export] listen`` while ``ocrtui compare --headless`` runs over two pods: both pods'
+    series, each with its pod label (the run itself is replaced by a scrape)."""
+    from ocrtui.compare import cli as compare_cli
+
+    port = free_port()
+    a40, h100 = two_sim_pods
+    entries = [
+        pod_entry(a40, "a40", "glm-ocr", kind="local"),
+        pod_entry(h100, "h100", "lighton-ocr", kind="local"),
+    ]
+    fleet = parse_fleet({"pods": entries, "export": {"listen": f"127.0.0.1:{port}"}}, "test")
+    pdf = make_pdf("doc.pdf", ["Page one."])
+    request = CompareRequest(documents=(str(pdf),), out=str(tmp_path / "run"))
+    setup = await asyncio.to_thread(resolve, fleet.arms_config(), request)
+    seen: list[dict[tuple[str, tuple[tuple[str, str], ...]], float]] = []
+
+    async def scraped_instead(*args: object, **kwargs: object) -> int:
+        seen.append(await scrape(ListenAddress("127.0.0.1", port)))
+        return 0
+
+    monkeypatch.setattr(compare_cli, "run_headless", scraped_instead)
+    assert await compare_cli._with_controller(fleet, setup, demo=False) == 0
+    state = "ocrtui_model_state"
+    for pod, model in (("a40", "glm-ocr"), ("h100", "lighton-ocr")):
+        assert seen[0][(state, (("model", model), (state, "down"), ("pod", pod)))] == 1

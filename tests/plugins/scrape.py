@@ -1,12 +1,22 @@
 """Scraping the metrics endpoint (ocrtui/export.py) as a scraper would: one GET of
-/metrics, parsed by prometheus_client's own parser."""
+/metrics, parsed by prometheus_client's own parser; a pod that stays as it is."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from ocrtui.config import ListenAddress
+from ocrtui.status import Snapshot
+
+
+@dataclass(frozen=True)
+class FixedSource:
+    """A pod for the endpoint whose snapshot never changes."""
+
+    snapshot: Snapshot
 
 
 async def scrape(address: ListenAddress) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -275,10 +275,10 @@ async def test_compare_command_opens_on_its_run_and_exits_with_its_status(
     ImageDraw.Draw(image).text((20, 80), "Invoice 2026-11-26 total 8,500", fill="black")
     image.save(doc)
     args = _parser().parse_args(["compare", str(doc), "--out", str(tmp_path / "run")])
-    exporter = MetricsExporter(lambda: app.source.snapshot)
-    bound = exporter.serve(ListenAddress("127.0.0.1", 0))
     setup = resolve(config, request_from_args(args))
-    app = comparison_app(Fleet((config,)), setup, demo=True, metrics=exporter)
+    app = comparison_app(Fleet((config,)), setup, demo=True)
+    exporter = app.metrics = MetricsExporter([app.source])
+    bound = exporter.serve(ListenAddress("127.0.0.1", 0))
     try:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()

@@ -8,8 +8,9 @@ on stdin; prints one JSON object per line, protocol version `v` (now 1) and `seq
 EPIPE or when its parent changes. Sample keys:
 
 ```
-v, seq, t, interval, host, agent_pid, python, backend ("nvml"|"nvidia-smi"|"sim"|"none"),
-simulated, error, cost_ms, cpu_ms, fd_unreadable,
+v, seq, t, interval, host, home (the user's home: where "~/" log paths are), agent_pid,
+python, backend ("nvml"|"nvidia-smi"|"sim"|"none"), simulated, error, cost_ms, cpu_ms,
+fd_unreadable,
 gpus:  [{index, uuid, name, total_mib, used_mib, free_mib, reserved_mib, util_pct, temp_c,
          power_w, simulated}]
 procs: [{gpu, pid (as NVML says), used_mib, type "C"|"G"|"C+G", simulated, visible,

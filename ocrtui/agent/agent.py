@@ -1159,6 +1159,7 @@ class Sampler:
             "t": round(time.time(), 3),
             "interval": self.interval,
             "host": self.host,
+            "home": os.path.expanduser("~"),
             "agent_pid": os.getpid(),
             "python": ".".join(str(x) for x in sys.version_info[:3]),
             "backend": self.backend.name,

@@ -135,6 +135,7 @@ class AgentSample:
     cost_ms: float = 0.0
     cpu_ms: float = 0.0
     host: str = ""
+    home: str = ""  # the pod user's home directory: where "~/..." log paths are
     agent_pid: int | None = None
     fd_unreadable: int = 0
     mem_available_mib: int | None = None  # the pod's MemAvailable (host RAM for a CPU vLLM)
@@ -244,6 +245,7 @@ def parse_sample(data: dict[str, Any]) -> AgentSample:
             cost_ms=float(data.get("cost_ms", 0.0)),
             cpu_ms=float(data.get("cpu_ms", 0.0)),
             host=str(data.get("host", "")),
+            home=str(data.get("home", "")),
             agent_pid=_opt_int(data.get("agent_pid")),
             fd_unreadable=int(data.get("fd_unreadable", 0)),
             mem_available_mib=_opt_int(data.get("mem_available_mib")),

@@ -59,14 +59,18 @@ class ModelRef:
     # detached orphan points at it.
     log_name: str | None = None
 
-    def writes_log(self, stdout: str) -> bool:
-        """``stdout`` (an fd target, always absolute) is this model's log file."""
+    def writes_log(self, stdout: str, home: str = "") -> bool:
+        """``stdout`` (an fd target, always absolute) is this model's log file; ``home``: the
+        pod user's home directory as the agent reports it ("" when unknown)."""
         log = self.log_name
         if not log or not stdout.startswith("/"):
             return False
         if log.startswith("/"):
             return stdout == log
-        # Relative to the pod's home or login directory, unknown here: compare the rest.
+        if log.startswith("~/") and home:
+            return stdout == home.rstrip("/") + log[1:]
+        # Relative to a directory unknown here (a bare name: the launching shell's): compare
+        # the rest, which another user's or workdir's same-named log also matches.
         return stdout.endswith("/" + log.removeprefix("~/"))
 
 
@@ -265,6 +269,7 @@ class _Resolver:
         self.models = models
         self.launches = launches
         self.known = known
+        self.home = sample.home
         self.local = _locals(sample)
         self.apis = {v.pid: v for v in sample.vllm if v.kind == "api"}
         self.trees: dict[str, set[int]] = {}
@@ -333,7 +338,7 @@ class _Resolver:
             if r.server_pid is not None and r.server_pid in (v.pid, v.pgid):
                 return r.model
         for m in self.models:
-            if m.writes_log(v.stdout):
+            if m.writes_log(v.stdout, self.home):
                 return m.name
         return None
 

@@ -386,6 +386,17 @@ def test_an_orphan_writing_a_same_named_log_of_another_workdir_is_not_ours() -> 
     assert len(attribute(killed, (ModelRef("tiny", 30418, "~/vllm_tiny.log"),)).orphans) == 3
 
 
+def test_a_home_relative_log_is_matched_in_the_agents_home_only() -> None:
+    """`~/vllm_tiny.log` (the default workdir) is the log in the pod user's home: another
+    user's or workdir's same-named log is not ours (the suffix alone matched both, and one
+    test's kill_orphans killed another's EngineCore beside it)."""
+    tilde = (ModelRef("tiny", 30418, "~/vllm_tiny.log"),)
+    for home, found in (("/home/op", 3), ("/home/other", 0), ("/home/op/", 3)):
+        data = raw("cpu_vllm_killed.json")
+        data["home"] = home
+        assert len(attribute(parse_sample(data), tilde).orphans) == found, home
+
+
 def test_process_stage_of_a_start_the_log_says_nothing_of_yet() -> None:
     from ocrtui.monitor.agent_monitor import MonitorView
     from ocrtui.vllm.state import ProcessFacts

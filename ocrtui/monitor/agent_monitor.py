@@ -205,6 +205,7 @@ class AgentMonitor:
         self._count += 1
         self._error = None
         self._running = True
+        self.launches.observe(sample)
         self._reattribute()
 
     def _set_error(self, error: str | None) -> None:

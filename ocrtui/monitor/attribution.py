@@ -86,6 +86,10 @@ class LaunchRecord:
     # Stopped since: ``server_pid`` still names the model of its leftovers, but is no
     # server of ours any more (a new process may reuse the pid).
     stopped: bool = False
+    server_start: float | None = None  # the server's start time, from the first sample
+    # A later vLLM process holds ``server_pid`` with another start time: the pid was reused
+    # (the kernel recycles pids), so it names neither our server nor its leftovers.
+    reused: bool = False
 
     @property
     def new_pids(self) -> frozenset[int]:
@@ -94,7 +98,7 @@ class LaunchRecord:
     @property
     def launched_pid(self) -> int | None:
         """The server this session started, while it is ours to signal."""
-        return None if self.stopped else self.server_pid
+        return None if self.stopped or self.reused else self.server_pid
 
 
 @dataclass(frozen=True)
@@ -335,7 +339,7 @@ class _Resolver:
         if name:
             return name
         for r in reversed(self.launches):
-            if r.server_pid is not None and r.server_pid in (v.pid, v.pgid):
+            if r.server_pid is not None and not r.reused and r.server_pid in (v.pid, v.pgid):
                 return r.model
         for m in self.models:
             if m.writes_log(v.stdout, self.home):

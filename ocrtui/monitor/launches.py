@@ -31,6 +31,9 @@ from ocrtui.monitor.agent_samples import AgentSample
 from ocrtui.monitor.attribution import LaunchRecord
 
 UNLISTED_TRUST_S = 20.0
+# The agent's start times come from /proc's clock ticks and the boot time: the same process
+# reads the same to well within this.
+START_TOLERANCE_S = 0.5
 
 
 class Launches:
@@ -59,7 +62,9 @@ class Launches:
     def started(self, name: str, pid: int) -> None:
         """The start returned the server's pid (it leads its own process group)."""
         record = self._records.get(name) or LaunchRecord(name, self._nvml_pids())
-        self._records[name] = replace(record, server_pid=pid, stopped=False)
+        self._records[name] = replace(
+            record, server_pid=pid, stopped=False, server_start=None, reused=False
+        )
         self._since[name] = self._clock()
         self._on_change()
 
@@ -89,6 +94,21 @@ class Launches:
         if record is not None and not record.stopped:
             self._records[name] = replace(record, stopped=True)
             self._on_change()
+
+    # -- written by the monitor ----------------------------------------------------------
+
+    def observe(self, sample: AgentSample) -> None:
+        """Pin each launched server to its start time from the first sample listing it; a
+        vLLM process with that pid and another start time means the pid was reused."""
+        starts = {v.pid: v.start for v in sample.vllm}
+        for name, r in list(self._records.items()):
+            if r.server_pid is None or r.reused or r.server_pid not in starts:
+                continue
+            start = starts[r.server_pid]
+            if r.server_start is None:
+                self._records[name] = replace(r, server_start=start)
+            elif abs(start - r.server_start) > START_TOLERANCE_S:
+                self._records[name] = replace(r, reused=True)
 
     # -- read by the watcher, the lifecycle and attribution ------------------------------
 

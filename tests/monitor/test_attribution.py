@@ -519,3 +519,29 @@ def test_kill_9_of_a_data_parallel_server_leaves_each_rank_an_orphan() -> None:
     assert glm.orphan_pids == DP2_LEAKED
     assert {o.model for o in att.orphans} == {"glm-ocr"}
     assert glm.orphan_mib == 2 * 13820
+
+
+def test_a_launched_servers_pid_reused_by_another_vllm_names_nothing() -> None:
+    """The kernel recycles pids: once another vLLM process holds the launched server's pid
+    (another start time), that pid is neither our server to signal nor the mark of our
+    leftovers (a stale record made a neighbour's EngineCore our orphan, and killed it)."""
+    from ocrtui.monitor.launches import Launches
+
+    serving = raw("cpu_vllm_serving.json")
+    launches = Launches(frozenset, lambda: None)
+    launches.begin("tiny")
+    launches.started("tiny", 6801)
+    launches.observe(parse_sample(serving))  # our server, as first listed
+    (record,) = launches.records
+    assert record.server_start is not None and launches.pid("tiny") == 6801
+    reused = raw("cpu_vllm_serving.json")
+    for v in reused["vllm"]:
+        if v["pid"] == 6801:
+            v["start"] += 600
+    launches.observe(parse_sample(reused))
+    assert launches.pid("tiny") is None  # never signalled again
+    killed = raw("cpu_vllm_killed.json")
+    for v in killed["vllm"]:
+        v["stdout"] = "pipe:[77]"  # no log to go by: the launch alone would say "tiny"
+    att = attribute(parse_sample(killed), TINY, launches=launches.records)
+    assert att.orphans == ()

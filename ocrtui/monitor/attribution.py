@@ -251,13 +251,13 @@ def serves(v: VllmProc, m: ModelRef) -> bool:
 
 
 def _model_of_api(v: VllmProc, models: Sequence[ModelRef]) -> str | None:
-    if v.kind != "api":
+    """The model an API server (live or dead) was started for: its served name and port
+    both match what each tells (as ``serves`` asks of a live one), so a same-named server
+    of another config on the pod, dying beside ours, never lends us its EngineCore."""
+    if v.kind != "api" or (v.served is None and v.port is None):
         return None
     for m in models:
-        if v.served is not None and v.served == m.name:
-            return m.name
-    for m in models:
-        if v.port is not None and v.port == m.port:
+        if v.served in (None, m.name) and v.port in (None, m.port):
             return m.name
     return None
 

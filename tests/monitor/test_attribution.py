@@ -545,3 +545,21 @@ def test_a_launched_servers_pid_reused_by_another_vllm_names_nothing() -> None:
         v["stdout"] = "pipe:[77]"  # no log to go by: the launch alone would say "tiny"
     att = attribute(parse_sample(killed), TINY, launches=launches.records)
     assert att.orphans == ()
+
+
+def test_a_dying_same_named_server_on_another_port_lends_us_no_orphans() -> None:
+    """Another config's `tiny` on another port, its API server a zombie while its EngineCore
+    shuts down: the served name alone made those processes orphans of our `tiny` (a
+    `status` right after `down` said crashed)."""
+    data = raw("cpu_vllm_serving.json")
+    data["ports"] = {}  # a dying server listens no more
+    for v in data["vllm"]:
+        v["stdout"] = "pipe:[77]"  # no log to go by
+        if v["kind"] == "api":
+            v.update(state="Z", port=30419)
+    att = attribute(parse_sample(data), TINY)
+    assert att.orphans == () and att.models["tiny"].orphan_pids == ()
+    for v in data["vllm"]:
+        if v["kind"] == "api":
+            v["port"] = 30418  # ours after all: its leftovers are our orphans
+    assert [o.pid for o in attribute(parse_sample(data), TINY).orphans] == [7018, 7019, 7113]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ocrtui.sim.gpu import SimGpu
+from tests.plugins.sim import free_port
 
 FAKE_VLLM = Path(__file__).parent / "fake_vllm_process.py"
 
@@ -42,7 +43,9 @@ class FakeServers:
             "serve",
             model,
             "--port",
-            "0",
+            # The port it listens on, in its argv as in every real launch (attribution
+            # reads a dead server's port from there).
+            str(free_port()),
             "--served-model-name",
             served,
             "--sim-gpu",

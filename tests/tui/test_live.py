@@ -238,7 +238,12 @@ async def test_comparison_streams_into_both_panes_and_is_rejoined(
         rejoined = app.screen
         assert isinstance(rejoined, CompareScreen) and rejoined is not screen
         assert pane(rejoined, 0) and pane(rejoined, 1)
-        assert rejoined.query_one("#pages", DataTable).row_count == len(app.run_view.rows)
+        # The run goes on meanwhile: a page may land between the screen's first fill and here.
+        await t.until(
+            lambda: rejoined.query_one("#pages", DataTable).row_count == len(app.run_view.rows),
+            60,
+            "the rejoined table to hold every row so far",
+        )
         await t.until(lambda: app.run_view.finished, 120, "the run to finish")
         assert app.run_view.error is None
         assert app.run_view.out_dir

@@ -53,7 +53,7 @@ from ocrtui.compare.results import ServeSweepRecord
 from ocrtui.compare.runner import CompareRun, RunPlan, ServedArm, start_run
 from ocrtui.compare.sample_suite import sample_suite_path
 from ocrtui.compare.serve_sweep import ServeSweep, load_serve_sweep
-from ocrtui.compare.store import RunRecord, RunStore
+from ocrtui.compare.store import RunRecord, RunStore, claim_new_run_dir
 from ocrtui.compare.suite import load_suite
 from ocrtui.compare.variants import Variant, parse_variants
 from ocrtui.config import ApiArmConfig, CompareConfig, Config, ModelConfig
@@ -118,6 +118,9 @@ class RunSetup:
     skipped_tests: Mapping[str, int] = field(default_factory=dict)
     variants: tuple[Variant, ...] = ()  # the degraded copies of every page (variants.py)
     serve_sweep: ServeSweep | None = None  # models is then the swept model alone
+    # run_dir is [compare] out_dir/<the second it was resolved>: the store takes the first
+    # free name from it (store.claim_new_run_dir), as two runs may start in one second.
+    run_dir_named_by_clock: bool = False
 
 
 def validate_request(config: Config, request: CompareRequest) -> CompareConfig:
@@ -266,6 +269,7 @@ def resolve(config: Config, request: CompareRequest) -> RunSetup:
         skipped_tests=skipped,
         variants=variants,
         serve_sweep=serve_sweep,
+        run_dir_named_by_clock=resume_dir is None and not request.out,
     )
 
 
@@ -289,6 +293,8 @@ def open_store(setup: RunSetup) -> RunStore:
     """Create the run directory, or resume it (blocking: rewrites results.jsonl)."""
     if setup.request.resume:
         return RunStore.resume(setup.run_dir)
+    if setup.run_dir_named_by_clock:
+        return RunStore.create(claim_new_run_dir(setup.run_dir), setup.info)
     return RunStore.create(setup.run_dir, setup.info)
 
 

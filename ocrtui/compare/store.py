@@ -22,6 +22,7 @@ pages' diffs).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -343,6 +344,23 @@ _UNENCODABLE = "backslashreplace"
 
 def _line(obj: Mapping[str, object]) -> bytes:
     return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8", _UNENCODABLE)
+
+
+def claim_new_run_dir(wanted: Path) -> Path:
+    """``wanted``, else ``wanted-2``, ``wanted-3``, ...: the first that did not exist, created
+    now (atomically, so two runs named from the same second never share a directory)."""
+    try:
+        wanted.parent.mkdir(parents=True, exist_ok=True)
+        for n in itertools.count(1):
+            candidate = wanted if n == 1 else wanted.with_name(f"{wanted.name}-{n}")
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            return candidate
+    except OSError as exc:
+        raise InputError(f"{wanted}: cannot create run directory: {exc.strerror}") from None
+    raise AssertionError("unreachable")  # itertools.count never ends
 
 
 class RunStore:

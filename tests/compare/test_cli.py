@@ -371,3 +371,29 @@ def test_variants_flag_is_parsed_and_recorded(config_file: Path, tmp_path: Path)
     assert setup("--variants", "clean, Blur,jpeg,blur") == (("clean", "blur", "jpeg"),) * 2
     with pytest.raises(InputError, match="unknown 'smudge'"):
         setup("--variants", "clean,smudge")
+
+
+def test_two_runs_started_in_the_same_second_get_their_own_directories(
+    config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default run directory is named by the second: the second run of that second
+    takes `<stamp>-2` (two tests on four workers collided on `runs/<stamp>`)."""
+    from ocrtui.compare.launch import CompareRequest, open_store, resolve
+    from ocrtui.config import load_config
+    from ocrtui.errors import InputError
+
+    config = load_config(config_file)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(time, "strftime", lambda _fmt: "20261207-090618")
+    first, second = (resolve(config, CompareRequest()) for _ in range(2))
+    assert first.run_dir == second.run_dir  # named alike; the store tells them apart
+    stores = [open_store(first), open_store(second)]
+    try:
+        assert [s.dir.name for s in stores] == ["20261207-090618", "20261207-090618-2"]
+    finally:
+        for s in stores:
+            s.close()
+    # A directory given with --out is that one: a run already there is refused, as before.
+    out = str(stores[0].dir)
+    with pytest.raises(InputError, match="already holds a run"):
+        open_store(resolve(config, CompareRequest(out=out)))

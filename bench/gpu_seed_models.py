@@ -12,7 +12,7 @@ Before: the staged site extracted to ``/tmp/site`` and ``/tmp/lighton-site``
 ``.seed-models/LightOnOCR-2-1B``, and the sample suite generated here (it needs the CJK font
 the GPU machine lacks) with ``python3 bench/gpu_seed_models.py --prepare``, which writes
 ``.seed-models/cache`` (carried with ``.seed-models``). ``--dry-run`` prints the plan (no GPU
-needed); ``--summarise DIR`` turns a returned results folder into
+needed); ``--summarise DIR [DIR ...]`` turns returned results folders into
 ``bench/results/gpu_seed_models_<gpu>.txt`` and ``.jsonl``; ``--pack DIR`` copies what a run
 still going has written so far (``/tmp/gpu-seed-models``) into ``DIR``.
 
@@ -451,6 +451,7 @@ def format_tables(records: list[dict[str, Any]]) -> str:
     out += _table(
         "starts",
         [
+            "run",
             "step",
             "label",
             "name",
@@ -1152,9 +1153,13 @@ def pack(out: Path, work: Path) -> None:
             shutil.copy(results / name, out / name)
 
 
-def summarise(folder: Path, results: Path = RESULTS) -> list[Path]:
-    """A returned results folder -> ``results``/gpu_seed_models_<gpu>.{jsonl,txt}."""
-    records = read_jsonl(folder / "results.jsonl")
+def summarise(folders: list[Path], results: Path = RESULTS) -> list[Path]:
+    """Returned results folders -> ``results``/gpu_seed_models_<gpu>.{jsonl,txt}; the
+    records of several runs (on one machine) carry ``run``, their folder's place, 1 up."""
+    records = []
+    for n, folder in enumerate(folders, 1):
+        for r in read_jsonl(folder / "results.jsonl"):
+            records.append({"run": n, **r} if len(folders) > 1 else r)
     slug = gpu_slug(records)
     results.mkdir(parents=True, exist_ok=True)
     jsonl = results / f"gpu_seed_models_{slug}.jsonl"
@@ -1210,7 +1215,11 @@ def main(argv: list[str] | None = None) -> int:
         "--pack", type=Path, metavar="DIR", help="what a run (still going) wrote so far -> DIR"
     )
     mode.add_argument(
-        "--summarise", type=Path, metavar="DIR", help="returned results -> bench/results"
+        "--summarise",
+        type=Path,
+        nargs="+",
+        metavar="DIR",
+        help="returned results (one run or several) -> bench/results",
     )
     args = ap.parse_args(argv)
     opts = options(args)

@@ -86,14 +86,20 @@ WANTED = [
     "cffi",
     "jinja2",
     "packaging",
+    # ocrtui's scoring (compare/tables.py, formulas.py, page_tests.py); lxml is on the machine.
+    "apted",
+    "pylatexenc",
+    "fuzzysearch",
 ]
 # LightOnOCR-2's own site (see the docstring): a transformers with PixtralRotaryEmbedding, and
-# mistral_common with what it needs beyond the machine's image.
+# mistral_common with what it needs beyond the machine's image (jsonschema too: the image
+# lacks it, and without it LightOnOCR-2 died at import on the GPU run).
 LIGHTON_WANTED = [
     "transformers==5.16.1",
     "mistral-common",
     "pydantic-extra-types",
     "pycountry",
+    "jsonschema",
     "jsonschema-specifications",
     "referencing",
     "rpds-py",
@@ -144,7 +150,6 @@ ON_DEVICE = set(
         "ninja",
         "filelock",
         "typing-extensions",
-        "jsonschema",
         "opencv-python-headless",
         "prometheus-client",
         "httpx",

@@ -102,6 +102,13 @@ VLLM_MTP_WEIGHTS = Source(
     "https://github.com/vllm-project/vllm/issues/49856",
     GPU_RUN,
 )
+GPU_RUN_GLM_WEIGHTS = Source(
+    "ocrtui's run on vLLM 0.26.0, one H100: GLM-OCR's published layout with MTP refused at "
+    "load (tests/vllm/fixtures/real_v0_26_h100_glm_ocr_mtp_checkpoint_names.log); "
+    + VLLM_MTP_WEIGHTS.where,
+    VLLM_MTP_WEIGHTS.url,
+    GPU_RUN,
+)
 MTP_SPEED = Source(
     "zai-org/GLM-OCR #218 and vllm-project/vllm #37551: MTP ran 0.56-0.70x the tokens/s of "
     "no MTP with CUDA graphs, 1.53x in eager mode, which is itself ~7x slower",
@@ -258,13 +265,23 @@ class Flag:
 
 
 @dataclass(frozen=True)
+class ServeOption:
+    """A ``vllm serve`` option as a :class:`KnownBad` looks for it: given (a switch: on),
+    given as ``value``, or, for a JSON option, holding ``json``'s keys."""
+
+    option: str
+    value: str | None = None
+    json: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
 class KnownBad:
     """A combination a recipe is known to fail with. It applies when every package matches
     its PEP 440 specifier in ``when`` (``ABSENT``: the package is not installed where the
-    launch imports it) and the serve args carry ``with_option`` (holding ``with_json``'s
-    keys, for a JSON option) and not ``unless_option``. ``refuses``: the server cannot start
-    (the preflight refuses to launch it unless forced); else it starts and misbehaves.
-    ``import_error``: the name a failed start's ImportError names (``vllm/hints.py``)."""
+    launch imports it), the serve args carry ``with_option`` and none of ``unless`` (the
+    ways out that start). ``refuses``: the server cannot start (the preflight refuses to
+    launch it unless forced); else it starts and misbehaves. ``import_error``: the name a
+    failed start's ImportError names (``vllm/hints.py``)."""
 
     key: str
     when: Mapping[str, str]
@@ -272,9 +289,8 @@ class KnownBad:
     fix: str
     source: Source
     refuses: bool = True
-    with_option: str | None = None
-    with_json: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
-    unless_option: str | None = None
+    with_option: ServeOption | None = None
+    unless: tuple[ServeOption, ...] = ()
     import_error: str | None = None
 
 
@@ -294,6 +310,18 @@ class ServeRecipe:
 
 
 GLM_MTP_TOKENS = 3
+MTP_OPTION = ServeOption("--speculative-config", json=MappingProxyType({"method": "mtp"}))
+# GLM-OCR's MTP started on vLLM 0.26.0 with either (ocrtui's GPU run, bench/results/).
+EAGER = ServeOption("--enforce-eager")
+PIECEWISE_GRAPHS = ServeOption(
+    "--compilation-config", json=MappingProxyType({"cudagraph_mode": "PIECEWISE"})
+)
+WAYS_OUT = (
+    '--compilation-config \'{"cudagraph_mode": "PIECEWISE"}\' or --enforce-eager '
+    "(both start on vLLM 0.26.0)"
+)
+# Random weights: no checkpoint names to refuse (benches and tests load this way).
+DUMMY_WEIGHTS = ServeOption("--load-format", value="dummy")
 SERVE_RECIPES: tuple[ServeRecipe, ...] = (
     ServeRecipe(
         models=("*GLM-OCR*",),
@@ -328,27 +356,25 @@ SERVE_RECIPES: tuple[ServeRecipe, ...] = (
             KnownBad(
                 key="glm-ocr-mtp-graph-capture",
                 when={"vllm": ">=0.26.0,<0.30"},
-                with_option="--speculative-config",
-                with_json=MappingProxyType({"method": "mtp"}),
-                unless_option="--enforce-eager",
+                with_option=MTP_OPTION,
+                unless=(EAGER, PIECEWISE_GRAPHS),
                 text="vLLM 0.26.0-0.29.x cannot start GLM-OCR with MTP: the draft step "
                 "(glm_ocr_mtp.py) cannot be captured in a CUDA graph (FULL cudagraph mode), "
                 "and 0.26.0-0.27.1 also refuse real checkpoints' MTP layer "
                 "(model.language_model.layers.16.*)",
-                fix="serve without --speculative-config (no MTP), or keep MTP with "
-                "--enforce-eager (about 7x slower than CUDA graphs)",
+                fix=f"serve without --speculative-config (no MTP), or keep MTP with {WAYS_OUT}",
                 source=GPU_RUN_GLM,
             ),
             KnownBad(
                 key="glm-ocr-mtp-checkpoint-names",
                 when={"vllm": ">=0.26.0,<=0.27.1"},
-                with_option="--speculative-config",
-                with_json=MappingProxyType({"method": "mtp"}),
+                with_option=MTP_OPTION,
+                unless=(DUMMY_WEIGHTS,),
                 text="vLLM 0.26.0-0.27.1 leave GLM-OCR's MTP layer uninitialised with real "
-                "weights (stored as model.language_model.layers.16.*), eager mode included",
+                "weights (stored as model.language_model.layers.16.*) and refuse to start, "
+                "eager mode included",
                 fix="serve without --speculative-config, or use vLLM 0.25.1",
-                source=VLLM_MTP_WEIGHTS,
-                refuses=False,
+                source=GPU_RUN_GLM_WEIGHTS,
             ),
             KnownBad(
                 key="glm-ocr-transformers-5.3",

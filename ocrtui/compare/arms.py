@@ -67,9 +67,16 @@ def arm_label(model: ModelConfig, argv: Sequence[str] | None, vllm: str | None) 
                 spec = json_option(options, flag.option) or {}
                 if spec.get("method") == "mtp":
                     mtp = f"MTP {spec.get('num_speculative_tokens', '?')}"
-                    # The way MTP starts on vLLM 0.26-0.29, and ~7x slower: not the same arm.
-                    eager = options.get("--enforce-eager") is True
-                    parts.append(f"{mtp}, eager" if eager else mtp)
+                    # The ways MTP starts on vLLM 0.26-0.29 (eager ~7x slower): not the same
+                    # arm as MTP with full CUDA graphs.
+                    graphs = (json_option(options, "--compilation-config") or {}).get(
+                        "cudagraph_mode"
+                    )
+                    if options.get("--enforce-eager") is True:
+                        mtp += ", eager"
+                    elif isinstance(graphs, str):
+                        mtp += f", {graphs.lower()} graphs"
+                    parts.append(mtp)
                 else:
                     parts.append("no MTP")
             elif not _present(options, flag.option):

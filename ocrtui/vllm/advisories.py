@@ -37,6 +37,7 @@ from ocrtui.published import (
     SDK_PR_239,
     Flag,
     KnownBad,
+    ServeOption,
     Source,
 )
 from ocrtui.status import AdvisoryStatus
@@ -233,19 +234,24 @@ def _applies(bad: KnownBad, versions: Versions, argv: Sequence[str] | None) -> b
         return False  # nothing known: "not installed" would be a guess
     if not all(_matches(versions.get(pkg), spec) for pkg, spec in bad.when.items()):
         return False
-    if bad.with_option is None and bad.unless_option is None:
+    if bad.with_option is None and not bad.unless:
         return True
     if argv is None:
         return False
     options = serve_options(argv)
-    if bad.unless_option is not None and options.get(bad.unless_option) is True:
+    if any(_given(options, way_out) for way_out in bad.unless):
         return False
-    if bad.with_option is None:
-        return True
-    if not bad.with_json:
-        return bad.with_option in options
-    given = json_option(options, bad.with_option)
-    return given is not None and all(given.get(k) == v for k, v in bad.with_json.items())
+    return bad.with_option is None or _given(options, bad.with_option)
+
+
+def _given(options: Mapping[str, object], want: ServeOption) -> bool:
+    if want.json:
+        given = json_option(options, want.option)
+        return given is not None and all(given.get(k) == v for k, v in want.json.items())
+    value = options.get(want.option)
+    if want.value is not None:
+        return value == want.value
+    return value is not None and value is not False
 
 
 def _normal(version: str) -> str:

@@ -8,7 +8,8 @@ root cause 60-90 lines above its last line: pass the whole current run, not a sh
 
 The free-memory hint names what holds the memory when the caller knows (``holders``); the
 functions stay pure. A hint may read the lines around its own: the graph-capture hint names
-the vLLM version (its banner) and whether the MTP draft model was being captured; "failed to
+the vLLM version (its banner) and whether the MTP draft model was being captured, as the
+weights-not-loaded hint names it and whether the missing weights are an MTP layer's; "failed to
 be inspected" names the ImportError above it and the recipe's version pin
 (``ocrtui/published.py``, ``KnownBad.import_error``).
 
@@ -25,7 +26,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ocrtui.published import SERVE_RECIPES
+from ocrtui.published import SERVE_RECIPES, WAYS_OUT
 from ocrtui.vllm.stages import strip_ansi
 
 
@@ -271,8 +272,7 @@ def _graph_capture(m: re.Match[str], ctx: _Context) -> tuple[str, str]:
         what = f"MTP's draft step ({file})" if file else "the speculative decoding draft step"
         return (
             f"{what} cannot be captured in a CUDA graph on {on}",
-            "serve without --speculative-config (no MTP), or keep MTP with --enforce-eager "
-            "(about 7x slower than CUDA graphs)",
+            f"serve without --speculative-config (no MTP), or keep MTP with {WAYS_OUT}",
         )
     return (
         f"a step of the model cannot be captured in a CUDA graph on {on}",
@@ -331,6 +331,33 @@ _ENCODER_CACHE = re.compile(
     r"The decoder prompt contains a\(n\) \w+ item with length (?P<n>\d+), which exceeds "
     r"the pre-allocated encoder cache size (?P<m>\d+)"
 )
+
+
+# The weights of a multi-token-prediction layer (GLM-OCR's, DeepSeek's ``*_mtp.py`` models).
+_MTP_WEIGHT = re.compile(r"\.(?:enorm|hnorm|eh_proj|shared_head|mtp_block)\.")
+_LAYER = re.compile(r"^(?P<layer>.*\.layers\.\d+)\.")
+
+
+def _weights_not_loaded(m: re.Match[str], ctx: _Context) -> tuple[str, str]:
+    names = sorted(re.findall(r"'([^']+)'", m.group("names")))
+    version = vllm_version_in(ctx.lines)
+    on = f"vLLM {version}" if version else "this vLLM"
+    example = names[0] if names else "?"
+    if any(_MTP_WEIGHT.search(n) for n in names):
+        layer = _LAYER.match(example)
+        where = f" as {layer.group('layer')}.*" if layer else ""
+        return (
+            f"{on} did not find the checkpoint's MTP layer ({len(names)} weights it looks for"
+            f"{where}, e.g. {example}): the checkpoint stores it under another name",
+            "serve without --speculative-config (no MTP), or use a vLLM version that loads "
+            "this checkpoint's MTP layer (GLM-OCR: 0.25.1)",
+        )
+    return (
+        f"the checkpoint lacks weights {on}'s code for the model expects ({len(names)}, "
+        f"e.g. {example})",
+        "the checkpoint and this vLLM do not match: check the model id and revision, or use "
+        "the vLLM version the model's makers name",
+    )
 
 
 def _engine_init_failed(m: re.Match[str], _c: _Context) -> tuple[str, str]:
@@ -406,6 +433,11 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], _Maker], ...] = (
             r"|cudaErrorStreamCapture(?:Invalidated|Unsupported)"
         ),
         _graph_capture,
+    ),
+    (
+        "weights_not_loaded",
+        re.compile(r"Following weights were not initialized from checkpoint: \{(?P<names>[^}]*)\}"),
+        _weights_not_loaded,
     ),
     ("encoder_cache", _ENCODER_CACHE, _encoder_cache),
     (

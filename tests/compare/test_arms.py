@@ -23,6 +23,8 @@ def test_glm_label_says_model_only_and_names_mtp() -> None:
         "GLM-OCR · model only, full page, no layout · MTP 1 · vLLM 0.30.0"
     )
     assert arm_label(GLM, [*mtp, "--enforce-eager"], None).endswith("· MTP 1, eager")
+    piecewise = ["--compilation-config", '{"cudagraph_mode": "PIECEWISE"}']
+    assert arm_label(GLM, [*mtp, *piecewise], None).endswith("· MTP 1, piecewise graphs")
     assert arm_label(GLM, SERVE, None) == "GLM-OCR · model only, full page, no layout · no MTP"
     assert arm_label(GLM, None, None).endswith("· serve flags unknown")
 

@@ -32,6 +32,8 @@ REAL = {
     "real_v0_32_cpu_enginecore_kill9_tail.log": "engine_core_died",
     "real_v0_26_h100_glm_ocr_mtp_graph_capture.log": "cuda_graph_capture",
     "real_v0_26_h100_lighton_transformers_5_17.log": "architecture_inspection",
+    "real_v0_26_h100_glm_ocr_mtp_checkpoint_names.log": "weights_not_loaded",
+    "real_v0_26_h100_lighton_no_jsonschema.log": "missing_module",
     "real_v0_32_cpu_enable_sleep_mode.log": "sleep_mode_unsupported",
 }
 
@@ -185,6 +187,38 @@ def test_glm_ocr_mtp_graph_capture_names_mtp_the_version_and_both_ways_out() -> 
         "MTP's draft step (glm_ocr_mtp.py) cannot be captured in a CUDA graph on vLLM 0.26.0"
     )
     assert "without --speculative-config" in hint.fix and "--enforce-eager" in hint.fix
+    assert '"cudagraph_mode": "PIECEWISE"' in hint.fix  # started on the GPU run
+
+
+def test_glm_ocr_mtp_layer_under_the_published_name_is_named_with_the_ways_out() -> None:
+    hint = find_hint(fixture_lines("real_v0_26_h100_glm_ocr_mtp_checkpoint_names.log"))
+    assert hint is not None and hint.key == "weights_not_loaded"
+    assert hint.cause == (
+        "vLLM 0.26.0 did not find the checkpoint's MTP layer (8 weights it looks for as "
+        "model.layers.16.*, e.g. model.layers.16.eh_proj.weight): the checkpoint stores it "
+        "under another name"
+    )
+    assert "without --speculative-config" in hint.fix and "0.25.1" in hint.fix
+
+
+def test_weights_missing_outside_an_mtp_layer_point_at_the_checkpoint() -> None:
+    line = (
+        "ERROR [core.py:1330] ValueError: Following weights were not initialized from "
+        "checkpoint: {'model.norm.weight'}"
+    )
+    hint = find_hint([line])
+    assert hint is not None and hint.cause == (
+        "the checkpoint lacks weights this vLLM's code for the model expects (1, "
+        "e.g. model.norm.weight)"
+    )
+    assert "MTP" not in str(hint)
+
+
+def test_a_missing_module_under_mistral_common_names_the_module() -> None:
+    # The GPU run's LightOnOCR-2 site lacked jsonschema: transformers then says only
+    # "Could not import module 'MistralCommonBackend'" at the end of the traceback.
+    hint = find_hint(fixture_lines("real_v0_26_h100_lighton_no_jsonschema.log"))
+    assert hint is not None and hint.cause == "vLLM could not import jsonschema"
 
 
 def test_a_graph_capture_failure_without_a_draft_model_advises_eager_only() -> None:

@@ -92,6 +92,31 @@ MEASURED: tuple[StartMeasurement, ...] = (
             "files of zai-org/GLM-OCR with dummy weights (issue 20)"
         ),
     ),
+    *(
+        StartMeasurement(
+            model=model,
+            extra_args=(),
+            max_model_len=max_len,
+            max_num_seqs=16,
+            max_num_batched_tokens=8192,
+            total_mib=81079,
+            utilization=utilization,
+            weights_gib=weights,
+            kv_cache_gib=kv_gib,
+            kv_cache_tokens=kv_tokens,
+            source=(
+                "vLLM 0.26.0 on one NVIDIA H100 80GB HBM3, 2026-12-07, random weights in the "
+                "published layout, ocrtui.example.toml's flags "
+                "(bench/results/gpu_seed_models_h100.jsonl)"
+            ),
+        )
+        for model, max_len, utilization, weights, kv_gib, kv_tokens in (
+            ("zai-org/GLM-OCR", 24576, 0.2273, 2.21, 15.24, 249648),
+            ("zai-org/GLM-OCR", 24576, 0.058, 2.21, 1.83, 30016),  # the predicted minimum
+            ("lightonai/LightOnOCR-2-1B", 16384, 0.3125, 2.45, 21.8, 204128),
+            ("lightonai/LightOnOCR-2-1B", 16384, 0.072, 2.45, 2.79, 26160),  # the minimum
+        )
+    ),
 )
 
 

@@ -47,8 +47,9 @@ b. Last, once a's servers are down: GLM-OCR recipe variants (``--variants``), ea
    ready one the throughput of the same sample page sent ``--requests`` times at
    ``--concurrency`` through ocrtui's client (random weights: MTP accepts few drafts, so its
    speed here is a floor).
-c. ``ocrtui compare --headless`` on both ready models with the sample suite and one real PDF
-   (``--pdf``; default: the first PDF under /usr/share/doc, else one made with fpdf2): per
+c. ``ocrtui compare --headless`` on both ready models with the sample suite, one real PDF
+   (``--pdf``; default: the first PDF under /usr/share/doc, else one made with fpdf2) and
+   the page images ``--images`` names (sizes where the processors' pixel caps apply): per
    page the prompt tokens vLLM reported against ``predicted_prompt_tokens`` (% difference),
    latency; the throughput phase, on step a's two servers (skipped, and said so, where one
    did not start); they are stopped when c ends.
@@ -198,6 +199,7 @@ class Options:
     requests: int = 10
     concurrency: int = 5
     pdf: str | None = None
+    images: tuple[str, ...] = ()
 
 
 # --- pure parts: configs, log reading, tables (tested on any machine) ----------------------
@@ -451,7 +453,7 @@ def format_tables(records: list[dict[str, Any]]) -> str:
     out += _table(
         "starts",
         [
-            "run",
+            "gpu_run",
             "step",
             "label",
             "name",
@@ -474,6 +476,7 @@ def format_tables(records: list[dict[str, Any]]) -> str:
     out += _table(
         "pages (step c): prompt tokens reported vs predicted",
         [
+            "gpu_run",
             "run",
             "model",
             "doc",
@@ -482,11 +485,14 @@ def format_tables(records: list[dict[str, Any]]) -> str:
             "predicted_prompt_tokens",
             "diff_pct",
             "latency_s",
+            "resized",
             "ok",
         ],
         by.get("page", []),
     )
-    out += _table("phases (step c)", ["run", "model", "phase", "stats"], by.get("phase", []))
+    out += _table(
+        "phases (step c)", ["gpu_run", "run", "model", "phase", "stats"], by.get("phase", [])
+    )
     out += _table("skipped", ["what", "why"], by.get("skipped", []))
     out += _table("errors", ["what", "error"], by.get("error", []))
     return "\n".join(out)
@@ -889,7 +895,10 @@ class Run:
         os.environ.update(env_cache)
         pdf, pdf_source = real_pdf(self.opts.pdf, folder)
         self.rec.record("note", what="c pdf", pdf=str(pdf), source=pdf_source)
-        for what, docs in (("suite", []), ("pdf", [str(pdf), "--pages", "1-2"])):
+        runs = [("suite", []), ("pdf", [str(pdf), "--pages", "1-2"])]
+        if self.opts.images:
+            runs.append(("images", list(self.opts.images)))
+        for what, docs in runs:
             run_dir = folder / what
             try:
                 proc = gpu_cli.ocrtui(
@@ -920,6 +929,7 @@ class Run:
                     predicted_prompt_tokens=predicted,
                     diff_pct=diff_pct(line.get("prompt_tokens"), predicted),
                     latency_s=line.get("latency_s"),
+                    resized=line.get("resized"),
                     ok=line.get("ok"),
                     error=line.get("error"),
                 )
@@ -1155,11 +1165,11 @@ def pack(out: Path, work: Path) -> None:
 
 def summarise(folders: list[Path], results: Path = RESULTS) -> list[Path]:
     """Returned results folders -> ``results``/gpu_seed_models_<gpu>.{jsonl,txt}; the
-    records of several runs (on one machine) carry ``run``, their folder's place, 1 up."""
+    records of several runs (on one machine) carry ``gpu_run``, their folder's place, 1 up."""
     records = []
     for n, folder in enumerate(folders, 1):
         for r in read_jsonl(folder / "results.jsonl"):
-            records.append({"run": n, **r} if len(folders) > 1 else r)
+            records.append({"gpu_run": n, **r} if len(folders) > 1 else r)
     slug = gpu_slug(records)
     results.mkdir(parents=True, exist_ok=True)
     jsonl = results / f"gpu_seed_models_{slug}.jsonl"
@@ -1194,6 +1204,7 @@ def options(args: argparse.Namespace) -> Options:
         args.requests,
         args.concurrency,
         args.pdf,
+        tuple(args.images),
     )
 
 
@@ -1208,6 +1219,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=10)
     ap.add_argument("--concurrency", type=int, default=5)
     ap.add_argument("--pdf", help="step c's real PDF (default: one the machine has)")
+    ap.add_argument(
+        "--images", nargs="*", default=[], help="step c: page images compared after the PDF"
+    )
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     mode.add_argument("--prepare", action="store_true", help="generate the sample suite here")

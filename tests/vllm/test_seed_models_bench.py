@@ -248,7 +248,7 @@ def test_tables_and_summary_from_returned_results(tmp_path: Path) -> None:
         {"kind": "skipped", "what": "d", "why": "10 s left"},
     ]  # fmt: skip
     text = g.format_tables(records)
-    no_mtp = next(line for line in text.splitlines() if line.startswith("-    b     b-no-mtp"))
+    no_mtp = next(line for line in text.splitlines() if line.split()[1:3] == ["b", "b-no-mtp"])
     assert "yes" in no_mtp and "71.5" in no_mtp and "2.5" in no_mtp
     assert "cause: Following weights were not initialized" in text
     assert "launching > ready" in text
@@ -261,7 +261,7 @@ def test_tables_and_summary_from_returned_results(tmp_path: Path) -> None:
     (tmp_path / "run2").mkdir()
     (tmp_path / "run2" / "results.jsonl").write_text(json.dumps(records[0]) + "\n")
     both = g.summarise([tmp_path / "run", tmp_path / "run2"], tmp_path / "results")
-    runs = [json.loads(line)["run"] for line in both[0].read_text().splitlines()]
+    runs = [json.loads(line)["gpu_run"] for line in both[0].read_text().splitlines()]
     assert runs == [1] * len(records) + [2]
     assert g.diff_pct(4693, 4700) == 0.15 and g.diff_pct(None, 10) is None
     # a run still going: what it wrote so far, packed

@@ -27,9 +27,15 @@ async def until(
     timeout: float = 30.0,  # a bound, not a wait: at load 10 on 2 cores 5 s was too short
     what: Callable[[], str] | str = "condition",
 ) -> None:
-    """Let the app run until ``cond()`` holds; fail after ``timeout`` seconds."""
+    """Let the app run until ``cond()`` holds; fail after ``timeout`` seconds, or at once when
+    the app has exited (an unhandled error ends it: run_test re-raises that error)."""
     deadline = time.monotonic() + timeout
     while not cond():
+        if pilot.app.return_code is not None:
+            raise AssertionError(
+                f"the app exited (code {pilot.app.return_code}) while waiting for "
+                f"{what() if callable(what) else what}"
+            )
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         await pilot.pause(0.02)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from textual.widgets import DataTable, Static
 
 from ocrtui.compare.results import PassCount, PassRates
@@ -159,3 +161,35 @@ async def test_pages_in_flight_stream_into_both_panes_before_they_are_done(
         assert not streamed(0) and "page one" in streamed(1)  # the other is still in flight
         run.finish("cancelled")  # a page cut off by the end of the run streams no more
         await until(pilot, lambda: not streamed(1))
+
+
+async def test_a_run_update_while_the_screen_is_removed_keeps_the_app(
+    make_app: AppFactory,
+) -> None:
+    """Leaving the screen removes its widgets first and unmounts the screen last; the run goes
+    on meanwhile. A run update in between scheduled a repaint that came due before the
+    screen's unmount and ran after it, its widgets gone: NoMatches ended the app, and the run
+    with it. Here a widget that takes two repaint intervals to go stands in for a loaded box."""
+    from ocrtui.tui.screens.compare import FLUSH_S
+
+    class SlowToGo(Static):
+        async def on_unmount(self) -> None:
+            run.add_delta("glm-ocr", "contract", 2, "the run goes on")
+            await asyncio.sleep(2 * FLUSH_S)  # the repaint comes due meanwhile
+
+    app, _ = make_app(recorded.READY)
+    run = RunView(MODELS, "live")
+    async with app.run_test(size=SIZE) as pilot:
+        app.run_view = run
+        app.show_comparison()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        run.add(result("contract", 1, "glm-ocr"))
+        await until(pilot, lambda: bool(_pane_text(screen, 0)) and not screen.repaint_pending)
+        await screen.mount(SlowToGo())
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.dashboard and not screen.is_running)
+        await pilot.press("v")  # rejoin: the app, and its view of the run, are still there
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen))
+        assert app.screen is not screen

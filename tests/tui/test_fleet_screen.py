@@ -279,3 +279,22 @@ async def test_the_routers_card_says_how_many_replicas_are_ready(tmp_path: Path)
         assert router.service_name == "olm-ocr-router"
         await until(pilot, lambda: router._rendered is not None, what="the router's card")
         assert "routes olm-ocr: 1/2 replicas ready" in str(router.render())
+
+
+def test_every_run_of_a_panels_text_starts_with_a_visible_character() -> None:
+    """A screenshot draws each run of equally styled text as one SVG <text> at its cell; a
+    viewer drops the spaces a run starts with, so padding must end the run before it (two
+    models read "glm-ocr readylighton-ocr ready" in a PNG of the fleet screen). The header
+    line is the dashboard's too (its badges' spaces are on their own background)."""
+    content = pod_panel_content(recorded.READY, 1.0, None, ())
+    plain = content.plain
+    styles = [tuple(str(s.style) for s in content.spans if s.start <= i < s.end)
+              for i in range(len(plain))]  # fmt: skip
+    body = plain.index("\n") + 1
+    runs, start = [], body
+    for i in range(body, len(plain) + 1):
+        if i == len(plain) or plain[i] == "\n" or (i > start and styles[i] != styles[i - 1]):
+            runs.append(plain[start:i])
+            start = i + 1 if i < len(plain) and plain[i] == "\n" else i
+    assert len(runs) > 4 and not [r for r in runs if r.strip() and r[0].isspace()]
+    assert "glm-ocr ready · lighton-ocr ready" in plain.splitlines()

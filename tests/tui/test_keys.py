@@ -398,14 +398,20 @@ async def test_launcher_limits_are_the_config_schemas(
         dialog = app.screen
         assert isinstance(dialog, LauncherDialog)
         assert any(f"({low}–{high})" in str(label.render()) for label in dialog.query("Label"))
+        field = dialog.query_one("#concurrency", Input)
+        field.focus()
+        # Each wrong value is submitted with Enter, not by clicking Start: a Button ignores a
+        # click that comes within its active effect (0.2 s) of the one before, and Pilot's
+        # clicks come faster than that, on a loaded box too (the timer that ends the effect
+        # waits for the loop), so a second click was lost and the last one with it.
         for wrong in (low - 1, high + 1):
-            dialog.query_one("#concurrency", Input).value = str(wrong)
-            await pilot.click("#start")
-            await pilot.pause()
+            field.value = str(wrong)
+            await pilot.press("enter")
+            error = dialog.query_one("#error")
+            await until(pilot, lambda: f"got {wrong}" in str(error.render()))  # noqa: B023 (awaited at once)
             assert app.screen is dialog
-            assert "concurrency" in str(dialog.query_one("#error").render())
-        dialog.query_one("#concurrency", Input).value = str(high)
-        await pilot.click("#start")
+        field.value = str(high)
+        await pilot.click("#start")  # the button's first click
         await until(pilot, lambda: app.screen is app.dashboard)  # a loaded box: not one pause
     [request] = asked
     assert request.concurrency == high

@@ -9,7 +9,8 @@ into the pane's log like every page's.
 
 The screen only views the app's :class:`RunView`: on mount it replays what the run holds,
 then follows its updates, coalesced into one repaint per ``FLUSH_S`` so a fast stream of
-results cannot starve the keyboard. Leaving the screen unsubscribes; the run goes on.
+results cannot starve the keyboard. Leaving the screen unsubscribes; the run goes on (a
+repaint that comes due while the screen's widgets are being removed is dropped).
 The page pane (``p``) shows the table's selected page; it starts hidden on terminals
 narrower than ``PAGE_PANE_MIN_COLUMNS``.
 """
@@ -266,6 +267,8 @@ class CompareScreen(Screen[None]):
         self.set_interval(1.0, self._tick, name="summary")
 
     def _tick(self) -> None:
+        if not self.is_running:
+            return  # see _flush
         self._show_summary()
         self._show_plots()
 
@@ -288,6 +291,11 @@ class CompareScreen(Screen[None]):
             self.set_timer(FLUSH_S, self._flush)
 
     def _flush(self) -> None:
+        if not self.is_running:
+            # Leaving: Textual removes the widgets after the screen's loop ends and unmounts
+            # the screen (unsubscribing) last; a repaint due meanwhile runs after that
+            # unmount, with the widgets gone (NoMatches would end the app, and the run).
+            return
         self._flush_scheduled = False
         pending, self._page_updates = self._page_updates, []
         with self.app.batch_update():

@@ -58,8 +58,8 @@ def pod_panel_content(
             owners.append(f"unattributed {gib(g.unattributed_mib)}")
         parts += [
             "\n",
-            f"GPU {g.index} {visible(g.name)}  {gib(g.used_mib)}/{gib(g.total_mib)} GiB",
-            ("  " + " · ".join(owners), "$text-muted") if owners else "",
+            f"GPU {g.index} {visible(g.name)}  {gib(g.used_mib)}/{gib(g.total_mib)} GiB  ",
+            (" · ".join(owners), "$text-muted") if owners else "",
         ]
     if not snap.gpus:
         parts += ["\n", ("GPU: no agent sample yet", "$text-muted")]
@@ -67,10 +67,15 @@ def pod_panel_content(
     units: list[str | tuple[str, str]] = []
     states = [(m.name, m.state, m.stage) for m in snap.models if m.name not in grouped]
     services = [(s.name, s.state, None) for s in snap.services if s.name not in grouped]
-    for name, state, stage in [*states, *services]:
-        if units:
-            units.append("  ")
-        units += [f"{visible(name)} ", _state(state, stage)]
+    entries = [*states, *services]
+    for i, (name, state, stage) in enumerate(entries):
+        text, style = _state(state, stage)
+        more = i < len(entries) - 1
+        # "glm-ocr ready · lighton-ocr ready": the separator's space trails the state before
+        # it, so every span starts with a visible character (see _routed_lines).
+        units += [f"{visible(name)} ", (f"{text} " if more else text, style)]
+        if more:
+            units.append("· ")
     if units:
         parts += ["\n", *units]
     for r in routing:

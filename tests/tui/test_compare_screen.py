@@ -163,6 +163,26 @@ async def test_pages_in_flight_stream_into_both_panes_before_they_are_done(
         await until(pilot, lambda: not streamed(1))
 
 
+async def test_a_rejoined_screen_shows_the_pages_in_flight_at_once(make_app: AppFactory) -> None:
+    """Pages streaming when the screen is opened (a rejoin) show without waiting for the
+    run's next update."""
+    app, _ = make_app(recorded.READY)
+    async with app.run_test(size=SIZE) as pilot:
+        run = RunView(MODELS, "live")
+        app.run_view = run
+        run.add_delta("glm-ocr", "paper", 1, "half a page")
+        app.show_comparison()
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen))
+        screen = app.screen
+
+        def shown(i: int) -> str:  # the screen's widgets may still be mounting
+            box = next(screen.query(f"#stream-{i}").results(Static), None)
+            return str(box.render()) if box is not None and box.display else ""
+
+        await until(pilot, lambda: "half a page" in shown(0), what=lambda: shown(0))
+        assert not shown(1)
+
+
 async def test_a_run_update_while_the_screen_is_removed_keeps_the_app(
     make_app: AppFactory,
 ) -> None:

@@ -261,6 +261,7 @@ class CompareScreen(Screen[None]):
                     held = self.run.text(key, m)
                     if held is not None:
                         pane.append(pane_lines(held))
+                self._show_stream(i, m)
         self._unsubscribe = self.run.subscribe(self._run_changed)
         self._show_summary()
         self._show_plots()

@@ -340,7 +340,7 @@ CAUSES = (
 
 # A cause line saying vLLM's loader did not take the checkpoint's tensors.
 LOADER_REFUSED = re.compile(
-    r"not initialized from checkpoint|KeyError|size mismatch|shape|safetensors", re.IGNORECASE
+    r"not initialized from checkpoint|KeyError|size mismatch|safetensors", re.IGNORECASE
 )
 
 

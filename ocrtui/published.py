@@ -29,6 +29,8 @@ A value ocrtui chooses itself (no published one) has :data:`OCRTUI` as its sourc
 
 from __future__ import annotations
 
+import json
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
@@ -273,6 +275,12 @@ class ServeOption:
     value: str | None = None
     json: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
 
+    def shown(self) -> str:
+        """As a user types it: ``--enforce-eager``, ``--compilation-config '{...}'``."""
+        if self.json:
+            return f"{self.option} {shlex.quote(json.dumps(dict(self.json)))}"
+        return self.option if self.value is None else f"{self.option} {self.value}"
+
 
 @dataclass(frozen=True)
 class KnownBad:
@@ -316,10 +324,9 @@ EAGER = ServeOption("--enforce-eager")
 PIECEWISE_GRAPHS = ServeOption(
     "--compilation-config", json=MappingProxyType({"cudagraph_mode": "PIECEWISE"})
 )
-WAYS_OUT = (
-    '--compilation-config \'{"cudagraph_mode": "PIECEWISE"}\' or --enforce-eager '
-    "(both start on vLLM 0.26.0)"
-)
+WAYS_OUT = f"{PIECEWISE_GRAPHS.shown()} or {EAGER.shown()} (both start on vLLM 0.26.0)"
+# The last vLLM that loads GLM-OCR's published MTP layer (vLLM #49856).
+GLM_OCR_MTP_LOADS_ON = "0.25.1"
 # Random weights: no checkpoint names to refuse (benches and tests load this way).
 DUMMY_WEIGHTS = ServeOption("--load-format", value="dummy")
 SERVE_RECIPES: tuple[ServeRecipe, ...] = (
@@ -373,7 +380,7 @@ SERVE_RECIPES: tuple[ServeRecipe, ...] = (
                 text="vLLM 0.26.0-0.27.1 leave GLM-OCR's MTP layer uninitialised with real "
                 "weights (stored as model.language_model.layers.16.*) and refuse to start, "
                 "eager mode included",
-                fix="serve without --speculative-config, or use vLLM 0.25.1",
+                fix=f"serve without --speculative-config, or use vLLM {GLM_OCR_MTP_LOADS_ON}",
                 source=GPU_RUN_GLM_WEIGHTS,
             ),
             KnownBad(

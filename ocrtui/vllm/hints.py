@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ocrtui.published import SERVE_RECIPES, WAYS_OUT
+from ocrtui.published import GLM_OCR_MTP_LOADS_ON, SERVE_RECIPES, WAYS_OUT
 from ocrtui.vllm.stages import strip_ansi
 
 
@@ -350,7 +350,7 @@ def _weights_not_loaded(m: re.Match[str], ctx: _Context) -> tuple[str, str]:
             f"{on} did not find the checkpoint's MTP layer ({len(names)} weights it looks for"
             f"{where}, e.g. {example}): the checkpoint stores it under another name",
             "serve without --speculative-config (no MTP), or use a vLLM version that loads "
-            "this checkpoint's MTP layer (GLM-OCR: 0.25.1)",
+            f"this checkpoint's MTP layer (GLM-OCR: {GLM_OCR_MTP_LOADS_ON})",
         )
     return (
         f"the checkpoint lacks weights {on}'s code for the model expects ({len(names)}, "
